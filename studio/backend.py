@@ -1,0 +1,154 @@
+"""Choose and drive the training backend: unsloth on CUDA when it imports, else transformers + peft.
+
+The pure decisions (which backend, which precision, gradient checkpointing or not)
+are plain functions so they can be tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .recipe import Recipe
+from .tinymodel import Progress
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the machine offers, as far as training cares."""
+
+    cuda: bool
+    bf16: bool
+    device_name: str
+
+
+def detect_hardware() -> Hardware:
+    import torch
+
+    if torch.cuda.is_available():
+        return Hardware(True, torch.cuda.is_bf16_supported(), torch.cuda.get_device_name(0))
+    return Hardware(False, False, "cpu")
+
+
+def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: dict[str, str] | None = None) -> str:
+    """``unsloth`` when CUDA is present and unsloth is installed, unless ``STUDIO_BACKEND`` says otherwise."""
+    env = os.environ if env is None else env
+    forced = env.get("STUDIO_BACKEND", "").strip().lower()
+    if forced in ("hf", "transformers"):
+        return "hf"
+    if unsloth_importable is None:
+        unsloth_importable = importlib.util.find_spec("unsloth") is not None
+    if forced == "unsloth" and not (hw.cuda and unsloth_importable):
+        raise RuntimeError("STUDIO_BACKEND=unsloth needs a CUDA GPU and the 'gpu' extra (pip install 'lorastudio[gpu]')")
+    return "unsloth" if hw.cuda and unsloth_importable else "hf"
+
+
+def resolve_precision(recipe: Recipe, hw: Hardware) -> str:
+    """bf16 / fp16 / fp32: the recipe's choice, with ``auto`` and impossible choices settled by the hardware."""
+    wanted = recipe.train.precision
+    if not hw.cuda:
+        return "fp32" if wanted in ("auto", "fp16") else wanted  # fp16 autocast is GPU-only; bf16 works on CPU
+    if wanted == "auto":
+        return "bf16" if hw.bf16 else "fp16"
+    if wanted == "bf16" and not hw.bf16:
+        return "fp16"
+    return wanted
+
+
+def resolve_gradient_checkpointing(recipe: Recipe, hw: Hardware) -> bool:
+    setting = recipe.train.gradient_checkpointing
+    return hw.cuda if setting == "auto" else setting == "on"
+
+
+def compute_dtype(recipe: Recipe, hw: Hardware):
+    import torch
+
+    name = recipe.model.compute_dtype
+    if name == "auto":
+        if not hw.cuda:
+            return torch.float32
+        return torch.bfloat16 if hw.bf16 else torch.float16
+    if name == "bfloat16" and hw.cuda and not hw.bf16:
+        return torch.float16
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def load_for_training(recipe: Recipe, backend: str, hw: Hardware, progress: Progress | None = None
+                      ) -> tuple[Any, Any]:
+    """(peft model, tokenizer) ready for the trainer."""
+    from .modelsource import resolve_model_path
+
+    path = resolve_model_path(recipe.model, progress)
+    if backend == "unsloth":
+        return _load_unsloth(recipe, path, hw)
+    return _load_hf(recipe, path, hw)
+
+
+def _lora_targets(recipe: Recipe) -> Any:
+    return recipe.lora.target_modules
+
+
+def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=path, max_seq_length=recipe.model.max_seq_length, dtype=None,
+        load_in_4bit=recipe.model.load_in_4bit, trust_remote_code=recipe.model.trust_remote_code,
+    )
+    model = FastLanguageModel.get_peft_model(
+        model, r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+        target_modules=_lora_targets(recipe), bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
+        use_gradient_checkpointing="unsloth" if resolve_gradient_checkpointing(recipe, hw) else False,
+        random_state=recipe.train.seed, max_seq_length=recipe.model.max_seq_length,
+    )
+    return model, tokenizer
+
+
+def load_base_model(recipe: Recipe, path: str, hw: Hardware) -> Any:
+    """The base model with the recipe's quantization, for training or for chat."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {"trust_remote_code": recipe.model.trust_remote_code, "revision": recipe.model.revision}
+    dtype = compute_dtype(recipe, hw)
+    if recipe.model.load_in_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=recipe.model.quant_type,
+            bnb_4bit_use_double_quant=recipe.model.double_quant, bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": 0} if hw.cuda else {"": "cpu"}
+    else:
+        kwargs["dtype"] = dtype if hw.cuda else torch.float32
+        if hw.cuda:
+            kwargs["device_map"] = {"": 0}
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    from .modelsource import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.model)
+    model = load_base_model(recipe, path, hw)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    gc = resolve_gradient_checkpointing(recipe, hw)
+    if recipe.model.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
+    config = LoraConfig(
+        r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+        target_modules=_lora_targets(recipe), bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config), tokenizer
+
+
+OOM_HINTS = [
+    "train.batch_size: lower it (raise train.gradient_accumulation to keep the effective batch)",
+    "model.max_seq_length: shorten it",
+    "model.load_in_4bit: true (QLoRA)",
+    "train.gradient_checkpointing: on",
+]

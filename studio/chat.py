@@ -1,0 +1,266 @@
+"""The chat engine: load base (+ adapter) once, stream replies token by token.
+
+It loads its own copy of the model: never ``generate()`` on a model object that a
+training process uses (with 4-bit weights that corrupts LoRA gradients).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import StudioError
+from .recipe import ChatSection, DataSection, ModelSection, Recipe
+from .tinymodel import Progress
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings; start from the recipe's ``chat`` section and change them in the panel."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    min_p: float = 0.0
+    top_k: int = 0
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+    greedy: bool = False
+
+    @classmethod
+    def from_recipe(cls, chat: ChatSection) -> Sampling:
+        return cls(chat.temperature, chat.top_p, chat.min_p, chat.top_k, chat.max_new_tokens,
+                   chat.repetition_penalty, chat.greedy or chat.temperature == 0)
+
+    def with_overrides(self, **changes: Any) -> Sampling:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
+                                  "repetition_penalty": self.repetition_penalty}
+        if self.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
+            if self.min_p:
+                kwargs["min_p"] = self.min_p
+        return kwargs
+
+
+class IncrementalDecoder:
+    """Decodes generated ids one token at a time, holding back only an incomplete UTF-8 character."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""  # a multi-byte character is split across tokens: wait for the rest
+        new = text[len(self.emitted):] if text.startswith(self.emitted) else text
+        self.emitted = text
+        return new
+
+
+@dataclass
+class Reply:
+    """A finished (or stopped) reply with its timing."""
+
+    text: str
+    tokens: int
+    seconds: float
+    first_token_s: float | None
+    stopped: bool
+    adapter: bool
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Transcript:
+    """The conversation so far, saved as JSONL and Markdown."""
+
+    system_prompt: str | None
+    turns: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, folder: Path, stem: str | None = None) -> tuple[Path, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = stem or time.strftime("chat-%Y%m%d-%H%M%S")
+        jsonl, md = folder / f"{stem}.jsonl", folder / f"{stem}.md"
+        with jsonl.open("w", encoding="utf-8") as handle:
+            if self.system_prompt:
+                handle.write(json.dumps({"role": "system", "content": self.system_prompt}) + "\n")
+            for turn in self.turns:
+                handle.write(json.dumps(turn) + "\n")
+        lines = ["# studio chat transcript", ""]
+        if self.system_prompt:
+            lines += [f"**system**: {self.system_prompt}", ""]
+        for turn in self.turns:
+            label = turn["role"] if turn["role"] == "user" else f"assistant ({turn.get('model', 'tuned')})"
+            lines += [f"**{label}**: {turn['content']}", ""]
+        md.write_text("\n".join(lines), encoding="utf-8")
+        return jsonl, md
+
+
+def recipe_for_model_path(path: str) -> Recipe:
+    """A minimal recipe for chatting with a bare model folder."""
+    return Recipe(name=Path(path).name or "model", model=ModelSection(name=path),
+                  data=DataSection(source="none", format="messages"))
+
+
+class ChatEngine:
+    """One loaded model (base, plus the run's adapter when there is one)."""
+
+    def __init__(self, recipe: Recipe, adapter_dir: Path | None = None) -> None:
+        self.recipe = recipe
+        self.adapter_dir = adapter_dir
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.encoder: Any = None
+        self.use_adapter = adapter_dir is not None
+        self._lock = threading.Lock()
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter_dir is not None
+
+    def load(self, progress: Progress | None = None) -> None:
+        from .backend import detect_hardware, load_base_model
+        from .encode import Encoder
+        from .modelsource import hub_error, load_tokenizer, resolve_model_path
+
+        report = progress or (lambda f, m: None)
+        report(0.05, "loading tokenizer")
+        tokenizer = load_tokenizer(self.recipe.model, progress)
+        report(0.3, f"loading {self.recipe.model.name}")
+        hw = detect_hardware()
+        path = resolve_model_path(self.recipe.model)
+        try:
+            model = load_base_model(self.recipe, path, hw)
+        except StudioError:
+            raise
+        except Exception as exc:
+            if "out of memory" in str(exc).lower():
+                raise StudioError(f"out of memory while loading {self.recipe.model.name}; "
+                                  "try model.load_in_4bit: true") from None
+            raise hub_error(self.recipe.model.name, exc) from None
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))
+        if self.adapter_dir is not None:
+            report(0.8, "loading adapter")
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(self.adapter_dir))
+        model.eval()
+        fmt = self.recipe.data.format if self.recipe.data.format != "auto" else "messages"
+        self.encoder = Encoder(tokenizer, self.recipe, fmt)
+        self.model, self.tokenizer = model, tokenizer
+        report(1.0, "ready")
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        if self.encoder._compiled is None:  # plain-text recipes have no template: continue the text
+            text = "\n".join(m["content"] for m in messages if m["role"] != "system")
+        else:
+            text = self.encoder.render(messages, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def stop_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        eot = self.encoder.end_of_turn if self.encoder else None
+        if eot:
+            tid = self.tokenizer.convert_tokens_to_ids(eot)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                ids.add(tid)
+        return [i for i in ids if i is not None]
+
+    def generate(
+        self, messages: list[dict[str, str]], sampling: Sampling, on_text: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None, use_adapter: bool | None = None,
+    ) -> Reply:
+        """Stream a reply; ``on_text`` gets each new piece of text as soon as its token is generated."""
+        import contextlib
+
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        if self.model is None:
+            raise StudioError("the model is not loaded yet")
+        adapter_on = self.use_adapter if use_adapter is None else use_adapter
+        stop = stop or threading.Event()
+        decoder = IncrementalDecoder(self.tokenizer)
+        started = time.monotonic()
+        timing: dict[str, Any] = {"first": None, "count": 0, "prompt_seen": False}
+        pieces: list[str] = []
+        stop_ids = set(self.stop_token_ids())
+
+        class _Streamer(BaseStreamer):
+            def put(self, value: Any) -> None:
+                if not timing["prompt_seen"]:
+                    timing["prompt_seen"] = True  # generate() first hands over the prompt
+                    return
+                for token in value.reshape(-1).tolist():
+                    if timing["first"] is None:
+                        timing["first"] = time.monotonic() - started
+                    if token in stop_ids:
+                        continue
+                    timing["count"] += 1
+                    text = decoder.push(token)
+                    if text:
+                        pieces.append(text)
+                        if on_text is not None:
+                            on_text(text)
+
+            def end(self) -> None:
+                pass
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
+        context = contextlib.nullcontext()
+        if self.has_adapter and not adapter_on:
+            context = self.model.disable_adapter()
+        with self._lock, context, torch.inference_mode():
+            self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), streamer=_Streamer(),
+                stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=list(stop_ids),
+                pad_token_id=self.tokenizer.pad_token_id, **sampling.generate_kwargs(),
+            )
+        return Reply("".join(pieces), timing["count"], time.monotonic() - started, timing["first"],
+                     stop.is_set(), adapter_on and self.has_adapter)
+
+
+def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
+    """A run name/path (its recipe and adapter), a model folder, or None for the latest run."""
+    from .errors import RunError
+    from .runs import find_run, load_run_recipe
+
+    candidate = Path(target).expanduser() if target else None
+    if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
+        return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
+    run_dir = find_run(target or "latest")
+    recipe = load_run_recipe(run_dir)
+    adapter = run_dir / "adapter"
+    if base_only:
+        return ChatEngine(recipe)
+    if not (adapter / "adapter_config.json").exists():
+        raise RunError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
+                       "use --base to chat with the base model")
+    return ChatEngine(recipe, adapter)
+
+
+def reply_json(reply: Reply) -> dict[str, Any]:
+    data = asdict(reply)
+    data["tokens_per_s"] = round(reply.tokens_per_s, 2)
+    return data

@@ -1,0 +1,176 @@
+"""The run directory's event log: an append-only ``events.jsonl``.
+
+This file is the contract between the training worker and any reader (the TUI,
+``studio runs``). Each line is one JSON object with ``v`` (the format version),
+``t`` (unix time) and ``kind``. Writers flush every line; readers keep a byte
+offset, so a long run costs the same per refresh as a short one, and a half-written
+last line is left for the next read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVENTS_VERSION = 1
+EVENTS_FILE = "events.jsonl"
+
+TERMINAL_STATUSES = frozenset({"done", "failed", "stopped", "died"})
+STATUSES = ("starting", "loading model", "loading data", "training", "saving", *sorted(TERMINAL_STATUSES))
+
+Event = dict[str, Any]
+
+
+class EventWriter:
+    """Appends events; safe to call from the trainer thread and the telemetry thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._handle = path.open("a", encoding="utf-8")
+
+    def write(self, kind: str, **fields: Any) -> Event:
+        event = {"v": EVENTS_VERSION, "t": round(time.time(), 3), "kind": kind, **fields}
+        line = json.dumps(event, default=str) + "\n"
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()
+        return event
+
+    def status(self, status: str, **fields: Any) -> Event:
+        return self.write("status", status=status, **fields)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._handle.closed:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._handle.close()
+
+
+class EventTail:
+    """Reads the events appended since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.skipped = 0
+
+    def read_new(self, max_bytes: int | None = None) -> list[Event]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read(max_bytes) if max_bytes else handle.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []  # nothing complete yet: a half-written line waits for its newline
+        complete = chunk[: end + 1]
+        self.offset += len(complete)
+        events = []
+        for raw in complete.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                self.skipped += 1
+                continue
+            if isinstance(value, dict) and "kind" in value:
+                events.append(value)
+        return events
+
+
+def read_all(path: Path) -> list[Event]:
+    return EventTail(path).read_new()
+
+
+@dataclass
+class RunState:
+    """Everything a reader folds out of the event stream."""
+
+    status: str = "unknown"
+    cause: str | None = None
+    traceback: str | None = None
+    hints: list[str] = field(default_factory=list)
+    started: float | None = None
+    updated: float | None = None
+    step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    loss: list[tuple[int, float]] = field(default_factory=list)
+    learning_rate: list[tuple[int, float]] = field(default_factory=list)
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    tokens_seen: int = 0
+    eta_s: float | None = None
+    backend: str | None = None
+    device: str | None = None
+    telemetry: Event | None = None
+    vram_history: list[float] = field(default_factory=list)
+    checkpoints: list[int] = field(default_factory=list)
+    adapter: str | None = None
+    events: int = 0
+
+    @property
+    def last_loss(self) -> float | None:
+        return self.loss[-1][1] if self.loss else None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def apply(self, event: Event) -> None:
+        self.events += 1
+        t = event.get("t")
+        if isinstance(t, (int, float)):
+            self.started = self.started if self.started is not None else t
+            self.updated = t
+        kind = event.get("kind")
+        if kind == "status":
+            self.status = str(event.get("status", self.status))
+            if self.status == "starting":
+                self.cause = self.traceback = None
+                self.hints = []
+            for key in ("cause", "traceback", "backend", "device", "adapter"):
+                if event.get(key) is not None:
+                    setattr(self, key, event[key])
+            if event.get("hints"):
+                self.hints = list(event["hints"])
+            if event.get("max_steps"):
+                self.max_steps = int(event["max_steps"])
+        elif kind == "metrics":
+            step = int(event.get("step", self.step))
+            self.step = max(self.step, step)
+            self.max_steps = int(event.get("max_steps") or self.max_steps)
+            self.epoch = float(event.get("epoch") or self.epoch)
+            if event.get("loss") is not None:
+                self.loss.append((step, float(event["loss"])))
+            if event.get("learning_rate") is not None:
+                self.learning_rate.append((step, float(event["learning_rate"])))
+            self.grad_norm = event.get("grad_norm", self.grad_norm)
+            self.tokens_per_s = event.get("tokens_per_s", self.tokens_per_s)
+            self.tokens_seen = int(event.get("tokens_seen") or self.tokens_seen)
+            self.eta_s = event.get("eta_s", self.eta_s)
+        elif kind == "telemetry":
+            self.telemetry = event
+            gpus = event.get("gpus") or []
+            if gpus:
+                self.vram_history.append(float(gpus[0].get("memory_used_mb") or 0.0))
+                del self.vram_history[:-600]
+        elif kind == "checkpoint":
+            self.checkpoints.append(int(event.get("step", 0)))
+
+
+def fold(events: Iterator[Event] | list[Event], state: RunState | None = None) -> RunState:
+    state = state or RunState()
+    for event in events:
+        state.apply(event)
+    return state

@@ -1,0 +1,207 @@
+"""Turn a raw data set row into an :class:`Example`: a list of role/content turns, or plain text.
+
+One function per format; ``detect_format`` picks one from the columns (and, for a
+single text column, from the markers in the first rows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DataError
+
+Turn = dict[str, str]
+
+# Canonical columns each format reads; recipes map them onto the data set's own names.
+FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "alpaca": ("instruction", "input", "output"),
+    "dolly": ("instruction", "context", "response"),
+    "sharegpt": ("conversations",),
+    "messages": ("messages",),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+    "guanaco": ("text",),
+    "llama2": ("text",),
+    "human_assistant": ("text",),
+}
+OPTIONAL_COLUMNS = {"alpaca": {"input"}, "dolly": {"context"}}
+TEXT_FORMATS = {"guanaco", "llama2", "human_assistant"}
+
+
+class SkipRow(Exception):
+    """This row cannot be used; the reason is counted in the statistics."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """What a row means: turns to render with the chat template, or plain text trained as a whole."""
+
+    turns: tuple[Turn, ...] = ()
+    text: str | None = None
+
+
+def _col(row: Mapping[str, Any], columns: Mapping[str, str], name: str) -> Any:
+    return row.get(columns.get(name, name))
+
+
+def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise SkipRow(f"non-string {field}")
+    if not value.strip() and not allow_empty:
+        raise SkipRow(f"empty {field}")
+    return value
+
+
+def _alpaca(row, columns) -> list[Turn]:
+    instruction = _text(_col(row, columns, "instruction"), "instruction")
+    extra = _text(_col(row, columns, "input"), "input", allow_empty=True)
+    user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "content": _text(_col(row, columns, "output"), "output")}]
+
+
+def _dolly(row, columns) -> list[Turn]:
+    instruction = _text(_col(row, columns, "instruction"), "instruction")
+    context = _text(_col(row, columns, "context"), "context", allow_empty=True)
+    user = f"{instruction}\n\n{context}" if context.strip() else instruction
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "content": _text(_col(row, columns, "response"), "response")}]
+
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+
+
+def _turn_list(value: Any, field: str, role_key: str, content_key: str, roles: Mapping[str, str]) -> list[Turn]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise SkipRow(f"{field} is not a list")
+    turns = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise SkipRow(f"{field} has a turn that is not a mapping")
+        role = roles.get(str(item.get(role_key, "")).lower())
+        if role is None:
+            raise SkipRow(f"unknown role {item.get(role_key)!r}")
+        turns.append({"role": role, "content": _text(item.get(content_key), f"{role} content")})
+    return turns
+
+
+def _sharegpt(row, columns) -> list[Turn]:
+    return _turn_list(_col(row, columns, "conversations"), "conversations", "from", "value", _SHAREGPT_ROLES)
+
+
+def _messages(row, columns) -> list[Turn]:
+    roles = {"user": "user", "assistant": "assistant", "system": "system"}
+    return _turn_list(_col(row, columns, "messages"), "messages", "role", "content", roles)
+
+
+def _prompt_completion(row, columns) -> list[Turn]:
+    return [{"role": "user", "content": _text(_col(row, columns, "prompt"), "prompt")},
+            {"role": "assistant", "content": _text(_col(row, columns, "completion"), "completion")}]
+
+
+_HUMAN_ASSISTANT_RE = re.compile(r"###\s*(Human|Assistant)\s*:\s*")
+_INST_RE = re.compile(r"(?:<s>)?\s*\[INST\](.*?)\[/INST\](.*?)(?:</s>|(?=<s>|\[INST\])|$)", re.DOTALL)
+_SYS_RE = re.compile(r"<<SYS>>(.*?)<</SYS>>", re.DOTALL)
+
+
+def parse_human_assistant(text: str) -> list[Turn]:
+    """``### Human: ... ### Assistant: ...`` (guanaco) and ``###Human:`` (the CSV recipe)."""
+    parts = _HUMAN_ASSISTANT_RE.split(text)
+    turns: list[Turn] = []
+    lead = parts[0].strip()
+    if lead:
+        turns.append({"role": "system", "content": lead})
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=False):
+        role = "user" if speaker == "Human" else "assistant"
+        turns.append({"role": role, "content": _text(content.strip(), f"{role} content")})
+    return turns
+
+
+def parse_llama2(text: str) -> list[Turn]:
+    """``<s>[INST] <<SYS>>...<</SYS>> question [/INST] answer </s>`` repeated."""
+    turns: list[Turn] = []
+    for match in _INST_RE.finditer(text):
+        user, answer = match.group(1), match.group(2)
+        sys_match = _SYS_RE.search(user)
+        if sys_match and not turns:
+            turns.append({"role": "system", "content": sys_match.group(1).strip()})
+            user = _SYS_RE.sub("", user)
+        turns.append({"role": "user", "content": _text(user.strip(), "user content")})
+        if answer.strip():
+            turns.append({"role": "assistant", "content": answer.strip()})
+    return turns
+
+
+def _text_format(parser):
+    def convert(row, columns) -> list[Turn]:
+        return parser(_text(_col(row, columns, "text"), "text"))
+    return convert
+
+
+CONVERTERS = {
+    "alpaca": _alpaca,
+    "dolly": _dolly,
+    "sharegpt": _sharegpt,
+    "messages": _messages,
+    "prompt_completion": _prompt_completion,
+    "guanaco": _text_format(parse_human_assistant),
+    "human_assistant": _text_format(parse_human_assistant),
+    "llama2": _text_format(parse_llama2),
+}
+
+
+def to_example(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str], system_prompt: str | None) -> Example:
+    """The row as turns (or plain text); raises :class:`SkipRow` with the reason when it is unusable."""
+    if fmt == "text":
+        return Example(text=_text(_col(row, columns, "text"), "text"))
+    turns = CONVERTERS[fmt](row, columns)
+    if not any(t["role"] == "assistant" for t in turns):
+        raise SkipRow("no assistant turn")
+    if system_prompt and turns[0]["role"] != "system":
+        turns.insert(0, {"role": "system", "content": system_prompt})
+    return Example(turns=tuple(turns))
+
+
+def detect_format(column_names: Sequence[str], columns: Mapping[str, str], sample_rows: Sequence[Mapping]) -> str:
+    """Pick the format whose (mapped) columns the data has; for raw text, look at its markers."""
+    have = set(column_names)
+
+    def has(fmt: str) -> bool:
+        needed = set(FORMAT_COLUMNS[fmt]) - OPTIONAL_COLUMNS.get(fmt, set())
+        return all(columns.get(c, c) in have for c in needed)
+
+    for fmt in ("messages", "sharegpt", "alpaca", "dolly", "prompt_completion"):
+        if has(fmt):
+            return fmt
+    if has("text"):
+        texts = [str(_col(r, columns, "text") or "") for r in sample_rows[:20]]
+        if any("[INST]" in t for t in texts):
+            return "llama2"
+        if any("### Human:" in t for t in texts):
+            return "guanaco"
+        if any(re.search(r"###\s*Human\s*:", t) for t in texts):
+            return "human_assistant"
+        return "text"
+    raise DataError(
+        "data.format: cannot detect the format from the columns "
+        f"{', '.join(column_names) or '(none)'}; set data.format and data.columns in the recipe"
+    )
+
+
+def check_columns(fmt: str, column_names: Sequence[str], columns: Mapping[str, str], source: str) -> None:
+    """Fail with both lists of columns when the data lacks what the format reads."""
+    needed = [c for c in FORMAT_COLUMNS[fmt] if c not in OPTIONAL_COLUMNS.get(fmt, set())]
+    missing = [columns.get(c, c) for c in needed if columns.get(c, c) not in column_names]
+    if missing:
+        expected = ", ".join(columns.get(c, c) for c in needed)
+        found = ", ".join(column_names) or "(none)"
+        raise DataError(
+            f"{source}: format {fmt!r} expects columns {expected} but the data has {found} "
+            f"(missing: {', '.join(missing)}; map them with data.columns)"
+        )

@@ -1,0 +1,159 @@
+"""The recipe schema: one frozen pydantic model per YAML section.
+
+Unknown keys are refused everywhere so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class ModelSection(_Section):
+    name: str
+    """Hub id (``org/model``), a local path, or ``tiny`` for the offline base model studio builds itself."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to load."""
+    load_in_4bit: bool = False
+    """Quantize the base weights to 4 bits with bitsandbytes (QLoRA)."""
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    """4-bit quantization type."""
+    double_quant: bool = False
+    """Quantize the quantization constants too (saves ~0.4 bit per parameter)."""
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Dtype for 4-bit matmuls; ``auto`` picks bf16 where the hardware has it, else fp32 on CPU and fp16 on old GPUs."""
+    max_seq_length: int = Field(2048, ge=8)
+    """Samples longer than this are truncated (and counted in the preview)."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub repository to run."""
+    chat_template: str = "tokenizer"
+    """``tokenizer`` for the tokenizer's own, or a named one: llama-3.1, llama-2, chatml, alpaca, guanaco."""
+    add_pad_token: bool = False
+    """Add a dedicated ``<pad>`` token when the tokenizer has none (the Falcon notebook does)."""
+    params_billion: float | None = None
+    """Parameter count in billions, for the VRAM estimate when the model is not on disk."""
+
+
+class DataSection(_Section):
+    source: str
+    """Hub data set id, or a path to a local csv/json/jsonl/parquet/txt file (relative to the recipe file)."""
+    split: str = "train"
+    """Split to train on."""
+    format: Literal[
+        "auto", "alpaca", "dolly", "sharegpt", "messages", "prompt_completion",
+        "text", "guanaco", "llama2", "human_assistant",
+    ] = "auto"
+    """How rows become conversations; ``auto`` detects it from the columns and says what it found."""
+    columns: dict[str, str] = Field(default_factory=dict)
+    """Map of studio's column names to the data set's, e.g. ``{instruction: concept, output: description}``."""
+    system_prompt: str | None = None
+    """System prompt added to conversations that carry none."""
+    eval_split: str | None = None
+    """Split used for evaluation."""
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of the training rows held out for evaluation when there is no eval split."""
+    limit: int | None = Field(None, ge=1)
+    """Use at most this many rows."""
+
+
+class LoraSection(_Section):
+    r: int = Field(16, ge=1)
+    """LoRA rank."""
+    alpha: int = Field(16, ge=1)
+    """LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the LoRA path."""
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names to adapt, or ``all-linear``."""
+    bias: Literal["none", "all", "lora_only"] = "none"
+    """Which biases to train."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA scaling."""
+
+
+class TrainSection(_Section):
+    batch_size: int = Field(2, ge=1)
+    """Per-device batch size."""
+    gradient_accumulation: int = Field(1, ge=1)
+    """Steps to accumulate before each optimizer step."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (wins over epochs)."""
+    epochs: float = Field(1.0, gt=0)
+    """Epochs when ``max_steps`` is not set."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warmup steps."""
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    """Learning-rate schedule."""
+    optimizer: str = "adamw_torch"
+    """Optimizer name as transformers knows it (adamw_torch, adamw_8bit, paged_adamw_32bit, ...)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """Weight decay."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping norm."""
+    seed: int = 3407
+    """Seed for data order and LoRA initialisation."""
+    packing: bool = False
+    """Pack several encoded samples into each sequence (labels never cross sample borders)."""
+    train_on: Literal["responses", "all"] = "responses"
+    """``responses``: loss only on assistant turns (with their end-of-turn token); ``all``: every non-pad token."""
+    logging_steps: int = Field(1, ge=1)
+    """Write metrics every N steps."""
+    save_steps: int = Field(50, ge=1)
+    """Checkpoint every N steps."""
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """Training precision; ``auto`` uses bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    """Recompute activations to save memory; ``auto`` turns it on for GPUs and off on CPU."""
+
+
+class ChatSection(_Section):
+    temperature: float = Field(0.7, ge=0)
+    """Sampling temperature (0 means greedy)."""
+    top_p: float = Field(0.9, gt=0, le=1)
+    """Nucleus sampling."""
+    min_p: float = Field(0.0, ge=0, le=1)
+    """Minimum probability relative to the top token."""
+    top_k: int = Field(0, ge=0)
+    """Keep only the top k tokens (0 turns it off)."""
+    max_new_tokens: int = Field(256, ge=1)
+    """Reply length limit."""
+    repetition_penalty: float = Field(1.0, gt=0)
+    """Penalty for repeated tokens (1.0 is none)."""
+    greedy: bool = False
+    """Greedy decoding, ignoring the sampling settings."""
+    system_prompt: str | None = None
+    """System prompt for the chat; defaults to the data section's."""
+
+
+class Recipe(_Section):
+    name: str
+    """Unique recipe name, used on the command line."""
+    description: str = ""
+    """One line shown in the picker."""
+    tags: list[str] = Field(default_factory=list)
+    """Free-form labels (cpu, gpu, qlora, ...)."""
+    extends: str | None = None
+    """Name of a recipe whose fields this one starts from."""
+    model: ModelSection
+    """The base model."""
+    data: DataSection
+    """The training data."""
+    lora: LoraSection = Field(default_factory=LoraSection)
+    """The adapter."""
+    train: TrainSection = Field(default_factory=TrainSection)
+    """Trainer settings."""
+    chat: ChatSection = Field(default_factory=ChatSection)
+    """Sampling settings for the Chat screen."""
+
+    @property
+    def method(self) -> str:
+        return "QLoRA" if self.model.load_in_4bit else "LoRA"

@@ -1,0 +1,236 @@
+"""Find, load and resolve recipes: built-ins, the user's config dir, and paths.
+
+Every failure becomes a :class:`RecipeError` whose message names the file, the
+field path and, where YAML knows it, the line.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import RecipeError
+from .paths import package_recipes_dir, user_recipes_dir
+from .recipe import Recipe
+
+LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt")
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    """A recipe file found on disk, before it is validated."""
+
+    name: str
+    path: Path
+    origin: str  # "built-in", "user" or "path"
+
+
+def discover(extra: list[Path] | None = None) -> dict[str, RecipeFile]:
+    """Recipe files by name; user recipes shadow built-ins, explicit paths shadow both."""
+    found: dict[str, RecipeFile] = {}
+    sources: list[tuple[Path, str]] = [(package_recipes_dir(), "built-in"), (user_recipes_dir(), "user")]
+    for folder, origin in sources:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.y*ml")):
+                found[path.stem] = RecipeFile(path.stem, path, origin)
+    for path in extra or []:
+        found[path.stem] = RecipeFile(path.stem, path, "path")
+    return found
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Best line number (1-based) for a pydantic error location in a composed YAML tree."""
+    line = None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    line = k.start_mark.line + 1
+                    node = v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        raise RecipeError(f"{path}: the file is empty")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, not {type(data).__name__}")
+    _resolve_local_source(data, path.parent)
+    return data, node
+
+
+def _resolve_local_source(data: dict[str, Any], base: Path) -> None:
+    """Make a relative local data path absolute, relative to the recipe that names it."""
+    section = data.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("source"), str):
+        return
+    source = section["source"]
+    candidate = Path(source).expanduser()
+    if not candidate.is_absolute() and (source.endswith(LOCAL_DATA_SUFFIXES) or source.startswith(".")):
+        resolved = base / candidate
+        if resolved.exists() or not candidate.exists():
+            section["source"] = str(resolved)
+        else:
+            section["source"] = str(candidate.resolve())
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.max_steps=50`` -> (["train", "max_steps"], 50); the value is read as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r}: expected dotted.key=value, e.g. train.max_steps=50")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise RecipeError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        cursor = data
+        for part in parts[:-1]:
+            nxt = cursor.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise RecipeError(f"override {text!r}: {part} is not a section")
+            cursor = nxt
+        cursor[parts[-1]] = value
+    return data
+
+
+def _raw_with_bases(
+    path: Path, files: dict[str, RecipeFile], seen: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], yaml.Node | None]:
+    data, node = _read_yaml(path)
+    base_name = data.get("extends")
+    if base_name is None:
+        return data, node
+    if not isinstance(base_name, str):
+        raise RecipeError(f"{path}: extends: expected a recipe name, got {base_name!r}")
+    if base_name in seen:
+        chain = " -> ".join((*seen, base_name))
+        raise RecipeError(f"{path}: extends: circular chain {chain}")
+    base_file = files.get(base_name)
+    if base_file is None:
+        line = _line_of(node, ("extends",))
+        known = ", ".join(sorted(files)) or "none"
+        raise RecipeError(
+            f"{path}: extends{f' (line {line})' if line else ''}: unknown base recipe {base_name!r} (known: {known})"
+        )
+    base_data, _ = _raw_with_bases(base_file.path, files, (*seen, data.get("name", path.stem)))
+    base_data.pop("name", None)
+    base_data.pop("description", None)
+    return _deep_merge(base_data, data), node
+
+
+def _format_validation(path: Path | str, exc: ValidationError, node: yaml.Node | None) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(node, loc) if node is not None else None
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        where = f" (line {line})" if line else ""
+        lines.append(f"{path}: {field}{where}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_data(data: dict[str, Any], path: Path | str, node: yaml.Node | None = None) -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_format_validation(path, exc, node)) from None
+
+
+def load_file(path: Path, overrides: list[str] | None = None, files: dict[str, RecipeFile] | None = None) -> Recipe:
+    """Load one recipe file, resolving ``extends`` against the known recipes."""
+    path = Path(path)
+    files = files if files is not None else discover()
+    data, node = _raw_with_bases(path, files)
+    data.setdefault("name", path.stem)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validate_data(data, path, node)
+
+
+def load(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    """A recipe by name (built-in or user) or by file path."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.exists():
+            raise RecipeError(f"{candidate}: no such recipe file")
+        return load_file(candidate, overrides, discover([candidate]))
+    files = discover()
+    entry = files.get(name_or_path)
+    if entry is None:
+        known = ", ".join(sorted(files))
+        raise RecipeError(f"unknown recipe {name_or_path!r} (known: {known})")
+    return load_file(entry.path, overrides, files)
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    """A discovered recipe with either its validated model or the error that stops it."""
+
+    file: RecipeFile
+    recipe: Recipe | None
+    error: str | None
+
+
+def load_all(extra: list[Path] | None = None) -> list[RecipeEntry]:
+    files = discover(extra)
+    entries = []
+    for f in files.values():
+        try:
+            entries.append(RecipeEntry(f, load_file(f.path, None, files), None))
+        except RecipeError as exc:
+            entries.append(RecipeEntry(f, None, str(exc)))
+    return sorted(entries, key=lambda e: (e.file.name != "tiny-pirate", e.file.name))
+
+
+def dump(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
