@@ -8,7 +8,6 @@ adapter at the current step and ends with status ``stopped``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 from .backend import OOM_HINTS
 from .errors import StudioError
 from .events import EVENTS_FILE, EventWriter
+from .quiet import quiet_libraries
 from .runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
 
 TELEMETRY_INTERVAL_S = 1.5
@@ -52,13 +52,6 @@ def _telemetry_loop(writer: EventWriter, done: threading.Event) -> None:
             writer.write("telemetry", **telemetry_event(nvml))
         except Exception:  # telemetry must never take training down
             pass
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
@@ -190,7 +183,7 @@ def save_adapter(model, tokenizer, run_dir: Path) -> Path:
 
 
 def run(run_dir: Path, resume: bool = False) -> int:
-    _quiet_libraries()
+    quiet_libraries()
     writer = EventWriter(run_dir / EVENTS_FILE)
     stop = StopFlag()
     stop.install()

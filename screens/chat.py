@@ -1,0 +1,306 @@
+"""Screen 4: chat with the tuned model (or its base), streamed token by token."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
+
+from lorastudio.widgets.chat_message import ChatMessage
+
+SETTINGS = [("temperature", float), ("top_p", float), ("min_p", float), ("top_k", int), ("max_new_tokens", int),
+            ("repetition_penalty", float)]
+
+
+@dataclass
+class LoadProgress(Message):
+    fraction: float
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LoadProgress)
+
+
+@dataclass
+class EngineReady(Message):
+    engine: Any
+
+
+@dataclass
+class Chunk(Message):
+    """New text for a reply bubble (never replaced: every piece counts)."""
+
+    target: ChatMessage
+    text: str
+
+
+@dataclass
+class ReplyDone(Message):
+    target: ChatMessage
+    reply: Any
+    history: bool
+
+
+@dataclass
+class GenerationOver(Message):
+    pass
+
+
+class ChatScreen(Screen[None]):
+    """Multi-turn chat with the recipe's template; base/tuned toggle and side-by-side compare."""
+
+    BINDINGS = [
+        Binding("escape", "stop_or_back", "Stop/Back", id="chat.stop"),
+        Binding("ctrl+t", "toggle_adapter", "Base/Tuned", id="chat.toggle"),
+        Binding("ctrl+o", "toggle_compare", "Compare", id="chat.compare"),
+        Binding("ctrl+n", "new_conversation", "New", id="chat.new"),
+        Binding("ctrl+s", "save", "Save", id="chat.save"),
+        Binding("ctrl+e", "settings", "Settings", id="chat.settings"),
+        Binding("up", "history(-1)", "History", show=False, id="chat.history_up"),
+        Binding("down", "history(1)", "History", show=False, id="chat.history_down"),
+    ]
+
+    def __init__(self, target: str, base_only: bool = False) -> None:
+        super().__init__()
+        self.target = target
+        self.base_only = base_only
+        self.engine: Any = None
+        self.sampling: Any = None
+        self.system_prompt: str | None = None
+        self.turns: list[dict[str, Any]] = []
+        self.prompts: list[str] = []
+        self.history_index = 0
+        self.compare = False
+        self.stop_event = threading.Event()
+        self.generating = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("Chat · loading…", id="chat-title", classes="title")
+        yield Label("", id="chat-status", classes="muted")
+        yield ProgressBar(total=1.0, show_eta=False, id="chat-progress")
+        with Horizontal(id="chat-body"):
+            yield VerticalScroll(id="chat-log")
+            with Vertical(id="chat-settings", classes="panel"):
+                yield Label("Sampling", classes="title")
+                for name, _ in SETTINGS:
+                    with Horizontal(classes="settings-row"):
+                        yield Label(name.replace("_", " "))
+                        yield Input(id=f"set-{name}")
+                with Horizontal(classes="settings-row"):
+                    yield Label("greedy")
+                    yield Switch(id="set-greedy")
+                yield Label("system prompt")
+                yield Input(id="set-system")
+        yield Input(placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_engine()
+
+    @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
+    def load_engine(self) -> None:
+        from lorastudio.chat import engine_for
+
+        engine = engine_for(self.target, base_only=self.base_only)
+        engine.load(lambda f, m: self.post_message(LoadProgress(f, m)))
+        self.post_message(EngineReady(engine))
+
+    def worker_failed(self, worker: Any, message: str) -> None:
+        self.query_one("#chat-status", Label).update(f"[b red]{message}[/]")
+        self.query_one("#chat-progress").display = False
+        self.generating = False
+        self.query_one("#chat-input", Input).disabled = self.engine is None
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        self.query_one("#chat-progress", ProgressBar).update(progress=message.fraction)
+        self.query_one("#chat-status", Label).update(f"loading: {message.text}")
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        from lorastudio.chat import Sampling
+
+        self.engine = message.engine
+        recipe = self.engine.recipe
+        self.sampling = Sampling.from_recipe(recipe.chat)
+        self.system_prompt = recipe.chat.system_prompt or recipe.data.system_prompt
+        for name, _ in SETTINGS:
+            self.query_one(f"#set-{name}", Input).value = str(getattr(self.sampling, name))
+        self.query_one("#set-greedy", Switch).value = self.sampling.greedy
+        self.query_one("#set-system", Input).value = self.system_prompt or ""
+        self.query_one("#chat-progress").display = False
+        self.query_one("#chat-status", Label).update("ready")
+        self._update_title()
+        box = self.query_one("#chat-input", Input)
+        box.disabled = False
+        box.focus()
+
+    def _update_title(self) -> None:
+        if self.engine is None:
+            return
+        mode = "tuned (adapter on)" if self.engine.has_adapter and self.engine.use_adapter else "base"
+        if self.compare and self.engine.has_adapter:
+            mode = "compare: tuned | base"
+        self.query_one("#chat-title", Label).update(f"Chat · {self.engine.recipe.name} · {mode}")
+
+    # -- sending ------------------------------------------------------------------------------
+    @on(Input.Submitted, "#chat-input")
+    def _send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text or self.engine is None or self.generating:
+            return
+        event.input.value = ""
+        self.prompts.append(text)
+        self.history_index = len(self.prompts)
+        log = self.query_one("#chat-log", VerticalScroll)
+        log.mount(ChatMessage("user", "you", text))
+        messages = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        for turn in self.turns:
+            messages.append({"role": turn["role"], "content": turn["content"]})
+        messages.append({"role": "user", "content": text})
+        self.turns.append({"role": "user", "content": text})
+        if self.compare and self.engine.has_adapter:
+            tuned = ChatMessage("assistant", "tuned")
+            base = ChatMessage("base", "base")
+            log.mount(Horizontal(tuned, base, classes="compare-row"))
+            targets = [(tuned, True, True), (base, False, False)]
+        else:
+            use = self.engine.use_adapter and self.engine.has_adapter
+            bubble = ChatMessage("assistant" if use else "base", "tuned" if use else "base")
+            log.mount(bubble)
+            targets = [(bubble, use, True)]
+        log.scroll_end(animate=False)
+        self.generating = True
+        self.stop_event.clear()
+        self.generate(messages, targets)
+
+    @work(thread=True, exclusive=True, group="chat-generate", exit_on_error=False)
+    def generate(self, messages: list[dict[str, str]], targets: list[tuple[ChatMessage, bool, bool]]) -> None:
+        try:
+            for bubble, use_adapter, history in targets:
+                if self.stop_event.is_set():
+                    break
+                reply = self.engine.generate(
+                    messages, self.sampling, on_text=lambda t, b=bubble: self.post_message(Chunk(b, t)),
+                    stop=self.stop_event, use_adapter=use_adapter,
+                )
+                self.post_message(ReplyDone(bubble, reply, history))
+        finally:
+            self.post_message(GenerationOver())
+
+    def on_chunk(self, message: Chunk) -> None:
+        message.target.append(message.text)
+        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
+
+    def on_reply_done(self, message: ReplyDone) -> None:
+        reply = message.reply
+        ttft = f"{reply.first_token_s * 1000:.0f} ms" if reply.first_token_s is not None else "-"
+        stats = f"{reply.tokens} tokens · {reply.tokens_per_s:.1f} tok/s · first token {ttft}"
+        if reply.stopped:
+            stats += " · stopped"
+        message.target.finish(stats)
+        turn = {"role": "assistant", "content": reply.text, "model": "tuned" if reply.adapter else "base"}
+        if message.history:
+            self.turns.append(turn)
+        else:
+            self.turns.append({**turn, "compare": True})
+
+    def on_generation_over(self, message: GenerationOver) -> None:
+        self.generating = False
+
+    # -- keys ---------------------------------------------------------------------------------
+    def action_stop_or_back(self) -> None:
+        if self.generating:
+            self.stop_event.set()
+            return
+        settings = self.query_one("#chat-settings")
+        if settings.has_class("visible"):
+            settings.remove_class("visible")
+            self.query_one("#chat-input", Input).focus()
+            return
+        self.app.pop_screen()
+
+    def action_toggle_adapter(self) -> None:
+        if self.engine is None:
+            return
+        if not self.engine.has_adapter:
+            self.notify("this chat has no adapter: it is the base model", severity="warning")
+            return
+        self.engine.use_adapter = not self.engine.use_adapter
+        self._update_title()
+        self.notify("tuned model (adapter on)" if self.engine.use_adapter else "base model (adapter off)")
+
+    def action_toggle_compare(self) -> None:
+        if self.engine is not None and not self.engine.has_adapter:
+            self.notify("compare needs a run with an adapter", severity="warning")
+            return
+        self.compare = not self.compare
+        self._update_title()
+
+    def action_new_conversation(self) -> None:
+        if self.generating:
+            return
+        self.turns = []
+        self.query_one("#chat-log", VerticalScroll).remove_children()
+        self.notify("new conversation")
+
+    def action_save(self) -> None:
+        from lorastudio.chat import Transcript
+        from lorastudio.runs import find_run
+
+        if not self.turns:
+            self.notify("nothing to save yet", severity="warning")
+            return
+        try:
+            folder = find_run(self.target) / "transcripts"
+        except Exception:
+            from lorastudio.paths import data_dir
+
+            folder = data_dir() / "transcripts"
+        jsonl, md = Transcript(self.system_prompt, list(self.turns)).save(folder)
+        self.notify(f"saved {jsonl.name} and {md.name} in {folder}")
+
+    def action_settings(self) -> None:
+        panel = self.query_one("#chat-settings")
+        panel.toggle_class("visible")
+        if panel.has_class("visible"):
+            self.query_one("#set-temperature", Input).focus()
+        else:
+            self.query_one("#chat-input", Input).focus()
+
+    def action_history(self, delta: int) -> None:
+        box = self.query_one("#chat-input", Input)
+        if not box.has_focus or not self.prompts:
+            return
+        self.history_index = max(0, min(len(self.prompts), self.history_index + delta))
+        box.value = self.prompts[self.history_index] if self.history_index < len(self.prompts) else ""
+        box.cursor_position = len(box.value)
+
+    @on(Input.Changed)
+    def _setting_changed(self, event: Input.Changed) -> None:
+        if self.sampling is None or not event.input.id or not event.input.id.startswith("set-"):
+            return
+        name = event.input.id.removeprefix("set-")
+        if name == "system":
+            self.system_prompt = event.value or None
+            return
+        kind = dict(SETTINGS)[name]
+        try:
+            value = kind(event.value)
+        except ValueError:
+            return  # half-typed numbers are fine; the old value stays until it parses
+        self.sampling = self.sampling.with_overrides(**{name: value})
+
+    @on(Switch.Changed, "#set-greedy")
+    def _greedy_changed(self, event: Switch.Changed) -> None:
+        if self.sampling is not None:
+            self.sampling = self.sampling.with_overrides(greedy=event.value)

@@ -1,0 +1,37 @@
+"""F1 / ?: every key of the screen below and of the app."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the bindings of the screen it was opened over."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 70; max-height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close", id="help.close")]
+
+    def __init__(self, under: Screen) -> None:
+        super().__init__()
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        table = Table("key", "action", box=None, title=f"Keys · {type(self.under).__name__.replace('Screen', '')}")
+        seen = set()
+        for binding in [*self.under.BINDINGS, *self.app.BINDINGS]:
+            if not isinstance(binding, Binding) or binding.description in seen:
+                continue
+            seen.add(binding.description)
+            keys = ", ".join(self.app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
+            table.add_row(keys, binding.description or binding.action)
+        table.add_row("ctrl+p", "command palette")
+        with VerticalScroll():
+            yield Static(table)

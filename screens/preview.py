@@ -1,0 +1,229 @@
+"""Screen 2: the masked-sample preview. What is shown is what trains (same encode function)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
+
+from lorastudio.encode import DatasetStats
+from lorastudio.recipe import Recipe
+from lorastudio.widgets.stats_panel import StatsPanel
+from lorastudio.widgets.token_view import TokenView
+
+
+@dataclass
+class Loaded(Message):
+    """The tokenizer, rows and encoder are ready."""
+
+    prepared: Any
+
+
+@dataclass
+class BuildProgress(Message):
+    """Progress of the tiny model build (first use only)."""
+
+    fraction: float
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, BuildProgress)
+
+
+@dataclass
+class StatsUpdate(Message):
+    """A snapshot of the data-set statistics; newer snapshots replace pending ones."""
+
+    stats: DatasetStats
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatsUpdate)
+
+
+class PreviewScreen(Screen[None]):
+    """One sample at a time, with data-set statistics computed in the background."""
+
+    BINDINGS = [
+        Binding("n,right,l", "next", "Next", id="preview.next"),
+        Binding("p,left,h", "previous", "Prev", id="preview.previous"),
+        Binding("g", "jump", "Go to", id="preview.jump"),
+        Binding("slash", "search", "Search", id="preview.search"),
+        Binding("b", "toggle('boundaries')", "Boundaries", id="preview.boundaries"),
+        Binding("s", "toggle('show_special')", "Specials", id="preview.special"),
+        Binding("i", "toggle('show_ids')", "Ids", id="preview.ids"),
+        Binding("t", "train", "Train", id="preview.train"),
+        Binding("escape", "back", "Back", id="preview.back"),
+    ]
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.prepared: Any = None
+        self.index = 0
+        self.input_mode: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label(f"Preview · {self.recipe.name}", id="preview-title", classes="title")
+        yield Label("", id="sample-header")
+        yield ProgressBar(total=1.0, show_eta=False, id="build-progress")
+        with Horizontal(id="preview-body"):
+            with VerticalScroll(id="sample-scroll", classes="panel"):
+                yield Static("loading tokenizer and data…", id="legend", classes="muted")
+                yield TokenView(id="tokens")
+            yield StatsPanel(id="stats-panel", classes="panel")
+        yield Input(id="preview-input")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#build-progress").display = False
+        self.load()
+
+    @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
+    def load(self) -> None:
+        from lorastudio.dataprep import prepare
+        from lorastudio.tinymodel import is_built
+
+        def progress(fraction: float, text: str) -> None:
+            self.post_message(BuildProgress(fraction, text))
+
+        needs_build = self.recipe.model.name == "tiny" and not is_built()
+        prepared = prepare(self.recipe, progress if needs_build else None)
+        self.post_message(Loaded(prepared))
+
+    @work(thread=True, exclusive=True, group="preview-stats", exit_on_error=False)
+    def compute_stats(self) -> None:
+        from textual.worker import get_current_worker
+
+        from lorastudio.encode import compute_stats
+
+        worker = get_current_worker()
+
+        def progress(stats: DatasetStats) -> bool:
+            self.post_message(StatsUpdate(replace(stats, lengths=list(stats.lengths),
+                                                  skipped=stats.skipped.copy(),
+                                                  skipped_rows={k: v[:5] for k, v in stats.skipped_rows.items()})))
+            return not worker.is_cancelled
+
+        compute_stats(self.prepared.encoder, self.prepared.rows.rows, progress, every=2000)
+
+    def worker_failed(self, worker: Any, message: str) -> None:
+        self.query_one("#legend", Static).update(f"[b red]{message}[/]")
+        self.query_one("#build-progress").display = False
+
+    def on_build_progress(self, message: BuildProgress) -> None:
+        bar = self.query_one("#build-progress", ProgressBar)
+        bar.display = message.fraction < 1.0
+        bar.update(progress=message.fraction)
+        self.query_one("#legend", Static).update(f"building the offline tiny model: {message.text}")
+
+    def on_loaded(self, message: Loaded) -> None:
+        from lorastudio.tokenview import legend
+
+        self.prepared = message.prepared
+        self.query_one("#build-progress").display = False
+        import os
+
+        self.query_one("#legend", Static).update(legend("NO_COLOR" in os.environ))
+        self.show_sample(0)
+        self.compute_stats()
+
+    def on_stats_update(self, message: StatsUpdate) -> None:
+        enc = self.prepared.encoder
+        self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name)
+
+    def show_sample(self, index: int) -> None:
+        from lorastudio.formats import SkipRow
+        from lorastudio.tokenview import pieces
+
+        if self.prepared is None:
+            return
+        rows = self.prepared.rows.rows
+        self.index = max(0, min(index, len(rows) - 1))
+        header = self.query_one("#sample-header", Label)
+        view = self.query_one(TokenView)
+        try:
+            sample = self.prepared.encoder.encode_row(rows[self.index])
+        except SkipRow as skip:
+            header.update(f"sample {self.index + 1}/{len(rows)} · skipped: {skip}")
+            view.set_pieces([])
+            return
+        header.update(
+            f"sample {self.index + 1}/{len(rows)} · {len(sample.input_ids)} tokens · "
+            f"{sample.trained_count} trained · {'TRUNCATED from ' + str(sample.full_length) if sample.truncated else 'not truncated'}"
+            f" · format {self.prepared.encoder.format}"
+        )
+        view.set_pieces(pieces(self.prepared.tokenizer, sample))
+
+    def action_next(self) -> None:
+        self.show_sample(self.index + 1)
+
+    def action_previous(self) -> None:
+        self.show_sample(self.index - 1)
+
+    def action_toggle(self, attribute: str) -> None:
+        view = self.query_one(TokenView)
+        setattr(view, attribute, not getattr(view, attribute))
+        view.refresh_text()
+
+    def _ask(self, mode: str, placeholder: str) -> None:
+        self.input_mode = mode
+        box = self.query_one("#preview-input", Input)
+        box.placeholder = placeholder
+        box.value = ""
+        box.add_class("visible")
+        box.focus()
+
+    def action_jump(self) -> None:
+        self._ask("jump", "go to sample number…")
+
+    def action_search(self) -> None:
+        self._ask("search", "search text in the rows…")
+
+    @on(Input.Submitted, "#preview-input")
+    def _answered(self, event: Input.Submitted) -> None:
+        box = self.query_one("#preview-input", Input)
+        box.remove_class("visible")
+        value = event.value.strip()
+        mode, self.input_mode = self.input_mode, None
+        if not value or self.prepared is None:
+            return
+        if mode == "jump":
+            if value.isdigit():
+                self.show_sample(int(value) - 1)
+            else:
+                self.notify(f"not a sample number: {value!r}", severity="warning")
+        elif mode == "search":
+            self.search(value)
+
+    def search(self, needle: str) -> None:
+        rows = self.prepared.rows.rows
+        lowered = needle.lower()
+        for offset in range(1, len(rows) + 1):
+            index = (self.index + offset) % len(rows)
+            if lowered in json.dumps(rows[index], ensure_ascii=False).lower():
+                view = self.query_one(TokenView)
+                view.highlight = needle
+                self.show_sample(index)
+                return
+        self.notify(f"{needle!r} not found", severity="warning")
+
+    def action_back(self) -> None:
+        box = self.query_one("#preview-input", Input)
+        if box.has_class("visible"):
+            box.remove_class("visible")
+            return
+        self.app.pop_screen()
+
+    def action_train(self) -> None:
+        from lorastudio.screens.monitor import start_training
+
+        start_training(self.app, self.recipe)

@@ -1,0 +1,128 @@
+"""Screen 1: the recipe picker."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, OptionList
+from textual.widgets.option_list import Option
+
+from lorastudio.registry import RecipeEntry, load_all
+from lorastudio.widgets.recipe_details import RecipeDetails
+
+
+class RecipesScreen(Screen[None]):
+    """A filterable list of recipes with a details pane; Enter opens the preview."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="recipes.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="recipes.up"),
+        Binding("slash", "filter", "Filter", id="recipes.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="recipes.clear"),
+        Binding("enter", "choose", "Preview", id="recipes.choose"),
+        Binding("t", "train", "Train", id="recipes.train"),
+        Binding("q", "app.quit", "Quit", id="recipes.quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[RecipeEntry] = []
+        self.shown: list[RecipeEntry] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter recipes (name, model, tags)…", id="recipe-filter")
+        with Horizontal(id="recipes-body"):
+            yield OptionList(id="recipe-list", classes="panel")
+            with Vertical(id="recipe-details", classes="panel"):
+                yield RecipeDetails(id="details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.entries = load_all()
+        self._fill("")
+        self.query_one(OptionList).focus()
+
+    def _fill(self, needle: str) -> None:
+        needle = needle.lower().strip()
+        self.shown = [e for e in self.entries if not needle or needle in self._haystack(e)]
+        options = self.query_one(OptionList)
+        options.clear_options()
+        for entry in self.shown:
+            label = entry.file.name
+            if entry.recipe is None:
+                label += "  (invalid)"
+            elif entry.recipe.model.name == "tiny":
+                label += "  (offline demo)"
+            options.add_option(Option(label, id=entry.file.name))
+        if self.shown:
+            options.highlighted = 0
+        self.query_one(RecipeDetails).show(self.shown[0] if self.shown else None)
+
+    @staticmethod
+    def _haystack(entry: RecipeEntry) -> str:
+        parts = [entry.file.name]
+        if entry.recipe is not None:
+            parts += [entry.recipe.model.name, entry.recipe.description, *entry.recipe.tags]
+        return " ".join(parts).lower()
+
+    @property
+    def current(self) -> RecipeEntry | None:
+        index = self.query_one(OptionList).highlighted
+        return self.shown[index] if index is not None and 0 <= index < len(self.shown) else None
+
+    @on(OptionList.OptionHighlighted)
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.query_one(RecipeDetails).show(self.current)
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_choose()
+
+    @on(Input.Changed, "#recipe-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    @on(Input.Submitted, "#recipe-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one(OptionList).focus()
+        if len(self.shown) == 1:
+            self.action_choose()
+
+    def action_cursor_down(self) -> None:
+        self.query_one(OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(OptionList).action_cursor_up()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#recipe-filter", Input)
+        box.add_class("visible")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#recipe-filter", Input)
+        box.value = ""
+        box.remove_class("visible")
+        self.query_one(OptionList).focus()
+
+    def action_choose(self) -> None:
+        entry = self.current
+        if entry is None:
+            return
+        if entry.recipe is None:
+            self.notify(entry.error or "invalid recipe", title="invalid recipe", severity="error")
+            return
+        from lorastudio.screens.preview import PreviewScreen
+
+        self.app.push_screen(PreviewScreen(entry.recipe))
+
+    def action_train(self) -> None:
+        entry = self.current
+        if entry is not None and entry.recipe is not None:
+            from lorastudio.screens.monitor import start_training
+
+            start_training(self.app, entry.recipe)

@@ -1,0 +1,79 @@
+"""The Runs screen: every run directory, its status (died included), and keys to attach or chat."""
+
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label
+
+from lorastudio.runs import RunSummary
+
+
+class RunsScreen(Screen[None]):
+    """A table of runs, refreshed every few seconds."""
+
+    BINDINGS = [
+        Binding("enter", "attach", "Attach", id="runs.attach", priority=True),
+        Binding("c", "chat", "Chat", id="runs.chat"),
+        Binding("escape", "back", "Back", id="runs.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[RunSummary] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("Runs", classes="title")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("name", "recipe", "status", "step", "loss", "started")
+        self.refresh_runs()
+        self.set_interval(2.0, self.refresh_runs)
+
+    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
+    def refresh_runs(self) -> None:
+        from lorastudio.runs import list_runs
+
+        runs = list_runs()
+        self.app.call_from_thread(self._show, runs)
+
+    def _show(self, runs: list[RunSummary]) -> None:
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        self.runs = runs
+        table.clear()
+        for r in runs:
+            started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
+            table.add_row(r.name, r.recipe, r.status, f"{r.step}/{r.max_steps or '?'}",
+                          f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, key=r.name)
+        if runs:
+            table.move_cursor(row=min(cursor, len(runs) - 1))
+
+    def _current(self) -> RunSummary | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.runs[row] if 0 <= row < len(self.runs) else None
+
+    def action_attach(self) -> None:
+        run = self._current()
+        if run is not None:
+            from lorastudio.screens.monitor import MonitorScreen
+
+            self.app.push_screen(MonitorScreen(run.path))
+
+    def action_chat(self) -> None:
+        run = self._current()
+        if run is not None:
+            from lorastudio.screens.chat import ChatScreen
+
+            self.app.push_screen(ChatScreen(str(run.path)))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

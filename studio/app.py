@@ -1,0 +1,74 @@
+"""The Textual application. Screens live in ``lorastudio.screens``, widgets in ``lorastudio.widgets``.
+
+Nothing heavy is imported here: torch and transformers load inside workers, so the
+first screen paints in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from .errors import StudioError
+
+
+class StudioApp(App[None]):
+    """studio: pick a recipe, preview its tokens, train, watch, chat."""
+
+    TITLE = "studio"
+    SUB_TITLE = "LoRA fine-tuning in your terminal"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "Help", id="app.help"),
+        Binding("ctrl+r", "runs", "Runs", id="app.runs"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
+        super().__init__()
+        self._attach = attach
+        self._chat = chat
+        self._chat_base = chat_base
+
+    def on_mount(self) -> None:
+        from lorastudio.screens.recipes import RecipesScreen
+
+        self.push_screen(RecipesScreen())
+        if self._attach is not None:
+            from lorastudio.screens.monitor import MonitorScreen
+
+            self.push_screen(MonitorScreen(self._attach))
+        elif self._chat is not None:
+            from lorastudio.screens.chat import ChatScreen
+
+            self.push_screen(ChatScreen(self._chat, base_only=self._chat_base))
+
+    def action_help(self) -> None:
+        from lorastudio.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_runs(self) -> None:
+        from lorastudio.screens.runs import RunsScreen
+
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures surface: a notification, never a crash."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        message = str(error) if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
+        self.notify(message, title="error", severity="error", timeout=12)
+        handler = getattr(self.screen, "worker_failed", None)
+        if callable(handler):
+            handler(event.worker, message)
+
+
+def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
+    StudioApp(attach=attach, chat=chat, chat_base=chat_base).run()

@@ -1,0 +1,371 @@
+"""The ``studio`` command: the TUI with no arguments, and a scriptable twin for every screen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import StudioError
+
+
+def _progress_printer(label: str):
+    last = {"t": 0.0}
+
+    def report(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if fraction < 1.0 and now - last["t"] < 0.2:
+            return
+        last["t"] = now
+        bar = "#" * int(fraction * 30)
+        end = "\n" if fraction >= 1.0 or not sys.stderr.isatty() else ""
+        sys.stderr.write(f"\r{label} [{bar:<30}] {fraction * 100:3.0f}% {message[:60]:<60}{end}")
+        sys.stderr.flush()
+
+    return report
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(no_color="NO_COLOR" in os.environ, highlight=False)
+
+
+# -- recipes --------------------------------------------------------------------------------------
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .registry import load_all
+
+    entries = load_all()
+    if args.json:
+        out = []
+        for e in entries:
+            r = e.recipe
+            out.append({"name": e.file.name, "path": str(e.file.path), "origin": e.file.origin,
+                        "model": r.model.name if r else None, "data": r.data.source if r else None,
+                        "method": r.method if r else None, "error": e.error})
+        print(json.dumps(out, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table("name", "model", "data", "method", "where", box=None, pad_edge=False)
+    for e in entries:
+        r = e.recipe
+        if r is None:
+            table.add_row(e.file.name, "[red]invalid[/]", e.error.splitlines()[0] if e.error else "", "", str(e.file.path))
+        else:
+            table.add_row(e.file.name, r.model.name, r.data.source if len(r.data.source) < 50
+                          else "…" + r.data.source[-48:], r.method, f"{e.file.origin}: {e.file.path}")
+    _console().print(table)
+    return 0
+
+
+def cmd_recipe_show(args: argparse.Namespace) -> int:
+    from .registry import dump, load
+
+    print(dump(load(args.name, args.overrides)), end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .registry import discover, load_file
+
+    files = discover([Path(f) for f in args.files])
+    bad = 0
+    for name in args.files:
+        try:
+            load_file(Path(name), files=files)
+            print(f"{name}: ok")
+        except StudioError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
+# -- preview --------------------------------------------------------------------------------------
+def cmd_preview(args: argparse.Namespace) -> int:
+    from .dataprep import prepare
+    from .encode import compute_stats
+    from .formats import SkipRow
+    from .registry import load
+    from .tokenview import legend, pieces, render, sample_json
+
+    recipe = load(args.recipe, args.overrides)
+    prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
+    rows = prepared.rows.rows
+    samples = []
+    for index in range(args.index, min(len(rows), args.index + args.count)):
+        try:
+            enc = prepared.encoder.encode_row(rows[index])
+        except SkipRow as skip:
+            samples.append({"index": index, "skipped": str(skip)})
+            continue
+        samples.append((index, enc))
+    stats = compute_stats(prepared.encoder, rows)
+    if args.json:
+        out = [s if isinstance(s, dict) else sample_json(pieces(prepared.tokenizer, s[1]), s[1], s[0])
+               for s in samples]
+        print(json.dumps({"recipe": recipe.name, "format": prepared.encoder.format,
+                          "template": prepared.encoder.template_name, "samples": out,
+                          "stats": stats.to_json()}, indent=2))
+        return 0
+    console = _console()
+    no_color = "NO_COLOR" in os.environ
+    console.print(f"[bold]{recipe.name}[/]  format: {prepared.encoder.format} (template {prepared.encoder.template_name})")
+    console.print(legend(no_color))
+    for item in samples:
+        if isinstance(item, dict):
+            console.print(f"\n[bold]sample {item['index']}[/]: skipped ({item['skipped']})")
+            continue
+        index, enc = item
+        console.print(f"\n[bold]sample {index}[/]: {len(enc.input_ids)} tokens, {enc.trained_count} trained"
+                      f"{', truncated' if enc.truncated else ''}")
+        console.print(render(pieces(prepared.tokenizer, enc), no_color=no_color))
+    data = stats.to_json()
+    console.print(f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "
+                  f"{data['skipped'] or ''}  truncated {data['truncated']}  trained ratio {data['trained_ratio']:.1%}  "
+                  f"length p50/p90/p99/max {data['length']['p50']}/{data['length']['p90']}/"
+                  f"{data['length']['p99']}/{data['length']['max']}")
+    return 0
+
+
+# -- train / runs -----------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .registry import load
+    from .runs import create_run, find_run, start_worker
+
+    if args.resume:
+        run_dir = find_run(args.resume)
+        start_worker(run_dir, resume=True)
+    else:
+        recipe = load(args.recipe, args.overrides)
+        run_dir = create_run(recipe)
+        start_worker(run_dir)
+    print(f"run: {run_dir}", file=sys.stderr)
+    if args.detach:
+        print(run_dir.name)
+        return 0
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        from .app import run_app
+
+        run_app(attach=run_dir)
+        return 0
+    return follow(run_dir)
+
+
+def follow(run_dir: Path, poll_s: float = 0.5) -> int:
+    """Print progress lines until the run ends (for scripts and CI logs)."""
+    from .events import EVENTS_FILE, EventTail, RunState
+    from .runs import effective_status, read_meta
+
+    tail, state, last_status = EventTail(run_dir / EVENTS_FILE), RunState(), None
+    while True:
+        for event in tail.read_new():
+            state.apply(event)
+            if event["kind"] == "status" and state.status != last_status:
+                last_status = state.status
+                print(f"status: {state.status}" + (f" ({state.cause})" if state.cause else ""), flush=True)
+            elif event["kind"] == "metrics" and event.get("loss") is not None:
+                print(f"step {state.step}/{state.max_steps} loss {event['loss']:.4f}"
+                      f" lr {event.get('learning_rate') or 0:.2e}"
+                      + (f" tok/s {event['tokens_per_s']:.0f}" if event.get("tokens_per_s") else ""), flush=True)
+        status = effective_status(state, read_meta(run_dir))
+        if status in ("done", "failed", "stopped", "died"):
+            if status == "died":
+                print("status: died (the worker exited without a final status)", flush=True)
+            if state.hints:
+                print("to lower memory: " + "; ".join(state.hints), file=sys.stderr)
+            return 0 if status == "done" else 1
+        time.sleep(poll_s)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs
+
+    runs = list_runs()
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table("name", "recipe", "status", "step", "loss", "started", "where", box=None, pad_edge=False)
+    for r in runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
+        table.add_row(r.name, r.recipe, r.status, f"{r.step}/{r.max_steps or '?'}",
+                      f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, str(r.path))
+    _console().print(table)
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from .app import run_app
+    from .runs import find_run
+
+    run_app(attach=find_run(args.run))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from .runs import find_run, stop_run
+
+    run_dir = find_run(args.run)
+    if stop_run(run_dir):
+        print(f"asked {run_dir.name} to save and stop")
+        return 0
+    print(f"{run_dir.name}: no live worker", file=sys.stderr)
+    return 1
+
+
+# -- chat -----------------------------------------------------------------------------------------
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .chat import Sampling, engine_for, reply_json
+
+    if args.prompt is None:
+        from .app import run_app
+
+        run_app(chat=args.target or "latest", chat_base=args.base)
+        return 0
+    engine = engine_for(args.target, base_only=args.base)
+    engine.load(None if args.json else _progress_printer("loading"))
+    sampling = Sampling.from_recipe(engine.recipe.chat).with_overrides(
+        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+        max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+    )
+    if args.greedy:
+        sampling = sampling.with_overrides(greedy=True)
+    messages = []
+    system = args.system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": args.prompt})
+
+    def emit(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    reply = engine.generate(messages, sampling, on_text=None if args.json else emit)
+    if args.json:
+        print(json.dumps(reply_json(reply)))
+    else:
+        sys.stdout.write("\n")
+        print(f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
+              f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}]",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_build_tiny(args: argparse.Namespace) -> int:
+    from .tinymodel import build, ensure_tiny_model, is_built
+
+    if args.force or not is_built():
+        from .paths import tiny_model_dir
+
+        if args.force:
+            build(tiny_model_dir(), _progress_printer("building tiny model"))
+        else:
+            ensure_tiny_model(_progress_printer("building tiny model"))
+    from .paths import tiny_model_dir
+
+    print(tiny_model_dir())
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="studio", description="Fine-tune open LLMs with (Q)LoRA from the terminal. "
+        "With no command, opens the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"studio (lorastudio) {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("recipes", help="list recipes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("recipe", help="recipe commands (show)")
+    rsub = p.add_subparsers(dest="recipe_command", metavar="show", required=True)
+    q = rsub.add_parser("show", help="print the resolved recipe")
+    q.add_argument("name")
+    q.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50")
+    q.set_defaults(func=cmd_recipe_show)
+
+    p = sub.add_parser("validate", help="check recipe files")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("preview", help="show encoded samples with trained tokens marked")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("train", help="start a training run (survives the terminal)")
+    p.add_argument("recipe", nargs="?")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--detach", action="store_true", help="start and return at once")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("attach", help="open the Monitor on a run")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("stop", help="ask a run to save its adapter and stop")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("chat", help="chat with a run's tuned model (or its base)")
+    p.add_argument("target", nargs="?", help="run name or path, or a model folder (default: latest run)")
+    p.add_argument("--base", action="store_true", help="the base model, without the adapter")
+    p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--min-p", type=float)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--greedy", action="store_true")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_build_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .quiet import quiet_libraries
+
+    quiet_libraries()
+    if args.command == "train" and not args.recipe and not args.resume:
+        parser.error("train needs a RECIPE (or --resume RUN)")
+    try:
+        if args.command is None:
+            from .app import run_app
+
+            run_app()
+            return 0
+        return int(args.func(args) or 0)
+    except StudioError as exc:
+        print(f"studio: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

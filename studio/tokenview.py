@@ -1,0 +1,87 @@
+"""Render an encoded sample as text where trained and masked tokens look different.
+
+Shared by ``studio preview`` and the Preview screen. Without colour (``NO_COLOR``)
+trained tokens are still told apart: they are underlined and bracketed by
+``⟦ ⟧`` at the edges of each trained run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from .encode import IGNORE_INDEX, Encoded
+
+TRAINED_STYLE = "bold green underline"
+MASKED_STYLE = "dim"
+SPECIAL_STYLE = "magenta"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One token as shown: its text, id, whether loss is taken on it, and whether it is special."""
+
+    text: str
+    token_id: int
+    trained: bool
+    special: bool
+
+
+def pieces(tokenizer: Any, sample: Encoded) -> list[Piece]:
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special_ids |= {i for i, t in added.items() if getattr(t, "special", False)}
+    out = []
+    for token_id, label in zip(sample.input_ids, sample.labels, strict=True):
+        text = tokenizer.decode([token_id], skip_special_tokens=False)
+        out.append(Piece(text, token_id, label != IGNORE_INDEX, token_id in special_ids))
+    return out
+
+
+def render(
+    items: list[Piece], *, boundaries: bool = False, show_special: bool = True, show_ids: bool = False,
+    no_color: bool = False, highlight: str | None = None,
+) -> Text:
+    text = Text()
+    previous_trained = False
+    for index, piece in enumerate(items):
+        if piece.special and not show_special:
+            continue
+        shown = piece.text
+        if show_ids:
+            shown = f"{shown}({piece.token_id})"
+        if boundaries and index:
+            text.append("│", style="dim")
+        if piece.trained and not previous_trained:
+            text.append("⟦", style="bold")
+        if not piece.trained and previous_trained:
+            text.append("⟧", style="bold")
+        previous_trained = piece.trained
+        if no_color:
+            style = "underline" if piece.trained else ""
+        else:
+            style = TRAINED_STYLE if piece.trained else (SPECIAL_STYLE + " dim" if piece.special else MASKED_STYLE)
+        text.append(shown, style=style)
+    if previous_trained:
+        text.append("⟧", style="bold")
+    if highlight:
+        text.highlight_words([highlight], style="reverse", case_sensitive=False)
+    return text
+
+
+def legend(no_color: bool = False) -> Text:
+    text = Text()
+    text.append("⟦trained⟧", style="underline" if no_color else TRAINED_STYLE)
+    text.append("  ")
+    text.append("masked (label -100)", style="" if no_color else MASKED_STYLE)
+    return text
+
+
+def sample_json(items: list[Piece], sample: Encoded, index: int) -> dict[str, Any]:
+    return {
+        "index": index, "tokens": len(sample.input_ids), "trained_tokens": sample.trained_count,
+        "truncated": sample.truncated, "full_length": sample.full_length,
+        "pieces": [{"id": p.token_id, "text": p.text, "trained": p.trained, "special": p.special} for p in items],
+    }

@@ -1,0 +1,49 @@
+"""VRAM gauge and history, utilisation, temperature, power; host RAM and CPU. "No GPU" is calm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def gauge(used: float | None, total: float | None, width: int = 20) -> str:
+    if not used or not total:
+        return "n/a"
+    filled = round(width * min(used / total, 1.0))
+    return "█" * filled + "░" * (width - filled) + f" {used / 1024:.1f}/{total / 1024:.1f} GiB"
+
+
+class GpuPanel(Static):
+    """Renders the latest telemetry event."""
+
+    def show(self, telemetry: dict[str, Any] | None) -> None:
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        if telemetry is None:
+            self.update(Text("waiting for telemetry…", style="dim"))
+            return
+        gpus = telemetry.get("gpus") or []
+        if not gpus:
+            table.add_row("GPU", Text(telemetry.get("gpu_note") or "no NVIDIA GPU found", style="dim"))
+        for gpu in gpus:
+            table.add_row(f"GPU {gpu['index']}", gpu.get("name") or "n/a")
+            table.add_row("VRAM", gauge(gpu.get("memory_used_mb"), gpu.get("memory_total_mb")))
+            table.add_row("this run", _fmt(gpu.get("process_memory_mb"), " MiB"))
+            table.add_row("util", _fmt(gpu.get("utilization_pct"), " %"))
+            table.add_row("temp", _fmt(gpu.get("temperature_c"), " °C"))
+            table.add_row("power", _fmt(gpu.get("power_w"), " W"))
+        peak = telemetry.get("torch_peak_reserved_mb")
+        if peak is not None:
+            table.add_row("torch peak", _fmt(peak, " MiB"))
+        table.add_row("host RAM", gauge(telemetry.get("host_ram_used_mb"), telemetry.get("host_ram_total_mb")))
+        table.add_row("worker RSS", _fmt(telemetry.get("rss_mb"), " MiB"))
+        table.add_row("worker CPU", _fmt(telemetry.get("cpu_pct"), " %"))
+        self.update(table)

@@ -1,0 +1,41 @@
+"""The numbers of a run: loss, learning rate, grad norm, tokens/s, tokens seen, elapsed, ETA."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.widgets import Static
+
+from lorastudio.events import RunState
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class MetricsPanel(Static):
+    """A two-column table of the latest metrics."""
+
+    def show(self, state: RunState, elapsed: float | None) -> None:
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        lr = state.learning_rate[-1][1] if state.learning_rate else None
+        rows = [
+            ("loss", f"{state.last_loss:.4f}" if state.last_loss is not None else "-"),
+            ("lr", f"{lr:.2e}" if lr is not None else "-"),
+            ("grad norm", f"{state.grad_norm:.3f}" if isinstance(state.grad_norm, (int, float)) else "-"),
+            ("tokens/s", f"{state.tokens_per_s:,.0f}" if state.tokens_per_s else "-"),
+            ("tokens", f"{state.tokens_seen:,}"),
+            ("epoch", f"{state.epoch:.2f}"),
+            ("elapsed", duration(elapsed)),
+            ("ETA", duration(state.eta_s) if not state.finished else "-"),
+            ("backend", f"{state.backend or '-'} on {state.device or '-'}"),
+        ]
+        for key, value in rows:
+            table.add_row(key, value)
+        self.update(table)

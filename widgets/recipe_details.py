@@ -1,0 +1,53 @@
+"""The picker's details pane: what a recipe will do, and roughly what it will cost."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from lorastudio.estimate import estimate_vram_gb
+from lorastudio.registry import RecipeEntry
+
+
+class RecipeDetails(Static):
+    """Model, data, format, LoRA, steps and an estimated VRAM figure for one recipe."""
+
+    def show(self, entry: RecipeEntry | None) -> None:
+        if entry is None:
+            self.update(Text("No recipe matches the filter.", style="dim"))
+            return
+        if entry.recipe is None:
+            self.update(Text(f"{entry.file.path}\n\n{entry.error}", style="bold red"))
+            return
+        r = entry.recipe
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        steps = f"{r.train.max_steps} steps" if r.train.max_steps else f"{r.train.epochs:g} epochs"
+        vram = estimate_vram_gb(r)
+        targets = r.lora.target_modules if isinstance(r.lora.target_modules, str) else ", ".join(r.lora.target_modules)
+        quant = f"4-bit {r.model.quant_type}{' + double quant' if r.model.double_quant else ''}" if (
+            r.model.load_in_4bit) else "16-bit (fp32 on CPU)"
+        rows = [
+            ("recipe", r.name),
+            ("", r.description),
+            ("model", r.model.name + (" (built offline)" if r.model.name == "tiny" else "")),
+            ("weights", quant),
+            ("template", r.model.chat_template),
+            ("max length", str(r.model.max_seq_length)),
+            ("data", r.data.source),
+            ("format", r.data.format + (f"  columns {r.data.columns}" if r.data.columns else "")),
+            ("method", f"{r.method}  r={r.lora.r} alpha={r.lora.alpha} dropout={r.lora.dropout:g}"),
+            ("targets", targets),
+            ("train", f"{steps}, batch {r.train.batch_size} x {r.train.gradient_accumulation}, "
+                      f"lr {r.train.learning_rate:g}, {r.train.optimizer}"),
+            ("loss on", "assistant replies only" if r.train.train_on == "responses" else "all tokens"),
+            ("packing", "yes" if r.train.packing else "no"),
+            ("est. VRAM", f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)"),
+            ("tags", ", ".join(r.tags) or "-"),
+            ("file", f"{entry.file.origin}: {entry.file.path}"),
+        ]
+        for key, value in rows:
+            table.add_row(key, value)
+        self.update(table)
