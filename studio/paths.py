@@ -50,3 +50,16 @@ def package_recipes_dir() -> Path:
     spec = importlib.util.find_spec("lorastudio.recipes")
     assert spec is not None and spec.submodule_search_locations
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def display_path(path: str | Path) -> str:
+    """A short, machine-independent form: built-in files relative to the package, home as ``~``."""
+    path = Path(path)
+    try:
+        return "recipes/" + str(path.resolve().relative_to(package_recipes_dir().resolve()))
+    except (ValueError, OSError):
+        pass
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)

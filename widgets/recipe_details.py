@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from lorastudio.estimate import estimate_vram_gb
+from lorastudio.paths import display_path
 from lorastudio.registry import RecipeEntry
 
 
@@ -36,7 +37,7 @@ class RecipeDetails(Static):
             ("weights", quant),
             ("template", r.model.chat_template),
             ("max length", str(r.model.max_seq_length)),
-            ("data", r.data.source),
+            ("data", display_path(r.data.source) if "/" in r.data.source and r.data.source.startswith("/") else r.data.source),
             ("format", r.data.format + (f"  columns {r.data.columns}" if r.data.columns else "")),
             ("method", f"{r.method}  r={r.lora.r} alpha={r.lora.alpha} dropout={r.lora.dropout:g}"),
             ("targets", targets),
@@ -46,7 +47,7 @@ class RecipeDetails(Static):
             ("packing", "yes" if r.train.packing else "no"),
             ("est. VRAM", f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)"),
             ("tags", ", ".join(r.tags) or "-"),
-            ("file", f"{entry.file.origin}: {entry.file.path}"),
+            ("file", f"{entry.file.origin}: {display_path(entry.file.path)}"),
         ]
         for key, value in rows:
             table.add_row(key, value)

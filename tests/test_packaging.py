@@ -1,0 +1,66 @@
+"""Packaging and architecture rules: one import package, and the import boundaries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import STUDIO_BIN
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ["recipe", "registry", "paths", "encode", "formats", "datasource", "templates", "tinymodel", "tinydata",
+          "telemetry", "events", "runs", "worker", "backend", "chat", "cli", "errors", "dataprep", "modelsource",
+          "tokenview", "estimate", "quiet"]
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_engine_never_imports_textual() -> None:
+    code = "\n".join(f"import lorastudio.{m}" for m in ENGINE)
+    loaded = _modules_after(code)
+    assert not any(m == "textual" or m.startswith("textual.") for m in loaded)
+
+
+def test_screens_and_widgets_import_no_torch_at_module_level() -> None:
+    screens = [p.stem for p in (ROOT / "screens").glob("*.py") if p.stem != "__init__"]
+    widgets = [p.stem for p in (ROOT / "widgets").glob("*.py") if p.stem != "__init__"]
+    code = "import lorastudio.app\n" + "\n".join(
+        [f"import lorastudio.screens.{s}" for s in screens] + [f"import lorastudio.widgets.{w}" for w in widgets])
+    loaded = _modules_after(code)
+    heavy = {"torch", "transformers", "trl", "peft", "datasets", "bitsandbytes"}
+    assert not heavy & loaded, heavy & loaded
+
+
+@pytest.mark.parametrize("folder", ["studio", "screens", "widgets", "recipes"])
+def test_bare_folder_name_refuses_import(folder: str) -> None:
+    out = subprocess.run([sys.executable, "-c", f"import {folder}"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "installs as 'lorastudio" in out.stderr
+
+
+def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("lorastudio-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"lorastudio", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    for needed in ("lorastudio/recipes/tiny-pirate.yaml", "lorastudio/recipes/data/tiny_pirate.jsonl",
+                   "lorastudio/app.tcss", "lorastudio/screens/recipes.py", "lorastudio/widgets/token_view.py"):
+        assert needed in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "studio = lorastudio.cli:main" in entry_points and "lorastudio = lorastudio.cli:main" in entry_points
+
+
+def test_version_and_help() -> None:
+    version = subprocess.run([STUDIO_BIN, "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("studio (lorastudio) ")
+    helptext = subprocess.run([STUDIO_BIN, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("recipes", "preview", "train", "runs", "chat", "attach", "validate"):
+        assert command in helptext

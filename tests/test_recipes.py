@@ -1,0 +1,135 @@
+"""Recipes: every shipped one validates; every kind of bad recipe gets one clear message."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lorastudio import registry
+from lorastudio.errors import RecipeError
+from lorastudio.paths import package_recipes_dir
+from lorastudio.recipe import Recipe
+
+SHIPPED = sorted(package_recipes_dir().glob("*.yaml"))
+EXPECTED = {"tiny-pirate", "llama3.2-1b-pirate", "llama2-medical", "falcon7b-guanaco", "qwen-csv-concepts",
+            "qwen1.5-0.5b-qlora"}
+
+
+def test_all_builtins_are_shipped() -> None:
+    assert {p.stem for p in SHIPPED} == EXPECTED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_recipe_validates(path: Path) -> None:
+    recipe = registry.load_file(path)
+    assert recipe.name == path.stem
+    if not recipe.data.source.count("/") == 1 or recipe.data.source.startswith("/"):
+        assert Path(recipe.data.source).exists(), "local data files ship with the recipe"
+
+
+def test_notebook_settings_are_kept() -> None:
+    pirate = registry.load("llama3.2-1b-pirate")
+    assert pirate.model.name == "unsloth/Llama-3.2-1B-Instruct-bnb-4bit"
+    assert (pirate.lora.r, pirate.train.batch_size, pirate.train.gradient_accumulation) == (16, 2, 4)
+    assert (pirate.train.learning_rate, pirate.train.optimizer, pirate.train.seed) == (2e-4, "adamw_8bit", 3407)
+    assert pirate.train.train_on == "responses" and pirate.model.chat_template == "llama-3.1"
+    assert len(pirate.lora.target_modules) == 7
+    medical = registry.load("llama2-medical")
+    assert (medical.lora.r, medical.lora.alpha, medical.lora.dropout) == (64, 16, 0.1)
+    assert (medical.train.batch_size, medical.train.max_steps) == (4, 100)
+    falcon = registry.load("falcon7b-guanaco")
+    assert falcon.train.packing and falcon.model.max_seq_length == 512 and falcon.model.add_pad_token
+    qwen = registry.load("qwen1.5-0.5b-qlora")
+    assert qwen.model.quant_type == "nf4" and qwen.model.double_quant and qwen.model.compute_dtype == "bfloat16"
+    csv_recipe = registry.load("qwen-csv-concepts")
+    assert csv_recipe.lora.r == 64 and csv_recipe.data.source.endswith("concepts.csv")
+
+
+def test_recipe_models_are_frozen_and_documented() -> None:
+    recipe = registry.load("tiny-pirate")
+    with pytest.raises(Exception):
+        recipe.train.max_steps = 3  # type: ignore[misc]
+    for section in (Recipe, *[f.annotation for f in Recipe.model_fields.values() if hasattr(f.annotation, "model_fields")]):
+        for name, info in section.model_fields.items():
+            assert info.description, f"{section.__name__}.{name} has no docstring"
+
+
+def _write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """\
+name: mine
+model:
+  name: tiny
+data:
+  source: data.jsonl
+"""
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\nmodel: [unclosed\n")
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert str(path) in str(err.value) and "invalid YAML" in str(err.value) and "line" in str(err.value)
+
+
+def test_unknown_key_names_field_path_and_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD + "train:\n  max_step: 5\n")
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert f"{path}: train.max_step (line 7): unknown key" in str(err.value)
+
+
+def test_wrong_type_names_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD + "lora:\n  r: many\n")
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert "lora.r (line 7)" in str(err.value) and "integer" in str(err.value)
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\nmodel:\n  name: tiny\n")
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert f"{path}: data: required field is missing" in str(err.value)
+
+
+def test_unknown_base_recipe(tmp_path: Path) -> None:
+    path = _write(tmp_path, "extends: no-such-recipe\nname: x\n")
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert "extends (line 1): unknown base recipe 'no-such-recipe'" in str(err.value)
+
+
+def test_extends_and_overrides_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = tmp_path / "config" / "studio" / "recipes"
+    user.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (user / "faster-pirate.yaml").write_text("extends: tiny-pirate\nname: faster-pirate\ntrain:\n  max_steps: 7\n")
+    recipe = registry.load("faster-pirate", ["train.learning_rate=0.01", "lora.r=4"])
+    base = registry.load("tiny-pirate")
+    assert recipe.train.max_steps == 7 and recipe.train.learning_rate == 0.01 and recipe.lora.r == 4
+    assert recipe.train.batch_size == base.train.batch_size and recipe.data.source == base.data.source
+    assert "faster-pirate" in registry.discover()
+
+
+def test_override_with_unknown_field_is_refused() -> None:
+    with pytest.raises(RecipeError) as err:
+        registry.load("tiny-pirate", ["train.max_stepz=3"])
+    assert "train.max_stepz" in str(err.value) and "unknown key" in str(err.value)
+
+
+def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = _write(tmp_path, GOOD + "lora:\n  r: many\n")
+    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "validate", str(bad)], capture_output=True,
+                         text=True)
+    assert out.returncode == 1
+    assert "lora.r (line 7)" in out.stderr and "Traceback" not in out.stderr
