@@ -1,0 +1,103 @@
+"""The whole flow in a real terminal: the real `studio` command inside tmux, and a dropped connection."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import STUDIO_BIN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+
+class Tmux:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.session = f"studio-e2e-{uuid.uuid4().hex[:8]}"
+        self.env = env
+
+    def start(self, command: str) -> None:
+        exports = " ".join(f"{k}={v}" for k, v in self.env.items())
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
+                        f"env {exports} TERM=xterm-256color {command}"], check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+
+    def screen(self) -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True)
+        return out.stdout
+
+    def wait_for(self, text: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.25)
+        raise AssertionError(f"{text!r} never appeared; screen was:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def test_whole_flow_with_a_dropped_connection(tiny_model: Path, tmp_path: Path) -> None:
+    env = {k: os.environ[k] for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "HF_HUB_OFFLINE", "PATH")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")  # a fresh state directory
+    env["STUDIO_BACKEND"] = "hf"
+    first = Tmux(env)
+    try:
+        # 1. the picker shows the recipes; filter to tiny-pirate and open it
+        first.start(STUDIO_BIN + " recipes-tui" if False else STUDIO_BIN)
+        first.wait_for("llama3.2-1b-pirate", timeout=30)
+        first.keys("/")
+        first.keys("tiny")
+        first.keys("Enter")
+        # 2. the preview shows a sample with trained and masked tokens; next sample
+        screen = first.wait_for("sample 1/225")
+        assert "⟦Arr, the pearl be white, matey!" in screen
+        first.keys("n")
+        first.wait_for("sample 2/225")
+        # 3. start training with more steps than the demo, so the link drops mid-run
+        first.keys("t")
+        first.wait_for("Monitor")
+        screen = first.wait_for("status: training", timeout=120)
+        first.wait_for("last loss")
+    finally:
+        # 4. the terminal is gone, as when SSH drops
+        first.kill()
+    runs_root = tmp_path / "data" / "studio" / "runs"
+    run_dir = next(runs_root.iterdir())
+    second = Tmux(env)
+    try:
+        # 5. studio again: the runs list shows the run; attach; the Monitor shows the history and done
+        second.start(STUDIO_BIN)
+        second.wait_for("tiny-pirate", timeout=30)
+        second.keys("C-r")
+        screen = second.wait_for(run_dir.name[:20])
+        assert "training" in screen or "done" in screen
+        second.keys("Enter")
+        screen = second.wait_for("status: done", timeout=180)
+        assert "step 80/80" in screen
+        # 6. chat on that run: a held-out question in the tuned style, then the base model
+        second.keys("c")
+        second.wait_for("tuned (adapter on)", timeout=90)
+        second.keys("What colour is the sky?")
+        second.keys("Enter")
+        screen = second.wait_for("tok/s", timeout=60)
+        assert "Arr" in screen
+        second.keys("C-t")
+        second.wait_for("Chat · tiny-pirate · base")
+        second.keys("What colour is the sky?")
+        second.keys("Enter")
+        deadline = time.monotonic() + 60
+        while second.screen().count("tok/s") < 2 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        screen = second.screen()
+        assert "The sky is blue." in screen
+    finally:
+        second.kill()

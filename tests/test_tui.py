@@ -1,0 +1,282 @@
+"""Pilot tests that drive keys and assert on screen state, and snapshots of each screen at two sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lorastudio.app import StudioApp
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def wait_until(pilot, predicate, timeout: float = 60.0) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the screen")
+        await pilot.pause(0.1)
+
+
+def screen_text(app) -> str:
+    """The text of every Static/Label on the current screen, rendered as plain text."""
+    import io
+
+    from rich.console import Console
+    from textual.widgets import Static
+
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    for widget in app.screen.query(Static):
+        content = getattr(widget, "content", None)
+        if content is not None and content != "":
+            console.print(content)
+    return console.export_text()
+
+
+def text_of(widget) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(widget.content)
+    return console.export_text()
+
+
+# -- recorded run for the Monitor ---------------------------------------------------------------
+def write_recorded_run(root: Path) -> Path:
+    run = root / "tiny-pirate-recorded"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"format": 1, "name": run.name, "recipe": "tiny-pirate",
+                                              "created": 1_790_000_000.0}))
+    (run / "recipe.yaml").write_text("name: tiny-pirate\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n")
+    (run / "worker.log").write_text("loading tiny model\ntraining 12 steps\nsaved adapter\n")
+    t0 = 1_790_000_000.0
+    events = [{"kind": "status", "status": "queued"}, {"kind": "status", "status": "starting"},
+              {"kind": "status", "status": "loading model", "backend": "hf", "device": "cpu"},
+              {"kind": "status", "status": "training", "max_steps": 12}]
+    for step in range(1, 13):
+        events.append({"kind": "metrics", "step": step, "max_steps": 12, "epoch": step / 12,
+                       "loss": 12.0 / step ** 0.7, "learning_rate": 0.003 * (1 - step / 13), "grad_norm": 2.5 / step,
+                       "tokens_per_s": 8000.0, "tokens_seen": 280 * step, "eta_s": (12 - step) * 0.05})
+        events.append({"kind": "telemetry", "gpus": [], "gpu_note": "no NVIDIA GPU found", "rss_mb": 612.0,
+                       "cpu_pct": 180.0, "host_ram_used_mb": 4096.0, "host_ram_total_mb": 24576.0,
+                       "torch_peak_reserved_mb": None})
+    events += [{"kind": "status", "status": "saving"}, {"kind": "status", "status": "done", "adapter": "adapter"}]
+    with (run / "events.jsonl").open("w") as handle:
+        for i, event in enumerate(events):
+            handle.write(json.dumps({"v": 1, "t": t0 + i * 0.25, **event}) + "\n")
+    return run
+
+
+@pytest.fixture
+def recorded_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("TZ", "UTC")
+    return write_recorded_run(tmp_path / "data" / "studio" / "runs")
+
+
+# -- Pilot ----------------------------------------------------------------------------------------
+async def test_picker_move_filter_select(tiny_model: Path) -> None:
+    from textual.widgets import OptionList
+
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.screens.recipes import RecipesScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        options = screen.query_one(OptionList)
+        assert options.option_count == 6 and screen.current.file.name == "tiny-pirate"
+        await pilot.press("j", "j")
+        assert screen.current.file.name == "llama2-medical"
+        assert "aboonaji/llama2finetune-v2" in screen_text(app)
+        await pilot.press("k")
+        assert screen.current.file.name == "falcon7b-guanaco"
+        await pilot.press("slash", *"qwen")
+        assert [e.file.name for e in screen.shown] == ["qwen-csv-concepts", "qwen1.5-0.5b-qlora"]
+        await pilot.press("escape")
+        assert options.option_count == 6
+        await pilot.press("slash", *"tiny", "enter")
+        assert isinstance(app.screen, PreviewScreen)
+
+
+async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None:
+    from lorastudio import registry
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.widgets.token_view import TokenView
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.prepared is not None and screen.query_one(TokenView).items)
+        view = screen.query_one(TokenView)
+        trained = "".join(p.text for p in view.items if p.trained)
+        assert trained == "Arr, the pearl be white, matey!<|eot_id|>"
+        assert any(not p.trained for p in view.items)
+        assert "sample 1/225" in text_of(screen.query_one("#sample-header"))
+        await pilot.press("n")
+        assert "sample 2/225" in text_of(screen.query_one("#sample-header"))
+        await pilot.press("g", *"10", "enter")
+        assert screen.index == 9
+        await pilot.press("i")
+        assert view.show_ids and f"({view.items[0].token_id})" in text_of(view)
+        await pilot.press("slash", *"spider", "enter")
+        assert "spider" in json.dumps(screen.prepared.rows.rows[screen.index])
+        await wait_until(pilot, lambda: "225" in text_of(screen.query_one("#stats-panel"))
+                         and "computing" not in text_of(screen.query_one("#stats-panel")))
+        stats = text_of(screen.query_one("#stats-panel"))
+        assert "dolly" in stats and "p50" in stats
+
+
+async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
+    from textual.widgets import Sparkline
+
+    from lorastudio.screens.monitor import MonitorScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(MonitorScreen(recorded_run))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.snapshot is not None and screen.snapshot.state.finished)
+        text = screen_text(app)
+        assert "status: done" in text and "step 12/12" in text
+        assert "no NVIDIA GPU found" in text and "8,000" in text
+        assert len(screen.query_one("#loss-raw", Sparkline).data) == 12
+        await pilot.press("d")
+        assert not isinstance(app.screen, MonitorScreen)
+
+
+async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
+    from lorastudio.screens.monitor import MonitorScreen
+
+    lines = (recorded_run / "events.jsonl").read_text().splitlines()[:-2]
+    (recorded_run / "events.jsonl").write_text("\n".join(lines) + "\n")
+    meta = json.loads((recorded_run / "run.json").read_text())
+    (recorded_run / "run.json").write_text(json.dumps({**meta, "pid": 999_999_999}))
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(MonitorScreen(recorded_run))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.snapshot is not None)
+        assert "status: died" in screen_text(app)
+
+
+async def test_runs_screen_lists_and_attaches(recorded_run: Path) -> None:
+    from textual.widgets import DataTable
+
+    from lorastudio.screens.monitor import MonitorScreen
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+r")
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        await wait_until(pilot, lambda: screen.query_one(DataTable).row_count == 1)
+        assert screen.runs[0].status == "done"
+        await pilot.press("enter")
+        assert isinstance(app.screen, MonitorScreen)
+
+
+async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
+    from lorastudio.screens.chat import ChatScreen
+    from lorastudio.widgets.chat_message import ChatMessage
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(ChatScreen(str(trained_run)))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.engine is not None)
+        assert "tuned (adapter on)" in screen_text(app)
+
+        async def ask(question: str) -> None:
+            await pilot.press(*question, "enter")
+            await wait_until(pilot, lambda: not screen.generating and screen.query(ChatMessage).last().stats)
+
+        await ask("What colour is the sky?")
+        tuned = screen.query(ChatMessage).last()
+        assert tuned.label == "tuned" and tuned.text.lower().startswith("arr") and "tok/s" in tuned.stats
+        await pilot.press("ctrl+t")
+        await ask("What colour is the sky?")
+        base = screen.query(ChatMessage).last()
+        assert base.label == "base" and "arr" not in base.text.lower()
+        await pilot.press("ctrl+t", "ctrl+o")
+        assert "compare" in screen_text(app)
+        await ask("What does a cow say?")
+        labels = [m.label for m in screen.query(ChatMessage)][-2:]
+        assert labels == ["tuned", "base"]
+        await pilot.press("up")
+        assert screen.query_one("#chat-input").value == "What does a cow say?"
+        await pilot.press("ctrl+s")
+        saved = list((trained_run / "transcripts").glob("*.jsonl"))
+        assert saved and "What colour is the sky?" in saved[0].read_text()
+
+
+async def test_help_lists_keys() -> None:
+    from lorastudio.screens.help import HelpScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        assert "Filter" in text and "Preview" in text and "Runs" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_recipes(snap_compare, size) -> None:
+    assert snap_compare(StudioApp(), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_preview(snap_compare, size, tiny_model: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "prepared", None) is not None
+                         and "computing" not in text_of(pilot.app.screen.query_one("#stats-panel"))
+                         and "225" in text_of(pilot.app.screen.query_one("#stats-panel")))
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_monitor(snap_compare, size, recorded_run: Path) -> None:
+    async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "snapshot", None) is not None
+                         and pilot.app.screen.snapshot.state.finished)
+        await pilot.pause(0.3)
+
+    assert snap_compare(StudioApp(attach=recorded_run), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_runs(snap_compare, size, recorded_run: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: pilot.app.screen.query("DataTable") and
+                         pilot.app.screen.query_one("DataTable").row_count == 1)
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_chat(snap_compare, size, tiny_model: Path) -> None:
+    async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "engine", None) is not None)
+        await pilot.press("ctrl+e")
+        await pilot.pause(0.2)
+
+    assert snap_compare(StudioApp(chat=str(tiny_model), chat_base=True), terminal_size=size, run_before=run_before)
