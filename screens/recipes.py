@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lorastudio.registry import RecipeEntry, load_all
+from lorastudio.widgets.recipe_details import RecipeDetails
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,9 +11,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
-
-from lorastudio.registry import RecipeEntry, load_all
-from lorastudio.widgets.recipe_details import RecipeDetails
 
 
 class RecipesScreen(Screen[None]):

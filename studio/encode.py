@@ -137,10 +137,7 @@ class Encoder:
             text, spans = self.assistant_spans(example.turns)
             enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
             ids = enc["input_ids"]
-            if self.train_on == "all":
-                labels = list(ids)
-            else:
-                labels = _mask_outside(ids, enc["offset_mapping"], spans)
+            labels = list(ids) if self.train_on == "all" else _mask_outside(ids, enc["offset_mapping"], spans)
         full = len(ids)
         truncated = full > self.max_length
         if truncated:

@@ -8,6 +8,7 @@ adapter at the current step and ends with status ``stopped``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -48,10 +49,8 @@ def _telemetry_loop(writer: EventWriter, done: threading.Event) -> None:
 
     nvml = Nvml()
     while not done.wait(TELEMETRY_INTERVAL_S):
-        try:
+        with contextlib.suppress(Exception):  # telemetry must never take training down
             writer.write("telemetry", **telemetry_event(nvml))
-        except Exception:  # telemetry must never take training down
-            pass
 
 
 def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):

@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from lorastudio import registry
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir
@@ -25,7 +24,7 @@ def test_all_builtins_are_shipped() -> None:
 def test_shipped_recipe_validates(path: Path) -> None:
     recipe = registry.load_file(path)
     assert recipe.name == path.stem
-    if not recipe.data.source.count("/") == 1 or recipe.data.source.startswith("/"):
+    if recipe.data.source.count("/") != 1 or recipe.data.source.startswith("/"):
         assert Path(recipe.data.source).exists(), "local data files ship with the recipe"
 
 
@@ -49,7 +48,9 @@ def test_notebook_settings_are_kept() -> None:
 
 def test_recipe_models_are_frozen_and_documented() -> None:
     recipe = registry.load("tiny-pirate")
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         recipe.train.max_steps = 3  # type: ignore[misc]
     for section in (Recipe, *[f.annotation for f in Recipe.model_fields.values() if hasattr(f.annotation, "model_fields")]):
         for name, info in section.model_fields.items():

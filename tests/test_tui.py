@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from lorastudio.app import StudioApp
 
 SIZES = [(80, 24), (120, 40)]
@@ -83,10 +82,9 @@ def recorded_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # -- Pilot ----------------------------------------------------------------------------------------
 async def test_picker_move_filter_select(tiny_model: Path) -> None:
-    from textual.widgets import OptionList
-
     from lorastudio.screens.preview import PreviewScreen
     from lorastudio.screens.recipes import RecipesScreen
+    from textual.widgets import OptionList
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -138,9 +136,8 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
 
 
 async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
-    from textual.widgets import Sparkline
-
     from lorastudio.screens.monitor import MonitorScreen
+    from textual.widgets import Sparkline
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -171,10 +168,9 @@ async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
 
 
 async def test_runs_screen_lists_and_attaches(recorded_run: Path) -> None:
-    from textual.widgets import DataTable
-
     from lorastudio.screens.monitor import MonitorScreen
     from lorastudio.screens.runs import RunsScreen
+    from textual.widgets import DataTable
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:

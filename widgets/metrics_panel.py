@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from lorastudio.events import RunState
 from rich.table import Table
 from textual.widgets import Static
-
-from lorastudio.events import RunState
 
 
 def duration(seconds: float | None) -> str:

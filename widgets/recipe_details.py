@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
-from textual.widgets import Static
-
 from lorastudio.estimate import estimate_vram_gb
 from lorastudio.paths import display_path
 from lorastudio.registry import RecipeEntry
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
 
 
 class RecipeDetails(Static):

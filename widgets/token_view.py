@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from textual.widgets import Static
-
 from lorastudio.tokenview import Piece, render
+from textual.widgets import Static
 
 
 class TokenView(Static):

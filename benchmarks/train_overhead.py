@@ -1,0 +1,80 @@
+"""`studio train` worker on the tiny model vs a bare TRL script doing the same steps (goal: ratio <= 1.03),
+and the Monitor's refresh cost on a 100k-line events file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BARE = """
+import time, torch
+from lorastudio import registry
+from lorastudio.dataprep import prepare
+from lorastudio.encode import encode_all
+from transformers import AutoModelForCausalLM
+from peft import LoraConfig, get_peft_model
+from trl import SFTConfig, SFTTrainer
+from datasets import Dataset
+r = registry.load('tiny-pirate')
+p = prepare(r)
+rows = [{'input_ids': s.input_ids, 'labels': s.labels} for s in encode_all(p.encoder, p.rows.rows, 'x')]
+from lorastudio.tinymodel import ensure_tiny_model
+m = AutoModelForCausalLM.from_pretrained(ensure_tiny_model())
+m = get_peft_model(m, LoraConfig(r=r.lora.r, lora_alpha=r.lora.alpha, target_modules=r.lora.target_modules, task_type='CAUSAL_LM'))
+cfg = SFTConfig(output_dir='OUT', per_device_train_batch_size=r.train.batch_size, learning_rate=r.train.learning_rate,
+    max_steps=r.train.max_steps, warmup_steps=r.train.warmup_steps, logging_steps=1, save_steps=r.train.save_steps,
+    report_to=[], disable_tqdm=True, bf16=False, gradient_checkpointing=False, seed=r.train.seed,
+    dataset_kwargs={'skip_prepare_dataset': True}, remove_unused_columns=False, max_length=None)
+t = SFTTrainer(model=m, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=p.tokenizer)
+start = time.perf_counter(); t.train(); print(f'bare_train_s={time.perf_counter() - start:.2f}')
+"""
+
+
+def studio_train_seconds() -> float:
+    from lorastudio import registry, runs
+    from lorastudio.events import read_all
+
+    run_dir = runs.create_run(registry.load("tiny-pirate"))
+    subprocess.run([sys.executable, "-m", "lorastudio.worker", str(run_dir)], check=True, capture_output=True)
+    events = read_all(run_dir / "events.jsonl")
+    begin = next(e["t"] for e in events if e.get("status") == "training")
+    end = next(e["t"] for e in events if e.get("status") == "saving")
+    return end - begin
+
+
+def monitor_refresh_cost() -> None:
+    from lorastudio.events import EventTail, RunState
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        with path.open("w") as handle:
+            for i in range(100_000):
+                handle.write(json.dumps({"v": 1, "t": i, "kind": "metrics", "step": i, "loss": 1.0 / (i + 1)}) + "\n")
+        tail, state = EventTail(path), RunState()
+        start = time.perf_counter()
+        for e in tail.read_new():
+            state.apply(e)
+        print(f"monitor_initial_read_100k_s={time.perf_counter() - start:.3f}")
+        with path.open("a") as handle:
+            handle.write(json.dumps({"v": 1, "t": 0, "kind": "metrics", "step": 100_001, "loss": 0.1}) + "\n")
+        start = time.perf_counter()
+        for e in tail.read_new():
+            state.apply(e)
+        print(f"monitor_incremental_refresh_ms={(time.perf_counter() - start) * 1000:.3f}")
+
+
+def main() -> None:
+    studio = studio_train_seconds()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, "-c", BARE.replace("OUT", tmp)], capture_output=True, text=True)
+    bare = float(out.stdout.split("bare_train_s=")[1].split()[0])
+    print(f"studio_train_s={studio:.2f} bare_trl_s={bare:.2f} ratio={studio / bare:.3f}")
+    monitor_refresh_cost()
+
+
+if __name__ == "__main__":
+    main()
