@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import torch
+
 from lorastudio.chat import ChatEngine, Sampling, recipe_for_model_path
 from lorastudio.tinymodel import ensure_tiny_model
 

@@ -6,7 +6,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from lorastudio.widgets.chat_message import ChatMessage
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +13,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
+
+from lorastudio.widgets.chat_message import ChatMessage
 
 SETTINGS = [("temperature", float), ("top_p", float), ("min_p", float), ("top_k", int), ("max_new_tokens", int),
             ("repetition_penalty", float)]

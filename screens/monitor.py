@@ -7,11 +7,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lorastudio.events import EVENTS_FILE, EventTail, RunState
-from lorastudio.recipe import Recipe
-from lorastudio.runs import LOG_FILE, effective_status, read_meta
-from lorastudio.widgets.gpu_panel import GpuPanel
-from lorastudio.widgets.metrics_panel import MetricsPanel
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -19,6 +14,12 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log, ProgressBar, Sparkline
+
+from lorastudio.events import EVENTS_FILE, EventTail, RunState
+from lorastudio.recipe import Recipe
+from lorastudio.runs import LOG_FILE, effective_status, read_meta
+from lorastudio.widgets.gpu_panel import GpuPanel
+from lorastudio.widgets.metrics_panel import MetricsPanel
 
 REFRESH_S = 0.5
 CHART_POINTS = 400

@@ -6,10 +6,6 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lorastudio.encode import DatasetStats
-from lorastudio.recipe import Recipe
-from lorastudio.widgets.stats_panel import StatsPanel
-from lorastudio.widgets.token_view import TokenView
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +13,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
+
+from lorastudio.encode import DatasetStats
+from lorastudio.recipe import Recipe
+from lorastudio.widgets.stats_panel import StatsPanel
+from lorastudio.widgets.token_view import TokenView
 
 
 @dataclass
@@ -100,8 +101,9 @@ class PreviewScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="preview-stats", exit_on_error=False)
     def compute_stats(self) -> None:
-        from lorastudio.encode import compute_stats
         from textual.worker import get_current_worker
+
+        from lorastudio.encode import compute_stats
 
         worker = get_current_worker()
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from lorastudio.registry import RecipeEntry, load_all
-from lorastudio.widgets.recipe_details import RecipeDetails
-from textual import on
+from typing import TYPE_CHECKING
+
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
+
+from lorastudio.widgets.recipe_details import RecipeDetails
+
+if TYPE_CHECKING:
+    from lorastudio.registry import RecipeEntry
 
 
 class RecipesScreen(Screen[None]):
@@ -41,9 +46,21 @@ class RecipesScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.entries = load_all()
-        self._fill("")
         self.query_one(OptionList).focus()
+        self.query_one(RecipeDetails).update("loading recipes…")
+        self.load_recipes()
+
+    @work(thread=True, exclusive=True, group="recipes-load", exit_on_error=False)
+    def load_recipes(self) -> None:
+        """pydantic and YAML stay off the first frame: the list fills in a moment after the first paint."""
+        from lorastudio.registry import load_all
+
+        entries = load_all()
+        self.app.call_from_thread(self._loaded, entries)
+
+    def _loaded(self, entries: list[RecipeEntry]) -> None:
+        self.entries = entries
+        self._fill(self.query_one("#recipe-filter", Input).value)
 
     def _fill(self, needle: str) -> None:
         needle = needle.lower().strip()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
-from lorastudio.runs import RunSummary
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
+
+from lorastudio.runs import RunSummary
 
 
 class RunsScreen(Screen[None]):

@@ -20,7 +20,7 @@ class StudioApp(App[None]):
 
     TITLE = "studio"
     SUB_TITLE = "LoRA fine-tuning in your terminal"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "runs", "Runs", id="app.runs"),

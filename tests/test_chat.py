@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import STUDIO_BIN
+
 from lorastudio.chat import ChatEngine, IncrementalDecoder, Sampling, Transcript, engine_for
 from lorastudio.errors import RunError
 

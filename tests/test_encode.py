@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lorastudio.datasource import load_rows
 from lorastudio.encode import IGNORE_INDEX, Encoder, compute_stats, encode_all, make_encoder, pack
 from lorastudio.errors import DataError, TemplateError

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from lorastudio import registry
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir

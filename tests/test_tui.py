@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from lorastudio.app import StudioApp
 
 SIZES = [(80, 24), (120, 40)]
@@ -82,15 +83,16 @@ def recorded_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # -- Pilot ----------------------------------------------------------------------------------------
 async def test_picker_move_filter_select(tiny_model: Path) -> None:
+    from textual.widgets import OptionList
+
     from lorastudio.screens.preview import PreviewScreen
     from lorastudio.screens.recipes import RecipesScreen
-    from textual.widgets import OptionList
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
         screen = app.screen
         assert isinstance(screen, RecipesScreen)
+        await wait_until(pilot, lambda: screen.entries)
         options = screen.query_one(OptionList)
         assert options.option_count == 6 and screen.current.file.name == "tiny-pirate"
         await pilot.press("j", "j")
@@ -136,8 +138,9 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
 
 
 async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
-    from lorastudio.screens.monitor import MonitorScreen
     from textual.widgets import Sparkline
+
+    from lorastudio.screens.monitor import MonitorScreen
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -168,9 +171,10 @@ async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
 
 
 async def test_runs_screen_lists_and_attaches(recorded_run: Path) -> None:
+    from textual.widgets import DataTable
+
     from lorastudio.screens.monitor import MonitorScreen
     from lorastudio.screens.runs import RunsScreen
-    from textual.widgets import DataTable
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -234,12 +238,17 @@ async def test_help_lists_keys() -> None:
 # -- snapshots ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_recipes(snap_compare, size) -> None:
-    assert snap_compare(StudioApp(), terminal_size=size)
+    async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: pilot.app.screen.entries)
+        await pilot.pause()
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_preview(snap_compare, size, tiny_model: Path) -> None:
     async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: pilot.app.screen.entries)
         await pilot.press("enter")
         await wait_until(pilot, lambda: getattr(pilot.app.screen, "prepared", None) is not None
                          and "computing" not in text_of(pilot.app.screen.query_one("#stats-panel"))
@@ -261,6 +270,7 @@ def test_snapshot_monitor(snap_compare, size, recorded_run: Path) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_runs(snap_compare, size, recorded_run: Path) -> None:
     async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: pilot.app.screen.entries)
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: pilot.app.screen.query("DataTable") and
                          pilot.app.screen.query_one("DataTable").row_count == 1)

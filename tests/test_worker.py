@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import STUDIO_BIN, run_worker
+
 from lorastudio import registry, runs, tinydata
 from lorastudio.backend import Hardware, choose_backend, resolve_gradient_checkpointing, resolve_precision
 from lorastudio.errors import RunError

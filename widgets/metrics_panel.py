@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from lorastudio.events import RunState
 from rich.table import Table
 from textual.widgets import Static
+
+from lorastudio.events import RunState
 
 
 def duration(seconds: float | None) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from lorastudio.estimate import estimate_vram_gb
-from lorastudio.paths import display_path
-from lorastudio.registry import RecipeEntry
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
+
+from lorastudio.paths import display_path
+
+if TYPE_CHECKING:
+    from lorastudio.registry import RecipeEntry
 
 
 class RecipeDetails(Static):
@@ -20,6 +24,8 @@ class RecipeDetails(Static):
         if entry.recipe is None:
             self.update(Text(f"{entry.file.path}\n\n{entry.error}", style="bold red"))
             return
+        from lorastudio.estimate import estimate_vram_gb
+
         r = entry.recipe
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)

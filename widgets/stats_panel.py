@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from lorastudio.encode import DatasetStats
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
+
+from lorastudio.encode import DatasetStats
 
 
 class StatsPanel(Static):

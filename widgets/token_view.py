@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from lorastudio.tokenview import Piece, render
 from textual.widgets import Static
+
+from lorastudio.tokenview import Piece, render
 
 
 class TokenView(Static):
