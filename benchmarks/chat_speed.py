@@ -17,13 +17,16 @@ def main() -> None:
     sampling = Sampling(greedy=True, max_new_tokens=200)
     ids = torch.tensor([engine.prompt_ids(messages)])
     plain_rates, stream_rates, ttfts = [], [], []
+    assert engine.generate(messages, sampling, min_new_tokens=200).tokens == 200  # same work on both sides
     for _ in range(5):
         start = time.perf_counter()
         with torch.inference_mode():
             out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                        max_new_tokens=200, min_new_tokens=200, pad_token_id=0)
+                                        max_new_tokens=200, min_new_tokens=200,
+                                        eos_token_id=engine.stop_token_ids(), pad_token_id=0)
         plain_rates.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
-        reply = engine.generate(messages, Sampling(greedy=True, max_new_tokens=200), on_text=lambda t: None)
+        reply = engine.generate(messages, Sampling(greedy=True, max_new_tokens=200), on_text=lambda t: None,
+                                min_new_tokens=200)
         stream_rates.append(reply.tokens_per_s)
         ttfts.append(reply.first_token_s or 0)
     plain, streamed = sorted(plain_rates)[2], sorted(stream_rates)[2]

@@ -51,12 +51,12 @@ def make_data(path: Path, rows: int, words: int) -> None:
             handle.write(json.dumps({"prompt": question, "completion": answer}) + "\n")
 
 
-def run_backend(backend: str, model_dir: Path, data: Path, steps: int, root: Path) -> dict:
+def run_backend(backend: str, model_dir: Path, data: Path, steps: int, root: Path, max_length: int) -> dict:
     from lorastudio import registry, runs
     from lorastudio.events import read_all
 
     recipe = registry.load("tiny-pirate", [
-        f"model.name={model_dir}", "model.load_in_4bit=true", "model.max_seq_length=1024",
+        f"model.name={model_dir}", "model.load_in_4bit=true", f"model.max_seq_length={max_length}",
         f"data.source={data}", "data.format=prompt_completion", f"train.max_steps={steps}", "train.batch_size=8",
         "train.gradient_accumulation=1", "train.learning_rate=0.0002", "train.save_steps=100000",
         "train.precision=auto", "train.optimizer=adamw_8bit", "lora.r=16", "lora.alpha=16",
@@ -84,13 +84,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--backends", default="unsloth,hf")
+    parser.add_argument("--words", type=int, default=120, help="completion words per sample (~2.5 tokens each)")
+    parser.add_argument("--max-length", type=int, default=1024)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         make_model(tmp_path / "llama-3.2-1b-random")
-        make_data(tmp_path / "data.jsonl", rows=2000, words=120)
+        make_data(tmp_path / "data.jsonl", rows=2000, words=args.words)
         results = [run_backend(b, tmp_path / "llama-3.2-1b-random", tmp_path / "data.jsonl", args.steps,
-                               tmp_path / "runs") for b in args.backends.split(",")]
+                               tmp_path / "runs", args.max_length) for b in args.backends.split(",")]
     for r in results:
         print(json.dumps(r))
     by = {r["backend"]: r for r in results}

@@ -9,7 +9,7 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
@@ -63,7 +63,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+o", "toggle_compare", "Compare", id="chat.compare"),
         Binding("ctrl+n", "new_conversation", "New", id="chat.new"),
         Binding("ctrl+s", "save", "Save", id="chat.save"),
-        Binding("ctrl+e", "settings", "Settings", id="chat.settings"),
+        Binding("f2", "settings", "Settings", id="chat.settings"),
         Binding("up", "history(-1)", "History", show=False, id="chat.history_up"),
         Binding("down", "history(1)", "History", show=False, id="chat.history_down"),
     ]
@@ -89,7 +89,7 @@ class ChatScreen(Screen[None]):
         yield ProgressBar(total=1.0, show_eta=False, id="chat-progress")
         with Horizontal(id="chat-body"):
             yield VerticalScroll(id="chat-log")
-            with Vertical(id="chat-settings", classes="panel"):
+            with VerticalScroll(id="chat-settings", classes="panel"):
                 yield Label("Sampling", classes="title")
                 for name, _ in SETTINGS:
                     with Horizontal(classes="settings-row"):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
@@ -41,7 +41,7 @@ class RecipesScreen(Screen[None]):
         yield Input(placeholder="filter recipes (name, model, tags)…", id="recipe-filter")
         with Horizontal(id="recipes-body"):
             yield OptionList(id="recipe-list", classes="panel")
-            with Vertical(id="recipe-details", classes="panel"):
+            with VerticalScroll(id="recipe-details", classes="panel"):
                 yield RecipeDetails(id="details")
         yield Footer()
 

@@ -24,7 +24,7 @@ class StudioApp(App[None]):
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "runs", "Runs", id="app.runs"),
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
     def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:

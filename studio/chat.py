@@ -52,21 +52,35 @@ class Sampling:
 
 
 class IncrementalDecoder:
-    """Decodes generated ids one token at a time, holding back only an incomplete UTF-8 character."""
+    """Decodes generated ids one token at a time, holding back only an incomplete UTF-8 character.
+
+    Only a short window is re-decoded per token (the ids since the last emitted piece plus the
+    token before it, for tokenizers whose spacing depends on the neighbour), so cost stays flat.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self.emitted = ""
+        self.prefix = 0  # start of the context window
+        self.read = 0  # ids before this have been emitted
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""  # a multi-byte character is split across tokens: wait for the rest
-        new = text[len(self.emitted):] if text.startswith(self.emitted) else text
-        self.emitted = text
-        return new
+        before = self._decode(self.ids[self.prefix:self.read])
+        now = self._decode(self.ids[self.prefix:])
+        if now.endswith("\ufffd") or len(now) <= len(before) or not now.startswith(before):
+            if not now.endswith("\ufffd") and not now.startswith(before):
+                # the window re-spaced earlier text: emit the difference from the full text instead
+                full_before = self._decode(self.ids[: self.read])
+                full_now = self._decode(self.ids)
+                self.prefix, self.read = self.read, len(self.ids)
+                return full_now[len(full_before):]
+            return ""  # a multi-byte character is split across tokens, or nothing visible yet
+        self.prefix, self.read = self.read, len(self.ids)
+        return now[len(before):]
 
 
 @dataclass
@@ -184,7 +198,7 @@ class ChatEngine:
 
     def generate(
         self, messages: list[dict[str, str]], sampling: Sampling, on_text: Callable[[str], None] | None = None,
-        stop: threading.Event | None = None, use_adapter: bool | None = None,
+        stop: threading.Event | None = None, use_adapter: bool | None = None, **generate_overrides: Any,
     ) -> Reply:
         """Stream a reply; ``on_text`` gets each new piece of text as soon as its token is generated."""
         import contextlib
@@ -235,7 +249,7 @@ class ChatEngine:
             self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), streamer=_Streamer(),
                 stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=list(stop_ids),
-                pad_token_id=self.tokenizer.pad_token_id, **sampling.generate_kwargs(),
+                pad_token_id=self.tokenizer.pad_token_id, **{**sampling.generate_kwargs(), **generate_overrides},
             )
         return Reply("".join(pieces), timing["count"], time.monotonic() - started, timing["first"],
                      stop.is_set(), adapter_on and self.has_adapter)

@@ -282,7 +282,7 @@ def test_snapshot_runs(snap_compare, size, recorded_run: Path) -> None:
 def test_snapshot_chat(snap_compare, size, tiny_model: Path) -> None:
     async def run_before(pilot) -> None:
         await wait_until(pilot, lambda: getattr(pilot.app.screen, "engine", None) is not None)
-        await pilot.press("ctrl+e")
+        await pilot.press("f2")
         await pilot.pause(0.2)
 
     assert snap_compare(StudioApp(chat=str(tiny_model), chat_base=True), terminal_size=size, run_before=run_before)
