@@ -215,3 +215,20 @@ def test_runs_cli_lists_the_run(trained_run: Path) -> None:
     listed = {r["name"]: r for r in json.loads(out.stdout)}
     entry = listed[trained_run.name]
     assert entry["status"] == "done" and entry["recipe"] == "tiny-pirate" and entry["step"] == 80
+
+
+def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, monkeypatch) -> None:
+    """CUDA OOM ends the run as failed, named as such, with the recipe fields that lower memory."""
+    from lorastudio import worker
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(worker, "build_trainer", boom)
+    run_dir = _small_run("train.max_steps=2")
+    assert worker.run(run_dir) == 1
+    state = state_of(run_dir)
+    assert state.status == "failed" and state.cause == "CUDA out of memory"
+    assert any(h.startswith("train.batch_size") for h in state.hints)
+    assert any(h.startswith("model.load_in_4bit") for h in state.hints)
+    assert "Tried to allocate" in state.traceback
