@@ -14,19 +14,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
 
+from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.chat_message import ChatMessage
 
 SETTINGS = [("temperature", float), ("top_p", float), ("min_p", float), ("top_k", int), ("max_new_tokens", int),
             ("repetition_penalty", float)]
-
-
-@dataclass
-class LoadProgress(Message):
-    fraction: float
-    text: str
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, LoadProgress)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 
 from lorastudio.encode import DatasetStats
 from lorastudio.recipe import Recipe
+from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
 
@@ -25,17 +26,6 @@ class Loaded(Message):
     """The tokenizer, rows and encoder are ready."""
 
     prepared: Any
-
-
-@dataclass
-class BuildProgress(Message):
-    """Progress of the tiny model build (first use only)."""
-
-    fraction: float
-    text: str
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, BuildProgress)
 
 
 @dataclass
@@ -93,7 +83,7 @@ class PreviewScreen(Screen[None]):
         from lorastudio.tinymodel import is_built
 
         def progress(fraction: float, text: str) -> None:
-            self.post_message(BuildProgress(fraction, text))
+            self.post_message(LoadProgress(fraction, text))
 
         needs_build = self.recipe.model.name == "tiny" and not is_built()
         prepared = prepare(self.recipe, progress if needs_build else None)
@@ -119,7 +109,7 @@ class PreviewScreen(Screen[None]):
         self.query_one("#legend", Static).update(f"[b red]{message}[/]")
         self.query_one("#build-progress").display = False
 
-    def on_build_progress(self, message: BuildProgress) -> None:
+    def on_load_progress(self, message: LoadProgress) -> None:
         bar = self.query_one("#build-progress", ProgressBar)
         bar.display = message.fraction < 1.0
         bar.update(progress=message.fraction)

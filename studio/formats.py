@@ -57,20 +57,17 @@ def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
     return value
 
 
-def _alpaca(row, columns) -> list[Turn]:
-    instruction = _text(_col(row, columns, "instruction"), "instruction")
-    extra = _text(_col(row, columns, "input"), "input", allow_empty=True)
-    user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    return [{"role": "user", "content": user},
-            {"role": "assistant", "content": _text(_col(row, columns, "output"), "output")}]
+def _instruction_pair(extra: str, answer: str):
+    """alpaca (instruction/input/output) and dolly (instruction/context/response) differ only in names."""
 
+    def convert(row, columns) -> list[Turn]:
+        instruction = _text(_col(row, columns, "instruction"), "instruction")
+        more = _text(_col(row, columns, extra), extra, allow_empty=True)
+        user = f"{instruction}\n\n{more}" if more.strip() else instruction
+        return [{"role": "user", "content": user},
+                {"role": "assistant", "content": _text(_col(row, columns, answer), answer)}]
 
-def _dolly(row, columns) -> list[Turn]:
-    instruction = _text(_col(row, columns, "instruction"), "instruction")
-    context = _text(_col(row, columns, "context"), "context", allow_empty=True)
-    user = f"{instruction}\n\n{context}" if context.strip() else instruction
-    return [{"role": "user", "content": user},
-            {"role": "assistant", "content": _text(_col(row, columns, "response"), "response")}]
+    return convert
 
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -145,8 +142,8 @@ def _text_format(parser):
 
 
 CONVERTERS = {
-    "alpaca": _alpaca,
-    "dolly": _dolly,
+    "alpaca": _instruction_pair("input", "output"),
+    "dolly": _instruction_pair("context", "response"),
     "sharegpt": _sharegpt,
     "messages": _messages,
     "prompt_completion": _prompt_completion,
