@@ -17,7 +17,7 @@ from textual.widgets import Footer, Header, Label, Log, ProgressBar, Sparkline
 
 from lorastudio.events import EVENTS_FILE, EventTail, RunState
 from lorastudio.recipe import Recipe
-from lorastudio.runs import LOG_FILE, effective_status, read_meta
+from lorastudio.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
 from lorastudio.widgets.gpu_panel import GpuPanel
 from lorastudio.widgets.metrics_panel import MetricsPanel
 
@@ -142,7 +142,7 @@ class MonitorScreen(Screen[None]):
         state, status = message.state, message.status
         line = f"status: {status}"
         if state.cause or status == "died":
-            line += f" — {state.cause or 'the worker exited without a final status (killed or out of memory?)'}"
+            line += f" — {state.cause or DIED_CAUSE}"
         if state.hints:
             line += "  | to lower memory: " + "; ".join(state.hints)
         status_label = self.query_one("#status-line", Label)

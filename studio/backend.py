@@ -86,10 +86,6 @@ def load_for_training(recipe: Recipe, backend: str, hw: Hardware, progress: Prog
     return _load_hf(recipe, path, hw)
 
 
-def _lora_targets(recipe: Recipe) -> Any:
-    return recipe.lora.target_modules
-
-
 def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel
 
@@ -99,15 +95,16 @@ def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     )
     model = FastLanguageModel.get_peft_model(
         model, r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-        target_modules=_lora_targets(recipe), bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
+        target_modules=recipe.lora.target_modules, bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
         use_gradient_checkpointing="unsloth" if resolve_gradient_checkpointing(recipe, hw) else False,
         random_state=recipe.train.seed, max_seq_length=recipe.model.max_seq_length,
     )
     return model, tokenizer
 
 
-def load_base_model(recipe: Recipe, path: str, hw: Hardware) -> Any:
-    """The base model with the recipe's quantization, for training or for chat."""
+def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> Any:
+    """The base model with the recipe's quantization, for training or for chat, its embeddings grown to
+    cover tokens the tokenizer added (a pad token, for recipes that ask for one)."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -123,7 +120,10 @@ def load_base_model(recipe: Recipe, path: str, hw: Hardware) -> Any:
         kwargs["dtype"] = dtype if hw.cuda else torch.float32
         if hw.cuda:
             kwargs["device_map"] = {"": 0}
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return model
 
 
 def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
@@ -132,15 +132,13 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     from .modelsource import load_tokenizer
 
     tokenizer = load_tokenizer(recipe.model)
-    model = load_base_model(recipe, path, hw)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
+    model = load_base_model(recipe, path, hw, tokenizer)
     gc = resolve_gradient_checkpointing(recipe, hw)
     if recipe.model.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
     config = LoraConfig(
         r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-        target_modules=_lora_targets(recipe), bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
+        target_modules=recipe.lora.target_modules, bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config), tokenizer

@@ -71,14 +71,13 @@ class IncrementalDecoder:
         self.ids.append(token_id)
         before = self._decode(self.ids[self.prefix:self.read])
         now = self._decode(self.ids[self.prefix:])
-        if now.endswith("\ufffd") or len(now) <= len(before) or not now.startswith(before):
-            if not now.endswith("\ufffd") and not now.startswith(before):
-                # the window re-spaced earlier text: emit the difference from the full text instead
-                full_before = self._decode(self.ids[: self.read])
-                full_now = self._decode(self.ids)
-                self.prefix, self.read = self.read, len(self.ids)
-                return full_now[len(full_before):]
-            return ""  # a multi-byte character is split across tokens, or nothing visible yet
+        if now.endswith("\ufffd"):
+            return ""  # a multi-byte character is split across tokens: wait for the rest
+        if not now.startswith(before):
+            # the window re-spaced earlier text: take the difference of the full text instead
+            before, now = self._decode(self.ids[: self.read]), self._decode(self.ids)
+        elif len(now) == len(before):
+            return ""  # nothing visible yet
         self.prefix, self.read = self.read, len(self.ids)
         return now[len(before):]
 
@@ -159,7 +158,7 @@ class ChatEngine:
         hw = detect_hardware()
         path = resolve_model_path(self.recipe.model)
         try:
-            model = load_base_model(self.recipe, path, hw)
+            model = load_base_model(self.recipe, path, hw, tokenizer)
         except StudioError:
             raise
         except Exception as exc:
@@ -167,8 +166,6 @@ class ChatEngine:
                 raise StudioError(f"out of memory while loading {self.recipe.model.name}; "
                                   "try model.load_in_4bit: true") from None
             raise hub_error(self.recipe.model.name, exc) from None
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(len(tokenizer))
         if self.adapter_dir is not None:
             report(0.8, "loading adapter")
             from peft import PeftModel

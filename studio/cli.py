@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
     """Print progress lines until the run ends (for scripts and CI logs)."""
     from .events import EVENTS_FILE, EventTail, RunState
-    from .runs import effective_status, read_meta
+    from .runs import DIED_CAUSE, effective_status, read_meta
 
     tail, state, last_status = EventTail(run_dir / EVENTS_FILE), RunState(), None
     while True:
@@ -175,7 +175,7 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
         status = effective_status(state, read_meta(run_dir))
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":
-                print("status: died (the worker exited without a final status)", flush=True)
+                print(f"status: died ({DIED_CAUSE})", flush=True)
             if state.hints:
                 print("to lower memory: " + "; ".join(state.hints), file=sys.stderr)
             return 0 if status == "done" else 1
@@ -258,18 +258,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
-    from .tinymodel import build, ensure_tiny_model, is_built
-
-    if args.force or not is_built():
-        from .paths import tiny_model_dir
-
-        if args.force:
-            build(tiny_model_dir(), _progress_printer("building tiny model"))
-        else:
-            ensure_tiny_model(_progress_printer("building tiny model"))
     from .paths import tiny_model_dir
+    from .tinymodel import build, ensure_tiny_model
 
-    print(tiny_model_dir())
+    progress = _progress_printer("building tiny model")
+    print(build(tiny_model_dir(), progress) if args.force else ensure_tiny_model(progress))
     return 0
 
 

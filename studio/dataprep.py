@@ -20,10 +20,12 @@ class Prepared:
     encoder: Encoder
 
 
-def prepare(recipe: Recipe, progress: Progress | None = None) -> Prepared:
-    from .modelsource import load_tokenizer
-
+def prepare(recipe: Recipe, progress: Progress | None = None, tokenizer: Any = None) -> Prepared:
+    """``tokenizer`` is loaded from the recipe unless given (the worker passes its backend's)."""
     rows = load_rows(recipe.data)
-    tokenizer = load_tokenizer(recipe.model, progress)
+    if tokenizer is None:
+        from .modelsource import load_tokenizer
+
+        tokenizer = load_tokenizer(recipe.model, progress)
     encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
     return Prepared(tokenizer, rows, encoder)

@@ -122,6 +122,9 @@ def worker_alive(meta: dict[str, Any]) -> bool:
         return False
 
 
+DIED_CAUSE = "the worker exited without a final status (killed or out of memory?)"
+
+
 def effective_status(state: RunState, meta: dict[str, Any]) -> str:
     """The logged status, or ``died`` when a non-final status has no live worker behind it."""
     if state.finished or state.status == "unknown":
@@ -157,7 +160,7 @@ def summarise(path: Path) -> RunSummary:
     for event in read_all(path / EVENTS_FILE):
         state.apply(event)
     status = effective_status(state, meta)
-    cause = state.cause if status != "died" else "the worker exited without a final status (killed or out of memory?)"
+    cause = state.cause if status != "died" else DIED_CAUSE
     return RunSummary(path.name, path, meta.get("recipe", "?"), status, state.step, state.max_steps,
                       state.last_loss, meta.get("created", state.started), cause)
 

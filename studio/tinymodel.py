@@ -82,7 +82,8 @@ def build_tokenizer():  # -> PreTrainedTokenizerFast
     from transformers import PreTrainedTokenizerFast
 
     texts = []
-    for q, a in tinydata.split_pairs()[0] + tinydata.split_pairs()[1]:
+    train, held = tinydata.split_pairs()
+    for q, a in train + held:
         texts += [q, a, tinydata.pirate(a)]
     texts += ["You are a helpful assistant.", "Hello! How can I help you today?"]
     tok = Tokenizer(models.BPE())
@@ -111,7 +112,6 @@ def build(target: Path, progress: Progress | None = None) -> Path:
     tokenizer = build_tokenizer()
     convs = tinydata.pretrain_conversations()
     encoded = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in convs]
-    # Extra plain pretraining text keeps the base model general: bare answers without the chat frame.
     _report(progress, 0.05, "building the model")
     config = LlamaConfig(
         vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,

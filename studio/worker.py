@@ -154,11 +154,12 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
 
 
 def encode_for_training(recipe, tokenizer):
+    from .dataprep import prepare
     from .datasource import load_rows, train_eval_split
-    from .encode import encode_all, make_encoder, pack
+    from .encode import encode_all, pack
 
-    rows = load_rows(recipe.data)
-    encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
+    prepared = prepare(recipe, tokenizer=tokenizer)
+    rows, encoder = prepared.rows, prepared.encoder
     train_raw, eval_raw = train_eval_split(rows.rows, recipe.data.eval_fraction, recipe.train.seed)
     if recipe.data.eval_split and not eval_raw:
         eval_raw = load_rows(recipe.data, split=recipe.data.eval_split).rows

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lorastudio import registry
+from lorastudio.datasource import is_local
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir
 from lorastudio.recipe import Recipe
@@ -25,7 +26,7 @@ def test_all_builtins_are_shipped() -> None:
 def test_shipped_recipe_validates(path: Path) -> None:
     recipe = registry.load_file(path)
     assert recipe.name == path.stem
-    if recipe.data.source.count("/") != 1 or recipe.data.source.startswith("/"):
+    if is_local(recipe.data.source):
         assert Path(recipe.data.source).exists(), "local data files ship with the recipe"
 
 
