@@ -6,8 +6,8 @@ import time
 
 import torch
 
-from lorastudio.chat import ChatEngine, Sampling, recipe_for_model_path
-from lorastudio.tinymodel import ensure_tiny_model
+from lorastudio.chat.engine import ChatEngine, Sampling, recipe_for_model_path
+from lorastudio.models.tiny import ensure_tiny_model
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lorastudio import registry
-from lorastudio.dataprep import prepare
+from lorastudio.data.prepare import prepare
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ def make_model(folder: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lorastudio.tinymodel import build_tokenizer
+    from lorastudio.models.tiny import build_tokenizer
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
@@ -40,7 +40,7 @@ def make_model(folder: Path) -> None:
 
 
 def make_data(path: Path, rows: int, words: int) -> None:
-    from lorastudio.tinydata import OBJECTS
+    from lorastudio.models.tinydata import OBJECTS
 
     rng = random.Random(0)
     vocab = list(OBJECTS) + list(OBJECTS.values())
@@ -52,8 +52,9 @@ def make_data(path: Path, rows: int, words: int) -> None:
 
 
 def run_backend(backend: str, model_dir: Path, data: Path, steps: int, root: Path, max_length: int) -> dict:
-    from lorastudio import registry, runs
-    from lorastudio.events import read_all
+    from lorastudio import registry
+    from lorastudio.train import runs
+    from lorastudio.train.events import read_all
 
     recipe = registry.load("tiny-pirate", [
         f"model.name={model_dir}", "model.load_in_4bit=true", f"model.max_seq_length={max_length}",

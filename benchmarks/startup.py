@@ -55,7 +55,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True)
         print(out.stdout.strip() or out.stderr[-500:])
     with tempfile.TemporaryDirectory() as tmp:
-        code = ("import time; from pathlib import Path; from lorastudio.tinymodel import build; "
+        code = ("import time; from pathlib import Path; from lorastudio.models.tiny import build; "
                 f"t=time.perf_counter(); build(Path('{tmp}')/'tiny'); print(f'tiny_build_s={{time.perf_counter()-t:.1f}}')")
         print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip())
 

@@ -13,8 +13,8 @@ from pathlib import Path
 BARE = """
 import time, torch
 from lorastudio import registry
-from lorastudio.dataprep import prepare
-from lorastudio.encode import encode_all
+from lorastudio.data.prepare import prepare
+from lorastudio.data.encode import encode_all
 from transformers import AutoModelForCausalLM
 from peft import LoraConfig, get_peft_model
 from trl import SFTConfig, SFTTrainer
@@ -22,7 +22,7 @@ from datasets import Dataset
 r = registry.load('tiny-pirate')
 p = prepare(r)
 rows = [{'input_ids': s.input_ids, 'labels': s.labels} for s in encode_all(p.encoder, p.rows.rows, 'x')]
-from lorastudio.tinymodel import ensure_tiny_model
+from lorastudio.models.tiny import ensure_tiny_model
 m = AutoModelForCausalLM.from_pretrained(ensure_tiny_model())
 m = get_peft_model(m, LoraConfig(r=r.lora.r, lora_alpha=r.lora.alpha, target_modules=r.lora.target_modules, task_type='CAUSAL_LM'))
 cfg = SFTConfig(output_dir='OUT', per_device_train_batch_size=r.train.batch_size, learning_rate=r.train.learning_rate,
@@ -40,8 +40,9 @@ t.train(); print(f"bare_train_s={marks['end'] - marks['begin']:.2f}")
 
 
 def studio_train_seconds() -> float:
-    from lorastudio import registry, runs
-    from lorastudio.events import read_all
+    from lorastudio import registry
+    from lorastudio.train import runs
+    from lorastudio.train.events import read_all
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     subprocess.run([sys.executable, "-m", "lorastudio.worker", str(run_dir)], check=True, capture_output=True)
@@ -52,7 +53,7 @@ def studio_train_seconds() -> float:
 
 
 def monitor_refresh_cost() -> None:
-    from lorastudio.events import EventTail, RunState
+    from lorastudio.train.events import EventTail, RunState
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"

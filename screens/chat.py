@@ -100,7 +100,7 @@ class ChatScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_engine(self) -> None:
-        from lorastudio.chat import engine_for
+        from lorastudio.chat.engine import engine_for
 
         engine = engine_for(self.target, base_only=self.base_only)
         engine.load(lambda f, m: self.post_message(LoadProgress(f, m)))
@@ -117,7 +117,7 @@ class ChatScreen(Screen[None]):
         self.query_one("#chat-status", Label).update(f"loading: {message.text}")
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        from lorastudio.chat import Sampling
+        from lorastudio.chat.engine import Sampling
 
         self.engine = message.engine
         recipe = self.engine.recipe
@@ -246,8 +246,8 @@ class ChatScreen(Screen[None]):
         self.notify("new conversation")
 
     def action_save(self) -> None:
-        from lorastudio.chat import Transcript
-        from lorastudio.runs import find_run
+        from lorastudio.chat.engine import Transcript
+        from lorastudio.train.runs import find_run
 
         if not self.turns:
             self.notify("nothing to save yet", severity="warning")

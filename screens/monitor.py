@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log, ProgressBar, Sparkline
 
-from lorastudio.events import EVENTS_FILE, EventTail, RunState
 from lorastudio.recipe import Recipe
-from lorastudio.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
+from lorastudio.train.events import EVENTS_FILE, EventTail, RunState
+from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
 from lorastudio.widgets.gpu_panel import GpuPanel
 from lorastudio.widgets.metrics_panel import MetricsPanel
 
@@ -28,7 +28,7 @@ CHART_POINTS = 400
 def start_training(app: App[Any], recipe: Recipe) -> None:
     """Create the run directory, start the detached worker and show its Monitor."""
     from lorastudio.errors import StudioError
-    from lorastudio.runs import create_run, start_worker
+    from lorastudio.train.runs import create_run, start_worker
 
     try:
         run_dir = create_run(recipe)
@@ -174,7 +174,7 @@ class MonitorScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                from lorastudio.runs import stop_run
+                from lorastudio.train.runs import stop_run
 
                 if stop_run(self.run_dir):
                     self.notify("asked the worker to save the adapter and stop")

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 
-from lorastudio.encode import DatasetStats
+from lorastudio.data.encode import DatasetStats
 from lorastudio.recipe import Recipe
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.stats_panel import StatsPanel
@@ -79,8 +79,8 @@ class PreviewScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
     def load(self) -> None:
-        from lorastudio.dataprep import prepare
-        from lorastudio.tinymodel import is_built
+        from lorastudio.data.prepare import prepare
+        from lorastudio.models.tiny import is_built
 
         def progress(fraction: float, text: str) -> None:
             self.post_message(LoadProgress(fraction, text))
@@ -93,7 +93,7 @@ class PreviewScreen(Screen[None]):
     def compute_stats(self) -> None:
         from textual.worker import get_current_worker
 
-        from lorastudio.encode import compute_stats
+        from lorastudio.data.encode import compute_stats
 
         worker = get_current_worker()
 
@@ -116,7 +116,7 @@ class PreviewScreen(Screen[None]):
         self.query_one("#legend", Static).update(f"building the offline tiny model: {message.text}")
 
     def on_loaded(self, message: Loaded) -> None:
-        from lorastudio.tokenview import legend
+        from lorastudio.data.tokenview import legend
 
         self.prepared = message.prepared
         self.query_one("#build-progress").display = False
@@ -131,8 +131,8 @@ class PreviewScreen(Screen[None]):
         self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name)
 
     def show_sample(self, index: int) -> None:
-        from lorastudio.formats import SkipRow
-        from lorastudio.tokenview import pieces
+        from lorastudio.data.formats import SkipRow
+        from lorastudio.data.tokenview import pieces
 
         if self.prepared is None:
             return

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
-from lorastudio.runs import RunSummary
+from lorastudio.train.runs import RunSummary
 
 
 class RunsScreen(Screen[None]):
@@ -40,7 +40,7 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
     def refresh_runs(self) -> None:
-        from lorastudio.runs import list_runs
+        from lorastudio.train.runs import list_runs
 
         runs = list_runs()
         self.app.call_from_thread(self._show, runs)

@@ -12,7 +12,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from .errors import StudioError
+from lorastudio.errors import StudioError
 
 
 class StudioApp(App[None]):

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import StudioError
+from lorastudio import __version__
+from lorastudio.errors import StudioError
 
 
 def _progress_printer(label: str):
@@ -37,7 +37,7 @@ def _console():
 
 # -- recipes --------------------------------------------------------------------------------------
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from .registry import load_all
+    from lorastudio.registry import load_all
 
     entries = load_all()
     if args.json:
@@ -64,14 +64,14 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_recipe_show(args: argparse.Namespace) -> int:
-    from .registry import dump, load
+    from lorastudio.registry import dump, load
 
     print(dump(load(args.name, args.overrides)), end="")
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .registry import discover, load_file
+    from lorastudio.registry import discover, load_file
 
     files = discover([Path(f) for f in args.files])
     bad = 0
@@ -87,11 +87,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # -- preview --------------------------------------------------------------------------------------
 def cmd_preview(args: argparse.Namespace) -> int:
-    from .dataprep import prepare
-    from .encode import compute_stats
-    from .formats import SkipRow
-    from .registry import load
-    from .tokenview import legend, pieces, render, sample_json
+    from lorastudio.data.encode import compute_stats
+    from lorastudio.data.formats import SkipRow
+    from lorastudio.data.prepare import prepare
+    from lorastudio.data.tokenview import legend, pieces, render, sample_json
+    from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
     prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
@@ -134,8 +134,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 # -- train / runs -----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .registry import load
-    from .runs import create_run, find_run, start_worker
+    from lorastudio.registry import load
+    from lorastudio.train.runs import create_run, find_run, start_worker
 
     if args.resume:
         run_dir = find_run(args.resume)
@@ -149,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(run_dir.name)
         return 0
     if sys.stdout.isatty() and sys.stdin.isatty():
-        from .app import run_app
+        from lorastudio.app import run_app
 
         run_app(attach=run_dir)
         return 0
@@ -158,8 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
     """Print progress lines until the run ends (for scripts and CI logs)."""
-    from .events import EVENTS_FILE, EventTail, RunState
-    from .runs import DIED_CAUSE, effective_status, read_meta
+    from lorastudio.train.events import EVENTS_FILE, EventTail, RunState
+    from lorastudio.train.runs import DIED_CAUSE, effective_status, read_meta
 
     tail, state, last_status = EventTail(run_dir / EVENTS_FILE), RunState(), None
     while True:
@@ -183,7 +183,7 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import list_runs
+    from lorastudio.train.runs import list_runs
 
     runs = list_runs()
     if args.json:
@@ -201,15 +201,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from .app import run_app
-    from .runs import find_run
+    from lorastudio.app import run_app
+    from lorastudio.train.runs import find_run
 
     run_app(attach=find_run(args.run))
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .runs import find_run, stop_run
+    from lorastudio.train.runs import find_run, stop_run
 
     run_dir = find_run(args.run)
     if stop_run(run_dir):
@@ -221,10 +221,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 # -- chat -----------------------------------------------------------------------------------------
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import Sampling, engine_for, reply_json
+    from lorastudio.chat.engine import Sampling, engine_for, reply_json
 
     if args.prompt is None:
-        from .app import run_app
+        from lorastudio.app import run_app
 
         run_app(chat=args.target or "latest", chat_base=args.base)
         return 0
@@ -258,8 +258,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
-    from .paths import tiny_model_dir
-    from .tinymodel import build, ensure_tiny_model
+    from lorastudio.models.tiny import build, ensure_tiny_model
+    from lorastudio.paths import tiny_model_dir
 
     progress = _progress_printer("building tiny model")
     print(build(tiny_model_dir(), progress) if args.force else ensure_tiny_model(progress))
@@ -341,14 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .quiet import quiet_libraries
+    from lorastudio.quiet import quiet_libraries
 
     quiet_libraries()
     if args.command == "train" and not args.recipe and not args.resume:
         parser.error("train needs a RECIPE (or --resume RUN)")
     try:
         if args.command is None:
-            from .app import run_app
+            from lorastudio.app import run_app
 
             run_app()
             return 0

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import RecipeError
-from .paths import package_recipes_dir, user_recipes_dir
-from .recipe import Recipe
+from lorastudio.errors import RecipeError
+from lorastudio.paths import package_recipes_dir, user_recipes_dir
+from lorastudio.recipe import Recipe
 
 LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt")
 

@@ -27,7 +27,7 @@ def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(studio_home: Path) -> Path:
-    from lorastudio.tinymodel import ensure_tiny_model
+    from lorastudio.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
@@ -47,7 +47,8 @@ def run_worker(run_dir: Path, *extra: str, timeout: int = 300) -> subprocess.Com
 @pytest.fixture(scope="session")
 def trained_run(tiny_model: Path) -> Path:
     """tiny-pirate trained to the end (the recipe as shipped)."""
-    from lorastudio import registry, runs
+    from lorastudio import registry
+    from lorastudio.train import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     result = run_worker(run_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import STUDIO_BIN
 
-from lorastudio.chat import ChatEngine, IncrementalDecoder, Sampling, Transcript, engine_for
+from lorastudio.chat.engine import ChatEngine, IncrementalDecoder, Sampling, Transcript, engine_for
 from lorastudio.errors import RunError
 
 QUESTION = [{"role": "user", "content": "What colour is the sky?"}]
@@ -65,7 +65,7 @@ def test_stop_keeps_the_partial_reply(engine: ChatEngine) -> None:
 
 
 def test_adapter_toggle_changes_answers_and_back(engine: ChatEngine) -> None:
-    from lorastudio.tinydata import PIRATE_RE
+    from lorastudio.models.tinydata import PIRATE_RE
 
     greedy = Sampling(greedy=True, max_new_tokens=30)
     tuned = engine.generate(QUESTION, greedy, use_adapter=True).text
@@ -97,7 +97,8 @@ def test_transcript_files_hold_the_conversation(tmp_path: Path) -> None:
 
 
 def test_run_without_adapter_is_a_clear_error(tiny_model: Path) -> None:
-    from lorastudio import registry, runs
+    from lorastudio import registry
+    from lorastudio.train import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     with pytest.raises(RunError, match="has no adapter yet"):

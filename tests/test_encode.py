@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from lorastudio.datasource import load_rows
-from lorastudio.encode import IGNORE_INDEX, Encoder, compute_stats, encode_all, make_encoder, pack
+from lorastudio.data.encode import IGNORE_INDEX, Encoder, compute_stats, encode_all, make_encoder, pack
+from lorastudio.data.formats import SkipRow
+from lorastudio.data.sources import load_rows
 from lorastudio.errors import DataError, TemplateError
-from lorastudio.formats import SkipRow
+from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe
-from lorastudio.templates import TEMPLATES
 
 
 def recipe(source: Path | str, fmt: str = "auto", template: str = "tokenizer", **sections: Any) -> Recipe:

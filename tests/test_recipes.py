@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lorastudio import registry
-from lorastudio.datasource import is_local
+from lorastudio.data.sources import is_local
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir
 from lorastudio.recipe import Recipe

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lorastudio import tinydata
-from lorastudio.tinymodel import CONFIG, MARKER, is_built
+from lorastudio.models import tinydata
+from lorastudio.models.tiny import CONFIG, MARKER, is_built
 
 
 def test_tiny_model_builds_and_reloads(tiny_model: Path) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lorastudio.encode import Encoded
-from lorastudio.tokenview import Piece, render, sample_json
+from lorastudio.data.encode import Encoded
+from lorastudio.data.tokenview import Piece, render, sample_json
 
 PIECES = [Piece("<s>", 1, False, True), Piece("Q?", 2, False, False), Piece("Arr", 3, True, False),
           Piece("!", 4, True, False), Piece("<eot>", 5, True, True)]

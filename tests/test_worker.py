@@ -13,10 +13,17 @@ from pathlib import Path
 import pytest
 from conftest import STUDIO_BIN, run_worker
 
-from lorastudio import registry, runs, tinydata
-from lorastudio.backend import Hardware, choose_backend, resolve_gradient_checkpointing, resolve_precision
+from lorastudio import registry
 from lorastudio.errors import RunError
-from lorastudio.events import EVENTS_FILE, EventTail, RunState, read_all
+from lorastudio.models import tinydata
+from lorastudio.train import runs
+from lorastudio.train.backend import (
+    Hardware,
+    choose_backend,
+    resolve_gradient_checkpointing,
+    resolve_precision,
+)
+from lorastudio.train.events import EVENTS_FILE, EventTail, RunState, read_all
 
 
 def wait_for(predicate, timeout: float = 120, every: float = 0.2):
@@ -69,7 +76,7 @@ def test_adapter_saved_and_loadable_with_peft(trained_run: Path, tiny_model: Pat
 
 def test_demo_proves_itself(trained_run: Path) -> None:
     """Tuned: demo style in >= 80% of held-out answers; base: <= 5% (greedy)."""
-    from lorastudio.chat import Sampling, engine_for
+    from lorastudio.chat.engine import Sampling, engine_for
 
     engine = engine_for(str(trained_run))
     engine.load()
@@ -177,7 +184,7 @@ def test_event_tail_is_incremental_and_tolerates_half_lines(tmp_path: Path) -> N
 
 
 def test_nvml_absent_is_a_normal_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lorastudio import telemetry
+    from lorastudio.train import telemetry
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     nvml = telemetry.Nvml()
@@ -187,7 +194,7 @@ def test_nvml_absent_is_a_normal_value(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_nvml_without_gpu_says_so() -> None:
-    from lorastudio.telemetry import Nvml
+    from lorastudio.train.telemetry import Nvml
 
     nvml = Nvml()
     if not nvml.available:
@@ -219,7 +226,7 @@ def test_runs_cli_lists_the_run(trained_run: Path) -> None:
 
 def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, monkeypatch) -> None:
     """CUDA OOM ends the run as failed, named as such, with the recipe fields that lower memory."""
-    from lorastudio import worker
+    from lorastudio.train import worker
 
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from textual.widgets import Static
 
-from lorastudio.events import RunState
+from lorastudio.train.events import RunState
 
 
 def duration(seconds: float | None) -> str:

@@ -24,7 +24,7 @@ class RecipeDetails(Static):
         if entry.recipe is None:
             self.update(Text(f"{entry.file.path}\n\n{entry.error}", style="bold red"))
             return
-        from lorastudio.estimate import estimate_vram_gb
+        from lorastudio.models.estimate import estimate_vram_gb
 
         r = entry.recipe
         table = Table.grid(padding=(0, 1))

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from lorastudio.encode import DatasetStats
+from lorastudio.data.encode import DatasetStats
 
 
 class StatsPanel(Static):

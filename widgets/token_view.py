@@ -6,7 +6,7 @@ import os
 
 from textual.widgets import Static
 
-from lorastudio.tokenview import Piece, render
+from lorastudio.data.tokenview import Piece, render
 
 
 class TokenView(Static):

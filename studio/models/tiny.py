@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import tinydata
-from .paths import tiny_model_dir
-from .templates import TEMPLATES
+from lorastudio.models import tinydata
+from lorastudio.models.templates import TEMPLATES
+from lorastudio.paths import tiny_model_dir
 
 BUILD_VERSION = 3
 """Bump when the corpus, tokenizer or architecture changes: caches are rebuilt."""

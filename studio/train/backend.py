@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .recipe import Recipe
-from .tinymodel import Progress
+from lorastudio.models.tiny import Progress
+from lorastudio.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def compute_dtype(recipe: Recipe, hw: Hardware):
 def load_for_training(recipe: Recipe, backend: str, hw: Hardware, progress: Progress | None = None
                       ) -> tuple[Any, Any]:
     """(peft model, tokenizer) ready for the trainer."""
-    from .modelsource import resolve_model_path
+    from lorastudio.models.sources import resolve_model_path
 
     path = resolve_model_path(recipe.model, progress)
     if backend == "unsloth":
@@ -129,7 +129,7 @@ def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> 
 def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from .modelsource import load_tokenizer
+    from lorastudio.models.sources import load_tokenizer
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_base_model(recipe, path, hw, tokenizer)

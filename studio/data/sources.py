@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
-from .recipe import DataSection
+from lorastudio.errors import DataError
+from lorastudio.recipe import DataSection
 
 Row = dict[str, Any]
 

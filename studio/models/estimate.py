@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .recipe import Recipe
+from lorastudio.recipe import Recipe
 
 TINY_PARAMS_B = 0.00087
 

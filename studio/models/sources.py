@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import StudioError
-from .recipe import ModelSection
-from .tinymodel import Progress, ensure_tiny_model
+from lorastudio.errors import StudioError
+from lorastudio.models.tiny import Progress, ensure_tiny_model
+from lorastudio.recipe import ModelSection
 
 TINY = "tiny"
 

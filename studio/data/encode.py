@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DataError, TemplateError
-from .formats import TEXT_FORMATS, Example, SkipRow, check_columns, detect_format, to_example
-from .recipe import Recipe
-from .templates import TEMPLATE_FOR_TEXT_FORMAT, TEMPLATES
+from lorastudio.data.formats import TEXT_FORMATS, Example, SkipRow, check_columns, detect_format, to_example
+from lorastudio.errors import DataError, TemplateError
+from lorastudio.models.templates import TEMPLATE_FOR_TEXT_FORMAT, TEMPLATES
+from lorastudio.recipe import Recipe
 
 IGNORE_INDEX = -100
 _KNOWN_END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .datasource import Rows, load_rows
-from .encode import Encoder, make_encoder
-from .recipe import Recipe
-from .tinymodel import Progress
+from lorastudio.data.encode import Encoder, make_encoder
+from lorastudio.data.sources import Rows, load_rows
+from lorastudio.models.tiny import Progress
+from lorastudio.recipe import Recipe
 
 
 @dataclass
@@ -24,7 +24,7 @@ def prepare(recipe: Recipe, progress: Progress | None = None, tokenizer: Any = N
     """``tokenizer`` is loaded from the recipe unless given (the worker passes its backend's)."""
     rows = load_rows(recipe.data)
     if tokenizer is None:
-        from .modelsource import load_tokenizer
+        from lorastudio.models.sources import load_tokenizer
 
         tokenizer = load_tokenizer(recipe.model, progress)
     encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import StudioError
-from .recipe import ChatSection, DataSection, ModelSection, Recipe
-from .tinymodel import Progress
+from lorastudio.errors import StudioError
+from lorastudio.models.tiny import Progress
+from lorastudio.recipe import ChatSection, DataSection, ModelSection, Recipe
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,9 @@ class ChatEngine:
         return self.adapter_dir is not None
 
     def load(self, progress: Progress | None = None) -> None:
-        from .backend import detect_hardware, load_base_model
-        from .encode import Encoder
-        from .modelsource import hub_error, load_tokenizer, resolve_model_path
+        from lorastudio.data.encode import Encoder
+        from lorastudio.models.sources import hub_error, load_tokenizer, resolve_model_path
+        from lorastudio.train.backend import detect_hardware, load_base_model
 
         report = progress or (lambda f, m: None)
         report(0.05, "loading tokenizer")
@@ -254,8 +254,8 @@ class ChatEngine:
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
     """A run name/path (its recipe and adapter), a model folder, or None for the latest run."""
-    from .errors import RunError
-    from .runs import find_run, load_run_recipe
+    from lorastudio.errors import RunError
+    from lorastudio.train.runs import find_run, load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():

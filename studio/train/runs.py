@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import registry
-from .errors import RunError
-from .events import EVENTS_FILE, EventWriter, RunState, read_all
-from .paths import runs_dir
-from .recipe import Recipe
+from lorastudio import registry
+from lorastudio.errors import RunError
+from lorastudio.paths import runs_dir
+from lorastudio.recipe import Recipe
+from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, read_all
 
 RUN_FORMAT = 1
 RUN_FILE = "run.json"

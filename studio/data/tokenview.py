@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
-from .encode import IGNORE_INDEX, Encoded
+from lorastudio.data.encode import IGNORE_INDEX, Encoded
 
 TRAINED_STYLE = "bold green underline"
 MASKED_STYLE = "dim"

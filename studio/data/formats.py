@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DataError
+from lorastudio.errors import DataError
 
 Turn = dict[str, str]
 

@@ -1,0 +1,261 @@
+"""The training worker: ``python -m lorastudio.worker RUN_DIR [--resume]``.
+
+It runs in its own session (started by :func:`runs.start_worker`), owns the run
+directory, and reports only through ``events.jsonl``. SIGTERM or SIGINT saves the
+adapter at the current step and ends with status ``stopped``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lorastudio.errors import StudioError
+from lorastudio.quiet import quiet_libraries
+from lorastudio.train.backend import OOM_HINTS
+from lorastudio.train.events import EVENTS_FILE, EventWriter
+from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
+
+TELEMETRY_INTERVAL_S = 1.5
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the trainer callback turns it into ``should_training_stop``."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self.signal_name = signal.Signals(signum).name
+            self.event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal going away is not a reason to stop
+
+
+def _telemetry_loop(writer: EventWriter, done: threading.Event) -> None:
+    from lorastudio.train.telemetry import Nvml, telemetry_event
+
+    nvml = Nvml()
+    while not done.wait(TELEMETRY_INTERVAL_S):
+        with contextlib.suppress(Exception):  # telemetry must never take training down
+            writer.write("telemetry", **telemetry_event(nvml))
+
+
+def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
+    from transformers import TrainerCallback
+
+    class EventsCallback(TrainerCallback):
+        """Turns trainer logs into ``metrics`` events and the stop flag into a clean stop."""
+
+        def __init__(self) -> None:
+            self.start = time.monotonic()
+            self.last_time = self.start
+            self.last_tokens = 0
+            self.first_step_time: float | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = self.last_time = time.monotonic()
+            self.last_tokens = state.num_input_tokens_seen or 0
+            writer.status("training", max_steps=state.max_steps or max_steps_hint, step=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop.event.is_set():
+                control.should_training_stop = True
+                control.should_save = False
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" not in logs and "eval_loss" not in logs:
+                return
+            now = time.monotonic()
+            tokens = state.num_input_tokens_seen or 0
+            dt = now - self.last_time
+            tps = (tokens - self.last_tokens) / dt if dt > 0 and tokens > self.last_tokens else None
+            self.last_time, self.last_tokens = now, tokens
+            elapsed = now - self.start
+            done_steps = max(state.global_step, 1)
+            eta = elapsed / done_steps * max(state.max_steps - state.global_step, 0) if state.max_steps else None
+            writer.write(
+                "metrics", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
+                loss=logs.get("loss"), eval_loss=logs.get("eval_loss"), learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1) if tps else None,
+                tokens_seen=tokens, eta_s=round(eta, 1) if eta is not None else None, elapsed_s=round(elapsed, 2),
+            )
+
+        def on_save(self, args, state, control, **kwargs):
+            writer.write("checkpoint", step=state.global_step)
+
+    return EventsCallback()
+
+
+def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path, hw, callbacks):
+    """An SFTTrainer fed our own pre-tokenized samples (with our labels)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from lorastudio.train.backend import resolve_gradient_checkpointing, resolve_precision
+
+    precision = resolve_precision(recipe, hw)
+    t = recipe.train
+    config = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        learning_rate=t.learning_rate,
+        max_steps=t.max_steps or -1,
+        num_train_epochs=t.epochs,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.scheduler,
+        optim=t.optimizer,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        eval_strategy="steps" if eval_rows else "no",
+        eval_steps=max(t.save_steps, t.logging_steps) if eval_rows else None,
+        report_to=[],
+        disable_tqdm=True,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=resolve_gradient_checkpointing(recipe, hw),
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        max_length=None,
+        packing=False,  # we pack ourselves (see encode.pack), so labels never cross samples
+        include_num_input_tokens_seen=True,
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )
+    train_ds = Dataset.from_list(train_rows)
+    eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # our events replace its stdout dicts
+    return trainer
+
+
+def encode_for_training(recipe, tokenizer):
+    from lorastudio.data.encode import encode_all, pack
+    from lorastudio.data.prepare import prepare
+    from lorastudio.data.sources import load_rows, train_eval_split
+
+    prepared = prepare(recipe, tokenizer=tokenizer)
+    rows, encoder = prepared.rows, prepared.encoder
+    train_raw, eval_raw = train_eval_split(rows.rows, recipe.data.eval_fraction, recipe.train.seed)
+    if recipe.data.eval_split and not eval_raw:
+        eval_raw = load_rows(recipe.data, split=recipe.data.eval_split).rows
+    train = encode_all(encoder, train_raw, rows.origin)
+    evals = encode_all(encoder, eval_raw, rows.origin) if eval_raw else []
+
+    def as_rows(samples):
+        if recipe.train.packing:
+            return pack(samples, recipe.model.max_seq_length)
+        return [{"input_ids": s.input_ids, "labels": s.labels} for s in samples]
+
+    return as_rows(train), as_rows(evals), encoder.format
+
+
+def save_adapter(model, tokenizer, run_dir: Path) -> Path:
+    target = run_dir / "adapter"
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
+    return target
+
+
+def run(run_dir: Path, resume: bool = False) -> int:
+    quiet_libraries()
+    writer = EventWriter(run_dir / EVENTS_FILE)
+    stop = StopFlag()
+    stop.install()
+    update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
+    writer.status("starting", pid=os.getpid(), resume=resume)
+    telemetry_done = threading.Event()
+    threading.Thread(target=_telemetry_loop, args=(writer, telemetry_done), daemon=True).start()
+    try:
+        recipe = load_run_recipe(run_dir)
+        from lorastudio.train.backend import choose_backend, detect_hardware
+
+        hw = detect_hardware()
+        backend = choose_backend(hw)
+        writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
+        from lorastudio.train.backend import load_for_training
+
+        model, tokenizer = load_for_training(
+            recipe, backend, hw, progress=lambda f, m: writer.write("log", message=f"tiny model: {m}")
+        )
+        writer.status("loading data", source=recipe.data.source)
+        train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
+        writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
+        max_steps_hint = recipe.train.max_steps or 0
+        trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw,
+                                [make_callback(writer, stop, max_steps_hint)])
+        checkpoint = latest_checkpoint(run_dir) if resume else None
+        if resume and checkpoint is None:
+            writer.write("log", message="no checkpoint found; starting from step 0")
+        if checkpoint is not None:
+            writer.write("log", message=f"resuming from {checkpoint.name}")
+        if not stop.event.is_set():
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        writer.status("saving", step=trainer.state.global_step)
+        adapter = save_adapter(trainer.model, tokenizer, run_dir)
+        if stop.event.is_set():
+            writer.status("stopped", step=trainer.state.global_step, adapter=str(adapter),
+                          cause=f"stopped by {stop.signal_name}; adapter saved at step {trainer.state.global_step}")
+        else:
+            writer.status("done", step=trainer.state.global_step, adapter=str(adapter))
+        return 0
+    except StudioError as exc:
+        writer.status("failed", cause=str(exc))
+        return 1
+    except BaseException as exc:  # the run must end with a status whatever happened
+        tail = "".join(traceback.format_exception(exc)[-6:])
+        if "out of memory" in str(exc).lower():
+            writer.status("failed", cause="CUDA out of memory", hints=OOM_HINTS, traceback=tail)
+        else:
+            writer.status("failed", cause=f"{type(exc).__name__}: {exc}", traceback=tail)
+        print(tail, file=sys.stderr)
+        return 1
+    finally:
+        telemetry_done.set()
+        writer.close()
+
+
+def _own_start_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lorastudio.worker")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    return run(args.run_dir.resolve(), args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
