@@ -14,7 +14,7 @@ from lorastudio.data.formats import SkipRow
 from lorastudio.data.sources import load_rows
 from lorastudio.errors import DataError, TemplateError
 from lorastudio.models.templates import TEMPLATES
-from lorastudio.recipe import Recipe
+from lorastudio.recipe import DataSection, Recipe
 
 
 def recipe(source: Path | str, fmt: str = "auto", template: str = "tokenizer", **sections: Any) -> Recipe:
@@ -270,3 +270,19 @@ def test_file_not_what_its_extension_says(tmp_path: Path, name: str, content: st
 def test_hub_offline_is_a_clear_message() -> None:
     with pytest.raises(DataError, match="cannot reach the hub for 'someone/some-data'.*local file"):
         load_rows(recipe("someone/some-data").data)
+
+
+def test_csv_with_excel_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Excel's UTF-8 CSV starts with a BOM; it must not become part of the first column's name."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("instruction,response\r\nSay hi,Hi there\r\n".encode("utf-8-sig"))
+    rows = load_rows(DataSection(source=str(path)))
+    assert rows.columns == ["instruction", "response"]
+    assert rows.rows == [{"instruction": "Say hi", "response": "Hi there"}]
+
+
+def test_empty_csv_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv: the CSV file is empty \(no header row\)"):
+        load_rows(DataSection(source=str(path)))

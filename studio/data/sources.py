@@ -70,19 +70,21 @@ def _read_json(path: Path) -> list[Row]:
 
 def _read_csv(path: Path) -> list[Row]:
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        # utf-8-sig: Excel writes a byte-order mark, which would otherwise stick to the first column's name.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             sample = handle.read(4096)
             if "\x00" in sample:
                 raise DataError(f"{path}: not a CSV text file (binary content)")
             handle.seek(0)
             reader = csv.DictReader(handle)
+            fieldnames = reader.fieldnames  # read while the file is open: it is lazy, and an empty file has none
             rows = [dict(r) for r in reader]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file (not UTF-8)") from None
     except csv.Error as exc:
         raise DataError(f"{path}: invalid CSV: {exc}") from None
-    if reader.fieldnames is None:
-        raise DataError(f"{path}: the CSV file has no header row")
+    if not fieldnames:
+        raise DataError(f"{path}: the CSV file is empty (no header row)")
     for number, row in enumerate(rows, 2):
         if None in row:
             raise DataError(f"{path}: row on line {number} has more fields than the header")
