@@ -176,27 +176,37 @@ def _raw_with_bases(
     return _deep_merge(base_data, data), text
 
 
-def _format_validation(path: Path | str, exc: ValidationError, node: yaml.Node | None) -> str:
+def _format_validation(
+    path: Path | str, exc: ValidationError, node: yaml.Node | None, overrides: list[str] | None = None
+) -> str:
+    # An error on a field that an override set is the override's fault, not a line of the file.
+    by_key = {tuple(parse_override(text)[0]): text for text in overrides or []}
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc) if node is not None else None
+        override = next((text for key, text in by_key.items() if loc[: len(key)] == key), None)
+        line = _line_of(node, loc) if node is not None and override is None else None
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        if override is not None:
+            lines.append(f"override {override!r}: {msg}")
+            continue
         where = f" (line {line})" if line else ""
         lines.append(f"{path}: {field}{where}: {msg}")
     return "\n".join(lines)
 
 
-def validate_data(data: dict[str, Any], path: Path | str, text: str | None = None) -> Recipe:
+def validate_data(
+    data: dict[str, Any], path: Path | str, text: str | None = None, overrides: list[str] | None = None
+) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_format_validation(path, exc, _compose(text))) from None
+        raise RecipeError(_format_validation(path, exc, _compose(text), overrides)) from None
 
 
 def load_file(path: Path, overrides: list[str] | None = None, files: dict[str, RecipeFile] | None = None) -> Recipe:
@@ -207,7 +217,7 @@ def load_file(path: Path, overrides: list[str] | None = None, files: dict[str, R
     data.setdefault("name", path.stem)
     if overrides:
         data = apply_overrides(data, overrides)
-    return validate_data(data, path, text)
+    return validate_data(data, path, text, overrides)
 
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> Recipe:

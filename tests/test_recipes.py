@@ -136,3 +136,14 @@ def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
                          text=True)
     assert out.returncode == 1
     assert "lora.r (line 7)" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.nonsense=3", "override 'train.nonsense=3': unknown key"),
+    ("train.batch_size=abc", "override 'train.batch_size=abc': Input should be a valid integer"),
+])
+def test_bad_override_is_named_as_the_override(override: str, message: str) -> None:
+    """A bad override is the user's typing, not a line of the built-in file."""
+    with pytest.raises(RecipeError) as err:
+        registry.load("tiny-pirate", [override])
+    assert str(err.value).startswith(message) and "tiny-pirate.yaml" not in str(err.value)
