@@ -286,3 +286,25 @@ def test_empty_csv_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(DataError, match=r"empty\.csv: the CSV file is empty \(no header row\)"):
         load_rows(DataSection(source=str(path)))
+
+
+def test_columns_match_case_insensitively_when_unambiguous(tmp_path: Path, tiny_tokenizer) -> None:
+    """The seed notebook's CSV says Concept,Description; the recipe maps concept,description."""
+    path = tmp_path / "concepts.csv"
+    path.write_text("Concept,Description\nGradient descent,An optimisation method.\n")
+    rec = recipe(path, "prompt_completion", "human-assistant",
+                 data={"columns": {"prompt": "concept", "completion": "description"}})
+    enc, rows = encoder_for(tiny_tokenizer, rec)
+    assert trained_text(tiny_tokenizer, enc.encode_row(rows[0])).startswith("An optimisation method.")
+    # Capitalised Alpaca headers with no mapping at all are detected too.
+    alpaca = tmp_path / "alpaca.csv"
+    alpaca.write_text("Instruction,Output\nSay hi,Hi there\n")
+    enc, rows = encoder_for(tiny_tokenizer, recipe(alpaca))
+    assert enc.format == "alpaca" and trained_text(tiny_tokenizer, enc.encode_row(rows[0])) == "Hi there<|eot_id|>"
+
+
+def test_columns_differing_only_in_case_stay_ambiguous(tmp_path: Path, tiny_tokenizer) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text("Prompt,PROMPT,completion\na,b,c\n")
+    with pytest.raises(DataError, match="missing: prompt"):
+        encoder_for(tiny_tokenizer, recipe(path, "prompt_completion"))

@@ -18,7 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorastudio.data.formats import TEXT_FORMATS, Example, SkipRow, check_columns, detect_format, to_example
+from lorastudio.data.formats import (
+    TEXT_FORMATS,
+    Example,
+    SkipRow,
+    check_columns,
+    detect_format,
+    resolve_columns,
+    to_example,
+)
 from lorastudio.errors import DataError, TemplateError
 from lorastudio.models.templates import TEMPLATE_FOR_TEXT_FORMAT, TEMPLATES
 from lorastudio.recipe import Recipe
@@ -266,6 +274,9 @@ def compute_stats(
 def make_encoder(tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping],
                  origin: str) -> Encoder:
     """Detect (or take) the format, check the columns, and build the encoder."""
+    columns = resolve_columns(column_names, recipe.data.columns)
+    if columns != recipe.data.columns:
+        recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"columns": columns})})
     fmt = recipe.data.format
     if fmt == "auto":
         fmt = detect_format(column_names, recipe.data.columns, sample_rows)

@@ -28,6 +28,24 @@ FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
     "human_assistant": ("text",),
 }
 OPTIONAL_COLUMNS = {"alpaca": {"input"}, "dolly": {"context"}}
+
+
+def resolve_columns(column_names: Sequence[str], columns: Mapping[str, str]) -> dict[str, str]:
+    """The recipe's column mapping, completed with case-insensitive matches where they are unambiguous.
+
+    Spreadsheets capitalise headers (``Concept``, ``Description``) while recipes name ``concept``;
+    an exact name always wins, and two columns that differ only in case are left for the user to map.
+    """
+    resolved = dict(columns)
+    by_lower: dict[str, list[str]] = {}
+    for name in column_names:
+        by_lower.setdefault(name.lower(), []).append(name)
+    for canonical in {c for cols in FORMAT_COLUMNS.values() for c in cols} | set(columns):
+        wanted = resolved.get(canonical, canonical)
+        matches = by_lower.get(wanted.lower(), [])
+        if wanted not in column_names and len(matches) == 1:
+            resolved[canonical] = matches[0]
+    return resolved
 TEXT_FORMATS = {"guanaco", "llama2", "human_assistant"}
 
 
