@@ -18,19 +18,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("tmux") is None, 
 class Tmux:
     def __init__(self, env: dict[str, str]) -> None:
         self.session = f"studio-e2e-{uuid.uuid4().hex[:8]}"
+        # A private server per terminal: after kill-session the old server exits asynchronously, and a
+        # new-session on the shared default socket can reach it mid-exit ("server exited unexpectedly").
+        self.socket = self.session
         self.env = env
+
+    def tmux(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", self.socket, *args], text=True, **kwargs)  # type: ignore[call-overload]
 
     def start(self, command: str) -> None:
         exports = " ".join(f"{k}={v}" for k, v in self.env.items())
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
-                        f"env {exports} TERM=xterm-256color {command}"], check=True)
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
+                  f"env {exports} TERM=xterm-256color {command}", check=True)
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+        self.tmux("send-keys", "-t", self.session, *keys, check=True)
 
     def screen(self) -> str:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True)
-        return out.stdout
+        return self.tmux("capture-pane", "-p", "-t", self.session, capture_output=True).stdout
 
     def wait_for(self, text: str, timeout: float = 90) -> str:
         deadline = time.monotonic() + timeout
@@ -42,7 +47,7 @@ class Tmux:
         raise AssertionError(f"{text!r} never appeared; screen was:\n{self.screen()}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        self.tmux("kill-server", capture_output=True)
 
 
 def test_whole_flow_with_a_dropped_connection(tiny_model: Path, tmp_path: Path) -> None:
