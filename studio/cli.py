@@ -133,16 +133,26 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 # -- train / runs -----------------------------------------------------------------------------------
+def _devices_arg(text: str) -> int | str:
+    if text == "all" or (text.isdigit() and int(text) >= 1):
+        return "all" if text == "all" else int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: give a number of devices (1, 2, ...) or 'all'")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
     from lorastudio.train.runs import create_run, find_run, start_worker
 
     if args.resume:
         run_dir = find_run(args.resume)
-        start_worker(run_dir, resume=True)
+        start_worker(run_dir, resume=True, devices=args.devices)
     else:
-        recipe = load(args.recipe, args.overrides)
+        devices = [f"train.devices={args.devices}"] if args.devices is not None else []
+        recipe = load(args.recipe, [*args.overrides, *devices])
         run_dir = create_run(recipe)
+        if args.no_start:
+            print(run_dir)
+            return 0
         start_worker(run_dir)
     print(f"run: {run_dir}", file=sys.stderr)
     if args.detach:
@@ -303,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--detach", action="store_true", help="start and return at once")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--devices", metavar="N", type=_devices_arg, help="train on N devices (or 'all') through accelerate; "
+                   "same as train.devices=N")
+    p.add_argument("--no-start", action="store_true", help="create the run directory, print it, start nothing "
+                   "(to launch it yourself, e.g. with accelerate on several machines)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("runs", help="list runs")

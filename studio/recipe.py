@@ -5,7 +5,7 @@ Unknown keys are refused everywhere so a typo never silently falls back to a def
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,6 +113,13 @@ class TrainSection(_Section):
     """Training precision; ``auto`` uses bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory; ``auto`` turns it on for GPUs and off on CPU."""
+    devices: Annotated[int, Field(ge=1)] | Literal["all"] = 1
+    """Devices to train on: 1, N (one process per device, started with ``accelerate launch --num_processes N``)
+    or ``all`` (every visible GPU). ``batch_size`` is per device, so the effective batch grows with N.
+    Without a GPU, N > 1 runs N CPU processes talking over gloo (for testing)."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """With more than one device: ``ddp`` keeps a whole copy of the model on each (fastest when it fits one);
+    ``fsdp`` shards weights, gradients and optimizer state across them, for models that do not fit one."""
 
 
 class ChatSection(_Section):

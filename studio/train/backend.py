@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lorastudio.errors import StudioError
 from lorastudio.models.tiny import Progress
 from lorastudio.recipe import Recipe
 
@@ -32,11 +33,22 @@ def detect_hardware() -> Hardware:
     return Hardware(False, False, "cpu")
 
 
-def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: dict[str, str] | None = None) -> str:
-    """``unsloth`` when CUDA is present and unsloth is installed, unless ``STUDIO_BACKEND`` says otherwise."""
+def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: dict[str, str] | None = None,
+                   devices: int = 1) -> str:
+    """``unsloth`` when CUDA is present and unsloth is installed, unless ``STUDIO_BACKEND`` says otherwise.
+
+    unsloth trains on one device: with more, the automatic choice is transformers + peft (under accelerate),
+    and an explicit ``STUDIO_BACKEND=unsloth`` is refused with a message saying so.
+    """
     env = os.environ if env is None else env
     forced = env.get("STUDIO_BACKEND", "").strip().lower()
     if forced in ("hf", "transformers"):
+        return "hf"
+    if devices > 1:
+        if forced == "unsloth":
+            raise StudioError(f"STUDIO_BACKEND=unsloth trains on one device, but train.devices asks for {devices}: "
+                              "set train.devices: 1, or unset STUDIO_BACKEND to train on all of them with "
+                              "transformers + peft")
         return "hf"
     if unsloth_importable is None:
         unsloth_importable = importlib.util.find_spec("unsloth") is not None
@@ -115,15 +127,23 @@ def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> 
             load_in_4bit=True, bnb_4bit_quant_type=recipe.model.quant_type,
             bnb_4bit_use_double_quant=recipe.model.double_quant, bnb_4bit_compute_dtype=dtype,
         )
-        kwargs["device_map"] = {"": 0} if hw.cuda else {"": "cpu"}
+        kwargs["device_map"] = {"": _local_gpu()} if hw.cuda else {"": "cpu"}
     else:
         kwargs["dtype"] = dtype if hw.cuda else torch.float32
         if hw.cuda:
-            kwargs["device_map"] = {"": 0}
+            kwargs["device_map"] = {"": _local_gpu()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return model
+
+
+def _local_gpu() -> int:
+    """The GPU this process trains on: its local rank under ``accelerate launch``, else the first."""
+    try:
+        return int(os.environ.get("LOCAL_RANK", 0))
+    except ValueError:
+        return 0
 
 
 def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:

@@ -80,10 +80,19 @@ def update_meta(path: Path, **fields: Any) -> None:
     write_meta(path, meta)
 
 
-def start_worker(path: Path, resume: bool = False, env: dict[str, str] | None = None) -> int:
-    """Start ``python -m lorastudio.worker RUN_DIR`` in its own session, detached from this terminal."""
+def start_worker(path: Path, resume: bool = False, env: dict[str, str] | None = None,
+                 devices: int | str | None = None) -> int:
+    """Start ``python -m lorastudio.worker RUN_DIR`` in its own session, detached from this terminal.
+
+    With more than one device (``train.devices``, or ``devices`` here) the session's leader is the launch
+    supervisor instead (see ``train/launch.py``), which starts the workers under ``accelerate launch``.
+    """
+    from lorastudio.train.launch import needs_launcher, supervisor_command
+
     log = (path / LOG_FILE).open("ab")
     cmd = [sys.executable, "-m", "lorastudio.worker", str(path)]
+    if needs_launcher(devices if devices is not None else load_run_recipe(path).train.devices):
+        cmd = supervisor_command(path, devices=devices)
     if resume:
         cmd.append("--resume")
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}

@@ -55,11 +55,12 @@ class Nvml:
         self.available = bool(count)
         self.reason = "" if count else "no NVIDIA GPU found"
 
-    def sample(self, pid: int | None = None) -> list[GpuSample]:
+    def sample(self, pid: int | list[int] | None = None) -> list[GpuSample]:
+        """Every GPU NVML sees; ``process_memory_mb`` sums the given process(es) (all ranks of a run)."""
         if not self.available:
             return []
         nv = self._nvml
-        pid = pid or os.getpid()
+        pids = set(pid) if isinstance(pid, list) else {pid or os.getpid()}
         out = []
         for index in range(_safe(nv.nvmlDeviceGetCount, default=0)):
             handle = _safe(nv.nvmlDeviceGetHandleByIndex, index)
@@ -70,7 +71,7 @@ class Nvml:
             power = _safe(nv.nvmlDeviceGetPowerUsage, handle)
             temp = _safe(nv.nvmlDeviceGetTemperature, handle, 0)
             procs = _safe(nv.nvmlDeviceGetComputeRunningProcesses, handle, default=[]) or []
-            mine = [p.usedGpuMemory for p in procs if getattr(p, "pid", None) == pid and p.usedGpuMemory]
+            mine = [p.usedGpuMemory for p in procs if getattr(p, "pid", None) in pids and p.usedGpuMemory]
             name = _safe(nv.nvmlDeviceGetName, handle)
             out.append(GpuSample(
                 index=index,
@@ -117,10 +118,11 @@ def torch_peak_reserved_mb() -> float | None:
     return None
 
 
-def telemetry_event(nvml: Nvml, pid: int | None = None) -> dict[str, Any]:
+def telemetry_event(nvml: Nvml, pid: int | list[int] | None = None) -> dict[str, Any]:
+    """GPU and host figures; with a list of pids (a run's processes) the host figures are the first one's."""
     return {
         "gpus": [asdict(g) for g in nvml.sample(pid)],
         "gpu_note": None if nvml.available else nvml.reason,
         "torch_peak_reserved_mb": torch_peak_reserved_mb(),
-        **host_sample(pid),
+        **host_sample(pid[0] if isinstance(pid, list) else pid),
     }

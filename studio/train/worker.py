@@ -20,6 +20,7 @@ from typing import Any
 
 from lorastudio.errors import StudioError
 from lorastudio.quiet import quiet_libraries
+from lorastudio.train import distributed as dist
 from lorastudio.train.backend import OOM_HINTS
 from lorastudio.train.events import EVENTS_FILE, EventWriter
 from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
@@ -44,13 +45,14 @@ class StopFlag:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal going away is not a reason to stop
 
 
-def _telemetry_loop(writer: EventWriter, done: threading.Event) -> None:
+def _telemetry_loop(writer: EventWriter, done: threading.Event, several: bool = False) -> None:
     from lorastudio.train.telemetry import Nvml, telemetry_event
 
     nvml = Nvml()
     while not done.wait(TELEMETRY_INTERVAL_S):
         with contextlib.suppress(Exception):  # telemetry must never take training down
-            writer.write("telemetry", **telemetry_event(nvml))
+            # every local GPU; "this run" memory counts all of the run's processes
+            writer.write("telemetry", **telemetry_event(nvml, dist.run_pids() if several else None))
 
 
 def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
@@ -68,10 +70,12 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = self.last_time = time.monotonic()
             self.last_tokens = state.num_input_tokens_seen or 0
-            writer.status("training", max_steps=state.max_steps or max_steps_hint, step=state.global_step)
+            writer.status("training", max_steps=state.max_steps or max_steps_hint, step=state.global_step,
+                          world_size=args.world_size)
 
         def on_step_end(self, args, state, control, **kwargs):
-            if stop.event.is_set():
+            if dist.any_rank(stop.event.is_set()):  # collective: every rank stops after the same step
+                stop.event.set()
                 control.should_training_stop = True
                 control.should_save = False
             return control
@@ -184,27 +188,34 @@ def save_adapter(model, tokenizer, run_dir: Path) -> Path:
 
 def run(run_dir: Path, resume: bool = False) -> int:
     quiet_libraries()
-    writer = EventWriter(run_dir / EVENTS_FILE)
+    where = dist.placement()  # rank 0 alone writes the run directory; see train/distributed.py
+    writer = EventWriter(run_dir / EVENTS_FILE) if where.is_main else dist.NullWriter()
     stop = StopFlag()
     stop.install()
-    update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
-    writer.status("starting", pid=os.getpid(), resume=resume)
+    if not where.distributed:  # under the launcher, run.json keeps the supervisor's pid
+        update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
+    writer.status("starting", pid=os.getpid(), resume=resume, world_size=where.world_size)
     telemetry_done = threading.Event()
-    threading.Thread(target=_telemetry_loop, args=(writer, telemetry_done), daemon=True).start()
+    if where.is_main:
+        threading.Thread(target=_telemetry_loop, args=(writer, telemetry_done, where.distributed),
+                         daemon=True).start()
     try:
         recipe = load_run_recipe(run_dir)
         from lorastudio.train.backend import choose_backend, detect_hardware
 
+        dist.init_process_group(where)
         hw = detect_hardware()
-        backend = choose_backend(hw)
+        backend = choose_backend(hw, devices=where.world_size)
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
         from lorastudio.train.backend import load_for_training
 
-        model, tokenizer = load_for_training(
-            recipe, backend, hw, progress=lambda f, m: writer.write("log", message=f"tiny model: {m}")
-        )
+        with dist.main_first(where):  # one process downloads or builds the model, the others find it cached
+            model, tokenizer = load_for_training(
+                recipe, backend, hw, progress=lambda f, m: writer.write("log", message=f"tiny model: {m}")
+            )
         writer.status("loading data", source=recipe.data.source)
-        train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
+        with dist.main_first(where):
+            train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
         writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
         max_steps_hint = recipe.train.max_steps or 0
         trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw,
@@ -214,13 +225,21 @@ def run(run_dir: Path, resume: bool = False) -> int:
             writer.write("log", message="no checkpoint found; starting from step 0")
         if checkpoint is not None:
             writer.write("log", message=f"resuming from {checkpoint.name}")
-        if not stop.event.is_set():
+        if not dist.any_rank(stop.event.is_set()):
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        else:
+            stop.event.set()
         writer.status("saving", step=trainer.state.global_step)
-        adapter = save_adapter(trainer.model, tokenizer, run_dir)
+        if trainer.is_fsdp_enabled:
+            adapter = dist.save_sharded_adapter(trainer, tokenizer, run_dir, where, save_adapter)
+        elif where.is_main:
+            adapter = save_adapter(trainer.model, tokenizer, run_dir)
+        else:
+            adapter = run_dir / "adapter"
         if stop.event.is_set():
             writer.status("stopped", step=trainer.state.global_step, adapter=str(adapter),
-                          cause=f"stopped by {stop.signal_name}; adapter saved at step {trainer.state.global_step}")
+                          cause=f"stopped by {stop.signal_name or 'a stop request'}; "
+                                f"adapter saved at step {trainer.state.global_step}")
         else:
             writer.status("done", step=trainer.state.global_step, adapter=str(adapter))
         return 0
@@ -229,6 +248,12 @@ def run(run_dir: Path, resume: bool = False) -> int:
         return 1
     except BaseException as exc:  # the run must end with a status whatever happened
         tail = "".join(traceback.format_exception(exc)[-6:])
+        if where.distributed and (dist.is_comm_error(exc) or not where.is_main):
+            # a peer died or went silent: the launcher's supervisor names the process that failed first
+            writer.write("log", message=f"{type(exc).__name__}: {exc}"[:500], rank_error=True)
+            print(f"studio rank {where.rank} failed: {type(exc).__name__}: {exc}"[:1000], file=sys.stderr)
+            print(tail, file=sys.stderr)
+            return 1
         if "out of memory" in str(exc).lower():
             writer.status("failed", cause="CUDA out of memory", hints=OOM_HINTS, traceback=tail)
         else:
@@ -238,6 +263,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     finally:
         telemetry_done.set()
         writer.close()
+        dist.leave_process_group()
 
 
 def _own_start_time() -> float | None:

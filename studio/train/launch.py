@@ -1,0 +1,265 @@
+"""Starting the worker on more than one device: ``accelerate launch`` under a small supervisor.
+
+``runs.start_worker`` starts ``python -m lorastudio.train.launch RUN_DIR`` in its own session when the recipe
+asks for more than one device. The supervisor is the run's recorded pid. It
+
+* settles ``train.devices`` (``all`` = every visible GPU) and starts
+  ``python -m accelerate.commands.launch --multi_gpu|--use_fsdp --num_processes N ... -m lorastudio.worker RUN_DIR``
+  (the venv's accelerate, whatever ``accelerate`` is on PATH); accelerate hands the processes to torchrun, which
+  watches them: when one dies it stops the others (SIGTERM, SIGKILL after 30 s) and exits non-zero;
+* forwards SIGTERM/SIGINT (``studio stop``) to the training processes themselves, which agree through one
+  all-reduce on the step to stop at; rank 0 saves the adapter once;
+* when the launcher ends without a final status from rank 0, writes ``failed`` with the root cause torchrun
+  reported (which rank, which exit code or signal), so a run never stays "training" with nobody behind it.
+
+Without a GPU, N > 1 runs N CPU processes over gloo (``ACCELERATE_USE_CPU``; accelerate's own ``--cpu`` flag would
+pick its single-process/mpirun launcher instead), which is how the tests exercise all of this on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from lorastudio.errors import StudioError
+
+FSDP_DEFAULTS = [
+    "--fsdp_version", "1",
+    "--fsdp_sharding_strategy", "FULL_SHARD",
+    "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+    "--fsdp_backward_prefetch", "BACKWARD_PRE",
+    "--fsdp_state_dict_type", "SHARDED_STATE_DICT",
+    "--fsdp_use_orig_params", "true",  # LoRA mixes frozen and trained weights inside one wrapped layer
+    "--fsdp_cpu_ram_efficient_loading", "true",
+    "--fsdp_sync_module_states", "true",
+]
+"""accelerate's FSDP settings studio uses unless ``STUDIO_ACCELERATE_CONFIG`` names a config file of your own."""
+
+POLL_S = 0.5
+
+
+class LaunchError(StudioError):
+    """The recipe asks for devices this machine cannot give."""
+
+
+def resolve_devices(setting: int | str, cuda_count: int) -> int:
+    """``all`` -> every visible GPU (1 without a GPU); N -> N, refused when more than the visible GPUs."""
+    if setting == "all":
+        return max(cuda_count, 1)
+    count = int(setting)
+    if cuda_count and count > cuda_count:
+        raise LaunchError(f"train.devices: {count}, but only {cuda_count} CUDA device"
+                          f"{'s are' if cuda_count > 1 else ' is'} visible (CUDA_VISIBLE_DEVICES)")
+    return count
+
+
+def visible_gpus(env: dict[str, str] | None = None) -> int:
+    """GPUs this run may use: NVML's count, narrowed by ``CUDA_VISIBLE_DEVICES`` (no torch import needed)."""
+    from lorastudio.train.telemetry import Nvml
+
+    env = os.environ if env is None else env
+    nvml = Nvml()
+    count = len(nvml.sample()) if nvml.available else 0
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None or not count:
+        return count
+    wanted = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+    return min(len(wanted), count)
+
+
+def needs_launcher(setting: int | str) -> bool:
+    """Whether a run with this ``train.devices`` starts under the supervisor rather than as one worker."""
+    return setting != 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def accelerate_command(run_dir: Path, devices: int, distributed: str = "ddp", resume: bool = False, *,
+                       port: int | None = None, config_file: str | None = None,
+                       python: str = sys.executable) -> list[str]:
+    """``python -m accelerate.commands.launch ... -m lorastudio.worker RUN_DIR`` for one machine, N processes."""
+    cmd = [python, "-m", "accelerate.commands.launch"]
+    if config_file:
+        cmd += ["--config_file", config_file]
+    cmd += ["--use_fsdp"] if distributed == "fsdp" else ["--multi_gpu"]
+    if distributed == "fsdp" and not config_file:
+        cmd += FSDP_DEFAULTS
+    cmd += [
+        "--num_processes", str(devices), "--num_machines", "1",
+        "--mixed_precision", "no",  # the trainer sets bf16/fp16 from the recipe
+        "--dynamo_backend", "no",
+        "--main_process_port", str(port or free_port()),
+        "--max_restarts", "0",  # a failed rank fails the run; it is not restarted from scratch
+        "--monitor_interval", "1",
+        "-m", "lorastudio.worker", str(run_dir),
+    ]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def launch_env(cuda: bool, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    if not cuda:
+        env["ACCELERATE_USE_CPU"] = "true"  # each process joins gloo on the CPU
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def supervisor_command(run_dir: Path, resume: bool = False, devices: int | str | None = None,
+                       python: str = sys.executable) -> list[str]:
+    cmd = [python, "-m", "lorastudio.train.launch", str(run_dir)]
+    if devices is not None:
+        cmd += ["--devices", str(devices)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+_ROOT_RANK = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?",
+                        re.S)
+
+
+def root_cause(log_text: str) -> str | None:
+    """torchrun's "Root Cause (first observed failure)" as one line: which rank, which exit code or signal."""
+    matches = list(_ROOT_RANK.finditer(log_text))
+    if not matches:
+        return None
+    found = matches[-1]
+    rank, code = int(found.group(1)), int(found.group(2))
+    pid = f" (pid {found.group(3)})" if found.group(3) else ""
+    if code < 0:
+        try:
+            how = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    return f"training process rank {rank}{pid} {how}; the launcher stopped the others"
+
+
+class Supervisor:
+    """Runs the launcher, forwards stop signals to the training processes, and reports a launcher failure."""
+
+    def __init__(self, run_dir: Path, resume: bool, devices: int | str | None) -> None:
+        self.run_dir = run_dir
+        self.resume = resume
+        self.devices = devices
+        self.stop_signal: int | None = None
+        self.signalled: set[int] = set()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            self.stop_signal = signum
+            self.forward()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def training_pids(self) -> list[int]:
+        if self.proc is None:
+            return []
+        try:
+            import psutil
+
+            return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)
+                    if "lorastudio.worker" in " ".join(p.cmdline())]
+        except Exception:
+            return []
+
+    def forward(self) -> None:
+        """Send the stop signal to every training process not yet told (not to torchrun: it would kill them)."""
+        if self.stop_signal is None:
+            return
+        with self._lock:
+            for pid in self.training_pids():
+                if pid not in self.signalled:
+                    try:
+                        os.kill(pid, self.stop_signal)
+                        self.signalled.add(pid)
+                    except OSError:
+                        pass
+
+    def run(self) -> int:
+        from lorastudio.train.events import EVENTS_FILE, EventWriter, read_all
+        from lorastudio.train.runs import LOG_FILE, load_run_recipe
+
+        try:
+            recipe = load_run_recipe(self.run_dir)
+            gpus = visible_gpus()
+            cuda = gpus > 0
+            devices = resolve_devices(self.devices if self.devices is not None else recipe.train.devices, gpus)
+        except StudioError as exc:
+            return self._fail(str(exc))
+        if devices == 1:
+            cmd = [sys.executable, "-m", "lorastudio.worker", str(self.run_dir)] + (["--resume"] if self.resume else [])
+        else:
+            cmd = accelerate_command(self.run_dir, devices, recipe.train.distributed, self.resume,
+                                     config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None)
+        print("launching: " + " ".join(cmd), flush=True)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=launch_env(cuda))
+        while True:
+            try:
+                code = self.proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                self.forward()  # processes started after the signal arrived are told too
+        events = read_all(self.run_dir / EVENTS_FILE)
+        statuses = [e.get("status") for e in events if e.get("kind") == "status"]
+        last = statuses[-1] if statuses else None
+        if last in ("done", "stopped", "failed"):
+            return 0 if last in ("done", "stopped") and code == 0 else (code or 1)
+        try:
+            tail = (self.run_dir / LOG_FILE).read_text(errors="replace")[-20000:]
+        except OSError:
+            tail = ""
+        cause = root_cause(tail) or f"the launcher exited with code {code} before the run finished"
+        said = re.findall(r"^studio rank (\d+) failed: (.*)$", tail, re.M)
+        if said:
+            cause += f" (rank {said[0][0]}: {said[0][1][:300]})"
+        writer = EventWriter(self.run_dir / EVENTS_FILE)
+        writer.status("failed", cause=cause, world_size=devices)
+        writer.close()
+        return code or 1
+
+    def _fail(self, cause: str) -> int:
+        from lorastudio.train.events import EVENTS_FILE, EventWriter
+
+        writer = EventWriter(self.run_dir / EVENTS_FILE)
+        writer.status("failed", cause=cause)
+        writer.close()
+        print(cause, file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lorastudio.train.launch")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--devices", help="override train.devices (N or all)")
+    args = parser.parse_args(argv)
+    devices: int | str | None = args.devices
+    if devices is not None and devices != "all":
+        devices = int(devices)
+    supervisor = Supervisor(args.run_dir.resolve(), args.resume, devices)
+    supervisor.install()
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
