@@ -90,18 +90,33 @@ def test_placement_and_root_cause() -> None:
     assert second.distributed and not second.is_main
     assert NullWriter().status("done")["status"] == "done"
     log = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
-Root Cause (first observed failure):
-[0]:
+============================================================
+lorastudio.worker FAILED
+------------------------------------------------------------
+Failures:
+[1]:
   time      : 2026-11-24_17:50:01
   host      : box
   rank      : 1 (local_rank: 1)
   exitcode  : -9 (pid: 4242)
   error_file: <N/A>
   traceback : Signal 9 (SIGKILL) received by PID 4242
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-24_17:50:01
+  host      : box
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 4241)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
 """
     assert launch.root_cause(log) == ("training process rank 1 (pid 4242) was killed by SIGKILL; "
                                       "the launcher stopped the others")
     assert launch.root_cause("nothing here") is None
+    assert launch.root_cause(log.replace("-9 (pid: 4242)", "1 (pid: 4242)")).startswith(
+        "training process rank 1 (pid 4242) exited with code 1")
 
 
 # -- two CPU processes over gloo ------------------------------------------------------------------

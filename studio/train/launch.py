@@ -112,6 +112,7 @@ def accelerate_command(run_dir: Path, devices: int, distributed: str = "ddp", re
 def launch_env(cuda: bool, base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
+    env["STUDIO_SUPERVISOR_PID"] = str(os.getpid())  # the run's recorded pid stays the supervisor's
     if not cuda:
         env["ACCELERATE_USE_CPU"] = "true"  # each process joins gloo on the CPU
         env.setdefault("OMP_NUM_THREADS", "1")
@@ -128,18 +129,21 @@ def supervisor_command(run_dir: Path, resume: bool = False, devices: int | str |
     return cmd
 
 
-_ROOT_RANK = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?",
-                        re.S)
+_FAILURE = re.compile(r"rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?")
 
 
 def root_cause(log_text: str) -> str | None:
-    """torchrun's "Root Cause (first observed failure)" as one line: which rank, which exit code or signal."""
-    matches = list(_ROOT_RANK.finditer(log_text))
-    if not matches:
+    """torchrun's failure report as one line: which rank, which exit code or signal.
+
+    torchrun calls the earliest failure the root cause, but a peer killed by a signal and rank 0 leaving on the
+    broken connection are often seen in the same poll; a death by signal is then the cause, not its echo.
+    """
+    block = log_text[log_text.rfind("Failures:"):] if "Failures:" in log_text else ""
+    failures = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in _FAILURE.finditer(block)]
+    if not failures:
         return None
-    found = matches[-1]
-    rank, code = int(found.group(1)), int(found.group(2))
-    pid = f" (pid {found.group(3)})" if found.group(3) else ""
+    rank, code, pid = next((f for f in failures if f[1] < 0), failures[0])
+    where = f" (pid {pid})" if pid else ""
     if code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
@@ -147,7 +151,7 @@ def root_cause(log_text: str) -> str | None:
             how = f"was killed by signal {-code}"
     else:
         how = f"exited with code {code}"
-    return f"training process rank {rank}{pid} {how}; the launcher stopped the others"
+    return f"training process rank {rank}{where} {how}; the launcher stopped the others"
 
 
 class Supervisor:
@@ -160,7 +164,7 @@ class Supervisor:
         self.stop_signal: int | None = None
         self.signalled: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the signal handler may interrupt forward()
 
     def install(self) -> None:
         def handler(signum: int, _frame: object) -> None:

@@ -192,7 +192,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     writer = EventWriter(run_dir / EVENTS_FILE) if where.is_main else dist.NullWriter()
     stop = StopFlag()
     stop.install()
-    if not where.distributed:  # under the launcher, run.json keeps the supervisor's pid
+    if where.is_main and not os.environ.get("STUDIO_SUPERVISOR_PID"):  # else run.json keeps the supervisor's
         update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
     writer.status("starting", pid=os.getpid(), resume=resume, world_size=where.world_size)
     telemetry_done = threading.Event()
