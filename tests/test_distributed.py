@@ -24,8 +24,8 @@ from lorastudio.train.backend import Hardware, choose_backend
 from lorastudio.train.distributed import NullWriter, placement
 from lorastudio.train.events import EVENTS_FILE, RunState, read_all
 
-LOSS_TOLERANCE = 1e-3
-"""Largest per-step |loss(2 processes x batch 4) - loss(1 process x batch 8)| allowed; measured: see
+LOSS_TOLERANCE = 1e-4
+"""Largest per-step |loss(2 processes x batch 4) - loss(1 process x batch 8)| allowed; measured 2.9e-6 over 20 steps (float summation order); see
 test_two_processes_match_one_process_with_twice_the_batch (the difference is float summation order)."""
 
 
@@ -181,7 +181,7 @@ def test_two_processes_reach_done_with_rank_0_writing_once(two_process_run: Path
     statuses = [e["status"] for e in events if e["kind"] == "status"]
     assert statuses == ["queued", "starting", "loading model", "loading data", "training", "saving", "done"]
     training = next(e for e in events if e.get("status") == "training")
-    assert training["world_size"] == 2
+    assert training["world_size"] == 2 and state_of(two_process_run).world_size == 2
     assert [m["step"] for m in events if m["kind"] == "metrics"] == list(range(1, 21))  # each step once
     assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [20]
     assert [p.name for p in (two_process_run / "checkpoints").iterdir()] == ["checkpoint-20"]

@@ -161,6 +161,9 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
         target_modules=recipe.lora.target_modules, bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
         task_type="CAUSAL_LM",
     )
+    from transformers import set_seed
+
+    set_seed(recipe.train.seed)  # the LoRA initialisation follows the recipe's seed, whatever ran before in this process
     return get_peft_model(model, config), tokenizer
 
 

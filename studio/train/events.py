@@ -113,6 +113,7 @@ class RunState:
     eta_s: float | None = None
     backend: str | None = None
     device: str | None = None
+    world_size: int = 1
     telemetry: Event | None = None
     vram_history: list[float] = field(default_factory=list)
     checkpoints: list[int] = field(default_factory=list)
@@ -146,6 +147,8 @@ class RunState:
                 self.hints = list(event["hints"])
             if event.get("max_steps"):
                 self.max_steps = int(event["max_steps"])
+            if event.get("world_size"):
+                self.world_size = int(event["world_size"])
         elif kind == "metrics":
             step = int(event.get("step", self.step))
             self.step = max(self.step, step)
