@@ -10,11 +10,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN, run_worker
+from conftest import STUDIO_BIN
 
 from lorastudio import registry
 from lorastudio.errors import StudioError
@@ -97,26 +98,33 @@ Failures:
 [1]:
   time      : 2026-11-24_17:50:01
   host      : box
-  rank      : 1 (local_rank: 1)
-  exitcode  : -9 (pid: 4242)
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 4241)  (SIGTERM)
   error_file: <N/A>
-  traceback : Signal 9 (SIGKILL) received by PID 4242
+  traceback : Signal 15 (SIGTERM) received by PID 4241
+[2]:
+  time      : 2026-11-24_17:50:01
+  host      : box
+  rank      : 2 (local_rank: 2)
+  exitcode  : 1 (pid: 4243)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
 ------------------------------------------------------------
 Root Cause (first observed failure):
 [0]:
   time      : 2026-11-24_17:50:01
   host      : box
-  rank      : 0 (local_rank: 0)
-  exitcode  : 1 (pid: 4241)
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 4242)  (SIGKILL)
   error_file: <N/A>
-  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+  traceback : Signal 9 (SIGKILL) received by PID 4242
 ============================================================
 """
     assert launch.root_cause(log) == ("training process rank 1 (pid 4242) was killed by SIGKILL; "
                                       "the launcher stopped the others")
     assert launch.root_cause("nothing here") is None
     assert launch.root_cause(log.replace("-9 (pid: 4242)", "1 (pid: 4242)")).startswith(
-        "training process rank 1 (pid 4242) exited with code 1")
+        "training process rank 1 (pid 4242) exited with code 1")  # the root cause, not the echo of SIGTERM
 
 
 # -- two CPU processes over gloo ------------------------------------------------------------------
@@ -199,7 +207,9 @@ def test_two_processes_reach_done_with_rank_0_writing_once(two_process_run: Path
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_twice_the_batch(two_process_run: Path, tiny_model: Path) -> None:
     one = runs.create_run(registry.load("tiny-pirate", ["train.max_steps=20", "train.batch_size=8"]))
-    result = run_worker(one)
+    # one thread, as each of the two processes has (OMP_NUM_THREADS=1 from the launcher): same kernels, same sums
+    result = subprocess.run([sys.executable, "-m", "lorastudio.worker", str(one)], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     single = state_of(one).loss
     double = state_of(two_process_run).loss

@@ -142,7 +142,9 @@ def root_cause(log_text: str) -> str | None:
     failures = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in _FAILURE.finditer(block)]
     if not failures:
         return None
-    rank, code, pid = next((f for f in failures if f[1] < 0), failures[0])
+    # the reported root cause comes last; a death by a signal torchrun itself does not send wins over it
+    stopped_by_launcher = (-signal.SIGTERM, -signal.SIGINT)
+    rank, code, pid = next((f for f in failures if f[1] < 0 and f[1] not in stopped_by_launcher), failures[-1])
     where = f" (pid {pid})" if pid else ""
     if code < 0:
         try:
@@ -235,7 +237,7 @@ class Supervisor:
         cause = root_cause(tail) or f"the launcher exited with code {code} before the run finished"
         said = re.findall(r"^studio rank (\d+) failed: (.*)$", tail, re.M)
         if said:
-            cause += f" (rank {said[0][0]}: {said[0][1][:300]})"
+            cause += f" (rank {said[0][0]}: {said[0][1][:160]})"
         writer = EventWriter(self.run_dir / EVENTS_FILE)
         writer.status("failed", cause=cause, world_size=devices)
         writer.close()
