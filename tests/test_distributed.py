@@ -192,7 +192,9 @@ def test_two_processes_reach_done_with_rank_0_writing_once(two_process_run: Path
     assert training["world_size"] == 2 and state_of(two_process_run).world_size == 2
     assert [m["step"] for m in events if m["kind"] == "metrics"] == list(range(1, 21))  # each step once
     assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [20]
-    assert [p.name for p in (two_process_run / "checkpoints").iterdir()] == ["checkpoint-20"]
+    assert [p.name for p in (two_process_run / "checkpoints").glob("checkpoint-*")] == ["checkpoint-20"]
+    saved = {p.name for p in (two_process_run / "checkpoints" / "checkpoint-20").iterdir()}
+    assert {"adapter_model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= saved  # each rank's RNG, to resume
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
