@@ -270,3 +270,34 @@ def test_killing_one_rank_fails_the_run(tiny_model: Path) -> None:
     assert not alive(ranks[0])
     print(f"failed {took:.1f} s after rank 1 was killed: {summary.cause}")
     assert json.loads((run_dir / runs.RUN_FILE).read_text())["pid"] not in ranks.values()  # the supervisor's
+
+
+def test_gpu_panel_lists_each_device() -> None:
+    from rich.console import Console
+
+    from lorastudio.widgets.gpu_panel import GpuPanel
+
+    def gpu(index: int, used: float, util: float) -> dict:
+        return {"index": index, "name": "H100", "memory_used_mb": used, "memory_total_mb": 81559.0,
+                "process_memory_mb": used, "utilization_pct": util, "temperature_c": 60.0, "power_w": 500.0}
+
+    panel = GpuPanel()
+    panel.show({"gpus": [gpu(0, 40000.0, 97.0), gpu(1, 20000.0, 55.0)], "host_ram_used_mb": 1000.0,
+                "host_ram_total_mb": 2000.0, "rss_mb": 1.0, "cpu_pct": 2.0})
+    console = Console(width=40, record=True)
+    console.print(getattr(panel, "renderable", None) or panel.content)
+    lines = console.export_text().splitlines()
+    assert any(line.startswith("GPU 0") and "39.1/79.6 GiB" in line and "97 %" in line for line in lines), lines
+    assert any(line.startswith("GPU 1") and "19.5/79.6 GiB" in line and "55 %" in line for line in lines), lines
+
+
+def test_cli_devices_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from lorastudio.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "tiny-pirate", "--devices", "0"])
+    assert "give a number of devices (1, 2, ...) or 'all'" in capsys.readouterr().err
+    assert main(["train", "tiny-pirate", "--devices", "2", "--no-start"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert runs.load_run_recipe(run_dir).train.devices == 2
+    assert runs.summarise(run_dir).status == "queued" and "pid" not in runs.read_meta(run_dir)

@@ -35,9 +35,8 @@ class GpuPanel(Static):
             table.add_row("GPU", Text(telemetry.get("gpu_note") or "no NVIDIA GPU found", style="dim"))
         for gpu in gpus:
             if len(gpus) > 1:  # one line per device, so eight GPUs still fit the panel
-                table.add_row(f"GPU {gpu['index']}", f"{gauge(gpu.get('memory_used_mb'), gpu.get('memory_total_mb'), 10)}"
-                              f"  util {_fmt(gpu.get('utilization_pct'), ' %')}"
-                              f"  run {_fmt(gpu.get('process_memory_mb'), ' MiB')}")
+                table.add_row(f"GPU {gpu['index']}", f"{gauge(gpu.get('memory_used_mb'), gpu.get('memory_total_mb'), 6)}"
+                              f" {_fmt(gpu.get('utilization_pct'), ' %')}")
                 continue
             table.add_row(f"GPU {gpu['index']}", gpu.get("name") or "n/a")
             table.add_row("VRAM", gauge(gpu.get("memory_used_mb"), gpu.get("memory_total_mb")))
