@@ -64,6 +64,10 @@ def test_devices_resolve_against_visible_gpus() -> None:
         launch.resolve_devices(8, 2)
     assert launch.needs_launcher(2) and launch.needs_launcher("all") and not launch.needs_launcher(1)
     assert launch.launch_env(cuda=False, base={})["ACCELERATE_USE_CPU"] == "true"
+    with pytest.raises(StudioError, match="fsdp needs CUDA GPUs"):
+        launch.check_distributed("fsdp", 2, 0)
+    launch.check_distributed("fsdp", 2, 2)
+    launch.check_distributed("ddp", 2, 0)
     assert "ACCELERATE_USE_CPU" not in launch.launch_env(cuda=True, base={})
 
 

@@ -60,6 +60,13 @@ def resolve_devices(setting: int | str, cuda_count: int) -> int:
     return count
 
 
+def check_distributed(distributed: str, devices: int, cuda_count: int) -> None:
+    """FSDP shards over GPUs only (accelerate has no CPU FSDP): refuse it up front instead of failing in the trainer."""
+    if distributed == "fsdp" and devices > 1 and not cuda_count:
+        raise LaunchError("train.distributed: fsdp needs CUDA GPUs (accelerate's FSDP does not run on CPU); "
+                          "use train.distributed: ddp to test several processes on CPU")
+
+
 def visible_gpus(env: dict[str, str] | None = None) -> int:
     """GPUs this run may use: NVML's count, narrowed by ``CUDA_VISIBLE_DEVICES`` (no torch import needed)."""
     from lorastudio.train.telemetry import Nvml
@@ -210,6 +217,7 @@ class Supervisor:
             gpus = visible_gpus()
             cuda = gpus > 0
             devices = resolve_devices(self.devices if self.devices is not None else recipe.train.devices, gpus)
+            check_distributed(recipe.train.distributed, devices, gpus)
         except StudioError as exc:
             return self._fail(str(exc))
         if devices == 1:
