@@ -126,6 +126,8 @@ def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=recipe.model.quant_type,
             bnb_4bit_use_double_quant=recipe.model.double_quant, bnb_4bit_compute_dtype=dtype,
+            # FSDP flattens quantized and plain weights together: they must be stored in one dtype (FSDP-QLoRA)
+            **({"bnb_4bit_quant_storage": dtype} if recipe.train.distributed == "fsdp" else {}),
         )
         kwargs["device_map"] = {"": _local_gpu()} if hw.cuda else {"": "cpu"}
     else:
