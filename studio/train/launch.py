@@ -226,20 +226,28 @@ class Supervisor:
             cmd = accelerate_command(self.run_dir, devices, recipe.train.distributed, self.resume,
                                      config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None)
         print("launching: " + " ".join(cmd), flush=True)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=launch_env(cuda))
+        seen = len(read_all(self.run_dir / EVENTS_FILE))  # a resumed run's log holds an earlier ending
+        log_path = self.run_dir / LOG_FILE
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=launch_env(cuda))
+        except OSError as exc:
+            return self._fail(f"cannot start {cmd[0]}: {exc.strerror or exc}")
         while True:
             try:
                 code = self.proc.wait(timeout=POLL_S)
                 break
             except subprocess.TimeoutExpired:
                 self.forward()  # processes started after the signal arrived are told too
-        events = read_all(self.run_dir / EVENTS_FILE)
+        events = read_all(self.run_dir / EVENTS_FILE)[seen:]
         statuses = [e.get("status") for e in events if e.get("kind") == "status"]
         last = statuses[-1] if statuses else None
         if last in ("done", "stopped", "failed"):
             return 0 if last in ("done", "stopped") and code == 0 else (code or 1)
         try:
-            tail = (self.run_dir / LOG_FILE).read_text(errors="replace")[-20000:]
+            with log_path.open("rb") as handle:
+                handle.seek(max(log_start, log_path.stat().st_size - 20000))
+                tail = handle.read().decode(errors="replace")
         except OSError:
             tail = ""
         cause = root_cause(tail) or f"the launcher exited with code {code} before the run finished"
