@@ -6,6 +6,7 @@ for GPUs and FSDP are checked as commands.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -288,7 +289,7 @@ def test_gpu_panel_lists_each_device() -> None:
     panel = GpuPanel()
     panel.show({"gpus": [gpu(0, 40000.0, 97.0), gpu(1, 20000.0, 55.0)], "host_ram_used_mb": 1000.0,
                 "host_ram_total_mb": 2000.0, "rss_mb": 1.0, "cpu_pct": 2.0})
-    console = Console(width=40, record=True)
+    console = Console(width=40, record=True, file=io.StringIO())
     console.print(getattr(panel, "renderable", None) or panel.content)
     lines = console.export_text().splitlines()
     assert any(line.startswith("GPU 0") and "39.1/79.6 GiB" in line and "97 %" in line for line in lines), lines
