@@ -78,7 +78,7 @@ class ExportScreen(Screen[None]):
                         options = [("final adapter", -1)] + [(f"checkpoint {s}", s) for s in reversed(self._checkpoints)]
                         yield Select(options, value=-1, allow_blank=False, id="export-checkpoint")
                 yield Label("output folder (empty: RUN/exports/FORMAT)", classes="muted")
-                yield Input(placeholder=str(self._default_out()), id="export-out")
+                yield Input(placeholder=self._shown_out(), id="export-out")
             with Vertical(id="export-status", classes="panel"):
                 yield Label("estimated size: …", id="export-estimate")
                 yield ProgressBar(total=1.0, show_eta=False, id="export-progress")
@@ -105,6 +105,9 @@ class ExportScreen(Screen[None]):
         checkpoint = self._checkpoint() if self.is_mounted else None
         return self.run_dir / "exports" / (name + (f"-step{checkpoint}" if checkpoint is not None else ""))
 
+    def _shown_out(self) -> str:
+        return str(self._default_out().relative_to(self.run_dir.parent))
+
     @on(RadioSet.Changed, "#export-format")
     def _format_changed(self, event: RadioSet.Changed) -> None:
         self.format = FORMATS[event.index]
@@ -117,7 +120,7 @@ class ExportScreen(Screen[None]):
         self._choices_changed()
 
     def _choices_changed(self) -> None:
-        self.query_one("#export-out", Input).placeholder = str(self._default_out())
+        self.query_one("#export-out", Input).placeholder = self._shown_out()
         self.refresh_estimate()
 
     # -- estimate ----------------------------------------------------------------------------

@@ -324,3 +324,79 @@ def test_estimate_only(short_run: Path) -> None:
     size = estimate_bytes(ExportRequest(str(short_run), "gguf", quant="q8_0"))
     f16 = estimate_bytes(ExportRequest(str(short_run), "gguf", quant="f16"))
     assert size and f16 and size < f16
+
+
+# -- SmolLM2 (real model, slow) -----------------------------------------------------------------------
+SMOLLM2_GGUF = Path("/work/shared/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="module")
+def smollm2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct dequantized from the shared GGUF into a plain transformers folder.
+
+    Local stand-in for the shared ``smollm2_dir`` fixture (tests/conftest.py on another branch)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not SMOLLM2_GGUF.exists():
+        pytest.skip(f"{SMOLLM2_GGUF} is not on this machine")
+    out = tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct"
+    model = AutoModelForCausalLM.from_pretrained(SMOLLM2_GGUF.parent, gguf_file=SMOLLM2_GGUF.name,
+                                                 dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2_GGUF.parent, gguf_file=SMOLLM2_GGUF.name)
+    model.config.__dict__.pop("quantization_config", None)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(smollm2_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory whose adapter is a random-init LoRA (nonzero B) on SmolLM2: no training needed."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = tmp_path_factory.mktemp("runs") / "smollm2-random-lora"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"format": 1, "name": run_dir.name, "recipe": "smollm2-lora"}))
+    (run_dir / "recipe.yaml").write_text(f"name: smollm2-lora\nmodel:\n  name: {smollm2_base}\n"
+                                         "data:\n  source: x.jsonl\n  format: messages\nlora:\n  r: 8\n  alpha: 16\n")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_base, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, init_lora_weights=False, task_type="CAUSAL_LM",
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # keep the random update small, as a trained one is
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.05)
+    peft_model.save_pretrained(run_dir / "adapter")
+    AutoTokenizer.from_pretrained(smollm2_base).save_pretrained(run_dir / "adapter")
+    return run_dir
+
+
+@pytest.mark.slow
+def test_smollm2_merged_and_gguf_match_base_plus_adapter(smollm2_run: Path, smollm2_base: Path,
+                                                         tmp_path: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_base)
+    ids = prompt_ids(tokenizer)
+    base = AutoModelForCausalLM.from_pretrained(smollm2_base, dtype=torch.float32).eval()
+    base_logits = logits(base, ids)
+    tuned_logits = logits(PeftModel.from_pretrained(base, str(smollm2_run / "adapter")).eval(), ids)
+    assert (tuned_logits - base_logits).abs().max().item() > 0.05
+
+    merged = export(ExportRequest(str(smollm2_run), "merged", out=tmp_path / "merged", dtype="float32"))
+    merged_model = AutoModelForCausalLM.from_pretrained(merged.out, dtype=torch.float32).eval()
+    merged_logits = logits(merged_model, ids)
+    assert (merged_logits - tuned_logits).abs().max().item() < 1e-3
+
+    gguf = export(ExportRequest(str(smollm2_run), "gguf", quant="f16", out=tmp_path / "gguf"))
+    name = next(f for f in gguf.files if f.endswith(".gguf"))
+    back = AutoModelForCausalLM.from_pretrained(gguf.out, gguf_file=name, dtype=torch.float32).eval()
+    assert (logits(back, ids) - merged_logits).abs().max().item() < 5e-2
+    assert 'PARAMETER stop "<|im_end|>"' in (gguf.out / "Modelfile").read_text()

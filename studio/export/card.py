@@ -12,7 +12,8 @@ def _is_hub_id(name: str) -> bool:
 
 
 def model_card(recipe: Recipe, recipe_yaml: str, fmt: str, label: str, files: list[str], quant: str | None = None,
-               steps: int | None = None) -> str:
+               steps: int | None = None, r: int | None = None, alpha: float | None = None) -> str:
+    """The card; ``r``/``alpha`` come from the adapter's own config when it has one (else the recipe's)."""
     base = recipe.model.name
     base_text = "studio's offline tiny model" if base == "tiny" else f"`{base}`"
     front = ["---"]
@@ -24,8 +25,8 @@ def model_card(recipe: Recipe, recipe_yaml: str, fmt: str, label: str, files: li
             "merged": "the base model with the LoRA adapter merged in (16-bit safetensors; no peft needed)",
             "gguf": f"a GGUF file ({quant}) for llama.cpp and Ollama, with an Ollama Modelfile"}[fmt]
     lines = [f"# {recipe.name}", "",
-             f"Fine-tuned from {base_text} with the studio recipe `{recipe.name}` ({recipe.method}, r={recipe.lora.r}, "
-             f"alpha={recipe.lora.alpha}{f', {steps} steps' if steps else ''}) on `{recipe.data.source}`.", "",
+             f"Fine-tuned from {base_text} with the studio recipe `{recipe.name}` ({recipe.method}, r={r or recipe.lora.r}, "
+             f"alpha={alpha or recipe.lora.alpha}{f', {steps} steps' if steps else ''}) on `{recipe.data.source}`.", "",
              f"This folder holds {what}. Exported from run `{label}`.", "", "## Use", "", "```"]
     if fmt == "adapter":
         lines += ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer",

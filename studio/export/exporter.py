@@ -85,7 +85,8 @@ def _param_shapes(config: Any) -> list[tuple[str, tuple[int, ...]]]:
 
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
-    return [(n, tuple(p.shape)) for n, p in model.named_parameters()]  # tied weights once
+    tied = getattr(config, "tie_word_embeddings", False)  # not tied on the meta device, so drop it by name
+    return [(n, tuple(p.shape)) for n, p in model.named_parameters() if not (tied and n == "lm_head.weight")]
 
 
 def estimate_bytes(request: ExportRequest, source: ExportSource | None = None) -> int | None:
@@ -128,8 +129,13 @@ def _write_common(staging: Path, source: ExportSource, fmt: str, files: list[str
         state.apply(event)
     steps = source.checkpoint or state.step or None
     listing = sorted({*files, "README.md", "recipe.yaml", MANIFEST})
+    try:
+        lora = json.loads((source.adapter_dir / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        lora = {}
     (staging / "README.md").write_text(
-        model_card(source.recipe, recipe_yaml, fmt, source.label, listing, quant, steps), encoding="utf-8")
+        model_card(source.recipe, recipe_yaml, fmt, source.label, listing, quant, steps,
+                   lora.get("r"), lora.get("lora_alpha")), encoding="utf-8")
 
 
 def export(request: ExportRequest, progress: Progress | None = None) -> ExportResult:

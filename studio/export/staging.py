@@ -44,6 +44,7 @@ def staged_dir(out: Path, force: bool = False) -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the finished export is an ordinary folder
     except OSError as exc:
         raise ExportError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
     try:
