@@ -14,15 +14,16 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, RadioButton, RadioSet, Select
+from textual.worker import Worker, WorkerState
 
 from lorastudio.screens.messages import LoadProgress
 
 FORMATS = ("adapter", "merged", "gguf")
 QUANTS = ("f16", "q8_0", "bf16", "f32", "q5_1", "q5_0", "q4_1", "q4_0")  # as lorastudio.export.gguf_file.QUANTS
 FORMAT_HELP = {
-    "adapter": "LoRA adapter + tokenizer + chat template + model card (small; needs the base model)",
-    "merged": "base reloaded in 16-bit with the adapter merged in: safetensors for plain transformers",
-    "gguf": "one GGUF file for llama.cpp / Ollama, with an Ollama Modelfile",
+    "adapter": "LoRA adapter, tokenizer, chat template, model card",
+    "merged": "16-bit base + adapter merged: plain transformers",
+    "gguf": "one GGUF for llama.cpp / Ollama, with a Modelfile",
 }
 
 
@@ -88,7 +89,9 @@ class ExportScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#export-format", RadioSet).focus()
+        formats = self.query_one("#export-format", RadioSet)
+        formats._selected = FORMATS.index(self.format)  # highlight the chosen format, not the first one
+        formats.focus()
         self.refresh_estimate()
 
     # -- choices ------------------------------------------------------------------------------
@@ -198,9 +201,17 @@ class ExportScreen(Screen[None]):
             f"{result.out}")
         self.notify(f"exported {result.format} to {result.out}")
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed export is shown here (with the cause) and the form stays usable."""
+        if event.state == WorkerState.ERROR and event.worker.group == "export-run":
+            from lorastudio.errors import StudioError
+
+            error = event.worker.error
+            self.worker_failed(event.worker, str(error) if isinstance(error, StudioError)
+                               else f"{type(error).__name__}: {error}")
+
     def worker_failed(self, worker: Any, message: str) -> None:
-        """Called by the app when a worker raised: show it here, keep the form usable."""
-        if worker.group != "export-run":
+        if worker.group != "export-run" or not self.exporting:
             return
         self.exporting = False
         self.query_one("#export-message", Label).update("export failed; nothing was left half-written")

@@ -46,15 +46,15 @@ async def test_runs_x_opens_export_and_a_gguf_export_runs_by_keys(lora_run: Path
         await pilot.press("x")
         screen = app.screen
         assert isinstance(screen, ExportScreen) and screen.run_dir == lora_run
-        await wait_until(pilot, lambda: screen.estimate is not None)
-        assert "estimated size:" in text_of(screen.query_one("#export-estimate")) and "KB" in text_of(
+        await wait_until(pilot, lambda: screen.estimate is not None, timeout=180)
+        assert "estimated size: 1.8 MB" in text_of(
             screen.query_one("#export-estimate"))
         assert screen.query_one("#export-quant", Select).disabled
         await pilot.press("down", "enter")  # merged -> gguf in the format list
         assert screen.format == "gguf" and not screen.query_one("#export-quant", Select).disabled
         await wait_until(pilot, lambda: screen.estimate is not None and "gguf" in str(screen._default_out()))
         await pilot.press("ctrl+e")
-        await wait_until(pilot, lambda: screen.result is not None, timeout=120)
+        await wait_until(pilot, lambda: screen.result is not None, timeout=300)
         result = screen.result
         assert result.out == lora_run / "exports" / "gguf-f16"
         assert (result.out / "tiny-pirate-f16.gguf").stat().st_size > 100_000 and (result.out / "Modelfile").exists()
@@ -84,7 +84,7 @@ def test_snapshot_export(snap_compare, size, lora_run: Path) -> None:
 
     async def run_before(pilot) -> None:
         await pilot.app.push_screen(ExportScreen(lora_run))
-        await wait_until(pilot, lambda: pilot.app.screen.estimate is not None)
+        await wait_until(pilot, lambda: pilot.app.screen.estimate is not None, timeout=180)
         await pilot.pause(0.3)
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)

@@ -80,10 +80,12 @@ def _tokenizer_bytes(source: ExportSource) -> int:
 
 
 def _param_shapes(config: Any) -> list[tuple[str, tuple[int, ...]]]:
-    from accelerate import init_empty_weights
+    import torch
     from transformers import AutoModelForCausalLM
 
-    with init_empty_weights():
+    # torch's device context is thread-local; accelerate's init_empty_weights patches nn.Module globally and
+    # would give meta weights to a model another thread (chat, a test) builds at the same moment
+    with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     tied = getattr(config, "tie_word_embeddings", False)  # not tied on the meta device, so drop it by name
     return [(n, tuple(p.shape)) for n, p in model.named_parameters() if not (tied and n == "lm_head.weight")]
