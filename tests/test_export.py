@@ -203,7 +203,7 @@ def test_gguf_q8_0_reads_back_close(short_run: Path, merged_fp32, gguf_f16, refe
     assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
     merged = AutoModelForCausalLM.from_pretrained(merged_fp32.out, dtype=torch.float32).eval()
     diff = (logits(model, ids) - logits(merged, ids)).abs().max().item()
-    assert diff < 0.25, diff  # q8_0 bound, measured ~0.02 on the tiny model
+    assert diff < 0.25, diff  # q8_0 bound; measured 0.01-0.05 on the tiny model
     assert result.measured_bytes < 0.75 * gguf_f16.measured_bytes
 
 
