@@ -401,3 +401,15 @@ def test_smollm2_merged_and_gguf_match_base_plus_adapter(smollm2_run: Path, smol
     back = AutoModelForCausalLM.from_pretrained(gguf.out, gguf_file=name, dtype=torch.float32).eval()
     assert (logits(back, ids) - merged_logits).abs().max().item() < 5e-2
     assert 'PARAMETER stop "<|im_end|>"' in (gguf.out / "Modelfile").read_text()
+
+
+def test_chat_gguf_target_is_a_clear_hook(gguf_f16, tmp_path: Path) -> None:
+    from lorastudio.chat.engine import engine_for
+
+    name = next(f for f in gguf_f16.files if f.endswith(".gguf"))
+    with pytest.raises(StudioError, match="chatting with a GGUF file is not wired yet"):
+        engine_for(str(gguf_f16.out / name))
+    with pytest.raises(StudioError, match="chatting with a GGUF file is not wired yet"):
+        engine_for(str(gguf_f16.out))  # a GGUF export folder names its one .gguf
+    with pytest.raises(StudioError, match="no such GGUF file"):
+        engine_for(str(tmp_path / "missing.gguf"))
