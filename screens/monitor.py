@@ -74,6 +74,7 @@ class MonitorScreen(Screen[None]):
         Binding("d", "detach", "Detach", id="monitor.detach"),
         Binding("c", "chat", "Chat", id="monitor.chat"),
         Binding("r", "runs", "Runs", id="monitor.runs"),
+        Binding("x", "export", "Export", id="monitor.export"),
         Binding("escape", "detach", "Back", show=False, id="monitor.back"),
     ]
 
@@ -197,3 +198,11 @@ class MonitorScreen(Screen[None]):
 
     def action_runs(self) -> None:
         self.app.action_runs()
+
+    def action_export(self) -> None:
+        if self.snapshot is None or self.snapshot.status not in ("done", "stopped"):
+            self.notify("export is available once the run has finished", severity="warning")
+            return
+        from lorastudio.screens.export import ExportScreen
+
+        self.app.push_screen(ExportScreen(self.run_dir))

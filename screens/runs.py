@@ -19,6 +19,7 @@ class RunsScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "attach", "Attach", id="runs.attach", priority=True),
         Binding("c", "chat", "Chat", id="runs.chat"),
+        Binding("x", "export", "Export", id="runs.export"),
         Binding("escape", "back", "Back", id="runs.back"),
     ]
 
@@ -74,6 +75,13 @@ class RunsScreen(Screen[None]):
             from lorastudio.screens.chat import ChatScreen
 
             self.app.push_screen(ChatScreen(str(run.path)))
+
+    def action_export(self) -> None:
+        run = self._current()
+        if run is not None:
+            from lorastudio.screens.export import ExportScreen
+
+            self.app.push_screen(ExportScreen(run.path))
 
     def action_back(self) -> None:
         self.app.pop_screen()

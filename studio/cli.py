@@ -267,6 +267,34 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from lorastudio.export.exporter import ExportRequest, estimate_bytes, export, is_export_dir
+    from lorastudio.export.push import push_export
+    from lorastudio.export.staging import human_size
+
+    existing = Path(args.run).expanduser()
+    if args.push and is_export_dir(existing):  # push a finished export again, nothing re-exported
+        print(push_export(existing.resolve(), args.push, private=args.private))
+        return 0
+    request = ExportRequest(args.run, args.format, args.checkpoint, args.quant,
+                            Path(args.out) if args.out else None, args.force, args.dtype)
+    if args.estimate:
+        size = estimate_bytes(request)
+        print(json.dumps({"estimated_bytes": size}) if args.json else human_size(size))
+        return 0
+    result = export(request, None if args.json else _progress_printer(f"export {args.format}"))
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(f"{args.format}{f' {result.quant}' if result.quant else ''}: estimated "
+              f"{human_size(result.estimated_bytes)}, measured {human_size(result.measured_bytes)}, "
+              f"{result.seconds:.1f} s", file=sys.stderr)
+        print(result.out)
+    if args.push:
+        print(push_export(result.out, args.push, private=args.private))
+    return 0
+
+
 def cmd_build_tiny(args: argparse.Namespace) -> int:
     from lorastudio.models.tiny import build, ensure_tiny_model
     from lorastudio.paths import tiny_model_dir
@@ -345,6 +373,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--greedy", action="store_true")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("export", help="export a run as an adapter, a merged model or a GGUF (+ Ollama Modelfile)")
+    p.add_argument("run", help="run name or path (or, with --push, a finished export folder)")
+    p.add_argument("--format", choices=["adapter", "merged", "gguf"], default="merged")
+    p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoint-N instead of the final adapter")
+    p.add_argument("--quant", default="f16", help="gguf type: f16, q8_0, bf16, f32, q5_1, q5_0, q4_1, q4_0")
+    p.add_argument("--dtype", default="auto", help="merged: float16, bfloat16, float32 (auto: the base's 16-bit)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default RUN/exports/FORMAT)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--push", metavar="REPO_ID", help="upload the export to the Hugging Face Hub")
+    p.add_argument("--private", action="store_true", help="create the hub repository private")
+    p.add_argument("--estimate", action="store_true", help="print the estimated size and exit")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
     p.add_argument("--force", action="store_true")

@@ -254,10 +254,16 @@ class ChatEngine:
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
     """A run name/path (its recipe and adapter), a model folder, or None for the latest run."""
+    from lorastudio.chat.targets import is_export_target
     from lorastudio.errors import RunError
     from lorastudio.train.runs import find_run, load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
+    if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_export_target(candidate)):
+        from lorastudio.chat.targets import engine_for_export, engine_for_gguf
+
+        return (engine_for_gguf(candidate, base_only) if candidate.suffix.lower() == ".gguf"
+                else engine_for_export(candidate, base_only))
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
     run_dir = find_run(target or "latest")
