@@ -128,6 +128,7 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_rows else "no",
         eval_steps=max(t.save_steps, t.logging_steps) if eval_rows else None,
         report_to=[],
