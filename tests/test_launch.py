@@ -201,3 +201,25 @@ def test_snapshot_launch(snap_compare, size) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: Path) -> None:
+    from textual.widgets import Input
+
+    from lorastudio.screens.file_picker import DataFileTree, FilePickerScreen
+
+    rows = tmp_path / "mine.jsonl"
+    rows.write_text('{"instruction": "hi", "response": "arr"}\n')
+    (tmp_path / "notes.md").write_text("not data")
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        await pilot.press("ctrl+o")
+        picker = app.screen
+        assert isinstance(picker, FilePickerScreen)
+        shown = [p.name for p in picker.query_one(DataFileTree).filter_paths(tmp_path.iterdir())]
+        assert "mine.jsonl" in shown and "notes.md" not in shown
+        picker.dismiss(str(rows))
+        await wait_until(pilot, lambda: app.screen is screen and screen.current is not None
+                         and screen.current.data.source == str(rows))
+        assert screen.query_one("#f-data-source", Input).value == str(rows)
