@@ -140,7 +140,7 @@ def test_queued_run_starts_by_itself_and_keeps_n_checkpoints(tiny_model: Path) -
     assert state.status == "done", (run_dir / "worker.log").read_text()
     statuses = [e["status"] for e in read_all(run_dir / EVENTS_FILE) if e["kind"] == "status"]
     assert statuses.index("queued (waiting for CPU)") < statuses.index("training")
-    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
     assert kept == ["checkpoint-4", "checkpoint-5"]  # 5 saves, the newest 2 kept
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()  # the final adapter, always
 
