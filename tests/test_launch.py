@@ -20,9 +20,15 @@ SIZES = [(80, 24), (120, 40)]
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     calls: list[object] = []
+    from textual.screen import Screen
+
     import lorastudio.screens.monitor as monitor
 
-    monkeypatch.setattr(monitor, "start_training", lambda app, recipe: calls.append(recipe))
+    def start_training(app, recipe) -> None:
+        calls.append(recipe)
+        app.push_screen(Screen())  # stands in for the Monitor, as the real one pushes it
+
+    monkeypatch.setattr(monitor, "start_training", start_training)
     return calls
 
 
@@ -34,6 +40,12 @@ def fixed_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(memory, "free_gpu_mb", lambda: None)
     monkeypatch.setattr(memory, "free_host_mb", lambda: (20 * 1024.0, 24 * 1024.0))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # the tiny model's architecture whether or not this session has built it (its vocabulary size varies)
+    import lorastudio.models.estimate as estimate
+    from lorastudio.models.tiny import CONFIG
+
+    monkeypatch.setattr(estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640,
+                                                                        "hidden_act": "silu"})
 
 
 # -- engine-side pieces ---------------------------------------------------------------------------
