@@ -16,6 +16,7 @@ from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 
 from lorastudio.data.encode import DatasetStats
 from lorastudio.recipe import Recipe
+from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
@@ -44,8 +45,8 @@ class PreviewScreen(Screen[None]):
     BINDINGS = [
         Binding("n,right,l", "next", "Next", id="preview.next"),
         Binding("p,left,h", "previous", "Prev", id="preview.previous"),
-        Binding("g", "jump", "Go to", id="preview.jump"),
-        Binding("slash", "search", "Search", id="preview.search"),
+        Binding("g", "jump", "Go to", id="preview.jump", priority=True),
+        Binding("slash", "search", "Search", id="preview.search", priority=True),
         Binding("b", "toggle('boundaries')", "Boundaries", id="preview.boundaries"),
         Binding("s", "toggle('show_special')", "Specials", id="preview.special"),
         Binding("i", "toggle('show_ids')", "Ids", id="preview.ids"),
@@ -170,7 +171,17 @@ class PreviewScreen(Screen[None]):
         box.placeholder = placeholder
         box.value = ""
         box.add_class("visible")
-        box.focus()
+        focus_now(box)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "g" and "/" are priority bindings so the keys after them reach the box; in the box they are text.
+        return not (action in ("jump", "search") and typing_in(self))
+
+    def _close_input(self) -> None:
+        box = self.query_one("#preview-input", Input)
+        box.remove_class("visible")
+        box.display = False
+        focus_now(self.query_one("#sample-scroll"))
 
     def action_jump(self) -> None:
         self._ask("jump", "go to sample number…")
@@ -180,8 +191,7 @@ class PreviewScreen(Screen[None]):
 
     @on(Input.Submitted, "#preview-input")
     def _answered(self, event: Input.Submitted) -> None:
-        box = self.query_one("#preview-input", Input)
-        box.remove_class("visible")
+        self._close_input()
         value = event.value.strip()
         mode, self.input_mode = self.input_mode, None
         if not value or self.prepared is None:
@@ -208,12 +218,13 @@ class PreviewScreen(Screen[None]):
 
     def action_back(self) -> None:
         box = self.query_one("#preview-input", Input)
-        if box.has_class("visible"):
-            box.remove_class("visible")
+        if box.display:
+            self._close_input()
             return
         self.app.pop_screen()
 
     def action_train(self) -> None:
-        from lorastudio.screens.monitor import start_training
+        """Open the Launch sheet; nothing trains until Enter there."""
+        from lorastudio.screens.launch import LaunchScreen
 
-        start_training(self.app, self.recipe)
+        self.app.push_screen(LaunchScreen(self.recipe))

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
 
+from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.widgets.recipe_details import RecipeDetails
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ class RecipesScreen(Screen[None]):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="recipes.down"),
         Binding("k", "cursor_up", "Up", show=False, id="recipes.up"),
-        Binding("slash", "filter", "Filter", id="recipes.filter"),
+        Binding("slash", "filter", "Filter", id="recipes.filter", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="recipes.clear"),
         Binding("enter", "choose", "Preview", id="recipes.choose"),
         Binding("t", "train", "Train", id="recipes.train"),
@@ -35,6 +36,8 @@ class RecipesScreen(Screen[None]):
         super().__init__()
         self.entries: list[RecipeEntry] = []
         self.shown: list[RecipeEntry] = []
+        self.loaded = False
+        self._submit_pending = False  # Enter in the filter before the list loaded: act on it once loaded
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,7 +63,12 @@ class RecipesScreen(Screen[None]):
 
     def _loaded(self, entries: list[RecipeEntry]) -> None:
         self.entries = entries
+        self.loaded = True
         self._fill(self.query_one("#recipe-filter", Input).value)
+        if self._submit_pending:
+            self._submit_pending = False
+            if len(self.shown) == 1:
+                self.action_choose()
 
     def _fill(self, needle: str) -> None:
         needle = needle.lower().strip()
@@ -104,9 +112,15 @@ class RecipesScreen(Screen[None]):
 
     @on(Input.Submitted, "#recipe-filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one(OptionList).focus()
-        if len(self.shown) == 1:
+        focus_now(self.query_one(OptionList))
+        if not self.loaded:
+            self._submit_pending = True
+        elif len(self.shown) == 1:
             self.action_choose()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "/" is a priority binding so the keys after it reach the box; typed into the box it is text.
+        return not (action == "filter" and typing_in(self))
 
     def action_cursor_down(self) -> None:
         self.query_one(OptionList).action_cursor_down()
@@ -117,13 +131,14 @@ class RecipesScreen(Screen[None]):
     def action_filter(self) -> None:
         box = self.query_one("#recipe-filter", Input)
         box.add_class("visible")
-        box.focus()
+        focus_now(box)
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#recipe-filter", Input)
         box.value = ""
         box.remove_class("visible")
-        self.query_one(OptionList).focus()
+        box.display = False
+        focus_now(self.query_one(OptionList))
 
     def action_choose(self) -> None:
         entry = self.current
@@ -137,8 +152,9 @@ class RecipesScreen(Screen[None]):
         self.app.push_screen(PreviewScreen(entry.recipe))
 
     def action_train(self) -> None:
+        """Open the Launch sheet; nothing trains until Enter there."""
         entry = self.current
         if entry is not None and entry.recipe is not None:
-            from lorastudio.screens.monitor import start_training
+            from lorastudio.screens.launch import LaunchScreen
 
-            start_training(self.app, entry.recipe)
+            self.app.push_screen(LaunchScreen(entry.recipe, base=entry.file.name))

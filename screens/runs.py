@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -17,7 +17,9 @@ class RunsScreen(Screen[None]):
     """A table of runs, refreshed every few seconds."""
 
     BINDINGS = [
-        Binding("enter", "attach", "Attach", id="runs.attach", priority=True),
+        # Not a priority binding: Enter must act after the Down typed before it (the table's own Enter
+        # binding selects the row, see _row_selected); this one serves Enter when the table is not focused.
+        Binding("enter", "attach", "Attach", id="runs.attach"),
         Binding("c", "chat", "Chat", id="runs.chat"),
         Binding("x", "export", "Export", id="runs.export"),
         Binding("escape", "back", "Back", id="runs.back"),
@@ -61,6 +63,10 @@ class RunsScreen(Screen[None]):
     def _current(self) -> RunSummary | None:
         row = self.query_one(DataTable).cursor_row
         return self.runs[row] if 0 <= row < len(self.runs) else None
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_attach()
 
     def action_attach(self) -> None:
         run = self._current()

@@ -72,3 +72,8 @@ class StudioApp(App[None]):
 
 def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
     StudioApp(attach=attach, chat=chat, chat_base=chat_base).run()
+    from lorastudio.train.live import live_runs, reattach_message
+
+    message = reattach_message(live_runs())  # after the TUI is gone, so it stays on the terminal
+    if message:
+        print(message)

@@ -109,6 +109,8 @@ class TrainSection(_Section):
     """Write metrics every N steps."""
     save_steps: int = Field(50, ge=1)
     """Checkpoint every N steps."""
+    save_total_limit: int = Field(3, ge=1)
+    """Keep only the newest N checkpoints (older ones are deleted); the final adapter is always kept."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """Training precision; ``auto`` uses bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"

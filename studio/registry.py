@@ -257,3 +257,43 @@ def load_all(extra: list[Path] | None = None) -> list[RecipeEntry]:
 
 def dump(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def save_user_recipe(base: str, changes: dict[str, Any], full: dict[str, Any] | None = None,
+                     folder: Path | None = None) -> Path:
+    """Write a user recipe ``BASE-custom[-N].yaml`` that ``extends: BASE`` with only ``changes``.
+
+    When ``base`` is not a known recipe name (a recipe loaded from a path), ``full`` is written whole
+    instead, so the file always validates on its own.
+    """
+    folder = folder or user_recipes_dir()
+    stem = f"{base}-custom"
+    n = 1
+    while (folder / f"{stem}.yaml").exists() or stem in discover():
+        n += 1
+        stem = f"{base}-custom-{n}"
+    edited = ", ".join(_dotted(changes)) or "nothing"
+    if base in discover():
+        body: dict[str, Any] = {"name": stem, "description": f"{base} with {edited} changed", "extends": base,
+                                **{k: v for k, v in changes.items() if k not in ("name", "description", "extends")}}
+    elif full is not None:
+        body = {**full, "name": stem, "description": f"{base} with {edited} changed", "extends": None}
+        body.pop("extends")
+    else:
+        raise RecipeError(f"cannot save: {base!r} is not a known recipe to extend")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}.yaml"
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise RecipeError(f"{folder}: cannot save the recipe: {exc.strerror or exc}") from None
+    return path
+
+
+def _dotted(changes: dict[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, value in changes.items():
+        out += _dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return out

@@ -59,22 +59,26 @@ def test_whole_flow_with_a_dropped_connection(tiny_model: Path, tmp_path: Path) 
         # 1. the picker shows the recipes; filter to tiny-pirate and open it
         first.start(STUDIO_BIN)
         first.wait_for("llama3.2-1b-pirate", timeout=30)
-        first.keys("/")
-        first.keys("tiny")
-        first.keys("Enter")
+        first.keys("/tiny-p", "Enter")  # one burst, as a paste or a slow link delivers it: the `t` is text
         # 2. the preview shows a sample with trained and masked tokens; next sample
         screen = first.wait_for("sample 1/225")
         assert "⟦Arr, the pearl be white, matey!" in screen
+        runs_root = tmp_path / "data" / "studio" / "runs"
+        assert not runs_root.exists() or not any(runs_root.iterdir()), "the burst started a run"
         first.keys("n")
         first.wait_for("sample 2/225")
-        # 3. start training; the Monitor shows the step counter and the loss
+        # 3. `t` opens the Launch sheet (nothing starts); Enter there starts exactly one run
         first.keys("t")
+        first.wait_for("Launch · tiny-pirate")
+        first.wait_for("est. host RAM")
+        assert not runs_root.exists() or not any(runs_root.iterdir())
+        first.keys("Enter")
         first.wait_for("Monitor")
         first.wait_for("last loss", timeout=120)  # the step counter and loss are on screen
     finally:
         # 4. the terminal is gone, as when SSH drops
         first.kill()
-    runs_root = tmp_path / "data" / "studio" / "runs"
+    assert len(list(runs_root.iterdir())) == 1
     run_dir = next(runs_root.iterdir())
     second = Tmux(env)
     try:

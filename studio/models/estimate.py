@@ -1,10 +1,39 @@
-"""Rough VRAM estimates for the picker's details pane."""
+"""What a recipe will cost in memory: a rough figure for the picker, an itemised one for the Launch sheet.
+
+The Launch sheet's estimate (:func:`estimate_memory`) is computed from the model's ``config.json``
+(the tiny model's, a local folder's, or a hub model's if it is already in the hub cache):
+
+- **parameters** from the architecture: embeddings ``V*h`` (plus an untied ``lm_head`` ``V*h``) and per
+  layer attention ``h*q + 2*h*kv + q*h`` (``q = heads*head_dim``, ``kv = kv_heads*head_dim``), a gated MLP
+  ``3*h*I`` (``2*h*I`` for a plain one), and two norms ``2*h``.
+- **weights**: the linear layers inside the blocks take 0.5 byte/param in 4-bit plus a fp32 absmax per
+  64 weights (+0.0625 byte; +0.016 with double quantization), else the compute dtype (2 bytes on GPU,
+  4 on CPU); embeddings, ``lm_head`` and norms stay in the compute dtype.
+- **LoRA**: ``r*(in+out)`` per adapted module per layer, kept in fp32 (4 bytes) with its gradient (4).
+- **optimizer**: Adam's two fp32 moments (8 bytes per LoRA param; 2 for 8-bit optimizers).
+- **activations** for ``T = batch * max_length`` tokens, per layer and token ``(15*h + 19*I/4)`` values
+  (Korthikanti et al. 2022's ``34*h`` for ``I = 4h``, without the ``s*s`` score term that SDPA never
+  stores), in the compute dtype. With gradient checkpointing only each layer's input (``h`` values) is
+  kept, plus one layer's activations while it is recomputed. The logits add ``T*V*4*2`` bytes (fp32
+  logits and their gradient).
+- **overhead**: 0.6 GB for the CUDA context and allocator slack (0.4 GB of Python and torch on CPU).
+
+It is an estimate (fragmentation, sequence padding and kernels' workspaces vary), meant to say early
+whether a recipe will fit, not to the last hundred MB.
+"""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from lorastudio.recipe import Recipe
 
 TINY_PARAMS_B = 0.00087
+GB = 1024**3
+GATED_ACTS = ("silu", "swiglu", "gelu_pytorch_tanh", "geglu")  # llama/qwen/mistral/gemma style MLPs
 
 
 def params_billion(recipe: Recipe) -> float | None:
@@ -40,3 +69,128 @@ def estimate_vram_gb(recipe: Recipe, devices: int | None = None, distributed: st
     tokens = recipe.train.batch_size * recipe.model.max_seq_length  # batch_size is per device
     activations = tokens * (params ** 0.5) * 0.00012  # grows with width; checkpointing keeps it small
     return round(weights + adapter + activations + 0.5, 1)
+
+
+def find_model_config(recipe: Recipe) -> dict[str, Any] | None:
+    """The model's ``config.json`` if it is on disk (never downloads)."""
+    name = recipe.model.name
+    if name == "tiny":
+        from lorastudio.models.tiny import CONFIG
+        from lorastudio.paths import tiny_model_dir
+
+        built = tiny_model_dir() / "config.json"
+        if built.exists():
+            return _read_json(built)
+        return {**CONFIG, "vocab_size": 640, "hidden_act": "silu"}
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return _read_json(local / "config.json")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json", revision=recipe.model.revision)
+    except Exception:  # an id that is not a valid repo name, or no hub client
+        return None
+    return _read_json(Path(cached)) if isinstance(cached, str) else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("text_config", data) if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes by item, and where they come from."""
+
+    device: str  # "gpu" or "cpu"
+    params: int
+    lora_params: int
+    weights: float
+    lora: float
+    optimizer: float
+    activations: float
+    overhead: float
+    gradient_checkpointing: bool
+    source: str  # "config.json" or "model.params_billion"
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.lora + self.optimizer + self.activations + self.overhead
+
+    @property
+    def total_gb(self) -> float:
+        return self.total / GB
+
+    def breakdown(self) -> str:
+        if self.source != "config.json":
+            return "rough: from model.params_billion (no config.json on disk)"
+        parts = [("weights", self.weights), ("LoRA", self.lora), ("optimizer", self.optimizer),
+                 ("activations", self.activations), ("overhead", self.overhead)]
+        return ", ".join(f"{name} {_fmt(value)}" for name, value in parts)
+
+
+def _fmt(value: float) -> str:
+    return f"{value / GB:.2f} GB" if value >= 0.01 * GB else f"{value / 2**20:.1f} MB"
+
+
+def _module_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    h = int(cfg["hidden_size"])
+    heads = int(cfg.get("num_attention_heads") or 1)
+    head_dim = int(cfg.get("head_dim") or h // heads)
+    kv = int(cfg.get("num_key_value_heads") or heads) * head_dim
+    q = heads * head_dim
+    inter = int(cfg.get("intermediate_size") or 4 * h)
+    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+
+
+def estimate_memory(recipe: Recipe, gpu: bool, config: dict[str, Any] | None = None,
+                    gradient_checkpointing: bool | None = None) -> MemoryEstimate | None:
+    """Peak training memory on a GPU (``gpu=True``) or in host RAM (CPU training); None when unknown."""
+    cfg = config if config is not None else find_model_config(recipe)
+    compute = 2 if gpu else 4  # bf16/fp16 on GPU; fp32 on CPU
+    gc = gradient_checkpointing if gradient_checkpointing is not None else (
+        gpu if recipe.train.gradient_checkpointing == "auto" else recipe.train.gradient_checkpointing == "on")
+    tokens = recipe.train.batch_size * recipe.model.max_seq_length
+    if not cfg or "hidden_size" not in cfg or "num_hidden_layers" not in cfg:
+        rough = estimate_vram_gb(recipe)
+        if rough is None:
+            return None
+        total = rough * GB
+        p = int((params_billion(recipe) or 0) * 1e9)
+        return MemoryEstimate("gpu" if gpu else "cpu", p, 0, total, 0, 0, 0, 0, gc, "model.params_billion")
+    h, layers = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
+    vocab = int(cfg.get("vocab_size") or 32000)
+    shapes = _module_shapes(cfg)
+    gated = str(cfg.get("hidden_act", "silu")) in GATED_ACTS
+    if not gated:
+        shapes.pop("gate_proj")
+    inter = shapes["up_proj"][1]
+    block_linear = sum(i * o for i, o in shapes.values())
+    embed = vocab * h * (1 if cfg.get("tie_word_embeddings") else 2)
+    other = embed + layers * 2 * h + h
+    params = layers * block_linear + other
+    if recipe.model.load_in_4bit:
+        per = 0.5 + 4 / 64 - (4 / 64 - (1 / 64 + 4 / (64 * 256))) * recipe.model.double_quant
+        weights = layers * block_linear * per + other * compute
+    else:
+        weights = params * compute
+    targets = recipe.lora.target_modules
+    names = list(shapes) if targets == "all-linear" else [t for t in targets if t in shapes]
+    lora_params = layers * sum(recipe.lora.r * (shapes[n][0] + shapes[n][1]) for n in names)
+    eight_bit = "8bit" in recipe.train.optimizer
+    per_layer_token = (15 * h + 19 * inter / 4) * compute
+    if gc:
+        activations = tokens * (layers * h * compute + per_layer_token)
+    else:
+        activations = tokens * layers * per_layer_token
+    activations += tokens * vocab * 4 * 2
+    return MemoryEstimate(
+        device="gpu" if gpu else "cpu", params=params, lora_params=lora_params, weights=weights,
+        lora=lora_params * 8, optimizer=lora_params * (2 if eight_bit else 8), activations=activations,
+        overhead=(0.6 if gpu else 0.4) * GB, gradient_checkpointing=gc, source="config.json",
+    )

@@ -132,6 +132,7 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_rows else "no",
         eval_steps=max(t.save_steps, t.logging_steps) if eval_rows else None,
         report_to=[],
@@ -205,6 +206,14 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
         dist.init_process_group(where)
         hw = detect_hardware()
+        # One GPU, one run. A multi-device run does not queue (its ranks would each wait on a lock); left for later.
+        if not where.distributed:
+            from lorastudio.train.queue import take_device
+
+            device_lock = take_device(hw.cuda, stop.event, writer.status)  # held until this process ends
+            if device_lock is False:
+                writer.status("stopped", cause="stopped while queued; it never started")
+                return 0
         backend = choose_backend(hw, devices=where.world_size)
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
         from lorastudio.train.backend import load_for_training
@@ -218,8 +227,12 @@ def run(run_dir: Path, resume: bool = False) -> int:
             train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
         writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
         max_steps_hint = recipe.train.max_steps or 0
-        trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw,
-                                [make_callback(writer, stop, max_steps_hint)])
+        callbacks = [make_callback(writer, stop, max_steps_hint)]
+        if not hw.cuda and not where.distributed:  # distributed CPU ranks already run one thread each
+            from lorastudio.train.queue import cpu_share_callback
+
+            callbacks.append(cpu_share_callback())  # two CPU runs share the cores instead of thrashing
+        trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks)
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
             writer.write("log", message="no checkpoint found; starting from step 0")

@@ -1,0 +1,330 @@
+"""The Launch sheet: the resolved recipe's important fields as a form, the memory estimate, then Enter to train.
+
+``t`` on Recipes or Preview opens it; nothing starts until Enter here. Every edit is validated by the
+recipe model at once, with the message beside the field. Ctrl+S saves the edits as a user recipe that
+``extends`` the original; ``e`` edits the whole recipe as YAML in ``$VISUAL``/``$EDITOR``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import Footer, Header, Input, Label, Static, Switch
+
+from lorastudio.recipe import Recipe
+from lorastudio.screens.launch_fields import (
+    BY_PATH,
+    FIELDS,
+    FieldSpec,
+    diff,
+    format_value,
+    get_path,
+    parse_value,
+    set_path,
+    validate,
+)
+from lorastudio.widgets.form_switch import FormSwitch
+
+IDENTITY = ("name", "description", "extends")
+
+
+def _key(spec: FieldSpec) -> str:
+    return spec.path.replace(".", "-").replace("_", "-")
+
+
+@dataclass
+class EstimateReady(Message):
+    """The memory estimate and what the machine has free, as one line; a newer one replaces a pending one."""
+
+    text: Text
+    fits: bool | None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EstimateReady)
+
+
+class LaunchScreen(Screen[None]):
+    """Edit, check the memory estimate, then Enter to start exactly one run."""
+
+    BINDINGS = [
+        Binding("enter", "launch", "Launch", id="launch.start"),
+        Binding("escape", "back", "Back", id="launch.back"),
+        Binding("ctrl+s", "save", "Save recipe", id="launch.save"),
+        Binding("e", "edit", "Edit YAML", id="launch.edit"),
+        Binding("ctrl+o", "browse", "Data file", id="launch.browse"),
+    ]
+
+    def __init__(self, recipe: Recipe, base: str | None = None) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.base = base or recipe.name
+        self.original: dict[str, Any] = recipe.model_dump(mode="json")
+        self.data: dict[str, Any] = copy.deepcopy(self.original)
+        self.current: Recipe | None = recipe
+        self.errors: dict[str, str] = {}
+        self.started = False
+        self.saved: Path | None = None
+        self.estimate_text: Text | None = None
+        self.fits: bool | None = None
+        self._draft_text: str | None = None  # an invalid $EDITOR edit, reopened by the next `e`
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label(f"Launch · {self.recipe.name}", id="launch-title", classes="title")
+        yield Static("estimating memory…", id="launch-estimate")
+        yield Label("Enter launches · Tab moves · Ctrl+S saves as a user recipe · e edits YAML", id="launch-status",
+                    classes="muted")
+        with VerticalScroll(id="launch-form", classes="panel"):
+            for spec in FIELDS:
+                with Horizontal(classes="launch-row"):
+                    yield Label(spec.label, classes="launch-label")
+                    value = get_path(self.data, spec.path)
+                    if spec.kind == "bool":
+                        yield FormSwitch(value=bool(value), id=f"f-{_key(spec)}", classes="launch-switch")
+                    else:
+                        yield Input(_format(spec, value), id=f"f-{_key(spec)}", compact=True,
+                                    classes="launch-input",
+                                    suggester=SuggestFromList(spec.choices) if spec.choices else None)
+                    yield Label("", id=f"e-{_key(spec)}", classes="launch-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query_one("#launch-form"))  # keys are commands until Tab moves into a field
+        self.estimate(self.recipe)
+
+    # -- editing ---------------------------------------------------------------------------------
+    def _spec_of(self, widget_id: str | None) -> FieldSpec | None:
+        return next((s for s in FIELDS if f"f-{_key(s)}" == widget_id), None)
+
+    @on(Input.Changed, ".launch-input")
+    def _input_changed(self, event: Input.Changed) -> None:
+        spec = self._spec_of(event.input.id)
+        if spec is not None:
+            self.set_field(spec.path, _parse(spec, event.value))
+
+    @on(Switch.Changed, ".launch-switch")
+    def _switch_changed(self, event: Switch.Changed) -> None:
+        spec = self._spec_of(event.switch.id)
+        if spec is not None:
+            self.set_field(spec.path, event.value)
+
+    def set_field(self, path: str, value: Any) -> None:
+        if get_path(self.data, path) == value and not self.errors:
+            return
+        set_path(self.data, path, value)
+        self.revalidate()
+
+    def revalidate(self) -> None:
+        recipe, errors = validate(self.data)
+        self.current, self.errors = recipe, errors
+        for spec in FIELDS:
+            label = self.query_one(f"#e-{_key(spec)}", Label)
+            message = errors.get(spec.path, "")
+            label.update(message)
+            label.set_class(bool(message), "error")
+        status = self.query_one("#launch-status", Label)
+        if "" in errors:
+            status.update(errors[""])
+            status.set_class(True, "error")
+        elif errors:
+            status.update(f"fix {len(errors)} field{'s' if len(errors) > 1 else ''} before launching")
+            status.set_class(True, "error")
+        else:
+            status.set_class(False, "error")
+            status.update(self._changes_line())
+        if recipe is not None:
+            self.data = recipe.model_dump(mode="json")  # normalised (e.g. "1e-4" becomes 0.0001)
+            self.estimate(recipe)
+
+    def _changes(self) -> dict[str, Any]:
+        return {k: v for k, v in diff(self.original, self.data).items() if k not in IDENTITY}
+
+    def _changes_line(self) -> str:
+        from lorastudio.screens.launch_fields import changed_paths
+
+        paths = changed_paths(self._changes())
+        return ("changed: " + ", ".join(paths)) if paths else "no changes · Enter launches the recipe as it is"
+
+    def _refill(self) -> None:
+        """Show ``self.data`` in every field (after an $EDITOR edit)."""
+        for spec in FIELDS:
+            value = get_path(self.data, spec.path)
+            if spec.kind == "bool":
+                self.query_one(f"#f-{_key(spec)}", Switch).value = bool(value)
+            else:
+                box = self.query_one(f"#f-{_key(spec)}", Input)
+                if _parse(spec, box.value) != value:
+                    box.value = _format(spec, value)
+
+    # -- the estimate ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="launch-estimate", exit_on_error=False)
+    def estimate(self, recipe: Recipe) -> None:
+        from lorastudio.screens.launch_memory import describe
+
+        text, fits = describe(recipe)
+        self.post_message(EstimateReady(text, fits))
+
+    def on_estimate_ready(self, message: EstimateReady) -> None:
+        self.estimate_text, self.fits = message.text, message.fits
+        self.query_one("#launch-estimate", Static).update(message.text)
+
+    # -- actions ---------------------------------------------------------------------------------
+    def action_launch(self) -> None:
+        if self.started:
+            return
+        if self.current is None:
+            self.notify("the recipe has errors; fix the fields marked in red", title="not launched",
+                        severity="error")
+            return
+        self.started = True
+        recipe = self.current
+        self.app.pop_screen()
+        from lorastudio.screens import monitor
+
+        monitor.start_training(self.app, recipe)
+
+    @on(Input.Submitted, ".launch-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_save(self) -> None:
+        from lorastudio import registry
+        from lorastudio.errors import StudioError
+        from lorastudio.paths import display_path
+
+        if self.current is None:
+            self.notify("fix the fields marked in red first", title="not saved", severity="error")
+            return
+        changes = self._changes()
+        if not changes:
+            self.notify("nothing changed: the recipe is already saved as it is", title="not saved")
+            return
+        try:
+            path = registry.save_user_recipe(self.base, changes, full=self.data)
+            registry.load(str(path))  # it must load on its own, as `studio validate` will load it
+        except StudioError as exc:
+            self.notify(str(exc), title="not saved", severity="error")
+            return
+        self.saved = path
+        status = self.query_one("#launch-status", Label)
+        status.set_class(False, "error")
+        status.update(f"saved {display_path(path)} · studio train {path.stem}")
+        self.notify(f"saved {display_path(path)}", title="recipe saved")
+
+    def action_edit(self) -> None:
+        from textual.app import SuspendNotSupported
+
+        from lorastudio import registry
+        from lorastudio.errors import StudioError
+        from lorastudio.paths import cache_dir
+
+        draft = cache_dir() / "launch" / f"{self.recipe.name}.yaml"
+        try:
+            draft.parent.mkdir(parents=True, exist_ok=True)
+            if self._draft_text is not None:
+                text = self._draft_text
+            else:
+                text = registry.dump(self.current) if self.current is not None else _yaml(self.data)
+            draft.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"{draft}: {exc.strerror or exc}", title="cannot edit", severity="error")
+            return
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        command = [*shlex.split(editor), str(draft)]
+        try:
+            try:
+                with self.app.suspend():
+                    subprocess.run(command, check=False)
+            except SuspendNotSupported:  # a headless app (tests): run it without the terminal
+                subprocess.run(command, check=False, stdin=subprocess.DEVNULL, capture_output=True)
+        except OSError as exc:
+            self.notify(f"cannot run {editor!r}: {exc.strerror or exc} (set $VISUAL or $EDITOR)",
+                        title="cannot edit", severity="error")
+            return
+        text = draft.read_text(encoding="utf-8")
+        status = self.query_one("#launch-status", Label)
+        try:
+            data = _load_yaml(text, draft)
+            recipe = registry.validate_data(data, draft, text)
+        except StudioError as exc:
+            self._draft_text = text  # keep the edit; the next `e` reopens it
+            status.update(f"the edit is not valid (kept; press e to fix it): {exc}")
+            status.set_class(True, "error")
+            self.notify(str(exc), title="invalid recipe", severity="error", timeout=10)
+            return
+        self._draft_text = None
+        self.data = recipe.model_dump(mode="json")
+        self._refill()
+        self.revalidate()
+
+    def action_browse(self) -> None:
+        from lorastudio.screens.file_picker import FilePickerScreen
+
+        source = Path(str(get_path(self.data, "data.source") or ""))
+        start = source.parent if source.is_absolute() and source.parent.is_dir() else Path.cwd()
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.query_one(f"#f-{_key(BY_PATH['data.source'])}", Input).value = path
+
+        self.app.push_screen(FilePickerScreen(start), chosen)
+
+
+def _format(spec: FieldSpec, value: Any) -> str:
+    if spec.path == "data.source" and isinstance(value, str) and Path(value).is_absolute():
+        from lorastudio.paths import display_path
+
+        return display_path(value)  # recipes/… or ~/…: short, and the same on every machine
+    return format_value(spec, value)
+
+
+def _parse(spec: FieldSpec, text: str) -> Any:
+    value = parse_value(spec, text)
+    if spec.path == "data.source" and isinstance(value, str) and value:
+        from lorastudio.paths import package_recipes_dir
+
+        if value.startswith("recipes/") and (package_recipes_dir() / value[len("recipes/"):]).exists():
+            return str(package_recipes_dir() / value[len("recipes/"):])
+        local = Path(value).expanduser()
+        if local.exists():  # a local file, typed relative to where studio runs
+            return str(local.resolve())
+    return value
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _load_yaml(text: str, path: Path) -> dict[str, Any]:
+    import yaml
+
+    from lorastudio.errors import RecipeError
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise RecipeError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections")
+    return data

@@ -1,0 +1,136 @@
+"""The Launch sheet's form: which recipe fields it edits, how their text becomes values, and validation.
+
+Plain Python (no Textual), so the form's logic is tested without a screen.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lorastudio.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One editable recipe field: its dotted path, its label and how its text is read."""
+
+    path: str
+    label: str
+    kind: str = "value"  # value (read as YAML), text (kept as typed), optional (empty = unset), list, bool
+    choices: tuple[str, ...] = ()
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("model.name", "model", "text"),
+    FieldSpec("data.source", "data source", "text"),
+    FieldSpec("data.format", "format", choices=("auto", "alpaca", "dolly", "sharegpt", "messages",
+                                              "prompt_completion", "text", "guanaco", "llama2", "human_assistant")),
+    FieldSpec("model.max_seq_length", "max length"),
+    FieldSpec("model.load_in_4bit", "4-bit (QLoRA)", "bool"),
+    FieldSpec("lora.r", "LoRA r"),
+    FieldSpec("lora.alpha", "LoRA alpha"),
+    FieldSpec("lora.dropout", "LoRA dropout"),
+    FieldSpec("lora.target_modules", "LoRA targets", "list"),
+    FieldSpec("train.epochs", "epochs"),
+    FieldSpec("train.max_steps", "max steps", "optional"),
+    FieldSpec("train.batch_size", "batch size"),
+    FieldSpec("train.gradient_accumulation", "grad accumulation"),
+    FieldSpec("train.learning_rate", "learning rate"),
+    FieldSpec("train.scheduler", "scheduler", choices=("linear", "cosine", "constant", "constant_with_warmup")),
+    FieldSpec("train.warmup_steps", "warmup steps"),
+    FieldSpec("data.eval_fraction", "eval fraction"),
+    FieldSpec("train.packing", "packing", "bool"),
+    FieldSpec("train.train_on", "train on", choices=("responses", "all")),
+    FieldSpec("train.seed", "seed"),
+    FieldSpec("train.save_steps", "save steps"),
+    FieldSpec("train.save_total_limit", "checkpoints kept"),
+)
+BY_PATH = {f.path: f for f in FIELDS}
+
+
+def get_path(data: dict[str, Any], path: str) -> Any:
+    cursor: Any = data
+    for part in path.split("."):
+        cursor = cursor.get(part) if isinstance(cursor, dict) else None
+    return cursor
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    cursor = data
+    for part in parents:
+        cursor = cursor.setdefault(part, {})
+    cursor[last] = value
+
+
+def format_value(spec: FieldSpec, value: Any) -> str:
+    """The text an Input shows for a value."""
+    if value is None:
+        return ""
+    if spec.kind == "list" and isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_value(spec: FieldSpec, text: str) -> Any:
+    """Text typed in the form -> the value given to the recipe model (which then judges it)."""
+    text = text.strip()
+    if spec.kind == "text":
+        return text
+    if spec.kind == "list":
+        if text == "all-linear":
+            return text
+        return [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
+    if spec.kind == "optional" and text in ("", "none", "null", "-"):
+        return None
+    if spec.choices:
+        return text
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return text
+
+
+def validate(data: dict[str, Any]) -> tuple[Recipe | None, dict[str, str]]:
+    """The recipe, or None and a message per field path ("" for errors no form field shows)."""
+    try:
+        return Recipe.model_validate(data), {}
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            field = next((f.path for f in FIELDS if loc == f.path or loc.startswith(f.path + ".")), "")
+            if not field:
+                msg = f"{loc}: {msg}"
+            errors.setdefault(field, msg)
+        return None, errors
+
+
+def diff(original: dict[str, Any], edited: dict[str, Any]) -> dict[str, Any]:
+    """Only what changed, nested by section (what a recipe that ``extends`` the original must hold)."""
+    out: dict[str, Any] = {}
+    for key, value in edited.items():
+        before = original.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = diff(before, value)
+            if nested:
+                out[key] = nested
+        elif value != before:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def changed_paths(changes: dict[str, Any], prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for key, value in changes.items():
+        path = f"{prefix}{key}"
+        paths += changed_paths(value, path + ".") if isinstance(value, dict) else [path]
+    return paths

@@ -1,0 +1,241 @@
+"""The Launch sheet: form edits validated at once, the memory estimate, Enter/Escape, Ctrl+S and $EDITOR."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from test_tui import screen_text, wait_until
+from test_typeahead import burst
+
+from lorastudio import registry
+from lorastudio.app import StudioApp
+from lorastudio.models.estimate import estimate_memory
+from lorastudio.screens.launch_fields import BY_PATH, diff, parse_value, validate
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    calls: list[object] = []
+    from textual.screen import Screen
+
+    import lorastudio.screens.monitor as monitor
+
+    def start_training(app, recipe) -> None:
+        calls.append(recipe)
+        app.push_screen(Screen())  # stands in for the Monitor, as the real one pushes it
+
+    monkeypatch.setattr(monitor, "start_training", start_training)
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def fixed_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No GPU and 20 of 24 GB RAM free, so the estimate line is the same everywhere; a private config dir."""
+    import lorastudio.screens.launch_memory as memory
+
+    monkeypatch.setattr(memory, "free_gpu_mb", lambda: None)
+    monkeypatch.setattr(memory, "free_host_mb", lambda: (20 * 1024.0, 24 * 1024.0))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # the tiny model's architecture whether or not this session has built it (its vocabulary size varies)
+    import lorastudio.models.estimate as estimate
+    from lorastudio.models.tiny import CONFIG
+
+    monkeypatch.setattr(estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640,
+                                                                        "hidden_act": "silu"})
+
+
+# -- engine-side pieces ---------------------------------------------------------------------------
+def test_fields_parse_and_validate() -> None:
+    data = registry.load("tiny-pirate").model_dump(mode="json")
+    data["train"]["batch_size"] = parse_value(BY_PATH["train.batch_size"], "0")
+    data["lora"]["target_modules"] = parse_value(BY_PATH["lora.target_modules"], "q_proj, v_proj")
+    data["train"]["max_steps"] = parse_value(BY_PATH["train.max_steps"], "")
+    recipe, errors = validate(data)
+    assert recipe is None and set(errors) == {"train.batch_size"}
+    assert "greater than or equal to 1" in errors["train.batch_size"]
+    data["train"]["batch_size"] = 4
+    recipe, errors = validate(data)
+    assert errors == {} and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.max_steps is None
+    original = registry.load("tiny-pirate").model_dump(mode="json")
+    assert diff(original, recipe.model_dump(mode="json")) == {
+        "lora": {"target_modules": ["q_proj", "v_proj"]}, "train": {"batch_size": 4, "max_steps": None}}
+
+
+def test_memory_estimate_follows_the_architecture() -> None:
+    recipe = registry.load("tiny-pirate")
+    est = estimate_memory(recipe, gpu=True, gradient_checkpointing=False)
+    assert est is not None and est.source == "config.json"
+    from lorastudio.models.estimate import find_model_config
+
+    vocab = find_model_config(recipe)["vocab_size"]  # 640 before the tiny model is built, its tokenizer's after
+    # tied embeddings + 4 blocks (q,o 128x128; k,v 128x64; gate,up,down 128x384; 2 norms) + final norm
+    assert est.params == vocab * 128 + 4 * (2 * 128 * 128 + 2 * 128 * 64 + 3 * 128 * 384 + 2 * 128) + 128
+    # LoRA r=16 on the 7 projections: q,o (128x128), k,v (128x64), gate,up (128x384), down (384x128)
+    assert est.lora_params == 4 * 16 * (2 * 256 + 2 * 192 + 3 * 512)
+    assert est.optimizer == est.lora_params * 8
+    four_bit = estimate_memory(recipe.model_copy(update={"model": recipe.model.model_copy(
+        update={"load_in_4bit": True})}), gpu=True, gradient_checkpointing=False)
+    assert four_bit.weights < est.weights / 2.5
+    checkpointed = estimate_memory(recipe, gpu=True, gradient_checkpointing=True)
+    assert checkpointed.activations < est.activations
+    bigger = recipe.model_copy(update={"train": recipe.train.model_copy(update={"batch_size": 16})})
+    assert estimate_memory(bigger, gpu=True, gradient_checkpointing=False).activations == pytest.approx(
+        2 * est.activations)
+    cpu = estimate_memory(recipe, gpu=False)
+    assert cpu.weights == 2 * est.weights  # fp32 on CPU
+
+
+def test_memory_line_warns_when_it_will_not_fit() -> None:
+    from lorastudio.screens.launch_memory import describe
+
+    recipe = registry.load("tiny-pirate")
+    text, fits = describe(recipe, gpu=(100.0, 8000.0, "GPU 0 Tiny"))
+    assert fits is False and "will not fit" in text.plain and "free on GPU 0 Tiny" in text.plain
+    assert any("red" in str(span.style) for span in text.spans)
+    text, fits = describe(recipe, gpu=(80_000.0, 81_000.0, "GPU 0 H100"))
+    assert fits is True and "est. VRAM" in text.plain and "will not fit" not in text.plain
+
+
+# -- the screen -----------------------------------------------------------------------------------
+async def open_launch(pilot) -> object:
+    from lorastudio.screens.launch import LaunchScreen
+
+    app = pilot.app
+    await wait_until(pilot, lambda: app.screen.entries)
+    await pilot.press("t")
+    await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.estimate_text is not None)
+    return app.screen
+
+
+async def test_t_opens_launch_escape_starts_nothing(started: list[object]) -> None:
+    from lorastudio.screens.recipes import RecipesScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_launch(pilot)
+        text = screen_text(app)
+        assert "Launch · tiny-pirate" in text
+        assert "est. host RAM (CPU training)" in text and "20.0 of 24.0 GB RAM available" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, RecipesScreen) and started == []
+
+
+async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: list[object]) -> None:
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        batch = screen.query_one("#f-train-batch-size", Input)
+        screen.set_focus(batch)
+        batch.value = ""
+        burst(app, "0")
+        await wait_until(pilot, lambda: "greater than or equal to 1" in str(
+            screen.query_one("#e-train-batch-size", Label).content))
+        await pilot.press("enter")
+        assert started == [] and app.screen is screen  # invalid: not launched
+        steps = screen.query_one("#f-train-max-steps", Input)
+        batch.value = "4"
+        screen.set_focus(steps)
+        steps.value = ""
+        burst(app, *"12", "enter", "enter")  # typed and launched in one burst; the second Enter does nothing
+        await wait_until(pilot, lambda: started)
+        await pilot.pause(0.3)
+        assert len(started) == 1
+        assert started[0].train.max_steps == 12 and started[0].train.batch_size == 4
+
+
+async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[object], tmp_path: Path) -> None:
+    import yaml
+    from textual.widgets import Input
+
+    from lorastudio.cli import main
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        screen.query_one("#f-lora-r", Input).value = "8"
+        screen.query_one("#f-train-save-total-limit", Input).value = "2"
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+s")
+        assert screen.saved is not None
+        edited = screen.current
+    saved = screen.saved
+    assert saved.parent == tmp_path / "config" / "studio" / "recipes" and saved.name == "tiny-pirate-custom.yaml"
+    body = yaml.safe_load(saved.read_text())
+    assert body["extends"] == "tiny-pirate"
+    assert {k: v for k, v in body.items() if k not in ("name", "description", "extends")} == {
+        "lora": {"r": 8}, "train": {"save_total_limit": 2}}
+    assert main(["validate", str(saved)]) == 0
+    loaded = registry.load("tiny-pirate-custom")
+
+    def strip(recipe):
+        return {k: v for k, v in recipe.model_dump(mode="json").items() if k not in ("name", "description", "extends")}
+
+    assert strip(loaded) == strip(edited) and started == []
+
+
+async def test_e_edits_yaml_and_revalidates(started: list[object], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import Input
+
+    def editor(name: str, old: str, new: str) -> Path:
+        """An $EDITOR that replaces one line of the file it is given."""
+        script = tmp_path / name
+        script.write_text(f"import sys, pathlib\np = pathlib.Path(sys.argv[1])\n"
+                          f"p.write_text(p.read_text().replace({old!r}, {new!r}))\n")
+        return script
+
+    good = editor("good.py", "max_steps: 80", "max_steps: 7")
+    bad = editor("bad.py", "max_steps: 7", "max_steps: -1")
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        monkeypatch.setenv("VISUAL", f"{sys.executable} {good}")
+        await pilot.press("e")
+        await pilot.pause(0.2)
+        assert screen.current.train.max_steps == 7
+        assert screen.query_one("#f-train-max-steps", Input).value == "7"
+        monkeypatch.setenv("VISUAL", f"{sys.executable} {bad}")
+        await pilot.press("e")
+        await pilot.pause(0.2)
+        status = str(screen.query_one("#launch-status").content)
+        assert "not valid" in status and "train.max_steps" in status and "line" in status
+        assert screen.current.train.max_steps == 7  # the form keeps the last valid recipe
+        assert "max_steps: -1" in screen._draft_text  # and the edit is kept for the next `e`
+        assert started == []
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_launch(snap_compare, size) -> None:
+    async def run_before(pilot) -> None:
+        await open_launch(pilot)
+        await pilot.pause(0.3)
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: Path) -> None:
+    from textual.widgets import Input
+
+    from lorastudio.screens.file_picker import DataFileTree, FilePickerScreen
+
+    rows = tmp_path / "mine.jsonl"
+    rows.write_text('{"instruction": "hi", "response": "arr"}\n')
+    (tmp_path / "notes.md").write_text("not data")
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        await pilot.press("ctrl+o")
+        picker = app.screen
+        assert isinstance(picker, FilePickerScreen)
+        shown = [p.name for p in picker.query_one(DataFileTree).filter_paths(tmp_path.iterdir())]
+        assert "mine.jsonl" in shown and "notes.md" not in shown
+        picker.dismiss(str(rows))
+        await wait_until(pilot, lambda: app.screen is screen and screen.current is not None
+                         and screen.current.data.source == str(rows))
+        assert screen.query_one("#f-data-source", Input).value == str(rows)

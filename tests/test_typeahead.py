@@ -1,0 +1,159 @@
+"""Type-ahead safety: keys sent in one burst, with no pause between them, as a paste or a slow SSH link does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import unicodedata
+from pathlib import Path
+
+import pytest
+from test_tui import wait_until, write_recorded_run
+
+from lorastudio.app import StudioApp
+
+
+def burst(app, *keys: str) -> None:
+    """Queue every key at once (``pilot.press`` waits for idle after each key, which hides races)."""
+    from textual import events
+    from textual.keys import _character_to_key, _get_unicode_name_from_key
+
+    for key in keys:
+        if len(key) == 1:
+            char = key
+            key = key if key.isalnum() else _character_to_key(key)
+        else:
+            try:
+                char = unicodedata.lookup(_get_unicode_name_from_key(key))
+            except KeyError:
+                char = None
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record any attempt to start a run instead of starting it."""
+    started: list[object] = []
+    import lorastudio.screens.monitor as monitor
+    import lorastudio.train.runs as runs
+
+    monkeypatch.setattr(monitor, "start_training", lambda app, recipe, **kw: started.append(recipe))
+    monkeypatch.setattr(runs, "start_worker", lambda *a, **kw: started.append(a))
+    return started
+
+
+@pytest.fixture(autouse=True)
+def no_preview_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests only need the Preview to open, not its tokenizer and data (nor the tiny model built)."""
+    from lorastudio.screens.preview import PreviewScreen
+
+    monkeypatch.setattr(PreviewScreen, "load", lambda self: None)
+
+
+async def test_filter_burst_reaches_the_box_and_starts_nothing(no_training: list[object]) -> None:
+    from textual.widgets import Input
+
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.screens.recipes import RecipesScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        await wait_until(pilot, lambda: screen.entries)
+        burst(app, "slash", *"tiny-p", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
+        assert screen.query_one("#recipe-filter", Input).value == "tiny-p"
+        assert [e.file.name for e in screen.shown] == ["tiny-pirate"]
+        assert no_training == []
+        await pilot.pause(0.3)  # let the Preview finish mounting before the app closes
+
+
+async def test_filter_burst_before_the_list_loads(no_training: list[object], monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import Input
+
+    from lorastudio import registry
+    from lorastudio.screens.preview import PreviewScreen
+
+    real = registry.load_all
+
+    def slow_load_all(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_all", slow_load_all)
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        burst(app, "slash", *"tiny-p", "t", "enter")  # "tiny-pt" matches nothing: Enter must not act
+        await pilot.pause(0.3)
+        assert not screen.entries, "the list loaded too early for this test"
+        assert screen.query_one("#recipe-filter", Input).value == "tiny-pt"
+        await wait_until(pilot, lambda: screen.entries)
+        await pilot.pause(0.2)
+        assert screen.shown == [] and app.screen is screen
+        burst(app, "escape", "slash", *"tiny-p", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
+        assert no_training == []
+        await pilot.pause(0.3)
+
+
+async def test_enter_typed_before_the_list_loads_acts_once_it_has(
+        no_training: list[object], monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorastudio import registry
+    from lorastudio.screens.preview import PreviewScreen
+
+    real = registry.load_all
+    monkeypatch.setattr(registry, "load_all", lambda *a, **kw: (time.sleep(1.0), real(*a, **kw))[1])
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        burst(app, "slash", *"tiny-p", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
+        assert app.screen.recipe.name == "tiny-pirate" and no_training == []
+        await pilot.pause(0.3)
+
+
+async def test_preview_search_burst_types_train_key_as_text(no_training: list[object]) -> None:
+    from textual.widgets import Input
+
+    from lorastudio import registry
+    from lorastudio.screens.preview import PreviewScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
+        screen = app.screen
+        burst(app, "slash", *"turtle")
+        await wait_until(pilot, lambda: screen.query_one("#preview-input", Input).value == "turtle")
+        await pilot.press("escape")
+        burst(app, "g", *"12")
+        await wait_until(pilot, lambda: screen.query_one("#preview-input", Input).value == "12")
+        assert screen.input_mode == "jump" and app.screen is screen and no_training == []
+
+
+async def test_runs_down_enter_burst_attaches_the_second_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import DataTable
+
+    from lorastudio.screens.monitor import MonitorScreen
+    from lorastudio.screens.runs import RunsScreen
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    root = tmp_path / "data" / "studio" / "runs"
+    first = write_recorded_run(root)
+    second = root / "tiny-pirate-older"
+    shutil.copytree(first, second)
+    meta = json.loads((second / "run.json").read_text())
+    (second / "run.json").write_text(json.dumps({**meta, "name": second.name, "created": meta["created"] - 60}))
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+r")
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        await wait_until(pilot, lambda: screen.query_one(DataTable).row_count == 2)
+        burst(app, "down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert app.screen.run_dir == second
+        await pilot.pause(0.3)
