@@ -73,7 +73,7 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
         def on_step_end(self, args, state, control, **kwargs):
             if stop.event.is_set():
                 control.should_training_stop = True
-                control.should_save = False
+                control.should_save = True  # a checkpoint at the stop step, so `studio resume` loses nothing
             return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):
