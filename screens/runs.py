@@ -128,7 +128,11 @@ class RunsScreen(Screen[None]):
             text.append(f"\nnote: {row.note}")
         if r.cause and r.status in ("failed", "died", "stopped"):
             text.append(f"\n{r.cause}", style="red" if r.status != "stopped" else "yellow")
-        text.append(f"\n{r.path}", style="dim")
+        from lorastudio.train.manage import checkpoints
+
+        saved = [c.label for c in checkpoints(r.path)]
+        text.append("\nchat with (c): " + ", ".join(saved[:4]) + (" …" if len(saved) > 4 else "") if saved
+                    else "\nno adapter or checkpoint saved yet", style="dim")
         detail.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
