@@ -46,8 +46,8 @@ class RunsScreen(Screen[None]):
         Binding("o", "sort", "Sort", id="runs.sort"),
         Binding("escape", "back", "Back", id="runs.back"),
         # Only reached while the table lacks focus (just pushed): moves still land on the table, in order.
-        Binding("down", "move(1)", show=False, id="runs.down"),
-        Binding("up", "move(-1)", show=False, id="runs.up"),
+        Binding("down", "move(1)", "Move down", show=False, id="runs.down"),
+        Binding("up", "move(-1)", "Move up", show=False, id="runs.up"),
     ]
 
     def __init__(self) -> None:

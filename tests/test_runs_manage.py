@@ -206,3 +206,16 @@ def test_runs_compare_cli_on_two_short_runs_differing_in_learning_rate(tiny_mode
         assert run["tokens_per_s"] > 0 and run["duration_s"] > 0
     text = cli("runs", "compare", made[0].name, made[1].name).stdout
     assert "train.learning_rate" in text and "0.003" in text and "0.0005" in text and made[1].name in text
+
+
+def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:
+    from lorastudio.chat.engine import _checkpoint_dir
+
+    run = runs_root / "tiny-pirate-20260922-101500"
+    checkpoint = run / "checkpoints" / "checkpoint-8"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "adapter_config.json").write_text("{}")
+    assert _checkpoint_dir(checkpoint) == (run.resolve(), checkpoint.resolve())
+    assert _checkpoint_dir(Path(run.name) / "checkpoints" / "checkpoint-8") == (run.resolve(), checkpoint.resolve())
+    assert _checkpoint_dir(run / "checkpoints" / "checkpoint-9") is None
+    assert [c.label for c in manage.checkpoints(run)] == ["checkpoint-8"]

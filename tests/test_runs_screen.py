@@ -218,3 +218,17 @@ def test_snapshot_compare(snap_compare, size, runs_root: Path) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+def test_chart_overlays_series_on_shared_axes() -> None:
+    from lorastudio.widgets.compare_chart import SERIES_COLORS, render_chart
+
+    text = render_chart([("A", [(1, 4.0), (10, 1.0)]), ("B", [(1, 2.0), (20, 0.5)])], width=40, height=10)
+    lines = text.plain.splitlines()
+    assert len(lines) == 10 and all(len(line) <= 40 for line in lines)
+    assert lines[0].lstrip().startswith("4 ┤") and lines[7].lstrip().startswith("0.5 ┤")  # y from both runs
+    assert lines[-1].split() == ["1", "step", "20"]  # x spans both runs
+    styles = {span.style for span in text.spans}
+    assert SERIES_COLORS[0] in styles and SERIES_COLORS[1] in styles
+    assert "(log y)" in render_chart([("A", [(1, 100.0), (2, 1.0)])], 40, 8, log_y=True).plain
+    assert render_chart([("A", [])], 40, 8).plain == "no loss logged yet"
