@@ -124,6 +124,10 @@ class RunsScreen(Screen[None]):
         text = Text(no_wrap=False)
         text.append(r.name, style="bold")
         text.append(f"  {r.recipe} · {r.status}", style="dim")
+        best, best_loss = getattr(r, "best_checkpoint", None), getattr(r, "best_eval_loss", None)
+        if best:  # summaries carry these once the worker evaluates (eval-aware runs)
+            text.append(f"  ★ best eval {best_loss:.4f} at {Path(best).name}" if best_loss is not None
+                        else f"  ★ best {Path(best).name}", style="green")
         if row.note:
             text.append(f"\nnote: {row.note}")
         if r.cause and r.status in ("failed", "died", "stopped"):

@@ -56,11 +56,25 @@ def is_live(path: Path) -> bool:
     return worker_alive(read_meta(path))
 
 
+def _settled(path: Path, status: str, wait_s: float = 15.0) -> bool:
+    """No live worker; a worker that already wrote its final status gets ``wait_s`` to exit."""
+    import time
+
+    from lorastudio.train.events import TERMINAL_STATUSES
+
+    deadline = time.monotonic() + (wait_s if status in TERMINAL_STATUSES else 0.0)
+    while is_live(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def delete_run(path: Path) -> None:
     """Remove the run directory. Refuses a live run and anything that is not a run directory."""
     if not (path / RUN_FILE).exists():
         raise RunError(f"{path} is not a run directory (no {RUN_FILE}); nothing deleted")
-    if is_live(path):
+    if not _settled(path, summarise(path).status):
         raise RunError(f"run {path.name} is still running; stop it first (`studio stop {path.name}`)")
     # Rename first, so a half-removed folder never looks like a run (no run.json) nor keeps its name.
     doomed = path.with_name(f".{path.name}.deleting")
@@ -102,7 +116,7 @@ def resume_run(path: Path) -> tuple[int, Path | None]:
     from lorastudio.train.runs import latest_checkpoint
 
     summary = summarise(path)
-    if is_live(path):
+    if not _settled(path, summary.status):
         raise RunError(f"run {path.name} is still running ({summary.status}); nothing to resume")
     if summary.status not in RESUMABLE:
         raise RunError(f"run {path.name} is {summary.status}; only a stopped, failed or died run can be resumed")
