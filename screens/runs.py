@@ -50,9 +50,13 @@ class RunsScreen(Screen[None]):
         Binding("up", "move(-1)", "Move up", show=False, id="runs.up"),
     ]
 
+    AUTO_FOCUS = ""  # the table takes focus once it has rows; keys before that wait in `pending`
+
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[RunRow] = []
+        self.loaded = False
+        self.pending: list[tuple[str, tuple[int, ...]]] = []
         self.marked: list[str] = []  # run names, in marking order (Compare letters them A, B, …)
         self.sort_key = "time"
 
@@ -73,9 +77,8 @@ class RunsScreen(Screen[None]):
         table.add_column("name", key="name")
         for column in ("status", "step", "loss", "started", "note"):
             table.add_column(column, key=column)
-        # The first listing is synchronous, so keys typed while the screen opens find the rows there.
-        self._show(load_rows())
-        table.focus()
+        self.query_one("#runs-title", Label).update("Runs · loading…")
+        self.refresh_runs()
         self.set_interval(2.0, self.refresh_runs)
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
@@ -105,6 +108,19 @@ class RunsScreen(Screen[None]):
             table.move_cursor(row=keep)
         self._update_title()
         self._update_detail()
+        if not self.loaded:
+            self.loaded = True
+            table.focus()
+            pending, self.pending = self.pending, []
+            for action, args in pending:  # keys typed while the list loaded, in the order they came
+                getattr(self, f"action_{action}")(*args)
+
+    def _deferred(self, action: str, *args: int) -> bool:
+        """Before the first listing, remember the key's action (True) instead of acting on an empty table."""
+        if self.loaded:
+            return False
+        self.pending.append((action, args))
+        return True
 
     def _mark_cell(self, name: str) -> Text:
         return Text("●", style="bold cyan") if name in self.marked else Text(" ")
@@ -157,11 +173,15 @@ class RunsScreen(Screen[None]):
         self.action_attach()  # the table's own Enter: handled after any Down typed before it
 
     def action_move(self, delta: int) -> None:
+        if self._deferred("move", delta):
+            return
         table = self.query_one(DataTable)
         if self.rows:
             table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)))
 
     def action_attach(self) -> None:
+        if self._deferred("attach"):
+            return
         run = self._current()
         if run is not None:
             from lorastudio.screens.monitor import MonitorScreen
@@ -169,6 +189,8 @@ class RunsScreen(Screen[None]):
             self.app.push_screen(MonitorScreen(run.path))
 
     def action_chat(self) -> None:
+        if self._deferred("chat"):
+            return
         run = self._current()
         if run is None:
             return
@@ -188,6 +210,8 @@ class RunsScreen(Screen[None]):
         self.app.push_screen(CheckpointPicker(run.name, choices, getattr(run, "best_checkpoint", None)), chosen)
 
     def action_mark(self) -> None:
+        if self._deferred("mark"):
+            return
         run = self._current()
         if run is None:
             return
@@ -201,6 +225,8 @@ class RunsScreen(Screen[None]):
         self.action_move(1)  # like a file manager: mark and go on to the next
 
     def action_compare(self) -> None:
+        if self._deferred("compare"):
+            return
         paths = [row.summary.path for name in self.marked for row in self.rows if row.summary.name == name]
         if len(paths) < 2:
             self.notify("mark two or more runs with space, then press v", severity="warning")
@@ -210,6 +236,8 @@ class RunsScreen(Screen[None]):
         self.app.push_screen(CompareScreen(paths))
 
     def action_resume(self) -> None:
+        if self._deferred("resume"):
+            return
         run = self._current()
         if run is None:
             return
@@ -228,6 +256,8 @@ class RunsScreen(Screen[None]):
         self.app.push_screen(MonitorScreen(run.path))
 
     def action_stop(self) -> None:
+        if self._deferred("stop"):
+            return
         run = self._current()
         if run is None:
             return
@@ -250,6 +280,8 @@ class RunsScreen(Screen[None]):
                                            "r resumes it later."), answer)
 
     def action_delete(self) -> None:
+        if self._deferred("delete"):
+            return
         run = self._current()
         if run is None:
             return
@@ -278,6 +310,8 @@ class RunsScreen(Screen[None]):
                                            "(checkpoints, adapter, logs)."), answer)
 
     def action_note(self) -> None:
+        if self._deferred("note"):
+            return
         row = self._current_row()
         if row is None:
             return
@@ -299,6 +333,8 @@ class RunsScreen(Screen[None]):
         self.app.push_screen(NoteScreen(row.summary.name, row.note), saved)
 
     def action_sort(self) -> None:
+        if self._deferred("sort"):
+            return
         from lorastudio.train.manage import next_sort
 
         self.sort_key = next_sort(self.sort_key)

@@ -70,6 +70,28 @@ async def test_burst_down_enter_attaches_to_the_highlighted_run(runs_root: Path)
         await pilot.pause(0.3)
 
 
+async def test_keys_typed_while_the_list_loads_act_in_order(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorastudio.screens import runs as runs_screen
+    from lorastudio.screens.monitor import MonitorScreen
+
+    real = runs_screen.load_rows
+
+    def slow_rows():
+        time.sleep(1.0)  # a long events file: the list arrives after the keys
+        return real()
+
+    monkeypatch.setattr(runs_screen, "load_rows", slow_rows)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "down", "down", "space", "up", "enter")
+        screen = app.screen
+        assert isinstance(screen, runs_screen.RunsScreen) and not screen.loaded and len(screen.pending) == 5
+        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert app.screen.run_dir == runs_root / MIDDLE and screen.marked == [OLDEST]
+        await pilot.pause(0.3)
+
+
 async def test_burst_down_down_enter_after_open(runs_root: Path) -> None:
     from lorastudio.screens.monitor import MonitorScreen
     from lorastudio.screens.runs import RunsScreen
