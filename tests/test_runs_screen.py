@@ -254,3 +254,18 @@ def test_chart_overlays_series_on_shared_axes() -> None:
     assert SERIES_COLORS[0] in styles and SERIES_COLORS[1] in styles
     assert "(log y)" in render_chart([("A", [(1, 100.0), (2, 1.0)])], 40, 8, log_y=True).plain
     assert render_chart([("A", [])], 40, 8).plain == "no loss logged yet"
+
+
+async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path) -> None:
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await settle(pilot, lambda: app.screen.loaded)
+        await pilot.press("down", "s", "r")  # a done run: no question, no worker started
+        assert isinstance(app.screen, RunsScreen)
+        messages = [n.message for n in app._notifications]
+        assert any("no live worker" in m for m in messages)
+        assert any("only a stopped, failed or died run can be resumed" in m for m in messages)
+        assert "pid" not in json.loads((runs_root / MIDDLE / "run.json").read_text())
