@@ -140,6 +140,8 @@ class ChatScreen(Screen[None]):
         mode = "tuned (adapter on)" if self.engine.has_adapter and self.engine.use_adapter else "base"
         if self.compare and self.engine.has_adapter:
             mode = "compare: tuned | base"
+        if self.engine.has_adapter and self.engine.adapter_dir.name != "adapter":
+            mode += f" · {self.engine.adapter_dir.name}"  # chatting with a checkpoint, not the final adapter
         self.query_one("#chat-title", Label).update(f"Chat · {self.engine.recipe.name} · {mode}")
 
     # -- sending ------------------------------------------------------------------------------

@@ -1,74 +1,188 @@
-"""The Runs screen: every run directory, its status (died included), and keys to attach or chat."""
+"""The Runs screen: every run directory, its status (died included), and keys to manage, chat and compare."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label
+from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from lorastudio.train.runs import RunSummary
 
 
+@dataclass(frozen=True)
+class RunRow:
+    """A run as the table shows it: its summary and its note."""
+
+    summary: RunSummary
+    note: str
+
+
+def load_rows() -> list[RunRow]:
+    from lorastudio.train.manage import read_note
+    from lorastudio.train.runs import list_runs
+
+    return [RunRow(r, read_note(r.path)) for r in list_runs()]
+
+
 class RunsScreen(Screen[None]):
-    """A table of runs, refreshed every few seconds."""
+    """A table of runs, refreshed every few seconds. Enter acts on the highlighted row, in key order."""
 
     BINDINGS = [
-        # Not a priority binding: Enter must act after the Down typed before it (the table's own Enter
-        # binding selects the row, see _row_selected); this one serves Enter when the table is not focused.
         Binding("enter", "attach", "Attach", id="runs.attach"),
         Binding("c", "chat", "Chat", id="runs.chat"),
+        Binding("space", "mark", "Mark", id="runs.mark"),
+        Binding("v", "compare", "Compare", id="runs.compare"),
+        Binding("r", "resume", "Resume", id="runs.resume"),
+        Binding("s", "stop", "Stop", id="runs.stop"),
         Binding("x", "export", "Export", id="runs.export"),
+        Binding("delete,D", "delete", "Delete", id="runs.delete"),
+        Binding("n", "note", "Note", id="runs.note"),
+        Binding("o", "sort", "Sort", id="runs.sort"),
         Binding("escape", "back", "Back", id="runs.back"),
+        # Only reached while the table lacks focus (just pushed): moves still land on the table, in order.
+        Binding("down", "move(1)", "Move down", show=False, id="runs.down"),
+        Binding("up", "move(-1)", "Move up", show=False, id="runs.up"),
     ]
+
+    AUTO_FOCUS = ""  # the table takes focus once it has rows; keys before that wait in `pending`
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: list[RunSummary] = []
+        self.rows: list[RunRow] = []
+        self.loaded = False
+        self.pending: list[tuple[str, tuple[int, ...]]] = []
+        self.marked: list[str] = []  # run names, in marking order (Compare letters them A, B, …)
+        self.sort_key = "time"
+
+    @property
+    def runs(self) -> list[RunSummary]:
+        return [row.summary for row in self.rows]
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Label("Runs", classes="title")
+        yield Label("Runs", id="runs-title", classes="title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="run-detail")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("name", "recipe", "status", "step", "loss", "started")
+        table.add_column(" ", key="mark", width=1)
+        table.add_column("name", key="name")
+        for column in ("status", "step", "loss", "started", "note"):
+            table.add_column(column, key=column)
+        self.query_one("#runs-title", Label).update("Runs · loading…")
         self.refresh_runs()
         self.set_interval(2.0, self.refresh_runs)
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
     def refresh_runs(self) -> None:
-        from lorastudio.train.runs import list_runs
+        rows = load_rows()
+        self.app.call_from_thread(self._show, rows)
 
-        runs = list_runs()
-        self.app.call_from_thread(self._show, runs)
+    def _show(self, rows: list[RunRow]) -> None:
+        from lorastudio.train.manage import sort_runs
 
-    def _show(self, runs: list[RunSummary]) -> None:
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
-        self.runs = runs
+        current = self._current()
+        order = {r.name: i for i, r in enumerate(sort_runs([row.summary for row in rows], self.sort_key))}
+        self.rows = sorted(rows, key=lambda row: order[row.summary.name])
+        names = {row.summary.name for row in self.rows}
+        self.marked = [name for name in self.marked if name in names]
         table.clear()
-        for r in runs:
+        for row in self.rows:
+            r = row.summary
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-            table.add_row(r.name, r.recipe, r.status, f"{r.step}/{r.max_steps or '?'}",
-                          f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, key=r.name)
-        if runs:
-            table.move_cursor(row=min(cursor, len(runs) - 1))
+            status = Text(r.status, style={"failed": "red", "died": "red", "done": "green",
+                                           "stopped": "yellow"}.get(r.status, "bold"))
+            table.add_row(self._mark_cell(r.name), r.name, status, f"{r.step}/{r.max_steps or '?'}",
+                          f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, row.note, key=r.name)
+        if self.rows:
+            keep = next((i for i, row in enumerate(self.rows) if current and row.summary.name == current.name), 0)
+            table.move_cursor(row=keep)
+        self._update_title()
+        self._update_detail()
+        if not self.loaded:
+            self.loaded = True
+            table.focus()
+            pending, self.pending = self.pending, []
+            for action, args in pending:  # keys typed while the list loaded, in the order they came
+                getattr(self, f"action_{action}")(*args)
+
+    def _deferred(self, action: str, *args: int) -> bool:
+        """Before the first listing, remember the key's action (True) instead of acting on an empty table."""
+        if self.loaded:
+            return False
+        self.pending.append((action, args))
+        return True
+
+    def _mark_cell(self, name: str) -> Text:
+        return Text("●", style="bold cyan") if name in self.marked else Text(" ")
+
+    def _update_title(self) -> None:
+        marked = f" · {len(self.marked)} marked (v compare)" if self.marked else ""
+        self.query_one("#runs-title", Label).update(
+            f"Runs · {len(self.rows)} · sorted by {self.sort_key} (o){marked}")
+
+    def _update_detail(self) -> None:
+        row = self._current_row()
+        detail = self.query_one("#run-detail", Static)
+        if row is None:
+            detail.update("no runs yet: pick a recipe and press t" if not self.rows else "")
+            return
+        r = row.summary
+        text = Text(no_wrap=False)
+        text.append(r.name, style="bold")
+        text.append(f"  {r.recipe} · {r.status}", style="dim")
+        best, best_loss = getattr(r, "best_checkpoint", None), getattr(r, "best_eval_loss", None)
+        if best:  # summaries carry these once the worker evaluates (eval-aware runs)
+            text.append(f"  ★ best eval {best_loss:.4f} at {Path(best).name}" if best_loss is not None
+                        else f"  ★ best {Path(best).name}", style="green")
+        if row.note:
+            text.append(f"\nnote: {row.note}")
+        if r.cause and r.status in ("failed", "died", "stopped"):
+            text.append(f"\n{r.cause}", style="red" if r.status != "stopped" else "yellow")
+        from lorastudio.train.manage import checkpoints
+
+        saved = [c.label for c in checkpoints(r.path)]
+        text.append("\nchat with (c): " + ", ".join(saved[:4]) + (" …" if len(saved) > 4 else "") if saved
+                    else "\nno adapter or checkpoint saved yet", style="dim")
+        detail.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_detail()
+
+    def _current_row(self) -> RunRow | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def _current(self) -> RunSummary | None:
-        row = self.query_one(DataTable).cursor_row
-        return self.runs[row] if 0 <= row < len(self.runs) else None
+        row = self._current_row()
+        return row.summary if row else None
 
-    @on(DataTable.RowSelected)
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_attach()
+    # -- keys -------------------------------------------------------------------------------------
+    @on(DataTable.RowSelected, "#runs-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_attach()  # the table's own Enter: handled after any Down typed before it
+
+    def action_move(self, delta: int) -> None:
+        if self._deferred("move", delta):
+            return
+        table = self.query_one(DataTable)
+        if self.rows:
+            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)))
 
     def action_attach(self) -> None:
+        if self._deferred("attach"):
+            return
         run = self._current()
         if run is not None:
             from lorastudio.screens.monitor import MonitorScreen
@@ -76,11 +190,156 @@ class RunsScreen(Screen[None]):
             self.app.push_screen(MonitorScreen(run.path))
 
     def action_chat(self) -> None:
+        if self._deferred("chat"):
+            return
         run = self._current()
-        if run is not None:
-            from lorastudio.screens.chat import ChatScreen
+        if run is None:
+            return
+        from lorastudio.screens.chat import ChatScreen
+        from lorastudio.train.manage import checkpoints
 
-            self.app.push_screen(ChatScreen(str(run.path)))
+        choices = checkpoints(run.path)
+        if len(choices) <= 1:  # nothing to choose between: the adapter, or the base with a clear message
+            self.app.push_screen(ChatScreen(str(choices[0].path if choices else run.path)))
+            return
+        from lorastudio.screens.checkpoint_picker import CheckpointPicker
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.app.push_screen(ChatScreen(str(path)))
+
+        self.app.push_screen(CheckpointPicker(run.name, choices, getattr(run, "best_checkpoint", None)), chosen)
+
+    def action_mark(self) -> None:
+        if self._deferred("mark"):
+            return
+        run = self._current()
+        if run is None:
+            return
+        if run.name in self.marked:
+            self.marked.remove(run.name)
+        else:
+            self.marked.append(run.name)
+        table = self.query_one(DataTable)
+        table.update_cell(run.name, "mark", self._mark_cell(run.name))
+        self._update_title()
+        self.action_move(1)  # like a file manager: mark and go on to the next
+
+    def action_compare(self) -> None:
+        if self._deferred("compare"):
+            return
+        paths = [row.summary.path for name in self.marked for row in self.rows if row.summary.name == name]
+        if len(paths) < 2:
+            self.notify("mark two or more runs with space, then press v", severity="warning")
+            return
+        from lorastudio.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(paths))
+
+    def action_resume(self) -> None:
+        if self._deferred("resume"):
+            return
+        run = self._current()
+        if run is None:
+            return
+        from lorastudio.errors import StudioError
+        from lorastudio.train.manage import resume_run
+
+        try:
+            _, checkpoint = resume_run(run.path)
+        except StudioError as exc:
+            self.notify(str(exc), title="cannot resume", severity="error")
+            return
+        where = checkpoint.name if checkpoint else "step 0 (no checkpoint saved)"
+        self.notify(f"resuming {run.name} from {where}")
+        from lorastudio.screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(run.path))
+
+    def action_stop(self) -> None:
+        if self._deferred("stop"):
+            return
+        run = self._current()
+        if run is None:
+            return
+        from lorastudio.train.manage import is_live
+
+        if not is_live(run.path):
+            self.notify(f"{run.name} has no live worker ({run.status})", severity="warning")
+            return
+        from lorastudio.screens.confirm import ConfirmScreen
+        from lorastudio.train.runs import stop_run
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                stopped = stop_run(run.path)
+                self.notify(f"asked {run.name} to save a checkpoint and stop" if stopped
+                            else f"{run.name} had already ended")
+                self.refresh_runs()
+
+        self.app.push_screen(ConfirmScreen(f"Stop {run.name}?\nIt saves a checkpoint and the adapter; "
+                                           "r resumes it later."), answer)
+
+    def action_delete(self) -> None:
+        if self._deferred("delete"):
+            return
+        run = self._current()
+        if run is None:
+            return
+        from lorastudio.train.manage import is_live
+
+        if is_live(run.path):
+            self.notify(f"{run.name} is still running; stop it first (s)", title="cannot delete", severity="error")
+            return
+        from lorastudio.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            from lorastudio.errors import StudioError
+            from lorastudio.train.manage import delete_run
+
+            try:
+                delete_run(run.path)
+            except StudioError as exc:
+                self.notify(str(exc), title="cannot delete", severity="error")
+                return
+            self.notify(f"deleted {run.name}")
+            self._show([row for row in self.rows if row.summary.name != run.name])
+
+        self.app.push_screen(ConfirmScreen(f"Delete {run.name}?\nThis removes {run.path} "
+                                           "(checkpoints, adapter, logs)."), answer)
+
+    def action_note(self) -> None:
+        if self._deferred("note"):
+            return
+        row = self._current_row()
+        if row is None:
+            return
+        from lorastudio.screens.note import NoteScreen
+
+        def saved(text: str | None) -> None:
+            if text is None:
+                return
+            from lorastudio.errors import StudioError
+            from lorastudio.train.manage import write_note
+
+            try:
+                note = write_note(row.summary.path, text)
+            except StudioError as exc:
+                self.notify(str(exc), title="cannot save the note", severity="error")
+                return
+            self._show([RunRow(r.summary, note) if r.summary.name == row.summary.name else r for r in self.rows])
+
+        self.app.push_screen(NoteScreen(row.summary.name, row.note), saved)
+
+    def action_sort(self) -> None:
+        if self._deferred("sort"):
+            return
+        from lorastudio.train.manage import next_sort
+
+        self.sort_key = next_sort(self.sort_key)
+        self._show(self.rows)
 
     def action_export(self) -> None:
         run = self._current()

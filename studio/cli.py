@@ -144,8 +144,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.train.runs import create_run, find_run, start_worker
 
     if args.resume:
+        from lorastudio.train.manage import resume_run
+
         run_dir = find_run(args.resume)
-        start_worker(run_dir, resume=True, devices=args.devices)
+        resume_run(run_dir, devices=args.devices)
     else:
         devices = [f"train.devices={args.devices}"] if args.devices is not None else []
         recipe = load(args.recipe, [*args.overrides, *devices])
@@ -193,20 +195,115 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from lorastudio.paths import runs_dir
+    from lorastudio.train.manage import read_note, sort_runs
     from lorastudio.train.runs import list_runs
 
-    runs = list_runs()
+    runs = sort_runs(list_runs(), args.sort)
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=2))
+        print(json.dumps([{**r.to_json(), "note": read_note(r.path) or None} for r in runs], indent=2))
         return 0
     from rich.table import Table
 
-    table = Table("name", "recipe", "status", "step", "loss", "started", "where", box=None, pad_edge=False)
+    # Names are never cut: scripts and people copy them into `studio attach/chat/resume NAME`.
+    width = max([len(r.name) for r in runs] + [4])
+    table = Table(box=None, pad_edge=False)
+    table.add_column("name", no_wrap=True, min_width=width)
+    for column in ("recipe", "status", "step", "loss", "started", "note"):
+        table.add_column(column, overflow="fold")
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
         table.add_row(r.name, r.recipe, r.status, f"{r.step}/{r.max_steps or '?'}",
-                      f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, str(r.path))
-    _console().print(table)
+                      f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, read_note(r.path))
+    console = _console()
+    if not sys.stdout.isatty():
+        console.width = 1000  # a pipe has no width to fit: one line per run, for grep and cut
+    if not runs:
+        print(f"no runs yet in {runs_dir()}", file=sys.stderr)
+        return 0
+    console.print(table)
+    print(f"in {runs_dir()}  (`latest` names the newest run)", file=sys.stderr)
+    return 0
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    from lorastudio.train.manage import delete_run
+    from lorastudio.train.runs import find_run
+
+    run_dir = find_run(args.run)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"studio: deleting {run_dir.name} needs --yes when not asked at a terminal", file=sys.stderr)
+            return 2
+        answer = input(f"delete {run_dir.name} and everything in {run_dir}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    delete_run(run_dir)
+    print(f"deleted {run_dir.name}")
+    return 0
+
+
+def cmd_runs_note(args: argparse.Namespace) -> int:
+    from lorastudio.train.manage import read_note, write_note
+    from lorastudio.train.runs import find_run
+
+    run_dir = find_run(args.run)
+    if args.clear or args.text:
+        write_note(run_dir, "" if args.clear else " ".join(args.text))
+    note = read_note(run_dir)
+    print(f"{run_dir.name}: {note}" if note else f"{run_dir.name}: (no note)")
+    return 0
+
+
+def cmd_runs_compare(args: argparse.Namespace) -> int:
+    from lorastudio.train.compare import compare_runs, format_duration, format_value
+    from lorastudio.train.runs import find_run
+
+    comparison = compare_runs([find_run(name) for name in args.runs])
+    if args.json:
+        print(json.dumps(comparison.to_json(), indent=2))
+        return 0
+    from rich.table import Table
+
+    def num(value: float | None, spec: str = ".4f") -> str:
+        return format(value, spec) if value is not None else "-"
+
+    console = _console()
+    if not sys.stdout.isatty():
+        console.width = max(console.width, 160)
+    results = Table(box=None, pad_edge=False, title="results", title_justify="left")
+    for column in ("run", "status", "step", "final loss", "best loss", "eval loss", "best eval",
+                   "tok/s", "duration", "peak VRAM"):
+        results.add_column(column, no_wrap=column == "run")
+    for r in comparison.runs:
+        vram = f"{r.peak_vram_mb:.0f} MB" if r.peak_vram_mb else (
+            f"- (RSS {r.peak_rss_mb:.0f} MB)" if r.peak_rss_mb else "-")
+        results.add_row(r.name, r.status, f"{r.step}/{r.max_steps or '?'}", num(r.final_loss), num(r.best_loss),
+                        num(r.eval_loss), num(r.best_eval_loss), num(r.tokens_per_s, ".0f"),
+                        format_duration(r.duration_s), vram)
+    console.print(results)
+    diff = Table(box=None, pad_edge=False, title="recipe fields that differ", title_justify="left")
+    diff.add_column("field", no_wrap=True)
+    for r in comparison.runs:
+        diff.add_column(r.name, overflow="fold")
+    for name, values in comparison.differing.items():
+        diff.add_row(name, *(format_value(v) for v in values))
+    if comparison.differing:
+        console.print(diff)
+    else:
+        console.print("the runs' recipes are identical")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from lorastudio.train.manage import resume_run
+    from lorastudio.train.runs import find_run
+
+    run_dir = find_run(args.run)
+    pid, checkpoint = resume_run(run_dir)
+    where = f"from {checkpoint.name}" if checkpoint else "from step 0 (no checkpoint was saved)"
+    print(f"resuming {run_dir.name} {where} (worker pid {pid}); `studio attach {run_dir.name}` to watch")
     return 0
 
 
@@ -347,9 +444,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "(to launch it yourself, e.g. with accelerate on several machines)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("runs", help="list runs")
+    p = sub.add_parser("runs", help="list runs (newest first; `latest` names the newest); delete, note, compare")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--sort", choices=("time", "loss", "status"), default="time")
     p.set_defaults(func=cmd_runs)
+    rsub = p.add_subparsers(dest="runs_command", metavar="delete|note|compare")
+    q = rsub.add_parser("delete", help="remove a finished run's directory (refuses a live run)")
+    q.add_argument("run")
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    q.set_defaults(func=cmd_runs_delete)
+    q = rsub.add_parser("note", help="show or set a run's one-line note")
+    q.add_argument("run")
+    q.add_argument("text", nargs="*")
+    q.add_argument("--clear", action="store_true")
+    q.set_defaults(func=cmd_runs_note)
+    q = rsub.add_parser("compare", help="results and differing recipe fields of two or more runs")
+    q.add_argument("runs", nargs="+", metavar="RUN")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_runs_compare)
+
+    p = sub.add_parser("resume", help="continue a stopped, failed or died run from its latest checkpoint")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("attach", help="open the Monitor on a run")
     p.add_argument("run")

@@ -266,15 +266,31 @@ def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
                 else engine_for_export(candidate, base_only))
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
-    run_dir = find_run(target or "latest")
+    checkpoint = _checkpoint_dir(candidate) if candidate is not None else None
+    run_dir = checkpoint[0] if checkpoint else find_run(target or "latest")
     recipe = load_run_recipe(run_dir)
-    adapter = run_dir / "adapter"
+    adapter = checkpoint[1] if checkpoint else run_dir / "adapter"
     if base_only:
         return ChatEngine(recipe)
     if not (adapter / "adapter_config.json").exists():
         raise RunError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
                        "use --base to chat with the base model")
     return ChatEngine(recipe, adapter)
+
+
+def _checkpoint_dir(candidate: Path) -> tuple[Path, Path] | None:
+    """(run dir, adapter dir) when ``candidate`` is a run's ``checkpoints/checkpoint-N`` or ``adapter`` folder."""
+    from lorastudio.paths import runs_dir
+    from lorastudio.train.runs import RUN_FILE
+
+    if not candidate.is_absolute() and not candidate.exists():
+        candidate = runs_dir() / candidate  # RUN/checkpoints/checkpoint-N, named from the runs folder
+    if not (candidate / "adapter_config.json").exists():
+        return None
+    for run_dir in (candidate.parent, candidate.parent.parent):
+        if (run_dir / RUN_FILE).exists():
+            return run_dir.resolve(), candidate.resolve()
+    return None
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
             if dist.any_rank(stop.event.is_set()):  # collective: every rank stops after the same step
                 stop.event.set()
                 control.should_training_stop = True
-                control.should_save = False
+                control.should_save = True  # a checkpoint at the stop step, so `studio resume` loses nothing
             return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):

@@ -1,0 +1,138 @@
+"""Compare: the marked runs' loss curves on shared axes, their results, and the recipe fields that differ."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
+
+
+@dataclass
+class ComparisonReady(Message):
+    comparison: Any
+
+
+class CompareScreen(Screen[None]):
+    """Runs are lettered A, B, C… in marking order; the letter and colour match across chart and tables."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="compare.back"),
+        Binding("l", "toggle_log", "Log scale", id="compare.log"),
+        Binding("e", "toggle_eval", "Train/Eval", id="compare.eval"),
+        Binding("f5", "reload", "Reload", id="compare.reload"),
+    ]
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__()
+        self.paths = paths
+        self.comparison: Any = None
+        self.show_eval = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label(f"Compare · {len(self.paths)} runs · loading…", id="compare-title", classes="title")
+        yield Static("", id="compare-legend")
+        yield CompareChart(id="compare-chart")
+        yield DataTable(id="compare-results", cursor_type="none", zebra_stripes=True)
+        yield Label("recipe fields that differ", id="compare-diff-label", classes="muted")
+        yield DataTable(id="compare-diff", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
+    def load(self) -> None:
+        from lorastudio.train.compare import compare_runs
+
+        self.post_message(ComparisonReady(compare_runs(self.paths)))
+
+    def worker_failed(self, worker: Any, message: str) -> None:
+        self.query_one("#compare-title", Label).update(f"Compare · [b red]{message}[/]")
+
+    @staticmethod
+    def letter(index: int) -> str:
+        return string.ascii_uppercase[index % 26]
+
+    def _color(self, index: int) -> str:
+        return SERIES_COLORS[index % len(SERIES_COLORS)]
+
+    def on_comparison_ready(self, message: ComparisonReady) -> None:
+        from lorastudio.train.compare import format_duration, format_value
+
+        self.comparison = comparison = message.comparison
+        legend = Text(no_wrap=True, overflow="ellipsis")
+        for i, run in enumerate(comparison.runs):
+            if i:
+                legend.append("\n")
+            legend.append(f"{self.letter(i)} ━ ", style=f"bold {self._color(i)}")
+            legend.append(run.name, style="bold")
+            legend.append(f"  {run.status}, step {run.step}/{run.max_steps or '?'}", style="dim")
+        self.query_one("#compare-legend", Static).update(legend)
+        self._draw()
+
+        def num(value: float | None, spec: str = ".4f") -> str:
+            return format(value, spec) if value is not None else "-"
+
+        results = self.query_one("#compare-results", DataTable)
+        results.clear(columns=True)
+        results.add_columns("run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM")
+        for i, run in enumerate(comparison.runs):
+            best_eval = num(run.best_eval_loss)
+            if run.best_checkpoint:
+                best_eval += f" ({Path(run.best_checkpoint).name.replace('checkpoint-', 'ck ')})"
+            vram = f"{run.peak_vram_mb:,.0f} MB" if run.peak_vram_mb else (
+                f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
+            results.add_row(Text(self.letter(i), style=f"bold {self._color(i)}"), num(run.final_loss),
+                            num(run.best_loss), num(run.eval_loss), best_eval, num(run.tokens_per_s, ",.0f"),
+                            format_duration(run.duration_s), vram)
+        diff = self.query_one("#compare-diff", DataTable)
+        diff.clear(columns=True)
+        diff.add_column("field")
+        for i in range(len(comparison.runs)):
+            diff.add_column(Text(self.letter(i), style=f"bold {self._color(i)}"))
+        for name, values in comparison.differing.items():
+            diff.add_row(name, *(format_value(v) for v in values))
+        label = self.query_one("#compare-diff-label", Label)
+        label.update(f"recipe fields that differ ({len(comparison.differing)})" if comparison.differing
+                     else "the recipes are identical")
+        diff.display = bool(comparison.differing)
+
+    def _draw(self) -> None:
+        if self.comparison is None:
+            return
+        runs = self.comparison.runs
+        metric = "eval loss" if self.show_eval else "train loss"
+        series = [(self.letter(i), run.eval if self.show_eval else run.loss) for i, run in enumerate(runs)]
+        chart = self.query_one(CompareChart)
+        chart.set_series(series)
+        scale = "log" if chart.log_y else "linear"
+        empty = " (none logged)" if not any(points for _, points in series) else ""
+        self.query_one("#compare-title", Label).update(
+            f"Compare · {len(runs)} runs · {metric}{empty} · {scale}   [dim]e train/eval · l log scale[/]")
+
+    def action_toggle_log(self) -> None:
+        chart = self.query_one(CompareChart)
+        chart.log_y = not chart.log_y
+        self._draw()
+
+    def action_toggle_eval(self) -> None:
+        self.show_eval = not self.show_eval
+        self._draw()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,141 @@
+"""Managing finished and live runs: notes, delete, resume, checkpoints to chat with, sort orders.
+
+Everything here works on a run directory (see runs.py) and never touches a live worker's files
+except through its pid: a run whose worker is alive cannot be deleted or resumed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorastudio.errors import RunError
+from lorastudio.train.runs import RUN_FILE, RunSummary, read_meta, start_worker, summarise, worker_alive
+
+NOTE_FILE = "note.txt"
+"""One line of free text per run, kept beside run.json (never inside it: the worker rewrites run.json)."""
+
+SORT_KEYS = ("time", "loss", "status")
+"""The orders the Runs screen cycles through (and ``studio runs --sort`` accepts)."""
+
+# Live runs first (most urgent to look at), then the ones that need attention, then the settled ones.
+_STATUS_ORDER = ("training", "saving", "loading data", "loading model", "starting", "queued",
+                 "failed", "died", "stopped", "done")
+RESUMABLE = frozenset({"stopped", "failed", "died"})
+
+
+def read_note(path: Path) -> str:
+    try:
+        return (path / NOTE_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def write_note(path: Path, text: str) -> str:
+    """Store ``text`` (newlines folded to spaces) as the run's note; an empty text removes it."""
+    if not (path / RUN_FILE).exists():
+        raise RunError(f"{path} is not a run directory (no {RUN_FILE})")
+    note = " ".join(text.split())
+    target = path / NOTE_FILE
+    try:
+        if not note:
+            target.unlink(missing_ok=True)
+            return ""
+        tmp = path / (NOTE_FILE + ".tmp")
+        tmp.write_text(note + "\n", encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        raise RunError(f"cannot write the note of {path.name}: {exc.strerror or exc}") from None
+    return note
+
+
+def is_live(path: Path) -> bool:
+    """A worker process of this run is alive (training, loading, queued or still saving)."""
+    return worker_alive(read_meta(path))
+
+
+def _settled(path: Path, status: str, wait_s: float = 15.0) -> bool:
+    """No live worker; a worker that already wrote its final status gets ``wait_s`` to exit."""
+    import time
+
+    from lorastudio.train.events import TERMINAL_STATUSES
+
+    deadline = time.monotonic() + (wait_s if status in TERMINAL_STATUSES else 0.0)
+    while is_live(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def delete_run(path: Path) -> None:
+    """Remove the run directory. Refuses a live run and anything that is not a run directory."""
+    if not (path / RUN_FILE).exists():
+        raise RunError(f"{path} is not a run directory (no {RUN_FILE}); nothing deleted")
+    if not _settled(path, summarise(path).status):
+        raise RunError(f"run {path.name} is still running; stop it first (`studio stop {path.name}`)")
+    # Rename first, so a half-removed folder never looks like a run (no run.json) nor keeps its name.
+    doomed = path.with_name(f".{path.name}.deleting")
+    try:
+        path.rename(doomed)
+        (doomed / RUN_FILE).unlink(missing_ok=True)
+        shutil.rmtree(doomed)
+    except OSError as exc:
+        raise RunError(f"cannot delete {path.name}: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Something to chat with: a trainer checkpoint or the final adapter."""
+
+    label: str
+    path: Path
+    step: int | None
+
+
+def checkpoints(path: Path) -> list[Checkpoint]:
+    """The final adapter first (when saved), then checkpoint-N, newest first; only ones holding an adapter."""
+    found: list[Checkpoint] = []
+    if (path / "adapter" / "adapter_config.json").exists():
+        found.append(Checkpoint("adapter (final)", path / "adapter", None))
+    folder = path / "checkpoints"
+    steps = []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+            if match and (child / "adapter_config.json").exists():
+                steps.append((int(match.group(1)), child))
+    found += [Checkpoint(child.name, child, step) for step, child in sorted(steps, reverse=True)]
+    return found
+
+
+def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path | None]:
+    """Start the worker again from the latest checkpoint; returns (pid, checkpoint or None)."""
+    from lorastudio.train.runs import latest_checkpoint
+
+    summary = summarise(path)
+    if not _settled(path, summary.status):
+        raise RunError(f"run {path.name} is still running ({summary.status}); nothing to resume")
+    if summary.status not in RESUMABLE:
+        raise RunError(f"run {path.name} is {summary.status}; only a stopped, failed or died run can be resumed")
+    checkpoint = latest_checkpoint(path)
+    return start_worker(path, resume=True, devices=devices), checkpoint
+
+
+def sort_runs(runs: list[RunSummary], key: str) -> list[RunSummary]:
+    """``time``: newest first; ``loss``: lowest last loss first (no loss last); ``status``: live first."""
+    by_time = sorted(runs, key=lambda r: r.started or 0, reverse=True)
+    if key == "loss":
+        return sorted(by_time, key=lambda r: (r.last_loss is None, r.last_loss or 0.0))
+    if key == "status":
+        rank = {s: i for i, s in enumerate(_STATUS_ORDER)}
+        return sorted(by_time, key=lambda r: rank.get(r.status.split(" (")[0], len(rank)))
+    if key != "time":
+        raise RunError(f"unknown sort order {key!r}; choose one of {', '.join(SORT_KEYS)}")
+    return by_time
+
+
+def next_sort(key: str) -> str:
+    return SORT_KEYS[(SORT_KEYS.index(key) + 1) % len(SORT_KEYS)] if key in SORT_KEYS else SORT_KEYS[0]

@@ -1,0 +1,221 @@
+"""Runs management and comparison: notes, delete, sort, resume from the stop step, compare (engine and CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import STUDIO_BIN, run_worker
+from runs_fixtures import write_run, write_runs
+
+from lorastudio import registry
+from lorastudio.errors import RunError
+from lorastudio.train import compare, manage, runs
+from lorastudio.train.events import EVENTS_FILE, read_all
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("TZ", "UTC")
+    root = tmp_path / "data" / "studio" / "runs"
+    write_runs(root)
+    return root
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([STUDIO_BIN, *args], capture_output=True, text=True, check=check, env=os.environ,
+                          stdin=subprocess.DEVNULL)
+
+
+def _mark_live(run_dir: Path) -> None:
+    """Make this test process the run's 'worker', so the run counts as live."""
+    import psutil
+
+    runs.update_meta(run_dir, pid=os.getpid(), pid_started=psutil.Process().create_time())
+    with (run_dir / EVENTS_FILE).open("a") as handle:
+        handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training"}) + "\n")
+
+
+# -- notes, delete, sort ----------------------------------------------------------------------------
+def test_note_is_stored_in_the_run_and_listed(runs_root: Path) -> None:
+    run = runs_root / "tiny-pirate-20260922-101500"
+    assert manage.write_note(run, "  baseline\nlr 3e-3 ") == "baseline lr 3e-3"
+    assert (run / "note.txt").read_text() == "baseline lr 3e-3\n"
+    out = cli("runs", "note", "tiny-pirate-20260922-113000", "smaller", "batch")
+    assert "smaller batch" in out.stdout
+    listed = {r["name"]: r for r in json.loads(cli("runs", "--json").stdout)}
+    assert listed[run.name]["note"] == "baseline lr 3e-3"
+    assert listed["tiny-pirate-20260922-113000"]["note"] == "smaller batch"
+    cli("runs", "note", run.name, "--clear")
+    assert manage.read_note(run) == "" and not (run / "note.txt").exists()
+
+
+def test_runs_cli_prints_whole_names_in_a_narrow_pipe(runs_root: Path) -> None:
+    out = subprocess.run([STUDIO_BIN, "runs"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "COLUMNS": "60"}).stdout
+    for name in ("tiny-pirate-20260922-101500", "qwen-csv-concepts-long-experiment-20260922-120000"):
+        assert name in out
+    assert "lr sweep, stopped to free the GPU" in out
+
+
+def test_delete_removes_the_directory_and_refuses_a_live_run(runs_root: Path) -> None:
+    live, done = runs_root / "tiny-pirate-20260922-113000", runs_root / "tiny-pirate-20260922-101500"
+    _mark_live(live)
+    with pytest.raises(RunError, match="still running"):
+        manage.delete_run(live)
+    assert (live / "run.json").exists()
+    manage.delete_run(done)
+    assert not done.exists() and not list(runs_root.glob(".*deleting"))
+    assert [r.name for r in runs.list_runs(runs_root)] == [
+        "qwen-csv-concepts-long-experiment-20260922-120000", live.name]
+    with pytest.raises(RunError, match="not a run directory"):
+        manage.delete_run(runs_root)
+
+
+def test_delete_cli_asks_for_yes_when_not_at_a_terminal(runs_root: Path) -> None:
+    name = "qwen-csv-concepts-long-experiment-20260922-120000"
+    refused = cli("runs", "delete", name, check=False)
+    assert refused.returncode == 2 and "--yes" in refused.stderr and (runs_root / name).exists()
+    assert cli("runs", "delete", name, "--yes").stdout.strip() == f"deleted {name}"
+    assert not (runs_root / name).exists()
+
+
+def test_sort_orders(runs_root: Path) -> None:
+    listed = runs.list_runs(runs_root)
+    assert [r.name[:4] for r in manage.sort_runs(listed, "time")] == ["qwen", "tiny", "tiny"]
+    by_loss = manage.sort_runs(listed, "loss")
+    assert [r.last_loss for r in by_loss] == sorted(r.last_loss for r in listed)
+    _mark_live(runs_root / "tiny-pirate-20260922-101500")
+    by_status = manage.sort_runs(runs.list_runs(runs_root), "status")
+    assert [r.status for r in by_status] == ["training", "stopped", "done"]
+    assert manage.next_sort("time") == "loss" and manage.next_sort("status") == "time"
+
+
+def test_resume_refuses_live_and_finished_runs(runs_root: Path) -> None:
+    with pytest.raises(RunError, match="is done"):
+        manage.resume_run(runs_root / "tiny-pirate-20260922-101500")
+    _mark_live(runs_root / "tiny-pirate-20260922-113000")
+    with pytest.raises(RunError, match="still running"):
+        manage.resume_run(runs_root / "tiny-pirate-20260922-113000")
+    out = cli("resume", "tiny-pirate-20260922-101500", check=False)
+    assert out.returncode == 2 and "only a stopped, failed or died run" in out.stderr
+
+
+@pytest.mark.slow
+def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model: Path) -> None:
+    run_dir = runs.create_run(registry.load("tiny-pirate", ["train.max_steps=400", "train.save_steps=1000"]))
+    runs.start_worker(run_dir)
+
+    def step() -> int:
+        return runs.summarise(run_dir).step
+
+    deadline = time.monotonic() + 120
+    while step() < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runs.stop_run(run_dir)
+    while runs.summarise(run_dir).status != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stopped_at = step()
+    assert 3 <= stopped_at < 400
+    assert runs.latest_checkpoint(run_dir).name == f"checkpoint-{stopped_at}"
+    labels = [c.label for c in manage.checkpoints(run_dir)]
+    assert labels == ["adapter (final)", f"checkpoint-{stopped_at}"]
+    # Resume with fewer steps to go, so the test stays short: the recipe snapshot is what the worker trains.
+    recipe_file = run_dir / runs.RECIPE_FILE
+    recipe_file.write_text(recipe_file.read_text().replace("max_steps: 400", f"max_steps: {stopped_at + 3}"))
+    before = len(read_all(run_dir / EVENTS_FILE))
+    pid, checkpoint = manage.resume_run(run_dir)
+    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
+    while runs.summarise(run_dir).status not in ("done", "failed", "died") and time.monotonic() < deadline + 120:
+        time.sleep(0.2)
+    after = read_all(run_dir / EVENTS_FILE)[before:]
+    assert after[-1]["status"] == "done", after[-3:]
+    steps = [e["step"] for e in after if e["kind"] == "metrics" and e.get("loss") is not None]
+    assert steps == [stopped_at + 1, stopped_at + 2, stopped_at + 3]
+    assert any(e.get("message") == f"resuming from checkpoint-{stopped_at}" for e in after)
+
+
+# -- compare ---------------------------------------------------------------------------------------
+def test_flatten_and_differing_fields() -> None:
+    flat = compare.flatten({"train": {"learning_rate": 0.003, "batch_size": 8}, "lora": {"target_modules": ["q"]}})
+    assert flat == {"train.learning_rate": 0.003, "train.batch_size": 8, "lora.target_modules": ["q"]}
+    diff = compare.differing_fields([
+        {"train.learning_rate": 0.003, "train.seed": 1, "description": "a", "lora.target_modules": ["q", "v"]},
+        {"train.learning_rate": 0.001, "train.seed": 1, "description": "b", "lora.target_modules": ["q", "v"]},
+        {"train.learning_rate": 0.003, "train.seed": 1, "data.eval_split": "test",
+         "lora.target_modules": ["q"]},
+    ])
+    assert diff == {"train.learning_rate": [0.003, 0.001, 0.003], "lora.target_modules": [["q", "v"], ["q", "v"], ["q"]],
+                    "data.eval_split": [None, None, "test"]}
+
+
+def test_compare_results_and_json_shape(runs_root: Path) -> None:
+    a, b = runs_root / "tiny-pirate-20260922-101500", runs_root / "tiny-pirate-20260922-113000"
+    data = compare.compare_runs([a, b]).to_json()
+    assert data["differing"] == {"train.learning_rate": {a.name: 0.003, b.name: 0.001},
+                                 "train.batch_size": {a.name: 8, b.name: 4}}
+    first = data["runs"][0]
+    assert set(first) >= {"name", "status", "final_loss", "best_loss", "eval_loss", "best_eval_loss",
+                          "best_checkpoint", "tokens_per_s", "duration_s", "peak_vram_mb", "tokens_seen"}
+    assert first["name"] == a.name and first["status"] == "done"
+    assert first["final_loss"] == round(12.0 / 12 ** 0.7, 4) == first["best_loss"]
+    # eval every 4 steps; the last one is worse, so final and best eval differ
+    assert first["eval_loss"] == round(6.0 / 12 ** 0.5 + 0.5, 4)
+    assert first["best_eval_loss"] == round(6.0 / 8 ** 0.5, 4) and first["best_eval_step"] == 8
+    assert first["tokens_per_s"] == round(sum(8000.0 + s for s in range(1, 13)) / 12, 1)
+    assert first["duration_s"] == pytest.approx(0.5 * (2 + 2 * 12 + 3), abs=0.01)  # starting -> done
+    assert first["peak_vram_mb"] is None and first["peak_rss_mb"] == 612.0
+    with pytest.raises(RunError, match="two or more"):
+        compare.compare_runs([a, a])
+
+
+def test_compare_dedupes_resumed_steps_and_reads_gpu_peak(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "r", created=1.0, steps=6, vram_mb=5000.0)
+    with (run / EVENTS_FILE).open("a") as handle:  # resumed from checkpoint-4: steps 5 and 6 logged again
+        for i, event in enumerate([{"kind": "status", "status": "starting"},
+                                   {"kind": "metrics", "step": 5, "loss": 0.5}, {"kind": "metrics", "step": 6, "loss": 0.4},
+                                   {"kind": "status", "status": "done"}]):
+            handle.write(json.dumps({"v": 1, "t": 100.0 + i, **event}) + "\n")
+    result = compare.run_result(run)
+    assert [s for s, _ in result.loss] == [1, 2, 3, 4, 5, 6]
+    assert result.loss[-1] == (6, 0.4) and result.final_loss == 0.4
+    assert result.peak_vram_mb == 5006.0
+    assert result.duration_s == pytest.approx(0.5 * (2 + 2 * 6) + 3, abs=0.01)  # both sessions, not the gap
+
+
+@pytest.mark.slow
+def test_runs_compare_cli_on_two_short_runs_differing_in_learning_rate(tiny_model: Path) -> None:
+    made = []
+    for lr in ("0.003", "0.0005"):
+        run_dir = runs.create_run(registry.load("tiny-pirate", [
+            "train.max_steps=4", "train.save_steps=2", "data.eval_fraction=0.1", f"train.learning_rate={lr}"]))
+        result = run_worker(run_dir)
+        assert result.returncode == 0, result.stdout + result.stderr
+        made.append(run_dir)
+    out = cli("runs", "compare", made[0].name, made[1].name, "--json")
+    data = json.loads(out.stdout)
+    assert data["differing"] == {"train.learning_rate": {made[0].name: 0.003, made[1].name: 0.0005}}
+    for run in data["runs"]:
+        assert run["status"] == "done" and run["step"] == 4
+        assert isinstance(run["eval_loss"], float) and isinstance(run["final_loss"], float)
+        assert run["tokens_per_s"] > 0 and run["duration_s"] > 0
+    text = cli("runs", "compare", made[0].name, made[1].name).stdout
+    assert "train.learning_rate" in text and "0.003" in text and "0.0005" in text and made[1].name in text
+
+
+def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:
+    from lorastudio.chat.engine import _checkpoint_dir
+
+    run = runs_root / "tiny-pirate-20260922-101500"
+    checkpoint = run / "checkpoints" / "checkpoint-8"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "adapter_config.json").write_text("{}")
+    assert _checkpoint_dir(checkpoint) == (run.resolve(), checkpoint.resolve())
+    assert _checkpoint_dir(Path(run.name) / "checkpoints" / "checkpoint-8") == (run.resolve(), checkpoint.resolve())
+    assert _checkpoint_dir(run / "checkpoints" / "checkpoint-9") is None
+    assert [c.label for c in manage.checkpoints(run)] == ["checkpoint-8"]

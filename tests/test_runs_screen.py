@@ -1,0 +1,271 @@
+"""Runs and Compare screens: Pilot tests pressing keys with no pauses, snapshots at 80x24 and 120x40."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from runs_fixtures import write_runs
+
+from lorastudio.app import StudioApp
+
+SIZES = [(80, 24), (120, 40)]
+NEWEST, MIDDLE, OLDEST = ("qwen-csv-concepts-long-experiment-20260922-120000", "tiny-pirate-20260922-113000",
+                          "tiny-pirate-20260922-101500")
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    root = tmp_path / "data" / "studio" / "runs"
+    write_runs(root)
+    return root
+
+
+async def settle(pilot, predicate, timeout: float = 30.0) -> None:
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for the screen: {pilot.app.screen_stack}")
+        await pilot.pause(0.05)
+
+
+async def burst(pilot, *keys: str) -> None:
+    """Deliver keys the way a paste or a slow SSH link does: all queued at once, no idle wait between them."""
+    from textual import events
+
+    for key in keys:
+        event = events.Key(key, {"space": " "}.get(key, key if len(key) == 1 else None))
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+    await pilot.pause(0.3)
+
+
+def plain(widget) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(widget.render())
+    return console.export_text()
+
+
+async def test_burst_down_enter_attaches_to_the_highlighted_run(runs_root: Path) -> None:
+    from lorastudio.screens.monitor import MonitorScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "down", "enter")
+        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert app.screen.run_dir == runs_root / MIDDLE
+        await pilot.pause(0.3)
+
+
+async def test_keys_typed_while_the_list_loads_act_in_order(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorastudio.screens import runs as runs_screen
+    from lorastudio.screens.monitor import MonitorScreen
+
+    real = runs_screen.load_rows
+
+    def slow_rows():
+        time.sleep(1.0)  # a long events file: the list arrives after the keys
+        return real()
+
+    monkeypatch.setattr(runs_screen, "load_rows", slow_rows)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "down", "down", "space", "up", "enter")
+        screen = app.screen
+        assert isinstance(screen, runs_screen.RunsScreen) and not screen.loaded and len(screen.pending) == 5
+        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert app.screen.run_dir == runs_root / MIDDLE and screen.marked == [OLDEST]
+        await pilot.pause(0.3)
+
+
+async def test_burst_down_down_enter_after_open(runs_root: Path) -> None:
+    from lorastudio.screens.monitor import MonitorScreen
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.pause(0.5)
+        await burst(pilot, "down", "down", "enter")
+        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert app.screen.run_dir == runs_root / OLDEST
+
+
+async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
+    from lorastudio.screens.compare import CompareScreen
+    from lorastudio.widgets.compare_chart import CompareChart
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await burst(pilot, "ctrl+r", "down", "space", "space", "v")
+        await settle(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        assert screen.paths == [runs_root / MIDDLE, runs_root / OLDEST]
+        await settle(pilot, lambda: screen.comparison is not None)
+        await pilot.pause()
+        diff = screen.query_one("#compare-diff")
+        rows = {row[0]: row[1:] for row in (diff.get_row_at(i) for i in range(diff.row_count))}
+        assert rows == {"train.learning_rate": ["0.001", "0.003"], "train.batch_size": ["4", "8"]}
+        results = screen.query_one("#compare-results")
+        assert results.row_count == 2 and results.get_row_at(0)[1] == f"{9.0 / 12 ** 0.7:.4f}"
+        chart = plain(screen.query_one(CompareChart))
+        assert "step" in chart and any("\u2800" < ch <= "\u28ff" for ch in chart)
+        assert MIDDLE in plain(screen.query_one("#compare-legend"))
+        await pilot.press("e", "l")
+        assert "eval loss" in plain(screen.query_one("#compare-title"))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.pause(0.3)
+
+
+async def test_compare_needs_two_marks(runs_root: Path) -> None:
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r", "space", "v")
+        assert isinstance(app.screen, RunsScreen) and app.screen.marked == [NEWEST]
+        await pilot.press("up", "space")  # unmark again
+        assert app.screen.marked == []
+
+
+async def test_delete_asks_and_removes_the_directory(runs_root: Path) -> None:
+    from lorastudio.screens.confirm import ConfirmScreen
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "down", "delete")
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # the answer comes once the question is on screen
+        assert isinstance(app.screen, RunsScreen) and (runs_root / MIDDLE).exists()
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        assert not (runs_root / MIDDLE).exists()
+        assert [r.name for r in screen.runs] == [NEWEST, OLDEST]
+
+
+async def test_delete_refuses_a_live_run(runs_root: Path) -> None:
+    import psutil
+
+    from lorastudio.screens.runs import RunsScreen
+    from lorastudio.train.runs import update_meta
+
+    update_meta(runs_root / NEWEST, pid=os.getpid(), pid_started=psutil.Process().create_time())
+    with (runs_root / NEWEST / "events.jsonl").open("a") as handle:
+        handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training"}) + "\n")
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r", "delete")
+        assert isinstance(app.screen, RunsScreen)
+        assert (runs_root / NEWEST / "run.json").exists()
+
+
+async def test_note_sort_and_detail(runs_root: Path) -> None:
+    from textual.widgets import DataTable
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r", "down", "n", "ctrl+u", *"smaller batch", "enter")
+        screen = app.screen
+        assert (runs_root / MIDDLE / "note.txt").read_text() == "smaller batch\n"
+        table = screen.query_one(DataTable)
+        assert table.get_row(MIDDLE)[-1] == "smaller batch"
+        assert "note: smaller batch" in plain(screen.query_one("#run-detail"))
+        await pilot.press("o")  # by loss: lowest last loss first
+        assert screen.sort_key == "loss"
+        assert [r.name for r in screen.runs] == [MIDDLE, OLDEST, NEWEST]
+        assert screen._current().name == MIDDLE  # the cursor stays on the same run
+        await pilot.press("o")
+        assert screen.sort_key == "status" and [r.status for r in screen.runs] == ["stopped", "done", "done"]
+        await pilot.press("n", "escape")  # cancelling keeps the note
+        assert (runs_root / MIDDLE / "note.txt").exists()
+
+
+async def test_chat_offers_checkpoints_then_opens_chat(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorastudio.screens.chat import ChatScreen
+    from lorastudio.screens.checkpoint_picker import CheckpointPicker
+
+    monkeypatch.setattr(ChatScreen, "load_engine", lambda self: None)  # the choice is under test, not the model
+
+    run = runs_root / NEWEST
+    for folder in ("adapter", "checkpoints/checkpoint-4", "checkpoints/checkpoint-7"):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "adapter_config.json").write_text("{}")
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r", "c")
+        picker = app.screen
+        assert isinstance(picker, CheckpointPicker)
+        assert [c.label for c in picker.choices] == ["adapter (final)", "checkpoint-7", "checkpoint-4"]
+        await pilot.press("down", "down", "enter")
+        assert isinstance(app.screen, ChatScreen)
+        assert app.screen.target == str(run / "checkpoints" / "checkpoint-4")
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_runs_managed(snap_compare, size, runs_root: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.press("ctrl+r", "space", "down", "space")
+        await pilot.pause(0.2)
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_compare(snap_compare, size, runs_root: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.press("ctrl+r", "space", "space", "space", "v")
+        await settle(pilot, lambda: getattr(pilot.app.screen, "comparison", None) is not None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+def test_chart_overlays_series_on_shared_axes() -> None:
+    from lorastudio.widgets.compare_chart import SERIES_COLORS, render_chart
+
+    text = render_chart([("A", [(1, 4.0), (10, 1.0)]), ("B", [(1, 2.0), (20, 0.5)])], width=40, height=10)
+    lines = text.plain.splitlines()
+    assert len(lines) == 10 and all(len(line) <= 40 for line in lines)
+    assert lines[0].lstrip().startswith("4 ┤") and lines[7].lstrip().startswith("0.5 ┤")  # y from both runs
+    assert lines[-1].split() == ["1", "step", "20"]  # x spans both runs
+    styles = {span.style for span in text.spans}
+    assert SERIES_COLORS[0] in styles and SERIES_COLORS[1] in styles
+    assert "(log y)" in render_chart([("A", [(1, 100.0), (2, 1.0)])], 40, 8, log_y=True).plain
+    assert render_chart([("A", [])], 40, 8).plain == "no loss logged yet"
+
+
+async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path) -> None:
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await settle(pilot, lambda: app.screen.loaded)
+        await pilot.press("down", "s", "r")  # a done run: no question, no worker started
+        assert isinstance(app.screen, RunsScreen)
+        messages = [n.message for n in app._notifications]
+        assert any("no live worker" in m for m in messages)
+        assert any("only a stopped, failed or died run can be resumed" in m for m in messages)
+        assert "pid" not in json.loads((runs_root / MIDDLE / "run.json").read_text())
