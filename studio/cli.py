@@ -77,11 +77,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     for name in args.files:
         try:
-            load_file(Path(name), files=files)
-            print(f"{name}: ok")
+            recipe = load_file(Path(name), files=files)
         except StudioError as exc:
             print(exc, file=sys.stderr)
             bad += 1
+            continue
+        from lorastudio.data.checks import offline_problems
+
+        problems = offline_problems(recipe, name)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{name}: ok")
     return 1 if bad else 0
 
 
