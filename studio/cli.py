@@ -147,6 +147,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
+    # This process only encodes and exits (no fork follows), so the tokenizer may use every core.
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
     started = time.monotonic()
     prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
     total = max(len(prepared.rows.rows), 1)

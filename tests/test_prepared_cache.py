@@ -118,3 +118,42 @@ def test_incomplete_entry_is_never_used(tmp_path: Path, tiny_tokenizer, xdg_cach
     again = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
     assert not again.from_cache and again.train.to_list() == first_rows
     assert not [p for p in xdg_cache.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
+def test_studio_prepare_encodes_then_reads_the_cache(tiny_model: Path) -> None:
+    import subprocess
+
+    from conftest import STUDIO_BIN
+
+    cmd = [STUDIO_BIN, "prepare", "tiny-pirate", "data.eval_fraction=0.1", "--json"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout)
+    assert not out["from_cache"] and out["format"] == "dolly" and Path(out["cache"]).is_dir()
+    assert out["train_rows"] + out["eval_rows"] == out["stats"]["used"] == out["stats"]["rows"]
+    second = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert second["from_cache"] and second["cache"] == out["cache"] and second["stats"] == out["stats"]
+    text = subprocess.run(cmd[:-1], capture_output=True, text=True, check=True).stdout
+    assert "read from cache" in text and f"cache: {out['cache']}" in text
+
+
+def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
+    from conftest import run_worker
+
+    from lorastudio import registry
+    from lorastudio.train import runs
+    from lorastudio.train.events import EVENTS_FILE, read_all
+
+    overrides = ["data.eval_fraction=0.1", "train.packing=true", "train.max_steps=2", "train.save_steps=2"]
+    recipe = registry.load("tiny-pirate", overrides)
+    run_dir = runs.create_run(recipe)
+    result = run_worker(run_dir)
+    assert result.returncode == 0, result.stderr
+    events = read_all(run_dir / EVENTS_FILE)
+    assert events[-1]["status"] == "done"
+    from lorastudio.models.sources import load_tokenizer
+
+    entry = cache.cached(recipe, load_tokenizer(recipe.model))
+    assert entry is not None and "position_ids" in entry.train.column_names  # packed, and kept for next time
+    assert any(e.get("message", "").startswith(f"{len(entry.train)} training samples (dolly), {len(entry.eval)} eval")
+               for e in events)
