@@ -29,6 +29,7 @@ ENCODER_VERSION = 1
 
 _SENTINEL = "\u27e6S{}\u27e7"
 _PADDING = " \n"
+_TEXT: tuple[str, ...] = ("(plain text)",)  # the pseudo-shape of plain-text rows, checked like the others
 _TRANSFORMS: dict[str, Callable[[str], str]] = {
     "keep": lambda s: s, "strip": str.strip, "lstrip": str.lstrip, "rstrip": str.rstrip,
 }
@@ -155,10 +156,13 @@ class FastEncoder:
             except SkipRow as skip:
                 results[index] = str(skip)
                 continue
-            if self._backend is None:
+            if self._backend is None or (example.text is not None and self._layouts.get(_TEXT, True) is None):
                 results[index] = self._slow(example)
             elif example.text is not None:
                 texts.append((index, example.text))
+                if self._checked.get(_TEXT, 0) < self.verify:
+                    self._checked[_TEXT] = self._checked.get(_TEXT, 0) + 1
+                    checks.append((index, _TEXT, example))
             else:
                 roles = tuple(t["role"] for t in example.turns)
                 layout = self.layout(roles)
@@ -195,10 +199,11 @@ class FastEncoder:
             same = (isinstance(expected, str) and expected == got) or (
                 isinstance(expected, Encoded) and isinstance(got, Encoded)
                 and expected.input_ids == got.input_ids and expected.labels == got.labels)
-            if not same:  # the template is not what the analysis saw: this shape renders row by row
+            if not same:  # the template (or tokenizer) is not what the analysis saw: this shape goes row by row
+                if roles != _TEXT:
+                    self.fast_shapes -= 1
+                    self.slow_shapes += 1
                 self._layouts[roles] = None
-                self.fast_shapes -= 1
-                self.slow_shapes += 1
                 return self.encode_rows(rows)
         return results  # type: ignore[return-value]
 
