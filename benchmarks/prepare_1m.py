@@ -119,7 +119,7 @@ def main() -> None:
     first = subprocess.run([sys.executable, "-c", FIRST_SAMPLE, str(data)], capture_output=True, text=True,
                            check=True).stdout.strip()
     print(f"preview_first_sample_s={first} (target < 1; includes imports, data set's Arrow cache warm)")
-    fast_rate, slow_rate = encode_rate(200_000)
+    fast_rate, slow_rate = encode_rate(min(200_000, args.rows))
     print(f"encode_samples_per_s={fast_rate:,.0f} (target >= 50,000; prefix rendering: {slow_rate:,.0f})")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)

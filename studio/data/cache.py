@@ -83,11 +83,20 @@ def tokenizer_identity(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
+def _split_rule_digest() -> str:
+    """The hold-out rule's code is part of the key: a new rule must not reuse an old split."""
+    try:
+        code = inspect.getsource(train_eval_split).encode()
+    except (OSError, TypeError):  # no source shipped: the bytecode says as much
+        code = train_eval_split.__code__.co_code
+    return hashlib.sha256(code).hexdigest()
+
+
 def cache_key(recipe: Recipe, tokenizer: Any) -> str:
     m, d, t = recipe.model, recipe.data, recipe.train
     parts = {
         "encoder": ENCODER_VERSION,
-        "split_rule": hashlib.sha256(inspect.getsource(train_eval_split).encode()).hexdigest(),
+        "split_rule": _split_rule_digest(),
         "data": data_identity(d.source),
         "tokenizer": tokenizer_identity(tokenizer),
         "model": [m.name, m.revision, m.chat_template, m.max_seq_length, m.add_pad_token],
