@@ -6,8 +6,8 @@ path's), and the time to the Preview's first sample of the big file (< 1 s).
 
     python benchmarks/prepare_1m.py [--rows 1000000] [--keep]
 
-It builds the tiny model in the real XDG cache once, then works in a temporary XDG cache
-(the tiny model linked in) that it removes at the end unless --keep.
+It works in a temporary XDG cache with the tiny model's tokenizer (the weights are not needed to
+encode) and removes it at the end unless --keep.
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     return elapsed, usage.ru_maxrss / 1024 / 1024, out
 
 
-def encode_rate(samples: int) -> tuple[float, float]:
+def encode_rate(samples: int, model: str) -> tuple[float, float]:
     """Fast encoder and prefix-rendering rates (samples/s) on tiny-pirate's short chat samples."""
     from lorastudio import registry
     from lorastudio.data.fastencode import FastEncoder
     from lorastudio.data.prepare import prepare
 
-    prepared = prepare(registry.load("tiny-pirate"))
+    prepared = prepare(registry.load("tiny-pirate", [model]))
     base = list(prepared.rows.rows)
     rows = (base * (samples // len(base) + 1))[:samples]
     fast = FastEncoder(prepared.encoder)
@@ -81,7 +81,7 @@ import sys, time
 start = time.perf_counter()
 from lorastudio import registry
 from lorastudio.data.prepare import prepare
-recipe = registry.load("tiny-pirate", [f"data.source={sys.argv[1]}"])
+recipe = registry.load("tiny-pirate", [f"data.source={sys.argv[1]}", sys.argv[2]])
 prepared = prepare(recipe)
 prepared.encoder.encode_row(prepared.rows.rows[0])
 print(f"{time.perf_counter() - start:.3f}")
@@ -96,18 +96,19 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     studio = str(Path(sys.executable).parent / "studio")
-    tiny = subprocess.run([studio, "build-tiny"], check=True, capture_output=True, text=True).stdout.strip()
     workdir = Path(tempfile.mkdtemp(prefix="studio-bench-"))
-    from lorastudio.paths import tiny_model_dir
-
     os.environ["XDG_CACHE_HOME"] = str(workdir / "cache")
-    tiny_model_dir().parent.mkdir(parents=True)
-    tiny_model_dir().symlink_to(Path(tiny).resolve(), target_is_directory=True)
+    # Encoding needs only the tiny model's tokenizer (built in a second, deterministic), not its weights.
+    from lorastudio.models.tiny import build_tokenizer
+
+    tokenizer_dir = workdir / "tiny-tokenizer"
+    build_tokenizer().save_pretrained(tokenizer_dir)
+    model = f"model.name={tokenizer_dir}"
     data = workdir / "dolly-1m.jsonl"
     start = time.perf_counter()
     make_dolly(data, args.rows)
     print(f"generated {args.rows:,} rows, {data.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s")
-    cmd = [studio, "prepare", "tiny-pirate", f"data.source={data}", "--json"]
+    cmd = [studio, "prepare", "tiny-pirate", f"data.source={data}", model, "--json"]
     cold, cold_rss, out = timed(cmd)
     summary = json.loads(out)
     cache_entry = Path(summary["cache"])
@@ -116,10 +117,10 @@ def main() -> None:
     warm, warm_rss, out = timed(cmd)
     assert json.loads(out)["from_cache"], "the second prepare did not read the cache"
     print(f"prepare_cached_s={warm:.2f} (target <= 3)  peak_rss_gb={warm_rss:.2f}")
-    first = subprocess.run([sys.executable, "-c", FIRST_SAMPLE, str(data)], capture_output=True, text=True,
+    first = subprocess.run([sys.executable, "-c", FIRST_SAMPLE, str(data), model], capture_output=True, text=True,
                            check=True).stdout.strip()
     print(f"preview_first_sample_s={first} (target < 1; includes imports, data set's Arrow cache warm)")
-    fast_rate, slow_rate = encode_rate(min(200_000, args.rows))
+    fast_rate, slow_rate = encode_rate(min(200_000, args.rows), model)
     print(f"encode_samples_per_s={fast_rate:,.0f} (target >= 50,000; prefix rendering: {slow_rate:,.0f})")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
