@@ -104,7 +104,14 @@ class PreviewScreen(Screen[None]):
                                                   skipped_rows={k: v[:5] for k, v in stats.skipped_rows.items()})))
             return not worker.is_cancelled
 
-        compute_stats(self.prepared.encoder, self.prepared.rows.rows, progress, every=2000)
+        from lorastudio.data.cache import prepare_data
+        from lorastudio.errors import StudioError
+
+        try:  # the prepared-data cache: read when there, else encoded (and kept for training) with progress
+            prepare_data(self.recipe, prepared=self.prepared, progress=progress, every=2000)
+        except StudioError:  # no usable rows, or cancelled: the plain statistics still say why
+            if not worker.is_cancelled:
+                compute_stats(self.prepared.encoder, self.prepared.rows.rows, progress, every=2000)
 
     def worker_failed(self, worker: Any, message: str) -> None:
         self.query_one("#legend", Static).update(f"[b red]{message}[/]")

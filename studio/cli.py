@@ -77,11 +77,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     for name in args.files:
         try:
-            load_file(Path(name), files=files)
-            print(f"{name}: ok")
+            recipe = load_file(Path(name), files=files)
         except StudioError as exc:
             print(exc, file=sys.stderr)
             bad += 1
+            continue
+        from lorastudio.data.checks import offline_problems
+
+        problems = offline_problems(recipe, name)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{name}: ok")
     return 1 if bad else 0
 
 
@@ -129,6 +137,46 @@ def cmd_preview(args: argparse.Namespace) -> int:
                   f"{data['skipped'] or ''}  truncated {data['truncated']}  trained ratio {data['trained_ratio']:.1%}  "
                   f"length p50/p90/p99/max {data['length']['p50']}/{data['length']['p90']}/"
                   f"{data['length']['p99']}/{data['length']['max']}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Encode the recipe's data into the prepared-data cache (as axolotl's ``preprocess``) and print the stats."""
+    from lorastudio.data.cache import prepare_data
+    from lorastudio.data.prepare import prepare
+    from lorastudio.registry import load
+
+    recipe = load(args.recipe, args.overrides)
+    # This process only encodes and exits (no fork follows), so the tokenizer may use every core.
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    started = time.monotonic()
+    prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
+    total = max(len(prepared.rows.rows), 1)
+    bar = None if args.json else _progress_printer("encoding")
+
+    def progress(stats) -> None:
+        if bar is not None:
+            done = stats.used + sum(stats.skipped.values())
+            bar(min(done / total, 1.0) if not stats.done else 1.0, f"{done:,} rows")
+
+    data = prepare_data(recipe, prepared=prepared, progress=progress, use_cache=not args.force)
+    elapsed = time.monotonic() - started
+    summary = {"recipe": recipe.name, "format": data.format, "template": data.template, "cache": str(data.path),
+               "from_cache": data.from_cache, "train_rows": len(data.train),
+               "eval_rows": len(data.eval) if data.eval is not None else 0, "seconds": round(elapsed, 2),
+               "stats": data.stats.to_json()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    stats = summary["stats"]
+    print(f"{recipe.name}: format {data.format} (template {data.template}), "
+          f"{'read from cache' if data.from_cache else 'encoded'} in {elapsed:.1f} s")
+    print(f"rows {stats['rows']}  used {stats['used']}  skipped {sum(stats['skipped'].values())} "
+          f"{stats['skipped'] or ''}  truncated {stats['truncated']}  tokens {stats['tokens']}  "
+          f"trained ratio {stats['trained_ratio']:.1%}  length p50/p90/p99/max {stats['length']['p50']}/"
+          f"{stats['length']['p90']}/{stats['length']['p99']}/{stats['length']['max']}")
+    print(f"train {summary['train_rows']} sequences, eval {summary['eval_rows']}{' (packed)' if recipe.train.packing else ''}")
+    print(f"cache: {data.path}")
     return 0
 
 
@@ -432,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("prepare", help="encode a recipe's data into the cache and print its statistics")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--force", action="store_true", help="encode again even when the cache has it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="start a training run (survives the terminal)")
     p.add_argument("recipe", nargs="?")

@@ -104,7 +104,8 @@ def _resolve_local_source(data: dict[str, Any], base: Path) -> None:
         return
     source = section["source"]
     candidate = Path(source).expanduser()
-    if not candidate.is_absolute() and (source.endswith(LOCAL_DATA_SUFFIXES) or source.startswith(".")):
+    if not candidate.is_absolute() and (source.endswith(LOCAL_DATA_SUFFIXES) or source.startswith(".")
+                                        or (base / candidate).is_dir()):  # a folder of shards beside the recipe
         resolved = base / candidate
         if resolved.exists() or not candidate.exists():
             section["source"] = str(resolved)

@@ -1,4 +1,9 @@
-"""Load the rows of a recipe's data set: local csv/json/jsonl/parquet/txt files, or the hub."""
+"""Load the rows of a recipe's data set: local csv/json/jsonl/parquet/txt files, folders of such
+shards, ``save_to_disk`` folders, or hub ids.
+
+JSON, JSON lines and Parquet go through ``datasets`` into a memory-mapped Arrow cache; when that
+fails, the plain readers below read the file again so the message names the file and the line.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import csv
 import json
 import os
 import random
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from lorastudio.errors import DataError
 from lorastudio.recipe import DataSection
@@ -20,7 +26,7 @@ Row = dict[str, Any]
 class Rows:
     """The loaded rows and where they came from."""
 
-    rows: list[Row]
+    rows: RowTable
     columns: list[str]
     origin: str
 
@@ -112,22 +118,180 @@ def _read_txt(path: Path) -> list[Row]:
 
 READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet,
            ".txt": _read_txt}
+# Formats the ``datasets`` packaged builders read straight into a memory-mapped Arrow cache.
+_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
-def load_local(path: Path) -> Rows:
-    path = path.expanduser()
-    if not path.exists():
-        raise DataError(f"data.source: no such file {path}")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)})")
+class RowTable(Sequence[Row]):
+    """Rows as a read-only sequence of dicts, backed by an Arrow :class:`datasets.Dataset` where possible.
+
+    Indexing and slicing give dicts (as the plain lists did); :meth:`batches` streams them without
+    turning the whole table into Python objects.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+
+    @property
+    def dataset(self) -> Any:
+        """The Arrow dataset, or None when the rows only exist as Python objects."""
+        return None if isinstance(self._data, list) else self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        if isinstance(self._data, list):
+            return self._data[index]
+        if isinstance(index, slice):
+            return list(_rows_of(self._data[index]))
+        if index < 0:
+            index += len(self._data)
+        if not 0 <= index < len(self._data):
+            raise IndexError(index)
+        return self._data[index]
+
+    def batches(self, size: int = 1000) -> Iterator[list[Row]]:
+        if isinstance(self._data, list):
+            for start in range(0, len(self._data), size):
+                yield self._data[start:start + size]
+            return
+        for batch in self._data.iter(batch_size=size):
+            yield list(_rows_of(batch))
+
+    def __iter__(self) -> Iterator[Row]:
+        for batch in self.batches():
+            yield from batch
+
+    def head(self, count: int) -> RowTable:
+        if isinstance(self._data, list):
+            return RowTable(self._data[:count])
+        return RowTable(self._data.select(range(min(count, len(self._data)))))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RowTable | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _rows_of(batch: Mapping[str, list]) -> Iterator[Row]:
+    keys = list(batch)
+    for values in zip(*(batch[k] for k in keys), strict=True):
+        yield dict(zip(keys, values, strict=True))
+
+
+def local_files(path: Path) -> list[Path]:
+    """The data files of a folder of shards (sorted), all of one supported extension."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in READERS
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise DataError(f"{path}: the folder holds no data files (looked for {', '.join(READERS)})")
+    kinds = sorted({p.suffix.lower() for p in files})
+    if len(kinds) > 1:
+        raise DataError(f"{path}: the folder mixes data files of several kinds ({', '.join(kinds)}); keep one")
+    return files
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+
+
+def _datasets_cache() -> str:
+    from lorastudio.paths import cache_dir
+
+    return str(cache_dir() / "datasets")
+
+
+def _load_saved(path: Path, split: str) -> Any:
+    import datasets
+
     try:
-        rows = reader(path)
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read the saved data set: {_first_line(exc)}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"data.split: {path} has no split {split!r} (it has {', '.join(loaded)})")
+        loaded = loaded[split]
+    return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _load_with_builder(files: list[Path]) -> Any:
+    """Arrow through ``datasets``; any failure re-reads the files with the checking readers for the message."""
+    import datasets
+
+    builder = _BUILDERS[files[0].suffix.lower()]
+    try:
+        ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
+                                   cache_dir=_datasets_cache())
+    except Exception:
+        ds = None
+    if ds is not None and builder == "json" and len(ds) == 1 and len(ds.column_names) == 1:
+        # {"data": [{...}, ...]}: an object holding one list of rows, as the plain reader accepts.
+        (field,) = ds.column_names
+        value = ds[0][field]
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            ds = None
+    if ds is not None:
+        return ds
+    rows: list[Row] = []
+    for f in files:
+        rows.extend(_read_checked(f))  # raises the DataError naming the file and line
+    try:
+        return datasets.Dataset.from_list(rows)
+    except Exception:  # mixed types in a column: Arrow cannot hold them, Python can
+        return rows
+
+
+def _read_checked(path: Path) -> list[Row]:
+    try:
+        return READERS[path.suffix.lower()](path)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text, so not a {path.suffix} file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
-    return Rows(rows, _columns(rows), str(path))
+
+
+def _table(files: list[Path]) -> Any:
+    suffix = files[0].suffix.lower()
+    if suffix == ".parquet":
+        for f in files:
+            with f.open("rb") as handle:
+                if handle.read(4) != b"PAR1":
+                    raise DataError(f"{f}: not a Parquet file (missing PAR1 magic)")
+    if suffix in _BUILDERS:
+        return _load_with_builder(files)
+    rows: list[Row] = []  # csv and txt: the plain readers keep every cell a string, as the formats expect
+    for f in files:
+        rows.extend(_read_checked(f))
+    return rows
+
+
+def load_local(path: Path, split: str = "train") -> Rows:
+    path = path.expanduser()
+    if not path.exists():
+        raise DataError(f"data.source: no such file {path}")
+    if path.is_dir():
+        table = _load_saved(path, split) if _is_saved_dataset(path) else _table(local_files(path))
+    else:
+        if path.suffix.lower() not in READERS:
+            raise DataError(f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)})")
+        table = _table([path])
+    rows = RowTable(table)
+    columns = _columns(table) if isinstance(table, list) else list(table.column_names)
+    return Rows(rows, columns, str(path))
 
 
 def load_hub(source: str, split: str, revision: str | None = None) -> Rows:
@@ -143,18 +307,17 @@ def load_hub(source: str, split: str, revision: str | None = None) -> Rows:
         if any(word in text.lower() for word in ("connect", "offline", "resolve", "network", "timed out", "couldn't")):
             raise DataError(f"data.source: cannot reach the hub for {source!r}; {hint}") from None
         raise DataError(f"data.source: cannot load {source!r} split {split!r}: {text}") from None
-    rows = ds.to_list()
-    return Rows(rows, list(ds.column_names), f"hub:{source}")
+    return Rows(RowTable(ds), list(ds.column_names), f"hub:{source}")
 
 
 def load_rows(data: DataSection, split: str | None = None) -> Rows:
-    """All rows of the recipe's split (``limit`` applied)."""
+    """All rows of the recipe's split (``limit`` applied), as a lazily read :class:`RowTable`."""
     if is_local(data.source):
-        loaded = load_local(Path(data.source))
+        loaded = load_local(Path(data.source), split or data.split)
     else:
         loaded = load_hub(data.source, split or data.split)
     if data.limit is not None:
-        loaded = Rows(loaded.rows[: data.limit], loaded.columns, loaded.origin)
+        loaded = Rows(loaded.rows.head(data.limit), loaded.columns, loaded.origin)
     return loaded
 
 

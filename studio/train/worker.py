@@ -148,8 +148,9 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
         dataloader_num_workers=0,
         save_only_model=False,
     )
-    train_ds = Dataset.from_list(train_rows)
-    eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
+    # Arrow datasets from the prepared-data cache stay memory-mapped; plain lists still work.
+    train_ds = Dataset.from_list(train_rows) if isinstance(train_rows, list) else train_rows
+    eval_ds = (Dataset.from_list(eval_rows) if isinstance(eval_rows, list) else eval_rows) if len(eval_rows) else None
     from transformers.trainer_callback import PrinterCallback
 
     trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -159,24 +160,11 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
 
 
 def encode_for_training(recipe, tokenizer):
-    from lorastudio.data.encode import encode_all, pack
-    from lorastudio.data.prepare import prepare
-    from lorastudio.data.sources import load_rows, train_eval_split
+    """Arrow datasets from the prepared-data cache (encoded now when absent), and the detected format."""
+    from lorastudio.data.cache import prepare_data
 
-    prepared = prepare(recipe, tokenizer=tokenizer)
-    rows, encoder = prepared.rows, prepared.encoder
-    train_raw, eval_raw = train_eval_split(rows.rows, recipe.data.eval_fraction, recipe.train.seed)
-    if recipe.data.eval_split and not eval_raw:
-        eval_raw = load_rows(recipe.data, split=recipe.data.eval_split).rows
-    train = encode_all(encoder, train_raw, rows.origin)
-    evals = encode_all(encoder, eval_raw, rows.origin) if eval_raw else []
-
-    def as_rows(samples):
-        if recipe.train.packing:
-            return pack(samples, recipe.model.max_seq_length)
-        return [{"input_ids": s.input_ids, "labels": s.labels} for s in samples]
-
-    return as_rows(train), as_rows(evals), encoder.format
+    data = prepare_data(recipe, tokenizer=tokenizer)
+    return data.train, data.eval if data.eval is not None else [], data.format
 
 
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:

@@ -1,0 +1,338 @@
+"""The prepared-data cache: a recipe's encoded training and eval sets, stored as Arrow.
+
+``prepare_data`` is what ``studio prepare``, the Preview's statistics and the training worker
+call. It encodes every row once (with :class:`FastEncoder`, exactly what ``encode_row`` gives),
+writes the result under ``$XDG_CACHE_HOME/studio/prepared/<key>/`` and afterwards reads it back
+memory-mapped, so a second run starts at once and training memory is bounded by the Arrow file.
+
+The key hashes the data's identity (path, size and modification time of every file) and
+everything that changes the encoding: the tokenizer's own contents, the recipe's model, data
+and packing/train_on/seed fields, the split rule's code and :data:`ENCODER_VERSION`. An entry
+is built in a temporary folder and renamed into place, so a half-written one is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorastudio.data.encode import IGNORE_INDEX, DatasetStats
+from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
+from lorastudio.data.prepare import Prepared, prepare
+from lorastudio.data.sources import is_local, load_rows, train_eval_split
+from lorastudio.errors import DataError
+from lorastudio.paths import cache_dir
+from lorastudio.recipe import Recipe
+
+SAMPLES, TRAIN, EVAL, META = "samples.arrow", "train.arrow", "eval.arrow", "meta.json"
+BATCH = 2000
+SKIPPED_ROWS_KEPT = 100
+StatsProgress = Callable[[DatasetStats], Any]
+
+
+@dataclass
+class PreparedData:
+    """A recipe's encoded data: Arrow datasets for the trainer and the statistics of every row."""
+
+    key: str
+    path: Path
+    format: str
+    template: str
+    origin: str
+    stats: DatasetStats
+    train: Any  # datasets.Dataset with input_ids, labels (and position_ids when packed)
+    eval: Any  # the same, or None
+    from_cache: bool
+
+
+def prepared_root() -> Path:
+    return cache_dir() / "prepared"
+
+
+# -- the key ---------------------------------------------------------------------------------------
+def data_identity(source: str) -> list[Any]:
+    """What changes when the data changes: every file's path, size and mtime (hub ids: the id)."""
+    if not is_local(source):
+        return ["hub", source]
+    path = Path(source).expanduser().resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out: list[Any] = [str(path)]
+    for f in files:
+        st = f.stat()
+        out.append([str(f.relative_to(path)) if f != path else "", st.st_size, st.st_mtime_ns])
+    return out
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """A digest of the tokenizer itself (vocabulary, merges, specials, chat template)."""
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    digest.update(backend.to_str().encode() if backend is not None else repr(tokenizer.get_vocab()).encode())
+    digest.update(json.dumps([str(getattr(tokenizer, "chat_template", None)), tokenizer.special_tokens_map,
+                              tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id,
+                              getattr(tokenizer, "split_special_tokens", False)], default=str).encode())
+    return digest.hexdigest()
+
+
+def _split_rule_digest() -> str:
+    """The hold-out rule's code is part of the key: a new rule must not reuse an old split."""
+    try:
+        code = inspect.getsource(train_eval_split).encode()
+    except (OSError, TypeError):  # no source shipped: the bytecode says as much
+        code = train_eval_split.__code__.co_code
+    return hashlib.sha256(code).hexdigest()
+
+
+def cache_key(recipe: Recipe, tokenizer: Any) -> str:
+    m, d, t = recipe.model, recipe.data, recipe.train
+    parts = {
+        "encoder": ENCODER_VERSION,
+        "split_rule": _split_rule_digest(),
+        "data": data_identity(d.source),
+        "tokenizer": tokenizer_identity(tokenizer),
+        "model": [m.name, m.revision, m.chat_template, m.max_seq_length, m.add_pad_token],
+        "recipe_data": d.model_dump(mode="json"),
+        "train": [t.packing, t.train_on, t.seed],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _load_entry(path: Path, key: str) -> PreparedData | None:
+    from datasets import Dataset
+
+    try:
+        meta = json.loads((path / META).read_text())
+        samples = Dataset.from_file(str(path / SAMPLES))
+        train = Dataset.from_file(str(path / TRAIN))
+        evals = Dataset.from_file(str(path / EVAL)) if meta["eval_rows"] else None
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable or incomplete: built again
+    stats = _stats_from(samples, meta)
+    return PreparedData(key, path, meta["format"], meta["template"], meta["origin"], stats, train, evals, True)
+
+
+def _stats_from(samples: Any, meta: dict[str, Any]) -> DatasetStats:
+    import pyarrow.compute as pc
+
+    table = samples.data.table
+    used = pc.is_null(table["skip"])
+    lengths = pc.filter(pc.list_value_length(table["input_ids"]), used).to_pylist()
+    stats = DatasetStats(format=meta["format"], rows=len(samples), used=len(lengths), lengths=lengths,
+                         truncated=int(pc.sum(pc.filter(table["truncated"], used)).as_py() or 0),
+                         tokens=sum(lengths), trained_tokens=int(pc.sum(table["trained"]).as_py() or 0), done=True)
+    stats.skipped = Counter(meta["skipped"])
+    stats.skipped_rows = {k: list(v) for k, v in meta["skipped_rows"].items()}
+    return stats
+
+
+def cached(recipe: Recipe, tokenizer: Any) -> PreparedData | None:
+    """The cache entry for this recipe and tokenizer, when one is there (nothing is encoded)."""
+    key = cache_key(recipe, tokenizer)
+    path = prepared_root() / key
+    return _load_entry(path, key) if (path / META).exists() else None
+
+
+# -- writing -------------------------------------------------------------------------------------
+_SCHEMA = None
+
+
+def _schema():
+    global _SCHEMA
+    if _SCHEMA is None:
+        import pyarrow as pa
+
+        _SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
+                             ("skip", pa.string()), ("truncated", pa.bool_()), ("full_length", pa.int32()),
+                             ("trained", pa.int32())])
+    return _SCHEMA
+
+
+def _encode_into(fast: FastEncoder, rows: Any, target: Path, stats: DatasetStats,
+                 progress: StatsProgress | None, every: int) -> None:
+    """Encode every row into an Arrow stream file (one record per row, skipped ones with their reason)."""
+    import pyarrow as pa
+
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, _schema()) as writer:
+        index, reported = 0, 0
+        for batch in rows.batches(BATCH):
+            cols: dict[str, list[Any]] = {name: [] for name in _schema().names}
+            for result in fast.encode_rows(batch):
+                if isinstance(result, str):
+                    stats.skipped[result] += 1
+                    rows_for = stats.skipped_rows.setdefault(result, [])
+                    if len(rows_for) < SKIPPED_ROWS_KEPT:
+                        rows_for.append(index)
+                    cols["input_ids"].append([])
+                    cols["labels"].append([])
+                    cols["skip"].append(result)
+                    cols["truncated"].append(False)
+                    cols["full_length"].append(0)
+                    cols["trained"].append(0)
+                else:
+                    trained = len(result.labels) - result.labels.count(IGNORE_INDEX)
+                    n = len(result.input_ids)
+                    stats.used += 1
+                    stats.lengths.append(n)
+                    stats.tokens += n
+                    stats.trained_tokens += trained
+                    stats.truncated += result.truncated
+                    cols["input_ids"].append(result.input_ids)
+                    cols["labels"].append(result.labels)
+                    cols["skip"].append(None)
+                    cols["truncated"].append(result.truncated)
+                    cols["full_length"].append(result.full_length)
+                    cols["trained"].append(trained)
+                index += 1
+            writer.write_batch(pa.record_batch(cols, schema=_schema()))
+            if progress is not None and index - reported >= every:
+                reported = index
+                if progress(stats) is False:
+                    raise _Cancelled
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _training_rows(samples: Any, indices: Iterable[int], packing: bool, max_length: int) -> Iterator[dict[str, list]]:
+    """The trainer's rows for these sample indices (skipped rows left out), packed when asked."""
+    picked = samples.select_columns(["input_ids", "labels", "skip"]).select(list(indices))
+    if not packing:
+        for batch in picked.iter(batch_size=BATCH):
+            for ids, labels, skip in zip(batch["input_ids"], batch["labels"], batch["skip"], strict=True):
+                if skip is None:
+                    yield {"input_ids": ids, "labels": labels}
+        return
+    # The streaming twin of encode.pack: each sample restarts position_ids and never predicts from the last.
+    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for batch in picked.iter(batch_size=BATCH):
+        for ids, labels, skip in zip(batch["input_ids"], batch["labels"], batch["skip"], strict=True):
+            if skip is not None:
+                continue
+            ids, labels = ids[:max_length], labels[:max_length]
+            if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
+                yield current
+                current = {"input_ids": [], "labels": [], "position_ids": []}
+            current["input_ids"] += ids
+            current["labels"] += [IGNORE_INDEX, *labels[1:]]
+            current["position_ids"] += list(range(len(ids)))
+    if current["input_ids"]:
+        yield current
+
+
+def _write_rows(rows: Iterator[dict[str, list]], target: Path, packing: bool) -> int:
+    import pyarrow as pa
+
+    names = ["input_ids", "labels", *(["position_ids"] if packing else [])]
+    schema = pa.schema([(n, pa.list_(pa.int32())) for n in names])
+    count = 0
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        chunk: list[dict[str, list]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= BATCH:
+                writer.write_batch(pa.RecordBatch.from_pylist(chunk, schema=schema))
+                count += len(chunk)
+                chunk = []
+        if chunk:
+            writer.write_batch(pa.RecordBatch.from_pylist(chunk, schema=schema))
+            count += len(chunk)
+    return count
+
+
+def _no_usable_rows(origin: str, skipped: Counter[str]) -> DataError:
+    why = ", ".join(f"{n} {r}" for r, n in skipped.most_common()) or "the data set is empty"
+    return DataError(f"{origin}: no usable rows ({why})")
+
+
+def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | None = None,
+                 progress: StatsProgress | None = None, every: int = 20_000, use_cache: bool = True) -> PreparedData:
+    """The recipe's encoded train and eval sets: read from the cache, or encoded and cached.
+
+    ``progress`` gets the growing statistics while rows are encoded; returning False cancels
+    (a :class:`DataError` is raised and nothing is cached). ``prepared`` reuses an already loaded
+    tokenizer, rows and encoder (the Preview has them).
+    """
+    if prepared is None:
+        prepared = prepare(recipe, tokenizer=tokenizer)
+    tokenizer = prepared.tokenizer
+    key = cache_key(recipe, tokenizer)
+    final = prepared_root() / key
+    if use_cache and (final / META).exists():
+        entry = _load_entry(final, key)
+        if entry is not None:
+            if progress is not None:
+                progress(entry.stats)
+            return entry
+    from datasets import Dataset
+
+    encoder, rows = prepared.encoder, prepared.rows
+    fast = FastEncoder(encoder)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        stats = DatasetStats(format=encoder.format, rows=len(rows.rows))
+        _encode_into(fast, rows.rows, staging / SAMPLES, stats, progress, every)
+        stats.done = True
+        if progress is not None:
+            progress(stats)
+        samples = Dataset.from_file(str(staging / SAMPLES))
+        train_idx, eval_idx = train_eval_split(list(range(len(samples))), recipe.data.eval_fraction,
+                                               recipe.train.seed)
+        packing, max_length = recipe.train.packing, recipe.model.max_seq_length
+        n_train = _write_rows(_training_rows(samples, train_idx, packing, max_length), staging / TRAIN, packing)
+        if n_train == 0:
+            raise _no_usable_rows(rows.origin, stats.skipped)
+        n_eval = 0
+        if eval_idx:
+            n_eval = _write_rows(_training_rows(samples, eval_idx, packing, max_length), staging / EVAL, packing)
+            if n_eval == 0:
+                raise _no_usable_rows(rows.origin, stats.skipped)
+        elif recipe.data.eval_split:
+            eval_rows = load_rows(recipe.data, split=recipe.data.eval_split)
+            eval_stats = DatasetStats(format=encoder.format, rows=len(eval_rows.rows))
+            _encode_into(fast, eval_rows.rows, staging / "eval_samples.arrow", eval_stats, None, every)
+            eval_samples = Dataset.from_file(str(staging / "eval_samples.arrow"))
+            n_eval = _write_rows(_training_rows(eval_samples, range(len(eval_samples)), packing, max_length),
+                                 staging / EVAL, packing)
+            if n_eval == 0 and len(eval_samples):
+                raise _no_usable_rows(eval_rows.origin, eval_stats.skipped)
+        meta = {
+            "key": key, "recipe": recipe.name, "source": recipe.data.source, "origin": rows.origin,
+            "format": encoder.format, "template": encoder.template_name, "rows": len(samples),
+            "train_rows": n_train, "eval_rows": n_eval, "skipped": dict(stats.skipped),
+            "skipped_rows": stats.skipped_rows, "encoder_version": ENCODER_VERSION,
+            "fast_shapes": fast.fast_shapes, "slow_shapes": fast.slow_shapes, "created": time.time(),
+        }
+        (staging / META).write_text(json.dumps(meta, indent=1))  # written last: it marks the entry complete
+        del samples
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(staging, final)
+        except OSError:  # another process put the same entry in place first; theirs is as good
+            shutil.rmtree(staging, ignore_errors=True)
+    except _Cancelled:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError("preparing the data was cancelled") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    entry = _load_entry(final, key)
+    if entry is None:  # pragma: no cover - just written
+        raise DataError(f"{final}: the prepared data could not be read back")
+    entry.stats = stats
+    entry.from_cache = False
+    return entry

@@ -1,0 +1,116 @@
+"""Issue 14: `studio validate` checks without a model; data loading through datasets (Arrow) keeps its messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorastudio.data.sources import load_rows
+from lorastudio.errors import DataError
+from lorastudio.recipe import DataSection
+
+
+def _validate(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lorastudio.cli", "validate", *map(str, files)],
+                          capture_output=True, text=True)
+
+
+def _recipe(path: Path, template: str, source: str) -> Path:
+    path.write_text(f"name: {path.stem}\nmodel:\n  name: tiny\n  chat_template: {template}\ndata:\n"
+                    f"  source: {source}\n")
+    return path
+
+
+def test_validate_checks_template_and_data_without_a_model(tmp_path: Path) -> None:
+    (tmp_path / "notes.tsv").write_text("a\tb\n")
+    (tmp_path / "ok.jsonl").write_text('{"text": "hi"}\n')
+    bad_template = _recipe(tmp_path / "one.yaml", "chatmll", "ok.jsonl")
+    missing = _recipe(tmp_path / "two.yaml", "chatml", "nowhere.jsonl")
+    wrong_ext = _recipe(tmp_path / "three.yaml", "tokenizer", str(tmp_path / "notes.tsv"))
+    good = _recipe(tmp_path / "four.yaml", "llama-3.1", "ok.jsonl")
+    out = _validate(bad_template, missing, wrong_ext, good)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"{bad_template}: model.chat_template: unknown template 'chatmll' (known: tokenizer," in out.stderr
+    assert f"{missing}: data.source: no such file {tmp_path / 'nowhere.jsonl'}" in out.stderr
+    assert f"{wrong_ext}: data.source: {tmp_path / 'notes.tsv'}: unsupported extension" in out.stderr
+    assert out.stdout.strip() == f"{good}: ok"
+
+
+def test_validate_accepts_a_folder_of_shards_and_refuses_an_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "part-0.jsonl").write_text('{"text": "hi"}\n')
+    (tmp_path / "empty").mkdir()
+    ok = _recipe(tmp_path / "ok.yaml", "chatml", "shards")
+    bad = _recipe(tmp_path / "bad.yaml", "chatml", "empty")
+    out = _validate(ok, bad)
+    assert out.stdout.strip() == f"{ok}: ok"
+    assert f"{bad}: data.source: {tmp_path / 'empty'}: the folder holds no data files" in out.stderr
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_is_arrow_backed_and_reads_like_a_list(tmp_path: Path) -> None:
+    rows = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(5)]
+    loaded = load_rows(DataSection(source=str(_jsonl(tmp_path / "d.jsonl", rows))))
+    assert loaded.rows.dataset is not None  # memory-mapped Arrow, not Python lists
+    assert loaded.columns == ["instruction", "response"]
+    assert len(loaded.rows) == 5 and loaded.rows[3] == rows[3] and loaded.rows[-1] == rows[4]
+    assert loaded.rows[:2] == rows[:2] and list(loaded.rows) == rows and loaded.rows == rows
+    assert load_rows(DataSection(source=str(tmp_path / "d.jsonl"), limit=2)).rows == rows[:2]
+
+
+def test_folder_of_shards_and_save_to_disk_folder(tmp_path: Path) -> None:
+    import datasets
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _jsonl(shards / "part-1.jsonl", [{"text": "b"}])
+    _jsonl(shards / "part-0.jsonl", [{"text": "a"}])
+    assert list(load_rows(DataSection(source=str(shards))).rows) == [{"text": "a"}, {"text": "b"}]
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": "t"}]),
+                          "test": datasets.Dataset.from_list([{"text": "e"}])}).save_to_disk(str(saved))
+    assert list(load_rows(DataSection(source=str(saved))).rows) == [{"text": "t"}]
+    assert list(load_rows(DataSection(source=str(saved), split="test")).rows) == [{"text": "e"}]
+    with pytest.raises(DataError, match="has no split 'dev'"):
+        load_rows(DataSection(source=str(saved), split="dev"))
+
+
+def test_json_object_holding_a_list_and_json_lines_named_json(tmp_path: Path) -> None:
+    (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "a"}, {"text": "b"}]}))
+    assert list(load_rows(DataSection(source=str(tmp_path / "wrapped.json"))).rows) == [{"text": "a"}, {"text": "b"}]
+    (tmp_path / "lines.json").write_text('{"text": "a"}\n{"text": "b"}\n')
+    assert list(load_rows(DataSection(source=str(tmp_path / "lines.json"))).rows) == [{"text": "a"}, {"text": "b"}]
+
+
+def test_malformed_line_is_named_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": \n{"text": "d"}\n')
+    with pytest.raises(DataError, match=r"broken\.jsonl: line 3 is not valid JSON"):
+        load_rows(DataSection(source=str(path)))
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _jsonl(shards / "a.jsonl", [{"text": "ok"}])
+    (shards / "b.jsonl").write_text('{"text": "ok"}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"b\.jsonl: line 2 is not a JSON object"):
+        load_rows(DataSection(source=str(shards)))
+
+
+def test_csv_extra_field_row_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text("instruction,response\na,b\nc,d,e\n")
+    with pytest.raises(DataError, match=r"wide\.csv: row on line 3 has more fields than the header"):
+        load_rows(DataSection(source=str(path)))
+
+
+def test_mixed_types_still_load(tmp_path: Path) -> None:
+    rows = [{"text": "a", "id": 1}, {"text": "b", "id": "two"}]
+    loaded = load_rows(DataSection(source=str(_jsonl(tmp_path / "mixed.jsonl", rows))))
+    assert list(loaded.rows) == rows

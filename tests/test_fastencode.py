@@ -1,0 +1,148 @@
+"""The fast encoder gives exactly the prefix-rendering encoder's input_ids and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lorastudio.data.encode import make_encoder
+from lorastudio.data.fastencode import FastEncoder
+from lorastudio.data.formats import SkipRow
+from lorastudio.models.templates import TEMPLATES
+from lorastudio.recipe import Recipe
+
+SMOLLM2_GGUF = Path("/work/shared/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+_TRICKY = ["assistant", "  padded reply  ", "Line one\n\nLine two\n", "émojis 🦜 ünïcode", "42", "user\nsystem"]
+
+
+def _chat(i: int) -> tuple[str, str]:
+    return f"Question {i}: {_TRICKY[i % len(_TRICKY)]}?", _TRICKY[(i + 1) % len(_TRICKY)] + f" answer {i}"
+
+
+def _rows(fmt: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i in range(8):
+        q, a = _chat(i)
+        if fmt == "alpaca":
+            rows.append({"instruction": q, "input": "" if i % 2 else "ctx " * i, "output": a})
+        elif fmt == "dolly":
+            rows.append({"instruction": q, "context": "" if i % 3 else "some context", "response": a})
+        elif fmt == "prompt_completion":
+            rows.append({"prompt": q, "completion": a})
+        elif fmt == "messages":
+            turns = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            if i % 2:
+                turns = [{"role": "system", "content": "Be brief."}, *turns,
+                         {"role": "user", "content": "And more?"}, {"role": "assistant", "content": "More. " + a}]
+            rows.append({"messages": turns})
+        elif fmt == "sharegpt":
+            rows.append({"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a},
+                                           {"from": "human", "value": "ok"}, {"from": "gpt", "value": "fine"}]})
+        elif fmt == "text":
+            rows.append({"text": f"{q} {a}"})
+        elif fmt == "guanaco":
+            rows.append({"text": f"### Human: {q}### Assistant: {a}### Human: thanks### Assistant: welcome"})
+        elif fmt == "human_assistant":
+            rows.append({"text": f"###Human: {q} ### Assistant: {a}"})
+        elif fmt == "llama2":
+            rows.append({"text": f"<s>[INST] <<SYS>>\nsys\n<</SYS>>\n\n{q} [/INST] {a} </s>"})
+    rows.append({key: None for key in rows[0]})  # a row every format skips
+    return rows
+
+
+FORMATS = ["alpaca", "dolly", "prompt_completion", "messages", "sharegpt", "text", "guanaco", "human_assistant",
+           "llama2"]
+
+
+def _recipe(fmt: str, template: str, train_on: str, system_prompt: str | None, max_len: int) -> Recipe:
+    return Recipe.model_validate({
+        "name": "t", "model": {"name": "tiny", "chat_template": template, "max_seq_length": max_len},
+        "data": {"source": "x.jsonl", "format": fmt, "system_prompt": system_prompt},
+        "train": {"train_on": train_on},
+    })
+
+
+def _slow(encoder, row):
+    try:
+        return encoder.encode_row(row)
+    except SkipRow as skip:
+        return str(skip)
+
+
+def _check_equivalent(tok, fmt: str, template: str, train_on: str, system_prompt: str | None, max_len: int) -> None:
+    rows = _rows(fmt)
+    rec = _recipe(fmt, template, train_on, system_prompt, max_len)
+    encoder = make_encoder(tok, rec, list(rows[0]), rows, "test")
+    expected = [_slow(encoder, row) for row in rows]
+    got = FastEncoder(encoder).encode_rows(rows)
+    for index, (want, have) in enumerate(zip(expected, got, strict=True)):
+        if isinstance(want, str):
+            assert have == want, (index, want, have)
+        else:
+            assert not isinstance(have, str), (index, have)
+            assert have.input_ids == want.input_ids, index
+            assert have.labels == want.labels, index
+            assert (have.truncated, have.full_length) == (want.truncated, want.full_length)
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer():
+    """The real SmolLM2 tokenizer, read from the shared GGUF file."""
+    if not SMOLLM2_GGUF.exists():
+        pytest.skip(f"{SMOLLM2_GGUF} is not here")
+    pytest.importorskip("gguf")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(SMOLLM2_GGUF.parent), gguf_file=SMOLLM2_GGUF.name)
+
+
+def _matrix(tok) -> None:
+    for fmt in FORMATS:
+        for template in ["tokenizer", *TEMPLATES]:
+            for train_on in ("responses", "all"):
+                _check_equivalent(tok, fmt, template, train_on, None, 2048)
+        _check_equivalent(tok, fmt, "tokenizer", "responses", "You are a pirate.", 2048)
+        _check_equivalent(tok, fmt, "chatml", "responses", None, 24)  # truncation, and rows with nothing left
+
+
+def test_fast_path_equals_prefix_rendering_on_tiny_tokenizer(tiny_tokenizer) -> None:
+    _matrix(tiny_tokenizer)
+
+
+@pytest.mark.slow
+def test_fast_path_equals_prefix_rendering_on_smollm2(smollm2_tokenizer) -> None:
+    _matrix(smollm2_tokenizer)
+
+
+def test_every_named_template_is_linear_for_chat_shapes(tiny_tokenizer) -> None:
+    """The fast path is really taken (not a silent fallback) for the shipped templates."""
+    rows = _rows("messages")
+    for template in ["tokenizer", *TEMPLATES]:
+        encoder = make_encoder(tiny_tokenizer, _recipe("messages", template, "responses", None, 2048),
+                               ["messages"], rows, "test")
+        fast = FastEncoder(encoder)
+        fast.encode_rows(rows)
+        assert fast.fast_shapes == 2 and fast.slow_shapes == 0, template
+
+
+def test_a_template_that_rewrites_earlier_turns_falls_back(tiny_tokenizer) -> None:
+    """Content-dependent templates are caught by the row check and use prefix rendering."""
+    tok = tiny_tokenizer
+    rows = _rows("prompt_completion")
+    encoder = make_encoder(tok, _recipe("prompt_completion", "chatml", "responses", None, 2048),
+                           ["prompt", "completion"], rows, "test")
+    from lorastudio.data.encode import _compile
+
+    encoder._compiled = _compile(
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
+        "{% if 'answer 1' in m['content'] %}{{ ' (!)' }}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    fast = FastEncoder(encoder, verify=len(rows))
+    got = fast.encode_rows(rows)
+    assert fast.slow_shapes == 1
+    for row, have in zip(rows, got, strict=True):
+        want = _slow(encoder, row)
+        assert have == want if isinstance(want, str) else have.labels == want.labels
