@@ -22,6 +22,7 @@ from lorastudio.errors import StudioError
 from lorastudio.quiet import quiet_libraries
 from lorastudio.train.backend import OOM_HINTS
 from lorastudio.train.events import EVENTS_FILE, EventWriter
+from lorastudio.train.logcapture import capture_warnings
 from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
 
 TELEMETRY_INTERVAL_S = 1.5
@@ -185,6 +186,7 @@ def save_adapter(model, tokenizer, run_dir: Path) -> Path:
 def run(run_dir: Path, resume: bool = False) -> int:
     quiet_libraries()
     writer = EventWriter(run_dir / EVENTS_FILE)
+    capture_warnings(writer)
     stop = StopFlag()
     stop.install()
     update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
