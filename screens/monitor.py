@@ -116,7 +116,7 @@ def summary_line(state: RunState, status: str) -> str:
     """One line for a finished run: final/best loss, eval loss, duration, tokens, mean tokens/s, peak memory."""
     parts = [status]
     if state.last_loss is not None:
-        parts.append(f"final loss {state.last_loss:.4f} (best {state.best_loss:.4f})")
+        parts.append(f"final loss {state.last_loss:.4f} (best {state.min_loss:.4f})")
     if state.eval_loss:
         best = min(v for _, v in state.eval_loss)
         where = f" @ {state.best_checkpoint.rsplit('/', 1)[-1]}" if state.best_checkpoint else ""
@@ -211,8 +211,10 @@ class MonitorScreen(Screen[None]):
             if line is not None:
                 lines.append(line)
         lines += self._read_log()
-        state = replace(self._state, loss=list(self._state.loss), learning_rate=list(self._state.learning_rate),
-                        vram_history=list(self._state.vram_history), eval_loss=list(self._state.eval_loss))
+        # The UI gets the latest values only (the charts got the new points above): copying whole histories
+        # would make each refresh cost grow with the run.
+        state = replace(self._state, loss=self._state.loss[-1:], learning_rate=self._state.learning_rate[-1:],
+                        vram_history=self._state.vram_history[-1:], eval_loss=list(self._state.eval_loss))
         status = effective_status(state, read_meta(self.run_dir))
         self.post_message(Snapshot(state, status, lines, points))
 

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 
 from lorastudio.data.encode import DatasetStats
+from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.stats_panel import StatsPanel
@@ -128,7 +129,8 @@ class PreviewScreen(Screen[None]):
 
     def on_stats_update(self, message: StatsUpdate) -> None:
         enc = self.prepared.encoder
-        self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name)
+        self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name,
+                                        describe_eval_split(self.recipe.data, message.stats.rows))
 
     def show_sample(self, index: int) -> None:
         from lorastudio.data.formats import SkipRow

@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("chat", help="chat with a run's tuned model (or its base)")
-    p.add_argument("target", nargs="?", help="run name or path, or a model folder (default: latest run)")
+    p.add_argument("target", nargs="?", help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)")
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
     p.add_argument("--system", help="system prompt")

@@ -253,22 +253,25 @@ class ChatEngine:
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
-    """A run name/path (its recipe and adapter), a model folder, or None for the latest run."""
-    from lorastudio.errors import RunError
+    """A run name/path (its recipe and adapter), a model folder, or None for the latest run.
+
+    ``RUN@best``, ``RUN@checkpoint-N`` and a checkpoint folder's path pick one of the run's checkpoints."""
+    from lorastudio.train.adapters import resolve_adapter, run_of_checkpoint, split_target
     from lorastudio.train.runs import find_run, load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
-    run_dir = find_run(target or "latest")
+    name, which = split_target(target or "latest")
+    run_dir = run_of_checkpoint(candidate.resolve()) if candidate is not None and candidate.is_dir() else None
+    if run_dir is not None:
+        which = candidate.name
+    else:
+        run_dir = find_run(name)
     recipe = load_run_recipe(run_dir)
-    adapter = run_dir / "adapter"
     if base_only:
         return ChatEngine(recipe)
-    if not (adapter / "adapter_config.json").exists():
-        raise RunError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
-                       "use --base to chat with the base model")
-    return ChatEngine(recipe, adapter)
+    return ChatEngine(recipe, resolve_adapter(run_dir, which))
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:

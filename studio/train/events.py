@@ -126,6 +126,8 @@ class RunState:
     """Highest GPU memory seen: torch's peak reserved, else this process's NVML figure, else the GPU's used."""
     peak_rss_mb: float | None = None
     training_started: float | None = None
+    min_loss: float | None = None
+    """The lowest training loss logged (kept as events arrive, so readers need not scan ``loss``)."""
 
     @property
     def last_loss(self) -> float | None:
@@ -134,10 +136,6 @@ class RunState:
     @property
     def last_eval_loss(self) -> float | None:
         return self.eval_loss[-1][1] if self.eval_loss else None
-
-    @property
-    def best_loss(self) -> float | None:
-        return min((v for _, v in self.loss), default=None)
 
     @property
     def finished(self) -> bool:
@@ -171,6 +169,7 @@ class RunState:
             self.epoch = float(event.get("epoch") or self.epoch)
             if event.get("loss") is not None:
                 self.loss.append((step, float(event["loss"])))
+                self.min_loss = min(self.min_loss, self.loss[-1][1]) if self.min_loss is not None else self.loss[-1][1]
             if event.get("learning_rate") is not None:
                 self.learning_rate.append((step, float(event["learning_rate"])))
             self.grad_norm = event.get("grad_norm", self.grad_norm)

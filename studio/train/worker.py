@@ -79,7 +79,11 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
-            if "loss" not in logs and "eval_loss" not in logs:
+            if "eval_loss" in logs:
+                writer.write("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
+                             eval_loss=logs["eval_loss"], eval_runtime_s=logs.get("eval_runtime"))
+                return
+            if "loss" not in logs:
                 return
             now = time.monotonic()
             tokens = state.num_input_tokens_seen or 0
@@ -91,13 +95,16 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
             eta = elapsed / done_steps * max(state.max_steps - state.global_step, 0) if state.max_steps else None
             writer.write(
                 "metrics", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
-                loss=logs.get("loss"), eval_loss=logs.get("eval_loss"), learning_rate=logs.get("learning_rate"),
+                loss=logs.get("loss"), learning_rate=logs.get("learning_rate"),
                 grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1) if tps else None,
                 tokens_seen=tokens, eta_s=round(eta, 1) if eta is not None else None, elapsed_s=round(elapsed, 2),
             )
 
         def on_save(self, args, state, control, **kwargs):
-            writer.write("checkpoint", step=state.global_step)
+            best = state.best_model_checkpoint  # tracked by the trainer when eval data exists
+            writer.write("checkpoint", step=state.global_step,
+                         best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
+                         best_eval_loss=state.best_metric if best else None)
 
     return EventsCallback()
 
@@ -130,7 +137,10 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
         save_strategy="steps",
         save_steps=t.save_steps,
         eval_strategy="steps" if eval_rows else "no",
-        eval_steps=max(t.save_steps, t.logging_steps) if eval_rows else None,
+        eval_steps=(t.eval_steps or t.save_steps) if eval_rows else None,
+        # Lets the trainer track the best checkpoint by eval loss and never rotate it away.
+        metric_for_best_model="eval_loss" if eval_rows else None,
+        greater_is_better=False if eval_rows else None,
         report_to=[],
         disable_tqdm=True,
         bf16=precision == "bf16",
@@ -161,9 +171,10 @@ def encode_for_training(recipe, tokenizer):
 
     prepared = prepare(recipe, tokenizer=tokenizer)
     rows, encoder = prepared.rows, prepared.encoder
-    train_raw, eval_raw = train_eval_split(rows.rows, recipe.data.eval_fraction, recipe.train.seed)
-    if recipe.data.eval_split and not eval_raw:
-        eval_raw = load_rows(recipe.data, split=recipe.data.eval_split).rows
+    if recipe.data.eval_split:  # named eval data wins over any hold-out
+        train_raw, eval_raw = rows.rows, load_rows(recipe.data, split=recipe.data.eval_split).rows
+    else:
+        train_raw, eval_raw = train_eval_split(rows.rows, recipe.data.eval_fraction, recipe.train.seed)
     train = encode_all(encoder, train_raw, rows.origin)
     evals = encode_all(encoder, eval_raw, rows.origin) if eval_raw else []
 
