@@ -172,6 +172,8 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                 print(f"step {state.step}/{state.max_steps} loss {event['loss']:.4f}"
                       f" lr {event.get('learning_rate') or 0:.2e}"
                       + (f" tok/s {event['tokens_per_s']:.0f}" if event.get("tokens_per_s") else ""), flush=True)
+            elif event["kind"] == "eval" and event.get("eval_loss") is not None:
+                print(f"step {event.get('step', state.step)} eval loss {event['eval_loss']:.4f}", flush=True)
         status = effective_status(state, read_meta(run_dir))
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":

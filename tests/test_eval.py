@@ -57,9 +57,11 @@ def test_recipe_distinguishes_unset_from_zero() -> None:
 
 
 def test_split_described_for_preview() -> None:
-    assert describe_eval_split(DataSection(source="x.jsonl"), 225) == "16 of 225 rows held out (default 5%, 16-256)"
-    assert describe_eval_split(DataSection(source="x.jsonl"), 20) == "none (fewer than 32 rows)"
-    assert describe_eval_split(DataSection(source="x.jsonl", eval_fraction=0), 225) == "off (data.eval_fraction: 0)"
+    assert describe_eval_split(DataSection(source="x.jsonl"), 225) == "16 rows held out (5%)"
+    assert describe_eval_split(DataSection(source="x.jsonl"), 10000) == "256 rows held out (5%)"
+    assert describe_eval_split(DataSection(source="x.jsonl", eval_fraction=0.02), 1000) == "20 rows held out (0.02)"
+    assert describe_eval_split(DataSection(source="x.jsonl"), 20) == "none (< 32 rows)"
+    assert describe_eval_split(DataSection(source="x.jsonl", eval_fraction=0), 225) == "off (eval_fraction 0)"
     assert describe_eval_split(DataSection(source="x", eval_split="test"), 225) == "split 'test'"
 
 

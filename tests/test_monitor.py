@@ -98,17 +98,33 @@ async def test_chart_keys_with_no_pauses(eval_run: Path) -> None:
         assert "grad" in text_of(screen.query_one("#chart-tabs"))
 
 
-async def test_80x24_shows_the_whole_right_panel_and_a_labelled_chart(eval_run: Path) -> None:
+GPU_TELEMETRY = {"v": 1, "kind": "telemetry", "gpus": [{
+    "index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_used_mb": 30_000.0, "memory_total_mb": 81_559.0,
+    "process_memory_mb": 29_000.0, "utilization_pct": 97.0, "temperature_c": 71.0, "power_w": 612.0}],
+    "gpu_note": None, "torch_peak_reserved_mb": 31_000.0, "rss_mb": 3000.0, "cpu_pct": 99.0,
+    "host_ram_used_mb": 40_000.0, "host_ram_total_mb": 128_000.0}
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+async def test_80x24_shows_the_whole_right_panel_and_a_labelled_chart(eval_run: Path, gpu: bool) -> None:
+    if gpu:
+        lines = (eval_run / "events.jsonl").read_text().splitlines()
+        t = json.loads(lines[-3])["t"]
+        lines.insert(-2, json.dumps({**GPU_TELEMETRY, "t": t}))
+        (eval_run / "events.jsonl").write_text("\n".join(lines) + "\n")
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_monitor(app, pilot, eval_run)
         for widget_id in ("#metrics", "#gpu", "#monitor-right", "#chart-loss", "#log-tail"):
             region = screen.query_one(widget_id).region
             assert region.bottom <= 23 and region.right <= 80, widget_id  # row 23 is the footer
-        gpu = screen.query_one("#gpu")
-        assert "worker RSS" in text_of(gpu) and "worker CPU" in text_of(gpu)
-        assert gpu.region.height >= len(text_of(gpu).rstrip("\n").splitlines())
+        panel = screen.query_one("#gpu")
+        assert "worker RSS" in text_of(panel) and "worker CPU" in text_of(panel)
+        assert panel.region.height >= len(text_of(panel).rstrip("\n").splitlines())
         assert screen.query_one("#metrics").region.height >= 8
+        if gpu:
+            assert "H100" in text_of(panel) and "31000 MiB" in text_of(panel) and "97 %" in text_of(panel)
+            assert "peak VRAM 31,000 MiB" in text_of(screen.query_one("#summary-line"))
         chart = text_of_chart(screen.query_one("#chart-loss", LineChart)).splitlines()
         assert "┤" in chart[1] and chart[-1].split()[0] == "step" and chart[-1].split()[-1] == "12"
 

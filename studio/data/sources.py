@@ -193,13 +193,12 @@ def train_eval_split(rows: list[Row], fraction: float | None, seed: int) -> tupl
 
 
 def describe_eval_split(data: DataSection, rows: int) -> str:
-    """One line for the Preview stats and the Launch sheet: where the eval loss will come from."""
+    """A few words for the Preview stats and the Launch sheet: where the eval loss will come from."""
     if data.eval_split:
         return f"split {data.eval_split!r}"
-    held = eval_holdout_size(rows, data.eval_fraction)
     if data.eval_fraction == 0:
-        return "off (data.eval_fraction: 0)"
+        return "off (eval_fraction 0)"
+    held = eval_holdout_size(rows, data.eval_fraction)
     if not held:
-        return f"none (fewer than {DEFAULT_EVAL_MIN_ROWS} rows)" if data.eval_fraction is None else "none"
-    how = "default 5%, 16-256" if data.eval_fraction is None else f"eval_fraction {data.eval_fraction:g}"
-    return f"{held} of {rows} rows held out ({how})"
+        return f"none (< {DEFAULT_EVAL_MIN_ROWS} rows)" if data.eval_fraction is None else "none"
+    return f"{held} rows held out" + (" (5%)" if data.eval_fraction is None else f" ({data.eval_fraction:g})")
