@@ -18,6 +18,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from rich.style import Style
 from rich.text import Text
@@ -36,6 +37,9 @@ Column = tuple[float, float, float, float]
 
 # Braille dot bits by (pixel column in cell, pixel row in cell).
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+# _SPANS[side][first][last]: the bits of the dots from row ``first`` to row ``last`` of one side of a cell.
+_SPANS = tuple(tuple(tuple(sum(_DOTS[side][first:last + 1]) for last in range(4)) for first in range(4))
+               for side in range(2))
 
 
 def format_value(value: float) -> str:
@@ -315,54 +319,73 @@ class LineChart(Widget):
             t = transform(v)
             return None if t is None else round((y1 - t) * sy)
 
-        cells: list[tuple[int, str]] = [(0, "")] * (plot_cols * plot_rows)
+        size = plot_cols * plot_rows
+        chars = [" "] * size
+        styles = [""] * size
         for kind, style, columns in layers:
-            bits = bytearray(plot_cols * plot_rows)
-            marks: set[int] = set()
+            if kind == "points":
+                for x, _lo, _hi, last in columns:
+                    cx, cy = to_px(x), to_py(last)
+                    if cy is not None and 0 <= cx < px and 0 <= cy < py:
+                        index = (cy >> 2) * plot_cols + (cx >> 1)
+                        chars[index], styles[index] = "●", style
+                continue
+            bits = bytearray(size)
+            touched: set[int] = set()
 
-            def dot(x: int, y: int, bits: bytearray = bits) -> None:
+            def dot(x: int, y: int, bits: bytearray = bits, touched: set[int] = touched) -> None:
                 if 0 <= x < px and 0 <= y < py:
-                    bits[(y >> 2) * plot_cols + (x >> 1)] |= _DOTS[x & 1][y & 3]
+                    index = (y >> 2) * plot_cols + (x >> 1)
+                    bits[index] |= _DOTS[x & 1][y & 3]
+                    touched.add(index)
 
-            prev: tuple[int, int] | None = None
+            def span(x: int, top: int, bottom: int, bits: bytearray = bits, touched: set[int] = touched) -> None:
+                # A vertical run of dots, one cell at a time: a noisy whole-run view is mostly these.
+                if not 0 <= x < px:
+                    return
+                top, bottom = max(top, 0), min(bottom, py - 1)
+                side = _SPANS[x & 1]
+                for row in range(top >> 2, (bottom >> 2) + 1):
+                    first, last_row = max(top - row * 4, 0), min(bottom - row * 4, 3)
+                    index = row * plot_cols + (x >> 1)
+                    bits[index] |= side[first][last_row]
+                    touched.add(index)
+
+            # One entry per pixel column (min, max, last), then a vertical span per column joined to the last.
+            per_pixel: dict[int, list[float]] = {}
             for x, lo, hi, last in columns:
                 cx = to_px(x)
-                if kind == "points":
-                    cy = to_py(last)
-                    if cy is not None and 0 <= cx < px:
-                        marks.add((cy >> 2) * plot_cols + (cx >> 1))
-                    continue
+                entry = per_pixel.get(cx)
+                if entry is None:
+                    per_pixel[cx] = [lo, hi, last]
+                else:
+                    entry[0], entry[1], entry[2] = min(entry[0], lo), max(entry[1], hi), last
+            prev: tuple[int, int] | None = None
+            for cx, (lo, hi, last) in per_pixel.items():
                 top, bottom, end = to_py(hi), to_py(lo), to_py(last)
                 if top is None or bottom is None or end is None:
                     prev = None
                     continue
-                for cy in range(top, bottom + 1):
-                    dot(cx, cy)
-                if prev is not None:
-                    _line(prev[0], prev[1], cx, top if prev[1] < top else (bottom if prev[1] > bottom else prev[1]),
-                          dot)
+                if prev is not None and cx - prev[0] <= 1:
+                    top, bottom = min(top, prev[1]), max(bottom, prev[1])
+                elif prev is not None:
+                    _line(prev[0], prev[1], cx, min(max(prev[1], top), bottom), dot)
+                span(cx, top, bottom)
                 prev = (cx, end)
-            for index, value in enumerate(bits):
-                if value:
-                    cells[index] = (value, style)
-            for index in marks:
-                cells[index] = (-1, style)
+            for index in touched:
+                chars[index], styles[index] = chr(0x2800 + bits[index]), style
 
         for row in range(plot_rows):
             out.append("\n")
             out.append(labels.get(row, "").rjust(label_width), style="dim")
             out.append("┤" if row in labels else "│", style="dim")
-            run_style, run = "", []
-            for col in range(plot_cols):
-                value, style = cells[row * plot_cols + col]
-                char = "●" if value == -1 else (chr(0x2800 + value) if value else " ")
-                if style != run_style and run:
-                    out.append("".join(run), style=run_style or None)
-                    run = []
-                run_style = style
-                run.append(char)
-            if run:
-                out.append("".join(run), style=run_style or None)
+            base = row * plot_cols
+            row_styles = styles[base:base + plot_cols]
+            col = 0
+            for style, group in groupby(row_styles):
+                width_run = len(list(group))
+                out.append("".join(chars[base + col:base + col + width_run]), style=style or None)
+                col += width_run
         # The x axis: ticks at both ends and the middle, labelled with the x values there.
         ticks = {0: x0, plot_cols - 1: x1}
         if plot_cols >= 24:
