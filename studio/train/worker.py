@@ -82,6 +82,7 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
             if "eval_loss" in logs:
                 writer.write("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
                              eval_loss=logs["eval_loss"], eval_runtime_s=logs.get("eval_runtime"))
+                self.last_time = time.monotonic()  # eval time is not training time: keep it out of tokens/s
                 return
             if "loss" not in logs:
                 return
