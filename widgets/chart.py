@@ -225,8 +225,10 @@ class LineChart(Widget):
         self.refresh()
 
     # -- drawing --------------------------------------------------------------------------------
-    def legend(self) -> Text:
-        """Title, each series' latest value, and the view settings that differ from the plain view."""
+    def legend(self, compact: bool = False) -> Text:
+        """Title, each series' latest value, and the view settings that differ from the plain view.
+
+        ``compact`` leaves out the raw value under a smoothed line (for narrow charts)."""
         text = Text(self.title, style="bold")
         for series in self.series.values():
             value = series.store.last()
@@ -238,8 +240,9 @@ class LineChart(Widget):
                 text.append(f"{series.name} {shown}")
             elif series.smooth and self.smoothing:
                 smoothed = series.smoothed.last()
-                text.append(" ─", style=Style(color=series.color, dim=True))
-                text.append(f"raw {shown}")
+                if not compact:
+                    text.append(" ─", style=Style(color=series.color, dim=True))
+                    text.append(f"raw {shown}")
                 text.append(" ━", style=series.color)
                 text.append(f"ema {format_value(smoothed) if smoothed is not None else '-'}")
             else:
@@ -270,6 +273,8 @@ class LineChart(Widget):
     def render(self) -> Text:
         width, height = self.size.width, self.size.height
         out = self.legend()
+        if out.cell_len > width:
+            out = self.legend(compact=True)
         out.truncate(max(width, 1))
         x_last = max((s.store.xs[-1] for s in self.series.values() if s.store.xs), default=None)
         if x_last is None:
