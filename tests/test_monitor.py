@@ -147,3 +147,32 @@ def test_worker_cpu_is_measured_between_readings() -> None:
     while time.process_time() < deadline:
         pass
     assert host_sample(os.getpid())["cpu_pct"] > 0  # a fresh psutil.Process per reading always says 0.0
+
+
+def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import warnings
+
+    from lorastudio.train.events import EventWriter, read_all
+    from lorastudio.train.logcapture import LIBRARY_LOGGERS, capture_warnings
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    writer = EventWriter(tmp_path / "events.jsonl")
+    before = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level)
+              for name in LIBRARY_LOGGERS}
+    logging.getLogger("peft").setLevel(logging.ERROR)  # as quiet_libraries() leaves it in the worker
+    try:
+        capture_warnings(writer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for _ in range(3):  # the same warning every step is written once
+                warnings.warn("padding side is right", UserWarning, stacklevel=1)
+        logging.getLogger("peft").warning("target module not found: %s", "q_proj")
+    finally:
+        for name, (handlers, level) in before.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).setLevel(level)
+        writer.close()
+    events = [e for e in read_all(tmp_path / "events.jsonl") if e["kind"] == "log"]
+    assert [(e["level"], e["message"]) for e in events] == [
+        ("warning", "UserWarning: padding side is right"), ("warning", "peft: target module not found: q_proj")]

@@ -53,4 +53,8 @@ def capture_warnings(writer: EventWriter) -> None:
     warnings.showwarning = showwarning
     handler = _EventHandler(sink)
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).addHandler(handler)
+        logger = logging.getLogger(name)
+        # quiet_libraries() lowers these to errors to keep the terminal calm; the worker has no terminal
+        # (its stdio is worker.log), and a warning it gets is what the Monitor's log box is for.
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(handler)
