@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Log, ProgressBar, Sparkline
+from textual.widgets import Footer, Header, Label, Log, ProgressBar
 
 from lorastudio.recipe import Recipe
-from lorastudio.train.events import EVENTS_FILE, EventTail, RunState
+from lorastudio.train.events import EVENTS_FILE, TERMINAL_STATUSES, Event, EventTail, RunState
 from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
+from lorastudio.widgets.chart import SMOOTHING_STEPS, WINDOWS, LineChart
 from lorastudio.widgets.gpu_panel import GpuPanel
-from lorastudio.widgets.metrics_panel import MetricsPanel
+from lorastudio.widgets.metrics_panel import MetricsPanel, duration
 
 REFRESH_S = 0.5
-CHART_POINTS = 400
 
 
 def start_training(app: App[Any], recipe: Recipe) -> None:
@@ -39,35 +41,102 @@ def start_training(app: App[Any], recipe: Recipe) -> None:
     app.push_screen(MonitorScreen(run_dir))
 
 
+CHARTS = (
+    ("loss", "loss", "step"),
+    ("lr", "learning rate", "step"),
+    ("grad", "grad norm", "step"),
+    ("tps", "tokens/s", "step"),
+    ("memory", "memory MiB", "sec"),
+)
+"""(id suffix, title, x axis) of the Monitor's charts, in tab order."""
+TAB_NAMES = ("loss", "lr", "grad", "tok/s", "mem")
+
+ChartPoint = tuple[str, str, tuple[float, float]]
+
+
 @dataclass
 class Snapshot(Message):
-    """The run state after the latest read; a newer snapshot replaces a pending one."""
+    """The run state after the latest read, with the chart points and log lines that are new since the last."""
 
     state: RunState
     status: str
     log_lines: list[str]
+    points: list[ChartPoint] = field(default_factory=list)
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, Snapshot) and not message.log_lines
+        return isinstance(message, Snapshot) and not message.log_lines and not message.points
 
 
-def smooth(values: list[float], alpha: float = 0.1) -> list[float]:
-    out, current = [], None
-    for v in values:
-        current = v if current is None else alpha * v + (1 - alpha) * current
-        out.append(current)
+def chart_points(event: Event, t0: float | None) -> list[ChartPoint]:
+    """The (chart, series, (x, y)) points one event adds."""
+    kind = event.get("kind")
+    out: list[ChartPoint] = []
+    if kind == "metrics":
+        step = float(event.get("step") or 0)
+        for chart, series, key in (("loss", "train", "loss"), ("lr", "lr", "learning_rate"),
+                                   ("grad", "grad", "grad_norm"), ("tps", "tok/s", "tokens_per_s")):
+            value = event.get(key)
+            if isinstance(value, (int, float)):
+                out.append((chart, series, (step, float(value))))
+        if isinstance(event.get("eval_loss"), (int, float)):
+            out.append(("loss", "eval", (step, float(event["eval_loss"]))))
+    elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
+        out.append(("loss", "eval", (float(event.get("step") or 0), float(event["eval_loss"]))))
+    elif kind == "telemetry" and isinstance(event.get("t"), (int, float)):
+        x = float(event["t"]) - (t0 or float(event["t"]))
+        gpus = event.get("gpus") or []
+        vram = gpus[0].get("process_memory_mb") or gpus[0].get("memory_used_mb") if gpus else None
+        if isinstance(vram, (int, float)):
+            out.append(("memory", "VRAM", (x, float(vram))))
+        if isinstance(event.get("rss_mb"), (int, float)):
+            out.append(("memory", "RSS", (x, float(event["rss_mb"]))))
     return out
 
 
-def thin(values: list[float], points: int = CHART_POINTS) -> list[float]:
-    if len(values) <= points:
-        return values
-    step = len(values) / points
-    return [values[int(i * step)] for i in range(points)]
+def log_line(event: Event) -> str | None:
+    """The log box's line for an event: log messages, warnings, status changes and failures."""
+    kind = event.get("kind")
+    t = event.get("t")
+    stamp = time.strftime("%H:%M:%S ", time.localtime(t)) if isinstance(t, (int, float)) else ""
+    if kind == "log" and event.get("message"):
+        level = str(event.get("level") or "info")
+        prefix = "" if level == "info" else f"{level}: "
+        return f"{stamp}{prefix}{event['message']}"
+    if kind == "status" and event.get("status"):
+        cause = f" ({event['cause']})" if event.get("cause") else ""
+        return f"{stamp}status {event['status']}{cause}"
+    if kind == "checkpoint":
+        return f"{stamp}saved checkpoint-{event.get('step', '?')}"
+    if kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
+        return f"{stamp}eval loss {event['eval_loss']:.4f} at step {event.get('step', '?')}"
+    return None
+
+
+def summary_line(state: RunState, status: str) -> str:
+    """One line for a finished run: final/best loss, eval loss, duration, tokens, mean tokens/s, peak memory."""
+    parts = [status]
+    if state.last_loss is not None:
+        parts.append(f"final loss {state.last_loss:.4f} (best {state.min_loss:.4f})")
+    if state.eval_loss:
+        best = min(v for _, v in state.eval_loss)
+        where = f" @ {state.best_checkpoint.rsplit('/', 1)[-1]}" if state.best_checkpoint else ""
+        parts.append(f"eval {state.last_eval_loss:.4f} (best {best:.4f}{where})")
+    began = state.training_started or state.started
+    seconds = (state.updated - began) if (began is not None and state.updated is not None) else None
+    parts.append(f"took {duration(seconds)}")
+    if state.tokens_seen:
+        parts.append(f"{state.tokens_seen:,} tokens")
+        if seconds:
+            parts.append(f"{state.tokens_seen / seconds:,.0f} tok/s")
+    if state.peak_vram_mb:
+        parts.append(f"peak VRAM {state.peak_vram_mb:,.0f} MiB")
+    elif state.peak_rss_mb:
+        parts.append(f"peak RSS {state.peak_rss_mb:,.0f} MiB")
+    return " · ".join(parts)
 
 
 class MonitorScreen(Screen[None]):
-    """Progress, loss and learning-rate curves, throughput, GPU and host panels, and the log's tail."""
+    """Progress, charts of loss (with eval), learning rate, grad norm, throughput and memory, panels, the log."""
 
     BINDINGS = [
         Binding("s", "stop", "Stop", id="monitor.stop"),
@@ -75,8 +144,19 @@ class MonitorScreen(Screen[None]):
         Binding("c", "chat", "Chat", id="monitor.chat"),
         Binding("r", "runs", "Runs", id="monitor.runs"),
         Binding("x", "export", "Export", id="monitor.export"),
+        Binding("m", "next_chart", "Chart", id="monitor.next_chart"),
+        Binding("l", "log_scale", "Log", id="monitor.log_scale"),
+        Binding("z", "smoothing", "EMA", id="monitor.smoothing"),
+        Binding("w", "window", "Window", id="monitor.window"),
+        *[Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
+          for i in range(len(CHARTS))],
         Binding("escape", "detach", "Back", show=False, id="monitor.back"),
     ]
+
+    WIDE = (160, 40)
+    """From this terminal size (columns, rows) every chart is shown at once, in a grid."""
+
+    selected: reactive[int] = reactive(0)
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
@@ -93,38 +173,54 @@ class MonitorScreen(Screen[None]):
             yield Label("status: reading…", id="status-line")
             yield ProgressBar(total=None, show_eta=False, id="progress")
             yield Label("", id="progress-label", classes="muted")
+            yield Label("", id="summary-line")
         with Horizontal(id="monitor-body"):
-            with Vertical(id="monitor-left", classes="panel"):
-                yield Label("loss (raw)", classes="muted")
-                yield Sparkline([], id="loss-raw")
-                yield Label("loss (smoothed)", classes="muted")
-                yield Sparkline([], id="loss-smooth")
-                yield Label("learning rate", classes="muted")
-                yield Sparkline([], id="lr")
-                yield Log(id="log-tail", max_lines=500)
+            with Vertical(id="monitor-left"):
+                yield Label("", id="chart-tabs")
+                with Container(id="charts"):
+                    for key, title, x_label in CHARTS:
+                        yield LineChart(title, x_label=x_label, id=f"chart-{key}")
+                    yield Log(id="log-tail", max_lines=500)
             with Vertical(id="monitor-right", classes="panel"):
                 yield MetricsPanel(id="metrics")
-                yield Label("VRAM history", classes="muted")
-                yield Sparkline([], id="vram")
                 yield GpuPanel(id="gpu")
         yield Footer()
 
     def on_mount(self) -> None:
+        charts = {key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS}
+        charts["loss"].add_series("train", "cyan", smooth=True).add_series("eval", "magenta", kind="points")
+        charts["lr"].add_series("lr", "green")
+        charts["grad"].add_series("grad", "yellow", smooth=True)
+        charts["tps"].add_series("tok/s", "blue", smooth=True)
+        charts["memory"].add_series("VRAM", "red").add_series("RSS", "magenta")
+        self.watch_selected()
         self.read_events()
         self.set_interval(REFRESH_S, self.read_events)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width >= self.WIDE[0] and event.size.height >= self.WIDE[1], "-wide")
 
     @work(thread=True, exclusive=True, group="monitor-tail", exit_on_error=False)
     def read_events(self) -> None:
         """Read only what was appended since the last call, fold it, post one snapshot."""
+        points: list[ChartPoint] = []
+        lines: list[str] = []
         for event in self._tail.read_new():
             self._state.apply(event)
-        lines = self._read_log()
-        state = replace(self._state, loss=list(self._state.loss), learning_rate=list(self._state.learning_rate),
-                        vram_history=list(self._state.vram_history))
+            points += chart_points(event, self._state.started)
+            line = log_line(event)
+            if line is not None:
+                lines.append(line)
+        lines += self._read_log()
+        # The UI gets the latest values only (the charts got the new points above): copying whole histories
+        # would make each refresh cost grow with the run.
+        state = replace(self._state, loss=self._state.loss[-1:], learning_rate=self._state.learning_rate[-1:],
+                        vram_history=self._state.vram_history[-1:], eval_loss=list(self._state.eval_loss))
         status = effective_status(state, read_meta(self.run_dir))
-        self.post_message(Snapshot(state, status, lines))
+        self.post_message(Snapshot(state, status, lines, points))
 
     def _read_log(self) -> list[str]:
+        """New lines of the worker's stdout/stderr (tracebacks, anything printed outside the event log)."""
         path = self.run_dir / LOG_FILE
         try:
             with path.open("rb") as handle:
@@ -136,7 +232,7 @@ class MonitorScreen(Screen[None]):
         if end < 0:
             return []
         self._log_offset += end + 1
-        return chunk[: end + 1].decode("utf-8", "replace").splitlines()
+        return [line for line in chunk[: end + 1].decode("utf-8", "replace").splitlines() if line.strip()]
 
     def on_snapshot(self, message: Snapshot) -> None:
         self.snapshot = message
@@ -152,23 +248,70 @@ class MonitorScreen(Screen[None]):
         bar = self.query_one("#progress", ProgressBar)
         if state.max_steps:
             bar.update(total=state.max_steps, progress=state.step)
+        finished = status in TERMINAL_STATUSES
+        self.set_class(finished, "-finished")
+        self.query_one("#summary-line", Label).update(summary_line(state, status) if finished else "")
         elapsed = None
         if state.started is not None:
             end = state.updated if state.finished else time.time()
             elapsed = (end or state.started) - state.started
         self.query_one("#progress-label", Label).update(
-            f"step {state.step}/{state.max_steps or '?'}"
+            f"step {state.step}/{state.max_steps or '?'} · epoch {state.epoch:.2f}"
             + (f" · last loss {state.last_loss:.4f}" if state.last_loss is not None else "")
         )
-        losses = [v for _, v in state.loss]
-        self.query_one("#loss-raw", Sparkline).data = thin(losses)
-        self.query_one("#loss-smooth", Sparkline).data = thin(smooth(losses))
-        self.query_one("#lr", Sparkline).data = thin([v for _, v in state.learning_rate])
-        self.query_one("#vram", Sparkline).data = thin(state.vram_history)
+        grouped: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for chart, series, point in message.points:
+            grouped.setdefault((chart, series), []).append(point)
+        for (chart, series), points in grouped.items():
+            self.query_one(f"#chart-{chart}", LineChart).extend(series, points)
         self.query_one(MetricsPanel).show(state, elapsed)
         self.query_one(GpuPanel).show(state.telemetry)
         if message.log_lines:
             self.query_one(Log).write_lines(message.log_lines)
+
+    # -- chart keys -------------------------------------------------------------------------------
+    @property
+    def selected_chart(self) -> LineChart:
+        return self.query_one(f"#chart-{CHARTS[self.selected][0]}", LineChart)
+
+    def watch_selected(self) -> None:
+        tabs = Text()
+        for index, (key, _, _) in enumerate(CHARTS):
+            chart = self.query_one(f"#chart-{key}", LineChart)
+            chart.set_class(index == self.selected, "-selected")
+            tabs.append(f" {index + 1} {TAB_NAMES[index]} ", style="reverse bold" if index == self.selected else "dim")
+        self.query_one("#chart-tabs", Label).update(tabs)
+
+    def action_next_chart(self) -> None:
+        self.selected = (self.selected + 1) % len(CHARTS)
+
+    def action_select_chart(self, index: int) -> None:
+        self.selected = index
+
+    def action_log_scale(self) -> None:
+        """Log scale is per chart (loss reads best on log axes, learning rate on linear ones)."""
+        chart = self.selected_chart
+        chart.log_scale = not chart.log_scale
+        self.notify(f"{chart.title}: {'log' if chart.log_scale else 'linear'} scale", timeout=2)
+
+    def action_smoothing(self) -> None:
+        """Smoothing applies to every chart, like TensorBoard's slider."""
+        charts = list(self.query(LineChart))
+        current = charts[0].smoothing if charts else 0.0
+        steps = SMOOTHING_STEPS
+        value = steps[(steps.index(current) + 1) % len(steps)] if current in steps else steps[0]
+        for chart in charts:
+            chart.smoothing = value
+        self.notify(f"smoothing {value:g}" if value else "smoothing off", timeout=2)
+
+    def action_window(self) -> None:
+        """Step charts show the whole run or only the last N steps (the memory chart always shows it all)."""
+        charts = [self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in CHARTS if x_label == "step"]
+        current = charts[0].window
+        value = WINDOWS[(WINDOWS.index(current) + 1) % len(WINDOWS)] if current in WINDOWS else None
+        for chart in charts:
+            chart.window = value
+        self.notify(f"last {value} steps" if value else "whole run", timeout=2)
 
     def action_stop(self) -> None:
         from lorastudio.screens.confirm import ConfirmScreen

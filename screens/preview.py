@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 
 from lorastudio.data.encode import DatasetStats
+from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress
@@ -136,7 +137,8 @@ class PreviewScreen(Screen[None]):
 
     def on_stats_update(self, message: StatsUpdate) -> None:
         enc = self.prepared.encoder
-        self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name)
+        self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name,
+                                        describe_eval_split(self.recipe.data, message.stats.rows))
 
     def show_sample(self, index: int) -> None:
         from lorastudio.data.formats import SkipRow

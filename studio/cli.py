@@ -232,6 +232,8 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                 print(f"step {state.step}/{state.max_steps} loss {event['loss']:.4f}"
                       f" lr {event.get('learning_rate') or 0:.2e}"
                       + (f" tok/s {event['tokens_per_s']:.0f}" if event.get("tokens_per_s") else ""), flush=True)
+            elif event["kind"] == "eval" and event.get("eval_loss") is not None:
+                print(f"step {event.get('step', state.step)} eval loss {event['eval_loss']:.4f}", flush=True)
         status = effective_status(state, read_meta(run_dir))
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":
@@ -531,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("chat", help="chat with a run's tuned model (or its base)")
-    p.add_argument("target", nargs="?", help="run name or path, or a model folder (default: latest run)")
+    p.add_argument("target", nargs="?", help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)")
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
     p.add_argument("--system", help="system prompt")

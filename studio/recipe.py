@@ -55,8 +55,9 @@ class DataSection(_Section):
     """System prompt added to conversations that carry none."""
     eval_split: str | None = None
     """Split used for evaluation."""
-    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    """Fraction of the training rows held out for evaluation when there is no eval split."""
+    eval_fraction: float | None = Field(None, ge=0.0, lt=1.0)
+    """Fraction of the rows held out for evaluation when there is no ``eval_split``. Unset: 5% of the rows, at
+    least 16 and at most 256, none when the data has fewer than 32 rows. ``0`` turns evaluation off."""
     limit: int | None = Field(None, ge=1)
     """Use at most this many rows."""
 
@@ -111,6 +112,9 @@ class TrainSection(_Section):
     """Checkpoint every N steps."""
     save_total_limit: int = Field(3, ge=1)
     """Keep only the newest N checkpoints (older ones are deleted); the final adapter is always kept."""
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate every N steps when there is eval data; unset evaluates at every checkpoint (``save_steps``),
+    so each checkpoint has an eval loss and the best one can be picked."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """Training precision; ``auto`` uses bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"

@@ -138,9 +138,8 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
 
 
 async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
-    from textual.widgets import Sparkline
-
     from lorastudio.screens.monitor import MonitorScreen
+    from lorastudio.widgets.chart import LineChart
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -150,7 +149,7 @@ async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
         text = screen_text(app)
         assert "status: done" in text and "step 12/12" in text
         assert "no NVIDIA GPU found" in text and "8,000" in text
-        assert len(screen.query_one("#loss-raw", Sparkline).data) == 12
+        assert len(screen.query_one("#chart-loss", LineChart).series["train"].store) == 12
         await pilot.press("d")
         assert not isinstance(app.screen, MonitorScreen)
 

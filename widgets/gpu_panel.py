@@ -33,21 +33,21 @@ class GpuPanel(Static):
         gpus = telemetry.get("gpus") or []
         if not gpus:
             table.add_row("GPU", Text(telemetry.get("gpu_note") or "no NVIDIA GPU found", style="dim"))
+        # The gauges shrink with the panel so nothing is cut at 80 columns.
+        bar = max(4, min(20, (self.size.width or 40) - 26))
         for gpu in gpus:
             if len(gpus) > 1:  # one line per device, so eight GPUs still fit the panel
                 table.add_row(f"GPU {gpu['index']}", f"{gauge(gpu.get('memory_used_mb'), gpu.get('memory_total_mb'), 6)}"
                               f" {_fmt(gpu.get('utilization_pct'), ' %')}")
                 continue
             table.add_row(f"GPU {gpu['index']}", gpu.get("name") or "n/a")
-            table.add_row("VRAM", gauge(gpu.get("memory_used_mb"), gpu.get("memory_total_mb")))
-            table.add_row("this run", _fmt(gpu.get("process_memory_mb"), " MiB"))
-            table.add_row("util", _fmt(gpu.get("utilization_pct"), " %"))
-            table.add_row("temp", _fmt(gpu.get("temperature_c"), " °C"))
-            table.add_row("power", _fmt(gpu.get("power_w"), " W"))
-        peak = telemetry.get("torch_peak_reserved_mb")
-        if peak is not None:
-            table.add_row("torch peak", _fmt(peak, " MiB"))
-        table.add_row("host RAM", gauge(telemetry.get("host_ram_used_mb"), telemetry.get("host_ram_total_mb")))
+            table.add_row("VRAM", gauge(gpu.get("memory_used_mb"), gpu.get("memory_total_mb"), bar))
+            peak = telemetry.get("torch_peak_reserved_mb")
+            table.add_row("this run", _fmt(gpu.get("process_memory_mb"), " MiB")
+                          + (f" · peak {_fmt(peak, ' MiB')}" if peak is not None and gpu["index"] == 0 else ""))
+            table.add_row("util", f"{_fmt(gpu.get('utilization_pct'), ' %')} · {_fmt(gpu.get('temperature_c'), ' °C')}"
+                                  f" · {_fmt(gpu.get('power_w'), ' W')}")
+        table.add_row("host RAM", gauge(telemetry.get("host_ram_used_mb"), telemetry.get("host_ram_total_mb"), bar))
         table.add_row("worker RSS", _fmt(telemetry.get("rss_mb"), " MiB"))
         table.add_row("worker CPU", _fmt(telemetry.get("cpu_pct"), " %"))
         self.update(table)

@@ -25,15 +25,16 @@ class MetricsPanel(Static):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         lr = state.learning_rate[-1][1] if state.learning_rate else None
+        eval_loss = state.last_eval_loss
+        eta = duration(state.eta_s) if not state.finished else "-"
         rows = [
             ("loss", f"{state.last_loss:.4f}" if state.last_loss is not None else "-"),
+            ("eval loss", f"{eval_loss:.4f}" if eval_loss is not None else "-"),
             ("lr", f"{lr:.2e}" if lr is not None else "-"),
             ("grad norm", f"{state.grad_norm:.3f}" if isinstance(state.grad_norm, (int, float)) else "-"),
             ("tokens/s", f"{state.tokens_per_s:,.0f}" if state.tokens_per_s else "-"),
             ("tokens", f"{state.tokens_seen:,}"),
-            ("epoch", f"{state.epoch:.2f}"),
-            ("elapsed", duration(elapsed)),
-            ("ETA", duration(state.eta_s) if not state.finished else "-"),
+            ("elapsed", f"{duration(elapsed)} · ETA {eta}"),
             ("backend", f"{state.backend or '-'} on {state.device or '-'}"),
         ]
         for key, value in rows:

@@ -12,7 +12,7 @@ from lorastudio.data.encode import DatasetStats
 class StatsPanel(Static):
     """Row counts, skip reasons, length percentiles, a histogram and the trained-token ratio."""
 
-    def show(self, stats: DatasetStats, detected: str, template: str) -> None:
+    def show(self, stats: DatasetStats, detected: str, template: str, eval_split: str | None = None) -> None:
         done = stats.used + sum(stats.skipped.values())
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
@@ -22,6 +22,8 @@ class StatsPanel(Static):
         table.add_row("rows", f"{stats.rows}" + ("" if stats.done else f"  (scanned {done})"))
         table.add_row("used", str(stats.used))
         table.add_row("skipped", str(sum(stats.skipped.values())))
+        if eval_split:
+            table.add_row("eval", eval_split)
         for reason, count in stats.skipped.most_common(5):
             first = stats.skipped_rows.get(reason, [])[:3]
             table.add_row("", Text(f"{count} × {reason} (rows {', '.join(map(str, first))})", style="yellow"))

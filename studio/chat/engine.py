@@ -253,9 +253,10 @@ class ChatEngine:
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
-    """A run name/path (its recipe and adapter), a model folder, or None for the latest run."""
+    """A run name/path (its recipe and adapter), a model folder, an export folder, a .gguf file, or None for the
+    latest run. ``RUN@best``, ``RUN@checkpoint-N`` and a checkpoint folder's path pick one of the run's checkpoints."""
     from lorastudio.chat.targets import is_export_target
-    from lorastudio.errors import RunError
+    from lorastudio.train.adapters import resolve_adapter, split_target
     from lorastudio.train.runs import find_run, load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
@@ -266,16 +267,16 @@ def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
                 else engine_for_export(candidate, base_only))
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
+    name, which = split_target(target or "latest")
     checkpoint = _checkpoint_dir(candidate) if candidate is not None else None
-    run_dir = checkpoint[0] if checkpoint else find_run(target or "latest")
+    if checkpoint is not None:
+        run_dir, which = checkpoint[0], checkpoint[1].name
+    else:
+        run_dir = find_run(name)
     recipe = load_run_recipe(run_dir)
-    adapter = checkpoint[1] if checkpoint else run_dir / "adapter"
     if base_only:
         return ChatEngine(recipe)
-    if not (adapter / "adapter_config.json").exists():
-        raise RunError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
-                       "use --base to chat with the base model")
-    return ChatEngine(recipe, adapter)
+    return ChatEngine(recipe, resolve_adapter(run_dir, which))
 
 
 def _checkpoint_dir(candidate: Path) -> tuple[Path, Path] | None:

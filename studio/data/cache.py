@@ -289,8 +289,11 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
         if progress is not None:
             progress(stats)
         samples = Dataset.from_file(str(staging / SAMPLES))
-        train_idx, eval_idx = train_eval_split(list(range(len(samples))), recipe.data.eval_fraction,
-                                               recipe.train.seed)
+        if recipe.data.eval_split:  # named eval data wins over any hold-out
+            train_idx, eval_idx = list(range(len(samples))), []
+        else:
+            train_idx, eval_idx = train_eval_split(list(range(len(samples))), recipe.data.eval_fraction,
+                                                   recipe.train.seed)
         packing, max_length = recipe.train.packing, recipe.model.max_seq_length
         n_train = _write_rows(_training_rows(samples, train_idx, packing, max_length), staging / TRAIN, packing)
         if n_train == 0:

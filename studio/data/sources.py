@@ -321,12 +321,47 @@ def load_rows(data: DataSection, split: str | None = None) -> Rows:
     return loaded
 
 
-def train_eval_split(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
-    """Hold out ``fraction`` of the rows (shuffled with the recipe's seed) for evaluation."""
-    if fraction <= 0 or len(rows) < 2:
+DEFAULT_EVAL_FRACTION = 0.05
+DEFAULT_EVAL_MIN, DEFAULT_EVAL_MAX = 16, 256
+DEFAULT_EVAL_MIN_ROWS = 32
+"""The default hold-out when a recipe names no eval data: 5% of the rows, at least 16 and at most 256,
+and none for data sets under 32 rows (too few to spare any)."""
+
+
+def eval_holdout_size(rows: int, fraction: float | None) -> int:
+    """How many of ``rows`` rows :func:`train_eval_split` holds out: ``fraction`` None is the default rule,
+    0 none, anything else that fraction (at least one row, and always at least one row left to train on)."""
+    if fraction is None:
+        if rows < DEFAULT_EVAL_MIN_ROWS:
+            return 0
+        return min(DEFAULT_EVAL_MAX, max(DEFAULT_EVAL_MIN, round(rows * DEFAULT_EVAL_FRACTION)))
+    if fraction <= 0 or rows < 2:
+        return 0
+    return min(rows - 1, max(1, int(rows * fraction)))
+
+
+def train_eval_split(rows: list[Row], fraction: float | None, seed: int) -> tuple[list[Row], list[Row]]:
+    """Hold out rows for evaluation, chosen by a shuffle with the recipe's seed (so the same every run).
+
+    ``fraction`` is the recipe's ``data.eval_fraction``: None (unset) applies the default rule (see
+    :func:`eval_holdout_size`), 0 holds out nothing. Training rows keep their original order.
+    """
+    cut = eval_holdout_size(len(rows), fraction)
+    if not cut:
         return rows, []
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    cut = max(1, int(len(rows) * fraction))
     held = set(order[:cut])
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in order[:cut]]
+
+
+def describe_eval_split(data: DataSection, rows: int) -> str:
+    """A few words for the Preview stats and the Launch sheet: where the eval loss will come from."""
+    if data.eval_split:
+        return f"split {data.eval_split!r}"
+    if data.eval_fraction == 0:
+        return "off (eval_fraction 0)"
+    held = eval_holdout_size(rows, data.eval_fraction)
+    if not held:
+        return f"none (< {DEFAULT_EVAL_MIN_ROWS} rows)" if data.eval_fraction is None else "none"
+    return f"{held} rows held out" + (" (5%)" if data.eval_fraction is None else f" ({data.eval_fraction:g})")

@@ -119,10 +119,24 @@ class RunState:
     checkpoints: list[int] = field(default_factory=list)
     adapter: str | None = None
     events: int = 0
+    eval_loss: list[tuple[int, float]] = field(default_factory=list)
+    best_checkpoint: str | None = None
+    """The checkpoint folder (relative to the run directory) with the lowest eval loss so far."""
+    best_eval_loss: float | None = None
+    peak_vram_mb: float | None = None
+    """Highest GPU memory seen: torch's peak reserved, else this process's NVML figure, else the GPU's used."""
+    peak_rss_mb: float | None = None
+    training_started: float | None = None
+    min_loss: float | None = None
+    """The lowest training loss logged (kept as events arrive, so readers need not scan ``loss``)."""
 
     @property
     def last_loss(self) -> float | None:
         return self.loss[-1][1] if self.loss else None
+
+    @property
+    def last_eval_loss(self) -> float | None:
+        return self.eval_loss[-1][1] if self.eval_loss else None
 
     @property
     def finished(self) -> bool:
@@ -149,6 +163,8 @@ class RunState:
                 self.max_steps = int(event["max_steps"])
             if event.get("world_size"):
                 self.world_size = int(event["world_size"])
+            if self.status == "training" and self.training_started is None and isinstance(t, (int, float)):
+                self.training_started = t
         elif kind == "metrics":
             step = int(event.get("step", self.step))
             self.step = max(self.step, step)
@@ -156,20 +172,35 @@ class RunState:
             self.epoch = float(event.get("epoch") or self.epoch)
             if event.get("loss") is not None:
                 self.loss.append((step, float(event["loss"])))
+                self.min_loss = min(self.min_loss, self.loss[-1][1]) if self.min_loss is not None else self.loss[-1][1]
             if event.get("learning_rate") is not None:
                 self.learning_rate.append((step, float(event["learning_rate"])))
             self.grad_norm = event.get("grad_norm", self.grad_norm)
             self.tokens_per_s = event.get("tokens_per_s", self.tokens_per_s)
             self.tokens_seen = int(event.get("tokens_seen") or self.tokens_seen)
             self.eta_s = event.get("eta_s", self.eta_s)
+            if event.get("eval_loss") is not None:  # runs logged before eval events had their own kind
+                self.eval_loss.append((step, float(event["eval_loss"])))
+        elif kind == "eval":
+            if event.get("eval_loss") is not None:
+                self.eval_loss.append((int(event.get("step", self.step)), float(event["eval_loss"])))
         elif kind == "telemetry":
             self.telemetry = event
             gpus = event.get("gpus") or []
             if gpus:
                 self.vram_history.append(float(gpus[0].get("memory_used_mb") or 0.0))
                 del self.vram_history[:-600]
+            vram = event.get("torch_peak_reserved_mb") or (
+                (gpus[0].get("process_memory_mb") or gpus[0].get("memory_used_mb")) if gpus else None)
+            if vram:
+                self.peak_vram_mb = max(self.peak_vram_mb or 0.0, float(vram))
+            if event.get("rss_mb"):
+                self.peak_rss_mb = max(self.peak_rss_mb or 0.0, float(event["rss_mb"]))
         elif kind == "checkpoint":
             self.checkpoints.append(int(event.get("step", 0)))
+            if event.get("best_checkpoint"):
+                self.best_checkpoint = str(event["best_checkpoint"])
+                self.best_eval_loss = event.get("best_eval_loss", self.best_eval_loss)
 
 
 def fold(events: Iterator[Event] | list[Event], state: RunState | None = None) -> RunState:

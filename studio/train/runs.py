@@ -156,11 +156,15 @@ class RunSummary:
     last_loss: float | None
     started: float | None
     cause: str | None
+    best_checkpoint: str | None = None
+    """The checkpoint with the lowest eval loss, relative to the run directory (``checkpoints/checkpoint-N``)."""
+    best_eval_loss: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "recipe": self.recipe, "status": self.status,
                 "step": self.step, "max_steps": self.max_steps, "last_loss": self.last_loss,
-                "started": self.started, "cause": self.cause}
+                "started": self.started, "cause": self.cause, "best_checkpoint": self.best_checkpoint,
+                "best_eval_loss": self.best_eval_loss}
 
 
 def summarise(path: Path) -> RunSummary:
@@ -171,7 +175,8 @@ def summarise(path: Path) -> RunSummary:
     status = effective_status(state, meta)
     cause = state.cause if status != "died" else DIED_CAUSE
     return RunSummary(path.name, path, meta.get("recipe", "?"), status, state.step, state.max_steps,
-                      state.last_loss, meta.get("created", state.started), cause)
+                      state.last_loss, meta.get("created", state.started), cause,
+                      best_checkpoint=state.best_checkpoint, best_eval_loss=state.best_eval_loss)
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:

@@ -86,11 +86,26 @@ class Nvml:
         return out
 
 
+_PROCESSES: dict[int, Any] = {}
+
+
+def _process(pid: int) -> Any:
+    """One ``psutil.Process`` per pid for the life of the sampler: ``cpu_percent`` measures the time since
+    the previous call on the *same* object, so a fresh object every reading always says 0 %."""
+    import psutil
+
+    proc = _PROCESSES.get(pid)
+    if proc is None or not proc.is_running():
+        proc = _PROCESSES[pid] = psutil.Process(pid)
+        proc.cpu_percent(interval=None)  # the first reading is always 0.0; start the clock here
+    return proc
+
+
 def host_sample(pid: int | None = None) -> dict[str, float | None]:
     try:
         import psutil
 
-        proc = psutil.Process(pid or os.getpid())
+        proc = _process(pid or os.getpid())
         vm = psutil.virtual_memory()
         return {
             "rss_mb": proc.memory_info().rss / 2**20,

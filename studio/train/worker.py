@@ -23,6 +23,7 @@ from lorastudio.quiet import quiet_libraries
 from lorastudio.train import distributed as dist
 from lorastudio.train.backend import OOM_HINTS
 from lorastudio.train.events import EVENTS_FILE, EventWriter
+from lorastudio.train.logcapture import capture_warnings
 from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
 
 TELEMETRY_INTERVAL_S = 1.5
@@ -82,7 +83,12 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
-            if "loss" not in logs and "eval_loss" not in logs:
+            if "eval_loss" in logs:
+                writer.write("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
+                             eval_loss=logs["eval_loss"], eval_runtime_s=logs.get("eval_runtime"))
+                self.last_time = time.monotonic()  # eval time is not training time: keep it out of tokens/s
+                return
+            if "loss" not in logs:
                 return
             now = time.monotonic()
             tokens = state.num_input_tokens_seen or 0
@@ -94,13 +100,16 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
             eta = elapsed / done_steps * max(state.max_steps - state.global_step, 0) if state.max_steps else None
             writer.write(
                 "metrics", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
-                loss=logs.get("loss"), eval_loss=logs.get("eval_loss"), learning_rate=logs.get("learning_rate"),
+                loss=logs.get("loss"), learning_rate=logs.get("learning_rate"),
                 grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1) if tps else None,
                 tokens_seen=tokens, eta_s=round(eta, 1) if eta is not None else None, elapsed_s=round(elapsed, 2),
             )
 
         def on_save(self, args, state, control, **kwargs):
-            writer.write("checkpoint", step=state.global_step)
+            best = state.best_model_checkpoint  # tracked by the trainer when eval data exists
+            writer.write("checkpoint", step=state.global_step,
+                         best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
+                         best_eval_loss=state.best_metric if best else None)
 
     return EventsCallback()
 
@@ -134,7 +143,10 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_rows else "no",
-        eval_steps=max(t.save_steps, t.logging_steps) if eval_rows else None,
+        eval_steps=(t.eval_steps or t.save_steps) if eval_rows else None,
+        # Lets the trainer track the best checkpoint by eval loss and never rotate it away.
+        metric_for_best_model="eval_loss" if eval_rows else None,
+        greater_is_better=False if eval_rows else None,
         report_to=[],
         disable_tqdm=True,
         bf16=precision == "bf16",
@@ -179,6 +191,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
     quiet_libraries()
     where = dist.placement()  # rank 0 alone writes the run directory; see train/distributed.py
     writer = EventWriter(run_dir / EVENTS_FILE) if where.is_main else dist.NullWriter()
+    if where.is_main:
+        capture_warnings(writer)
     stop = StopFlag()
     stop.install()
     if where.is_main and not os.environ.get("STUDIO_SUPERVISOR_PID"):  # else run.json keeps the supervisor's

@@ -1,0 +1,65 @@
+"""Which adapter of a run to load: the final one, a checkpoint, or the best checkpoint by eval loss.
+
+Chat targets name them as ``RUN@best``, ``RUN@checkpoint-40`` (or ``RUN@40``), ``RUN@final``, or
+by the checkpoint folder's own path (``runs/NAME/checkpoints/checkpoint-40``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lorastudio.errors import RunError
+from lorastudio.train.events import EVENTS_FILE, RunState, read_all
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """``NAME@WHICH`` -> (NAME, WHICH); a target with no ``@`` (or a path that exists as written) has none."""
+    if "@" not in target or Path(target).expanduser().exists():
+        return target, None
+    name, which = target.rsplit("@", 1)
+    return name, which or None
+
+
+def run_of_checkpoint(path: Path) -> Path | None:
+    """The run directory holding a ``checkpoints/checkpoint-N`` folder, or None when ``path`` is not one."""
+    from lorastudio.train.runs import RUN_FILE
+
+    if (path / ADAPTER_CONFIG).exists() and path.parent.name == "checkpoints" and (
+            path.parent.parent / RUN_FILE).exists():
+        return path.parent.parent
+    return None
+
+
+def best_checkpoint(run_dir: Path) -> tuple[str, float] | None:
+    """(folder relative to the run, eval loss) of the run's best checkpoint, from its events."""
+    state = RunState()
+    for event in read_all(run_dir / EVENTS_FILE):
+        state.apply(event)
+    if state.best_checkpoint is None or state.best_eval_loss is None:
+        return None
+    return state.best_checkpoint, float(state.best_eval_loss)
+
+
+def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
+    """The adapter folder ``which`` names (None or ``final``: the run's final adapter)."""
+    if which in (None, "final", "adapter"):
+        folder = run_dir / "adapter"
+        if not (folder / ADAPTER_CONFIG).exists():
+            raise RunError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
+                           "use --base to chat with the base model")
+        return folder
+    if which == "best":
+        best = best_checkpoint(run_dir)
+        if best is None:
+            raise RunError(f"run {run_dir.name} has no best checkpoint (it had no eval data, or has not "
+                           f"evaluated yet); use {run_dir.name}@final")
+        folder = run_dir / best[0]
+    else:
+        folder = run_dir / "checkpoints" / (which if which.startswith("checkpoint-") else f"checkpoint-{which}")
+    if not (folder / ADAPTER_CONFIG).exists():
+        kept = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+        raise RunError(f"run {run_dir.name} has no adapter in {folder.relative_to(run_dir)} "
+                       f"(kept: {', '.join(kept) or 'none'})")
+    return folder
