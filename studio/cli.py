@@ -94,7 +94,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
-    prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
+    prepared = prepare(recipe, _progress_printer("preparing model") if not args.json else None)
     rows = prepared.rows.rows
     samples = []
     for index in range(args.index, min(len(rows), args.index + args.count)):

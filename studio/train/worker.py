@@ -198,10 +198,11 @@ def run(run_dir: Path, resume: bool = False) -> int:
         hw = detect_hardware()
         backend = choose_backend(hw)
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
+        from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
 
         model, tokenizer = load_for_training(
-            recipe, backend, hw, progress=lambda f, m: writer.write("log", message=f"tiny model: {m}")
+            recipe, backend, hw, progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0)
         )
         writer.status("loading data", source=recipe.data.source)
         train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
