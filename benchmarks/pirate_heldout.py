@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -31,8 +32,11 @@ def train(overrides: list[str]) -> Path:
     resolve_model_path(recipe.model)  # the one-time fetch and dequantization are not part of a run
     run_dir = create_run(recipe)
     started = time.monotonic()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run([sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True)
     wall = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
     if result.returncode != 0:
         sys.exit(f"training failed:\n{result.stdout}{result.stderr}")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
@@ -40,7 +44,8 @@ def train(overrides: list[str]) -> Path:
     steps = [e for e in events if e["kind"] == "metrics" and e.get("loss") is not None]
     print(f"run={run_dir.name} whole_run_s={wall:.1f} (goal <= 180) load_s={at['training'] - at['starting']:.1f} "
           f"train_s={at['saving'] - at['training']:.1f} save_s={at['done'] - at['saving']:.1f} "
-          f"steps={len(steps)} first_loss={steps[0]['loss']:.3f} last_loss={steps[-1]['loss']:.3f}", flush=True)
+          f"steps={len(steps)} first_loss={steps[0]['loss']:.3f} last_loss={steps[-1]['loss']:.3f} "
+          f"cpu_s={cpu:.1f} (cpu_s/2 = the wall time two idle cores would need)", flush=True)
     return run_dir
 
 
