@@ -109,3 +109,28 @@ def test_preview_shows_injected_system_prompt_masked(smol_tokenizer: Any) -> Non
         at += len(piece.text)
     assert covered and not any(p.trained for p in covered)
     assert "".join(p.text for p in shown if p.trained) == "Arr, in the sea!<|im_end|>"
+
+
+async def test_preview_screen_of_smollm2_pirate_masks_the_system_prompt(smollm2_dir: Path) -> None:
+    from lorastudio import registry
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.widgets.token_view import TokenView
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(PreviewScreen(registry.load("smollm2-pirate")))
+        screen = app.screen
+        for _ in range(600):
+            if screen.prepared is not None and screen.query_one(TokenView).items:
+                break
+            await pilot.pause(0.1)
+        items = screen.query_one(TokenView).items
+        text = "".join(p.text for p in items)
+        assert text.startswith("<|im_start|>system\n" + DEFAULT_SYSTEM)
+        masked = "".join(p.text for p in items if not p.trained)
+        assert DEFAULT_SYSTEM in masked and screen.prepared.encoder.template_name == "tokenizer"
+        trained = "".join(p.text for p in items if p.trained)
+        from lorastudio.models.piratedata import is_pirate
+
+        assert trained.endswith("<|im_end|>") and is_pirate(trained)
