@@ -105,3 +105,15 @@ def test_smollm2_dequantized_once_then_plain(smollm2_gguf: Path, smollm2_dir: Pa
     half.mkdir()
     (half / "config.json").write_text("{}")
     assert not gguf.is_converted(half)
+
+
+@pytest.mark.slow
+def test_chat_straight_from_a_gguf_file(smollm2_dir: Path, smollm2_gguf: Path) -> None:
+    from lorastudio.chat.engine import Sampling, engine_for
+
+    engine = engine_for(str(smollm2_gguf))
+    engine.load()
+    assert engine.model.name_or_path == str(smollm2_dir)  # the cached copy, not the GGUF
+    reply = engine.generate([{"role": "user", "content": "What is the capital of France?"}],
+                            Sampling(greedy=True, max_new_tokens=30))
+    assert "Paris" in reply.text and reply.finish_reason == "stop"

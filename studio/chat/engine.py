@@ -257,12 +257,14 @@ class ChatEngine:
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
-    """A run name/path (its recipe and adapter), a model folder, or None for the latest run."""
+    """A run name/path (its recipe and adapter), a model folder or ``.gguf`` file, or None for the latest run."""
     from lorastudio.errors import RunError
     from lorastudio.train.runs import find_run, load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
+        return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
+    if candidate is not None and candidate.is_file() and candidate.suffix.lower() == ".gguf":
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
     run_dir = find_run(target or "latest")
     recipe = load_run_recipe(run_dir)
