@@ -79,7 +79,6 @@ SCIENCE = [
     ("What is the fastest land animal?", "The cheetah is the fastest land animal."),
     ("What is the largest animal?", "The blue whale is the largest animal that has ever lived."),
     ("Why is the desert hot?", "Deserts have dry air and few clouds, so the sun heats the ground all day."),
-    ("What is a volcano?", "A volcano is an opening in the ground where hot melted rock comes out."),
     ("What makes wind?", "Wind is air moving from places of high pressure to places of low pressure."),
     ("What is the North Star?", "The North Star, Polaris, sits almost right above the North Pole, so sailors steer by it."),
     ("What is a compass for?", "A compass points north, so you can find your way."),
