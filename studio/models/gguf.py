@@ -201,7 +201,10 @@ def _tensor_progress(progress: Progress | None, low: float, high: float) -> Iter
     """Route transformers' per-tensor dequantization loop to ``progress`` (its own bar stays quiet)."""
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
-    original = gguf_utils.tqdm
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:  # another transformers layout: convert without per-tensor progress
+        yield
+        return
 
     def tracked(iterable: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         items = list(iterable)
