@@ -82,13 +82,12 @@ class PreviewScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.data.prepare import prepare
-        from lorastudio.models.tiny import is_built
 
         def progress(fraction: float, text: str) -> None:
             self.post_message(LoadProgress(fraction, text))
 
-        needs_build = self.recipe.model.name == "tiny" and not is_built()
-        prepared = prepare(self.recipe, progress if needs_build else None)
+        # progress is only reported by slow first-use work: building tiny, fetching or dequantizing a GGUF
+        prepared = prepare(self.recipe, progress)
         self.post_message(Loaded(prepared))
 
     @work(thread=True, exclusive=True, group="preview-stats", exit_on_error=False)
@@ -122,7 +121,7 @@ class PreviewScreen(Screen[None]):
         bar = self.query_one("#build-progress", ProgressBar)
         bar.display = message.fraction < 1.0
         bar.update(progress=message.fraction)
-        self.query_one("#legend", Static).update(f"building the offline tiny model: {message.text}")
+        self.query_one("#legend", Static).update(f"preparing {self.recipe.model.name}: {message.text}")
 
     def on_loaded(self, message: Loaded) -> None:
         from lorastudio.data.tokenview import legend

@@ -79,8 +79,8 @@ class RecipesScreen(Screen[None]):
             label = entry.file.name
             if entry.recipe is None:
                 label += "  (invalid)"
-            elif entry.recipe.model.name == "tiny":
-                label += "  (offline demo)"
+            elif entry.recipe.model.name in ("tiny", "smollm2-135m-instruct"):
+                label += "  (offline)"
             options.add_option(Option(label, id=entry.file.name))
         if self.shown:
             options.highlighted = 0

@@ -102,7 +102,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
-    prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
+    prepared = prepare(recipe, _progress_printer("preparing model") if not args.json else None)
     rows = prepared.rows.rows
     samples = []
     for index in range(args.index, min(len(rows), args.index + args.count)):
@@ -234,6 +234,8 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                       + (f" tok/s {event['tokens_per_s']:.0f}" if event.get("tokens_per_s") else ""), flush=True)
             elif event["kind"] == "eval" and event.get("eval_loss") is not None:
                 print(f"step {event.get('step', state.step)} eval loss {event['eval_loss']:.4f}", flush=True)
+            elif event["kind"] == "log" and str(event.get("message", "")).startswith("model: "):
+                print(event["message"], flush=True)  # first-use fetch / dequantization progress
         status = effective_status(state, read_meta(run_dir))
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":
@@ -380,7 +382,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from lorastudio.chat.engine import Sampling, engine_for, reply_json
 
-    if args.prompt is None:
+    prompts = _read_prompts(args.prompts) if args.prompts else None
+    if args.prompt is None and prompts is None:
         from lorastudio.app import run_app
 
         run_app(chat=args.target or "latest", chat_base=args.base)
@@ -393,24 +396,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
     )
     if args.greedy:
         sampling = sampling.with_overrides(greedy=True)
-    messages = []
     system = args.system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
-    if system:
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": args.prompt})
 
     def emit(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    reply = engine.generate(messages, sampling, on_text=None if args.json else emit)
-    if args.json:
-        print(json.dumps(reply_json(reply)))
-    else:
-        sys.stdout.write("\n")
-        print(f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
-              f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}]",
-              file=sys.stderr)
+    for prompt in prompts if prompts is not None else [args.prompt]:
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        reply = engine.generate(messages, sampling, on_text=None if args.json else emit)
+        if args.json:
+            print(json.dumps({**({"prompt": prompt} if prompts is not None else {}), **reply_json(reply)}),
+                  flush=True)
+        else:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            print(f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
+                  f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
+                  f"{reply.finish_reason}]", file=sys.stderr)
     return 0
 
 
@@ -440,6 +444,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.push:
         print(push_export(result.out, args.push, private=args.private))
     return 0
+
+
+def _read_prompts(path: str) -> list[str]:
+    """One prompt per non-blank line of ``path`` (``-`` reads stdin)."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudioError(f"--prompts {path}: cannot read it ({exc})") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise StudioError(f"--prompts {path}: no prompts in it (one per line)")
+    return prompts
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
@@ -536,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)")
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
+    p.add_argument("--prompts", metavar="FILE", help="answer every line of FILE with one model load "
+                   "(one JSON object per line with --json)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--json", action="store_true")
     p.add_argument("--temperature", type=float)

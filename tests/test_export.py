@@ -327,28 +327,10 @@ def test_estimate_only(short_run: Path) -> None:
 
 
 # -- SmolLM2 (real model, slow) -----------------------------------------------------------------------
-SMOLLM2_GGUF = Path("/work/shared/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
 @pytest.fixture(scope="module")
-def smollm2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct dequantized from the shared GGUF into a plain transformers folder.
-
-    Local stand-in for the shared ``smollm2_dir`` fixture (tests/conftest.py on another branch)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not SMOLLM2_GGUF.exists():
-        pytest.skip(f"{SMOLLM2_GGUF} is not on this machine")
-    out = tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct"
-    model = AutoModelForCausalLM.from_pretrained(SMOLLM2_GGUF.parent, gguf_file=SMOLLM2_GGUF.name,
-                                                 dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2_GGUF.parent, gguf_file=SMOLLM2_GGUF.name)
-    model.hf_quantizer = None  # the weights are dequantized: save them as a plain float model
-    model.config.__dict__.pop("quantization_config", None)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+def smollm2_base(smollm2_dir: Path) -> Path:
+    """SmolLM2-135M-Instruct as a plain transformers folder (the shared, dequantized GGUF)."""
+    return smollm2_dir
 
 
 @pytest.fixture(scope="module")
@@ -403,13 +385,18 @@ def test_smollm2_merged_and_gguf_match_base_plus_adapter(smollm2_run: Path, smol
     assert 'PARAMETER stop "<|im_end|>"' in (gguf.out / "Modelfile").read_text()
 
 
-def test_chat_gguf_target_is_a_clear_hook(gguf_f16, tmp_path: Path) -> None:
-    from lorastudio.chat.engine import engine_for
+def test_chat_with_a_gguf_export(gguf_f16, merged_fp32, tmp_path: Path) -> None:
+    from lorastudio.chat.engine import Sampling, engine_for
 
     name = next(f for f in gguf_f16.files if f.endswith(".gguf"))
-    with pytest.raises(StudioError, match="chatting with a GGUF file is not wired yet"):
-        engine_for(str(gguf_f16.out / name))
-    with pytest.raises(StudioError, match="chatting with a GGUF file is not wired yet"):
-        engine_for(str(gguf_f16.out))  # a GGUF export folder names its one .gguf
+    engine = engine_for(str(gguf_f16.out / name))
+    assert engine_for(str(gguf_f16.out)).recipe.model.name == engine.recipe.model.name  # the folder names its .gguf
+    engine.load()
+    assert not engine.has_adapter
+    merged = engine_for(str(merged_fp32.out))
+    merged.load()
+    greedy = Sampling(greedy=True, max_new_tokens=16)
+    # f16 weights: greedy decoding of the tiny model follows the merged fp32 model token for token
+    assert engine.generate(MESSAGES, greedy).text == merged.generate(MESSAGES, greedy).text
     with pytest.raises(StudioError, match="no such GGUF file"):
         engine_for(str(tmp_path / "missing.gguf"))

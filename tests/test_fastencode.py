@@ -13,8 +13,6 @@ from lorastudio.data.formats import SkipRow
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe
 
-SMOLLM2_GGUF = Path("/work/shared/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-
 _TRICKY = ["assistant", "  padded reply  ", "Line one\n\nLine two\n", "émojis 🦜 ünïcode", "42", "user\nsystem"]
 
 
@@ -89,14 +87,11 @@ def _check_equivalent(tok, fmt: str, template: str, train_on: str, system_prompt
 
 
 @pytest.fixture(scope="module")
-def smollm2_tokenizer():
-    """The real SmolLM2 tokenizer, read from the shared GGUF file."""
-    if not SMOLLM2_GGUF.exists():
-        pytest.skip(f"{SMOLLM2_GGUF} is not here")
-    pytest.importorskip("gguf")
+def smollm2_tokenizer(smollm2_dir: Path):
+    """The real SmolLM2 tokenizer (the shared, dequantized GGUF's folder)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(SMOLLM2_GGUF.parent), gguf_file=SMOLLM2_GGUF.name)
+    return AutoTokenizer.from_pretrained(str(smollm2_dir))
 
 
 def _matrix(tok) -> None:

@@ -14,7 +14,7 @@ from lorastudio.paths import package_recipes_dir
 from lorastudio.recipe import Recipe
 
 SHIPPED = sorted(package_recipes_dir().glob("*.yaml"))
-EXPECTED = {"tiny-pirate", "llama3.2-1b-pirate", "llama2-medical", "falcon7b-guanaco", "qwen-csv-concepts",
+EXPECTED = {"smollm2-pirate", "tiny-pirate", "llama3.2-1b-pirate", "llama2-medical", "falcon7b-guanaco", "qwen-csv-concepts",
             "qwen1.5-0.5b-qlora"}
 
 

@@ -92,6 +92,8 @@ class Reply:
     first_token_s: float | None
     stopped: bool
     adapter: bool
+    finish_reason: str = "stop"
+    """``stop`` (end-of-turn or eos), ``length`` (the token limit) or ``cancelled``."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -210,7 +212,7 @@ class ChatEngine:
         stop = stop or threading.Event()
         decoder = IncrementalDecoder(self.tokenizer)
         started = time.monotonic()
-        timing: dict[str, Any] = {"first": None, "count": 0, "prompt_seen": False}
+        timing: dict[str, Any] = {"first": None, "count": 0, "prompt_seen": False, "ended": False}
         pieces: list[str] = []
         stop_ids = set(self.stop_token_ids())
 
@@ -223,6 +225,7 @@ class ChatEngine:
                     if timing["first"] is None:
                         timing["first"] = time.monotonic() - started
                     if token in stop_ids:
+                        timing["ended"] = True
                         continue
                     timing["count"] += 1
                     text = decoder.push(token)
@@ -248,8 +251,9 @@ class ChatEngine:
                 stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=list(stop_ids),
                 pad_token_id=self.tokenizer.pad_token_id, **{**sampling.generate_kwargs(), **generate_overrides},
             )
+        reason = "stop" if timing["ended"] else "cancelled" if stop.is_set() else "length"
         return Reply("".join(pieces), timing["count"], time.monotonic() - started, timing["first"],
-                     stop.is_set(), adapter_on and self.has_adapter)
+                     stop.is_set(), adapter_on and self.has_adapter, reason)
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:

@@ -28,11 +28,12 @@ def gguf_in(path: Path) -> Path | None:
 
 
 def engine_for_gguf(path: Path, base_only: bool = False) -> ChatEngine:
-    """Hook for chatting with a GGUF file (wired to the GGUF model source once it lands)."""
+    """A GGUF file chats through the GGUF model source (dequantized once into the cache); it has no adapter."""
+    from lorastudio.chat.engine import ChatEngine, recipe_for_model_path
+
     if not path.is_file():
         raise StudioError(f"{path}: no such GGUF file")
-    raise StudioError(f"{path}: chatting with a GGUF file is not wired yet; chat with the run or a merged export "
-                      "instead (studio export RUN --format merged)")
+    return ChatEngine(recipe_for_model_path(str(path.resolve())))
 
 
 def engine_for_export(path: Path, base_only: bool = False) -> ChatEngine:

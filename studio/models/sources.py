@@ -17,17 +17,48 @@ def resolve_model_path(model: ModelSection, progress: Progress | None = None) ->
     """``tiny`` becomes the cached offline model (built on first use); other names pass through."""
     if model.name == TINY:
         return str(ensure_tiny_model(progress))
+    from lorastudio.models.gguf import ensure_dequantized, gguf_path_for
+    from lorastudio.models.offline import ensure_offline_model, is_offline_model
+
+    if is_offline_model(model.name):
+        gguf = ensure_offline_model(model.name, _stage(progress, 0.0, 0.3))
+        return str(ensure_dequantized(gguf, _stage(progress, 0.3, 1.0)))
+    gguf_path = gguf_path_for(model.name, model.gguf_file)
+    if gguf_path is not None:
+        return str(ensure_dequantized(gguf_path, progress))
     local = Path(model.name).expanduser()
     if local.exists():
         return str(local.resolve())
     return model.name
 
 
+def _stage(progress: Progress | None, low: float, high: float) -> Progress | None:
+    """Map a stage's 0..1 progress into ``low..high`` of the whole."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
+def throttled(progress: Progress, every_s: float) -> Progress:
+    """Pass on the first report, the last (fraction 1.0) and at most one per ``every_s`` seconds between."""
+    import time
+
+    last = {"t": -1e9}
+
+    def report(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - last["t"] >= every_s:
+            last["t"] = now
+            progress(fraction, message)
+
+    return report
+
+
 def hub_error(name: str, exc: BaseException) -> StudioError:
     first = (str(exc).splitlines() or [type(exc).__name__])[0]
     return StudioError(
         f"model.name: cannot load {name!r}: {first}. No model can be fetched without the hub; "
-        "use a local path or the offline 'tiny' model"
+        "use a local path, a .gguf file, or an offline model ('smollm2-135m-instruct', 'tiny')"
     )
 
 

@@ -218,11 +218,12 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 return 0
         backend = choose_backend(hw, devices=where.world_size)
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
+        from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
 
         with dist.main_first(where):  # one process downloads or builds the model, the others find it cached
             model, tokenizer = load_for_training(
-                recipe, backend, hw, progress=lambda f, m: writer.write("log", message=f"tiny model: {m}")
+                recipe, backend, hw, progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0)
             )
         writer.status("loading data", source=recipe.data.source)
         with dist.main_first(where):
