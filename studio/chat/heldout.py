@@ -58,8 +58,8 @@ def evaluate(engine: ChatEngine, questions: Sequence[str] = HELD_OUT, max_new_to
         {"role": "user", "content": question}] for question in questions]
     result = HeldOutResult(list(questions))
     if batched:
-        result.tuned = _batch_generate(engine, conversations, sampling.max_new_tokens, adapter=True)
-        result.base = _batch_generate(engine, conversations, sampling.max_new_tokens, adapter=False)
+        result.tuned = _batch_generate(engine, conversations, sampling, adapter=True)
+        result.base = _batch_generate(engine, conversations, sampling, adapter=False)
     else:
         for messages in conversations:
             result.tuned.append(engine.generate(messages, sampling, use_adapter=True))
@@ -70,7 +70,7 @@ def evaluate(engine: ChatEngine, questions: Sequence[str] = HELD_OUT, max_new_to
     return result
 
 
-def _batch_generate(engine: ChatEngine, conversations: list[list[dict[str, str]]], max_new_tokens: int,
+def _batch_generate(engine: ChatEngine, conversations: list[list[dict[str, str]]], sampling: Sampling,
                     adapter: bool) -> list[Reply]:
     import contextlib
     import time
@@ -88,7 +88,8 @@ def _batch_generate(engine: ChatEngine, conversations: list[list[dict[str, str]]
     started = time.monotonic()
     with context, torch.inference_mode():
         out = engine.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, temperature=None,
-                                    top_p=None, top_k=None, max_new_tokens=max_new_tokens,
+                                    top_p=None, top_k=None, max_new_tokens=sampling.max_new_tokens,
+                                    repetition_penalty=sampling.repetition_penalty,  # the recipe's, as chat uses
                                     eos_token_id=list(stop_ids), pad_token_id=pad)
     seconds = time.monotonic() - started
     replies = []
