@@ -248,7 +248,7 @@ def test_snapshot_recipes(snap_compare, size) -> None:
 def test_snapshot_preview(snap_compare, size, tiny_model: Path) -> None:
     async def run_before(pilot) -> None:
         await wait_until(pilot, lambda: pilot.app.screen.entries)
-        await pilot.press("enter")
+        await pilot.press("/", *"tiny-pirate", "enter")  # the default is smollm2-pirate; this shows the tiny one
         await wait_until(pilot, lambda: getattr(pilot.app.screen, "prepared", None) is not None
                          and "computing" not in text_of(pilot.app.screen.query_one("#stats-panel"))
                          and "225" in text_of(pilot.app.screen.query_one("#stats-panel")))
