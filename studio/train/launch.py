@@ -241,9 +241,11 @@ class Supervisor:
                 self.forward()  # processes started after the signal arrived are told too
         events = read_all(self.run_dir / EVENTS_FILE)[seen:]
         statuses = [e.get("status") for e in events if e.get("kind") == "status"]
-        last = statuses[-1] if statuses else None
-        if last in ("done", "stopped", "failed"):
-            return 0 if last in ("done", "stopped") and code == 0 else (code or 1)
+        # This launch's own ending: a resume started after it (while this launcher was still exiting) may
+        # already have appended a new `starting`, which must not read as "ended without a status".
+        finals = [s for s in statuses if s in ("done", "stopped", "failed")]
+        if finals:
+            return 0 if finals[0] in ("done", "stopped") and code == 0 else (code or 1)
         try:
             with log_path.open("rb") as handle:
                 handle.seek(max(log_start, log_path.stat().st_size - 20000))
