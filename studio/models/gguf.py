@@ -12,7 +12,6 @@ written to a temporary folder and renamed into place: a folder without the marke
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import StudioError
+from lorastudio.models.cachelock import folder_lock
 from lorastudio.models.tiny import Progress
 from lorastudio.paths import cache_dir
 
@@ -168,17 +168,6 @@ def is_converted(folder: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _lock(target: Path) -> Iterator[None]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_dequantized(path: str | Path, progress: Progress | None = None) -> Path:
     """The cached safetensors folder for a GGUF file, converting it first if the cache lacks it."""
     path = Path(path).expanduser().resolve()
@@ -189,7 +178,7 @@ def ensure_dequantized(path: str | Path, progress: Progress | None = None) -> Pa
     target = cache_folder(path, sha)
     if is_converted(target):
         return target
-    with _lock(target):
+    with folder_lock(target):
         if not is_converted(target):  # another process may have converted it while we waited
             convert(path, target, sha, progress)
     return target

@@ -125,9 +125,9 @@ def ensure_offline_model(name: str, progress: Progress | None = None) -> Path:
     if is_ready(name):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    from lorastudio.models.gguf import _lock
+    from lorastudio.models.cachelock import folder_lock
 
-    with _lock(target):
+    with folder_lock(target):
         if is_ready(name):
             return target
         if target.exists():  # placed by hand, or left by an older studio: check it before use

@@ -6,15 +6,14 @@ Linear widths are multiples of 32 so bitsandbytes 4-bit works on it on CPU.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from lorastudio.models import tinydata
+from lorastudio.models.cachelock import folder_lock
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.paths import tiny_model_dir
 
@@ -50,23 +49,12 @@ def is_built(path: Path | None = None) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _build_lock(target: Path) -> Iterator[None]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_tiny_model(progress: Progress | None = None, path: Path | None = None) -> Path:
     """Return the tiny model folder, building it first if the cache lacks it (about 30 s on 2 cores)."""
     target = path or tiny_model_dir()
     if is_built(target):
         return target
-    with _build_lock(target):
+    with folder_lock(target):
         if not is_built(target):  # another process may have built it while we waited
             build(target, progress)
     return target
