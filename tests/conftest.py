@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,3 +107,14 @@ def smollm2_dir(smollm2_gguf: Path) -> Path:
         session.parent.mkdir(parents=True, exist_ok=True)
         session.symlink_to(machine, target_is_directory=True)
     return ensure_dequantized(smollm2_gguf)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 120, every: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")

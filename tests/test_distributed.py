@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import STUDIO_BIN
+from conftest import wait_for as _wait_for
 
 from lorastudio import registry
 from lorastudio.errors import StudioError
@@ -134,13 +135,7 @@ Root Cause (first observed failure):
 
 # -- two CPU processes over gloo ------------------------------------------------------------------
 def wait_for(predicate, timeout: float = 300, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
+    return _wait_for(predicate, timeout, every)
 
 
 def events_of(run_dir: Path) -> list[dict]:

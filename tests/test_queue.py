@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for as _wait_for
 
 from lorastudio import registry
 from lorastudio.train import runs
@@ -33,13 +34,7 @@ def state_of(run_dir: Path) -> RunState:
 
 
 def wait_for(predicate, timeout: float = 240, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
+    return _wait_for(predicate, timeout, every)
 
 
 HOLD = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN, run_worker
+from conftest import STUDIO_BIN, run_worker, wait_for
 
 from lorastudio import registry
 from lorastudio.errors import RunError
@@ -24,16 +23,6 @@ from lorastudio.train.backend import (
     resolve_precision,
 )
 from lorastudio.train.events import EVENTS_FILE, EventTail, RunState, read_all
-
-
-def wait_for(predicate, timeout: float = 120, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def state_of(run_dir: Path) -> RunState:
