@@ -46,6 +46,7 @@ def test_cache_holds_what_the_encoder_gives(tmp_path: Path, tiny_tokenizer, xdg_
     assert not got.from_cache and got.path.parent == xdg_cache and (got.path / cache.META).exists()
     rows = list(prepared.rows.rows)
     train_raw, eval_raw = train_eval_split(rows, 0.2, rec.train.seed)
+    eval_raw.sort(key=rows.index)  # the cache keeps held-out rows in file order (it streams the encoded rows)
     want_train = encode_all(prepared.encoder, train_raw, "x")
     want_eval = encode_all(prepared.encoder, eval_raw, "x")
     assert got.train["input_ids"] == [s.input_ids for s in want_train]
@@ -157,3 +158,28 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
     assert entry is not None and "position_ids" in entry.train.column_names  # packed, and kept for next time
     assert any(e.get("message", "").startswith(f"{len(entry.train)} training samples (dolly), {len(entry.eval)} eval")
                for e in events)
+
+
+def test_several_processes_give_what_one_gives(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large data sets are encoded in shards, one process each; the entry is the same row for row."""
+    from lorastudio.data import shards
+
+    data = _data(tmp_path / "d.jsonl", n=90)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[70]["response"] = ""  # skipped in the last shard: its row number must stay global
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rec = _recipe(data, data__eval_fraction=0.1)
+    prepared = prepare(rec, tokenizer=tiny_tokenizer)
+    one = cache.prepare_data(rec, prepared=prepared, use_cache=False)
+    monkeypatch.setattr(shards, "MIN_ROWS_PER_PROCESS", 20)
+    monkeypatch.setenv(shards.WORKERS_ENV, "3")
+    seen: list[int] = []
+    many = cache.prepare_data(rec, prepared=prepared, use_cache=False, every=10,
+                              progress=lambda stats: seen.append(stats.used + sum(stats.skipped.values())))
+    assert len(list(many.path.glob("samples-*.arrow"))) == 3
+    assert many.train["input_ids"] == one.train["input_ids"] and many.train["labels"] == one.train["labels"]
+    assert many.eval["labels"] == one.eval["labels"]
+    assert many.stats.to_json() == one.stats.to_json()
+    assert many.stats.skipped_rows == {"empty response": [5, 70]}
+    assert seen == sorted(seen) and seen[-1] == 90 and len(seen) >= 2

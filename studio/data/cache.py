@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,15 @@ from typing import Any
 from lorastudio.data.encode import IGNORE_INDEX, DatasetStats
 from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
 from lorastudio.data.prepare import Prepared, prepare
+from lorastudio.data.shards import Cancelled, ShardJob, encode_in_processes, worker_count
 from lorastudio.data.sources import is_local, load_rows, train_eval_split
 from lorastudio.errors import DataError
 from lorastudio.paths import cache_dir
 from lorastudio.recipe import Recipe
 
-SAMPLES, TRAIN, EVAL, META = "samples.arrow", "train.arrow", "eval.arrow", "meta.json"
+SAMPLES, TRAIN, EVAL, META = "samples", "train.arrow", "eval.arrow", "meta.json"
+"""Names in a cache entry: the encoded rows (``samples-NNNNN.arrow``, one per encoding process), the
+trainer's rows, the held-out rows, and the metadata written last."""
 BATCH = 2000
 SKIPPED_ROWS_KEPT = 100
 StatsProgress = Callable[[DatasetStats], Any]
@@ -112,22 +115,23 @@ def _load_entry(path: Path, key: str) -> PreparedData | None:
 
     try:
         meta = json.loads((path / META).read_text())
-        samples = Dataset.from_file(str(path / SAMPLES))
+        files = _sample_files(path)
+        if not files:
+            return None
+        stats = _stats_from(read_table(files), meta)
         train = Dataset.from_file(str(path / TRAIN))
         evals = Dataset.from_file(str(path / EVAL)) if meta["eval_rows"] else None
     except (OSError, ValueError, KeyError):
         return None  # unreadable or incomplete: built again
-    stats = _stats_from(samples, meta)
     return PreparedData(key, path, meta["format"], meta["template"], meta["origin"], stats, train, evals, True)
 
 
-def _stats_from(samples: Any, meta: dict[str, Any]) -> DatasetStats:
+def _stats_from(table: Any, meta: dict[str, Any]) -> DatasetStats:
     import pyarrow.compute as pc
 
-    table = samples.data.table
     used = pc.is_null(table["skip"])
     lengths = pc.filter(pc.list_value_length(table["input_ids"]), used).to_pylist()
-    stats = DatasetStats(format=meta["format"], rows=len(samples), used=len(lengths), lengths=lengths,
+    stats = DatasetStats(format=meta["format"], rows=len(table), used=len(lengths), lengths=lengths,
                          truncated=int(pc.sum(pc.filter(table["truncated"], used)).as_py() or 0),
                          tokens=sum(lengths), trained_tokens=int(pc.sum(table["trained"]).as_py() or 0), done=True)
     stats.skipped = Counter(meta["skipped"])
@@ -157,21 +161,23 @@ def _schema():
     return _SCHEMA
 
 
-def _encode_into(fast: FastEncoder, rows: Any, target: Path, stats: DatasetStats,
-                 progress: StatsProgress | None, every: int) -> None:
-    """Encode every row into an Arrow stream file (one record per row, skipped ones with their reason)."""
+def encode_batches(fast: FastEncoder, batches: Iterable[list[dict[str, Any]]], target: Path,
+                   on_batch: Callable[[DatasetStats], bool], start: int = 0) -> None:
+    """Encode rows into an Arrow stream file (one record per row, skipped ones with their reason).
+
+    ``on_batch`` gets each batch's own statistics (row numbers counted from ``start``); False stops.
+    """
     import pyarrow as pa
 
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, _schema()) as writer:
-        index, reported = 0, 0
-        for batch in rows.batches(BATCH):
+        index = start
+        for batch in batches:
+            part = DatasetStats(format=fast.encoder.format, rows=len(batch))
             cols: dict[str, list[Any]] = {name: [] for name in _schema().names}
             for result in fast.encode_rows(batch):
                 if isinstance(result, str):
-                    stats.skipped[result] += 1
-                    rows_for = stats.skipped_rows.setdefault(result, [])
-                    if len(rows_for) < SKIPPED_ROWS_KEPT:
-                        rows_for.append(index)
+                    part.skipped[result] += 1
+                    part.skipped_rows.setdefault(result, []).append(index)
                     cols["input_ids"].append([])
                     cols["labels"].append([])
                     cols["skip"].append(result)
@@ -181,11 +187,11 @@ def _encode_into(fast: FastEncoder, rows: Any, target: Path, stats: DatasetStats
                 else:
                     trained = len(result.labels) - result.labels.count(IGNORE_INDEX)
                     n = len(result.input_ids)
-                    stats.used += 1
-                    stats.lengths.append(n)
-                    stats.tokens += n
-                    stats.trained_tokens += trained
-                    stats.truncated += result.truncated
+                    part.used += 1
+                    part.lengths.append(n)
+                    part.tokens += n
+                    part.trained_tokens += trained
+                    part.truncated += result.truncated
                     cols["input_ids"].append(result.input_ids)
                     cols["labels"].append(result.labels)
                     cols["skip"].append(None)
@@ -194,31 +200,111 @@ def _encode_into(fast: FastEncoder, rows: Any, target: Path, stats: DatasetStats
                     cols["trained"].append(trained)
                 index += 1
             writer.write_batch(pa.record_batch(cols, schema=_schema()))
-            if progress is not None and index - reported >= every:
-                reported = index
-                if progress(stats) is False:
-                    raise _Cancelled
+            if on_batch(part) is False:
+                raise Cancelled
 
 
-class _Cancelled(Exception):
-    pass
+def merge_stats(total: DatasetStats, part: DatasetStats) -> None:
+    """Add one batch's statistics to the running total (the first skipped row numbers, whichever shard sent them)."""
+    total.used += part.used
+    total.lengths += part.lengths
+    total.tokens += part.tokens
+    total.trained_tokens += part.trained_tokens
+    total.truncated += part.truncated
+    total.skipped.update(part.skipped)
+    for reason, rows in part.skipped_rows.items():
+        kept = total.skipped_rows.setdefault(reason, [])
+        kept += rows
+        kept.sort()
+        del kept[SKIPPED_ROWS_KEPT:]
 
 
-def _training_rows(samples: Any, indices: Iterable[int], packing: bool, max_length: int) -> Iterator[dict[str, list]]:
-    """The trainer's rows for these sample indices (skipped rows left out), packed when asked."""
-    picked = samples.select_columns(["input_ids", "labels", "skip"]).select(list(indices))
-    if not packing:
-        for batch in picked.iter(batch_size=BATCH):
-            for ids, labels, skip in zip(batch["input_ids"], batch["labels"], batch["skip"], strict=True):
-                if skip is None:
-                    yield {"input_ids": ids, "labels": labels}
-        return
-    # The streaming twin of encode.pack: each sample restarts position_ids and never predicts from the last.
+def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path, name: str, stats: DatasetStats,
+                    progress: StatsProgress | None, every: int) -> tuple[list[Path], int, int]:
+    """Encode ``rows`` into ``staging/<name>-NNNNN.arrow`` shards, in several processes when large."""
+    seen = [0, 0]  # rows merged, rows at the last report
+
+    def merged(part: DatasetStats) -> bool:
+        merge_stats(stats, part)
+        seen[0] += part.rows
+        if progress is not None and seen[0] - seen[1] >= every:
+            seen[1] = seen[0]
+            return progress(stats) is not False
+        return True
+
+    workers = worker_count(len(rows))
+    if workers == 1:
+        fast = FastEncoder(prepared.encoder)
+        target = staging / f"{name}-00000.arrow"
+        encode_batches(fast, rows.batches(BATCH), target, merged)
+        return [target], fast.fast_shapes, fast.slow_shapes
+    bounds = [len(rows) * k // workers for k in range(workers + 1)]
+    data = prepared.rows
+    jobs = [ShardJob(k, bounds[k], rows.slice(bounds[k], bounds[k + 1]), staging / f"{name}-{k:05d}.arrow", recipe,
+                     prepared.tokenizer, data.columns, list(data.rows[:20]), data.origin) for k in range(workers)]
+    fast_shapes, slow_shapes = encode_in_processes(jobs, merged)
+    return [job.target for job in jobs], fast_shapes, slow_shapes
+
+
+def read_table(files: Sequence[Path]) -> Any:
+    """The Arrow stream files as one memory-mapped table (nothing is copied into memory)."""
+    import pyarrow as pa
+
+    tables = []
+    for f in files:
+        with pa.memory_map(str(f)) as source:
+            tables.append(pa.ipc.open_stream(source).read_all())
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _sample_files(path: Path) -> list[Path]:
+    return sorted(path.glob(f"{SAMPLES}-*.arrow"))
+
+
+def _kept_batches(files: Sequence[Path], indices: Iterable[int], total: int) -> Iterator[Any]:
+    """The encoded rows at these indices that are not skipped, in file order, a record batch at a time.
+
+    The files are streamed, not mapped, so memory holds one batch however large the data set.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = np.zeros(total, dtype=bool)
+    keep[np.fromiter(indices, dtype=np.int64)] = True
+    at = 0
+    for f in files:
+        with pa.OSFile(str(f)) as source:
+            for batch in pa.ipc.open_stream(source):
+                mask = pc.and_(pa.array(keep[at:at + batch.num_rows]), pc.is_null(batch.column("skip")))
+                at += batch.num_rows
+                yield batch.filter(mask).select(["input_ids", "labels"])
+
+
+def _write_training_rows(files: Sequence[Path], indices: Iterable[int], total: int, target: Path, packing: bool,
+                         max_length: int) -> int:
+    """Write the trainer's rows for these sample indices (skipped rows left out), packed when asked."""
+    import pyarrow as pa
+
+    batches = _kept_batches(files, indices, total)
+    if packing:
+        return _write_rows(_packed_rows(batches, max_length), target, packing)
+    count = 0
+    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_batch(batch)
+                count += batch.num_rows
+    return count
+
+
+def _packed_rows(batches: Iterable[Any], max_length: int) -> Iterator[dict[str, list]]:
+    """The streaming twin of encode.pack: each sample restarts position_ids and never predicts from the last."""
     current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
-    for batch in picked.iter(batch_size=BATCH):
-        for ids, labels, skip in zip(batch["input_ids"], batch["labels"], batch["skip"], strict=True):
-            if skip is not None:
-                continue
+    for batch in batches:
+        for ids, labels in zip(batch.column("input_ids").to_pylist(), batch.column("labels").to_pylist(),
+                               strict=True):
             ids, labels = ids[:max_length], labels[:max_length]
             if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
                 yield current
@@ -274,60 +360,56 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
             if progress is not None:
                 progress(entry.stats)
             return entry
-    from datasets import Dataset
-
     encoder, rows = prepared.encoder, prepared.rows
-    fast = FastEncoder(encoder)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         stats = DatasetStats(format=encoder.format, rows=len(rows.rows))
-        _encode_into(fast, rows.rows, staging / SAMPLES, stats, progress, every)
+        files, fast_shapes, slow_shapes = _encode_samples(prepared, recipe, rows.rows, staging, SAMPLES, stats,
+                                                          progress, every)
         stats.done = True
         if progress is not None:
             progress(stats)
-        samples = Dataset.from_file(str(staging / SAMPLES))
+        total = len(rows.rows)
         if recipe.data.eval_split:  # named eval data wins over any hold-out
-            train_idx, eval_idx = list(range(len(samples))), []
+            train_idx, eval_idx = range(total), []
         else:
-            train_idx, eval_idx = train_eval_split(list(range(len(samples))), recipe.data.eval_fraction,
-                                                   recipe.train.seed)
+            train_idx, eval_idx = train_eval_split(range(total), recipe.data.eval_fraction, recipe.train.seed)
         packing, max_length = recipe.train.packing, recipe.model.max_seq_length
-        n_train = _write_rows(_training_rows(samples, train_idx, packing, max_length), staging / TRAIN, packing)
+        n_train = _write_training_rows(files, train_idx, total, staging / TRAIN, packing, max_length)
         if n_train == 0:
             raise _no_usable_rows(rows.origin, stats.skipped)
         n_eval = 0
         if eval_idx:
-            n_eval = _write_rows(_training_rows(samples, eval_idx, packing, max_length), staging / EVAL, packing)
+            n_eval = _write_training_rows(files, eval_idx, total, staging / EVAL, packing, max_length)
             if n_eval == 0:
                 raise _no_usable_rows(rows.origin, stats.skipped)
         elif recipe.data.eval_split:
             eval_rows = load_rows(recipe.data, split=recipe.data.eval_split)
             eval_stats = DatasetStats(format=encoder.format, rows=len(eval_rows.rows))
-            _encode_into(fast, eval_rows.rows, staging / "eval_samples.arrow", eval_stats, None, every)
-            eval_samples = Dataset.from_file(str(staging / "eval_samples.arrow"))
-            n_eval = _write_rows(_training_rows(eval_samples, range(len(eval_samples)), packing, max_length),
-                                 staging / EVAL, packing)
-            if n_eval == 0 and len(eval_samples):
+            eval_files, _, _ = _encode_samples(prepared, recipe, eval_rows.rows, staging, "eval_samples", eval_stats,
+                                               None, every)
+            n_eval = _write_training_rows(eval_files, range(len(eval_rows.rows)), len(eval_rows.rows), staging / EVAL,
+                                          packing, max_length)
+            if n_eval == 0 and eval_rows.rows:
                 raise _no_usable_rows(eval_rows.origin, eval_stats.skipped)
         meta = {
             "key": key, "recipe": recipe.name, "source": recipe.data.source, "origin": rows.origin,
-            "format": encoder.format, "template": encoder.template_name, "rows": len(samples),
+            "format": encoder.format, "template": encoder.template_name, "rows": total,
             "train_rows": n_train, "eval_rows": n_eval, "skipped": dict(stats.skipped),
             "skipped_rows": stats.skipped_rows, "encoder_version": ENCODER_VERSION,
-            "fast_shapes": fast.fast_shapes, "slow_shapes": fast.slow_shapes, "created": time.time(),
+            "fast_shapes": fast_shapes, "slow_shapes": slow_shapes, "created": time.time(),
         }
         (staging / META).write_text(json.dumps(meta, indent=1))  # written last: it marks the entry complete
-        del samples
         if final.exists():
             shutil.rmtree(final, ignore_errors=True)
         try:
             os.replace(staging, final)
         except OSError:  # another process put the same entry in place first; theirs is as good
             shutil.rmtree(staging, ignore_errors=True)
-    except _Cancelled:
+    except Cancelled:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError("preparing the data was cancelled") from None
     except BaseException:

@@ -169,6 +169,12 @@ class RowTable(Sequence[Row]):
         for batch in self.batches():
             yield from batch
 
+    def slice(self, start: int, stop: int) -> RowTable:
+        """Rows ``start`` to ``stop``; an Arrow slice stays a reference to the memory-mapped file."""
+        if isinstance(self._data, list):
+            return RowTable(self._data[start:stop])
+        return RowTable(self._data.select(range(start, min(stop, len(self._data)))))
+
     def head(self, count: int) -> RowTable:
         if isinstance(self._data, list):
             return RowTable(self._data[:count])
