@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lorastudio import __version__
 from lorastudio.errors import StudioError
@@ -142,14 +143,41 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Encode the recipe's data into the prepared-data cache (as axolotl's ``preprocess``) and print the stats."""
-    from lorastudio.data.cache import prepare_data
-    from lorastudio.data.prepare import prepare
+    from lorastudio.data.cache import lookup
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
+    started = time.monotonic()
+    hit = None if args.force else lookup(recipe)  # a few stat calls: no tokenizer, no transformers
+    if hit is not None:
+        meta = hit.meta
+        summary = {"recipe": recipe.name, "format": meta["format"], "template": meta["template"],
+                   "cache": str(hit.path), "from_cache": True, "train_rows": meta["train_rows"],
+                   "eval_rows": meta["eval_rows"], "stats": hit.stats.to_json()}
+    else:
+        summary = _prepare_now(recipe, args)
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    stats = summary["stats"]
+    print(f"{recipe.name}: format {summary['format']} (template {summary['template']}), "
+          f"{'read from cache' if summary['from_cache'] else 'encoded'} in {summary['seconds']:.1f} s")
+    print(f"rows {stats['rows']}  used {stats['used']}  skipped {sum(stats['skipped'].values())} "
+          f"{stats['skipped'] or ''}  truncated {stats['truncated']}  tokens {stats['tokens']}  "
+          f"trained ratio {stats['trained_ratio']:.1%}  length p50/p90/p99/max {stats['length']['p50']}/"
+          f"{stats['length']['p90']}/{stats['length']['p99']}/{stats['length']['max']}")
+    print(f"train {summary['train_rows']} sequences, eval {summary['eval_rows']}{' (packed)' if recipe.train.packing else ''}")
+    print(f"cache: {summary['cache']}")
+    return 0
+
+
+def _prepare_now(recipe: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from lorastudio.data.cache import prepare_data
+    from lorastudio.data.prepare import prepare
+
     # This process only encodes and exits (no fork follows), so the tokenizer may use every core.
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    started = time.monotonic()
     prepared = prepare(recipe, _progress_printer("building tiny model") if not args.json else None)
     total = max(len(prepared.rows.rows), 1)
     bar = None if args.json else _progress_printer("encoding")
@@ -160,24 +188,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             bar(min(done / total, 1.0) if not stats.done else 1.0, f"{done:,} rows")
 
     data = prepare_data(recipe, prepared=prepared, progress=progress, use_cache=not args.force)
-    elapsed = time.monotonic() - started
-    summary = {"recipe": recipe.name, "format": data.format, "template": data.template, "cache": str(data.path),
-               "from_cache": data.from_cache, "train_rows": len(data.train),
-               "eval_rows": len(data.eval) if data.eval is not None else 0, "seconds": round(elapsed, 2),
-               "stats": data.stats.to_json()}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    stats = summary["stats"]
-    print(f"{recipe.name}: format {data.format} (template {data.template}), "
-          f"{'read from cache' if data.from_cache else 'encoded'} in {elapsed:.1f} s")
-    print(f"rows {stats['rows']}  used {stats['used']}  skipped {sum(stats['skipped'].values())} "
-          f"{stats['skipped'] or ''}  truncated {stats['truncated']}  tokens {stats['tokens']}  "
-          f"trained ratio {stats['trained_ratio']:.1%}  length p50/p90/p99/max {stats['length']['p50']}/"
-          f"{stats['length']['p90']}/{stats['length']['p99']}/{stats['length']['max']}")
-    print(f"train {summary['train_rows']} sequences, eval {summary['eval_rows']}{' (packed)' if recipe.train.packing else ''}")
-    print(f"cache: {data.path}")
-    return 0
+    return {"recipe": recipe.name, "format": data.format, "template": data.template, "cache": str(data.path),
+            "from_cache": data.from_cache, "train_rows": len(data.train),
+            "eval_rows": len(data.eval) if data.eval is not None else 0, "stats": data.stats.to_json()}
 
 
 # -- train / runs -----------------------------------------------------------------------------------

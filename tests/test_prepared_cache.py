@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +185,67 @@ def test_several_processes_give_what_one_gives(tmp_path: Path, tiny_tokenizer, x
     assert many.stats.to_json() == one.stats.to_json()
     assert many.stats.skipped_rows == {"empty response": [5, 70]}
     assert seen == sorted(seen) and seen[-1] == 90 and len(seen) >= 2
+
+
+def _tokenizer_copy(tiny_model: Path, folder: Path) -> Path:
+    import shutil
+
+    folder.mkdir()
+    for f in tiny_model.iterdir():
+        if f.is_file() and f.suffix != ".safetensors":
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
+def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(tmp_path: Path, tiny_model: Path,
+                                                                  xdg_cache: Path) -> None:
+    tokdir = _tokenizer_copy(tiny_model, tmp_path / "tok")
+    data = _data(tmp_path / "d.jsonl")
+    rec = _recipe(data, model__name=str(tokdir))
+    assert cache.lookup(rec) is None
+    built = cache.prepare_data(rec)
+    hit = cache.lookup(rec)
+    assert hit is not None and hit.path == built.path
+    assert hit.stats.to_json() == built.stats.to_json() and hit.meta["train_rows"] == len(built.train)
+    data.write_text(data.read_text() + json.dumps({"instruction": "New?", "context": "", "response": "Arr."}) + "\n")
+    assert cache.lookup(rec) is None  # the data changed
+    rebuilt = cache.prepare_data(rec)
+    assert rebuilt.key != built.key and cache.lookup(rec).path == rebuilt.path
+    config = tokdir / "tokenizer_config.json"
+    config.write_text(config.read_text().replace("}", ', "model_max_length": 77}', 1))
+    assert cache.lookup(rec) is None  # a tokenizer file changed: only the full key can tell if it matters
+    assert cache.lookup(_recipe(data, model__name=str(tokdir), train__seed=1)) is None  # another split
+
+
+def test_studio_prepare_reads_a_hit_without_transformers(tmp_path: Path, tiny_model: Path, xdg_cache: Path) -> None:
+    tokdir = _tokenizer_copy(tiny_model, tmp_path / "tok")
+    args = ["prepare", "tiny-pirate", f"data.source={_data(tmp_path / 'd.jsonl')}", f"model.name={tokdir}", "--json"]
+    script = ("import json, sys\nfrom lorastudio.cli import main\nrc = main(sys.argv[1:])\n"
+              "print(json.dumps({'rc': rc, 'transformers': 'transformers' in sys.modules}))")
+    runs = [subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    (cold, cold_tail), (warm, warm_tail) = [(json.loads(r.stdout[:r.stdout.rindex("\n{")]),
+                                             json.loads(r.stdout.splitlines()[-1])) for r in runs]
+    assert not cold["from_cache"] and cold_tail == {"rc": 0, "transformers": True}
+    assert warm["from_cache"] and warm_tail == {"rc": 0, "transformers": False}
+    assert warm["stats"] == cold["stats"] and warm["cache"] == cold["cache"] and warm["train_rows"] == 29
+
+
+def test_eviction_keeps_the_newest_entries_within_the_budget(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = []
+    for seed in range(3):
+        rec = _recipe(_data(tmp_path / "d.jsonl"), train__seed=seed)
+        entries.append(cache.prepare_data(rec, tokenizer=tiny_tokenizer).path)
+        os.utime(entries[-1] / cache.META, (1000 + seed, 1000 + seed))  # used in this order
+    stale = xdg_cache / ".abc.123.tmp"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    size = sum(f.stat().st_size for f in entries[0].iterdir())
+    monkeypatch.setenv(cache.BUDGET_ENV, str(2.5 * size / 1e9))
+    cache._touch(entries[0])  # reading an entry counts as a use
+    removed = cache.evict()
+    assert sorted(removed) == sorted([stale, entries[1]])
+    assert entries[0].exists() and entries[2].exists() and not entries[1].exists()
+    monkeypatch.setenv(cache.BUDGET_ENV, "0")
+    assert cache.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()

@@ -13,6 +13,7 @@ is built in a temporary folder and renamed into place, so a half-written one is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -95,18 +96,105 @@ def _split_rule_digest() -> str:
     return hashlib.sha256(code).hexdigest()
 
 
-def cache_key(recipe: Recipe, tokenizer: Any) -> str:
+def _recipe_parts(recipe: Recipe) -> dict[str, Any]:
+    """Everything in the key but the tokenizer's own contents."""
     m, d, t = recipe.model, recipe.data, recipe.train
-    parts = {
+    return {
         "encoder": ENCODER_VERSION,
         "split_rule": _split_rule_digest(),
         "data": data_identity(d.source),
-        "tokenizer": tokenizer_identity(tokenizer),
-        "model": [m.name, m.revision, m.chat_template, m.max_seq_length, m.add_pad_token],
+        "model": [m.name, m.revision, m.chat_template, m.max_seq_length, m.add_pad_token, m.gguf_file],
         "recipe_data": d.model_dump(mode="json"),
         "train": [t.packing, t.train_on, t.seed],
     }
+
+
+def _digest(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def cache_key(recipe: Recipe, tokenizer: Any) -> str:
+    return _digest({**_recipe_parts(recipe), "tokenizer": tokenizer_identity(tokenizer)})
+
+
+# -- finding an entry without loading the tokenizer -------------------------------------------------
+# The key needs the tokenizer's contents, and loading a tokenizer means importing transformers
+# (seconds). A small locator file per recipe hint remembers which entry the recipe led to and the
+# size and mtime of every file the tokenizer was loaded from; while those (and the model file or
+# folder the recipe names) are unchanged, the entry is found with a few stat calls.
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
+
+
+def _locator(recipe: Recipe) -> Path:
+    parts = _recipe_parts(recipe)
+    name = recipe.model.name
+    if Path(name).expanduser().exists():  # a local model file or folder: a new file there means a new tokenizer
+        parts["model_files"] = data_identity(name)
+    return prepared_root() / "by-recipe" / f"{_digest(parts)}.json"
+
+
+def _file_stats(files: Iterable[Path]) -> list[list[Any]]:
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append([str(f), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _tokenizer_files(tokenizer: Any) -> list[list[Any]] | None:
+    """The files a tokenizer was loaded from, when it came from a local folder (hub ids: None)."""
+    folder = Path(str(getattr(tokenizer, "name_or_path", "") or ""))
+    if not folder.is_absolute() or not folder.is_dir():
+        return None
+    return _file_stats(sorted(f for f in folder.iterdir() if f.is_file() and f.suffix not in _WEIGHTS))
+
+
+def _remember(recipe: Recipe, tokenizer: Any, key: str) -> None:
+    files = _tokenizer_files(tokenizer)
+    if files is None:
+        return
+    locator = _locator(recipe)
+    try:
+        locator.parent.mkdir(parents=True, exist_ok=True)
+        staging = locator.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps({"key": key, "tokenizer_files": files}))
+        os.replace(staging, locator)
+    except OSError:  # the locator only saves time; the entry itself is complete
+        pass
+
+
+@dataclass
+class CachedSummary:
+    """What ``studio prepare`` prints for a cache hit, read without transformers or datasets."""
+
+    path: Path
+    meta: dict[str, Any]
+    stats: DatasetStats
+
+
+def lookup(recipe: Recipe) -> CachedSummary | None:
+    """The recipe's cache entry by its locator, when every file behind it is unchanged."""
+    try:
+        found = json.loads(_locator(recipe).read_text())
+        files = [Path(name) for name, _, _ in found["tokenizer_files"]]
+        if _file_stats(files) != found["tokenizer_files"]:
+            return None
+        path = prepared_root() / found["key"]
+        meta = json.loads((path / META).read_text())
+        sample_files = _sample_files(path)
+        if not sample_files or not (path / TRAIN).exists():
+            return None
+        stats = _stats_from(read_table(sample_files), meta)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    _touch(path)
+    return CachedSummary(path, meta, stats)
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry as just used (eviction removes the least recently used first)."""
+    with contextlib.suppress(OSError):
+        os.utime(path / META)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -341,6 +429,55 @@ def _no_usable_rows(origin: str, skipped: Counter[str]) -> DataError:
     return DataError(f"{origin}: no usable rows ({why})")
 
 
+# -- eviction ------------------------------------------------------------------------------------
+BUDGET_ENV = "STUDIO_PREPARED_CACHE_GB"
+DEFAULT_BUDGET_GB = 20.0
+STALE_STAGING_S = 24 * 3600
+
+
+def _budget_bytes() -> int:
+    try:
+        return int(float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)) * 1e9)
+    except ValueError:
+        return int(DEFAULT_BUDGET_GB * 1e9)
+
+
+def evict(keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used entries beyond the budget (``$STUDIO_PREPARED_CACHE_GB``, 20 GB).
+
+    The entry just written is never removed; neither are builds in progress, unless a day old
+    (a killed ``prepare`` left them). Returns the removed folders.
+    """
+    root = prepared_root()
+    removed: list[Path] = []
+    entries = []
+    try:
+        children = list(root.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for child in children:
+        try:
+            if child.name.startswith(".") and child.name.endswith(".tmp"):
+                if now - child.stat().st_mtime > STALE_STAGING_S:
+                    shutil.rmtree(child, ignore_errors=True)
+                    removed.append(child)
+                continue
+            if not child.is_dir() or not (child / META).exists():
+                continue
+            size = sum(f.stat().st_size for f in child.iterdir() if f.is_file())
+            entries.append(((child / META).stat().st_mtime, size, child))
+        except OSError:
+            continue
+    used, budget = 0, _budget_bytes()
+    for _, size, child in sorted(entries, reverse=True):  # newest use first
+        used += size
+        if used > budget and child != keep:
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
 def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | None = None,
                  progress: StatsProgress | None = None, every: int = 20_000, use_cache: bool = True) -> PreparedData:
     """The recipe's encoded train and eval sets: read from the cache, or encoded and cached.
@@ -357,6 +494,8 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
     if use_cache and (final / META).exists():
         entry = _load_entry(final, key)
         if entry is not None:
+            _touch(final)
+            _remember(recipe, tokenizer, key)
             if progress is not None:
                 progress(entry.stats)
             return entry
@@ -418,6 +557,8 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
     entry = _load_entry(final, key)
     if entry is None:  # pragma: no cover - just written
         raise DataError(f"{final}: the prepared data could not be read back")
+    _remember(recipe, tokenizer, key)
+    evict(keep=final)
     entry.stats = stats
     entry.from_cache = False
     return entry
