@@ -25,9 +25,10 @@ from lorastudio.widgets.token_view import TokenView
 
 @dataclass
 class Loaded(Message):
-    """The tokenizer, rows and encoder are ready."""
+    """The tokenizer, rows and encoder are ready (``partial``: only the file's first rows, so far)."""
 
     prepared: Any
+    partial: bool = False
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PreviewScreen(Screen[None]):
         super().__init__()
         self.recipe = recipe
         self.prepared: Any = None
+        self.partial = False
         self.index = 0
         self.input_mode: str | None = None
 
@@ -81,13 +83,17 @@ class PreviewScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
     def load(self) -> None:
-        from lorastudio.data.prepare import prepare
+        from lorastudio.data.prepare import prepare, prepare_head
 
         def progress(fraction: float, text: str) -> None:
             self.post_message(LoadProgress(fraction, text))
 
-        # progress is only reported by slow first-use work: building tiny, fetching or dequantizing a GGUF
-        prepared = prepare(self.recipe, progress)
+        # progress is only reported by slow first-use work: building tiny, fetching or dequantizing a GGUF.
+        # A big file's first sample shows from its first rows while the whole file loads.
+        head = prepare_head(self.recipe, progress)
+        if head is not None:
+            self.post_message(Loaded(head, partial=True))
+        prepared = prepare(self.recipe, progress, tokenizer=head.tokenizer if head is not None else None)
         self.post_message(Loaded(prepared))
 
     @work(thread=True, exclusive=True, group="preview-stats", exit_on_error=False)
@@ -126,13 +132,15 @@ class PreviewScreen(Screen[None]):
     def on_loaded(self, message: Loaded) -> None:
         from lorastudio.data.tokenview import legend
 
-        self.prepared = message.prepared
+        self.prepared = message.prepared  # the head's, then the whole file's (redrawn with its encoder)
+        self.partial = message.partial
         self.query_one("#build-progress").display = False
         import os
 
         self.query_one("#legend", Static).update(legend("NO_COLOR" in os.environ))
-        self.show_sample(0)
-        self.compute_stats()
+        if not message.partial:
+            self.compute_stats()
+        self.show_sample(self.index)
 
     def on_stats_update(self, message: StatsUpdate) -> None:
         enc = self.prepared.encoder
@@ -149,14 +157,15 @@ class PreviewScreen(Screen[None]):
         self.index = max(0, min(index, len(rows) - 1))
         header = self.query_one("#sample-header", Label)
         view = self.query_one(TokenView)
+        of = "… (reading the file)" if self.partial else str(len(rows))
         try:
             sample = self.prepared.encoder.encode_row(rows[self.index])
         except SkipRow as skip:
-            header.update(f"sample {self.index + 1}/{len(rows)} · skipped: {skip}")
+            header.update(f"sample {self.index + 1}/{of} · skipped: {skip}")
             view.set_pieces([])
             return
         header.update(
-            f"sample {self.index + 1}/{len(rows)} · {len(sample.input_ids)} tokens · "
+            f"sample {self.index + 1}/{of} · {len(sample.input_ids)} tokens · "
             f"{sample.trained_count} trained · {'TRUNCATED from ' + str(sample.full_length) if sample.truncated else 'not truncated'}"
             f" · format {self.prepared.encoder.format}"
         )

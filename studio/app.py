@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from lorastudio.errors import StudioError
+
+WARM_UP_AFTER_S = 0.3
 
 
 class StudioApp(App[None]):
@@ -37,6 +40,9 @@ class StudioApp(App[None]):
         from lorastudio.screens.recipes import RecipesScreen
 
         self.push_screen(RecipesScreen())
+        # While the recipe list is read, load the tokenizer code the Preview needs (a second or two of
+        # imports), so its first sample shows at once. After the first paint, off the UI thread.
+        self.set_timer(WARM_UP_AFTER_S, self.warm_up)
         if self._attach is not None:
             from lorastudio.screens.monitor import MonitorScreen
 
@@ -45,6 +51,12 @@ class StudioApp(App[None]):
             from lorastudio.screens.chat import ChatScreen
 
             self.push_screen(ChatScreen(self._chat, base_only=self._chat_base))
+
+    @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
+    def warm_up(self) -> None:
+        from lorastudio.models.sources import warm_up_tokenizers
+
+        warm_up_tokenizers()
 
     def action_help(self) -> None:
         from lorastudio.screens.help import HelpScreen
@@ -60,8 +72,8 @@ class StudioApp(App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker failures surface: a notification, never a crash."""
-        if event.state != WorkerState.ERROR:
-            return
+        if event.state != WorkerState.ERROR or event.worker.name == "warm-up":
+            return  # a failed warm-up costs nothing: the Preview imports (and reports) for itself
         error = event.worker.error
         message = str(error) if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
         self.notify(message, title="error", severity="error", timeout=12)

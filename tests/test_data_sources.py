@@ -114,3 +114,43 @@ def test_mixed_types_still_load(tmp_path: Path) -> None:
     rows = [{"text": "a", "id": 1}, {"text": "b", "id": "two"}]
     loaded = load_rows(DataSection(source=str(_jsonl(tmp_path / "mixed.jsonl", rows))))
     assert list(loaded.rows) == rows
+
+
+def test_head_rows_read_the_start_of_a_big_file_only(tmp_path: Path) -> None:
+    """The Preview's first sample comes from the first lines; a broken line further on is the whole load's to name."""
+    from lorastudio.data.sources import head_rows
+
+    lines = [json.dumps({"instruction": f"Q{i}?", "context": "", "response": f"A{i}."}) for i in range(200)]
+    lines[150] = "{broken"
+    data = tmp_path / "big.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    head = head_rows(DataSection(source=str(data)), count=10)
+    assert head is not None and len(head.rows) == 10 and head.rows[3] == {"instruction": "Q3?", "context": "",
+                                                                         "response": "A3."}
+    assert head.columns == ["instruction", "context", "response"] and head.origin == str(data)
+    with pytest.raises(DataError, match=r"big\.jsonl: line 151 is not valid JSON"):
+        load_rows(DataSection(source=str(data)))
+    assert len(head_rows(DataSection(source=str(data), limit=4)).rows) == 4
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_text("\ufeffConcept,Description\nsail,Arr\nmast,Aye\n", encoding="utf-8")
+    assert head_rows(DataSection(source=str(csv_file))).rows[1] == {"Concept": "mast", "Description": "Aye"}
+    parquet = tmp_path / "x.parquet"
+    parquet.write_bytes(b"PAR1")
+    assert head_rows(DataSection(source=str(parquet))) is None  # no shortcut: the whole load is quick or says why
+    assert head_rows(DataSection(source=str(data), split="test")) is None
+
+
+def test_preview_head_encodes_the_first_sample_as_the_whole_file_does(tmp_path: Path, tiny_tokenizer) -> None:
+    from lorastudio.data.prepare import prepare, prepare_head
+    from lorastudio.recipe import Recipe
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Question {i}?", "context": "c" * (i % 2),
+                                        "response": f"Arr {i}."}) + "\n" for i in range(300)))
+    recipe = Recipe.model_validate({"name": "h", "model": {"name": "tiny"}, "data": {"source": str(data)}})
+    head = prepare_head(recipe)
+    whole = prepare(recipe, tokenizer=head.tokenizer)
+    assert len(head.rows.rows) < len(whole.rows.rows) == 300
+    assert head.encoder.format == whole.encoder.format == "dolly"
+    for i in range(3):
+        assert head.encoder.encode_row(head.rows.rows[i]) == whole.encoder.encode_row(whole.rows.rows[i])

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastudio.data.encode import Encoder, make_encoder
-from lorastudio.data.sources import Rows, load_rows
+from lorastudio.data.sources import Rows, head_rows, load_rows
+from lorastudio.errors import StudioError
 from lorastudio.models.tiny import Progress
 from lorastudio.recipe import Recipe
 
@@ -28,4 +29,23 @@ def prepare(recipe: Recipe, progress: Progress | None = None, tokenizer: Any = N
 
         tokenizer = load_tokenizer(recipe.model, progress)
     encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
+    return Prepared(tokenizer, rows, encoder)
+
+
+def prepare_head(recipe: Recipe, progress: Progress | None = None) -> Prepared | None:
+    """:func:`prepare` on the first rows only (see :func:`head_rows`), or None when there is no shortcut.
+
+    The encoder is built exactly as for the whole file; the Preview swaps in the whole file's
+    encoder when it has loaded, so what stays on screen is what trains.
+    """
+    rows = head_rows(recipe.data)
+    if rows is None:
+        return None
+    from lorastudio.models.sources import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.model, progress)
+    try:
+        encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
+    except StudioError:  # the head alone may not show every column; the whole file will say
+        return None
     return Prepared(tokenizer, rows, encoder)

@@ -316,6 +316,44 @@ def load_hub(source: str, split: str, revision: str | None = None) -> Rows:
     return Rows(RowTable(ds), list(ds.column_names), f"hub:{source}")
 
 
+HEAD_ROWS = 64
+
+
+def head_rows(data: DataSection, count: int = HEAD_ROWS) -> Rows | None:
+    """The first rows of a single local JSON-lines or CSV file, read without loading the rest.
+
+    The Preview shows its first sample from these while the whole file loads. None when there is
+    no such shortcut (other kinds, folders, the hub, a split other than train) or the head does
+    not parse: the whole load then says what is wrong, naming the line.
+    """
+    path = Path(data.source).expanduser()
+    suffix = path.suffix.lower()
+    if data.split != "train" or not path.is_file() or suffix not in (".jsonl", ".csv"):
+        return None
+    count = min(count, data.limit) if data.limit is not None else count
+    rows: list[Row] = []
+    try:
+        with path.open(encoding="utf-8-sig" if suffix == ".csv" else "utf-8", newline="" if suffix == ".csv" else None) \
+                as handle:
+            if suffix == ".csv":
+                for row in csv.DictReader(handle):
+                    if None in row or len(rows) >= count:
+                        break
+                    rows.append(dict(row))
+            else:
+                for line in handle:
+                    if len(rows) >= count:
+                        break
+                    if line.strip():
+                        value = json.loads(line)
+                        if not isinstance(value, dict):
+                            return None
+                        rows.append(value)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return None
+    return Rows(RowTable(rows), _columns(rows), str(path)) if rows else None
+
+
 def load_rows(data: DataSection, split: str | None = None) -> Rows:
     """All rows of the recipe's split (``limit`` applied), as a lazily read :class:`RowTable`."""
     if is_local(data.source):

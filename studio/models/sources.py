@@ -62,6 +62,12 @@ def hub_error(name: str, exc: BaseException) -> StudioError:
     )
 
 
+def warm_up_tokenizers() -> None:
+    """Import what :func:`load_tokenizer` needs, so the first load is quick (the TUI does it early)."""
+    import transformers  # noqa: F401
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+
+
 def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any:
     from transformers import AutoTokenizer
 
