@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +22,9 @@ from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
+
+FIRST_PAINT_S = 0.05
+"""How long the load waits after the first sample, so it is painted before the whole file is read."""
 
 
 @dataclass
@@ -92,7 +96,10 @@ class PreviewScreen(Screen[None]):
         # A big file's first sample shows from its first rows while the whole file loads.
         head = prepare_head(self.recipe, progress)
         if head is not None:
-            self.post_message(Loaded(head, partial=True))
+            # Shown before the whole load starts: that load holds the GIL for long stretches, and a
+            # posted message would wait behind it.
+            self.app.call_from_thread(self.on_loaded, Loaded(head, partial=True))
+            time.sleep(FIRST_PAINT_S)
         prepared = prepare(self.recipe, progress, tokenizer=head.tokenizer if head is not None else None)
         self.post_message(Loaded(prepared))
 

@@ -321,13 +321,13 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
         return True
 
     workers = worker_count(len(rows))
-    if workers == 1:
+    if workers == 1:  # one process: the tokenizer's own threads use the cores
         fast = FastEncoder(prepared.encoder)
         target = staging / f"{name}-00000.arrow"
         encode_batches(fast, rows.batches(BATCH), target, merged)
         return [target], fast.fast_shapes, fast.slow_shapes
-    bounds = [len(rows) * k // workers for k in range(workers + 1)]
     data = prepared.rows
+    bounds = [len(rows) * k // workers for k in range(workers + 1)]
     jobs = [ShardJob(k, bounds[k], rows.slice(bounds[k], bounds[k + 1]), staging / f"{name}-{k:05d}.arrow", recipe,
                      prepared.tokenizer, data.columns, list(data.rows[:20]), data.origin) for k in range(workers)]
     fast_shapes, slow_shapes = encode_in_processes(jobs, merged)
