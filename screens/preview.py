@@ -68,6 +68,11 @@ class PreviewScreen(Screen[None]):
         self.index = 0
         self.input_mode: str | None = None
 
+    @property
+    def loaded(self) -> bool:
+        """The whole file is loaded, not only its first rows."""
+        return self.prepared is not None and not self.partial
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label(f"Preview · {self.recipe.name}", id="preview-title", classes="title")

@@ -143,7 +143,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Encode the recipe's data into the prepared-data cache (as axolotl's ``preprocess``) and print the stats."""
-    from lorastudio.data.cache import lookup
+    from lorastudio.data.cacheindex import lookup
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)

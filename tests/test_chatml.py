@@ -122,7 +122,7 @@ async def test_preview_screen_of_smollm2_pirate_masks_the_system_prompt(smollm2_
         await app.push_screen(PreviewScreen(registry.load("smollm2-pirate")))
         screen = app.screen
         for _ in range(600):
-            if screen.prepared is not None and screen.query_one(TokenView).items:
+            if screen.loaded and screen.query_one(TokenView).items:
                 break
             await pilot.pause(0.1)
         items = screen.query_one(TokenView).items

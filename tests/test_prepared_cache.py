@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lorastudio.data import cache
+from lorastudio.data import cache, cacheindex
 from lorastudio.data.encode import IGNORE_INDEX, compute_stats, encode_all, pack
 from lorastudio.data.prepare import prepare
 from lorastudio.data.sources import train_eval_split
@@ -202,19 +202,19 @@ def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(tmp_path: Path, 
     tokdir = _tokenizer_copy(tiny_model, tmp_path / "tok")
     data = _data(tmp_path / "d.jsonl")
     rec = _recipe(data, model__name=str(tokdir))
-    assert cache.lookup(rec) is None
+    assert cacheindex.lookup(rec) is None
     built = cache.prepare_data(rec)
-    hit = cache.lookup(rec)
+    hit = cacheindex.lookup(rec)
     assert hit is not None and hit.path == built.path
     assert hit.stats.to_json() == built.stats.to_json() and hit.meta["train_rows"] == len(built.train)
     data.write_text(data.read_text() + json.dumps({"instruction": "New?", "context": "", "response": "Arr."}) + "\n")
-    assert cache.lookup(rec) is None  # the data changed
+    assert cacheindex.lookup(rec) is None  # the data changed
     rebuilt = cache.prepare_data(rec)
-    assert rebuilt.key != built.key and cache.lookup(rec).path == rebuilt.path
+    assert rebuilt.key != built.key and cacheindex.lookup(rec).path == rebuilt.path
     config = tokdir / "tokenizer_config.json"
     config.write_text(config.read_text().replace("}", ', "model_max_length": 77}', 1))
-    assert cache.lookup(rec) is None  # a tokenizer file changed: only the full key can tell if it matters
-    assert cache.lookup(_recipe(data, model__name=str(tokdir), train__seed=1)) is None  # another split
+    assert cacheindex.lookup(rec) is None  # a tokenizer file changed: only the full key can tell if it matters
+    assert cacheindex.lookup(_recipe(data, model__name=str(tokdir), train__seed=1)) is None  # another split
 
 
 def test_studio_prepare_reads_a_hit_without_transformers(tmp_path: Path, tiny_model: Path, xdg_cache: Path) -> None:
@@ -242,10 +242,10 @@ def test_eviction_keeps_the_newest_entries_within_the_budget(tmp_path: Path, tin
     stale.mkdir()
     os.utime(stale, (0, 0))
     size = sum(f.stat().st_size for f in entries[0].iterdir())
-    monkeypatch.setenv(cache.BUDGET_ENV, str(2.5 * size / 1e9))
-    cache._touch(entries[0])  # reading an entry counts as a use
-    removed = cache.evict()
+    monkeypatch.setenv(cacheindex.BUDGET_ENV, str(2.5 * size / 1e9))
+    cacheindex.touch(entries[0])  # reading an entry counts as a use
+    removed = cacheindex.evict()
     assert sorted(removed) == sorted([stale, entries[1]])
     assert entries[0].exists() and entries[2].exists() and not entries[1].exists()
-    monkeypatch.setenv(cache.BUDGET_ENV, "0")
-    assert cache.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()
+    monkeypatch.setenv(cacheindex.BUDGET_ENV, "0")
+    assert cacheindex.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()

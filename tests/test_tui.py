@@ -117,7 +117,7 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
         screen = app.screen
-        await wait_until(pilot, lambda: screen.prepared is not None and screen.query_one(TokenView).items)
+        await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items)
         view = screen.query_one(TokenView)
         trained = "".join(p.text for p in view.items if p.trained)
         assert trained == "Arr, the pearl be white, matey!<|eot_id|>"
@@ -242,6 +242,43 @@ def test_snapshot_recipes(snap_compare, size) -> None:
         await pilot.pause()
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+async def test_preview_shows_the_first_sample_before_the_whole_file_is_read(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big file's first sample comes from its first lines; the count and stats follow the whole load."""
+    import threading
+
+    from lorastudio.data import prepare as prepare_module
+    from lorastudio.recipe import Recipe
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.widgets.token_view import TokenView
+
+    data = tmp_path / "big.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Question {i}?", "context": "", "response": f"Arr {i}."})
+                            + "\n" for i in range(300)))
+    release = threading.Event()
+    whole = prepare_module.prepare
+
+    def slow_prepare(*args, **kwargs):
+        release.wait(30)  # the whole load waits until the test has seen the head's sample
+        return whole(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "prepare", slow_prepare)
+    recipe = Recipe.model_validate({"name": "big", "model": {"name": "tiny"}, "data": {"source": str(data)}})
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(PreviewScreen(recipe))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(TokenView).items)
+        header = text_of(screen.query_one("#sample-header"))
+        assert screen.partial and "sample 1/… (reading the file)" in header
+        first = [(p.text, p.trained) for p in screen.query_one(TokenView).items]
+        assert any(trained and "Arr" in text for text, trained in first)
+        release.set()
+        await wait_until(pilot, lambda: screen.loaded and "300" in text_of(screen.query_one("#stats-panel")))
+        assert "sample 1/300" in text_of(screen.query_one("#sample-header"))
+        assert [(p.text, p.trained) for p in screen.query_one(TokenView).items] == first
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -1,21 +1,16 @@
 """The prepared-data cache: a recipe's encoded training and eval sets, stored as Arrow.
 
 ``prepare_data`` is what ``studio prepare``, the Preview's statistics and the training worker
-call. It encodes every row once (with :class:`FastEncoder`, exactly what ``encode_row`` gives),
-writes the result under ``$XDG_CACHE_HOME/studio/prepared/<key>/`` and afterwards reads it back
+call. It encodes every row once (with :class:`FastEncoder`, exactly what ``encode_row`` gives;
+large data sets in one process per core, see ``shards``), writes the result under
+``$XDG_CACHE_HOME/studio/prepared/<key>/`` (the key: ``cachekey``) and afterwards reads it back
 memory-mapped, so a second run starts at once and training memory is bounded by the Arrow file.
-
-The key hashes the data's identity (path, size and modification time of every file) and
-everything that changes the encoding: the tokenizer's own contents, the recipe's model, data
-and packing/train_on/seed fields, the split rule's code and :data:`ENCODER_VERSION`. An entry
-is built in a temporary folder and renamed into place, so a half-written one is never read.
+An entry is built in a temporary folder and renamed into place, so a half-written one is never
+read; ``cacheindex`` finds entries without the tokenizer and evicts the least recently used.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -26,18 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorastudio.data.cacheindex import evict, read_table, remember, sample_files, stats_from, touch
+from lorastudio.data.cachekey import EVAL, META, SAMPLES, TRAIN, cache_key, prepared_root
 from lorastudio.data.encode import IGNORE_INDEX, DatasetStats
 from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
 from lorastudio.data.prepare import Prepared, prepare
 from lorastudio.data.shards import Cancelled, ShardJob, encode_in_processes, worker_count
-from lorastudio.data.sources import is_local, load_rows, train_eval_split
+from lorastudio.data.sources import load_rows, train_eval_split
 from lorastudio.errors import DataError
-from lorastudio.paths import cache_dir
 from lorastudio.recipe import Recipe
 
-SAMPLES, TRAIN, EVAL, META = "samples", "train.arrow", "eval.arrow", "meta.json"
-"""Names in a cache entry: the encoded rows (``samples-NNNNN.arrow``, one per encoding process), the
-trainer's rows, the held-out rows, and the metadata written last."""
 BATCH = 2000
 SKIPPED_ROWS_KEPT = 100
 StatsProgress = Callable[[DatasetStats], Any]
@@ -58,173 +51,20 @@ class PreparedData:
     from_cache: bool
 
 
-def prepared_root() -> Path:
-    return cache_dir() / "prepared"
-
-
-# -- the key ---------------------------------------------------------------------------------------
-def data_identity(source: str) -> list[Any]:
-    """What changes when the data changes: every file's path, size and mtime (hub ids: the id)."""
-    if not is_local(source):
-        return ["hub", source]
-    path = Path(source).expanduser().resolve()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    out: list[Any] = [str(path)]
-    for f in files:
-        st = f.stat()
-        out.append([str(f.relative_to(path)) if f != path else "", st.st_size, st.st_mtime_ns])
-    return out
-
-
-def tokenizer_identity(tokenizer: Any) -> str:
-    """A digest of the tokenizer itself (vocabulary, merges, specials, chat template)."""
-    digest = hashlib.sha256()
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    digest.update(backend.to_str().encode() if backend is not None else repr(tokenizer.get_vocab()).encode())
-    digest.update(json.dumps([str(getattr(tokenizer, "chat_template", None)), tokenizer.special_tokens_map,
-                              tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id,
-                              getattr(tokenizer, "split_special_tokens", False)], default=str).encode())
-    return digest.hexdigest()
-
-
-def _split_rule_digest() -> str:
-    """The hold-out rule's code is part of the key: a new rule must not reuse an old split."""
-    try:
-        code = inspect.getsource(train_eval_split).encode()
-    except (OSError, TypeError):  # no source shipped: the bytecode says as much
-        code = train_eval_split.__code__.co_code
-    return hashlib.sha256(code).hexdigest()
-
-
-def _recipe_parts(recipe: Recipe) -> dict[str, Any]:
-    """Everything in the key but the tokenizer's own contents."""
-    m, d, t = recipe.model, recipe.data, recipe.train
-    return {
-        "encoder": ENCODER_VERSION,
-        "split_rule": _split_rule_digest(),
-        "data": data_identity(d.source),
-        "model": [m.name, m.revision, m.chat_template, m.max_seq_length, m.add_pad_token, m.gguf_file],
-        "recipe_data": d.model_dump(mode="json"),
-        "train": [t.packing, t.train_on, t.seed],
-    }
-
-
-def _digest(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def cache_key(recipe: Recipe, tokenizer: Any) -> str:
-    return _digest({**_recipe_parts(recipe), "tokenizer": tokenizer_identity(tokenizer)})
-
-
-# -- finding an entry without loading the tokenizer -------------------------------------------------
-# The key needs the tokenizer's contents, and loading a tokenizer means importing transformers
-# (seconds). A small locator file per recipe hint remembers which entry the recipe led to and the
-# size and mtime of every file the tokenizer was loaded from; while those (and the model file or
-# folder the recipe names) are unchanged, the entry is found with a few stat calls.
-_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
-
-
-def _locator(recipe: Recipe) -> Path:
-    parts = _recipe_parts(recipe)
-    name = recipe.model.name
-    if Path(name).expanduser().exists():  # a local model file or folder: a new file there means a new tokenizer
-        parts["model_files"] = data_identity(name)
-    return prepared_root() / "by-recipe" / f"{_digest(parts)}.json"
-
-
-def _file_stats(files: Iterable[Path]) -> list[list[Any]]:
-    out = []
-    for f in files:
-        st = f.stat()
-        out.append([str(f), st.st_size, st.st_mtime_ns])
-    return out
-
-
-def _tokenizer_files(tokenizer: Any) -> list[list[Any]] | None:
-    """The files a tokenizer was loaded from, when it came from a local folder (hub ids: None)."""
-    folder = Path(str(getattr(tokenizer, "name_or_path", "") or ""))
-    if not folder.is_absolute() or not folder.is_dir():
-        return None
-    return _file_stats(sorted(f for f in folder.iterdir() if f.is_file() and f.suffix not in _WEIGHTS))
-
-
-def _remember(recipe: Recipe, tokenizer: Any, key: str) -> None:
-    files = _tokenizer_files(tokenizer)
-    if files is None:
-        return
-    locator = _locator(recipe)
-    try:
-        locator.parent.mkdir(parents=True, exist_ok=True)
-        staging = locator.with_suffix(f".{os.getpid()}.tmp")
-        staging.write_text(json.dumps({"key": key, "tokenizer_files": files}))
-        os.replace(staging, locator)
-    except OSError:  # the locator only saves time; the entry itself is complete
-        pass
-
-
-@dataclass
-class CachedSummary:
-    """What ``studio prepare`` prints for a cache hit, read without transformers or datasets."""
-
-    path: Path
-    meta: dict[str, Any]
-    stats: DatasetStats
-
-
-def lookup(recipe: Recipe) -> CachedSummary | None:
-    """The recipe's cache entry by its locator, when every file behind it is unchanged."""
-    try:
-        found = json.loads(_locator(recipe).read_text())
-        files = [Path(name) for name, _, _ in found["tokenizer_files"]]
-        if _file_stats(files) != found["tokenizer_files"]:
-            return None
-        path = prepared_root() / found["key"]
-        meta = json.loads((path / META).read_text())
-        sample_files = _sample_files(path)
-        if not sample_files or not (path / TRAIN).exists():
-            return None
-        stats = _stats_from(read_table(sample_files), meta)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    _touch(path)
-    return CachedSummary(path, meta, stats)
-
-
-def _touch(path: Path) -> None:
-    """Mark an entry as just used (eviction removes the least recently used first)."""
-    with contextlib.suppress(OSError):
-        os.utime(path / META)
-
-
-# -- reading -------------------------------------------------------------------------------------
 def _load_entry(path: Path, key: str) -> PreparedData | None:
     from datasets import Dataset
 
     try:
         meta = json.loads((path / META).read_text())
-        files = _sample_files(path)
+        files = sample_files(path)
         if not files:
             return None
-        stats = _stats_from(read_table(files), meta)
+        stats = stats_from(read_table(files), meta)
         train = Dataset.from_file(str(path / TRAIN))
         evals = Dataset.from_file(str(path / EVAL)) if meta["eval_rows"] else None
     except (OSError, ValueError, KeyError):
         return None  # unreadable or incomplete: built again
     return PreparedData(key, path, meta["format"], meta["template"], meta["origin"], stats, train, evals, True)
-
-
-def _stats_from(table: Any, meta: dict[str, Any]) -> DatasetStats:
-    import pyarrow.compute as pc
-
-    used = pc.is_null(table["skip"])
-    lengths = pc.filter(pc.list_value_length(table["input_ids"]), used).to_pylist()
-    stats = DatasetStats(format=meta["format"], rows=len(table), used=len(lengths), lengths=lengths,
-                         truncated=int(pc.sum(pc.filter(table["truncated"], used)).as_py() or 0),
-                         tokens=sum(lengths), trained_tokens=int(pc.sum(table["trained"]).as_py() or 0), done=True)
-    stats.skipped = Counter(meta["skipped"])
-    stats.skipped_rows = {k: list(v) for k, v in meta["skipped_rows"].items()}
-    return stats
 
 
 def cached(recipe: Recipe, tokenizer: Any) -> PreparedData | None:
@@ -334,21 +174,6 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
     return [job.target for job in jobs], fast_shapes, slow_shapes
 
 
-def read_table(files: Sequence[Path]) -> Any:
-    """The Arrow stream files as one memory-mapped table (nothing is copied into memory)."""
-    import pyarrow as pa
-
-    tables = []
-    for f in files:
-        with pa.memory_map(str(f)) as source:
-            tables.append(pa.ipc.open_stream(source).read_all())
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-
-
-def _sample_files(path: Path) -> list[Path]:
-    return sorted(path.glob(f"{SAMPLES}-*.arrow"))
-
-
 def _kept_batches(files: Sequence[Path], indices: Iterable[int], total: int) -> Iterator[Any]:
     """The encoded rows at these indices that are not skipped, in file order, a record batch at a time.
 
@@ -429,55 +254,6 @@ def _no_usable_rows(origin: str, skipped: Counter[str]) -> DataError:
     return DataError(f"{origin}: no usable rows ({why})")
 
 
-# -- eviction ------------------------------------------------------------------------------------
-BUDGET_ENV = "STUDIO_PREPARED_CACHE_GB"
-DEFAULT_BUDGET_GB = 20.0
-STALE_STAGING_S = 24 * 3600
-
-
-def _budget_bytes() -> int:
-    try:
-        return int(float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)) * 1e9)
-    except ValueError:
-        return int(DEFAULT_BUDGET_GB * 1e9)
-
-
-def evict(keep: Path | None = None) -> list[Path]:
-    """Remove the least recently used entries beyond the budget (``$STUDIO_PREPARED_CACHE_GB``, 20 GB).
-
-    The entry just written is never removed; neither are builds in progress, unless a day old
-    (a killed ``prepare`` left them). Returns the removed folders.
-    """
-    root = prepared_root()
-    removed: list[Path] = []
-    entries = []
-    try:
-        children = list(root.iterdir())
-    except OSError:
-        return removed
-    now = time.time()
-    for child in children:
-        try:
-            if child.name.startswith(".") and child.name.endswith(".tmp"):
-                if now - child.stat().st_mtime > STALE_STAGING_S:
-                    shutil.rmtree(child, ignore_errors=True)
-                    removed.append(child)
-                continue
-            if not child.is_dir() or not (child / META).exists():
-                continue
-            size = sum(f.stat().st_size for f in child.iterdir() if f.is_file())
-            entries.append(((child / META).stat().st_mtime, size, child))
-        except OSError:
-            continue
-    used, budget = 0, _budget_bytes()
-    for _, size, child in sorted(entries, reverse=True):  # newest use first
-        used += size
-        if used > budget and child != keep:
-            shutil.rmtree(child, ignore_errors=True)
-            removed.append(child)
-    return removed
-
-
 def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | None = None,
                  progress: StatsProgress | None = None, every: int = 20_000, use_cache: bool = True) -> PreparedData:
     """The recipe's encoded train and eval sets: read from the cache, or encoded and cached.
@@ -494,8 +270,8 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
     if use_cache and (final / META).exists():
         entry = _load_entry(final, key)
         if entry is not None:
-            _touch(final)
-            _remember(recipe, tokenizer, key)
+            touch(final)
+            remember(recipe, tokenizer, key)
             if progress is not None:
                 progress(entry.stats)
             return entry
@@ -557,7 +333,7 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
     entry = _load_entry(final, key)
     if entry is None:  # pragma: no cover - just written
         raise DataError(f"{final}: the prepared data could not be read back")
-    _remember(recipe, tokenizer, key)
+    remember(recipe, tokenizer, key)
     evict(keep=final)
     entry.stats = stats
     entry.from_cache = False

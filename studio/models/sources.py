@@ -63,9 +63,13 @@ def hub_error(name: str, exc: BaseException) -> StudioError:
 
 
 def warm_up_tokenizers() -> None:
-    """Import what :func:`load_tokenizer` needs, so the first load is quick (the TUI does it early)."""
-    import transformers  # noqa: F401
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+    """Import what :func:`load_tokenizer` needs, so the first load is quick (the TUI does it early).
+
+    A model folder's ``config.json`` makes transformers import the model's config class, and
+    those import torch (about a second); the activations module is where that chain ends.
+    """
+    import transformers.activations  # noqa: F401
+    from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
 
 
 def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any:
