@@ -23,7 +23,7 @@ from typing import Any
 
 from lorastudio.data.cacheindex import evict, read_table, remember, sample_files, stats_from, touch
 from lorastudio.data.cachekey import EVAL, META, SAMPLES, TRAIN, cache_key, prepared_root
-from lorastudio.data.encode import IGNORE_INDEX, DatasetStats
+from lorastudio.data.encode import IGNORE_INDEX, DatasetStats, Encoded
 from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
 from lorastudio.data.prepare import Prepared, prepare
 from lorastudio.data.shards import Cancelled, ShardJob, encode_in_processes, worker_count
@@ -101,35 +101,33 @@ def encode_batches(fast: FastEncoder, batches: Iterable[list[dict[str, Any]]], t
         index = start
         for batch in batches:
             part = DatasetStats(format=fast.encoder.format, rows=len(batch))
-            cols: dict[str, list[Any]] = {name: [] for name in _schema().names}
-            for result in fast.encode_rows(batch):
-                if isinstance(result, str):
+            results = fast.encode_rows(batch)
+            skips: list[str | None] = [None] * len(results)
+            for offset, result in enumerate(results):
+                if isinstance(result, str):  # rare: kept as an empty record that carries its reason
+                    skips[offset] = result
                     part.skipped[result] += 1
-                    part.skipped_rows.setdefault(result, []).append(index)
-                    cols["input_ids"].append([])
-                    cols["labels"].append([])
-                    cols["skip"].append(result)
-                    cols["truncated"].append(False)
-                    cols["full_length"].append(0)
-                    cols["trained"].append(0)
-                else:
-                    trained = len(result.labels) - result.labels.count(IGNORE_INDEX)
-                    n = len(result.input_ids)
-                    part.used += 1
-                    part.lengths.append(n)
-                    part.tokens += n
-                    part.trained_tokens += trained
-                    part.truncated += result.truncated
-                    cols["input_ids"].append(result.input_ids)
-                    cols["labels"].append(result.labels)
-                    cols["skip"].append(None)
-                    cols["truncated"].append(result.truncated)
-                    cols["full_length"].append(result.full_length)
-                    cols["trained"].append(trained)
-                index += 1
-            writer.write_batch(pa.record_batch(cols, schema=_schema()))
+                    part.skipped_rows.setdefault(result, []).append(index + offset)
+                    results[offset] = _SKIPPED
+            ids = [r.input_ids for r in results]
+            labels = [r.labels for r in results]
+            lengths = [len(i) for i in ids]
+            trained = [len(lab) - lab.count(IGNORE_INDEX) for lab in labels]
+            truncated = [r.truncated for r in results]
+            part.used = len(results) - sum(part.skipped.values())
+            part.lengths = [n for n, skip in zip(lengths, skips, strict=True) if skip is None] \
+                if part.skipped else lengths
+            part.tokens = sum(lengths)
+            part.trained_tokens = sum(trained)
+            part.truncated = sum(truncated)
+            writer.write_batch(pa.record_batch([ids, labels, skips, truncated, [r.full_length for r in results],
+                                                trained], schema=_schema()))
+            index += len(results)
             if on_batch(part) is False:
                 raise Cancelled
+
+
+_SKIPPED = Encoded([], [], False, 0)
 
 
 def merge_stats(total: DatasetStats, part: DatasetStats) -> None:

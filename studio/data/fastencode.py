@@ -7,6 +7,10 @@ a turn's content. The prefix renders that :meth:`Encoder.assistant_spans` takes 
 constant offsets from the contents. Rows are then formatted by string joins and tokenized in
 batches by the Rust tokenizer, and the labels come from the token offsets by binary search.
 
+The tokenizer cuts its input at added tokens (``<|im_start|>``) before anything else, so a
+template's constant opening (a default system prompt, up to the token that opens the first turn)
+is tokenized once per shape and only the rest of each row goes to the tokenizer.
+
 Exactness is checked, not assumed: the first rows of every shape are also encoded by the
 prefix-rendering path and compared token for token. A template that is not linear for a shape
 (it rewrites earlier turns, or its text depends on content) uses the prefix-rendering path for
@@ -24,7 +28,7 @@ from lorastudio.data.encode import IGNORE_INDEX, Encoded, Encoder
 from lorastudio.data.formats import Example, SkipRow
 from lorastudio.errors import TemplateError
 
-ENCODER_VERSION = 1
+ENCODER_VERSION = 2
 """Bumped whenever a change to the encoding could change ``input_ids`` or ``labels`` (it keys the cache)."""
 
 _SENTINEL = "\u27e6S{}\u27e7"
@@ -44,6 +48,10 @@ class Layout:
     # Per assistant turn: (turn index, chars from its content start back to the prompt-prefix end,
     # chars from its content end to the end of the render that stops after it).
     assistant: tuple[tuple[int, int, int], ...]
+    # The render's first ``head`` characters (a default system prompt, up to the added token that opens
+    # the first turn) always tokenize to ``head_ids``; only the rest goes to the tokenizer. 0: no such head.
+    head: int = 0
+    head_ids: tuple[int, ...] = ()
 
 
 Result = Encoded | str
@@ -114,7 +122,38 @@ class FastEncoder:
             if not (start - len(pieces[i]) <= len(prefix) <= start and end <= len(upto) <= end + len(pieces[i + 1])):
                 return None
             assistant.append((i, start - len(prefix), len(upto) - end))
-        return Layout(tuple(pieces), tuple(transforms), tuple(assistant))
+        layout = Layout(tuple(pieces), tuple(transforms), tuple(assistant))
+        head = self._head(layout, full)
+        if head:
+            ids = self._backend.encode(full[:head], add_special_tokens=False).ids
+            layout = Layout(layout.pieces, layout.transforms, layout.assistant, head, tuple(ids))
+        return layout
+
+    def _head(self, layout: Layout, render: str) -> int:
+        """How much of the first piece tokenizes the same whatever follows, or 0.
+
+        The tokenizer cuts its input at added tokens before anything else, so the text up to an
+        added token is tokenized alone, unless an added token could start inside it and end in
+        what follows (checked for every added token), or the tokenizer treats the start of its
+        input specially (checked on the sentinel render).
+        """
+        backend = self._backend
+        if backend is None or backend.normalizer is not None or (layout.assistant and layout.assistant[0][0] == 0):
+            return 0
+        self._reset_backend()
+        decoder = backend.get_added_tokens_decoder()
+        if getattr(backend, "encode_special_tokens", False) or any(
+                t.lstrip or t.rstrip or t.single_word for t in decoder.values()):
+            return 0
+        added = [t.content for t in decoder.values() if t.content]
+        first = layout.pieces[0]
+        head = max((first.rfind(t) + len(t) for t in added if t in first), default=0)
+        if not head or any(first[:head].endswith(t[:j]) for t in added for j in range(1, len(t))):
+            return 0
+        whole = backend.encode(render, add_special_tokens=False).ids
+        parts = backend.encode(render[:head], add_special_tokens=False).ids + \
+            backend.encode(render[head:], add_special_tokens=False).ids
+        return head if whole == parts else 0
 
     # -- formatting ----------------------------------------------------------------------------
     def _format(self, layout: Layout, turns: Sequence[Mapping[str, str]]) -> tuple[str, list[tuple[int, int]]]:
@@ -147,7 +186,7 @@ class FastEncoder:
         """Each row's :class:`Encoded`, or the reason it is skipped; order kept."""
         enc = self.encoder
         results: list[Result | None] = [None] * len(rows)
-        chats: list[tuple[int, str, list[tuple[int, int]]]] = []
+        chats: list[tuple[int, str, list[tuple[int, int]], int, tuple[int, ...]]] = []
         texts: list[tuple[int, str]] = []
         checks: list[tuple[int, tuple[str, ...], Example]] = []
         for index, row in enumerate(rows):
@@ -170,7 +209,7 @@ class FastEncoder:
                     results[index] = self._slow(example)
                     continue
                 full, spans = self._format(layout, example.turns)
-                chats.append((index, full, spans))
+                chats.append((index, full, spans, layout.head, layout.head_ids))
                 if self._checked.get(roles, 0) < self.verify:
                     self._checked[roles] = self._checked.get(roles, 0) + 1
                     checks.append((index, roles, example))
@@ -187,11 +226,20 @@ class FastEncoder:
                     ids = [*ids, eos]
                 results[index] = self._finish(ids, list(ids))
         if chats:
-            encodings = self._backend.encode_batch([full for _, full, _ in chats], add_special_tokens=False)
+            encodings = self._backend.encode_batch([full[head:] for _, full, _, head, _ in chats],
+                                                   add_special_tokens=False)
             everything = enc.train_on == "all"
-            for (index, _, spans), encoding in zip(chats, encodings, strict=True):
+            for (index, _, spans, head, head_ids), encoding in zip(chats, encodings, strict=True):
                 ids = encoding.ids
-                labels = list(ids) if everything else _labels(ids, encoding.offsets, spans)
+                if everything:
+                    labels = list(ids)
+                elif head:
+                    labels = _labels(ids, encoding.offsets, [(a - head, b - head) for a, b in spans])
+                else:
+                    labels = _labels(ids, encoding.offsets, spans)
+                if head_ids:
+                    ids = [*head_ids, *ids]
+                    labels = [*(ids[:len(head_ids)] if everything else [IGNORE_INDEX] * len(head_ids)), *labels]
                 results[index] = self._finish(ids, labels)
         for index, roles, example in checks:
             expected = self._slow(example)
@@ -243,19 +291,19 @@ def _join(pieces: Sequence[str], contents: Sequence[str]) -> str:
 
 
 def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """Tokens overlapping an assistant span keep their id (offsets rise monotonically, so each span is a run)."""
+    """Tokens overlapping an assistant span keep their id (offsets rise monotonically, so each span is a run).
+
+    The searches compare the offset tuples themselves (in C): ``(at, -1)`` sorts before every
+    token starting at ``at``.
+    """
     labels = [IGNORE_INDEX] * len(ids)
     for start, end in spans:
-        first = bisect.bisect_right(offsets, start, key=_end)  # first token ending after the span starts
-        stop = bisect.bisect_left(offsets, end, key=_start)  # first token starting at or after its end
+        first = bisect.bisect_left(offsets, (start, -1))  # first token starting at or after the span...
+        while first and offsets[first - 1][1] > start:  # ...or earlier, when it reaches into the span
+            first -= 1
+        stop = bisect.bisect_left(offsets, (end, -1), first)  # first token starting at or after its end
+        while first < stop and offsets[first][1] <= start:  # an empty token where the span starts is outside
+            first += 1
         if stop > first:
             labels[first:stop] = ids[first:stop]
     return labels
-
-
-def _start(offset: tuple[int, int]) -> int:
-    return offset[0]
-
-
-def _end(offset: tuple[int, int]) -> int:
-    return offset[1]
