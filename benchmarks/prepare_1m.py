@@ -177,7 +177,7 @@ def main() -> None:
     print(f"preview_first_sample_s={in_app:.2f} in the app (target < 1); {first} s in a fresh process "
           f"(imports included)")
     whole, one, slow = encode_rate(min(200_000, args.rows), model, workdir)
-    print(f"encode_samples_per_s={whole:,.0f} (target >= 50,000; prepare_data on every core, short chat rows)  "
+    print(f"encode_samples_per_s={whole:,.0f} (target >= 50,000; prepare_data end to end, short chat rows)  "
           f"one process: {one:,.0f}  prefix rendering: {slow:,.0f}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
