@@ -54,9 +54,9 @@ class StudioApp(App[None]):
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
     def warm_up(self) -> None:
-        from lorastudio.models.sources import warm_up_tokenizers
+        from lorastudio.models.sources import warm_up_imports
 
-        warm_up_tokenizers()
+        warm_up_imports()
 
     def action_help(self) -> None:
         from lorastudio.screens.help import HelpScreen

@@ -142,6 +142,9 @@ def _write_common(staging: Path, source: ExportSource, fmt: str, files: list[str
 
 def export(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
     """Export a run's adapter as ``adapter``, ``merged`` or ``gguf``; raises :class:`ExportError` on bad input."""
+    from lorastudio.models.sources import wait_for_imports
+
+    wait_for_imports()  # the TUI may still be importing transformers in its warm-up
     report = progress or (lambda f, m: None)
     started = time.monotonic()
     check_request(request)

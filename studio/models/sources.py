@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ TINY = "tiny"
 
 def resolve_model_path(model: ModelSection, progress: Progress | None = None) -> str:
     """``tiny`` becomes the cached offline model (built on first use); other names pass through."""
+    wait_for_imports()
     if model.name == TINY:
         return str(ensure_tiny_model(progress))
     from lorastudio.models.gguf import ensure_dequantized, gguf_path_for
@@ -62,17 +64,30 @@ def hub_error(name: str, exc: BaseException) -> StudioError:
     )
 
 
-def warm_up_tokenizers() -> None:
-    """Import what :func:`load_tokenizer` needs, so the first load is quick (the TUI does it early).
+_IMPORTING = threading.Lock()
+
+
+def warm_up_imports() -> None:
+    """Import what loading a tokenizer needs, so the first load is quick (the TUI does this early).
 
     A model folder's ``config.json`` makes transformers import the model's config class, and
-    those import torch (about a second); the activations module is where that chain ends.
+    those import torch (about a second); the activations module is where that chain ends. Held
+    under a lock: another thread importing transformers meanwhile can find it half-initialised
+    ("cannot import name 'AutoTokenizer'"), so model work waits (:func:`wait_for_imports`).
     """
-    import transformers.activations  # noqa: F401
-    from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+    with _IMPORTING:
+        import transformers.activations  # noqa: F401
+        from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+
+
+def wait_for_imports() -> None:
+    """Return once no warm-up is importing (at once outside the TUI, where none runs)."""
+    with _IMPORTING:
+        pass
 
 
 def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any:
+    wait_for_imports()
     from transformers import AutoTokenizer
 
     path = resolve_model_path(model, progress)
