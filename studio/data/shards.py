@@ -9,6 +9,7 @@ of a threaded process can hang. The helpers hold the Rust tokenizer to one threa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -29,6 +30,7 @@ MIN_ROWS_PER_PROCESS = 150_000
 200k short rows one process was faster, at 1M rows two were 27% faster on 2 cores."""
 
 WORKERS_ENV = "STUDIO_PREPARE_WORKERS"
+NICENESS = 10
 
 
 @dataclass
@@ -61,6 +63,8 @@ def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None]) -> N
     """Encode one shard; every outcome is a message, never a traceback."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
+    with contextlib.suppress(OSError):  # bulk work: the TUI that asked for it (or a run) keeps its share of the cores
+        os.nice(NICENESS)
     try:
         from lorastudio.data.cache import BATCH, encode_batches
         from lorastudio.data.encode import make_encoder
