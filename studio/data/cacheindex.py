@@ -99,7 +99,6 @@ def touch(path: Path) -> None:
         os.utime(path / META)
 
 
-# -- reading -------------------------------------------------------------------------------------
 # -- reading an entry's rows and statistics ---------------------------------------------------------
 def read_table(files: Sequence[Path]) -> Any:
     """The Arrow stream files as one memory-mapped table (nothing is copied into memory)."""
@@ -113,10 +112,12 @@ def read_table(files: Sequence[Path]) -> Any:
 
 
 def sample_files(path: Path) -> list[Path]:
+    """An entry's encoded-row shards, in row order."""
     return sorted(path.glob(f"{SAMPLES}-*.arrow"))
 
 
 def stats_from(table: Any, meta: dict[str, Any]) -> DatasetStats:
+    """The statistics of every row, from the encoded rows' columns and the entry's metadata."""
     import pyarrow.compute as pc
 
     used = pc.is_null(table["skip"])

@@ -24,6 +24,7 @@ trainer's rows, the held-out rows, and the metadata written last."""
 
 
 def prepared_root() -> Path:
+    """Where the entries live: ``$XDG_CACHE_HOME/studio/prepared``."""
     return cache_dir() / "prepared"
 
 
