@@ -56,7 +56,7 @@ class PreviewScreen(Screen[None]):
         Binding("b", "toggle('boundaries')", "Boundaries", id="preview.boundaries"),
         Binding("s", "toggle('show_special')", "Specials", id="preview.special"),
         Binding("i", "toggle('show_ids')", "Ids", id="preview.ids"),
-        Binding("t", "train", "Train", id="preview.train"),
+        Binding("t", "train", "Train…", id="preview.train"),
         Binding("escape", "back", "Back", id="preview.back"),
     ]
 

@@ -28,7 +28,7 @@ class RecipesScreen(Screen[None]):
         Binding("slash", "filter", "Filter", id="recipes.filter", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="recipes.clear"),
         Binding("enter", "choose", "Preview", id="recipes.choose"),
-        Binding("t", "train", "Train", id="recipes.train"),
+        Binding("t", "train", "Train…", id="recipes.train"),
         Binding("q", "app.quit", "Quit", id="recipes.quit"),
     ]
 
