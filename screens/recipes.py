@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
 
 from lorastudio.screens.focus import focus_now, typing_in
+from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.recipe_details import RecipeDetails
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class RecipesScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter recipes (name, model, tags)…", id="recipe-filter")
+        yield FilterInput(placeholder="filter recipes (name, model, tags)…", id="recipe-filter")
         with Horizontal(id="recipes-body"):
             yield OptionList(id="recipe-list", classes="panel")
             with VerticalScroll(id="recipe-details", classes="panel"):
@@ -108,10 +109,15 @@ class RecipesScreen(Screen[None]):
 
     @on(Input.Changed, "#recipe-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self._fill(event.value)
+        self._fill(self.query_one("#recipe-filter", Input).value)  # not event.value: Enter may have reset it
 
     @on(Input.Submitted, "#recipe-filter")
     def _filter_done(self, event: Input.Submitted) -> None:
+        box = self.query_one("#recipe-filter", FilterInput)
+        text = box.submitted_text if box.submitted_text is not None else event.value
+        if box.value != text:  # keys typed after Enter in a burst were meant for what Enter opens
+            box.value = text
+            self._fill(text)
         focus_now(self.query_one(OptionList))
         if not self.loaded:
             self._submit_pending = True

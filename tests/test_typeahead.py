@@ -157,3 +157,21 @@ async def test_runs_down_enter_burst_attaches_the_second_row(tmp_path: Path, mon
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
         assert app.screen.run_dir == second
         await pilot.pause(0.3)
+
+
+async def test_keys_typed_after_the_filters_enter_do_not_change_what_it_opens(tiny_model: Path) -> None:
+    """In one burst, keys after Enter reach the box before its Enter binding runs; Enter acts on the text before."""
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.screens.recipes import RecipesScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        recipes = app.screen
+        assert isinstance(recipes, RecipesScreen)
+        await wait_until(pilot, lambda: recipes.entries)
+        burst(app, "slash", *"tiny-p", "enter", *"nnp")
+        await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
+        assert app.screen.recipe.name == "tiny-pirate"
+        await pilot.pause(0.3)  # the filter's pending change messages arrive after Enter acted
+        assert recipes.query_one("#recipe-filter").value == "tiny-p"
+        assert [e.file.name for e in recipes.shown] == ["tiny-pirate"]
