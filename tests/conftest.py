@@ -109,6 +109,13 @@ def smollm2_dir(smollm2_gguf: Path) -> Path:
     return ensure_dequantized(smollm2_gguf)
 
 
+def state_of(run_dir: Path) -> Any:
+    """A run's state as its events describe it."""
+    from lorastudio.train.events import EVENTS_FILE, fold, read_all
+
+    return fold(read_all(run_dir / EVENTS_FILE))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 120, every: float = 0.2) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN
+from conftest import STUDIO_BIN, state_of
 from conftest import wait_for as _wait_for
 
 from lorastudio import registry
@@ -25,7 +25,7 @@ from lorastudio.models.estimate import estimate_vram_gb
 from lorastudio.train import launch, runs
 from lorastudio.train.backend import Hardware, choose_backend
 from lorastudio.train.distributed import NullWriter, placement
-from lorastudio.train.events import EVENTS_FILE, RunState, read_all
+from lorastudio.train.events import EVENTS_FILE, read_all
 
 LOSS_TOLERANCE = 1e-4
 """Largest per-step |loss(2 processes x batch 4) - loss(1 process x batch 8)| allowed. Measured: 2.9e-6 at worst
@@ -141,12 +141,6 @@ def wait_for(predicate, timeout: float = 300, every: float = 0.3):
 def events_of(run_dir: Path) -> list[dict]:
     return read_all(run_dir / EVENTS_FILE)
 
-
-def state_of(run_dir: Path) -> RunState:
-    state = RunState()
-    for event in events_of(run_dir):
-        state.apply(event)
-    return state
 
 
 def rank_processes(run_dir: Path) -> dict[int, int]:

@@ -13,7 +13,7 @@ from lorastudio.data.sources import describe_eval_split, eval_holdout_size, trai
 from lorastudio.errors import RunError
 from lorastudio.recipe import DataSection, Recipe
 from lorastudio.train.adapters import resolve_adapter, split_target
-from lorastudio.train.events import EVENTS_FILE, RunState, read_all
+from lorastudio.train.events import EVENTS_FILE, fold, read_all
 from lorastudio.train.runs import summarise
 
 
@@ -75,9 +75,7 @@ def test_eval_loss_events_and_best_checkpoint(trained_run: Path) -> None:
     assert all(isinstance(e["eval_loss"], float) and e["eval_loss"] > 0 for e in evals)
     assert not any("eval_loss" in e for e in events if e["kind"] == "metrics")
     best = min(evals, key=lambda e: e["eval_loss"])
-    state = RunState()
-    for event in events:
-        state.apply(event)
+    state = fold(events)
     assert state.eval_loss == [(e["step"], e["eval_loss"]) for e in evals]
     assert state.best_checkpoint == f"checkpoints/checkpoint-{best['step']}"
     assert state.best_eval_loss == pytest.approx(best["eval_loss"])

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import state_of
 from conftest import wait_for as _wait_for
 
 from lorastudio import registry
 from lorastudio.train import runs
-from lorastudio.train.events import EVENTS_FILE, RunState, read_all
+from lorastudio.train.events import EVENTS_FILE, read_all
 from lorastudio.train.queue import (
     CpuSlot,
     DeviceLock,
@@ -24,13 +25,6 @@ from lorastudio.train.queue import (
     live_cpu_workers,
     queued_status,
 )
-
-
-def state_of(run_dir: Path) -> RunState:
-    state = RunState()
-    for event in read_all(run_dir / EVENTS_FILE):
-        state.apply(event)
-    return state
 
 
 def wait_for(predicate, timeout: float = 240, every: float = 0.2):

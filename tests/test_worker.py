@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN, run_worker, wait_for
+from conftest import STUDIO_BIN, run_worker, state_of, wait_for
 
 from lorastudio import registry
 from lorastudio.errors import RunError
@@ -22,14 +22,7 @@ from lorastudio.train.backend import (
     resolve_gradient_checkpointing,
     resolve_precision,
 )
-from lorastudio.train.events import EVENTS_FILE, EventTail, RunState, read_all
-
-
-def state_of(run_dir: Path) -> RunState:
-    state = RunState()
-    for event in read_all(run_dir / EVENTS_FILE):
-        state.apply(event)
-    return state
+from lorastudio.train.events import EVENTS_FILE, EventTail, read_all
 
 
 def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lorastudio.errors import RunError
-from lorastudio.train.events import EVENTS_FILE, RunState, read_all
+from lorastudio.train.events import EVENTS_FILE, fold, read_all
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -34,9 +34,7 @@ def run_of_checkpoint(path: Path) -> Path | None:
 
 def best_checkpoint(run_dir: Path) -> tuple[str, float] | None:
     """(folder relative to the run, eval loss) of the run's best checkpoint, from its events."""
-    state = RunState()
-    for event in read_all(run_dir / EVENTS_FILE):
-        state.apply(event)
+    state = fold(read_all(run_dir / EVENTS_FILE))
     if state.best_checkpoint is None or state.best_eval_loss is None:
         return None
     return state.best_checkpoint, float(state.best_eval_loss)

@@ -27,7 +27,7 @@ from lorastudio import registry
 from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
-from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, read_all
+from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, fold, read_all
 
 RUN_FORMAT = 1
 RUN_FILE = "run.json"
@@ -169,9 +169,7 @@ class RunSummary:
 
 def summarise(path: Path) -> RunSummary:
     meta = read_meta(path)
-    state = RunState()
-    for event in read_all(path / EVENTS_FILE):
-        state.apply(event)
+    state = fold(read_all(path / EVENTS_FILE))
     status = effective_status(state, meta)
     cause = state.cause if status != "died" else DIED_CAUSE
     return RunSummary(path.name, path, meta.get("recipe", "?"), status, state.step, state.max_steps,
