@@ -80,7 +80,7 @@ def test_cli_error_is_one_line(tmp_path: Path) -> None:
 def test_content_hash_is_remembered_per_path_size_mtime(tmp_path: Path, monkeypatch) -> None:
     file = write_gguf(tmp_path / "h.gguf")
     first = gguf.content_hash(file)
-    monkeypatch.setattr(gguf.hashlib, "sha256", lambda: pytest.fail("hashed again"))
+    monkeypatch.setattr(gguf, "sha256_file", lambda *a, **k: pytest.fail("hashed again"))
     assert gguf.content_hash(file) == first
     monkeypatch.undo()
     file.touch()  # a new mtime: hashed again, same content, same cache folder

@@ -12,7 +12,6 @@ written to a temporary folder and renamed into place: a folder without the marke
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 
 from lorastudio.errors import StudioError
 from lorastudio.models.cachelock import folder_lock
+from lorastudio.models.filehash import sha256_file
 from lorastudio.models.tiny import Progress
 from lorastudio.paths import cache_dir
 
@@ -31,7 +31,6 @@ GGUF_MAGIC = b"GGUF"
 MARKER = "studio-gguf.json"
 CONVERSION_VERSION = 1
 """Bump when the conversion changes: cached copies are converted again."""
-HASH_CHUNK = 8 << 20
 
 
 class GgufError(StudioError):
@@ -136,14 +135,7 @@ def content_hash(path: Path, progress: Progress | None = None) -> str:
     known = index.get(key)
     if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
         return str(known["sha256"])
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-            _report(progress, 0.1 * done / max(stat.st_size, 1), "hashing the GGUF file")
-    sha = digest.hexdigest()
+    sha = sha256_file(path, lambda done: _report(progress, 0.1 * done, "hashing the GGUF file"))
     index[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
     _atomic_write(index_path, json.dumps(index, indent=1))
     return sha

@@ -10,7 +10,6 @@ dequantized once by :mod:`lorastudio.models.gguf`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio.errors import StudioError
+from lorastudio.models.filehash import sha256_file
 from lorastudio.models.tiny import Progress
 from lorastudio.paths import cache_dir
 
@@ -89,15 +89,9 @@ def verify(path: Path, spec: OfflineModel, progress: Progress | None = None) -> 
     size = path.stat().st_size
     if size != spec.size:
         raise OfflineModelError(f"{path}: expected {spec.size} bytes for {spec.name}, found {size}")
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-            _report(progress, 0.8 + 0.2 * done / size, "verifying sha256")
-    if digest.hexdigest() != spec.sha256:
-        raise OfflineModelError(f"{path}: sha256 {digest.hexdigest()[:16]}… does not match {spec.name} "
+    sha = sha256_file(path, lambda done: _report(progress, 0.8 + 0.2 * done, "verifying sha256"))
+    if sha != spec.sha256:
+        raise OfflineModelError(f"{path}: sha256 {sha[:16]}… does not match {spec.name} "
                                 f"({spec.sha256[:16]}…); delete it and let studio fetch it again")
 
 
