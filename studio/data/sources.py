@@ -8,6 +8,7 @@ fails, the plain readers below read the file again so the message names the file
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import random
@@ -44,10 +45,13 @@ def _columns(rows: list[Row]) -> list[str]:
     return list(seen)
 
 
-def _read_jsonl(path: Path) -> list[Row]:
-    rows = []
+def _read_jsonl(path: Path, limit: int | None = None) -> list[Row]:
+    """Every row (or the first ``limit``), naming the line of the first that is not a JSON object."""
+    rows: list[Row] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
+            if limit is not None and len(rows) >= limit:
+                break
             if not line.strip():
                 continue
             try:
@@ -74,7 +78,8 @@ def _read_json(path: Path) -> list[Row]:
     return value
 
 
-def _read_csv(path: Path) -> list[Row]:
+def _read_csv(path: Path, limit: int | None = None) -> list[Row]:
+    """Every row (or the first ``limit``) as strings, naming the line of a row with extra fields."""
     try:
         # utf-8-sig: Excel writes a byte-order mark, which would otherwise stick to the first column's name.
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -84,7 +89,7 @@ def _read_csv(path: Path) -> list[Row]:
             handle.seek(0)
             reader = csv.DictReader(handle)
             fieldnames = reader.fieldnames  # read while the file is open: it is lazy, and an empty file has none
-            rows = [dict(r) for r in reader]
+            rows = [dict(r) for r in (reader if limit is None else itertools.islice(reader, limit))]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file (not UTF-8)") from None
     except csv.Error as exc:
@@ -331,25 +336,9 @@ def head_rows(data: DataSection, count: int = HEAD_ROWS) -> Rows | None:
     if data.split != "train" or not path.is_file() or suffix not in (".jsonl", ".csv"):
         return None
     count = min(count, data.limit) if data.limit is not None else count
-    rows: list[Row] = []
     try:
-        with path.open(encoding="utf-8-sig" if suffix == ".csv" else "utf-8", newline="" if suffix == ".csv" else None) \
-                as handle:
-            if suffix == ".csv":
-                for row in csv.DictReader(handle):
-                    if None in row or len(rows) >= count:
-                        break
-                    rows.append(dict(row))
-            else:
-                for line in handle:
-                    if len(rows) >= count:
-                        break
-                    if line.strip():
-                        value = json.loads(line)
-                        if not isinstance(value, dict):
-                            return None
-                        rows.append(value)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        rows = (_read_csv if suffix == ".csv" else _read_jsonl)(path, count)
+    except (DataError, OSError, UnicodeDecodeError):
         return None
     return Rows(RowTable(rows), _columns(rows), str(path)) if rows else None
 
