@@ -24,12 +24,7 @@ class Prepared:
 def prepare(recipe: Recipe, progress: Progress | None = None, tokenizer: Any = None) -> Prepared:
     """``tokenizer`` is loaded from the recipe unless given (the worker passes its backend's)."""
     rows = load_rows(recipe.data)
-    if tokenizer is None:
-        from lorastudio.models.sources import load_tokenizer
-
-        tokenizer = load_tokenizer(recipe.model, progress)
-    encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
-    return Prepared(tokenizer, rows, encoder)
+    return _prepared(recipe, rows, tokenizer if tokenizer is not None else _tokenizer(recipe, progress))
 
 
 def prepare_head(recipe: Recipe, progress: Progress | None = None) -> Prepared | None:
@@ -41,11 +36,19 @@ def prepare_head(recipe: Recipe, progress: Progress | None = None) -> Prepared |
     rows = head_rows(recipe.data)
     if rows is None:
         return None
-    from lorastudio.models.sources import load_tokenizer
-
-    tokenizer = load_tokenizer(recipe.model, progress)
+    tokenizer = _tokenizer(recipe, progress)
     try:
-        encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
+        return _prepared(recipe, rows, tokenizer)
     except StudioError:  # the head alone may not show every column; the whole file will say
         return None
+
+
+def _tokenizer(recipe: Recipe, progress: Progress | None) -> Any:
+    from lorastudio.models.sources import load_tokenizer
+
+    return load_tokenizer(recipe.model, progress)
+
+
+def _prepared(recipe: Recipe, rows: Rows, tokenizer: Any) -> Prepared:
+    encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
     return Prepared(tokenizer, rows, encoder)
