@@ -55,7 +55,7 @@ def feed(events, state, charts) -> None:
 async def measure() -> None:
     from textual.app import App
 
-    from lorastudio.screens.monitor import CHARTS
+    from lorastudio.screens.monitor import CHARTS, add_chart_series
     from lorastudio.train.events import EventTail, RunState
     from lorastudio.widgets.chart import LineChart
 
@@ -72,11 +72,7 @@ async def measure() -> None:
             app = Charts()
             async with app.run_test(size=size) as pilot:
                 charts = {key: app.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS}
-                charts["loss"].add_series("train", "cyan", smooth=True).add_series("eval", "magenta", kind="points")
-                charts["lr"].add_series("lr", "green")
-                charts["grad"].add_series("grad", "yellow", smooth=True)
-                charts["tps"].add_series("tok/s", "blue", smooth=True)
-                charts["memory"].add_series("VRAM", "red").add_series("RSS", "magenta")
+                add_chart_series(charts)
                 # The Monitor's size: one chart fills the left column at 120x40; five share a grid at 200x50.
                 for chart in charts.values():
                     chart.styles.height = 26 if shown == 1 else 20

@@ -51,6 +51,15 @@ CHARTS = (
 """(id suffix, title, x axis) of the Monitor's charts, in tab order."""
 TAB_NAMES = ("loss", "lr", "grad", "tok/s", "mem")
 
+
+def add_chart_series(charts: dict[str, LineChart]) -> None:
+    """The Monitor's series on its charts (keyed by CHARTS id); the chart benchmark draws the same."""
+    charts["loss"].add_series("train", "cyan", smooth=True).add_series("eval", "magenta", kind="points")
+    charts["lr"].add_series("lr", "green")
+    charts["grad"].add_series("grad", "yellow", smooth=True)
+    charts["tps"].add_series("tok/s", "blue", smooth=True)
+    charts["memory"].add_series("VRAM", "red").add_series("RSS", "magenta")
+
 ChartPoint = tuple[str, str, tuple[float, float]]
 
 
@@ -187,12 +196,7 @@ class MonitorScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        charts = {key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS}
-        charts["loss"].add_series("train", "cyan", smooth=True).add_series("eval", "magenta", kind="points")
-        charts["lr"].add_series("lr", "green")
-        charts["grad"].add_series("grad", "yellow", smooth=True)
-        charts["tps"].add_series("tok/s", "blue", smooth=True)
-        charts["memory"].add_series("VRAM", "red").add_series("RSS", "magenta")
+        add_chart_series({key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS})
         self.watch_selected()
         self.read_events()
         self.set_interval(REFRESH_S, self.read_events)
