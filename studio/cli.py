@@ -151,9 +151,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     hit = None if args.force else lookup(recipe)  # a few stat calls: no tokenizer, no transformers
     if hit is not None:
         meta = hit.meta
-        summary = {"recipe": recipe.name, "format": meta["format"], "template": meta["template"],
-                   "cache": str(hit.path), "from_cache": True, "train_rows": meta["train_rows"],
-                   "eval_rows": meta["eval_rows"], "stats": hit.stats.to_json()}
+        summary = _prepare_summary(recipe, meta["format"], meta["template"], hit.path, True, meta["train_rows"],
+                                   meta["eval_rows"], hit.stats)
     else:
         summary = _prepare_now(recipe, args)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -188,9 +187,15 @@ def _prepare_now(recipe: Any, args: argparse.Namespace) -> dict[str, Any]:
             bar(min(done / total, 1.0) if not stats.done else 1.0, f"{done:,} rows")
 
     data = prepare_data(recipe, prepared=prepared, progress=progress, use_cache=not args.force)
-    return {"recipe": recipe.name, "format": data.format, "template": data.template, "cache": str(data.path),
-            "from_cache": data.from_cache, "train_rows": len(data.train),
-            "eval_rows": len(data.eval) if data.eval is not None else 0, "stats": data.stats.to_json()}
+    return _prepare_summary(recipe, data.format, data.template, data.path, data.from_cache, len(data.train),
+                            len(data.eval) if data.eval is not None else 0, data.stats)
+
+
+def _prepare_summary(recipe: Any, fmt: str, template: str, path: Path, from_cache: bool, train_rows: int,
+                     eval_rows: int, stats: Any) -> dict[str, Any]:
+    """What ``studio prepare`` prints (``--json``: as is), whether the entry was read or built."""
+    return {"recipe": recipe.name, "format": fmt, "template": template, "cache": str(path), "from_cache": from_cache,
+            "train_rows": train_rows, "eval_rows": eval_rows, "stats": stats.to_json()}
 
 
 # -- train / runs -----------------------------------------------------------------------------------
