@@ -109,6 +109,20 @@ def smollm2_dir(smollm2_gguf: Path) -> Path:
     return ensure_dequantized(smollm2_gguf)
 
 
+QUESTION = [{"role": "user", "content": "What colour is the sky?"}]
+"""The chat tests' question to the trained tiny run."""
+
+
+@pytest.fixture(scope="module")
+def engine(trained_run: Path) -> Any:
+    """The chat engine on the trained tiny run, loaded once per test module."""
+    from lorastudio.chat.engine import engine_for
+
+    chat = engine_for(str(trained_run))
+    chat.load()
+    return chat
+
+
 def state_of(run_dir: Path) -> Any:
     """A run's state as its events describe it."""
     from lorastudio.train.events import EVENTS_FILE, fold, read_all
@@ -125,3 +139,37 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 120, every: float = 
             return value
         time.sleep(every)
     raise AssertionError("timed out waiting")
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 60.0) -> None:
+    """Let the app run until ``predicate`` holds, or fail (naming the screens) after ``timeout`` seconds."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for the screen: {pilot.app.screen_stack}")
+        await pilot.pause(0.05)
+
+
+def send_burst(app: Any, *keys: str) -> None:
+    """Queue every key at once, as a paste or a slow SSH link delivers them (``pilot.press`` waits for
+    idle after each key, which hides races)."""
+    import unicodedata
+
+    from textual import events
+    from textual.keys import _character_to_key, _get_unicode_name_from_key
+
+    for key in keys:
+        if len(key) == 1:
+            char: str | None = key
+            key = key if key.isalnum() else _character_to_key(key)
+        else:
+            try:
+                char = unicodedata.lookup(_get_unicode_name_from_key(key))
+            except KeyError:
+                char = None
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+

@@ -8,19 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN
+from conftest import QUESTION, STUDIO_BIN
 
 from lorastudio.chat.engine import ChatEngine, IncrementalDecoder, Sampling, Transcript, engine_for
 from lorastudio.errors import RunError
-
-QUESTION = [{"role": "user", "content": "What colour is the sky?"}]
-
-
-@pytest.fixture(scope="module")
-def engine(trained_run: Path) -> ChatEngine:
-    chat = engine_for(str(trained_run))
-    chat.load()
-    return chat
 
 
 def test_streaming_equals_plain_generate(engine: ChatEngine) -> None:

@@ -7,19 +7,9 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
-from conftest import STUDIO_BIN
+from conftest import QUESTION, STUDIO_BIN
 
-from lorastudio.chat.engine import ChatEngine, Sampling, engine_for
-
-QUESTION = [{"role": "user", "content": "What colour is the sky?"}]
-
-
-@pytest.fixture(scope="module")
-def engine(trained_run: Path) -> ChatEngine:
-    chat = engine_for(str(trained_run))
-    chat.load()
-    return chat
+from lorastudio.chat.engine import ChatEngine, Sampling
 
 
 def test_finish_reason_stop_length_cancelled(engine: ChatEngine) -> None:

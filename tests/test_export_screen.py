@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_tui import SIZES, text_of, wait_until, write_recorded_run
+from conftest import wait_until
+from test_tui import SIZES, text_of, write_recorded_run
 
 from lorastudio.app import StudioApp
 

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tui import screen_text, wait_until
-from test_typeahead import burst
+from conftest import send_burst as burst
+from conftest import wait_until
+from test_tui import screen_text
 
 from lorastudio import registry
 from lorastudio.app import StudioApp

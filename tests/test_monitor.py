@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tui import screen_text, text_of, wait_until, write_recorded_run
+from conftest import wait_until
+from test_tui import screen_text, text_of, write_recorded_run
 
 from lorastudio.app import StudioApp
 from lorastudio.screens.monitor import CHARTS, MonitorScreen

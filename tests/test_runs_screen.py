@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import send_burst, wait_until
 from runs_fixtures import write_runs
 
 from lorastudio.app import StudioApp
@@ -27,24 +28,9 @@ def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-async def settle(pilot, predicate, timeout: float = 30.0) -> None:
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for the screen: {pilot.app.screen_stack}")
-        await pilot.pause(0.05)
-
-
 async def burst(pilot, *keys: str) -> None:
-    """Deliver keys the way a paste or a slow SSH link does: all queued at once, no idle wait between them."""
-    from textual import events
-
-    for key in keys:
-        event = events.Key(key, {"space": " "}.get(key, key if len(key) == 1 else None))
-        event.set_sender(pilot.app)
-        pilot.app._driver.send_message(event)
+    """A burst of keys, then a moment for the app to take them in."""
+    send_burst(pilot.app, *keys)
     await pilot.pause(0.3)
 
 
@@ -65,7 +51,7 @@ async def test_burst_down_enter_attaches_to_the_highlighted_run(runs_root: Path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await burst(pilot, "ctrl+r", "down", "enter")
-        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
         assert app.screen.run_dir == runs_root / MIDDLE
         await pilot.pause(0.3)
 
@@ -87,7 +73,7 @@ async def test_keys_typed_while_the_list_loads_act_in_order(runs_root: Path, mon
         await burst(pilot, "ctrl+r", "down", "down", "space", "up", "enter")
         screen = app.screen
         assert isinstance(screen, runs_screen.RunsScreen) and not screen.loaded and len(screen.pending) == 5
-        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
         assert app.screen.run_dir == runs_root / MIDDLE and screen.marked == [OLDEST]
         await pilot.pause(0.3)
 
@@ -102,7 +88,7 @@ async def test_burst_down_down_enter_after_open(runs_root: Path) -> None:
         assert isinstance(app.screen, RunsScreen)
         await pilot.pause(0.5)
         await burst(pilot, "down", "down", "enter")
-        await settle(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
         assert app.screen.run_dir == runs_root / OLDEST
 
 
@@ -113,10 +99,10 @@ async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await burst(pilot, "ctrl+r", "down", "space", "space", "v")
-        await settle(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
         screen = app.screen
         assert screen.paths == [runs_root / MIDDLE, runs_root / OLDEST]
-        await settle(pilot, lambda: screen.comparison is not None)
+        await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
         diff = screen.query_one("#compare-diff")
         rows = {row[0]: row[1:] for row in (diff.get_row_at(i) for i in range(diff.row_count))}
@@ -152,7 +138,7 @@ async def test_delete_asks_and_removes_the_directory(runs_root: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await burst(pilot, "ctrl+r", "down", "delete")
-        await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30.0)
         await pilot.press("n")  # the answer comes once the question is on screen
         assert isinstance(app.screen, RunsScreen) and (runs_root / MIDDLE).exists()
         await pilot.press("delete")
@@ -236,7 +222,7 @@ def test_snapshot_runs_managed(snap_compare, size, runs_root: Path) -> None:
 def test_snapshot_compare(snap_compare, size, runs_root: Path) -> None:
     async def run_before(pilot) -> None:
         await pilot.press("ctrl+r", "space", "space", "space", "v")
-        await settle(pilot, lambda: getattr(pilot.app.screen, "comparison", None) is not None)
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "comparison", None) is not None, timeout=30.0)
         await pilot.pause(0.2)
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
@@ -262,7 +248,7 @@ async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path)
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+r")
-        await settle(pilot, lambda: app.screen.loaded)
+        await wait_until(pilot, lambda: app.screen.loaded, timeout=30.0)
         await pilot.press("down", "s", "r")  # a done run: no question, no worker started
         assert isinstance(app.screen, RunsScreen)
         messages = [n.message for n in app._notifications]

@@ -6,21 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from lorastudio.app import StudioApp
 
 SIZES = [(80, 24), (120, 40)]
-
-
-async def wait_until(pilot, predicate, timeout: float = 60.0) -> None:
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("timed out waiting for the screen")
-        await pilot.pause(0.1)
 
 
 def screen_text(app) -> str:

@@ -5,32 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import unicodedata
 from pathlib import Path
 
 import pytest
-from test_tui import wait_until, write_recorded_run
+from conftest import send_burst as burst
+from conftest import wait_until
+from test_tui import write_recorded_run
 
 from lorastudio.app import StudioApp
-
-
-def burst(app, *keys: str) -> None:
-    """Queue every key at once (``pilot.press`` waits for idle after each key, which hides races)."""
-    from textual import events
-    from textual.keys import _character_to_key, _get_unicode_name_from_key
-
-    for key in keys:
-        if len(key) == 1:
-            char = key
-            key = key if key.isalnum() else _character_to_key(key)
-        else:
-            try:
-                char = unicodedata.lookup(_get_unicode_name_from_key(key))
-            except KeyError:
-                char = None
-        event = events.Key(key, char)
-        event.set_sender(app)
-        app._driver.send_message(event)
 
 
 @pytest.fixture
