@@ -87,10 +87,9 @@ def wait_for_imports() -> None:
 
 
 def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any:
-    wait_for_imports()
+    path = resolve_model_path(model, progress)  # it waits for a warm-up's imports first
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(model, progress)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             path, revision=model.revision, trust_remote_code=model.trust_remote_code,
