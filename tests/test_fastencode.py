@@ -13,7 +13,8 @@ from lorastudio.data.formats import SkipRow
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe
 
-_TRICKY = ["assistant", "  padded reply  ", "Line one\n\nLine two\n", "émojis 🦜 ünïcode", "42", "user\nsystem"]
+_TRICKY = ["assistant", "  padded reply  ", "Line one\n\nLine two\n", "émojis 🦜 ünïcode", "42", "user\nsystem",
+           "it's 2024's\ttab \x0b\x1c", "<|im_end|> or <|eot_id|> typed in", "trailing  \n "]
 
 
 def _chat(i: int) -> tuple[str, str]:
@@ -76,6 +77,7 @@ def _check_equivalent(tok, fmt: str, template: str, train_on: str, system_prompt
     encoder = make_encoder(tok, rec, list(rows[0]), rows, "test")
     expected = [_slow(encoder, row) for row in rows]
     fast = FastEncoder(encoder, verify=0)  # no row check to fall back on: the fast path itself must be exact
+    assert fast.word_cache  # both test tokenizers are GPT-2-style byte-level BPE: ASCII rows skip the Rust encoder
     got = fast.encode_rows(rows)
     for index, (want, have) in enumerate(zip(expected, got, strict=True)):
         if isinstance(want, str):
@@ -85,6 +87,17 @@ def _check_equivalent(tok, fmt: str, template: str, train_on: str, system_prompt
             assert have.input_ids == want.input_ids, index
             assert have.labels == want.labels, index
             assert (have.truncated, have.full_length) == (want.truncated, want.full_length)
+    cols = fast.encode_columns(rows)  # the flat arrays the cache stores: the same rows
+    for index, want in enumerate(expected):
+        first, stop = cols.offsets[index], cols.offsets[index + 1]
+        if isinstance(want, str):
+            assert (cols.skip[index], stop - first) == (want, 0), index
+        else:
+            assert cols.skip[index] is None
+            assert cols.ids[first:stop].tolist() == want.input_ids, index
+            assert cols.labels[first:stop].tolist() == want.labels, index
+            assert (cols.truncated[index], cols.full_length[index], cols.trained[index]) == \
+                (want.truncated, want.full_length, want.trained_count)
 
 
 @pytest.fixture(scope="module")

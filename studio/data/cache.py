@@ -23,7 +23,7 @@ from typing import Any
 
 from lorastudio.data.cacheindex import evict, read_table, remember, sample_files, stats_from, touch
 from lorastudio.data.cachekey import EVAL, META, SAMPLES, TRAIN, cache_key, prepared_root
-from lorastudio.data.encode import IGNORE_INDEX, DatasetStats, Encoded
+from lorastudio.data.encode import IGNORE_INDEX, DatasetStats
 from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
 from lorastudio.data.prepare import Prepared, prepare
 from lorastudio.data.shards import Cancelled, ShardJob, encode_in_processes, worker_count
@@ -101,33 +101,27 @@ def encode_batches(fast: FastEncoder, batches: Iterable[list[dict[str, Any]]], t
         index = start
         for batch in batches:
             part = DatasetStats(format=fast.encoder.format, rows=len(batch))
-            results = fast.encode_rows(batch)
-            skips: list[str | None] = [None] * len(results)
-            for offset, result in enumerate(results):
-                if isinstance(result, str):  # rare: kept as an empty record that carries its reason
-                    skips[offset] = result
-                    part.skipped[result] += 1
-                    part.skipped_rows.setdefault(result, []).append(index + offset)
-                    results[offset] = _SKIPPED
-            ids = [r.input_ids for r in results]
-            labels = [r.labels for r in results]
-            lengths = [len(i) for i in ids]
-            trained = [len(lab) - lab.count(IGNORE_INDEX) for lab in labels]
-            truncated = [r.truncated for r in results]
-            part.used = len(results) - sum(part.skipped.values())
-            part.lengths = [n for n, skip in zip(lengths, skips, strict=True) if skip is None] \
-                if part.skipped else lengths
-            part.tokens = sum(lengths)
-            part.trained_tokens = sum(trained)
-            part.truncated = sum(truncated)
-            writer.write_batch(pa.record_batch([ids, labels, skips, truncated, [r.full_length for r in results],
-                                                trained], schema=_schema()))
-            index += len(results)
+            cols = fast.encode_columns(batch)
+            for offset, reason in enumerate(cols.skip):
+                if reason is not None:  # rare: kept as an empty record that carries its reason
+                    part.skipped[reason] += 1
+                    part.skipped_rows.setdefault(reason, []).append(index + offset)
+            part.used = len(batch) - sum(part.skipped.values())
+            part.lengths = [n for n, skip in zip(cols.lengths, cols.skip, strict=True) if skip is None] \
+                if part.skipped else cols.lengths
+            part.tokens = len(cols.ids)
+            part.trained_tokens = sum(cols.trained)
+            part.truncated = sum(cols.truncated)
+            writer.write_batch(pa.record_batch([
+                pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.ids)),
+                pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.labels)),
+                pa.array(cols.skip, pa.string()), pa.array(cols.truncated, pa.bool_()),
+                pa.array(cols.full_length, pa.int32()), pa.array(cols.trained, pa.int32())], schema=_schema()))
+            index += len(batch)
             if on_batch(part) is False:
                 raise Cancelled
 
 
-_SKIPPED = Encoded([], [], False, 0)
 
 
 def merge_stats(total: DatasetStats, part: DatasetStats) -> None:

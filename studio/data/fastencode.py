@@ -4,8 +4,10 @@ The chat template is analysed once per conversation shape (the sequence of roles
 rendered with sentinel contents, which splits the render into constant pieces around each
 turn's content, and with whitespace-padded sentinels, which shows whether the template strips
 a turn's content. The prefix renders that :meth:`Encoder.assistant_spans` takes per row become
-constant offsets from the contents. Rows are then formatted by string joins and tokenized in
-batches by the Rust tokenizer, and the labels come from the token offsets by binary search.
+constant offsets from the contents. Rows are then formatted by string joins and tokenized a word
+at a time from a cache (``bytelevel``, for ASCII rows and GPT-2-style byte-level tokenizers) or in
+batches by the Rust tokenizer; the labels are the token ranges overlapping each reply, found by
+binary search over the words' or tokens' offsets.
 
 The tokenizer cuts its input at added tokens (``<|im_start|>``) before anything else, so a
 template's constant opening (a default system prompt, up to the token that opens the first turn)
@@ -20,15 +22,16 @@ that shape, so the result is always what ``encode_row`` gives.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lorastudio.data.bytelevel import ByteLevelWords
 from lorastudio.data.encode import IGNORE_INDEX, Encoded, Encoder
 from lorastudio.data.formats import Example, SkipRow
-from lorastudio.errors import TemplateError
 
-ENCODER_VERSION = 2
+ENCODER_VERSION = 3
 """Bumped whenever a change to the encoding could change ``input_ids`` or ``labels`` (it keys the cache)."""
 
 _SENTINEL = "\u27e6S{}\u27e7"
@@ -52,6 +55,7 @@ class Layout:
     # the first turn) always tokenize to ``head_ids``; only the rest goes to the tokenizer. 0: no such head.
     head: int = 0
     head_ids: tuple[int, ...] = ()
+    head_blob: bytes = b""  # head_ids as int32 bytes
 
 
 Result = Encoded | str
@@ -68,8 +72,17 @@ class FastEncoder:
         self._checked: dict[tuple[str, ...], int] = {}
         tok = encoder.tokenizer
         self._backend = getattr(tok, "_tokenizer", None) if getattr(tok, "is_fast", False) else None
+        plain = self._backend is not None and not getattr(tok, "split_special_tokens", False)
+        self._words = ByteLevelWords.for_backend(self._backend) if plain else None
+        # Plain text is encoded with the tokenizer's special tokens; the word path serves it when there are none.
+        self._bare = plain and self._backend.num_special_tokens_to_add(False) == 0
         self.fast_shapes = 0
         self.slow_shapes = 0
+
+    @property
+    def word_cache(self) -> bool:
+        """Whether ASCII rows are tokenized a word at a time (``bytelevel``) rather than by the Rust tokenizer."""
+        return self._words is not None
 
     # -- analysis ------------------------------------------------------------------------------
     def layout(self, roles: tuple[str, ...]) -> Layout | None:
@@ -126,7 +139,8 @@ class FastEncoder:
         head = self._head(layout, full)
         if head:
             ids = self._backend.encode(full[:head], add_special_tokens=False).ids
-            layout = Layout(layout.pieces, layout.transforms, layout.assistant, head, tuple(ids))
+            layout = Layout(layout.pieces, layout.transforms, layout.assistant, head, tuple(ids),
+                            array("i", ids).tobytes())
         return layout
 
     def _head(self, layout: Layout, render: str) -> int:
@@ -184,11 +198,58 @@ class FastEncoder:
     # -- encoding ------------------------------------------------------------------------------
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Result]:
         """Each row's :class:`Encoded`, or the reason it is skipped; order kept."""
+        out: list[Result] = []
+        for row in self._encode(rows):
+            if isinstance(row, str):
+                out.append(row)
+                continue
+            blob, ranges, truncated, full, _ = row
+            ids = array("i", blob).tolist()
+            labels = [IGNORE_INDEX] * len(ids)
+            for first, stop in ranges:
+                labels[first:stop] = ids[first:stop]
+            out.append(Encoded(ids, labels, truncated, full))
+        return out
+
+    def encode_columns(self, rows: Sequence[Mapping[str, Any]]) -> Columns:
+        """The rows as flat arrays for Arrow (a skipped row has no tokens and its reason), order kept."""
+        import numpy as np
+
+        finished = self._encode(rows)
+        blobs: list[bytes] = []
+        lengths, firsts, stops = [], [], []
+        skip: list[str | None] = [None] * len(finished)
+        truncated, full, trained = [False] * len(finished), [0] * len(finished), [0] * len(finished)
+        at = 0
+        for k, row in enumerate(finished):
+            if isinstance(row, str):
+                skip[k] = row
+                lengths.append(0)
+                continue
+            blob, ranges, truncated[k], full[k], trained[k] = row
+            blobs.append(blob)
+            lengths.append(len(blob) // 4)
+            for first, stop in ranges:
+                firsts.append(at + first)
+                stops.append(at + stop)
+            at += len(blob) // 4
+        ids = np.frombuffer(b"".join(blobs), dtype=np.int32)
+        offsets = np.zeros(len(finished) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        edges = np.zeros(len(ids) + 1, dtype=np.int32)
+        np.add.at(edges, np.array(firsts, dtype=np.int64), 1)
+        np.add.at(edges, np.array(stops, dtype=np.int64), -1)
+        labels = np.where(np.cumsum(edges[:-1]) > 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
+        return Columns(ids, labels, offsets, lengths, skip, truncated, full, trained)
+
+    def _encode(self, rows: Sequence[Mapping[str, Any]]) -> list[_Finished | str]:
         enc = self.encoder
-        results: list[Result | None] = [None] * len(rows)
-        chats: list[tuple[int, str, list[tuple[int, int]], int, tuple[int, ...]]] = []
+        results: list[_Row | str | None] = [None] * len(rows)
+        chats: list[tuple[int, str, list[tuple[int, int]], bytes]] = []
         texts: list[tuple[int, str]] = []
         checks: list[tuple[int, tuple[str, ...], Example]] = []
+        everything = enc.train_on == "all"
+        words = self._words
         for index, row in enumerate(rows):
             try:
                 example = enc.example_of(row)
@@ -198,62 +259,82 @@ class FastEncoder:
             if self._backend is None or (example.text is not None and self._layouts.get(_TEXT, True) is None):
                 results[index] = self._slow(example)
             elif example.text is not None:
-                texts.append((index, example.text))
+                encoded = words.encode(example.text) if words is not None and self._bare else None
+                if encoded is None:
+                    texts.append((index, example.text))
+                else:
+                    results[index] = self._text_row(encoded[0])
                 if self._checked.get(_TEXT, 0) < self.verify:
                     self._checked[_TEXT] = self._checked.get(_TEXT, 0) + 1
                     checks.append((index, _TEXT, example))
             else:
-                roles = tuple(t["role"] for t in example.turns)
+                roles = tuple([t["role"] for t in example.turns])
                 layout = self.layout(roles)
                 if layout is None:
                     results[index] = self._slow(example)
                     continue
                 full, spans = self._format(layout, example.turns)
-                chats.append((index, full, spans, layout.head, layout.head_ids))
+                head = layout.head
+                if head:
+                    spans = [(a - head, b - head) for a, b in spans]
+                encoded = words.encode(full[head:], () if everything else spans) if words is not None else None
+                if encoded is None:
+                    chats.append((index, full[head:], spans, layout.head_blob))
+                else:
+                    results[index] = self._joined(layout.head_blob, *encoded, everything)
                 if self._checked.get(roles, 0) < self.verify:
                     self._checked[roles] = self._checked.get(roles, 0) + 1
                     checks.append((index, roles, example))
         if texts or chats:
             self._reset_backend()
         if texts:
-            tok = enc.tokenizer
-            eos = tok.eos_token_id
             for (index, _), encoding in zip(texts, self._backend.encode_batch([t for _, t in texts],
                                                                                add_special_tokens=True),
                                             strict=True):
-                ids = encoding.ids
-                if eos is not None and (not ids or ids[-1] != eos):
-                    ids = [*ids, eos]
-                results[index] = self._finish(ids, list(ids))
+                results[index] = self._text_row(array("i", encoding.ids).tobytes())
         if chats:
-            encodings = self._backend.encode_batch([full[head:] for _, full, _, head, _ in chats],
-                                                   add_special_tokens=False)
-            everything = enc.train_on == "all"
-            for (index, _, spans, head, head_ids), encoding in zip(chats, encodings, strict=True):
-                ids = encoding.ids
-                if everything:
-                    labels = list(ids)
-                elif head:
-                    labels = _labels(ids, encoding.offsets, [(a - head, b - head) for a, b in spans])
-                else:
-                    labels = _labels(ids, encoding.offsets, spans)
-                if head_ids:
-                    ids = [*head_ids, *ids]
-                    labels = [*(ids[:len(head_ids)] if everything else [IGNORE_INDEX] * len(head_ids)), *labels]
-                results[index] = self._finish(ids, labels)
+            encodings = self._backend.encode_batch([text for _, text, _, _ in chats], add_special_tokens=False)
+            for (index, _, spans, head_blob), encoding in zip(chats, encodings, strict=True):
+                ranges = [] if everything else _ranges(encoding.offsets, spans)
+                results[index] = self._joined(head_blob, array("i", encoding.ids).tobytes(), ranges, everything)
+        finished = [row if isinstance(row, str) else self._finish(row) for row in results]  # type: ignore[arg-type]
         for index, roles, example in checks:
-            expected = self._slow(example)
-            got = results[index]
-            same = (isinstance(expected, str) and expected == got) or (
-                isinstance(expected, Encoded) and isinstance(got, Encoded)
-                and expected.input_ids == got.input_ids and expected.labels == got.labels)
+            try:
+                expected: Encoded | str = self.encoder.encode_example(example)
+            except SkipRow as skip:
+                expected = str(skip)
+            got = finished[index]
+            if isinstance(expected, str) or isinstance(got, str):
+                same = expected == got
+            else:
+                got_ids = array("i", got[0]).tolist()
+                same = expected.input_ids == got_ids and expected.labels == _labels_of(got_ids, got[1]) and \
+                    (expected.truncated, expected.full_length) == (got[2], got[3])
             if not same:  # the template (or tokenizer) is not what the analysis saw: this shape goes row by row
                 if roles != _TEXT:
                     self.fast_shapes -= 1
                     self.slow_shapes += 1
                 self._layouts[roles] = None
-                return self.encode_rows(rows)
-        return results  # type: ignore[return-value]
+                return self._encode(rows)
+        return finished  # type: ignore[return-value]
+
+    def _text_row(self, blob: bytes) -> _Row:
+        """Plain text trains on every token, and ends with the end-of-sequence token."""
+        eos = self.encoder.tokenizer.eos_token_id
+        if eos is not None and blob[-4:] != (eos_bytes := array("i", [eos]).tobytes()):
+            blob += eos_bytes
+        return blob, [(0, len(blob) // 4)], len(blob) // 4
+
+    @staticmethod
+    def _joined(head_blob: bytes, blob: bytes, ranges: list[tuple[int, int]], everything: bool) -> _Row:
+        """A row's ids after the template's pre-tokenized opening, its trained ranges moved to match."""
+        head = len(head_blob) // 4
+        total = head + len(blob) // 4
+        if everything:
+            ranges = [(0, total)]
+        elif head:
+            ranges = [(a + head, b + head) for a, b in ranges]
+        return head_blob + blob, ranges, total
 
     def _reset_backend(self) -> None:
         """Calls through transformers set truncation/padding on the shared backend; clear them once."""
@@ -264,23 +345,45 @@ class FastEncoder:
         if hasattr(backend, "encode_special_tokens") and backend.encode_special_tokens != split:
             backend.encode_special_tokens = split
 
-    def _slow(self, example: Example) -> Result:
+    def _slow(self, example: Example) -> _Row | str:
         try:
-            return self.encoder.encode_example(example)
+            encoded = self.encoder.encode_example(example)
         except SkipRow as skip:
             return str(skip)
-        except TemplateError:
-            raise
+        return array("i", encoded.input_ids).tobytes(), _runs(encoded.labels), encoded.full_length
 
-    def _finish(self, ids: list[int], labels: list[int]) -> Result:
-        full = len(ids)
+    def _finish(self, row: _Row) -> _Finished | str:
+        """Truncation to max_seq_length, and the skip of a row with nothing left to train."""
+        blob, ranges, full = row
         limit = self.encoder.max_length
         truncated = full > limit
-        if truncated:
-            ids, labels = ids[:limit], labels[:limit]
-        if labels.count(IGNORE_INDEX) == len(labels):
+        if len(blob) > 4 * limit:
+            blob = blob[:4 * limit]
+            ranges = [(a, min(b, limit)) for a, b in ranges if a < limit]
+        trained = sum(b - a for a, b in ranges)
+        if not trained:
             return "no trained tokens within max_seq_length" if truncated else "no trained tokens"
-        return Encoded(list(ids), labels, truncated, full)
+        return blob, ranges, truncated, full, trained
+
+
+_Row = tuple[bytes, list[tuple[int, int]], int]
+"""A row's int32 ids, the (first, stop) token ranges that are trained, and its length before truncation."""
+_Finished = tuple[bytes, list[tuple[int, int]], bool, int, int]
+"""A finished row: ids and trained ranges within max_seq_length, truncated, full length, trained count."""
+
+
+@dataclass
+class Columns:
+    """A batch of encoded rows, flat: row k's tokens are ``ids[offsets[k]:offsets[k + 1]]``."""
+
+    ids: Any  # numpy int32
+    labels: Any  # numpy int32, IGNORE_INDEX where no loss is taken
+    offsets: Any  # numpy int32, one more than the rows
+    lengths: list[int]
+    skip: list[str | None]  # the reason a row is skipped (it has no tokens), else None
+    truncated: list[bool]
+    full_length: list[int]
+    trained: list[int]
 
 
 def _join(pieces: Sequence[str], contents: Sequence[str]) -> str:
@@ -290,13 +393,13 @@ def _join(pieces: Sequence[str], contents: Sequence[str]) -> str:
     return "".join(parts)
 
 
-def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """Tokens overlapping an assistant span keep their id (offsets rise monotonically, so each span is a run).
+def _ranges(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (first, stop) tokens overlapping each span (offsets rise monotonically, so each span is a run).
 
     The searches compare the offset tuples themselves (in C): ``(at, -1)`` sorts before every
     token starting at ``at``.
     """
-    labels = [IGNORE_INDEX] * len(ids)
+    ranges = []
     for start, end in spans:
         first = bisect.bisect_left(offsets, (start, -1))  # first token starting at or after the span...
         while first and offsets[first - 1][1] > start:  # ...or earlier, when it reaches into the span
@@ -305,5 +408,26 @@ def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[in
         while first < stop and offsets[first][1] <= start:  # an empty token where the span starts is outside
             first += 1
         if stop > first:
-            labels[first:stop] = ids[first:stop]
+            ranges.append((first, stop))
+    return ranges
+
+
+def _runs(labels: Sequence[int]) -> list[tuple[int, int]]:
+    """The (first, stop) runs of trained labels (only rows from the prefix-rendering path come this way)."""
+    ranges, first = [], None
+    for k, label in enumerate(labels):
+        if label != IGNORE_INDEX and first is None:
+            first = k
+        elif label == IGNORE_INDEX and first is not None:
+            ranges.append((first, k))
+            first = None
+    if first is not None:
+        ranges.append((first, len(labels)))
+    return ranges
+
+
+def _labels_of(ids: list[int], ranges: list[tuple[int, int]]) -> list[int]:
+    labels = [IGNORE_INDEX] * len(ids)
+    for first, stop in ranges:
+        labels[first:stop] = ids[first:stop]
     return labels

