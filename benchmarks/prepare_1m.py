@@ -3,7 +3,9 @@
 Prints: prepare cold (target <= 30 s), prepare cached (<= 3 s), peak RSS of each (<= 1.5 GB),
 the time to the Preview's first sample of the big file (< 1 s), and the encode rate on short chat
 samples (>= 50k samples/s) through ``prepare_data`` on every core, next to one process's fast
-encoder and the prefix-rendering path.
+encoder and the prefix-rendering path; and, since the generated rows repeat a few dozen words (the
+word cache's best case), one process's rate on rows from a 200k-word vocabulary, with and without
+the word cache.
 
     python benchmarks/prepare_1m.py [--rows 1000000] [--tokenizer smollm2|tiny] [--keep]
 
@@ -15,6 +17,7 @@ and removes it at the end unless --keep.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -56,6 +59,36 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     return elapsed, usage.ru_maxrss / 1024 / 1024, out
 
 
+def large_vocabulary(model: str, workdir: Path, rows: int = 20_000) -> tuple[float, float]:
+    """Samples/s of one process's fast encoder on Dolly rows drawn from a 200k-word Zipf vocabulary (most
+    words new to the word cache), with the word cache and with the Rust tokenizer alone."""
+    import string
+
+    from lorastudio import registry
+    from lorastudio.data.fastencode import FastEncoder
+    from lorastudio.data.prepare import prepare
+
+    rng = random.Random(1)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(200_000)]
+    cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))
+    path = workdir / "large-vocabulary.jsonl"
+    with path.open("w") as handle:
+        for _ in range(rows):
+            handle.write(json.dumps({"instruction": " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=12)) + "?",
+                                     "context": "",
+                                     "response": " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=30)) + "."}) + "\n")
+    prepared = prepare(registry.load("tiny-pirate", [model, f"data.source={path}"]))
+    sample = list(prepared.rows.rows)
+    rates = []
+    for word_cache in (True, False):
+        fast = FastEncoder(prepared.encoder, word_cache=word_cache)
+        start = time.perf_counter()
+        for i in range(0, len(sample), 2000):
+            fast.encode_columns(sample[i:i + 2000])
+        rates.append(len(sample) / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
 def encode_rate(rows: int, model: str, workdir: Path) -> tuple[float, float, float]:
     """Samples/s on tiny-pirate's short chat rows (repeated to ``rows``): ``prepare_data`` end to end
     (every core, rows already loaded), the fast encoder in this one process, and prefix rendering."""
@@ -76,10 +109,10 @@ def encode_rate(rows: int, model: str, workdir: Path) -> tuple[float, float, flo
     whole = rows / (time.perf_counter() - start)
     sample = list(prepared.rows.rows[:20_000])
     fast = FastEncoder(prepared.encoder)
-    fast.encode_rows(sample[:100])  # analyse the shapes first, as a long run amortises it
+    fast.encode_columns(sample[:100])  # analyse the shapes first, as a long run amortises it
     start = time.perf_counter()
     for i in range(0, len(sample), 2000):
-        fast.encode_rows(sample[i:i + 2000])
+        fast.encode_columns(sample[i:i + 2000])
     one = len(sample) / (time.perf_counter() - start)
     start = time.perf_counter()
     for row in sample[:3000]:
@@ -179,6 +212,9 @@ def main() -> None:
     whole, one, slow = encode_rate(min(200_000, args.rows), model, workdir)
     print(f"encode_samples_per_s={whole:,.0f} (target >= 50,000; prepare_data end to end, short chat rows)  "
           f"one process: {one:,.0f}  prefix rendering: {slow:,.0f}")
+    cached, rust = large_vocabulary(model, workdir)
+    print(f"large vocabulary (200k-word Zipf, one process): {cached:,.0f} samples/s with the word cache, "
+          f"{rust:,.0f} with the Rust tokenizer alone")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:

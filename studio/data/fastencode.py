@@ -65,14 +65,14 @@ Result = Encoded | str
 class FastEncoder:
     """Encodes batches of rows exactly as ``encoder.encode_row`` does, much faster."""
 
-    def __init__(self, encoder: Encoder, verify: int = 3) -> None:
+    def __init__(self, encoder: Encoder, verify: int = 3, word_cache: bool = True) -> None:
         self.encoder = encoder
         self.verify = verify
         self._layouts: dict[tuple[str, ...], Layout | None] = {}
         self._checked: dict[tuple[str, ...], int] = {}
         tok = encoder.tokenizer
         self._backend = getattr(tok, "_tokenizer", None) if getattr(tok, "is_fast", False) else None
-        plain = self._backend is not None and not getattr(tok, "split_special_tokens", False)
+        plain = word_cache and self._backend is not None and not getattr(tok, "split_special_tokens", False)
         self._words = ByteLevelWords.for_backend(self._backend) if plain else None
         # Plain text is encoded with the tokenizer's special tokens; the word path serves it when there are none.
         self._bare = plain and self._backend.num_special_tokens_to_add(False) == 0
