@@ -205,10 +205,7 @@ class FastEncoder:
                 continue
             blob, ranges, truncated, full, _ = row
             ids = array("i", blob).tolist()
-            labels = [IGNORE_INDEX] * len(ids)
-            for first, stop in ranges:
-                labels[first:stop] = ids[first:stop]
-            out.append(Encoded(ids, labels, truncated, full))
+            out.append(Encoded(ids, _labels_of(ids, ranges), truncated, full))
         return out
 
     def encode_columns(self, rows: Sequence[Mapping[str, Any]]) -> Columns:
