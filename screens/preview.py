@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +19,7 @@ from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
 
@@ -33,6 +33,14 @@ class Loaded(Message):
 
     prepared: Any
     partial: bool = False
+
+
+@dataclass
+class SearchResult(Message):
+    """The row a search found (None: no row holds the text)."""
+
+    needle: str
+    index: int | None
 
 
 @dataclass
@@ -83,7 +91,7 @@ class PreviewScreen(Screen[None]):
                 yield Static("loading tokenizer and data…", id="legend", classes="muted")
                 yield TokenView(id="tokens")
             yield StatsPanel(id="stats-panel", classes="panel")
-        yield Input(id="preview-input")
+        yield FilterInput(id="preview-input")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -220,8 +228,10 @@ class PreviewScreen(Screen[None]):
 
     @on(Input.Submitted, "#preview-input")
     def _answered(self, event: Input.Submitted) -> None:
+        box = self.query_one("#preview-input", FilterInput)
+        # What Enter was pressed on: keys typed after it in a burst are not part of the search.
+        value = (box.submitted_text if box.submitted_text is not None else event.value).strip()
         self._close_input()
-        value = event.value.strip()
         mode, self.input_mode = self.input_mode, None
         if not value or self.prepared is None:
             return
@@ -234,16 +244,29 @@ class PreviewScreen(Screen[None]):
             self.search(value)
 
     def search(self, needle: str) -> None:
-        rows = self.prepared.rows.rows
-        lowered = needle.lower()
-        for offset in range(1, len(rows) + 1):
-            index = (self.index + offset) % len(rows)
-            if lowered in json.dumps(rows[index], ensure_ascii=False).lower():
-                view = self.query_one(TokenView)
-                view.highlight = needle
-                self.show_sample(index)
-                return
-        self.notify(f"{needle!r} not found", severity="warning")
+        """Find the next row holding ``needle`` in a worker (a big file takes a moment); the result comes as a message."""
+        self.query_one("#sample-header", Label).update(f"searching for {needle!r}…")
+        self._search(needle, self.index)
+
+    @work(thread=True, exclusive=True, group="preview-search", exit_on_error=False)
+    def _search(self, needle: str, after: int) -> None:
+        from textual.worker import get_current_worker
+
+        from lorastudio.data.rowsearch import find_row
+
+        worker = get_current_worker()
+        found = find_row(self.prepared.rows.rows, needle, after, lambda: worker.is_cancelled)
+        if not worker.is_cancelled:
+            self.post_message(SearchResult(needle, found))
+
+    def on_search_result(self, message: SearchResult) -> None:
+        if message.index is None:
+            more = " (the file is still being read)" if self.partial else ""
+            self.notify(f"{message.needle!r} not found{more}", severity="warning")
+            self.show_sample(self.index)  # the header again, in place of "searching…"
+            return
+        self.query_one(TokenView).highlight = message.needle
+        self.show_sample(message.index)
 
     def action_back(self) -> None:
         box = self.query_one("#preview-input", Input)
