@@ -95,6 +95,8 @@ class LaunchScreen(Screen[None]):
                     value = get_path(self.data, spec.path)
                     if spec.kind == "bool":
                         yield FormSwitch(value=bool(value), id=f"f-{_key(spec)}", classes="launch-switch")
+                        # In words too: the switch is only colours, which NO_COLOR and a text capture drop.
+                        yield Label(_on_off(bool(value)), id=f"v-{_key(spec)}", classes="launch-switch-value")
                     else:
                         yield Input(_format(spec, value), id=f"f-{_key(spec)}", compact=True,
                                     classes="launch-input",
@@ -120,6 +122,7 @@ class LaunchScreen(Screen[None]):
     def _switch_changed(self, event: Switch.Changed) -> None:
         spec = self._spec_of(event.switch.id)
         if spec is not None:
+            self.query_one(f"#v-{_key(spec)}", Label).update(_on_off(event.value))
             self.set_field(spec.path, event.value)
 
     def set_field(self, path: str, value: Any) -> None:
@@ -285,6 +288,10 @@ class LaunchScreen(Screen[None]):
                 self.query_one(f"#f-{_key(BY_PATH['data.source'])}", Input).value = path
 
         self.app.push_screen(FilePickerScreen(start), chosen)
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def _format(spec: FieldSpec, value: Any) -> str:

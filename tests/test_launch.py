@@ -154,6 +154,21 @@ async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: lis
         assert started[0].train.max_steps == 12 and started[0].train.batch_size == 4
 
 
+async def test_the_4bit_switch_says_on_or_off_in_words(started: list[object]) -> None:
+    """The switch alone is colours (gone under NO_COLOR or in a text capture); the word beside it follows it."""
+    from textual.widgets import Label
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot)
+        word = screen.query_one("#v-model-load-in-4bit", Label)
+        assert str(word.content) == "off" and "4-bit (QLoRA)" in screen_text(app)
+        screen.set_focus(screen.query_one("#f-model-load-in-4bit"))
+        await pilot.press("space")
+        await wait_until(pilot, lambda: str(word.content) == "on")
+        assert screen.data["model"]["load_in_4bit"] is True and started == []
+
+
 async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[object], tmp_path: Path) -> None:
     import yaml
     from textual.widgets import Input
