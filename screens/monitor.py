@@ -335,6 +335,8 @@ class MonitorScreen(Screen[None]):
         """Leave the run going and go back; the worker does not depend on this screen."""
         from lorastudio.screens.recipes import RecipesScreen
 
+        if self.snapshot is None or self.snapshot.status not in TERMINAL_STATUSES:
+            self.notify(f"{self.run_dir.name} goes on training; Ctrl+R lists runs to re-attach", timeout=4)
         while len(self.app.screen_stack) > 2 and not isinstance(self.app.screen, RecipesScreen):
             self.app.pop_screen()
 

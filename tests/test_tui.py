@@ -120,7 +120,7 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
         await pilot.press("i")
         assert view.show_ids and f"({view.items[0].token_id})" in text_of(view)
         await pilot.press("slash", *"spider", "enter")
-        assert "spider" in json.dumps(screen.prepared.rows.rows[screen.index])
+        await wait_until(pilot, lambda: "spider" in json.dumps(screen.prepared.rows.rows[screen.index]))
         await wait_until(pilot, lambda: "225" in text_of(screen.query_one("#stats-panel"))
                          and "computing" not in text_of(screen.query_one("#stats-panel")))
         stats = text_of(screen.query_one("#stats-panel"))
@@ -142,6 +142,28 @@ async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
         assert len(screen.query_one("#chart-loss", LineChart).series["train"].store) == 12
         await pilot.press("d")
         assert not isinstance(app.screen, MonitorScreen)
+        assert not app._notifications  # a finished run: nothing goes on
+
+
+async def test_detaching_from_a_live_run_says_it_goes_on(recorded_run: Path) -> None:
+    import os
+
+    from lorastudio.screens.monitor import MonitorScreen
+
+    lines = (recorded_run / "events.jsonl").read_text().splitlines()[:-2]
+    (recorded_run / "events.jsonl").write_text("\n".join(lines) + "\n")
+    meta = json.loads((recorded_run / "run.json").read_text())
+    (recorded_run / "run.json").write_text(json.dumps({**meta, "pid": os.getpid()}))  # a live "worker"
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(MonitorScreen(recorded_run))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.snapshot is not None)
+        assert "status: training" in screen_text(app)
+        await pilot.press("d")
+        assert not isinstance(app.screen, MonitorScreen)
+        assert [n.message for n in app._notifications] == [
+            f"{recorded_run.name} goes on training; Ctrl+R lists runs to re-attach"]
 
 
 async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
