@@ -90,11 +90,12 @@ def test_json_object_holding_a_list_and_json_lines_named_json(tmp_path: Path) ->
     assert list(load_rows(DataSection(source=str(tmp_path / "lines.json"))).rows) == [{"text": "a"}, {"text": "b"}]
 
 
-def test_malformed_line_is_named_with_file_and_line(tmp_path: Path) -> None:
+def test_malformed_line_is_named_with_file_and_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": \n{"text": "d"}\n')
     with pytest.raises(DataError, match=r"broken\.jsonl: line 3 is not valid JSON"):
         load_rows(DataSection(source=str(path)))
+    assert "Failed to load JSON" not in capfd.readouterr().err  # only our message, not the builder's log too
     shards = tmp_path / "shards"
     shards.mkdir()
     _jsonl(shards / "a.jsonl", [{"text": "ok"}])

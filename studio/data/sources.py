@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -244,11 +245,18 @@ def _load_with_builder(files: list[Path]) -> Any:
     import datasets
 
     builder = _BUILDERS[files[0].suffix.lower()]
+    # The builders log their own parse errors ("Failed to load JSON from file ...") before raising;
+    # the checking readers below say it better (file and line), so that log is held back.
+    builders_log = logging.getLogger("datasets.packaged_modules")
+    level = builders_log.level
+    builders_log.setLevel(logging.CRITICAL)
     try:
         ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
                                    cache_dir=_datasets_cache())
     except Exception:
         ds = None
+    finally:
+        builders_log.setLevel(level)
     if ds is not None and builder == "json" and len(ds) == 1 and len(ds.column_names) == 1:
         # {"data": [{...}, ...]}: an object holding one list of rows, as the plain reader accepts.
         (field,) = ds.column_names
