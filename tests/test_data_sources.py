@@ -95,6 +95,9 @@ def test_malformed_line_is_named_with_file_and_line(tmp_path: Path, capfd: pytes
     path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": \n{"text": "d"}\n')
     with pytest.raises(DataError, match=r"broken\.jsonl: line 3 is not valid JSON"):
         load_rows(DataSection(source=str(path)))
+    path.write_text('{"text": "a"}\n{bad json\n')  # the datasets builder logs this one before raising
+    with pytest.raises(DataError, match=r"broken\.jsonl: line 2 is not valid JSON"):
+        load_rows(DataSection(source=str(path)))
     assert "Failed to load JSON" not in capfd.readouterr().err  # only our message, not the builder's log too
     shards = tmp_path / "shards"
     shards.mkdir()
