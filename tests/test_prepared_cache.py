@@ -162,29 +162,47 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
                for e in events)
 
 
+@pytest.mark.parametrize("caller", ["main thread", "other thread"])
 def test_several_processes_give_what_one_gives(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large data sets are encoded in shards, one process each; the entry is the same row for row."""
+                                               monkeypatch: pytest.MonkeyPatch, caller: str) -> None:
+    """Large data sets are encoded in chunks by helper processes (and by the caller itself on the main
+    thread, as studio prepare; not from the TUI's thread); the entry is the same row for row."""
+    import threading
+
     from lorastudio.data import shards
 
     data = _data(tmp_path / "d.jsonl", n=90)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
-    rows[70]["response"] = ""  # skipped in the last shard: its row number must stay global
+    rows[70]["response"] = ""  # skipped in a later chunk: its row number must stay global
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     rec = _recipe(data, data__eval_fraction=0.1)
     prepared = prepare(rec, tokenizer=tiny_tokenizer)
     one = cache.prepare_data(rec, prepared=prepared, use_cache=False)
-    monkeypatch.setattr(shards, "MIN_ROWS_PER_PROCESS", 20)
+    monkeypatch.setattr(shards, "MIN_ROWS_FOR_HELPERS", 20)
+    monkeypatch.setattr(shards, "CHUNK_ROWS", 13)
     monkeypatch.setenv(shards.WORKERS_ENV, "3")
     seen: list[int] = []
-    many = cache.prepare_data(rec, prepared=prepared, use_cache=False, every=10,
-                              progress=lambda stats: seen.append(stats.used + sum(stats.skipped.values())))
-    assert len(list(many.path.glob("samples-*.arrow"))) == 3
+    got: list[cache.PreparedData] = []
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+
+    def run() -> None:
+        got.append(cache.prepare_data(rec, prepared=prepared, use_cache=False, every=10,
+                                      progress=lambda stats: seen.append(stats.used + sum(stats.skipped.values()))))
+
+    if caller == "main thread":
+        run()
+    else:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(120)
+    (many,) = got
+    assert len(list(many.path.glob("samples-*.arrow"))) == 7  # 90 rows in chunks of 13
     assert many.train["input_ids"] == one.train["input_ids"] and many.train["labels"] == one.train["labels"]
     assert many.eval["labels"] == one.eval["labels"]
     assert many.stats.to_json() == one.stats.to_json()
     assert many.stats.skipped_rows == {"empty response": [5, 70]}
     assert seen == sorted(seen) and seen[-1] == 90 and len(seen) >= 2
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == before  # held to one thread only while encoding
 
 
 def _tokenizer_copy(tiny_model: Path, folder: Path) -> Path:

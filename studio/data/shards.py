@@ -1,8 +1,13 @@
-"""Encoding a large data set on every core: one contiguous shard of rows per process.
+"""Encoding a large data set on every core: contiguous chunks of rows, handed out as processes free up.
 
-Each shard goes to a fresh process that gets the recipe, the tokenizer and its slice of the rows
-(an Arrow slice pickles as a reference to the memory-mapped file), builds the same encoder
-``prepare`` builds, and writes its own Arrow stream file. Per-batch statistics come back over its stdout, so progress keeps streaming.
+The rows are cut into chunks of ``CHUNK_ROWS``, each written to its own Arrow stream file (named
+by its position, so the files in name order are the rows in order). Fresh helper processes take
+the next chunk whenever they finish one; a caller on the main thread (``studio prepare``, the
+training worker) encodes chunks itself meanwhile, so no core waits for a helper's start-up. A
+caller on another thread (the TUI) leaves all of it to the helpers and keeps its GIL for the
+screen. A helper gets the recipe and the tokenizer with its first chunk, builds the same encoder
+``prepare`` builds, and keeps it (and its word cache) for the next. Per-batch statistics come back
+over its stdout, so progress keeps streaming.
 Processes are started fresh, not forked: the caller may be a thread of the TUI, and a forked copy
 of a threaded process can hang. The helpers hold the Rust tokenizer to one thread each.
 """
@@ -16,8 +21,9 @@ import queue
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +31,13 @@ from lorastudio.data.encode import DatasetStats
 from lorastudio.errors import DataError
 from lorastudio.recipe import Recipe
 
-MIN_ROWS_PER_PROCESS = 150_000
-"""Below this many rows per process, starting one (about 2.5 s of imports) costs more than it saves. On 2 cores,
-with the word-cached encoder: 200k Dolly rows took 8.2 s in one process or two, 300k took 11.2 s in one and
-9.3 s in two, 600k 16.8 s and 13.4 s."""
+MIN_ROWS_FOR_HELPERS = 150_000
+"""Below this many rows, one process encodes them all: a helper's start-up (about 1.1 s of imports) would
+pay for itself on a few chunks at most."""
+
+CHUNK_ROWS = 20_000
+"""Rows per chunk: small enough that the processes finish together, large enough that handing one out
+(a pickled slice of the memory-mapped table) costs nothing next to encoding it (about 0.3 s)."""
 
 WORKERS_ENV = "STUDIO_PREPARE_WORKERS"
 NICENESS = 10
@@ -36,50 +45,60 @@ NICENESS = 10
 
 @dataclass
 class ShardJob:
-    """One shard: rows ``start``.. of the data set, and what rebuilds the encoder ``prepare`` built."""
+    """One chunk: rows ``start``.. of the data set, and what rebuilds the encoder ``prepare`` built
+    (left out, None, once a helper has it)."""
 
     index: int
     start: int
     rows: Any  # a RowTable slice
     target: Path  # the Arrow stream file it writes
-    recipe: Recipe
+    recipe: Recipe | None
     tokenizer: Any
     columns: list[str]
     sample_rows: list[dict[str, Any]]  # the rows the format was detected from
     origin: str
 
+    def light(self) -> ShardJob:
+        """The same chunk without the encoder's makings (the helper already built its encoder)."""
+        return replace(self, recipe=None, tokenizer=None, columns=[], sample_rows=[])
+
 
 def worker_count(rows: int) -> int:
-    """How many processes encode ``rows`` rows: one per core, never more than the rows justify."""
+    """How many processes encode ``rows`` rows: one per core when there are enough rows, else one."""
+    if rows < MIN_ROWS_FOR_HELPERS:
+        return 1
     wanted = os.environ.get(WORKERS_ENV, "")
     if wanted.isdigit() and int(wanted) > 0:
-        cores = int(wanted)
-    else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        cores = min(cores, 8)
-    return max(1, min(cores, rows // MIN_ROWS_PER_PROCESS))
+        return int(wanted)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
 
 
-def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None]) -> None:
-    """Encode one shard; every outcome is a message, never a traceback."""
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    os.environ["RAYON_NUM_THREADS"] = "1"
-    with contextlib.suppress(OSError):  # bulk work: the TUI that asked for it (or a run) keeps its share of the cores
-        os.nice(NICENESS)
+def chunk_starts(rows: int) -> range:
+    """Where each chunk of ``rows`` rows starts."""
+    return range(0, rows, CHUNK_ROWS)
+
+
+def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept: dict[str, Any]) -> None:
+    """Encode one chunk; every outcome is a message, never a traceback. ``kept`` holds the encoder across chunks."""
     try:
         from lorastudio.data.cache import BATCH, encode_batches
         from lorastudio.data.encode import make_encoder
         from lorastudio.data.fastencode import FastEncoder
 
-        encoder = make_encoder(job.tokenizer, job.recipe, job.columns, job.sample_rows, job.origin)
-        fast = FastEncoder(encoder)
+        if job.tokenizer is not None:
+            assert job.recipe is not None
+            kept["fast"] = FastEncoder(make_encoder(job.tokenizer, job.recipe, job.columns, job.sample_rows,
+                                                    job.origin))
+        fast: FastEncoder = kept["fast"]
+        before = fast.fast_shapes, fast.slow_shapes
 
         def sent(part: DatasetStats) -> bool:
             send(("batch", job.index, part))
             return True
 
         encode_batches(fast, job.rows.batches(BATCH), job.target, sent, job.start)
-        send(("done", job.index, (fast.fast_shapes, fast.slow_shapes)))
+        send(("done", job.index, (fast.fast_shapes - before[0], fast.slow_shapes - before[1])))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send(("error", job.index, _picklable(exc)))
 
@@ -93,67 +112,113 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 def _main() -> None:
-    """``python -m lorastudio.data.shards``: a job arrives pickled on stdin, messages leave on stdout."""
-    job = pickle.load(sys.stdin.buffer)
+    """``python -m lorastudio.data.shards``: chunks arrive pickled on stdin (None: no more), messages leave on stdout."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    with contextlib.suppress(OSError):  # bulk work: the TUI that asked for it (or a run) keeps its share of the cores
+        os.nice(NICENESS)
     out = sys.stdout.buffer
 
     def send(message: tuple[str, int, Any]) -> None:
         pickle.dump(message, out)
         out.flush()
 
-    shard_main(job, send)
+    kept: dict[str, Any] = {}
+    with contextlib.suppress(EOFError):  # the caller went away (it was killed): nothing is waiting for us
+        while (job := pickle.load(sys.stdin.buffer)) is not None:
+            shard_main(job, send, kept)
 
 
-def encode_in_processes(jobs: Sequence[ShardJob], merge: Callable[[DatasetStats], bool]) -> tuple[int, int]:
-    """Encode every job at once, each in a fresh ``python -m lorastudio.data.shards`` process.
+EncodeHere = Callable[[ShardJob, Callable[[DatasetStats], bool]], tuple[int, int]]
+"""Encodes a chunk in the calling process (its batches' statistics to the callback); returns its shape counts."""
 
-    Not multiprocessing: that would import the caller's ``__main__`` again in each process. This
-    process only merges: ``merge`` gets every batch's statistics (False cancels everything). When
-    it encoded a shard itself, its tokenizer's thread pool (several threads, spinning between
-    batches) took the helpers' cores: 65 s instead of 55 s for 1M rows on 2 cores. Returns the fast
-    and slow shape counts summed over the jobs, and raises what a process raised.
+
+def encode_in_processes(jobs: Sequence[ShardJob], merge: Callable[[DatasetStats], bool], helpers: int,
+                        encode_here: EncodeHere | None = None) -> tuple[int, int]:
+    """Encode every chunk, on ``helpers`` fresh ``python -m lorastudio.data.shards`` processes and, when
+    ``encode_here`` is given, in this process too; each takes the next chunk as it finishes one.
+
+    Not multiprocessing: that would import the caller's ``__main__`` again in each process.
+    ``merge`` gets every batch's statistics (False cancels everything). Returns the fast and slow
+    shape counts summed over the chunks, and raises what a process raised.
     """
+    pending = deque(jobs)
+    lock = threading.Lock()
     inbox: queue.Queue[tuple[str, int, Any]] = queue.Queue()
     processes: dict[int, subprocess.Popen[bytes]] = {}
     shapes = [0, 0]
-    finished: set[int] = set()
+    done = [0]
 
-    def read(index: int, stream: Any) -> None:
+    def take() -> ShardJob | None:
+        with lock:
+            return pending.popleft() if pending else None
+
+    def serve(helper: int, process: subprocess.Popen[bytes]) -> None:
+        """Hand this helper chunk after chunk and relay what it says (a thread per helper)."""
+        assert process.stdin is not None and process.stdout is not None
+        first = True
         try:
-            while True:
-                inbox.put(pickle.load(stream))
-        except (EOFError, OSError, pickle.UnpicklingError):
-            inbox.put(("eof", index, None))
+            while (job := take()) is not None:
+                pickle.dump(job if first else job.light(), process.stdin)
+                process.stdin.flush()
+                first = False
+                while True:
+                    message = pickle.load(process.stdout)
+                    inbox.put(message)
+                    if message[0] != "batch":
+                        break
+                if message[0] == "error":
+                    return
+            pickle.dump(None, process.stdin)
+            process.stdin.close()
+        except (EOFError, OSError, pickle.UnpicklingError, ValueError):
+            inbox.put(("eof", helper, None))
 
     def handle(kind: str, index: int, payload: Any) -> None:
         if kind == "batch":
             if merge(payload) is False:
                 raise Cancelled
         elif kind == "done":
-            finished.add(index)
+            done[0] += 1
             shapes[0] += payload[0]
             shapes[1] += payload[1]
         elif kind == "error":
             raise payload
-        elif index not in finished:  # its output ended without a word: it was killed or crashed
+        else:  # its output ended without a word: it was killed or crashed
             code = processes[index].wait()
-            raise DataError(f"encoding process {index + 1} of {len(jobs)} ended unexpectedly (exit code {code})")
+            raise DataError(f"encoding helper process {index + 1} of {len(processes)} ended unexpectedly "
+                            f"(exit code {code})")
+
+    def drain(part: DatasetStats) -> bool:
+        """This process's own batch, then whatever the helpers said meanwhile."""
+        if merge(part) is False:
+            return False
+        while True:
+            try:
+                handle(*inbox.get_nowait())
+            except queue.Empty:
+                return True
 
     try:
-        for job in jobs:
+        for helper in range(helpers):
             process = subprocess.Popen([sys.executable, "-m", "lorastudio.data.shards"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            processes[job.index] = process
-            threading.Thread(target=read, args=(job.index, process.stdout), daemon=True,
-                             name=f"studio-encode-{job.index}").start()
-            assert process.stdin is not None
-            pickle.dump(job, process.stdin)
-            process.stdin.close()
-        while len(finished) < len(jobs):
+            processes[helper] = process
+            threading.Thread(target=serve, args=(helper, process), daemon=True,
+                             name=f"studio-encode-{helper}").start()
+        if encode_here is not None:
+            while (job := take()) is not None:
+                fast, slow = encode_here(job, drain)
+                done[0] += 1
+                shapes[0] += fast
+                shapes[1] += slow
+        while done[0] < len(jobs):
             handle(*inbox.get())
         for process in processes.values():
             process.wait()
     finally:
+        with lock:
+            pending.clear()  # nothing more is handed out
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
