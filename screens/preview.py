@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from textual import on, work
@@ -22,6 +22,9 @@ from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
+
+STATS_EVERY_S = 0.25
+"""How often the statistics panel is redrawn while rows are encoded."""
 
 FIRST_PAINT_S = 0.05
 """How long the load waits after the first sample, so it is painted before the whole file is read."""
@@ -123,11 +126,13 @@ class PreviewScreen(Screen[None]):
         from lorastudio.data.encode import compute_stats
 
         worker = get_current_worker()
+        posted = [0.0]
 
         def progress(stats: DatasetStats) -> bool:
-            self.post_message(StatsUpdate(replace(stats, lengths=list(stats.lengths),
-                                                  skipped=stats.skipped.copy(),
-                                                  skipped_rows={k: v[:5] for k, v in stats.skipped_rows.items()})))
+            # A few redraws a second: each copies and summarises up to a million lengths.
+            if stats.done or time.monotonic() - posted[0] >= STATS_EVERY_S:
+                posted[0] = time.monotonic()
+                self.post_message(StatsUpdate(stats.snapshot()))
             return not worker.is_cancelled
 
         from lorastudio.data.cache import prepare_data

@@ -308,3 +308,29 @@ def test_columns_differing_only_in_case_stay_ambiguous(tmp_path: Path, tiny_toke
     path.write_text("Prompt,PROMPT,completion\na,b,c\n")
     with pytest.raises(DataError, match="missing: prompt"):
         encoder_for(tiny_tokenizer, recipe(path, "prompt_completion"))
+
+
+def test_length_figures_are_nearest_rank_and_even_buckets() -> None:
+    """The figures the Preview redraws while rows stream in (numpy, cached while the list only grows)."""
+    import math
+    import random
+    from collections import Counter
+
+    from lorastudio.data.encode import DatasetStats
+
+    rng = random.Random(0)
+    for n in (1, 2, 7, 1000):
+        stats = DatasetStats(format="dolly", lengths=[rng.randint(3, 300) for _ in range(n)])
+        ordered = sorted(stats.lengths)
+        for q in (0, 1, 50, 90, 99, 100):
+            assert stats.percentile(q) == ordered[min(n - 1, max(0, math.ceil(q / 100 * n) - 1))], (n, q)
+        low, high = ordered[0], ordered[-1]
+        width = max(1, math.ceil((high - low + 1) / 8))
+        counts = Counter((x - low) // width for x in ordered)
+        assert stats.histogram(8) == [(low + b * width, low + (b + 1) * width - 1, counts.get(b, 0))
+                                      for b in range(8) if low + b * width <= high]
+        assert stats.max_length == high
+        snapshot = stats.snapshot()
+        stats.lengths += [1000]  # the original grows on; the snapshot and the cache follow what they hold
+        assert stats.max_length == 1000 and snapshot.max_length == high
+    assert DatasetStats(format="dolly").percentile(50) == 0 and DatasetStats(format="dolly").histogram() == []

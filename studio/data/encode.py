@@ -15,7 +15,7 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lorastudio.data.formats import (
@@ -213,20 +213,50 @@ class DatasetStats:
     trained_tokens: int = 0
     done: bool = False
 
+    def _array(self) -> Any:
+        """The lengths as a numpy array, kept while the list is the same list at the same length (it only
+        grows): the Preview redraws these figures while a million rows stream in, on the UI thread."""
+        import numpy as np
+
+        key = (id(self.lengths), len(self.lengths))
+        kept = self.__dict__.get("_lengths_array")
+        if kept is None or kept[0] != key:
+            kept = (key, np.array(self.lengths, dtype=np.int64))
+            self.__dict__["_lengths_array"] = kept
+        return kept[1]
+
+    def snapshot(self) -> DatasetStats:
+        """A copy for another thread (this one keeps growing), its length figures ready to read."""
+        copy = replace(self, lengths=list(self.lengths), skipped=self.skipped.copy(),
+                       skipped_rows={k: v[:5] for k, v in self.skipped_rows.items()})
+        copy._array()
+        return copy
+
     def percentile(self, q: float) -> int:
+        """The length at or below which ``q`` percent of the samples fall (nearest rank)."""
+        import numpy as np
+
         if not self.lengths:
             return 0
-        ordered = sorted(self.lengths)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+        n = len(self.lengths)
+        k = min(n - 1, max(0, math.ceil(q / 100 * n) - 1))
+        return int(np.partition(self._array(), k)[k])
+
+    @property
+    def max_length(self) -> int:
+        return int(self._array().max()) if self.lengths else 0
 
     def histogram(self, bins: int = 10) -> list[tuple[int, int, int]]:
         """(low, high, count) buckets of token lengths."""
+        import numpy as np
+
         if not self.lengths:
             return []
-        low, high = min(self.lengths), max(self.lengths)
+        lengths = self._array()
+        low, high = int(lengths.min()), int(lengths.max())
         width = max(1, math.ceil((high - low + 1) / bins))
-        counts = Counter((n - low) // width for n in self.lengths)
-        return [(low + b * width, low + (b + 1) * width - 1, counts.get(b, 0)) for b in range(bins)
+        counts = np.bincount((lengths - low) // width, minlength=bins)
+        return [(low + b * width, low + (b + 1) * width - 1, int(counts[b])) for b in range(bins)
                 if low + b * width <= high]
 
     @property
@@ -240,7 +270,7 @@ class DatasetStats:
             "truncated": self.truncated, "tokens": self.tokens, "trained_tokens": self.trained_tokens,
             "trained_ratio": round(self.trained_ratio, 4),
             "length": {"p50": self.percentile(50), "p90": self.percentile(90), "p99": self.percentile(99),
-                       "max": max(self.lengths, default=0)},
+                       "max": self.max_length},
             "histogram": self.histogram(),
         }
 
