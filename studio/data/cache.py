@@ -127,6 +127,13 @@ def encode_batches(fast: FastEncoder, batches: Iterable[list[dict[str, Any]]], t
 
 
 
+def encode_chunk(fast: FastEncoder, job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
+    """Encode one chunk into its file; returns how many conversation shapes it newly found fast and slow."""
+    before = fast.fast_shapes, fast.slow_shapes
+    encode_batches(fast, job.rows.batches(BATCH), job.target, on_batch, job.start)
+    return fast.fast_shapes - before[0], fast.slow_shapes - before[1]
+
+
 def merge_stats(total: DatasetStats, part: DatasetStats) -> None:
     """Add one batch's statistics to the running total (the first skipped row numbers, whichever shard sent them)."""
     total.used += part.used
@@ -174,9 +181,7 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
 
     def encode_here(job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
         assert fast is not None
-        before = fast.fast_shapes, fast.slow_shapes
-        encode_batches(fast, job.rows.batches(BATCH), job.target, on_batch, job.start)
-        return fast.fast_shapes - before[0], fast.slow_shapes - before[1]
+        return encode_chunk(fast, job, on_batch)
 
     with _single_threaded_tokenizer(here):
         fast_shapes, slow_shapes = encode_in_processes(jobs, merged, workers - 1 if here else workers,

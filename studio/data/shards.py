@@ -82,7 +82,7 @@ def chunk_starts(rows: int) -> range:
 def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept: dict[str, Any]) -> None:
     """Encode one chunk; every outcome is a message, never a traceback. ``kept`` holds the encoder across chunks."""
     try:
-        from lorastudio.data.cache import BATCH, encode_batches
+        from lorastudio.data.cache import encode_chunk
         from lorastudio.data.encode import make_encoder
         from lorastudio.data.fastencode import FastEncoder
 
@@ -90,15 +90,12 @@ def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept
             assert job.recipe is not None
             kept["fast"] = FastEncoder(make_encoder(job.tokenizer, job.recipe, job.columns, job.sample_rows,
                                                     job.origin))
-        fast: FastEncoder = kept["fast"]
-        before = fast.fast_shapes, fast.slow_shapes
 
         def sent(part: DatasetStats) -> bool:
             send(("batch", job.index, part))
             return True
 
-        encode_batches(fast, job.rows.batches(BATCH), job.target, sent, job.start)
-        send(("done", job.index, (fast.fast_shapes - before[0], fast.slow_shapes - before[1])))
+        send(("done", job.index, encode_chunk(kept["fast"], job, sent)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send(("error", job.index, _picklable(exc)))
 
