@@ -145,15 +145,20 @@ async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
         assert not app._notifications  # a finished run: nothing goes on
 
 
+def _unfinished(run_dir: Path, pid: int) -> None:
+    """The recorded run cut before its last two events, its worker the process ``pid``."""
+    lines = (run_dir / "events.jsonl").read_text().splitlines()[:-2]
+    (run_dir / "events.jsonl").write_text("\n".join(lines) + "\n")
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "pid": pid}))
+
+
 async def test_detaching_from_a_live_run_says_it_goes_on(recorded_run: Path) -> None:
     import os
 
     from lorastudio.screens.monitor import MonitorScreen
 
-    lines = (recorded_run / "events.jsonl").read_text().splitlines()[:-2]
-    (recorded_run / "events.jsonl").write_text("\n".join(lines) + "\n")
-    meta = json.loads((recorded_run / "run.json").read_text())
-    (recorded_run / "run.json").write_text(json.dumps({**meta, "pid": os.getpid()}))  # a live "worker"
+    _unfinished(recorded_run, pid=os.getpid())  # a live "worker": this test process
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(recorded_run))
@@ -169,10 +174,7 @@ async def test_detaching_from_a_live_run_says_it_goes_on(recorded_run: Path) -> 
 async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
     from lorastudio.screens.monitor import MonitorScreen
 
-    lines = (recorded_run / "events.jsonl").read_text().splitlines()[:-2]
-    (recorded_run / "events.jsonl").write_text("\n".join(lines) + "\n")
-    meta = json.loads((recorded_run / "run.json").read_text())
-    (recorded_run / "run.json").write_text(json.dumps({**meta, "pid": 999_999_999}))
+    _unfinished(recorded_run, pid=999_999_999)
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(recorded_run))
