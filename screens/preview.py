@@ -235,7 +235,7 @@ class PreviewScreen(Screen[None]):
     def _answered(self, event: Input.Submitted) -> None:
         box = self.query_one("#preview-input", FilterInput)
         # What Enter was pressed on: keys typed after it in a burst are not part of the search.
-        value = (box.submitted_text if box.submitted_text is not None else event.value).strip()
+        value = box.entered(event.value).strip()
         self._close_input()
         mode, self.input_mode = self.input_mode, None
         if not value or self.prepared is None:

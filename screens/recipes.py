@@ -114,7 +114,7 @@ class RecipesScreen(Screen[None]):
     @on(Input.Submitted, "#recipe-filter")
     def _filter_done(self, event: Input.Submitted) -> None:
         box = self.query_one("#recipe-filter", FilterInput)
-        text = box.submitted_text if box.submitted_text is not None else event.value
+        text = box.entered(event.value)
         if box.value != text:  # keys typed after Enter in a burst were meant for what Enter opens
             box.value = text
             self._fill(text)

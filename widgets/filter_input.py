@@ -16,6 +16,10 @@ class FilterInput(Input):
 
     submitted_text: str | None = None
 
+    def entered(self, submitted: str) -> str:
+        """The text Enter was pressed on; ``submitted`` (the Submitted event's value) when no Enter key came."""
+        return self.submitted_text if self.submitted_text is not None else submitted
+
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":  # handled in order, before the keys queued behind it
             self.submitted_text = self.value
