@@ -90,7 +90,7 @@ def _read_csv(path: Path, limit: int | None = None) -> list[Row]:
             handle.seek(0)
             reader = csv.DictReader(handle)
             fieldnames = reader.fieldnames  # read while the file is open: it is lazy, and an empty file has none
-            rows = [dict(r) for r in (reader if limit is None else itertools.islice(reader, limit))]
+            rows = [dict(r) for r in itertools.islice(reader, limit)]  # limit None: every row
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file (not UTF-8)") from None
     except csv.Error as exc:
@@ -182,9 +182,7 @@ class RowTable(Sequence[Row]):
         return RowTable(self._data.select(range(start, min(stop, len(self._data)))))
 
     def head(self, count: int) -> RowTable:
-        if isinstance(self._data, list):
-            return RowTable(self._data[:count])
-        return RowTable(self._data.select(range(min(count, len(self._data)))))
+        return self.slice(0, count)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RowTable | list):
