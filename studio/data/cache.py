@@ -12,6 +12,7 @@ read; ``cacheindex`` finds entries without the tokenizer and evicts the least re
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -125,8 +126,6 @@ def encode_batches(fast: FastEncoder, batches: Iterable[list[dict[str, Any]]], t
                 raise Cancelled
 
 
-
-
 def encode_chunk(fast: FastEncoder, job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
     """Encode one chunk into its file; returns how many conversation shapes it newly found fast and slow."""
     before = fast.fast_shapes, fast.slow_shapes
@@ -177,34 +176,26 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
     # On the main thread (studio prepare, the training worker) this process encodes too; a thread of
     # the TUI leaves the encoding to the helpers and keeps its GIL for the screen.
     here = threading.current_thread() is threading.main_thread()
-    fast = FastEncoder(prepared.encoder) if here else None
-
-    def encode_here(job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
-        assert fast is not None
-        return encode_chunk(fast, job, on_batch)
-
-    with _single_threaded_tokenizer(here):
-        fast_shapes, slow_shapes = encode_in_processes(jobs, merged, workers - 1 if here else workers,
-                                                       encode_here if here else None)
+    encode_here = functools.partial(encode_chunk, FastEncoder(prepared.encoder)) if here else None
+    with _single_threaded_tokenizer() if here else contextlib.nullcontext():
+        fast_shapes, slow_shapes = encode_in_processes(jobs, merged, workers - 1 if here else workers, encode_here)
     return [job.target for job in jobs], fast_shapes, slow_shapes
 
 
 @contextlib.contextmanager
-def _single_threaded_tokenizer(applies: bool) -> Iterator[None]:
+def _single_threaded_tokenizer() -> Iterator[None]:
     """Hold the Rust tokenizer (which reads this on every call) to one thread while helpers share the cores:
     its pool, spinning between batches, took their cores (65 s instead of 55 s for 1M rows)."""
     name = "TOKENIZERS_PARALLELISM"
     old = os.environ.get(name)
-    if applies:
-        os.environ[name] = "false"
+    os.environ[name] = "false"
     try:
         yield
     finally:
-        if applies:
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def _kept_batches(files: Sequence[Path], indices: Iterable[int], total: int) -> Iterator[Any]:

@@ -19,7 +19,7 @@ from lorastudio.paths import cache_dir
 from lorastudio.recipe import Recipe
 
 SAMPLES, TRAIN, EVAL, META = "samples", "train.arrow", "eval.arrow", "meta.json"
-"""Names in a cache entry: the encoded rows (``samples-NNNNN.arrow``, one per encoding process), the
+"""Names in a cache entry: the encoded rows (``samples-NNNNN.arrow``, one per chunk, in row order), the
 trainer's rows, the held-out rows, and the metadata written last."""
 
 
