@@ -136,7 +136,7 @@ def test_a_default_system_prompt_is_tokenized_once_per_shape(smollm2_tokenizer) 
     got = fast.encode_rows(rows[:2])
     (layout,) = [v for v in fast._layouts.values() if v is not None]
     assert layout.pieces[0][:layout.head].endswith("<|im_end|>\n<|im_start|>") and "SmolLM" in layout.pieces[0]
-    assert got[0].input_ids[:len(layout.head_ids)] == list(layout.head_ids)
+    assert got[0].input_ids[:len(layout.head_ids)] == layout.head_ids
     assert got == [_slow(encoder, row) for row in rows[:2]]
 
 

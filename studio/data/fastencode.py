@@ -52,10 +52,14 @@ class Layout:
     # chars from its content end to the end of the render that stops after it).
     assistant: tuple[tuple[int, int, int], ...]
     # The render's first ``head`` characters (a default system prompt, up to the added token that opens
-    # the first turn) always tokenize to ``head_ids``; only the rest goes to the tokenizer. 0: no such head.
+    # the first turn) always tokenize to ``head_blob`` (int32 ids); only the rest goes to the tokenizer.
+    # 0: no such head.
     head: int = 0
-    head_ids: tuple[int, ...] = ()
-    head_blob: bytes = b""  # head_ids as int32 bytes
+    head_blob: bytes = b""
+
+    @property
+    def head_ids(self) -> list[int]:
+        return array("i", self.head_blob).tolist()
 
 
 Result = Encoded | str
@@ -139,8 +143,7 @@ class FastEncoder:
         head = self._head(layout, full)
         if head:
             ids = self._backend.encode(full[:head], add_special_tokens=False).ids
-            layout = Layout(layout.pieces, layout.transforms, layout.assistant, head, tuple(ids),
-                            array("i", ids).tobytes())
+            layout = Layout(layout.pieces, layout.transforms, layout.assistant, head, array("i", ids).tobytes())
         return layout
 
     def _head(self, layout: Layout, render: str) -> int:
