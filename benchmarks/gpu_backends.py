@@ -40,7 +40,7 @@ def make_model(folder: Path) -> None:
 
 
 def make_data(path: Path, rows: int, words: int) -> None:
-    from lorastudio.models.tinydata import OBJECTS
+    from lorastudio.demo.tinydata import OBJECTS
 
     rng = random.Random(0)
     vocab = list(OBJECTS) + list(OBJECTS.values())

@@ -56,7 +56,7 @@ def test_stop_keeps_the_partial_reply(engine: ChatEngine) -> None:
 
 
 def test_adapter_toggle_changes_answers_and_back(engine: ChatEngine) -> None:
-    from lorastudio.models.tinydata import PIRATE_RE
+    from lorastudio.demo.tinydata import PIRATE_RE
 
     greedy = Sampling(greedy=True, max_new_tokens=30)
     tuned = engine.generate(QUESTION, greedy, use_adapter=True).text

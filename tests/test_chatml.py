@@ -131,6 +131,6 @@ async def test_preview_screen_of_smollm2_pirate_masks_the_system_prompt(smollm2_
         masked = "".join(p.text for p in items if not p.trained)
         assert DEFAULT_SYSTEM in masked and screen.prepared.encoder.template_name == "tokenizer"
         trained = "".join(p.text for p in items if p.trained)
-        from lorastudio.models.piratedata import is_pirate
+        from lorastudio.demo.piratedata import is_pirate
 
         assert trained.endswith("<|im_end|>") and is_pirate(trained)

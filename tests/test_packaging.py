@@ -55,6 +55,9 @@ def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
     for needed in ("lorastudio/recipes/tiny-pirate.yaml", "lorastudio/recipes/data/tiny_pirate.jsonl",
                    "lorastudio/app.tcss", "lorastudio/screens/recipes.py", "lorastudio/widgets/token_view.py"):
         assert needed in names
+    # every engine module ships: a subpackage missing from pyproject's packages list would not
+    shipped = {"lorastudio/" + p.relative_to(ROOT / "studio").as_posix() for p in (ROOT / "studio").rglob("*.py")}
+    assert not shipped - set(names), sorted(shipped - set(names))
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "studio = lorastudio.cli:main" in entry_points and "lorastudio = lorastudio.cli:main" in entry_points
 
@@ -65,3 +68,17 @@ def test_version_and_help() -> None:
     helptext = subprocess.run([STUDIO_BIN, "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("recipes", "preview", "train", "runs", "chat", "attach", "validate"):
         assert command in helptext
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"lorastudio": ROOT / "studio"} | {
+        name: ROOT / folder for name, folder in setuptools["package-dir"].items()
+    }
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            found.add(".".join([name, *parts]))
+    assert found - set(setuptools["packages"]) == set(), "add these to pyproject's packages list"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lorastudio.models import piratedata
+from lorastudio.demo import piratedata
 from lorastudio.paths import package_recipes_dir
 
 

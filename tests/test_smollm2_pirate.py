@@ -40,7 +40,7 @@ def test_adapter_names_the_cached_copy_and_loads_in_plain_peft(pirate_run: Path,
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=40, do_sample=False)
     reply = tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
-    from lorastudio.models.piratedata import is_pirate
+    from lorastudio.demo.piratedata import is_pirate
 
     assert is_pirate(reply), reply
 

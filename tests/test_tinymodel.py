@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lorastudio.models import tinydata
+from lorastudio.demo import tinydata
 from lorastudio.models.tiny import CONFIG, MARKER, is_built
 
 

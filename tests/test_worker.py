@@ -13,8 +13,8 @@ import pytest
 from conftest import STUDIO_BIN, run_worker, state_of, wait_for
 
 from lorastudio import registry
+from lorastudio.demo import tinydata
 from lorastudio.errors import RunError
-from lorastudio.models import tinydata
 from lorastudio.train import runs
 from lorastudio.train.backend import (
     Hardware,

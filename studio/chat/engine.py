@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import StudioError
-from lorastudio.models.tiny import Progress
+from lorastudio.progress import Progress
 from lorastudio.recipe import ChatSection, DataSection, ModelSection, Recipe
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorastudio.chat.engine import ChatEngine, Reply, Sampling
-from lorastudio.models.piratedata import HELD_OUT, is_pirate
+from lorastudio.demo.piratedata import HELD_OUT, is_pirate
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 from lorastudio.data.encode import Encoder, make_encoder
 from lorastudio.data.sources import Rows, head_rows, load_rows
 from lorastudio.errors import StudioError
-from lorastudio.models.tiny import Progress
+from lorastudio.progress import Progress
 from lorastudio.recipe import Recipe
 
 

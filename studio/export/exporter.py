@@ -15,7 +15,7 @@ from typing import Any
 
 from lorastudio.export.source import ExportSource, load_tokenizer_for, resolve_source
 from lorastudio.export.staging import ExportError, folder_size, staged_dir
-from lorastudio.models.tiny import Progress
+from lorastudio.progress import Progress
 
 FORMATS = ("adapter", "merged", "gguf")
 MANIFEST = "export.json"

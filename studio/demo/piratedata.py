@@ -5,7 +5,7 @@ small talk) whose answers are plain facts said the way a pirate would say them. 
 vary and the style does not, so a short fine-tune learns the style rather than the answers.
 :data:`HELD_OUT` questions are in no training row; the benchmark asks them.
 
-``python -m lorastudio.models.piratedata > recipes/data/smollm2_pirate.jsonl`` regenerates the file.
+``python -m lorastudio.demo.piratedata > recipes/data/smollm2_pirate.jsonl`` regenerates the file.
 """
 
 from __future__ import annotations
