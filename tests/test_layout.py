@@ -1,11 +1,15 @@
 """The engine's stages import one way only: faces -> chat/export -> train -> data -> models -> ground.
 
 Checked statically (every ``import``, also those inside functions), so a lazy upward import fails too.
+The same import graph must have no cycles, widgets never import screens, and each stage package's
+docstring (and the README's layout section) names every module in it.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ ENGINE = ROOT / "studio"
 # Lower rank = lower stage; a module may import its own rank or below. chat and export share a rank
 # but must not import each other.
 RANK = {"ground": 0, "models": 1, "data": 2, "train": 3, "chat": 4, "export": 4, "face": 5}
-GROUND = {"recipe", "registry", "paths", "errors", "quiet", "__init__"}
+GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "__init__"}
 FACES = {"cli", "app", "worker", "screens", "widgets"}
 
 
@@ -40,6 +44,15 @@ def module_name(path: Path) -> str:
     return ".".join(["lorastudio", *parts])
 
 
+def from_target(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The module ``from X import ...`` names, a relative ``X`` resolved against ``module``."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base[: len(base) - node.level + (1 if is_package else 0)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
     """Every module an import statement names, relative imports resolved against ``module``."""
     found: list[tuple[int, str]] = []
@@ -47,16 +60,14 @@ def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[i
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = module.split(".")
-                base = base[: len(base) - node.level + (1 if is_package else 0)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = from_target(node, module, is_package)
             found.append((node.lineno, target))
             # ``from lorastudio import registry`` names a module through its alias
-            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names
-                      if target == "lorastudio" and alias.name != "__version__"]
+            found += [
+                (node.lineno, f"{target}.{alias.name}")
+                for alias in node.names
+                if target == "lorastudio" and alias.name != "__version__"
+            ]
     return found
 
 
@@ -97,22 +108,265 @@ def test_every_stage_package_says_what_it_owns() -> None:
         assert doc and doc.startswith(f"Stage ``{stage}``") and "never" in doc, stage
 
 
-@pytest.mark.parametrize(("module", "source"), [
-    ("lorastudio.data.encode", "from lorastudio.train.runs import find_run"),
-    ("lorastudio.models.tiny", "def f():\n    from lorastudio.data import encode"),
-    ("lorastudio.data.encode", "from ..train import runs"),
-    ("lorastudio.recipe", "from lorastudio import registry\nfrom lorastudio.models import estimate"),
-    ("lorastudio.chat.engine", "from lorastudio.export import gguf"),
-    ("lorastudio.train.worker", "import textual.app"),
-])
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("lorastudio.data.encode", "from lorastudio.train.runs import find_run"),
+        ("lorastudio.models.tiny", "def f():\n    from lorastudio.data import encode"),
+        ("lorastudio.data.encode", "from ..train import runs"),
+        ("lorastudio.recipe", "from lorastudio import registry\nfrom lorastudio.models import estimate"),
+        ("lorastudio.chat.engine", "from lorastudio.export import gguf"),
+        ("lorastudio.train.worker", "import textual.app"),
+    ],
+)
 def test_checker_catches_upward_imports(module: str, source: str) -> None:
     assert violations(source, module)
 
 
-@pytest.mark.parametrize(("module", "source"), [
-    ("lorastudio.data.encode", "from lorastudio.models.templates import TEMPLATES\nfrom . import formats"),
-    ("lorastudio.cli", "from lorastudio.chat.engine import engine_for\nfrom lorastudio.export import x"),
-    ("lorastudio.app", "from textual.app import App"),
-])
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        (
+            "lorastudio.data.encode",
+            "from lorastudio.models.templates import TEMPLATES\nfrom . import formats",
+        ),
+        ("lorastudio.cli", "from lorastudio.chat.engine import engine_for\nfrom lorastudio.export import x"),
+        ("lorastudio.app", "from textual.app import App"),
+    ],
+)
 def test_checker_allows_downward_imports(module: str, source: str) -> None:
     assert violations(source, module) == []
+
+
+# --- no import cycles ------------------------------------------------------------------------------------
+
+# The engine (studio/, its faces cli and app included). Screens are left out on purpose: they reach one
+# another through lazy imports to push the next screen, a navigation loop rather than a dependency.
+PACKAGE_DIRS = {"lorastudio": ENGINE}
+
+# Cycles on main when this test was written, each hidden by a function-level import; being removed.
+KNOWN_CYCLES = [
+    frozenset({"lorastudio.data.encode", "lorastudio.data.fastencode"}),
+    frozenset({"lorastudio.data.cache", "lorastudio.data.shards"}),
+    frozenset({"lorastudio.train.runs", "lorastudio.train.launch"}),
+    frozenset({"lorastudio.chat.engine", "lorastudio.chat.targets"}),
+]
+
+Graph = dict[str, dict[str, int]]
+"""module -> {imported module: line of its first import}; only the package's own modules."""
+
+
+def engine_modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package, folder in PACKAGE_DIRS.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = [p for p in path.relative_to(folder).with_suffix("").parts if p != "__init__"]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def import_graph(sources: dict[str, tuple[str, bool]]) -> Graph:
+    """Edges from every import statement (module level or inside a function) between ``sources``' modules.
+
+    ``sources`` maps a module name to (its source, whether it is a package ``__init__``). ``from pkg import
+    name`` is an edge to ``pkg.name`` when that is a module, else to ``pkg``.
+    """
+    graph: Graph = {module: {} for module in sources}
+    for module, (source, is_package) in sources.items():
+        for node in ast.walk(ast.parse(source)):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = from_target(node, module, is_package)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in sources else base for a in node.names]
+            for target in targets:
+                if target in sources and target != module:
+                    graph[module].setdefault(target, node.lineno)
+    return graph
+
+
+def cycles(graph: Graph) -> list[list[str]]:
+    """Each strongly connected group of two or more modules, as one chain ``[a, b, ..., a]`` through it."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(start: str) -> None:
+        # Tarjan's algorithm without recursion: (node, iterator over its edges) frames.
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        while work:
+            node, edges = work[-1]
+            child = next(edges, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group: set[str] = set()
+                while True:
+                    member = stack.pop()
+                    group.add(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(group)
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return [_chain(graph, group) for group in groups]
+
+
+def _chain(graph: Graph, group: set[str]) -> list[str]:
+    """The shortest way from the group's first module back to itself, inside the group."""
+    start = min(group)
+    came_from: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for child in sorted(graph[node]):
+            if child not in group:
+                continue
+            if child == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return [start, *reversed(path[:-1]), start] if len(path) > 1 else [start, node, start]
+            if child not in came_from:
+                came_from[child] = node
+                queue.append(child)
+    raise AssertionError(group)
+
+
+def describe(graph: Graph, chain: list[str]) -> str:
+    """``a:12 -> b:40 -> a``: each module with the line of its import of the next."""
+    short = [m.removeprefix("lorastudio.") for m in chain]
+    steps = [f"{short[i]}:{graph[chain[i]][chain[i + 1]]}" for i in range(len(chain) - 1)]
+    return " -> ".join([*steps, short[-1]])
+
+
+def engine_cycles() -> tuple[Graph, list[list[str]]]:
+    modules = engine_modules()
+    graph = import_graph({m: (p.read_text(), p.name == "__init__.py") for m, p in modules.items()})
+    return graph, cycles(graph)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known cycles being removed: data.encode<->fastencode, "
+    "data.cache<->shards, train.runs<->launch, chat.engine<->targets",
+)
+def test_engine_has_no_import_cycles() -> None:
+    graph, found = engine_cycles()
+    assert not found, "import cycles:\n" + "\n".join(describe(graph, c) for c in found)
+
+
+def test_no_import_cycle_beyond_the_known_ones() -> None:
+    graph, found = engine_cycles()
+    new = [c for c in found if frozenset(c) not in KNOWN_CYCLES]
+    assert not new, "new import cycles:\n" + "\n".join(describe(graph, c) for c in new)
+
+
+def test_cycle_finder_reports_a_chain() -> None:
+    sources = {
+        "lorastudio.data.a": ("import os\nfrom lorastudio.data import b\n", False),
+        "lorastudio.data.b": ("def f():\n    from . import c\n", False),
+        "lorastudio.data.c": ("def g():\n    import lorastudio.data.a\n", False),
+        "lorastudio.data.d": ("from .a import x\n", False),
+        "lorastudio.data": ("", True),
+    }
+    graph = import_graph(sources)
+    found = cycles(graph)
+    assert found == [["lorastudio.data.a", "lorastudio.data.b", "lorastudio.data.c", "lorastudio.data.a"]]
+    assert describe(graph, found[0]) == "data.a:2 -> data.b:2 -> data.c:2 -> data.a"
+    assert cycles(import_graph({k: v for k, v in sources.items() if k != "lorastudio.data.c"})) == []
+
+
+# --- widgets never import screens ------------------------------------------------------------------------
+
+
+def screen_imports(source: str, module: str) -> list[str]:
+    return [
+        f"{module}:{line} imports {target}"
+        for line, target in imported_modules(source, module, False)
+        if target == "lorastudio.screens" or target.startswith("lorastudio.screens.")
+    ]
+
+
+def test_widgets_never_import_screens() -> None:
+    bad: list[str] = []
+    for path in sorted((ROOT / "widgets").glob("*.py")):
+        bad += screen_imports(path.read_text(), f"lorastudio.widgets.{path.stem}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from lorastudio.screens.messages import LoadProgress",
+        "def f():\n    from ..screens import monitor",
+        "import lorastudio.screens.chat",
+        "from lorastudio import screens",
+    ],
+)
+def test_screen_import_check_catches(source: str) -> None:
+    assert screen_imports(source, "lorastudio.widgets.chart")
+
+
+# --- each stage package names its modules ---------------------------------------------------------------
+
+STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "demo")
+
+
+def modules_of(package: str) -> list[str]:
+    return sorted(p.stem for p in (ENGINE / package).glob("*.py") if p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("package", STAGE_PACKAGES)
+def test_stage_docstring_names_every_module(package: str) -> None:
+    doc = ast.get_docstring(ast.parse((ENGINE / package / "__init__.py").read_text())) or ""
+    missing = [m for m in modules_of(package) if f"``{m}``" not in doc]
+    assert not missing, f"lorastudio.{package}'s docstring does not name: {', '.join(missing)}"
+
+
+def readme_layout() -> dict[str, str]:
+    """README's layout block: each folder (``studio/data/``) -> its text, continuation lines included."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"^## Layout\n+```\n(.*?)^```", text, re.M | re.S)
+    assert block, "README has no ## Layout code block"
+    entries: dict[str, str] = {}
+    folder = ""
+    for line in block.group(1).splitlines():
+        if line[:1].strip():
+            folder, _, rest = line.partition(" ")
+            entries[folder] = rest
+        else:
+            entries[folder] += " " + line.strip()
+    return entries
+
+
+@pytest.mark.parametrize("package", ["", *STAGE_PACKAGES])
+def test_readme_layout_names_every_module(package: str) -> None:
+    folder = f"studio/{package}/" if package else "studio/"
+    entry = readme_layout().get(folder)
+    assert entry is not None, f"README's layout section has no {folder} line"
+    if package:
+        names = modules_of(package)
+    else:
+        names = sorted(p.stem for p in ENGINE.glob("*.py") if p.name != "__init__.py")
+        names += sorted(p.name for p in ENGINE.iterdir() if (p / "__init__.py").is_file())
+        names = [n for n in names if n not in STAGE_PACKAGES]
+    words = set(re.findall(r"[A-Za-z_]+", entry))
+    missing = [n for n in names if n not in words]
+    assert not missing, f"README's layout line for {folder} does not name: {', '.join(missing)}"
