@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,13 +17,16 @@ from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.widgets.chat_message import ChatMessage
 
+if TYPE_CHECKING:  # for types only: the worker imports the engine, off the start-up path
+    from lorastudio.chat.engine import ChatEngine, Reply
+
 SETTINGS = [("temperature", float), ("top_p", float), ("min_p", float), ("top_k", int), ("max_new_tokens", int),
             ("repetition_penalty", float)]
 
 
 @dataclass
 class EngineReady(Message):
-    engine: Any
+    engine: ChatEngine
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Chunk(Message):
 @dataclass
 class ReplyDone(Message):
     target: ChatMessage
-    reply: Any
+    reply: Reply
     history: bool
 
 

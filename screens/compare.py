@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -17,10 +17,13 @@ from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 
+if TYPE_CHECKING:
+    from lorastudio.train.compare import Comparison
+
 
 @dataclass
 class ComparisonReady(Message):
-    comparison: Any
+    comparison: Comparison
 
 
 class CompareScreen(Screen[None]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,6 +17,9 @@ from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, R
 from textual.worker import Worker, WorkerState
 
 from lorastudio.screens.messages import LoadProgress
+
+if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the start-up path
+    from lorastudio.export.exporter import ExportResult
 
 FORMATS = ("adapter", "merged", "gguf")
 QUANTS = ("f16", "q8_0", "bf16", "f32", "q5_1", "q5_0", "q4_1", "q4_0")  # as lorastudio.export.gguf_file.QUANTS
@@ -36,7 +39,7 @@ class Estimated(Message):
 
 @dataclass
 class ExportDone(Message):
-    result: Any
+    result: ExportResult
 
 
 class ExportScreen(Screen[None]):

@@ -18,6 +18,8 @@ run after the keys typed before it (Down) have been handled.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, TextArea
@@ -29,6 +31,6 @@ def focus_now(widget: Widget) -> None:
     widget.screen.set_focus(widget)
 
 
-def typing_in(screen: Screen[object]) -> bool:
+def typing_in(screen: Screen[Any]) -> bool:
     """A text box has focus: keys are text, not commands."""
     return isinstance(screen.focused, (Input, TextArea))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import events, work
@@ -23,6 +23,9 @@ from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, read_m
 from lorastudio.widgets.chart import SMOOTHING_STEPS, WINDOWS, LineChart
 from lorastudio.widgets.gpu_panel import GpuPanel
 from lorastudio.widgets.metrics_panel import MetricsPanel, duration
+
+if TYPE_CHECKING:
+    from lorastudio.app import StudioApp
 
 REFRESH_S = 0.5
 
@@ -346,7 +349,7 @@ class MonitorScreen(Screen[None]):
         self.app.push_screen(ChatScreen(str(self.run_dir)))
 
     def action_runs(self) -> None:
-        self.app.action_runs()
+        cast("StudioApp", self.app).action_runs()  # the Monitor runs inside studio's app
 
     def action_export(self) -> None:
         if self.snapshot is None or self.snapshot.status not in ("done", "stopped"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,6 +23,9 @@ from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
 
+if TYPE_CHECKING:  # for types only: the worker imports prepare, off the start-up path
+    from lorastudio.data.prepare import Prepared
+
 STATS_EVERY_S = 0.25
 """How often the statistics panel is redrawn while rows are encoded."""
 
@@ -34,7 +37,7 @@ FIRST_PAINT_S = 0.05
 class Loaded(Message):
     """The tokenizer, rows and encoder are ready (``partial``: only the file's first rows, so far)."""
 
-    prepared: Any
+    prepared: Prepared
     partial: bool = False
 
 
@@ -64,9 +67,9 @@ class PreviewScreen(Screen[None]):
         Binding("p,left,h", "previous", "Prev", id="preview.previous"),
         Binding("g", "jump", "Go to", id="preview.jump", priority=True),
         Binding("slash", "search", "Search", id="preview.search", priority=True),
-        Binding("b", "toggle('boundaries')", "Boundaries", id="preview.boundaries"),
-        Binding("s", "toggle('show_special')", "Specials", id="preview.special"),
-        Binding("i", "toggle('show_ids')", "Ids", id="preview.ids"),
+        Binding("b", "toggle_view('boundaries')", "Boundaries", id="preview.boundaries"),
+        Binding("s", "toggle_view('show_special')", "Specials", id="preview.special"),
+        Binding("i", "toggle_view('show_ids')", "Ids", id="preview.ids"),
         Binding("t", "train", "Train…", id="preview.train"),
         Binding("escape", "back", "Back", id="preview.back"),
     ]
@@ -202,7 +205,8 @@ class PreviewScreen(Screen[None]):
     def action_previous(self) -> None:
         self.show_sample(self.index - 1)
 
-    def action_toggle(self, attribute: str) -> None:
+    def action_toggle_view(self, attribute: str) -> None:
+        # Not action_toggle: that is Textual's own (async, on every DOM node) and this one is not a drop-in.
         view = self.query_one(TokenView)
         setattr(view, attribute, not getattr(view, attribute))
         view.refresh_text()

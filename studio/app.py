@@ -32,7 +32,7 @@ class StudioApp(App[None]):
 
     def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
         super().__init__()
-        self._attach = attach
+        self._attach_run = attach  # not _attach: Textual's MessagePump has a method of that name
         self._chat = chat
         self._chat_base = chat_base
 
@@ -43,10 +43,10 @@ class StudioApp(App[None]):
         # While the recipe list is read, load the tokenizer code the Preview needs (a second or two of
         # imports), so its first sample shows at once. After the first paint, off the UI thread.
         self.set_timer(WARM_UP_AFTER_S, self.warm_up)
-        if self._attach is not None:
+        if self._attach_run is not None:
             from lorastudio.screens.monitor import MonitorScreen
 
-            self.push_screen(MonitorScreen(self._attach))
+            self.push_screen(MonitorScreen(self._attach_run))
         elif self._chat is not None:
             from lorastudio.screens.chat import ChatScreen
 

@@ -96,7 +96,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # -- preview --------------------------------------------------------------------------------------
 def cmd_preview(args: argparse.Namespace) -> int:
-    from lorastudio.data.encode import compute_stats
+    from lorastudio.data.encode import Encoded, compute_stats
     from lorastudio.data.formats import SkipRow
     from lorastudio.data.prepare import prepare
     from lorastudio.data.tokenview import legend, pieces, render, sample_json
@@ -105,7 +105,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     recipe = load(args.recipe, args.overrides)
     prepared = prepare(recipe, _progress_printer("preparing model") if not args.json else None)
     rows = prepared.rows.rows
-    samples = []
+    samples: list[dict[str, object] | tuple[int, Encoded]] = []
     for index in range(args.index, min(len(rows), args.index + args.count)):
         try:
             enc = prepared.encoder.encode_row(rows[index])

@@ -398,16 +398,16 @@ class LineChart(Widget):
         axis = "".join("┬" if c in ticks else "─" for c in range(plot_cols))
         out.append("\n")
         out.append(" " * label_width + "└" + axis, style="dim")
-        row = [" "] * plot_cols
+        tick_row = [" "] * plot_cols
         for col, value in sorted(ticks.items()):
             text = str(round(value)) if abs(value) >= 1 and abs(value) < 1e6 else format_value(value)
             start = 0 if col == 0 else (plot_cols - len(text) if col == plot_cols - 1 else col - len(text) // 2)
             start = max(0, min(start, plot_cols - len(text)))
-            if all(ch == " " for ch in row[max(0, start - 1):start + len(text) + 1]):
-                row[start:start + len(text)] = list(text)
+            if all(ch == " " for ch in tick_row[max(0, start - 1):start + len(text) + 1]):
+                tick_row[start:start + len(text)] = list(text)
         out.append("\n")
         out.append(self.x_label[:label_width].rjust(label_width) + " ", style="dim italic")
-        out.append("".join(row), style="dim")
+        out.append("".join(tick_row), style="dim")
         return out
 
 

@@ -210,6 +210,7 @@ class ChatEngine:
             raise StudioError("the model is not loaded yet")
         adapter_on = self.use_adapter if use_adapter is None else use_adapter
         stop = stop or threading.Event()
+        flag = stop  # a name the nested stopping criterion sees as an Event, not Optional
         decoder = IncrementalDecoder(self.tokenizer)
         started = time.monotonic()
         timing: dict[str, Any] = {"first": None, "count": 0, "prompt_seen": False, "ended": False}
@@ -239,7 +240,7 @@ class ChatEngine:
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+                return torch.full((input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device)
 
         ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
         context = contextlib.nullcontext()

@@ -18,7 +18,7 @@ import re
 from array import array
 from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 _WS = r"\t\n\x0b\x0c\r "  # what the tokenizer's regex engine counts as \s among ASCII characters
 WORDS = re.compile(
@@ -106,9 +106,10 @@ class ByteLevelWords:
                 if pieces[k + 1]:
                     units += findall(pieces[k + 1])
         try:
-            parts = list(map(self._cache.get, units))
-            if None in parts:
-                parts = [ids if ids is not None else self._word(u) for ids, u in zip(parts, units, strict=True)]
+            found = list(map(self._cache.get, units))
+            if None in found:
+                found = [ids if ids is not None else self._word(u) for ids, u in zip(found, units, strict=True)]
+            parts = cast("list[bytes]", found)  # every miss was filled in just above
         except Exception:  # a word the BPE model cannot take: the Rust tokenizer says what it does
             return None
         blob = b"".join(parts)

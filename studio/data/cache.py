@@ -207,7 +207,7 @@ def _kept_batches(files: Sequence[Path], indices: Iterable[int], total: int) -> 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    keep = np.zeros(total, dtype=bool)
+    keep: np.ndarray = np.zeros(total, dtype=bool)
     keep[np.fromiter(indices, dtype=np.int64)] = True
     at = 0
     for f in files:
@@ -312,6 +312,8 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
         if progress is not None:
             progress(stats)
         total = len(rows.rows)
+        train_idx: Sequence[int]
+        eval_idx: Sequence[int]
         if recipe.data.eval_split:  # named eval data wins over any hold-out
             train_idx, eval_idx = range(total), []
         else:

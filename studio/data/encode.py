@@ -128,8 +128,9 @@ class Encoder:
             at = upto.find(content, start) if content else -1
             if at >= 0:
                 content_end = at + len(content)
-                eot_at = upto.find(self.end_of_turn, content_end) if self.end_of_turn else -1
-                end = eot_at + len(self.end_of_turn) if eot_at >= 0 else len(upto.rstrip())
+                eot = self.end_of_turn or ""
+                eot_at = upto.find(eot, content_end) if eot else -1
+                end = eot_at + len(eot) if eot_at >= 0 else len(upto.rstrip())
             spans.append((start, end))
         return full, spans
 
@@ -312,7 +313,7 @@ def make_encoder(tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sa
     columns = resolve_columns(column_names, recipe.data.columns)
     if columns != recipe.data.columns:
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"columns": columns})})
-    fmt = recipe.data.format
+    fmt: str = recipe.data.format
     if fmt == "auto":
         fmt = detect_format(column_names, recipe.data.columns, sample_rows)
     check_columns(fmt, column_names, recipe.data.columns, origin)
@@ -321,7 +322,8 @@ def make_encoder(tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sa
 
 def encode_all(encoder: Encoder, rows: Sequence[Mapping[str, Any]], origin: str) -> list[Encoded]:
     """Encode every row for training; zero usable rows is an error naming the reasons."""
-    out, reasons = [], Counter()
+    out: list[Encoded] = []
+    reasons: Counter[str] = Counter()
     for row in rows:
         try:
             out.append(encoder.encode_row(row))

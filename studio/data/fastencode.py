@@ -75,11 +75,13 @@ class FastEncoder:
         self._layouts: dict[tuple[str, ...], Layout | None] = {}
         self._checked: dict[tuple[str, ...], int] = {}
         tok = encoder.tokenizer
-        self._backend = getattr(tok, "_tokenizer", None) if getattr(tok, "is_fast", False) else None
-        plain = word_cache and self._backend is not None and not getattr(tok, "split_special_tokens", False)
-        self._words = ByteLevelWords.for_backend(self._backend) if plain else None
+        backend = getattr(tok, "_tokenizer", None) if getattr(tok, "is_fast", False) else None
+        # The Rust tokenizers.Tokenizer behind a fast tokenizer; None for a slow one, which takes only the slow paths.
+        self._backend: Any = backend
+        plain = word_cache and backend is not None and not getattr(tok, "split_special_tokens", False)
+        self._words = ByteLevelWords.for_backend(backend) if plain else None
         # Plain text is encoded with the tokenizer's special tokens; the word path serves it when there are none.
-        self._bare = plain and self._backend.num_special_tokens_to_add(False) == 0
+        self._bare = plain and backend is not None and backend.num_special_tokens_to_add(False) == 0
         self.fast_shapes = 0
         self.slow_shapes = 0
 
@@ -175,7 +177,9 @@ class FastEncoder:
     # -- formatting ----------------------------------------------------------------------------
     def _format(self, layout: Layout, turns: Sequence[Mapping[str, str]]) -> tuple[str, list[tuple[int, int]]]:
         """The render and assistant spans, exactly as :meth:`Encoder.assistant_spans` finds them."""
-        parts, bounds, pos = [], [], 0
+        parts: list[str] = []
+        bounds: list[tuple[int, int]] = []
+        pos = 0
         for i, turn in enumerate(turns):
             piece, content = layout.pieces[i], layout.transforms[i](turn["content"])
             pos += len(piece)
@@ -184,7 +188,7 @@ class FastEncoder:
             parts += (piece, content)
         parts.append(layout.pieces[-1])
         full = "".join(parts)
-        eot = self.encoder.end_of_turn
+        eot = self.encoder.end_of_turn or ""
         spans = []
         for i, back, forward in layout.assistant:
             start, upto_end = bounds[i][0] - back, bounds[i][1] + forward
@@ -234,9 +238,9 @@ class FastEncoder:
                 stops.append(at + stop)
             at += len(blob) // 4
         ids = np.frombuffer(b"".join(blobs), dtype=np.int32)
-        offsets = np.zeros(len(finished) + 1, dtype=np.int32)
+        offsets: np.ndarray = np.zeros(len(finished) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
-        edges = np.zeros(len(ids) + 1, dtype=np.int32)
+        edges: np.ndarray = np.zeros(len(ids) + 1, dtype=np.int32)
         np.add.at(edges, np.array(firsts, dtype=np.int64), 1)
         np.add.at(edges, np.array(stops, dtype=np.int64), -1)
         labels = np.where(np.cumsum(edges[:-1]) > 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
@@ -316,7 +320,7 @@ class FastEncoder:
                     self.slow_shapes += 1
                 self._layouts[roles] = None
                 return self._encode(rows)
-        return finished  # type: ignore[return-value]
+        return finished
 
     def _text_row(self, blob: bytes) -> _Row:
         """Plain text trains on every token, and ends with the end-of-sequence token."""

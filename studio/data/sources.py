@@ -16,12 +16,13 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from lorastudio.errors import DataError
 from lorastudio.recipe import DataSection
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,7 @@ def eval_holdout_size(rows: int, fraction: float | None) -> int:
     return min(rows - 1, max(1, int(rows * fraction)))
 
 
-def train_eval_split(rows: list[Row], fraction: float | None, seed: int) -> tuple[list[Row], list[Row]]:
+def train_eval_split(rows: Sequence[T], fraction: float | None, seed: int) -> tuple[Sequence[T], list[T]]:
     """Hold out rows for evaluation, chosen by a shuffle with the recipe's seed (so the same every run).
 
     ``fraction`` is the recipe's ``data.eval_fraction``: None (unset) applies the default rule (see

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ def detect_hardware() -> Hardware:
     return Hardware(False, False, "cpu")
 
 
-def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: dict[str, str] | None = None,
+def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: Mapping[str, str] | None = None,
                    devices: int = 1) -> str:
     """``unsloth`` when CUDA is present and unsloth is installed, unless ``STUDIO_BACKEND`` says otherwise.
 

@@ -9,12 +9,14 @@ collective its peers have already left.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from lorastudio.train.events import EventWriter
 
 DEFAULT_TIMEOUT_S = 1800
 """How long a collective may wait for a silent peer before the process group gives up
@@ -40,7 +42,7 @@ class Placement:
         return self.rank == 0
 
 
-def placement(env: dict[str, str] | None = None) -> Placement:
+def placement(env: Mapping[str, str] | None = None) -> Placement:
     env = os.environ if env is None else env
     try:
         return Placement(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)))
@@ -48,7 +50,7 @@ def placement(env: dict[str, str] | None = None) -> Placement:
         return Placement()
 
 
-def timeout_s(env: dict[str, str] | None = None) -> int:
+def timeout_s(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     try:
         return max(int(env.get("STUDIO_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)), 1)
@@ -143,8 +145,11 @@ def is_comm_error(exc: BaseException) -> bool:
     return any(mark in text for mark in ("gloo", "nccl", "connection closed by peer", "connection reset"))
 
 
-class NullWriter:
-    """Stands in for the event writer on ranks other than 0."""
+class NullWriter(EventWriter):
+    """Stands in for the event writer on ranks other than 0: it opens no file and writes nothing."""
+
+    def __init__(self) -> None:
+        pass
 
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"kind": kind, **fields}

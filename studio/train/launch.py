@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from lorastudio.errors import StudioError
@@ -67,7 +68,7 @@ def check_distributed(distributed: str, devices: int, cuda_count: int) -> None:
                           "use train.distributed: ddp to test several processes on CPU")
 
 
-def visible_gpus(env: dict[str, str] | None = None) -> int:
+def visible_gpus(env: Mapping[str, str] | None = None) -> int:
     """GPUs this run may use: NVML's count, narrowed by ``CUDA_VISIBLE_DEVICES`` (no torch import needed)."""
     from lorastudio.train.telemetry import Nvml
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Any
+from typing import TextIO
 
 from lorastudio.train.events import EventWriter
 
@@ -47,7 +47,8 @@ def capture_warnings(writer: EventWriter) -> None:
     """Install the hooks for this process (the worker calls it once, after :func:`quiet_libraries`)."""
     sink = _Sink(writer)
 
-    def showwarning(message: Any, category: type[Warning], filename: str, lineno: int, *_: Any) -> None:
+    def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: TextIO | None = None, line: str | None = None) -> None:
         sink("warning", f"{category.__name__}: {message}")
 
     warnings.showwarning = showwarning

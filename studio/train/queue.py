@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ class DeviceLock:
             self._fd = None
 
 
-def device_name(cuda: bool, env: dict[str, str] | None = None) -> str | None:
+def device_name(cuda: bool, env: Mapping[str, str] | None = None) -> str | None:
     """``GPU N`` (the physical index, through CUDA_VISIBLE_DEVICES) on CUDA; ``CPU`` only if asked."""
     env = os.environ if env is None else env
     if cuda:
