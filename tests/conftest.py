@@ -30,9 +30,34 @@ def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(studio_home: Path) -> Path:
+    """The tiny base model at its place in the session cache: a link to the machine's copy built by this
+    very code (see :func:`_tiny_machine_copy`), so a test session does not spend its first ~30 s building."""
     from lorastudio.models.tiny import ensure_tiny_model
+    from lorastudio.paths import tiny_model_dir
 
+    machine = ensure_tiny_model(path=_tiny_machine_copy())
+    session = tiny_model_dir()
+    if not session.exists():
+        session.parent.mkdir(parents=True, exist_ok=True)
+        session.symlink_to(machine, target_is_directory=True)
     return ensure_tiny_model()
+
+
+def _tiny_machine_copy() -> Path:
+    """Where the machine keeps the tiny model: keyed by the sources that build it and the library versions,
+    so changing either builds a fresh copy (the build is deterministic; other sessions wait on its lock)."""
+    import hashlib
+    from importlib.metadata import version
+
+    from lorastudio.demo import tinydata
+    from lorastudio.models import templates, tiny
+
+    digest = hashlib.sha256()
+    for module in (tiny, tinydata, templates):
+        digest.update(Path(module.__file__).read_bytes())
+    for library in ("torch", "transformers", "tokenizers"):
+        digest.update(version(library).encode())
+    return Path(_MACHINE_CACHE) / "studio" / "test-tiny" / digest.hexdigest()[:16] / "tiny-base"
 
 
 @pytest.fixture(scope="session")
@@ -173,3 +198,25 @@ def send_burst(app: Any, *keys: str) -> None:
         event.set_sender(app)
         app._driver.send_message(event)
 
+
+
+# -- the quick lane: `./test --quick` (issue 21) ---------------------------------------------------------
+SLOW_FIXTURES = {"trained_run", "engine", "short_run", "two_process_run", "smollm2_run", "pirate_run"}
+"""Fixtures that train a model: every test using one (directly or through another fixture) is slow."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true",
+                     help="the unit and Pilot tests only: leave out tests marked slow (training, big models) "
+                          "and e2e (tmux)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("--quick"):
+        dropped = [i for i in items if i.get_closest_marker("slow") or i.get_closest_marker("e2e")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if not (i.get_closest_marker("slow") or i.get_closest_marker("e2e"))]

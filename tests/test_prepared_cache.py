@@ -140,6 +140,7 @@ def test_studio_prepare_encodes_then_reads_the_cache(tiny_model: Path) -> None:
     assert "read from cache" in text and f"cache: {out['cache']}" in text
 
 
+@pytest.mark.slow
 def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
     from conftest import run_worker
 

@@ -111,6 +111,7 @@ def test_stopping_a_queued_run_removes_it(tmp_path: Path) -> None:
         holder.kill()
 
 
+@pytest.mark.slow
 def test_queued_run_starts_by_itself_and_keeps_n_checkpoints(tiny_model: Path) -> None:
     from lorastudio.train.queue import locks_dir
 

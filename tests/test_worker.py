@@ -76,6 +76,7 @@ def _small_run(*overrides: str) -> Path:
     return runs.create_run(registry.load("tiny-pirate", list(overrides)))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tiny_model: Path) -> None:
     import shutil
 
@@ -96,6 +97,7 @@ def _start(run_dir: Path) -> int:
     return runs.start_worker(run_dir)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_stops(tiny_model: Path) -> None:
     run_dir = _small_run("train.max_steps=100000", "train.save_steps=100000")
     pid = _start(run_dir)
@@ -108,6 +110,7 @@ def test_sigterm_saves_and_stops(tiny_model: Path) -> None:
     assert state.step < 100000
 
 
+@pytest.mark.slow
 def test_kill_9_shows_died(tiny_model: Path) -> None:
     run_dir = _small_run("train.max_steps=100000", "train.save_steps=100000")
     pid = _start(run_dir)
@@ -117,6 +120,7 @@ def test_kill_9_shows_died(tiny_model: Path) -> None:
     assert "without a final status" in summary.cause
 
 
+@pytest.mark.slow
 def test_train_command_survives_sighup(tiny_model: Path) -> None:
     """The terminal going away (SIGHUP to `studio train`) leaves the worker running to done."""
     proc = subprocess.Popen([STUDIO_BIN, "train", "tiny-pirate", "train.max_steps=40"], stdout=subprocess.PIPE,
