@@ -134,6 +134,7 @@ def test_train_command_survives_sighup(tiny_model: Path) -> None:
     assert final.status == "done" and final.step == 40
 
 
+@pytest.mark.slow  # a worker process loads the model before it reaches the bad row
 def test_bad_row_mid_data_fails_with_its_line(tmp_path: Path, tiny_model: Path) -> None:
     data = tmp_path / "pirate.jsonl"
     good = [json.dumps(r) for r in tinydata.pirate_rows()[:40]]
