@@ -14,7 +14,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, RadioButton, RadioSet, Select
-from textual.worker import Worker, WorkerState
 
 from lorastudio.screens.messages import LoadProgress
 
@@ -200,15 +199,6 @@ class ExportScreen(Screen[None]):
             f"measured {human_size(result.measured_bytes)} (estimated {human_size(result.estimated_bytes)})\n"
             f"{result.out}")
         self.notify(f"exported {result.format} to {result.out}")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A failed export is shown here (with the cause) and the form stays usable."""
-        if event.state == WorkerState.ERROR and event.worker.group == "export-run":
-            from lorastudio.errors import StudioError
-
-            error = event.worker.error
-            self.worker_failed(event.worker, str(error) if isinstance(error, StudioError)
-                               else f"{type(error).__name__}: {error}")
 
     def worker_failed(self, worker: Any, message: str) -> None:
         if worker.group != "export-run" or not self.exporting:
