@@ -18,7 +18,9 @@ from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir, user_recipes_dir
 from lorastudio.recipe import Recipe
 
-LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt")
+LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt",
+                       ".csv.gz", ".json.gz", ".jsonl.gz", ".txt.gz")
+"""Names a local data file may end in (the text kinds gzip-compressed too)."""
 
 
 @dataclass(frozen=True)
