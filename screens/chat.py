@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
 
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.chat_message import ChatMessage
 
 SETTINGS = ["temperature", "top_p", "min_p", "top_k", "max_new_tokens", "repetition_penalty"]
@@ -46,7 +47,7 @@ class GenerationOver(Message):
     pass
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(HandlesWorkerFailures, Screen[None]):
     """Multi-turn chat with the recipe's template; base/tuned toggle and side-by-side compare."""
 
     BINDINGS = [

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 
 
@@ -23,7 +24,7 @@ class ComparisonReady(Message):
     comparison: Any
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(HandlesWorkerFailures, Screen[None]):
     """Runs are lettered A, B, C… in marking order; the letter and colour match across chart and tables."""
 
     BINDINGS = [

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, RadioButton, RadioSet, Select
 
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 
 FORMATS = ("adapter", "merged", "gguf")
 QUANTS = ("f16", "q8_0", "bf16", "f32", "q5_1", "q5_0", "q4_1", "q4_0")  # as lorastudio.export.gguf_file.QUANTS
@@ -38,7 +39,7 @@ class ExportDone(Message):
     result: Any
 
 
-class ExportScreen(Screen[None]):
+class ExportScreen(HandlesWorkerFailures, Screen[None]):
     """Export one run: format, quant, checkpoint, output folder; estimate, progress, measured size."""
 
     BINDINGS = [

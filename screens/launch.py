@@ -37,6 +37,7 @@ from lorastudio.screens.launch_fields import (
     set_path,
     validate,
 )
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
 
 IDENTITY = ("name", "description", "extends")
@@ -57,7 +58,7 @@ class EstimateReady(Message):
         return isinstance(message, EstimateReady)
 
 
-class LaunchScreen(Screen[None]):
+class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     """Edit, check the memory estimate, then Enter to start exactly one run."""
 
     BINDINGS = [

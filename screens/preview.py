@@ -19,6 +19,7 @@ from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
@@ -56,7 +57,7 @@ class StatsUpdate(Message):
         return isinstance(message, StatsUpdate)
 
 
-class PreviewScreen(Screen[None]):
+class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     """One sample at a time, with data-set statistics computed in the background."""
 
     BINDINGS = [

@@ -11,9 +11,6 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.dom import NoScreen
-from textual.screen import Screen
-from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from lorastudio.errors import StudioError
@@ -74,38 +71,12 @@ class StudioApp(App[None]):
             self.push_screen(RunsScreen())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures surface: a notification, never a crash.
-
-        The screen that started the worker is told (its ``worker_failed``), not whichever screen is on top
-        now: a Preview's failed load must not land on the Launch sheet pushed over it. A screen already
-        closed is not told; the notification still says what failed.
-        """
+        """The app's own workers (screens hear theirs: see ``screens/worker_failures.py``)."""
         if event.state != WorkerState.ERROR or event.worker.name == "warm-up":
             return  # a failed warm-up costs nothing: the Preview imports (and reports) for itself
-        message = failure_message(event.worker.error)
+        error = event.worker.error
+        message = str(error) if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
         self.notify(message, title="error", severity="error", timeout=12)
-        owner = owning_screen(event.worker)
-        handler = getattr(owner, "worker_failed", None)
-        if owner is not None and owner in self.screen_stack and callable(handler):
-            handler(event.worker, message)
-
-
-def failure_message(error: BaseException | None) -> str:
-    """A worker's exception as one line: a studio error's own words, else its type and message."""
-    return str(error) if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
-
-
-def owning_screen(worker: Worker[object]) -> Screen[object] | None:
-    """The screen whose method (or whose widget's) started ``worker``; None for the app's own workers."""
-    node = worker.node
-    if isinstance(node, Screen):
-        return node
-    if isinstance(node, Widget):
-        try:
-            return node.screen
-        except NoScreen:
-            return None
-    return None
 
 
 def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
