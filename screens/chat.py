@@ -103,7 +103,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_engine(self) -> None:
         from lorastudio.chat.engine import engine_for
+        from lorastudio.models.sources import wait_for_imports
+        from lorastudio.models.threads import share_cores
 
+        wait_for_imports()
+        share_cores()  # beside a training worker: see models/threads.py
         engine = engine_for(self.target, base_only=self.base_only)
         engine.load(lambda f, m: self.post_message(LoadProgress(f, m)))
         self.post_message(EngineReady(engine))
@@ -179,6 +183,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
 
     @work(thread=True, exclusive=True, group="chat-generate", exit_on_error=False)
     def generate(self, messages: list[dict[str, str]], targets: list[tuple[ChatMessage, bool, bool]]) -> None:
+        from lorastudio.models.threads import share_cores
+
+        share_cores()
         try:
             for bubble, use_adapter, history in targets:
                 if self.stop_event.is_set():

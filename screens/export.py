@@ -179,7 +179,9 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="export-run", exit_on_error=False)
     def _run_export(self, request: Any) -> None:
         from lorastudio.export.exporter import export
+        from lorastudio.models.threads import share_cores
 
+        share_cores()  # merging beside a training worker: see models/threads.py
         result = export(request, lambda f, m: self.post_message(LoadProgress(f, m)))
         self.post_message(ExportDone(result))
 

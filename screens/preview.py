@@ -28,6 +28,7 @@ STATS_EVERY_S = 0.25
 """How often the statistics panel is redrawn while rows are encoded."""
 
 FIRST_PAINT_S = 0.05
+WARMING_UP = "loading the tokenizer and model libraries (studio is still starting; a second or two)"
 """How long the load waits after the first sample, so it is painted before the whole file is read."""
 
 
@@ -74,6 +75,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()
+        self.torch_threads: int | None = None  # what the load capped torch to (models/threads.py)
         self.recipe = recipe
         self.prepared: Any = None
         self.partial = False
@@ -105,9 +107,16 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.data.prepare import prepare, prepare_head
+        from lorastudio.models.sources import wait_for_imports, warming_up
+        from lorastudio.models.threads import share_cores
 
         def progress(fraction: float, text: str) -> None:
             self.post_message(LoadProgress(fraction, text))
+
+        if warming_up():  # opened in the first seconds: say why nothing shows yet
+            progress(0.0, WARMING_UP)
+        wait_for_imports()
+        self.torch_threads = share_cores()  # the tiny build beside a training worker must not fight it
 
         # progress is only reported by slow first-use work: building tiny, fetching or dequantizing a GGUF.
         # A big file's first sample shows from its first rows while the whole file loads.

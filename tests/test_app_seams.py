@@ -114,3 +114,86 @@ def recorded_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("TZ", "UTC")
     return write_recorded_run(tmp_path / "data" / "studio" / "runs")
+
+
+QUIT_WHILE_BUSY = """
+import sys, threading, time
+import lorastudio.app as studio_app
+
+started = threading.Event()
+
+class BusyApp(studio_app.StudioApp):
+    def run(self, **options):
+        return super().run(headless=True, **options)
+
+    def on_mount(self):
+        super().on_mount()
+        self.run_worker(self.build, thread=True, exit_on_error=False)  # stands in for the first tiny build
+        self.set_timer(1.0, self.exit)
+
+    def build(self):
+        started.set()
+        time.sleep(300)
+
+studio_app.StudioApp = BusyApp
+begun = time.monotonic()
+studio_app.run_app()
+print("never reached: os._exit leaves first", flush=True)
+"""
+
+
+def test_quitting_while_a_thread_builds_is_prompt(tmp_path: Path) -> None:
+    """A thread worker cannot be killed; quitting must not wait for it (asyncio's pool would join it)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "busy.py"
+    script.write_text(QUIT_WHILE_BUSY, encoding="utf-8")
+    began = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=200,
+                         env={**__import__("os").environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+    took = time.monotonic() - began
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert took < 120, f"quitting waited {took:.0f} s for the busy thread"  # the thread sleeps 300 s
+    assert "never reached" not in out.stdout
+
+
+async def test_a_preview_opened_during_the_warm_up_says_it_waits(tiny_model: Path) -> None:
+    """The warm-up imports hold a lock the Preview's load waits on; meanwhile the screen says why it is empty."""
+    from lorastudio import registry
+    from lorastudio.models import sources
+    from lorastudio.models.threads import tui_threads
+    from lorastudio.screens.preview import WARMING_UP, PreviewScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()  # the app's own warm-up has run
+        with sources._IMPORTING:  # as if it were still importing
+            screen = PreviewScreen(registry.load("tiny-pirate"))
+            await app.push_screen(screen)
+            await wait_until(pilot, lambda: WARMING_UP in text_of(screen.query_one("#legend")), timeout=30)
+            assert screen.prepared is None
+        await wait_until(pilot, lambda: screen.prepared is not None, timeout=180)
+        assert WARMING_UP not in text_of(screen.query_one("#legend"))
+        assert screen.torch_threads == tui_threads()
+
+
+def test_tui_threads_leave_cores_to_training() -> None:
+    import threading
+
+    import torch
+
+    from lorastudio.models.threads import share_cores, tui_threads
+
+    assert tui_threads(2) == 1 and tui_threads(1) == 1 and tui_threads(16) == 8
+    seen: list[int] = []
+
+    def work() -> None:
+        share_cores(2)
+        seen.append(torch.get_num_threads())
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen == [1]
