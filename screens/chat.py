@@ -15,13 +15,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
 
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.chat_message import ChatMessage
 
 if TYPE_CHECKING:  # for types only: the worker imports the engine, off the start-up path
     from lorastudio.chat.engine import ChatEngine, Reply
 
-SETTINGS = [("temperature", float), ("top_p", float), ("min_p", float), ("top_k", int), ("max_new_tokens", int),
-            ("repetition_penalty", float)]
+SETTINGS = ["temperature", "top_p", "min_p", "top_k", "max_new_tokens", "repetition_penalty"]
+"""The recipe's ``chat`` fields the sampling panel edits (the recipe model reads and judges the text)."""
 
 
 @dataclass
@@ -49,7 +50,7 @@ class GenerationOver(Message):
     pass
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(HandlesWorkerFailures, Screen[None]):
     """Multi-turn chat with the recipe's template; base/tuned toggle and side-by-side compare."""
 
     BINDINGS = [
@@ -86,7 +87,7 @@ class ChatScreen(Screen[None]):
             yield VerticalScroll(id="chat-log")
             with VerticalScroll(id="chat-settings", classes="panel"):
                 yield Label("Sampling", classes="title")
-                for name, _ in SETTINGS:
+                for name in SETTINGS:
                     with Horizontal(classes="settings-row"):
                         yield Label(name.replace("_", " "))
                         yield Input(id=f"set-{name}")
@@ -95,6 +96,7 @@ class ChatScreen(Screen[None]):
                     yield Switch(id="set-greedy")
                 yield Label("system prompt")
                 yield Input(id="set-system")
+                yield Label("", id="set-error", classes="error")
         yield Input(placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True)
         yield Footer()
 
@@ -104,7 +106,11 @@ class ChatScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_engine(self) -> None:
         from lorastudio.chat.engine import engine_for
+        from lorastudio.models.sources import wait_for_imports
+        from lorastudio.models.threads import share_cores
 
+        wait_for_imports()
+        share_cores()  # beside a training worker: see models/threads.py
         engine = engine_for(self.target, base_only=self.base_only)
         engine.load(lambda f, m: self.post_message(LoadProgress(f, m)))
         self.post_message(EngineReady(engine))
@@ -120,13 +126,11 @@ class ChatScreen(Screen[None]):
         self.query_one("#chat-status", Label).update(f"loading: {message.text}")
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        from lorastudio.chat.engine import Sampling
-
         self.engine = message.engine
         recipe = self.engine.recipe
-        self.sampling = Sampling.from_recipe(recipe.chat)
+        self.sampling = recipe.chat
         self.system_prompt = recipe.chat.system_prompt or recipe.data.system_prompt
-        for name, _ in SETTINGS:
+        for name in SETTINGS:
             self.query_one(f"#set-{name}", Input).value = str(getattr(self.sampling, name))
         self.query_one("#set-greedy", Switch).value = self.sampling.greedy
         self.query_one("#set-system", Input).value = self.system_prompt or ""
@@ -182,6 +186,9 @@ class ChatScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="chat-generate", exit_on_error=False)
     def generate(self, messages: list[dict[str, str]], targets: list[tuple[ChatMessage, bool, bool]]) -> None:
+        from lorastudio.models.threads import share_cores
+
+        share_cores()
         try:
             for bubble, use_adapter, history in targets:
                 if self.stop_event.is_set():
@@ -290,14 +297,24 @@ class ChatScreen(Screen[None]):
         if name == "system":
             self.system_prompt = event.value or None
             return
-        kind = dict(SETTINGS)[name]
-        try:
-            value = kind(event.value)
-        except ValueError:
-            return  # half-typed numbers are fine; the old value stays until it parses
-        self.sampling = self.sampling.with_overrides(**{name: value})
+        self._adjust(name, event.value)
 
     @on(Switch.Changed, "#set-greedy")
     def _greedy_changed(self, event: Switch.Changed) -> None:
         if self.sampling is not None:
-            self.sampling = self.sampling.with_overrides(greedy=event.value)
+            self._adjust("greedy", event.value)
+
+    def _adjust(self, name: str, value: Any) -> None:
+        """Validate the changed setting as the recipe's ``chat`` section; a refused one keeps the old value."""
+        from lorastudio.chat.engine import with_overrides
+        from lorastudio.errors import StudioError
+
+        error = self.query_one("#set-error", Label)
+        try:
+            self.sampling = with_overrides(self.sampling, **{name: value})
+        except StudioError as exc:
+            error.update(f"{exc} (still {getattr(self.sampling, name)})")
+            error.set_class(True, "visible")
+            return
+        error.update("")
+        error.set_class(False, "visible")

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class ComparisonReady(Message):
     comparison: Comparison
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(HandlesWorkerFailures, Screen[None]):
     """Runs are lettered A, B, C… in marking order; the letter and colour match across chart and tables."""
 
     BINDINGS = [

@@ -14,9 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, RadioButton, RadioSet, Select
-from textual.worker import Worker, WorkerState
 
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 
 if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the start-up path
     from lorastudio.export.exporter import ExportResult
@@ -42,7 +42,7 @@ class ExportDone(Message):
     result: ExportResult
 
 
-class ExportScreen(Screen[None]):
+class ExportScreen(HandlesWorkerFailures, Screen[None]):
     """Export one run: format, quant, checkpoint, output folder; estimate, progress, measured size."""
 
     BINDINGS = [
@@ -182,7 +182,9 @@ class ExportScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="export-run", exit_on_error=False)
     def _run_export(self, request: Any) -> None:
         from lorastudio.export.exporter import export
+        from lorastudio.models.threads import share_cores
 
+        share_cores()  # merging beside a training worker: see models/threads.py
         result = export(request, lambda f, m: self.post_message(LoadProgress(f, m)))
         self.post_message(ExportDone(result))
 
@@ -203,15 +205,6 @@ class ExportScreen(Screen[None]):
             f"measured {human_size(result.measured_bytes)} (estimated {human_size(result.estimated_bytes)})\n"
             f"{result.out}")
         self.notify(f"exported {result.format} to {result.out}")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A failed export is shown here (with the cause) and the form stays usable."""
-        if event.state == WorkerState.ERROR and event.worker.group == "export-run":
-            from lorastudio.errors import StudioError
-
-            error = event.worker.error
-            self.worker_failed(event.worker, str(error) if isinstance(error, StudioError)
-                               else f"{type(error).__name__}: {error}")
 
     def worker_failed(self, worker: Any, message: str) -> None:
         if worker.group != "export-run" or not self.exporting:

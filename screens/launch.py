@@ -37,6 +37,7 @@ from lorastudio.screens.launch_fields import (
     set_path,
     validate,
 )
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
 
 IDENTITY = ("name", "description", "extends")
@@ -57,7 +58,7 @@ class EstimateReady(Message):
         return isinstance(message, EstimateReady)
 
 
-class LaunchScreen(Screen[None]):
+class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     """Edit, check the memory estimate, then Enter to start exactly one run."""
 
     BINDINGS = [
@@ -244,7 +245,7 @@ class LaunchScreen(Screen[None]):
             if self._draft_text is not None:
                 text = self._draft_text
             else:
-                text = registry.dump(self.current) if self.current is not None else _yaml(self.data)
+                text = registry.dump(self.current) if self.current is not None else registry.dump_data(self.data)
             draft.write_text(text, encoding="utf-8")
         except OSError as exc:
             self.notify(f"{draft}: {exc.strerror or exc}", title="cannot edit", severity="error")
@@ -264,8 +265,7 @@ class LaunchScreen(Screen[None]):
         text = draft.read_text(encoding="utf-8")
         status = self.query_one("#launch-status", Label)
         try:
-            data = _load_yaml(text, draft)
-            recipe = registry.validate_data(data, draft, text)
+            recipe = registry.validate_data(registry.parse_text(text, draft), draft, text)
         except StudioError as exc:
             self._draft_text = text  # keep the edit; the next `e` reopens it
             status.update(f"the edit is not valid (kept; press e to fix it): {exc}")
@@ -313,25 +313,3 @@ def _parse(spec: FieldSpec, text: str) -> Any:
         if local.exists():  # a local file, typed relative to where studio runs
             return str(local.resolve())
     return value
-
-
-def _yaml(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-def _load_yaml(text: str, path: Path) -> dict[str, Any]:
-    import yaml
-
-    from lorastudio.errors import RecipeError
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise RecipeError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping of sections")
-    return data

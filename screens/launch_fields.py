@@ -9,10 +9,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from lorastudio.recipe import Recipe
+from lorastudio.registry import read_value
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,7 @@ def parse_value(spec: FieldSpec, text: str) -> Any:
         return None
     if spec.choices:
         return text
-    try:
-        return yaml.safe_load(text) if text else None
-    except yaml.YAMLError:
-        return text
+    return read_value(text) if text else None
 
 
 def validate(data: dict[str, Any]) -> tuple[Recipe | None, dict[str, str]]:

@@ -33,11 +33,10 @@ REFRESH_S = 0.5
 def start_training(app: App[Any], recipe: Recipe) -> None:
     """Create the run directory, start the detached worker and show its Monitor."""
     from lorastudio.errors import StudioError
-    from lorastudio.train.runs import create_run, start_worker
+    from lorastudio.train.runs import start_run
 
     try:
-        run_dir = create_run(recipe)
-        start_worker(run_dir)
+        run_dir = start_run(recipe)
     except StudioError as exc:
         app.notify(str(exc), title="cannot start training", severity="error")
         return

@@ -19,6 +19,7 @@ from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
 from lorastudio.widgets.token_view import TokenView
@@ -30,6 +31,7 @@ STATS_EVERY_S = 0.25
 """How often the statistics panel is redrawn while rows are encoded."""
 
 FIRST_PAINT_S = 0.05
+WARMING_UP = "loading the tokenizer and model libraries (studio is still starting; a second or two)"
 """How long the load waits after the first sample, so it is painted before the whole file is read."""
 
 
@@ -59,7 +61,7 @@ class StatsUpdate(Message):
         return isinstance(message, StatsUpdate)
 
 
-class PreviewScreen(Screen[None]):
+class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     """One sample at a time, with data-set statistics computed in the background."""
 
     BINDINGS = [
@@ -76,6 +78,7 @@ class PreviewScreen(Screen[None]):
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()
+        self.torch_threads: int | None = None  # what the load capped torch to (models/threads.py)
         self.recipe = recipe
         self.prepared: Any = None
         self.partial = False
@@ -107,9 +110,16 @@ class PreviewScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.data.prepare import prepare, prepare_head
+        from lorastudio.models.sources import wait_for_imports, warming_up
+        from lorastudio.models.threads import share_cores
 
         def progress(fraction: float, text: str) -> None:
             self.post_message(LoadProgress(fraction, text))
+
+        if warming_up():  # opened in the first seconds: say why nothing shows yet
+            progress(0.0, WARMING_UP)
+        wait_for_imports()
+        self.torch_threads = share_cores()  # the tiny build beside a training worker must not fight it
 
         # progress is only reported by slow first-use work: building tiny, fetching or dequantizing a GGUF.
         # A big file's first sample shows from its first rows while the whole file loads.

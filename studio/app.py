@@ -6,7 +6,14 @@ first screen paints in a fraction of a second.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App
@@ -71,21 +78,74 @@ class StudioApp(App[None]):
             self.push_screen(RunsScreen())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures surface: a notification, never a crash."""
+        """The app's own workers (screens hear theirs: see ``screens/worker_failures.py``)."""
         if event.state != WorkerState.ERROR or event.worker.name == "warm-up":
             return  # a failed warm-up costs nothing: the Preview imports (and reports) for itself
         error = event.worker.error
         message = str(error) if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
         self.notify(message, title="error", severity="error", timeout=12)
-        handler = getattr(self.screen, "worker_failed", None)
-        if callable(handler):
-            handler(event.worker, message)
+
+
+class AbandonableExecutor(ThreadPoolExecutor):
+    """The app's thread workers, each on its own daemon thread, so quitting never waits for one.
+
+    A thread cannot be killed, and asyncio's default pool is joined at exit: quitting while the first tiny
+    model builds (minutes) or a model loads would wait for it. Abandoning the thread is safe because every
+    cache those threads fill is written to a temporary name and renamed into place only when complete.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.busy = 0
+        self._count = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            with self._count:
+                self.busy += 1
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting worker, as the pool does
+                future.set_exception(exc)
+            finally:
+                with self._count:
+                    self.busy -= 1
+
+        threading.Thread(target=run, name="studio-worker", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to join: the threads are daemons and may be abandoned."""
+
+
+def run_abandoning(app: App[Any], **run_options: Any) -> bool:
+    """Run ``app``; True when it quit with thread workers still busy (the caller then exits at once)."""
+    loop = asyncio.new_event_loop()
+    executor = AbandonableExecutor()
+    loop.set_default_executor(executor)
+    asyncio.set_event_loop(loop)
+    try:
+        app.run(loop=loop, **run_options)
+    finally:
+        asyncio.set_event_loop(None)
+    if executor.busy:
+        return True
+    loop.close()
+    return False
 
 
 def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
-    StudioApp(attach=attach, chat=chat, chat_base=chat_base).run()
+    abandoned = run_abandoning(StudioApp(attach=attach, chat=chat, chat_base=chat_base))
     from lorastudio.train.live import live_runs, reattach_message
 
     message = reattach_message(live_runs())  # after the TUI is gone, so it stays on the terminal
     if message:
         print(message)
+    if abandoned:  # a build or load still runs in a thread: leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

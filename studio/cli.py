@@ -207,7 +207,7 @@ def _devices_arg(text: str) -> int | str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
-    from lorastudio.train.runs import create_run, find_run, start_worker
+    from lorastudio.train.runs import find_run, start_run
 
     if args.resume:
         from lorastudio.train.manage import resume_run
@@ -217,11 +217,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         devices = [f"train.devices={args.devices}"] if args.devices is not None else []
         recipe = load(args.recipe, [*args.overrides, *devices])
-        run_dir = create_run(recipe)
+        run_dir = start_run(recipe, start=not args.no_start)  # refuses what this machine cannot train first
         if args.no_start:
             print(run_dir)
             return 0
-        start_worker(run_dir)
     print(f"run: {run_dir}", file=sys.stderr)
     if args.detach:
         print(run_dir.name)
@@ -398,7 +397,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 # -- chat -----------------------------------------------------------------------------------------
 def cmd_chat(args: argparse.Namespace) -> int:
-    from lorastudio.chat.engine import Sampling, engine_for, reply_json
+    from lorastudio.chat.engine import engine_for, reply_json, with_overrides
 
     prompts = _read_prompts(args.prompts) if args.prompts else None
     if args.prompt is None and prompts is None:
@@ -408,12 +407,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 0
     engine = engine_for(args.target, base_only=args.base)
     engine.load(None if args.json else _progress_printer("loading"))
-    sampling = Sampling.from_recipe(engine.recipe.chat).with_overrides(
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+    sampling = with_overrides(
+        engine.recipe.chat, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+        greedy=True if args.greedy else None,
     )
-    if args.greedy:
-        sampling = sampling.with_overrides(greedy=True)
     system = args.system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
 
     def emit(text: str) -> None:

@@ -18,7 +18,9 @@ from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir, user_recipes_dir
 from lorastudio.recipe import Recipe
 
-LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt")
+LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt",
+                       ".csv.gz", ".json.gz", ".jsonl.gz", ".txt.gz")
+"""Names a local data file may end in (the text kinds gzip-compressed too)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,13 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+    data = parse_text(text, path)
+    _resolve_local_source(data, path.parent)
+    return data, text
+
+
+def parse_text(text: str, path: Path | str) -> dict[str, Any]:
+    """A recipe's YAML text as a mapping (not validated); ``path`` only names it in the error."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
@@ -83,8 +92,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise RecipeError(f"{path}: the file is empty")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections, not {type(data).__name__}")
-    _resolve_local_source(data, path.parent)
-    return data, text
+    return data
 
 
 def _compose(text: str | None) -> yaml.Node | None:
@@ -123,6 +131,14 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def read_value(raw: str) -> Any:
+    """One value as typed on a command line or in a form, read as YAML (``50`` is a number, ``a`` a string)."""
+    try:
+        return yaml.load(raw, Loader=_Loader) if raw.strip() else ""  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return raw
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``train.max_steps=50`` -> (["train", "max_steps"], 50); the value is read as YAML."""
     if "=" not in text:
@@ -131,11 +147,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise RecipeError(f"override {text!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
+    return parts, read_value(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -263,7 +275,34 @@ then the fast toy one."""
 
 
 def dump(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return dump_data(recipe.model_dump(mode="json"))
+
+
+def dump_data(data: dict[str, Any]) -> str:
+    """A recipe's mapping (valid or not) as YAML, in the recipe's own field order."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+# -- snapshots: a recipe frozen into a run (or an export), loaded without the recipe registry --------
+def dump_snapshot(recipe: Recipe) -> str:
+    """The fully resolved recipe with no ``extends``: it loads on its own, whatever happens to the base later."""
+    data = recipe.model_dump(mode="json")
+    data.pop("extends", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def load_snapshot(path: Path) -> Recipe:
+    """A snapshot written by :func:`dump_snapshot`, validated as it is (no base recipes are read).
+
+    Snapshots written before they were self-contained still name their base in ``extends``; those are
+    resolved against today's recipes as they always were.
+    """
+    path = Path(path)
+    data, text = _read_yaml(path)
+    if data.get("extends") is not None:
+        return load_file(path)
+    data.setdefault("name", path.stem)
+    return validate_data(data, path, text)
 
 
 def save_user_recipe(base: str, changes: dict[str, Any], full: dict[str, Any] | None = None,

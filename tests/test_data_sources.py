@@ -158,3 +158,67 @@ def test_preview_head_encodes_the_first_sample_as_the_whole_file_does(tmp_path: 
     assert head.encoder.format == whole.encoder.format == "dolly"
     for i in range(3):
         assert head.encoder.encode_row(head.rows.rows[i]) == whole.encoder.encode_row(whole.rows.rows[i])
+
+
+# -- compressed files and pathological JSON ---------------------------------------------------------------
+def _gzip(path: Path, text: str) -> Path:
+    import gzip
+
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def test_gzip_compressed_files_load_like_plain_ones(tmp_path: Path) -> None:
+    from lorastudio.data.sources import head_rows
+
+    rows = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(5)]
+    jsonl = _gzip(tmp_path / "train.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows))
+    whole = _gzip(tmp_path / "train.json.gz", json.dumps(rows))
+    table = _gzip(tmp_path / "train.csv.gz", "instruction,response\n" + "".join(f"q{i},a{i}\n" for i in range(5)))
+    for path in (jsonl, whole, table):
+        loaded = load_rows(DataSection(source=str(path)))
+        assert list(loaded.rows) == rows, path.name
+        assert loaded.columns == ["instruction", "response"]
+    head = head_rows(DataSection(source=str(jsonl)), count=2)  # the Preview's fast first lines, decompressed
+    assert head is not None and list(head.rows) == rows[:2]
+    assert list(head_rows(DataSection(source=str(table)), count=3).rows) == rows[:3]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _gzip(shards / "part-0.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows[:2]))
+    _gzip(shards / "part-1.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows[2:]))
+    assert list(load_rows(DataSection(source=str(shards))).rows) == rows
+    broken = _gzip(tmp_path / "broken.jsonl.gz", '{"text": "a"}\n{"text": \n')
+    with pytest.raises(DataError, match=r"broken\.jsonl\.gz: line 2 is not valid JSON"):
+        load_rows(DataSection(source=str(broken)))
+    (tmp_path / "x.parquet.gz").write_bytes(b"")
+    with pytest.raises(DataError, match="unsupported extension"):
+        load_rows(DataSection(source=str(tmp_path / "x.parquet.gz")))
+
+
+def test_validate_and_prepare_accept_a_compressed_file(tmp_path: Path, tiny_model: Path) -> None:
+    rows = [{"instruction": f"What is {i}?", "context": "", "response": f"It is {i}."} for i in range(40)]
+    _gzip(tmp_path / "train.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows))
+    recipe = _recipe(tmp_path / "gz.yaml", "chatml", "train.jsonl.gz")
+    assert _validate(recipe).stdout.strip() == f"{recipe}: ok"
+    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "prepare", str(recipe), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["stats"]["rows"] == 40 and summary["stats"]["used"] == 40
+
+
+def test_json_nested_too_deeply_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"deep\.json: .*nested too deeply"):
+        load_rows(DataSection(source=str(deep)))
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"text": "ok"}\n{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match=r"deep\.jsonl: .*nested too deeply"):
+        load_rows(DataSection(source=str(lines)))
+    recipe = _recipe(tmp_path / "deep.yaml", "chatml", "deep.json")
+    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "preview", str(recipe)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "RecursionError" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("studio: ") and str(deep) in out.stderr

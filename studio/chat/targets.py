@@ -1,18 +1,20 @@
-"""Chat targets other than a run: an export folder (merged or adapter) and, soon, a ``.gguf`` file.
+"""Chat targets other than a run: an export folder (merged or adapter), a ``.gguf`` file, a model folder.
 
 Export folders are recognised by their files (``recipe.yaml`` plus ``config.json`` or
-``adapter_config.json``), not through the export stage, which chat must never import.
+``adapter_config.json``), not through the export stage, which chat must never import. This module says
+which recipe (and adapter) a target means; ``engine`` builds the engine from that, so the two never import
+each other both ways.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lorastudio.errors import StudioError
+from lorastudio.recipe import DataSection, ModelSection, Recipe
 
-if TYPE_CHECKING:
-    from lorastudio.chat.engine import ChatEngine
+Target = tuple[Recipe, Path | None]
+"""The recipe to load and the adapter to put on it (None: the model alone)."""
 
 
 def is_export_target(path: Path) -> bool:
@@ -27,31 +29,34 @@ def gguf_in(path: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def engine_for_gguf(path: Path, base_only: bool = False) -> ChatEngine:
-    """A GGUF file chats through the GGUF model source (dequantized once into the cache); it has no adapter."""
-    from lorastudio.chat.engine import ChatEngine, recipe_for_model_path
+def recipe_for_model_path(path: str) -> Recipe:
+    """A minimal recipe for chatting with a bare model folder."""
+    return Recipe(name=Path(path).name or "model", model=ModelSection(name=path),
+                  data=DataSection(source="none", format="messages"))
 
+
+def gguf_target(path: Path) -> Target:
+    """A GGUF file chats through the GGUF model source (dequantized once into the cache); it has no adapter."""
     if not path.is_file():
         raise StudioError(f"{path}: no such GGUF file")
-    return ChatEngine(recipe_for_model_path(str(path.resolve())))
+    return recipe_for_model_path(str(path.resolve())), None
 
 
-def engine_for_export(path: Path, base_only: bool = False) -> ChatEngine:
+def export_target(path: Path, base_only: bool = False) -> Target:
     """A merged export loads as a plain model; an adapter export loads its base plus the adapter."""
     from lorastudio import registry
-    from lorastudio.chat.engine import ChatEngine
 
-    recipe = registry.load_file(path / "recipe.yaml", files=registry.discover())
+    recipe = registry.load_snapshot(path / "recipe.yaml")  # the export's own copy: no recipe registry needed
     if (path / "adapter_config.json").is_file():
-        return ChatEngine(recipe) if base_only else ChatEngine(recipe, path)
+        return recipe, None if base_only else path
     if (path / "config.json").is_file():
         if base_only:
-            return ChatEngine(recipe)
+            return recipe, None
         model = recipe.model.model_copy(update={"name": str(path.resolve()), "revision": None,
                                                 "chat_template": "tokenizer", "add_pad_token": False})
-        return ChatEngine(recipe.model_copy(update={"model": model}))
+        return recipe.model_copy(update={"model": model}), None
     gguf = gguf_in(path)
     if gguf is not None:
-        return engine_for_gguf(gguf, base_only)
+        return gguf_target(gguf)
     raise StudioError(f"{path}: not an export folder studio can chat with (no config.json, adapter_config.json "
                       "or .gguf)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorastudio.data.sources import READERS, is_local, local_files
+from lorastudio.data.sources import READERS, data_kind, is_local, local_files
 from lorastudio.errors import DataError
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe
@@ -23,7 +23,7 @@ def offline_problems(recipe: Recipe, where: str) -> list[str]:
         path = Path(source).expanduser()
         if not path.exists():
             problems.append(f"{where}: {field}: no such file {path}")
-        elif path.is_file() and path.suffix.lower() not in READERS:
+        elif path.is_file() and data_kind(path) not in READERS:
             problems.append(f"{where}: {field}: {path}: unsupported extension "
                             f"(use one of {', '.join(READERS)}, or a folder of such files)")
         elif path.is_dir():

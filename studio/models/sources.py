@@ -81,6 +81,16 @@ def warm_up_imports() -> None:
         from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
 
 
+def warming_up() -> bool:
+    """Whether model work started now would first wait for imports (a warm-up holds them, or none ran yet)."""
+    import sys
+
+    if _IMPORTING.acquire(blocking=False):
+        _IMPORTING.release()
+        return "transformers.activations" not in sys.modules
+    return True
+
+
 def wait_for_imports() -> None:
     """Return once no warm-up is importing (at once outside the TUI, where none runs)."""
     with _IMPORTING:

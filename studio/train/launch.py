@@ -1,7 +1,8 @@
 """Starting the worker on more than one device: ``accelerate launch`` under a small supervisor.
 
-``runs.start_worker`` starts ``python -m lorastudio.train.launch RUN_DIR`` in its own session when the recipe
-asks for more than one device. The supervisor is the run's recorded pid. It
+``runs.start_worker`` starts ``python -m lorastudio.train.launch RUN_DIR --devices N --distributed D`` in its own
+session when the recipe asks for more than one device (the starter parsed the recipe; this does not read it
+again, and never imports ``runs``: ``runs`` imports this module). The supervisor is the run's recorded pid. It
 
 * settles ``train.devices`` (``all`` = every visible GPU) and starts
   ``python -m accelerate.commands.launch --multi_gpu|--use_fsdp --num_processes N ... -m lorastudio.worker RUN_DIR``
@@ -45,6 +46,9 @@ FSDP_DEFAULTS = [
 
 POLL_S = 0.5
 
+LOG_FILE = "worker.log"
+"""The run directory's log (the worker's and this supervisor's stdout and stderr); ``runs`` names it from here."""
+
 
 class LaunchError(StudioError):
     """The recipe asks for devices this machine cannot give."""
@@ -66,6 +70,20 @@ def check_distributed(distributed: str, devices: int, cuda_count: int) -> None:
     if distributed == "fsdp" and devices > 1 and not cuda_count:
         raise LaunchError("train.distributed: fsdp needs CUDA GPUs (accelerate's FSDP does not run on CPU); "
                           "use train.distributed: ddp to test several processes on CPU")
+
+
+def check_devices(setting: int | str, distributed: str, cuda_count: int | None = None) -> int:
+    """The number of processes a run with these settings gets; refuses what this machine cannot give.
+
+    Called before a run directory is created, so a recipe asking for FSDP without CUDA (or more GPUs than are
+    visible) fails with one line and leaves nothing behind. One device needs no look at the GPUs.
+    """
+    if not needs_launcher(setting):
+        return 1
+    gpus = visible_gpus() if cuda_count is None else cuda_count
+    devices = resolve_devices(setting, gpus)
+    check_distributed(distributed, devices, gpus)
+    return devices
 
 
 def visible_gpus(env: Mapping[str, str] | None = None) -> int:
@@ -128,10 +146,12 @@ def launch_env(cuda: bool, base: dict[str, str] | None = None) -> dict[str, str]
 
 
 def supervisor_command(run_dir: Path, resume: bool = False, devices: int | str | None = None,
-                       python: str = sys.executable) -> list[str]:
+                       python: str = sys.executable, distributed: str | None = None) -> list[str]:
     cmd = [python, "-m", "lorastudio.train.launch", str(run_dir)]
     if devices is not None:
         cmd += ["--devices", str(devices)]
+    if distributed is not None:
+        cmd += ["--distributed", distributed]
     if resume:
         cmd.append("--resume")
     return cmd
@@ -167,10 +187,11 @@ def root_cause(log_text: str) -> str | None:
 class Supervisor:
     """Runs the launcher, forwards stop signals to the training processes, and reports a launcher failure."""
 
-    def __init__(self, run_dir: Path, resume: bool, devices: int | str | None) -> None:
+    def __init__(self, run_dir: Path, resume: bool, devices: int | str | None, distributed: str | None = None) -> None:
         self.run_dir = run_dir
         self.resume = resume
         self.devices = devices
+        self.distributed = distributed
         self.stop_signal: int | None = None
         self.signalled: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -211,20 +232,25 @@ class Supervisor:
 
     def run(self) -> int:
         from lorastudio.train.events import EVENTS_FILE, EventWriter, read_all
-        from lorastudio.train.runs import LOG_FILE, load_run_recipe
 
         try:
-            recipe = load_run_recipe(self.run_dir)
+            setting, distributed = self.devices, self.distributed
+            if setting is None or distributed is None:  # started by hand: read the run's recipe snapshot
+                from lorastudio import registry
+
+                train = registry.load_snapshot(self.run_dir / "recipe.yaml").train
+                setting = train.devices if setting is None else setting
+                distributed = train.distributed if distributed is None else distributed
             gpus = visible_gpus()
             cuda = gpus > 0
-            devices = resolve_devices(self.devices if self.devices is not None else recipe.train.devices, gpus)
-            check_distributed(recipe.train.distributed, devices, gpus)
+            devices = resolve_devices(setting, gpus)
+            check_distributed(distributed, devices, gpus)
         except StudioError as exc:
             return self._fail(str(exc))
         if devices == 1:
             cmd = [sys.executable, "-m", "lorastudio.worker", str(self.run_dir)] + (["--resume"] if self.resume else [])
         else:
-            cmd = accelerate_command(self.run_dir, devices, recipe.train.distributed, self.resume,
+            cmd = accelerate_command(self.run_dir, devices, distributed, self.resume,
                                      config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None)
         print("launching: " + " ".join(cmd), flush=True)
         seen = len(read_all(self.run_dir / EVENTS_FILE))  # a resumed run's log holds an earlier ending
@@ -277,11 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--devices", help="override train.devices (N or all)")
+    parser.add_argument("--distributed", choices=("ddp", "fsdp"), help="override train.distributed")
     args = parser.parse_args(argv)
     devices: int | str | None = args.devices
     if devices is not None and devices != "all":
         devices = int(devices)
-    supervisor = Supervisor(args.run_dir.resolve(), args.resume, devices)
+    supervisor = Supervisor(args.run_dir.resolve(), args.resume, devices, args.distributed)
     supervisor.install()
     return supervisor.run()
 

@@ -2,8 +2,8 @@
 
 Layout of a run directory (format ``RUN_FORMAT``)::
 
-    run.json        format version, name, recipe name, creation time, worker pid
-    recipe.yaml     the fully resolved recipe the worker trains
+    run.json        format version, name, recipe name (and the base it extended), creation time, worker pid
+    recipe.yaml     the fully resolved recipe the worker trains, without ``extends``: it loads on its own
     events.jsonl    append-only events (see events.py)
     worker.log      the worker's stdout and stderr
     checkpoints/    trainer checkpoints (checkpoint-N)
@@ -28,11 +28,12 @@ from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
 from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, fold, read_all
+from lorastudio.train.launch import LOG_FILE as LOG_FILE  # the run's log: named where the supervisor reads it
+from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
 
 RUN_FORMAT = 1
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
-LOG_FILE = "worker.log"
 
 
 def _slug(text: str) -> str:
@@ -51,8 +52,10 @@ def create_run(recipe: Recipe, root: Path | None = None) -> Path:
             suffix += 1
             path = root / f"{_slug(recipe.name)}-{stamp}-{suffix}"
         path.mkdir()
-        (path / RECIPE_FILE).write_text(registry.dump(recipe), encoding="utf-8")
-        write_meta(path, {"format": RUN_FORMAT, "name": path.name, "recipe": recipe.name, "created": time.time()})
+        # The snapshot is resolved (no `extends`): deleting or changing the base later changes nothing here.
+        (path / RECIPE_FILE).write_text(registry.dump_snapshot(recipe), encoding="utf-8")
+        write_meta(path, {"format": RUN_FORMAT, "name": path.name, "recipe": recipe.name,
+                          "extends": recipe.extends, "created": time.time()})
         writer = EventWriter(path / EVENTS_FILE)
         writer.status("queued")
         writer.close()
@@ -80,19 +83,37 @@ def update_meta(path: Path, **fields: Any) -> None:
     write_meta(path, meta)
 
 
+def start_run(recipe: Recipe, root: Path | None = None, start: bool = True,
+              env: dict[str, str] | None = None) -> Path:
+    """The one way a new run starts (the CLI's ``studio train`` and the Launch sheet both call it).
+
+    The devices the recipe asks for are checked first, so a recipe this machine cannot train (FSDP without
+    CUDA, more GPUs than are visible) is refused before a run directory exists. Then the run directory is
+    created and, unless ``start`` is false, its worker started with the devices and strategy from ``recipe``.
+    """
+    check_devices(recipe.train.devices, recipe.train.distributed)
+    path = create_run(recipe, root)
+    if start:
+        start_worker(path, env=env, devices=recipe.train.devices, distributed=recipe.train.distributed)
+    return path
+
+
 def start_worker(path: Path, resume: bool = False, env: dict[str, str] | None = None,
-                 devices: int | str | None = None) -> int:
+                 devices: int | str | None = None, distributed: str | None = None) -> int:
     """Start ``python -m lorastudio.worker RUN_DIR`` in its own session, detached from this terminal.
 
     With more than one device (``train.devices``, or ``devices`` here) the session's leader is the launch
-    supervisor instead (see ``train/launch.py``), which starts the workers under ``accelerate launch``.
+    supervisor instead (see ``train/launch.py``), which starts the workers under ``accelerate launch``. What
+    ``devices`` and ``distributed`` leave unsaid is read from the run's recipe, once.
     """
-    from lorastudio.train.launch import needs_launcher, supervisor_command
-
+    if devices is None or distributed is None:
+        snapshot = load_run_recipe(path)
+        devices = snapshot.train.devices if devices is None else devices
+        distributed = snapshot.train.distributed if distributed is None else distributed
     log = (path / LOG_FILE).open("ab")
     cmd = [sys.executable, "-m", "lorastudio.worker", str(path)]
-    if needs_launcher(devices if devices is not None else load_run_recipe(path).train.devices):
-        cmd = supervisor_command(path, devices=devices)
+    if needs_launcher(devices):
+        cmd = supervisor_command(path, devices=devices, distributed=distributed)
     if resume:
         cmd.append("--resume")
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
@@ -203,7 +224,8 @@ def find_run(name_or_path: str, root: Path | None = None) -> Path:
 
 
 def load_run_recipe(path: Path) -> Recipe:
-    return registry.load_file(path / RECIPE_FILE, files=registry.discover())
+    """The run's own recipe snapshot; the recipe registry is read only for old runs that still ``extends``."""
+    return registry.load_snapshot(path / RECIPE_FILE)
 
 
 def stop_run(path: Path) -> bool:
