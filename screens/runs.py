@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from lorastudio.train.runs import RunSummary
+
+REFRESH_S = 0.5
+"""How often the list is read again; with the summary cache a tick costs a stat per unchanged run."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class RunsScreen(Screen[None]):
         self.pending: list[tuple[str, tuple[int, ...]]] = []
         self.marked: list[str] = []  # run names, in marking order (Compare letters them A, B, …)
         self.sort_key = "time"
+        self._listing = threading.Event()
+        """Set while a listing runs, so ticks do not start a second one beside it."""
 
     @property
     def runs(self) -> list[RunSummary]:
@@ -80,12 +86,24 @@ class RunsScreen(Screen[None]):
             table.add_column(column, key=column)
         self.query_one("#runs-title", Label).update("Runs · loading…")
         self.refresh_runs()
-        self.set_interval(2.0, self.refresh_runs)
+        self.set_interval(REFRESH_S, self.tick)
 
-    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
+    def tick(self) -> None:
+        """List the runs again unless the last listing is still running."""
+        if not self._listing.is_set():
+            self._listing.set()
+            self.refresh_runs()
+
+    @work(thread=True, group="runs-list", exit_on_error=False)
     def refresh_runs(self) -> None:
-        rows = load_rows()
-        self.app.call_from_thread(self._show, rows)
+        """List the runs (through the summary cache: an unchanged run's events are not read again)."""
+        self._listing.set()
+        try:
+            rows = load_rows()
+        finally:
+            self._listing.clear()
+        if not self.loaded or set(rows) != set(self.rows):  # an unchanged list is not drawn again
+            self.app.call_from_thread(self._show, rows)
 
     def _show(self, rows: list[RunRow]) -> None:
         from lorastudio.train.manage import sort_runs
