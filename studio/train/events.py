@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+T = TypeVar("T")
+
 EVENTS_VERSION = 1
 EVENTS_FILE = "events.jsonl"
 
@@ -65,12 +67,16 @@ class MalformedEvent(ValueError):
 
 # -- field converters ------------------------------------------------------------------------------
 def _number(value: Any) -> float:
+    if type(value) is float:  # the common case first: readers fold millions of these
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedEvent(f"not a number: {value!r}")
     return float(value)
 
 
 def _integer(value: Any) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedEvent(f"not an integer: {value!r}")
     if isinstance(value, float) and not value.is_integer():
@@ -79,6 +85,8 @@ def _integer(value: Any) -> int:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise MalformedEvent(f"not a string: {value!r}")
     return str(value)
@@ -109,6 +117,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 """Annotation (as written in the class) -> the function that checks and converts a JSON value to it."""
 
 _BASE_FIELDS = frozenset({"v", "t", "kind", "extra"})
+_LINE_KEYS = frozenset({"v", "t", "kind"})
 
 
 def _converters(cls: type) -> dict[str, Callable[[Any], Any]]:
@@ -129,6 +138,18 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, GpuReading):
         return value.to_json()
     return value
+
+
+def _build(cls: type[T], values: dict[str, Any]) -> T:
+    """An instance of the frozen dataclass ``cls`` from checked values, without its generated ``__init__``
+    (which sets each field through ``object.__setattr__``: the costliest part of reading a long run)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(cls._defaults, **values)  # type: ignore[attr-defined]
+    return obj
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def _split(cls: type, data: Mapping[str, Any], skip: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -167,13 +188,15 @@ class GpuReading:
     extra: dict[str, Any] = field(default_factory=dict)
 
     _converters: ClassVar[dict[str, Callable[[Any], Any]]]
+    _defaults: ClassVar[dict[str, Any]]
 
     @classmethod
     def from_json(cls, data: Any) -> GpuReading:
         if not isinstance(data, Mapping):
             raise MalformedEvent(f"not a GPU reading: {data!r}")
         known, extra = _split(cls, data, frozenset())
-        return cls(**known, extra=extra)
+        known["extra"] = extra
+        return _build(cls, known)
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
@@ -181,6 +204,7 @@ class GpuReading:
 
 
 GpuReading._converters = _converters(GpuReading)
+GpuReading._defaults = _defaults(GpuReading)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +213,7 @@ class Event:
 
     KIND: ClassVar[str] = ""
     _converters: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    _defaults: ClassVar[dict[str, Any]] = {}
 
     t: float | None = None
     """Unix time the writer stamped."""
@@ -204,11 +229,13 @@ class Event:
     @classmethod
     def from_json(cls: type[E], data: Mapping[str, Any]) -> E:
         """The event of one JSON object (``kind`` is not checked here; :func:`parse_event` dispatches on it)."""
-        known, extra = _split(cls, data, frozenset({"v", "t", "kind"}))
+        known, extra = _split(cls, data, _LINE_KEYS)
         t = data.get("t")
         v = data.get("v", EVENTS_VERSION)
-        return cls(t=_number(t) if t is not None else None, v=_integer(v) if v is not None else EVENTS_VERSION,
-                   extra=extra, **known)
+        known["t"] = _number(t) if t is not None else None
+        known["v"] = _integer(v) if v is not None else EVENTS_VERSION
+        known["extra"] = extra
+        return _build(cls, known)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"v": self.v, "t": self.t, "kind": self.kind}
@@ -233,6 +260,7 @@ def register(cls: type[E]) -> type[E]:
     if not cls.KIND or cls.KIND in EVENT_KINDS:
         raise TypeError(f"{cls.__name__}: KIND must be set and unique")
     cls._converters = _converters(cls)
+    cls._defaults = _defaults(cls)
     EVENT_KINDS[cls.KIND] = cls
     return cls
 
