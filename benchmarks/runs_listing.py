@@ -27,23 +27,59 @@ GOALS = {"runs --json": 1.0, "Runs screen painted": 1.0, "live event shown": 1.0
 
 def run_events(n: int, t0: float, final: bool = True) -> bytes:
     """One run's events.jsonl as the worker writes it: metrics every step, telemetry every other step."""
-    lines = [{"v": 1, "t": t0, "kind": "status", "status": "queued"},
-             {"v": 1, "t": t0 + 1, "kind": "status", "status": "starting", "pid": 1, "world_size": 1},
-             {"v": 1, "t": t0 + 2, "kind": "status", "status": "training", "max_steps": n}]
+    lines = [
+        {"v": 1, "t": t0, "kind": "status", "status": "queued"},
+        {"v": 1, "t": t0 + 1, "kind": "status", "status": "starting", "pid": 1, "world_size": 1},
+        {"v": 1, "t": t0 + 2, "kind": "status", "status": "training", "max_steps": n},
+    ]
     step, t = 0, t0 + 3
     while len(lines) < n - 1:
         step += 1
         t += 0.2
-        lines.append({"v": 1, "t": round(t, 3), "kind": "metrics", "step": step, "max_steps": n, "epoch": step / n,
-                      "loss": 2.0 / (1 + step / 500), "learning_rate": 2e-4, "grad_norm": 0.5, "tokens_per_s": 4100.0,
-                      "tokens_seen": 512 * step, "eta_s": (n - step) * 0.2, "elapsed_s": step * 0.2})
+        lines.append(
+            {
+                "v": 1,
+                "t": round(t, 3),
+                "kind": "metrics",
+                "step": step,
+                "max_steps": n,
+                "epoch": step / n,
+                "loss": 2.0 / (1 + step / 500),
+                "learning_rate": 2e-4,
+                "grad_norm": 0.5,
+                "tokens_per_s": 4100.0,
+                "tokens_seen": 512 * step,
+                "eta_s": (n - step) * 0.2,
+                "elapsed_s": step * 0.2,
+            }
+        )
         if step % 2 == 0:
-            lines.append({"v": 1, "t": round(t + 0.1, 3), "kind": "telemetry",
-                          "gpus": [{"index": 0, "name": "NVIDIA H100", "memory_used_mb": 30000.0 + step % 7,
-                                    "memory_total_mb": 81559.0, "process_memory_mb": 29000.0, "utilization_pct": 97.0,
-                                    "temperature_c": 61.0, "power_w": 410.0}],
-                          "gpu_note": None, "torch_peak_reserved_mb": 28500.0, "rss_mb": 3100.0, "cpu_pct": 101.0,
-                          "host_cpu_pct": 12.0, "host_ram_used_mb": 40000.0, "host_ram_total_mb": 512000.0})
+            lines.append(
+                {
+                    "v": 1,
+                    "t": round(t + 0.1, 3),
+                    "kind": "telemetry",
+                    "gpus": [
+                        {
+                            "index": 0,
+                            "name": "NVIDIA H100",
+                            "memory_used_mb": 30000.0 + step % 7,
+                            "memory_total_mb": 81559.0,
+                            "process_memory_mb": 29000.0,
+                            "utilization_pct": 97.0,
+                            "temperature_c": 61.0,
+                            "power_w": 410.0,
+                        }
+                    ],
+                    "gpu_note": None,
+                    "torch_peak_reserved_mb": 28500.0,
+                    "rss_mb": 3100.0,
+                    "cpu_pct": 101.0,
+                    "host_cpu_pct": 12.0,
+                    "host_ram_used_mb": 40000.0,
+                    "host_ram_total_mb": 512000.0,
+                }
+            )
     if final:
         lines.append({"v": 1, "t": round(t + 1, 3), "kind": "status", "status": "done", "adapter": "adapter"})
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
@@ -70,8 +106,13 @@ def build(root: Path, runs: int, events: int) -> Path:
 
 def cli_listing(env: dict[str, str]) -> tuple[float, int]:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "runs", "--json"], env=env, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "runs", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return time.perf_counter() - start, len(json.loads(out.stdout))
 
 
@@ -91,7 +132,10 @@ async def screen_figures(live: Path) -> tuple[float, float]:
         await pilot.pause(0.2)
         step = next(r.step for r in screen.runs if r.path == live)
         with (live / "events.jsonl").open("a") as handle:
-            handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "metrics", "step": step + 1, "loss": 0.1}) + "\n")
+            handle.write(
+                json.dumps({"v": 1, "t": time.time(), "kind": "metrics", "step": step + 1, "loss": 0.1})
+                + "\n"
+            )
         start = time.perf_counter()
         while not any(r.path == live and r.step == step + 1 for r in screen.runs):
             await asyncio.sleep(0.005)
@@ -116,18 +160,27 @@ def main() -> None:
             shutil.rmtree(root)
         live = build(root, args.runs, args.events)
         size = sum(p.stat().st_size for p in root.glob("*/events.jsonl"))
-        print(f"{args.runs} runs x {args.events:,} events ({size / 2**20:,.0f} MiB) built in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"{args.runs} runs x {args.events:,} events ({size / 2**20:,.0f} MiB) built in "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         (home / "cache" / "studio" / "run-summaries.json").unlink(missing_ok=True)
         cold, count = cli_listing(env)
         warm, _ = cli_listing(env)
         again, _ = cli_listing(env)
         assert count == args.runs
         painted, shown = asyncio.run(screen_figures(live))
-        rows = [("runs --json", f"cold {cold:.2f} s (first listing: folds every event once), "
-                 f"warm {warm:.2f} s / {again:.2f} s", warm),
-                ("Runs screen painted", f"{painted:.2f} s (fresh process, cache on disk)", painted),
-                ("live event shown", f"{shown:.2f} s after the append", shown)]
+        rows = [
+            (
+                "runs --json",
+                f"cold {cold:.2f} s (first listing: folds every event once), "
+                f"warm {warm:.2f} s / {again:.2f} s",
+                warm,
+            ),
+            ("Runs screen painted", f"{painted:.2f} s (fresh process, cache on disk)", painted),
+            ("live event shown", f"{shown:.2f} s after the append", shown),
+        ]
         for name, text, value in rows:
             goal = GOALS[name]
             print(f"{name:<22} {text:<70} goal <= {goal:.1f} s  {'ok' if value <= goal else 'MISSED'}")

@@ -70,11 +70,15 @@ def add_chart_series(charts: dict[str, LineChart]) -> None:
     charts["tps"].add_series("tok/s", "blue", smooth=True)
     charts["memory"].add_series("VRAM", "red").add_series("RSS", "magenta")
 
+
 ChartPoint = tuple[str, str, tuple[float, float]]
 
 CHART_CURVES = (
-    ("loss", "train", "loss"), ("loss", "eval", "eval_loss"), ("lr", "lr", "learning_rate"),
-    ("grad", "grad", "grad_norms"), ("tps", "tok/s", "throughput"),
+    ("loss", "train", "loss"),
+    ("loss", "eval", "eval_loss"),
+    ("lr", "lr", "learning_rate"),
+    ("grad", "grad", "grad_norms"),
+    ("tps", "tok/s", "throughput"),
 )
 """(chart, series, RunState history) of the step charts."""
 MEMORY_CURVES = (("memory", "VRAM", "vram"), ("memory", "RSS", "rss"))
@@ -100,12 +104,12 @@ def chart_points(state: RunState, sent: dict[str, int]) -> list[ChartPoint]:
     out: list[ChartPoint] = []
     for chart, series, name in CHART_CURVES:
         curve = getattr(state, name)
-        out += [(chart, series, (float(step), value)) for step, value in curve[sent.get(name, 0):]]
+        out += [(chart, series, (float(step), value)) for step, value in curve[sent.get(name, 0) :]]
         sent[name] = len(curve)
     t0 = state.started or 0.0
     for chart, series, name in MEMORY_CURVES:
         curve = getattr(state, name)
-        out += [(chart, series, (t - t0, value)) for t, value in curve[sent.get(name, 0):]]
+        out += [(chart, series, (t - t0, value)) for t, value in curve[sent.get(name, 0) :]]
         sent[name] = len(curve)
     return out
 
@@ -129,7 +133,9 @@ def log_line(event: Event) -> str | None:
     if isinstance(event, CheckpointEvent):
         return f"{stamp}saved checkpoint-{event.step if event.step is not None else '?'}"
     if isinstance(event, EvalEvent) and event.eval_loss is not None:
-        return f"{stamp}eval loss {event.eval_loss:.4f} at step {event.step if event.step is not None else '?'}"
+        return (
+            f"{stamp}eval loss {event.eval_loss:.4f} at step {event.step if event.step is not None else '?'}"
+        )
     return None
 
 
@@ -166,8 +172,10 @@ class MonitorScreen(Screen[None]):
         Binding("l", "log_scale", "Log", id="monitor.log_scale"),
         Binding("z", "smoothing", "EMA", id="monitor.smoothing"),
         Binding("w", "window", "Window", id="monitor.window"),
-        *[Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
-          for i in range(len(CHARTS))],
+        *[
+            Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
+            for i in range(len(CHARTS))
+        ],
         Binding("escape", "detach", "Back", show=False, id="monitor.back"),
     ]
 
@@ -301,7 +309,9 @@ class MonitorScreen(Screen[None]):
         for index, (key, _, _) in enumerate(CHARTS):
             chart = self.query_one(f"#chart-{key}", LineChart)
             chart.set_class(index == self.selected, "-selected")
-            tabs.append(f" {index + 1} {TAB_NAMES[index]} ", style="reverse bold" if index == self.selected else "dim")
+            tabs.append(
+                f" {index + 1} {TAB_NAMES[index]} ", style="reverse bold" if index == self.selected else "dim"
+            )
         self.query_one("#chart-tabs", Label).update(tabs)
 
     def action_next_chart(self) -> None:
@@ -328,7 +338,9 @@ class MonitorScreen(Screen[None]):
 
     def action_window(self) -> None:
         """Step charts show the whole run or only the last N steps (the memory chart always shows it all)."""
-        charts = [self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in CHARTS if x_label == "step"]
+        charts = [
+            self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in CHARTS if x_label == "step"
+        ]
         current = charts[0].window
         value = WINDOWS[(WINDOWS.index(current) + 1) % len(WINDOWS)] if current in WINDOWS else None
         for chart in charts:
@@ -347,7 +359,9 @@ class MonitorScreen(Screen[None]):
                 else:
                     self.notify("no live worker for this run", severity="warning")
 
-        self.app.push_screen(ConfirmScreen(f"Stop {self.run_dir.name}? The adapter is saved first."), answered)
+        self.app.push_screen(
+            ConfirmScreen(f"Stop {self.run_dir.name}? The adapter is saved first."), answered
+        )
 
     def action_detach(self) -> None:
         """Leave the run going and go back; the worker does not depend on this screen."""

@@ -32,17 +32,60 @@ from lorastudio.train.events import (
 FIXTURES = Path(__file__).parent / "fixtures"
 
 SAMPLES: list[ev.Event] = [
-    StatusEvent(t=1.0, status="failed", cause="CUDA out of memory", traceback="Traceback…", hints=("lower r",),
-                backend="hf", device="cpu", model="tiny", source="x.jsonl", adapter="adapter", step=3,
-                max_steps=10, world_size=2, pid=42, resume=True),
-    MetricsEvent(t=2.0, step=3, max_steps=10, epoch=0.3, loss=1.5, learning_rate=3e-4, grad_norm=0.7,
-                 tokens_per_s=812.5, tokens_seen=900, eta_s=4.0, elapsed_s=1.25, eval_loss=1.9),
+    StatusEvent(
+        t=1.0,
+        status="failed",
+        cause="CUDA out of memory",
+        traceback="Traceback…",
+        hints=("lower r",),
+        backend="hf",
+        device="cpu",
+        model="tiny",
+        source="x.jsonl",
+        adapter="adapter",
+        step=3,
+        max_steps=10,
+        world_size=2,
+        pid=42,
+        resume=True,
+    ),
+    MetricsEvent(
+        t=2.0,
+        step=3,
+        max_steps=10,
+        epoch=0.3,
+        loss=1.5,
+        learning_rate=3e-4,
+        grad_norm=0.7,
+        tokens_per_s=812.5,
+        tokens_seen=900,
+        eta_s=4.0,
+        elapsed_s=1.25,
+        eval_loss=1.9,
+    ),
     EvalEvent(t=3.0, step=4, epoch=0.4, eval_loss=1.8, eval_runtime_s=0.2),
-    TelemetryEvent(t=4.0, gpus=(GpuReading(index=0, name="H100", memory_used_mb=9000.0, memory_total_mb=80000.0,
-                                           process_memory_mb=4000.0, utilization_pct=97.0, temperature_c=60.0,
-                                           power_w=300.0),),
-                   gpu_note=None, torch_peak_reserved_mb=4500.0, rss_mb=700.0, cpu_pct=99.0, host_cpu_pct=50.0,
-                   host_ram_used_mb=4000.0, host_ram_total_mb=16000.0),
+    TelemetryEvent(
+        t=4.0,
+        gpus=(
+            GpuReading(
+                index=0,
+                name="H100",
+                memory_used_mb=9000.0,
+                memory_total_mb=80000.0,
+                process_memory_mb=4000.0,
+                utilization_pct=97.0,
+                temperature_c=60.0,
+                power_w=300.0,
+            ),
+        ),
+        gpu_note=None,
+        torch_peak_reserved_mb=4500.0,
+        rss_mb=700.0,
+        cpu_pct=99.0,
+        host_cpu_pct=50.0,
+        host_ram_used_mb=4000.0,
+        host_ram_total_mb=16000.0,
+    ),
     CheckpointEvent(t=5.0, step=4, best_checkpoint="checkpoints/checkpoint-4", best_eval_loss=1.8),
     LogEvent(t=6.0, message="resuming from checkpoint-4", level="warning", rank_error=True),
 ]
@@ -86,18 +129,21 @@ def test_unknown_kind_and_extra_keys_are_kept() -> None:
     assert state.events == 2 and state.last_loss == 0.5 and state.skipped == 0
 
 
-@pytest.mark.parametrize("line", [
-    {"kind": "metrics", "step": "three"},
-    {"kind": "metrics", "loss": [1.0]},
-    {"kind": "metrics", "step": 1.5},
-    {"kind": "status", "status": {"nested": 1}},
-    {"kind": "status", "hints": "not a list"},
-    {"kind": "telemetry", "gpus": [3]},
-    {"kind": "log", "rank_error": "yes"},
-    {"kind": "eval", "t": "noon", "eval_loss": 1.0},
-    {"kind": 3},
-    {"no": "kind"},
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"kind": "metrics", "step": "three"},
+        {"kind": "metrics", "loss": [1.0]},
+        {"kind": "metrics", "step": 1.5},
+        {"kind": "status", "status": {"nested": 1}},
+        {"kind": "status", "hints": "not a list"},
+        {"kind": "telemetry", "gpus": [3]},
+        {"kind": "log", "rank_error": "yes"},
+        {"kind": "eval", "t": "noon", "eval_loss": 1.0},
+        {"kind": 3},
+        {"no": "kind"},
+    ],
+)
 def test_malformed_values_raise_for_writers_and_are_counted_by_readers(line: dict) -> None:
     with pytest.raises(ev.MalformedEvent):
         parse_event(line)
@@ -123,10 +169,12 @@ def test_writer_writes_through_the_dataclasses(tmp_path: Path) -> None:
 
 def test_half_written_last_line_waits_and_bad_lines_are_counted(tmp_path: Path) -> None:
     path = tmp_path / EVENTS_FILE
-    path.write_text('{"v": 1, "t": 1, "kind": "status", "status": "training"}\n'
-                    'not json at all\n'
-                    '{"v": 1, "t": 2, "kind": "metrics", "step": "x"}\n'
-                    '{"v": 1, "t": 3, "kind": "metr')
+    path.write_text(
+        '{"v": 1, "t": 1, "kind": "status", "status": "training"}\n'
+        "not json at all\n"
+        '{"v": 1, "t": 2, "kind": "metrics", "step": "x"}\n'
+        '{"v": 1, "t": 3, "kind": "metr'
+    )
     reader = RunReader(tmp_path)
     assert [e.kind for e in reader.update()] == ["status"]
     assert reader.state.skipped == 2 and reader.state.status == "training"
@@ -147,10 +195,16 @@ def test_derived_figures_are_folded_once() -> None:
         {"t": 0.0, "kind": "status", "status": "queued"},
         {"t": 10.0, "kind": "status", "status": "starting"},
         {"t": 12.0, "kind": "metrics", "step": 1, "loss": 3.0, "tokens_per_s": 100.0, "tokens_seen": 50},
-        {"t": 13.0, "kind": "telemetry", "gpus": [{"index": 0, "memory_used_mb": 9000.0, "process_memory_mb": 3000.0},
-                                                  {"index": 1, "memory_used_mb": 5000.0, "process_memory_mb": 2500.0}]},
+        {
+            "t": 13.0,
+            "kind": "telemetry",
+            "gpus": [
+                {"index": 0, "memory_used_mb": 9000.0, "process_memory_mb": 3000.0},
+                {"index": 1, "memory_used_mb": 5000.0, "process_memory_mb": 2500.0},
+            ],
+        },
         {"t": 14.0, "kind": "metrics", "step": 2, "loss": 1.0, "tokens_per_s": 300.0, "tokens_seen": 100},
-        {"t": 20.0, "kind": "status", "status": "died-without-status-marker"},  # a session left open
+        {"t": 20.0, "kind": "log", "message": "the worker's last event"},
         {"t": 30.0, "kind": "status", "status": "starting"},
         {"t": 31.0, "kind": "telemetry", "gpus": [], "torch_peak_reserved_mb": 6000.0, "rss_mb": 900.0},
         {"t": 32.0, "kind": "metrics", "step": 2, "loss": 1.0, "tokens_per_s": 0.0, "tokens_seen": 100},
@@ -163,7 +217,8 @@ def test_derived_figures_are_folded_once() -> None:
     assert state.peak_vram_mb == 6000.0  # torch's peak beats the summed 5500 of the earlier reading
     assert state.vram == [(13.0, 5500.0)]  # this run's memory: both GPUs' process memory
     assert state.peak_rss_mb == 900.0
-    assert state.duration_s == pytest.approx((20.0 - 10.0) + (40.0 - 30.0))  # the gap between sessions not counted
+    # the first session ended without a final status (its last event at 20): the gap to 30 is not counted
+    assert state.duration_s == pytest.approx((20.0 - 10.0) + (40.0 - 30.0))
     assert state.mean_tokens_per_s == pytest.approx(200.0)  # the zero interval is not a reading
     assert (state.best_loss, state.best_loss_step, state.last_loss) == (1.0, 2, 1.5)
     assert (state.lowest_eval_loss, state.lowest_eval_step, state.last_eval_loss) == (1.75, 3, 1.75)
@@ -171,8 +226,10 @@ def test_derived_figures_are_folded_once() -> None:
     light = ev.fold(lines, RunState(curves=False))
     assert light.loss == [] and light.vram == [] and light.log == []
     assert light.scalars_json() == state.scalars_json()
-    assert RunState.from_scalars(json.loads(json.dumps(state.scalars_json()))).scalars_json() == \
-        state.scalars_json()
+    assert (
+        RunState.from_scalars(json.loads(json.dumps(state.scalars_json()))).scalars_json()
+        == state.scalars_json()
+    )
 
 
 def test_from_scalars_refuses_what_is_not_a_state() -> None:
@@ -203,8 +260,11 @@ def test_old_run_directory_still_loads(tmp_path: Path) -> None:
     assert state.best_eval_loss == pytest.approx(min(v for _, v in evals))
     rss = [e["rss_mb"] for e in raw if e["kind"] == "telemetry" and e.get("rss_mb")]
     assert rss and state.peak_rss_mb == max(rss)
-    vram = [e["torch_peak_reserved_mb"] or (e["gpus"][0]["memory_used_mb"] if e["gpus"] else None)
-            for e in raw if e["kind"] == "telemetry"]
+    vram = [
+        e["torch_peak_reserved_mb"] or (e["gpus"][0]["memory_used_mb"] if e["gpus"] else None)
+        for e in raw
+        if e["kind"] == "telemetry"
+    ]
     assert state.peak_vram_mb == (max((v for v in vram if v), default=None))
     assert state.backend == "hf" and state.adapter and state.tokens_seen > 0
     assert state.duration_s and state.duration_s > 0 and state.mean_tokens_per_s

@@ -127,7 +127,8 @@ def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_runs_screen_does_not_reread_unchanged_runs_and_shows_a_live_event(
-        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lorastudio.app import StudioApp
     from lorastudio.screens.runs import REFRESH_S, RunsScreen
 
@@ -142,7 +143,9 @@ async def test_runs_screen_does_not_reread_unchanged_runs_and_shows_a_live_event
         await pilot.pause(REFRESH_S * 4)  # several ticks
         assert opened == []  # nothing changed: no events file opened
         append(run, kind="metrics", step=4, max_steps=5, loss=0.125)
-        await wait_until(pilot, lambda: any(r.name == "c-live" and r.step == 4 for r in screen.runs), timeout=20)
+        await wait_until(
+            pilot, lambda: any(r.name == "c-live" and r.step == 4 for r in screen.runs), timeout=20
+        )
         assert set(opened) == {"c-live"}  # only the run that grew
 
 
@@ -170,6 +173,7 @@ async def test_monitor_skips_a_tick_while_a_read_runs(home: Path, monkeypatch: p
             finally:
                 with lock:
                     inside[0] -= 1
+
         return read
 
     for name in ("read_new", "read_events"):  # whichever the screen reads through

@@ -39,16 +39,24 @@ class GpuPanel(Static):
         bar = max(4, min(20, (self.size.width or 40) - 26))
         for gpu in gpus:
             if len(gpus) > 1:  # one line per device, so eight GPUs still fit the panel
-                table.add_row(f"GPU {gpu.index}", f"{gauge(gpu.memory_used_mb, gpu.memory_total_mb, 6)}"
-                              f" {_fmt(gpu.utilization_pct, ' %')}")
+                table.add_row(
+                    f"GPU {gpu.index}",
+                    f"{gauge(gpu.memory_used_mb, gpu.memory_total_mb, 6)} {_fmt(gpu.utilization_pct, ' %')}",
+                )
                 continue
             table.add_row(f"GPU {gpu.index}", gpu.name or "n/a")
             table.add_row("VRAM", gauge(gpu.memory_used_mb, gpu.memory_total_mb, bar))
             peak = telemetry.torch_peak_reserved_mb
-            table.add_row("this run", _fmt(gpu.process_memory_mb, " MiB")
-                          + (f" · peak {_fmt(peak, ' MiB')}" if peak is not None and gpu.index == 0 else ""))
-            table.add_row("util", f"{_fmt(gpu.utilization_pct, ' %')} · {_fmt(gpu.temperature_c, ' °C')}"
-                                  f" · {_fmt(gpu.power_w, ' W')}")
+            table.add_row(
+                "this run",
+                _fmt(gpu.process_memory_mb, " MiB")
+                + (f" · peak {_fmt(peak, ' MiB')}" if peak is not None and gpu.index == 0 else ""),
+            )
+            table.add_row(
+                "util",
+                f"{_fmt(gpu.utilization_pct, ' %')} · {_fmt(gpu.temperature_c, ' °C')}"
+                f" · {_fmt(gpu.power_w, ' W')}",
+            )
         table.add_row("host RAM", gauge(telemetry.host_ram_used_mb, telemetry.host_ram_total_mb, bar))
         table.add_row("worker RSS", _fmt(telemetry.rss_mb, " MiB"))
         table.add_row("worker CPU", _fmt(telemetry.cpu_pct, " %"))

@@ -49,13 +49,23 @@ class RunResult:
             return round(value, digits) if value is not None else None
 
         return {
-            "name": self.name, "path": str(self.path), "recipe": self.recipe, "status": self.status,
-            "step": self.step, "max_steps": self.max_steps,
-            "final_loss": r(self.final_loss), "best_loss": r(self.best_loss), "best_loss_step": self.best_loss_step,
-            "eval_loss": r(self.eval_loss), "best_eval_loss": r(self.best_eval_loss),
-            "best_eval_step": self.best_eval_step, "best_checkpoint": self.best_checkpoint,
-            "tokens_per_s": r(self.tokens_per_s, 1), "tokens_seen": self.tokens_seen,
-            "duration_s": r(self.duration_s, 1), "peak_vram_mb": r(self.peak_vram_mb, 1),
+            "name": self.name,
+            "path": str(self.path),
+            "recipe": self.recipe,
+            "status": self.status,
+            "step": self.step,
+            "max_steps": self.max_steps,
+            "final_loss": r(self.final_loss),
+            "best_loss": r(self.best_loss),
+            "best_loss_step": self.best_loss_step,
+            "eval_loss": r(self.eval_loss),
+            "best_eval_loss": r(self.best_eval_loss),
+            "best_eval_step": self.best_eval_step,
+            "best_checkpoint": self.best_checkpoint,
+            "tokens_per_s": r(self.tokens_per_s, 1),
+            "tokens_seen": self.tokens_seen,
+            "duration_s": r(self.duration_s, 1),
+            "peak_vram_mb": r(self.peak_vram_mb, 1),
             "peak_rss_mb": r(self.peak_rss_mb, 1),
         }
 
@@ -75,13 +85,26 @@ def run_result(path: Path) -> RunResult:
     status = effective_status(state, meta)
     lowest_eval = state.lowest_eval_loss if state.lowest_eval_loss is not None else state.best_eval_loss
     return RunResult(
-        name=path.name, path=path, recipe=str(meta.get("recipe", "?")), status=status,
-        step=state.step, max_steps=state.max_steps,
-        final_loss=state.last_loss, best_loss=state.best_loss, best_loss_step=state.best_loss_step,
-        eval_loss=state.last_eval_loss, best_eval_loss=lowest_eval, best_eval_step=state.lowest_eval_step,
-        best_checkpoint=state.best_checkpoint, tokens_per_s=state.mean_tokens_per_s, tokens_seen=state.tokens_seen,
-        duration_s=state.duration_s, peak_vram_mb=state.peak_vram_mb, peak_rss_mb=state.peak_rss_mb,
-        loss=_by_step(state.loss), eval=_by_step(state.eval_loss),
+        name=path.name,
+        path=path,
+        recipe=str(meta.get("recipe", "?")),
+        status=status,
+        step=state.step,
+        max_steps=state.max_steps,
+        final_loss=state.last_loss,
+        best_loss=state.best_loss,
+        best_loss_step=state.best_loss_step,
+        eval_loss=state.last_eval_loss,
+        best_eval_loss=lowest_eval,
+        best_eval_step=state.lowest_eval_step,
+        best_checkpoint=state.best_checkpoint,
+        tokens_per_s=state.mean_tokens_per_s,
+        tokens_seen=state.tokens_seen,
+        duration_s=state.duration_s,
+        peak_vram_mb=state.peak_vram_mb,
+        peak_rss_mb=state.peak_rss_mb,
+        loss=_by_step(state.loss),
+        eval=_by_step(state.eval_loss),
     )
 
 
@@ -141,8 +164,10 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         return {
             "runs": [r.to_json() for r in self.runs],
-            "differing": {name: {run.name: value for run, value in zip(self.runs, values, strict=True)}
-                          for name, values in self.differing.items()},
+            "differing": {
+                name: {run.name: value for run, value in zip(self.runs, values, strict=True)}
+                for name, values in self.differing.items()
+            },
         }
 
 

@@ -111,8 +111,12 @@ def _gpus(value: Any) -> tuple[GpuReading, ...]:
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "str | None": _text, "int | None": _integer, "float | None": _number, "bool | None": _flag,
-    "tuple[str, ...]": _texts, "tuple[GpuReading, ...]": _gpus,
+    "str | None": _text,
+    "int | None": _integer,
+    "float | None": _number,
+    "bool | None": _flag,
+    "tuple[str, ...]": _texts,
+    "tuple[GpuReading, ...]": _gpus,
 }
 """Annotation (as written in the class) -> the function that checks and converts a JSON value to it."""
 
@@ -426,8 +430,12 @@ def parse_event(data: Any) -> Event:
     if cls is None:
         t = data.get("t")
         extra = {k: v for k, v in data.items() if k not in ("v", "t", "kind")}
-        return UnknownEvent(name=data["kind"], t=float(t) if isinstance(t, (int, float)) else None,
-                            v=data["v"] if isinstance(data.get("v"), int) else EVENTS_VERSION, extra=extra)
+        return UnknownEvent(
+            name=data["kind"],
+            t=float(t) if isinstance(t, (int, float)) else None,
+            v=data["v"] if isinstance(data.get("v"), int) else EVENTS_VERSION,
+            extra=extra,
+        )
     return cls.from_json(data)
 
 
@@ -652,7 +660,9 @@ class RunState:
 
     def latest(self) -> RunState:
         """A copy with each history cut to its last point, for a UI that takes new points separately."""
-        cut = {f.name: list(getattr(self, f.name)[-1:]) for f in dataclasses.fields(self) if f.metadata}
+        cut: dict[str, Any] = {
+            f.name: list(getattr(self, f.name)[-1:]) for f in dataclasses.fields(self) if f.metadata
+        }
         return dataclasses.replace(self, **cut)
 
     # -- folding -----------------------------------------------------------------------------------
@@ -683,8 +693,9 @@ class RunState:
                 self.checkpoints.append(event.step or 0)
             if event.best_checkpoint:
                 self.best_checkpoint = event.best_checkpoint
-                self.best_eval_loss = event.best_eval_loss if event.best_eval_loss is not None else \
-                    self.best_eval_loss
+                self.best_eval_loss = (
+                    event.best_eval_loss if event.best_eval_loss is not None else self.best_eval_loss
+                )
             self._log(event)
         elif isinstance(event, LogEvent):
             self._log(event)
@@ -732,8 +743,15 @@ class RunState:
         self.epoch = event.epoch or self.epoch
         if event.loss is not None:
             self.last_loss = event.loss
-            if self.best_loss is None or event.loss < self.best_loss or (
-                    event.loss == self.best_loss and self.best_loss_step is not None and step < self.best_loss_step):
+            if (
+                self.best_loss is None
+                or event.loss < self.best_loss
+                or (
+                    event.loss == self.best_loss
+                    and self.best_loss_step is not None
+                    and step < self.best_loss_step
+                )
+            ):
                 self.best_loss, self.best_loss_step = event.loss, step
             if self.curves:
                 self.loss.append((step, event.loss))
@@ -759,8 +777,15 @@ class RunState:
 
     def _eval(self, step: int, value: float) -> None:
         self.last_eval_loss = value
-        if self.lowest_eval_loss is None or value < self.lowest_eval_loss or (
-                value == self.lowest_eval_loss and self.lowest_eval_step is not None and step < self.lowest_eval_step):
+        if (
+            self.lowest_eval_loss is None
+            or value < self.lowest_eval_loss
+            or (
+                value == self.lowest_eval_loss
+                and self.lowest_eval_step is not None
+                and step < self.lowest_eval_step
+            )
+        ):
             self.lowest_eval_loss, self.lowest_eval_step = value, step
         if self.curves:
             self.eval_loss.append((step, value))
@@ -806,7 +831,9 @@ class RunState:
         state = cls(curves=False, **values)
         for f in dataclasses.fields(cls):  # a hand-edited or truncated entry must not pass as a state
             value = getattr(state, f.name)
-            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            if f.type in ("int", "float") and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
                 raise ValueError(f"{f.name}: {value!r}")
             if f.type == "str" and not isinstance(value, str):
                 raise ValueError(f"{f.name}: {value!r}")

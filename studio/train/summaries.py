@@ -70,17 +70,28 @@ class SummaryCache:
         with self._lock:
             entry = self._load().get(key)
         state, offset = self._reuse(entry, events, stat)
-        if state is not None and offset == stat.st_size and entry and entry.get("mtime_ns") == stat.st_mtime_ns:
+        if (
+            state is not None
+            and offset == stat.st_size
+            and entry
+            and entry.get("mtime_ns") == stat.st_mtime_ns
+        ):
             return state
-        reader = RunReader(run_dir, state if state is not None else RunState(curves=False),
-                           offset if state is not None else 0)
+        reader = RunReader(
+            run_dir,
+            state if state is not None else RunState(curves=False),
+            offset if state is not None else 0,
+        )
         reader.update()
         self.reads += reader.tail.reads
         self.folded_bytes += reader.offset - (offset if state is not None else 0)
         with self._lock:
             self._load()[key] = {
-                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "offset": reader.offset,
-                "fingerprint": _fingerprint(events, reader.offset), "state": reader.state.scalars_json(),
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "offset": reader.offset,
+                "fingerprint": _fingerprint(events, reader.offset),
+                "state": reader.state.scalars_json(),
             }
             self._dirty = True
         return reader.state
