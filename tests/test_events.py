@@ -278,3 +278,24 @@ def test_old_run_directory_still_loads(tmp_path: Path) -> None:
     assert result.final_loss == state.last_loss and result.eval_loss == evals[-1][1]
     assert result.best_checkpoint == state.best_checkpoint and result.peak_rss_mb == max(rss)
     assert result.loss == losses and result.eval == evals
+
+
+def test_trainer_scalars_are_written_as_plain_numbers(tmp_path: Path) -> None:
+    """A trainer's logs may hold numpy scalars or one-element tensors; they are written as the numbers they are."""
+    import numpy as np
+    import torch
+
+    writer = EventWriter(tmp_path / EVENTS_FILE)
+    writer.write(
+        "metrics", step=np.int64(3), loss=np.float32(0.5), grad_norm=torch.tensor(0.25), tokens_seen=7
+    )
+    writer.close()
+    assert ev.read_all(tmp_path / EVENTS_FILE)[0] == {
+        "v": 1,
+        "t": pytest.approx(ev.read_all(tmp_path / EVENTS_FILE)[0]["t"]),
+        "kind": "metrics",
+        "step": 3,
+        "loss": 0.5,
+        "grad_norm": 0.25,
+        "tokens_seen": 7,
+    }

@@ -191,3 +191,13 @@ async def test_monitor_skips_a_tick_while_a_read_runs(home: Path, monkeypatch: p
         append(run, kind="metrics", step=3, max_steps=5, loss=0.5)
         await wait_until(pilot, lambda: screen.snapshot.state.step == 3, timeout=20)
     assert stalled_calls == 2 and most[0] == 1
+
+
+def test_a_deleted_run_leaves_the_cache(home: Path) -> None:
+    import shutil
+
+    by_name(home)
+    shutil.rmtree(home / "b-stopped")
+    assert set(by_name(home)) == {"a-done"}
+    saved = json.loads(summary_cache().path.read_text())["runs"]
+    assert list(saved) == [str((home / "a-done").absolute())]

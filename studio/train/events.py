@@ -66,9 +66,21 @@ class MalformedEvent(ValueError):
 
 
 # -- field converters ------------------------------------------------------------------------------
+def _scalar(value: Any) -> Any:
+    """A numpy scalar or a one-element tensor (what a trainer's logs may hold) as the plain number it is."""
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes, dict, list, tuple)):
+        try:
+            return item()
+        except (TypeError, ValueError, RuntimeError):
+            return value
+    return value
+
+
 def _number(value: Any) -> float:
     if type(value) is float:  # the common case first: readers fold millions of these
         return value
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedEvent(f"not a number: {value!r}")
     return float(value)
@@ -77,6 +89,7 @@ def _number(value: Any) -> float:
 def _integer(value: Any) -> int:
     if type(value) is int:
         return value
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedEvent(f"not an integer: {value!r}")
     if isinstance(value, float) and not value.is_integer():

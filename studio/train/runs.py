@@ -188,7 +188,9 @@ def list_runs(root: Path | None = None) -> list[RunSummary]:
     if not root.is_dir():
         return []
     cache = summary_cache()
-    runs = [summarise(p, cache) for p in root.iterdir() if (p / RUN_FILE).exists()]
+    paths = [p for p in root.iterdir() if (p / RUN_FILE).exists()]
+    runs = [summarise(p, cache) for p in paths]
+    cache.forget_missing(root, paths)
     cache.save()
     return sorted(runs, key=lambda r: r.started or 0, reverse=True)
 

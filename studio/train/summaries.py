@@ -44,6 +44,8 @@ class SummaryCache:
         self._entries: dict[str, dict[str, Any]] | None = None
         self._dirty = False
         self._lock = threading.Lock()
+        self._memo: dict[str, tuple[int, int, RunState]] = {}
+        """key -> (size, mtime_ns, state) of this process's latest answer, so an unchanged run costs a stat."""
         self.reads = 0
         """Events files opened (the tests count them: an unchanged run is never opened)."""
         self.folded_bytes = 0
@@ -94,6 +96,7 @@ class SummaryCache:
                 "state": reader.state.scalars_json(),
             }
             self._dirty = True
+            self._memo[key] = (stat.st_size, stat.st_mtime_ns, reader.state)
         return reader.state
 
     def _reuse(self, entry: Any, events: Path, stat: os.stat_result) -> tuple[RunState | None, int]:
@@ -113,12 +116,15 @@ class SummaryCache:
         except (KeyError, TypeError, ValueError):
             return None, 0
 
-    def forget_missing(self, keep: set[str]) -> None:
-        """Drop entries of runs that are gone (deleted run directories)."""
+    def forget_missing(self, root: Path, listed: list[Path]) -> None:
+        """Drop the entries of runs under ``root`` that are gone (deleted run directories)."""
+        prefix = str(root.absolute()) + os.sep
+        keep = {str(p.absolute()) for p in listed}
         with self._lock:
             entries = self._load()
-            for key in [k for k in entries if k not in keep]:
+            for key in [k for k in entries if k.startswith(prefix) and k not in keep]:
                 del entries[key]
+                self._memo.pop(key, None)
                 self._dirty = True
 
     def save(self) -> None:
