@@ -39,15 +39,15 @@ def write_events(path: Path, steps: int) -> int:
     return lines
 
 
-def feed(events, state, charts) -> None:
+def feed(events, state, charts, sent: dict[str, int]) -> None:
     """What the Monitor does with new events: fold them, and extend each chart once with its new points."""
     from lorastudio.screens.monitor import chart_points
 
     grouped: dict[tuple[str, str], list] = {}
     for event in events:
         state.apply(event)
-        for chart, series, point in chart_points(event, state.started):
-            grouped.setdefault((chart, series), []).append(point)
+    for chart, series, point in chart_points(state, sent):
+        grouped.setdefault((chart, series), []).append(point)
     for (chart, series), points in grouped.items():
         charts[chart].extend(series, points)
 
@@ -81,7 +81,8 @@ async def measure() -> None:
                 tail, state = EventTail(path), RunState()
 
                 start = time.perf_counter()
-                feed(tail.read_new(), state, charts)
+                sent: dict[str, int] = {}
+                feed(tail.read_events(), state, charts, sent)
                 first = time.perf_counter() - start
                 read_ms, extend_ms, draw_ms = [], [], []
                 step = steps
@@ -94,9 +95,9 @@ async def measure() -> None:
                         handle.write(json.dumps({"v": 1, "t": 1_790_000_000 + step * 0.2, "kind": "telemetry",
                                                  "gpus": [], "rss_mb": 610.0}) + "\n")
                     t0 = time.perf_counter()
-                    events = tail.read_new()
+                    events = tail.read_events()
                     t1 = time.perf_counter()
-                    feed(events, state, charts)
+                    feed(events, state, charts, sent)
                     t2 = time.perf_counter()
                     for chart in list(charts.values())[:shown]:
                         chart.render()

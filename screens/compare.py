@@ -91,16 +91,28 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
         results = self.query_one("#compare-results", DataTable)
         results.clear(columns=True)
-        results.add_columns("run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM")
+        results.add_columns(
+            "run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM"
+        )
         for i, run in enumerate(comparison.runs):
             best_eval = num(run.best_eval_loss)
             if run.best_checkpoint:
                 best_eval += f" ({Path(run.best_checkpoint).name.replace('checkpoint-', 'ck ')})"
-            vram = f"{run.peak_vram_mb:,.0f} MB" if run.peak_vram_mb else (
-                f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
-            results.add_row(Text(self.letter(i), style=f"bold {self._color(i)}"), num(run.final_loss),
-                            num(run.best_loss), num(run.eval_loss), best_eval, num(run.tokens_per_s, ",.0f"),
-                            format_duration(run.duration_s), vram)
+            vram = (
+                f"{run.peak_vram_mb:,.0f} MB"
+                if run.peak_vram_mb
+                else (f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
+            )
+            results.add_row(
+                Text(self.letter(i), style=f"bold {self._color(i)}"),
+                num(run.final_loss),
+                num(run.best_loss),
+                num(run.eval_loss),
+                best_eval,
+                num(run.tokens_per_s, ",.0f"),
+                format_duration(run.duration_s),
+                vram,
+            )
         diff = self.query_one("#compare-diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("field")
@@ -109,8 +121,11 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         for name, values in comparison.differing.items():
             diff.add_row(name, *(format_value(v) for v in values))
         label = self.query_one("#compare-diff-label", Label)
-        label.update(f"recipe fields that differ ({len(comparison.differing)})" if comparison.differing
-                     else "the recipes are identical")
+        label.update(
+            f"recipe fields that differ ({len(comparison.differing)})"
+            if comparison.differing
+            else "the recipes are identical"
+        )
         diff.display = bool(comparison.differing)
 
     def _draw(self) -> None:
@@ -124,7 +139,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         scale = "log" if chart.log_y else "linear"
         empty = " (none logged)" if not any(points for _, points in series) else ""
         self.query_one("#compare-title", Label).update(
-            f"Compare · {len(runs)} runs · {metric}{empty} · {scale}   [dim]e train/eval · l log scale[/]")
+            f"Compare · {len(runs)} runs · {metric}{empty} · {scale}   [dim]e train/eval · l log scale[/]"
+        )
 
     def action_toggle_log(self) -> None:
         chart = self.query_one(CompareChart)

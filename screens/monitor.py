@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,7 +19,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log, ProgressBar
 
 from lorastudio.recipe import Recipe
-from lorastudio.train.events import EVENTS_FILE, TERMINAL_STATUSES, Event, EventTail, RunState
+from lorastudio.train.events import (
+    TERMINAL_STATUSES,
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    LogEvent,
+    RunReader,
+    RunState,
+    StatusEvent,
+)
 from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
 from lorastudio.widgets.chart import SMOOTHING_STEPS, WINDOWS, LineChart
 from lorastudio.widgets.gpu_panel import GpuPanel
@@ -62,7 +72,19 @@ def add_chart_series(charts: dict[str, LineChart]) -> None:
     charts["tps"].add_series("tok/s", "blue", smooth=True)
     charts["memory"].add_series("VRAM", "red").add_series("RSS", "magenta")
 
+
 ChartPoint = tuple[str, str, tuple[float, float]]
+
+CHART_CURVES = (
+    ("loss", "train", "loss"),
+    ("loss", "eval", "eval_loss"),
+    ("lr", "lr", "learning_rate"),
+    ("grad", "grad", "grad_norms"),
+    ("tps", "tok/s", "throughput"),
+)
+"""(chart, series, RunState history) of the step charts."""
+MEMORY_CURVES = (("memory", "VRAM", "vram"), ("memory", "RSS", "rss"))
+"""(chart, series, RunState history) of the memory chart; its x axis is seconds since the run's first event."""
 
 
 @dataclass
@@ -78,67 +100,60 @@ class Snapshot(Message):
         return isinstance(message, Snapshot) and not message.log_lines and not message.points
 
 
-def chart_points(event: Event, t0: float | None) -> list[ChartPoint]:
-    """The (chart, series, (x, y)) points one event adds."""
-    kind = event.get("kind")
+def chart_points(state: RunState, sent: dict[str, int]) -> list[ChartPoint]:
+    """The (chart, series, (x, y)) points the state's histories gained since ``sent`` (history -> points
+    already charted, updated here)."""
     out: list[ChartPoint] = []
-    if kind == "metrics":
-        step = float(event.get("step") or 0)
-        for chart, series, key in (("loss", "train", "loss"), ("lr", "lr", "learning_rate"),
-                                   ("grad", "grad", "grad_norm"), ("tps", "tok/s", "tokens_per_s")):
-            value = event.get(key)
-            if isinstance(value, (int, float)):
-                out.append((chart, series, (step, float(value))))
-        if isinstance(event.get("eval_loss"), (int, float)):
-            out.append(("loss", "eval", (step, float(event["eval_loss"]))))
-    elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
-        out.append(("loss", "eval", (float(event.get("step") or 0), float(event["eval_loss"]))))
-    elif kind == "telemetry" and isinstance(event.get("t"), (int, float)):
-        x = float(event["t"]) - (t0 or float(event["t"]))
-        gpus = event.get("gpus") or []
-        vram = gpus[0].get("process_memory_mb") or gpus[0].get("memory_used_mb") if gpus else None
-        if isinstance(vram, (int, float)):
-            out.append(("memory", "VRAM", (x, float(vram))))
-        if isinstance(event.get("rss_mb"), (int, float)):
-            out.append(("memory", "RSS", (x, float(event["rss_mb"]))))
+    for chart, series, name in CHART_CURVES:
+        curve = getattr(state, name)
+        out += [(chart, series, (float(step), value)) for step, value in curve[sent.get(name, 0) :]]
+        sent[name] = len(curve)
+    t0 = state.started or 0.0
+    for chart, series, name in MEMORY_CURVES:
+        curve = getattr(state, name)
+        out += [(chart, series, (t - t0, value)) for t, value in curve[sent.get(name, 0) :]]
+        sent[name] = len(curve)
     return out
+
+
+def new_log_events(state: RunState, seen: int) -> list[Event]:
+    """The log-box events the state folded after the first ``seen`` (at most the ones it keeps)."""
+    fresh = state.logged - seen
+    return state.log[-fresh:] if fresh > 0 else []
 
 
 def log_line(event: Event) -> str | None:
     """The log box's line for an event: log messages, warnings, status changes and failures."""
-    kind = event.get("kind")
-    t = event.get("t")
-    stamp = time.strftime("%H:%M:%S ", time.localtime(t)) if isinstance(t, (int, float)) else ""
-    if kind == "log" and event.get("message"):
-        level = str(event.get("level") or "info")
+    stamp = time.strftime("%H:%M:%S ", time.localtime(event.t)) if event.t is not None else ""
+    if isinstance(event, LogEvent) and event.message:
+        level = event.level or "info"
         prefix = "" if level == "info" else f"{level}: "
-        return f"{stamp}{prefix}{event['message']}"
-    if kind == "status" and event.get("status"):
-        cause = f" ({event['cause']})" if event.get("cause") else ""
-        return f"{stamp}status {event['status']}{cause}"
-    if kind == "checkpoint":
-        return f"{stamp}saved checkpoint-{event.get('step', '?')}"
-    if kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
-        return f"{stamp}eval loss {event['eval_loss']:.4f} at step {event.get('step', '?')}"
+        return f"{stamp}{prefix}{event.message}"
+    if isinstance(event, StatusEvent) and event.status:
+        cause = f" ({event.cause})" if event.cause else ""
+        return f"{stamp}status {event.status}{cause}"
+    if isinstance(event, CheckpointEvent):
+        return f"{stamp}saved checkpoint-{event.step if event.step is not None else '?'}"
+    if isinstance(event, EvalEvent) and event.eval_loss is not None:
+        return (
+            f"{stamp}eval loss {event.eval_loss:.4f} at step {event.step if event.step is not None else '?'}"
+        )
     return None
 
 
 def summary_line(state: RunState, status: str) -> str:
     """One line for a finished run: final/best loss, eval loss, duration, tokens, mean tokens/s, peak memory."""
     parts = [status]
-    if state.last_loss is not None:
-        parts.append(f"final loss {state.last_loss:.4f} (best {state.min_loss:.4f})")
-    if state.eval_loss:
-        best = min(v for _, v in state.eval_loss)
+    if state.last_loss is not None and state.best_loss is not None:
+        parts.append(f"final loss {state.last_loss:.4f} (best {state.best_loss:.4f})")
+    if state.last_eval_loss is not None and state.lowest_eval_loss is not None:
         where = f" @ {state.best_checkpoint.rsplit('/', 1)[-1]}" if state.best_checkpoint else ""
-        parts.append(f"eval {state.last_eval_loss:.4f} (best {best:.4f}{where})")
-    began = state.training_started or state.started
-    seconds = (state.updated - began) if (began is not None and state.updated is not None) else None
-    parts.append(f"took {duration(seconds)}")
+        parts.append(f"eval {state.last_eval_loss:.4f} (best {state.lowest_eval_loss:.4f}{where})")
+    parts.append(f"took {duration(state.duration_s)}")
     if state.tokens_seen:
         parts.append(f"{state.tokens_seen:,} tokens")
-        if seconds:
-            parts.append(f"{state.tokens_seen / seconds:,.0f} tok/s")
+        if state.mean_tokens_per_s:
+            parts.append(f"{state.mean_tokens_per_s:,.0f} tok/s")
     if state.peak_vram_mb:
         parts.append(f"peak VRAM {state.peak_vram_mb:,.0f} MiB")
     elif state.peak_rss_mb:
@@ -159,8 +174,10 @@ class MonitorScreen(Screen[None]):
         Binding("l", "log_scale", "Log", id="monitor.log_scale"),
         Binding("z", "smoothing", "EMA", id="monitor.smoothing"),
         Binding("w", "window", "Window", id="monitor.window"),
-        *[Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
-          for i in range(len(CHARTS))],
+        *[
+            Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
+            for i in range(len(CHARTS))
+        ],
         Binding("escape", "detach", "Back", show=False, id="monitor.back"),
     ]
 
@@ -172,9 +189,13 @@ class MonitorScreen(Screen[None]):
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = run_dir
-        self._tail = EventTail(run_dir / EVENTS_FILE)
-        self._state = RunState()
+        self._reader = RunReader(run_dir)
+        self._sent: dict[str, int] = {}
+        self._logged = 0
         self._log_offset = 0
+        self._reading = threading.Event()
+        """Set while a read runs: a tick that finds it set is skipped, so two reads never fold at once."""
+        self.reads = 0
         self.snapshot: Snapshot | None = None
 
     def compose(self) -> ComposeResult:
@@ -200,30 +221,38 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         add_chart_series({key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS})
         self.watch_selected()
+        self.tick()
+        self.set_interval(REFRESH_S, self.tick)
+
+    def tick(self) -> None:
+        """Start a read unless the last one is still running (a slow disk must not pile reads up)."""
+        if self._reading.is_set():
+            return
+        self._reading.set()
         self.read_events()
-        self.set_interval(REFRESH_S, self.read_events)
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width >= self.WIDE[0] and event.size.height >= self.WIDE[1], "-wide")
 
-    @work(thread=True, exclusive=True, group="monitor-tail", exit_on_error=False)
+    @work(thread=True, group="monitor-tail", exit_on_error=False)
     def read_events(self) -> None:
-        """Read only what was appended since the last call, fold it, post one snapshot."""
-        points: list[ChartPoint] = []
-        lines: list[str] = []
-        for event in self._tail.read_new():
-            self._state.apply(event)
-            points += chart_points(event, self._state.started)
-            line = log_line(event)
-            if line is not None:
-                lines.append(line)
-        lines += self._read_log()
-        # The UI gets the latest values only (the charts got the new points above): copying whole histories
-        # would make each refresh cost grow with the run.
-        state = replace(self._state, loss=self._state.loss[-1:], learning_rate=self._state.learning_rate[-1:],
-                        vram_history=self._state.vram_history[-1:], eval_loss=list(self._state.eval_loss))
-        status = effective_status(state, read_meta(self.run_dir))
-        self.post_message(Snapshot(state, status, lines, points))
+        """Fold what was appended since the last read, post one snapshot."""
+        try:
+            self.reads += 1
+            self._reader.update()
+            state = self._reader.state
+            points = chart_points(state, self._sent)
+            fresh = new_log_events(state, self._logged)
+            self._logged = state.logged
+            lines = [line for line in map(log_line, fresh) if line is not None]
+            lines += self._read_log()
+            # The UI gets the latest values only (the charts got the new points above): copying whole
+            # histories would make each refresh cost grow with the run.
+            latest = state.latest()
+            status = effective_status(latest, read_meta(self.run_dir))
+            self.post_message(Snapshot(latest, status, lines, points))
+        finally:
+            self._reading.clear()
 
     def _read_log(self) -> list[str]:
         """New lines of the worker's stdout/stderr (tracebacks, anything printed outside the event log)."""
@@ -257,10 +286,7 @@ class MonitorScreen(Screen[None]):
         finished = status in TERMINAL_STATUSES
         self.set_class(finished, "-finished")
         self.query_one("#summary-line", Label).update(summary_line(state, status) if finished else "")
-        elapsed = None
-        if state.started is not None:
-            end = state.updated if state.finished else time.time()
-            elapsed = (end or state.started) - state.started
+        elapsed = state.elapsed_s(time.time())
         self.query_one("#progress-label", Label).update(
             f"step {state.step}/{state.max_steps or '?'} · epoch {state.epoch:.2f}"
             + (f" · last loss {state.last_loss:.4f}" if state.last_loss is not None else "")
@@ -285,7 +311,9 @@ class MonitorScreen(Screen[None]):
         for index, (key, _, _) in enumerate(CHARTS):
             chart = self.query_one(f"#chart-{key}", LineChart)
             chart.set_class(index == self.selected, "-selected")
-            tabs.append(f" {index + 1} {TAB_NAMES[index]} ", style="reverse bold" if index == self.selected else "dim")
+            tabs.append(
+                f" {index + 1} {TAB_NAMES[index]} ", style="reverse bold" if index == self.selected else "dim"
+            )
         self.query_one("#chart-tabs", Label).update(tabs)
 
     def action_next_chart(self) -> None:
@@ -312,7 +340,9 @@ class MonitorScreen(Screen[None]):
 
     def action_window(self) -> None:
         """Step charts show the whole run or only the last N steps (the memory chart always shows it all)."""
-        charts = [self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in CHARTS if x_label == "step"]
+        charts = [
+            self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in CHARTS if x_label == "step"
+        ]
         current = charts[0].window
         value = WINDOWS[(WINDOWS.index(current) + 1) % len(WINDOWS)] if current in WINDOWS else None
         for chart in charts:
@@ -331,7 +361,9 @@ class MonitorScreen(Screen[None]):
                 else:
                     self.notify("no live worker for this run", severity="warning")
 
-        self.app.push_screen(ConfirmScreen(f"Stop {self.run_dir.name}? The adapter is saved first."), answered)
+        self.app.push_screen(
+            ConfirmScreen(f"Stop {self.run_dir.name}? The adapter is saved first."), answered
+        )
 
     def action_detach(self) -> None:
         """Leave the run going and go back; the worker does not depend on this screen."""

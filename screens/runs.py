@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from lorastudio.train.runs import RunSummary
+
+REFRESH_S = 0.5
+"""How often the list is read again; with the summary cache a tick costs a stat per unchanged run."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class RunsScreen(Screen[None]):
         self.pending: list[tuple[str, tuple[int, ...]]] = []
         self.marked: list[str] = []  # run names, in marking order (Compare letters them A, B, …)
         self.sort_key = "time"
+        self._listing = threading.Event()
+        """Set while a listing runs, so ticks do not start a second one beside it."""
 
     @property
     def runs(self) -> list[RunSummary]:
@@ -80,12 +86,24 @@ class RunsScreen(Screen[None]):
             table.add_column(column, key=column)
         self.query_one("#runs-title", Label).update("Runs · loading…")
         self.refresh_runs()
-        self.set_interval(2.0, self.refresh_runs)
+        self.set_interval(REFRESH_S, self.tick)
 
-    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
+    def tick(self) -> None:
+        """List the runs again unless the last listing is still running."""
+        if not self._listing.is_set():
+            self._listing.set()
+            self.refresh_runs()
+
+    @work(thread=True, group="runs-list", exit_on_error=False)
     def refresh_runs(self) -> None:
-        rows = load_rows()
-        self.app.call_from_thread(self._show, rows)
+        """List the runs (through the summary cache: an unchanged run's events are not read again)."""
+        self._listing.set()
+        try:
+            rows = load_rows()
+        finally:
+            self._listing.clear()
+        if not self.loaded or set(rows) != set(self.rows):  # an unchanged list is not drawn again
+            self.app.call_from_thread(self._show, rows)
 
     def _show(self, rows: list[RunRow]) -> None:
         from lorastudio.train.manage import sort_runs
@@ -100,12 +118,26 @@ class RunsScreen(Screen[None]):
         for row in self.rows:
             r = row.summary
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-            status = Text(r.status, style={"failed": "red", "died": "red", "done": "green",
-                                           "stopped": "yellow"}.get(r.status, "bold"))
-            table.add_row(self._mark_cell(r.name), r.name, status, f"{r.step}/{r.max_steps or '?'}",
-                          f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, row.note, key=r.name)
+            status = Text(
+                r.status,
+                style={"failed": "red", "died": "red", "done": "green", "stopped": "yellow"}.get(
+                    r.status, "bold"
+                ),
+            )
+            table.add_row(
+                self._mark_cell(r.name),
+                r.name,
+                status,
+                f"{r.step}/{r.max_steps or '?'}",
+                f"{r.last_loss:.4f}" if r.last_loss is not None else "-",
+                started,
+                row.note,
+                key=r.name,
+            )
         if self.rows:
-            keep = next((i for i, row in enumerate(self.rows) if current and row.summary.name == current.name), 0)
+            keep = next(
+                (i for i, row in enumerate(self.rows) if current and row.summary.name == current.name), 0
+            )
             table.move_cursor(row=keep)
         self._update_title()
         self._update_detail()
@@ -129,7 +161,8 @@ class RunsScreen(Screen[None]):
     def _update_title(self) -> None:
         marked = f" · {len(self.marked)} marked (v compare)" if self.marked else ""
         self.query_one("#runs-title", Label).update(
-            f"Runs · {len(self.rows)} · sorted by {self.sort_key} (o){marked}")
+            f"Runs · {len(self.rows)} · sorted by {self.sort_key} (o){marked}"
+        )
 
     def _update_detail(self) -> None:
         row = self._current_row()
@@ -143,8 +176,12 @@ class RunsScreen(Screen[None]):
         text.append(f"  {r.recipe} · {r.status}", style="dim")
         best, best_loss = getattr(r, "best_checkpoint", None), getattr(r, "best_eval_loss", None)
         if best:  # summaries carry these once the worker evaluates (eval-aware runs)
-            text.append(f"  ★ best eval {best_loss:.4f} at {Path(best).name}" if best_loss is not None
-                        else f"  ★ best {Path(best).name}", style="green")
+            text.append(
+                f"  ★ best eval {best_loss:.4f} at {Path(best).name}"
+                if best_loss is not None
+                else f"  ★ best {Path(best).name}",
+                style="green",
+            )
         if row.note:
             text.append(f"\nnote: {row.note}")
         if r.cause and r.status in ("failed", "died", "stopped"):
@@ -152,8 +189,12 @@ class RunsScreen(Screen[None]):
         from lorastudio.train.manage import checkpoints
 
         saved = [c.label for c in checkpoints(r.path)]
-        text.append("\nchat with (c): " + ", ".join(saved[:4]) + (" …" if len(saved) > 4 else "") if saved
-                    else "\nno adapter or checkpoint saved yet", style="dim")
+        text.append(
+            "\nchat with (c): " + ", ".join(saved[:4]) + (" …" if len(saved) > 4 else "")
+            if saved
+            else "\nno adapter or checkpoint saved yet",
+            style="dim",
+        )
         detail.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -208,7 +249,9 @@ class RunsScreen(Screen[None]):
             if path is not None:
                 self.app.push_screen(ChatScreen(str(path)))
 
-        self.app.push_screen(CheckpointPicker(run.name, choices, getattr(run, "best_checkpoint", None)), chosen)
+        self.app.push_screen(
+            CheckpointPicker(run.name, choices, getattr(run, "best_checkpoint", None)), chosen
+        )
 
     def action_mark(self) -> None:
         if self._deferred("mark"):
@@ -273,12 +316,17 @@ class RunsScreen(Screen[None]):
         def answer(yes: bool | None) -> None:
             if yes:
                 stopped = stop_run(run.path)
-                self.notify(f"asked {run.name} to save a checkpoint and stop" if stopped
-                            else f"{run.name} had already ended")
+                self.notify(
+                    f"asked {run.name} to save a checkpoint and stop"
+                    if stopped
+                    else f"{run.name} had already ended"
+                )
                 self.refresh_runs()
 
-        self.app.push_screen(ConfirmScreen(f"Stop {run.name}?\nIt saves a checkpoint and the adapter; "
-                                           "r resumes it later."), answer)
+        self.app.push_screen(
+            ConfirmScreen(f"Stop {run.name}?\nIt saves a checkpoint and the adapter; r resumes it later."),
+            answer,
+        )
 
     def action_delete(self) -> None:
         if self._deferred("delete"):
@@ -289,7 +337,9 @@ class RunsScreen(Screen[None]):
         from lorastudio.train.manage import is_live
 
         if is_live(run.path):
-            self.notify(f"{run.name} is still running; stop it first (s)", title="cannot delete", severity="error")
+            self.notify(
+                f"{run.name} is still running; stop it first (s)", title="cannot delete", severity="error"
+            )
             return
         from lorastudio.screens.confirm import ConfirmScreen
 
@@ -307,8 +357,10 @@ class RunsScreen(Screen[None]):
             self.notify(f"deleted {run.name}")
             self._show([row for row in self.rows if row.summary.name != run.name])
 
-        self.app.push_screen(ConfirmScreen(f"Delete {run.name}?\nThis removes {run.path} "
-                                           "(checkpoints, adapter, logs)."), answer)
+        self.app.push_screen(
+            ConfirmScreen(f"Delete {run.name}?\nThis removes {run.path} (checkpoints, adapter, logs)."),
+            answer,
+        )
 
     def action_note(self) -> None:
         if self._deferred("note"):
@@ -329,7 +381,9 @@ class RunsScreen(Screen[None]):
             except StudioError as exc:
                 self.notify(str(exc), title="cannot save the note", severity="error")
                 return
-            self._show([RunRow(r.summary, note) if r.summary.name == row.summary.name else r for r in self.rows])
+            self._show(
+                [RunRow(r.summary, note) if r.summary.name == row.summary.name else r for r in self.rows]
+            )
 
         self.app.push_screen(NoteScreen(row.summary.name, row.note), saved)
 

@@ -235,24 +235,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
     """Print progress lines until the run ends (for scripts and CI logs)."""
-    from lorastudio.train.events import EVENTS_FILE, EventTail, RunState
+    from lorastudio.train.events import EvalEvent, LogEvent, MetricsEvent, RunReader, StatusEvent
     from lorastudio.train.runs import DIED_CAUSE, effective_status, read_meta
 
-    tail, state, last_status = EventTail(run_dir / EVENTS_FILE), RunState(), None
+    reader, last_status = RunReader(run_dir), None
+    state = reader.state
     while True:
-        for event in tail.read_new():
-            state.apply(event)
-            if event["kind"] == "status" and state.status != last_status:
+        for event in reader.update():
+            if isinstance(event, StatusEvent) and state.status != last_status:
                 last_status = state.status
                 print(f"status: {state.status}" + (f" ({state.cause})" if state.cause else ""), flush=True)
-            elif event["kind"] == "metrics" and event.get("loss") is not None:
-                print(f"step {state.step}/{state.max_steps} loss {event['loss']:.4f}"
-                      f" lr {event.get('learning_rate') or 0:.2e}"
-                      + (f" tok/s {event['tokens_per_s']:.0f}" if event.get("tokens_per_s") else ""), flush=True)
-            elif event["kind"] == "eval" and event.get("eval_loss") is not None:
-                print(f"step {event.get('step', state.step)} eval loss {event['eval_loss']:.4f}", flush=True)
-            elif event["kind"] == "log" and str(event.get("message", "")).startswith("model: "):
-                print(event["message"], flush=True)  # first-use fetch / dequantization progress
+            elif isinstance(event, MetricsEvent) and event.loss is not None:
+                print(f"step {state.step}/{state.max_steps} loss {event.loss:.4f}"
+                      f" lr {event.learning_rate or 0:.2e}"
+                      + (f" tok/s {event.tokens_per_s:.0f}" if event.tokens_per_s else ""), flush=True)
+            elif isinstance(event, EvalEvent) and event.eval_loss is not None:
+                step = event.step if event.step is not None else state.step
+                print(f"step {step} eval loss {event.eval_loss:.4f}", flush=True)
+            elif isinstance(event, LogEvent) and (event.message or "").startswith("model: "):
+                print(event.message, flush=True)  # first-use fetch / dequantization progress
         status = effective_status(state, read_meta(run_dir))
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":

@@ -24,7 +24,7 @@ class MetricsPanel(Static):
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        lr = state.learning_rate[-1][1] if state.learning_rate else None
+        lr = state.last_learning_rate
         eval_loss = state.last_eval_loss
         eta = duration(state.eta_s) if not state.finished else "-"
         rows = [

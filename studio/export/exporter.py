@@ -122,11 +122,11 @@ def estimate_bytes(request: ExportRequest, source: ExportSource | None = None) -
 # -- export -----------------------------------------------------------------------------------------
 def _write_common(staging: Path, source: ExportSource, fmt: str, files: list[str], quant: str | None = None) -> None:
     from lorastudio.export.card import model_card
-    from lorastudio.train.events import fold, read_all
+    from lorastudio.train.events import load_state
 
     recipe_yaml = (source.run_dir / "recipe.yaml").read_text(encoding="utf-8")
     (staging / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
-    state = fold(read_all(source.run_dir / "events.jsonl"))
+    state = load_state(source.run_dir, curves=False)
     steps = source.checkpoint or state.step or None
     listing = sorted({*files, "README.md", "recipe.yaml", MANIFEST})
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lorastudio.errors import RunError
-from lorastudio.train.events import EVENTS_FILE, fold, read_all
+from lorastudio.train.events import load_state
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -34,7 +34,7 @@ def run_of_checkpoint(path: Path) -> Path | None:
 
 def best_checkpoint(run_dir: Path) -> tuple[str, float] | None:
     """(folder relative to the run, eval loss) of the run's best checkpoint, from its events."""
-    state = fold(read_all(run_dir / EVENTS_FILE))
+    state = load_state(run_dir, curves=False)
     if state.best_checkpoint is None or state.best_eval_loss is None:
         return None
     return state.best_checkpoint, float(state.best_eval_loss)

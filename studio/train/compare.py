@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorastudio.train.events import EVENTS_FILE, TERMINAL_STATUSES, read_all
-from lorastudio.train.runs import RECIPE_FILE, read_meta, summarise
+from lorastudio.train.events import load_state
+from lorastudio.train.runs import RECIPE_FILE, effective_status, read_meta
 
 Curve = list[tuple[int, float]]
 
@@ -35,10 +35,10 @@ class RunResult:
     best_eval_step: int | None = None
     best_checkpoint: str | None = None
     tokens_per_s: float | None = None
-    """Mean of the throughput the worker reported per logging interval."""
+    """Mean of the throughput the worker reported per logging interval (``RunState.mean_tokens_per_s``)."""
     tokens_seen: int = 0
     duration_s: float | None = None
-    """Time spent in the worker (summed over resumes), from ``starting`` to the final status."""
+    """Time spent in the worker, summed over resumes (``RunState.duration_s``)."""
     peak_vram_mb: float | None = None
     peak_rss_mb: float | None = None
     loss: Curve = field(default_factory=list)
@@ -49,13 +49,23 @@ class RunResult:
             return round(value, digits) if value is not None else None
 
         return {
-            "name": self.name, "path": str(self.path), "recipe": self.recipe, "status": self.status,
-            "step": self.step, "max_steps": self.max_steps,
-            "final_loss": r(self.final_loss), "best_loss": r(self.best_loss), "best_loss_step": self.best_loss_step,
-            "eval_loss": r(self.eval_loss), "best_eval_loss": r(self.best_eval_loss),
-            "best_eval_step": self.best_eval_step, "best_checkpoint": self.best_checkpoint,
-            "tokens_per_s": r(self.tokens_per_s, 1), "tokens_seen": self.tokens_seen,
-            "duration_s": r(self.duration_s, 1), "peak_vram_mb": r(self.peak_vram_mb, 1),
+            "name": self.name,
+            "path": str(self.path),
+            "recipe": self.recipe,
+            "status": self.status,
+            "step": self.step,
+            "max_steps": self.max_steps,
+            "final_loss": r(self.final_loss),
+            "best_loss": r(self.best_loss),
+            "best_loss_step": self.best_loss_step,
+            "eval_loss": r(self.eval_loss),
+            "best_eval_loss": r(self.best_eval_loss),
+            "best_eval_step": self.best_eval_step,
+            "best_checkpoint": self.best_checkpoint,
+            "tokens_per_s": r(self.tokens_per_s, 1),
+            "tokens_seen": self.tokens_seen,
+            "duration_s": r(self.duration_s, 1),
+            "peak_vram_mb": r(self.peak_vram_mb, 1),
             "peak_rss_mb": r(self.peak_rss_mb, 1),
         }
 
@@ -68,73 +78,33 @@ def _by_step(points: Curve) -> Curve:
     return sorted(latest.items())
 
 
-def _best(points: Curve) -> tuple[float | None, int | None]:
-    if not points:
-        return None, None
-    step, value = min(points, key=lambda p: (p[1], p[0]))
-    return value, step
-
-
 def run_result(path: Path) -> RunResult:
-    summary = summarise(path)
-    loss: Curve = []
-    evals: Curve = []
-    throughput: list[float] = []
-    tokens = 0
-    vram: list[float] = []
-    rss: list[float] = []
-    duration, session_start, last_t = 0.0, None, None
-    for event in read_all(path / EVENTS_FILE):
-        kind, t = event.get("kind"), event.get("t")
-        if isinstance(t, (int, float)):
-            last_t = float(t)
-        if kind == "status":
-            status = str(event.get("status", ""))
-            if status == "starting" and last_t is not None:
-                if session_start is not None:  # the previous session ended without a final status
-                    duration += last_t - session_start
-                session_start = last_t
-            elif status in TERMINAL_STATUSES and session_start is not None and last_t is not None:
-                duration += last_t - session_start
-                session_start = None
-        step = event.get("step")
-        if event.get("eval_loss") is not None and step is not None:  # on metrics or eval events alike
-            evals.append((int(step), float(event["eval_loss"])))
-        if kind == "metrics":
-            if event.get("loss") is not None and step is not None:
-                loss.append((int(step), float(event["loss"])))
-            if event.get("tokens_per_s"):
-                throughput.append(float(event["tokens_per_s"]))
-            tokens = max(tokens, int(event.get("tokens_seen") or 0))
-        elif kind == "telemetry":
-            peak = event.get("torch_peak_reserved_mb")
-            if peak is None:
-                gpus = event.get("gpus") or []
-                mine = [g.get("process_memory_mb") for g in gpus if g.get("process_memory_mb")]
-                peak = sum(mine) if mine else (gpus[0].get("memory_used_mb") if gpus else None)
-            if peak:
-                vram.append(float(peak))
-            if event.get("rss_mb"):
-                rss.append(float(event["rss_mb"]))
-    if session_start is not None and last_t is not None:  # still running (or died): count up to the last event
-        duration += last_t - session_start
-    loss, evals = _by_step(loss), _by_step(evals)
-    best_loss, best_loss_step = _best(loss)
-    best_eval, best_eval_step = _best(evals)
-    best_checkpoint = getattr(summary, "best_checkpoint", None)  # written by the eval-aware worker when present
-    summary_best_eval = getattr(summary, "best_eval_loss", None)
-    if summary_best_eval is not None and best_eval is None:
-        best_eval = float(summary_best_eval)
+    """The run's figures, all from one fold of its events (:class:`RunState` owns how each is derived)."""
     meta = read_meta(path)
+    state = load_state(path)
+    status = effective_status(state, meta)
+    lowest_eval = state.lowest_eval_loss if state.lowest_eval_loss is not None else state.best_eval_loss
     return RunResult(
-        name=summary.name, path=path, recipe=str(meta.get("recipe", summary.recipe)), status=summary.status,
-        step=summary.step, max_steps=summary.max_steps,
-        final_loss=loss[-1][1] if loss else None, best_loss=best_loss, best_loss_step=best_loss_step,
-        eval_loss=evals[-1][1] if evals else None, best_eval_loss=best_eval, best_eval_step=best_eval_step,
-        best_checkpoint=best_checkpoint,
-        tokens_per_s=sum(throughput) / len(throughput) if throughput else None, tokens_seen=tokens,
-        duration_s=duration if duration > 0 else None, peak_vram_mb=max(vram) if vram else None,
-        peak_rss_mb=max(rss) if rss else None, loss=loss, eval=evals,
+        name=path.name,
+        path=path,
+        recipe=str(meta.get("recipe", "?")),
+        status=status,
+        step=state.step,
+        max_steps=state.max_steps,
+        final_loss=state.last_loss,
+        best_loss=state.best_loss,
+        best_loss_step=state.best_loss_step,
+        eval_loss=state.last_eval_loss,
+        best_eval_loss=lowest_eval,
+        best_eval_step=state.lowest_eval_step,
+        best_checkpoint=state.best_checkpoint,
+        tokens_per_s=state.mean_tokens_per_s,
+        tokens_seen=state.tokens_seen,
+        duration_s=state.duration_s,
+        peak_vram_mb=state.peak_vram_mb,
+        peak_rss_mb=state.peak_rss_mb,
+        loss=_by_step(state.loss),
+        eval=_by_step(state.eval_loss),
     )
 
 
@@ -194,8 +164,10 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         return {
             "runs": [r.to_json() for r in self.runs],
-            "differing": {name: {run.name: value for run, value in zip(self.runs, values, strict=True)}
-                          for name, values in self.differing.items()},
+            "differing": {
+                name: {run.name: value for run, value in zip(self.runs, values, strict=True)}
+                for name, values in self.differing.items()
+            },
         }
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lorastudio.train.events import EventWriter
+from lorastudio.train.events import Event, EventWriter, make_event
 
 DEFAULT_TIMEOUT_S = 1800
 """How long a collective may wait for a silent peer before the process group gives up
@@ -151,10 +151,13 @@ class NullWriter(EventWriter):
     def __init__(self) -> None:
         pass
 
-    def write(self, kind: str, **fields: Any) -> dict[str, Any]:
-        return {"kind": kind, **fields}
+    def emit(self, event: Event) -> Event:
+        return event
 
-    def status(self, status: str, **fields: Any) -> dict[str, Any]:
+    def write(self, kind: str, **fields: Any) -> Event:
+        return make_event(kind, **fields)  # built (and so checked) as on rank 0, but never written
+
+    def status(self, status: str, **fields: Any) -> Event:
         return self.write("status", status=status, **fields)
 
     def close(self) -> None:

@@ -231,7 +231,7 @@ class Supervisor:
                         pass
 
     def run(self) -> int:
-        from lorastudio.train.events import EVENTS_FILE, EventWriter, read_all
+        from lorastudio.train.events import EVENTS_FILE, EventWriter, RunReader, StatusEvent
 
         try:
             setting, distributed = self.devices, self.distributed
@@ -253,7 +253,8 @@ class Supervisor:
             cmd = accelerate_command(self.run_dir, devices, distributed, self.resume,
                                      config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None)
         print("launching: " + " ".join(cmd), flush=True)
-        seen = len(read_all(self.run_dir / EVENTS_FILE))  # a resumed run's log holds an earlier ending
+        reader = RunReader(self.run_dir)
+        reader.update()  # a resumed run's log holds an earlier ending: only what this launch adds counts
         log_path = self.run_dir / LOG_FILE
         log_start = log_path.stat().st_size if log_path.exists() else 0
         try:
@@ -266,8 +267,7 @@ class Supervisor:
                 break
             except subprocess.TimeoutExpired:
                 self.forward()  # processes started after the signal arrived are told too
-        events = read_all(self.run_dir / EVENTS_FILE)[seen:]
-        statuses = [e.get("status") for e in events if e.get("kind") == "status"]
+        statuses = [e.status for e in reader.update() if isinstance(e, StatusEvent)]
         # This launch's own ending: a resume started after it (while this launcher was still exiting) may
         # already have appended a new `starting`, which must not read as "ended without a status".
         finals = [s for s in statuses if s in ("done", "stopped", "failed")]

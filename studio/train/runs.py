@@ -27,9 +27,10 @@ from lorastudio import registry
 from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
-from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, fold, read_all
+from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState
 from lorastudio.train.launch import LOG_FILE as LOG_FILE  # the run's log: named where the supervisor reads it
 from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
+from lorastudio.train.summaries import SummaryCache, summary_cache
 
 RUN_FORMAT = 1
 RUN_FILE = "run.json"
@@ -188,9 +189,14 @@ class RunSummary:
                 "best_eval_loss": self.best_eval_loss}
 
 
-def summarise(path: Path) -> RunSummary:
+def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
+    """The run's listing line, folded through the summary cache (see ``summaries.py``)."""
+    own = cache is None
+    cache = cache or summary_cache()
     meta = read_meta(path)
-    state = fold(read_all(path / EVENTS_FILE))
+    state = cache.state(path)
+    if own:
+        cache.save()
     status = effective_status(state, meta)
     cause = state.cause if status != "died" else DIED_CAUSE
     return RunSummary(path.name, path, meta.get("recipe", "?"), status, state.step, state.max_steps,
@@ -202,7 +208,11 @@ def list_runs(root: Path | None = None) -> list[RunSummary]:
     root = root or runs_dir()
     if not root.is_dir():
         return []
-    runs = [summarise(p) for p in root.iterdir() if (p / RUN_FILE).exists()]
+    cache = summary_cache()
+    paths = [p for p in root.iterdir() if (p / RUN_FILE).exists()]
+    runs = [summarise(p, cache) for p in paths]
+    cache.forget_missing(root, paths)
+    cache.save()
     return sorted(runs, key=lambda r: r.started or 0, reverse=True)
 
 

@@ -1,0 +1,166 @@
+"""The run listing's cache: each run's folded state, so listing runs does not re-read every event.
+
+``studio runs`` and the Runs screen show a line per run folded from its ``events.jsonl``; a run of many
+steps holds tens of thousands of events, and the Runs screen lists every run again every tick. So each
+run's :class:`RunState` (its scalar fields, ``curves=False``) is kept with the byte offset it was folded to:
+
+- an events file whose size and mtime are the ones recorded is not opened at all;
+- one that grew (a live run) is folded from the recorded offset only, after checking that the bytes just
+  before that offset are still the ones recorded (``fingerprint``), so a rewritten file is not mistaken
+  for an appended one;
+- anything else (smaller, rewritten, an entry that does not load as a state of this version, a cache file
+  that is not JSON) is ignored and the whole file folded again. The cache is never trusted over the file.
+
+Why here and in this form: the worker owns the run directory and readers only read it, so the cache lives
+in ``$XDG_CACHE_HOME/studio/run-summaries.json`` (one file for every run, written atomically, losing it
+costs one full fold per run). A summary written by the worker would make a first listing quick too, but
+events are also written by the launch supervisor and by ``create_run``, and runs written before it would
+still need the fold; the cache covers all of them with one rule. The process keeps the index in memory,
+so the Runs screen's ticks cost one ``stat`` per unchanged run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from lorastudio.paths import cache_dir
+from lorastudio.train.events import EVENTS_FILE, EVENTS_VERSION, RunReader, RunState
+
+CACHE_FILE = "run-summaries.json"
+CACHE_VERSION = 1
+"""Bump when an entry's meaning changes (RunState's fields are checked on load anyway)."""
+FINGERPRINT_BYTES = 64
+
+
+class SummaryCache:
+    """Run directory -> its folded :class:`RunState` (scalars only), checked against the events file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_dir() / CACHE_FILE
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+        self._memo: dict[str, tuple[int, int, RunState]] = {}
+        """key -> (size, mtime_ns, state) of this process's latest answer, so an unchanged run costs a stat."""
+        self.reads = 0
+        """Events files opened (the tests count them: an unchanged run is never opened)."""
+        self.folded_bytes = 0
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                ok = isinstance(data, dict) and data.get("version") == [CACHE_VERSION, EVENTS_VERSION]
+                entries = data.get("runs") if ok else None
+                self._entries = entries if isinstance(entries, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def state(self, run_dir: Path) -> RunState:
+        """The run's state as its events file is now."""
+        key = str(run_dir.absolute())
+        events = run_dir / EVENTS_FILE
+        try:
+            stat = events.stat()
+        except OSError:
+            return RunState(curves=False)
+        with self._lock:
+            entry = self._load().get(key)
+        state, offset = self._reuse(entry, events, stat)
+        if (
+            state is not None
+            and offset == stat.st_size
+            and entry
+            and entry.get("mtime_ns") == stat.st_mtime_ns
+        ):
+            return state
+        reader = RunReader(
+            run_dir,
+            state if state is not None else RunState(curves=False),
+            offset if state is not None else 0,
+        )
+        reader.update()
+        self.reads += reader.tail.reads
+        self.folded_bytes += reader.offset - (offset if state is not None else 0)
+        with self._lock:
+            self._load()[key] = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "offset": reader.offset,
+                "fingerprint": _fingerprint(events, reader.offset),
+                "state": reader.state.scalars_json(),
+            }
+            self._dirty = True
+            self._memo[key] = (stat.st_size, stat.st_mtime_ns, reader.state)
+        return reader.state
+
+    def _reuse(self, entry: Any, events: Path, stat: os.stat_result) -> tuple[RunState | None, int]:
+        """(the cached state, the offset to fold on from), or (None, 0) when the entry cannot be used."""
+        if not isinstance(entry, dict):
+            return None, 0
+        try:
+            offset = entry["offset"]
+            if not isinstance(offset, int) or not 0 <= offset <= stat.st_size:
+                return None, 0
+            if entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+                return RunState.from_scalars(entry["state"]), offset
+            self.reads += 1
+            if _fingerprint(events, offset) != entry.get("fingerprint"):
+                return None, 0  # not the file that was folded: start again
+            return RunState.from_scalars(entry["state"]), offset
+        except (KeyError, TypeError, ValueError):
+            return None, 0
+
+    def forget_missing(self, root: Path, listed: list[Path]) -> None:
+        """Drop the entries of runs under ``root`` that are gone (deleted run directories)."""
+        prefix = str(root.absolute()) + os.sep
+        keep = {str(p.absolute()) for p in listed}
+        with self._lock:
+            entries = self._load()
+            for key in [k for k in entries if k.startswith(prefix) and k not in keep]:
+                del entries[key]
+                self._memo.pop(key, None)
+                self._dirty = True
+
+    def save(self) -> None:
+        """Write the index if it changed; a failure (read-only cache folder) only costs the next fold."""
+        with self._lock:
+            if not self._dirty or self._entries is None:
+                return
+            data = json.dumps({"version": [CACHE_VERSION, EVENTS_VERSION], "runs": self._entries})
+            self._dirty = False
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(data, encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+def _fingerprint(events: Path, offset: int) -> str | None:
+    try:
+        with events.open("rb") as handle:
+            handle.seek(max(0, offset - FINGERPRINT_BYTES))
+            return handle.read(min(offset, FINGERPRINT_BYTES)).hex()
+    except OSError:
+        return None
+
+
+_CACHES: dict[Path, SummaryCache] = {}
+_CACHES_LOCK = threading.Lock()
+
+
+def summary_cache() -> SummaryCache:
+    """This process's cache for the current ``$XDG_CACHE_HOME``."""
+    path = cache_dir() / CACHE_FILE
+    with _CACHES_LOCK:
+        cache = _CACHES.get(path)
+        if cache is None:
+            cache = _CACHES[path] = SummaryCache(path)
+        return cache
