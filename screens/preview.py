@@ -123,7 +123,7 @@ class PreviewScreen(Screen[None]):
     def compute_stats(self) -> None:
         from textual.worker import get_current_worker
 
-        from lorastudio.data.encode import compute_stats
+        from lorastudio.data.fastencode import compute_stats
 
         worker = get_current_worker()
         posted = [0.0]

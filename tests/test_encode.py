@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from lorastudio.data.encode import IGNORE_INDEX, Encoder, compute_stats, encode_all, make_encoder, pack
+from lorastudio.data.encode import IGNORE_INDEX, Encoder, encode_all, make_encoder, pack
+from lorastudio.data.fastencode import compute_stats
 from lorastudio.data.formats import SkipRow
 from lorastudio.data.sources import load_rows
 from lorastudio.errors import DataError, TemplateError

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -177,24 +177,28 @@ def _mask_outside(ids: Sequence[int], offsets: Sequence[tuple[int, int]], spans:
 
 
 def pack(samples: Sequence[Encoded], max_length: int) -> list[dict[str, list[int]]]:
-    """Concatenate samples into sequences of at most ``max_length`` tokens.
+    """Concatenate samples into sequences of at most ``max_length`` tokens (see :func:`packed`)."""
+    return list(packed(((s.input_ids, s.labels) for s in samples), max_length))
+
+
+def packed(samples: Iterable[tuple[list[int], list[int]]], max_length: int) -> Iterator[dict[str, list[int]]]:
+    """The one packing loop: ``(input_ids, labels)`` pairs into sequences of at most ``max_length`` tokens.
 
     Each sample restarts ``position_ids`` at 0 and its first label is -100, so no
-    sample is ever predicted from the one before it.
+    sample is ever predicted from the one before it. A generator, so the cache packs a
+    data set larger than memory a batch at a time.
     """
-    packed: list[dict[str, list[int]]] = []
     current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
-    for sample in samples:
-        ids, labels = sample.input_ids[:max_length], sample.labels[:max_length]
+    for sample_ids, sample_labels in samples:
+        ids, labels = sample_ids[:max_length], sample_labels[:max_length]
         if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
-            packed.append(current)
+            yield current
             current = {"input_ids": [], "labels": [], "position_ids": []}
         current["input_ids"] += ids
         current["labels"] += [IGNORE_INDEX, *labels[1:]]
         current["position_ids"] += list(range(len(ids)))
     if current["input_ids"]:
-        packed.append(current)
-    return packed
+        yield current
 
 
 # -- statistics --------------------------------------------------------------------------------
@@ -273,37 +277,6 @@ class DatasetStats:
                        "max": self.max_length},
             "histogram": self.histogram(),
         }
-
-
-def compute_stats(
-    encoder: Encoder, rows: Sequence[Mapping[str, Any]], progress: Callable[[DatasetStats], bool] | None = None,
-    every: int = 2000,
-) -> DatasetStats:
-    """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
-    from lorastudio.data.fastencode import FastEncoder  # it builds on this module
-
-    stats = DatasetStats(format=encoder.format, rows=len(rows))
-    fast = FastEncoder(encoder)
-    step = max(1, min(every, 1000))
-    index = 0
-    for start in range(0, len(rows), step):
-        for sample in fast.encode_rows(rows[start:start + step]):
-            if isinstance(sample, str):
-                stats.skipped[sample] += 1
-                stats.skipped_rows.setdefault(sample, []).append(index)
-            else:
-                stats.used += 1
-                stats.lengths.append(len(sample.input_ids))
-                stats.tokens += len(sample.input_ids)
-                stats.trained_tokens += sample.trained_count
-                stats.truncated += sample.truncated
-            if progress is not None and index % every == every - 1 and progress(stats) is False:
-                return stats
-            index += 1
-    stats.done = True
-    if progress is not None:
-        progress(stats)
-    return stats
 
 
 def make_encoder(tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping],

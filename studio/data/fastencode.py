@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastudio.data.bytelevel import ByteLevelWords
-from lorastudio.data.encode import IGNORE_INDEX, Encoded, Encoder
+from lorastudio.data.encode import IGNORE_INDEX, DatasetStats, Encoded, Encoder
 from lorastudio.data.formats import Example, SkipRow
 
 ENCODER_VERSION = 3
@@ -431,3 +431,32 @@ def _labels_of(ids: list[int], ranges: list[tuple[int, int]]) -> list[int]:
     for first, stop in ranges:
         labels[first:stop] = ids[first:stop]
     return labels
+
+
+def compute_stats(
+    encoder: Encoder, rows: Sequence[Mapping[str, Any]], progress: Callable[[DatasetStats], bool] | None = None,
+    every: int = 2000,
+) -> DatasetStats:
+    """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
+    stats = DatasetStats(format=encoder.format, rows=len(rows))
+    fast = FastEncoder(encoder)
+    step = max(1, min(every, 1000))
+    index = 0
+    for start in range(0, len(rows), step):
+        for sample in fast.encode_rows(rows[start:start + step]):
+            if isinstance(sample, str):
+                stats.skipped[sample] += 1
+                stats.skipped_rows.setdefault(sample, []).append(index)
+            else:
+                stats.used += 1
+                stats.lengths.append(len(sample.input_ids))
+                stats.tokens += len(sample.input_ids)
+                stats.trained_tokens += sample.trained_count
+                stats.truncated += sample.truncated
+            if progress is not None and index % every == every - 1 and progress(stats) is False:
+                return stats
+            index += 1
+    stats.done = True
+    if progress is not None:
+        progress(stats)
+    return stats
