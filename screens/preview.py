@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -98,6 +99,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         with Horizontal(id="preview-body"):
             with VerticalScroll(id="sample-scroll", classes="panel"):
                 yield Static("loading tokenizer and data…", id="legend", classes="muted")
+                yield Static("", id="sample-notes", classes="muted")
                 yield TokenView(id="tokens")
             yield StatsPanel(id="stats-panel", classes="panel")
         yield FilterInput(id="preview-input")
@@ -105,6 +107,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#build-progress").display = False
+        self.query_one("#sample-notes").display = False
         self.load()
 
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
@@ -136,7 +139,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     def compute_stats(self) -> None:
         from textual.worker import get_current_worker
 
-        from lorastudio.data.encode import compute_stats
+        from lorastudio.data.fastencode import compute_stats
 
         worker = get_current_worker()
         posted = [0.0]
@@ -196,12 +199,17 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         header = self.query_one("#sample-header", Label)
         view = self.query_one(TokenView)
         of = "… (reading the file)" if self.partial else str(len(rows))
+        notes = self.query_one("#sample-notes", Static)
         try:
             sample = self.prepared.encoder.encode_row(rows[self.index])
         except SkipRow as skip:
             header.update(f"sample {self.index + 1}/{of} · skipped: {skip}")
+            notes.display = False
             view.set_pieces([])
             return
+        # How the template rendered this row: think blocks trained or masked, reasoning or history it rewrote.
+        notes.update(Text("\n".join(f"· {note}" for note in sample.notes)))
+        notes.display = bool(sample.notes)
         header.update(
             f"sample {self.index + 1}/{of} · {len(sample.input_ids)} tokens · "
             f"{sample.trained_count} trained · {'TRUNCATED from ' + str(sample.full_length) if sample.truncated else 'not truncated'}"

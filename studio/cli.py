@@ -96,7 +96,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # -- preview --------------------------------------------------------------------------------------
 def cmd_preview(args: argparse.Namespace) -> int:
-    from lorastudio.data.encode import Encoded, compute_stats
+    from lorastudio.data.encode import Encoded
+    from lorastudio.data.fastencode import compute_stats
     from lorastudio.data.formats import SkipRow
     from lorastudio.data.prepare import prepare
     from lorastudio.data.tokenview import legend, pieces, render, sample_json

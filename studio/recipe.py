@@ -63,6 +63,9 @@ class DataSection(_Section):
     least 16 and at most 256, none when the data has fewer than 32 rows. ``0`` turns evaluation off."""
     limit: int | None = Field(None, ge=1)
     """Use at most this many rows."""
+    train_on_reasoning: bool = True
+    """Whether an assistant turn's reasoning (``reasoning_content``, or ``<think>…</think>`` in its content)
+    trains with its answer; ``false`` masks the think block and trains the answer only."""
 
 
 class LoraSection(_Section):
@@ -107,8 +110,10 @@ class TrainSection(_Section):
     """Seed for data order and LoRA initialisation."""
     packing: bool = False
     """Pack several encoded samples into each sequence (labels never cross sample borders)."""
-    train_on: Literal["responses", "all"] = "responses"
-    """``responses``: loss only on assistant turns (with their end-of-turn token); ``all``: every non-pad token."""
+    train_on: Literal["responses", "all", "last_response"] = "responses"
+    """``responses``: loss only on assistant turns (with their end-of-turn token), every one as the whole
+    conversation renders it; ``last_response``: only the last assistant turn (for templates that render history
+    differently from when each turn was written, such as Qwen3's); ``all``: every non-pad token."""
     logging_steps: int = Field(1, ge=1)
     """Write metrics every N steps."""
     save_steps: int = Field(50, ge=1)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from lorastudio.data.encode import IGNORE_INDEX, Encoder, compute_stats, encode_all, make_encoder, pack
+from lorastudio.data.encode import IGNORE_INDEX, Encoder, encode_all, make_encoder, pack
+from lorastudio.data.fastencode import compute_stats
 from lorastudio.data.formats import SkipRow
 from lorastudio.data.sources import load_rows
 from lorastudio.errors import DataError, TemplateError
@@ -181,10 +182,24 @@ def test_oracle_llama31_marker_masking(tmp_path: Path, tiny_tokenizer) -> None:
     assert ours.labels == expected
 
 
-def test_template_that_rewrites_history_is_refused(tmp_path: Path, tiny_tokenizer) -> None:
+def test_template_that_rewrites_history_is_located_in_the_whole_render(tmp_path: Path, tiny_tokenizer) -> None:
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
-    # A template that prints the number of messages first: every prefix renders differently.
+    # A template that prints the number of messages first: every prefix renders differently, yet the reply is
+    # found in the render of the whole conversation, after its own header.
     tok.chat_template = "{{ messages|length }}" + TEMPLATES["llama-3"].jinja
+    source = write_jsonl(tmp_path / "r.jsonl", FORMAT_CASES["messages"])
+    enc, rows = encoder_for(tok, recipe(source))
+    sample = enc.encode_row(rows[0])
+    conversation = rows[0]["messages"]
+    assert sample.input_ids == list(tok.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
+    assert trained_text(tok, sample) == "Hello!<|eot_id|>"
+
+
+def test_template_whose_replies_cannot_be_located_is_refused(tmp_path: Path, tiny_tokenizer) -> None:
+    tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
+    # Each reply written twice and the history rewritten: neither the sentinels nor the prefixes can place it.
+    tok.chat_template = ("{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + m['content'] }}"
+                         "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
     source = write_jsonl(tmp_path / "r.jsonl", FORMAT_CASES["messages"])
     enc, rows = encoder_for(tok, recipe(source))
     with pytest.raises(TemplateError, match="cannot be located"):

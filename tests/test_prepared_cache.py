@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from lorastudio.data import cache, cacheindex
-from lorastudio.data.encode import IGNORE_INDEX, compute_stats, encode_all, pack
+from lorastudio.data.encode import IGNORE_INDEX, encode_all, pack
+from lorastudio.data.fastencode import compute_stats
 from lorastudio.data.prepare import prepare
 from lorastudio.data.sources import train_eval_split
 from lorastudio.recipe import Recipe

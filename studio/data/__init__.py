@@ -3,8 +3,8 @@
 It owns loading data files (``sources``), row formats (``formats``), the one encoder that
 Preview, ``studio preview`` and the worker share (``encode``), the recipe-to-encoder step
 (``prepare``), the token rendering of an encoded sample (``tokenview``), its fast twin for whole
-data sets (``fastencode``, ``bytelevel``), the prepared-data cache and its processes (``cache``,
-``cachekey``, ``cacheindex``, ``shards``), finding a row by its text (``rowsearch``) and what
-``studio validate`` checks without a model or the data (``checks``).
+data sets and their statistics (``fastencode``, ``bytelevel``), the prepared-data cache, its Arrow
+writer and its processes (``cache``, ``arrowwriter``, ``cachekey``, ``cacheindex``, ``shards``),
+finding a row by its text (``rowsearch``) and what ``studio validate`` checks without the data (``checks``).
 It may import ``lorastudio.models`` and the ground; never ``train``, ``chat``, ``export`` or a face.
 """

@@ -1,29 +1,99 @@
-"""GPT-2-style byte-level BPE for ASCII text, a word at a time from a cache: the fast encoder's tokenizer.
+r"""Byte-level BPE a word at a time from a cache: the fast encoder's tokenizer.
 
-A byte-level BPE tokenizer (SmolLM2, GPT-2, StarCoder, the tiny model) cuts its input at added
-tokens, splits each stretch between them into words with one fixed regular expression, and runs
-BPE on each word alone. The Rust tokenizer does all of that per call and builds offsets, masks and
-type ids besides; a data set repeats the same few thousand words, so here each word's ids come
-from the tokenizer's own BPE model once and from a dictionary afterwards. Only the split is done
-here, with the standard library's ``re`` on ASCII text, where the expression's Unicode classes
-reduce to ASCII ones; any other text (and any tokenizer of another kind) is left to the Rust
-tokenizer, so the ids are always the tokenizer's own.
+A byte-level BPE tokenizer (SmolLM2, GPT-2, StarCoder, the tiny model, and with a ``Split``
+expression before the byte-level step Llama-3 and Qwen) cuts its input at added tokens, splits
+each stretch between them into words with one fixed regular expression, and runs BPE on each
+word alone. The Rust tokenizer does all of that per call and builds offsets, masks and type ids
+besides; a data set repeats the same few thousand words, so here each word's ids come from the
+tokenizer's own BPE model once and from a dictionary afterwards. Only the split is done here:
+ASCII text with the standard library's ``re``, where the expression's Unicode classes reduce to
+ASCII ones, and other text with the ``regex`` module and the expression's own ``\p{L}`` and
+``\p{N}`` (``\s`` spelled out as the White_Space characters the tokenizer's engine counts).
+Exactness beyond ASCII rests on the two engines classing every character alike: text with a
+character this Python's Unicode tables leave unassigned (where the tables of two Unicode versions
+may differ), or not in NFC where the tokenizer normalizes to NFC, is left to the Rust tokenizer,
+and a test compares the split with the Rust tokenizer's over every assigned code point. Any other
+kind of tokenizer is left to the Rust tokenizer too, so the ids are always the tokenizer's own.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import re
+import unicodedata
 from array import array
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any, cast
 
-_WS = r"\t\n\x0b\x0c\r "  # what the tokenizer's regex engine counts as \s among ASCII characters
-WORDS = re.compile(
-    rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|[{_WS}]+(?![^{_WS}])|[{_WS}]+""")
-"""The GPT-2 pre-tokenizer expression (``\\p{L}``, ``\\p{N}``, ``\\s``) restricted to ASCII text."""
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+"""The expression the ``ByteLevel`` pre-tokenizer splits with when ``use_regex`` is on."""
+
+WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""What the tokenizer's regex engine (Oniguruma) counts as ``\\s``: Unicode's White_Space characters (not the
+``\\x1c``-``\\x1f`` separators Python's ``str.isspace`` adds)."""
+
+_ASCII_CLASSES = {"L": "A-Za-z", "N": "0-9"}
+
+
+def translate(expression: str, ascii_only: bool) -> str:
+    """The tokenizer's expression for Python: ``\\s`` spelled out, and for ASCII text ``\\p{L}``/``\\p{N}`` as ASCII
+    ranges (for the standard library's ``re``); otherwise the ``\\p`` classes stay (for ``regex``).
+    Raises ValueError for a construct it does not know how to carry over."""
+    out, k, in_class = [], 0, False
+    while k < len(expression):
+        c = expression[k]
+        if c == "\\":
+            nxt = expression[k + 1]
+            if nxt in "pP":
+                close = expression.index("}", k)
+                name = expression[k + 3:close]
+                if nxt == "P" or name not in _ASCII_CLASSES:
+                    raise ValueError(f"class {expression[k:close + 1]}")
+                body = _ASCII_CLASSES[name] if ascii_only else expression[k:close + 1]
+                out.append(body if in_class else f"[{body}]")
+                k = close + 1
+                continue
+            if nxt == "s":
+                out.append(WHITE_SPACE if in_class else f"[{WHITE_SPACE}]")
+            elif nxt == "S":
+                if in_class:
+                    raise ValueError("\\S inside a class")
+                out.append(f"[^{WHITE_SPACE}]")
+            elif nxt in "rnt":
+                out.append(c + nxt)
+            elif nxt.isalnum():
+                raise ValueError(f"escape \\{nxt}")
+            else:
+                out.append(c + nxt)
+            k += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        k += 1
+    return "".join(out)
+
+
+@functools.cache
+def unassigned() -> re.Pattern[str]:
+    """The characters this Python's Unicode tables leave unassigned (or private, or surrogates), as one class."""
+    ranges, start = [], None
+    for code in range(0x110000):
+        odd = unicodedata.category(chr(code)) in ("Cn", "Co", "Cs")
+        if odd and start is None:
+            start = code
+        elif not odd and start is not None:
+            ranges.append((start, code - 1))
+            start = None
+    if start is not None:
+        ranges.append((start, 0x10FFFF))
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
 
 CACHE_WORDS = 1_000_000
 """Words kept before the cache starts again (each costs about 150 bytes)."""
@@ -41,11 +111,18 @@ def _byte_chars() -> dict[int, str]:
 
 
 class ByteLevelWords:
-    """Encodes ASCII text exactly as the tokenizer's ``encode(text, add_special_tokens=False)`` does."""
+    """Encodes text exactly as the tokenizer's ``encode(text, add_special_tokens=False)`` does (or says it cannot)."""
 
-    def __init__(self, backend: Any, added: Sequence[tuple[str, int]]) -> None:
+    def __init__(self, backend: Any, added: Sequence[tuple[str, int]], expression: str = GPT2_SPLIT,
+                 nfc: bool = False) -> None:
+        import regex
+
         self._model = backend.model
         self._bytes = str.maketrans({chr(b): c for b, c in _byte_chars().items() if b < 128})
+        self._byte_chars = [c for _, c in sorted(_byte_chars().items())]
+        self._ascii_words = re.compile(translate(expression, ascii_only=True))
+        self._unicode_words = regex.compile(translate(expression, ascii_only=False))
+        self._nfc = nfc
         ordered = sorted((content for content, _ in added), key=len, reverse=True)  # leftmost-longest, as the tokenizer
         self._added = re.compile("(" + "|".join(map(re.escape, ordered)) + ")") if ordered else None
         self._added_ids = {content: array("i", [i]).tobytes() for content, i in added}
@@ -57,19 +134,23 @@ class ByteLevelWords:
 
     @classmethod
     def for_backend(cls, backend: Any) -> ByteLevelWords | None:
-        """The word encoder for this Rust tokenizer, or None when it is not a plain GPT-2-style byte-level BPE."""
+        """The word encoder for this Rust tokenizer, or None when it is not a byte-level BPE of the kinds above:
+        a plain ``ByteLevel`` pre-tokenizer, or an isolating ``Split`` expression before a ``ByteLevel`` one
+        that does not split again; no normalizer, or NFC."""
         try:
             spec = json.loads(backend.to_str())
         except Exception:
             return None
         pre, model, post = spec.get("pre_tokenizer") or {}, spec.get("model") or {}, spec.get("post_processor") or {}
-        plain_pre = (pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
-                     and not pre.get("add_prefix_space"))
+        expression = cls._expression(pre)
         plain_model = (model.get("type") == "BPE" and model.get("dropout") is None
                        and not model.get("continuing_subword_prefix") and not model.get("end_of_word_suffix"))
         # A ByteLevel post-processor that trims offsets moves token boundaries the labels are found by.
-        trims = post.get("type") == "ByteLevel" and post.get("trim_offsets")
-        if not plain_pre or not plain_model or trims or spec.get("normalizer") is not None:
+        processors = post.get("processors", [post]) if post.get("type") == "Sequence" else [post]
+        trims = any(p.get("type") == "ByteLevel" and p.get("trim_offsets") for p in processors)
+        normalizer = spec.get("normalizer")
+        nfc = normalizer == {"type": "NFC"}
+        if expression is None or not plain_model or trims or (normalizer is not None and not nfc):
             return None
         if getattr(backend, "encode_special_tokens", False):
             return None
@@ -79,23 +160,50 @@ class ByteLevelWords:
                 return None
             if token.content:
                 added.append((token.content, i))
-        return cls(backend, added)
+        try:
+            return cls(backend, added, expression, nfc)
+        except (ValueError, re.error):
+            return None
+
+    @staticmethod
+    def _expression(pre: dict[str, Any]) -> str | None:
+        """The expression that splits words, or None for a pre-tokenizer this module does not reproduce."""
+        def byte_level(step: dict[str, Any]) -> bool:
+            return step.get("type") == "ByteLevel" and not step.get("add_prefix_space")
+
+        if byte_level(pre) and pre.get("use_regex", True):
+            return GPT2_SPLIT
+        steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []
+        if len(steps) == 2 and byte_level(steps[1]) and not steps[1].get("use_regex", True):
+            split = steps[0]
+            pattern = split.get("pattern") or {}
+            if (split.get("type") == "Split" and split.get("behavior") == "Isolated" and not split.get("invert")
+                    and "Regex" in pattern):
+                return pattern["Regex"]
+        return None
 
     def _word(self, word: str) -> bytes:
         if len(self._cache) >= CACHE_WORDS:
             self._cache = dict(self._added_ids)
-        ids = self._cache[word] = array("i", [t.id for t in self._model.tokenize(word.translate(self._bytes))]).tobytes()
+        spelled = word.translate(self._bytes) if word.isascii() else \
+            "".join([self._byte_chars[b] for b in word.encode("utf-8")])
+        ids = self._cache[word] = array("i", [t.id for t in self._model.tokenize(spelled)]).tobytes()
         return ids
 
     def encode(self, text: str, spans: Sequence[tuple[int, int]] = ()) -> tuple[bytes, list[tuple[int, int]]] | None:
         """The ids (int32 bytes) of ``text`` and, per character span, the tokens overlapping it as
-        ``(first, stop)``; None when the text is not ASCII (the caller asks the Rust tokenizer).
+        ``(first, stop)``; None where exactness is not proven (the caller asks the Rust tokenizer): a character
+        unassigned in this Python's Unicode tables, text the tokenizer's NFC would change, or a span edge inside
+        a word beyond ASCII.
 
         A token overlaps a span when it starts before the span's end and ends after its start.
         """
-        if not text.isascii():
-            return None
-        findall = WORDS.findall
+        if text.isascii():
+            findall = self._ascii_words.findall
+        else:
+            if unassigned().search(text) or (self._nfc and not unicodedata.is_normalized("NFC", text)):
+                return None
+            findall = self._unicode_words.findall
         if self._added is None:
             units = findall(text)
         else:  # stretches and the added tokens between them, alternately
@@ -117,13 +225,19 @@ class ByteLevelWords:
             return blob, []
         ends = list(accumulate(map(len, units)))
         token_ends = list(accumulate(map(len, parts)))  # in bytes: four per token
-        ranges = [(self._token_at(units, parts, ends, token_ends, start, False),
-                   self._token_at(units, parts, ends, token_ends, end, True)) for start, end in spans]
+        ranges = []
+        for start, end in spans:
+            first = self._token_at(units, parts, ends, token_ends, start, False)
+            stop = self._token_at(units, parts, ends, token_ends, end, True)
+            if first is None or stop is None:
+                return None
+            ranges.append((first, stop))
         return blob, ranges
 
     def _token_at(self, units: list[str], parts: list[bytes], ends: list[int], token_ends: list[int], at: int,
-                  after: bool) -> int:
-        """The token holding character ``at`` (``after``: the first token starting at or after it)."""
+                  after: bool) -> int | None:
+        """The token holding character ``at`` (``after``: the first token starting at or after it); None when
+        ``at`` falls inside a word beyond ASCII (its tokens hold bytes, and a character's bytes may be split)."""
         j = bisect.bisect_right(ends, at)
         if j == len(ends):
             return token_ends[-1] // 4 if ends else 0
@@ -131,6 +245,8 @@ class ByteLevelWords:
         before = token_ends[j - 1] // 4 if j else 0
         if at == unit_start:
             return before
+        if not units[j].isascii():
+            return None
         # ``at`` falls inside a word: place it among that word's tokens.
         lengths = accumulate(self._length[i] for i in array("i", parts[j]))
         inside = list(lengths)

@@ -12,7 +12,6 @@ read; ``cacheindex`` finds entries without the tokenizer and evicts the least re
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import json
 import os
@@ -25,18 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorastudio.data.arrowwriter import BATCH, Cancelled, encode_batches, encode_chunk, merge_stats
 from lorastudio.data.cacheindex import evict, read_table, remember, sample_files, stats_from, touch
 from lorastudio.data.cachekey import EVAL, META, SAMPLES, TRAIN, cache_key, prepared_root
-from lorastudio.data.encode import IGNORE_INDEX, DatasetStats
+from lorastudio.data.encode import DatasetStats, packed
 from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
 from lorastudio.data.prepare import Prepared, prepare
-from lorastudio.data.shards import Cancelled, ShardJob, chunk_starts, encode_in_processes, worker_count
+from lorastudio.data.shards import ShardJob, chunk_starts, encode_in_processes, worker_count
 from lorastudio.data.sources import load_rows, train_eval_split
 from lorastudio.errors import DataError
 from lorastudio.recipe import Recipe
 
-BATCH = 2000
-SKIPPED_ROWS_KEPT = 100
 StatsProgress = Callable[[DatasetStats], Any]
 
 
@@ -78,76 +76,6 @@ def cached(recipe: Recipe, tokenizer: Any) -> PreparedData | None:
     return _load_entry(path, key) if (path / META).exists() else None
 
 
-# -- writing -------------------------------------------------------------------------------------
-_SCHEMA = None
-
-
-def _schema():
-    global _SCHEMA
-    if _SCHEMA is None:
-        import pyarrow as pa
-
-        _SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-                             ("skip", pa.string()), ("truncated", pa.bool_()), ("full_length", pa.int32()),
-                             ("trained", pa.int32())])
-    return _SCHEMA
-
-
-def encode_batches(fast: FastEncoder, batches: Iterable[list[dict[str, Any]]], target: Path,
-                   on_batch: Callable[[DatasetStats], bool], start: int = 0) -> None:
-    """Encode rows into an Arrow stream file (one record per row, skipped ones with their reason).
-
-    ``on_batch`` gets each batch's own statistics (row numbers counted from ``start``); False stops.
-    """
-    import pyarrow as pa
-
-    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, _schema()) as writer:
-        index = start
-        for batch in batches:
-            part = DatasetStats(format=fast.encoder.format, rows=len(batch))
-            cols = fast.encode_columns(batch)
-            for offset, reason in enumerate(cols.skip):
-                if reason is not None:  # rare: kept as an empty record that carries its reason
-                    part.skipped[reason] += 1
-                    part.skipped_rows.setdefault(reason, []).append(index + offset)
-            part.used = len(batch) - sum(part.skipped.values())
-            part.lengths = [n for n, skip in zip(cols.lengths, cols.skip, strict=True) if skip is None] \
-                if part.skipped else cols.lengths
-            part.tokens = len(cols.ids)
-            part.trained_tokens = sum(cols.trained)
-            part.truncated = sum(cols.truncated)
-            writer.write_batch(pa.record_batch([
-                pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.ids)),
-                pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.labels)),
-                pa.array(cols.skip, pa.string()), pa.array(cols.truncated, pa.bool_()),
-                pa.array(cols.full_length, pa.int32()), pa.array(cols.trained, pa.int32())], schema=_schema()))
-            index += len(batch)
-            if on_batch(part) is False:
-                raise Cancelled
-
-
-def encode_chunk(fast: FastEncoder, job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
-    """Encode one chunk into its file; returns how many conversation shapes it newly found fast and slow."""
-    before = fast.fast_shapes, fast.slow_shapes
-    encode_batches(fast, job.rows.batches(BATCH), job.target, on_batch, job.start)
-    return fast.fast_shapes - before[0], fast.slow_shapes - before[1]
-
-
-def merge_stats(total: DatasetStats, part: DatasetStats) -> None:
-    """Add one batch's statistics to the running total (the first skipped row numbers, whichever shard sent them)."""
-    total.used += part.used
-    total.lengths += part.lengths
-    total.tokens += part.tokens
-    total.trained_tokens += part.trained_tokens
-    total.truncated += part.truncated
-    total.skipped.update(part.skipped)
-    for reason, rows in part.skipped_rows.items():
-        kept = total.skipped_rows.setdefault(reason, [])
-        kept += rows
-        kept.sort()
-        del kept[SKIPPED_ROWS_KEPT:]
-
-
 def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path, name: str, stats: DatasetStats,
                     progress: StatsProgress | None, every: int) -> tuple[list[Path], int, int]:
     """Encode ``rows`` into ``staging/<name>-NNNNN.arrow`` shards, in several processes when large."""
@@ -176,9 +104,15 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
     # On the main thread (studio prepare, the training worker) this process encodes too; a thread of
     # the TUI leaves the encoding to the helpers and keeps its GIL for the screen.
     here = threading.current_thread() is threading.main_thread()
-    encode_here = functools.partial(encode_chunk, FastEncoder(prepared.encoder)) if here else None
+    fast_here = FastEncoder(prepared.encoder) if here else None
+
+    def encode_here(job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
+        assert fast_here is not None
+        return encode_chunk(fast_here, job.rows, job.target, job.start, on_batch)
+
     with _single_threaded_tokenizer() if here else contextlib.nullcontext():
-        fast_shapes, slow_shapes = encode_in_processes(jobs, merged, workers - 1 if here else workers, encode_here)
+        fast_shapes, slow_shapes = encode_in_processes(jobs, merged, workers - 1 if here else workers,
+                                                        encode_here if here else None)
     return [job.target for job in jobs], fast_shapes, slow_shapes
 
 
@@ -237,20 +171,10 @@ def _write_training_rows(files: Sequence[Path], indices: Iterable[int], total: i
 
 
 def _packed_rows(batches: Iterable[Any], max_length: int) -> Iterator[dict[str, list]]:
-    """The streaming twin of encode.pack: each sample restarts position_ids and never predicts from the last."""
-    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
-    for batch in batches:
-        for ids, labels in zip(batch.column("input_ids").to_pylist(), batch.column("labels").to_pylist(),
-                               strict=True):
-            ids, labels = ids[:max_length], labels[:max_length]
-            if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
-                yield current
-                current = {"input_ids": [], "labels": [], "position_ids": []}
-            current["input_ids"] += ids
-            current["labels"] += [IGNORE_INDEX, *labels[1:]]
-            current["position_ids"] += list(range(len(ids)))
-    if current["input_ids"]:
-        yield current
+    """The batches' samples through encode.packed, the one packing loop."""
+    pairs = (pair for batch in batches
+             for pair in zip(batch.column("input_ids").to_pylist(), batch.column("labels").to_pylist(), strict=True))
+    return packed(pairs, max_length)
 
 
 def _write_rows(rows: Iterator[dict[str, list]], target: Path, packing: bool) -> int:

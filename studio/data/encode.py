@@ -3,18 +3,32 @@
 The Preview screen, ``studio preview`` and the training worker all call
 :meth:`Encoder.encode_row`, so what the preview shows is what trains.
 
-Masking does not rely on ``{% generation %}`` markers, which most chat templates
-lack. The assistant spans are found by rendering the conversation prefix by
-prefix: the text an assistant turn adds is the difference between the render of
-the turns before it (with the generation prompt) and the render including it.
+The ids are always the tokenizer's own render of the whole conversation (what
+``apply_chat_template`` gives), and the assistant turns are located in that render.
+Masking does not rely on ``{% generation %}`` markers, which most chat templates lack, and
+not on the render being prefix-stable, which Qwen3's is not (it drops the reasoning of turns
+before the last user turn and opens the last reply with a think block; other templates insert
+dates or default system prompts). Instead the conversation is rendered a second time with every
+assistant reply (and reasoning) wrapped in unique private-use sentinels placed inside its
+surrounding whitespace, so ``| trim`` and ``.strip()`` still see the same text. With the
+sentinels taken out, that render must equal the real one character for character: then the
+sentinels say exactly where each reply's text landed, whatever the template did around it.
+A reply's trained span starts where the generation prompt of the turns before it ends (the
+prompt the model is given at inference: the render of those turns with
+``add_generation_prompt``, found as a prefix of the whole render, or else by its own header
+text just before the reply) and ends with the first end-of-turn after the reply's text (tool
+calls the template writes after the text train with it). A template whose sentinel render does
+not match (it transforms contents) falls back to rendering prefix by prefix, which works for
+prefix-stable templates and is refused, naming the template, for the rest.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +57,8 @@ class Encoded:
     labels: list[int]
     truncated: bool
     full_length: int
+    notes: tuple[str, ...] = ()
+    """What the Preview says about how the row was rendered (reasoning kept or dropped, history rewritten)."""
 
     @property
     def trained_count(self) -> int:
@@ -61,6 +77,54 @@ def _compile(template: str):
         return env.from_string(template)
 
 
+_MARK = re.compile("\ue000([0-9]+)\ue001")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def _mark(text: str, key: int) -> str:
+    """``text`` with sentinels ``key`` (before) and ``key + 1`` (after) around its core, inside its whitespace."""
+    core = text.strip()
+    if not core:
+        return text
+    lead = len(text) - len(text.lstrip())
+    return f"{text[:lead]}\ue000{key}\ue001{core}\ue000{key + 1}\ue001{text[lead + len(core):]}"
+
+
+def _unmark(text: str) -> tuple[str, dict[int, int | None]]:
+    """The text without sentinels, and where each one stood in it (None: it stood more than once)."""
+    parts: list[str] = []
+    where: dict[int, int | None] = {}
+    at = removed = 0
+    for m in _MARK.finditer(text):
+        parts.append(text[at:m.start()])
+        key = int(m.group(1))
+        where[key] = None if key in where else m.start() - removed
+        removed += m.end() - m.start()
+        at = m.end()
+    parts.append(text[at:])
+    return "".join(parts), where
+
+
+def split_think(content: str) -> tuple[str, str] | None:
+    """``(reasoning, answer)`` of a reply written as ``<think>…</think>answer``, as Qwen3's template splits it;
+    None when the content holds no (or more than one) ``</think>``."""
+    if content.count(THINK_CLOSE) != 1:
+        return None
+    head, answer = content.split(THINK_CLOSE)
+    return head.rstrip("\n").split(THINK_OPEN)[-1].lstrip("\n"), answer.lstrip("\n")
+
+
+@dataclass(frozen=True)
+class Located:
+    """A conversation's whole render, the character spans that train, and what the Preview should say."""
+
+    text: str
+    spans: list[tuple[int, int]]
+    owners: tuple[int, ...] = ()
+    """The index of the assistant turn each span belongs to."""
+    notes: tuple[str, ...] = ()
+
+
 class Encoder:
     """Renders, tokenizes and masks rows for one recipe and tokenizer."""
 
@@ -70,10 +134,15 @@ class Encoder:
         self.format = fmt
         self.max_length = recipe.model.max_seq_length
         self.train_on = recipe.train.train_on
+        self.train_on_reasoning = recipe.data.train_on_reasoning
         self.columns: Mapping[str, str] = recipe.data.columns
         self.system_prompt = recipe.data.system_prompt
         self.template_name, template, end_of_turn = self._choose_template()
+        self.template_source = template or ""
         self.end_of_turn = end_of_turn
+        # A template that reads ``reasoning_content`` places reasoning itself; for the others it goes inline.
+        self.native_reasoning = "reasoning_content" in self.template_source
+        self.tool_support = "tool" in self.template_source
         self._compiled = _compile(template) if template else None
         self._special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
@@ -102,26 +171,141 @@ class Encoder:
         return "tokenizer", own, eot
 
     # -- rendering -----------------------------------------------------------------------------
-    def render(self, turns: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
-        assert self._compiled is not None
-        return self._compiled.render(
-            messages=[dict(t) for t in turns], add_generation_prompt=add_generation_prompt, **self._special
-        )
+    def messages(self, turns: Sequence[Mapping[str, Any]], marked: bool = False) -> list[dict[str, Any]]:
+        """The turns as the template takes them: reasoning as ``reasoning_content`` where the template reads
+        it, else inline as ``<think>…</think>`` before the answer; with sentinels when ``marked``."""
+        out = []
+        for i, turn in enumerate(turns):
+            message = dict(turn)
+            if message["role"] == "assistant":
+                reasoning = message.pop("reasoning_content", None)
+                answer = message["content"]
+                if reasoning is None and self.native_reasoning and (parts := split_think(answer)) is not None:
+                    reasoning, answer = parts  # the template would split it the same way
+                if marked:
+                    answer = _mark(answer, 4 * i)
+                    reasoning = _mark(reasoning, 4 * i + 2) if reasoning is not None else None
+                if reasoning is not None and not self.native_reasoning:
+                    answer = f"{THINK_OPEN}\n{reasoning.strip(chr(10))}\n{THINK_CLOSE}\n\n{answer.lstrip(chr(10))}"
+                elif reasoning is not None:
+                    message["reasoning_content"] = reasoning
+                message["content"] = answer
+            out.append(message)
+        return out
 
-    def assistant_spans(self, turns: Sequence[Mapping[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-        """The full render and the character spans of every assistant reply (with its end-of-turn)."""
-        full = self.render(turns)
-        spans = []
+    def render(self, turns: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
+               tools: Sequence[Any] | None = None, marked: bool = False) -> str:
+        assert self._compiled is not None
+        extra = {"tools": list(tools)} if tools else {}
+        return self._compiled.render(messages=self.messages(turns, marked), add_generation_prompt=add_generation_prompt,
+                                     **extra, **self._special)
+
+    def check_tools(self, example: Example) -> None:
+        """A conversation with tools needs a template that renders them; say which one does not."""
+        uses = example.tools or any(t["role"] == "tool" or t.get("tool_calls") for t in example.turns)
+        if uses and not self.tool_support:
+            raise TemplateError(
+                f"chat template {self.template_name!r} has no tool support, but the data has tool calls or tool "
+                "results; use a model whose own template renders tools (model.chat_template: tokenizer, as "
+                "Qwen3's and Llama-3.1's do) or leave the tool turns out"
+            )
+
+    def answer(self, turn: Mapping[str, Any]) -> str:
+        """The reply's text that :meth:`messages` marks: the answer after a think block the template splits off
+        itself, else the whole content."""
+        content = turn["content"]
+        if "reasoning_content" not in turn and self.native_reasoning and (parts := split_think(content)):
+            return parts[1]
+        return content
+
+    def locate(self, turns: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None) -> Located:
+        """The whole render and the character spans that train in it (see the module docstring)."""
+        full = self.render(turns, tools=tools)
+        clean, where = _unmark(self.render(turns, tools=tools, marked=True))
+        assistants = [i for i, t in enumerate(turns) if t["role"] == "assistant"]
+        found = all(where.get(4 * i) is not None and where.get(4 * i + 1) is not None
+                    for i in assistants if self.answer(turns[i]).strip())
+        if clean != full or not found:
+            return self._locate_by_prefixes(turns, tools, full)
+        spans: list[tuple[int, int]] = []
+        notes: list[list[str]] = []
+        owners = tuple(assistants)
+        previous_end = 0
+        for n, i in enumerate(assistants):
+            answer_start, answer_end = where.get(4 * i), where.get(4 * i + 1)
+            prompt = self.render(turns[:i], add_generation_prompt=True, tools=tools)
+            limit = len(full) if answer_start is None else answer_start
+            if full.startswith(prompt) and previous_end <= len(prompt) <= limit:
+                start = len(prompt)
+            else:  # the history before this turn renders differently: find this turn's own header before its text
+                before = self.render(turns[:i], tools=tools)
+                header = prompt[len(before):] if prompt.startswith(before) else ""
+                at = full.rfind(header, previous_end, limit) if header else -1
+                if at < 0:
+                    raise TemplateError(
+                        f"chat template {self.template_name!r}: the start of assistant turn {i + 1} cannot be located "
+                        "in the render of the whole conversation; choose a named template (model.chat_template) "
+                        "or train.train_on: all")
+                start = at + len(header)
+            written = self.render(turns[: i + 1], tools=tools)
+            as_written = full.startswith(written) and written.startswith(prompt)
+            # The end-of-turn is looked for after the reply's text and before the next reply's.
+            bound = len(written) if as_written else len(full)
+            following = where.get(4 * assistants[n + 1]) if n + 1 < len(assistants) else None
+            if following is not None:
+                bound = min(bound, following)
+            eot = self.end_of_turn
+            eot_at = full.find(eot, start if answer_end is None else answer_end, bound) if eot else -1
+            end = eot_at + len(eot) if eot and eot_at >= 0 else len(full[:bound].rstrip())
+            said = []
+            if not as_written:
+                said.append(f"turn {i + 1} renders differently in the whole conversation than when it was written "
+                            "(the template rewrites history); train.train_on: last_response trains only the last reply")
+            start, reasoning_note = self._reasoning(turns[i], i, full, start, end, where)
+            said += reasoning_note
+            spans.append((start, end))
+            notes.append(said)
+            previous_end = end
+        if self.train_on == "last_response":
+            spans, notes, owners = spans[-1:], notes[-1:], owners[-1:]
+        return Located(full, spans, owners, tuple(note for said in notes for note in said))
+
+    def _reasoning(self, turn: Mapping[str, Any], i: int, full: str, start: int, end: int,
+                   where: Mapping[int, int | None]) -> tuple[int, list[str]]:
+        """Where a reply's trained span starts once its think block is masked or not, and what to say about it."""
+        reasoning = turn.get("reasoning_content")
+        if reasoning is None and (parts := split_think(turn["content"])) is not None:
+            reasoning = parts[0]
+        if reasoning is None or not reasoning.strip():
+            return start, []
+        if self.native_reasoning and where.get(4 * i + 2) is None:
+            return start, [f"turn {i + 1}: the template leaves out its reasoning (it keeps only the latest turns'); "
+                           "train.train_on: last_response trains the last reply with its reasoning"]
+        if self.train_on_reasoning:
+            return start, [f"turn {i + 1}: the think block trains (data.train_on_reasoning: true)"]
+        closed = full.find(THINK_CLOSE, start, end)
+        if closed >= 0:
+            after = closed + len(THINK_CLOSE)
+            start = after + len(full[after:end]) - len(full[after:end].lstrip())
+        return start, [f"turn {i + 1}: the think block is masked (data.train_on_reasoning: false)"]
+
+    def _locate_by_prefixes(self, turns: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None,
+                            full: str) -> Located:
+        """The older way, for templates that change the contents themselves: the text an assistant turn adds is
+        the difference between the render of the turns before it (with the generation prompt) and the render
+        including it; only prefix-stable templates can be read this way."""
+        spans, owners = [], []
         for i, turn in enumerate(turns):
             if turn["role"] != "assistant":
                 continue
-            prefix = self.render(turns[:i], add_generation_prompt=True)
-            upto = self.render(turns[: i + 1])
+            owners.append(i)
+            prefix = self.render(turns[:i], add_generation_prompt=True, tools=tools)
+            upto = self.render(turns[: i + 1], tools=tools)
             if not upto.startswith(prefix) or not full.startswith(upto):
                 raise TemplateError(
-                    f"chat template {self.template_name!r}: rendering turn {i + 1} changes the text before it, so "
-                    "the assistant tokens cannot be located; choose a named template (model.chat_template) "
-                    "or train.train_on: all"
+                    f"chat template {self.template_name!r}: rendering turn {i + 1} changes the text before it and "
+                    "the template changes the turns' contents, so the assistant tokens cannot be located; choose a "
+                    "named template (model.chat_template) or train.train_on: all"
                 )
             start, end = len(prefix), len(upto)
             content = turn["content"].strip()
@@ -132,28 +316,39 @@ class Encoder:
                 eot_at = upto.find(eot, content_end) if eot else -1
                 end = eot_at + len(eot) if eot_at >= 0 else len(upto.rstrip())
             spans.append((start, end))
-        return full, spans
+        if self.train_on == "last_response":
+            spans, owners = spans[-1:], owners[-1:]
+        return Located(full, spans, tuple(owners))
+
+    def assistant_spans(self, turns: Sequence[Mapping[str, Any]],
+                        tools: Sequence[Any] | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """The full render and the character spans that train (every reply with its end-of-turn)."""
+        located = self.locate(turns, tools)
+        return located.text, located.spans
 
     # -- encoding ------------------------------------------------------------------------------
     def encode_example(self, example: Example) -> Encoded:
         tok = self.tokenizer
+        notes: tuple[str, ...] = ()
         if example.text is not None:
             ids = tok(example.text, add_special_tokens=True)["input_ids"]
             if tok.eos_token_id is not None and (not ids or ids[-1] != tok.eos_token_id):
                 ids = [*ids, tok.eos_token_id]
             labels = list(ids)
         else:
-            text, spans = self.assistant_spans(example.turns)
-            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            self.check_tools(example)
+            located = self.locate(example.turns, example.tools)
+            notes = located.notes
+            enc = tok(located.text, add_special_tokens=False, return_offsets_mapping=True)
             ids = enc["input_ids"]
-            labels = list(ids) if self.train_on == "all" else _mask_outside(ids, enc["offset_mapping"], spans)
+            labels = list(ids) if self.train_on == "all" else _mask_outside(ids, enc["offset_mapping"], located.spans)
         full = len(ids)
         truncated = full > self.max_length
         if truncated:
             ids, labels = ids[: self.max_length], labels[: self.max_length]
         if all(label == IGNORE_INDEX for label in labels):
             raise SkipRow("no trained tokens within max_seq_length" if truncated else "no trained tokens")
-        return Encoded(list(ids), labels, truncated, full)
+        return Encoded(list(ids), labels, truncated, full, notes)
 
     def example_of(self, row: Mapping[str, Any]) -> Example:
         return to_example(row, self.format, self.columns, self.system_prompt)
@@ -178,24 +373,28 @@ def _mask_outside(ids: Sequence[int], offsets: Sequence[tuple[int, int]], spans:
 
 
 def pack(samples: Sequence[Encoded], max_length: int) -> list[dict[str, list[int]]]:
-    """Concatenate samples into sequences of at most ``max_length`` tokens.
+    """Concatenate samples into sequences of at most ``max_length`` tokens (see :func:`packed`)."""
+    return list(packed(((s.input_ids, s.labels) for s in samples), max_length))
+
+
+def packed(samples: Iterable[tuple[list[int], list[int]]], max_length: int) -> Iterator[dict[str, list[int]]]:
+    """The one packing loop: ``(input_ids, labels)`` pairs into sequences of at most ``max_length`` tokens.
 
     Each sample restarts ``position_ids`` at 0 and its first label is -100, so no
-    sample is ever predicted from the one before it.
+    sample is ever predicted from the one before it. A generator, so the cache packs a
+    data set larger than memory a batch at a time.
     """
-    packed: list[dict[str, list[int]]] = []
     current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
-    for sample in samples:
-        ids, labels = sample.input_ids[:max_length], sample.labels[:max_length]
+    for sample_ids, sample_labels in samples:
+        ids, labels = sample_ids[:max_length], sample_labels[:max_length]
         if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
-            packed.append(current)
+            yield current
             current = {"input_ids": [], "labels": [], "position_ids": []}
         current["input_ids"] += ids
         current["labels"] += [IGNORE_INDEX, *labels[1:]]
         current["position_ids"] += list(range(len(ids)))
     if current["input_ids"]:
-        packed.append(current)
-    return packed
+        yield current
 
 
 # -- statistics --------------------------------------------------------------------------------
@@ -274,37 +473,6 @@ class DatasetStats:
                        "max": self.max_length},
             "histogram": self.histogram(),
         }
-
-
-def compute_stats(
-    encoder: Encoder, rows: Sequence[Mapping[str, Any]], progress: Callable[[DatasetStats], bool] | None = None,
-    every: int = 2000,
-) -> DatasetStats:
-    """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
-    from lorastudio.data.fastencode import FastEncoder  # it builds on this module
-
-    stats = DatasetStats(format=encoder.format, rows=len(rows))
-    fast = FastEncoder(encoder)
-    step = max(1, min(every, 1000))
-    index = 0
-    for start in range(0, len(rows), step):
-        for sample in fast.encode_rows(rows[start:start + step]):
-            if isinstance(sample, str):
-                stats.skipped[sample] += 1
-                stats.skipped_rows.setdefault(sample, []).append(index)
-            else:
-                stats.used += 1
-                stats.lengths.append(len(sample.input_ids))
-                stats.tokens += len(sample.input_ids)
-                stats.trained_tokens += sample.trained_count
-                stats.truncated += sample.truncated
-            if progress is not None and index % every == every - 1 and progress(stats) is False:
-                return stats
-            index += 1
-    stats.done = True
-    if progress is not None:
-        progress(stats)
-    return stats
 
 
 def make_encoder(tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping],

@@ -2,21 +2,22 @@
 
 The chat template is analysed once per conversation shape (the sequence of roles): it is
 rendered with sentinel contents, which splits the render into constant pieces around each
-turn's content, and with whitespace-padded sentinels, which shows whether the template strips
-a turn's content. The prefix renders that :meth:`Encoder.assistant_spans` takes per row become
-constant offsets from the contents. Rows are then formatted by string joins and tokenized a word
-at a time from a cache (``bytelevel``, for ASCII rows and GPT-2-style byte-level tokenizers) or in
-batches by the Rust tokenizer; the labels are the token ranges overlapping each reply, found by
-binary search over the words' or tokens' offsets.
+turn's content, and with contents padded by each kind of whitespace, which shows whether (and
+how) the template strips a turn's content. Where :meth:`Encoder.locate` puts each trained span
+in that render becomes a constant distance from the reply's text, back to the end of its prompt
+and on to its end-of-turn. Rows are then formatted by string joins and tokenized a word at a
+time from a cache (``bytelevel``) or in batches by the Rust tokenizer; the labels are the token
+ranges overlapping each reply, found by binary search over the words' or tokens' offsets.
+Conversations with tools, tool calls, tool results or reasoning are rendered row by row.
 
 The tokenizer cuts its input at added tokens (``<|im_start|>``) before anything else, so a
 template's constant opening (a default system prompt, up to the token that opens the first turn)
 is tokenized once per shape and only the rest of each row goes to the tokenizer.
 
-Exactness is checked, not assumed: the first rows of every shape are also encoded by the
-prefix-rendering path and compared token for token. A template that is not linear for a shape
-(it rewrites earlier turns, or its text depends on content) uses the prefix-rendering path for
-that shape, so the result is always what ``encode_row`` gives.
+Exactness is checked, not assumed: the first rows of every shape are also encoded by
+:meth:`Encoder.encode_example` and compared token for token. A template that is not linear for
+a shape (its text depends on the contents) uses that path for the shape, so the result is
+always what ``encode_row`` gives.
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastudio.data.bytelevel import ByteLevelWords
-from lorastudio.data.encode import IGNORE_INDEX, Encoded, Encoder
+from lorastudio.data.encode import IGNORE_INDEX, THINK_CLOSE, DatasetStats, Encoded, Encoder
 from lorastudio.data.formats import Example, SkipRow
 
-ENCODER_VERSION = 3
+ENCODER_VERSION = 4
 """Bumped whenever a change to the encoding could change ``input_ids`` or ``labels`` (it keys the cache)."""
 
 _SENTINEL = "\u27e6S{}\u27e7"
-_PADDING = " \n"
+_PADDINGS = (" \n", "\n", " ", "\t\n ")
 _TEXT: tuple[str, ...] = ("(plain text)",)  # the pseudo-shape of plain-text rows, checked like the others
 _TRANSFORMS: dict[str, Callable[[str], str]] = {
     "keep": lambda s: s, "strip": str.strip, "lstrip": str.lstrip, "rstrip": str.rstrip,
+    "strip newlines": lambda s: s.strip("\n"), "lstrip newlines": lambda s: s.lstrip("\n"),
+    "rstrip newlines": lambda s: s.rstrip("\n"),
 }
 
 
@@ -48,8 +51,8 @@ class Layout:
 
     pieces: tuple[str, ...]
     transforms: tuple[Callable[[str], str], ...]
-    # Per assistant turn: (turn index, chars from its content start back to the prompt-prefix end,
-    # chars from its content end to the end of the render that stops after it).
+    # Per trained assistant turn: (turn index, chars from the start of its content as rendered back to where
+    # its prompt ends, chars from the end of its content on to the end of its end-of-turn).
     assistant: tuple[tuple[int, int, int], ...]
     # The render's first ``head`` characters (a default system prompt, up to the added token that opens
     # the first turn) always tokenize to ``head_blob`` (int32 ids); only the rest goes to the tokenizer.
@@ -119,28 +122,31 @@ class FastEncoder:
         pieces.append(full[at:])
         transforms = []
         for i in range(len(roles)):
-            padded = [dict(t) for t in turns]
-            padded[i]["content"] = _PADDING + sentinels[i] + _PADDING
-            text = enc.render(padded)
-            for transform in _TRANSFORMS.values():
-                contents = [transform(padded[i]["content"]) if j == i else s for j, s in enumerate(sentinels)]
-                if text == _join(pieces, contents):
-                    transforms.append(transform)
-                    break
-            else:
+            fits = set(_TRANSFORMS)
+            for padding in _PADDINGS:  # each kind of whitespace: ``.lstrip('\n')`` keeps a leading space
+                padded = [dict(t) for t in turns]
+                padded[i]["content"] = padding + sentinels[i] + padding
+                text = enc.render(padded)
+                fits &= {name for name, transform in _TRANSFORMS.items() if text == _join(
+                    pieces, [transform(padded[i]["content"]) if j == i else s for j, s in enumerate(sentinels)])}
+            if not fits:
                 return None
+            transforms.append(_TRANSFORMS[next(name for name in _TRANSFORMS if name in fits)])
+        # The spans the encoder finds in the sentinel render, as constant distances from each reply's text:
+        # back to where its prompt ends, forward to its end-of-turn, both within the pieces around it.
+        located = enc.locate(turns)
+        if located.text != full:
+            return None
+        eot = enc.end_of_turn
         assistant = []
-        for i, role in enumerate(roles):
-            if role != "assistant":
-                continue
-            prefix = enc.render(turns[:i], add_generation_prompt=True)
-            upto = enc.render(turns[: i + 1])
+        for (span_start, span_end), i in zip(located.spans, located.owners, strict=True):
             start, end = starts[i], starts[i] + len(sentinels[i])
-            if not full.startswith(prefix) or not full.startswith(upto):
+            back, forward = start - span_start, span_end - end
+            if not (0 <= back <= len(pieces[i]) and 0 <= forward <= len(pieces[i + 1])):
                 return None
-            if not (start - len(pieces[i]) <= len(prefix) <= start and end <= len(upto) <= end + len(pieces[i + 1])):
-                return None
-            assistant.append((i, start - len(prefix), len(upto) - end))
+            if not eot or full.find(eot, end) != span_end - len(eot) or span_end - len(eot) < end:
+                return None  # no end-of-turn in the piece after the reply: its end depends on the contents
+            assistant.append((i, back, forward))
         layout = Layout(tuple(pieces), tuple(transforms), tuple(assistant))
         head = self._head(layout, full)
         if head:
@@ -188,18 +194,10 @@ class FastEncoder:
             parts += (piece, content)
         parts.append(layout.pieces[-1])
         full = "".join(parts)
-        eot = self.encoder.end_of_turn or ""
         spans = []
         for i, back, forward in layout.assistant:
-            start, upto_end = bounds[i][0] - back, bounds[i][1] + forward
-            end = upto_end
-            content = turns[i]["content"].strip()
-            at = full.find(content, start, upto_end) if content else -1
-            if at >= 0:
-                content_end = at + len(content)
-                eot_at = full.find(eot, content_end, upto_end) if eot else -1
-                end = eot_at + len(eot) if eot_at >= 0 else len(full[:upto_end].rstrip())
-            spans.append((start, end))
+            start, end = bounds[i]
+            spans.append((start - back, end + forward))
         return full, spans
 
     # -- encoding ------------------------------------------------------------------------------
@@ -271,6 +269,8 @@ class FastEncoder:
                 if self._checked.get(_TEXT, 0) < self.verify:
                     self._checked[_TEXT] = self._checked.get(_TEXT, 0) + 1
                     checks.append((index, _TEXT, example))
+            elif example.tools or any(len(t) > 2 or THINK_CLOSE in t["content"] for t in example.turns):
+                results[index] = self._slow(example)  # tools, tool calls and reasoning: rendered row by row
             else:
                 roles = tuple([t["role"] for t in example.turns])
                 layout = self.layout(roles)
@@ -435,3 +435,32 @@ def _labels_of(ids: list[int], ranges: list[tuple[int, int]]) -> list[int]:
     for first, stop in ranges:
         labels[first:stop] = ids[first:stop]
     return labels
+
+
+def compute_stats(
+    encoder: Encoder, rows: Sequence[Mapping[str, Any]], progress: Callable[[DatasetStats], bool] | None = None,
+    every: int = 2000,
+) -> DatasetStats:
+    """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
+    stats = DatasetStats(format=encoder.format, rows=len(rows))
+    fast = FastEncoder(encoder)
+    step = max(1, min(every, 1000))
+    index = 0
+    for start in range(0, len(rows), step):
+        for sample in fast.encode_rows(rows[start:start + step]):
+            if isinstance(sample, str):
+                stats.skipped[sample] += 1
+                stats.skipped_rows.setdefault(sample, []).append(index)
+            else:
+                stats.used += 1
+                stats.lengths.append(len(sample.input_ids))
+                stats.tokens += len(sample.input_ids)
+                stats.trained_tokens += sample.trained_count
+                stats.truncated += sample.truncated
+            if progress is not None and index % every == every - 1 and progress(stats) is False:
+                return stats
+            index += 1
+    stats.done = True
+    if progress is not None:
+        progress(stats)
+    return stats

@@ -6,27 +6,30 @@ single text column, from the markers in the first rows).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from lorastudio.errors import DataError
 
-Turn = dict[str, str]
+Turn = dict[str, Any]
+"""A message as chat templates take it: ``role`` and ``content`` (strings), and where the data has them an
+assistant's ``reasoning_content`` and ``tool_calls``, a tool result's ``tool_call_id`` and ``name``."""
 
 # Canonical columns each format reads; recipes map them onto the data set's own names.
 FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input", "output"),
     "dolly": ("instruction", "context", "response"),
-    "sharegpt": ("conversations",),
-    "messages": ("messages",),
+    "sharegpt": ("conversations", "tools"),
+    "messages": ("messages", "tools"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
     "guanaco": ("text",),
     "llama2": ("text",),
     "human_assistant": ("text",),
 }
-OPTIONAL_COLUMNS = {"alpaca": {"input"}, "dolly": {"context"}}
+OPTIONAL_COLUMNS = {"alpaca": {"input"}, "dolly": {"context"}, "sharegpt": {"tools"}, "messages": {"tools"}}
 
 
 def resolve_columns(column_names: Sequence[str], columns: Mapping[str, str]) -> dict[str, str]:
@@ -60,6 +63,8 @@ class Example(NamedTuple):
 
     turns: tuple[Turn, ...] = ()
     text: str | None = None
+    tools: tuple[Any, ...] | None = None
+    """The OpenAI-style tool list the conversation may call (the row's ``tools`` column), rendered by the template."""
 
 
 def _col(row: Mapping[str, Any], columns: Mapping[str, str], name: str) -> Any:
@@ -90,7 +95,24 @@ def _instruction_pair(extra: str, answer: str):
 
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
+                   "tool": "tool", "observation": "tool"}
+
+
+_EXTRA_KEYS = {"assistant": ("reasoning_content", "tool_calls"), "tool": ("tool_call_id", "name")}
+
+
+def _without_nulls(value: Any) -> Any:
+    """The value with None-valued keys dropped, all the way down.
+
+    A JSON lines file read through Arrow gives every message (and every tool call's arguments) the union of
+    the keys any row has, the missing ones None; a template would render those as ``null``.
+    """
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _turn_list(value: Any, field: str, role_key: str, content_key: str, roles: Mapping[str, str]) -> list[Turn]:
@@ -103,7 +125,23 @@ def _turn_list(value: Any, field: str, role_key: str, content_key: str, roles: M
         role = roles.get(str(item.get(role_key, "")).lower())
         if role is None:
             raise SkipRow(f"unknown role {item.get(role_key)!r}")
-        turns.append({"role": role, "content": _text(item.get(content_key), f"{role} content")})
+        calls = item.get("tool_calls") if role == "assistant" else None
+        content = item.get(content_key)
+        if role == "tool" and isinstance(content, Mapping | list):
+            content = json.dumps(content, ensure_ascii=False)
+        # An assistant turn that only calls tools has no text; every other turn needs some.
+        turn: Turn = {"role": role, "content": _text(content, f"{role} content", allow_empty=bool(calls))}
+        reasoning = item.get("reasoning_content", item.get("reasoning")) if role == "assistant" else None
+        if reasoning is not None:
+            turn["reasoning_content"] = _text(reasoning, "reasoning_content", allow_empty=True)
+        if calls:
+            if not isinstance(calls, Sequence) or isinstance(calls, str):
+                raise SkipRow("tool_calls is not a list")
+            turn["tool_calls"] = _without_nulls(calls)
+        for key in _EXTRA_KEYS.get(role, ()):
+            if key not in turn and item.get(key) is not None:
+                turn[key] = item[key]
+        turns.append(turn)
     return turns
 
 
@@ -112,8 +150,24 @@ def _sharegpt(row, columns) -> list[Turn]:
 
 
 def _messages(row, columns) -> list[Turn]:
-    roles = {"user": "user", "assistant": "assistant", "system": "system"}
+    roles = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
     return _turn_list(_col(row, columns, "messages"), "messages", "role", "content", roles)
+
+
+def tools_of(row: Mapping[str, Any], columns: Mapping[str, str]) -> tuple[Any, ...] | None:
+    """The row's tool list (the ``tools`` column: a list, or the JSON text of one), or None."""
+    value = _col(row, columns, "tools")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise SkipRow("tools is not JSON") from None
+    if not isinstance(value, Sequence) or isinstance(value, str) or \
+            not all(isinstance(t, Mapping) for t in value):
+        raise SkipRow("tools is not a list of tool definitions")
+    return tuple(_without_nulls(value)) or None
 
 
 def _prompt_completion(row, columns) -> list[Turn]:
@@ -181,7 +235,8 @@ def to_example(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str], sys
         raise SkipRow("no assistant turn")
     if system_prompt and turns[0]["role"] != "system":
         turns.insert(0, {"role": "system", "content": system_prompt})
-    return Example(turns=tuple(turns))
+    tools = tools_of(row, columns) if fmt in ("messages", "sharegpt") else None
+    return Example(turns=tuple(turns), tools=tools)
 
 
 def detect_format(column_names: Sequence[str], columns: Mapping[str, str], sample_rows: Sequence[Mapping]) -> str:

@@ -27,7 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lorastudio.data.encode import DatasetStats
+from lorastudio.data.arrowwriter import Cancelled, encode_chunk
+from lorastudio.data.encode import DatasetStats, make_encoder
+from lorastudio.data.fastencode import FastEncoder
 from lorastudio.errors import DataError
 from lorastudio.recipe import Recipe
 
@@ -82,10 +84,6 @@ def chunk_starts(rows: int) -> range:
 def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept: dict[str, Any]) -> None:
     """Encode one chunk; every outcome is a message, never a traceback. ``kept`` holds the encoder across chunks."""
     try:
-        from lorastudio.data.cache import encode_chunk
-        from lorastudio.data.encode import make_encoder
-        from lorastudio.data.fastencode import FastEncoder
-
         if job.tokenizer is not None:
             assert job.recipe is not None
             kept["fast"] = FastEncoder(make_encoder(job.tokenizer, job.recipe, job.columns, job.sample_rows,
@@ -95,7 +93,7 @@ def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept
             send(("batch", job.index, part))
             return True
 
-        send(("done", job.index, encode_chunk(kept["fast"], job, sent)))
+        send(("done", job.index, encode_chunk(kept["fast"], job.rows, job.target, job.start, sent)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send(("error", job.index, _picklable(exc)))
 
@@ -221,10 +219,6 @@ def encode_in_processes(jobs: Sequence[ShardJob], merge: Callable[[DatasetStats]
                 process.kill()
                 process.wait()
     return shapes[0], shapes[1]
-
-
-class Cancelled(Exception):
-    """Raised when the progress callback asks to stop."""
 
 
 if __name__ == "__main__":

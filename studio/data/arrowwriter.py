@@ -1,0 +1,118 @@
+"""The samples' Arrow writer: encoded rows, a batch at a time, into an Arrow stream file with their statistics.
+
+``cache`` writes the whole data set through it in one process; ``shards`` writes one chunk per
+helper process through it. Each batch's own :class:`DatasetStats` goes to a callback, which
+``merge_stats`` adds to the running total; the callback returning False stops the writing with
+:class:`Cancelled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from lorastudio.data.encode import DatasetStats
+from lorastudio.data.fastencode import FastEncoder
+
+BATCH = 2000
+SKIPPED_ROWS_KEPT = 100
+
+
+class Cancelled(Exception):
+    """Raised when the progress callback asks to stop."""
+
+
+_SCHEMA = None
+
+
+def _schema():
+    global _SCHEMA
+    if _SCHEMA is None:
+        import pyarrow as pa
+
+        _SCHEMA = pa.schema(
+            [
+                ("input_ids", pa.list_(pa.int32())),
+                ("labels", pa.list_(pa.int32())),
+                ("skip", pa.string()),
+                ("truncated", pa.bool_()),
+                ("full_length", pa.int32()),
+                ("trained", pa.int32()),
+            ]
+        )
+    return _SCHEMA
+
+
+def encode_batches(
+    fast: FastEncoder,
+    batches: Iterable[list[dict[str, Any]]],
+    target: Path,
+    on_batch: Callable[[DatasetStats], bool],
+    start: int = 0,
+) -> None:
+    """Encode rows into an Arrow stream file (one record per row, skipped ones with their reason).
+
+    ``on_batch`` gets each batch's own statistics (row numbers counted from ``start``); False stops.
+    """
+    import pyarrow as pa
+
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, _schema()) as writer:
+        index = start
+        for batch in batches:
+            part = DatasetStats(format=fast.encoder.format, rows=len(batch))
+            cols = fast.encode_columns(batch)
+            for offset, reason in enumerate(cols.skip):
+                if reason is not None:  # rare: kept as an empty record that carries its reason
+                    part.skipped[reason] += 1
+                    part.skipped_rows.setdefault(reason, []).append(index + offset)
+            part.used = len(batch) - sum(part.skipped.values())
+            part.lengths = (
+                [n for n, skip in zip(cols.lengths, cols.skip, strict=True) if skip is None]
+                if part.skipped
+                else cols.lengths
+            )
+            part.tokens = len(cols.ids)
+            part.trained_tokens = sum(cols.trained)
+            part.truncated = sum(cols.truncated)
+            writer.write_batch(
+                pa.record_batch(
+                    [
+                        pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.ids)),
+                        pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.labels)),
+                        pa.array(cols.skip, pa.string()),
+                        pa.array(cols.truncated, pa.bool_()),
+                        pa.array(cols.full_length, pa.int32()),
+                        pa.array(cols.trained, pa.int32()),
+                    ],
+                    schema=_schema(),
+                )
+            )
+            index += len(batch)
+            if on_batch(part) is False:
+                raise Cancelled
+
+
+def encode_chunk(
+    fast: FastEncoder, rows: Any, target: Path, start: int, on_batch: Callable[[DatasetStats], bool]
+) -> tuple[int, int]:
+    """Encode one chunk of rows (a RowTable slice starting at row ``start``) into ``target``; returns how many
+    conversation shapes it newly found fast and slow."""
+    before = fast.fast_shapes, fast.slow_shapes
+    encode_batches(fast, rows.batches(BATCH), target, on_batch, start)
+    return fast.fast_shapes - before[0], fast.slow_shapes - before[1]
+
+
+def merge_stats(total: DatasetStats, part: DatasetStats) -> None:
+    """Add one batch's statistics to the running total (the first skipped row numbers, whichever shard sent them)."""
+    total.used += part.used
+    total.lengths += part.lengths
+    total.tokens += part.tokens
+    total.trained_tokens += part.trained_tokens
+    total.truncated += part.truncated
+    total.skipped.update(part.skipped)
+    for reason, rows in part.skipped_rows.items():
+        kept = total.skipped_rows.setdefault(reason, [])
+        kept += rows
+        kept.sort()
+        del kept[SKIPPED_ROWS_KEPT:]
