@@ -485,6 +485,13 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- mcp ------------------------------------------------------------------------------------------
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from lorastudio.mcpserver import serve
+
+    return serve(read_only=args.read_only)
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -596,6 +603,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate", action="store_true", help="print the estimated size and exit")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "mcp", help="serve studio's tools to a coding agent (Model Context Protocol over stdio)"
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="only the tools that change nothing (no start, stop, resume or export)",
+    )
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
     p.add_argument("--force", action="store_true")
