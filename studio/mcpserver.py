@@ -260,6 +260,55 @@ def samples(run: RunArg) -> dict[str, Any]:
     return {"run": path.name, "samples": [s if isinstance(s, dict) else vars(s) for s in recorded]}
 
 
+# -- sweeps -----------------------------------------------------------------------------------------
+def start_sweep(
+    recipe: RecipeArg,
+    grid: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description="swept fields with comma-separated values and fixed overrides, as on the "
+            "command line, e.g. ['train.learning_rate=1e-4,3e-4', 'lora.r=8,16', 'train.max_steps=50']",
+        ),
+    ],
+    name: Annotated[str | None, Field(description="the sweep's name (default RECIPE-sweep-TIME)")] = None,
+    max_runs: Annotated[
+        int | None, Field(ge=1, description="start at most this many (the grid's first)")
+    ] = None,
+) -> dict[str, Any]:
+    """Start one run per point of a grid (every value is checked first; a bad one starts nothing). The runs
+    wait on the device queue and train one at a time; compare_sweep ranks them, stop_sweep stops them."""
+    from lorastudio.train.sweep import plan_sweep
+    from lorastudio.train.sweep import start_sweep as start
+
+    plan = plan_sweep(recipe, grid, name=name, max_points=max_runs)
+    started = start(plan)
+    return {
+        "sweep": plan.name,
+        "fields": plan.keys,
+        "grid_size": plan.grid_size,
+        "runs": [
+            {"run": path.name, **point.fields} for path, point in zip(started, plan.points, strict=True)
+        ],
+    }
+
+
+def stop_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> dict[str, Any]:
+    """Stop every queued and running run of a sweep (each saves its adapter)."""
+    from lorastudio.train.sweep import stop_sweep as stop
+
+    stopped, ended = stop(name)
+    return {"sweep": name, "stopped": [p.name for p in stopped], "already_ended": [p.name for p in ended]}
+
+
+def compare_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> dict[str, Any]:
+    """A sweep's runs ranked by best eval loss (final train loss when none evaluated), the best marked, with
+    the swept fields' values beside each."""
+    from lorastudio.train.sweep import compare_sweep as compare
+
+    return compare(name).to_json()
+
+
 # -- chat and export --------------------------------------------------------------------------------
 _engines: dict[tuple[str, str, bool], Any] = {}
 _chat_lock = threading.Lock()
@@ -333,11 +382,12 @@ READ_ONLY_TOOLS: tuple[Tool, ...] = (
     run_status,
     list_runs,
     compare_runs,
+    compare_sweep,
     samples,
     chat,
 )
 """Tools that change nothing: they read recipes and run directories (chat loads a model, writes nothing)."""
-CHANGING_TOOLS: tuple[Tool, ...] = (start_run, stop_run, resume_run, export)
+CHANGING_TOOLS: tuple[Tool, ...] = (start_run, stop_run, resume_run, export, start_sweep, stop_sweep)
 """Tools that start, stop or write something; left out with ``--read-only``."""
 
 
@@ -370,7 +420,7 @@ def build_server(read_only: bool = False) -> Any:
             server.add_tool(
                 tool_errors(fn),
                 annotations=ToolAnnotations(
-                    read_only_hint=False, destructive_hint=fn is stop_run, open_world_hint=False
+                    read_only_hint=False, destructive_hint=fn in (stop_run, stop_sweep), open_world_hint=False
                 ),
             )
     return server

@@ -152,6 +152,11 @@ def test_bad_input_is_a_tool_error_with_the_cli_message(studio_home: Path) -> No
             "problems": ["override 'lora.r=0': Input should be greater than or equal to 1"],
         }
         assert data_of(await call(session, "validate_recipe", recipe="tiny-pirate"))["valid"] is True
+        grid = await call(session, "start_sweep", recipe="tiny-pirate", grid=["lora.r=8,sixteen"])
+        assert grid.is_error and text_of(grid) == (
+            "sweep: override 'lora.r=sixteen': Input should be a valid integer, unable to parse string as an "
+            "integer (nothing was started)"
+        )
         # the server is still there after the errors
         assert data_of(await call(session, "list_runs")) is not None
 
@@ -162,7 +167,7 @@ def test_read_only_server_has_no_tools_that_change_anything(studio_home: Path) -
     async def body(session: ClientSession) -> None:
         names = {tool.name for tool in (await session.list_tools()).tools}
         assert {"list_recipes", "run_status", "list_runs", "compare_runs", "preview", "chat"} <= names
-        assert not names & {"start_run", "stop_run", "resume_run", "export"}
+        assert not names & {"start_run", "stop_run", "resume_run", "export", "start_sweep", "stop_sweep"}
         refused = await call(session, "start_run", recipe="tiny-pirate")
         assert refused.is_error and "start_run" in text_of(refused)
 
