@@ -19,12 +19,18 @@ from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 
 if TYPE_CHECKING:
-    from lorastudio.train.compare import Comparison
+    from lorastudio.train.compare import Comparison, RunResult
 
 
 @dataclass
 class ComparisonReady(Message):
     comparison: Comparison
+
+
+def best_by_eval(runs: list[RunResult]) -> int | None:
+    """The index of the run with the lowest best eval loss (None when no run evaluated)."""
+    scored = [(run.best_eval_loss, i) for i, run in enumerate(runs) if run.best_eval_loss is not None]
+    return min(scored)[1] if scored else None
 
 
 class CompareScreen(HandlesWorkerFailures, Screen[None]):
@@ -37,9 +43,11 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         Binding("f5", "reload", "Reload", id="compare.reload"),
     ]
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], sweep: str | None = None) -> None:
         super().__init__()
         self.paths = paths
+        self.sweep = sweep
+        """The sweep these runs belong to, when opened on one: its best run by eval loss gets a star."""
         self.comparison: Any = None
         self.show_eval = False
 
@@ -91,28 +99,18 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
         results = self.query_one("#compare-results", DataTable)
         results.clear(columns=True)
-        results.add_columns(
-            "run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM"
-        )
+        results.add_columns("run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM")
+        best = best_by_eval(comparison.runs) if self.sweep else None
         for i, run in enumerate(comparison.runs):
             best_eval = num(run.best_eval_loss)
             if run.best_checkpoint:
                 best_eval += f" ({Path(run.best_checkpoint).name.replace('checkpoint-', 'ck ')})"
-            vram = (
-                f"{run.peak_vram_mb:,.0f} MB"
-                if run.peak_vram_mb
-                else (f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
-            )
-            results.add_row(
-                Text(self.letter(i), style=f"bold {self._color(i)}"),
-                num(run.final_loss),
-                num(run.best_loss),
-                num(run.eval_loss),
-                best_eval,
-                num(run.tokens_per_s, ",.0f"),
-                format_duration(run.duration_s),
-                vram,
-            )
+            vram = f"{run.peak_vram_mb:,.0f} MB" if run.peak_vram_mb else (
+                f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
+            letter = f"{self.letter(i)} ★" if i == best else self.letter(i)  # the lowest best eval loss
+            results.add_row(Text(letter, style=f"bold {self._color(i)}"), num(run.final_loss),
+                            num(run.best_loss), num(run.eval_loss), best_eval, num(run.tokens_per_s, ",.0f"),
+                            format_duration(run.duration_s), vram)
         diff = self.query_one("#compare-diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("field")

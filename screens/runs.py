@@ -35,6 +35,35 @@ def load_rows() -> list[RunRow]:
     return [RunRow(r, read_note(r.path)) for r in list_runs()]
 
 
+def sweep_names(rows: list[RunRow]) -> dict[str, str]:
+    """Run name -> sweep name for the runs a sweep started (read from their run.json)."""
+    from lorastudio.train.sweep import sweep_of
+
+    found = {}
+    for row in rows:
+        entry = sweep_of(row.summary.path)
+        if entry is not None:
+            found[row.summary.name] = str(entry["name"])
+    return found
+
+
+def group_display(rows: list[RunRow], sweeps: dict[str, str], collapsed: set[str]) -> list[RunRow | str]:
+    """The table's rows: each sweep's group row where its first run would be, then (unless collapsed) its
+    runs in the same order; runs of no sweep as they come."""
+    out: list[RunRow | str] = []
+    placed: set[str] = set()
+    for row in rows:
+        group = sweeps.get(row.summary.name)
+        if group is None:
+            out.append(row)
+        elif group not in placed:
+            placed.add(group)
+            out.append(group)
+            if group not in collapsed:
+                out += [r for r in rows if sweeps.get(r.summary.name) == group]
+    return out
+
+
 class RunsScreen(Screen[None]):
     """A table of runs, refreshed every few seconds. Enter acts on the highlighted row, in key order."""
 
@@ -49,6 +78,7 @@ class RunsScreen(Screen[None]):
         Binding("delete,D", "delete", "Delete", id="runs.delete"),
         Binding("n", "note", "Note", id="runs.note"),
         Binding("o", "sort", "Sort", id="runs.sort"),
+        Binding("g", "toggle_group", "Sweep group", show=False, id="runs.group"),  # shown in the detail pane
         Binding("escape", "back", "Back", id="runs.back"),
         # Only reached while the table lacks focus (just pushed): moves still land on the table, in order.
         Binding("down", "move(1)", "Move down", show=False, id="runs.down"),
@@ -66,6 +96,9 @@ class RunsScreen(Screen[None]):
         self.sort_key = "time"
         self._listing = threading.Event()
         """Set while a listing runs, so ticks do not start a second one beside it."""
+        self.sweeps: dict[str, str] = {}  # run name -> its sweep's name (run.json), for the group rows
+        self.collapsed: set[str] = set()  # sweeps shown as one row (g toggles)
+        self.table_rows: list[RunRow | str] = []  # in table order: a run, or a sweep (its group row)
 
     @property
     def runs(self) -> list[RunSummary]:
@@ -100,10 +133,15 @@ class RunsScreen(Screen[None]):
         self._listing.set()
         try:
             rows = load_rows()
+            sweeps = sweep_names(rows)
         finally:
             self._listing.clear()
-        if not self.loaded or set(rows) != set(self.rows):  # an unchanged list is not drawn again
-            self.app.call_from_thread(self._show, rows)
+        if not self.loaded or set(rows) != set(self.rows) or sweeps != self.sweeps:  # unchanged: not drawn again
+            self.app.call_from_thread(self._show_with_sweeps, rows, sweeps)
+
+    def _show_with_sweeps(self, rows: list[RunRow], sweeps: dict[str, str]) -> None:
+        self.sweeps = sweeps
+        self._show(rows)
 
     def _show(self, rows: list[RunRow]) -> None:
         from lorastudio.train.manage import sort_runs
@@ -114,30 +152,24 @@ class RunsScreen(Screen[None]):
         self.rows = sorted(rows, key=lambda row: order[row.summary.name])
         names = {row.summary.name for row in self.rows}
         self.marked = [name for name in self.marked if name in names]
+        current_group = self._current_group()
         table.clear()
-        for row in self.rows:
-            r = row.summary
+        self.table_rows = group_display(self.rows, self.sweeps, self.collapsed)
+        for entry in self.table_rows:
+            if isinstance(entry, str):
+                table.add_row(Text(" "), self._group_cell(entry), *self._group_cells(entry), key=f"sweep:{entry}")
+                continue
+            r = entry.summary
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-            status = Text(
-                r.status,
-                style={"failed": "red", "died": "red", "done": "green", "stopped": "yellow"}.get(
-                    r.status, "bold"
-                ),
-            )
-            table.add_row(
-                self._mark_cell(r.name),
-                r.name,
-                status,
-                f"{r.step}/{r.max_steps or '?'}",
-                f"{r.last_loss:.4f}" if r.last_loss is not None else "-",
-                started,
-                row.note,
-                key=r.name,
-            )
-        if self.rows:
-            keep = next(
-                (i for i, row in enumerate(self.rows) if current and row.summary.name == current.name), 0
-            )
+            status = Text(r.status, style={"failed": "red", "died": "red", "done": "green",
+                                           "stopped": "yellow"}.get(r.status, "bold"))
+            name = f"  {r.name}" if r.name in self.sweeps else r.name  # a sweep's members sit under its row
+            table.add_row(self._mark_cell(r.name), name, status, f"{r.step}/{r.max_steps or '?'}",
+                          f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, entry.note, key=r.name)
+        if self.table_rows:
+            keep = next((i for i, entry in enumerate(self.table_rows)
+                         if (isinstance(entry, str) and entry == current_group and current is None)
+                         or (not isinstance(entry, str) and current and entry.summary.name == current.name)), 0)
             table.move_cursor(row=keep)
         self._update_title()
         self._update_detail()
@@ -167,6 +199,10 @@ class RunsScreen(Screen[None]):
     def _update_detail(self) -> None:
         row = self._current_row()
         detail = self.query_one("#run-detail", Static)
+        group = self._current_group()
+        if row is None and group is not None:
+            detail.update(self._group_detail(group))
+            return
         if row is None:
             detail.update("no runs yet: pick a recipe and press t" if not self.rows else "")
             return
@@ -202,7 +238,62 @@ class RunsScreen(Screen[None]):
 
     def _current_row(self) -> RunRow | None:
         row = self.query_one(DataTable).cursor_row
-        return self.rows[row] if 0 <= row < len(self.rows) else None
+        entry = self.table_rows[row] if 0 <= row < len(self.table_rows) else None
+        return entry if isinstance(entry, RunRow) else None
+
+    # -- sweeps: a group row above each sweep's runs ---------------------------------------------
+    def _current_group(self) -> str | None:
+        """The sweep of the highlighted row: its group row, or one of its runs."""
+        row = self.query_one(DataTable).cursor_row
+        entry = self.table_rows[row] if 0 <= row < len(self.table_rows) else None
+        if isinstance(entry, str):
+            return entry
+        return self.sweeps.get(entry.summary.name) if entry is not None else None
+
+    def _group_members(self, name: str) -> list[RunRow]:
+        return [row for row in self.rows if self.sweeps.get(row.summary.name) == name]
+
+    def _group_cell(self, name: str) -> Text:
+        arrow = "▸" if name in self.collapsed else "▾"
+        return Text(f"{arrow} sweep {name}", style="bold cyan")
+
+    def _group_cells(self, name: str) -> list[Text | str]:
+        members = [row.summary for row in self._group_members(name)]
+        counts: dict[str, int] = {}
+        for r in members:
+            counts[r.status.split(" (")[0]] = counts.get(r.status.split(" (")[0], 0) + 1
+        status = ", ".join(f"{n} {s}" for s, n in counts.items())
+        losses = [loss for r in members if (loss := getattr(r, "best_eval_loss", None)) is not None]
+        best = f"best eval {min(losses):.4f}" if losses else "-"
+        return [Text(status, style="dim"), f"{len(members)} runs", best, "", ""]
+
+    def _group_detail(self, name: str) -> Text:
+        members = [row.summary for row in self._group_members(name)]
+        text = Text(no_wrap=False)
+        text.append(f"sweep {name}", style="bold")
+        text.append(
+            f"  {len(members)} runs · g {'expand' if name in self.collapsed else 'collapse'} · "
+            "v compare the sweep · s stop it",
+            style="dim",
+        )
+        scored = [r for r in members if getattr(r, "best_eval_loss", None) is not None]
+        if scored:
+            best = min(scored, key=lambda r: r.best_eval_loss or 0.0)
+            text.append(f"\n★ best eval {best.best_eval_loss:.4f}: {best.name}", style="green")
+        return text
+
+    def action_toggle_group(self) -> None:
+        if self._deferred("toggle_group"):
+            return
+        group = self._current_group()
+        if group is None:
+            self.notify("not a sweep's run: g collapses and expands a sweep's group", severity="warning")
+            return
+        self.collapsed ^= {group}
+        self._show(self.rows)
+        table = self.query_one(DataTable)
+        table.move_cursor(row=self.table_rows.index(group))  # stay on the group's row
+        self._update_detail()
 
     def _current(self) -> RunSummary | None:
         row = self._current_row()
@@ -218,13 +309,16 @@ class RunsScreen(Screen[None]):
         if self._deferred("move", delta):
             return
         table = self.query_one(DataTable)
-        if self.rows:
-            table.move_cursor(row=max(0, min(len(self.rows) - 1, table.cursor_row + delta)))
+        if self.table_rows:  # runs and sweep group rows alike
+            table.move_cursor(row=max(0, min(len(self.table_rows) - 1, table.cursor_row + delta)))
 
     def action_attach(self) -> None:
         if self._deferred("attach"):
             return
         run = self._current()
+        if run is None and self._current_group() is not None:  # Enter on a sweep's row opens or folds it
+            self.action_toggle_group()
+            return
         if run is not None:
             from lorastudio.screens.monitor import MonitorScreen
 
@@ -271,6 +365,12 @@ class RunsScreen(Screen[None]):
     def action_compare(self) -> None:
         if self._deferred("compare"):
             return
+        group = self._current_group() if self._current_row() is None else None
+        if group is not None:  # on a sweep's row: compare the sweep
+            from lorastudio.screens.compare import CompareScreen
+
+            self.app.push_screen(CompareScreen([row.summary.path for row in self._group_members(group)], sweep=group))
+            return
         paths = [row.summary.path for name in self.marked for row in self.rows if row.summary.name == name]
         if len(paths) < 2:
             self.notify("mark two or more runs with space, then press v", severity="warning")
@@ -303,6 +403,10 @@ class RunsScreen(Screen[None]):
         if self._deferred("stop"):
             return
         run = self._current()
+        group = self._current_group() if run is None else None
+        if group is not None:
+            self._stop_sweep(group)
+            return
         if run is None:
             return
         from lorastudio.train.manage import is_live
@@ -394,6 +498,35 @@ class RunsScreen(Screen[None]):
 
         self.sort_key = next_sort(self.sort_key)
         self._show(self.rows)
+
+    def _stop_sweep(self, name: str) -> None:
+        from lorastudio.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            from lorastudio.errors import StudioError
+            from lorastudio.train.sweep import stop_sweep
+
+            try:
+                stopped, _ = stop_sweep(name)
+            except StudioError as exc:
+                self.notify(str(exc), title="cannot stop", severity="error")
+                return
+            self.notify(
+                f"asked {len(stopped)} runs of sweep {name} to stop"
+                if stopped
+                else f"sweep {name} has no live runs"
+            )
+            self.refresh_runs()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Stop sweep {name}?\nIts queued runs leave the queue; the training "
+                "one saves a checkpoint and its adapter."
+            ),
+            answer,
+        )
 
     def action_export(self) -> None:
         run = self._current()

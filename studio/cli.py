@@ -331,6 +331,11 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     from lorastudio.train.compare import compare_runs, format_duration, format_value
     from lorastudio.train.runs import find_run
 
+    if getattr(args, "sweep", None):
+        if args.runs:
+            raise StudioError("runs compare: give RUN names or --sweep NAME, not both")
+        return cmd_runs_compare_sweep(args)
+
     comparison = compare_runs([find_run(name) for name in args.runs])
     if args.json:
         print(json.dumps(comparison.to_json(), indent=2))
@@ -485,6 +490,106 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- sweeps ---------------------------------------------------------------------------------------
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``studio sweep RECIPE key=a,b ...`` starts a grid; ``studio sweep stop NAME`` stops one."""
+    if args.recipe == "stop":
+        return _sweep_stop(args.grid)
+    from lorastudio.train.compare import format_value
+    from lorastudio.train.sweep import plan_sweep, start_sweep
+
+    plan = plan_sweep(args.recipe, args.grid, name=args.name, max_points=args.max)
+    cut = (
+        f" (the first {len(plan.points)} of {plan.grid_size}, --max)"
+        if len(plan.points) < plan.grid_size
+        else ""
+    )
+    print(
+        f"sweep {plan.name}: {len(plan.points)} runs of {plan.recipe}{cut}, "
+        f"{' x '.join(f'{a.key} ({len(a.values)})' for a in plan.axes)}",
+        file=sys.stderr,
+    )
+    for point in plan.points:
+        print("  " + "  ".join(f"{k}={format_value(v)}" for k, v in point.fields.items()), file=sys.stderr)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("studio: starting a sweep needs --yes when not asked at a terminal", file=sys.stderr)
+            return 2
+        if input(f"start {len(plan.points)} runs? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing started", file=sys.stderr)
+            return 1
+    started = start_sweep(plan)
+    for run_dir in started:
+        print(run_dir.name)
+    print(
+        f"queued {len(started)} runs, one training at a time per device; `studio runs compare --sweep "
+        f"{plan.name}` ranks them, `studio sweep stop {plan.name}` stops them",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _sweep_stop(names: list[str]) -> int:
+    from lorastudio.train.sweep import stop_sweep
+
+    if len(names) != 1:
+        raise StudioError("usage: studio sweep stop NAME")
+    stopped, ended = stop_sweep(names[0])
+    for path in stopped:
+        print(f"asked {path.name} to stop")
+    print(f"sweep {names[0]}: {len(stopped)} asked to stop, {len(ended)} already ended", file=sys.stderr)
+    return 0
+
+
+def cmd_runs_compare_sweep(args: argparse.Namespace) -> int:
+    from lorastudio.train.compare import format_duration, format_value
+    from lorastudio.train.sweep import compare_sweep
+
+    ranking = compare_sweep(args.sweep)
+    if args.json:
+        print(json.dumps(ranking.to_json(), indent=2))
+        return 0
+    from rich.table import Table
+
+    def num(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "-"
+
+    console = _console()
+    if not sys.stdout.isatty():
+        console.width = max(console.width, 160)
+    metric = (
+        "best eval loss"
+        if ranking.ranked_by == "best_eval_loss"
+        else "final train loss (no eval loss logged)"
+    )
+    table = Table(
+        box=None, pad_edge=False, title=f"sweep {ranking.name}, ranked by {metric}", title_justify="left"
+    )
+    for column in ("#", "run", *ranking.keys, "status", "step", "best eval", "final loss", "duration"):
+        table.add_column(column, no_wrap=column == "run")
+    for entry in ranking.entries:
+        r = entry.result
+        table.add_row(
+            "★" if entry.best else str(entry.rank or "-"),
+            r.name,
+            *(format_value(entry.fields.get(k)) for k in ranking.keys),
+            r.status,
+            f"{r.step}/{r.max_steps or '?'}",
+            num(r.best_eval_loss),
+            num(r.final_loss),
+            format_duration(r.duration_s),
+        )
+    console.print(table)
+    return 0
+
+
+# -- mcp ------------------------------------------------------------------------------------------
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from lorastudio.mcpserver import serve
+
+    return serve(read_only=args.read_only)
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -550,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--clear", action="store_true")
     q.set_defaults(func=cmd_runs_note)
     q = rsub.add_parser("compare", help="results and differing recipe fields of two or more runs")
-    q.add_argument("runs", nargs="+", metavar="RUN")
+    q.add_argument("runs", nargs="*", metavar="RUN")
+    q.add_argument("--sweep", metavar="NAME", help="a sweep's runs ranked by eval loss, the swept fields as columns")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_compare)
 
@@ -596,6 +702,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate", action="store_true", help="print the estimated size and exit")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sweep", help="one run per point of a grid (key=a,b,c), queued; `sweep stop NAME` stops it")
+    p.add_argument("recipe", help="the recipe to sweep (or `stop` to stop the sweep NAME)")
+    p.add_argument("grid", nargs="*", metavar="KEY=A,B", help="swept fields (comma-separated values) and fixed "
+                   "overrides (one value), e.g. train.learning_rate=1e-4,3e-4 lora.r=8,16 train.max_steps=50")
+    p.add_argument("--max", type=int, metavar="N", help="start at most N runs (the first N points of the grid)")
+    p.add_argument("--name", help="the sweep's name (default RECIPE-sweep-TIME)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before starting")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "mcp", help="serve studio's tools to a coding agent (Model Context Protocol over stdio)"
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="only the tools that change nothing (no start, stop, resume or export)",
+    )
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
     p.add_argument("--force", action="store_true")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -134,6 +134,16 @@ class TrainSection(_Section):
     distributed: Literal["ddp", "fsdp"] = "ddp"
     """With more than one device: ``ddp`` keeps a whole copy of the model on each (fastest when it fits one);
     ``fsdp`` shards weights, gradients and optimizer state across them, for models that do not fit one."""
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(default_factory=list)
+    """Experiment trackers the trainer also logs to, beside studio's own events; each needs its extra
+    (``pip install 'lorastudio[tensorboard]'``, ``[wandb]``, ``[mlflow]``, ``[trackio]``). TensorBoard writes into
+    the run directory; where each wrote is recorded in its ``run.json``."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, value: object) -> object:
+        """``report_to: tensorboard`` (or ``train.report_to=tensorboard``) means a list of one."""
+        return [value] if isinstance(value, str) else value
 
 
 class ChatSection(_Section):

@@ -43,6 +43,9 @@ def _slug(text: str) -> str:
 
 def create_run(recipe: Recipe, root: Path | None = None) -> Path:
     """Make the run directory, snapshot the recipe and write a first status. Refuses unwritable roots."""
+    from lorastudio.train.trackers import check_available
+
+    check_available(recipe)  # a tracker named in train.report_to but not installed: no directory at all
     root = root or runs_dir()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:

@@ -114,8 +114,11 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
     return EventsCallback()
 
 
-def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path, hw, callbacks):
-    """An SFTTrainer fed our own pre-tokenized samples (with our labels)."""
+def build_trainer(
+    recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path, hw, callbacks, tracking=None
+):
+    """An SFTTrainer fed our own pre-tokenized samples (with our labels); ``tracking`` (trackers.plan) adds the
+    experiment trackers of ``train.report_to``."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -147,7 +150,8 @@ def build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path
         # Lets the trainer track the best checkpoint by eval loss and never rotate it away.
         metric_for_best_model="eval_loss" if eval_rows else None,
         greater_is_better=False if eval_rows else None,
-        report_to=[],
+        report_to=tracking.report_to if tracking else [],
+        **(tracking.args if tracking else {}),
         disable_tqdm=True,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -204,6 +208,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
                          daemon=True).start()
     try:
         recipe = load_run_recipe(run_dir)
+        from lorastudio.train import trackers
+
+        trackers.check_available(recipe)  # uninstalled since the run was created: fail now, naming the extra
+        tracking = trackers.plan(recipe, run_dir)
+        trackers.apply(tracking)
+        if where.is_main and tracking.where:
+            update_meta(run_dir, trackers=tracking.where)
         from lorastudio.train.backend import choose_backend, detect_hardware
 
         dist.init_process_group(where)
@@ -235,7 +246,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
             from lorastudio.train.queue import cpu_share_callback
 
             callbacks.append(cpu_share_callback())  # two CPU runs share the cores instead of thrashing
-        trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks)
+        trainer = build_trainer(
+            recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks, tracking
+        )
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
             writer.write("log", message="no checkpoint found; starting from step 0")

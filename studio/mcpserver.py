@@ -1,0 +1,434 @@
+"""``studio mcp``: a Model Context Protocol server over stdio, so coding agents can drive studio.
+
+Built on the official SDK's :class:`mcp.server.MCPServer`. Each tool is a typed function whose input schema
+is the pydantic model the SDK derives from its signature, and each calls the same engine function as its
+CLI twin (registry, data, train, chat, export). A :class:`StudioError` comes back as a tool error whose
+text is the CLI's own message, never as a crash of the server. ``--read-only`` registers only the tools
+that change nothing (no run is started, stopped, resumed or exported).
+
+Tools run on the SDK's worker threads; a run is a detached worker process as with ``studio train``, so the
+server can exit (or the agent disconnect) while runs go on.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from lorastudio import __version__
+from lorastudio.errors import StudioError
+
+RecipeArg = Annotated[
+    str, Field(description="a recipe name (see list_recipes) or the path of a recipe YAML file")
+]
+OverridesArg = Annotated[
+    list[str] | None,
+    Field(description="dotted overrides as on the command line, e.g. ['train.max_steps=20', 'lora.r=8']"),
+]
+RunArg = Annotated[str, Field(description="a run's full name, its path, a prefix of its name, or 'latest'")]
+
+INSTRUCTIONS = (
+    "studio fine-tunes open LLMs with (Q)LoRA. list_recipes shows what can be trained; preview shows which tokens "
+    "a recipe trains; start_run starts a detached run and returns its name; poll run_status until its status is "
+    "done, failed, stopped or died; chat talks to the tuned model; export writes an adapter, a merged model or "
+    "a GGUF. Overrides are dotted recipe fields, e.g. train.max_steps=20."
+)
+
+NO_SAMPLES = "no samples recorded"
+
+
+# -- recipes ----------------------------------------------------------------------------------------
+def list_recipes() -> list[dict[str, Any]]:
+    """Every recipe studio knows (built-in, the user's, with a path when given): name, model, data, method."""
+    from lorastudio.registry import load_all
+
+    out = []
+    for entry in load_all():
+        recipe = entry.recipe
+        out.append(
+            {
+                "name": entry.file.name,
+                "path": str(entry.file.path),
+                "origin": entry.file.origin,
+                "description": recipe.description if recipe else None,
+                "model": recipe.model.name if recipe else None,
+                "data": recipe.data.source if recipe else None,
+                "method": recipe.method if recipe else None,
+                "error": entry.error,
+            }
+        )
+    return out
+
+
+def show_recipe(recipe: RecipeArg, overrides: OverridesArg = None) -> str:
+    """The fully resolved recipe (extends and overrides applied) as YAML, as `studio recipe show` prints it."""
+    from lorastudio.registry import dump, load
+
+    return dump(load(recipe, overrides or []))
+
+
+def validate_recipe(recipe: RecipeArg, overrides: OverridesArg = None) -> dict[str, Any]:
+    """Check a recipe and overrides without starting anything: schema, chat template name, local data file.
+
+    Returns valid=false with one line per problem (the same lines `studio validate` prints)."""
+    from lorastudio.data.checks import offline_problems
+    from lorastudio.registry import load
+
+    try:
+        loaded = load(recipe, overrides or [])
+    except StudioError as exc:
+        return {"valid": False, "problems": str(exc).splitlines()}
+    problems = offline_problems(loaded, recipe)
+    return {"valid": not problems, "recipe": loaded.name, "problems": problems}
+
+
+def preview(
+    recipe: RecipeArg,
+    overrides: OverridesArg = None,
+    index: Annotated[int, Field(ge=0, description="which row of the data set")] = 0,
+) -> dict[str, Any]:
+    """The data set's statistics and one encoded sample as text, trained tokens between ⟦ and ⟧ (the rest is
+    masked, label -100): exactly what training will see."""
+    from lorastudio.data.fastencode import compute_stats
+    from lorastudio.data.formats import SkipRow
+    from lorastudio.data.prepare import prepare
+    from lorastudio.data.tokenview import pieces, render
+    from lorastudio.registry import load
+
+    loaded = load(recipe, overrides or [])
+    prepared = prepare(loaded)
+    rows = prepared.rows.rows
+    if not rows:
+        raise StudioError(f"{loaded.data.source}: the data set has no rows")
+    if index >= len(rows):
+        raise StudioError(f"index {index}: the data set has {len(rows)} rows (0 to {len(rows) - 1})")
+    sample: dict[str, Any] = {"index": index}
+    try:
+        encoded = prepared.encoder.encode_row(rows[index])
+    except SkipRow as skip:
+        sample["skipped"] = str(skip)
+    else:
+        sample.update(
+            tokens=len(encoded.input_ids),
+            trained_tokens=encoded.trained_count,
+            truncated=encoded.truncated,
+            text=render(pieces(prepared.tokenizer, encoded), no_color=True).plain,
+        )
+    stats = compute_stats(prepared.encoder, rows).to_json()
+    return {
+        "recipe": loaded.name,
+        "format": prepared.encoder.format,
+        "template": prepared.encoder.template_name,
+        "legend": "⟦trained⟧ tokens are learned; everything else is masked (label -100)",
+        "stats": stats,
+        "sample": sample,
+    }
+
+
+# -- runs -------------------------------------------------------------------------------------------
+def _start(recipe: Any) -> Path:
+    """Create the run directory and start its detached worker (what `studio train --detach` does)."""
+    from lorastudio.train.runs import create_run, start_worker
+
+    run_dir = create_run(recipe)
+    start_worker(run_dir)
+    return run_dir
+
+
+def start_run(recipe: RecipeArg, overrides: OverridesArg = None) -> dict[str, Any]:
+    """Start training a recipe (with overrides) in a detached worker; returns the run's name at once.
+    Poll run_status with that name until the status is done, failed, stopped or died."""
+    from lorastudio.registry import load
+
+    run_dir = _start(load(recipe, overrides or []))
+    return {"run": run_dir.name, "path": str(run_dir), "status": "queued"}
+
+
+def _sweep_of(path: Path) -> str | None:
+    from lorastudio.train.runs import read_meta
+
+    sweep = read_meta(path).get("sweep")
+    return str(sweep.get("name")) if isinstance(sweep, dict) and sweep.get("name") else None
+
+
+def run_status(run: RunArg) -> dict[str, Any]:
+    """One run's status (queued, training, done, failed, stopped, died...), step, last train and eval loss,
+    best checkpoint, ETA and memory (peak GPU memory, worker RSS)."""
+    from lorastudio.train.events import load_state
+    from lorastudio.train.runs import find_run, summarise
+
+    path = find_run(run)
+    summary = summarise(path)
+    state = load_state(path, curves=False)
+    telemetry = state.telemetry
+    gpus = [g.to_json() for g in telemetry.gpus] if telemetry else []
+    live = summary.status not in ("done", "failed", "stopped", "died")
+    return {
+        "run": summary.name,
+        "path": str(path),
+        "recipe": summary.recipe,
+        "status": summary.status,
+        "cause": summary.cause,
+        "step": summary.step,
+        "max_steps": summary.max_steps,
+        "loss": state.last_loss,
+        "eval_loss": state.last_eval_loss,
+        "best_eval_loss": state.best_eval_loss,
+        "best_checkpoint": state.best_checkpoint,
+        "eta_s": state.eta_s if live else None,
+        "tokens_per_s": state.tokens_per_s,
+        "adapter": state.adapter,
+        "sweep": _sweep_of(path),
+        "memory": {
+            "peak_vram_mb": state.peak_vram_mb,
+            "peak_rss_mb": state.peak_rss_mb,
+            "rss_mb": telemetry.rss_mb if telemetry else None,
+            "gpus": [
+                {
+                    k: g.get(k)
+                    for k in ("index", "name", "memory_used_mb", "memory_total_mb", "process_memory_mb")
+                    if k in g
+                }
+                for g in gpus
+            ],
+        },
+        "hints": state.hints,
+    }
+
+
+def list_runs(
+    sort: Annotated[Literal["time", "loss", "status"], Field(description="order")] = "time",
+) -> list[dict[str, Any]]:
+    """Every run, newest first (or by loss or status): name, recipe, status, step, last loss, best checkpoint,
+    note, sweep."""
+    from lorastudio.train.manage import read_note, sort_runs
+    from lorastudio.train.runs import list_runs as all_runs
+
+    return [
+        {**r.to_json(), "note": read_note(r.path) or None, "sweep": _sweep_of(r.path)}
+        for r in sort_runs(all_runs(), sort)
+    ]
+
+
+def stop_run(run: RunArg) -> str:
+    """Ask a run to save a checkpoint and its adapter, then stop (a queued run leaves the queue)."""
+    from lorastudio.train.runs import find_run
+    from lorastudio.train.runs import stop_run as stop
+
+    path = find_run(run)
+    if stop(path):
+        return f"asked {path.name} to save and stop"
+    raise StudioError(f"{path.name}: no live worker")
+
+
+def resume_run(run: RunArg) -> str:
+    """Continue a stopped, failed or died run from its latest checkpoint (same optimizer state)."""
+    from lorastudio.train.manage import resume_run as resume
+    from lorastudio.train.runs import find_run
+
+    path = find_run(run)
+    _, checkpoint = resume(path)
+    where = f"from {checkpoint.name}" if checkpoint else "from step 0 (no checkpoint was saved)"
+    return f"resuming {path.name} {where}"
+
+
+def compare_runs(
+    runs: Annotated[list[str], Field(min_length=2, description="two or more runs")],
+) -> dict[str, Any]:
+    """Two or more runs side by side: final/best train and eval loss, tokens/s, duration, peak memory, and the
+    recipe fields whose values differ."""
+    from lorastudio.train.compare import compare_runs as compare
+    from lorastudio.train.runs import find_run
+
+    return compare([find_run(name) for name in runs]).to_json()
+
+
+def samples(run: RunArg) -> dict[str, Any]:
+    """Replies the run generated from its sample prompts while training (when the recipe asks for them)."""
+    from lorastudio.train.events import EVENTS_FILE, fold, read_all
+    from lorastudio.train.runs import find_run
+
+    path = find_run(run)
+    recorded = getattr(fold(read_all(path / EVENTS_FILE)), "samples", None) or []
+    if not recorded:
+        return {"run": path.name, "samples": [], "message": f"{NO_SAMPLES} for {path.name}"}
+    return {"run": path.name, "samples": [s if isinstance(s, dict) else vars(s) for s in recorded]}
+
+
+# -- sweeps -----------------------------------------------------------------------------------------
+def start_sweep(
+    recipe: RecipeArg,
+    grid: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description="swept fields with comma-separated values and fixed overrides, as on the "
+            "command line, e.g. ['train.learning_rate=1e-4,3e-4', 'lora.r=8,16', 'train.max_steps=50']",
+        ),
+    ],
+    name: Annotated[str | None, Field(description="the sweep's name (default RECIPE-sweep-TIME)")] = None,
+    max_runs: Annotated[
+        int | None, Field(ge=1, description="start at most this many (the grid's first)")
+    ] = None,
+) -> dict[str, Any]:
+    """Start one run per point of a grid (every value is checked first; a bad one starts nothing). The runs
+    wait on the device queue and train one at a time; compare_sweep ranks them, stop_sweep stops them."""
+    from lorastudio.train.sweep import plan_sweep
+    from lorastudio.train.sweep import start_sweep as start
+
+    plan = plan_sweep(recipe, grid, name=name, max_points=max_runs)
+    started = start(plan)
+    return {
+        "sweep": plan.name,
+        "fields": plan.keys,
+        "grid_size": plan.grid_size,
+        "runs": [
+            {"run": path.name, **point.fields} for path, point in zip(started, plan.points, strict=True)
+        ],
+    }
+
+
+def stop_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> dict[str, Any]:
+    """Stop every queued and running run of a sweep (each saves its adapter)."""
+    from lorastudio.train.sweep import stop_sweep as stop
+
+    stopped, ended = stop(name)
+    return {"sweep": name, "stopped": [p.name for p in stopped], "already_ended": [p.name for p in ended]}
+
+
+def compare_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> dict[str, Any]:
+    """A sweep's runs ranked by best eval loss (final train loss when none evaluated), the best marked, with
+    the swept fields' values beside each."""
+    from lorastudio.train.sweep import compare_sweep as compare
+
+    return compare(name).to_json()
+
+
+# -- chat and export --------------------------------------------------------------------------------
+_engines: dict[tuple[str, str, bool], Any] = {}
+_chat_lock = threading.Lock()
+
+
+def chat(
+    target: Annotated[
+        str,
+        Field(
+            description="a run (NAME, NAME@best, NAME@checkpoint-N, 'latest'), an "
+            "export folder, a model folder or a .gguf file"
+        ),
+    ],
+    prompt: Annotated[str, Field(min_length=1, description="the user message")],
+    base: Annotated[bool, Field(description="the base model, without the run's adapter")] = False,
+    system: Annotated[str | None, Field(description="system prompt (default: the recipe's)")] = None,
+    max_new_tokens: Annotated[int | None, Field(ge=1, description="reply length limit")] = None,
+    greedy: Annotated[bool | None, Field(description="greedy decoding (default: the recipe's)")] = None,
+) -> dict[str, Any]:
+    """One prompt, one reply from a run's tuned model (or a checkpoint, an export, the base); the model stays
+    loaded for the next call with the same target."""
+    from lorastudio.chat.engine import engine_for, reply_json, with_overrides
+
+    fresh = engine_for(target, base_only=base)
+    key = (str(fresh.adapter_dir), fresh.recipe.model.name, base)
+    with _chat_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            fresh.load()
+            _engines.clear()  # one model in memory at a time
+            _engines[key] = engine = fresh
+        sampling = with_overrides(engine.recipe.chat, max_new_tokens=max_new_tokens, greedy=greedy)
+        system = system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        reply = engine.generate(messages, sampling)
+    return {"target": target, **reply_json(reply)}
+
+
+def export(
+    run: RunArg,
+    format: Annotated[Literal["adapter", "merged", "gguf"], Field(description="what to write")] = "adapter",
+    checkpoint: Annotated[
+        int | None, Field(ge=1, description="export checkpoint-N, not the final adapter")
+    ] = None,
+    quant: Annotated[
+        str, Field(description="gguf type: f16, q8_0, bf16, f32, q5_1, q5_0, q4_1, q4_0")
+    ] = "f16",
+    out: Annotated[str | None, Field(description="output folder (default RUN/exports/FORMAT)")] = None,
+    force: Annotated[bool, Field(description="replace a non-empty output folder")] = False,
+) -> dict[str, Any]:
+    """Export a run: its LoRA adapter, a merged 16-bit model, or a GGUF with an Ollama Modelfile. Returns the
+    folder, the files and the estimated and measured sizes."""
+    from lorastudio.export.exporter import ExportRequest
+    from lorastudio.export.exporter import export as run_export
+
+    request = ExportRequest(run, format, checkpoint, quant, Path(out).expanduser() if out else None, force)
+    return run_export(request).to_json()
+
+
+# -- the server -------------------------------------------------------------------------------------
+Tool = Callable[..., Any]
+
+READ_ONLY_TOOLS: tuple[Tool, ...] = (
+    list_recipes,
+    show_recipe,
+    validate_recipe,
+    preview,
+    run_status,
+    list_runs,
+    compare_runs,
+    compare_sweep,
+    samples,
+    chat,
+)
+"""Tools that change nothing: they read recipes and run directories (chat loads a model, writes nothing)."""
+CHANGING_TOOLS: tuple[Tool, ...] = (start_run, stop_run, resume_run, export, start_sweep, stop_sweep)
+"""Tools that start, stop or write something; left out with ``--read-only``."""
+
+
+def tool_errors(fn: Tool) -> Tool:
+    """``fn`` with a :class:`StudioError` returned as a tool error carrying its message (the CLI's line)."""
+    from mcp.types import CallToolResult, TextContent
+
+    @functools.wraps(fn)  # the SDK reads the signature (and so the schema) through __wrapped__
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StudioError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+
+    return wrapper
+
+
+def build_server(read_only: bool = False) -> Any:
+    """The MCPServer with studio's tools (only the read-only ones when asked)."""
+    from mcp.server import MCPServer
+    from mcp.types import ToolAnnotations
+
+    server = MCPServer("studio", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    for fn in READ_ONLY_TOOLS:
+        server.add_tool(
+            tool_errors(fn), annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False)
+        )
+    if not read_only:
+        for fn in CHANGING_TOOLS:
+            server.add_tool(
+                tool_errors(fn),
+                annotations=ToolAnnotations(
+                    read_only_hint=False, destructive_hint=fn in (stop_run, stop_sweep), open_world_hint=False
+                ),
+            )
+    return server
+
+
+def serve(read_only: bool = False) -> int:
+    """Serve over stdin/stdout until the client closes the connection."""
+    try:
+        import mcp.server  # noqa: F401
+    except ImportError:
+        raise StudioError("studio mcp needs the MCP SDK: pip install 'lorastudio[mcp]'") from None
+    build_server(read_only).run("stdio")
+    return 0

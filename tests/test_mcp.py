@@ -1,0 +1,176 @@
+"""`studio mcp`, driven by the MCP SDK's own stdio client: tools listed with schemas, a tiny run started,
+polled to done, chatted with and exported; --read-only refuses start; bad input comes back as a tool error."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import STUDIO_BIN
+
+mcp = pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install 'lorastudio[mcp]')")
+
+from mcp import ClientSession  # noqa: E402
+from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+
+SERVER_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def params(*extra: str) -> StdioServerParameters:
+    env = {k: v for k, v in os.environ.items() if k.startswith(("XDG_", "HF_", "STUDIO_", "PATH", "HOME"))}
+    return StdioServerParameters(command=STUDIO_BIN, args=["mcp", *extra], env={**env, **SERVER_ENV})
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+def data_of(result: Any) -> Any:
+    assert not result.is_error, text_of(result)
+    if result.structured_content is not None:
+        content = result.structured_content
+        return content["result"] if set(content) == {"result"} else content
+    return json.loads(text_of(result))
+
+
+async def call(session: ClientSession, name: str, **arguments: Any) -> Any:
+    return await session.call_tool(name, arguments)
+
+
+async def wait_status(session: ClientSession, run: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = data_of(await call(session, "run_status", run=run))
+        if status["status"] in ("done", "failed", "stopped", "died"):
+            return status
+        assert time.monotonic() < deadline, f"run still {status['status']} after {timeout} s"
+        await anyio.sleep(0.5)
+
+
+def run_client(body: Any, *extra: str) -> Any:
+    async def main() -> Any:
+        async with stdio_client(params(*extra)) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            return await body(session)
+
+    return anyio.run(main)
+
+
+@pytest.mark.slow
+def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp_path: Path) -> None:
+    async def body(session: ClientSession) -> dict[str, Any]:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert {
+            "list_recipes",
+            "show_recipe",
+            "validate_recipe",
+            "preview",
+            "start_run",
+            "run_status",
+            "list_runs",
+            "stop_run",
+            "resume_run",
+            "compare_runs",
+            "samples",
+            "chat",
+            "export",
+        } <= set(tools)
+        start_schema = tools["start_run"].input_schema
+        assert start_schema["required"] == ["recipe"] and "overrides" in start_schema["properties"]
+        assert tools["export"].input_schema["properties"]["format"]["enum"] == ["adapter", "merged", "gguf"]
+        assert tools["run_status"].annotations.read_only_hint is True
+        assert tools["start_run"].annotations.read_only_hint is False
+
+        names = [r["name"] for r in data_of(await call(session, "list_recipes"))]
+        assert "tiny-pirate" in names
+        shown = text_of(
+            await call(session, "show_recipe", recipe="tiny-pirate", overrides=["train.max_steps=7"])
+        )
+        assert "max_steps: 7" in shown
+
+        preview = data_of(await call(session, "preview", recipe="tiny-pirate"))
+        assert preview["sample"]["trained_tokens"] > 0 and "⟦" in preview["sample"]["text"]
+        assert preview["stats"]["rows"] == 225
+
+        started = data_of(
+            await call(
+                session,
+                "start_run",
+                recipe="tiny-pirate",
+                overrides=["train.max_steps=4", "train.save_steps=2"],
+            )
+        )
+        run = started["run"]
+        assert run.startswith("tiny-pirate-")
+        status = await wait_status(session, run)
+        assert status["status"] == "done", status
+        assert status["step"] == 4 and status["loss"] is not None and status["memory"]["peak_rss_mb"]
+        assert run in [r["name"] for r in data_of(await call(session, "list_runs"))]
+
+        samples = data_of(await call(session, "samples", run=run))
+        assert samples["samples"] == [] and "no samples recorded" in samples["message"]
+
+        reply = data_of(
+            await call(
+                session, "chat", target=run, prompt="What colour is the sky?", max_new_tokens=8, greedy=True
+            )
+        )
+        assert reply["adapter"] is True and reply["tokens"] >= 1 and isinstance(reply["text"], str)
+
+        exported = data_of(await call(session, "export", run=run, format="adapter", out=str(tmp_path / "ad")))
+        assert Path(exported["out"]) == tmp_path / "ad"
+        assert "adapter_config.json" in exported["files"]
+        assert (tmp_path / "ad" / "adapter_model.safetensors").exists()
+        return status
+
+    run_client(body)
+
+
+def test_bad_input_is_a_tool_error_with_the_cli_message(studio_home: Path) -> None:
+    async def body(session: ClientSession) -> None:
+        bad = await call(session, "start_run", recipe="tiny-pirate", overrides=["train.max_steps=lots"])
+        assert bad.is_error
+        assert (
+            text_of(bad)
+            == "override 'train.max_steps=lots': Input should be a valid integer, unable to parse "
+            "string as an integer"
+        )
+        unknown = await call(session, "start_run", recipe="no-such-recipe")
+        assert unknown.is_error and text_of(unknown).startswith("unknown recipe 'no-such-recipe' (known: ")
+        missing = await call(session, "run_status", run="no-such-run")
+        assert missing.is_error and text_of(missing) == "no such run: 'no-such-run' (see `studio runs`)"
+        checked = data_of(
+            await call(session, "validate_recipe", recipe="tiny-pirate", overrides=["lora.r=0"])
+        )
+        assert checked == {
+            "valid": False,
+            "problems": ["override 'lora.r=0': Input should be greater than or equal to 1"],
+        }
+        assert data_of(await call(session, "validate_recipe", recipe="tiny-pirate"))["valid"] is True
+        grid = await call(session, "start_sweep", recipe="tiny-pirate", grid=["lora.r=8,sixteen"])
+        assert grid.is_error and text_of(grid) == (
+            "sweep: override 'lora.r=sixteen': Input should be a valid integer, unable to parse string as an "
+            "integer (nothing was started)"
+        )
+        # the server is still there after the errors
+        assert data_of(await call(session, "list_runs")) is not None
+
+    run_client(body)
+
+
+def test_read_only_server_has_no_tools_that_change_anything(studio_home: Path) -> None:
+    async def body(session: ClientSession) -> None:
+        names = {tool.name for tool in (await session.list_tools()).tools}
+        assert {"list_recipes", "run_status", "list_runs", "compare_runs", "preview", "chat"} <= names
+        assert not names & {"start_run", "stop_run", "resume_run", "export", "start_sweep", "stop_sweep"}
+        refused = await call(session, "start_run", recipe="tiny-pirate")
+        assert refused.is_error and "start_run" in text_of(refused)
+
+    before = set((studio_home / "data" / "studio" / "runs").glob("*"))
+    run_client(body, "--read-only")
+    assert set((studio_home / "data" / "studio" / "runs").glob("*")) == before
