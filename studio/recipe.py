@@ -129,6 +129,10 @@ class TrainSection(_Section):
     distributed: Literal["ddp", "fsdp"] = "ddp"
     """With more than one device: ``ddp`` keeps a whole copy of the model on each (fastest when it fits one);
     ``fsdp`` shards weights, gradients and optimizer state across them, for models that do not fit one."""
+    nodes: int = Field(1, ge=1)
+    """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
+    one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
+    (``studio train --slurm`` does this through ``srun``); the run directory must be on storage every node sees."""
 
 
 class ChatSection(_Section):
