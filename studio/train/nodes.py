@@ -60,8 +60,14 @@ class NodeSpec:
         """The supervisor's command-line flags for this node."""
         if not self.multi:
             return []
-        return ["--nodes", str(self.nodes), "--node-rank", str(self.node_rank),
-                "--main-address", f"{self.main_host}:{self.main_port}"]
+        return [
+            "--nodes",
+            str(self.nodes),
+            "--node-rank",
+            str(self.node_rank),
+            "--main-address",
+            f"{self.main_host}:{self.main_port}",
+        ]
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -71,20 +77,25 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def node_spec(nodes: int | None, node_rank: int | None, address: str | None, recipe_nodes: int = 1) -> NodeSpec:
+def node_spec(
+    nodes: int | None, node_rank: int | None, address: str | None, recipe_nodes: int = 1
+) -> NodeSpec:
     """The flags (or the recipe's ``train.nodes``) checked against each other."""
     count = nodes if nodes is not None else recipe_nodes
     rank = node_rank or 0
     if count < 1:
         raise NodeError(f"--nodes {count}: give 1 or more")
     if not 0 <= rank < count:
-        raise NodeError(f"--node-rank {rank}: must be between 0 and {count - 1} for {count} node"
-                        f"{'s' if count > 1 else ''} (train.nodes / --nodes)")
+        raise NodeError(
+            f"--node-rank {rank}: must be between 0 and {count - 1} for {count} node"
+            f"{'s' if count > 1 else ''} (train.nodes / --nodes)"
+        )
     if count == 1:
         return NodeSpec()
     if not address:
-        raise NodeError(f"train.nodes: {count} needs --main-address HOST:PORT (node 0's address, the same on "
-                        "every node)")
+        raise NodeError(
+            f"train.nodes: {count} needs --main-address HOST:PORT (node 0's address, the same on every node)"
+        )
     host, port = parse_address(address)
     return NodeSpec(count, rank, host, port)
 
@@ -132,14 +143,23 @@ def read_report(path: Path) -> dict[str, Any]:
 def announce(run_dir: Path, spec: NodeSpec, devices: int) -> float:
     """A node's first report for this launch; returns the launch time its ending is compared against."""
     started = time.time()
-    write_report(run_dir, spec.node_rank, host=socket.gethostname(), pid=os.getpid(), started=started,
-                 ranks=[ranks_of(spec.node_rank, devices).start, ranks_of(spec.node_rank, devices).stop - 1],
-                 ended=None, code=None, cause=None)
+    write_report(
+        run_dir,
+        spec.node_rank,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started=started,
+        ranks=[ranks_of(spec.node_rank, devices).start, ranks_of(spec.node_rank, devices).stop - 1],
+        ended=None,
+        code=None,
+        cause=None,
+    )
     return started
 
 
-def lost_node_cause(run_dir: Path, spec: NodeSpec, devices: int, started: float, own_cause: str,
-                    wait_s: float = REPORT_WAIT_S) -> str:
+def lost_node_cause(
+    run_dir: Path, spec: NodeSpec, devices: int, started: float, own_cause: str, wait_s: float = REPORT_WAIT_S
+) -> str:
     """Node 0's launcher failed: the other node that failed in this launch, or the ones that never reported."""
     deadline = time.monotonic() + wait_s
     while True:
@@ -163,19 +183,34 @@ def lost_node_cause(run_dir: Path, spec: NodeSpec, devices: int, started: float,
     return own_cause
 
 
-def start_node(run_dir: Path, spec: NodeSpec, resume: bool = False, devices: int | str | None = None,
-               env: dict[str, str] | None = None) -> int:
+def start_node(
+    run_dir: Path,
+    spec: NodeSpec,
+    resume: bool = False,
+    devices: int | str | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     """Start this node's supervisor detached (its own session, output in its node log); node 0 records its pid."""
     from lorastudio.train.launch import supervisor_command
     from lorastudio.train.runs import update_meta
 
-    cmd = supervisor_command(run_dir, resume=False, devices=devices) + spec.args() + (["--resume"] if resume else [])
+    cmd = (
+        supervisor_command(run_dir, resume=False, devices=devices)
+        + spec.args()
+        + (["--resume"] if resume else [])
+    )
     log_path = node_log(run_dir, spec.node_rank)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True,
-                                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        )
     if spec.is_main:
         update_meta(run_dir, pid=proc.pid, pid_started=_create_time(proc.pid), nodes=spec.nodes)
     return proc.pid
