@@ -417,7 +417,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = find_run(args.run)
     pid, checkpoint = resume_run(run_dir)
     where = f"from {checkpoint.name}" if checkpoint else "from step 0 (no checkpoint was saved)"
-    print(f"resuming {run_dir.name} {where} (worker pid {pid}); `studio attach {run_dir.name}` to watch")
+    from lorastudio.train.runs import read_meta
+
+    who = f"Slurm job {pid}" if read_meta(run_dir).get("slurm") else f"worker pid {pid}"  # train/slurm.py
+    print(f"resuming {run_dir.name} {where} ({who}); `studio attach {run_dir.name}` to watch")
     return 0
 
 

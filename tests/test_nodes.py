@@ -49,20 +49,46 @@ def test_accelerate_command_for_a_node(tmp_path: Path) -> None:
     assert node.args() == ["--nodes", "2", "--node-rank", "1", "--main-address", "node001:29600"]
 
 
-def _node_run(*overrides: str) -> tuple[Path, list[nodes.NodeSpec]]:
-    run_dir = runs.create_run(
-        registry.load("tiny-pirate", ["train.batch_size=4", "train.nodes=2", *overrides])
-    )
+def _node_run(*overrides: str) -> Path:
+    """Node 0 creates the run and starts; node 1 joins it by name (what two machines would type)."""
     address = f"127.0.0.1:{launch.free_port()}"
-    specs = [nodes.node_spec(2, rank, address) for rank in (0, 1)]
-    for spec in specs:
-        nodes.start_node(run_dir, spec, env={"OMP_NUM_THREADS": "1"})
-    return run_dir, specs
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = ["--nodes", "2", "--main-address", address]
+    first = subprocess.run(
+        [
+            STUDIO_BIN,
+            "train",
+            "tiny-pirate",
+            "train.batch_size=4",
+            *overrides,
+            *flags,
+            "--node-rank",
+            "0",
+            "--detach",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    name = first.stdout.strip().splitlines()[-1]
+    second = subprocess.run(
+        [STUDIO_BIN, "train", name, *flags, "--node-rank", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert second.returncode == 0 and "node 1 of" in second.stdout, second.stdout + second.stderr
+    run_dir = runs.find_run(name)
+    assert runs.load_run_recipe(run_dir).train.nodes == 2
+    return run_dir
 
 
 @pytest.fixture(scope="module")
 def two_nodes(tiny_model: Path) -> Path:
-    run_dir, _ = _node_run(f"train.max_steps={STEPS}")
+    run_dir = _node_run(f"train.max_steps={STEPS}")
     wait_for(lambda: runs.summarise(run_dir).status in ("done", "failed", "died"), timeout=900)
     node1 = nodes.read_report(nodes.report_path(run_dir, 1))
     wait_for(lambda: nodes.read_report(nodes.report_path(run_dir, 1)).get("ended"), timeout=120)
@@ -133,7 +159,7 @@ def _node_pids(run_dir: Path, node_rank: int) -> dict[int, int]:
 
 @pytest.mark.slow
 def test_losing_node_1_fails_the_run_naming_it(tiny_model: Path) -> None:
-    run_dir, _ = _node_run("train.max_steps=100000", "train.save_steps=100000")
+    run_dir = _node_run("train.max_steps=100000", "train.save_steps=100000")
     wait_for(lambda: state_of(run_dir).step >= 2, timeout=600)
     ranks = wait_for(lambda: _node_pids(run_dir, 1), timeout=30)
     killed = time.monotonic()
@@ -144,3 +170,21 @@ def test_losing_node_1_fails_the_run_naming_it(tiny_model: Path) -> None:
     print(f"failed {time.monotonic() - killed:.1f} s after node 1's rank was killed: {summary.cause}")
     assert summary.status == "failed", summary
     assert "node 1" in (summary.cause or "") and "rank 1" in summary.cause and "SIGKILL" in summary.cause
+
+
+@pytest.mark.slow
+def test_stop_on_node_0_stops_every_node_after_one_step(tiny_model: Path) -> None:
+    run_dir = _node_run("train.max_steps=100000", "train.save_steps=100000")
+    wait_for(lambda: state_of(run_dir).step >= 2, timeout=600)
+    assert runs.stop_run(run_dir)  # SIGTERM to node 0's supervisor only: the vote carries it to node 1
+    summary = wait_for(
+        lambda: (s := runs.summarise(run_dir)).status in ("failed", "died", "stopped") and s, timeout=180
+    )
+    assert summary.status == "stopped" and "SIGTERM" in (summary.cause or ""), summary
+    report = wait_for(
+        lambda: (r := nodes.read_report(nodes.report_path(run_dir, 1))).get("ended") and r, timeout=120
+    )
+    assert report["code"] == 0, report  # node 1's rank left cleanly after the same step
+    checkpoint = runs.latest_checkpoint(run_dir)
+    assert checkpoint is not None and checkpoint.name == f"checkpoint-{summary.step}"
+    assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}

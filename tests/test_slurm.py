@@ -239,6 +239,15 @@ def settled(run_dir: Path, timeout: float = 600) -> runs.RunSummary:
     return runs.summarise(run_dir)
 
 
+def test_a_job_sbatch_refuses_fails_the_run_saying_why(slurm_cluster: Path) -> None:
+    result = studio("train", "tiny-pirate", "--slurm", "--partition", "nosuchpartition", "--detach")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "sbatch refused the job" in result.stderr and "partition" in result.stderr.lower(), result.stderr
+    summary = runs.list_runs()[0]
+    assert summary.status == "failed" and "sbatch refused the job" in (summary.cause or "")
+    assert "#SBATCH --partition=nosuchpartition" in (summary.path / slurm.SCRIPT_FILE).read_text()
+
+
 LIVE = ("starting", "loading model", "loading data", "training", "saving")
 
 

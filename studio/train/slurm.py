@@ -19,8 +19,6 @@ failure) starts again with ``--resume`` by itself (``SLURM_RESTART_COUNT`` > 0).
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shlex
 import subprocess
@@ -155,12 +153,21 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
     tmp.write_text(sbatch_script(run_dir, options, resume))
     tmp.chmod(0o755)
     tmp.replace(script)
-    result = _run(["sbatch", "--parsable", "--chdir", str(run_dir), str(script)])
-    if result.returncode != 0:
-        raise SlurmError(f"sbatch refused the job: {(result.stderr or result.stdout).strip()[:300]}")
-    job_id = result.stdout.strip().split(";")[0]
-    if not job_id.isdigit():
-        raise SlurmError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
+    try:
+        result = _run(["sbatch", "--parsable", "--chdir", str(run_dir), str(script)])
+        if result.returncode != 0:
+            raise SlurmError(f"sbatch refused the job: {(result.stderr or result.stdout).strip()[:300]}")
+        job_id = result.stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise SlurmError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
+    except SlurmError as exc:
+        if not read_meta(run_dir).get("slurm"):  # a new run that never reached Slurm must not look queued
+            from lorastudio.train.events import EVENTS_FILE, EventWriter
+
+            writer = EventWriter(run_dir / EVENTS_FILE)
+            writer.status("failed", cause=str(exc))
+            writer.close()
+        raise
     previous = read_meta(run_dir).get("slurm") or {}
     update_meta(
         run_dir,
@@ -353,18 +360,3 @@ def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
     update_meta(run_dir, slurm={**(meta.get("slurm") or {}), "stop_requested": time.time()})
     _cache.pop(job_id, None)
     return True
-
-
-def describe(meta: dict[str, Any]) -> str:
-    """One line for the CLI after submitting."""
-    slurm = meta.get("slurm") or {}
-    return f"Slurm job {slurm.get('job_id')} ({json.dumps(slurm.get('options', {}))})"
-
-
-def available() -> bool:
-    """Slurm's client commands are on PATH (a cluster may still refuse them)."""
-    from shutil import which
-
-    return all(which(cmd) for cmd in ("sbatch", "squeue", "scancel", "scontrol")) and not os.environ.get(
-        "STUDIO_NO_SLURM"
-    )
