@@ -210,6 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
     from lorastudio.train.runs import find_run, start_run
 
+    if not args.resume and (args.slurm or args.nodes or args.node_rank is not None or args.main_address):
+        return _train_on_nodes(args)  # several machines, or a Slurm job (train/nodes.py, train/slurm.py)
     if args.resume:
         from lorastudio.train.manage import resume_run
 
@@ -224,6 +226,48 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
     print(f"run: {run_dir}", file=sys.stderr)
     if args.detach:
+        print(run_dir.name)
+        return 0
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        from lorastudio.app import run_app
+
+        run_app(attach=run_dir)
+        return 0
+    return follow(run_dir)
+
+
+def _train_on_nodes(args: argparse.Namespace) -> int:
+    """``--slurm``: submit a job; ``--nodes N --node-rank R --main-address H:P``: start this node's supervisor."""
+    from lorastudio.registry import load
+    from lorastudio.train.nodes import node_log, node_spec, start_node
+    from lorastudio.train.runs import create_run, find_run, load_run_recipe
+
+    overrides = [*args.overrides, *([f"train.devices={args.devices}"] if args.devices is not None else []),
+                 *([f"train.nodes={args.nodes}"] if args.nodes else []),
+                 *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node else [])]
+    if args.slurm:
+        from lorastudio.train.slurm import SlurmOptions, submit
+
+        recipe = load(args.recipe, overrides)
+        run_dir = create_run(recipe)
+        options = SlurmOptions(nodes=recipe.train.nodes, gpus_per_node=args.gpus_per_node, partition=args.partition,
+                               time=args.time, account=args.account, requeue=args.requeue)
+        job_id = submit(run_dir, options)
+        print(f"run: {run_dir}\nSlurm job {job_id}: {run_dir / 'slurm.sbatch'}", file=sys.stderr)
+    elif args.node_rank:  # another machine of a run node 0 created: RECIPE names that run
+        run_dir = find_run(args.recipe)
+        spec = node_spec(args.nodes, args.node_rank, args.main_address, load_run_recipe(run_dir).train.nodes)
+        pid = start_node(run_dir, spec)
+        print(f"node {spec.node_rank} of {run_dir.name} started (supervisor pid {pid}); its output: "
+              f"{node_log(run_dir, spec.node_rank)}")
+        return 0
+    else:
+        recipe = load(args.recipe, overrides)
+        spec = node_spec(args.nodes, args.node_rank, args.main_address, recipe.train.nodes)
+        run_dir = create_run(recipe)
+        start_node(run_dir, spec)
+        print(f"run: {run_dir}", file=sys.stderr)
+    if args.detach or args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print(run_dir.name)
         return 0
     if sys.stdout.isatty() and sys.stdin.isatty():
@@ -379,7 +423,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = find_run(args.run)
     pid, checkpoint = resume_run(run_dir)
     where = f"from {checkpoint.name}" if checkpoint else "from step 0 (no checkpoint was saved)"
-    print(f"resuming {run_dir.name} {where} (worker pid {pid}); `studio attach {run_dir.name}` to watch")
+    from lorastudio.train.runs import read_meta
+
+    who = f"Slurm job {pid}" if read_meta(run_dir).get("slurm") else f"worker pid {pid}"  # train/slurm.py
+    print(f"resuming {run_dir.name} {where} ({who}); `studio attach {run_dir.name}` to watch")
     return 0
 
 
@@ -638,6 +685,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "same as train.devices=N")
     p.add_argument("--no-start", action="store_true", help="create the run directory, print it, start nothing "
                    "(to launch it yourself, e.g. with accelerate on several machines)")
+    g = p.add_argument_group("several machines / Slurm (see README: Several machines)")
+    g.add_argument("--nodes", metavar="N", type=int, help="train on N machines (train.nodes=N), devices on each")
+    g.add_argument("--node-rank", metavar="R", type=int, help="this machine's rank, 0..N-1; with R > 0, RECIPE "
+                   "names the run node 0 created (on shared storage)")
+    g.add_argument("--main-address", metavar="HOST:PORT", help="node 0's address, the same on every node")
+    g.add_argument("--slurm", action="store_true", help="submit the run as a Slurm job (sbatch script in the run)")
+    g.add_argument("--partition", metavar="P", help="Slurm partition")
+    g.add_argument("--gpus-per-node", metavar="G", type=int, help="Slurm GPUs per node (train.devices=G)")
+    g.add_argument("--time", metavar="T", help="Slurm time limit (e.g. 4:00:00)")
+    g.add_argument("--account", metavar="A", help="Slurm account to charge")
+    g.add_argument("--requeue", action="store_true", help="let Slurm requeue the job (preemption); it resumes "
+                   "from its latest checkpoint")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("runs", help="list runs (newest first; `latest` names the newest); delete, note, compare")

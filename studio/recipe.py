@@ -144,6 +144,10 @@ class TrainSection(_Section):
     def _one_tracker(cls, value: object) -> object:
         """``report_to: tensorboard`` (or ``train.report_to=tensorboard``) means a list of one."""
         return [value] if isinstance(value, str) else value
+    nodes: int = Field(1, ge=1)
+    """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
+    one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
+    (``studio train --slurm`` does this through ``srun``); the run directory must be on storage every node sees."""
 
 
 class ChatSection(_Section):

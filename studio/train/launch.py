@@ -27,10 +27,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from lorastudio.errors import StudioError
+from lorastudio.train import nodes
+from lorastudio.train.nodes import NodeSpec
 
 FSDP_DEFAULTS = [
     "--fsdp_version", "1",
@@ -113,8 +116,10 @@ def free_port() -> int:
 
 def accelerate_command(run_dir: Path, devices: int, distributed: str = "ddp", resume: bool = False, *,
                        port: int | None = None, config_file: str | None = None,
-                       python: str = sys.executable) -> list[str]:
-    """``python -m accelerate.commands.launch ... -m lorastudio.worker RUN_DIR`` for one machine, N processes."""
+                       python: str = sys.executable, node: NodeSpec | None = None) -> list[str]:
+    """``python -m accelerate.commands.launch ... -m lorastudio.worker RUN_DIR``: N processes on this machine
+    (``devices``), on each of ``node.nodes`` machines when ``node`` says so (see nodes.py)."""
+    machines = node.nodes if node is not None and node.multi else 1
     cmd = [python, "-m", "accelerate.commands.launch"]
     if config_file:
         cmd += ["--config_file", config_file]
@@ -122,10 +127,16 @@ def accelerate_command(run_dir: Path, devices: int, distributed: str = "ddp", re
     if distributed == "fsdp" and not config_file:
         cmd += FSDP_DEFAULTS
     cmd += [
-        "--num_processes", str(devices), "--num_machines", "1",
+        "--num_processes", str(devices * machines), "--num_machines", str(machines),
         "--mixed_precision", "no",  # the trainer sets bf16/fp16 from the recipe
         "--dynamo_backend", "no",
-        "--main_process_port", str(port or free_port()),
+    ]
+    if node is not None and node.multi:  # torchrun's static rendezvous, hosted by node 0
+        cmd += ["--machine_rank", str(node.node_rank), "--main_process_ip", node.main_host,
+                "--main_process_port", str(node.main_port)]
+    else:
+        cmd += ["--main_process_port", str(port or free_port())]
+    cmd += [
         "--max_restarts", "0",  # a failed rank fails the run; it is not restarted from scratch
         "--monitor_interval", "1",
         "-m", "lorastudio.worker", str(run_dir),
@@ -187,7 +198,9 @@ def root_cause(log_text: str) -> str | None:
 class Supervisor:
     """Runs the launcher, forwards stop signals to the training processes, and reports a launcher failure."""
 
-    def __init__(self, run_dir: Path, resume: bool, devices: int | str | None, distributed: str | None = None) -> None:
+    def __init__(self, run_dir: Path, resume: bool, devices: int | str | None, distributed: str | None = None,
+                 node: NodeSpec | None = None) -> None:
+        self.node = node or NodeSpec()
         self.run_dir = run_dir
         self.resume = resume
         self.devices = devices
@@ -235,27 +248,39 @@ class Supervisor:
 
         try:
             setting, distributed = self.devices, self.distributed
-            if setting is None or distributed is None:  # started by hand: read the run's recipe snapshot
+            train_nodes: int | None = None
+            if setting is None or distributed is None or self.node.multi:  # by hand, or a node: read the snapshot
                 from lorastudio import registry
 
                 train = registry.load_snapshot(self.run_dir / "recipe.yaml").train
                 setting = train.devices if setting is None else setting
                 distributed = train.distributed if distributed is None else distributed
+                train_nodes = train.nodes
             gpus = visible_gpus()
             cuda = gpus > 0
             devices = resolve_devices(setting, gpus)
             check_distributed(distributed, devices, gpus)
+            if train_nodes is not None and train_nodes != self.node.nodes:
+                raise nodes.NodeError(f"train.nodes: {train_nodes}, but this supervisor was started for "
+                                      f"{self.node.nodes} node{'s' if self.node.nodes > 1 else ''}: start one on "
+                                      "each node with --nodes N --node-rank R --main-address HOST:PORT")
         except StudioError as exc:
             return self._fail(str(exc))
-        if devices == 1:
+        if devices == 1 and not self.node.multi:
             cmd = [sys.executable, "-m", "lorastudio.worker", str(self.run_dir)] + (["--resume"] if self.resume else [])
         else:
             cmd = accelerate_command(self.run_dir, devices, distributed, self.resume,
-                                     config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None)
+                                     config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None, node=self.node)
+        launched = time.time()
+        if self.node.multi:
+            nodes.redirect_output(nodes.node_log(self.run_dir, self.node.node_rank))  # torchrun's report, read below
+            launched = nodes.announce(self.run_dir, self.node, devices)
         print("launching: " + " ".join(cmd), flush=True)
         reader = RunReader(self.run_dir)
         reader.update()  # a resumed run's log holds an earlier ending: only what this launch adds counts
         log_path = self.run_dir / LOG_FILE
+        if self.node.multi:
+            log_path = nodes.node_log(self.run_dir, self.node.node_rank)
         log_start = log_path.stat().st_size if log_path.exists() else 0
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=launch_env(cuda))
@@ -267,6 +292,8 @@ class Supervisor:
                 break
             except subprocess.TimeoutExpired:
                 self.forward()  # processes started after the signal arrived are told too
+        if not self.node.is_main:  # only node 0 writes the run's events: this node reports how it ended
+            return self._node_ended(code, log_path, log_start)
         statuses = [e.status for e in reader.update() if isinstance(e, StatusEvent)]
         # This launch's own ending: a resume started after it (while this launcher was still exiting) may
         # already have appended a new `starting`, which must not read as "ended without a status".
@@ -283,14 +310,33 @@ class Supervisor:
         said = re.findall(r"^studio rank (\d+) failed: (.*)$", tail, re.M)
         if said:
             cause += f" (rank {said[0][0]}: {said[0][1][:160]})"
+        if self.node.multi:  # a peer node that went away is the cause, not rank 0 leaving on the broken link
+            cause = nodes.lost_node_cause(self.run_dir, self.node, devices, launched, cause)
         writer = EventWriter(self.run_dir / EVENTS_FILE)
-        writer.status("failed", cause=cause, world_size=devices)
+        writer.status("failed", cause=cause, world_size=devices * self.node.nodes)
         writer.close()
         return code or 1
+
+    def _node_ended(self, code: int, log_path: Path, log_start: int) -> int:
+        cause = None
+        if code:
+            try:
+                with log_path.open("rb") as handle:
+                    handle.seek(max(log_start, log_path.stat().st_size - 20000))
+                    tail = handle.read().decode(errors="replace")
+            except OSError:
+                tail = ""
+            cause = root_cause(tail) or f"its launcher exited with code {code}"
+        nodes.write_report(self.run_dir, self.node.node_rank, ended=time.time(), code=code, cause=cause)
+        return code
 
     def _fail(self, cause: str) -> int:
         from lorastudio.train.events import EVENTS_FILE, EventWriter
 
+        if not self.node.is_main:
+            nodes.write_report(self.run_dir, self.node.node_rank, ended=time.time(), code=1, cause=cause)
+            print(cause, file=sys.stderr)
+            return 1
         writer = EventWriter(self.run_dir / EVENTS_FILE)
         writer.status("failed", cause=cause)
         writer.close()
@@ -302,13 +348,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lorastudio.train.launch")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--devices", help="override train.devices (N or all)")
+    parser.add_argument("--devices", help="override train.devices (N or all), per node")
     parser.add_argument("--distributed", choices=("ddp", "fsdp"), help="override train.distributed")
+    parser.add_argument("--nodes", type=int, help="override train.nodes: machines in the run (see nodes.py)")
+    parser.add_argument("--node-rank", type=int, help="this machine's place, 0 .. nodes-1 (node 0 writes the run)")
+    parser.add_argument("--main-address", metavar="HOST:PORT", help="node 0's address for the rendezvous")
     args = parser.parse_args(argv)
     devices: int | str | None = args.devices
     if devices is not None and devices != "all":
         devices = int(devices)
-    supervisor = Supervisor(args.run_dir.resolve(), args.resume, devices, args.distributed)
+    run_dir = args.run_dir.resolve()
+    node = None
+    if args.nodes is not None or args.node_rank or args.main_address:
+        from lorastudio import registry
+        from lorastudio.train.nodes import node_spec
+
+        try:
+            recipe_nodes = registry.load_snapshot(run_dir / "recipe.yaml").train.nodes
+            node = node_spec(args.nodes, args.node_rank, args.main_address, recipe_nodes)
+        except StudioError as exc:
+            print(f"studio: {exc}", file=sys.stderr)
+            return 2
+    supervisor = Supervisor(run_dir, args.resume, devices, args.distributed, node)
     supervisor.install()
     return supervisor.run()
 

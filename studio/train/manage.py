@@ -121,6 +121,10 @@ def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path 
     if summary.status not in RESUMABLE:
         raise RunError(f"run {path.name} is {summary.status}; only a stopped, failed or died run can be resumed")
     checkpoint = latest_checkpoint(path)
+    if read_meta(path).get("slurm"):  # a new job from the latest checkpoint (slurm.py); its id in place of a pid
+        from lorastudio.train.slurm import resubmit
+
+        return int(resubmit(path)), checkpoint
     return start_worker(path, resume=True, devices=devices), checkpoint
 
 

@@ -141,6 +141,10 @@ def _create_time(pid: int) -> float | None:
 
 def worker_alive(meta: dict[str, Any]) -> bool:
     """The recorded worker still runs (same pid *and* start time, so a reused pid does not count)."""
+    if meta.get("slurm"):  # its supervisor may run on another machine: Slurm knows (slurm.py)
+        from lorastudio.train.slurm import job_alive
+
+        return job_alive(meta)
     pid = meta.get("pid")
     if not pid:
         return False
@@ -161,6 +165,10 @@ DIED_CAUSE = "the worker exited without a final status (killed or out of memory?
 
 def effective_status(state: RunState, meta: dict[str, Any]) -> str:
     """The logged status, or ``died`` when a non-final status has no live worker behind it."""
+    if meta.get("slurm"):
+        from lorastudio.train.slurm import slurm_status
+
+        return slurm_status(state.status, state.cause, state.finished, meta)[0]
     if state.finished or state.status == "unknown":
         return state.status
     if state.status == "queued" and not meta.get("pid"):
@@ -202,6 +210,10 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
         cache.save()
     status = effective_status(state, meta)
     cause = state.cause if status != "died" else DIED_CAUSE
+    if meta.get("slurm"):  # the job's state in Slurm: pending reason, time limit, node failure (slurm.py)
+        from lorastudio.train.slurm import slurm_status
+
+        status, cause = slurm_status(state.status, state.cause, state.finished, meta)
     return RunSummary(path.name, path, meta.get("recipe", "?"), status, state.step, state.max_steps,
                       state.last_loss, meta.get("created", state.started), cause,
                       best_checkpoint=state.best_checkpoint, best_eval_loss=state.best_eval_loss)
@@ -244,6 +256,10 @@ def load_run_recipe(path: Path) -> Recipe:
 def stop_run(path: Path) -> bool:
     """Ask the worker to save and stop (SIGTERM). False when no live worker is found."""
     meta = read_meta(path)
+    if meta.get("slurm"):  # scancel --signal=TERM to the job's steps (slurm.py)
+        from lorastudio.train.slurm import stop_job
+
+        return stop_job(path, meta)
     if not worker_alive(meta):
         return False
     try:
