@@ -95,7 +95,7 @@ def test_placement_and_root_cause() -> None:
     assert placement({}).is_main and not placement({}).distributed
     second = placement({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
     assert second.distributed and not second.is_main
-        assert NullWriter().status("done").status == "done"
+    assert NullWriter().status("done").status == "done"
     log = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
 lorastudio.worker FAILED
