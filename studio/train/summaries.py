@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ CACHE_FILE = "run-summaries.json"
 CACHE_VERSION = 1
 """Bump when an entry's meaning changes (RunState's fields are checked on load anyway)."""
 FINGERPRINT_BYTES = 64
+SAVE_EVERY_S = 5.0
 
 
 class SummaryCache:
@@ -44,6 +46,7 @@ class SummaryCache:
         self._entries: dict[str, dict[str, Any]] | None = None
         self._dirty = False
         self._lock = threading.Lock()
+        self._saved: float | None = None
         self._memo: dict[str, tuple[int, int, RunState]] = {}
         """key -> (size, mtime_ns, state) of this process's latest answer, so an unchanged run costs a stat."""
         self.reads = 0
@@ -127,11 +130,17 @@ class SummaryCache:
                 self._memo.pop(key, None)
                 self._dirty = True
 
-    def save(self) -> None:
-        """Write the index if it changed; a failure (read-only cache folder) only costs the next fold."""
+    def save(self, force: bool = False) -> None:
+        """Write the index if it changed, at most every ``SAVE_EVERY_S`` (a live run changes it every tick;
+        what a later process misses it folds from the older offset). A failure (read-only cache folder)
+        only costs the next process a fold."""
         with self._lock:
             if not self._dirty or self._entries is None:
                 return
+            now = time.monotonic()
+            if not force and self._saved is not None and now - self._saved < SAVE_EVERY_S:
+                return
+            self._saved = now
             data = json.dumps({"version": [CACHE_VERSION, EVENTS_VERSION], "runs": self._entries})
             self._dirty = False
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
