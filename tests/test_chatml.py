@@ -62,6 +62,7 @@ def test_masking_equals_transformers_assistant_mask(smol_tokenizer: Any, index: 
     assert sum(theirs["assistant_masks"]) > 0
 
 
+@pytest.mark.slow  # loads SmolLM2's weights and builds a trainer
 def test_padding_never_masks_trained_im_end(smol_tokenizer: Any, smollm2_dir: Path, tmp_path: Path) -> None:
     """pad == <|im_end|>: the collated batch still takes loss on every reply's <|im_end|>."""
     from transformers import AutoModelForCausalLM

@@ -164,6 +164,7 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
                for e in events)
 
 
+@pytest.mark.slow  # starts helper processes that import the tokenizer stack
 @pytest.mark.parametrize("caller", ["main thread", "other thread"])
 def test_several_processes_give_what_one_gives(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
                                                monkeypatch: pytest.MonkeyPatch, caller: str) -> None:
