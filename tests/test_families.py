@@ -235,3 +235,22 @@ def test_prepared_data_holds_what_the_preview_shows(tmp_path: Path, family: str,
     want = [prepared.encoder.encode_row(r) for r in prepared.rows.rows]
     assert [r["input_ids"] for r in data.train] == [w.input_ids for w in want]
     assert [r["labels"] for r in data.train] == [w.labels for w in want]
+
+
+def test_studio_preview_shows_the_notes_and_the_tokenizers_own_ids(tmp_path: Path, qwen3_tokenizer) -> None:
+    import subprocess
+
+    from conftest import STUDIO_BIN, npm_tokenizer_dir
+
+    source = tmp_path / "reasoning.jsonl"
+    source.write_text(json.dumps(row(REASONING), ensure_ascii=False) + "\n", encoding="utf-8")
+    out = subprocess.run([STUDIO_BIN, "preview", "tiny-pirate", f"model.name={npm_tokenizer_dir('qwen3')}",
+                          "model.chat_template=tokenizer", "model.max_seq_length=4096", f"data.source={source}",
+                          "data.format=messages", "data.train_on_reasoning=false", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    sample = json.loads(out.stdout)["samples"][0]
+    assert [p["id"] for p in sample["pieces"]] == own_ids(qwen3_tokenizer, REASONING)
+    assert "turn 5: the think block is masked (data.train_on_reasoning: false)" in sample["notes"]
+    trained = "".join(p["text"] for p in sample["pieces"] if p["trained"])
+    assert trained == "391.<|im_end|>Gerundet 56.<|im_end|>"

@@ -125,6 +125,9 @@ def _turn_list(value: Any, field: str, role_key: str, content_key: str, roles: M
         role = roles.get(str(item.get(role_key, "")).lower())
         if role is None:
             raise SkipRow(f"unknown role {item.get(role_key)!r}")
+        if len(item) == 2 and content_key in item:  # role and content only, the common case
+            turns.append({"role": role, "content": _text(item.get(content_key), f"{role} content")})
+            continue
         calls = item.get("tool_calls") if role == "assistant" else None
         content = item.get(content_key)
         if role == "tool" and isinstance(content, Mapping | list):

@@ -82,6 +82,6 @@ def legend(no_color: bool = False) -> Text:
 def sample_json(items: list[Piece], sample: Encoded, index: int) -> dict[str, Any]:
     return {
         "index": index, "tokens": len(sample.input_ids), "trained_tokens": sample.trained_count,
-        "truncated": sample.truncated, "full_length": sample.full_length,
+        "truncated": sample.truncated, "full_length": sample.full_length, "notes": list(sample.notes),
         "pieces": [{"id": p.token_id, "text": p.text, "trained": p.trained, "special": p.special} for p in items],
     }
