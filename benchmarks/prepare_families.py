@@ -133,9 +133,9 @@ def dolly_with_numbers(path: Path, rows: int, seed: int = 0) -> None:
     with path.open("w") as handle:
         for i in range(rows):
             row = {
-                "instruction": f"{words(5, 12).capitalize()} in {rng.randint(1500, 2030)}?",
+                "instruction": f"{words(8, 18).capitalize()} in {rng.randint(1500, 2030)}?",
                 "context": f"{words(8, 20)} {rng.randint(2, 999)} {words(2, 6)}" if i % 4 == 0 else "",
-                "response": f"Arr, {words(6, 18)} {rng.randint(1, 100_000):,} {words(2, 6)} at "
+                "response": f"Arr, {words(14, 30)} {rng.randint(1, 100_000):,} {words(4, 10)} at "
                 f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}.",
                 "category": rng.choice(("open_qa", "closed_qa", "brainstorming", "summarization")),
             }
