@@ -45,7 +45,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("train.warmup_steps", "warmup steps"),
     FieldSpec("data.eval_fraction", "eval fraction"),
     FieldSpec("train.packing", "packing", "bool"),
-    FieldSpec("train.train_on", "train on", choices=("responses", "all")),
+    FieldSpec("train.train_on", "train on", choices=("responses", "last_response", "all")),
     FieldSpec("train.seed", "seed"),
     FieldSpec("train.save_steps", "save steps"),
     FieldSpec("train.save_total_limit", "checkpoints kept"),

@@ -133,6 +133,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         index, enc = item
         console.print(f"\n[bold]sample {index}[/]: {len(enc.input_ids)} tokens, {enc.trained_count} trained"
                       f"{', truncated' if enc.truncated else ''}")
+        for note in enc.notes:  # how the template rendered it: think blocks, history it rewrote
+            console.print(f"  · {note}", style="dim", markup=False)
         console.print(render(pieces(prepared.tokenizer, enc), no_color=no_color))
     data = stats.to_json()
     console.print(f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "

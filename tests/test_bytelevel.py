@@ -15,9 +15,48 @@ from lorastudio.data.fastencode import _ranges
 # Characters where the split could go wrong: every class boundary of the GPT-2 expression, the
 # contractions, whitespace runs before words, ASCII controls the engine does not count as space,
 # and the added tokens (and pieces of them) of both tokenizers.
-_PIECES = ["a", "Z", "word", " the", "9", "42", " 7", ".", ",", "!?", " (", "'", "'s", "'ll", "'re", "'ve", "'m",
-           "'d", "'t", "'S", " ", "  ", "\t", "\n", "\n\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x00", "\x7f", "<", "|",
-           "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|start_header_id|>", "<|im", "_end|>", "<|endoftext|>"]
+_PIECES = [
+    "a",
+    "Z",
+    "word",
+    " the",
+    "9",
+    "42",
+    " 7",
+    ".",
+    ",",
+    "!?",
+    " (",
+    "'",
+    "'s",
+    "'ll",
+    "'re",
+    "'ve",
+    "'m",
+    "'d",
+    "'t",
+    "'S",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\n\n",
+    "\r\n",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x00",
+    "\x7f",
+    "<",
+    "|",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|im",
+    "_end|>",
+    "<|endoftext|>",
+]
 
 
 def _texts(count: int, seed: int) -> list[str]:
@@ -70,7 +109,9 @@ def test_the_word_cache_starting_again_changes_nothing(tiny_tokenizer, monkeypat
     _check_against_rust(tiny_tokenizer._tokenizer, _texts(300, seed=2))
 
 
-def test_text_whose_exactness_is_not_proven_is_left_to_the_rust_tokenizer(tiny_tokenizer, qwen3_tokenizer) -> None:
+def test_text_whose_exactness_is_not_proven_is_left_to_the_rust_tokenizer(
+    tiny_tokenizer, qwen3_tokenizer
+) -> None:
     words = ByteLevelWords.for_backend(tiny_tokenizer._tokenizer)
     assert words is not None
     assert words.encode("caf\u00e9") is not None and words.encode("\u201cquoted\u201d") is not None
@@ -102,12 +143,14 @@ def test_split_matches_the_rust_pre_tokenizer_on_every_assigned_character(family
     chars = _every_assigned_character()
     spell = words._byte_chars
     for start in range(0, len(chars), 5000):
-        text = "|".join(_CONTEXTS[k % len(_CONTEXTS)].format(c) for k, c in enumerate(chars[start:start + 5000],
-                                                                                       start))
+        text = "|".join(
+            _CONTEXTS[k % len(_CONTEXTS)].format(c) for k, c in enumerate(chars[start : start + 5000], start)
+        )
         ours = ["".join(spell[b] for b in unit.encode()) for unit in words._unicode_words.findall(text)]
         theirs = [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
-        assert ours == theirs, next((ours[k - 1:k + 2], theirs[k - 1:k + 2]) for k in range(len(ours))
-                                    if ours[k] != theirs[k])
+        assert ours == theirs, next(
+            (ours[k - 1 : k + 2], theirs[k - 1 : k + 2]) for k in range(len(ours)) if ours[k] != theirs[k]
+        )
 
 
 def _mixed_texts(count: int, seed: int) -> list[str]:
@@ -116,7 +159,22 @@ def _mixed_texts(count: int, seed: int) -> list[str]:
     by_category: dict[str, list[str]] = {}
     for c in _every_assigned_character():
         by_category.setdefault(unicodedata.category(c), []).append(c)
-    pool = [*_PIECES, "Zürich", "naïve", "東京", "Привет", "مرحبا", "🎉", "👍🏽", "１２３", "٣", "ⅷ", " —", "\u00a0", "\u3000"]
+    pool = [
+        *_PIECES,
+        "Zürich",
+        "naïve",
+        "東京",
+        "Привет",
+        "مرحبا",
+        "🎉",
+        "👍🏽",
+        "１２３",
+        "٣",
+        "ⅷ",
+        " —",
+        "\u00a0",
+        "\u3000",
+    ]
     for chars in by_category.values():
         pool += rng.sample(chars, min(12, len(chars)))
     return ["".join(rng.choices(pool, k=rng.randint(0, 30))) for _ in range(count)]

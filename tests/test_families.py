@@ -33,23 +33,48 @@ CHAT = [
 REASONING = [
     SYSTEM,
     {"role": "user", "content": "Was ist 17 × 23?"},
-    {"role": "assistant", "content": "391.", "reasoning_content": "17 × 20 = 340, 17 × 3 = 51, zusammen 391."},
+    {
+        "role": "assistant",
+        "content": "391.",
+        "reasoning_content": "17 × 20 = 340, 17 × 3 = 51, zusammen 391.",
+    },
     {"role": "user", "content": "Und geteilt durch 7, gerundet?"},
     {"role": "assistant", "content": "<think>\n391 / 7 ≈ 55,86, also 56.\n</think>\n\nGerundet 56."},
 ]
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Das aktuelle Wetter einer Stadt",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Das aktuelle Wetter einer Stadt",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 TOOL_CALLS = [
     SYSTEM,
     {"role": "user", "content": "Wie ist das Wetter in Zürich?"},
-    {"role": "assistant", "content": "",
-     "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich"}}}]},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich"}}}
+        ],
+    },
     {"role": "tool", "content": '{"temperature": 21, "sky": "sonnig"}'},
     {"role": "assistant", "content": "In Zürich sind es 21 °C und sonnig."},
     {"role": "user", "content": "Danke! Und in Genf?"},
-    {"role": "assistant", "content": "Ich frage nach.",
-     "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Genève"}}}]},
+    {
+        "role": "assistant",
+        "content": "Ich frage nach.",
+        "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Genève"}}}
+        ],
+    },
     {"role": "tool", "content": '{"temperature": 19, "sky": "bewölkt"}'},
     {"role": "assistant", "content": "In Genf sind es 19 °C, bewölkt."},
 ]
@@ -74,9 +99,14 @@ LLAMA2_CHAT_OFFICIAL = (
 def recipe_for(source: Path | str = "rows.jsonl", template: str = "tokenizer", **train: Any) -> Recipe:
     data = {"source": str(source), "format": "messages", "eval_fraction": 0}
     data.update(train.pop("data", {}))
-    return Recipe.model_validate({"name": "families", "model": {"name": "tiny", "chat_template": template,
-                                                                  "max_seq_length": 4096},
-                                  "data": data, "train": train})
+    return Recipe.model_validate(
+        {
+            "name": "families",
+            "model": {"name": "tiny", "chat_template": template, "max_seq_length": 4096},
+            "data": data,
+            "train": train,
+        }
+    )
 
 
 def trained_runs(tok: Any, sample: Encoded) -> list[str]:
@@ -92,10 +122,15 @@ def trained_runs(tok: Any, sample: Encoded) -> list[str]:
     return [tok.decode(run, skip_special_tokens=False) for run in runs]
 
 
-def own_ids(tok: Any, messages: list[dict], tools: list | None = None, template: str | None = None) -> list[int]:
+def own_ids(
+    tok: Any, messages: list[dict], tools: list | None = None, template: str | None = None
+) -> list[int]:
     """The tokenizer's own ids for the whole conversation, as ``apply_chat_template`` gives them."""
-    return list(tok.apply_chat_template(messages, tools=tools, chat_template=template, tokenize=True,
-                                        return_dict=True)["input_ids"])
+    return list(
+        tok.apply_chat_template(
+            messages, tools=tools, chat_template=template, tokenize=True, return_dict=True
+        )["input_ids"]
+    )
 
 
 def check_untrained(runs: list[str], messages: list[dict], tools: list | None = None) -> None:
@@ -123,8 +158,11 @@ def test_qwen3_own_template_multi_turn(qwen3_tokenizer) -> None:
     runs = trained_runs(tok, sample)
     # Earlier replies as the whole conversation renders them; the last opens with the (empty) think block the
     # template gives the reply after the last user turn, which is what the model writes at inference.
-    assert runs == ["Tokio (東京), seit 1868.<|im_end|>", "Etwa 14 Millionen; im Großraum 37 Millionen. 🙂<|im_end|>",
-                    "<think>\n\n</think>\n\nGern geschehen — de rien !<|im_end|>"]
+    assert runs == [
+        "Tokio (東京), seit 1868.<|im_end|>",
+        "Etwa 14 Millionen; im Großraum 37 Millionen. 🙂<|im_end|>",
+        "<think>\n\n</think>\n\nGern geschehen — de rien !<|im_end|>",
+    ]
     check_untrained(runs, CHAT)
     assert any("renders differently" in note for note in sample.notes)
 
@@ -133,7 +171,9 @@ def test_qwen3_last_response_trains_only_the_last_reply(qwen3_tokenizer) -> None
     enc = Encoder(qwen3_tokenizer, recipe_for(train_on="last_response"), "messages")
     sample = enc.encode_row(row(CHAT))
     assert sample.input_ids == own_ids(qwen3_tokenizer, CHAT)
-    assert trained_runs(qwen3_tokenizer, sample) == ["<think>\n\n</think>\n\nGern geschehen — de rien !<|im_end|>"]
+    assert trained_runs(qwen3_tokenizer, sample) == [
+        "<think>\n\n</think>\n\nGern geschehen — de rien !<|im_end|>"
+    ]
     assert not any("renders differently" in note for note in sample.notes)
 
 
@@ -144,12 +184,17 @@ def test_qwen3_reasoning_trains_and_can_be_masked(qwen3_tokenizer) -> None:
     assert sample.input_ids == own_ids(tok, REASONING)
     runs = trained_runs(tok, sample)
     # The first reply's reasoning is left out of the whole render (the template keeps only the latest turns').
-    assert runs == ["391.<|im_end|>", "<think>\n391 / 7 ≈ 55,86, also 56.\n</think>\n\nGerundet 56.<|im_end|>"]
+    assert runs == [
+        "391.<|im_end|>",
+        "<think>\n391 / 7 ≈ 55,86, also 56.\n</think>\n\nGerundet 56.<|im_end|>",
+    ]
     check_untrained(runs, REASONING)
     assert any("leaves out its reasoning" in n for n in sample.notes)
     assert any("think block trains" in n for n in sample.notes)
 
-    masked = Encoder(tok, recipe_for(data={"train_on_reasoning": False}), "messages").encode_row(row(REASONING))
+    masked = Encoder(tok, recipe_for(data={"train_on_reasoning": False}), "messages").encode_row(
+        row(REASONING)
+    )
     assert masked.input_ids == sample.input_ids
     assert trained_runs(tok, masked) == ["391.<|im_end|>", "Gerundet 56.<|im_end|>"]
     assert any("think block is masked" in n for n in masked.notes)
@@ -162,9 +207,12 @@ def test_qwen3_tool_calls_train_and_tool_text_does_not(qwen3_tokenizer) -> None:
     assert sample.input_ids == own_ids(tok, TOOL_CALLS, TOOLS)
     runs = trained_runs(tok, sample)
     call = '<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "{}"}}}}\n</tool_call><|im_end|>'
-    assert runs == [call.format("Zürich"), "In Zürich sind es 21 °C und sonnig.<|im_end|>",
-                    "Ich frage nach.\n" + call.format("Genève"),
-                    "<think>\n\n</think>\n\nIn Genf sind es 19 °C, bewölkt.<|im_end|>"]
+    assert runs == [
+        call.format("Zürich"),
+        "In Zürich sind es 21 °C und sonnig.<|im_end|>",
+        "Ich frage nach.\n" + call.format("Genève"),
+        "<think>\n\n</think>\n\nIn Genf sind es 19 °C, bewölkt.<|im_end|>",
+    ]
     check_untrained(runs, TOOL_CALLS, TOOLS)
     # The tools column may also be the JSON text of the list (as CSV or a flat Parquet file holds it).
     assert enc.encode_row({"messages": TOOL_CALLS, "tools": json.dumps(TOOLS)}).input_ids == sample.input_ids
@@ -225,8 +273,15 @@ def test_prepared_data_holds_what_the_preview_shows(tmp_path: Path, family: str,
     rows = [row(CHAT), row(REASONING), row(CHAT[:3]), row(CHAT[:5])]
     if family == "qwen3":
         rows.append(row(TOOL_CALLS, TOOLS))
-    rows += [row([{"role": "user", "content": f"Frage {i}: 2 + {i}?"},
-                  {"role": "assistant", "content": f"{2 + i} — ça fait {2 + i}."}]) for i in range(20)]
+    rows += [
+        row(
+            [
+                {"role": "user", "content": f"Frage {i}: 2 + {i}?"},
+                {"role": "assistant", "content": f"{2 + i} — ça fait {2 + i}."},
+            ]
+        )
+        for i in range(20)
+    ]
     source = tmp_path / "rows.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     recipe = recipe_for(source)
@@ -235,3 +290,35 @@ def test_prepared_data_holds_what_the_preview_shows(tmp_path: Path, family: str,
     want = [prepared.encoder.encode_row(r) for r in prepared.rows.rows]
     assert [r["input_ids"] for r in data.train] == [w.input_ids for w in want]
     assert [r["labels"] for r in data.train] == [w.labels for w in want]
+
+
+def test_studio_preview_shows_the_notes_and_the_tokenizers_own_ids(tmp_path: Path, qwen3_tokenizer) -> None:
+    import subprocess
+
+    from conftest import STUDIO_BIN, npm_tokenizer_dir
+
+    source = tmp_path / "reasoning.jsonl"
+    source.write_text(json.dumps(row(REASONING), ensure_ascii=False) + "\n", encoding="utf-8")
+    out = subprocess.run(
+        [
+            STUDIO_BIN,
+            "preview",
+            "tiny-pirate",
+            f"model.name={npm_tokenizer_dir('qwen3')}",
+            "model.chat_template=tokenizer",
+            "model.max_seq_length=4096",
+            f"data.source={source}",
+            "data.format=messages",
+            "data.train_on_reasoning=false",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    sample = json.loads(out.stdout)["samples"][0]
+    assert [p["id"] for p in sample["pieces"]] == own_ids(qwen3_tokenizer, REASONING)
+    assert "turn 5: the think block is masked (data.train_on_reasoning: false)" in sample["notes"]
+    trained = "".join(p["text"] for p in sample["pieces"] if p["trained"])
+    assert trained == "391.<|im_end|>Gerundet 56.<|im_end|>"

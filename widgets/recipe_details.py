@@ -48,7 +48,8 @@ class RecipeDetails(Static):
             ("targets", targets),
             ("train", f"{steps}, batch {r.train.batch_size} x {r.train.gradient_accumulation}, "
                       f"lr {r.train.learning_rate:g}, {r.train.optimizer}"),
-            ("loss on", "assistant replies only" if r.train.train_on == "responses" else "all tokens"),
+            ("loss on", {"responses": "assistant replies only", "last_response": "the last assistant reply"}.get(
+                r.train.train_on, "all tokens")),
             ("packing", "yes" if r.train.packing else "no"),
             ("est. VRAM", f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)"),
             ("tags", ", ".join(r.tags) or "-"),

@@ -19,12 +19,11 @@ kind of tokenizer is left to the Rust tokenizer too, so the ids are always the t
 from __future__ import annotations
 
 import bisect
-import functools
 import json
 import re
 import unicodedata
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any, cast
 
@@ -49,10 +48,10 @@ def translate(expression: str, ascii_only: bool) -> str:
             nxt = expression[k + 1]
             if nxt in "pP":
                 close = expression.index("}", k)
-                name = expression[k + 3:close]
+                name = expression[k + 3 : close]
                 if nxt == "P" or name not in _ASCII_CLASSES:
-                    raise ValueError(f"class {expression[k:close + 1]}")
-                body = _ASCII_CLASSES[name] if ascii_only else expression[k:close + 1]
+                    raise ValueError(f"class {expression[k : close + 1]}")
+                body = _ASCII_CLASSES[name] if ascii_only else expression[k : close + 1]
                 out.append(body if in_class else f"[{body}]")
                 k = close + 1
                 continue
@@ -79,20 +78,9 @@ def translate(expression: str, ascii_only: bool) -> str:
     return "".join(out)
 
 
-@functools.cache
-def unassigned() -> re.Pattern[str]:
-    """The characters this Python's Unicode tables leave unassigned (or private, or surrogates), as one class."""
-    ranges, start = [], None
-    for code in range(0x110000):
-        odd = unicodedata.category(chr(code)) in ("Cn", "Co", "Cs")
-        if odd and start is None:
-            start = code
-        elif not odd and start is not None:
-            ranges.append((start, code - 1))
-            start = None
-    if start is not None:
-        ranges.append((start, 0x10FFFF))
-    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+_ODD = frozenset(("Cn", "Co", "Cs"))
+"""Unassigned, private-use and surrogate code points: where two Unicode versions' tables may class a character
+differently, so its split is not proven."""
 
 
 CACHE_WORDS = 1_000_000
@@ -101,7 +89,11 @@ CACHE_WORDS = 1_000_000
 
 def _byte_chars() -> dict[int, str]:
     """The byte-level alphabet: each byte as the printable character the vocabulary spells it with."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars, extra = {b: chr(b) for b in printable}, 0
     for b in range(256):
         if b not in chars:
@@ -113,8 +105,9 @@ def _byte_chars() -> dict[int, str]:
 class ByteLevelWords:
     """Encodes text exactly as the tokenizer's ``encode(text, add_special_tokens=False)`` does (or says it cannot)."""
 
-    def __init__(self, backend: Any, added: Sequence[tuple[str, int]], expression: str = GPT2_SPLIT,
-                 nfc: bool = False) -> None:
+    def __init__(
+        self, backend: Any, added: Sequence[tuple[str, int]], expression: str = GPT2_SPLIT, nfc: bool = False
+    ) -> None:
         import regex
 
         self._model = backend.model
@@ -123,8 +116,16 @@ class ByteLevelWords:
         self._ascii_words = re.compile(translate(expression, ascii_only=True))
         self._unicode_words = regex.compile(translate(expression, ascii_only=False))
         self._nfc = nfc
-        ordered = sorted((content for content, _ in added), key=len, reverse=True)  # leftmost-longest, as the tokenizer
-        self._added = re.compile("(" + "|".join(map(re.escape, ordered)) + ")") if ordered else None
+        # The characters whose class the split is proven for: ASCII, and those met since that are assigned.
+        self._assigned: set[str] = {chr(c) for c in range(128)}
+        ordered = sorted(
+            (content for content, _ in added), key=len, reverse=True
+        )  # leftmost-longest, as the tokenizer
+        # A look-ahead on the tokens' first characters lets the scan skip every other position at once
+        # (Llama-3 has 256 added tokens, all alternatives of one expression).
+        firsts = "".join(sorted({re.escape(t[0]) for t in ordered}))
+        alternatives = "|".join(map(re.escape, ordered))
+        self._added = re.compile(f"((?=[{firsts}])(?:{alternatives}))") if ordered else None
         self._added_ids = {content: array("i", [i]).tobytes() for content, i in added}
         self._cache: dict[str, bytes] = dict(self._added_ids)
         vocab = backend.get_vocab(with_added_tokens=True)
@@ -141,10 +142,18 @@ class ByteLevelWords:
             spec = json.loads(backend.to_str())
         except Exception:
             return None
-        pre, model, post = spec.get("pre_tokenizer") or {}, spec.get("model") or {}, spec.get("post_processor") or {}
+        pre, model, post = (
+            spec.get("pre_tokenizer") or {},
+            spec.get("model") or {},
+            spec.get("post_processor") or {},
+        )
         expression = cls._expression(pre)
-        plain_model = (model.get("type") == "BPE" and model.get("dropout") is None
-                       and not model.get("continuing_subword_prefix") and not model.get("end_of_word_suffix"))
+        plain_model = (
+            model.get("type") == "BPE"
+            and model.get("dropout") is None
+            and not model.get("continuing_subword_prefix")
+            and not model.get("end_of_word_suffix")
+        )
         # A ByteLevel post-processor that trims offsets moves token boundaries the labels are found by.
         processors = post.get("processors", [post]) if post.get("type") == "Sequence" else [post]
         trims = any(p.get("type") == "ByteLevel" and p.get("trim_offsets") for p in processors)
@@ -168,6 +177,7 @@ class ByteLevelWords:
     @staticmethod
     def _expression(pre: dict[str, Any]) -> str | None:
         """The expression that splits words, or None for a pre-tokenizer this module does not reproduce."""
+
         def byte_level(step: dict[str, Any]) -> bool:
             return step.get("type") == "ByteLevel" and not step.get("add_prefix_space")
 
@@ -177,20 +187,41 @@ class ByteLevelWords:
         if len(steps) == 2 and byte_level(steps[1]) and not steps[1].get("use_regex", True):
             split = steps[0]
             pattern = split.get("pattern") or {}
-            if (split.get("type") == "Split" and split.get("behavior") == "Isolated" and not split.get("invert")
-                    and "Regex" in pattern):
+            if (
+                split.get("type") == "Split"
+                and split.get("behavior") == "Isolated"
+                and not split.get("invert")
+                and "Regex" in pattern
+            ):
                 return pattern["Regex"]
         return None
+
+    def _split_any(self, stretch: str) -> list[str]:
+        """The words of a stretch of text: the standard library's ``re`` where it is ASCII (the same split, faster)."""
+        return (self._ascii_words if stretch.isascii() else self._unicode_words).findall(stretch)
+
+    def _learn(self, text: str) -> bool:
+        """Whether every character of ``text`` is assigned in this Python's Unicode tables (remembered for next time)."""
+        fresh = set(text) - self._assigned
+        if any(unicodedata.category(c) in _ODD for c in fresh):
+            return False
+        self._assigned |= fresh
+        return True
 
     def _word(self, word: str) -> bytes:
         if len(self._cache) >= CACHE_WORDS:
             self._cache = dict(self._added_ids)
-        spelled = word.translate(self._bytes) if word.isascii() else \
-            "".join([self._byte_chars[b] for b in word.encode("utf-8")])
+        spelled = (
+            word.translate(self._bytes)
+            if word.isascii()
+            else "".join([self._byte_chars[b] for b in word.encode("utf-8")])
+        )
         ids = self._cache[word] = array("i", [t.id for t in self._model.tokenize(spelled)]).tobytes()
         return ids
 
-    def encode(self, text: str, spans: Sequence[tuple[int, int]] = ()) -> tuple[bytes, list[tuple[int, int]]] | None:
+    def encode(
+        self, text: str, spans: Sequence[tuple[int, int]] = ()
+    ) -> tuple[bytes, list[tuple[int, int]]] | None:
         """The ids (int32 bytes) of ``text`` and, per character span, the tokens overlapping it as
         ``(first, stop)``; None where exactness is not proven (the caller asks the Rust tokenizer): a character
         unassigned in this Python's Unicode tables, text the tokenizer's NFC would change, or a span edge inside
@@ -198,12 +229,15 @@ class ByteLevelWords:
 
         A token overlaps a span when it starts before the span's end and ends after its start.
         """
+        findall: Callable[[str], list[str]]
         if text.isascii():
             findall = self._ascii_words.findall
         else:
-            if unassigned().search(text) or (self._nfc and not unicodedata.is_normalized("NFC", text)):
+            if not self._assigned.issuperset(text) and not self._learn(text):
                 return None
-            findall = self._unicode_words.findall
+            if self._nfc and not unicodedata.is_normalized("NFC", text):
+                return None
+            findall = self._split_any
         if self._added is None:
             units = findall(text)
         else:  # stretches and the added tokens between them, alternately
@@ -234,8 +268,15 @@ class ByteLevelWords:
             ranges.append((first, stop))
         return blob, ranges
 
-    def _token_at(self, units: list[str], parts: list[bytes], ends: list[int], token_ends: list[int], at: int,
-                  after: bool) -> int | None:
+    def _token_at(
+        self,
+        units: list[str],
+        parts: list[bytes],
+        ends: list[int],
+        token_ends: list[int],
+        at: int,
+        after: bool,
+    ) -> int | None:
         """The token holding character ``at`` (``after``: the first token starting at or after it); None when
         ``at`` falls inside a word beyond ASCII (its tokens hold bytes, and a character's bytes may be split)."""
         j = bisect.bisect_right(ends, at)
@@ -251,4 +292,6 @@ class ByteLevelWords:
         lengths = accumulate(self._length[i] for i in array("i", parts[j]))
         inside = list(lengths)
         offset = at - unit_start
-        return before + (bisect.bisect_left(inside, offset) + 1 if after else bisect.bisect_right(inside, offset))
+        return before + (
+            bisect.bisect_left(inside, offset) + 1 if after else bisect.bisect_right(inside, offset)
+        )

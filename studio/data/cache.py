@@ -66,7 +66,9 @@ def _load_entry(path: Path, key: str) -> PreparedData | None:
         evals = Dataset.from_file(str(path / EVAL)) if meta["eval_rows"] else None
     except (OSError, ValueError, KeyError):
         return None  # unreadable or incomplete: built again
-    return PreparedData(key, path, meta["format"], meta["template"], meta["origin"], stats, train, evals, True)
+    return PreparedData(
+        key, path, meta["format"], meta["template"], meta["origin"], stats, train, evals, True
+    )
 
 
 def cached(recipe: Recipe, tokenizer: Any) -> PreparedData | None:
@@ -76,8 +78,16 @@ def cached(recipe: Recipe, tokenizer: Any) -> PreparedData | None:
     return _load_entry(path, key) if (path / META).exists() else None
 
 
-def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path, name: str, stats: DatasetStats,
-                    progress: StatsProgress | None, every: int) -> tuple[list[Path], int, int]:
+def _encode_samples(
+    prepared: Prepared,
+    recipe: Recipe,
+    rows: Any,
+    staging: Path,
+    name: str,
+    stats: DatasetStats,
+    progress: StatsProgress | None,
+    every: int,
+) -> tuple[list[Path], int, int]:
     """Encode ``rows`` into ``staging/<name>-NNNNN.arrow`` shards, in several processes when large."""
     seen = [0, 0]  # rows merged, rows at the last report
 
@@ -98,9 +108,20 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
     data = prepared.rows
     sample = list(data.rows[:20])
     starts = [*chunk_starts(len(rows)), len(rows)]
-    jobs = [ShardJob(k, start, rows.slice(start, stop), staging / f"{name}-{k:05d}.arrow", recipe,
-                     prepared.tokenizer, data.columns, sample, data.origin)
-            for k, (start, stop) in enumerate(itertools.pairwise(starts))]
+    jobs = [
+        ShardJob(
+            k,
+            start,
+            rows.slice(start, stop),
+            staging / f"{name}-{k:05d}.arrow",
+            recipe,
+            prepared.tokenizer,
+            data.columns,
+            sample,
+            data.origin,
+        )
+        for k, (start, stop) in enumerate(itertools.pairwise(starts))
+    ]
     # On the main thread (studio prepare, the training worker) this process encodes too; a thread of
     # the TUI leaves the encoding to the helpers and keeps its GIL for the screen.
     here = threading.current_thread() is threading.main_thread()
@@ -111,8 +132,9 @@ def _encode_samples(prepared: Prepared, recipe: Recipe, rows: Any, staging: Path
         return encode_chunk(fast_here, job.rows, job.target, job.start, on_batch)
 
     with _single_threaded_tokenizer() if here else contextlib.nullcontext():
-        fast_shapes, slow_shapes = encode_in_processes(jobs, merged, workers - 1 if here else workers,
-                                                        encode_here if here else None)
+        fast_shapes, slow_shapes = encode_in_processes(
+            jobs, merged, workers - 1 if here else workers, encode_here if here else None
+        )
     return [job.target for job in jobs], fast_shapes, slow_shapes
 
 
@@ -147,13 +169,14 @@ def _kept_batches(files: Sequence[Path], indices: Iterable[int], total: int) -> 
     for f in files:
         with pa.OSFile(str(f)) as source:
             for batch in pa.ipc.open_stream(source):
-                mask = pc.and_(pa.array(keep[at:at + batch.num_rows]), pc.is_null(batch.column("skip")))
+                mask = pc.and_(pa.array(keep[at : at + batch.num_rows]), pc.is_null(batch.column("skip")))
                 at += batch.num_rows
                 yield batch.filter(mask).select(["input_ids", "labels"])
 
 
-def _write_training_rows(files: Sequence[Path], indices: Iterable[int], total: int, target: Path, packing: bool,
-                         max_length: int) -> int:
+def _write_training_rows(
+    files: Sequence[Path], indices: Iterable[int], total: int, target: Path, packing: bool, max_length: int
+) -> int:
     """Write the trainer's rows for these sample indices (skipped rows left out), packed when asked."""
     import pyarrow as pa
 
@@ -172,8 +195,13 @@ def _write_training_rows(files: Sequence[Path], indices: Iterable[int], total: i
 
 def _packed_rows(batches: Iterable[Any], max_length: int) -> Iterator[dict[str, list]]:
     """The batches' samples through encode.packed, the one packing loop."""
-    pairs = (pair for batch in batches
-             for pair in zip(batch.column("input_ids").to_pylist(), batch.column("labels").to_pylist(), strict=True))
+    pairs = (
+        pair
+        for batch in batches
+        for pair in zip(
+            batch.column("input_ids").to_pylist(), batch.column("labels").to_pylist(), strict=True
+        )
+    )
     return packed(pairs, max_length)
 
 
@@ -202,8 +230,14 @@ def _no_usable_rows(origin: str, skipped: Counter[str]) -> DataError:
     return DataError(f"{origin}: no usable rows ({why})")
 
 
-def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | None = None,
-                 progress: StatsProgress | None = None, every: int = 20_000, use_cache: bool = True) -> PreparedData:
+def prepare_data(
+    recipe: Recipe,
+    tokenizer: Any = None,
+    prepared: Prepared | None = None,
+    progress: StatsProgress | None = None,
+    every: int = 20_000,
+    use_cache: bool = True,
+) -> PreparedData:
     """The recipe's encoded train and eval sets: read from the cache, or encoded and cached.
 
     ``progress`` gets the growing statistics while rows are encoded; returning False cancels
@@ -230,8 +264,9 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
     staging.mkdir()
     try:
         stats = DatasetStats(format=encoder.format, rows=len(rows.rows))
-        files, fast_shapes, slow_shapes = _encode_samples(prepared, recipe, rows.rows, staging, SAMPLES, stats,
-                                                          progress, every)
+        files, fast_shapes, slow_shapes = _encode_samples(
+            prepared, recipe, rows.rows, staging, SAMPLES, stats, progress, every
+        )
         stats.done = True
         if progress is not None:
             progress(stats)
@@ -254,18 +289,35 @@ def prepare_data(recipe: Recipe, tokenizer: Any = None, prepared: Prepared | Non
         elif recipe.data.eval_split:
             eval_rows = load_rows(recipe.data, split=recipe.data.eval_split)
             eval_stats = DatasetStats(format=encoder.format, rows=len(eval_rows.rows))
-            eval_files, _, _ = _encode_samples(prepared, recipe, eval_rows.rows, staging, "eval_samples", eval_stats,
-                                               None, every)
-            n_eval = _write_training_rows(eval_files, range(len(eval_rows.rows)), len(eval_rows.rows), staging / EVAL,
-                                          packing, max_length)
+            eval_files, _, _ = _encode_samples(
+                prepared, recipe, eval_rows.rows, staging, "eval_samples", eval_stats, None, every
+            )
+            n_eval = _write_training_rows(
+                eval_files,
+                range(len(eval_rows.rows)),
+                len(eval_rows.rows),
+                staging / EVAL,
+                packing,
+                max_length,
+            )
             if n_eval == 0 and eval_rows.rows:
                 raise _no_usable_rows(eval_rows.origin, eval_stats.skipped)
         meta = {
-            "key": key, "recipe": recipe.name, "source": recipe.data.source, "origin": rows.origin,
-            "format": encoder.format, "template": encoder.template_name, "rows": total,
-            "train_rows": n_train, "eval_rows": n_eval, "skipped": dict(stats.skipped),
-            "skipped_rows": stats.skipped_rows, "encoder_version": ENCODER_VERSION,
-            "fast_shapes": fast_shapes, "slow_shapes": slow_shapes, "created": time.time(),
+            "key": key,
+            "recipe": recipe.name,
+            "source": recipe.data.source,
+            "origin": rows.origin,
+            "format": encoder.format,
+            "template": encoder.template_name,
+            "rows": total,
+            "train_rows": n_train,
+            "eval_rows": n_eval,
+            "skipped": dict(stats.skipped),
+            "skipped_rows": stats.skipped_rows,
+            "encoder_version": ENCODER_VERSION,
+            "fast_shapes": fast_shapes,
+            "slow_shapes": slow_shapes,
+            "created": time.time(),
         }
         (staging / META).write_text(json.dumps(meta, indent=1))  # written last: it marks the entry complete
         if final.exists():

@@ -30,7 +30,9 @@ _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 def _locator(recipe: Recipe) -> Path:
     parts = recipe_parts(recipe)
     name = recipe.model.name
-    if Path(name).expanduser().exists():  # a local model file or folder: a new file there means a new tokenizer
+    if (
+        Path(name).expanduser().exists()
+    ):  # a local model file or folder: a new file there means a new tokenizer
         parts["model_files"] = data_identity(name)
     return prepared_root() / "by-recipe" / f"{digest(parts)}.json"
 
@@ -122,9 +124,16 @@ def stats_from(table: Any, meta: dict[str, Any]) -> DatasetStats:
 
     used = pc.is_null(table["skip"])
     lengths = pc.filter(pc.list_value_length(table["input_ids"]), used).to_pylist()
-    stats = DatasetStats(format=meta["format"], rows=len(table), used=len(lengths), lengths=lengths,
-                         truncated=int(pc.sum(pc.filter(table["truncated"], used)).as_py() or 0),
-                         tokens=sum(lengths), trained_tokens=int(pc.sum(table["trained"]).as_py() or 0), done=True)
+    stats = DatasetStats(
+        format=meta["format"],
+        rows=len(table),
+        used=len(lengths),
+        lengths=lengths,
+        truncated=int(pc.sum(pc.filter(table["truncated"], used)).as_py() or 0),
+        tokens=sum(lengths),
+        trained_tokens=int(pc.sum(table["trained"]).as_py() or 0),
+        done=True,
+    )
     stats.skipped = Counter(meta["skipped"])
     stats.skipped_rows = {k: list(v) for k, v in meta["skipped_rows"].items()}
     return stats

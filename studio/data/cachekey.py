@@ -47,9 +47,19 @@ def tokenizer_identity(tokenizer: Any) -> str:
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     digest.update(backend.to_str().encode() if backend is not None else repr(tokenizer.get_vocab()).encode())
-    digest.update(json.dumps([str(getattr(tokenizer, "chat_template", None)), tokenizer.special_tokens_map,
-                              tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id,
-                              getattr(tokenizer, "split_special_tokens", False)], default=str).encode())
+    digest.update(
+        json.dumps(
+            [
+                str(getattr(tokenizer, "chat_template", None)),
+                tokenizer.special_tokens_map,
+                tokenizer.eos_token_id,
+                tokenizer.pad_token_id,
+                tokenizer.bos_token_id,
+                getattr(tokenizer, "split_special_tokens", False),
+            ],
+            default=str,
+        ).encode()
+    )
     return digest.hexdigest()
 
 

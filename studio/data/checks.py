@@ -15,8 +15,10 @@ def offline_problems(recipe: Recipe, where: str) -> list[str]:
     problems = []
     template = recipe.model.chat_template
     if template != "tokenizer" and template not in TEMPLATES:
-        problems.append(f"{where}: model.chat_template: unknown template {template!r} "
-                        f"(known: tokenizer, {', '.join(TEMPLATES)})")
+        problems.append(
+            f"{where}: model.chat_template: unknown template {template!r} "
+            f"(known: tokenizer, {', '.join(TEMPLATES)})"
+        )
     for field, source in (("data.source", recipe.data.source),):
         if not is_local(source):
             continue  # a hub id: checking it needs the network

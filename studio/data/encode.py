@@ -87,7 +87,7 @@ def _mark(text: str, key: int) -> str:
     if not core:
         return text
     lead = len(text) - len(text.lstrip())
-    return f"{text[:lead]}\ue000{key}\ue001{core}\ue000{key + 1}\ue001{text[lead + len(core):]}"
+    return f"{text[:lead]}\ue000{key}\ue001{core}\ue000{key + 1}\ue001{text[lead + len(core) :]}"
 
 
 def _unmark(text: str) -> tuple[str, dict[int, int | None]]:
@@ -96,7 +96,7 @@ def _unmark(text: str) -> tuple[str, dict[int, int | None]]:
     where: dict[int, int | None] = {}
     at = removed = 0
     for m in _MARK.finditer(text):
-        parts.append(text[at:m.start()])
+        parts.append(text[at : m.start()])
         key = int(m.group(1))
         where[key] = None if key in where else m.start() - removed
         removed += m.end() - m.start()
@@ -186,19 +186,30 @@ class Encoder:
                     answer = _mark(answer, 4 * i)
                     reasoning = _mark(reasoning, 4 * i + 2) if reasoning is not None else None
                 if reasoning is not None and not self.native_reasoning:
-                    answer = f"{THINK_OPEN}\n{reasoning.strip(chr(10))}\n{THINK_CLOSE}\n\n{answer.lstrip(chr(10))}"
+                    answer = (
+                        f"{THINK_OPEN}\n{reasoning.strip(chr(10))}\n{THINK_CLOSE}\n\n{answer.lstrip(chr(10))}"
+                    )
                 elif reasoning is not None:
                     message["reasoning_content"] = reasoning
                 message["content"] = answer
             out.append(message)
         return out
 
-    def render(self, turns: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
-               tools: Sequence[Any] | None = None, marked: bool = False) -> str:
+    def render(
+        self,
+        turns: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool = False,
+        tools: Sequence[Any] | None = None,
+        marked: bool = False,
+    ) -> str:
         assert self._compiled is not None
         extra = {"tools": list(tools)} if tools else {}
-        return self._compiled.render(messages=self.messages(turns, marked), add_generation_prompt=add_generation_prompt,
-                                     **extra, **self._special)
+        return self._compiled.render(
+            messages=self.messages(turns, marked),
+            add_generation_prompt=add_generation_prompt,
+            **extra,
+            **self._special,
+        )
 
     def check_tools(self, example: Example) -> None:
         """A conversation with tools needs a template that renders them; say which one does not."""
@@ -223,8 +234,11 @@ class Encoder:
         full = self.render(turns, tools=tools)
         clean, where = _unmark(self.render(turns, tools=tools, marked=True))
         assistants = [i for i, t in enumerate(turns) if t["role"] == "assistant"]
-        found = all(where.get(4 * i) is not None and where.get(4 * i + 1) is not None
-                    for i in assistants if self.answer(turns[i]).strip())
+        found = all(
+            where.get(4 * i) is not None and where.get(4 * i + 1) is not None
+            for i in assistants
+            if self.answer(turns[i]).strip()
+        )
         if clean != full or not found:
             return self._locate_by_prefixes(turns, tools, full)
         spans: list[tuple[int, int]] = []
@@ -239,13 +253,14 @@ class Encoder:
                 start = len(prompt)
             else:  # the history before this turn renders differently: find this turn's own header before its text
                 before = self.render(turns[:i], tools=tools)
-                header = prompt[len(before):] if prompt.startswith(before) else ""
+                header = prompt[len(before) :] if prompt.startswith(before) else ""
                 at = full.rfind(header, previous_end, limit) if header else -1
                 if at < 0:
                     raise TemplateError(
                         f"chat template {self.template_name!r}: the start of assistant turn {i + 1} cannot be located "
                         "in the render of the whole conversation; choose a named template (model.chat_template) "
-                        "or train.train_on: all")
+                        "or train.train_on: all"
+                    )
                 start = at + len(header)
             written = self.render(turns[: i + 1], tools=tools)
             as_written = full.startswith(written) and written.startswith(prompt)
@@ -259,8 +274,10 @@ class Encoder:
             end = eot_at + len(eot) if eot and eot_at >= 0 else len(full[:bound].rstrip())
             said = []
             if not as_written:
-                said.append(f"turn {i + 1} renders differently in the whole conversation than when it was written "
-                            "(the template rewrites history); train.train_on: last_response trains only the last reply")
+                said.append(
+                    f"turn {i + 1} renders differently in the whole conversation than when it was written "
+                    "(the template rewrites history); train.train_on: last_response trains only the last reply"
+                )
             start, reasoning_note = self._reasoning(turns[i], i, full, start, end, where)
             said += reasoning_note
             spans.append((start, end))
@@ -270,8 +287,15 @@ class Encoder:
             spans, notes, owners = spans[-1:], notes[-1:], owners[-1:]
         return Located(full, spans, owners, tuple(note for said in notes for note in said))
 
-    def _reasoning(self, turn: Mapping[str, Any], i: int, full: str, start: int, end: int,
-                   where: Mapping[int, int | None]) -> tuple[int, list[str]]:
+    def _reasoning(
+        self,
+        turn: Mapping[str, Any],
+        i: int,
+        full: str,
+        start: int,
+        end: int,
+        where: Mapping[int, int | None],
+    ) -> tuple[int, list[str]]:
         """Where a reply's trained span starts once its think block is masked or not, and what to say about it."""
         reasoning = turn.get("reasoning_content")
         if reasoning is None and (parts := split_think(turn["content"])) is not None:
@@ -279,8 +303,10 @@ class Encoder:
         if reasoning is None or not reasoning.strip():
             return start, []
         if self.native_reasoning and where.get(4 * i + 2) is None:
-            return start, [f"turn {i + 1}: the template leaves out its reasoning (it keeps only the latest turns'); "
-                           "train.train_on: last_response trains the last reply with its reasoning"]
+            return start, [
+                f"turn {i + 1}: the template leaves out its reasoning (it keeps only the latest turns'); "
+                "train.train_on: last_response trains the last reply with its reasoning"
+            ]
         if self.train_on_reasoning:
             return start, [f"turn {i + 1}: the think block trains (data.train_on_reasoning: true)"]
         closed = full.find(THINK_CLOSE, start, end)
@@ -289,8 +315,9 @@ class Encoder:
             start = after + len(full[after:end]) - len(full[after:end].lstrip())
         return start, [f"turn {i + 1}: the think block is masked (data.train_on_reasoning: false)"]
 
-    def _locate_by_prefixes(self, turns: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None,
-                            full: str) -> Located:
+    def _locate_by_prefixes(
+        self, turns: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None, full: str
+    ) -> Located:
         """The older way, for templates that change the contents themselves: the text an assistant turn adds is
         the difference between the render of the turns before it (with the generation prompt) and the render
         including it; only prefix-stable templates can be read this way."""
@@ -320,8 +347,9 @@ class Encoder:
             spans, owners = spans[-1:], owners[-1:]
         return Located(full, spans, tuple(owners))
 
-    def assistant_spans(self, turns: Sequence[Mapping[str, Any]],
-                        tools: Sequence[Any] | None = None) -> tuple[str, list[tuple[int, int]]]:
+    def assistant_spans(
+        self, turns: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None
+    ) -> tuple[str, list[tuple[int, int]]]:
         """The full render and the character spans that train (every reply with its end-of-turn)."""
         located = self.locate(turns, tools)
         return located.text, located.spans
@@ -341,7 +369,11 @@ class Encoder:
             notes = located.notes
             enc = tok(located.text, add_special_tokens=False, return_offsets_mapping=True)
             ids = enc["input_ids"]
-            labels = list(ids) if self.train_on == "all" else _mask_outside(ids, enc["offset_mapping"], located.spans)
+            labels = (
+                list(ids)
+                if self.train_on == "all"
+                else _mask_outside(ids, enc["offset_mapping"], located.spans)
+            )
         full = len(ids)
         truncated = full > self.max_length
         if truncated:
@@ -358,7 +390,9 @@ class Encoder:
         return self.encode_example(self.example_of(row))
 
 
-def _mask_outside(ids: Sequence[int], offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+def _mask_outside(
+    ids: Sequence[int], offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]]
+) -> list[int]:
     labels = [IGNORE_INDEX] * len(ids)
     if not spans:
         return labels
@@ -427,8 +461,12 @@ class DatasetStats:
 
     def snapshot(self) -> DatasetStats:
         """A copy for another thread (this one keeps growing), its length figures ready to read."""
-        copy = replace(self, lengths=list(self.lengths), skipped=self.skipped.copy(),
-                       skipped_rows={k: v[:5] for k, v in self.skipped_rows.items()})
+        copy = replace(
+            self,
+            lengths=list(self.lengths),
+            skipped=self.skipped.copy(),
+            skipped_rows={k: v[:5] for k, v in self.skipped_rows.items()},
+        )
         copy._array()
         return copy
 
@@ -456,8 +494,11 @@ class DatasetStats:
         low, high = int(lengths.min()), int(lengths.max())
         width = max(1, math.ceil((high - low + 1) / bins))
         counts = np.bincount((lengths - low) // width, minlength=bins)
-        return [(low + b * width, low + (b + 1) * width - 1, int(counts[b])) for b in range(bins)
-                if low + b * width <= high]
+        return [
+            (low + b * width, low + (b + 1) * width - 1, int(counts[b]))
+            for b in range(bins)
+            if low + b * width <= high
+        ]
 
     @property
     def trained_ratio(self) -> float:
@@ -465,18 +506,28 @@ class DatasetStats:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": self.format, "rows": self.rows, "used": self.used,
-            "skipped": dict(self.skipped), "skipped_rows": {k: v[:10] for k, v in self.skipped_rows.items()},
-            "truncated": self.truncated, "tokens": self.tokens, "trained_tokens": self.trained_tokens,
+            "format": self.format,
+            "rows": self.rows,
+            "used": self.used,
+            "skipped": dict(self.skipped),
+            "skipped_rows": {k: v[:10] for k, v in self.skipped_rows.items()},
+            "truncated": self.truncated,
+            "tokens": self.tokens,
+            "trained_tokens": self.trained_tokens,
             "trained_ratio": round(self.trained_ratio, 4),
-            "length": {"p50": self.percentile(50), "p90": self.percentile(90), "p99": self.percentile(99),
-                       "max": self.max_length},
+            "length": {
+                "p50": self.percentile(50),
+                "p90": self.percentile(90),
+                "p99": self.percentile(99),
+                "max": self.max_length,
+            },
             "histogram": self.histogram(),
         }
 
 
-def make_encoder(tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping],
-                 origin: str) -> Encoder:
+def make_encoder(
+    tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping], origin: str
+) -> Encoder:
     """Detect (or take) the format, check the columns, and build the encoder."""
     columns = resolve_columns(column_names, recipe.data.columns)
     if columns != recipe.data.columns:

@@ -39,8 +39,12 @@ _SENTINEL = "\u27e6S{}\u27e7"
 _PADDINGS = (" \n", "\n", " ", "\t\n ")
 _TEXT: tuple[str, ...] = ("(plain text)",)  # the pseudo-shape of plain-text rows, checked like the others
 _TRANSFORMS: dict[str, Callable[[str], str]] = {
-    "keep": lambda s: s, "strip": str.strip, "lstrip": str.lstrip, "rstrip": str.rstrip,
-    "strip newlines": lambda s: s.strip("\n"), "lstrip newlines": lambda s: s.lstrip("\n"),
+    "keep": lambda s: s,
+    "strip": str.strip,
+    "lstrip": str.lstrip,
+    "rstrip": str.rstrip,
+    "strip newlines": lambda s: s.strip("\n"),
+    "lstrip newlines": lambda s: s.lstrip("\n"),
     "rstrip newlines": lambda s: s.rstrip("\n"),
 }
 
@@ -127,8 +131,15 @@ class FastEncoder:
                 padded = [dict(t) for t in turns]
                 padded[i]["content"] = padding + sentinels[i] + padding
                 text = enc.render(padded)
-                fits &= {name for name, transform in _TRANSFORMS.items() if text == _join(
-                    pieces, [transform(padded[i]["content"]) if j == i else s for j, s in enumerate(sentinels)])}
+                fits &= {
+                    name
+                    for name, transform in _TRANSFORMS.items()
+                    if text
+                    == _join(
+                        pieces,
+                        [transform(padded[i]["content"]) if j == i else s for j, s in enumerate(sentinels)],
+                    )
+                }
             if not fits:
                 return None
             transforms.append(_TRANSFORMS[next(name for name in _TRANSFORMS if name in fits)])
@@ -151,7 +162,9 @@ class FastEncoder:
         head = self._head(layout, full)
         if head:
             ids = self._backend.encode(full[:head], add_special_tokens=False).ids
-            layout = Layout(layout.pieces, layout.transforms, layout.assistant, head, array("i", ids).tobytes())
+            layout = Layout(
+                layout.pieces, layout.transforms, layout.assistant, head, array("i", ids).tobytes()
+            )
         return layout
 
     def _head(self, layout: Layout, render: str) -> int:
@@ -163,12 +176,17 @@ class FastEncoder:
         input specially (checked on the sentinel render).
         """
         backend = self._backend
-        if backend is None or backend.normalizer is not None or (layout.assistant and layout.assistant[0][0] == 0):
+        if (
+            backend is None
+            or backend.normalizer is not None
+            or (layout.assistant and layout.assistant[0][0] == 0)
+        ):
             return 0
         self._reset_backend()
         decoder = backend.get_added_tokens_decoder()
         if getattr(backend, "encode_special_tokens", False) or any(
-                t.lstrip or t.rstrip or t.single_word for t in decoder.values()):
+            t.lstrip or t.rstrip or t.single_word for t in decoder.values()
+        ):
             return 0
         added = [t.content for t in decoder.values() if t.content]
         first = layout.pieces[0]
@@ -176,12 +194,16 @@ class FastEncoder:
         if not head or any(first[:head].endswith(t[:j]) for t in added for j in range(1, len(t))):
             return 0
         whole = backend.encode(render, add_special_tokens=False).ids
-        parts = backend.encode(render[:head], add_special_tokens=False).ids + \
-            backend.encode(render[head:], add_special_tokens=False).ids
+        parts = (
+            backend.encode(render[:head], add_special_tokens=False).ids
+            + backend.encode(render[head:], add_special_tokens=False).ids
+        )
         return head if whole == parts else 0
 
     # -- formatting ----------------------------------------------------------------------------
-    def _format(self, layout: Layout, turns: Sequence[Mapping[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    def _format(
+        self, layout: Layout, turns: Sequence[Mapping[str, str]]
+    ) -> tuple[str, list[tuple[int, int]]]:
         """The render and assistant spans, exactly as :meth:`Encoder.assistant_spans` finds them."""
         parts: list[str] = []
         bounds: list[tuple[int, int]] = []
@@ -281,7 +303,9 @@ class FastEncoder:
                 head = layout.head
                 if head:
                     spans = [(a - head, b - head) for a, b in spans]
-                encoded = words.encode(full[head:], () if everything else spans) if words is not None else None
+                encoded = (
+                    words.encode(full[head:], () if everything else spans) if words is not None else None
+                )
                 if encoded is None:
                     chats.append((index, full[head:], spans, layout.head_blob))
                 else:
@@ -292,15 +316,19 @@ class FastEncoder:
         if texts or chats:
             self._reset_backend()
         if texts:
-            for (index, _), encoding in zip(texts, self._backend.encode_batch([t for _, t in texts],
-                                                                               add_special_tokens=True),
-                                            strict=True):
+            for (index, _), encoding in zip(
+                texts, self._backend.encode_batch([t for _, t in texts], add_special_tokens=True), strict=True
+            ):
                 results[index] = self._text_row(array("i", encoding.ids).tobytes())
         if chats:
-            encodings = self._backend.encode_batch([text for _, text, _, _ in chats], add_special_tokens=False)
+            encodings = self._backend.encode_batch(
+                [text for _, text, _, _ in chats], add_special_tokens=False
+            )
             for (index, _, spans, head_blob), encoding in zip(chats, encodings, strict=True):
                 ranges = [] if everything else _ranges(encoding.offsets, spans)
-                results[index] = self._joined(head_blob, array("i", encoding.ids).tobytes(), ranges, everything)
+                results[index] = self._joined(
+                    head_blob, array("i", encoding.ids).tobytes(), ranges, everything
+                )
         finished = [row if isinstance(row, str) else self._finish(row) for row in results]  # type: ignore[arg-type]
         for index, roles, example in checks:
             try:
@@ -312,9 +340,14 @@ class FastEncoder:
                 same = expected == got
             else:
                 got_ids = array("i", got[0]).tolist()
-                same = expected.input_ids == got_ids and expected.labels == _labels_of(got_ids, got[1]) and \
-                    (expected.truncated, expected.full_length) == (got[2], got[3])
-            if not same:  # the template (or tokenizer) is not what the analysis saw: this shape goes row by row
+                same = (
+                    expected.input_ids == got_ids
+                    and expected.labels == _labels_of(got_ids, got[1])
+                    and (expected.truncated, expected.full_length) == (got[2], got[3])
+                )
+            if (
+                not same
+            ):  # the template (or tokenizer) is not what the analysis saw: this shape goes row by row
                 if roles != _TEXT:
                     self.fast_shapes -= 1
                     self.slow_shapes += 1
@@ -362,7 +395,7 @@ class FastEncoder:
         limit = self.encoder.max_length
         truncated = full > limit
         if len(blob) > 4 * limit:
-            blob = blob[:4 * limit]
+            blob = blob[: 4 * limit]
             ranges = [(a, min(b, limit)) for a, b in ranges if a < limit]
         trained = sum(b - a for a, b in ranges)
         if not trained:
@@ -438,7 +471,9 @@ def _labels_of(ids: list[int], ranges: list[tuple[int, int]]) -> list[int]:
 
 
 def compute_stats(
-    encoder: Encoder, rows: Sequence[Mapping[str, Any]], progress: Callable[[DatasetStats], bool] | None = None,
+    encoder: Encoder,
+    rows: Sequence[Mapping[str, Any]],
+    progress: Callable[[DatasetStats], bool] | None = None,
     every: int = 2000,
 ) -> DatasetStats:
     """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
@@ -447,7 +482,7 @@ def compute_stats(
     step = max(1, min(every, 1000))
     index = 0
     for start in range(0, len(rows), step):
-        for sample in fast.encode_rows(rows[start:start + step]):
+        for sample in fast.encode_rows(rows[start : start + step]):
             if isinstance(sample, str):
                 stats.skipped[sample] += 1
                 stats.skipped_rows.setdefault(sample, []).append(index)

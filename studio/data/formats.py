@@ -48,6 +48,8 @@ def resolve_columns(column_names: Sequence[str], columns: Mapping[str, str]) -> 
         if wanted not in column_names and len(matches) == 1:
             resolved[canonical] = matches[0]
     return resolved
+
+
 TEXT_FORMATS = {"guanaco", "llama2", "human_assistant"}
 
 
@@ -88,15 +90,26 @@ def _instruction_pair(extra: str, answer: str):
         instruction = _text(_col(row, columns, "instruction"), "instruction")
         more = _text(_col(row, columns, extra), extra, allow_empty=True)
         user = f"{instruction}\n\n{more}" if more.strip() else instruction
-        return [{"role": "user", "content": user},
-                {"role": "assistant", "content": _text(_col(row, columns, answer), answer)}]
+        return [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": _text(_col(row, columns, answer), answer)},
+        ]
 
     return convert
 
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-                   "tool": "tool", "observation": "tool"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+}
 
 
 _EXTRA_KEYS = {"assistant": ("reasoning_content", "tool_calls"), "tool": ("tool_call_id", "name")}
@@ -115,7 +128,9 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def _turn_list(value: Any, field: str, role_key: str, content_key: str, roles: Mapping[str, str]) -> list[Turn]:
+def _turn_list(
+    value: Any, field: str, role_key: str, content_key: str, roles: Mapping[str, str]
+) -> list[Turn]:
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise SkipRow(f"{field} is not a list")
     turns = []
@@ -125,6 +140,9 @@ def _turn_list(value: Any, field: str, role_key: str, content_key: str, roles: M
         role = roles.get(str(item.get(role_key, "")).lower())
         if role is None:
             raise SkipRow(f"unknown role {item.get(role_key)!r}")
+        if len(item) == 2 and content_key in item:  # role and content only, the common case
+            turns.append({"role": role, "content": _text(item.get(content_key), f"{role} content")})
+            continue
         calls = item.get("tool_calls") if role == "assistant" else None
         content = item.get(content_key)
         if role == "tool" and isinstance(content, Mapping | list):
@@ -164,15 +182,20 @@ def tools_of(row: Mapping[str, Any], columns: Mapping[str, str]) -> tuple[Any, .
             value = json.loads(value)
         except json.JSONDecodeError:
             raise SkipRow("tools is not JSON") from None
-    if not isinstance(value, Sequence) or isinstance(value, str) or \
-            not all(isinstance(t, Mapping) for t in value):
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or not all(isinstance(t, Mapping) for t in value)
+    ):
         raise SkipRow("tools is not a list of tool definitions")
     return tuple(_without_nulls(value)) or None
 
 
 def _prompt_completion(row, columns) -> list[Turn]:
-    return [{"role": "user", "content": _text(_col(row, columns, "prompt"), "prompt")},
-            {"role": "assistant", "content": _text(_col(row, columns, "completion"), "completion")}]
+    return [
+        {"role": "user", "content": _text(_col(row, columns, "prompt"), "prompt")},
+        {"role": "assistant", "content": _text(_col(row, columns, "completion"), "completion")},
+    ]
 
 
 _HUMAN_ASSISTANT_RE = re.compile(r"###\s*(Human|Assistant)\s*:\s*")
@@ -211,6 +234,7 @@ def parse_llama2(text: str) -> list[Turn]:
 def _text_format(parser):
     def convert(row, columns) -> list[Turn]:
         return parser(_text(_col(row, columns, "text"), "text"))
+
     return convert
 
 
@@ -226,7 +250,9 @@ CONVERTERS = {
 }
 
 
-def to_example(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str], system_prompt: str | None) -> Example:
+def to_example(
+    row: Mapping[str, Any], fmt: str, columns: Mapping[str, str], system_prompt: str | None
+) -> Example:
     """The row as turns (or plain text); raises :class:`SkipRow` with the reason when it is unusable."""
     if fmt == "text":
         return Example(text=_text(_col(row, columns, "text"), "text"))
@@ -239,7 +265,9 @@ def to_example(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str], sys
     return Example(turns=tuple(turns), tools=tools)
 
 
-def detect_format(column_names: Sequence[str], columns: Mapping[str, str], sample_rows: Sequence[Mapping]) -> str:
+def detect_format(
+    column_names: Sequence[str], columns: Mapping[str, str], sample_rows: Sequence[Mapping]
+) -> str:
     """Pick the format whose (mapped) columns the data has; for raw text, look at its markers."""
     have = set(column_names)
 

@@ -42,13 +42,15 @@ def _hits(table: Any, needle: str) -> Any:
             found = pc.fill_null(pc.match_substring(column, needle, ignore_case=True), False)
             mask |= found.to_numpy(zero_copy_only=False)
         else:
-            mask |= np.fromiter((_value_holds(v, lowered) for v in column.to_pylist()), dtype=bool,
-                                count=table.num_rows)
+            mask |= np.fromiter(
+                (_value_holds(v, lowered) for v in column.to_pylist()), dtype=bool, count=table.num_rows
+            )
     return mask
 
 
-def find_row(rows: RowTable, needle: str, after: int = -1,
-             cancelled: Callable[[], bool] = lambda: False) -> int | None:
+def find_row(
+    rows: RowTable, needle: str, after: int = -1, cancelled: Callable[[], bool] = lambda: False
+) -> int | None:
     """The first row after row ``after`` that holds ``needle`` (case ignored), going round to the start;
     None when no row does, or when ``cancelled`` says so between batches."""
     total = len(rows)

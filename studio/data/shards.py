@@ -86,8 +86,9 @@ def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept
     try:
         if job.tokenizer is not None:
             assert job.recipe is not None
-            kept["fast"] = FastEncoder(make_encoder(job.tokenizer, job.recipe, job.columns, job.sample_rows,
-                                                    job.origin))
+            kept["fast"] = FastEncoder(
+                make_encoder(job.tokenizer, job.recipe, job.columns, job.sample_rows, job.origin)
+            )
 
         def sent(part: DatasetStats) -> bool:
             send(("batch", job.index, part))
@@ -110,7 +111,9 @@ def _main() -> None:
     """``python -m lorastudio.data.shards``: chunks arrive pickled on stdin (None: no more), messages leave on stdout."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
-    with contextlib.suppress(OSError):  # bulk work: the TUI that asked for it (or a run) keeps its share of the cores
+    with contextlib.suppress(
+        OSError
+    ):  # bulk work: the TUI that asked for it (or a run) keeps its share of the cores
         os.nice(NICENESS)
     out = sys.stdout.buffer
 
@@ -128,8 +131,12 @@ EncodeHere = Callable[[ShardJob, Callable[[DatasetStats], bool]], tuple[int, int
 """Encodes a chunk in the calling process (its batches' statistics to the callback); returns its shape counts."""
 
 
-def encode_in_processes(jobs: Sequence[ShardJob], merge: Callable[[DatasetStats], bool], helpers: int,
-                        encode_here: EncodeHere | None = None) -> tuple[int, int]:
+def encode_in_processes(
+    jobs: Sequence[ShardJob],
+    merge: Callable[[DatasetStats], bool],
+    helpers: int,
+    encode_here: EncodeHere | None = None,
+) -> tuple[int, int]:
     """Encode every chunk, on ``helpers`` fresh ``python -m lorastudio.data.shards`` processes and, when
     ``encode_here`` is given, in this process too; each takes the next chunk as it finishes one.
 
@@ -181,8 +188,10 @@ def encode_in_processes(jobs: Sequence[ShardJob], merge: Callable[[DatasetStats]
             raise payload
         else:  # its output ended without a word: it was killed or crashed
             code = processes[index].wait()
-            raise DataError(f"encoding helper process {index + 1} of {len(processes)} ended unexpectedly "
-                            f"(exit code {code})")
+            raise DataError(
+                f"encoding helper process {index + 1} of {len(processes)} ended unexpectedly "
+                f"(exit code {code})"
+            )
 
     def drain(part: DatasetStats) -> bool:
         """This process's own batch, then whatever the helpers said meanwhile."""
@@ -196,11 +205,16 @@ def encode_in_processes(jobs: Sequence[ShardJob], merge: Callable[[DatasetStats]
 
     try:
         for helper in range(helpers):
-            process = subprocess.Popen([sys.executable, "-m", "lorastudio.data.shards"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lorastudio.data.shards"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
             processes[helper] = process
-            threading.Thread(target=serve, args=(helper, process), daemon=True,
-                             name=f"studio-encode-{helper}").start()
+            threading.Thread(
+                target=serve, args=(helper, process), daemon=True, name=f"studio-encode-{helper}"
+            ).start()
         if encode_here is not None:
             while (job := take()) is not None:
                 fast, slow = encode_here(job, drain)

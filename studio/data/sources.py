@@ -123,7 +123,9 @@ def _read_csv(path: Path, limit: int | None = None) -> list[Row]:
                 raise DataError(f"{path}: not a CSV text file (binary content)")
             handle.seek(0)
             reader = csv.DictReader(handle)
-            fieldnames = reader.fieldnames  # read while the file is open: it is lazy, and an empty file has none
+            fieldnames = (
+                reader.fieldnames
+            )  # read while the file is open: it is lazy, and an empty file has none
             rows = [dict(r) for r in itertools.islice(reader, limit)]  # limit None: every row
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file (not UTF-8)") from None
@@ -158,8 +160,13 @@ def _read_txt(path: Path) -> list[Row]:
     return [{"text": d} for d in docs if d]
 
 
-READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet,
-           ".txt": _read_txt}
+READERS = {
+    ".jsonl": _read_jsonl,
+    ".json": _read_json,
+    ".csv": _read_csv,
+    ".parquet": _read_parquet,
+    ".txt": _read_txt,
+}
 # Formats the ``datasets`` packaged builders read straight into a memory-mapped Arrow cache.
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -202,7 +209,7 @@ class RowTable(Sequence[Row]):
     def batches(self, size: int = 1000) -> Iterator[list[Row]]:
         if isinstance(self._data, list):
             for start in range(0, len(self._data), size):
-                yield self._data[start:start + size]
+                yield self._data[start : start + size]
             return
         for batch in self._data.iter(batch_size=size):
             yield list(_rows_of(batch))
@@ -242,7 +249,9 @@ def local_files(path: Path) -> list[Path]:
         raise DataError(f"{path}: the folder holds no data files (looked for {', '.join(READERS)})")
     kinds = sorted({data_kind(p) for p in files})
     if len(kinds) > 1:
-        raise DataError(f"{path}: the folder mixes data files of several kinds ({', '.join(kinds)}); keep one")
+        raise DataError(
+            f"{path}: the folder mixes data files of several kinds ({', '.join(kinds)}); keep one"
+        )
     return files
 
 
@@ -310,8 +319,9 @@ def _load_with_builder(files: list[Path]) -> Any:
     level = builders_log.level
     builders_log.setLevel(logging.CRITICAL)
     try:
-        ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
-                                   cache_dir=_datasets_cache())
+        ds = datasets.load_dataset(
+            builder, data_files=[str(f) for f in files], split="train", cache_dir=_datasets_cache()
+        )
     except Exception:
         ds = None
     finally:
@@ -387,7 +397,10 @@ def load_hub(source: str, split: str, revision: str | None = None) -> Rows:
         ds = datasets.load_dataset(source, split=split, revision=revision)
     except Exception as exc:  # network, auth and missing-split errors all come here
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if any(word in text.lower() for word in ("connect", "offline", "resolve", "network", "timed out", "couldn't")):
+        if any(
+            word in text.lower()
+            for word in ("connect", "offline", "resolve", "network", "timed out", "couldn't")
+        ):
             raise DataError(f"data.source: cannot reach the hub for {source!r}; {hint}") from None
         raise DataError(f"data.source: cannot load {source!r} split {split!r}: {text}") from None
     return Rows(RowTable(ds), list(ds.column_names), f"hub:{source}")

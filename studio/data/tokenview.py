@@ -41,8 +41,13 @@ def pieces(tokenizer: Any, sample: Encoded) -> list[Piece]:
 
 
 def render(
-    items: list[Piece], *, boundaries: bool = False, show_special: bool = True, show_ids: bool = False,
-    no_color: bool = False, highlight: str | None = None,
+    items: list[Piece],
+    *,
+    boundaries: bool = False,
+    show_special: bool = True,
+    show_ids: bool = False,
+    no_color: bool = False,
+    highlight: str | None = None,
 ) -> Text:
     text = Text()
     previous_trained = False
@@ -62,7 +67,11 @@ def render(
         if no_color:
             style = "underline" if piece.trained else ""
         else:
-            style = TRAINED_STYLE if piece.trained else (SPECIAL_STYLE + " dim" if piece.special else MASKED_STYLE)
+            style = (
+                TRAINED_STYLE
+                if piece.trained
+                else (SPECIAL_STYLE + " dim" if piece.special else MASKED_STYLE)
+            )
         text.append(shown, style=style)
     if previous_trained:
         text.append("⟧", style="bold")
@@ -81,7 +90,13 @@ def legend(no_color: bool = False) -> Text:
 
 def sample_json(items: list[Piece], sample: Encoded, index: int) -> dict[str, Any]:
     return {
-        "index": index, "tokens": len(sample.input_ids), "trained_tokens": sample.trained_count,
-        "truncated": sample.truncated, "full_length": sample.full_length,
-        "pieces": [{"id": p.token_id, "text": p.text, "trained": p.trained, "special": p.special} for p in items],
+        "index": index,
+        "tokens": len(sample.input_ids),
+        "trained_tokens": sample.trained_count,
+        "truncated": sample.truncated,
+        "full_length": sample.full_length,
+        "notes": list(sample.notes),
+        "pieces": [
+            {"id": p.token_id, "text": p.text, "trained": p.trained, "special": p.special} for p in items
+        ],
     }
