@@ -241,8 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_on_nodes(args: argparse.Namespace) -> int:
     """``--slurm``: submit a job; ``--nodes N --node-rank R --main-address H:P``: start this node's supervisor."""
     from lorastudio.registry import load
-    from lorastudio.train.nodes import node_log, node_spec, start_node
-    from lorastudio.train.runs import create_run, find_run, load_run_recipe
+    from lorastudio.train.nodes import node_log, node_spec
+    from lorastudio.train.runs import create_run, find_run, load_run_recipe, start_node
 
     overrides = [*args.overrides, *([f"train.devices={args.devices}"] if args.devices is not None else []),
                  *([f"train.nodes={args.nodes}"] if args.nodes else []),

@@ -275,9 +275,12 @@ def test_gpu_panel_lists_each_device() -> None:
         return {"index": index, "name": "H100", "memory_used_mb": used, "memory_total_mb": 81559.0,
                 "process_memory_mb": used, "utilization_pct": util, "temperature_c": 60.0, "power_w": 500.0}
 
+    from lorastudio.train.events import TelemetryEvent
+
     panel = GpuPanel()
-    panel.show({"gpus": [gpu(0, 40000.0, 97.0), gpu(1, 20000.0, 55.0)], "host_ram_used_mb": 1000.0,
-                "host_ram_total_mb": 2000.0, "rss_mb": 1.0, "cpu_pct": 2.0})
+    panel.show(TelemetryEvent.from_json({"kind": "telemetry", "gpus": [gpu(0, 40000.0, 97.0), gpu(1, 20000.0, 55.0)],
+                                         "host_ram_used_mb": 1000.0, "host_ram_total_mb": 2000.0, "rss_mb": 1.0,
+                                         "cpu_pct": 2.0}))
     console = Console(width=40, record=True, file=io.StringIO())
     console.print(getattr(panel, "renderable", None) or panel.content)
     lines = console.export_text().splitlines()

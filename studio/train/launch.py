@@ -34,6 +34,7 @@ from pathlib import Path
 from lorastudio.errors import StudioError
 from lorastudio.train import nodes
 from lorastudio.train.nodes import NodeSpec
+from lorastudio.train.rundir import LOG_FILE
 
 FSDP_DEFAULTS = [
     "--fsdp_version", "1",
@@ -49,8 +50,6 @@ FSDP_DEFAULTS = [
 
 POLL_S = 0.5
 
-LOG_FILE = "worker.log"
-"""The run directory's log (the worker's and this supervisor's stdout and stderr); ``runs`` names it from here."""
 
 
 class LaunchError(StudioError):

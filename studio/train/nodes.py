@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import StudioError
+from lorastudio.train.rundir import LOG_FILE
 
 NODES_DIR = "nodes"
 REPORT_WAIT_S = 20.0
@@ -116,8 +116,6 @@ def report_path(run_dir: Path, node_rank: int) -> Path:
 
 def node_log(run_dir: Path, node_rank: int) -> Path:
     """Where ``--log`` sends a supervisor's output: node 0 appends to the run's log, the others to their own."""
-    from lorastudio.train.runs import LOG_FILE
-
     return run_dir / LOG_FILE if node_rank == 0 else run_dir / NODES_DIR / f"node-{node_rank}.log"
 
 
@@ -183,39 +181,6 @@ def lost_node_cause(
     return own_cause
 
 
-def start_node(
-    run_dir: Path,
-    spec: NodeSpec,
-    resume: bool = False,
-    devices: int | str | None = None,
-    env: dict[str, str] | None = None,
-) -> int:
-    """Start this node's supervisor detached (its own session, output in its node log); node 0 records its pid."""
-    from lorastudio.train.launch import supervisor_command
-    from lorastudio.train.runs import update_meta
-
-    cmd = (
-        supervisor_command(run_dir, resume=False, devices=devices)
-        + spec.args()
-        + (["--resume"] if resume else [])
-    )
-    log_path = node_log(run_dir, spec.node_rank)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-        )
-    if spec.is_main:
-        update_meta(run_dir, pid=proc.pid, pid_started=_create_time(proc.pid), nodes=spec.nodes)
-    return proc.pid
-
-
 def redirect_output(path: Path) -> None:
     """Send this process's stdout and stderr (and so its children's) to the end of ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,12 +190,3 @@ def redirect_output(path: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None

@@ -12,7 +12,6 @@ Layout of a run directory (format ``RUN_FORMAT``)::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -28,13 +27,15 @@ from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
 from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState
-from lorastudio.train.launch import LOG_FILE as LOG_FILE  # the run's log: named where the supervisor reads it
 from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
+from lorastudio.train.nodes import NodeSpec, node_log
+from lorastudio.train.rundir import LOG_FILE as LOG_FILE
+from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
+from lorastudio.train.rundir import RUN_FILE as RUN_FILE
+from lorastudio.train.rundir import create_time, read_meta, update_meta, write_meta
 from lorastudio.train.summaries import SummaryCache, summary_cache
 
 RUN_FORMAT = 1
-RUN_FILE = "run.json"
-RECIPE_FILE = "recipe.yaml"
 
 
 def _slug(text: str) -> str:
@@ -66,25 +67,6 @@ def create_run(recipe: Recipe, root: Path | None = None) -> Path:
     except OSError as exc:
         raise RunError(f"cannot create a run directory under {root}: {exc.strerror or exc}") from None
     return path
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write_meta(path: Path, meta: dict[str, Any]) -> None:
-    tmp = path / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(path / RUN_FILE)
-
-
-def update_meta(path: Path, **fields: Any) -> None:
-    meta = read_meta(path)
-    meta.update(fields)
-    write_meta(path, meta)
 
 
 def start_run(recipe: Recipe, root: Path | None = None, start: bool = True,
@@ -126,17 +108,38 @@ def start_worker(path: Path, resume: bool = False, env: dict[str, str] | None = 
         env=child_env, close_fds=True,
     )
     log.close()
-    update_meta(path, pid=proc.pid, pid_started=_create_time(proc.pid))
+    update_meta(path, pid=proc.pid, pid_started=create_time(proc.pid))
     return proc.pid
 
 
-def _create_time(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None
+def start_node(
+    run_dir: Path,
+    spec: NodeSpec,
+    resume: bool = False,
+    devices: int | str | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start this node's supervisor detached (its own session, output in its node log); node 0 records its pid."""
+    cmd = (
+        supervisor_command(run_dir, resume=False, devices=devices)
+        + spec.args()
+        + (["--resume"] if resume else [])
+    )
+    log_path = node_log(run_dir, spec.node_rank)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        )
+    if spec.is_main:
+        update_meta(run_dir, pid=proc.pid, pid_started=create_time(proc.pid), nodes=spec.nodes)
+    return proc.pid
 
 
 def worker_alive(meta: dict[str, Any]) -> bool:

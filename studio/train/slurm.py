@@ -146,7 +146,7 @@ def _run(cmd: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[s
 
 def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
     """Write the script, ``sbatch`` it, record the job in run.json; returns the job id."""
-    from lorastudio.train.runs import read_meta, update_meta
+    from lorastudio.train.rundir import read_meta, update_meta
 
     script = run_dir / SCRIPT_FILE
     tmp = script.with_suffix(".tmp")
@@ -185,7 +185,7 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
 
 def resubmit(run_dir: Path) -> str:
     """``studio resume`` of a Slurm run: a new job with the same options, from the latest checkpoint."""
-    from lorastudio.train.runs import read_meta
+    from lorastudio.train.rundir import read_meta
 
     options = SlurmOptions.from_json((read_meta(run_dir).get("slurm") or {}).get("options", {}))
     return submit(run_dir, options, resume=True)
@@ -346,7 +346,7 @@ def combine(
 def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
     """SIGTERM to the job's steps (the supervisors save and stop); a job not yet training is cancelled."""
     from lorastudio.train.events import EVENTS_FILE, fold, read_all
-    from lorastudio.train.runs import update_meta
+    from lorastudio.train.rundir import update_meta
 
     job_id = job_of(meta)
     info = job_info(job_id) if job_id else None
