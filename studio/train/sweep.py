@@ -36,7 +36,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 def split_values(raw: str) -> list[str]:
     """``1e-4,3e-4`` -> two values; commas inside ``[]``, ``{}`` or quotes stay (``[q_proj,v_proj]`` is one)."""
-    values, depth, quote, current = [], 0, "", []
+    values: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in raw:
         if quote:
             quote = "" if char == quote else quote
@@ -221,7 +223,8 @@ def stop_sweep(name: str, root: Path | None = None) -> tuple[list[Path], list[Pa
     if not runs:
         raise RunError(f"no sweep named {name!r} (see `studio runs`)")
     queued_first = sorted(runs, key=lambda p: not summarise(p).status.startswith("queued"))
-    stopped, ended = [], []
+    stopped: list[Path] = []
+    ended: list[Path] = []
     for path in queued_first:
         (stopped if stop_run(path) else ended).append(path)
     return stopped, ended
