@@ -58,6 +58,16 @@ class EstimateReady(Message):
         return isinstance(message, EstimateReady)
 
 
+def sweep_values(spec: FieldSpec, text: str) -> list[str]:
+    """The values of a field typed as ``a, b, c`` (a sweep), or [] for one value; list fields never sweep."""
+    if spec.kind in ("list", "bool") or spec.path == "data.source":
+        return []
+    from lorastudio.train.sweep import split_values
+
+    values = [v for v in split_values(text) if v]
+    return values if len(values) > 1 else []
+
+
 class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     """Edit, check the memory estimate, then Enter to start exactly one run."""
 
@@ -82,6 +92,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.estimate_text: Text | None = None
         self.fits: bool | None = None
         self._draft_text: str | None = None  # an invalid $EDITOR edit, reopened by the next `e`
+        self.sweep_axes: dict[str, list[str]] = {}  # field path -> values typed as a, b, c (a sweep)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -117,7 +128,14 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     def _input_changed(self, event: Input.Changed) -> None:
         spec = self._spec_of(event.input.id)
         if spec is not None:
-            self.set_field(spec.path, _parse(spec, event.value))
+            values = sweep_values(spec, event.value)  # a sweep: the form checks the first, Enter checks all
+            swept = self.sweep_axes.pop(spec.path, None)
+            if values:
+                self.sweep_axes[spec.path] = values
+                self.sweep_axes = {f.path: self.sweep_axes[f.path] for f in FIELDS if f.path in self.sweep_axes}
+            self.set_field(spec.path, _parse(spec, values[0] if values else event.value))
+            if values or swept:
+                self.revalidate()
 
     @on(Switch.Changed, ".launch-switch")
     def _switch_changed(self, event: Switch.Changed) -> None:
@@ -150,9 +168,59 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         else:
             status.set_class(False, "error")
             status.update(self._changes_line())
+        self._show_sweep_axes()
         if recipe is not None:
             self.data = recipe.model_dump(mode="json")  # normalised (e.g. "1e-4" becomes 0.0001)
             self.estimate(recipe)
+
+    def _show_sweep_axes(self) -> None:
+        """Beside each swept field, how many values; in the status line, how many runs Enter starts."""
+        if not self.sweep_axes:
+            return
+        runs = 1
+        for path, values in self.sweep_axes.items():
+            runs *= len(values)
+            if path not in self.errors:
+                label = self.query_one(f"#e-{_key(BY_PATH[path])}", Label)
+                label.update(f"sweep: {len(values)} values")
+        if not self.errors:
+            self.query_one("#launch-status", Label).update(
+                f"sweep of {runs} runs over {', '.join(self.sweep_axes)} · Enter checks each value, starts it"
+            )
+
+    def _launch_sweep(self) -> None:
+        from lorastudio.errors import StudioError
+        from lorastudio.train.sweep import Axis, plan_from_data, start_sweep
+
+        try:
+            plan = plan_from_data(self.data, [Axis(path, values) for path, values in self.sweep_axes.items()])
+        except StudioError as exc:
+            self.notify(str(exc), title="sweep not started", severity="error")
+            return
+        from lorastudio.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                start_sweep(plan)
+            except StudioError as exc:
+                self.notify(str(exc), title="sweep not started", severity="error")
+                return
+            self.started = True
+            self.app.pop_screen()
+            self.app.notify(f"sweep {plan.name}: {len(plan.points)} runs queued, one training at a time")
+            from lorastudio.screens.runs import RunsScreen
+
+            self.app.push_screen(RunsScreen())
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Start sweep {plan.name}?\n{len(plan.points)} runs over "
+                f"{', '.join(plan.keys)}, queued one at a time."
+            ),
+            answer,
+        )
 
     def _changes(self) -> dict[str, Any]:
         return {k: v for k, v in diff(self.original, self.data).items() if k not in IDENTITY}
@@ -189,6 +257,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     # -- actions ---------------------------------------------------------------------------------
     def action_launch(self) -> None:
         if self.started:
+            return
+        if self.sweep_axes and self.current is not None:
+            self._launch_sweep()
             return
         if self.current is None:
             self.notify("the recipe has errors; fix the fields marked in red", title="not launched",

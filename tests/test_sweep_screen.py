@@ -76,3 +76,63 @@ async def test_a_sweep_is_one_group_that_folds_and_compares(runs_root: Path) -> 
                 for i in range(screen.query_one("#compare-diff").row_count)
             )
         ]
+
+
+@pytest.fixture
+def sweeps_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
+    """The plans the Launch sheet starts (recorded, not trained); a fixed machine for the memory estimate."""
+    import lorastudio.models.estimate as estimate
+    import lorastudio.screens.launch_memory as memory
+    import lorastudio.train.sweep as sweep
+    from lorastudio.models.tiny import CONFIG
+
+    monkeypatch.setattr(memory, "free_gpu_mb", lambda: None)
+    monkeypatch.setattr(memory, "free_host_mb", lambda: (20 * 1024.0, 24 * 1024.0))
+    monkeypatch.setattr(estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640})
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    plans: list[object] = []
+    monkeypatch.setattr(sweep, "start_sweep", lambda plan, root=None: plans.append(plan) or [])
+    return plans
+
+
+async def test_the_launch_sheet_starts_a_sweep_from_comma_separated_values(
+    sweeps_started: list[object],
+) -> None:
+    from textual.widgets import Input, Label
+
+    from lorastudio import registry
+    from lorastudio.screens.confirm import ConfirmScreen
+    from lorastudio.screens.launch import LaunchScreen
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        sheet = LaunchScreen(registry.load("tiny-pirate"))
+        await app.push_screen(sheet)
+        await wait_until(pilot, lambda: sheet.estimate_text is not None)
+        rate = sheet.query_one("#f-train-learning-rate", Input)
+        sheet.set_focus(rate)
+        rate.value = "0.001, -1"
+        await wait_until(pilot, lambda: sheet.sweep_axes.get("train.learning_rate") == ["0.001", "-1"])
+        assert str(sheet.query_one("#e-train-learning-rate", Label).content) == "sweep: 2 values"
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.screen is sheet and sweeps_started == []  # -1 is refused before anything starts
+        rate.value = "0.001, 0.003"
+        steps = sheet.query_one("#f-train-max-steps", Input)
+        steps.value = "4, 8"
+        await wait_until(pilot, lambda: len(sheet.sweep_axes) == 2)
+        status = str(sheet.query_one("#launch-status", Label).content)
+        assert "sweep of 4 runs over train.max_steps, train.learning_rate" in status  # in the form's order
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        (plan,) = sweeps_started
+        assert [p.fields for p in plan.points] == [  # type: ignore[attr-defined]
+            {"train.max_steps": 4, "train.learning_rate": 0.001},
+            {"train.max_steps": 4, "train.learning_rate": 0.003},
+            {"train.max_steps": 8, "train.learning_rate": 0.001},
+            {"train.max_steps": 8, "train.learning_rate": 0.003},
+        ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,16 +126,40 @@ def plan_sweep(
 ) -> SweepPlan:
     """Expand and validate the grid; raises before anything is created. ``max_points`` keeps the first N points."""
     axes, fixed = parse_grid(args)
+    return _plan(lambda overrides: registry.load(recipe, overrides), axes, fixed, name, max_points, root)
+
+
+def plan_from_data(
+    data: dict[str, Any], axes: list[Axis], name: str | None = None, root: Path | None = None
+) -> SweepPlan:
+    """The same from a recipe's fields as a mapping (the Launch sheet's form), the axes' values as typed."""
+
+    def load(overrides: list[str]) -> Recipe:
+        return registry.validate_data(
+            registry.apply_overrides(data, overrides), "the launch sheet", overrides=overrides
+        )
+
+    return _plan(load, axes, [], name, None, root)
+
+
+def _plan(
+    load: Callable[[list[str]], Recipe],
+    axes: list[Axis],
+    fixed: list[str],
+    name: str | None,
+    max_points: int | None,
+    root: Path | None,
+) -> SweepPlan:
     if not axes:
         raise RecipeError(
             "sweep: give at least one field with several comma-separated values, "
             "e.g. train.learning_rate=1e-4,3e-4"
         )
-    base = registry.load(recipe, fixed)
+    base = load(fixed)
     for axis in axes:  # each value alone first, so the message names the one at fault
         for value in axis.values:
             try:
-                registry.load(recipe, [*fixed, f"{axis.key}={value}"])
+                load([*fixed, f"{axis.key}={value}"])
             except RecipeError as exc:
                 raise RecipeError(f"sweep: {exc} (nothing was started)") from None
     if base.train.devices != 1:
@@ -158,7 +182,7 @@ def plan_sweep(
     for index, combo in enumerate(combos[:max_points] if max_points else combos):
         overrides = [*fixed, *(f"{axis.key}={value}" for axis, value in zip(axes, combo, strict=True))]
         try:
-            resolved = registry.load(recipe, overrides)
+            resolved = load(overrides)
         except RecipeError as exc:
             raise RecipeError(f"sweep: {exc} (nothing was started)") from None
         dumped = flatten(resolved.model_dump(mode="json"))
