@@ -133,11 +133,9 @@ def preview(
 # -- runs -------------------------------------------------------------------------------------------
 def _start(recipe: Any) -> Path:
     """Create the run directory and start its detached worker (what `studio train --detach` does)."""
-    from lorastudio.train.runs import create_run, start_worker
+    from lorastudio.train.runs import start_run
 
-    run_dir = create_run(recipe)
-    start_worker(run_dir)
-    return run_dir
+    return start_run(recipe)
 
 
 def start_run(recipe: RecipeArg, overrides: OverridesArg = None) -> dict[str, Any]:

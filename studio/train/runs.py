@@ -70,15 +70,18 @@ def create_run(recipe: Recipe, root: Path | None = None) -> Path:
 
 
 def start_run(recipe: Recipe, root: Path | None = None, start: bool = True,
-              env: dict[str, str] | None = None) -> Path:
-    """The one way a new run starts (the CLI's ``studio train`` and the Launch sheet both call it).
+              env: dict[str, str] | None = None, meta: dict[str, Any] | None = None) -> Path:
+    """The one way a new run starts (``studio train``, the Launch sheet, sweeps and the MCP server call it).
 
     The devices the recipe asks for are checked first, so a recipe this machine cannot train (FSDP without
     CUDA, more GPUs than are visible) is refused before a run directory exists. Then the run directory is
-    created and, unless ``start`` is false, its worker started with the devices and strategy from ``recipe``.
+    created, ``meta`` added to its ``run.json`` (before any worker can write there) and, unless ``start`` is
+    false, its worker started with the devices and strategy from ``recipe``.
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
     path = create_run(recipe, root)
+    if meta:
+        update_meta(path, **meta)
     if start:
         start_worker(path, env=env, devices=recipe.train.devices, distributed=recipe.train.distributed)
     return path

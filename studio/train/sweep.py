@@ -23,7 +23,7 @@ from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import Recipe
 from lorastudio.train.compare import RunResult, flatten, run_result
-from lorastudio.train.runs import RUN_FILE, create_run, read_meta, start_worker, stop_run, update_meta
+from lorastudio.train.runs import RUN_FILE, read_meta, start_run, start_worker, stop_run
 
 SWEEP_KEY = "sweep"
 """The ``run.json`` entry of a sweep member: ``{"name", "index", "of", "fields": {dotted key: value}}``."""
@@ -194,18 +194,8 @@ def start_sweep(plan: SweepPlan, root: Path | None = None) -> list[Path]:
     """Create every member's run directory (named in its run.json), then start their workers on the queue."""
     created = []
     for point in plan.points:
-        run_dir = create_run(point.recipe, root)
-        update_meta(
-            run_dir,
-            **{
-                SWEEP_KEY: {
-                    "name": plan.name,
-                    "index": point.index,
-                    "of": len(plan.points),
-                    "fields": point.fields,
-                }
-            },
-        )
+        meta = {SWEEP_KEY: {"name": plan.name, "index": point.index, "of": len(plan.points), "fields": point.fields}}
+        run_dir = start_run(point.recipe, root, start=False, meta=meta)  # all exist before the first one trains
         created.append(run_dir)
     for run_dir in created:
         start_worker(run_dir, env=QUEUE_ENV)
