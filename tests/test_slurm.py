@@ -255,11 +255,20 @@ LIVE = ("starting", "loading model", "loading data", "training", "saving")
 async def test_submit_pending_then_running_attach_done(slurm_cluster: Path) -> None:
     from lorastudio.app import StudioApp
 
-    run_dir = submit("train.max_steps=60", "train.save_steps=1000", env={"SBATCH_HOLD": "1"})  # held: pending
+    # another job holds both of the node's CPUs, so ours waits for resources
+    blocker = subprocess.run(
+        ["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 600"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    wait_for(lambda: slurm.job_info(blocker) and slurm.job_info(blocker).running, timeout=60, every=1)  # type: ignore[union-attr]
+    run_dir = submit("train.max_steps=60", "train.save_steps=1000")
     job = job_id(run_dir)
     script = (run_dir / slurm.SCRIPT_FILE).read_text()
     assert "srun " in script and "#SBATCH --nodes=1" in script
-    assert f"queued (Slurm job {job} pending: JobHeldUser)" in runs_row(run_dir)
+    row = runs_row(run_dir)
+    assert f"queued (Slurm job {job} pending: Resources)" in row or f"{job} pending: Priority" in row, row
 
     seen: list[str] = []
     app = StudioApp(attach=run_dir)
@@ -277,7 +286,7 @@ async def test_submit_pending_then_running_attach_done(slurm_cluster: Path) -> N
             raise AssertionError(f"the Monitor showed {seen}")
 
         await shows(lambda s: s.startswith(f"queued (Slurm job {job} pending"), 60)
-        subprocess.run(["scontrol", "release", job], check=True)
+        subprocess.run(["scancel", blocker], check=True)
         await shows(lambda s: s == "training", 600)
         assert runs.summarise(run_dir).status in LIVE
         row = runs_row(run_dir)
