@@ -255,11 +255,20 @@ LIVE = ("starting", "loading model", "loading data", "training", "saving")
 async def test_submit_pending_then_running_attach_done(slurm_cluster: Path) -> None:
     from lorastudio.app import StudioApp
 
-    run_dir = submit("train.max_steps=60", "train.save_steps=1000", env={"SBATCH_HOLD": "1"})  # held: pending
+    # another job holds both of the node's CPUs, so ours waits for resources
+    blocker = subprocess.run(
+        ["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 600"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    wait_for(lambda: slurm.job_info(blocker) and slurm.job_info(blocker).running, timeout=60, every=1)  # type: ignore[union-attr]
+    run_dir = submit("train.max_steps=60", "train.save_steps=1000")
     job = job_id(run_dir)
     script = (run_dir / slurm.SCRIPT_FILE).read_text()
     assert "srun " in script and "#SBATCH --nodes=1" in script
-    assert f"queued (Slurm job {job} pending: JobHeldUser)" in runs_row(run_dir)
+    row = runs_row(run_dir)
+    assert f"queued (Slurm job {job} pending: Resources)" in row or f"{job} pending: Priority" in row, row
 
     seen: list[str] = []
     app = StudioApp(attach=run_dir)
@@ -277,7 +286,7 @@ async def test_submit_pending_then_running_attach_done(slurm_cluster: Path) -> N
             raise AssertionError(f"the Monitor showed {seen}")
 
         await shows(lambda s: s.startswith(f"queued (Slurm job {job} pending"), 60)
-        subprocess.run(["scontrol", "release", job], check=True)
+        subprocess.run(["scancel", blocker], check=True)
         await shows(lambda s: s == "training", 600)
         assert runs.summarise(run_dir).status in LIVE
         row = runs_row(run_dir)
@@ -334,3 +343,24 @@ def test_time_limit_shows_as_the_cause(slurm_cluster: Path) -> None:
     assert f"Slurm job {job} reached its time limit" in (summary.cause or ""), summary.cause
     row = json.loads(studio("runs", "--json").stdout)
     assert any(r["name"] == run_dir.name and "time limit" in (r["cause"] or "") for r in row)
+
+
+@pytest.mark.slow
+def test_requeued_job_resumes_from_its_checkpoint_by_itself(slurm_cluster: Path) -> None:
+    run_dir = submit("train.max_steps=30", "train.save_steps=1000", flags=("--requeue",))
+    job = job_id(run_dir)
+    assert "#SBATCH --requeue" in (run_dir / slurm.SCRIPT_FILE).read_text()
+    wait_for(lambda: state_of(run_dir).step >= 3, timeout=600, every=0.5)
+    subprocess.run(["scontrol", "requeue", job], check=True)  # what preemption with PreemptMode=REQUEUE does
+    wait_for(lambda: state_of(run_dir).finished, timeout=120, every=0.5)
+    state = state_of(run_dir)
+    assert state.status == "stopped", state.cause  # SIGTERM: a checkpoint at the step it reached
+    saved = state.step
+    summary = settled(run_dir, timeout=900)
+    assert summary.status == "done", summary
+    events = read_all(run_dir / EVENTS_FILE)
+    resumed = [i for i, e in enumerate(events) if e.get("status") == "starting" and e.get("resume")]
+    assert resumed, "the requeued job did not start with --resume"
+    after = [e["step"] for e in events[resumed[-1] :] if e["kind"] == "metrics"]
+    assert after == list(range(saved + 1, 31))
+    assert runs.read_meta(run_dir)["slurm"]["jobs"] == [job]  # the same job, run again by Slurm
