@@ -42,8 +42,8 @@ class ModelSection(_Section):
     """Parameter count in billions, for the VRAM estimate when the model is not on disk."""
     adapter: str | None = None
     """A finished run (name, path, ``latest``, ``RUN@best`` or ``RUN@checkpoint-N``) whose LoRA adapter this run
-    starts from and keeps training, e.g. an SFT run before DPO; with LoRA the reference model is the base with
-    this adapter's starting weights frozen, never a second copy."""
+    starts from and keeps training, e.g. an SFT run before DPO. The reference model of dpo/kto is the base with
+    the adapter switched off, never a second copy of the weights."""
 
 
 class DataSection(_Section):

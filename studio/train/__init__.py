@@ -2,5 +2,6 @@
 
 It owns the worker process (``worker``), backend choice and model loading for training
 (``backend``), the run directory contract (``runs``, ``events``) and hardware telemetry
-(``telemetry``). It may import ``data``, ``models`` and the ground; never ``chat``, ``export`` or a face.
+(``telemetry``). The preference and RL methods' trainers are built in ``methods``, GRPO's
+reward functions in ``rewards``. It may import ``data``, ``models`` and the ground; never ``chat``, ``export`` or a face.
 """

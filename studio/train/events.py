@@ -129,6 +129,11 @@ class RunState:
     training_started: float | None = None
     min_loss: float | None = None
     """The lowest training loss logged (kept as events arrive, so readers need not scan ``loss``)."""
+    method_metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Per step, the figures a preference/RL trainer logs beyond SFT's (``rewards/margins``, ``reward``, ``kl``,
+    ``rewards/NAME/mean``, ...), from ``method_metrics`` events."""
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """GRPO's most recent sampled prompts, completions and their rewards (the last ``samples`` event)."""
 
     @property
     def last_loss(self) -> float | None:
@@ -196,6 +201,13 @@ class RunState:
                 self.peak_vram_mb = max(self.peak_vram_mb or 0.0, float(vram))
             if event.get("rss_mb"):
                 self.peak_rss_mb = max(self.peak_rss_mb or 0.0, float(event["rss_mb"]))
+        elif kind == "method_metrics":  # train.method dpo/kto/orpo/grpo (train/methods.py)
+            step = int(event.get("step", self.step))
+            for name, value in (event.get("values") or {}).items():
+                if isinstance(value, (int, float)):
+                    self.method_metrics.setdefault(str(name), []).append((step, float(value)))
+        elif kind == "samples":
+            self.samples = [s for s in event.get("samples") or [] if isinstance(s, dict)][-8:]
         elif kind == "checkpoint":
             self.checkpoints.append(int(event.get("step", 0)))
             if event.get("best_checkpoint"):
