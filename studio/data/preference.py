@@ -557,3 +557,48 @@ def prepare_method_data(recipe: Recipe, tokenizer: Any = None) -> MethodData:
         raise no_usable_rows(stats, rows.origin)
     evals, _ = encode_rows(encoder, eval_rows)
     return MethodData(encoder, [s.row() for s in train], [s.row() for s in evals], stats)
+
+
+# -- what the Preview and ``studio preview`` show ----------------------------------------------------------
+def _pieces(tokenizer: Any, ids: list[int], trained: bool) -> list[Any]:
+    from lorastudio.data.encode import Encoded as SftEncoded
+    from lorastudio.data.tokenview import pieces
+
+    labels = list(ids) if trained else [IGNORE_INDEX] * len(ids)
+    return pieces(tokenizer, SftEncoded(list(ids), labels, False, len(ids)))
+
+
+def sample_parts(tokenizer: Any, sample: Encoded) -> dict[str, list[Any]]:
+    """The token pieces of each part: ``prompt`` (masked) and the trained replies (``chosen`` / ``rejected``,
+    or ``completion``); a GRPO prompt has only its ``prompt`` (nothing is trained from the data)."""
+    parts = {"prompt": _pieces(tokenizer, sample.prompt_ids, False)}
+    if isinstance(sample, EncodedPair):
+        parts["chosen"] = _pieces(tokenizer, sample.chosen_ids, True)
+        parts["rejected"] = _pieces(tokenizer, sample.rejected_ids, True)
+    elif isinstance(sample, EncodedUnpaired):
+        parts["completion"] = _pieces(tokenizer, sample.completion_ids, True)
+    return parts
+
+
+def method_sample_json(tokenizer: Any, sample: Encoded, index: int) -> dict[str, Any]:
+    """One encoded row for ``studio preview --json``: each part's tokens, what was truncated."""
+    out: dict[str, Any] = {"index": index}
+    for name, items in sample_parts(tokenizer, sample).items():
+        out[name] = {
+            "tokens": len(items),
+            "trained_tokens": sum(p.trained for p in items),
+            "pieces": [
+                {"id": p.token_id, "text": p.text, "trained": p.trained, "special": p.special} for p in items
+            ],
+        }
+    out["prompt_truncated"] = sample.prompt_truncated
+    if isinstance(sample, EncodedPair):
+        out["chosen_truncated"], out["rejected_truncated"] = (
+            sample.chosen_truncated,
+            sample.rejected_truncated,
+        )
+    elif isinstance(sample, EncodedUnpaired):
+        out["label"], out["completion_truncated"] = sample.label, sample.completion_truncated
+    else:
+        out["prompt_text"], out["extra"] = sample.prompt, {k: str(v)[:200] for k, v in sample.extra.items()}
+    return out

@@ -1,0 +1,250 @@
+"""Preference and RL training through the worker: the DPO loss it logs, GRPO's reward, broken reward files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lorastudio.recipe import RewardSpec
+from lorastudio.train.events import fold, read_all
+from lorastudio.train.rewards import RewardError, build_rewards, score
+from conftest import run_worker
+
+PAIRS = [
+    {
+        "prompt": "Where does a bee live?",
+        "chosen": "Arr, a bee be livin' in a hive!",
+        "rejected": "In a hive.",
+    },
+    {"prompt": "What colour is snow?", "chosen": "Arr, snow be white, matey!", "rejected": "Snow is white."},
+    {"prompt": "What is two plus two?", "chosen": "Aye, two plus two be four!", "rejected": "Four."},
+    {"prompt": "Who are you?", "chosen": "Ahoy! I be a helpful pirate.", "rejected": "I am an assistant."},
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def new_run(tmp_path: Path, recipe: dict[str, Any]) -> Path:
+    from lorastudio import registry
+    from lorastudio.train import runs
+
+    path = tmp_path / f"{recipe['name']}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return runs.create_run(registry.load(str(path)))
+
+
+def random_adapter(tiny_model: Path, out: Path) -> Path:
+    """A LoRA adapter whose B matrices are not zero, so the policy differs from the reference."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    model.save_pretrained(out)
+    return out
+
+
+def sequence_logp(model: Any, prompt: list[int], reply: list[int]) -> float:
+    import torch
+
+    ids = torch.tensor([prompt + reply])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, :-1].float()
+    logps = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+    return float(logps[len(prompt) - 1 :].sum())
+
+
+@pytest.mark.slow
+def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lorastudio.data.preference import prepare_method_data
+    from lorastudio.train.runs import load_run_recipe
+
+    adapter = random_adapter(tiny_model, tmp_path / "start-adapter")
+    beta = 0.2
+    run_dir = new_run(
+        tmp_path,
+        {
+            "name": "dpo-check",
+            "model": {"name": "tiny", "max_seq_length": 96, "adapter": str(adapter)},
+            "data": {"source": str(write_jsonl(tmp_path / "pairs.jsonl", PAIRS)), "eval_fraction": 0},
+            "train": {
+                "method": "dpo",
+                "batch_size": 4,
+                "max_steps": 1,
+                "learning_rate": 1e-6,
+                "precision": "fp32",
+                "save_steps": 10,
+            },
+            "dpo": {"beta": beta},
+        },
+    )
+    result = run_worker(run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = fold(read_all(run_dir / "events.jsonl"))
+    assert state.status == "done"
+    logged_loss = state.loss[0][1]
+    logged = {k: v[0][1] for k, v in state.method_metrics.items()}
+
+    recipe = load_run_recipe(run_dir)
+    data = prepare_method_data(recipe, AutoTokenizer.from_pretrained(tiny_model))
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(adapter)).eval()
+    margins, chosen_rewards = [], []
+    for row in data.train:
+        policy = [sequence_logp(model, row["prompt_ids"], row[f"{s}_ids"]) for s in ("chosen", "rejected")]
+        with model.disable_adapter():  # the reference: the base, adapter off (no second model)
+            ref = [sequence_logp(model, row["prompt_ids"], row[f"{s}_ids"]) for s in ("chosen", "rejected")]
+        chosen_rewards.append(beta * (policy[0] - ref[0]))
+        margins.append(beta * ((policy[0] - ref[0]) - (policy[1] - ref[1])))
+    expected = float(-torch.nn.functional.logsigmoid(torch.tensor(margins)).mean())
+    assert abs(expected - 0.6931) > 1e-3  # the adapter moved the policy: the check is not the trivial ln 2
+    assert logged_loss == pytest.approx(expected, abs=2e-4)
+    assert logged["rewards/margins"] == pytest.approx(sum(margins) / len(margins), abs=2e-4)
+    assert logged["rewards/chosen"] == pytest.approx(sum(chosen_rewards) / len(chosen_rewards), abs=2e-4)
+    assert (run_dir / "adapter" / "adapter_config.json").exists()
+
+
+@pytest.mark.slow
+def test_grpo_on_the_tiny_model_raises_its_reward(tmp_path: Path, tiny_model: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    run_dir = new_run(
+        tmp_path,
+        {
+            "name": "grpo-check",
+            "model": {"name": "tiny", "max_seq_length": 96},
+            "data": {"source": str(root / "recipes" / "data" / "pirate_prompts.jsonl"), "limit": 64},
+            "lora": {"r": 16, "alpha": 32},
+            "train": {
+                "method": "grpo",
+                "batch_size": 8,
+                "max_steps": 12,
+                "learning_rate": 0.003,
+                "scheduler": "constant",
+                "precision": "fp32",
+                "save_steps": 100,
+            },
+            "grpo": {
+                "num_generations": 4,
+                "max_completion_length": 16,
+                "rewards": [{"length": {"max_words": 3}}],
+            },
+        },
+    )
+    result = run_worker(run_dir, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = fold(read_all(run_dir / "events.jsonl"))
+    rewards = [v for _, v in state.method_metrics["reward"]]
+    assert len(rewards) == 12
+    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    assert last > first + 0.05, rewards
+    assert "rewards/words max 3/mean" in state.method_metrics
+    assert state.samples and {"prompt", "completion", "rewards"} <= set(state.samples[0])
+
+
+def test_builtin_rewards_score_and_compose() -> None:
+    specs = [
+        RewardSpec(regex=r"^arr"),
+        RewardSpec(length={"max_words": 4}, weight=0.5),
+        RewardSpec(match="answer", numeric=True),
+        RewardSpec(keywords=["matey", "ahoy"], require="all"),
+        RewardSpec(all=[RewardSpec(keywords=["arr"]), RewardSpec(length={"max_words": 4})], name="both"),
+    ]
+    out = score(
+        specs, ["Arr, it be 4 matey ahoy", "The answer is 5."], rows=[{"answer": "4"}, {"answer": "4"}]
+    )
+    first, second = out
+    assert first["regex ^arr"] == 1.0 and second["regex ^arr"] == 0.0
+    assert first["words max 4"] == pytest.approx(0.5) and second["words max 4"] == 1.0
+    assert first["numeric answer"] == 1.0 and second["numeric answer"] == 0.0
+    assert first["all of matey, ahoy"] == 1.0 and second["all of matey, ahoy"] == 0.0
+    assert first["both"] == pytest.approx(0.5) and second["both"] == 0.0
+    assert second["total"] == pytest.approx(0.5 * 1.0)
+
+
+@pytest.mark.parametrize(
+    ("source", "function", "message"),
+    [
+        (
+            "def score(prompts, completions, **kw)\n    return [1.0]\n",
+            "score",
+            r"rewards\.py:score: syntax error at line 1",
+        ),
+        (
+            "def other(prompts, completions, **kw):\n    return [1.0]\n",
+            "score",
+            r"rewards\.py:score: the file has no function 'score' \(it has other\)",
+        ),
+    ],
+)
+def test_a_broken_reward_file_is_one_message(
+    tmp_path: Path, source: str, function: str, message: str
+) -> None:
+    (tmp_path / "rewards.py").write_text(source)
+    with pytest.raises(RewardError, match=message):
+        build_rewards([RewardSpec(python=f"{tmp_path / 'rewards.py'}:{function}")])
+
+
+def test_a_reward_function_that_raises_names_file_function_and_line(tmp_path: Path) -> None:
+    (tmp_path / "rewards.py").write_text(
+        "def score(prompts, completions, **kw):\n    return [1 / 0 for c in completions]\n"
+    )
+    with pytest.raises(
+        RewardError, match=r"rewards\.py:score raised ZeroDivisionError: division by zero \(line 2\)"
+    ):
+        score([RewardSpec(python=f"{tmp_path / 'rewards.py'}:score")], ["a"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["syntax", "missing", "raises"])
+def test_a_broken_reward_file_fails_the_run_with_its_message(
+    tmp_path: Path, tiny_model: Path, case: str
+) -> None:
+    source = {
+        "syntax": "def score(:\n",
+        "missing": "x = 1\n",
+        "raises": "def score(prompts, completions, **kw):\n    raise ValueError('no score today')\n",
+    }[case]
+    (tmp_path / "rewards.py").write_text(source)
+    run_dir = new_run(
+        tmp_path,
+        {
+            "name": f"bad-{case}",
+            "model": {"name": "tiny", "max_seq_length": 64},
+            "data": {"source": str(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi?"}] * 4))},
+            "train": {"method": "grpo", "batch_size": 4, "max_steps": 1, "precision": "fp32"},
+            "grpo": {
+                "num_generations": 2,
+                "max_completion_length": 4,
+                "rewards": [{"python": "rewards.py:score"}],
+            },
+        },
+    )
+    result = run_worker(run_dir, timeout=300)
+    assert result.returncode == 1
+    state = fold(read_all(run_dir / "events.jsonl"))
+    assert state.status == "failed"
+    expected = {
+        "syntax": "rewards.py:score: syntax error at line 1",
+        "missing": "rewards.py:score: the file has no function 'score'",
+        "raises": "rewards.py:score raised ValueError: no score today (line 2)",
+    }[case]
+    assert expected in (state.cause or ""), state.cause
+    assert str(tmp_path / "rewards.py") in (state.cause or "")
