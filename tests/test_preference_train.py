@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import run_worker
 
 from lorastudio.recipe import RewardSpec
 from lorastudio.train.events import fold, read_all
 from lorastudio.train.rewards import RewardError, build_rewards, score
-from conftest import run_worker
 
 PAIRS = [
     {
