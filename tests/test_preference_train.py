@@ -121,6 +121,16 @@ def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model
     assert logged["rewards/chosen"] == pytest.approx(sum(chosen_rewards) / len(chosen_rewards), abs=2e-4)
     assert (run_dir / "adapter" / "adapter_config.json").exists()
 
+    # the adapter is the same kind of LoRA adapter as SFT's: Runs, chat and export take it as they are
+    from lorastudio.chat.engine import engine_for
+    from lorastudio.export.exporter import ExportRequest, export
+    from lorastudio.train.runs import summarise
+
+    assert summarise(run_dir).status == "done"
+    assert engine_for(str(run_dir)).has_adapter
+    merged = export(ExportRequest(str(run_dir), "merged", out=tmp_path / "merged"))
+    assert (merged.out / "config.json").exists()
+
 
 @pytest.mark.slow
 def test_grpo_on_the_tiny_model_raises_its_reward(tmp_path: Path, tiny_model: Path) -> None:
@@ -248,3 +258,56 @@ def test_a_broken_reward_file_fails_the_run_with_its_message(
     }[case]
     assert expected in (state.cause or ""), state.cause
     assert str(tmp_path / "rewards.py") in (state.cause or "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "section"), [("kto", {}), ("orpo", {}), ("dpo", {"loss_type": "simpo"})])
+def test_every_pair_method_trains_on_studio_ids(
+    tmp_path: Path, tiny_model: Path, method: str, section: dict
+) -> None:
+    """KTO, ORPO and SimPO get exactly the ids the Preview shows, and train (their figures logged)."""
+    from lorastudio.data.preference import prepare_method_data
+    from lorastudio.recipe import Recipe
+    from lorastudio.train.backend import detect_hardware, load_for_training
+    from lorastudio.train.methods import build_method_trainer, method_metrics
+
+    rows = (
+        [
+            {"prompt": p["prompt"], "completion": p[side], "label": side == "chosen"}
+            for p in PAIRS
+            for side in ("chosen", "rejected")
+        ]
+        if method == "kto"
+        else PAIRS
+    )
+    recipe = Recipe.model_validate(
+        {
+            "name": f"{method}-check",
+            "model": {"name": "tiny", "max_seq_length": 96},
+            "data": {"source": str(write_jsonl(tmp_path / "rows.jsonl", rows)), "eval_fraction": 0},
+            "train": {
+                "method": method,
+                "batch_size": 4,
+                "max_steps": 2,
+                "precision": "fp32",
+                "save_steps": 10,
+            },
+            method: section,
+        }
+    )
+    hw = detect_hardware()
+    model, tokenizer = load_for_training(recipe, "hf", hw)
+    data = prepare_method_data(recipe, tokenizer)
+    trainer = build_method_trainer(recipe, model, tokenizer, data, tmp_path / "run", hw, [])
+    first = trainer.train_dataset[0]
+    if method == "kto":
+        assert first["prompt_ids"] == data.train[0]["prompt_ids"]
+        assert first["completion_ids"] == data.train[0]["completion_ids"]
+    else:  # ORPO/CPO's own row shape, built from studio's ids: the prompt masked, the reply trained
+        ours = data.train[0]
+        assert first["chosen_input_ids"] == ours["prompt_ids"] + ours["chosen_ids"]
+        assert first["chosen_labels"] == [-100] * len(ours["prompt_ids"]) + ours["chosen_ids"]
+        assert first["rejected_labels"] == [-100] * len(ours["prompt_ids"]) + ours["rejected_ids"]
+    trainer.train()
+    logged = [method_metrics(entry) for entry in trainer.state.log_history if "loss" in entry]
+    assert logged and any(key.startswith("rewards/") for key in logged[0]), logged
