@@ -42,8 +42,8 @@ class ModelSection(_Section):
     """Parameter count in billions, for the VRAM estimate when the model is not on disk."""
     adapter: str | None = None
     """A finished run (name, path, ``latest``, ``RUN@best`` or ``RUN@checkpoint-N``) whose LoRA adapter this run
-    starts from and keeps training, e.g. an SFT run before DPO. The reference model of dpo/kto is the base with
-    the adapter switched off, never a second copy of the weights."""
+    starts from and keeps training, e.g. an SFT run before DPO. The reference of dpo/kto is then that adapter as
+    it started (a frozen copy of the adapter on the same base weights, never a second copy of the model)."""
 
 
 class DataSection(_Section):
@@ -320,7 +320,8 @@ class Recipe(_Section):
 
     @property
     def method(self) -> str:
-        return "QLoRA" if self.model.load_in_4bit else "LoRA"
+        adapter = "QLoRA" if self.model.load_in_4bit else "LoRA"
+        return adapter if self.train.method == "sft" else f"{adapter}+{self.train.method.upper()}"
 
     @field_validator(*_METHOD_SECTIONS)
     @classmethod

@@ -71,6 +71,9 @@ def sequence_logp(model: Any, prompt: list[int], reply: list[int]) -> float:
 
 @pytest.mark.slow
 def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model: Path) -> None:
+    """Started from an adapter (``model.adapter``), DPO's reference is that adapter frozen (TRL adds it as a
+    second LoRA adapter on the same base weights). Step 2's loss is recomputed from checkpoint-1 (the policy
+    then) and the starting adapter (the reference), on the same four pairs (batch_size 4 is the whole set)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,10 +92,11 @@ def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model
             "train": {
                 "method": "dpo",
                 "batch_size": 4,
-                "max_steps": 1,
-                "learning_rate": 1e-6,
+                "max_steps": 2,
+                "learning_rate": 0.01,
                 "precision": "fp32",
-                "save_steps": 10,
+                "save_steps": 1,
+                "scheduler": "constant",
             },
             "dpo": {"beta": beta},
         },
@@ -101,21 +105,28 @@ def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model
     assert result.returncode == 0, result.stdout + result.stderr
     state = fold(read_all(run_dir / "events.jsonl"))
     assert state.status == "done"
-    logged_loss = state.loss[0][1]
-    logged = {k: v[0][1] for k, v in state.method_metrics.items()}
+    assert state.loss[0][1] == pytest.approx(0.6931, abs=1e-3)  # step 1: the policy is still the reference
+    logged_loss = state.loss[1][1]
+    logged = {k: v[1][1] for k, v in state.method_metrics.items()}
 
     recipe = load_run_recipe(run_dir)
     data = prepare_method_data(recipe, AutoTokenizer.from_pretrained(tiny_model))
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(adapter)).eval()
+    policy_model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), str(run_dir / "checkpoints" / "checkpoint-1")
+    ).eval()
+    ref_model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), str(adapter)
+    ).eval()
     margins, chosen_rewards = [], []
     for row in data.train:
-        policy = [sequence_logp(model, row["prompt_ids"], row[f"{s}_ids"]) for s in ("chosen", "rejected")]
-        with model.disable_adapter():  # the reference: the base, adapter off (no second model)
-            ref = [sequence_logp(model, row["prompt_ids"], row[f"{s}_ids"]) for s in ("chosen", "rejected")]
+        policy = [
+            sequence_logp(policy_model, row["prompt_ids"], row[f"{s}_ids"]) for s in ("chosen", "rejected")
+        ]
+        ref = [sequence_logp(ref_model, row["prompt_ids"], row[f"{s}_ids"]) for s in ("chosen", "rejected")]
         chosen_rewards.append(beta * (policy[0] - ref[0]))
         margins.append(beta * ((policy[0] - ref[0]) - (policy[1] - ref[1])))
     expected = float(-torch.nn.functional.logsigmoid(torch.tensor(margins)).mean())
-    assert abs(expected - 0.6931) > 1e-3  # the adapter moved the policy: the check is not the trivial ln 2
+    assert abs(expected - 0.6931) > 1e-3  # one step moved the policy: the check is not the trivial ln 2
     assert logged_loss == pytest.approx(expected, abs=2e-4)
     assert logged["rewards/margins"] == pytest.approx(sum(margins) / len(margins), abs=2e-4)
     assert logged["rewards/chosen"] == pytest.approx(sum(chosen_rewards) / len(chosen_rewards), abs=2e-4)
@@ -311,3 +322,36 @@ def test_every_pair_method_trains_on_studio_ids(
     trainer.train()
     logged = [method_metrics(entry) for entry in trainer.state.log_history if "loss" in entry]
     assert logged and any(key.startswith("rewards/") for key in logged[0]), logged
+
+
+def test_the_fold_reads_method_metrics_and_samples() -> None:
+    events = [
+        {"v": 1, "t": 1.0, "kind": "method_metrics", "step": 1, "values": {"reward": 0.25, "kl": 0.0}},
+        {"v": 1, "t": 2.0, "kind": "method_metrics", "step": 2, "values": {"reward": 0.5, "bad": "x"}},
+        {
+            "v": 1,
+            "t": 2.5,
+            "kind": "samples",
+            "samples": [{"prompt": "p", "completion": "c", "rewards": {"r": 1}}],
+        },
+    ]
+    state = fold(events)
+    assert state.method_metrics == {"reward": [(1, 0.25), (2, 0.5)], "kl": [(1, 0.0)]}
+    assert state.samples == [{"prompt": "p", "completion": "c", "rewards": {"r": 1}}]
+
+
+def test_method_metrics_keep_only_what_sft_does_not_log() -> None:
+    from lorastudio.train.methods import method_metrics
+
+    logs = {
+        "loss": 0.6,
+        "learning_rate": 1e-4,
+        "grad_norm": 1.0,
+        "epoch": 0.5,
+        "rewards/margins": 0.3,
+        "reward": 1,
+        "eval_loss": 0.2,
+        "flag": True,
+        "text": "x",
+    }
+    assert method_metrics(logs) == {"rewards/margins": 0.3, "reward": 1.0}

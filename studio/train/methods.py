@@ -6,13 +6,14 @@ DPO and KTO through a ``_prepare_dataset`` that keeps them as they are (TRL's co
 returns them in those trainers' shape. GRPO renders the prompt itself; studio gives it the rendered text and
 tokenizes it as the encoder does (no special tokens added), which a test checks against the encoder's ids.
 
-With a LoRA model no reference copy is loaded: ``ref_model=None`` makes TRL compute reference log-probs with
-the adapter disabled. ``model.adapter`` starts from a finished run's adapter, trained further.
+With a LoRA model no reference copy of the model is loaded: with ``ref_model=None`` TRL adds a frozen copy of
+the starting adapter (named ``ref``) on the same base weights and computes the reference log-probs through it.
+A fresh adapter starts at zero, so its reference is the base; ``model.adapter`` (a finished run's adapter,
+trained further) makes that run the reference, as SFT -> DPO wants.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -389,8 +390,6 @@ def make_method_callback(writer: Any) -> Any:
                 return
             values = method_metrics(logs)
             if values:
-                writer.write(
-                    "method_metrics", step=state.global_step, values=values, t_step=round(time.time(), 3)
-                )
+                writer.write("method_metrics", step=state.global_step, values=values)
 
     return MethodMetricsCallback()
