@@ -148,10 +148,11 @@ async def test_preference_preview_shows_prompt_once_and_both_replies(
         assert "1 chosen equals rejected (row 3)" in stats and "1 missing rejected (row 4)" in stats
         await pilot.press("n", "n")
         assert "skipped: chosen equals rejected" in text_of(screen.query_one("#method-header"))
-        await app.push_screen(MethodPreviewScreen(dpo_recipe(tmp_path)))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await app.push_screen(MethodPreviewScreen(dpo_recipe(tmp_path)))
-        assert not app.screen.query_one("#method-replies").has_class("wide")  # stacked at 80 columns
+    narrow = StudioApp()
+    async with narrow.run_test(size=(80, 24)) as pilot:
+        await narrow.push_screen(MethodPreviewScreen(dpo_recipe(tmp_path)))
+        await pilot.pause()
+        assert not narrow.screen.query_one("#method-replies").has_class("wide")  # stacked at 80 columns
 
 
 async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -> None:
