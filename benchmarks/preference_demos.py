@@ -34,7 +34,9 @@ def run_worker(recipe_name: str, overrides: list[str]) -> tuple[Path, list[dict[
     resolve_model_path(recipe.model)  # a one-time fetch or build is not part of the run
     run_dir = create_run(recipe)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True
+    )
     wall = time.monotonic() - started
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     if result.returncode != 0:
@@ -58,21 +60,29 @@ def cmd_dpo(args: argparse.Namespace) -> None:
         at = {e["status"]: e["t"] for e in events if e["kind"] == "status"}
         metrics = [e for e in events if e["kind"] == "method_metrics"]
         first, last = metrics[0]["values"], metrics[-1]["values"]
-        print(f"run={run_dir.name} whole_run_s={wall:.1f} (goal <= 300) train_s={at['saving'] - at['training']:.1f} "
-              f"margin first={first.get('rewards/margins', 0):.3f} last={last.get('rewards/margins', 0):.3f} "
-              f"accuracy last={last.get('rewards/accuracies', 0):.2f}", flush=True)
+        print(
+            f"run={run_dir.name} whole_run_s={wall:.1f} (goal <= 300) train_s={at['saving'] - at['training']:.1f} "
+            f"margin first={first.get('rewards/margins', 0):.3f} last={last.get('rewards/margins', 0):.3f} "
+            f"accuracy last={last.get('rewards/accuracies', 0):.2f}",
+            flush=True,
+        )
         run = str(run_dir)
     engine = engine_for(run)
     engine.load()
 
     def show(question: str, tuned: Any, base: Any) -> None:
         if args.verbose:
-            print(f"Q: {question}\n  tuned [{tuned.finish_reason}]: {tuned.text}\n  base: {base.text}", flush=True)
+            print(
+                f"Q: {question}\n  tuned [{tuned.finish_reason}]: {tuned.text}\n  base: {base.text}",
+                flush=True,
+            )
 
     result = evaluate(engine, on_reply=show)
-    print(f"held_out={len(result.questions)} tuned_pirate_rate={result.tuned_style_rate:.0%} (goal >= 80%) "
-          f"base_pirate_rate={result.base_style_rate:.0%} (goal <= 10%) "
-          f"tuned_ends_by_itself_rate={result.tuned_stop_rate:.0%} (goal >= 90%)")
+    print(
+        f"held_out={len(result.questions)} tuned_pirate_rate={result.tuned_style_rate:.0%} (goal >= 80%) "
+        f"base_pirate_rate={result.base_style_rate:.0%} (goal <= 10%) "
+        f"tuned_ends_by_itself_rate={result.tuned_stop_rate:.0%} (goal >= 90%)"
+    )
 
 
 def cmd_grpo(args: argparse.Namespace) -> None:
@@ -82,21 +92,27 @@ def cmd_grpo(args: argparse.Namespace) -> None:
 
         overrides.append(f"model.adapter={resolve_start_adapter(args.start_from)}")
     run_dir, events, wall = run_worker("tiny-pirate-grpo", overrides)
-    rewards = [e["values"]["reward"] for e in events if e["kind"] == "method_metrics" and "reward" in e["values"]]
+    rewards = [
+        e["values"]["reward"] for e in events if e["kind"] == "method_metrics" and "reward" in e["values"]
+    ]
     k = min(5, len(rewards) // 2)
     first, last = sum(rewards[:k]) / k, sum(rewards[-k:]) / k
-    print(f"run={run_dir.name} whole_run_s={wall:.1f} steps={len(rewards)} mean_reward_first_{k}={first:.3f} "
-          f"mean_reward_last_{k}={last:.3f} (goal: last clearly above first)")
+    print(
+        f"run={run_dir.name} whole_run_s={wall:.1f} steps={len(rewards)} mean_reward_first_{k}={first:.3f} "
+        f"mean_reward_last_{k}={last:.3f} (goal: last clearly above first)"
+    )
 
 
-BARE_SCRIPT = r'''
+BARE_SCRIPT = r"""
 import json, sys, time
 import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 method, model_path, data_path, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+import os
 torch.manual_seed(3407)
+torch.set_num_threads(len(os.sched_getaffinity(0)))  # what studio's worker uses alone on a CPU box
 tok = AutoTokenizer.from_pretrained(model_path)
 model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),
                        LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
@@ -118,7 +134,8 @@ if method == "dpo":
 else:
     from trl import GRPOConfig, GRPOTrainer
     def reward(prompts, completions, **kw):
-        return [1.0 if "arr" in c.lower() and len(c.split()) <= 20 else 0.0 for c in completions]
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [1.0 if "arr" in t.lower() and len(t.split()) <= 20 else 0.0 for t in texts]
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], train_dataset=data, processing_class=tok,
                           args=GRPOConfig(**common, num_generations=8, max_completion_length=24, temperature=1.0),
@@ -126,7 +143,7 @@ else:
 trainer.train()
 gaps = [b - a for a, b in zip(stamps[1:], stamps[2:])]
 print(json.dumps({"step_s": sum(gaps) / len(gaps)}))
-'''
+"""
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
@@ -136,25 +153,51 @@ def cmd_speed(args: argparse.Namespace) -> None:
     tiny = ensure_tiny_model()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     cases = {
-        "dpo": ("tiny-pirate", [f"data.source={root / 'smollm2_pirate_dpo.jsonl'}", "data.format=auto",
-                                "train.method=dpo", "data.eval_fraction=0", "train.learning_rate=0.003"],
-                root / "smollm2_pirate_dpo.jsonl"),
-        "grpo": ("tiny-pirate-grpo", ["grpo.rewards=[{name: arr, all: [{keywords: [arr]}, {length: {max_words: 20}}]}]"],
-                 root / "pirate_prompts.jsonl"),
+        "dpo": (
+            "tiny-pirate",
+            [
+                f"data.source={root / 'smollm2_pirate_dpo.jsonl'}",
+                "data.format=auto",
+                "train.method=dpo",
+                "data.eval_fraction=0",
+                "train.learning_rate=0.003",
+            ],
+            root / "smollm2_pirate_dpo.jsonl",
+        ),
+        "grpo": (
+            "tiny-pirate-grpo",
+            ["grpo.rewards=[{name: arr, all: [{keywords: [arr]}, {length: {max_words: 20}}]}]"],
+            root / "pirate_prompts.jsonl",
+        ),
     }
     for method, (recipe, overrides, data) in cases.items():
-        _, events, _ = run_worker(recipe, [*overrides, f"train.max_steps={args.steps}", "train.scheduler=constant",
-                                           f"train.save_steps={args.steps}", "train.warmup_steps=0"])
+        _, events, _ = run_worker(
+            recipe,
+            [
+                *overrides,
+                f"train.max_steps={args.steps}",
+                "train.scheduler=constant",
+                f"train.save_steps={args.steps}",
+                "train.warmup_steps=0",
+            ],
+        )
         gaps = step_times(events)
         studio = sum(gaps) / len(gaps)
-        out = subprocess.run([sys.executable, "-c", BARE_SCRIPT, method, str(tiny), str(data), str(args.steps)],
-                             capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", BARE_SCRIPT, method, str(tiny), str(data), str(args.steps)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if out.returncode != 0:
             print(f"{method}: bare TRL failed: {out.stderr[-2000:]}")
             continue
         bare = json.loads(out.stdout.strip().splitlines()[-1])["step_s"]
-        print(f"{method}: studio_step_s={studio:.3f} bare_trl_step_s={bare:.3f} "
-              f"studio/bare throughput={bare / studio:.2f} (goal >= 0.97) steps={args.steps}", flush=True)
+        print(
+            f"{method}: studio_step_s={studio:.3f} bare_trl_step_s={bare:.3f} "
+            f"studio/bare throughput={bare / studio:.2f} (goal >= 0.97) steps={args.steps}",
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -355,3 +355,34 @@ def test_method_metrics_keep_only_what_sft_does_not_log() -> None:
         "text": "x",
     }
     assert method_metrics(logs) == {"rewards/margins": 0.3, "reward": 1.0}
+
+
+@pytest.mark.slow
+def test_grpo_tokenizes_prompts_as_the_preview_shows(tmp_path: Path, tiny_model: Path) -> None:
+    """GRPO tokenizes its prompts itself: what it gets from the rendered prompt equals the encoder's ids."""
+    from lorastudio.data.preference import prepare_method_data
+    from lorastudio.recipe import Recipe
+    from lorastudio.train.backend import detect_hardware, load_for_training
+    from lorastudio.train.methods import build_method_trainer
+
+    rows = [
+        {"prompt": "What is two plus two?", "answer": "4"},
+        {"prompt": "Where is Paris?", "answer": "France"},
+    ]
+    recipe = Recipe.model_validate(
+        {
+            "name": "grpo-ids",
+            "model": {"name": "tiny", "max_seq_length": 64},
+            "data": {"source": str(write_jsonl(tmp_path / "p.jsonl", rows))},
+            "train": {"method": "grpo", "batch_size": 2, "max_steps": 1, "precision": "fp32"},
+            "grpo": {"num_generations": 2, "rewards": [{"match": "answer"}]},
+        }
+    )
+    hw = detect_hardware()
+    model, tokenizer = load_for_training(recipe, "hf", hw)
+    data = prepare_method_data(recipe, tokenizer)
+    trainer = build_method_trainer(recipe, model, tokenizer, data, tmp_path / "run", hw, [])
+    prompts = [row["prompt"] for row in data.train]
+    ids, _, _ = trainer._tokenize_prompts(prompts)
+    assert [list(i) for i in ids] == [row["prompt_ids"] for row in data.train]
+    assert "answer" in trainer.train_dataset.column_names  # extra columns reach the reward functions
