@@ -100,6 +100,8 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         yield Static("estimating memory…", id="launch-estimate")
         yield Label("Enter launches · Tab moves · Ctrl+S saves as a user recipe · e edits YAML", id="launch-status",
                     classes="muted")
+        if self.recipe.train.method != "sft":  # the method and, for GRPO, the reward functions and their files
+            yield Label(_method_line(self.recipe), id="launch-method", classes="muted")
         with VerticalScroll(id="launch-form", classes="panel"):
             for spec in FIELDS:
                 with Horizontal(classes="launch-row"):
@@ -359,6 +361,19 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                 self.query_one(f"#f-{_key(BY_PATH['data.source'])}", Input).value = path
 
         self.app.push_screen(FilePickerScreen(start), chosen)
+
+
+def _method_line(recipe: Recipe) -> str:
+    from lorastudio.train.rewards import describe
+
+    line = f"method {recipe.train.method}"
+    if recipe.model.adapter:
+        line += f" · from {recipe.model.adapter}"
+    if recipe.grpo is not None:
+        line += " · rewards: " + ", ".join(
+            f"{describe(r)} x{r.weight:g}" + (f" ({r.python.rpartition(':')[0]})" if r.python else "")
+            for r in recipe.grpo.rewards)
+    return line
 
 
 def _on_off(value: bool) -> str:

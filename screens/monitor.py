@@ -31,7 +31,9 @@ from lorastudio.train.events import (
 )
 from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
 from lorastudio.widgets.chart import SMOOTHING_STEPS, WINDOWS, LineChart
+from lorastudio.widgets.completions_panel import CompletionsPanel
 from lorastudio.widgets.gpu_panel import GpuPanel
+from lorastudio.widgets.method_charts import add_method_series, charts_for, ensure_series, method_chart_points
 from lorastudio.widgets.metrics_panel import MetricsPanel, duration
 
 if TYPE_CHECKING:
@@ -197,6 +199,11 @@ class MonitorScreen(Screen[None]):
         """Set while a read runs: a tick that finds it set is skipped, so two reads never fold at once."""
         self.reads = 0
         self.snapshot: Snapshot | None = None
+        # dpo/kto/orpo/grpo runs get their method's charts after the common ones (widgets/method_charts.py)
+        self.method = _run_method(run_dir)
+        self.method_charts = charts_for(self.method)
+        self.charts = [*CHARTS, *((key, title, "step") for key, title, _ in self.method_charts)]
+        self.tab_names = [*TAB_NAMES, *(key for key, _, _ in self.method_charts)]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -210,16 +217,21 @@ class MonitorScreen(Screen[None]):
             with Vertical(id="monitor-left"):
                 yield Label("", id="chart-tabs")
                 with Container(id="charts"):
-                    for key, title, x_label in CHARTS:
+                    for key, title, x_label in self.charts:
                         yield LineChart(title, x_label=x_label, id=f"chart-{key}")
                     yield Log(id="log-tail", max_lines=500)
             with Vertical(id="monitor-right", classes="panel"):
                 yield MetricsPanel(id="metrics")
+                if self.method == "grpo":
+                    yield CompletionsPanel(id="completions-panel")
                 yield GpuPanel(id="gpu")
         yield Footer()
 
     def on_mount(self) -> None:
         add_chart_series({key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS})
+        add_method_series({key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in self.method_charts},
+                          self.method)
+        self.set_class(bool(self.method_charts), "-method")
         self.watch_selected()
         self.tick()
         self.set_interval(REFRESH_S, self.tick)
@@ -242,6 +254,7 @@ class MonitorScreen(Screen[None]):
             self._reader.update()
             state = self._reader.state
             points = chart_points(state, self._sent)
+            points += method_chart_points(state, self._sent, self.method)
             fresh = new_log_events(state, self._logged)
             self._logged = state.logged
             lines = [line for line in map(log_line, fresh) if line is not None]
@@ -295,7 +308,12 @@ class MonitorScreen(Screen[None]):
         for chart, series, point in message.points:
             grouped.setdefault((chart, series), []).append(point)
         for (chart, series), points in grouped.items():
-            self.query_one(f"#chart-{chart}", LineChart).extend(series, points)
+            target = self.query_one(f"#chart-{chart}", LineChart)
+            if chart == "functions":  # one series per GRPO reward function, named as the run names them
+                ensure_series(target, series, len(target.series))
+            target.extend(series, points)
+        if self.method == "grpo":
+            self.query_one(CompletionsPanel).show(state.completions)
         self.query_one(MetricsPanel).show(state, elapsed)
         self.query_one(GpuPanel).show(state.telemetry)
         if message.log_lines:
@@ -304,20 +322,21 @@ class MonitorScreen(Screen[None]):
     # -- chart keys -------------------------------------------------------------------------------
     @property
     def selected_chart(self) -> LineChart:
-        return self.query_one(f"#chart-{CHARTS[self.selected][0]}", LineChart)
+        return self.query_one(f"#chart-{self.charts[self.selected][0]}", LineChart)
 
     def watch_selected(self) -> None:
         tabs = Text()
-        for index, (key, _, _) in enumerate(CHARTS):
+        for index, (key, _, _) in enumerate(self.charts):
             chart = self.query_one(f"#chart-{key}", LineChart)
             chart.set_class(index == self.selected, "-selected")
+            number = f"{index + 1} " if index < len(CHARTS) else ""  # number keys reach the common charts
             tabs.append(
-                f" {index + 1} {TAB_NAMES[index]} ", style="reverse bold" if index == self.selected else "dim"
+                f" {number}{self.tab_names[index]} ", style="reverse bold" if index == self.selected else "dim"
             )
         self.query_one("#chart-tabs", Label).update(tabs)
 
     def action_next_chart(self) -> None:
-        self.selected = (self.selected + 1) % len(CHARTS)
+        self.selected = (self.selected + 1) % len(self.charts)
 
     def action_select_chart(self, index: int) -> None:
         self.selected = index
@@ -341,7 +360,7 @@ class MonitorScreen(Screen[None]):
     def action_window(self) -> None:
         """Step charts show the whole run or only the last N steps (the memory chart always shows it all)."""
         charts = [
-            self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in CHARTS if x_label == "step"
+            self.query_one(f"#chart-{key}", LineChart) for key, _, x_label in self.charts if x_label == "step"
         ]
         current = charts[0].window
         value = WINDOWS[(WINDOWS.index(current) + 1) % len(WINDOWS)] if current in WINDOWS else None
@@ -389,3 +408,13 @@ class MonitorScreen(Screen[None]):
         from lorastudio.screens.export import ExportScreen
 
         self.app.push_screen(ExportScreen(self.run_dir))
+
+
+def _run_method(run_dir: Path) -> str:
+    """The run's ``train.method`` (sft when its recipe snapshot is unreadable: the common charts still work)."""
+    try:
+        from lorastudio.train.runs import load_run_recipe
+
+        return load_run_recipe(run_dir).train.method
+    except Exception:
+        return "sft"

@@ -5,9 +5,9 @@ Unknown keys are refused everywhere so a typo never silently falls back to a def
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -40,6 +40,10 @@ class ModelSection(_Section):
     """Add a dedicated ``<pad>`` token when the tokenizer has none (the Falcon notebook does)."""
     params_billion: float | None = None
     """Parameter count in billions, for the VRAM estimate when the model is not on disk."""
+    adapter: str | None = None
+    """A finished run (name, path, ``latest``, ``RUN@best`` or ``RUN@checkpoint-N``) whose LoRA adapter this run
+    starts from and keeps training, e.g. an SFT run before DPO. The reference of dpo/kto is then that adapter as
+    it started (a frozen copy of the adapter on the same base weights, never a second copy of the model)."""
 
 
 class DataSection(_Section):
@@ -50,6 +54,8 @@ class DataSection(_Section):
     format: Literal[
         "auto", "alpaca", "dolly", "sharegpt", "messages", "prompt_completion",
         "text", "guanaco", "llama2", "human_assistant",
+        # preference and RL methods (train.method other than sft); see studio/data/preference.py
+        "preference", "preference_messages", "hh", "kto", "prompt_only",
     ] = "auto"
     """How rows become conversations; ``auto`` detects it from the columns and says what it found."""
     columns: dict[str, str] = Field(default_factory=dict)
@@ -139,15 +145,20 @@ class TrainSection(_Section):
     (``pip install 'lorastudio[tensorboard]'``, ``[wandb]``, ``[mlflow]``, ``[trackio]``). TensorBoard writes into
     the run directory; where each wrote is recorded in its ``run.json``."""
 
+    method: Literal["sft", "dpo", "kto", "orpo", "grpo"] = "sft"
+    """``sft`` (supervised), ``dpo`` / ``orpo`` (prompt, chosen and rejected pairs), ``kto`` (replies labelled
+    good or bad) or ``grpo`` (prompts only, replies sampled and scored by ``grpo.rewards``). Each method other
+    than sft reads its own section (``dpo:``, ``kto:``, ``orpo:``, ``grpo:``)."""
+    nodes: int = Field(1, ge=1)
+    """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
+    one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
+    (``studio train --slurm`` does this through ``srun``); the run directory must be on storage every node sees."""
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _one_tracker(cls, value: object) -> object:
         """``report_to: tensorboard`` (or ``train.report_to=tensorboard``) means a list of one."""
         return [value] if isinstance(value, str) else value
-    nodes: int = Field(1, ge=1)
-    """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
-    one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
-    (``studio train --slurm`` does this through ``srun``); the run directory must be on storage every node sees."""
 
 
 class ChatSection(_Section):
@@ -169,6 +180,135 @@ class ChatSection(_Section):
     """System prompt for the chat; defaults to the data section's."""
 
 
+# -- preference and RL methods (train.method) --------------------------------------------------------------
+class DpoSection(_Section):
+    beta: float = Field(0.1, gt=0)
+    """How far the tuned model may drift from the reference: higher keeps it closer."""
+    loss_type: Literal[
+        "sigmoid",
+        "hinge",
+        "ipo",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "nca_pair",
+        "apo_zero",
+        "apo_down",
+        "sigmoid_norm",
+        "simpo",
+    ] = "sigmoid"
+    """TRL's DPO loss (``sigmoid`` is the paper's); ``simpo`` trains reference-free SimPO through TRL's CPO
+    trainer."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    """Probability that a pair's preference is flipped (robust DPO)."""
+    max_prompt_length: int | None = Field(None, ge=1)
+    """Keep only the last N prompt tokens (the preview counts truncated prompts); unset keeps the whole prompt.
+    Prompt plus reply are cut at ``model.max_seq_length``."""
+    simpo_gamma: float = Field(0.5, ge=0.0)
+    """Target reward margin, used by ``loss_type: simpo`` only."""
+
+
+class KtoSection(_Section):
+    beta: float = Field(0.1, gt=0)
+    """How far the tuned model may drift from the reference: higher keeps it closer."""
+    loss_type: Literal["kto", "apo_zero_unpaired"] = "kto"
+    """TRL's KTO loss."""
+    desirable_weight: float = Field(1.0, gt=0)
+    """Weight of the loss on replies labelled good (raise it when they are fewer than the bad ones)."""
+    undesirable_weight: float = Field(1.0, gt=0)
+    """Weight of the loss on replies labelled bad."""
+    max_prompt_length: int | None = Field(None, ge=1)
+    """Keep only the last N prompt tokens; unset keeps the whole prompt."""
+
+
+class OrpoSection(_Section):
+    beta: float = Field(0.1, gt=0)
+    """Weight of the odds-ratio term against the NLL of the chosen reply (the paper's lambda)."""
+    max_prompt_length: int | None = Field(None, ge=1)
+    """Keep only the last N prompt tokens; unset keeps the whole prompt."""
+
+
+class LengthReward(_Section):
+    max_words: int | None = Field(None, ge=1)
+    """Full reward up to this many words, falling linearly to 0 at twice as many."""
+    min_words: int | None = Field(None, ge=0)
+    """Full reward from this many words, falling linearly to 0 at none."""
+    target_words: int | None = Field(None, ge=1)
+    """Full reward at exactly this many words, falling linearly to 0 at zero or twice as many."""
+
+
+class RewardSpec(_Section):
+    """One reward function; exactly one of ``regex``, ``length``, ``match``, ``keywords``, ``python``, ``all``."""
+
+    regex: str | None = None
+    """1 when the reply matches this regular expression (``re.search``), else 0."""
+    length: LengthReward | None = None
+    """A length target in words."""
+    match: str | None = None
+    """A data column; 1 when the reply equals that row's value (stripped), else 0."""
+    numeric: bool = False
+    """With ``match``: compare the last number in the reply with the column's number instead of the text."""
+    tolerance: float = Field(1e-6, ge=0)
+    """With ``match`` and ``numeric``: the largest difference still counted as equal."""
+    keywords: list[str] | None = None
+    """Words or phrases to look for in the reply."""
+    require: Literal["any", "all"] = "any"
+    """With ``keywords``: 1 when any (or all) are present, else 0."""
+    case_sensitive: bool = False
+    """With ``keywords`` or ``regex``: match case exactly."""
+    python: str | None = None
+    """``FILE.py:function`` (relative to the recipe file); called as TRL calls reward functions:
+    ``fn(prompts, completions, **columns) -> list[float]``."""
+    all: list[RewardSpec] | None = None
+    """Rewards that must all score: their product (1 only when every one gives 1)."""
+    weight: float = 1.0
+    """This reward's weight in the sum GRPO optimises."""
+    name: str | None = None
+    """Name shown in the Monitor; defaults to a short description of the reward."""
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> RewardSpec:
+        kinds = [
+            k
+            for k in ("regex", "length", "match", "keywords", "python", "all")
+            if getattr(self, k) is not None
+        ]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a reward needs exactly one of regex, length, match, keywords, python, all"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        if self.python is not None and ":" not in self.python:
+            raise ValueError(f"python: {self.python!r} must be FILE.py:function")
+        return self
+
+
+class GrpoSection(_Section):
+    rewards: list[RewardSpec] = Field(min_length=1)
+    """The reward functions that score each sampled reply; their weighted sum is the reward."""
+    num_generations: int = Field(4, ge=2)
+    """Replies sampled per prompt (the group); ``train.batch_size`` x devices must be a multiple of it."""
+    max_completion_length: int = Field(64, ge=1)
+    """Longest sampled reply, in tokens."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature for the replies."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling for the replies."""
+    beta: float = Field(0.0, ge=0)
+    """KL penalty against the reference (0 loads no reference and logs no KL)."""
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    """TRL's GRPO loss normalisation."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide each advantage by the reward std of its group, of the batch, or not at all."""
+    max_prompt_length: int | None = Field(None, ge=1)
+    """Keep only the last N prompt tokens; unset keeps the whole prompt."""
+    log_completions: int = Field(4, ge=0)
+    """Sampled prompts, replies and rewards written to the run's events each logging step (the Monitor's panel)."""
+
+
+_METHOD_SECTIONS = ("dpo", "kto", "orpo", "grpo")
+
+
 class Recipe(_Section):
     name: str
     """Unique recipe name, used on the command line."""
@@ -188,7 +328,43 @@ class Recipe(_Section):
     """Trainer settings."""
     chat: ChatSection = Field(default_factory=ChatSection)
     """Sampling settings for the Chat screen."""
+    # Per-method sections: after ``train`` so their validators can read ``train.method``.
+    dpo: DpoSection | None = None
+    """Settings for ``train.method: dpo``."""
+    kto: KtoSection | None = None
+    """Settings for ``train.method: kto``."""
+    orpo: OrpoSection | None = None
+    """Settings for ``train.method: orpo``."""
+    grpo: GrpoSection | None = None
+    """Settings for ``train.method: grpo`` (``rewards`` is required)."""
 
     @property
     def method(self) -> str:
-        return "QLoRA" if self.model.load_in_4bit else "LoRA"
+        adapter = "QLoRA" if self.model.load_in_4bit else "LoRA"
+        return adapter if self.train.method == "sft" else f"{adapter}+{self.train.method.upper()}"
+
+    @field_validator(*_METHOD_SECTIONS)
+    @classmethod
+    def _section_matches_method(cls, value: Any, info: ValidationInfo) -> Any:
+        method = getattr(info.data.get("train"), "method", "sft")
+        if value is not None and method != info.field_name:
+            raise ValueError(
+                f"this section is for train.method: {info.field_name}, but train.method is {method}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _grpo_needs_rewards(self) -> Recipe:
+        if self.train.method == "grpo" and self.grpo is None:
+            raise ValueError("train.method: grpo needs a grpo: section with rewards")
+        return self
+
+    def method_section(self) -> DpoSection | KtoSection | OrpoSection | GrpoSection | None:
+        """The section of ``train.method``, with its defaults when the recipe gives none (None for sft)."""
+        method = self.train.method
+        if method == "sft":
+            return None
+        given = getattr(self, method)
+        if given is not None:
+            return given
+        return {"dpo": DpoSection, "kto": KtoSection, "orpo": OrpoSection}[method]()

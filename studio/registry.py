@@ -76,6 +76,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
     data = parse_text(text, path)
     _resolve_local_source(data, path.parent)
+    _resolve_reward_files(data, path.parent)
     return data, text
 
 
@@ -119,6 +120,22 @@ def _resolve_local_source(data: dict[str, Any], base: Path) -> None:
             section["source"] = str(resolved)
         else:
             section["source"] = str(candidate.resolve())
+
+
+def _resolve_reward_files(data: dict[str, Any], base: Path) -> None:
+    """Make ``grpo.rewards[].python: FILE.py:fn`` absolute, relative to the recipe that names it."""
+    grpo = data.get("grpo")
+    pending = list(grpo.get("rewards") or []) if isinstance(grpo, dict) else []
+    while pending:
+        spec = pending.pop()
+        if not isinstance(spec, dict):
+            continue
+        pending += [s for s in spec.get("all") or [] if isinstance(s, dict)]
+        target = spec.get("python")
+        if isinstance(target, str) and ":" in target:
+            file, _, func = target.rpartition(":")
+            if not Path(file).expanduser().is_absolute():
+                spec["python"] = f"{base / Path(file).expanduser()}:{func}"
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

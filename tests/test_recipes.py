@@ -15,6 +15,7 @@ from lorastudio.recipe import Recipe
 
 SHIPPED = sorted(package_recipes_dir().glob("*.yaml"))
 EXPECTED = {"smollm2-pirate", "tiny-pirate", "llama3.2-1b-pirate", "llama2-medical", "falcon7b-guanaco", "qwen-csv-concepts",
+            "smollm2-pirate-dpo", "tiny-pirate-grpo",
             "qwen1.5-0.5b-qlora"}
 
 

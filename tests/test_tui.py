@@ -84,7 +84,7 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         assert isinstance(screen, RecipesScreen)
         await wait_until(pilot, lambda: screen.entries)
         options = screen.query_one(OptionList)
-        assert options.option_count == 7 and screen.current.file.name == "smollm2-pirate"
+        assert options.option_count == 9 and screen.current.file.name == "smollm2-pirate"
         await pilot.press("j", "j", "j")
         assert screen.current.file.name == "llama2-medical"
         assert "aboonaji/llama2finetune-v2" in screen_text(app)
@@ -93,7 +93,7 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         await pilot.press("slash", *"qwen")
         assert [e.file.name for e in screen.shown] == ["qwen-csv-concepts", "qwen1.5-0.5b-qlora"]
         await pilot.press("escape")
-        assert options.option_count == 7
+        assert options.option_count == 9
         await pilot.press("slash", *"tiny", "enter")
         assert isinstance(app.screen, PreviewScreen)
 

@@ -5,6 +5,7 @@ Preview, ``studio preview`` and the worker share (``encode``), the recipe-to-enc
 (``prepare``), the token rendering of an encoded sample (``tokenview``), its fast twin for whole
 data sets and their statistics (``fastencode``, ``bytelevel``), the prepared-data cache, its Arrow
 writer and its processes (``cache``, ``arrowwriter``, ``cachekey``, ``cacheindex``, ``shards``),
-finding a row by its text (``rowsearch``) and what ``studio validate`` checks without the data (``checks``).
+finding a row by its text (``rowsearch``), what ``studio validate`` checks without the data (``checks``)
+and the preference and RL methods' rows with their one encode path (``preference``).
 It may import ``lorastudio.models`` and the ground; never ``train``, ``chat``, ``export`` or a face.
 """

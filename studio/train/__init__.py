@@ -8,6 +8,7 @@ the listing's cache ``summaries``), hardware telemetry
 training on several machines (``nodes``: one supervisor per node, node 0 writes the run) and on Slurm
 (``slurm``: the sbatch script, the job's state, scancel and resubmission), which adapter of a run to load
 (``adapters``), managing runs (``manage``), comparing them (``compare``), the runs still going when the TUI
-closes (``live``), the experiment trackers a run also reports to (``trackers``) and grids of runs (``sweep``).
+closes (``live``), the experiment trackers a run also reports to (``trackers``), grids of runs (``sweep``),
+the preference and RL methods' trainers (``methods``) and GRPO's reward functions (``rewards``).
 It may import ``data``, ``models`` and the ground; never ``chat``, ``export`` or a face.
 """

@@ -11,8 +11,9 @@ Format (``EVENTS_VERSION`` 1). Each line is one JSON object::
 Writers flush every line; readers keep a byte offset, so a long run costs the same per refresh as a short
 one, and a half-written last line is left for the next read. Fields that are None are not written (a
 missing field reads as None). Each kind is a frozen dataclass below (its fields documented there):
-``status``, ``metrics``, ``eval``, ``telemetry`` (with one :class:`GpuReading` per GPU), ``checkpoint``
-and ``log``; :data:`EVENT_KINDS` maps the kind to its class.
+``status``, ``metrics``, ``eval``, ``telemetry`` (with one :class:`GpuReading` per GPU), ``checkpoint``,
+``log``, and for the preference and RL methods ``method_metrics`` and ``completions`` (GRPO's sampled
+replies); :data:`EVENT_KINDS` maps the kind to its class.
 
 Reading is forward compatible: a line of a kind this version does not know loads as :class:`UnknownEvent`
 (kept, folded as nothing), keys a kind does not declare are kept in ``extra`` and written back by
@@ -123,6 +124,25 @@ def _gpus(value: Any) -> tuple[GpuReading, ...]:
     return tuple(GpuReading.from_json(item) for item in value)
 
 
+def _figures(value: Any) -> dict[str, float]:
+    """Named numbers; a value that is not one (a trainer may log text beside them) is left out."""
+    if not isinstance(value, Mapping):
+        raise MalformedEvent(f"not a mapping of figures: {value!r}")
+    out = {}
+    for name, item in value.items():
+        try:
+            out[str(name)] = _number(item)
+        except MalformedEvent:
+            continue
+    return out
+
+
+def _records(value: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise MalformedEvent(f"not a list: {value!r}")
+    return tuple(dict(item) for item in value if isinstance(item, Mapping))
+
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "str | None": _text,
     "int | None": _integer,
@@ -130,6 +150,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "bool | None": _flag,
     "tuple[str, ...]": _texts,
     "tuple[GpuReading, ...]": _gpus,
+    "dict[str, float] | None": _figures,
+    "tuple[dict[str, Any], ...]": _records,
 }
 """Annotation (as written in the class) -> the function that checks and converts a JSON value to it."""
 
@@ -417,6 +439,29 @@ class LogEvent(Event):
     """Written by a rank whose peer failed (the supervisor names the first failure)."""
 
 
+@register
+@dataclass(frozen=True, kw_only=True)
+class MethodMetricsEvent(Event):
+    """What a preference or RL trainer (``train.method`` dpo, kto, orpo, grpo) logs beyond SFT's figures at one
+    step: ``rewards/chosen``, ``rewards/margins``, ``reward``, ``reward_std``, ``kl``, ``rewards/NAME/mean``, ..."""
+
+    KIND: ClassVar[str] = "method_metrics"
+    step: int | None = None
+    values: dict[str, float] | None = None
+    """Figure name (as the trainer logs it) -> value."""
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class CompletionsEvent(Event):
+    """GRPO's most recent sampled completions, for the Monitor's panel."""
+
+    KIND: ClassVar[str] = "completions"
+    step: int | None = None
+    samples: tuple[dict[str, Any], ...] = ()
+    """``{prompt, completion, rewards: {function: value}}`` each."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class UnknownEvent(Event):
     """A kind this version does not know (a newer writer's): kept whole in ``extra``, folded as nothing."""
@@ -561,6 +606,8 @@ _CURVE = {"curve": True}
 """Field metadata of RunState's histories: the listing cache keeps only the other (scalar) fields."""
 
 LOG_KEPT = 500
+COMPLETIONS_KEPT = 8
+"""GRPO completions the state keeps (the Monitor's panel shows a few)."""
 """Log-box events a RunState keeps (the Monitor's log box holds as many lines)."""
 
 
@@ -627,6 +674,8 @@ class RunState:
     """When the open worker session began (None between sessions)."""
     logged: int = 0
     """Log-box events seen in all (``log`` keeps the latest ``LOG_KEPT``)."""
+    completions: list[dict[str, Any]] = field(default_factory=list)
+    """GRPO's most recent sampled prompts, completions and their rewards (the last ``completions`` event)."""
 
     # histories (curves=True only)
     loss: Curve = field(default_factory=list, metadata=_CURVE)
@@ -640,6 +689,9 @@ class RunState:
     checkpoints: list[int] = field(default_factory=list, metadata=_CURVE)
     log: list[Event] = field(default_factory=list, metadata=_CURVE)
     """The latest log-box events: log messages, statuses, checkpoints, evals."""
+    method_points: list[tuple[int, str, float]] = field(default_factory=list, metadata=_CURVE)
+    """(step, figure, value) for what a preference/RL trainer logs beyond SFT's (``rewards/margins``, ``reward``,
+    ``kl``, ``rewards/NAME/mean``, ...), from ``method_metrics`` events."""
 
     # -- derived -----------------------------------------------------------------------------------
     @property
@@ -649,6 +701,14 @@ class RunState:
     @property
     def min_loss(self) -> float | None:
         return self.best_loss
+
+    @property
+    def method_metrics(self) -> dict[str, list[tuple[int, float]]]:
+        """:attr:`method_points` per figure: name -> [(step, value), ...]."""
+        out: dict[str, list[tuple[int, float]]] = {}
+        for step, name, value in self.method_points:
+            out.setdefault(name, []).append((step, value))
+        return out
 
     @property
     def mean_tokens_per_s(self) -> float | None:
@@ -712,6 +772,12 @@ class RunState:
             self._log(event)
         elif isinstance(event, LogEvent):
             self._log(event)
+        elif isinstance(event, MethodMetricsEvent):
+            if self.curves and event.values:
+                step = event.step if event.step is not None else self.step
+                self.method_points += [(step, name, value) for name, value in event.values.items()]
+        elif isinstance(event, CompletionsEvent):
+            self.completions = list(event.samples)[-COMPLETIONS_KEPT:]
 
     def _log(self, event: Event) -> None:
         self.logged += 1

@@ -183,6 +183,43 @@ def encode_for_training(recipe, tokenizer):
     return data.train, data.eval if data.eval is not None else [], data.format
 
 
+def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path):
+    """(trainer, tokenizer) for train.method dpo/kto/orpo/grpo: studio's encoded rows into TRL's trainer."""
+    from lorastudio.data.preference import prepare_method_data
+    from lorastudio.models.sources import throttled
+    from lorastudio.train.methods import build_method_trainer, load_method_model, make_method_callback
+
+    if backend == "unsloth" and recipe.train.method in ("dpo", "orpo", "kto"):
+        from unsloth import PatchDPOTrainer  # unsloth's patched path for TRL's preference trainers
+
+        PatchDPOTrainer()
+    if recipe.train.method == "grpo" and recipe.grpo is not None:
+        from lorastudio.train.rewards import build_rewards
+
+        build_rewards(recipe.grpo.rewards)  # a broken reward file fails the run now, before the model loads
+    with dist.main_first(where):
+        model, tokenizer = load_method_model(
+            recipe, backend, hw, progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0)
+        )
+    writer.status("loading data", source=recipe.data.source)
+    with dist.main_first(where):
+        data = prepare_method_data(recipe, tokenizer)
+    skipped = ", ".join(f"{n} {why}" for why, n in data.stats.skipped.most_common())
+    writer.write("log", message=f"{len(data.train)} {recipe.train.method} training rows ({data.encoder.format})"
+                 f", {len(data.eval)} eval rows" + (f"; skipped: {skipped}" if skipped else ""))
+    callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0), make_method_callback(writer)]
+    if not hw.cuda and not where.distributed:
+        from lorastudio.train.queue import cpu_share_callback
+
+        callbacks.append(cpu_share_callback())
+
+    def samples(recent):
+        writer.write("completions", samples=recent)
+
+    trainer = build_method_trainer(recipe, model, tokenizer, data, run_dir, hw, callbacks, samples=samples)
+    return trainer, tokenizer
+
+
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:
     target = run_dir / "adapter"
     model.save_pretrained(target)
@@ -232,23 +269,25 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
 
-        with dist.main_first(where):  # one process downloads or builds the model, the others find it cached
-            model, tokenizer = load_for_training(
-                recipe, backend, hw, progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0)
-            )
-        writer.status("loading data", source=recipe.data.source)
-        with dist.main_first(where):
-            train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
-        writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
-        max_steps_hint = recipe.train.max_steps or 0
-        callbacks = [make_callback(writer, stop, max_steps_hint)]
-        if not hw.cuda and not where.distributed:  # distributed CPU ranks already run one thread each
-            from lorastudio.train.queue import cpu_share_callback
+        if recipe.train.method != "sft":  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
+            trainer, tokenizer = _method_trainer(recipe, backend, hw, where, writer, stop, run_dir)
+        else:
+            with dist.main_first(where):  # one process downloads or builds the model, the others find it cached
+                model, tokenizer = load_for_training(
+                    recipe, backend, hw,
+                    progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0),
+                )
+            writer.status("loading data", source=recipe.data.source)
+            with dist.main_first(where):
+                train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
+            writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
+            max_steps_hint = recipe.train.max_steps or 0
+            callbacks = [make_callback(writer, stop, max_steps_hint)]
+            if not hw.cuda and not where.distributed:  # distributed CPU ranks already run one thread each
+                from lorastudio.train.queue import cpu_share_callback
 
-            callbacks.append(cpu_share_callback())  # two CPU runs share the cores instead of thrashing
-        trainer = build_trainer(
-            recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks, tracking
-        )
+                callbacks.append(cpu_share_callback())  # two CPU runs share the cores instead of thrashing
+            trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks, tracking)
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
             writer.write("log", message="no checkpoint found; starting from step 0")

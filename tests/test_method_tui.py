@@ -1,0 +1,227 @@
+"""The preference Preview and the method charts: Pilot tests and snapshots at 80x24 and 120x40."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+from lorastudio.app import StudioApp
+
+SIZES = [(80, 24), (120, 40)]
+PAIRS = [
+    {
+        "prompt": "Where does a bee live?",
+        "chosen": "Arr, a bee be livin' in a hive, matey!",
+        "rejected": "In a hive.",
+    },
+    {"prompt": "What colour is snow?", "chosen": "Arr, snow be white!", "rejected": "Snow is white."},
+    {"prompt": "Same?", "chosen": "Aye.", "rejected": "Aye."},
+    {"prompt": "Who are you?", "chosen": "Ahoy! I be a pirate.", "rejected": None},
+]
+
+
+def text_of(widget) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def dpo_recipe(tmp_path: Path):
+    from lorastudio.recipe import Recipe
+
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    return Recipe.model_validate(
+        {
+            "name": "pairs-demo",
+            "model": {"name": "tiny", "max_seq_length": 96},
+            "data": {"source": str(source)},
+            "train": {"method": "dpo"},
+        }
+    )
+
+
+def recorded_method_run(root: Path, method: str) -> Path:
+    run = root / f"tiny-{method}-recorded"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(
+        json.dumps({"format": 1, "name": run.name, "recipe": f"tiny-{method}", "created": 1_790_000_000.0})
+    )
+    section = "grpo:\n  rewards:\n    - keywords: [arr]\n" if method == "grpo" else ""
+    (run / "recipe.yaml").write_text(
+        f"name: tiny-{method}\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n"
+        f"train:\n  method: {method}\n{section}"
+    )
+    (run / "worker.log").write_text("")
+    t0 = 1_790_000_000.0
+    events: list[dict] = [
+        {"kind": "status", "status": "starting"},
+        {"kind": "status", "status": "training", "max_steps": 10},
+    ]
+    for step in range(1, 11):
+        events.append(
+            {
+                "kind": "metrics",
+                "step": step,
+                "max_steps": 10,
+                "epoch": step / 10,
+                "loss": 0.7 / step,
+                "learning_rate": 5e-4,
+                "grad_norm": 1.0 / step,
+                "tokens_seen": 300 * step,
+            }
+        )
+        if method == "dpo":
+            values = {
+                "rewards/chosen": 0.3 * step,
+                "rewards/rejected": -0.2 * step,
+                "rewards/margins": 0.5 * step,
+                "rewards/accuracies": min(1.0, 0.5 + step / 20),
+            }
+        else:
+            values = {
+                "reward": step / 10,
+                "reward_std": 0.3,
+                "rewards/arr/mean": step / 10,
+                "completions/mean_length": 20 - step,
+            }
+        events.append({"kind": "method_metrics", "step": step, "values": values})
+    if method == "grpo":
+        events.append(
+            {
+                "kind": "completions",
+                "samples": [
+                    {
+                        "prompt": "user\nWhere does a bee live?\nassistant\n",
+                        "completion": "Arr, in a hive!",
+                        "rewards": {"arr": 1.0},
+                    },
+                    {
+                        "prompt": "user\nWhat colour is snow?\nassistant\n",
+                        "completion": "Snow is white.",
+                        "rewards": {"arr": 0.0},
+                    },
+                ],
+            }
+        )
+    events += [{"kind": "status", "status": "done", "adapter": "adapter"}]
+    with (run / "events.jsonl").open("w") as handle:
+        for i, event in enumerate(events):
+            handle.write(json.dumps({"v": 1, "t": t0 + i * 0.25, **event}) + "\n")
+    return run
+
+
+@pytest.fixture
+def runs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("TZ", "UTC")
+    return tmp_path / "data" / "studio" / "runs"
+
+
+async def test_preference_preview_shows_prompt_once_and_both_replies(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from lorastudio.screens.method_preview import MethodPreviewScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(MethodPreviewScreen(dpo_recipe(tmp_path)))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.encoder is not None)
+        await pilot.pause()
+        prompt, chosen, rejected = (
+            text_of(screen.query_one(f"#method-{n}")) for n in ("prompt", "chosen", "rejected")
+        )
+        assert "Where does a bee live?" in prompt and "Arr" not in prompt
+        assert "⟦Arr, a bee be livin' in a hive, matey!" in chosen
+        assert "⟦In a hive." in rejected
+        assert screen.query_one("#method-replies").has_class("wide")  # side by side at 120 columns
+        stats = text_of(screen.query_one("#method-stats"))
+        assert "pairs 2 kept of 4" in stats
+        assert "1 chosen equals rejected (row 3)" in stats and "1 missing rejected (row 4)" in stats
+        await pilot.press("n", "n")
+        assert "skipped: chosen equals rejected" in text_of(screen.query_one("#method-header"))
+    narrow = StudioApp()
+    async with narrow.run_test(size=(80, 24)) as pilot:
+        await narrow.push_screen(MethodPreviewScreen(dpo_recipe(tmp_path)))
+        await pilot.pause()
+        assert not narrow.screen.query_one("#method-replies").has_class("wide")  # stacked at 80 columns
+
+
+async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -> None:
+    from lorastudio.widgets.chart import LineChart
+
+    run = recorded_method_run(runs_home, "dpo")
+    app = StudioApp(attach=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
+        )
+        screen = app.screen
+        rewards = screen.query_one("#chart-rewards", LineChart)
+        assert set(rewards.series) == {"chosen", "rejected"}
+        assert len(rewards.series["chosen"].store) == 10
+        assert len(screen.query_one("#chart-accuracy", LineChart).series["accuracy"].store) == 10
+        for _ in range(5):
+            await pilot.press("m")
+        assert screen.selected_chart is rewards
+        assert "rewards" in text_of(screen.query_one("#chart-tabs"))
+
+
+async def test_grpo_monitor_shows_reward_functions_and_samples(runs_home: Path) -> None:
+    from lorastudio.widgets.chart import LineChart
+
+    run = recorded_method_run(runs_home, "grpo")
+    app = StudioApp(attach=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
+        )
+        screen = app.screen
+        assert set(screen.query_one("#chart-functions", LineChart).series) == {"arr"}
+        assert len(screen.query_one("#chart-reward", LineChart).series["mean"].store) == 10
+        samples = text_of(screen.query_one("#completions-panel"))
+        assert "Arr, in a hive!" in samples and "arr 1.00" in samples
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_preference_preview(snap_compare, size, tmp_path: Path, tiny_model: Path) -> None:
+    from lorastudio.screens.method_preview import MethodPreviewScreen
+
+    recipe = dpo_recipe(tmp_path)
+
+    async def run_before(pilot) -> None:
+        await pilot.app.push_screen(MethodPreviewScreen(recipe))
+        await wait_until(pilot, lambda: pilot.app.screen.encoder is not None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("method", ["dpo", "grpo"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_method_monitor(snap_compare, size, method: str, runs_home: Path) -> None:
+    run = recorded_method_run(runs_home, method)
+
+    async def run_before(pilot) -> None:
+        await wait_until(
+            pilot,
+            lambda: (
+                getattr(pilot.app.screen, "snapshot", None) is not None
+                and pilot.app.screen.snapshot.state.finished
+            ),
+        )
+        for _ in range(5):
+            await pilot.press("m")  # the first method chart
+        await pilot.pause(0.3)
+
+    assert snap_compare(StudioApp(attach=run), terminal_size=size, run_before=run_before)

@@ -1,0 +1,191 @@
+"""Preference, KTO and GRPO rows: formats detected, bad rows skipped with reasons, masking equal to SFT's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from lorastudio.data.encode import IGNORE_INDEX, make_encoder
+from lorastudio.data.formats import Example
+from lorastudio.data.preference import (
+    EncodedPair,
+    EncodedPrompt,
+    EncodedUnpaired,
+    encode_rows,
+    method_encoder,
+    prepare_method_data,
+)
+from lorastudio.errors import DataError
+from lorastudio.recipe import Recipe
+
+
+def recipe(source: Path | str, method: str = "dpo", **sections: Any) -> Recipe:
+    data = {"source": str(source), **sections.pop("data", {})}
+    model = {"name": "tiny", **sections.pop("model", {})}
+    train = {"method": method, **sections.pop("train", {})}
+    if method == "grpo" and "grpo" not in sections:
+        sections["grpo"] = {"rewards": [{"keywords": ["arr"]}]}
+    return Recipe.model_validate({"name": "t", "model": model, "data": data, "train": train, **sections})
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def sft_trained(tok, turns: list[dict]) -> tuple[list[int], list[int]]:
+    """The SFT encoder's ids and trained positions for a whole conversation."""
+    rec = Recipe.model_validate(
+        {"name": "s", "model": {"name": "tiny"}, "data": {"source": "x.jsonl", "format": "messages"}}
+    )
+    enc = make_encoder(tok, rec, ["messages"], [], "x").encode_example(Example(turns=tuple(turns)))
+    return enc.input_ids, [i for i, label in enumerate(enc.labels) if label != IGNORE_INDEX]
+
+
+PAIR = {
+    "prompt": "Where does a bee live?",
+    "chosen": "Arr, a bee be livin' in a hive, matey!",
+    "rejected": "A bee lives in a hive.",
+}
+
+
+def test_chosen_and_rejected_masking_equals_sft_masking(tmp_path: Path, tiny_tokenizer) -> None:
+    src = write_jsonl(tmp_path / "p.jsonl", [PAIR])
+    encoder, rows = method_encoder(recipe(src), tiny_tokenizer)
+    assert encoder.format == "preference"
+    pair = encoder.encode_row(rows.rows[0])
+    assert isinstance(pair, EncodedPair)
+    for reply, ids in ((PAIR["chosen"], pair.chosen_ids), (PAIR["rejected"], pair.rejected_ids)):
+        turns = [{"role": "user", "content": PAIR["prompt"]}, {"role": "assistant", "content": reply}]
+        sft_ids, trained = sft_trained(tiny_tokenizer, turns)
+        # the prompt is every token before the first trained one; the reply is exactly the trained tokens
+        assert pair.prompt_ids == sft_ids[: trained[0]]
+        assert ids == [sft_ids[i] for i in trained]
+        assert trained == list(range(trained[0], trained[0] + len(ids)))
+        assert reply in tiny_tokenizer.decode(ids)
+    assert PAIR["prompt"] in tiny_tokenizer.decode(pair.prompt_ids)
+
+
+def test_message_list_shapes_and_hh_are_detected(tmp_path: Path, tiny_tokenizer) -> None:
+    user = {"role": "user", "content": "Where does a bee live?"}
+    ultra = {
+        "prompt": user["content"],
+        "chosen": [user, {"role": "assistant", "content": PAIR["chosen"]}],
+        "rejected": [user, {"role": "assistant", "content": PAIR["rejected"]}],
+    }
+    trl = {
+        "prompt": [user],
+        "chosen": [{"role": "assistant", "content": PAIR["chosen"]}],
+        "rejected": [{"role": "assistant", "content": PAIR["rejected"]}],
+    }
+    hh = {
+        "chosen": f"\n\nHuman: {user['content']}\n\nAssistant: {PAIR['chosen']}",
+        "rejected": f"\n\nHuman: {user['content']}\n\nAssistant: {PAIR['rejected']}",
+    }
+    want = None
+    for name, row, fmt in (
+        ("u", ultra, "preference_messages"),
+        ("t", trl, "preference_messages"),
+        ("h", hh, "hh"),
+        ("s", PAIR, "preference"),
+    ):
+        encoder, rows = method_encoder(recipe(write_jsonl(tmp_path / f"{name}.jsonl", [row])), tiny_tokenizer)
+        assert encoder.format == fmt
+        got = encoder.encode_row(rows.rows[0])
+        want = want or got
+        assert got == want  # every shape of the same pair encodes to the same ids
+
+
+def test_bad_pairs_are_counted_with_reasons_and_rows(tmp_path: Path, tiny_tokenizer) -> None:
+    rows = [
+        PAIR,
+        {"prompt": "Q?", "chosen": "a"},
+        {"prompt": "Q?", "chosen": "same", "rejected": "same"},
+        {"prompt": "  ", "chosen": "a", "rejected": "b"},
+        {"prompt": "Q?", "chosen": 3, "rejected": "b"},
+        {"prompt": "Q?", "chosen": "a", "rejected": None},
+        PAIR,
+    ]
+    encoder, loaded = method_encoder(recipe(write_jsonl(tmp_path / "bad.jsonl", rows)), tiny_tokenizer)
+    encoded, stats = encode_rows(encoder, loaded.rows)
+    assert len(encoded) == stats.used == 2
+    assert dict(stats.skipped) == {
+        "missing rejected": 2,
+        "chosen equals rejected": 1,
+        "empty prompt": 1,
+        "non-string chosen": 1,
+    }
+    assert stats.skipped_rows["missing rejected"] == [1, 5]
+    assert stats.skipped_rows["chosen equals rejected"] == [2]
+
+
+def test_no_usable_pair_is_refused_naming_the_first_row(tmp_path: Path, tiny_tokenizer) -> None:
+    src = write_jsonl(tmp_path / "none.jsonl", [{"prompt": "Q", "chosen": "x", "rejected": "x"}] * 3)
+    with pytest.raises(DataError, match=r"no usable rows .*3 chosen equals rejected \(first: row 0\)"):
+        prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer)
+
+
+def test_missing_columns_are_named(tmp_path: Path, tiny_tokenizer) -> None:
+    src = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "a", "response": "b"}])
+    with pytest.raises(DataError, match="train.method dpo needs the columns prompt, chosen, rejected"):
+        method_encoder(recipe(src), tiny_tokenizer)
+
+
+def test_truncation_keeps_the_prompt_end_and_counts_it(tmp_path: Path, tiny_tokenizer) -> None:
+    long = {"prompt": "word " * 80 + "Where?", "chosen": "Arr " * 60, "rejected": "No " * 60}
+    src = write_jsonl(tmp_path / "long.jsonl", [long])
+    encoder, rows = method_encoder(
+        recipe(src, model={"max_seq_length": 64}, dpo={"max_prompt_length": 16}), tiny_tokenizer
+    )
+    encoded, stats = encode_rows(encoder, rows.rows)
+    pair = encoded[0]
+    assert isinstance(pair, EncodedPair)
+    assert len(pair.prompt_ids) == 16 and stats.prompt_truncated == 1 and stats.reply_truncated == 1
+    assert len(pair.prompt_ids) + len(pair.chosen_ids) == 64
+    assert "Where?" in tiny_tokenizer.decode(pair.prompt_ids)
+
+
+def test_kto_rows_and_labels(tmp_path: Path, tiny_tokenizer) -> None:
+    rows = [
+        {"prompt": "Q?", "completion": "Arr!", "label": True},
+        {"prompt": "Q?", "completion": "No.", "label": False},
+        {"prompt": "Q?", "completion": "x", "label": "maybe"},
+    ]
+    encoder, loaded = method_encoder(recipe(write_jsonl(tmp_path / "k.jsonl", rows), "kto"), tiny_tokenizer)
+    encoded, stats = encode_rows(encoder, loaded.rows)
+    assert [type(e) for e in encoded] == [EncodedUnpaired, EncodedUnpaired]
+    assert stats.labels == {"desirable": 1, "undesirable": 1}
+    assert stats.skipped == {"label is not a boolean": 1}
+
+
+def test_grpo_prompts_keep_their_extra_columns(tmp_path: Path, tiny_tokenizer) -> None:
+    rows = [
+        {"prompt": "What is two plus two?", "answer": "4"},
+        {"prompt": [{"role": "user", "content": "What is one plus one?"}], "answer": "2"},
+    ]
+    encoder, loaded = method_encoder(recipe(write_jsonl(tmp_path / "g.jsonl", rows), "grpo"), tiny_tokenizer)
+    first, second = (encoder.encode_row(r) for r in loaded.rows)
+    assert isinstance(first, EncodedPrompt) and first.extra == {"answer": "4"}
+    assert first.prompt == encoder.render_prompt([{"role": "user", "content": "What is two plus two?"}])
+    assert first.prompt_ids == tiny_tokenizer(first.prompt, add_special_tokens=False)["input_ids"]
+    assert isinstance(second, EncodedPrompt) and second.row()["answer"] == "2"
+
+
+def test_mismatched_method_section_is_refused_naming_it() -> None:
+    with pytest.raises(ValidationError) as info:
+        recipe("x.jsonl", "dpo", grpo={"rewards": [{"regex": "Arr"}]})
+    assert info.value.errors()[0]["loc"] == ("grpo",)
+    assert "for train.method: grpo, but train.method is dpo" in str(info.value)
+    with pytest.raises(ValidationError, match="needs a grpo: section"):
+        Recipe.model_validate(
+            {"name": "t", "model": {"name": "tiny"}, "data": {"source": "x"}, "train": {"method": "grpo"}}
+        )
+    with pytest.raises(ValidationError, match="exactly one of"):
+        recipe("x.jsonl", "grpo", grpo={"rewards": [{"regex": "a", "keywords": ["b"]}]})
+    with pytest.raises(ValidationError, match="beta"):
+        recipe("x.jsonl", "dpo", dpo={"beta": -1})
+    assert recipe("x.jsonl", "kto").method_section().beta == 0.1
