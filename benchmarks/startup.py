@@ -1,25 +1,91 @@
-"""Time from `studio` start to the first painted screen (goal < 0.5 s, torch not imported), and tiny build time."""
+"""Time from launch to the first painted screen: `studio` beside a bare Textual app, and the tiny build.
+
+The bare app (a header, an option list and a footer) is the floor any Textual program pays; the goal is
+studio <= 1.2x it. Two figures per app, wall time from spawning the process, headless: the first paint (the
+first time a whole screen, footer included, is composited) and idle (the auto-pilot's first pause returns:
+no worker is running any more, for studio the recipe list is read). Runs alternate bare/studio so a loaded
+machine slows both alike; medians are printed. ``--tmux`` adds the real-terminal measurement (picker painted, recipes listed).
+"""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-CODE = """
-import time, sys
-t0 = time.perf_counter()
+HOOK = """
+import sys, time
+T0 = time.perf_counter()
+from textual.screen import Screen
+from textual.widgets import Footer
+
+_refresh = Screen._compositor_refresh
+_first: list[float] = []
+
+def _timed_refresh(self):
+    # the first time a whole screen (one with its footer) is composited: the first paint
+    if not _first and self.query(Footer):
+        _first.append(time.perf_counter() - T0)
+    return _refresh(self)
+
+Screen._compositor_refresh = _timed_refresh
+"""
+
+STUDIO = (
+    HOOK
+    + """
 from lorastudio.app import StudioApp
 
 async def painted(pilot):
     await pilot.pause()
-    print(f"first_paint_s={time.perf_counter() - t0:.3f} torch_imported={'torch' in sys.modules} "
-          f"screen={type(pilot.app.screen).__name__}")
+    print(f"painted first={_first[0]:.3f} idle={time.perf_counter() - T0:.3f} "
+          f"torch_imported={'torch' in sys.modules} screen={type(pilot.app.screen).__name__}", flush=True)
     pilot.app.exit()
 
 StudioApp().run(headless=True, auto_pilot=painted)
 """
+)
+
+BARE = (
+    HOOK
+    + """
+from textual.app import App
+from textual.widgets import Footer, Header, OptionList
+
+class Bare(App):
+    def compose(self):
+        yield Header()
+        yield OptionList(*[f"recipe {i}" for i in range(8)])
+        yield Footer()
+
+async def painted(pilot):
+    await pilot.pause()
+    print(f"painted first={_first[0]:.3f} idle={time.perf_counter() - T0:.3f}", flush=True)
+    pilot.app.exit()
+
+Bare().run(headless=True, auto_pilot=painted)
+"""
+)
+
+
+def first_paint(code: str) -> tuple[float, float, str]:
+    """(first paint, idle) in seconds from spawning ``python -c code``: when its first whole screen is
+    composited, and when the auto-pilot's first pause returns (the app idle: no worker still running)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    printed = time.perf_counter() - start
+    _, err = proc.communicate(timeout=120)
+    if not line.startswith("painted"):
+        raise SystemExit(f"no paint: {err[-800:]}")
+    fields = dict(part.split("=", 1) for part in line.split()[1:])
+    startup = printed - float(fields["idle"])  # the interpreter's own start, before T0
+    return startup + float(fields["first"]), startup + float(fields["idle"]), line.strip()
 
 
 def tmux_first_paint(runs: int = 5) -> None:
@@ -35,29 +101,57 @@ def tmux_first_paint(runs: int = 5) -> None:
     for _ in range(runs):
         session = f"bench-{uuid.uuid4().hex[:6]}"
         start = time.perf_counter()
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", studio], check=True)
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", studio], check=True
+        )
         painted = listed = None
         while time.perf_counter() - start < 10 and listed is None:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                    text=True).stdout
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
             if painted is None and "Filter" in screen:
                 painted = time.perf_counter() - start
             if "tiny-pirate" in screen:
                 listed = time.perf_counter() - start
             time.sleep(0.005)
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        print(f"tmux_first_paint_s={painted:.3f} recipes_listed_s={listed:.3f}")
+        print(
+            f"tmux_first_paint_s={painted or float('nan'):.3f} recipes_listed_s={listed or float('nan'):.3f}"
+        )
 
 
 def main() -> None:
-    tmux_first_paint()
-    for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True)
-        print(out.stdout.strip() or out.stderr[-500:])
-    with tempfile.TemporaryDirectory() as tmp:
-        code = ("import time; from pathlib import Path; from lorastudio.models.tiny import build; "
-                f"t=time.perf_counter(); build(Path('{tmp}')/'tiny'); print(f'tiny_build_s={{time.perf_counter()-t:.1f}}')")
-        print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip())
+    runs = 7
+    figures: dict[str, list[tuple[float, float]]] = {"bare": [], "studio": []}
+    first_paint(BARE)  # warm the file cache for both
+    first_paint(STUDIO)
+    line = ""
+    for _ in range(runs):  # interleaved: a loaded machine slows both alike
+        figures["bare"].append(first_paint(BARE)[:2])
+        first, idle, line = first_paint(STUDIO)
+        figures["studio"].append((first, idle))
+    medians = {}
+    for name, values in figures.items():
+        firsts, idles = [v[0] for v in values], [v[1] for v in values]
+        medians[name] = statistics.median(firsts), statistics.median(idles)
+        print(
+            f"{name:>6}: first paint median {medians[name][0]:.3f} s (min {min(firsts):.3f}, max {max(firsts):.3f}), "
+            f"idle median {medians[name][1]:.3f} s (n={runs})"
+        )
+    print(
+        f"studio/bare first paint = {medians['studio'][0] / medians['bare'][0]:.2f}x (goal <= 1.2x), "
+        f"idle = {medians['studio'][1] / medians['bare'][1]:.2f}x  [{line}]"
+    )
+    if "--tmux" in sys.argv:
+        tmux_first_paint()
+    if "--tiny" in sys.argv:
+        with tempfile.TemporaryDirectory() as tmp:
+            code = (
+                "import time; from pathlib import Path; from lorastudio.models.tiny import build; "
+                f"t=time.perf_counter(); build(Path('{tmp}')/'tiny'); "
+                "print(f'tiny_build_s={time.perf_counter()-t:.1f}')"
+            )
+            print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip())
 
 
 if __name__ == "__main__":

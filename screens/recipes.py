@@ -52,7 +52,7 @@ class RecipesScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
         self.query_one(RecipeDetails).update("loading recipes…")
-        self.load_recipes()
+        self.call_after_refresh(self.load_recipes)  # after the first paint: the thread competes for the GIL
 
     @work(thread=True, exclusive=True, group="recipes-load", exit_on_error=False)
     def load_recipes(self) -> None:

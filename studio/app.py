@@ -47,9 +47,10 @@ class StudioApp(App[None]):
         from lorastudio.screens.recipes import RecipesScreen
 
         self.push_screen(RecipesScreen())
-        # While the recipe list is read, load the tokenizer code the Preview needs (a second or two of
-        # imports), so its first sample shows at once. After the first paint, off the UI thread.
-        self.set_timer(WARM_UP_AFTER_S, self.warm_up)
+        # Load the tokenizer code the Preview needs (a second or two of imports, holding the GIL for long
+        # stretches) so its first sample shows at once; only once the first screen is painted, and a moment
+        # later, so the recipe list is read first.
+        self.call_after_refresh(self.set_timer, WARM_UP_AFTER_S, self.warm_up)
         if self._attach_run is not None:
             from lorastudio.screens.monitor import MonitorScreen
 

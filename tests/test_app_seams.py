@@ -60,8 +60,9 @@ async def test_a_worker_failure_goes_to_the_screen_that_ran_it() -> None:
         assert slow.failures == ["the slow load failed"] and top.failures == []
 
 
-async def test_the_export_screen_handles_its_failure_once(recorded_run: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_export_screen_handles_its_failure_once(
+    recorded_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lorastudio.screens.export import ExportScreen
 
     calls: list[str] = []
@@ -151,8 +152,13 @@ def test_quitting_while_a_thread_builds_is_prompt(tmp_path: Path) -> None:
     script = tmp_path / "busy.py"
     script.write_text(QUIT_WHILE_BUSY, encoding="utf-8")
     began = time.monotonic()
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=200,
-                         env={**__import__("os").environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        env={**__import__("os").environ, "XDG_DATA_HOME": str(tmp_path / "data")},
+    )
     took = time.monotonic() - began
     assert out.returncode == 0, out.stderr[-2000:]
     assert took < 120, f"quitting waited {took:.0f} s for the busy thread"  # the thread sleeps 300 s

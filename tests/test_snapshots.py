@@ -27,10 +27,14 @@ def user_recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir(parents=True)
     (folder / "pirate-base.yaml").write_text(
         "name: pirate-base\nextends: tiny-pirate\ndata:\n  columns: {instruction: instruction}\n"
-        "lora:\n  r: 4\n", encoding="utf-8")
+        "lora:\n  r: 4\n",
+        encoding="utf-8",
+    )
     (folder / "pirate-child.yaml").write_text(
         "name: pirate-child\ndescription: a user recipe on a user recipe\n\n\n\n\nextends: pirate-base\n"
-        "train:\n  max_steps: 3\n", encoding="utf-8")
+        "train:\n  max_steps: 3\n",
+        encoding="utf-8",
+    )
     return folder
 
 
@@ -46,7 +50,11 @@ def test_the_snapshot_is_resolved_and_names_its_origin(user_recipes: Path, tmp_p
     run_dir = runs.start_run(recipe, root=tmp_path / "runs", start=False)
     snapshot = yaml.safe_load((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
     assert "extends" not in snapshot  # nothing in it points at another recipe
-    assert snapshot["lora"]["r"] == 4 and snapshot["train"]["max_steps"] == 3 and snapshot["model"]["name"] == "tiny"
+    assert (
+        snapshot["lora"]["r"] == 4
+        and snapshot["train"]["max_steps"] == 3
+        and snapshot["model"]["name"] == "tiny"
+    )
     meta = runs.read_meta(run_dir)
     assert meta["recipe"] == "pirate-child" and meta["extends"] == "pirate-base"  # kept for display
     assert runs.load_run_recipe(run_dir) == recipe.model_copy(update={"extends": None})
@@ -56,7 +64,9 @@ def test_deleting_the_base_leaves_export_and_chat_working(user_recipes: Path, tm
     from lorastudio.chat.engine import engine_for
     from lorastudio.export.source import resolve_source
 
-    run_dir = _with_adapter(runs.start_run(registry.load("pirate-child"), root=tmp_path / "runs", start=False))
+    run_dir = _with_adapter(
+        runs.start_run(registry.load("pirate-child"), root=tmp_path / "runs", start=False)
+    )
     (user_recipes / "pirate-base.yaml").unlink()
     with pytest.raises(StudioError, match="unknown base recipe 'pirate-base'"):
         registry.load("pirate-child")  # the recipe itself is broken now, the run is not
@@ -71,7 +81,9 @@ def test_changing_the_base_does_not_change_the_run(user_recipes: Path, tmp_path:
     before = runs.load_run_recipe(run_dir)
     (user_recipes / "pirate-base.yaml").write_text(
         "name: pirate-base\nextends: tiny-pirate\ndata:\n  columns: {instruction: question, output: answer}\n"
-        "lora:\n  r: 64\n", encoding="utf-8")
+        "lora:\n  r: 64\n",
+        encoding="utf-8",
+    )
     assert registry.load("pirate-child").data.columns == {"instruction": "question", "output": "answer"}
     after = runs.load_run_recipe(run_dir)
     assert after == before and after.data.columns == {"instruction": "instruction"} and after.lora.r == 4
@@ -97,9 +109,13 @@ def test_fsdp_without_cuda_is_refused_before_a_run_exists(tmp_path: Path) -> Non
 
 def test_cli_refuses_fsdp_without_cuda_with_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    out = subprocess.run([str(STUDIO_BIN), "train", "tiny-pirate", "train.distributed=fsdp", "--devices", "2",
-                          "--detach"], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "XDG_DATA_HOME": str(data), "CUDA_VISIBLE_DEVICES": ""})
+    out = subprocess.run(
+        [str(STUDIO_BIN), "train", "tiny-pirate", "train.distributed=fsdp", "--devices", "2", "--detach"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XDG_DATA_HOME": str(data), "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().count("\n") == 0 and "fsdp needs CUDA GPUs" in out.stderr
     assert "Traceback" not in out.stderr

@@ -31,8 +31,11 @@ def gguf_in(path: Path) -> Path | None:
 
 def recipe_for_model_path(path: str) -> Recipe:
     """A minimal recipe for chatting with a bare model folder."""
-    return Recipe(name=Path(path).name or "model", model=ModelSection(name=path),
-                  data=DataSection(source="none", format="messages"))
+    return Recipe(
+        name=Path(path).name or "model",
+        model=ModelSection(name=path),
+        data=DataSection(source="none", format="messages"),
+    )
 
 
 def gguf_target(path: Path) -> Target:
@@ -52,11 +55,18 @@ def export_target(path: Path, base_only: bool = False) -> Target:
     if (path / "config.json").is_file():
         if base_only:
             return recipe, None
-        model = recipe.model.model_copy(update={"name": str(path.resolve()), "revision": None,
-                                                "chat_template": "tokenizer", "add_pad_token": False})
+        model = recipe.model.model_copy(
+            update={
+                "name": str(path.resolve()),
+                "revision": None,
+                "chat_template": "tokenizer",
+                "add_pad_token": False,
+            }
+        )
         return recipe.model_copy(update={"model": model}), None
     gguf = gguf_in(path)
     if gguf is not None:
         return gguf_target(gguf)
-    raise StudioError(f"{path}: not an export folder studio can chat with (no config.json, adapter_config.json "
-                      "or .gguf)")
+    raise StudioError(
+        f"{path}: not an export folder studio can chat with (no config.json, adapter_config.json or .gguf)"
+    )
