@@ -366,6 +366,48 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_samples(args: argparse.Namespace) -> int:
+    """The run's sample replies, round by round (words changed since the round before marked)."""
+    from lorastudio.train.events import load_samples
+    from lorastudio.train.runs import find_run
+    from lorastudio.train.samplelog import SampleHistory, round_label, word_diff
+
+    run_dir = find_run(args.run)
+    history = SampleHistory.of(load_samples(run_dir))
+    if args.json:
+        print(json.dumps({"run": run_dir.name, **history.to_json()}, indent=2))
+        return 0
+    if not len(history):
+        print(f"{run_dir.name}: no sample replies (train.samples off, or the run has not reached its first step)",
+              file=sys.stderr)
+        return 0
+    from rich.text import Text
+
+    console = _console()
+    rounds = history.rounds[-1:] if args.latest else history.rounds
+    for event in rounds:
+        at = history.rounds.index(event)
+        console.print(Text(f"{round_label(event)} · {event.seconds:.1f} s", style="bold reverse"))
+        for prompt, reply in zip(event.prompts, event.replies, strict=False):
+            console.print(Text(f"> {prompt}", style="bold"))
+            before = history.previous(at, prompt)
+            text, removed = Text(), []
+            for op, piece in (word_diff(before, reply) if before is not None else [("same", reply)]):
+                if op == "added":  # piped output marks the changes as text
+                    text.append(piece if console.is_terminal else f"{{+{piece.strip()}+}} ", style="bold green")
+                elif op == "removed":
+                    removed.append(piece if console.is_terminal else f"[-{piece}-]")
+                else:
+                    text.append(piece)
+            console.print(text)
+            if removed:
+                console.print(Text("  − " + " · ".join(removed), style="red strike"))
+        console.print()
+    total = sum(e.seconds for e in history.rounds)
+    print(f"{len(history)} rounds, {total:.1f} s spent sampling", file=sys.stderr)
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from lorastudio.train.manage import resume_run
     from lorastudio.train.runs import find_run
@@ -539,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--sort", choices=("time", "loss", "status"), default="time")
     p.set_defaults(func=cmd_runs)
-    rsub = p.add_subparsers(dest="runs_command", metavar="delete|note|compare")
+    rsub = p.add_subparsers(dest="runs_command", metavar="delete|note|compare|samples")
     q = rsub.add_parser("delete", help="remove a finished run's directory (refuses a live run)")
     q.add_argument("run")
     q.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -553,6 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("runs", nargs="+", metavar="RUN")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_compare)
+    q = rsub.add_parser("samples", help="a run's sample replies at each evaluation (train.samples), changes marked")
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--latest", action="store_true", help="only the latest round")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_runs_samples)
 
     p = sub.add_parser("resume", help="continue a stopped, failed or died run from its latest checkpoint")
     p.add_argument("run")

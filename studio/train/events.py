@@ -5,6 +5,16 @@ This file is the contract between the training worker and any reader (the TUI,
 ``t`` (unix time) and ``kind``. Writers flush every line; readers keep a byte
 offset, so a long run costs the same per refresh as a short one, and a half-written
 last line is left for the next read.
+
+Kinds: ``status``, ``metrics``, ``eval``, ``telemetry``, ``checkpoint``, ``log`` and ``sample``.
+
+``sample`` (a :class:`SampleEvent`): one round of the recipe's sample prompts (``train.samples``) answered
+by the model being trained, at the first step (the base, or the adapter the run resumes from), after each
+evaluation and at the end. Fields: ``step``; ``at`` (``start``, ``eval`` or ``end``); ``prompts`` and
+``replies`` (lists of equal length, prompt i answered by reply i); ``finish`` (per reply: ``stop`` when
+it ended by itself, ``length`` at the token limit); ``seconds`` (wall time the round took, training
+paused meanwhile); ``max_new_tokens``. :class:`RunState` keeps every round (``samples``) and the total
+time spent sampling (``sampling_s``).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 EVENTS_VERSION = 1
 EVENTS_FILE = "events.jsonl"
@@ -25,6 +35,55 @@ TERMINAL_STATUSES = frozenset({"done", "failed", "stopped", "died"})
 STATUSES = ("starting", "loading model", "loading data", "training", "saving", *sorted(TERMINAL_STATUSES))
 
 Event = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleEvent:
+    """One round of sample replies (the ``sample`` kind; see the module docstring)."""
+
+    KIND: ClassVar[str] = "sample"
+    t: float | None = None
+    step: int = 0
+    at: str = "eval"
+    """``start`` (the model before training), ``eval`` (after an evaluation) or ``end``."""
+    prompts: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()
+    """Reply i answers prompt i."""
+    finish: tuple[str, ...] = ()
+    """Per reply: ``stop`` (ended by itself) or ``length`` (cut at ``max_new_tokens``)."""
+    seconds: float = 0.0
+    """Wall time of the round; training waits for it."""
+    max_new_tokens: int | None = None
+
+    @classmethod
+    def from_json(cls, event: Event) -> SampleEvent:
+        """ValueError when a field has the wrong shape (the fold then skips the line)."""
+
+        def texts(key: str) -> tuple[str, ...]:
+            value = event.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ValueError(f"sample.{key}: not a list of strings")
+            return tuple(value)
+
+        t, step, seconds = event.get("t"), event.get("step", 0), event.get("seconds", 0.0)
+        if not isinstance(step, int) or not isinstance(seconds, (int, float)):
+            raise ValueError("sample: step must be an integer and seconds a number")
+        limit = event.get("max_new_tokens")
+        return cls(t=float(t) if isinstance(t, (int, float)) else None, step=step, at=str(event.get("at", "eval")),
+                   prompts=texts("prompts"), replies=texts("replies"), finish=texts("finish"),
+                   seconds=float(seconds), max_new_tokens=limit if isinstance(limit, int) else None)
+
+    def to_json(self) -> Event:
+        """The fields as :meth:`EventWriter.write` takes them (``v``, ``t`` and ``kind`` are the writer's)."""
+        out: Event = {"step": self.step, "at": self.at, "prompts": list(self.prompts), "replies": list(self.replies),
+                      "finish": list(self.finish), "seconds": round(self.seconds, 3)}
+        if self.max_new_tokens is not None:
+            out["max_new_tokens"] = self.max_new_tokens
+        return out
+
+    def reply_to(self, prompt: str) -> str | None:
+        """This round's reply to ``prompt`` (None when the round did not ask it)."""
+        return next((r for p, r in zip(self.prompts, self.replies, strict=False) if p == prompt), None)
 
 
 class EventWriter:
@@ -129,6 +188,10 @@ class RunState:
     training_started: float | None = None
     min_loss: float | None = None
     """The lowest training loss logged (kept as events arrive, so readers need not scan ``loss``)."""
+    samples: list[SampleEvent] = field(default_factory=list)
+    """Every round of sample replies, in the order written."""
+    sampling_s: float = 0.0
+    """Seconds the worker spent answering the sample prompts (training waited meanwhile)."""
 
     @property
     def last_loss(self) -> float | None:
@@ -201,6 +264,13 @@ class RunState:
             if event.get("best_checkpoint"):
                 self.best_checkpoint = str(event["best_checkpoint"])
                 self.best_eval_loss = event.get("best_eval_loss", self.best_eval_loss)
+        elif kind == "sample":
+            try:
+                sample = SampleEvent.from_json(event)
+            except ValueError:
+                return
+            self.samples.append(sample)
+            self.sampling_s += sample.seconds
 
 
 def fold(events: Iterator[Event] | list[Event], state: RunState | None = None) -> RunState:
@@ -208,3 +278,8 @@ def fold(events: Iterator[Event] | list[Event], state: RunState | None = None) -
     for event in events:
         state.apply(event)
     return state
+
+
+def load_samples(run_dir: Path) -> list[SampleEvent]:
+    """A run's sample rounds, through the fold."""
+    return fold(read_all(run_dir / EVENTS_FILE)).samples
