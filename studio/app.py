@@ -30,11 +30,13 @@ class StudioApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
-    def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
+    def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False,
+                 save_to: str | None = None) -> None:
         super().__init__()
         self._attach = attach
         self._chat = chat
         self._chat_base = chat_base
+        self._save_to = save_to
 
     def on_mount(self) -> None:
         from lorastudio.screens.recipes import RecipesScreen
@@ -50,7 +52,7 @@ class StudioApp(App[None]):
         elif self._chat is not None:
             from lorastudio.screens.chat import ChatScreen
 
-            self.push_screen(ChatScreen(self._chat, base_only=self._chat_base))
+            self.push_screen(ChatScreen(self._chat, base_only=self._chat_base, save_to=self._save_to))
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
     def warm_up(self) -> None:
@@ -82,8 +84,9 @@ class StudioApp(App[None]):
             handler(event.worker, message)
 
 
-def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
-    StudioApp(attach=attach, chat=chat, chat_base=chat_base).run()
+def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False,
+            save_to: str | None = None) -> None:
+    StudioApp(attach=attach, chat=chat, chat_base=chat_base, save_to=save_to).run()
     from lorastudio.train.live import live_runs, reattach_message
 
     message = reattach_message(live_runs())  # after the TUI is gone, so it stays on the terminal

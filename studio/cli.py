@@ -446,7 +446,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.prompt is None and prompts is None:
         from lorastudio.app import run_app
 
-        run_app(chat=args.target or "latest", chat_base=args.base)
+        run_app(chat=args.target or "latest", chat_base=args.base, save_to=args.save_to)
         return 0
     engine = engine_for(args.target, base_only=args.base)
     engine.load(None if args.json else _progress_printer("loading"))
@@ -472,10 +472,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write("\n")
             sys.stdout.flush()
+        if args.mark:
+            print(_save_feedback(args, messages, reply.text), file=sys.stderr)
+        if not args.json:
             print(f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
                   f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
                   f"{reply.finish_reason}]", file=sys.stderr)
     return 0
+
+
+def _save_feedback(args: argparse.Namespace, messages: list[dict[str, str]], reply: str) -> str:
+    """``studio chat … --mark good|bad [--save-to FILE]``: the reply as feedback rows (see chat/feedback.py)."""
+    from lorastudio.chat.feedback import FeedbackLog, default_path
+
+    log = getattr(args, "_feedback", None)
+    if log is None:
+        log = args._feedback = FeedbackLog(Path(args.save_to).expanduser() if args.save_to
+                                           else default_path(args.target))
+    said = (log.mark_good if args.mark == "good" else log.mark_bad)(messages, reply)
+    return f"{said}; {log.summary()}"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -628,6 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--greedy", action="store_true")
+    p.add_argument("--save-to", metavar="FILE", help="feedback file for replies marked good/bad or edited "
+                   "(default RUN/feedback.jsonl; preference pairs go to FILE-pairs.jsonl beside it)")
+    p.add_argument("--mark", choices=["good", "bad"], help="with --prompt/--prompts: save each reply as feedback")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("export", help="export a run as an adapter, a merged model or a GGUF (+ Ollama Modelfile)")

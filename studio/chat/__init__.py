@@ -1,5 +1,7 @@
 """Stage ``chat``: load a base model (and a run's adapter) once and stream replies.
 
-It owns the chat engine, sampling settings, streaming decode and transcripts (``engine``).
+It owns the chat engine, sampling settings, streaming decode and transcripts (``engine``), the memory
+admission and CPU thread share of a chat beside a live run (``admission``) and the feedback file that turns
+marked or edited replies into training rows (``feedback``).
 It may import ``train``, ``data``, ``models`` and the ground; never ``export`` or a face.
 """
