@@ -23,7 +23,9 @@ from lorastudio.train.runs import create_run, start_worker, stop_run
 
 
 def tokens_per_s(run_dir: Path, since: float, until: float) -> float | None:
-    events = [e for e in read_all(run_dir / EVENTS_FILE) if e["kind"] == "metrics" and since <= e["t"] <= until]
+    events = [
+        e for e in read_all(run_dir / EVENTS_FILE) if e["kind"] == "metrics" and since <= e["t"] <= until
+    ]
     values = [e["tokens_per_s"] for e in events if e.get("tokens_per_s")]
     return sum(values) / len(values) if values else None
 
@@ -34,8 +36,16 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    recipe = registry.load(args.recipe, ["train.max_steps=100000", "train.save_steps=10", "train.samples=[]",
-                                         "data.eval_fraction=0", *args.overrides])
+    recipe = registry.load(
+        args.recipe,
+        [
+            "train.max_steps=100000",
+            "train.save_steps=10",
+            "train.samples=[]",
+            "data.eval_fraction=0",
+            *args.overrides,
+        ],
+    )
     run_dir = create_run(recipe)
     start_worker(run_dir)
     try:
@@ -53,8 +63,11 @@ def main() -> None:
         def chat() -> None:
             nonlocal replies
             while not done.is_set():
-                engine.generate([{"role": "user", "content": "Tell me about the sea."}],
-                                Sampling(greedy=True, max_new_tokens=48), on_text=lambda t: None)
+                engine.generate(
+                    [{"role": "user", "content": "Tell me about the sea."}],
+                    Sampling(greedy=True, max_new_tokens=48),
+                    on_text=lambda t: None,
+                )
                 replies += 1
 
         busy_from = time.time()
@@ -65,9 +78,13 @@ def main() -> None:
         thread.join()
         busy = tokens_per_s(run_dir, busy_from, time.time())
         slowdown = (1 - busy / quiet) if quiet and busy else None
-        print(f"run={run_dir.name} tokens_per_s_alone={quiet or 0:.0f} tokens_per_s_with_chat={busy or 0:.0f} "
-              f"slowdown={slowdown:.0%} replies_streamed={replies} window_s={args.window:.0f}"
-              if slowdown is not None else "not enough metrics in a window; raise --window", flush=True)
+        print(
+            f"run={run_dir.name} tokens_per_s_alone={quiet or 0:.0f} tokens_per_s_with_chat={busy or 0:.0f} "
+            f"slowdown={slowdown:.0%} replies_streamed={replies} window_s={args.window:.0f}"
+            if slowdown is not None
+            else "not enough metrics in a window; raise --window",
+            flush=True,
+        )
     finally:
         stop_run(run_dir)
         while not fold(read_all(run_dir / EVENTS_FILE)).finished:

@@ -26,8 +26,11 @@ def report(label: str, overrides: list[str]) -> None:
     rounds = load_samples(run_dir)
     spent = sum(r.seconds for r in rounds)
     per_round = ", ".join(f"step {r.step} ({r.at}) {r.seconds:.1f} s" for r in rounds) or "none"
-    print(f"{label}: rounds={len(rounds)} prompts={len(rounds[0].prompts) if rounds else 0} "
-          f"sampling_s={spent:.1f} [{per_round}]", flush=True)
+    print(
+        f"{label}: rounds={len(rounds)} prompts={len(rounds[0].prompts) if rounds else 0} "
+        f"sampling_s={spent:.1f} [{per_round}]",
+        flush=True,
+    )
     for r in rounds[-1:]:
         for prompt, reply in zip(r.prompts, r.replies, strict=False):
             print(f"  step {r.step} > {prompt}\n    {reply}")

@@ -27,7 +27,7 @@ class SamplesLoaded(Message):
 
 
 def side_by_side(names: list[str], histories: list[Any], base: bool = False) -> Table:
-    """One row per prompt (the prompts every run asked first), one column per run: its latest reply (or base's)."""
+    """One row per prompt (those every run asked first), one column per run: its latest reply (or base's)."""
     table = Table(expand=True, show_lines=True, pad_edge=False)
     table.add_column("prompt", ratio=1, style="bold")
     for i, name in enumerate(names):

@@ -1,4 +1,4 @@
-"""Chat beside a live run (issue 24): memory admission, the CPU thread share, ``RUN@latest``, feedback rows."""
+"""Chat beside a live run (issue 24): memory admission, CPU thread share, ``RUN@latest``, feedback rows."""
 
 from __future__ import annotations
 
@@ -58,27 +58,34 @@ def test_feedback_rows_and_pairs(tmp_path: Path) -> None:
     other = [{"role": "user", "content": "Hello?"}]
     log.edited(other, "Hi.", "Ahoy, matey!")
     sft = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
-    assert sft == [{"messages": [*ask, {"role": "assistant", "content": "Arr, buried on the isle!"}]},
-                   {"messages": [*other, {"role": "assistant", "content": "Ahoy, matey!"}]}]
+    assert sft == [
+        {"messages": [*ask, {"role": "assistant", "content": "Arr, buried on the isle!"}]},
+        {"messages": [*other, {"role": "assistant", "content": "Ahoy, matey!"}]},
+    ]
     pairs = [json.loads(line) for line in pairs_path(tmp_path / "feedback.jsonl").read_text().splitlines()]
-    assert pairs == [{"prompt": "Where is the gold?", "chosen": "Arr, buried on the isle!", "rejected": "In the bank."},
-                     {"prompt": "Hello?", "chosen": "Ahoy, matey!", "rejected": "Hi."}]
+    assert pairs == [
+        {"prompt": "Where is the gold?", "chosen": "Arr, buried on the isle!", "rejected": "In the bank."},
+        {"prompt": "Hello?", "chosen": "Ahoy, matey!", "rejected": "Hi."},
+    ]
     again = FeedbackLog(tmp_path / "feedback.jsonl")  # counts what the files already hold
     assert (again.sft_rows, again.pair_rows) == (2, 2) and "(2 SFT rows)" in again.summary()
 
 
 @pytest.mark.slow
-def test_feedback_file_validates_previews_and_trains(tiny_model: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_feedback_file_validates_previews_and_trains(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lorastudio.cli import main
 
     log = FeedbackLog(tmp_path / "feedback.jsonl")
     for i in range(4):
         log.mark_good([{"role": "user", "content": f"Question {i}?"}], f"Arr, answer {i}, matey!")
     recipe = tmp_path / "from-feedback.yaml"
-    recipe.write_text("name: from-feedback\nmodel:\n  name: tiny\n  max_seq_length: 64\n"
-                      "data:\n  source: feedback.jsonl\n  format: messages\n"
-                      "train:\n  max_steps: 2\n  batch_size: 2\n  samples: []\n")
+    recipe.write_text(
+        "name: from-feedback\nmodel:\n  name: tiny\n  max_seq_length: 64\n"
+        "data:\n  source: feedback.jsonl\n  format: messages\n"
+        "train:\n  max_steps: 2\n  batch_size: 2\n  samples: []\n"
+    )
     assert main(["validate", str(recipe)]) == 0
     assert "ok" in capsys.readouterr().out
     assert main(["preview", str(recipe), "--json"]) == 0
@@ -96,8 +103,12 @@ def test_chat_with_latest_checkpoint_of_a_live_run(tiny_model: Path) -> None:
     from lorastudio.chat.engine import Sampling, engine_for
     from lorastudio.train.adapters import latest_complete_checkpoint
 
-    run_dir = runs.create_run(registry.load("tiny-pirate", ["train.max_steps=60", "train.save_steps=5",
-                                                            "train.samples=[]", "data.eval_fraction=0"]))
+    run_dir = runs.create_run(
+        registry.load(
+            "tiny-pirate",
+            ["train.max_steps=60", "train.save_steps=5", "train.samples=[]", "data.eval_fraction=0"],
+        )
+    )
     runs.start_worker(run_dir)
     checkpoint = wait_for(lambda: latest_complete_checkpoint(run_dir), timeout=600)
     assert not state_of(run_dir).finished  # the run is still training when the chat picks its checkpoint
@@ -105,8 +116,9 @@ def test_chat_with_latest_checkpoint_of_a_live_run(tiny_model: Path) -> None:
     assert engine.adapter_dir is not None and engine.adapter_dir.parent.name == "checkpoints"
     assert int(engine.adapter_dir.name.split("-")[1]) >= int(checkpoint.name.split("-")[1])
     engine.load()
-    reply = engine.generate([{"role": "user", "content": "Where is the treasure?"}],
-                            Sampling(greedy=True, max_new_tokens=8))
+    reply = engine.generate(
+        [{"role": "user", "content": "Where is the treasure?"}], Sampling(greedy=True, max_new_tokens=8)
+    )
     assert reply.tokens > 0
     wait_for(lambda: state_of(run_dir).finished, timeout=900, every=1.0)
     state = state_of(run_dir)
@@ -137,7 +149,8 @@ async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
         assert not isinstance(app.focused, Input)
         await pilot.press("plus")
         assert screen.feedback.sft_rows == 1 and "(1 SFT rows)" in str(
-            screen.query_one("#chat-feedback").render())
+            screen.query_one("#chat-feedback").render()
+        )
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, EditReplyScreen))
         app.screen.query_one(TextArea).text = "Arr, it be buried on the isle!"
@@ -148,5 +161,7 @@ async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
         rows = [json.loads(line) for line in target.read_text().splitlines()]
         assert rows[1]["messages"][-1] == {"role": "assistant", "content": "Arr, it be buried on the isle!"}
         pair = json.loads(pairs_path(target).read_text())
-        assert pair["chosen"] == "Arr, it be buried on the isle!" and pair["prompt"] == "Where is the treasure?"
+        assert (
+            pair["chosen"] == "Arr, it be buried on the isle!" and pair["prompt"] == "Where is the treasure?"
+        )
         assert "mine-pairs.jsonl (1 pairs)" in str(screen.query_one("#chat-feedback").render())

@@ -22,8 +22,8 @@ ADDED, REMOVED = "bold green", "red strike"
 
 
 def reply_text(reply: str, before: str | None, cut: bool = False) -> Text:
-    """A reply with the words added since ``before`` in green (`` …`` when ``cut`` at the token limit), then the
-    words it dropped, struck through."""
+    """A reply with the words added since ``before`` in green (`` …`` when ``cut`` at the token limit), then
+    the words it dropped, struck through."""
     out, removed = Text(), []
     if before is None or before == reply:
         out.append(reply or "(empty reply)")

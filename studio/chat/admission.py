@@ -48,15 +48,20 @@ class Admission:
     def message(self, name: str) -> str:
         assert self.need_mb is not None and self.free_mb is not None
         what = "free VRAM" if self.device.startswith("GPU") else "available RAM"
-        fixes = ["wait for the run to finish", "chat on CPU (CUDA_VISIBLE_DEVICES=)"] if self.device.startswith(
-            "GPU") else ["wait for the run to finish", "stop another process"]
-        return (f"not enough memory to chat with {name} now: it needs about {self.need_mb:,.0f} MiB "
-                f"(+{self.headroom_mb:,.0f} MiB headroom) and {self.device} has {self.free_mb:,.0f} MiB {what}; "
-                f"load it in 4 bits (model.load_in_4bit: true), {', or '.join(fixes)}")
+        fixes = (
+            ["wait for the run to finish", "chat on CPU (CUDA_VISIBLE_DEVICES=)"]
+            if self.device.startswith("GPU")
+            else ["wait for the run to finish", "stop another process"]
+        )
+        return (
+            f"not enough memory to chat with {name} now: it needs about {self.need_mb:,.0f} MiB "
+            f"(+{self.headroom_mb:,.0f} MiB headroom) and {self.device} has {self.free_mb:,.0f} MiB {what}; "
+            f"load it in 4 bits (model.load_in_4bit: true), {', or '.join(fixes)}"
+        )
 
 
 def chat_need_mb(recipe: Recipe, gpu: bool) -> float | None:
-    """The chat model's memory in MiB: weights and adapter from the training estimate, plus a working margin."""
+    """The chat model's MiB: weights and adapter from the training estimate, plus a working margin."""
     from lorastudio.models.estimate import estimate_memory
 
     estimate = estimate_memory(recipe, gpu=gpu)
@@ -116,7 +121,7 @@ def chat_threads(cores: int | None = None) -> int | None:
 
 
 def cap_threads(threads: int | None) -> Any:
-    """Set torch's threads for the calling thread (OpenMP settings are per thread: call it where generate runs)."""
+    """Set torch's threads here (OpenMP settings are per thread: call it in the thread that generates)."""
     if threads is None:
         return None
     import torch

@@ -3,7 +3,7 @@
 Two files, one row a line, in formats the recipes read with no conversion:
 
 - the SFT file (the name the user gives, default ``feedback.jsonl`` in the run's folder): one ``messages`` row
-  per good reply, and per edited reply (the edited text is the better answer), with the conversation before it;
+  per good reply and per edited reply (the edited text is the better answer), with the conversation before it;
 - the pairs file beside it (``NAME-pairs.jsonl``): one preference pair per edited reply (edited vs original)
   and per good and bad reply to the same prompt, in TRL's standard shape ``{"prompt", "chosen", "rejected"}``
   (the prompt is the user's message the replies answer).
@@ -107,7 +107,9 @@ class FeedbackLog:
         return "saved the edit as a good reply and as a pair over the original"
 
     def summary(self) -> str:
-        where = f"{self.path.parent.name}/{self.path.name}"  # short and stable; the full path is in the notices
+        where = (
+            f"{self.path.parent.name}/{self.path.name}"  # short and stable; the full path is in the notices
+        )
         return f"feedback → {where} ({self.sft_rows} SFT rows) · {self.pairs.name} ({self.pair_rows} pairs)"
 
 

@@ -1,4 +1,4 @@
-"""Reading a run's sample replies: the rounds in step order, each prompt's history, and word diffs between rounds.
+"""Reading a run's sample replies: rounds in step order, each prompt's history, word diffs between rounds.
 
 The Monitor's Samples pane, Compare and ``studio runs samples`` all read rounds through these; the rounds
 themselves come from the fold (``RunState.samples``).
@@ -42,7 +42,7 @@ def changed_words(before: str, after: str) -> int:
 
 @dataclass(frozen=True)
 class SampleHistory:
-    """A run's rounds, one per step (a later round at the same step, as after a resume, replaces the earlier)."""
+    """A run's rounds, one per step (a later round at a step, as after a resume, replaces the earlier)."""
 
     rounds: tuple[SampleEvent, ...]
 

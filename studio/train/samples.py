@@ -1,4 +1,4 @@
-"""Sample replies while a run trains: the recipe's ``train.samples`` prompts, answered by the model being trained.
+"""Sample replies while a run trains: the recipe's ``train.samples`` prompts, answered by the model it trains.
 
 The worker answers them at the first step (the base, or the adapter a resumed run starts from), after every
 evaluation and at the end, in one left-padded ``generate`` call per round with the recipe's chat settings and
@@ -127,7 +127,7 @@ class Sampler:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def answer(self, model: Any, step: int, at: str) -> SampleEvent:
-        """One round: every prompt answered in one batch, the training RNG and train/eval mode left as found."""
+        """One round, all prompts in one batch; training RNG, train/eval mode and threads left as found."""
         import torch
 
         tok = self.tokenizer
@@ -139,7 +139,12 @@ class Sampler:
         was_training = model.training
         started = time.monotonic()
         devices = [device.index or 0] if device.type == "cuda" else []
+        threads = torch.get_num_threads()
         try:
+            if device.type == "cpu":
+                # one-token steps are too small to share between threads; on a busy machine each op of a
+                # multi-threaded decode waits for all its threads to be scheduled (rounds ran far slower)
+                torch.set_num_threads(1)
             model.eval()
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(self.recipe.train.seed)  # sampled replies are comparable round to round
@@ -153,6 +158,8 @@ class Sampler:
                 )
         finally:
             model.train(was_training)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         seconds = time.monotonic() - started
         replies, finish = [], []
         stops = set(self.stop_ids)
