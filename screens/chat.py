@@ -62,9 +62,14 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         Binding("f2", "settings", "Settings", id="chat.settings"),
         Binding("up", "history(-1)", "History", show=False, id="chat.history_up"),
         Binding("down", "history(1)", "History", show=False, id="chat.history_down"),
+        Binding("plus", "feedback('good')", "Good", id="chat.good"),
+        Binding("minus", "feedback('bad')", "Bad", id="chat.bad"),
+        Binding("e", "edit_reply", "Edit", id="chat.edit"),
+        Binding("left_square_bracket", "select_reply(-1)", "Earlier reply", show=False, id="chat.reply_earlier"),
+        Binding("right_square_bracket", "select_reply(1)", "Later reply", show=False, id="chat.reply_later"),
     ]
 
-    def __init__(self, target: str, base_only: bool = False) -> None:
+    def __init__(self, target: str, base_only: bool = False, save_to: str | None = None) -> None:
         super().__init__()
         self.target = target
         self.base_only = base_only
@@ -77,6 +82,13 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.compare = False
         self.stop_event = threading.Event()
         self.generating = False
+        self.save_to = save_to
+        self.feedback: Any = None
+        self.contexts: dict[ChatMessage, list[dict[str, str]]] = {}
+        """The conversation each reply bubble answered (for feedback rows)."""
+        self.replies: list[ChatMessage] = []
+        """Finished reply bubbles in order; feedback keys act on the selected one (the latest by default)."""
+        self.selected: ChatMessage | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,9 +110,17 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 yield Input(id="set-system")
                 yield Label("", id="set-error", classes="error")
         yield Input(placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True)
+        yield Label("", id="chat-feedback", classes="muted")
         yield Footer()
 
     def on_mount(self) -> None:
+        from pathlib import Path
+
+        from lorastudio.chat.feedback import FeedbackLog, default_path
+
+        path = Path(self.save_to).expanduser() if self.save_to else default_path(self.target)
+        self.feedback = FeedbackLog(path)
+        self._show_feedback()
         self.load_engine()
 
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
@@ -179,6 +199,8 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             bubble = ChatMessage("assistant" if use else "base", "tuned" if use else "base")
             log.mount(bubble)
             targets = [(bubble, use, True)]
+        for bubble, _, _ in targets:
+            self.contexts[bubble] = list(messages)
         log.scroll_end(animate=False)
         self.generating = True
         self.stop_event.clear()
@@ -212,6 +234,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         if reply.stopped:
             stats += " · stopped"
         message.target.finish(stats)
+        if message.target in self.contexts:
+            self.replies.append(message.target)
+            self._select(message.target)
         turn = {"role": "assistant", "content": reply.text, "model": "tuned" if reply.adapter else "base"}
         if message.history:
             self.turns.append(turn)
@@ -288,6 +313,63 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.history_index = max(0, min(len(self.prompts), self.history_index + delta))
         box.value = self.prompts[self.history_index] if self.history_index < len(self.prompts) else ""
         box.cursor_position = len(box.value)
+
+    # -- feedback into data ----------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # typing "+", "-" or "e" into a box is text, not feedback
+        return not (action in ("feedback", "edit_reply", "select_reply") and isinstance(self.focused, Input))
+
+    def _show_feedback(self) -> None:
+        if self.feedback is not None:
+            self.query_one("#chat-feedback", Label).update(
+                self.feedback.summary() + "   [dim]Tab to the replies: + good · - bad · e edit · [ ] pick[/]")
+
+    def _select(self, bubble: ChatMessage | None) -> None:
+        if self.selected is not None:
+            self.selected.remove_class("-selected")
+        self.selected = bubble
+        if bubble is not None:
+            bubble.add_class("-selected")
+            bubble.scroll_visible(animate=False)
+
+    def action_select_reply(self, delta: int) -> None:
+        if not self.replies:
+            return
+        at = self.replies.index(self.selected) if self.selected in self.replies else len(self.replies) - 1
+        self._select(self.replies[max(0, min(len(self.replies) - 1, at + delta))])
+
+    def action_feedback(self, verdict: str) -> None:
+        bubble = self.selected
+        if bubble is None or self.feedback is None:
+            self.notify("no finished reply to mark yet", severity="warning")
+            return
+        context = self.contexts[bubble]
+        said = (self.feedback.mark_good if verdict == "good" else self.feedback.mark_bad)(context, bubble.text)
+        bubble.finish(f"{bubble.stats} · marked {verdict}")
+        self._show_feedback()
+        self.notify(said, timeout=3)
+
+    def action_edit_reply(self) -> None:
+        from lorastudio.screens.edit_reply import EditReplyScreen
+
+        bubble = self.selected
+        if bubble is None or self.feedback is None:
+            self.notify("no finished reply to edit yet", severity="warning")
+            return
+        context = self.contexts[bubble]
+        prompt = next((m["content"] for m in reversed(context) if m["role"] == "user"), "")
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            said = self.feedback.edited(context, bubble.text, text)
+            bubble.finish(f"{bubble.stats} · edited")
+            self.query_one("#chat-log", VerticalScroll).mount(ChatMessage("assistant", "edited (better answer)", text),
+                                                              after=bubble)
+            self._show_feedback()
+            self.notify(said, timeout=3)
+
+        self.app.push_screen(EditReplyScreen(prompt, bubble.text), done)
 
     @on(Input.Changed)
     def _setting_changed(self, event: Input.Changed) -> None:

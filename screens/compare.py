@@ -41,6 +41,7 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         Binding("l", "toggle_log", "Log scale", id="compare.log"),
         Binding("e", "toggle_eval", "Train/Eval", id="compare.eval"),
         Binding("f5", "reload", "Reload", id="compare.reload"),
+        Binding("p", "samples", "Samples", id="compare.samples"),
     ]
 
     def __init__(self, paths: list[Path], sweep: str | None = None) -> None:
@@ -151,6 +152,12 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
     def action_reload(self) -> None:
         self.load()
+
+    def action_samples(self) -> None:
+        """The runs' sample replies to the same prompts, side by side."""
+        from lorastudio.screens.compare_samples import CompareSamplesScreen
+
+        self.app.push_screen(CompareSamplesScreen(self.paths))
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -35,6 +35,7 @@ from lorastudio.widgets.completions_panel import CompletionsPanel
 from lorastudio.widgets.gpu_panel import GpuPanel
 from lorastudio.widgets.method_charts import add_method_series, charts_for, ensure_series, method_chart_points
 from lorastudio.widgets.metrics_panel import MetricsPanel, duration
+from lorastudio.widgets.samples_view import SamplesView
 
 if TYPE_CHECKING:
     from lorastudio.app import StudioApp
@@ -176,6 +177,7 @@ class MonitorScreen(Screen[None]):
         Binding("l", "log_scale", "Log", id="monitor.log_scale"),
         Binding("z", "smoothing", "EMA", id="monitor.smoothing"),
         Binding("w", "window", "Window", id="monitor.window"),
+        Binding("p", "samples", "Samples", id="monitor.samples"),
         *[
             Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
             for i in range(len(CHARTS))
@@ -220,6 +222,7 @@ class MonitorScreen(Screen[None]):
                     for key, title, x_label in self.charts:
                         yield LineChart(title, x_label=x_label, id=f"chart-{key}")
                     yield Log(id="log-tail", max_lines=500)
+                yield SamplesView(id="samples")
             with Vertical(id="monitor-right", classes="panel"):
                 yield MetricsPanel(id="metrics")
                 if self.method == "grpo":
@@ -316,6 +319,7 @@ class MonitorScreen(Screen[None]):
             self.query_one(CompletionsPanel).show(state.completions)
         self.query_one(MetricsPanel).show(state, elapsed)
         self.query_one(GpuPanel).show(state.telemetry)
+        self.query_one(SamplesView).show(state.samples)
         if message.log_lines:
             self.query_one(Log).write_lines(message.log_lines)
 
@@ -367,6 +371,16 @@ class MonitorScreen(Screen[None]):
         for chart in charts:
             chart.window = value
         self.notify(f"last {value} steps" if value else "whole run", timeout=2)
+
+    def action_samples(self) -> None:
+        """The Samples pane in place of the charts (and back): each prompt's reply at a round, the rounds' history."""
+        shown = not self.has_class("-samples")
+        self.set_class(shown, "-samples")
+        view = self.query_one(SamplesView)
+        if shown:
+            view.focus()
+        elif self.focused is view:
+            self.set_focus(None)
 
     def action_stop(self) -> None:
         from lorastudio.screens.confirm import ConfirmScreen

@@ -37,11 +37,13 @@ class StudioApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
-    def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
+    def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False,
+                 save_to: str | None = None) -> None:
         super().__init__()
         self._attach_run = attach  # not _attach: Textual's MessagePump has a method of that name
         self._chat = chat
         self._chat_base = chat_base
+        self._save_to = save_to
 
     def on_mount(self) -> None:
         from lorastudio.screens.recipes import RecipesScreen
@@ -58,7 +60,7 @@ class StudioApp(App[None]):
         elif self._chat is not None:
             from lorastudio.screens.chat import ChatScreen
 
-            self.push_screen(ChatScreen(self._chat, base_only=self._chat_base))
+            self.push_screen(ChatScreen(self._chat, base_only=self._chat_base, save_to=self._save_to))
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
     def warm_up(self) -> None:
@@ -139,8 +141,9 @@ def run_abandoning(app: App[Any], **run_options: Any) -> bool:
     return False
 
 
-def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False) -> None:
-    abandoned = run_abandoning(StudioApp(attach=attach, chat=chat, chat_base=chat_base))
+def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False,
+            save_to: str | None = None) -> None:
+    abandoned = run_abandoning(StudioApp(attach=attach, chat=chat, chat_base=chat_base, save_to=save_to))
     from lorastudio.train.live import live_runs, reattach_message
 
     message = reattach_message(live_runs())  # after the TUI is gone, so it stays on the terminal

@@ -490,6 +490,48 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_samples(args: argparse.Namespace) -> int:
+    """The run's sample replies, round by round (words changed since the round before marked)."""
+    from lorastudio.train.events import load_samples
+    from lorastudio.train.runs import find_run
+    from lorastudio.train.samplelog import SampleHistory, round_label, word_diff
+
+    run_dir = find_run(args.run)
+    history = SampleHistory.of(load_samples(run_dir))
+    if args.json:
+        print(json.dumps({"run": run_dir.name, **history.to_json()}, indent=2))
+        return 0
+    if not len(history):
+        print(f"{run_dir.name}: no sample replies (train.samples off, or the run has not reached its first step)",
+              file=sys.stderr)
+        return 0
+    from rich.text import Text
+
+    console = _console()
+    rounds = history.rounds[-1:] if args.latest else history.rounds
+    for event in rounds:
+        at = history.rounds.index(event)
+        console.print(Text(f"{round_label(event)} · {event.seconds or 0.0:.1f} s", style="bold reverse"))
+        for prompt, reply in zip(event.prompts, event.replies, strict=False):
+            console.print(Text(f"> {prompt}", style="bold"))
+            before = history.previous(at, prompt)
+            text, removed = Text(), []
+            for op, piece in (word_diff(before, reply) if before is not None else [("same", reply)]):
+                if op == "added":  # piped output marks the changes as text
+                    text.append(piece if console.is_terminal else f"{{+{piece.strip()}+}} ", style="bold green")
+                elif op == "removed":
+                    removed.append(piece if console.is_terminal else f"[-{piece}-]")
+                else:
+                    text.append(piece)
+            console.print(text)
+            if removed:
+                console.print(Text("  − " + " · ".join(removed), style="red strike"))
+        console.print()
+    total = sum(e.seconds or 0.0 for e in history.rounds)
+    print(f"{len(history)} rounds, {total:.1f} s spent sampling", file=sys.stderr)
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from lorastudio.train.manage import resume_run
     from lorastudio.train.runs import find_run
@@ -531,7 +573,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.prompt is None and prompts is None:
         from lorastudio.app import run_app
 
-        run_app(chat=args.target or "latest", chat_base=args.base)
+        run_app(chat=args.target or "latest", chat_base=args.base, save_to=args.save_to)
         return 0
     engine = engine_for(args.target, base_only=args.base)
     engine.load(None if args.json else _progress_printer("loading"))
@@ -556,10 +598,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write("\n")
             sys.stdout.flush()
+        if args.mark:
+            print(_save_feedback(args, messages, reply.text), file=sys.stderr)
+        if not args.json:
             print(f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
                   f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
                   f"{reply.finish_reason}]", file=sys.stderr)
     return 0
+
+
+def _save_feedback(args: argparse.Namespace, messages: list[dict[str, str]], reply: str) -> str:
+    """``studio chat … --mark good|bad [--save-to FILE]``: the reply as feedback rows (see chat/feedback.py)."""
+    from lorastudio.chat.feedback import FeedbackLog, default_path
+
+    log = getattr(args, "_feedback", None)
+    if log is None:
+        log = args._feedback = FeedbackLog(Path(args.save_to).expanduser() if args.save_to
+                                           else default_path(args.target))
+    said = (log.mark_good if args.mark == "good" else log.mark_bad)(messages, reply)
+    return f"{said}; {log.summary()}"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -779,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--sort", choices=("time", "loss", "status"), default="time")
     p.set_defaults(func=cmd_runs)
-    rsub = p.add_subparsers(dest="runs_command", metavar="delete|note|compare")
+    rsub = p.add_subparsers(dest="runs_command", metavar="delete|note|compare|samples")
     q = rsub.add_parser("delete", help="remove a finished run's directory (refuses a live run)")
     q.add_argument("run")
     q.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -794,6 +851,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sweep", metavar="NAME", help="a sweep's runs ranked by eval loss, the swept fields as columns")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_compare)
+    q = rsub.add_parser("samples", help="a run's sample replies at each evaluation (train.samples), changes marked")
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--latest", action="store_true", help="only the latest round")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_runs_samples)
 
     p = sub.add_parser("resume", help="continue a stopped, failed or died run from its latest checkpoint")
     p.add_argument("run")
@@ -822,6 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--greedy", action="store_true")
+    p.add_argument("--save-to", metavar="FILE", help="feedback file for replies marked good/bad or edited "
+                   "(default RUN/feedback.jsonl; preference pairs go to FILE-pairs.jsonl beside it)")
+    p.add_argument("--mark", choices=["good", "bad"], help="with --prompt/--prompts: save each reply as feedback")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("export", help="export a run as an adapter, a merged model or a GGUF (+ Ollama Modelfile)")

@@ -248,14 +248,15 @@ def compare_runs(
 
 def samples(run: RunArg) -> dict[str, Any]:
     """Replies the run generated from its sample prompts while training (when the recipe asks for them)."""
-    from lorastudio.train.events import EVENTS_FILE, fold, read_all
+    from lorastudio.train.events import load_samples
     from lorastudio.train.runs import find_run
+    from lorastudio.train.samplelog import SampleHistory
 
     path = find_run(run)
-    recorded = getattr(fold(read_all(path / EVENTS_FILE)), "samples", None) or []
-    if not recorded:
+    history = SampleHistory.of(load_samples(path))
+    if not len(history):
         return {"run": path.name, "samples": [], "message": f"{NO_SAMPLES} for {path.name}"}
-    return {"run": path.name, "samples": [s if isinstance(s, dict) else vars(s) for s in recorded]}
+    return {"run": path.name, "samples": history.to_json()["rounds"], **history.to_json()}
 
 
 # -- sweeps -----------------------------------------------------------------------------------------

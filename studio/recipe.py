@@ -91,6 +91,32 @@ class LoraSection(_Section):
     """Rank-stabilised LoRA scaling."""
 
 
+class SamplesSection(_Section):
+    """Prompts the model answers while it trains (written as ``sample`` events, shown in the Monitor).
+
+    In YAML either a list of prompts (``[]`` turns sampling off), or a mapping with these fields.
+    """
+
+    prompts: list[str] = Field(default_factory=list)
+    """Prompts to answer, each as the user's turn (with the recipe's system prompt)."""
+    held_out: int = Field(3, ge=0)
+    """Also answer the first N prompts of the eval split (the recipe's held-out rows, the same every run;
+    the first rows of the data when there is no eval split). A list of prompts alone sets this to 0."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Reply length limit for samples (kept small: training waits while they are answered)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: object) -> object:
+        if isinstance(value, list):
+            return {"prompts": value, "held_out": 0}
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.prompts) or self.held_out > 0
+
+
 class TrainSection(_Section):
     batch_size: int = Field(2, ge=1)
     """Per-device batch size."""
@@ -153,6 +179,10 @@ class TrainSection(_Section):
     """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
     one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
     (``studio train --slurm`` does this through ``srun``); the run directory must be on storage every node sees."""
+
+    samples: SamplesSection = Field(default_factory=SamplesSection)
+    """Sample replies at the start, at every evaluation and at the end, with the ``chat`` section's settings
+    (greedy when it says so); three held-out prompts unless set. ``samples: []`` turns them off."""
 
     @field_validator("report_to", mode="before")
     @classmethod

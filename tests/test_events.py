@@ -90,13 +90,16 @@ SAMPLES: list[ev.Event] = [
     LogEvent(t=6.0, message="resuming from checkpoint-4", level="warning", rank_error=True),
     ev.MethodMetricsEvent(t=7.0, step=5, values={"rewards/margins": 0.5, "reward": 0.25}),
     ev.CompletionsEvent(t=8.0, step=5, samples=({"prompt": "Hi", "completion": "Arr!", "rewards": {"arr": 1.0}},)),
+    ev.SampleEvent(
+        t=9.0, step=5, at="eval", prompts=("Hi?",), replies=("Arr!",), finish=("stop",), seconds=0.5, max_new_tokens=8
+    ),
 ]
 
 
 def test_every_kind_has_a_sample() -> None:
     assert {type(e) for e in SAMPLES} == set(EVENT_KINDS.values())
     assert set(EVENT_KINDS) == {
-        "status", "metrics", "eval", "telemetry", "checkpoint", "log", "method_metrics", "completions"
+        "status", "metrics", "eval", "telemetry", "checkpoint", "log", "method_metrics", "completions", "sample"
     }
 
 

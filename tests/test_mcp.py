@@ -112,8 +112,9 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
         assert status["step"] == 4 and status["loss"] is not None and status["memory"]["peak_rss_mb"]
         assert run in [r["name"] for r in data_of(await call(session, "list_runs"))]
 
-        samples = data_of(await call(session, "samples", run=run))
-        assert samples["samples"] == [] and "no samples recorded" in samples["message"]
+        samples = data_of(await call(session, "samples", run=run))  # tiny-pirate asks 3 held-out prompts
+        assert len(samples["prompts"]) == 3 and samples["rounds"][0]["at"] == "start"
+        assert samples["rounds"][-1]["at"] == "end" and all(r["replies"] for r in samples["rounds"])
 
         reply = data_of(
             await call(

@@ -1,7 +1,8 @@
 """Stage ``chat``: load a base model (and a run's adapter) once and stream replies.
 
 It owns the chat engine, sampling settings, streaming decode and transcripts (``engine``), chat
-targets other than a run, such as export folders (``targets``), and the held-out style check, base
-vs tuned (``heldout``).
+targets other than a run, such as export folders (``targets``), the held-out style check, base
+vs tuned (``heldout``), the memory admission and CPU thread share of a chat beside a live run
+(``admission``) and the feedback file that turns marked or edited replies into training rows (``feedback``).
 It may import ``train``, ``data``, ``models`` and the ground; never ``export`` or a face.
 """

@@ -141,6 +141,8 @@ class ChatEngine:
         self.encoder: Any = None
         self.use_adapter = adapter_dir is not None
         self._lock = threading.Lock()
+        self.threads: int | None = None
+        """Torch threads for generating (set on CPU beside live training workers; see chat/admission.py)."""
 
     @property
     def has_adapter(self) -> bool:
@@ -156,6 +158,10 @@ class ChatEngine:
         tokenizer = load_tokenizer(self.recipe.model, progress)
         report(0.3, f"loading {self.recipe.model.name}")
         hw = detect_hardware()
+        from lorastudio.chat.admission import chat_threads, check_admission
+
+        check_admission(self.recipe, hw.cuda)  # refused with both figures when it would not fit beside a run
+        self.threads = None if hw.cuda else chat_threads()
         path = resolve_model_path(self.recipe.model)
         try:
             model = load_base_model(self.recipe, path, hw, tokenizer)
@@ -245,6 +251,9 @@ class ChatEngine:
         if self.has_adapter and not adapter_on:
             context = self.model.disable_adapter()
         with self._lock, context, torch.inference_mode():
+            from lorastudio.chat.admission import cap_threads
+
+            cap_threads(self.threads)
             self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), streamer=_Streamer(),
                 stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=list(stop_ids),

@@ -1,6 +1,7 @@
 """Which adapter of a run to load: the final one, a checkpoint, or the best checkpoint by eval loss.
 
-Chat targets name them as ``RUN@best``, ``RUN@checkpoint-40`` (or ``RUN@40``), ``RUN@final``, or
+Chat targets name them as ``RUN@best``, ``RUN@latest`` (the newest complete checkpoint, for a run still
+training), ``RUN@checkpoint-40`` (or ``RUN@40``), ``RUN@final``, or
 by the checkpoint folder's own path (``runs/NAME/checkpoints/checkpoint-40``).
 """
 
@@ -54,6 +55,11 @@ def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
             raise RunError(f"run {run_dir.name} has no best checkpoint (it had no eval data, or has not "
                            f"evaluated yet); use {run_dir.name}@final")
         folder = run_dir / best[0]
+    elif which == "latest":
+        latest = latest_complete_checkpoint(run_dir)
+        if latest is None:
+            raise RunError(f"run {run_dir.name} has saved no checkpoint yet (train.save_steps); wait for the first")
+        folder = latest
     else:
         folder = run_dir / "checkpoints" / (which if which.startswith("checkpoint-") else f"checkpoint-{which}")
     if not (folder / ADAPTER_CONFIG).exists():
@@ -61,3 +67,18 @@ def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
         raise RunError(f"run {run_dir.name} has no adapter in {folder.relative_to(run_dir)} "
                        f"(kept: {', '.join(kept) or 'none'})")
     return folder
+
+
+TRAINER_STATE = "trainer_state.json"
+"""The trainer writes it last into a checkpoint folder: a folder without it is still being written."""
+
+
+def latest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``checkpoints/checkpoint-N`` whose adapter and trainer state are both written."""
+    import re
+
+    folder = run_dir / "checkpoints"
+    found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else [])
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+             and (p / ADAPTER_CONFIG).exists() and (p / TRAINER_STATE).exists()]
+    return max(found)[1] if found else None

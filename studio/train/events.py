@@ -35,6 +35,12 @@ Adding a kind (or a field):
 4. Add it to the round-trip test in ``tests/test_events.py``. A new *field* on an existing kind needs only
    step 1: old files lack it (None), old readers keep it in ``extra``. Bump ``EVENTS_VERSION`` only when a
    field changes meaning (then fold both versions).
+
+``sample`` (a :class:`SampleEvent`): one round of the recipe's sample prompts (``train.samples``) answered
+by the model being trained, at the first step (the base, or the adapter the run resumes from), after each
+evaluation and at the end: ``prompts`` and ``replies`` (prompt i answered by reply i), ``finish`` per reply
+(``stop`` or ``length``) and ``seconds`` (training paused meanwhile). :class:`RunState` keeps every round
+(``samples``) and the total time spent sampling (``sampling_s``).
 """
 
 from __future__ import annotations
@@ -462,6 +468,29 @@ class CompletionsEvent(Event):
     """``{prompt, completion, rewards: {function: value}}`` each."""
 
 
+@register
+@dataclass(frozen=True, kw_only=True)
+class SampleEvent(Event):
+    """One round of sample replies (see the module docstring)."""
+
+    KIND: ClassVar[str] = "sample"
+    step: int | None = None
+    at: str | None = None
+    """``start`` (the model before training), ``eval`` (after an evaluation) or ``end``."""
+    prompts: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()
+    """Reply i answers prompt i."""
+    finish: tuple[str, ...] = ()
+    """Per reply: ``stop`` (ended by itself) or ``length`` (cut at ``max_new_tokens``)."""
+    seconds: float | None = None
+    """Wall time of the round; training waits for it."""
+    max_new_tokens: int | None = None
+
+    def reply_to(self, prompt: str) -> str | None:
+        """This round's reply to ``prompt`` (None when the round did not ask it)."""
+        return next((r for p, r in zip(self.prompts, self.replies, strict=False) if p == prompt), None)
+
+
 @dataclass(frozen=True, kw_only=True)
 class UnknownEvent(Event):
     """A kind this version does not know (a newer writer's): kept whole in ``extra``, folded as nothing."""
@@ -603,6 +632,8 @@ Curve = list[tuple[int, float]]
 TimeCurve = list[tuple[float, float]]
 
 _CURVE = {"curve": True}
+_WHOLE = {"curve": True, "whole": True}
+"""A history :meth:`RunState.latest` hands over whole (copied), not cut to its last point."""
 """Field metadata of RunState's histories: the listing cache keeps only the other (scalar) fields."""
 
 LOG_KEPT = 500
@@ -674,6 +705,8 @@ class RunState:
     """When the open worker session began (None between sessions)."""
     logged: int = 0
     """Log-box events seen in all (``log`` keeps the latest ``LOG_KEPT``)."""
+    sampling_s: float = 0.0
+    """Seconds the worker spent answering the sample prompts (training waited meanwhile)."""
     completions: list[dict[str, Any]] = field(default_factory=list)
     """GRPO's most recent sampled prompts, completions and their rewards (the last ``completions`` event)."""
 
@@ -689,6 +722,8 @@ class RunState:
     checkpoints: list[int] = field(default_factory=list, metadata=_CURVE)
     log: list[Event] = field(default_factory=list, metadata=_CURVE)
     """The latest log-box events: log messages, statuses, checkpoints, evals."""
+    samples: list[SampleEvent] = field(default_factory=list, metadata=_WHOLE)
+    """Every round of sample replies, in the order written (kept whole: the Samples pane steps through them)."""
     method_points: list[tuple[int, str, float]] = field(default_factory=list, metadata=_CURVE)
     """(step, figure, value) for what a preference/RL trainer logs beyond SFT's (``rewards/margins``, ``reward``,
     ``kl``, ``rewards/NAME/mean``, ...), from ``method_metrics`` events."""
@@ -734,7 +769,9 @@ class RunState:
     def latest(self) -> RunState:
         """A copy with each history cut to its last point, for a UI that takes new points separately."""
         cut: dict[str, Any] = {
-            f.name: list(getattr(self, f.name)[-1:]) for f in dataclasses.fields(self) if f.metadata
+            f.name: list(getattr(self, f.name)[None if f.metadata.get("whole") else -1 :])
+            for f in dataclasses.fields(self)
+            if f.metadata
         }
         return dataclasses.replace(self, **cut)
 
@@ -772,6 +809,10 @@ class RunState:
             self._log(event)
         elif isinstance(event, LogEvent):
             self._log(event)
+        elif isinstance(event, SampleEvent):
+            self.sampling_s += event.seconds or 0.0
+            if self.curves:
+                self.samples.append(event)
         elif isinstance(event, MethodMetricsEvent):
             if self.curves and event.values:
                 step = event.step if event.step is not None else self.step
@@ -953,3 +994,8 @@ class RunReader:
             self.state.apply(event)
         self.state.skipped += self.tail.skipped - skipped
         return events
+
+
+def load_samples(run_dir: Path) -> list[SampleEvent]:
+    """A run's sample rounds, through the fold."""
+    return load_state(run_dir).samples

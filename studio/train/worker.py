@@ -114,6 +114,25 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
     return EventsCallback()
 
 
+def _samples_callbacks(recipe, tokenizer, writer: EventWriter, stop: StopFlag, timing, where) -> list:
+    """The sample-replies callback (rank 0 alone; none under FSDP, whose sharded weights cannot generate on one
+    rank, and none when ``train.samples`` is off)."""
+    if not where.is_main or (where.distributed and recipe.train.distributed == "fsdp"):
+        return []
+    from lorastudio.train.samples import build_sampler, samples_callback
+
+    try:
+        sampler = build_sampler(recipe, tokenizer)
+    except Exception as exc:  # samples are a view on training, never a reason for it to fail
+        writer.write("log", level="warning", message=f"no sample replies: {type(exc).__name__}: {exc}"[:300])
+        return []
+    if sampler is None:
+        return []
+    writer.write("log", message=f"sample replies: {len(sampler.prompts)} prompts, "
+                                f"up to {sampler.max_new_tokens} tokens each, at every evaluation")
+    return [samples_callback(writer, sampler, stop, timing)]
+
+
 def build_trainer(
     recipe, model, tokenizer, train_rows, eval_rows, run_dir: Path, hw, callbacks, tracking=None
 ):
@@ -283,6 +302,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
             writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
             max_steps_hint = recipe.train.max_steps or 0
             callbacks = [make_callback(writer, stop, max_steps_hint)]
+            callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
             if not hw.cuda and not where.distributed:  # distributed CPU ranks already run one thread each
                 from lorastudio.train.queue import cpu_share_callback
 

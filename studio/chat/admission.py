@@ -1,0 +1,131 @@
+"""Admission before a chat model loads: will it fit beside what is already running (a live training run)?
+
+The chat model's memory (its weights at the dtype it loads in, the adapter and a working margin, from
+``models/estimate.py``) is compared with the free memory of the device it would load on: NVML's free VRAM
+of GPU 0 (less a headroom, since a training run's memory still grows between steps), or the host's
+available RAM on CPU. When it does not fit the load is refused with both figures and what to change.
+
+On CPU the chat also takes only its share of the cores while training workers run (the workers' own share
+rule, ``train/queue.py``), so a chat streaming beside a run slows it rather than starving it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from lorastudio.errors import StudioError
+from lorastudio.recipe import Recipe
+
+MB = 2**20
+GPU_HEADROOM_MB = 1024.0
+GPU_HEADROOM_FRACTION = 0.10
+"""Kept free on the GPU beyond the chat's estimate: at least this many MiB, or this fraction of the device."""
+CPU_HEADROOM_MB = 1024.0
+WORKING_MB = 256.0
+"""The chat's working memory beyond weights and adapter: the KV cache of one reply, logits, the allocator."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The figures of one admission check; ``ok`` is False when the chat would not fit."""
+
+    device: str
+    """``GPU 0`` or ``CPU``."""
+    need_mb: float | None
+    """The chat model's estimate; None when the model's size is unknown (then it is admitted)."""
+    free_mb: float | None
+    """Free VRAM (GPU) or available RAM (CPU) now; None when it cannot be read (then it is admitted)."""
+    headroom_mb: float
+
+    @property
+    def ok(self) -> bool:
+        if self.need_mb is None or self.free_mb is None:
+            return True
+        return self.need_mb + self.headroom_mb <= self.free_mb
+
+    def message(self, name: str) -> str:
+        assert self.need_mb is not None and self.free_mb is not None
+        what = "free VRAM" if self.device.startswith("GPU") else "available RAM"
+        fixes = (
+            ["wait for the run to finish", "chat on CPU (CUDA_VISIBLE_DEVICES=)"]
+            if self.device.startswith("GPU")
+            else ["wait for the run to finish", "stop another process"]
+        )
+        return (
+            f"not enough memory to chat with {name} now: it needs about {self.need_mb:,.0f} MiB "
+            f"(+{self.headroom_mb:,.0f} MiB headroom) and {self.device} has {self.free_mb:,.0f} MiB {what}; "
+            f"load it in 4 bits (model.load_in_4bit: true), {', or '.join(fixes)}"
+        )
+
+
+def chat_need_mb(recipe: Recipe, gpu: bool) -> float | None:
+    """The chat model's MiB: weights and adapter from the training estimate, plus a working margin."""
+    from lorastudio.models.estimate import estimate_memory
+
+    estimate = estimate_memory(recipe, gpu=gpu)
+    if estimate is None:
+        return None
+    if estimate.source != "config.json":  # only a rough training figure: count the weights part of it
+        return estimate.total / MB / 2 + WORKING_MB
+    return (estimate.weights + estimate.lora) / MB + WORKING_MB
+
+
+def free_memory_mb(gpu: bool) -> tuple[str, float | None]:
+    """(device, MiB free): NVML's free memory of GPU 0, or the host's available RAM."""
+    if gpu:
+        from lorastudio.train.telemetry import Nvml
+
+        nvml = Nvml()
+        readings = nvml.sample() if nvml.available else []
+        if not readings or readings[0].memory_total_mb is None or readings[0].memory_used_mb is None:
+            return "GPU 0", None
+        return "GPU 0", readings[0].memory_total_mb - readings[0].memory_used_mb
+    import psutil
+
+    return "CPU", psutil.virtual_memory().available / MB
+
+
+def admit(recipe: Recipe, gpu: bool) -> Admission:
+    device, free = free_memory_mb(gpu)
+    headroom = CPU_HEADROOM_MB
+    if gpu and free is not None:
+        from lorastudio.train.telemetry import Nvml
+
+        readings = Nvml().sample()
+        total = readings[0].memory_total_mb if readings and readings[0].memory_total_mb else 0.0
+        headroom = max(GPU_HEADROOM_MB, GPU_HEADROOM_FRACTION * total)
+    return Admission(device, chat_need_mb(recipe, gpu), free, headroom)
+
+
+def check_admission(recipe: Recipe, gpu: bool) -> Admission:
+    """The admission, or StudioError naming both figures and what to change when the chat would not fit."""
+    admission = admit(recipe, gpu)
+    if not admission.ok:
+        raise StudioError(admission.message(recipe.model.name))
+    return admission
+
+
+def chat_threads(cores: int | None = None) -> int | None:
+    """Torch threads for a CPU chat: its share of the cores beside the live CPU training workers, or None
+    (leave torch's default) when no worker runs."""
+    from lorastudio.train.queue import fair_threads, live_cpu_workers
+
+    workers = live_cpu_workers()
+    if not workers:
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return fair_threads(cores, workers + 1)
+
+
+def cap_threads(threads: int | None) -> Any:
+    """Set torch's threads here (OpenMP settings are per thread: call it in the thread that generates)."""
+    if threads is None:
+        return None
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
