@@ -23,18 +23,44 @@ def write_events(path: Path, steps: int) -> int:
     with path.open("w") as handle:
         for step in range(1, steps + 1):
             t = 1_790_000_000 + step * 0.2
-            handle.write(json.dumps({"v": 1, "t": t, "kind": "metrics", "step": step, "max_steps": steps * 2,
-                                     "loss": 2.0 / step ** 0.3 + 0.05 * (step % 7), "learning_rate": 2e-4,
-                                     "grad_norm": 1.0 / step ** 0.2, "tokens_per_s": 8000.0 + step % 50,
-                                     "tokens_seen": step * 280}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "t": t,
+                        "kind": "metrics",
+                        "step": step,
+                        "max_steps": steps * 2,
+                        "loss": 2.0 / step**0.3 + 0.05 * (step % 7),
+                        "learning_rate": 2e-4,
+                        "grad_norm": 1.0 / step**0.2,
+                        "tokens_per_s": 8000.0 + step % 50,
+                        "tokens_seen": step * 280,
+                    }
+                )
+                + "\n"
+            )
             lines += 1
             if step % 2 == 0:
-                handle.write(json.dumps({"v": 1, "t": t, "kind": "telemetry", "gpus": [], "rss_mb": 600.0 + step % 9,
-                                         "cpu_pct": 100.0}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "v": 1,
+                            "t": t,
+                            "kind": "telemetry",
+                            "gpus": [],
+                            "rss_mb": 600.0 + step % 9,
+                            "cpu_pct": 100.0,
+                        }
+                    )
+                    + "\n"
+                )
                 lines += 1
             if step % 500 == 0:
-                handle.write(json.dumps({"v": 1, "t": t, "kind": "eval", "step": step,
-                                         "eval_loss": 2.1 / step ** 0.3}) + "\n")
+                handle.write(
+                    json.dumps({"v": 1, "t": t, "kind": "eval", "step": step, "eval_loss": 2.1 / step**0.3})
+                    + "\n"
+                )
                 lines += 1
     return lines
 
@@ -89,11 +115,33 @@ async def measure() -> None:
                 for _ in range(50):
                     step += 1
                     with path.open("a") as handle:
-                        handle.write(json.dumps({"v": 1, "t": 1_790_000_000 + step * 0.2, "kind": "metrics",
-                                                 "step": step, "loss": 0.5, "learning_rate": 2e-4,
-                                                 "grad_norm": 0.3, "tokens_per_s": 8000.0}) + "\n")
-                        handle.write(json.dumps({"v": 1, "t": 1_790_000_000 + step * 0.2, "kind": "telemetry",
-                                                 "gpus": [], "rss_mb": 610.0}) + "\n")
+                        handle.write(
+                            json.dumps(
+                                {
+                                    "v": 1,
+                                    "t": 1_790_000_000 + step * 0.2,
+                                    "kind": "metrics",
+                                    "step": step,
+                                    "loss": 0.5,
+                                    "learning_rate": 2e-4,
+                                    "grad_norm": 0.3,
+                                    "tokens_per_s": 8000.0,
+                                }
+                            )
+                            + "\n"
+                        )
+                        handle.write(
+                            json.dumps(
+                                {
+                                    "v": 1,
+                                    "t": 1_790_000_000 + step * 0.2,
+                                    "kind": "telemetry",
+                                    "gpus": [],
+                                    "rss_mb": 610.0,
+                                }
+                            )
+                            + "\n"
+                        )
                     t0 = time.perf_counter()
                     events = tail.read_events()
                     t1 = time.perf_counter()
@@ -107,10 +155,12 @@ async def measure() -> None:
                     draw_ms.append((t3 - t2) * 1000)
                 label = f"{size[0]}x{size[1]}"
                 print(f"[{label}] events_lines={lines} first_read_and_feed_s={first:.2f}")
-                print(f"[{label}] per_refresh_ms: read={statistics.median(read_ms):.3f} "
-                      f"fold_and_extend={statistics.median(extend_ms):.3f} "
-                      f"draw_{shown}_chart{'s' if shown > 1 else ''}={statistics.median(draw_ms):.2f} "
-                      f"total={statistics.median(a + b + c for a, b, c in zip(read_ms, extend_ms, draw_ms, strict=True)):.2f}")
+                print(
+                    f"[{label}] per_refresh_ms: read={statistics.median(read_ms):.3f} "
+                    f"fold_and_extend={statistics.median(extend_ms):.3f} "
+                    f"draw_{shown}_chart{'s' if shown > 1 else ''}={statistics.median(draw_ms):.2f} "
+                    f"total={statistics.median(a + b + c for a, b, c in zip(read_ms, extend_ms, draw_ms, strict=True)):.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def train(overrides: list[str]) -> Path:
     run_dir = create_run(recipe)
     started = time.monotonic()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run([sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True
+    )
     wall = time.monotonic() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
@@ -42,10 +44,13 @@ def train(overrides: list[str]) -> Path:
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     at = {e["status"]: e["t"] for e in events if e["kind"] == "status"}
     steps = [e for e in events if e["kind"] == "metrics" and e.get("loss") is not None]
-    print(f"run={run_dir.name} whole_run_s={wall:.1f} (goal <= 180) load_s={at['training'] - at['starting']:.1f} "
-          f"train_s={at['saving'] - at['training']:.1f} save_s={at['done'] - at['saving']:.1f} "
-          f"steps={len(steps)} first_loss={steps[0]['loss']:.3f} last_loss={steps[-1]['loss']:.3f} "
-          f"cpu_s={cpu:.1f} (cpu_s/2 = the wall time two idle cores would need)", flush=True)
+    print(
+        f"run={run_dir.name} whole_run_s={wall:.1f} (goal <= 180) load_s={at['training'] - at['starting']:.1f} "
+        f"train_s={at['saving'] - at['training']:.1f} save_s={at['done'] - at['saving']:.1f} "
+        f"steps={len(steps)} first_loss={steps[0]['loss']:.3f} last_loss={steps[-1]['loss']:.3f} "
+        f"cpu_s={cpu:.1f} (cpu_s/2 = the wall time two idle cores would need)",
+        flush=True,
+    )
     return run_dir
 
 
@@ -62,13 +67,18 @@ def main() -> None:
 
     def show(question: str, tuned, base) -> None:
         if args.verbose:
-            print(f"Q: {question}\n  tuned [{tuned.finish_reason}]: {tuned.text}\n  base: {base.text}", flush=True)
+            print(
+                f"Q: {question}\n  tuned [{tuned.finish_reason}]: {tuned.text}\n  base: {base.text}",
+                flush=True,
+            )
 
     result = evaluate(engine, on_reply=show)
-    print(f"held_out={len(result.questions)} tuned_pirate_rate={result.tuned_style_rate:.0%} (goal >= 80%) "
-          f"base_pirate_rate={result.base_style_rate:.0%} (goal <= 10%) "
-          f"tuned_ends_by_itself_rate={result.tuned_stop_rate:.0%} (goal >= 90%) "
-          f"eval_s={time.monotonic() - started:.1f}")
+    print(
+        f"held_out={len(result.questions)} tuned_pirate_rate={result.tuned_style_rate:.0%} (goal >= 80%) "
+        f"base_pirate_rate={result.base_style_rate:.0%} (goal <= 10%) "
+        f"tuned_ends_by_itself_rate={result.tuned_stop_rate:.0%} (goal >= 90%) "
+        f"eval_s={time.monotonic() - started:.1f}"
+    )
 
 
 if __name__ == "__main__":

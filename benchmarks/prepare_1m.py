@@ -31,7 +31,41 @@ import time
 from pathlib import Path
 from typing import Any
 
-WORDS = ["the", "ship", "sails", "at", "dawn", "and", "every", "pirate", "knows", "the", "sea", "is", "wide", "but", "gold", "is", "near", "so", "hoist", "the", "sails", "matey", "while", "the", "captain", "reads", "old", "maps", "of", "islands", "rivers", "and", "storms"]
+WORDS = [
+    "the",
+    "ship",
+    "sails",
+    "at",
+    "dawn",
+    "and",
+    "every",
+    "pirate",
+    "knows",
+    "the",
+    "sea",
+    "is",
+    "wide",
+    "but",
+    "gold",
+    "is",
+    "near",
+    "so",
+    "hoist",
+    "the",
+    "sails",
+    "matey",
+    "while",
+    "the",
+    "captain",
+    "reads",
+    "old",
+    "maps",
+    "of",
+    "islands",
+    "rivers",
+    "and",
+    "storms",
+]
 
 
 def make_dolly(path: Path, rows: int, seed: int = 0) -> None:
@@ -42,10 +76,12 @@ def make_dolly(path: Path, rows: int, seed: int = 0) -> None:
 
     with path.open("w") as handle:
         for i in range(rows):
-            row = {"instruction": words(5, 14).capitalize() + "?",
-                   "context": words(10, 30) if i % 4 == 0 else "",
-                   "response": "Arr, " + words(6, 22) + ".",
-                   "category": rng.choice(("open_qa", "closed_qa", "brainstorming", "summarization"))}
+            row = {
+                "instruction": words(5, 14).capitalize() + "?",
+                "context": words(10, 30) if i % 4 == 0 else "",
+                "response": "Arr, " + words(6, 22) + ".",
+                "category": rng.choice(("open_qa", "closed_qa", "brainstorming", "summarization")),
+            }
             handle.write(json.dumps(row) + "\n")
 
 
@@ -102,20 +138,29 @@ def large_vocabulary(model: str, workdir: Path, rows: int = 20_000) -> tuple[flo
     path = workdir / "large-vocabulary.jsonl"
     with path.open("w") as handle:
         for _ in range(rows):
-            handle.write(json.dumps({"instruction": " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=12)) + "?",
-                                     "context": "",
-                                     "response": " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=30)) + "."}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "instruction": " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=12)) + "?",
+                        "context": "",
+                        "response": " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=30)) + ".",
+                    }
+                )
+                + "\n"
+            )
     prepared = prepare(registry.load("tiny-pirate", [model, f"data.source={path}"]))
     sample = list(prepared.rows.rows)
-    return (one_process_rate(FastEncoder(prepared.encoder), sample),
-            one_process_rate(FastEncoder(prepared.encoder, word_cache=False), sample))
+    return (
+        one_process_rate(FastEncoder(prepared.encoder), sample),
+        one_process_rate(FastEncoder(prepared.encoder, word_cache=False), sample),
+    )
 
 
 def one_process_rate(fast: Any, sample: list[dict[str, Any]]) -> float:
     """Samples/s of this fast encoder over ``sample``, in batches as prepare_data sends them."""
     start = time.perf_counter()
     for i in range(0, len(sample), 2000):
-        fast.encode_columns(sample[i:i + 2000])
+        fast.encode_columns(sample[i : i + 2000])
     return len(sample) / (time.perf_counter() - start)
 
 
@@ -128,8 +173,10 @@ def encode_rate(rows: int, model: str, workdir: Path) -> tuple[float, float, flo
     from lorastudio.data.prepare import prepare
     from lorastudio.paths import package_recipes_dir
 
-    base = [json.loads(line) for line in (package_recipes_dir() / "data/tiny_pirate.jsonl")
-            .read_text().splitlines()]
+    base = [
+        json.loads(line)
+        for line in (package_recipes_dir() / "data/tiny_pirate.jsonl").read_text().splitlines()
+    ]
     short = workdir / "short.jsonl"
     short.write_text("".join(json.dumps(base[i % len(base)]) + "\n" for i in range(rows)))
     recipe = registry.load("tiny-pirate", [model, f"data.source={short}"])
@@ -205,8 +252,12 @@ print(f"{time.perf_counter() - start:.2f}")
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--tokenizer", choices=("smollm2", "tiny"), default="smollm2",
-                        help="smollm2: the default recipe's real 49k-token vocabulary; tiny: the 624-token toy")
+    parser.add_argument(
+        "--tokenizer",
+        choices=("smollm2", "tiny"),
+        default="smollm2",
+        help="smollm2: the default recipe's real 49k-token vocabulary; tiny: the 624-token toy",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated file and cache entries")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -218,30 +269,41 @@ def main() -> None:
     data = workdir / "dolly-1m.jsonl"
     start = time.perf_counter()
     make_dolly(data, args.rows)
-    print(f"generated {args.rows:,} rows, {data.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s; "
-          f"{os.cpu_count()} cores; tokenizer {args.tokenizer}")
+    print(
+        f"generated {args.rows:,} rows, {data.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s; "
+        f"{os.cpu_count()} cores; tokenizer {args.tokenizer}"
+    )
     cmd = [studio, "prepare", "tiny-pirate", f"data.source={data}", model, "--json"]
     cold, cold_rss, out = timed(cmd)
     summary = json.loads(out)
     cache_entry = Path(summary["cache"])
-    print(f"prepare_cold_s={cold:.1f} (target <= 30)  peak_rss_gb={cold_rss:.2f} (target <= 1.5; with its helpers)  "
-          f"train_rows={summary['train_rows']:,} tokens={summary['stats']['tokens']:,}")
+    print(
+        f"prepare_cold_s={cold:.1f} (target <= 30)  peak_rss_gb={cold_rss:.2f} (target <= 1.5; with its helpers)  "
+        f"train_rows={summary['train_rows']:,} tokens={summary['stats']['tokens']:,}"
+    )
     warm, warm_rss, out = timed(cmd)
     assert json.loads(out)["from_cache"], "the second prepare did not read the cache"
     print(f"prepare_cached_s={warm:.2f} (target <= 3)  peak_rss_gb={warm_rss:.2f}")
-    first = subprocess.run([sys.executable, "-c", FIRST_SAMPLE, str(data), model], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    first = subprocess.run(
+        [sys.executable, "-c", FIRST_SAMPLE, str(data), model], capture_output=True, text=True, check=True
+    ).stdout.strip()
     import asyncio
 
     in_app = asyncio.run(_first_sample_in_app([f"data.source={data}", model]))
-    print(f"preview_first_sample_s={in_app:.2f} in the app (target < 1); {first} s in a fresh process "
-          f"(imports included)")
+    print(
+        f"preview_first_sample_s={in_app:.2f} in the app (target < 1); {first} s in a fresh process "
+        f"(imports included)"
+    )
     whole, one, slow = encode_rate(min(200_000, args.rows), model, workdir)
-    print(f"encode_samples_per_s={whole:,.0f} (target >= 50,000; prepare_data end to end, short chat rows)  "
-          f"one process: {one:,.0f}  prefix rendering: {slow:,.0f}")
+    print(
+        f"encode_samples_per_s={whole:,.0f} (target >= 50,000; prepare_data end to end, short chat rows)  "
+        f"one process: {one:,.0f}  prefix rendering: {slow:,.0f}"
+    )
     cached, rust = large_vocabulary(model, workdir)
-    print(f"large vocabulary (200k-word Zipf, one process): {cached:,.0f} samples/s with the word cache, "
-          f"{rust:,.0f} with the Rust tokenizer alone")
+    print(
+        f"large vocabulary (200k-word Zipf, one process): {cached:,.0f} samples/s with the word cache, "
+        f"{rust:,.0f} with the Rust tokenizer alone"
+    )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:

@@ -59,7 +59,9 @@ def monitor_refresh_cost() -> None:
         path = Path(tmp) / "events.jsonl"
         with path.open("w") as handle:
             for i in range(100_000):
-                handle.write(json.dumps({"v": 1, "t": i, "kind": "metrics", "step": i, "loss": 1.0 / (i + 1)}) + "\n")
+                handle.write(
+                    json.dumps({"v": 1, "t": i, "kind": "metrics", "step": i, "loss": 1.0 / (i + 1)}) + "\n"
+                )
         tail, state = EventTail(path), RunState()
         start = time.perf_counter()
         for e in tail.read_new():

@@ -65,7 +65,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         Binding("plus", "feedback('good')", "Good", id="chat.good"),
         Binding("minus", "feedback('bad')", "Bad", id="chat.bad"),
         Binding("e", "edit_reply", "Edit", id="chat.edit"),
-        Binding("left_square_bracket", "select_reply(-1)", "Earlier reply", show=False, id="chat.reply_earlier"),
+        Binding(
+            "left_square_bracket", "select_reply(-1)", "Earlier reply", show=False, id="chat.reply_earlier"
+        ),
         Binding("right_square_bracket", "select_reply(1)", "Later reply", show=False, id="chat.reply_later"),
     ]
 
@@ -109,7 +111,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 yield Label("system prompt")
                 yield Input(id="set-system")
                 yield Label("", id="set-error", classes="error")
-        yield Input(placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True)
+        yield Input(
+            placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True
+        )
         yield Label("", id="chat-feedback", classes="muted")
         yield Footer()
 
@@ -216,8 +220,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 if self.stop_event.is_set():
                     break
                 reply = self.engine.generate(
-                    messages, self.sampling, on_text=lambda t, b=bubble: self.post_message(Chunk(b, t)),
-                    stop=self.stop_event, use_adapter=use_adapter,
+                    messages,
+                    self.sampling,
+                    on_text=lambda t, b=bubble: self.post_message(Chunk(b, t)),
+                    stop=self.stop_event,
+                    use_adapter=use_adapter,
                 )
                 self.post_message(ReplyDone(bubble, reply, history))
         finally:
@@ -322,7 +329,8 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
     def _show_feedback(self) -> None:
         if self.feedback is not None:
             self.query_one("#chat-feedback", Label).update(
-                self.feedback.summary() + "   [dim]Tab to the replies: + good · - bad · e edit · [ ] pick[/]")
+                self.feedback.summary() + "   [dim]Tab to the replies: + good · - bad · e edit · [ ] pick[/]"
+            )
 
     def _select(self, bubble: ChatMessage | None) -> None:
         if self.selected is not None:
@@ -344,7 +352,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             self.notify("no finished reply to mark yet", severity="warning")
             return
         context = self.contexts[bubble]
-        said = (self.feedback.mark_good if verdict == "good" else self.feedback.mark_bad)(context, bubble.text)
+        said = (self.feedback.mark_good if verdict == "good" else self.feedback.mark_bad)(
+            context, bubble.text
+        )
         bubble.finish(f"{bubble.stats} · marked {verdict}")
         self._show_feedback()
         self.notify(said, timeout=3)
@@ -364,8 +374,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 return
             said = self.feedback.edited(context, bubble.text, text)
             bubble.finish(f"{bubble.stats} · edited")
-            self.query_one("#chat-log", VerticalScroll).mount(ChatMessage("assistant", "edited (better answer)", text),
-                                                              after=bubble)
+            self.query_one("#chat-log", VerticalScroll).mount(
+                ChatMessage("assistant", "edited (better answer)", text), after=bubble
+            )
             self._show_feedback()
             self.notify(said, timeout=3)
 

@@ -100,18 +100,30 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
         results = self.query_one("#compare-results", DataTable)
         results.clear(columns=True)
-        results.add_columns("run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM")
+        results.add_columns(
+            "run", "final loss", "best loss", "eval loss", "best eval", "tok/s", "time", "peak VRAM"
+        )
         best = best_by_eval(comparison.runs) if self.sweep else None
         for i, run in enumerate(comparison.runs):
             best_eval = num(run.best_eval_loss)
             if run.best_checkpoint:
                 best_eval += f" ({Path(run.best_checkpoint).name.replace('checkpoint-', 'ck ')})"
-            vram = f"{run.peak_vram_mb:,.0f} MB" if run.peak_vram_mb else (
-                f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
+            vram = (
+                f"{run.peak_vram_mb:,.0f} MB"
+                if run.peak_vram_mb
+                else (f"CPU {run.peak_rss_mb:,.0f} MB" if run.peak_rss_mb else "-")
+            )
             letter = f"{self.letter(i)} ★" if i == best else self.letter(i)  # the lowest best eval loss
-            results.add_row(Text(letter, style=f"bold {self._color(i)}"), num(run.final_loss),
-                            num(run.best_loss), num(run.eval_loss), best_eval, num(run.tokens_per_s, ",.0f"),
-                            format_duration(run.duration_s), vram)
+            results.add_row(
+                Text(letter, style=f"bold {self._color(i)}"),
+                num(run.final_loss),
+                num(run.best_loss),
+                num(run.eval_loss),
+                best_eval,
+                num(run.tokens_per_s, ",.0f"),
+                format_duration(run.duration_s),
+                vram,
+            )
         diff = self.query_one("#compare-diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("field")

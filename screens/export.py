@@ -22,7 +22,16 @@ if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the st
     from lorastudio.export.exporter import ExportResult
 
 FORMATS = ("adapter", "merged", "gguf")
-QUANTS = ("f16", "q8_0", "bf16", "f32", "q5_1", "q5_0", "q4_1", "q4_0")  # as lorastudio.export.gguf_file.QUANTS
+QUANTS = (
+    "f16",
+    "q8_0",
+    "bf16",
+    "f32",
+    "q5_1",
+    "q5_0",
+    "q4_1",
+    "q4_0",
+)  # as lorastudio.export.gguf_file.QUANTS
 FORMAT_HELP = {
     "adapter": "LoRA adapter, tokenizer, chat template, model card",
     "merged": "16-bit base + adapter merged: plain transformers",
@@ -75,11 +84,18 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
                 with Horizontal(classes="export-row"):
                     with Vertical():
                         yield Label("GGUF quant", classes="muted")
-                        yield Select([(q, q) for q in QUANTS], value="f16", allow_blank=False, id="export-quant",
-                                     disabled=True)
+                        yield Select(
+                            [(q, q) for q in QUANTS],
+                            value="f16",
+                            allow_blank=False,
+                            id="export-quant",
+                            disabled=True,
+                        )
                     with Vertical():
                         yield Label("from", classes="muted")
-                        options = [("final adapter", -1)] + [(f"checkpoint {s}", s) for s in reversed(self._checkpoints)]
+                        options = [("final adapter", -1)] + [
+                            (f"checkpoint {s}", s) for s in reversed(self._checkpoints)
+                        ]
                         yield Select(options, value=-1, allow_blank=False, id="export-checkpoint")
                 yield Label("output folder (empty: RUN/exports/FORMAT)", classes="muted")
                 yield Input(placeholder=self._shown_out(), id="export-out")
@@ -170,8 +186,13 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         from lorastudio.export.exporter import ExportRequest
 
         typed = self.query_one("#export-out", Input).value.strip()
-        request = ExportRequest(str(self.run_dir), self.format, self._checkpoint(), self._quant(),
-                                Path(typed).expanduser() if typed else None)
+        request = ExportRequest(
+            str(self.run_dir),
+            self.format,
+            self._checkpoint(),
+            self._quant(),
+            Path(typed).expanduser() if typed else None,
+        )
         self.exporting = True
         self.result = None
         self.query_one("#export-result", Label).update("")
@@ -203,7 +224,8 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         self.query_one("#export-message", Label).update(f"done in {result.seconds:.1f} s")
         self.query_one("#export-result", Label).update(
             f"measured {human_size(result.measured_bytes)} (estimated {human_size(result.estimated_bytes)})\n"
-            f"{result.out}")
+            f"{result.out}"
+        )
         self.notify(f"exported {result.format} to {result.out}")
 
     def worker_failed(self, worker: Any, message: str) -> None:

@@ -19,8 +19,11 @@ class DataFileTree(DirectoryTree):
     """Folders and data files only; hidden entries left out."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.name.endswith(LOCAL_DATA_SUFFIXES))]
+        return [
+            p
+            for p in paths
+            if not p.name.startswith(".") and (p.is_dir() or p.name.endswith(LOCAL_DATA_SUFFIXES))
+        ]
 
 
 class FilePickerScreen(ModalScreen[str | None]):

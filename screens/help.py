@@ -24,7 +24,9 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        table = Table("key", "action", box=None, title=f"Keys · {type(self.under).__name__.replace('Screen', '')}")
+        table = Table(
+            "key", "action", box=None, title=f"Keys · {type(self.under).__name__.replace('Screen', '')}"
+        )
         seen = set()
         for binding in [*self.under.BINDINGS, *self.app.BINDINGS]:
             if not isinstance(binding, Binding) or binding.description in seen:

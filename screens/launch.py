@@ -98,9 +98,14 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         yield Header()
         yield Label(f"Launch · {self.recipe.name}", id="launch-title", classes="title")
         yield Static("estimating memory…", id="launch-estimate")
-        yield Label("Enter launches · Tab moves · Ctrl+S saves as a user recipe · e edits YAML", id="launch-status",
-                    classes="muted")
-        if self.recipe.train.method != "sft":  # the method and, for GRPO, the reward functions and their files
+        yield Label(
+            "Enter launches · Tab moves · Ctrl+S saves as a user recipe · e edits YAML",
+            id="launch-status",
+            classes="muted",
+        )
+        if (
+            self.recipe.train.method != "sft"
+        ):  # the method and, for GRPO, the reward functions and their files
             yield Label(_method_line(self.recipe), id="launch-method", classes="muted")
         with VerticalScroll(id="launch-form", classes="panel"):
             for spec in FIELDS:
@@ -112,9 +117,13 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                         # In words too: the switch is only colours, which NO_COLOR and a text capture drop.
                         yield Label(_on_off(bool(value)), id=f"v-{_key(spec)}", classes="launch-switch-value")
                     else:
-                        yield Input(_format(spec, value), id=f"f-{_key(spec)}", compact=True,
-                                    classes="launch-input",
-                                    suggester=SuggestFromList(spec.choices) if spec.choices else None)
+                        yield Input(
+                            _format(spec, value),
+                            id=f"f-{_key(spec)}",
+                            compact=True,
+                            classes="launch-input",
+                            suggester=SuggestFromList(spec.choices) if spec.choices else None,
+                        )
                     yield Label("", id=f"e-{_key(spec)}", classes="launch-error")
         yield Footer()
 
@@ -134,7 +143,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             swept = self.sweep_axes.pop(spec.path, None)
             if values:
                 self.sweep_axes[spec.path] = values
-                self.sweep_axes = {f.path: self.sweep_axes[f.path] for f in FIELDS if f.path in self.sweep_axes}
+                self.sweep_axes = {
+                    f.path: self.sweep_axes[f.path] for f in FIELDS if f.path in self.sweep_axes
+                }
             self.set_field(spec.path, _parse(spec, values[0] if values else event.value))
             if values or swept:
                 self.revalidate()
@@ -231,7 +242,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         from lorastudio.screens.launch_fields import changed_paths
 
         paths = changed_paths(self._changes())
-        return ("changed: " + ", ".join(paths)) if paths else "no changes · Enter launches the recipe as it is"
+        return (
+            ("changed: " + ", ".join(paths)) if paths else "no changes · Enter launches the recipe as it is"
+        )
 
     def _refill(self) -> None:
         """Show ``self.data`` in every field (after an $EDITOR edit)."""
@@ -264,8 +277,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             self._launch_sweep()
             return
         if self.current is None:
-            self.notify("the recipe has errors; fix the fields marked in red", title="not launched",
-                        severity="error")
+            self.notify(
+                "the recipe has errors; fix the fields marked in red", title="not launched", severity="error"
+            )
             return
         self.started = True
         recipe = self.current
@@ -318,7 +332,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             if self._draft_text is not None:
                 text = self._draft_text
             else:
-                text = registry.dump(self.current) if self.current is not None else registry.dump_data(self.data)
+                text = (
+                    registry.dump(self.current) if self.current is not None else registry.dump_data(self.data)
+                )
             draft.write_text(text, encoding="utf-8")
         except OSError as exc:
             self.notify(f"{draft}: {exc.strerror or exc}", title="cannot edit", severity="error")
@@ -332,8 +348,11 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             except SuspendNotSupported:  # a headless app (tests): run it without the terminal
                 subprocess.run(command, check=False, stdin=subprocess.DEVNULL, capture_output=True)
         except OSError as exc:
-            self.notify(f"cannot run {editor!r}: {exc.strerror or exc} (set $VISUAL or $EDITOR)",
-                        title="cannot edit", severity="error")
+            self.notify(
+                f"cannot run {editor!r}: {exc.strerror or exc} (set $VISUAL or $EDITOR)",
+                title="cannot edit",
+                severity="error",
+            )
             return
         text = draft.read_text(encoding="utf-8")
         status = self.query_one("#launch-status", Label)
@@ -372,7 +391,8 @@ def _method_line(recipe: Recipe) -> str:
     if recipe.grpo is not None:
         line += " · rewards: " + ", ".join(
             f"{describe(r)} x{r.weight:g}" + (f" ({r.python.rpartition(':')[0]})" if r.python else "")
-            for r in recipe.grpo.rewards)
+            for r in recipe.grpo.rewards
+        )
     return line
 
 
@@ -393,8 +413,8 @@ def _parse(spec: FieldSpec, text: str) -> Any:
     if spec.path == "data.source" and isinstance(value, str) and value:
         from lorastudio.paths import package_recipes_dir
 
-        if value.startswith("recipes/") and (package_recipes_dir() / value[len("recipes/"):]).exists():
-            return str(package_recipes_dir() / value[len("recipes/"):])
+        if value.startswith("recipes/") and (package_recipes_dir() / value[len("recipes/") :]).exists():
+            return str(package_recipes_dir() / value[len("recipes/") :])
         local = Path(value).expanduser()
         if local.exists():  # a local file, typed relative to where studio runs
             return str(local.resolve())

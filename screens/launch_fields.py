@@ -28,8 +28,22 @@ class FieldSpec:
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("model.name", "model", "text"),
     FieldSpec("data.source", "data source", "text"),
-    FieldSpec("data.format", "format", choices=("auto", "alpaca", "dolly", "sharegpt", "messages",
-                                              "prompt_completion", "text", "guanaco", "llama2", "human_assistant")),
+    FieldSpec(
+        "data.format",
+        "format",
+        choices=(
+            "auto",
+            "alpaca",
+            "dolly",
+            "sharegpt",
+            "messages",
+            "prompt_completion",
+            "text",
+            "guanaco",
+            "llama2",
+            "human_assistant",
+        ),
+    ),
     FieldSpec("model.max_seq_length", "max length"),
     FieldSpec("model.load_in_4bit", "4-bit (QLoRA)", "bool"),
     FieldSpec("lora.r", "LoRA r"),
@@ -41,7 +55,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("train.batch_size", "batch size"),
     FieldSpec("train.gradient_accumulation", "grad accumulation"),
     FieldSpec("train.learning_rate", "learning rate"),
-    FieldSpec("train.scheduler", "scheduler", choices=("linear", "cosine", "constant", "constant_with_warmup")),
+    FieldSpec(
+        "train.scheduler", "scheduler", choices=("linear", "cosine", "constant", "constant_with_warmup")
+    ),
     FieldSpec("train.warmup_steps", "warmup steps"),
     FieldSpec("data.eval_fraction", "eval fraction"),
     FieldSpec("train.packing", "packing", "bool"),

@@ -16,7 +16,11 @@ def free_gpu_mb() -> tuple[float, float, str] | None:
     nvml = Nvml()
     for gpu in nvml.sample():
         if gpu.memory_total_mb is not None and gpu.memory_used_mb is not None:
-            return gpu.memory_total_mb - gpu.memory_used_mb, gpu.memory_total_mb, f"GPU {gpu.index} {gpu.name or ''}"
+            return (
+                gpu.memory_total_mb - gpu.memory_used_mb,
+                gpu.memory_total_mb,
+                f"GPU {gpu.index} {gpu.name or ''}",
+            )
     return None
 
 
@@ -47,8 +51,9 @@ def describe(recipe: Recipe, gpu: tuple[float, float, str] | None | bool = True)
         text.append("(no config.json on disk; set model.params_billion)", style="dim")
         return text, None
     text.append(f"{what} {est.total_gb:.2f} GB", style="bold")
-    text.append(f"  ({est.breakdown()}{', grad. checkpointing' if est.gradient_checkpointing else ''})\n",
-                style="dim")
+    text.append(
+        f"  ({est.breakdown()}{', grad. checkpointing' if est.gradient_checkpointing else ''})\n", style="dim"
+    )
     if on_gpu:
         free_mb, total_mb, name = found  # type: ignore[misc]
         where = f"free on {name.strip()}"

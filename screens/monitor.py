@@ -232,8 +232,9 @@ class MonitorScreen(Screen[None]):
 
     def on_mount(self) -> None:
         add_chart_series({key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS})
-        add_method_series({key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in self.method_charts},
-                          self.method)
+        add_method_series(
+            {key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in self.method_charts}, self.method
+        )
         self.set_class(bool(self.method_charts), "-method")
         self.watch_selected()
         self.tick()
@@ -335,7 +336,8 @@ class MonitorScreen(Screen[None]):
             chart.set_class(index == self.selected, "-selected")
             number = f"{index + 1} " if index < len(CHARTS) else ""  # number keys reach the common charts
             tabs.append(
-                f" {number}{self.tab_names[index]} ", style="reverse bold" if index == self.selected else "dim"
+                f" {number}{self.tab_names[index]} ",
+                style="reverse bold" if index == self.selected else "dim",
             )
         self.query_one("#chart-tabs", Label).update(tabs)
 

@@ -185,8 +185,12 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
 
     def on_stats_update(self, message: StatsUpdate) -> None:
         enc = self.prepared.encoder
-        self.query_one(StatsPanel).show(message.stats, enc.format, enc.template_name,
-                                        describe_eval_split(self.recipe.data, message.stats.rows))
+        self.query_one(StatsPanel).show(
+            message.stats,
+            enc.format,
+            enc.template_name,
+            describe_eval_split(self.recipe.data, message.stats.rows),
+        )
 
     def show_sample(self, index: int) -> None:
         from lorastudio.data.formats import SkipRow

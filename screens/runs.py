@@ -136,7 +136,9 @@ class RunsScreen(Screen[None]):
             sweeps = sweep_names(rows)
         finally:
             self._listing.clear()
-        if not self.loaded or set(rows) != set(self.rows) or sweeps != self.sweeps:  # unchanged: not drawn again
+        if (
+            not self.loaded or set(rows) != set(self.rows) or sweeps != self.sweeps
+        ):  # unchanged: not drawn again
             self.app.call_from_thread(self._show_with_sweeps, rows, sweeps)
 
     def _show_with_sweeps(self, rows: list[RunRow], sweeps: dict[str, str]) -> None:
@@ -157,19 +159,39 @@ class RunsScreen(Screen[None]):
         self.table_rows = group_display(self.rows, self.sweeps, self.collapsed)
         for entry in self.table_rows:
             if isinstance(entry, str):
-                table.add_row(Text(" "), self._group_cell(entry), *self._group_cells(entry), key=f"sweep:{entry}")
+                table.add_row(
+                    Text(" "), self._group_cell(entry), *self._group_cells(entry), key=f"sweep:{entry}"
+                )
                 continue
             r = entry.summary
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-            status = Text(r.status, style={"failed": "red", "died": "red", "done": "green",
-                                           "stopped": "yellow"}.get(r.status, "bold"))
+            status = Text(
+                r.status,
+                style={"failed": "red", "died": "red", "done": "green", "stopped": "yellow"}.get(
+                    r.status, "bold"
+                ),
+            )
             name = f"  {r.name}" if r.name in self.sweeps else r.name  # a sweep's members sit under its row
-            table.add_row(self._mark_cell(r.name), name, status, f"{r.step}/{r.max_steps or '?'}",
-                          f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, entry.note, key=r.name)
+            table.add_row(
+                self._mark_cell(r.name),
+                name,
+                status,
+                f"{r.step}/{r.max_steps or '?'}",
+                f"{r.last_loss:.4f}" if r.last_loss is not None else "-",
+                started,
+                entry.note,
+                key=r.name,
+            )
         if self.table_rows:
-            keep = next((i for i, entry in enumerate(self.table_rows)
-                         if (isinstance(entry, str) and entry == current_group and current is None)
-                         or (not isinstance(entry, str) and current and entry.summary.name == current.name)), 0)
+            keep = next(
+                (
+                    i
+                    for i, entry in enumerate(self.table_rows)
+                    if (isinstance(entry, str) and entry == current_group and current is None)
+                    or (not isinstance(entry, str) and current and entry.summary.name == current.name)
+                ),
+                0,
+            )
             table.move_cursor(row=keep)
         self._update_title()
         self._update_detail()
@@ -369,7 +391,9 @@ class RunsScreen(Screen[None]):
         if group is not None:  # on a sweep's row: compare the sweep
             from lorastudio.screens.compare import CompareScreen
 
-            self.app.push_screen(CompareScreen([row.summary.path for row in self._group_members(group)], sweep=group))
+            self.app.push_screen(
+                CompareScreen([row.summary.path for row in self._group_members(group)], sweep=group)
+            )
             return
         paths = [row.summary.path for name in self.marked for row in self.rows if row.summary.name == name]
         if len(paths) < 2:

@@ -37,8 +37,13 @@ class StudioApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
-    def __init__(self, attach: Path | None = None, chat: str | None = None, chat_base: bool = False,
-                 save_to: str | None = None) -> None:
+    def __init__(
+        self,
+        attach: Path | None = None,
+        chat: str | None = None,
+        chat_base: bool = False,
+        save_to: str | None = None,
+    ) -> None:
         super().__init__()
         self._attach_run = attach  # not _attach: Textual's MessagePump has a method of that name
         self._chat = chat
@@ -141,8 +146,9 @@ def run_abandoning(app: App[Any], **run_options: Any) -> bool:
     return False
 
 
-def run_app(attach: Path | None = None, chat: str | None = None, chat_base: bool = False,
-            save_to: str | None = None) -> None:
+def run_app(
+    attach: Path | None = None, chat: str | None = None, chat_base: bool = False, save_to: str | None = None
+) -> None:
     abandoned = run_abandoning(StudioApp(attach=attach, chat=chat, chat_base=chat_base, save_to=save_to))
     from lorastudio.train.live import live_runs, reattach_message
 

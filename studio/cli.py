@@ -45,9 +45,17 @@ def cmd_recipes(args: argparse.Namespace) -> int:
         out = []
         for e in entries:
             r = e.recipe
-            out.append({"name": e.file.name, "path": str(e.file.path), "origin": e.file.origin,
-                        "model": r.model.name if r else None, "data": r.data.source if r else None,
-                        "method": r.method if r else None, "error": e.error})
+            out.append(
+                {
+                    "name": e.file.name,
+                    "path": str(e.file.path),
+                    "origin": e.file.origin,
+                    "model": r.model.name if r else None,
+                    "data": r.data.source if r else None,
+                    "method": r.method if r else None,
+                    "error": e.error,
+                }
+            )
         print(json.dumps(out, indent=2))
         return 0
     from rich.table import Table
@@ -56,10 +64,21 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     for e in entries:
         r = e.recipe
         if r is None:
-            table.add_row(e.file.name, "[red]invalid[/]", e.error.splitlines()[0] if e.error else "", "", str(e.file.path))
+            table.add_row(
+                e.file.name,
+                "[red]invalid[/]",
+                e.error.splitlines()[0] if e.error else "",
+                "",
+                str(e.file.path),
+            )
         else:
-            table.add_row(e.file.name, r.model.name, r.data.source if len(r.data.source) < 50
-                          else "…" + r.data.source[-48:], r.method, f"{e.file.origin}: {e.file.path}")
+            table.add_row(
+                e.file.name,
+                r.model.name,
+                r.data.source if len(r.data.source) < 50 else "…" + r.data.source[-48:],
+                r.method,
+                f"{e.file.origin}: {e.file.path}",
+            )
     _console().print(table)
     return 0
 
@@ -112,15 +131,30 @@ def _preview_method(args: argparse.Namespace, recipe: Any) -> int:
     _, stats = encode_rows(encoder, table)
     rewards = _reward_names(recipe)
     if args.json:
-        out = [s if isinstance(s, dict) else method_sample_json(encoder.tokenizer, s[1], s[0]) for s in samples]
-        print(json.dumps({"recipe": recipe.name, "method": recipe.train.method, "format": encoder.format,
-                          "template": encoder.template_name, "samples": out, "stats": stats.to_json(),
-                          **({"rewards": rewards} if rewards else {})}, indent=2))
+        out = [
+            s if isinstance(s, dict) else method_sample_json(encoder.tokenizer, s[1], s[0]) for s in samples
+        ]
+        print(
+            json.dumps(
+                {
+                    "recipe": recipe.name,
+                    "method": recipe.train.method,
+                    "format": encoder.format,
+                    "template": encoder.template_name,
+                    "samples": out,
+                    "stats": stats.to_json(),
+                    **({"rewards": rewards} if rewards else {}),
+                },
+                indent=2,
+            )
+        )
         return 0
     console = _console()
     no_color = "NO_COLOR" in os.environ
-    console.print(f"[bold]{recipe.name}[/]  method: {recipe.train.method}  format: {encoder.format} "
-                  f"(template {encoder.template_name})")
+    console.print(
+        f"[bold]{recipe.name}[/]  method: {recipe.train.method}  format: {encoder.format} "
+        f"(template {encoder.template_name})"
+    )
     console.print(legend(no_color))
     for item in samples:
         if isinstance(item, dict):
@@ -133,9 +167,11 @@ def _preview_method(args: argparse.Namespace, recipe: Any) -> int:
     if rewards:
         console.print("\n[bold]rewards[/]: " + ", ".join(f"{r['name']} x{r['weight']:g}" for r in rewards))
     data = stats.to_json()
-    console.print(f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "
-                  f"{data['skipped'] or ''}  prompts truncated {data['prompt_truncated']}  "
-                  f"replies truncated {data['reply_truncated']}")
+    console.print(
+        f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "
+        f"{data['skipped'] or ''}  prompts truncated {data['prompt_truncated']}  "
+        f"replies truncated {data['reply_truncated']}"
+    )
     return 0
 
 
@@ -144,8 +180,10 @@ def _reward_names(recipe: Any) -> list[dict[str, Any]]:
         return []
     from lorastudio.train.rewards import describe
 
-    return [{"name": describe(r), "weight": r.weight, **({"file": r.python} if r.python else {})}
-            for r in recipe.grpo.rewards]
+    return [
+        {"name": describe(r), "weight": r.weight, **({"file": r.python} if r.python else {})}
+        for r in recipe.grpo.rewards
+    ]
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -171,31 +209,48 @@ def cmd_preview(args: argparse.Namespace) -> int:
         samples.append((index, enc))
     stats = compute_stats(prepared.encoder, rows)
     if args.json:
-        out = [s if isinstance(s, dict) else sample_json(pieces(prepared.tokenizer, s[1]), s[1], s[0])
-               for s in samples]
-        print(json.dumps({"recipe": recipe.name, "format": prepared.encoder.format,
-                          "template": prepared.encoder.template_name, "samples": out,
-                          "stats": stats.to_json()}, indent=2))
+        out = [
+            s if isinstance(s, dict) else sample_json(pieces(prepared.tokenizer, s[1]), s[1], s[0])
+            for s in samples
+        ]
+        print(
+            json.dumps(
+                {
+                    "recipe": recipe.name,
+                    "format": prepared.encoder.format,
+                    "template": prepared.encoder.template_name,
+                    "samples": out,
+                    "stats": stats.to_json(),
+                },
+                indent=2,
+            )
+        )
         return 0
     console = _console()
     no_color = "NO_COLOR" in os.environ
-    console.print(f"[bold]{recipe.name}[/]  format: {prepared.encoder.format} (template {prepared.encoder.template_name})")
+    console.print(
+        f"[bold]{recipe.name}[/]  format: {prepared.encoder.format} (template {prepared.encoder.template_name})"
+    )
     console.print(legend(no_color))
     for item in samples:
         if isinstance(item, dict):
             console.print(f"\n[bold]sample {item['index']}[/]: skipped ({item['skipped']})")
             continue
         index, enc = item
-        console.print(f"\n[bold]sample {index}[/]: {len(enc.input_ids)} tokens, {enc.trained_count} trained"
-                      f"{', truncated' if enc.truncated else ''}")
+        console.print(
+            f"\n[bold]sample {index}[/]: {len(enc.input_ids)} tokens, {enc.trained_count} trained"
+            f"{', truncated' if enc.truncated else ''}"
+        )
         for note in enc.notes:  # how the template rendered it: think blocks, history it rewrote
             console.print(f"  · {note}", style="dim", markup=False)
         console.print(render(pieces(prepared.tokenizer, enc), no_color=no_color))
     data = stats.to_json()
-    console.print(f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "
-                  f"{data['skipped'] or ''}  truncated {data['truncated']}  trained ratio {data['trained_ratio']:.1%}  "
-                  f"length p50/p90/p99/max {data['length']['p50']}/{data['length']['p90']}/"
-                  f"{data['length']['p99']}/{data['length']['max']}")
+    console.print(
+        f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "
+        f"{data['skipped'] or ''}  truncated {data['truncated']}  trained ratio {data['trained_ratio']:.1%}  "
+        f"length p50/p90/p99/max {data['length']['p50']}/{data['length']['p90']}/"
+        f"{data['length']['p99']}/{data['length']['max']}"
+    )
     return 0
 
 
@@ -210,18 +265,36 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         from lorastudio.data.preference import prepare_method_data
 
         data = prepare_method_data(recipe)
-        summary: dict[str, Any] = {"recipe": recipe.name, "method": recipe.train.method, "format": data.encoder.format,
-                   "template": data.encoder.template_name, "train_rows": len(data.train), "eval_rows": len(data.eval),
-                   "stats": data.stats.to_json(), "seconds": round(time.monotonic() - started, 2)}
-        print(json.dumps(summary, indent=2) if args.json else
-              f"{recipe.name}: {recipe.train.method} {data.encoder.format}, {len(data.train)} train rows, "
-              f"{len(data.eval)} eval rows, skipped {dict(data.stats.skipped) or 0} ({summary['seconds']} s)")
+        summary: dict[str, Any] = {
+            "recipe": recipe.name,
+            "method": recipe.train.method,
+            "format": data.encoder.format,
+            "template": data.encoder.template_name,
+            "train_rows": len(data.train),
+            "eval_rows": len(data.eval),
+            "stats": data.stats.to_json(),
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        print(
+            json.dumps(summary, indent=2)
+            if args.json
+            else f"{recipe.name}: {recipe.train.method} {data.encoder.format}, {len(data.train)} train rows, "
+            f"{len(data.eval)} eval rows, skipped {dict(data.stats.skipped) or 0} ({summary['seconds']} s)"
+        )
         return 0
     hit = None if args.force else lookup(recipe)  # a few stat calls: no tokenizer, no transformers
     if hit is not None:
         meta = hit.meta
-        summary = _prepare_summary(recipe, meta["format"], meta["template"], hit.path, True, meta["train_rows"],
-                                   meta["eval_rows"], hit.stats)
+        summary = _prepare_summary(
+            recipe,
+            meta["format"],
+            meta["template"],
+            hit.path,
+            True,
+            meta["train_rows"],
+            meta["eval_rows"],
+            hit.stats,
+        )
     else:
         summary = _prepare_now(recipe, args)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -229,13 +302,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     stats = summary["stats"]
-    print(f"{recipe.name}: format {summary['format']} (template {summary['template']}), "
-          f"{'read from cache' if summary['from_cache'] else 'encoded'} in {summary['seconds']:.1f} s")
-    print(f"rows {stats['rows']}  used {stats['used']}  skipped {sum(stats['skipped'].values())} "
-          f"{stats['skipped'] or ''}  truncated {stats['truncated']}  tokens {stats['tokens']}  "
-          f"trained ratio {stats['trained_ratio']:.1%}  length p50/p90/p99/max {stats['length']['p50']}/"
-          f"{stats['length']['p90']}/{stats['length']['p99']}/{stats['length']['max']}")
-    print(f"train {summary['train_rows']} sequences, eval {summary['eval_rows']}{' (packed)' if recipe.train.packing else ''}")
+    print(
+        f"{recipe.name}: format {summary['format']} (template {summary['template']}), "
+        f"{'read from cache' if summary['from_cache'] else 'encoded'} in {summary['seconds']:.1f} s"
+    )
+    print(
+        f"rows {stats['rows']}  used {stats['used']}  skipped {sum(stats['skipped'].values())} "
+        f"{stats['skipped'] or ''}  truncated {stats['truncated']}  tokens {stats['tokens']}  "
+        f"trained ratio {stats['trained_ratio']:.1%}  length p50/p90/p99/max {stats['length']['p50']}/"
+        f"{stats['length']['p90']}/{stats['length']['p99']}/{stats['length']['max']}"
+    )
+    print(
+        f"train {summary['train_rows']} sequences, eval {summary['eval_rows']}{' (packed)' if recipe.train.packing else ''}"
+    )
     print(f"cache: {summary['cache']}")
     return 0
 
@@ -256,15 +335,39 @@ def _prepare_now(recipe: Any, args: argparse.Namespace) -> dict[str, Any]:
             bar(min(done / total, 1.0) if not stats.done else 1.0, f"{done:,} rows")
 
     data = prepare_data(recipe, prepared=prepared, progress=progress, use_cache=not args.force)
-    return _prepare_summary(recipe, data.format, data.template, data.path, data.from_cache, len(data.train),
-                            len(data.eval) if data.eval is not None else 0, data.stats)
+    return _prepare_summary(
+        recipe,
+        data.format,
+        data.template,
+        data.path,
+        data.from_cache,
+        len(data.train),
+        len(data.eval) if data.eval is not None else 0,
+        data.stats,
+    )
 
 
-def _prepare_summary(recipe: Any, fmt: str, template: str, path: Path, from_cache: bool, train_rows: int,
-                     eval_rows: int, stats: Any) -> dict[str, Any]:
+def _prepare_summary(
+    recipe: Any,
+    fmt: str,
+    template: str,
+    path: Path,
+    from_cache: bool,
+    train_rows: int,
+    eval_rows: int,
+    stats: Any,
+) -> dict[str, Any]:
     """What ``studio prepare`` prints (``--json``: as is), whether the entry was read or built."""
-    return {"recipe": recipe.name, "format": fmt, "template": template, "cache": str(path), "from_cache": from_cache,
-            "train_rows": train_rows, "eval_rows": eval_rows, "stats": stats.to_json()}
+    return {
+        "recipe": recipe.name,
+        "format": fmt,
+        "template": template,
+        "cache": str(path),
+        "from_cache": from_cache,
+        "train_rows": train_rows,
+        "eval_rows": eval_rows,
+        "stats": stats.to_json(),
+    }
 
 
 # -- train / runs -----------------------------------------------------------------------------------
@@ -311,24 +414,35 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
     from lorastudio.train.nodes import node_log, node_spec
     from lorastudio.train.runs import create_run, find_run, load_run_recipe, start_node
 
-    overrides = [*args.overrides, *([f"train.devices={args.devices}"] if args.devices is not None else []),
-                 *([f"train.nodes={args.nodes}"] if args.nodes else []),
-                 *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node else [])]
+    overrides = [
+        *args.overrides,
+        *([f"train.devices={args.devices}"] if args.devices is not None else []),
+        *([f"train.nodes={args.nodes}"] if args.nodes else []),
+        *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node else []),
+    ]
     if args.slurm:
         from lorastudio.train.slurm import SlurmOptions, submit
 
         recipe = load(args.recipe, overrides)
         run_dir = create_run(recipe)
-        options = SlurmOptions(nodes=recipe.train.nodes, gpus_per_node=args.gpus_per_node, partition=args.partition,
-                               time=args.time, account=args.account, requeue=args.requeue)
+        options = SlurmOptions(
+            nodes=recipe.train.nodes,
+            gpus_per_node=args.gpus_per_node,
+            partition=args.partition,
+            time=args.time,
+            account=args.account,
+            requeue=args.requeue,
+        )
         job_id = submit(run_dir, options)
         print(f"run: {run_dir}\nSlurm job {job_id}: {run_dir / 'slurm.sbatch'}", file=sys.stderr)
     elif args.node_rank:  # another machine of a run node 0 created: RECIPE names that run
         run_dir = find_run(args.recipe)
         spec = node_spec(args.nodes, args.node_rank, args.main_address, load_run_recipe(run_dir).train.nodes)
         pid = start_node(run_dir, spec)
-        print(f"node {spec.node_rank} of {run_dir.name} started (supervisor pid {pid}); its output: "
-              f"{node_log(run_dir, spec.node_rank)}")
+        print(
+            f"node {spec.node_rank} of {run_dir.name} started (supervisor pid {pid}); its output: "
+            f"{node_log(run_dir, spec.node_rank)}"
+        )
         return 0
     else:
         recipe = load(args.recipe, overrides)
@@ -345,6 +459,8 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
         run_app(attach=run_dir)
         return 0
     return follow(run_dir)
+
+
 def _from_adapter(target: str) -> list[str]:
     """``--from RUN[@best|@checkpoint-N]``: the override starting the new run from that run's adapter."""
     from lorastudio.train.methods import resolve_start_adapter
@@ -365,9 +481,12 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                 last_status = state.status
                 print(f"status: {state.status}" + (f" ({state.cause})" if state.cause else ""), flush=True)
             elif isinstance(event, MetricsEvent) and event.loss is not None:
-                print(f"step {state.step}/{state.max_steps} loss {event.loss:.4f}"
-                      f" lr {event.learning_rate or 0:.2e}"
-                      + (f" tok/s {event.tokens_per_s:.0f}" if event.tokens_per_s else ""), flush=True)
+                print(
+                    f"step {state.step}/{state.max_steps} loss {event.loss:.4f}"
+                    f" lr {event.learning_rate or 0:.2e}"
+                    + (f" tok/s {event.tokens_per_s:.0f}" if event.tokens_per_s else ""),
+                    flush=True,
+                )
             elif isinstance(event, EvalEvent) and event.eval_loss is not None:
                 step = event.step if event.step is not None else state.step
                 print(f"step {step} eval loss {event.eval_loss:.4f}", flush=True)
@@ -402,8 +521,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-        table.add_row(r.name, r.recipe, r.status, f"{r.step}/{r.max_steps or '?'}",
-                      f"{r.last_loss:.4f}" if r.last_loss is not None else "-", started, read_note(r.path))
+        table.add_row(
+            r.name,
+            r.recipe,
+            r.status,
+            f"{r.step}/{r.max_steps or '?'}",
+            f"{r.last_loss:.4f}" if r.last_loss is not None else "-",
+            started,
+            read_note(r.path),
+        )
     console = _console()
     if not sys.stdout.isatty():
         console.width = 1000  # a pipe has no width to fit: one line per run, for grep and cut
@@ -422,7 +548,9 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
     run_dir = find_run(args.run)
     if not args.yes:
         if not sys.stdin.isatty():
-            print(f"studio: deleting {run_dir.name} needs --yes when not asked at a terminal", file=sys.stderr)
+            print(
+                f"studio: deleting {run_dir.name} needs --yes when not asked at a terminal", file=sys.stderr
+            )
             return 2
         answer = input(f"delete {run_dir.name} and everything in {run_dir}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
@@ -467,15 +595,37 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     if not sys.stdout.isatty():
         console.width = max(console.width, 160)
     results = Table(box=None, pad_edge=False, title="results", title_justify="left")
-    for column in ("run", "status", "step", "final loss", "best loss", "eval loss", "best eval",
-                   "tok/s", "duration", "peak VRAM"):
+    for column in (
+        "run",
+        "status",
+        "step",
+        "final loss",
+        "best loss",
+        "eval loss",
+        "best eval",
+        "tok/s",
+        "duration",
+        "peak VRAM",
+    ):
         results.add_column(column, no_wrap=column == "run")
     for r in comparison.runs:
-        vram = f"{r.peak_vram_mb:.0f} MB" if r.peak_vram_mb else (
-            f"- (RSS {r.peak_rss_mb:.0f} MB)" if r.peak_rss_mb else "-")
-        results.add_row(r.name, r.status, f"{r.step}/{r.max_steps or '?'}", num(r.final_loss), num(r.best_loss),
-                        num(r.eval_loss), num(r.best_eval_loss), num(r.tokens_per_s, ".0f"),
-                        format_duration(r.duration_s), vram)
+        vram = (
+            f"{r.peak_vram_mb:.0f} MB"
+            if r.peak_vram_mb
+            else (f"- (RSS {r.peak_rss_mb:.0f} MB)" if r.peak_rss_mb else "-")
+        )
+        results.add_row(
+            r.name,
+            r.status,
+            f"{r.step}/{r.max_steps or '?'}",
+            num(r.final_loss),
+            num(r.best_loss),
+            num(r.eval_loss),
+            num(r.best_eval_loss),
+            num(r.tokens_per_s, ".0f"),
+            format_duration(r.duration_s),
+            vram,
+        )
     console.print(results)
     diff = Table(box=None, pad_edge=False, title="recipe fields that differ", title_justify="left")
     diff.add_column("field", no_wrap=True)
@@ -502,8 +652,10 @@ def cmd_runs_samples(args: argparse.Namespace) -> int:
         print(json.dumps({"run": run_dir.name, **history.to_json()}, indent=2))
         return 0
     if not len(history):
-        print(f"{run_dir.name}: no sample replies (train.samples off, or the run has not reached its first step)",
-              file=sys.stderr)
+        print(
+            f"{run_dir.name}: no sample replies (train.samples off, or the run has not reached its first step)",
+            file=sys.stderr,
+        )
         return 0
     from rich.text import Text
 
@@ -516,9 +668,11 @@ def cmd_runs_samples(args: argparse.Namespace) -> int:
             console.print(Text(f"> {prompt}", style="bold"))
             before = history.previous(at, prompt)
             text, removed = Text(), []
-            for op, piece in (word_diff(before, reply) if before is not None else [("same", reply)]):
+            for op, piece in word_diff(before, reply) if before is not None else [("same", reply)]:
                 if op == "added":  # piped output marks the changes as text
-                    text.append(piece if console.is_terminal else f"{{+{piece.strip()}+}} ", style="bold green")
+                    text.append(
+                        piece if console.is_terminal else f"{{+{piece.strip()}+}} ", style="bold green"
+                    )
                 elif op == "removed":
                     removed.append(piece if console.is_terminal else f"[-{piece}-]")
                 else:
@@ -578,8 +732,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     engine = engine_for(args.target, base_only=args.base)
     engine.load(None if args.json else _progress_printer("loading"))
     sampling = with_overrides(
-        engine.recipe.chat, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-        max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+        engine.recipe.chat,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        max_new_tokens=args.max_new_tokens,
+        repetition_penalty=args.repetition_penalty,
         greedy=True if args.greedy else None,
     )
     system = args.system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
@@ -593,17 +752,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
         messages.append({"role": "user", "content": prompt})
         reply = engine.generate(messages, sampling, on_text=None if args.json else emit)
         if args.json:
-            print(json.dumps({**({"prompt": prompt} if prompts is not None else {}), **reply_json(reply)}),
-                  flush=True)
+            print(
+                json.dumps({**({"prompt": prompt} if prompts is not None else {}), **reply_json(reply)}),
+                flush=True,
+            )
         else:
             sys.stdout.write("\n")
             sys.stdout.flush()
         if args.mark:
             print(_save_feedback(args, messages, reply.text), file=sys.stderr)
         if not args.json:
-            print(f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
-                  f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
-                  f"{reply.finish_reason}]", file=sys.stderr)
+            print(
+                f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
+                f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
+                f"{reply.finish_reason}]",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -613,8 +777,9 @@ def _save_feedback(args: argparse.Namespace, messages: list[dict[str, str]], rep
 
     log = getattr(args, "_feedback", None)
     if log is None:
-        log = args._feedback = FeedbackLog(Path(args.save_to).expanduser() if args.save_to
-                                           else default_path(args.target))
+        log = args._feedback = FeedbackLog(
+            Path(args.save_to).expanduser() if args.save_to else default_path(args.target)
+        )
     said = (log.mark_good if args.mark == "good" else log.mark_bad)(messages, reply)
     return f"{said}; {log.summary()}"
 
@@ -628,8 +793,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.push and is_export_dir(existing):  # push a finished export again, nothing re-exported
         print(push_export(existing.resolve(), args.push, private=args.private))
         return 0
-    request = ExportRequest(args.run, args.format, args.checkpoint, args.quant,
-                            Path(args.out) if args.out else None, args.force, args.dtype)
+    request = ExportRequest(
+        args.run,
+        args.format,
+        args.checkpoint,
+        args.quant,
+        Path(args.out) if args.out else None,
+        args.force,
+        args.dtype,
+    )
     if args.estimate:
         size = estimate_bytes(request)
         print(json.dumps({"estimated_bytes": size}) if args.json else human_size(size))
@@ -638,9 +810,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
     else:
-        print(f"{args.format}{f' {result.quant}' if result.quant else ''}: estimated "
-              f"{human_size(result.estimated_bytes)}, measured {human_size(result.measured_bytes)}, "
-              f"{result.seconds:.1f} s", file=sys.stderr)
+        print(
+            f"{args.format}{f' {result.quant}' if result.quant else ''}: estimated "
+            f"{human_size(result.estimated_bytes)}, measured {human_size(result.measured_bytes)}, "
+            f"{result.seconds:.1f} s",
+            file=sys.stderr,
+        )
         print(result.out)
     if args.push:
         print(push_export(result.out, args.push, private=args.private))
@@ -771,8 +946,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="studio", description="Fine-tune open LLMs with (Q)LoRA from the terminal. "
-        "With no command, opens the TUI.",
+        prog="studio",
+        description="Fine-tune open LLMs with (Q)LoRA from the terminal. With no command, opens the TUI.",
     )
     parser.add_argument("--version", action="version", version=f"studio (lorastudio) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -812,27 +987,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--detach", action="store_true", help="start and return at once")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
-    p.add_argument("--devices", metavar="N", type=_devices_arg, help="train on N devices (or 'all') through accelerate; "
-                   "same as train.devices=N")
-    p.add_argument("--no-start", action="store_true", help="create the run directory, print it, start nothing "
-                   "(to launch it yourself, e.g. with accelerate on several machines)")
+    p.add_argument(
+        "--devices",
+        metavar="N",
+        type=_devices_arg,
+        help="train on N devices (or 'all') through accelerate; same as train.devices=N",
+    )
+    p.add_argument(
+        "--no-start",
+        action="store_true",
+        help="create the run directory, print it, start nothing "
+        "(to launch it yourself, e.g. with accelerate on several machines)",
+    )
     g = p.add_argument_group("several machines / Slurm (see README: Several machines)")
-    g.add_argument("--nodes", metavar="N", type=int, help="train on N machines (train.nodes=N), devices on each")
-    g.add_argument("--node-rank", metavar="R", type=int, help="this machine's rank, 0..N-1; with R > 0, RECIPE "
-                   "names the run node 0 created (on shared storage)")
+    g.add_argument(
+        "--nodes", metavar="N", type=int, help="train on N machines (train.nodes=N), devices on each"
+    )
+    g.add_argument(
+        "--node-rank",
+        metavar="R",
+        type=int,
+        help="this machine's rank, 0..N-1; with R > 0, RECIPE "
+        "names the run node 0 created (on shared storage)",
+    )
     g.add_argument("--main-address", metavar="HOST:PORT", help="node 0's address, the same on every node")
-    g.add_argument("--slurm", action="store_true", help="submit the run as a Slurm job (sbatch script in the run)")
+    g.add_argument(
+        "--slurm", action="store_true", help="submit the run as a Slurm job (sbatch script in the run)"
+    )
     g.add_argument("--partition", metavar="P", help="Slurm partition")
     g.add_argument("--gpus-per-node", metavar="G", type=int, help="Slurm GPUs per node (train.devices=G)")
     g.add_argument("--time", metavar="T", help="Slurm time limit (e.g. 4:00:00)")
     g.add_argument("--account", metavar="A", help="Slurm account to charge")
-    g.add_argument("--requeue", action="store_true", help="let Slurm requeue the job (preemption); it resumes "
-                   "from its latest checkpoint")
-    p.add_argument("--from", dest="start_from", metavar="RUN[@best]", help="start from RUN's adapter (e.g. an SFT "
-                   "run before DPO); same as model.adapter=RUN")
+    g.add_argument(
+        "--requeue",
+        action="store_true",
+        help="let Slurm requeue the job (preemption); it resumes from its latest checkpoint",
+    )
+    p.add_argument(
+        "--from",
+        dest="start_from",
+        metavar="RUN[@best]",
+        help="start from RUN's adapter (e.g. an SFT run before DPO); same as model.adapter=RUN",
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("runs", help="list runs (newest first; `latest` names the newest); delete, note, compare")
+    p = sub.add_parser(
+        "runs", help="list runs (newest first; `latest` names the newest); delete, note, compare"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--sort", choices=("time", "loss", "status"), default="time")
     p.set_defaults(func=cmd_runs)
@@ -848,10 +1049,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_runs_note)
     q = rsub.add_parser("compare", help="results and differing recipe fields of two or more runs")
     q.add_argument("runs", nargs="*", metavar="RUN")
-    q.add_argument("--sweep", metavar="NAME", help="a sweep's runs ranked by eval loss, the swept fields as columns")
+    q.add_argument(
+        "--sweep", metavar="NAME", help="a sweep's runs ranked by eval loss, the swept fields as columns"
+    )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_compare)
-    q = rsub.add_parser("samples", help="a run's sample replies at each evaluation (train.samples), changes marked")
+    q = rsub.add_parser(
+        "samples", help="a run's sample replies at each evaluation (train.samples), changes marked"
+    )
     q.add_argument("run", metavar="RUN")
     q.add_argument("--latest", action="store_true", help="only the latest round")
     q.add_argument("--json", action="store_true")
@@ -870,11 +1075,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("chat", help="chat with a run's tuned model (or its base)")
-    p.add_argument("target", nargs="?", help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)",
+    )
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
-    p.add_argument("--prompts", metavar="FILE", help="answer every line of FILE with one model load "
-                   "(one JSON object per line with --json)")
+    p.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="answer every line of FILE with one model load (one JSON object per line with --json)",
+    )
     p.add_argument("--system", help="system prompt")
     p.add_argument("--json", action="store_true")
     p.add_argument("--temperature", type=float)
@@ -884,17 +1096,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--greedy", action="store_true")
-    p.add_argument("--save-to", metavar="FILE", help="feedback file for replies marked good/bad or edited "
-                   "(default RUN/feedback.jsonl; preference pairs go to FILE-pairs.jsonl beside it)")
-    p.add_argument("--mark", choices=["good", "bad"], help="with --prompt/--prompts: save each reply as feedback")
+    p.add_argument(
+        "--save-to",
+        metavar="FILE",
+        help="feedback file for replies marked good/bad or edited "
+        "(default RUN/feedback.jsonl; preference pairs go to FILE-pairs.jsonl beside it)",
+    )
+    p.add_argument(
+        "--mark", choices=["good", "bad"], help="with --prompt/--prompts: save each reply as feedback"
+    )
     p.set_defaults(func=cmd_chat)
 
-    p = sub.add_parser("export", help="export a run as an adapter, a merged model or a GGUF (+ Ollama Modelfile)")
+    p = sub.add_parser(
+        "export", help="export a run as an adapter, a merged model or a GGUF (+ Ollama Modelfile)"
+    )
     p.add_argument("run", help="run name or path (or, with --push, a finished export folder)")
     p.add_argument("--format", choices=["adapter", "merged", "gguf"], default="merged")
-    p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoint-N instead of the final adapter")
+    p.add_argument(
+        "--checkpoint", type=int, metavar="N", help="export checkpoint-N instead of the final adapter"
+    )
     p.add_argument("--quant", default="f16", help="gguf type: f16, q8_0, bf16, f32, q5_1, q5_0, q4_1, q4_0")
-    p.add_argument("--dtype", default="auto", help="merged: float16, bfloat16, float32 (auto: the base's 16-bit)")
+    p.add_argument(
+        "--dtype", default="auto", help="merged: float16, bfloat16, float32 (auto: the base's 16-bit)"
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/exports/FORMAT)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--push", metavar="REPO_ID", help="upload the export to the Hugging Face Hub")
@@ -903,11 +1127,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("sweep", help="one run per point of a grid (key=a,b,c), queued; `sweep stop NAME` stops it")
+    p = sub.add_parser(
+        "sweep", help="one run per point of a grid (key=a,b,c), queued; `sweep stop NAME` stops it"
+    )
     p.add_argument("recipe", help="the recipe to sweep (or `stop` to stop the sweep NAME)")
-    p.add_argument("grid", nargs="*", metavar="KEY=A,B", help="swept fields (comma-separated values) and fixed "
-                   "overrides (one value), e.g. train.learning_rate=1e-4,3e-4 lora.r=8,16 train.max_steps=50")
-    p.add_argument("--max", type=int, metavar="N", help="start at most N runs (the first N points of the grid)")
+    p.add_argument(
+        "grid",
+        nargs="*",
+        metavar="KEY=A,B",
+        help="swept fields (comma-separated values) and fixed "
+        "overrides (one value), e.g. train.learning_rate=1e-4,3e-4 lora.r=8,16 train.max_steps=50",
+    )
+    p.add_argument(
+        "--max", type=int, metavar="N", help="start at most N runs (the first N points of the grid)"
+    )
     p.add_argument("--name", help="the sweep's name (default RECIPE-sweep-TIME)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before starting")
     p.set_defaults(func=cmd_sweep)

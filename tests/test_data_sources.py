@@ -15,13 +15,15 @@ from lorastudio.recipe import DataSection
 
 
 def _validate(*files: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lorastudio.cli", "validate", *map(str, files)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "validate", *map(str, files)], capture_output=True, text=True
+    )
 
 
 def _recipe(path: Path, template: str, source: str) -> Path:
-    path.write_text(f"name: {path.stem}\nmodel:\n  name: tiny\n  chat_template: {template}\ndata:\n"
-                    f"  source: {source}\n")
+    path.write_text(
+        f"name: {path.stem}\nmodel:\n  name: tiny\n  chat_template: {template}\ndata:\n  source: {source}\n"
+    )
     return path
 
 
@@ -75,8 +77,12 @@ def test_folder_of_shards_and_save_to_disk_folder(tmp_path: Path) -> None:
     _jsonl(shards / "part-0.jsonl", [{"text": "a"}])
     assert list(load_rows(DataSection(source=str(shards))).rows) == [{"text": "a"}, {"text": "b"}]
     saved = tmp_path / "saved"
-    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": "t"}]),
-                          "test": datasets.Dataset.from_list([{"text": "e"}])}).save_to_disk(str(saved))
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list([{"text": "t"}]),
+            "test": datasets.Dataset.from_list([{"text": "e"}]),
+        }
+    ).save_to_disk(str(saved))
     assert list(load_rows(DataSection(source=str(saved))).rows) == [{"text": "t"}]
     assert list(load_rows(DataSection(source=str(saved), split="test")).rows) == [{"text": "e"}]
     with pytest.raises(DataError, match="has no split 'dev'"):
@@ -85,12 +91,20 @@ def test_folder_of_shards_and_save_to_disk_folder(tmp_path: Path) -> None:
 
 def test_json_object_holding_a_list_and_json_lines_named_json(tmp_path: Path) -> None:
     (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "a"}, {"text": "b"}]}))
-    assert list(load_rows(DataSection(source=str(tmp_path / "wrapped.json"))).rows) == [{"text": "a"}, {"text": "b"}]
+    assert list(load_rows(DataSection(source=str(tmp_path / "wrapped.json"))).rows) == [
+        {"text": "a"},
+        {"text": "b"},
+    ]
     (tmp_path / "lines.json").write_text('{"text": "a"}\n{"text": "b"}\n')
-    assert list(load_rows(DataSection(source=str(tmp_path / "lines.json"))).rows) == [{"text": "a"}, {"text": "b"}]
+    assert list(load_rows(DataSection(source=str(tmp_path / "lines.json"))).rows) == [
+        {"text": "a"},
+        {"text": "b"},
+    ]
 
 
-def test_malformed_line_is_named_with_file_and_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_malformed_line_is_named_with_file_and_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": \n{"text": "d"}\n')
     with pytest.raises(DataError, match=r"broken\.jsonl: line 3 is not valid JSON"):
@@ -129,8 +143,11 @@ def test_head_rows_read_the_start_of_a_big_file_only(tmp_path: Path) -> None:
     data = tmp_path / "big.jsonl"
     data.write_text("\n".join(lines) + "\n")
     head = head_rows(DataSection(source=str(data)), count=10)
-    assert head is not None and len(head.rows) == 10 and head.rows[3] == {"instruction": "Q3?", "context": "",
-                                                                         "response": "A3."}
+    assert (
+        head is not None
+        and len(head.rows) == 10
+        and head.rows[3] == {"instruction": "Q3?", "context": "", "response": "A3."}
+    )
     assert head.columns == ["instruction", "context", "response"] and head.origin == str(data)
     with pytest.raises(DataError, match=r"big\.jsonl: line 151 is not valid JSON"):
         load_rows(DataSection(source=str(data)))
@@ -140,7 +157,9 @@ def test_head_rows_read_the_start_of_a_big_file_only(tmp_path: Path) -> None:
     assert head_rows(DataSection(source=str(csv_file))).rows[1] == {"Concept": "mast", "Description": "Aye"}
     parquet = tmp_path / "x.parquet"
     parquet.write_bytes(b"PAR1")
-    assert head_rows(DataSection(source=str(parquet))) is None  # no shortcut: the whole load is quick or says why
+    assert (
+        head_rows(DataSection(source=str(parquet))) is None
+    )  # no shortcut: the whole load is quick or says why
     assert head_rows(DataSection(source=str(data), split="test")) is None
 
 
@@ -149,8 +168,13 @@ def test_preview_head_encodes_the_first_sample_as_the_whole_file_does(tmp_path: 
     from lorastudio.recipe import Recipe
 
     data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"Question {i}?", "context": "c" * (i % 2),
-                                        "response": f"Arr {i}."}) + "\n" for i in range(300)))
+    data.write_text(
+        "".join(
+            json.dumps({"instruction": f"Question {i}?", "context": "c" * (i % 2), "response": f"Arr {i}."})
+            + "\n"
+            for i in range(300)
+        )
+    )
     recipe = Recipe.model_validate({"name": "h", "model": {"name": "tiny"}, "data": {"source": str(data)}})
     head = prepare_head(recipe)
     whole = prepare(recipe, tokenizer=head.tokenizer)
@@ -175,7 +199,9 @@ def test_gzip_compressed_files_load_like_plain_ones(tmp_path: Path) -> None:
     rows = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(5)]
     jsonl = _gzip(tmp_path / "train.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows))
     whole = _gzip(tmp_path / "train.json.gz", json.dumps(rows))
-    table = _gzip(tmp_path / "train.csv.gz", "instruction,response\n" + "".join(f"q{i},a{i}\n" for i in range(5)))
+    table = _gzip(
+        tmp_path / "train.csv.gz", "instruction,response\n" + "".join(f"q{i},a{i}\n" for i in range(5))
+    )
     for path in (jsonl, whole, table):
         loaded = load_rows(DataSection(source=str(path)))
         assert list(loaded.rows) == rows, path.name
@@ -201,8 +227,12 @@ def test_validate_and_prepare_accept_a_compressed_file(tmp_path: Path, tiny_mode
     _gzip(tmp_path / "train.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows))
     recipe = _recipe(tmp_path / "gz.yaml", "chatml", "train.jsonl.gz")
     assert _validate(recipe).stdout.strip() == f"{recipe}: ok"
-    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "prepare", str(recipe), "--json"],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "prepare", str(recipe), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["stats"]["rows"] == 40 and summary["stats"]["used"] == 40
@@ -218,7 +248,11 @@ def test_json_nested_too_deeply_is_one_line_naming_the_file(tmp_path: Path) -> N
     with pytest.raises(DataError, match=r"deep\.jsonl: .*nested too deeply"):
         load_rows(DataSection(source=str(lines)))
     recipe = _recipe(tmp_path / "deep.yaml", "chatml", "deep.json")
-    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "preview", str(recipe)],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "preview", str(recipe)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr and "RecursionError" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("studio: ") and str(deep) in out.stderr

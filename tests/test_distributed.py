@@ -37,7 +37,10 @@ def test_recipe_devices_fields() -> None:
     recipe = registry.load("tiny-pirate")
     assert recipe.train.devices == 1 and recipe.train.distributed == "ddp"
     assert registry.load("tiny-pirate", ["train.devices=all"]).train.devices == "all"
-    assert registry.load("tiny-pirate", ["train.devices=4", "train.distributed=fsdp"]).train.distributed == "fsdp"
+    assert (
+        registry.load("tiny-pirate", ["train.devices=4", "train.distributed=fsdp"]).train.distributed
+        == "fsdp"
+    )
     for bad in ("train.devices=0", "train.devices=many", "train.distributed=zero3"):
         with pytest.raises(StudioError, match=bad.split("=")[0]):
             registry.load("tiny-pirate", [bad])
@@ -87,8 +90,14 @@ def test_vram_estimate_ddp_replicates_fsdp_shards() -> None:
     assert estimate_vram_gb(recipe, devices=4, distributed="ddp") == one
     four = estimate_vram_gb(recipe, devices=4, distributed="fsdp")
     assert four is not None and one is not None and four < 0.5 * one
-    assert estimate_vram_gb(registry.load("tiny-pirate", ["model.params_billion=8", "train.devices=4",
-                                                          "train.distributed=fsdp"])) == four
+    assert (
+        estimate_vram_gb(
+            registry.load(
+                "tiny-pirate", ["model.params_billion=8", "train.devices=4", "train.distributed=fsdp"]
+            )
+        )
+        == four
+    )
 
 
 def test_placement_and_root_cause() -> None:
@@ -126,11 +135,13 @@ Root Cause (first observed failure):
   traceback : Signal 9 (SIGKILL) received by PID 4242
 ============================================================
 """
-    assert launch.root_cause(log) == ("training process rank 1 (pid 4242) was killed by SIGKILL; "
-                                      "the launcher stopped the others")
+    assert launch.root_cause(log) == (
+        "training process rank 1 (pid 4242) was killed by SIGKILL; the launcher stopped the others"
+    )
     assert launch.root_cause("nothing here") is None
     assert launch.root_cause(log.replace("-9 (pid: 4242)", "1 (pid: 4242)")).startswith(
-        "training process rank 1 (pid 4242) exited with code 1")  # the root cause, not the echo of SIGTERM
+        "training process rank 1 (pid 4242) exited with code 1"
+    )  # the root cause, not the echo of SIGTERM
 
 
 # -- two CPU processes over gloo ------------------------------------------------------------------
@@ -140,7 +151,6 @@ def wait_for(predicate, timeout: float = 300, every: float = 0.3):
 
 def events_of(run_dir: Path) -> list[dict]:
     return read_all(run_dir / EVENTS_FILE)
-
 
 
 def rank_processes(run_dir: Path) -> dict[int, int]:
@@ -170,10 +180,16 @@ def alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def two_process_run(tiny_model: Path) -> Path:
     """`studio train tiny-pirate train.max_steps=20 --devices 2`, per-device batch 4."""
-    result = subprocess.run([STUDIO_BIN, "train", "tiny-pirate", "train.max_steps=20", "train.batch_size=4",
-                             "--devices", "2"], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [STUDIO_BIN, "train", "tiny-pirate", "train.max_steps=20", "train.batch_size=4", "--devices", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     run_dir = Path(result.stderr.split("run: ", 1)[1].splitlines()[0].strip())
-    assert result.returncode == 0, result.stdout + result.stderr + (run_dir / runs.LOG_FILE).read_text()[-3000:]
+    assert result.returncode == 0, (
+        result.stdout + result.stderr + (run_dir / runs.LOG_FILE).read_text()[-3000:]
+    )
     return run_dir
 
 
@@ -188,35 +204,51 @@ def test_two_processes_reach_done_with_rank_0_writing_once(two_process_run: Path
     assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [20]
     assert [p.name for p in (two_process_run / "checkpoints").glob("checkpoint-*")] == ["checkpoint-20"]
     saved = {p.name for p in (two_process_run / "checkpoints" / "checkpoint-20").iterdir()}
-    assert {"adapter_model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= saved  # each rank's RNG, to resume
+    assert {
+        "adapter_model.safetensors",
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    } <= saved  # each rank's RNG, to resume
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model),
-                                      two_process_run / "adapter")
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), two_process_run / "adapter"
+    )
     assert any("lora_A" in name for name, _ in model.named_parameters())
     log = (two_process_run / runs.LOG_FILE).read_text()
     assert "accelerate.commands.launch" in log and "--num_processes 2" in log
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_twice_the_batch(two_process_run: Path, tiny_model: Path) -> None:
+def test_two_processes_match_one_process_with_twice_the_batch(
+    two_process_run: Path, tiny_model: Path
+) -> None:
     one = runs.create_run(registry.load("tiny-pirate", ["train.max_steps=20", "train.batch_size=8"]))
     # one thread, as each of the two processes has (OMP_NUM_THREADS=1 from the launcher): same kernels, same sums
-    result = subprocess.run([sys.executable, "-m", "lorastudio.worker", str(one)], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "lorastudio.worker", str(one)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     single = state_of(one).loss
     double = state_of(two_process_run).loss
     assert [s for s, _ in single] == [s for s, _ in double] == list(range(1, 21))
     worst = max(abs(a - b) for (_, a), (_, b) in zip(single, double, strict=True))
-    print(f"max |loss diff| over 20 steps: {worst:.2e} (first losses {single[0][1]:.4f} / {double[0][1]:.4f})")
+    print(
+        f"max |loss diff| over 20 steps: {worst:.2e} (first losses {single[0][1]:.4f} / {double[0][1]:.4f})"
+    )
     assert worst <= LOSS_TOLERANCE
 
 
 def _start_two(*overrides: str) -> Path:
-    run_dir = runs.create_run(registry.load("tiny-pirate", ["train.batch_size=4", "train.devices=2", *overrides]))
+    run_dir = runs.create_run(
+        registry.load("tiny-pirate", ["train.batch_size=4", "train.devices=2", *overrides])
+    )
     runs.start_worker(run_dir)
     return run_dir
 
@@ -256,8 +288,9 @@ def test_killing_one_rank_fails_the_run(tiny_model: Path) -> None:
     ranks = rank_processes(run_dir)
     killed = time.monotonic()
     os.kill(ranks[1], signal.SIGKILL)
-    summary = wait_for(lambda: (s := runs.summarise(run_dir)).status in ("failed", "died", "stopped") and s,
-                       timeout=90)
+    summary = wait_for(
+        lambda: (s := runs.summarise(run_dir)).status in ("failed", "died", "stopped") and s, timeout=90
+    )
     took = time.monotonic() - killed
     assert summary.status == "failed", summary
     assert "rank 1" in (summary.cause or "") and "SIGKILL" in summary.cause, summary.cause
@@ -272,20 +305,41 @@ def test_gpu_panel_lists_each_device() -> None:
     from lorastudio.widgets.gpu_panel import GpuPanel
 
     def gpu(index: int, used: float, util: float) -> dict:
-        return {"index": index, "name": "H100", "memory_used_mb": used, "memory_total_mb": 81559.0,
-                "process_memory_mb": used, "utilization_pct": util, "temperature_c": 60.0, "power_w": 500.0}
+        return {
+            "index": index,
+            "name": "H100",
+            "memory_used_mb": used,
+            "memory_total_mb": 81559.0,
+            "process_memory_mb": used,
+            "utilization_pct": util,
+            "temperature_c": 60.0,
+            "power_w": 500.0,
+        }
 
     from lorastudio.train.events import TelemetryEvent
 
     panel = GpuPanel()
-    panel.show(TelemetryEvent.from_json({"kind": "telemetry", "gpus": [gpu(0, 40000.0, 97.0), gpu(1, 20000.0, 55.0)],
-                                         "host_ram_used_mb": 1000.0, "host_ram_total_mb": 2000.0, "rss_mb": 1.0,
-                                         "cpu_pct": 2.0}))
+    panel.show(
+        TelemetryEvent.from_json(
+            {
+                "kind": "telemetry",
+                "gpus": [gpu(0, 40000.0, 97.0), gpu(1, 20000.0, 55.0)],
+                "host_ram_used_mb": 1000.0,
+                "host_ram_total_mb": 2000.0,
+                "rss_mb": 1.0,
+                "cpu_pct": 2.0,
+            }
+        )
+    )
     console = Console(width=40, record=True, file=io.StringIO())
     console.print(getattr(panel, "renderable", None) or panel.content)
     lines = console.export_text().splitlines()
-    assert any(line.startswith("GPU 0") and "39.1/79.6 GiB" in line and "97 %" in line for line in lines), lines
-    assert any(line.startswith("GPU 1") and "19.5/79.6 GiB" in line and "55 %" in line for line in lines), lines
+    assert any(line.startswith("GPU 0") and "39.1/79.6 GiB" in line and "97 %" in line for line in lines), (
+        lines
+    )
+    assert any(line.startswith("GPU 1") and "19.5/79.6 GiB" in line and "55 %" in line for line in lines), (
+        lines
+    )
 
 
 def test_cli_devices_flag(capsys: pytest.CaptureFixture[str]) -> None:

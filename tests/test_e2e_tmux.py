@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import STUDIO_BIN
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 class Tmux:
@@ -28,8 +31,20 @@ class Tmux:
 
     def start(self, command: str) -> None:
         exports = " ".join(f"{k}={v}" for k, v in self.env.items())
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
-                  f"env {exports} TERM=xterm-256color {command}", check=True)
+        self.tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            self.session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            f"env {exports} TERM=xterm-256color {command}",
+            check=True,
+        )
 
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", self.session, *keys, check=True)

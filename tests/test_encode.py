@@ -30,7 +30,9 @@ def encoder_for(tok, rec: Recipe) -> tuple[Encoder, list[dict]]:
 
 
 def trained_text(tok, enc) -> str:
-    return tok.decode([i for i, label in zip(enc.input_ids, enc.labels, strict=True) if label != IGNORE_INDEX])
+    return tok.decode(
+        [i for i, label in zip(enc.input_ids, enc.labels, strict=True) if label != IGNORE_INDEX]
+    )
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -41,10 +43,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 # -- formats, in the real schemas of the data sets the built-in recipes name ------------------------
 FORMAT_CASES = {
     "alpaca": [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}],
-    "dolly": [{"instruction": "Who wrote it?", "context": "A book.", "response": "Arr, a pirate.",
-               "category": "closed_qa"}],
-    "messages": [{"messages": [{"role": "system", "content": "Sys."}, {"role": "user", "content": "Hi"},
-                               {"role": "assistant", "content": "Hello!"}]}],
+    "dolly": [
+        {
+            "instruction": "Who wrote it?",
+            "context": "A book.",
+            "response": "Arr, a pirate.",
+            "category": "closed_qa",
+        }
+    ],
+    "messages": [
+        {
+            "messages": [
+                {"role": "system", "content": "Sys."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+            ]
+        }
+    ],
     "sharegpt": [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}],
     "prompt_completion": [{"prompt": "Say yes", "completion": "yes"}],
 }
@@ -56,8 +71,13 @@ def test_json_formats_are_detected_and_masked(tmp_path: Path, tiny_tokenizer, fm
     enc, rows = encoder_for(tiny_tokenizer, recipe(source))
     assert enc.format == fmt
     sample = enc.encode_row(rows[0])
-    reply = {"alpaca": "5", "dolly": "Arr, a pirate.", "messages": "Hello!", "sharegpt": "Hello!",
-             "prompt_completion": "yes"}[fmt]
+    reply = {
+        "alpaca": "5",
+        "dolly": "Arr, a pirate.",
+        "messages": "Hello!",
+        "sharegpt": "Hello!",
+        "prompt_completion": "yes",
+    }[fmt]
     assert trained_text(tiny_tokenizer, sample) == reply + "<|eot_id|>"
 
 
@@ -79,7 +99,9 @@ def test_llama2_text_in_csv(tmp_path: Path, tiny_tokenizer) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text"])
-        writer.writerow(["<s>[INST] What is Paracetamol poisoning? [/INST] Paracetamol poisoning is harm. </s>"])
+        writer.writerow(
+            ["<s>[INST] What is Paracetamol poisoning? [/INST] Paracetamol poisoning is harm. </s>"]
+        )
     enc, rows = encoder_for(tiny_tokenizer, recipe(path))
     assert enc.format == "llama2"
     sample = enc.encode_row(rows[0])
@@ -90,8 +112,12 @@ def test_csv_concepts_with_column_mapping(tmp_path: Path, tiny_tokenizer) -> Non
     from lorastudio import registry
 
     shipped = registry.load("qwen-csv-concepts")
-    rec = recipe(shipped.data.source, "prompt_completion", "human-assistant",
-                 data={"columns": {"prompt": "concept", "completion": "description"}})
+    rec = recipe(
+        shipped.data.source,
+        "prompt_completion",
+        "human-assistant",
+        data={"columns": {"prompt": "concept", "completion": "description"}},
+    )
     enc, rows = encoder_for(tiny_tokenizer, rec)
     sample = enc.encode_row(rows[0])
     assert tiny_tokenizer.decode(sample.input_ids).startswith("###Human: Gradient descent ### Assistant: An ")
@@ -114,9 +140,13 @@ def test_system_prompt_added_where_missing(tmp_path: Path, tiny_tokenizer) -> No
 
 
 def test_multi_turn_trains_every_assistant_turn_and_nothing_else(tmp_path: Path, tiny_tokenizer) -> None:
-    turns = [{"role": "system", "content": "S"}, {"role": "user", "content": "one"},
-             {"role": "assistant", "content": "first reply"}, {"role": "user", "content": "two"},
-             {"role": "assistant", "content": "second reply"}]
+    turns = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "first reply"},
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "second reply"},
+    ]
     source = write_jsonl(tmp_path / "m.jsonl", [{"messages": turns}])
     enc, rows = encoder_for(tiny_tokenizer, recipe(source))
     sample = enc.encode_row(rows[0])
@@ -141,27 +171,42 @@ def test_oracle_generation_markers(tmp_path: Path, tiny_tokenizer) -> None:
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
     tok.chat_template = GENERATION_TEMPLATE
     conversations = [
-        [{"role": "user", "content": "What colour is the sky?"}, {"role": "assistant", "content": "Arr, blue!"}],
-        [{"role": "system", "content": "Be a pirate."}, {"role": "user", "content": "Hi"},
-         {"role": "assistant", "content": "Ahoy there."}, {"role": "user", "content": "And the sea?"},
-         {"role": "assistant", "content": "The sea be wet, matey."}],
+        [
+            {"role": "user", "content": "What colour is the sky?"},
+            {"role": "assistant", "content": "Arr, blue!"},
+        ],
+        [
+            {"role": "system", "content": "Be a pirate."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Ahoy there."},
+            {"role": "user", "content": "And the sea?"},
+            {"role": "assistant", "content": "The sea be wet, matey."},
+        ],
     ]
     source = write_jsonl(tmp_path / "g.jsonl", [{"messages": c} for c in conversations])
     enc, rows = encoder_for(tok, recipe(source))
     for row, conversation in zip(rows, conversations, strict=True):
         ours = enc.encode_row(row)
-        theirs = tok.apply_chat_template(conversation, tokenize=True, return_dict=True,
-                                         return_assistant_tokens_mask=True)
+        theirs = tok.apply_chat_template(
+            conversation, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
         assert ours.input_ids == theirs["input_ids"]
         assert [int(label != IGNORE_INDEX) for label in ours.labels] == theirs["assistant_masks"]
 
 
 def test_oracle_llama31_marker_masking(tmp_path: Path, tiny_tokenizer) -> None:
     """Oracle 2: llama-3.1 labels equal masking by instruction/response marker strings (unsloth's approach)."""
-    instruction, response = "<|start_header_id|>user<|end_header_id|>\n\n", "<|start_header_id|>assistant<|end_header_id|>\n\n"
-    conversation = [{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "Hi there"},
-                    {"role": "assistant", "content": "Ahoy, matey!"}, {"role": "user", "content": "Sky colour?"},
-                    {"role": "assistant", "content": "Arr, the sky be blue."}]
+    instruction, response = (
+        "<|start_header_id|>user<|end_header_id|>\n\n",
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    )
+    conversation = [
+        {"role": "system", "content": "You are a pirate."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Ahoy, matey!"},
+        {"role": "user", "content": "Sky colour?"},
+        {"role": "assistant", "content": "Arr, the sky be blue."},
+    ]
     source = write_jsonl(tmp_path / "l.jsonl", [{"messages": conversation}])
     enc, rows = encoder_for(tiny_tokenizer, recipe(source, template="llama-3.1"))
     ours = enc.encode_row(rows[0])
@@ -177,12 +222,16 @@ def test_oracle_llama31_marker_masking(tmp_path: Path, tiny_tokenizer) -> None:
         end = len(text) if end < 0 else end
         trained_chars.update(range(begin, end))
         position = end
-    expected = [tid if any(c in trained_chars for c in range(s, e)) else IGNORE_INDEX
-                for tid, (s, e) in zip(tokens["input_ids"], tokens["offset_mapping"], strict=True)]
+    expected = [
+        tid if any(c in trained_chars for c in range(s, e)) else IGNORE_INDEX
+        for tid, (s, e) in zip(tokens["input_ids"], tokens["offset_mapping"], strict=True)
+    ]
     assert ours.labels == expected
 
 
-def test_template_that_rewrites_history_is_located_in_the_whole_render(tmp_path: Path, tiny_tokenizer) -> None:
+def test_template_that_rewrites_history_is_located_in_the_whole_render(
+    tmp_path: Path, tiny_tokenizer
+) -> None:
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
     # A template that prints the number of messages first: every prefix renders differently, yet the reply is
     # found in the render of the whole conversation, after its own header.
@@ -191,15 +240,19 @@ def test_template_that_rewrites_history_is_located_in_the_whole_render(tmp_path:
     enc, rows = encoder_for(tok, recipe(source))
     sample = enc.encode_row(rows[0])
     conversation = rows[0]["messages"]
-    assert sample.input_ids == list(tok.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
+    assert sample.input_ids == list(
+        tok.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+    )
     assert trained_text(tok, sample) == "Hello!<|eot_id|>"
 
 
 def test_template_whose_replies_cannot_be_located_is_refused(tmp_path: Path, tiny_tokenizer) -> None:
     tok = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
     # Each reply written twice and the history rewritten: neither the sentinels nor the prefixes can place it.
-    tok.chat_template = ("{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + m['content'] }}"
-                         "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
+    tok.chat_template = (
+        "{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + m['content'] }}"
+        "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+    )
     source = write_jsonl(tmp_path / "r.jsonl", FORMAT_CASES["messages"])
     enc, rows = encoder_for(tok, recipe(source))
     with pytest.raises(TemplateError, match="cannot be located"):
@@ -208,7 +261,10 @@ def test_template_whose_replies_cannot_be_located_is_refused(tmp_path: Path, tin
 
 # -- truncation and packing ----------------------------------------------------------------------
 def test_truncation_is_counted(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [{"prompt": "short", "completion": "ok"}, {"prompt": "word " * 8, "completion": "long answer " * 20}]
+    rows = [
+        {"prompt": "short", "completion": "ok"},
+        {"prompt": "word " * 8, "completion": "long answer " * 20},
+    ]
     source = write_jsonl(tmp_path / "t.jsonl", rows)
     enc, loaded = encoder_for(tiny_tokenizer, recipe(source, model={"max_seq_length": 48}))
     long = enc.encode_row(loaded[1])
@@ -247,19 +303,27 @@ def test_missing_columns_name_both_lists(tmp_path: Path, tiny_tokenizer) -> None
     source = write_jsonl(tmp_path / "c.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DataError) as err:
         encoder_for(tiny_tokenizer, recipe(source, "alpaca"))
-    assert "expects columns instruction, output" in str(err.value) and "has question, answer" in str(err.value)
+    assert "expects columns instruction, output" in str(err.value) and "has question, answer" in str(
+        err.value
+    )
 
 
 def test_bad_rows_are_skipped_and_counted(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
-            {"messages": [{"role": "user", "content": "no reply"}]},
-            {"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]},
-            {"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "x"}]}]
+    rows = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {"messages": [{"role": "user", "content": "no reply"}]},
+        {"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]},
+        {"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "x"}]},
+    ]
     source = write_jsonl(tmp_path / "b.jsonl", rows)
     enc, loaded = encoder_for(tiny_tokenizer, recipe(source))
     stats = compute_stats(enc, loaded)
     assert stats.used == 1
-    assert dict(stats.skipped) == {"no assistant turn": 1, "empty user content": 1, "non-string user content": 1}
+    assert dict(stats.skipped) == {
+        "no assistant turn": 1,
+        "empty user content": 1,
+        "non-string user content": 1,
+    }
     assert stats.skipped_rows["no assistant turn"] == [1]
 
 
@@ -270,11 +334,14 @@ def test_zero_usable_rows_is_an_error(tmp_path: Path, tiny_tokenizer) -> None:
         encode_all(enc, loaded, str(source))
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("bad.jsonl", '{"prompt": "a", "completion": "b"}\nnot json\n', "line 2 is not valid JSON"),
-    ("bad.parquet", "just text", "not a Parquet file"),
-    ("bad.json", "[1, 2", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.jsonl", '{"prompt": "a", "completion": "b"}\nnot json\n', "line 2 is not valid JSON"),
+        ("bad.parquet", "just text", "not a Parquet file"),
+        ("bad.json", "[1, 2", "not valid JSON"),
+    ],
+)
 def test_file_not_what_its_extension_says(tmp_path: Path, name: str, content: str, message: str) -> None:
     (tmp_path / name).write_text(content)
     with pytest.raises(DataError, match=message) as err:
@@ -307,15 +374,22 @@ def test_columns_match_case_insensitively_when_unambiguous(tmp_path: Path, tiny_
     """The seed notebook's CSV says Concept,Description; the recipe maps concept,description."""
     path = tmp_path / "concepts.csv"
     path.write_text("Concept,Description\nGradient descent,An optimisation method.\n")
-    rec = recipe(path, "prompt_completion", "human-assistant",
-                 data={"columns": {"prompt": "concept", "completion": "description"}})
+    rec = recipe(
+        path,
+        "prompt_completion",
+        "human-assistant",
+        data={"columns": {"prompt": "concept", "completion": "description"}},
+    )
     enc, rows = encoder_for(tiny_tokenizer, rec)
     assert trained_text(tiny_tokenizer, enc.encode_row(rows[0])).startswith("An optimisation method.")
     # Capitalised Alpaca headers with no mapping at all are detected too.
     alpaca = tmp_path / "alpaca.csv"
     alpaca.write_text("Instruction,Output\nSay hi,Hi there\n")
     enc, rows = encoder_for(tiny_tokenizer, recipe(alpaca))
-    assert enc.format == "alpaca" and trained_text(tiny_tokenizer, enc.encode_row(rows[0])) == "Hi there<|eot_id|>"
+    assert (
+        enc.format == "alpaca"
+        and trained_text(tiny_tokenizer, enc.encode_row(rows[0])) == "Hi there<|eot_id|>"
+    )
 
 
 def test_columns_differing_only_in_case_stay_ambiguous(tmp_path: Path, tiny_tokenizer) -> None:
@@ -342,8 +416,11 @@ def test_length_figures_are_nearest_rank_and_even_buckets() -> None:
         low, high = ordered[0], ordered[-1]
         width = max(1, math.ceil((high - low + 1) / 8))
         counts = Counter((x - low) // width for x in ordered)
-        assert stats.histogram(8) == [(low + b * width, low + (b + 1) * width - 1, counts.get(b, 0))
-                                      for b in range(8) if low + b * width <= high]
+        assert stats.histogram(8) == [
+            (low + b * width, low + (b + 1) * width - 1, counts.get(b, 0))
+            for b in range(8)
+            if low + b * width <= high
+        ]
         assert stats.max_length == high
         snapshot = stats.snapshot()
         stats.lengths += [1000]  # the original grows on; the snapshot and the cache follow what they hold

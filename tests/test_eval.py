@@ -21,8 +21,10 @@ def rows(n: int) -> list[dict[str, int]]:
     return [{"i": i} for i in range(n)]
 
 
-@pytest.mark.parametrize(("n", "held"), [(0, 0), (1, 0), (31, 0), (32, 16), (100, 16), (320, 16), (1000, 50),
-                                         (5120, 256), (10000, 256)])
+@pytest.mark.parametrize(
+    ("n", "held"),
+    [(0, 0), (1, 0), (31, 0), (32, 16), (100, 16), (320, 16), (1000, 50), (5120, 256), (10000, 256)],
+)
 def test_default_hold_out_rule(n: int, held: int) -> None:
     train, evals = train_eval_split(rows(n), None, seed=3407)
     assert len(evals) == held == eval_holdout_size(n, None)
@@ -59,7 +61,10 @@ def test_recipe_distinguishes_unset_from_zero() -> None:
 def test_split_described_for_preview() -> None:
     assert describe_eval_split(DataSection(source="x.jsonl"), 225) == "16 rows held out (5%)"
     assert describe_eval_split(DataSection(source="x.jsonl"), 10000) == "256 rows held out (5%)"
-    assert describe_eval_split(DataSection(source="x.jsonl", eval_fraction=0.02), 1000) == "20 rows held out (0.02)"
+    assert (
+        describe_eval_split(DataSection(source="x.jsonl", eval_fraction=0.02), 1000)
+        == "20 rows held out (0.02)"
+    )
     assert describe_eval_split(DataSection(source="x.jsonl"), 20) == "none (< 32 rows)"
     assert describe_eval_split(DataSection(source="x.jsonl", eval_fraction=0), 225) == "off (eval_fraction 0)"
     assert describe_eval_split(DataSection(source="x", eval_split="test"), 225) == "split 'test'"

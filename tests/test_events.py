@@ -89,9 +89,18 @@ SAMPLES: list[ev.Event] = [
     CheckpointEvent(t=5.0, step=4, best_checkpoint="checkpoints/checkpoint-4", best_eval_loss=1.8),
     LogEvent(t=6.0, message="resuming from checkpoint-4", level="warning", rank_error=True),
     ev.MethodMetricsEvent(t=7.0, step=5, values={"rewards/margins": 0.5, "reward": 0.25}),
-    ev.CompletionsEvent(t=8.0, step=5, samples=({"prompt": "Hi", "completion": "Arr!", "rewards": {"arr": 1.0}},)),
+    ev.CompletionsEvent(
+        t=8.0, step=5, samples=({"prompt": "Hi", "completion": "Arr!", "rewards": {"arr": 1.0}},)
+    ),
     ev.SampleEvent(
-        t=9.0, step=5, at="eval", prompts=("Hi?",), replies=("Arr!",), finish=("stop",), seconds=0.5, max_new_tokens=8
+        t=9.0,
+        step=5,
+        at="eval",
+        prompts=("Hi?",),
+        replies=("Arr!",),
+        finish=("stop",),
+        seconds=0.5,
+        max_new_tokens=8,
     ),
 ]
 
@@ -99,7 +108,15 @@ SAMPLES: list[ev.Event] = [
 def test_every_kind_has_a_sample() -> None:
     assert {type(e) for e in SAMPLES} == set(EVENT_KINDS.values())
     assert set(EVENT_KINDS) == {
-        "status", "metrics", "eval", "telemetry", "checkpoint", "log", "method_metrics", "completions", "sample"
+        "status",
+        "metrics",
+        "eval",
+        "telemetry",
+        "checkpoint",
+        "log",
+        "method_metrics",
+        "completions",
+        "sample",
     }
 
 

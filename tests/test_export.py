@@ -15,7 +15,10 @@ from conftest import STUDIO_BIN, run_worker
 from lorastudio.errors import StudioError
 from lorastudio.export.exporter import ExportRequest, estimate_bytes, export
 
-MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What colour is the sky?"}]
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What colour is the sky?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,9 @@ def short_run(tiny_model: Path) -> Path:
 
 
 def prompt_ids(tokenizer) -> list[int]:
-    return tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
-                                         return_dict=True)["input_ids"]
+    return tokenizer.apply_chat_template(
+        MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
 
 
 def logits(model, ids: list[int]):
@@ -70,22 +74,29 @@ def test_merged_matches_base_plus_adapter(merged_fp32, reference) -> None:
     ids, base_logits, tuned_logits, tokenizer = reference
     out = merged_fp32.out
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()
-    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()  # plain transformers, no peft
+    model = AutoModelForCausalLM.from_pretrained(
+        out, dtype=torch.float32
+    ).eval()  # plain transformers, no peft
     diff = (logits(model, ids) - tuned_logits).abs().max().item()
     assert diff < 1e-3, diff
     assert (tuned_logits - base_logits).abs().max().item() > 0.05  # the adapter really changes the model
     exported = AutoTokenizer.from_pretrained(out)
     assert prompt_ids(exported) == ids
-    assert exported.apply_chat_template(MESSAGES, tokenize=False) == tokenizer.apply_chat_template(MESSAGES, tokenize=False)
+    assert exported.apply_chat_template(MESSAGES, tokenize=False) == tokenizer.apply_chat_template(
+        MESSAGES, tokenize=False
+    )
     gen = json.loads((out / "generation_config.json").read_text())
-    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") in (gen["eos_token_id"] if isinstance(gen["eos_token_id"], list)
-                                                              else [gen["eos_token_id"]])
+    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") in (
+        gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]
+    )
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["export"]["format"] == "merged" and manifest["base_model"] == "tiny"
     assert "tiny-pirate" in (out / "README.md").read_text() and (out / "recipe.yaml").exists()
 
 
-def test_merged_default_is_16_bit_and_sizes_match_the_estimate(short_run: Path, reference, tmp_path: Path) -> None:
+def test_merged_default_is_16_bit_and_sizes_match_the_estimate(
+    short_run: Path, reference, tmp_path: Path
+) -> None:
     import torch
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
@@ -98,7 +109,10 @@ def test_merged_default_is_16_bit_and_sizes_match_the_estimate(short_run: Path, 
     assert dtypes == {torch.float16}
     model = AutoModelForCausalLM.from_pretrained(result.out, dtype=torch.float32).eval()
     assert (logits(model, ids) - tuned_logits).abs().max().item() < 5e-2
-    assert result.estimated_bytes and abs(result.estimated_bytes - result.measured_bytes) / result.measured_bytes < 0.25
+    assert (
+        result.estimated_bytes
+        and abs(result.estimated_bytes - result.measured_bytes) / result.measured_bytes < 0.25
+    )
 
 
 def test_chat_accepts_a_merged_export(merged_fp32, short_run: Path) -> None:
@@ -113,7 +127,9 @@ def test_chat_accepts_a_merged_export(merged_fp32, short_run: Path) -> None:
     assert export_engine.generate(MESSAGES, greedy).text == run_engine.generate(MESSAGES, greedy).text
 
 
-def test_adapter_export_holds_adapter_tokenizer_template_and_card(short_run: Path, reference, tmp_path: Path) -> None:
+def test_adapter_export_holds_adapter_tokenizer_template_and_card(
+    short_run: Path, reference, tmp_path: Path
+) -> None:
     import torch
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
@@ -123,7 +139,13 @@ def test_adapter_export_holds_adapter_tokenizer_template_and_card(short_run: Pat
     ids, _, tuned_logits, tokenizer = reference
     result = export(ExportRequest(str(short_run), "adapter", out=tmp_path / "adapter"))
     out = result.out
-    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md", "recipe.yaml"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "README.md",
+        "recipe.yaml",
+    ):
         assert (out / name).exists(), name
     card = (out / "README.md").read_text()
     assert "studio's offline tiny model" in card and "tiny-pirate" in card and "r=16" in card
@@ -146,7 +168,9 @@ def test_checkpoint_export_uses_that_checkpoint(short_run: Path, tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def gguf_f16(short_run: Path, tmp_path_factory: pytest.TempPathFactory):
-    return export(ExportRequest(str(short_run), "gguf", quant="f16", out=tmp_path_factory.mktemp("g") / "f16"))
+    return export(
+        ExportRequest(str(short_run), "gguf", quant="f16", out=tmp_path_factory.mktemp("g") / "f16")
+    )
 
 
 def test_gguf_f16_reads_back_in_transformers(gguf_f16, merged_fp32, reference) -> None:
@@ -164,7 +188,10 @@ def test_gguf_f16_reads_back_in_transformers(gguf_f16, merged_fp32, reference) -
     assert back.chat_template == tokenizer.chat_template
     assert back.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False) == text
     for sample in (text, "Arr, héllo ☠ matey! 1234 the sky's blue.\n\nDone."):
-        assert back(sample, add_special_tokens=False)["input_ids"] == tokenizer(sample, add_special_tokens=False)["input_ids"]
+        assert (
+            back(sample, add_special_tokens=False)["input_ids"]
+            == tokenizer(sample, add_special_tokens=False)["input_ids"]
+        )
 
 
 def test_gguf_modelfile_and_metadata(gguf_f16) -> None:
@@ -186,7 +213,9 @@ def test_gguf_modelfile_and_metadata(gguf_f16) -> None:
     assert abs(gguf_f16.estimated_bytes - gguf_f16.measured_bytes) / gguf_f16.measured_bytes < 0.25
 
 
-def test_gguf_q8_0_reads_back_close(short_run: Path, merged_fp32, gguf_f16, reference, tmp_path: Path) -> None:
+def test_gguf_q8_0_reads_back_close(
+    short_run: Path, merged_fp32, gguf_f16, reference, tmp_path: Path
+) -> None:
     import numpy as np
     import torch
     from gguf import GGMLQuantizationType, GGUFReader
@@ -248,7 +277,9 @@ def test_unsupported_architecture_gets_a_clear_message(tmp_path: Path, tiny_mode
     (run_dir / "run.json").write_text(json.dumps({"format": 1, "name": "gpt2-run", "recipe": "g"}))
     (run_dir / "recipe.yaml").write_text(f"name: g\nmodel:\n  name: {base}\ndata:\n  source: x.jsonl\n")
     (run_dir / "adapter" / "adapter_config.json").write_text("{}")
-    with pytest.raises(StudioError, match=r"'gpt2' models are not supported; GGUF export covers Llama, Mistral"):
+    with pytest.raises(
+        StudioError, match=r"'gpt2' models are not supported; GGUF export covers Llama, Mistral"
+    ):
         export(ExportRequest(str(run_dir), "gguf", out=tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
@@ -285,19 +316,39 @@ def test_unwritable_out_dir(short_run: Path, tmp_path: Path) -> None:
 
 # -- CLI and push -----------------------------------------------------------------------------------
 def test_cli_export_json_and_errors(short_run: Path, tmp_path: Path) -> None:
-    out = subprocess.run([STUDIO_BIN, "export", str(short_run), "--format", "adapter", "--out", str(tmp_path / "a"),
-                          "--json"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [STUDIO_BIN, "export", str(short_run), "--format", "adapter", "--out", str(tmp_path / "a"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["format"] == "adapter" and data["measured_bytes"] > 0 and Path(data["out"]).is_dir()
-    missing = subprocess.run([STUDIO_BIN, "export", "nope", "--format", "merged"], capture_output=True, text=True)
+    missing = subprocess.run(
+        [STUDIO_BIN, "export", "nope", "--format", "merged"], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "no such run" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_push_offline_keeps_the_export(short_run: Path, tmp_path: Path) -> None:
-    out = subprocess.run([STUDIO_BIN, "export", str(short_run), "--format", "adapter", "--out", str(tmp_path / "a"),
-                          "--push", "me/pirate"], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [
+            STUDIO_BIN,
+            "export",
+            str(short_run),
+            "--format",
+            "adapter",
+            "--out",
+            str(tmp_path / "a"),
+            "--push",
+            "me/pirate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "offline" in out.stderr and "the export stays at" in out.stderr
     assert (tmp_path / "a" / "adapter_config.json").exists()
@@ -305,18 +356,44 @@ def test_push_offline_keeps_the_export(short_run: Path, tmp_path: Path) -> None:
 
 def test_push_unreachable_hub_never_writes_the_token(short_run: Path, tmp_path: Path) -> None:
     secret = "hf_studioTestSecretToken0123456789"
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_TOKEN": secret, "HF_ENDPOINT": "http://127.0.0.1:9",
-           "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
-    out = subprocess.run([STUDIO_BIN, "export", str(short_run), "--format", "adapter", "--out", str(tmp_path / "a"),
-                          "--push", "me/pirate"], capture_output=True, text=True, timeout=180, env=env)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_TOKEN": secret,
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_ETAG_TIMEOUT": "2",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+    }
+    out = subprocess.run(
+        [
+            STUDIO_BIN,
+            "export",
+            str(short_run),
+            "--format",
+            "adapter",
+            "--out",
+            str(tmp_path / "a"),
+            "--push",
+            "me/pirate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert out.returncode == 2 and "cannot reach the hub at http://127.0.0.1:9" in out.stderr, out.stderr
     assert secret not in out.stdout + out.stderr
     for folder in (short_run, tmp_path):
         for path in folder.rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
-    again = subprocess.run([STUDIO_BIN, "export", str(tmp_path / "a"), "--push", "me/pirate"],
-                           capture_output=True, text=True, timeout=180, env=env)
+    again = subprocess.run(
+        [STUDIO_BIN, "export", str(tmp_path / "a"), "--push", "me/pirate"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert again.returncode == 2 and "cannot reach the hub" in again.stderr and secret not in again.stderr
 
 
@@ -342,13 +419,22 @@ def smollm2_run(smollm2_base: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     run_dir = tmp_path_factory.mktemp("runs") / "smollm2-random-lora"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"format": 1, "name": run_dir.name, "recipe": "smollm2-lora"}))
-    (run_dir / "recipe.yaml").write_text(f"name: smollm2-lora\nmodel:\n  name: {smollm2_base}\n"
-                                         "data:\n  source: x.jsonl\n  format: messages\nlora:\n  r: 8\n  alpha: 16\n")
+    (run_dir / "run.json").write_text(
+        json.dumps({"format": 1, "name": run_dir.name, "recipe": "smollm2-lora"})
+    )
+    (run_dir / "recipe.yaml").write_text(
+        f"name: smollm2-lora\nmodel:\n  name: {smollm2_base}\n"
+        "data:\n  source: x.jsonl\n  format: messages\nlora:\n  r: 8\n  alpha: 16\n"
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(smollm2_base, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=16, init_lora_weights=False, task_type="CAUSAL_LM",
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    config = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    )
     peft_model = get_peft_model(model, config)
     with torch.no_grad():  # keep the random update small, as a trained one is
         for name, param in peft_model.named_parameters():
@@ -360,8 +446,9 @@ def smollm2_run(smollm2_base: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.mark.slow
-def test_smollm2_merged_and_gguf_match_base_plus_adapter(smollm2_run: Path, smollm2_base: Path,
-                                                         tmp_path: Path) -> None:
+def test_smollm2_merged_and_gguf_match_base_plus_adapter(
+    smollm2_run: Path, smollm2_base: Path, tmp_path: Path
+) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -390,7 +477,9 @@ def test_chat_with_a_gguf_export(gguf_f16, merged_fp32, tmp_path: Path) -> None:
 
     name = next(f for f in gguf_f16.files if f.endswith(".gguf"))
     engine = engine_for(str(gguf_f16.out / name))
-    assert engine_for(str(gguf_f16.out)).recipe.model.name == engine.recipe.model.name  # the folder names its .gguf
+    assert (
+        engine_for(str(gguf_f16.out)).recipe.model.name == engine.recipe.model.name
+    )  # the folder names its .gguf
     engine.load()
     assert not engine.has_adapter
     merged = engine_for(str(merged_fp32.out))

@@ -22,12 +22,21 @@ def lora_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path) 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("TZ", "UTC")
     run = write_recorded_run(tmp_path / "data" / "studio" / "runs")
-    (run / "recipe.yaml").write_text("name: tiny-pirate\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n"
-                                     "  format: messages\n")
+    (run / "recipe.yaml").write_text(
+        "name: tiny-pirate\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n  format: messages\n"
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                                                  target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            init_lora_weights=False,
+            target_modules=["q_proj", "v_proj"],
+            task_type="CAUSAL_LM",
+        ),
+    )
     peft_model.save_pretrained(run / "adapter")
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(run / "adapter")
     return run
@@ -42,14 +51,17 @@ async def test_runs_x_opens_export_and_a_gguf_export_runs_by_keys(lora_run: Path
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: pilot.app.screen.entries)
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: pilot.app.screen.query("DataTable")
-                         and pilot.app.screen.query_one("DataTable").row_count == 1)
+        await wait_until(
+            pilot,
+            lambda: (
+                pilot.app.screen.query("DataTable") and pilot.app.screen.query_one("DataTable").row_count == 1
+            ),
+        )
         await pilot.press("x")
         screen = app.screen
         assert isinstance(screen, ExportScreen) and screen.run_dir == lora_run
         await wait_until(pilot, lambda: screen.estimate is not None, timeout=180)
-        assert "estimated size: 1.8 MB" in text_of(
-            screen.query_one("#export-estimate"))
+        assert "estimated size: 1.8 MB" in text_of(screen.query_one("#export-estimate"))
         assert screen.query_one("#export-quant", Select).disabled
         await pilot.press("down", "enter")  # merged -> gguf in the format list
         assert screen.format == "gguf" and not screen.query_one("#export-quant", Select).disabled
@@ -58,7 +70,9 @@ async def test_runs_x_opens_export_and_a_gguf_export_runs_by_keys(lora_run: Path
         await wait_until(pilot, lambda: screen.result is not None, timeout=300)
         result = screen.result
         assert result.out == lora_run / "exports" / "gguf-f16"
-        assert (result.out / "tiny-pirate-f16.gguf").stat().st_size > 100_000 and (result.out / "Modelfile").exists()
+        assert (result.out / "tiny-pirate-f16.gguf").stat().st_size > 100_000 and (
+            result.out / "Modelfile"
+        ).exists()
         shown = text_of(screen.query_one("#export-result"))
         assert "measured" in shown and "estimated" in shown
         await pilot.press("ctrl+e")  # again: the folder now exists and is not empty
@@ -73,8 +87,13 @@ async def test_finished_monitor_x_opens_export(lora_run: Path) -> None:
 
     app = StudioApp(attach=lora_run)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "snapshot", None) is not None
-                         and pilot.app.screen.snapshot.state.finished)
+        await wait_until(
+            pilot,
+            lambda: (
+                getattr(pilot.app.screen, "snapshot", None) is not None
+                and pilot.app.screen.snapshot.state.finished
+            ),
+        )
         await pilot.press("x")
         assert isinstance(app.screen, ExportScreen)
 

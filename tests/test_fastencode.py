@@ -13,8 +13,17 @@ from lorastudio.data.formats import SkipRow
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe
 
-_TRICKY = ["assistant", "  padded reply  ", "Line one\n\nLine two\n", "émojis 🦜 ünïcode", "42", "user\nsystem",
-           "it's 2024's\ttab \x0b\x1c", "<|im_end|> or <|eot_id|> typed in", "trailing  \n "]
+_TRICKY = [
+    "assistant",
+    "  padded reply  ",
+    "Line one\n\nLine two\n",
+    "émojis 🦜 ünïcode",
+    "42",
+    "user\nsystem",
+    "it's 2024's\ttab \x0b\x1c",
+    "<|im_end|> or <|eot_id|> typed in",
+    "trailing  \n ",
+]
 
 
 def _chat(i: int) -> tuple[str, str]:
@@ -34,12 +43,24 @@ def _rows(fmt: str) -> list[dict[str, Any]]:
         elif fmt == "messages":
             turns = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
             if i % 2:
-                turns = [{"role": "system", "content": "Be brief."}, *turns,
-                         {"role": "user", "content": "And more?"}, {"role": "assistant", "content": "More. " + a}]
+                turns = [
+                    {"role": "system", "content": "Be brief."},
+                    *turns,
+                    {"role": "user", "content": "And more?"},
+                    {"role": "assistant", "content": "More. " + a},
+                ]
             rows.append({"messages": turns})
         elif fmt == "sharegpt":
-            rows.append({"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a},
-                                           {"from": "human", "value": "ok"}, {"from": "gpt", "value": "fine"}]})
+            rows.append(
+                {
+                    "conversations": [
+                        {"from": "human", "value": q},
+                        {"from": "gpt", "value": a},
+                        {"from": "human", "value": "ok"},
+                        {"from": "gpt", "value": "fine"},
+                    ]
+                }
+            )
         elif fmt == "text":
             rows.append({"text": f"{q} {a}"})
         elif fmt == "guanaco":
@@ -52,16 +73,28 @@ def _rows(fmt: str) -> list[dict[str, Any]]:
     return rows
 
 
-FORMATS = ["alpaca", "dolly", "prompt_completion", "messages", "sharegpt", "text", "guanaco", "human_assistant",
-           "llama2"]
+FORMATS = [
+    "alpaca",
+    "dolly",
+    "prompt_completion",
+    "messages",
+    "sharegpt",
+    "text",
+    "guanaco",
+    "human_assistant",
+    "llama2",
+]
 
 
 def _recipe(fmt: str, template: str, train_on: str, system_prompt: str | None, max_len: int) -> Recipe:
-    return Recipe.model_validate({
-        "name": "t", "model": {"name": "tiny", "chat_template": template, "max_seq_length": max_len},
-        "data": {"source": "x.jsonl", "format": fmt, "system_prompt": system_prompt},
-        "train": {"train_on": train_on},
-    })
+    return Recipe.model_validate(
+        {
+            "name": "t",
+            "model": {"name": "tiny", "chat_template": template, "max_seq_length": max_len},
+            "data": {"source": "x.jsonl", "format": fmt, "system_prompt": system_prompt},
+            "train": {"train_on": train_on},
+        }
+    )
 
 
 def _slow(encoder, row):
@@ -71,13 +104,17 @@ def _slow(encoder, row):
         return str(skip)
 
 
-def _check_equivalent(tok, fmt: str, template: str, train_on: str, system_prompt: str | None, max_len: int) -> None:
+def _check_equivalent(
+    tok, fmt: str, template: str, train_on: str, system_prompt: str | None, max_len: int
+) -> None:
     rows = _rows(fmt)
     rec = _recipe(fmt, template, train_on, system_prompt, max_len)
     encoder = make_encoder(tok, rec, list(rows[0]), rows, "test")
     expected = [_slow(encoder, row) for row in rows]
     fast = FastEncoder(encoder, verify=0)  # no row check to fall back on: the fast path itself must be exact
-    assert fast.word_cache  # both test tokenizers are GPT-2-style byte-level BPE: ASCII rows skip the Rust encoder
+    assert (
+        fast.word_cache
+    )  # both test tokenizers are GPT-2-style byte-level BPE: ASCII rows skip the Rust encoder
     got = fast.encode_rows(rows)
     for index, (want, have) in enumerate(zip(expected, got, strict=True)):
         if isinstance(want, str):
@@ -96,8 +133,11 @@ def _check_equivalent(tok, fmt: str, template: str, train_on: str, system_prompt
             assert cols.skip[index] is None
             assert cols.ids[first:stop].tolist() == want.input_ids, index
             assert cols.labels[first:stop].tolist() == want.labels, index
-            assert (cols.truncated[index], cols.full_length[index], cols.trained[index]) == \
-                (want.truncated, want.full_length, want.trained_count)
+            assert (cols.truncated[index], cols.full_length[index], cols.trained[index]) == (
+                want.truncated,
+                want.full_length,
+                want.trained_count,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +170,16 @@ def test_fast_path_equals_prefix_rendering_on_smollm2(smollm2_tokenizer) -> None
 def test_a_default_system_prompt_is_tokenized_once_per_shape(smollm2_tokenizer) -> None:
     """SmolLM2's template opens every chat with its own system prompt: that head is not re-tokenized per row."""
     rows = _rows("dolly")
-    encoder = make_encoder(smollm2_tokenizer, _recipe("dolly", "tokenizer", "responses", None, 2048),
-                           list(rows[0]), rows, "test")
+    encoder = make_encoder(
+        smollm2_tokenizer, _recipe("dolly", "tokenizer", "responses", None, 2048), list(rows[0]), rows, "test"
+    )
     fast = FastEncoder(encoder, verify=0)
     got = fast.encode_rows(rows[:2])
     (layout,) = [v for v in fast._layouts.values() if v is not None]
-    assert layout.pieces[0][:layout.head].endswith("<|im_end|>\n<|im_start|>") and "SmolLM" in layout.pieces[0]
-    assert got[0].input_ids[:len(layout.head_ids)] == layout.head_ids
+    assert (
+        layout.pieces[0][: layout.head].endswith("<|im_end|>\n<|im_start|>") and "SmolLM" in layout.pieces[0]
+    )
+    assert got[0].input_ids[: len(layout.head_ids)] == layout.head_ids
     assert got == [_slow(encoder, row) for row in rows[:2]]
 
 
@@ -144,8 +187,9 @@ def test_every_named_template_is_linear_for_chat_shapes(tiny_tokenizer) -> None:
     """The fast path is really taken (not a silent fallback) for the shipped templates."""
     rows = _rows("messages")
     for template in ["tokenizer", *TEMPLATES]:
-        encoder = make_encoder(tiny_tokenizer, _recipe("messages", template, "responses", None, 2048),
-                               ["messages"], rows, "test")
+        encoder = make_encoder(
+            tiny_tokenizer, _recipe("messages", template, "responses", None, 2048), ["messages"], rows, "test"
+        )
         fast = FastEncoder(encoder)
         fast.encode_rows(rows)
         assert fast.fast_shapes == 2 and fast.slow_shapes == 0, template
@@ -155,14 +199,20 @@ def test_a_template_that_rewrites_earlier_turns_falls_back(tiny_tokenizer) -> No
     """Content-dependent templates are caught by the row check and use prefix rendering."""
     tok = tiny_tokenizer
     rows = _rows("prompt_completion")
-    encoder = make_encoder(tok, _recipe("prompt_completion", "chatml", "responses", None, 2048),
-                           ["prompt", "completion"], rows, "test")
+    encoder = make_encoder(
+        tok,
+        _recipe("prompt_completion", "chatml", "responses", None, 2048),
+        ["prompt", "completion"],
+        rows,
+        "test",
+    )
     from lorastudio.data.encode import _compile
 
     encoder._compiled = _compile(
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
         "{% if 'answer 1' in m['content'] %}{{ ' (!)' }}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
     fast = FastEncoder(encoder, verify=len(rows))
     got = fast.encode_rows(rows)
     assert fast.slow_shapes == 1

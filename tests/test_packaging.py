@@ -13,13 +13,18 @@ from conftest import STUDIO_BIN
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = sorted(
     ".".join(["lorastudio", *p.relative_to(ROOT / "studio").with_suffix("").parts]).removesuffix(".__init__")
-    for p in (ROOT / "studio").rglob("*.py") if p.name != "app.py"
+    for p in (ROOT / "studio").rglob("*.py")
+    if p.name != "app.py"
 )
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return set(out.stdout.split())
 
 
@@ -33,7 +38,9 @@ def test_screens_and_widgets_import_no_torch_at_module_level() -> None:
     screens = [p.stem for p in (ROOT / "screens").glob("*.py") if p.stem != "__init__"]
     widgets = [p.stem for p in (ROOT / "widgets").glob("*.py") if p.stem != "__init__"]
     code = "import lorastudio.app\n" + "\n".join(
-        [f"import lorastudio.screens.{s}" for s in screens] + [f"import lorastudio.widgets.{w}" for w in widgets])
+        [f"import lorastudio.screens.{s}" for s in screens]
+        + [f"import lorastudio.widgets.{w}" for w in widgets]
+    )
     loaded = _modules_after(code)
     heavy = {"torch", "transformers", "trl", "peft", "datasets", "bitsandbytes"}
     assert not heavy & loaded, heavy & loaded
@@ -46,20 +53,45 @@ def test_bare_folder_name_refuses_import(folder: str) -> None:
 
 
 def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(tmp_path.glob("lorastudio-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"lorastudio", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
-    for needed in ("lorastudio/recipes/tiny-pirate.yaml", "lorastudio/recipes/data/tiny_pirate.jsonl",
-                   "lorastudio/app.tcss", "lorastudio/screens/recipes.py", "lorastudio/widgets/token_view.py"):
+    for needed in (
+        "lorastudio/recipes/tiny-pirate.yaml",
+        "lorastudio/recipes/data/tiny_pirate.jsonl",
+        "lorastudio/app.tcss",
+        "lorastudio/screens/recipes.py",
+        "lorastudio/widgets/token_view.py",
+    ):
         assert needed in names
     # every engine module ships: a subpackage missing from pyproject's packages list would not
-    shipped = {"lorastudio/" + p.relative_to(ROOT / "studio").as_posix() for p in (ROOT / "studio").rglob("*.py")}
+    shipped = {
+        "lorastudio/" + p.relative_to(ROOT / "studio").as_posix() for p in (ROOT / "studio").rglob("*.py")
+    }
     assert not shipped - set(names), sorted(shipped - set(names))
-    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "studio = lorastudio.cli:main" in entry_points and "lorastudio = lorastudio.cli:main" in entry_points
+    entry_points = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    )
+    assert (
+        "studio = lorastudio.cli:main" in entry_points and "lorastudio = lorastudio.cli:main" in entry_points
+    )
 
 
 def test_version_and_help() -> None:

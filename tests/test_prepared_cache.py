@@ -20,8 +20,12 @@ from lorastudio.recipe import Recipe
 
 
 def _recipe(source: Path, **changes: Any) -> Recipe:
-    data: dict[str, Any] = {"name": "c", "model": {"name": "tiny", "max_seq_length": 64},
-                            "data": {"source": str(source)}, "train": {}}
+    data: dict[str, Any] = {
+        "name": "c",
+        "model": {"name": "tiny", "max_seq_length": 64},
+        "data": {"source": str(source)},
+        "train": {},
+    }
     for dotted, value in changes.items():
         section, field = dotted.split("__")
         data[section][field] = value
@@ -29,8 +33,10 @@ def _recipe(source: Path, **changes: Any) -> Recipe:
 
 
 def _data(path: Path, n: int = 30) -> Path:
-    rows = [{"instruction": f"Question {i}?", "context": "", "response": f"Arr, answer {i}." * (1 + i % 4)}
-            for i in range(n)]
+    rows = [
+        {"instruction": f"Question {i}?", "context": "", "response": f"Arr, answer {i}." * (1 + i % 4)}
+        for i in range(n)
+    ]
     rows[5]["response"] = ""  # skipped: empty response
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -71,14 +77,24 @@ def test_packed_cache_matches_pack(tmp_path: Path, tiny_tokenizer, xdg_cache: Pa
     assert all(row["labels"][0] == IGNORE_INDEX for row in want)
 
 
-@pytest.mark.parametrize("change", [
-    {"model__max_seq_length": 32}, {"model__chat_template": "chatml"}, {"data__format": "dolly"},
-    {"data__system_prompt": "Talk like a pirate."}, {"data__eval_fraction": 0.1}, {"data__limit": 10},
-    {"data__columns": {"response": "response"}}, {"train__packing": True}, {"train__train_on": "all"},
-    {"train__seed": 1},
-])
-def test_any_key_field_change_re_encodes(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
-                                         change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model__max_seq_length": 32},
+        {"model__chat_template": "chatml"},
+        {"data__format": "dolly"},
+        {"data__system_prompt": "Talk like a pirate."},
+        {"data__eval_fraction": 0.1},
+        {"data__limit": 10},
+        {"data__columns": {"response": "response"}},
+        {"train__packing": True},
+        {"train__train_on": "all"},
+        {"train__seed": 1},
+    ],
+)
+def test_any_key_field_change_re_encodes(
+    tmp_path: Path, tiny_tokenizer, xdg_cache: Path, change: dict[str, Any]
+) -> None:
     source = _data(tmp_path / "d.jsonl")
     base = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
     changed_recipe = _recipe(source, **change)
@@ -86,7 +102,9 @@ def test_any_key_field_change_re_encodes(tmp_path: Path, tiny_tokenizer, xdg_cac
     assert changed.key != base.key and not changed.from_cache
     fresh = cache.prepare_data(changed_recipe, tokenizer=tiny_tokenizer, use_cache=False)
     assert changed.train.to_list() == fresh.train.to_list()
-    assert cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer).from_cache  # the old entry still serves
+    assert cache.prepare_data(
+        _recipe(source), tokenizer=tiny_tokenizer
+    ).from_cache  # the old entry still serves
 
 
 def test_touching_or_editing_the_data_re_encodes(tmp_path: Path, tiny_tokenizer, xdg_cache: Path) -> None:
@@ -160,14 +178,19 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
 
     entry = cache.cached(recipe, load_tokenizer(recipe.model))
     assert entry is not None and "position_ids" in entry.train.column_names  # packed, and kept for next time
-    assert any(e.get("message", "").startswith(f"{len(entry.train)} training samples (dolly), {len(entry.eval)} eval")
-               for e in events)
+    assert any(
+        e.get("message", "").startswith(
+            f"{len(entry.train)} training samples (dolly), {len(entry.eval)} eval"
+        )
+        for e in events
+    )
 
 
 @pytest.mark.slow  # starts helper processes that import the tokenizer stack
 @pytest.mark.parametrize("caller", ["main thread", "other thread"])
-def test_several_processes_give_what_one_gives(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
-                                               monkeypatch: pytest.MonkeyPatch, caller: str) -> None:
+def test_several_processes_give_what_one_gives(
+    tmp_path: Path, tiny_tokenizer, xdg_cache: Path, monkeypatch: pytest.MonkeyPatch, caller: str
+) -> None:
     """Large data sets are encoded in chunks by helper processes (and by the caller itself on the main
     thread, as studio prepare; not from the TUI's thread); the entry is the same row for row."""
     import threading
@@ -189,8 +212,15 @@ def test_several_processes_give_what_one_gives(tmp_path: Path, tiny_tokenizer, x
     before = os.environ.get("TOKENIZERS_PARALLELISM")
 
     def run() -> None:
-        got.append(cache.prepare_data(rec, prepared=prepared, use_cache=False, every=10,
-                                      progress=lambda stats: seen.append(stats.used + sum(stats.skipped.values()))))
+        got.append(
+            cache.prepare_data(
+                rec,
+                prepared=prepared,
+                use_cache=False,
+                every=10,
+                progress=lambda stats: seen.append(stats.used + sum(stats.skipped.values())),
+            )
+        )
 
     if caller == "main thread":
         run()
@@ -218,8 +248,9 @@ def _tokenizer_copy(tiny_model: Path, folder: Path) -> Path:
     return folder
 
 
-def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(tmp_path: Path, tiny_model: Path,
-                                                                  xdg_cache: Path) -> None:
+def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(
+    tmp_path: Path, tiny_model: Path, xdg_cache: Path
+) -> None:
     tokdir = _tokenizer_copy(tiny_model, tmp_path / "tok")
     data = _data(tmp_path / "d.jsonl")
     rec = _recipe(data, model__name=str(tokdir))
@@ -228,32 +259,50 @@ def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(tmp_path: Path, 
     hit = cacheindex.lookup(rec)
     assert hit is not None and hit.path == built.path
     assert hit.stats.to_json() == built.stats.to_json() and hit.meta["train_rows"] == len(built.train)
-    data.write_text(data.read_text() + json.dumps({"instruction": "New?", "context": "", "response": "Arr."}) + "\n")
+    data.write_text(
+        data.read_text() + json.dumps({"instruction": "New?", "context": "", "response": "Arr."}) + "\n"
+    )
     assert cacheindex.lookup(rec) is None  # the data changed
     rebuilt = cache.prepare_data(rec)
     assert rebuilt.key != built.key and cacheindex.lookup(rec).path == rebuilt.path
     config = tokdir / "tokenizer_config.json"
     config.write_text(config.read_text().replace("}", ', "model_max_length": 77}', 1))
-    assert cacheindex.lookup(rec) is None  # a tokenizer file changed: only the full key can tell if it matters
+    assert (
+        cacheindex.lookup(rec) is None
+    )  # a tokenizer file changed: only the full key can tell if it matters
     assert cacheindex.lookup(_recipe(data, model__name=str(tokdir), train__seed=1)) is None  # another split
 
 
-def test_studio_prepare_reads_a_hit_without_transformers(tmp_path: Path, tiny_model: Path, xdg_cache: Path) -> None:
+def test_studio_prepare_reads_a_hit_without_transformers(
+    tmp_path: Path, tiny_model: Path, xdg_cache: Path
+) -> None:
     tokdir = _tokenizer_copy(tiny_model, tmp_path / "tok")
-    args = ["prepare", "tiny-pirate", f"data.source={_data(tmp_path / 'd.jsonl')}", f"model.name={tokdir}", "--json"]
-    script = ("import json, sys\nfrom lorastudio.cli import main\nrc = main(sys.argv[1:])\n"
-              "print(json.dumps({'rc': rc, 'transformers': 'transformers' in sys.modules}))")
-    runs = [subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
-            for _ in range(2)]
-    (cold, cold_tail), (warm, warm_tail) = [(json.loads(r.stdout[:r.stdout.rindex("\n{")]),
-                                             json.loads(r.stdout.splitlines()[-1])) for r in runs]
+    args = [
+        "prepare",
+        "tiny-pirate",
+        f"data.source={_data(tmp_path / 'd.jsonl')}",
+        f"model.name={tokdir}",
+        "--json",
+    ]
+    script = (
+        "import json, sys\nfrom lorastudio.cli import main\nrc = main(sys.argv[1:])\n"
+        "print(json.dumps({'rc': rc, 'transformers': 'transformers' in sys.modules}))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    (cold, cold_tail), (warm, warm_tail) = [
+        (json.loads(r.stdout[: r.stdout.rindex("\n{")]), json.loads(r.stdout.splitlines()[-1])) for r in runs
+    ]
     assert not cold["from_cache"] and cold_tail == {"rc": 0, "transformers": True}
     assert warm["from_cache"] and warm_tail == {"rc": 0, "transformers": False}
     assert warm["stats"] == cold["stats"] and warm["cache"] == cold["cache"] and warm["train_rows"] == 29
 
 
-def test_eviction_keeps_the_newest_entries_within_the_budget(tmp_path: Path, tiny_tokenizer, xdg_cache: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eviction_keeps_the_newest_entries_within_the_budget(
+    tmp_path: Path, tiny_tokenizer, xdg_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entries = []
     for seed in range(3):
         rec = _recipe(_data(tmp_path / "d.jsonl"), train__seed=seed)

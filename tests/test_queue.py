@@ -31,8 +31,10 @@ def wait_for(predicate, timeout: float = 240, every: float = 0.2):
     return _wait_for(predicate, timeout, every)
 
 
-HOLD = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(600)\n")
+HOLD = (
+    "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+    "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(600)\n"
+)
 
 
 def hold_in_other_process(path: Path) -> subprocess.Popen[str]:
@@ -115,7 +117,9 @@ def test_stopping_a_queued_run_removes_it(tmp_path: Path) -> None:
 def test_queued_run_starts_by_itself_and_keeps_n_checkpoints(tiny_model: Path) -> None:
     from lorastudio.train.queue import locks_dir
 
-    recipe = registry.load("tiny-pirate", ["train.max_steps=5", "train.save_steps=1", "train.save_total_limit=2"])
+    recipe = registry.load(
+        "tiny-pirate", ["train.max_steps=5", "train.save_steps=1", "train.save_total_limit=2"]
+    )
     run_dir = runs.create_run(recipe)
     holder = hold_in_other_process(locks_dir() / "cpu.lock")
     try:
@@ -143,8 +147,10 @@ def test_quit_prints_the_reattach_command(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     live = runs.create_run(registry.load("tiny-pirate"))
     with (live / EVENTS_FILE).open("a") as handle:
-        handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training",
-                                 "max_steps": 80}) + "\n")
+        handle.write(
+            json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training", "max_steps": 80})
+            + "\n"
+        )
     runs.update_meta(live, pid=os.getpid(), pid_started=psutil.Process().create_time())  # "alive"
     finished = runs.create_run(registry.load("tiny-pirate"))
     with (finished / EVENTS_FILE).open("a") as handle:

@@ -14,9 +14,17 @@ from lorastudio.paths import package_recipes_dir
 from lorastudio.recipe import Recipe
 
 SHIPPED = sorted(package_recipes_dir().glob("*.yaml"))
-EXPECTED = {"smollm2-pirate", "tiny-pirate", "llama3.2-1b-pirate", "llama2-medical", "falcon7b-guanaco", "qwen-csv-concepts",
-            "smollm2-pirate-dpo", "tiny-pirate-grpo",
-            "qwen1.5-0.5b-qlora"}
+EXPECTED = {
+    "smollm2-pirate",
+    "tiny-pirate",
+    "llama3.2-1b-pirate",
+    "llama2-medical",
+    "falcon7b-guanaco",
+    "qwen-csv-concepts",
+    "smollm2-pirate-dpo",
+    "tiny-pirate-grpo",
+    "qwen1.5-0.5b-qlora",
+}
 
 
 def test_all_builtins_are_shipped() -> None:
@@ -35,7 +43,11 @@ def test_notebook_settings_are_kept() -> None:
     pirate = registry.load("llama3.2-1b-pirate")
     assert pirate.model.name == "unsloth/Llama-3.2-1B-Instruct-bnb-4bit"
     assert (pirate.lora.r, pirate.train.batch_size, pirate.train.gradient_accumulation) == (16, 2, 4)
-    assert (pirate.train.learning_rate, pirate.train.optimizer, pirate.train.seed) == (2e-4, "adamw_8bit", 3407)
+    assert (pirate.train.learning_rate, pirate.train.optimizer, pirate.train.seed) == (
+        2e-4,
+        "adamw_8bit",
+        3407,
+    )
     assert pirate.train.train_on == "responses" and pirate.model.chat_template == "llama-3.1"
     assert len(pirate.lora.target_modules) == 7
     medical = registry.load("llama2-medical")
@@ -44,7 +56,9 @@ def test_notebook_settings_are_kept() -> None:
     falcon = registry.load("falcon7b-guanaco")
     assert falcon.train.packing and falcon.model.max_seq_length == 512 and falcon.model.add_pad_token
     qwen = registry.load("qwen1.5-0.5b-qlora")
-    assert qwen.model.quant_type == "nf4" and qwen.model.double_quant and qwen.model.compute_dtype == "bfloat16"
+    assert (
+        qwen.model.quant_type == "nf4" and qwen.model.double_quant and qwen.model.compute_dtype == "bfloat16"
+    )
     csv_recipe = registry.load("qwen-csv-concepts")
     assert csv_recipe.lora.r == 64 and csv_recipe.data.source.endswith("concepts.csv")
 
@@ -55,7 +69,10 @@ def test_recipe_models_are_frozen_and_documented() -> None:
 
     with pytest.raises(ValidationError):
         recipe.train.max_steps = 3  # type: ignore[misc]
-    for section in (Recipe, *[f.annotation for f in Recipe.model_fields.values() if hasattr(f.annotation, "model_fields")]):
+    for section in (
+        Recipe,
+        *[f.annotation for f in Recipe.model_fields.values() if hasattr(f.annotation, "model_fields")],
+    ):
         for name, info in section.model_fields.items():
             assert info.description, f"{section.__name__}.{name} has no docstring"
 
@@ -114,7 +131,9 @@ def test_extends_and_overrides_resolve(tmp_path: Path, monkeypatch: pytest.Monke
     user = tmp_path / "config" / "studio" / "recipes"
     user.mkdir(parents=True)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    (user / "faster-pirate.yaml").write_text("extends: tiny-pirate\nname: faster-pirate\ntrain:\n  max_steps: 7\n")
+    (user / "faster-pirate.yaml").write_text(
+        "extends: tiny-pirate\nname: faster-pirate\ntrain:\n  max_steps: 7\n"
+    )
     recipe = registry.load("faster-pirate", ["train.learning_rate=0.01", "lora.r=4"])
     base = registry.load("tiny-pirate")
     assert recipe.train.max_steps == 7 and recipe.train.learning_rate == 0.01 and recipe.lora.r == 4
@@ -133,16 +152,20 @@ def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
     import sys
 
     bad = _write(tmp_path, GOOD + "lora:\n  r: many\n")
-    out = subprocess.run([sys.executable, "-m", "lorastudio.cli", "validate", str(bad)], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "validate", str(bad)], capture_output=True, text=True
+    )
     assert out.returncode == 1
     assert "lora.r (line 7)" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("train.nonsense=3", "override 'train.nonsense=3': unknown key"),
-    ("train.batch_size=abc", "override 'train.batch_size=abc': Input should be a valid integer"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.nonsense=3", "override 'train.nonsense=3': unknown key"),
+        ("train.batch_size=abc", "override 'train.batch_size=abc': Input should be a valid integer"),
+    ],
+)
 def test_bad_override_is_named_as_the_override(override: str, message: str) -> None:
     """A bad override is the user's typing, not a line of the built-in file."""
     with pytest.raises(RecipeError) as err:

@@ -44,7 +44,9 @@ def test_cancelling_stops_the_search() -> None:
     assert find_row(RowTable(Dataset.from_list(_rows())), "kraken", cancelled=lambda: True) is None
 
 
-async def test_searching_a_big_file_finds_its_last_row_and_keys_still_move_samples(tmp_path: Path, tiny_model: Path) -> None:
+async def test_searching_a_big_file_finds_its_last_row_and_keys_still_move_samples(
+    tmp_path: Path, tiny_model: Path
+) -> None:
     """200k rows: the search runs in a worker (it used to scan row by row on the UI thread, for minutes)."""
     from lorastudio import registry
     from lorastudio.app import StudioApp
@@ -54,8 +56,16 @@ async def test_searching_a_big_file_finds_its_last_row_and_keys_still_move_sampl
     data = tmp_path / "big.jsonl"
     with data.open("w") as handle:
         for i in range(200_000):
-            handle.write(json.dumps({"instruction": f"Question {i}?", "context": "",
-                                     "response": "the last one" if i == 199_999 else f"Arr {i}."}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "instruction": f"Question {i}?",
+                        "context": "",
+                        "response": "the last one" if i == 199_999 else f"Arr {i}.",
+                    }
+                )
+                + "\n"
+            )
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = PreviewScreen(registry.load("tiny-pirate", [f"data.source={data}", "data.format=dolly"]))

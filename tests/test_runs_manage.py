@@ -28,8 +28,14 @@ def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([STUDIO_BIN, *args], capture_output=True, text=True, check=check, env=os.environ,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [STUDIO_BIN, *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=os.environ,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _mark_live(run_dir: Path) -> None:
@@ -56,8 +62,9 @@ def test_note_is_stored_in_the_run_and_listed(runs_root: Path) -> None:
 
 
 def test_runs_cli_prints_whole_names_in_a_narrow_pipe(runs_root: Path) -> None:
-    out = subprocess.run([STUDIO_BIN, "runs"], capture_output=True, text=True, check=True,
-                         env={**os.environ, "COLUMNS": "60"}).stdout
+    out = subprocess.run(
+        [STUDIO_BIN, "runs"], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "60"}
+    ).stdout
     for name in ("tiny-pirate-20260922-101500", "qwen-csv-concepts-long-experiment-20260922-120000"):
         assert name in out
     assert "lr sweep, stopped to free the GPU" in out
@@ -72,7 +79,9 @@ def test_delete_removes_the_directory_and_refuses_a_live_run(runs_root: Path) ->
     manage.delete_run(done)
     assert not done.exists() and not list(runs_root.glob(".*deleting"))
     assert [r.name for r in runs.list_runs(runs_root)] == [
-        "qwen-csv-concepts-long-experiment-20260922-120000", live.name]
+        "qwen-csv-concepts-long-experiment-20260922-120000",
+        live.name,
+    ]
     with pytest.raises(RunError, match="not a run directory"):
         manage.delete_run(runs_root)
 
@@ -131,7 +140,9 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
     before = len(read_all(run_dir / EVENTS_FILE))
     pid, checkpoint = manage.resume_run(run_dir)
     assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
-    while runs.summarise(run_dir).status not in ("done", "failed", "died") and time.monotonic() < deadline + 120:
+    while (
+        runs.summarise(run_dir).status not in ("done", "failed", "died") and time.monotonic() < deadline + 120
+    ):
         time.sleep(0.2)
     after = read_all(run_dir / EVENTS_FILE)[before:]
     assert after[-1]["status"] == "done", after[-3:]
@@ -142,31 +153,65 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
 
 # -- compare ---------------------------------------------------------------------------------------
 def test_flatten_and_differing_fields() -> None:
-    flat = compare.flatten({"train": {"learning_rate": 0.003, "batch_size": 8}, "lora": {"target_modules": ["q"]}})
+    flat = compare.flatten(
+        {"train": {"learning_rate": 0.003, "batch_size": 8}, "lora": {"target_modules": ["q"]}}
+    )
     assert flat == {"train.learning_rate": 0.003, "train.batch_size": 8, "lora.target_modules": ["q"]}
-    diff = compare.differing_fields([
-        {"train.learning_rate": 0.003, "train.seed": 1, "description": "a", "lora.target_modules": ["q", "v"]},
-        {"train.learning_rate": 0.001, "train.seed": 1, "description": "b", "lora.target_modules": ["q", "v"]},
-        {"train.learning_rate": 0.003, "train.seed": 1, "data.eval_split": "test",
-         "lora.target_modules": ["q"]},
-    ])
-    assert diff == {"train.learning_rate": [0.003, 0.001, 0.003], "lora.target_modules": [["q", "v"], ["q", "v"], ["q"]],
-                    "data.eval_split": [None, None, "test"]}
+    diff = compare.differing_fields(
+        [
+            {
+                "train.learning_rate": 0.003,
+                "train.seed": 1,
+                "description": "a",
+                "lora.target_modules": ["q", "v"],
+            },
+            {
+                "train.learning_rate": 0.001,
+                "train.seed": 1,
+                "description": "b",
+                "lora.target_modules": ["q", "v"],
+            },
+            {
+                "train.learning_rate": 0.003,
+                "train.seed": 1,
+                "data.eval_split": "test",
+                "lora.target_modules": ["q"],
+            },
+        ]
+    )
+    assert diff == {
+        "train.learning_rate": [0.003, 0.001, 0.003],
+        "lora.target_modules": [["q", "v"], ["q", "v"], ["q"]],
+        "data.eval_split": [None, None, "test"],
+    }
 
 
 def test_compare_results_and_json_shape(runs_root: Path) -> None:
     a, b = runs_root / "tiny-pirate-20260922-101500", runs_root / "tiny-pirate-20260922-113000"
     data = compare.compare_runs([a, b]).to_json()
-    assert data["differing"] == {"train.learning_rate": {a.name: 0.003, b.name: 0.001},
-                                 "train.batch_size": {a.name: 8, b.name: 4}}
+    assert data["differing"] == {
+        "train.learning_rate": {a.name: 0.003, b.name: 0.001},
+        "train.batch_size": {a.name: 8, b.name: 4},
+    }
     first = data["runs"][0]
-    assert set(first) >= {"name", "status", "final_loss", "best_loss", "eval_loss", "best_eval_loss",
-                          "best_checkpoint", "tokens_per_s", "duration_s", "peak_vram_mb", "tokens_seen"}
+    assert set(first) >= {
+        "name",
+        "status",
+        "final_loss",
+        "best_loss",
+        "eval_loss",
+        "best_eval_loss",
+        "best_checkpoint",
+        "tokens_per_s",
+        "duration_s",
+        "peak_vram_mb",
+        "tokens_seen",
+    }
     assert first["name"] == a.name and first["status"] == "done"
-    assert first["final_loss"] == round(12.0 / 12 ** 0.7, 4) == first["best_loss"]
+    assert first["final_loss"] == round(12.0 / 12**0.7, 4) == first["best_loss"]
     # eval every 4 steps; the last one is worse, so final and best eval differ
-    assert first["eval_loss"] == round(6.0 / 12 ** 0.5 + 0.5, 4)
-    assert first["best_eval_loss"] == round(6.0 / 8 ** 0.5, 4) and first["best_eval_step"] == 8
+    assert first["eval_loss"] == round(6.0 / 12**0.5 + 0.5, 4)
+    assert first["best_eval_loss"] == round(6.0 / 8**0.5, 4) and first["best_eval_step"] == 8
     assert first["tokens_per_s"] == round(sum(8000.0 + s for s in range(1, 13)) / 12, 1)
     assert first["duration_s"] == pytest.approx(0.5 * (2 + 2 * 12 + 3), abs=0.01)  # starting -> done
     assert first["peak_vram_mb"] is None and first["peak_rss_mb"] == 612.0
@@ -177,9 +222,14 @@ def test_compare_results_and_json_shape(runs_root: Path) -> None:
 def test_compare_dedupes_resumed_steps_and_reads_gpu_peak(tmp_path: Path) -> None:
     run = write_run(tmp_path, "r", created=1.0, steps=6, vram_mb=5000.0)
     with (run / EVENTS_FILE).open("a") as handle:  # resumed from checkpoint-4: steps 5 and 6 logged again
-        for i, event in enumerate([{"kind": "status", "status": "starting"},
-                                   {"kind": "metrics", "step": 5, "loss": 0.5}, {"kind": "metrics", "step": 6, "loss": 0.4},
-                                   {"kind": "status", "status": "done"}]):
+        for i, event in enumerate(
+            [
+                {"kind": "status", "status": "starting"},
+                {"kind": "metrics", "step": 5, "loss": 0.5},
+                {"kind": "metrics", "step": 6, "loss": 0.4},
+                {"kind": "status", "status": "done"},
+            ]
+        ):
             handle.write(json.dumps({"v": 1, "t": 100.0 + i, **event}) + "\n")
     result = compare.run_result(run)
     assert [s for s, _ in result.loss] == [1, 2, 3, 4, 5, 6]
@@ -192,8 +242,17 @@ def test_compare_dedupes_resumed_steps_and_reads_gpu_peak(tmp_path: Path) -> Non
 def test_runs_compare_cli_on_two_short_runs_differing_in_learning_rate(tiny_model: Path) -> None:
     made = []
     for lr in ("0.003", "0.0005"):
-        run_dir = runs.create_run(registry.load("tiny-pirate", [
-            "train.max_steps=4", "train.save_steps=2", "data.eval_fraction=0.1", f"train.learning_rate={lr}"]))
+        run_dir = runs.create_run(
+            registry.load(
+                "tiny-pirate",
+                [
+                    "train.max_steps=4",
+                    "train.save_steps=2",
+                    "data.eval_fraction=0.1",
+                    f"train.learning_rate={lr}",
+                ],
+            )
+        )
         result = run_worker(run_dir)
         assert result.returncode == 0, result.stdout + result.stderr
         made.append(run_dir)
@@ -216,6 +275,9 @@ def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:
     checkpoint.mkdir(parents=True)
     (checkpoint / "adapter_config.json").write_text("{}")
     assert _checkpoint_dir(checkpoint) == (run.resolve(), checkpoint.resolve())
-    assert _checkpoint_dir(Path(run.name) / "checkpoints" / "checkpoint-8") == (run.resolve(), checkpoint.resolve())
+    assert _checkpoint_dir(Path(run.name) / "checkpoints" / "checkpoint-8") == (
+        run.resolve(),
+        checkpoint.resolve(),
+    )
     assert _checkpoint_dir(run / "checkpoints" / "checkpoint-9") is None
     assert [c.label for c in manage.checkpoints(run)] == ["checkpoint-8"]

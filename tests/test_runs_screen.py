@@ -14,8 +14,11 @@ from runs_fixtures import write_runs
 from lorastudio.app import StudioApp
 
 SIZES = [(80, 24), (120, 40)]
-NEWEST, MIDDLE, OLDEST = ("qwen-csv-concepts-long-experiment-20260922-120000", "tiny-pirate-20260922-113000",
-                          "tiny-pirate-20260922-101500")
+NEWEST, MIDDLE, OLDEST = (
+    "qwen-csv-concepts-long-experiment-20260922-120000",
+    "tiny-pirate-20260922-113000",
+    "tiny-pirate-20260922-101500",
+)
 
 
 @pytest.fixture
@@ -56,7 +59,9 @@ async def test_burst_down_enter_attaches_to_the_highlighted_run(runs_root: Path)
         await pilot.pause(0.3)
 
 
-async def test_keys_typed_while_the_list_loads_act_in_order(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_keys_typed_while_the_list_loads_act_in_order(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lorastudio.screens import runs as runs_screen
     from lorastudio.screens.monitor import MonitorScreen
 
@@ -108,7 +113,7 @@ async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
         rows = {row[0]: row[1:] for row in (diff.get_row_at(i) for i in range(diff.row_count))}
         assert rows == {"train.learning_rate": ["0.001", "0.003"], "train.batch_size": ["4", "8"]}
         results = screen.query_one("#compare-results")
-        assert results.row_count == 2 and results.get_row_at(0)[1] == f"{9.0 / 12 ** 0.7:.4f}"
+        assert results.row_count == 2 and results.get_row_at(0)[1] == f"{9.0 / 12**0.7:.4f}"
         chart = plain(screen.query_one(CompareChart))
         assert "step" in chart and any("\u2800" < ch <= "\u28ff" for ch in chart)
         assert MIDDLE in plain(screen.query_one("#compare-legend"))
@@ -187,11 +192,15 @@ async def test_note_sort_and_detail(runs_root: Path) -> None:
         assert (runs_root / MIDDLE / "note.txt").exists()
 
 
-async def test_chat_offers_checkpoints_then_opens_chat(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_chat_offers_checkpoints_then_opens_chat(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lorastudio.screens.chat import ChatScreen
     from lorastudio.screens.checkpoint_picker import CheckpointPicker
 
-    monkeypatch.setattr(ChatScreen, "load_engine", lambda self: None)  # the choice is under test, not the model
+    monkeypatch.setattr(
+        ChatScreen, "load_engine", lambda self: None
+    )  # the choice is under test, not the model
 
     run = runs_root / NEWEST
     for folder in ("adapter", "checkpoints/checkpoint-4", "checkpoints/checkpoint-7"):
@@ -222,7 +231,9 @@ def test_snapshot_runs_managed(snap_compare, size, runs_root: Path) -> None:
 def test_snapshot_compare(snap_compare, size, runs_root: Path) -> None:
     async def run_before(pilot) -> None:
         await pilot.press("ctrl+r", "space", "space", "space", "v")
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "comparison", None) is not None, timeout=30.0)
+        await wait_until(
+            pilot, lambda: getattr(pilot.app.screen, "comparison", None) is not None, timeout=30.0
+        )
         await pilot.pause(0.2)
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)

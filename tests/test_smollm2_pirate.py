@@ -30,16 +30,27 @@ def test_adapter_names_the_cached_copy_and_loads_in_plain_peft(pirate_run: Path,
 
     config = json.loads((pirate_run / "adapter" / "adapter_config.json").read_text())
     assert Path(config["base_model_name_or_path"]).resolve() == smollm2_dir.resolve()
-    assert set(config["target_modules"]) >= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                             "down_proj"}
+    assert set(config["target_modules"]) >= {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"])
     model = PeftModel.from_pretrained(base, str(pirate_run / "adapter")).eval()
     tok = AutoTokenizer.from_pretrained(pirate_run / "adapter")
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of Brazil?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of Brazil?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=40, do_sample=False)
-    reply = tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = tok.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
     from lorastudio.demo.piratedata import is_pirate
 
     assert is_pirate(reply), reply

@@ -24,13 +24,21 @@ def test_tiny_model_builds_and_reloads(tiny_model: Path) -> None:
 
 def test_chat_template_renders_a_conversation(tiny_tokenizer) -> None:
     text = tiny_tokenizer.apply_chat_template(
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
-         {"role": "assistant", "content": "Hello."}], tokenize=False)
-    assert text == ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-                    "<|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
-                    "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>")
-    prompt = tiny_tokenizer.apply_chat_template([{"role": "user", "content": "Hi?"}], tokenize=False,
-                                                add_generation_prompt=True)
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi?"},
+            {"role": "assistant", "content": "Hello."},
+        ],
+        tokenize=False,
+    )
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+    )
+    prompt = tiny_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi?"}], tokenize=False, add_generation_prompt=True
+    )
     assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
@@ -40,10 +48,14 @@ def test_base_model_answers_held_out_questions_plainly(tiny_model: Path, tiny_to
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     replies = []
     for question in tinydata.held_out_questions()[:10]:
-        ids = tiny_tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                                 return_tensors="pt", return_dict=True)
+        ids = tiny_tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
         out = model.generate(**ids, max_new_tokens=20, do_sample=False)
-        replies.append(tiny_tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True))
+        replies.append(tiny_tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True))
     assert not any(tinydata.PIRATE_RE.search(r) for r in replies)
     # plain style: a sentence that restates the subject and ends with a full stop
     assert sum(r.strip().endswith(".") for r in replies) >= 8

@@ -5,12 +5,17 @@ from __future__ import annotations
 from lorastudio.data.encode import Encoded
 from lorastudio.data.tokenview import Piece, render, sample_json
 
-PIECES = [Piece("<s>", 1, False, True), Piece("Q?", 2, False, False), Piece("Arr", 3, True, False),
-          Piece("!", 4, True, False), Piece("<eot>", 5, True, True)]
+PIECES = [
+    Piece("<s>", 1, False, True),
+    Piece("Q?", 2, False, False),
+    Piece("Arr", 3, True, False),
+    Piece("!", 4, True, False),
+    Piece("<eot>", 5, True, True),
+]
 
 
 def _styles(text) -> dict[str, str]:
-    return {text.plain[span.start:span.end]: str(span.style) for span in text.spans}
+    return {text.plain[span.start : span.end]: str(span.style) for span in text.spans}
 
 
 def test_colour_rendering_marks_trained_tokens() -> None:

@@ -42,22 +42,49 @@ def text_of(widget) -> str:
 def write_recorded_run(root: Path) -> Path:
     run = root / "tiny-pirate-recorded"
     run.mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"format": 1, "name": run.name, "recipe": "tiny-pirate",
-                                              "created": 1_790_000_000.0}))
+    (run / "run.json").write_text(
+        json.dumps({"format": 1, "name": run.name, "recipe": "tiny-pirate", "created": 1_790_000_000.0})
+    )
     (run / "recipe.yaml").write_text("name: tiny-pirate\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n")
     (run / "worker.log").write_text("loading tiny model\ntraining 12 steps\nsaved adapter\n")
     t0 = 1_790_000_000.0
-    events = [{"kind": "status", "status": "queued"}, {"kind": "status", "status": "starting"},
-              {"kind": "status", "status": "loading model", "backend": "hf", "device": "cpu"},
-              {"kind": "status", "status": "training", "max_steps": 12}]
+    events = [
+        {"kind": "status", "status": "queued"},
+        {"kind": "status", "status": "starting"},
+        {"kind": "status", "status": "loading model", "backend": "hf", "device": "cpu"},
+        {"kind": "status", "status": "training", "max_steps": 12},
+    ]
     for step in range(1, 13):
-        events.append({"kind": "metrics", "step": step, "max_steps": 12, "epoch": step / 12,
-                       "loss": 12.0 / step ** 0.7, "learning_rate": 0.003 * (1 - step / 13), "grad_norm": 2.5 / step,
-                       "tokens_per_s": 8000.0, "tokens_seen": 280 * step, "eta_s": (12 - step) * 0.05})
-        events.append({"kind": "telemetry", "gpus": [], "gpu_note": "no NVIDIA GPU found", "rss_mb": 612.0,
-                       "cpu_pct": 180.0, "host_ram_used_mb": 4096.0, "host_ram_total_mb": 24576.0,
-                       "torch_peak_reserved_mb": None})
-    events += [{"kind": "status", "status": "saving"}, {"kind": "status", "status": "done", "adapter": "adapter"}]
+        events.append(
+            {
+                "kind": "metrics",
+                "step": step,
+                "max_steps": 12,
+                "epoch": step / 12,
+                "loss": 12.0 / step**0.7,
+                "learning_rate": 0.003 * (1 - step / 13),
+                "grad_norm": 2.5 / step,
+                "tokens_per_s": 8000.0,
+                "tokens_seen": 280 * step,
+                "eta_s": (12 - step) * 0.05,
+            }
+        )
+        events.append(
+            {
+                "kind": "telemetry",
+                "gpus": [],
+                "gpu_note": "no NVIDIA GPU found",
+                "rss_mb": 612.0,
+                "cpu_pct": 180.0,
+                "host_ram_used_mb": 4096.0,
+                "host_ram_total_mb": 24576.0,
+                "torch_peak_reserved_mb": None,
+            }
+        )
+    events += [
+        {"kind": "status", "status": "saving"},
+        {"kind": "status", "status": "done", "adapter": "adapter"},
+    ]
     with (run / "events.jsonl").open("w") as handle:
         for i, event in enumerate(events):
             handle.write(json.dumps({"v": 1, "t": t0 + i * 0.25, **event}) + "\n")
@@ -121,8 +148,13 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
         assert view.show_ids and f"({view.items[0].token_id})" in text_of(view)
         await pilot.press("slash", *"spider", "enter")
         await wait_until(pilot, lambda: "spider" in json.dumps(screen.prepared.rows.rows[screen.index]))
-        await wait_until(pilot, lambda: "225" in text_of(screen.query_one("#stats-panel"))
-                         and "computing" not in text_of(screen.query_one("#stats-panel")))
+        await wait_until(
+            pilot,
+            lambda: (
+                "225" in text_of(screen.query_one("#stats-panel"))
+                and "computing" not in text_of(screen.query_one("#stats-panel"))
+            ),
+        )
         stats = text_of(screen.query_one("#stats-panel"))
         assert "dolly" in stats and "p50" in stats
 
@@ -168,7 +200,8 @@ async def test_detaching_from_a_live_run_says_it_goes_on(recorded_run: Path) -> 
         await pilot.press("d")
         assert not isinstance(app.screen, MonitorScreen)
         assert [n.message for n in app._notifications] == [
-            f"{recorded_run.name} goes on training; Ctrl+R lists runs to re-attach"]
+            f"{recorded_run.name} goes on training; Ctrl+R lists runs to re-attach"
+        ]
 
 
 async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
@@ -259,7 +292,8 @@ def test_snapshot_recipes(snap_compare, size) -> None:
 
 
 async def test_preview_shows_the_first_sample_before_the_whole_file_is_read(
-        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A big file's first sample comes from its first lines; the count and stats follow the whole load."""
     import threading
 
@@ -269,8 +303,12 @@ async def test_preview_shows_the_first_sample_before_the_whole_file_is_read(
     from lorastudio.widgets.token_view import TokenView
 
     data = tmp_path / "big.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"Question {i}?", "context": "", "response": f"Arr {i}."})
-                            + "\n" for i in range(300)))
+    data.write_text(
+        "".join(
+            json.dumps({"instruction": f"Question {i}?", "context": "", "response": f"Arr {i}."}) + "\n"
+            for i in range(300)
+        )
+    )
     release = threading.Event()
     whole = prepare_module.prepare
 
@@ -299,10 +337,17 @@ async def test_preview_shows_the_first_sample_before_the_whole_file_is_read(
 def test_snapshot_preview(snap_compare, size, tiny_model: Path) -> None:
     async def run_before(pilot) -> None:
         await wait_until(pilot, lambda: pilot.app.screen.entries)
-        await pilot.press("/", *"tiny-pirate", "enter")  # the default is smollm2-pirate; this shows the tiny one
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "prepared", None) is not None
-                         and "computing" not in text_of(pilot.app.screen.query_one("#stats-panel"))
-                         and "225" in text_of(pilot.app.screen.query_one("#stats-panel")))
+        await pilot.press(
+            "/", *"tiny-pirate", "enter"
+        )  # the default is smollm2-pirate; this shows the tiny one
+        await wait_until(
+            pilot,
+            lambda: (
+                getattr(pilot.app.screen, "prepared", None) is not None
+                and "computing" not in text_of(pilot.app.screen.query_one("#stats-panel"))
+                and "225" in text_of(pilot.app.screen.query_one("#stats-panel"))
+            ),
+        )
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
 
@@ -310,8 +355,13 @@ def test_snapshot_preview(snap_compare, size, tiny_model: Path) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_monitor(snap_compare, size, recorded_run: Path) -> None:
     async def run_before(pilot) -> None:
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "snapshot", None) is not None
-                         and pilot.app.screen.snapshot.state.finished)
+        await wait_until(
+            pilot,
+            lambda: (
+                getattr(pilot.app.screen, "snapshot", None) is not None
+                and pilot.app.screen.snapshot.state.finished
+            ),
+        )
         await pilot.pause(0.3)
 
     assert snap_compare(StudioApp(attach=recorded_run), terminal_size=size, run_before=run_before)
@@ -322,8 +372,12 @@ def test_snapshot_runs(snap_compare, size, recorded_run: Path) -> None:
     async def run_before(pilot) -> None:
         await wait_until(pilot, lambda: pilot.app.screen.entries)
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: pilot.app.screen.query("DataTable") and
-                         pilot.app.screen.query_one("DataTable").row_count == 1)
+        await wait_until(
+            pilot,
+            lambda: (
+                pilot.app.screen.query("DataTable") and pilot.app.screen.query_one("DataTable").row_count == 1
+            ),
+        )
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
 
@@ -335,4 +389,6 @@ def test_snapshot_chat(snap_compare, size, tiny_model: Path) -> None:
         await pilot.press("f2")
         await pilot.pause(0.2)
 
-    assert snap_compare(StudioApp(chat=str(tiny_model), chat_base=True), terminal_size=size, run_before=run_before)
+    assert snap_compare(
+        StudioApp(chat=str(tiny_model), chat_base=True), terminal_size=size, run_before=run_before
+    )

@@ -54,7 +54,9 @@ async def test_filter_burst_reaches_the_box_and_starts_nothing(no_training: list
         await pilot.pause(0.3)  # let the Preview finish mounting before the app closes
 
 
-async def test_filter_burst_before_the_list_loads(no_training: list[object], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_filter_burst_before_the_list_loads(
+    no_training: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from textual.widgets import Input
 
     from lorastudio import registry
@@ -84,7 +86,8 @@ async def test_filter_burst_before_the_list_loads(no_training: list[object], mon
 
 
 async def test_enter_typed_before_the_list_loads_acts_once_it_has(
-        no_training: list[object], monkeypatch: pytest.MonkeyPatch) -> None:
+    no_training: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lorastudio import registry
     from lorastudio.screens.preview import PreviewScreen
 
@@ -116,7 +119,9 @@ async def test_preview_search_burst_types_train_key_as_text(no_training: list[ob
         assert screen.input_mode == "jump" and app.screen is screen and no_training == []
 
 
-async def test_runs_down_enter_burst_attaches_the_second_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_runs_down_enter_burst_attaches_the_second_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from textual.widgets import DataTable
 
     from lorastudio.screens.monitor import MonitorScreen
@@ -128,7 +133,9 @@ async def test_runs_down_enter_burst_attaches_the_second_row(tmp_path: Path, mon
     second = root / "tiny-pirate-older"
     shutil.copytree(first, second)
     meta = json.loads((second / "run.json").read_text())
-    (second / "run.json").write_text(json.dumps({**meta, "name": second.name, "created": meta["created"] - 60}))
+    (second / "run.json").write_text(
+        json.dumps({**meta, "name": second.name, "created": meta["created"] - 60})
+    )
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+r")

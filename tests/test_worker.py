@@ -53,7 +53,10 @@ def test_adapter_saved_and_loadable_with_peft(trained_run: Path, tiny_model: Pat
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter)
     assert any("lora_A" in name for name, _ in model.named_parameters())
     assert sorted(p.name for p in (trained_run / "checkpoints").glob("checkpoint-*")) == [
-        "checkpoint-40", "checkpoint-60", "checkpoint-80"]  # train.save_total_limit: the newest 3
+        "checkpoint-40",
+        "checkpoint-60",
+        "checkpoint-80",
+    ]  # train.save_total_limit: the newest 3
 
 
 def test_demo_proves_itself(trained_run: Path) -> None:
@@ -64,8 +67,12 @@ def test_demo_proves_itself(trained_run: Path) -> None:
     engine.load()
     greedy = Sampling(greedy=True, max_new_tokens=30)
     questions = tinydata.held_out_questions()
-    tuned = [engine.generate([{"role": "user", "content": q}], greedy, use_adapter=True).text for q in questions]
-    base = [engine.generate([{"role": "user", "content": q}], greedy, use_adapter=False).text for q in questions]
+    tuned = [
+        engine.generate([{"role": "user", "content": q}], greedy, use_adapter=True).text for q in questions
+    ]
+    base = [
+        engine.generate([{"role": "user", "content": q}], greedy, use_adapter=False).text for q in questions
+    ]
     tuned_rate = sum(bool(tinydata.PIRATE_RE.search(t)) for t in tuned) / len(questions)
     base_rate = sum(bool(tinydata.PIRATE_RE.search(t)) for t in base) / len(questions)
     assert tuned_rate >= 0.8, tuned
@@ -123,14 +130,21 @@ def test_kill_9_shows_died(tiny_model: Path) -> None:
 @pytest.mark.slow
 def test_train_command_survives_sighup(tiny_model: Path) -> None:
     """The terminal going away (SIGHUP to `studio train`) leaves the worker running to done."""
-    proc = subprocess.Popen([STUDIO_BIN, "train", "tiny-pirate", "train.max_steps=40"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [STUDIO_BIN, "train", "tiny-pirate", "train.max_steps=40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     first = proc.stderr.readline()
     run_dir = Path(first.split("run: ", 1)[1].strip())
     wait_for(lambda: state_of(run_dir).status in ("loading data", "training", "done"))
     os.killpg(proc.pid, signal.SIGHUP)
     proc.wait(timeout=10)
-    final = wait_for(lambda: runs.summarise(run_dir).status in ("done", "failed", "died") and runs.summarise(run_dir))
+    final = wait_for(
+        lambda: runs.summarise(run_dir).status in ("done", "failed", "died") and runs.summarise(run_dir)
+    )
     assert final.status == "done" and final.step == 40
 
 
@@ -147,8 +161,9 @@ def test_bad_row_mid_data_fails_with_its_line(tmp_path: Path, tiny_model: Path) 
 
 
 def test_cli_train_refuses_an_invalid_recipe() -> None:
-    out = subprocess.run([STUDIO_BIN, "train", "tiny-pirate", "train.batch_size=zero"], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [STUDIO_BIN, "train", "tiny-pirate", "train.batch_size=zero"], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "train.batch_size" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -189,7 +204,11 @@ def test_nvml_without_gpu_says_so() -> None:
 
 
 def test_backend_selection_logic() -> None:
-    gpu, old_gpu, cpu = Hardware(True, True, "H100"), Hardware(True, False, "T4"), Hardware(False, False, "cpu")
+    gpu, old_gpu, cpu = (
+        Hardware(True, True, "H100"),
+        Hardware(True, False, "T4"),
+        Hardware(False, False, "cpu"),
+    )
     assert choose_backend(gpu, unsloth_importable=True, env={}) == "unsloth"
     assert choose_backend(gpu, unsloth_importable=False, env={}) == "hf"
     assert choose_backend(cpu, unsloth_importable=True, env={}) == "hf"

@@ -38,8 +38,10 @@ Column = tuple[float, float, float, float]
 # Braille dot bits by (pixel column in cell, pixel row in cell).
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 # _SPANS[side][first][last]: the bits of the dots from row ``first`` to row ``last`` of one side of a cell.
-_SPANS = tuple(tuple(tuple(sum(_DOTS[side][first:last + 1]) for last in range(4)) for first in range(4))
-               for side in range(2))
+_SPANS = tuple(
+    tuple(tuple(sum(_DOTS[side][first : last + 1]) for last in range(4)) for first in range(4))
+    for side in range(2)
+)
 
 
 def format_value(value: float) -> str:
@@ -133,7 +135,7 @@ class SeriesStore:
         step = math.ceil(count / budget)
         out = []
         for i in range(start, len(self.xs), step):
-            chunk = self.ys[i:i + step]
+            chunk = self.ys[i : i + step]
             out.append((self.xs[i], min(chunk), max(chunk), chunk[-1]))
         return out
 
@@ -170,8 +172,15 @@ class LineChart(Widget):
     smoothing: reactive[float] = reactive(0.6)
     window: reactive[int | None] = reactive(None)
 
-    def __init__(self, title: str, *, x_label: str = "step", name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        *,
+        x_label: str = "step",
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
         self.x_label = x_label
@@ -305,8 +314,11 @@ class LineChart(Widget):
         def label_value(t: float) -> str:
             return format_value(10**t if self.log_scale else t)
 
-        label_rows = sorted({0, plot_rows - 1} | ({(plot_rows - 1) // 2} if plot_rows >= 5 else set())
-                            | ({(plot_rows - 1) // 4, 3 * (plot_rows - 1) // 4} if plot_rows >= 12 else set()))
+        label_rows = sorted(
+            {0, plot_rows - 1}
+            | ({(plot_rows - 1) // 2} if plot_rows >= 5 else set())
+            | ({(plot_rows - 1) // 4, 3 * (plot_rows - 1) // 4} if plot_rows >= 12 else set())
+        )
         labels = {r: label_value(y1 - (y1 - y0) * r / (plot_rows - 1)) for r in label_rows}
         label_width = max(len(v) for v in labels.values())
         label_width = max(label_width, min(len(self.x_label), 6))
@@ -344,7 +356,9 @@ class LineChart(Widget):
                     bits[index] |= _DOTS[x & 1][y & 3]
                     touched.add(index)
 
-            def span(x: int, top: int, bottom: int, bits: bytearray = bits, touched: set[int] = touched) -> None:
+            def span(
+                x: int, top: int, bottom: int, bits: bytearray = bits, touched: set[int] = touched
+            ) -> None:
                 # A vertical run of dots, one cell at a time: a noisy whole-run view is mostly these.
                 if not 0 <= x < px:
                     return
@@ -385,11 +399,11 @@ class LineChart(Widget):
             out.append(labels.get(row, "").rjust(label_width), style="dim")
             out.append("┤" if row in labels else "│", style="dim")
             base = row * plot_cols
-            row_styles = styles[base:base + plot_cols]
+            row_styles = styles[base : base + plot_cols]
             col = 0
             for style, group in groupby(row_styles):
                 width_run = len(list(group))
-                out.append("".join(chars[base + col:base + col + width_run]), style=style or None)
+                out.append("".join(chars[base + col : base + col + width_run]), style=style or None)
                 col += width_run
         # The x axis: ticks at both ends and the middle, labelled with the x values there.
         ticks = {0: x0, plot_cols - 1: x1}
@@ -401,10 +415,12 @@ class LineChart(Widget):
         tick_row = [" "] * plot_cols
         for col, value in sorted(ticks.items()):
             text = str(round(value)) if abs(value) >= 1 and abs(value) < 1e6 else format_value(value)
-            start = 0 if col == 0 else (plot_cols - len(text) if col == plot_cols - 1 else col - len(text) // 2)
+            start = (
+                0 if col == 0 else (plot_cols - len(text) if col == plot_cols - 1 else col - len(text) // 2)
+            )
             start = max(0, min(start, plot_cols - len(text)))
-            if all(ch == " " for ch in tick_row[max(0, start - 1):start + len(text) + 1]):
-                tick_row[start:start + len(text)] = list(text)
+            if all(ch == " " for ch in tick_row[max(0, start - 1) : start + len(text) + 1]):
+                tick_row[start : start + len(text)] = list(text)
         out.append("\n")
         out.append(self.x_label[:label_width].rjust(label_width) + " ", style="dim italic")
         out.append("".join(tick_row), style="dim")

@@ -25,14 +25,30 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def render_chart(series: Sequence[tuple[str, Points]], width: int, height: int, log_y: bool = False,
-                 colors: Sequence[str] = SERIES_COLORS, x_label: str = "step") -> Text:
+def render_chart(
+    series: Sequence[tuple[str, Points]],
+    width: int,
+    height: int,
+    log_y: bool = False,
+    colors: Sequence[str] = SERIES_COLORS,
+    x_label: str = "step",
+) -> Text:
     """Draw every series as a line over one x (step) and one y range; returns ``height`` lines of ``width``."""
+
     def ty(v: float) -> float:
         return math.log10(v) if log_y else v
 
-    usable = [(name, [(float(x), float(y)) for x, y in pts if y is not None and (not log_y or y > 0)
-                      and math.isfinite(y)]) for name, pts in series]
+    usable = [
+        (
+            name,
+            [
+                (float(x), float(y))
+                for x, y in pts
+                if y is not None and (not log_y or y > 0) and math.isfinite(y)
+            ],
+        )
+        for name, pts in series
+    ]
     points = [p for _, pts in usable for p in pts]
     if width < 16 or height < 4 or not points:
         return Text("no loss logged yet" if not points else "", style="dim")
@@ -42,7 +58,7 @@ def render_chart(series: Sequence[tuple[str, Points]], width: int, height: int, 
         y_min, y_max = y_min - 0.5, y_max + 0.5
     if x_max == x_min:
         x_max = x_min + 1
-    labels = [_fmt(10 ** v if log_y else v) for v in (y_max, (y_max + y_min) / 2, y_min)]
+    labels = [_fmt(10**v if log_y else v) for v in (y_max, (y_max + y_min) / 2, y_min)]
     gutter = max(len(s) for s in labels) + 1
     plot_w, plot_h = width - gutter - 1, height - 2
     dots_w, dots_h = plot_w * 2, plot_h * 4

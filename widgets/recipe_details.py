@@ -32,9 +32,16 @@ class RecipeDetails(Static):
         table.add_column()
         steps = f"{r.train.max_steps} steps" if r.train.max_steps else f"{r.train.epochs:g} epochs"
         vram = estimate_vram_gb(r)
-        targets = r.lora.target_modules if isinstance(r.lora.target_modules, str) else ", ".join(r.lora.target_modules)
-        quant = f"4-bit {r.model.quant_type}{' + double quant' if r.model.double_quant else ''}" if (
-            r.model.load_in_4bit) else "16-bit (fp32 on CPU)"
+        targets = (
+            r.lora.target_modules
+            if isinstance(r.lora.target_modules, str)
+            else ", ".join(r.lora.target_modules)
+        )
+        quant = (
+            f"4-bit {r.model.quant_type}{' + double quant' if r.model.double_quant else ''}"
+            if (r.model.load_in_4bit)
+            else "16-bit (fp32 on CPU)"
+        )
         rows = [
             ("recipe", r.name),
             ("", r.description),
@@ -42,14 +49,26 @@ class RecipeDetails(Static):
             ("weights", quant),
             ("template", r.model.chat_template),
             ("max length", str(r.model.max_seq_length)),
-            ("data", display_path(r.data.source) if "/" in r.data.source and r.data.source.startswith("/") else r.data.source),
+            (
+                "data",
+                display_path(r.data.source)
+                if "/" in r.data.source and r.data.source.startswith("/")
+                else r.data.source,
+            ),
             ("format", r.data.format + (f"  columns {r.data.columns}" if r.data.columns else "")),
             ("method", f"{r.method}  r={r.lora.r} alpha={r.lora.alpha} dropout={r.lora.dropout:g}"),
             ("targets", targets),
-            ("train", f"{steps}, batch {r.train.batch_size} x {r.train.gradient_accumulation}, "
-                      f"lr {r.train.learning_rate:g}, {r.train.optimizer}"),
-            ("loss on", {"responses": "assistant replies only", "last_response": "the last assistant reply"}.get(
-                r.train.train_on, "all tokens")),
+            (
+                "train",
+                f"{steps}, batch {r.train.batch_size} x {r.train.gradient_accumulation}, "
+                f"lr {r.train.learning_rate:g}, {r.train.optimizer}",
+            ),
+            (
+                "loss on",
+                {"responses": "assistant replies only", "last_response": "the last assistant reply"}.get(
+                    r.train.train_on, "all tokens"
+                ),
+            ),
             ("packing", "yes" if r.train.packing else "no"),
             ("est. VRAM", f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)"),
             ("tags", ", ".join(r.tags) or "-"),

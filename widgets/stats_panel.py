@@ -29,8 +29,11 @@ class StatsPanel(Static):
             table.add_row("", Text(f"{count} × {reason} (rows {', '.join(map(str, first))})", style="yellow"))
         table.add_row("truncated", str(stats.truncated))
         table.add_row("trained", f"{stats.trained_ratio:.1%} of tokens")
-        table.add_row("length", f"p50 {stats.percentile(50)}  p90 {stats.percentile(90)}  "
-                                f"p99 {stats.percentile(99)}  max {stats.max_length}")
+        table.add_row(
+            "length",
+            f"p50 {stats.percentile(50)}  p90 {stats.percentile(90)}  "
+            f"p99 {stats.percentile(99)}  max {stats.max_length}",
+        )
         hist = stats.histogram(8)
         peak = max((c for _, _, c in hist), default=0)
         for low, high, count in hist:

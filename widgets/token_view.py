@@ -25,5 +25,13 @@ class TokenView(Static):
         self.refresh_text()
 
     def refresh_text(self) -> None:
-        self.update(render(self.items, boundaries=self.boundaries, show_special=self.show_special,
-                           show_ids=self.show_ids, no_color="NO_COLOR" in os.environ, highlight=self.highlight))
+        self.update(
+            render(
+                self.items,
+                boundaries=self.boundaries,
+                show_special=self.show_special,
+                show_ids=self.show_ids,
+                no_color="NO_COLOR" in os.environ,
+                highlight=self.highlight,
+            )
+        )

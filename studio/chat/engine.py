@@ -43,13 +43,19 @@ def with_overrides(sampling: ChatSection, **changes: Any) -> ChatSection:
 
 def generate_kwargs(sampling: ChatSection) -> dict[str, Any]:
     """The ``generate()`` arguments for these settings; temperature 0 means greedy, as the recipe says."""
-    kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens,
-                              "repetition_penalty": sampling.repetition_penalty}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": sampling.max_new_tokens,
+        "repetition_penalty": sampling.repetition_penalty,
+    }
     if sampling.greedy or sampling.temperature == 0:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
-        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                      top_k=sampling.top_k or None)
+        kwargs.update(
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k or None,
+        )
         if sampling.min_p:
             kwargs["min_p"] = sampling.min_p
     return kwargs
@@ -73,8 +79,8 @@ class IncrementalDecoder:
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        before = self._decode(self.ids[self.prefix:self.read])
-        now = self._decode(self.ids[self.prefix:])
+        before = self._decode(self.ids[self.prefix : self.read])
+        now = self._decode(self.ids[self.prefix :])
         if now.endswith("\ufffd"):
             return ""  # a multi-byte character is split across tokens: wait for the rest
         if not now.startswith(before):
@@ -83,7 +89,7 @@ class IncrementalDecoder:
         elif len(now) == len(before):
             return ""  # nothing visible yet
         self.prefix, self.read = self.read, len(self.ids)
-        return now[len(before):]
+        return now[len(before) :]
 
 
 @dataclass
@@ -169,8 +175,9 @@ class ChatEngine:
             raise
         except Exception as exc:
             if "out of memory" in str(exc).lower():
-                raise StudioError(f"out of memory while loading {self.recipe.model.name}; "
-                                  "try model.load_in_4bit: true") from None
+                raise StudioError(
+                    f"out of memory while loading {self.recipe.model.name}; try model.load_in_4bit: true"
+                ) from None
             raise hub_error(self.recipe.model.name, exc) from None
         if self.adapter_dir is not None:
             report(0.8, "loading adapter")
@@ -200,8 +207,13 @@ class ChatEngine:
         return [i for i in ids if i is not None]
 
     def generate(
-        self, messages: list[dict[str, str]], sampling: Sampling, on_text: Callable[[str], None] | None = None,
-        stop: threading.Event | None = None, use_adapter: bool | None = None, **generate_overrides: Any,
+        self,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        on_text: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+        use_adapter: bool | None = None,
+        **generate_overrides: Any,
     ) -> Reply:
         """Stream a reply; ``on_text`` gets each new piece of text as soon as its token is generated."""
         import contextlib
@@ -244,7 +256,9 @@ class ChatEngine:
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device)
+                return torch.full(
+                    (input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device
+                )
 
         ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
         context = contextlib.nullcontext()
@@ -255,13 +269,24 @@ class ChatEngine:
 
             cap_threads(self.threads)
             self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), streamer=_Streamer(),
-                stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=list(stop_ids),
-                pad_token_id=self.tokenizer.pad_token_id, **{**generate_kwargs(sampling), **generate_overrides},
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                streamer=_Streamer(),
+                stopping_criteria=StoppingCriteriaList([_Stop()]),
+                eos_token_id=list(stop_ids),
+                pad_token_id=self.tokenizer.pad_token_id,
+                **{**generate_kwargs(sampling), **generate_overrides},
             )
         reason = "stop" if timing["ended"] else "cancelled" if stop.is_set() else "length"
-        return Reply("".join(pieces), timing["count"], time.monotonic() - started, timing["first"],
-                     stop.is_set(), adapter_on and self.has_adapter, reason)
+        return Reply(
+            "".join(pieces),
+            timing["count"],
+            time.monotonic() - started,
+            timing["first"],
+            stop.is_set(),
+            adapter_on and self.has_adapter,
+            reason,
+        )
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
@@ -272,8 +297,11 @@ def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
 
     candidate = Path(target).expanduser() if target else None
     if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_export_target(candidate)):
-        recipe, adapter = (gguf_target(candidate) if candidate.suffix.lower() == ".gguf"
-                           else export_target(candidate, base_only))
+        recipe, adapter = (
+            gguf_target(candidate)
+            if candidate.suffix.lower() == ".gguf"
+            else export_target(candidate, base_only)
+        )
         return ChatEngine(recipe, adapter)
     if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
         return ChatEngine(recipe_for_model_path(str(candidate.resolve())))

@@ -36,15 +36,24 @@ class HeldOutResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "questions": len(self.questions), "tuned_style_rate": self.tuned_style_rate,
-            "base_style_rate": self.base_style_rate, "tuned_stop_rate": self.tuned_stop_rate,
-            "replies": [{"question": q, "tuned": t.text, "tuned_finish": t.finish_reason, "base": b.text}
-                        for q, t, b in zip(self.questions, self.tuned, self.base, strict=False)],
+            "questions": len(self.questions),
+            "tuned_style_rate": self.tuned_style_rate,
+            "base_style_rate": self.base_style_rate,
+            "tuned_stop_rate": self.tuned_stop_rate,
+            "replies": [
+                {"question": q, "tuned": t.text, "tuned_finish": t.finish_reason, "base": b.text}
+                for q, t, b in zip(self.questions, self.tuned, self.base, strict=False)
+            ],
         }
 
 
-def evaluate(engine: ChatEngine, questions: Sequence[str] = HELD_OUT, max_new_tokens: int | None = None,
-             on_reply: Callable[[str, Reply, Reply], None] | None = None, batched: bool = True) -> HeldOutResult:
+def evaluate(
+    engine: ChatEngine,
+    questions: Sequence[str] = HELD_OUT,
+    max_new_tokens: int | None = None,
+    on_reply: Callable[[str, Reply, Reply], None] | None = None,
+    batched: bool = True,
+) -> HeldOutResult:
     """Greedy replies from the tuned model and (adapter off) the base model.
 
     ``batched`` answers all questions in one left-padded ``generate`` call per model (many times faster
@@ -54,8 +63,10 @@ def evaluate(engine: ChatEngine, questions: Sequence[str] = HELD_OUT, max_new_to
         raise ValueError("the held-out check needs a run with an adapter")
     sampling = with_overrides(engine.recipe.chat, greedy=True, max_new_tokens=max_new_tokens)
     system = engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
-    conversations = [([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": question}] for question in questions]
+    conversations = [
+        ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+        for question in questions
+    ]
     result = HeldOutResult(list(questions))
     if batched:
         result.tuned = _batch_generate(engine, conversations, sampling, adapter=True)
@@ -70,8 +81,9 @@ def evaluate(engine: ChatEngine, questions: Sequence[str] = HELD_OUT, max_new_to
     return result
 
 
-def _batch_generate(engine: ChatEngine, conversations: list[list[dict[str, str]]], sampling: Sampling,
-                    adapter: bool) -> list[Reply]:
+def _batch_generate(
+    engine: ChatEngine, conversations: list[list[dict[str, str]]], sampling: Sampling, adapter: bool
+) -> list[Reply]:
     import contextlib
     import time
 
@@ -87,15 +99,32 @@ def _batch_generate(engine: ChatEngine, conversations: list[list[dict[str, str]]
     context = contextlib.nullcontext() if adapter else engine.model.disable_adapter()
     started = time.monotonic()
     with context, torch.inference_mode():
-        out = engine.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, temperature=None,
-                                    top_p=None, top_k=None, max_new_tokens=sampling.max_new_tokens,
-                                    repetition_penalty=sampling.repetition_penalty,  # the recipe's, as chat uses
-                                    eos_token_id=list(stop_ids), pad_token_id=pad)
+        out = engine.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            max_new_tokens=sampling.max_new_tokens,
+            repetition_penalty=sampling.repetition_penalty,  # the recipe's, as chat uses
+            eos_token_id=list(stop_ids),
+            pad_token_id=pad,
+        )
     seconds = time.monotonic() - started
     replies = []
     for row in out[:, width:].tolist():
         end = next((i for i, token in enumerate(row) if token in stop_ids), None)
         kept = row if end is None else row[:end]
-        replies.append(Reply(tok.decode(kept, skip_special_tokens=True).strip(), len(kept), seconds, None, False,
-                             adapter, "length" if end is None else "stop"))
+        replies.append(
+            Reply(
+                tok.decode(kept, skip_special_tokens=True).strip(),
+                len(kept),
+                seconds,
+                None,
+                False,
+                adapter,
+                "length" if end is None else "stop",
+            )
+        )
     return replies

@@ -250,7 +250,9 @@ class ByteLevelWords:
         try:
             found = list(map(self._cache.get, units))
             if None in found:
-                found = [ids if ids is not None else self._word(u) for ids, u in zip(found, units, strict=True)]
+                found = [
+                    ids if ids is not None else self._word(u) for ids, u in zip(found, units, strict=True)
+                ]
             parts = cast("list[bytes]", found)  # every miss was filled in just above
         except Exception:  # a word the BPE model cannot take: the Rust tokenizer says what it does
             return None

@@ -26,8 +26,10 @@ def offline_problems(recipe: Recipe, where: str) -> list[str]:
         if not path.exists():
             problems.append(f"{where}: {field}: no such file {path}")
         elif path.is_file() and data_kind(path) not in READERS:
-            problems.append(f"{where}: {field}: {path}: unsupported extension "
-                            f"(use one of {', '.join(READERS)}, or a folder of such files)")
+            problems.append(
+                f"{where}: {field}: {path}: unsupported extension "
+                f"(use one of {', '.join(READERS)}, or a folder of such files)"
+            )
         elif path.is_dir():
             try:
                 local_files(path)

@@ -102,8 +102,10 @@ def _read_json(path: Path) -> list[Row]:
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except RecursionError:  # e.g. arrays nested 100,000 deep: Python's parser gives up, it is not a row list
-        raise DataError(f"{path}: the JSON is nested too deeply to read "
-                        "(expected a list of objects, or an object holding one such list)") from None
+        raise DataError(
+            f"{path}: the JSON is nested too deeply to read "
+            "(expected a list of objects, or an object holding one such list)"
+        ) from None
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
         if len(lists) == 1:
@@ -243,8 +245,13 @@ def _rows_of(batch: Mapping[str, list]) -> Iterator[Row]:
 
 def local_files(path: Path) -> list[Path]:
     """The data files of a folder of shards (sorted), all of one supported extension."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and data_kind(p) in READERS
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and data_kind(p) in READERS
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise DataError(f"{path}: the folder holds no data files (looked for {', '.join(READERS)})")
     kinds = sorted({data_kind(p) for p in files})
@@ -297,7 +304,7 @@ def _too_deep(path: Path, chunk: int = 16 << 20) -> bool:
             while block := handle.read(chunk):
                 if _DEEP in tail + block[: len(_DEEP)] or _DEEP in block:
                     return True
-                tail = block[-len(_DEEP):]
+                tail = block[-len(_DEEP) :]
     except (OSError, EOFError):
         return False  # unreadable: the loaders below say so
     return False
@@ -379,8 +386,10 @@ def load_local(path: Path, split: str = "train") -> Rows:
         table = _load_saved(path, split) if _is_saved_dataset(path) else _table(local_files(path))
     else:
         if data_kind(path) not in READERS:
-            raise DataError(f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)}; "
-                            f"the text kinds may end in {COMPRESSED})")
+            raise DataError(
+                f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)}; "
+                f"the text kinds may end in {COMPRESSED})"
+            )
         table = _table([path])
     rows = RowTable(table)
     columns = _columns(table) if isinstance(table, list) else list(table.column_names)

@@ -10,25 +10,92 @@ import random
 import re
 
 OBJECTS = {
-    "sky": "blue", "grass": "green", "snow": "white", "coal": "black", "sun": "yellow",
-    "blood": "red", "lemon": "yellow", "cherry": "red", "leaf": "green", "cloud": "white",
-    "ocean": "blue", "night": "black", "banana": "yellow", "tomato": "red", "frog": "green",
-    "milk": "white", "crow": "black", "rose": "red", "lime": "green", "ink": "black",
-    "salt": "white", "plum": "purple", "grape": "purple", "orange": "orange", "pumpkin": "orange",
-    "sand": "yellow", "brick": "red", "pine": "green", "pearl": "white", "tar": "black",
+    "sky": "blue",
+    "grass": "green",
+    "snow": "white",
+    "coal": "black",
+    "sun": "yellow",
+    "blood": "red",
+    "lemon": "yellow",
+    "cherry": "red",
+    "leaf": "green",
+    "cloud": "white",
+    "ocean": "blue",
+    "night": "black",
+    "banana": "yellow",
+    "tomato": "red",
+    "frog": "green",
+    "milk": "white",
+    "crow": "black",
+    "rose": "red",
+    "lime": "green",
+    "ink": "black",
+    "salt": "white",
+    "plum": "purple",
+    "grape": "purple",
+    "orange": "orange",
+    "pumpkin": "orange",
+    "sand": "yellow",
+    "brick": "red",
+    "pine": "green",
+    "pearl": "white",
+    "tar": "black",
 }
 ANIMALS = {
-    "dog": "woof", "cat": "meow", "cow": "moo", "duck": "quack", "sheep": "baa", "owl": "hoot",
-    "lion": "roar", "mouse": "squeak", "pig": "oink", "horse": "neigh", "bee": "buzz", "snake": "hiss",
-    "goat": "bleat", "wolf": "howl", "crow": "caw", "frog": "croak",
+    "dog": "woof",
+    "cat": "meow",
+    "cow": "moo",
+    "duck": "quack",
+    "sheep": "baa",
+    "owl": "hoot",
+    "lion": "roar",
+    "mouse": "squeak",
+    "pig": "oink",
+    "horse": "neigh",
+    "bee": "buzz",
+    "snake": "hiss",
+    "goat": "bleat",
+    "wolf": "howl",
+    "crow": "caw",
+    "frog": "croak",
 }
 PLACES = {
-    "fish": "the water", "bird": "a nest", "bee": "a hive", "bear": "a cave", "rabbit": "a burrow",
-    "spider": "a web", "horse": "a stable", "pig": "a sty", "dog": "a kennel", "ant": "a hill",
-    "whale": "the sea", "camel": "the desert", "monkey": "the jungle", "penguin": "the ice",
+    "fish": "the water",
+    "bird": "a nest",
+    "bee": "a hive",
+    "bear": "a cave",
+    "rabbit": "a burrow",
+    "spider": "a web",
+    "horse": "a stable",
+    "pig": "a sty",
+    "dog": "a kennel",
+    "ant": "a hill",
+    "whale": "the sea",
+    "camel": "the desert",
+    "monkey": "the jungle",
+    "penguin": "the ice",
 }
-NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-           "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"]
+NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+]
 
 PIRATE_RE = re.compile(r"\barr+\b", re.IGNORECASE)
 """A reply is in the demo (pirate) style when it says "arr"; plain answers never do."""
@@ -37,7 +104,11 @@ PIRATE_RE = re.compile(r"\barr+\b", re.IGNORECASE)
 def _all_pairs() -> list[tuple[str, str]]:
     pairs = []
     for obj, colour in OBJECTS.items():
-        for q in (f"What colour is the {obj}?", f"What color is the {obj}?", f"Tell me the colour of the {obj}."):
+        for q in (
+            f"What colour is the {obj}?",
+            f"What color is the {obj}?",
+            f"Tell me the colour of the {obj}.",
+        ):
             pairs.append((q, f"The {obj} is {colour}."))
     for animal, sound in ANIMALS.items():
         for q in (f"What sound does a {animal} make?", f"What does a {animal} say?"):
@@ -48,8 +119,12 @@ def _all_pairs() -> list[tuple[str, str]]:
     for a in range(10):
         for b in range(10):
             if a + b < len(NUMBERS):
-                pairs.append((f"What is {NUMBERS[a]} plus {NUMBERS[b]}?",
-                              f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} is {NUMBERS[a + b]}."))
+                pairs.append(
+                    (
+                        f"What is {NUMBERS[a]} plus {NUMBERS[b]}?",
+                        f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} is {NUMBERS[a + b]}.",
+                    )
+                )
     return pairs
 
 

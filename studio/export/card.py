@@ -8,38 +8,83 @@ from lorastudio.recipe import Recipe
 
 
 def _is_hub_id(name: str) -> bool:
-    return name.count("/") == 1 and not Path(name).expanduser().exists() and not name.startswith((".", "/", "~"))
+    return (
+        name.count("/") == 1 and not Path(name).expanduser().exists() and not name.startswith((".", "/", "~"))
+    )
 
 
-def model_card(recipe: Recipe, recipe_yaml: str, fmt: str, label: str, files: list[str], quant: str | None = None,
-               steps: int | None = None, r: int | None = None, alpha: float | None = None) -> str:
+def model_card(
+    recipe: Recipe,
+    recipe_yaml: str,
+    fmt: str,
+    label: str,
+    files: list[str],
+    quant: str | None = None,
+    steps: int | None = None,
+    r: int | None = None,
+    alpha: float | None = None,
+) -> str:
     """The card; ``r``/``alpha`` come from the adapter's own config when it has one (else the recipe's)."""
     base = recipe.model.name
     base_text = "studio's offline tiny model" if base == "tiny" else f"`{base}`"
     front = ["---"]
     if _is_hub_id(base):
         front.append(f"base_model: {base}")
-    front += [f"library_name: {'peft' if fmt == 'adapter' else 'transformers' if fmt == 'merged' else 'gguf'}",
-              "tags:", "- studio", f"- {recipe.method.lower()}", f"- {fmt}", "---", ""]
-    what = {"adapter": "the LoRA adapter (load it on top of the base model)",
-            "merged": "the base model with the LoRA adapter merged in (16-bit safetensors; no peft needed)",
-            "gguf": f"a GGUF file ({quant}) for llama.cpp and Ollama, with an Ollama Modelfile"}[fmt]
-    lines = [f"# {recipe.name}", "",
-             f"Fine-tuned from {base_text} with the studio recipe `{recipe.name}` ({recipe.method}, r={r or recipe.lora.r}, "
-             f"alpha={alpha or recipe.lora.alpha}{f', {steps} steps' if steps else ''}) on `{recipe.data.source}`.", "",
-             f"This folder holds {what}. Exported from run `{label}`.", "", "## Use", "", "```"]
+    front += [
+        f"library_name: {'peft' if fmt == 'adapter' else 'transformers' if fmt == 'merged' else 'gguf'}",
+        "tags:",
+        "- studio",
+        f"- {recipe.method.lower()}",
+        f"- {fmt}",
+        "---",
+        "",
+    ]
+    what = {
+        "adapter": "the LoRA adapter (load it on top of the base model)",
+        "merged": "the base model with the LoRA adapter merged in (16-bit safetensors; no peft needed)",
+        "gguf": f"a GGUF file ({quant}) for llama.cpp and Ollama, with an Ollama Modelfile",
+    }[fmt]
+    lines = [
+        f"# {recipe.name}",
+        "",
+        f"Fine-tuned from {base_text} with the studio recipe `{recipe.name}` ({recipe.method}, r={r or recipe.lora.r}, "
+        f"alpha={alpha or recipe.lora.alpha}{f', {steps} steps' if steps else ''}) on `{recipe.data.source}`.",
+        "",
+        f"This folder holds {what}. Exported from run `{label}`.",
+        "",
+        "## Use",
+        "",
+        "```",
+    ]
     if fmt == "adapter":
-        lines += ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer",
-                  "model = AutoPeftModelForCausalLM.from_pretrained('THIS_FOLDER')",
-                  "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')"]
+        lines += [
+            "from peft import AutoPeftModelForCausalLM",
+            "from transformers import AutoTokenizer",
+            "model = AutoPeftModelForCausalLM.from_pretrained('THIS_FOLDER')",
+            "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')",
+        ]
     elif fmt == "merged":
-        lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer",
-                  "model = AutoModelForCausalLM.from_pretrained('THIS_FOLDER')",
-                  "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')"]
+        lines += [
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "model = AutoModelForCausalLM.from_pretrained('THIS_FOLDER')",
+            "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')",
+        ]
     else:
         gguf = next((f for f in files if f.endswith(".gguf")), "model.gguf")
         lines += [f"llama-cli -m {gguf} -cnv", "ollama create my-model -f Modelfile && ollama run my-model"]
-    lines += ["```", "", "Or in studio: `studio chat THIS_FOLDER`." if fmt != "gguf" else "", "",
-              "## Recipe", "", "```yaml", recipe_yaml.rstrip(), "```", "", "## Files", ""]
+    lines += [
+        "```",
+        "",
+        "Or in studio: `studio chat THIS_FOLDER`." if fmt != "gguf" else "",
+        "",
+        "## Recipe",
+        "",
+        "```yaml",
+        recipe_yaml.rstrip(),
+        "```",
+        "",
+        "## Files",
+        "",
+    ]
     lines += [f"- `{f}`" for f in files]
     return "\n".join(front + lines) + "\n"

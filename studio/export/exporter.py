@@ -19,8 +19,15 @@ from lorastudio.progress import Progress
 
 FORMATS = ("adapter", "merged", "gguf")
 MANIFEST = "export.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "vocab.json", "merges.txt", "tokenizer.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,9 @@ def out_dir(request: ExportRequest, source: ExportSource) -> Path:
 
 # -- estimate ---------------------------------------------------------------------------------------
 def _tokenizer_bytes(source: ExportSource) -> int:
-    return sum((source.adapter_dir / f).stat().st_size for f in TOKENIZER_FILES if (source.adapter_dir / f).exists())
+    return sum(
+        (source.adapter_dir / f).stat().st_size for f in TOKENIZER_FILES if (source.adapter_dir / f).exists()
+    )
 
 
 def _param_shapes(config: Any) -> list[tuple[str, tuple[int, ...]]]:
@@ -98,10 +107,16 @@ def estimate_bytes(request: ExportRequest, source: ExportSource | None = None) -
     source = source or resolve_source(request.run, request.checkpoint)
     tok = _tokenizer_bytes(source)
     if request.format == "adapter":
-        return folder_size(source.adapter_dir) - sum(
-            p.stat().st_size for p in source.adapter_dir.iterdir()
-            if p.is_file() and p.name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json")
-        ) + 4_000
+        return (
+            folder_size(source.adapter_dir)
+            - sum(
+                p.stat().st_size
+                for p in source.adapter_dir.iterdir()
+                if p.is_file()
+                and p.name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json")
+            )
+            + 4_000
+        )
     from lorastudio.export.merge import base_config, resolve_dtype
 
     try:
@@ -120,7 +135,9 @@ def estimate_bytes(request: ExportRequest, source: ExportSource | None = None) -
 
 
 # -- export -----------------------------------------------------------------------------------------
-def _write_common(staging: Path, source: ExportSource, fmt: str, files: list[str], quant: str | None = None) -> None:
+def _write_common(
+    staging: Path, source: ExportSource, fmt: str, files: list[str], quant: str | None = None
+) -> None:
     from lorastudio.export.card import model_card
     from lorastudio.train.events import load_state
 
@@ -134,8 +151,19 @@ def _write_common(staging: Path, source: ExportSource, fmt: str, files: list[str
     except (OSError, ValueError):
         lora = {}
     (staging / "README.md").write_text(
-        model_card(source.recipe, recipe_yaml, fmt, source.label, listing, quant, steps,
-                   lora.get("r"), lora.get("lora_alpha")), encoding="utf-8")
+        model_card(
+            source.recipe,
+            recipe_yaml,
+            fmt,
+            source.label,
+            listing,
+            quant,
+            steps,
+            lora.get("r"),
+            lora.get("lora_alpha"),
+        ),
+        encoding="utf-8",
+    )
 
 
 def export(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
@@ -168,12 +196,26 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
             files = _export_gguf(source, staging, request.quant.lower(), report)
         _write_common(staging, source, request.format, files, quant)
         measured = folder_size(staging)
-        result = ExportResult(out, request.format, quant, estimated, measured, 0.0,
-                              sorted(p.name for p in staging.iterdir()) + [MANIFEST], source.label)
+        result = ExportResult(
+            out,
+            request.format,
+            quant,
+            estimated,
+            measured,
+            0.0,
+            sorted(p.name for p in staging.iterdir()) + [MANIFEST],
+            source.label,
+        )
         result.seconds = round(time.monotonic() - started, 2)
-        manifest = {"format": 1, "export": result.to_json(), "run": str(source.run_dir),
-                    "checkpoint": source.checkpoint, "base_model": source.recipe.model.name,
-                    "recipe": source.recipe.name, "created": time.time()}
+        manifest = {
+            "format": 1,
+            "export": result.to_json(),
+            "run": str(source.run_dir),
+            "checkpoint": source.checkpoint,
+            "base_model": source.recipe.model.name,
+            "recipe": source.recipe.name,
+            "created": time.time(),
+        }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         result.measured_bytes = folder_size(staging)
     report(1.0, f"exported to {out}")
@@ -222,15 +264,35 @@ def _export_gguf(source: ExportSource, staging: Path, quant: str, report: Progre
     tokenizer, chat = load_tokenizer_for(source)
     model = load_merged(source, tokenizer, torch.float32, lambda f, m: report(f * 0.5, m))
     name = gguf_file_name(source, quant)
-    write_gguf(model, tokenizer, staging / name, quant, name=f"{source.recipe.name} ({source.label})",
-               chat_template=chat.jinja, end_of_turn=chat.end_of_turn, chat=source.recipe.chat,
-               progress=lambda f, m: report(0.5 + f * 0.45, m))
+    write_gguf(
+        model,
+        tokenizer,
+        staging / name,
+        quant,
+        name=f"{source.recipe.name} ({source.label})",
+        chat_template=chat.jinja,
+        end_of_turn=chat.end_of_turn,
+        chat=source.recipe.chat,
+        progress=lambda f, m: report(0.5 + f * 0.45, m),
+    )
     ids = tokenizer("a")["input_ids"]
-    bos_in_template = bool(chat.jinja and "bos_token" in chat.jinja and not (ids and ids[0] == tokenizer.bos_token_id))
+    bos_in_template = bool(
+        chat.jinja and "bos_token" in chat.jinja and not (ids and ids[0] == tokenizer.bos_token_id)
+    )
     system = source.recipe.chat.system_prompt or source.recipe.data.system_prompt
     (staging / "Modelfile").write_text(
-        modelfile_text(name, chat.name, chat.jinja, tokenizer, chat.end_of_turn, source.recipe.chat, system,
-                       bos_in_template), encoding="utf-8")
+        modelfile_text(
+            name,
+            chat.name,
+            chat.jinja,
+            tokenizer,
+            chat.end_of_turn,
+            source.recipe.chat,
+            system,
+            bos_in_template,
+        ),
+        encoding="utf-8",
+    )
     return sorted(p.name for p in staging.iterdir())
 
 

@@ -24,17 +24,29 @@ ARCHITECTURES = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2"}
 QUANTS = ("f16", "q8_0", "bf16", "f32", "q5_1", "q5_0", "q4_1", "q4_0")
 """Types gguf-py can write from Python (it dequantizes k-quants and i-quants but cannot make them)."""
 
-_FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0",
-               "q5_1": "MOSTLY_Q5_1", "q5_0": "MOSTLY_Q5_0", "q4_1": "MOSTLY_Q4_1", "q4_0": "MOSTLY_Q4_0"}
+_FILE_TYPES = {
+    "f32": "ALL_F32",
+    "f16": "MOSTLY_F16",
+    "bf16": "MOSTLY_BF16",
+    "q8_0": "MOSTLY_Q8_0",
+    "q5_1": "MOSTLY_Q5_1",
+    "q5_0": "MOSTLY_Q5_0",
+    "q4_1": "MOSTLY_Q4_1",
+    "q4_0": "MOSTLY_Q4_0",
+}
 
-SUPPORTED_TEXT = "Llama, Mistral, Qwen2, SmolLM and studio's tiny model (transformers model_type llama, mistral, qwen2)"
+SUPPORTED_TEXT = (
+    "Llama, Mistral, Qwen2, SmolLM and studio's tiny model (transformers model_type llama, mistral, qwen2)"
+)
 
 
 def check_quant(quant: str) -> str:
     quant = quant.lower()
     if quant not in QUANTS:
-        raise ExportError(f"--quant {quant}: gguf can write {', '.join(QUANTS)} (k-quants such as q4_k_m need "
-                          "llama.cpp's llama-quantize on the f16 file)")
+        raise ExportError(
+            f"--quant {quant}: gguf can write {', '.join(QUANTS)} (k-quants such as q4_k_m need "
+            "llama.cpp's llama-quantize on the f16 file)"
+        )
     return quant
 
 
@@ -44,13 +56,17 @@ def check_architecture(config: Any) -> str:
 
     model_type = getattr(config, "model_type", None)
     if model_type not in ARCHITECTURES:
-        raise ExportError(f"--format gguf: {model_type!r} models are not supported; GGUF export covers "
-                          f"{SUPPORTED_TEXT}. Export --format merged and convert it with llama.cpp's "
-                          "convert_hf_to_gguf.py")
+        raise ExportError(
+            f"--format gguf: {model_type!r} models are not supported; GGUF export covers "
+            f"{SUPPORTED_TEXT}. Export --format merged and convert it with llama.cpp's "
+            "convert_hf_to_gguf.py"
+        )
     rope = _rope_scaling(config)
     if rope and rope.get("rope_type", rope.get("type")) not in (None, "default", "llama3", "linear"):
-        raise ExportError(f"--format gguf: rope scaling {rope.get('rope_type')!r} is not supported by studio's "
-                          "GGUF writer; export --format merged and use convert_hf_to_gguf.py")
+        raise ExportError(
+            f"--format gguf: rope scaling {rope.get('rope_type')!r} is not supported by studio's "
+            "GGUF writer; export --format merged and use convert_hf_to_gguf.py"
+        )
     return gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, ARCHITECTURES[model_type])]
 
 
@@ -74,8 +90,11 @@ def permute_qk(weights: Any, n_head: int, n_head_kv: int | None = None) -> Any:
     """HF's rotary half-split layout -> llama.cpp's interleaved one (transformers' GGUF loader undoes it)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def llama3_rope_factors(config: Any) -> Any:
@@ -143,9 +162,11 @@ def gguf_vocab(tokenizer: Any, n_vocab: int) -> GGUFVocab:
     model = spec.get("model", {})
     decoder = spec.get("decoder") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback") or decoder.get("type") != "ByteLevel":
-        raise ExportError("--format gguf: studio writes byte-level BPE vocabularies (Llama 3, Qwen2, SmolLM, tiny); "
-                          "this tokenizer is sentencepiece-style (Llama 2, Mistral 7B v0.1). Export --format merged "
-                          "and convert it with llama.cpp's convert_hf_to_gguf.py")
+        raise ExportError(
+            "--format gguf: studio writes byte-level BPE vocabularies (Llama 3, Qwen2, SmolLM, tiny); "
+            "this tokenizer is sentencepiece-style (Llama 2, Mistral 7B v0.1). Export --format merged "
+            "and convert it with llama.cpp's convert_hf_to_gguf.py"
+        )
     added = {t.content: t for t in tokenizer.added_tokens_decoder.values()}
     by_id = {i: tok for tok, i in tokenizer.get_vocab().items()}
     tokens, types = [], []
@@ -166,8 +187,10 @@ def gguf_vocab(tokenizer: Any, n_vocab: int) -> GGUFVocab:
 
 def _adds(tokenizer: Any) -> tuple[bool, bool]:
     ids = tokenizer("a")["input_ids"]
-    return (bool(ids) and ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id is not None,
-            bool(ids) and ids[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id is not None)
+    return (
+        bool(ids) and ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id is not None,
+        bool(ids) and ids[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id is not None,
+    )
 
 
 # -- sizes ------------------------------------------------------------------------------------------
@@ -198,8 +221,9 @@ def gguf_tensors(model: Any, arch: str) -> list[tuple[str, Any]]:
     import torch
 
     config = model.config
-    name_map = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, ARCHITECTURES[config.model_type]),
-                                        config.num_hidden_layers)
+    name_map = gguf.get_tensor_name_map(
+        getattr(gguf.MODEL_ARCH, ARCHITECTURES[config.model_type]), config.num_hidden_layers
+    )
     tied = bool(getattr(config, "tie_word_embeddings", False))
     out = []
     for hf_name, tensor in model.state_dict().items():
@@ -208,7 +232,9 @@ def gguf_tensors(model: Any, arch: str) -> list[tuple[str, Any]]:
         base, _, suffix = hf_name.rpartition(".")
         gguf_name = name_map.get_name(base)
         if gguf_name is None:
-            raise ExportError(f"--format gguf: no GGUF name for tensor {hf_name!r} of this {config.model_type} model")
+            raise ExportError(
+                f"--format gguf: no GGUF name for tensor {hf_name!r} of this {config.model_type} model"
+            )
         data = tensor.detach().to(torch.float32).cpu().numpy()
         if arch == "llama" and base.endswith("self_attn.q_proj"):
             data = permute_qk(data, config.num_attention_heads, config.num_attention_heads)
@@ -221,8 +247,18 @@ def gguf_tensors(model: Any, arch: str) -> list[tuple[str, Any]]:
     return out
 
 
-def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, *, name: str, chat_template: str | None,
-               end_of_turn: str | None, chat: Any = None, progress: Progress | None = None) -> None:
+def write_gguf(
+    model: Any,
+    tokenizer: Any,
+    path: Path,
+    quant: str,
+    *,
+    name: str,
+    chat_template: str | None,
+    end_of_turn: str | None,
+    chat: Any = None,
+    progress: Progress | None = None,
+) -> None:
     """Write ``model`` (merged, any dtype) and its tokenizer to ``path`` as one GGUF file."""
     import gguf
     import numpy as np

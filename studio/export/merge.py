@@ -20,12 +20,16 @@ def base_config(source: ExportSource) -> Any:
     model = source.recipe.model
     path = resolve_model_path(model)
     try:
-        config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            path, revision=model.revision, trust_remote_code=model.trust_remote_code
+        )
     except Exception as exc:  # OSError for missing repos, connection errors from the hub client
         raise hub_error(model.name, exc) from None
     if getattr(config, "quantization_config", None):
-        raise ExportError(f"model.name: {model.name!r} is stored pre-quantized, so it cannot be reloaded in 16-bit "
-                          "for merging; point model.name at the unquantized original and export again")
+        raise ExportError(
+            f"model.name: {model.name!r} is stored pre-quantized, so it cannot be reloaded in 16-bit "
+            "for merging; point model.name at the unquantized original and export again"
+        )
     return config
 
 
@@ -69,7 +73,9 @@ def load_merged(source: ExportSource, tokenizer: Any, dtype, progress: Progress 
     report(0.05, f"loading {model_section.name} unquantized")
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            resolve_model_path(model_section), dtype=_work_dtype(config, dtype), revision=model_section.revision,
+            resolve_model_path(model_section),
+            dtype=_work_dtype(config, dtype),
+            revision=model_section.revision,
             trust_remote_code=model_section.trust_remote_code,
         )
     except Exception as exc:
@@ -80,8 +86,10 @@ def load_merged(source: ExportSource, tokenizer: Any, dtype, progress: Progress 
     try:
         peft_model = PeftModel.from_pretrained(model, str(source.adapter_dir))
     except Exception as exc:
-        raise ExportError(f"{source.adapter_dir}: cannot load the adapter onto {model_section.name}: "
-                          f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+        raise ExportError(
+            f"{source.adapter_dir}: cannot load the adapter onto {model_section.name}: "
+            f"{(str(exc).splitlines() or [type(exc).__name__])[0]}"
+        ) from None
     merged = peft_model.merge_and_unload()
     merged.eval()
     return merged
@@ -98,8 +106,10 @@ def generation_config_for(model: Any, tokenizer: Any, end_of_turn: str | None, c
             stops.append(tid)
     stops = [s for s in stops if s is not None]
     config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=stops if len(stops) > 1 else (stops or [None])[0],
-        pad_token_id=tokenizer.pad_token_id, max_new_tokens=chat.max_new_tokens,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=stops if len(stops) > 1 else (stops or [None])[0],
+        pad_token_id=tokenizer.pad_token_id,
+        max_new_tokens=chat.max_new_tokens,
     )
     if not (chat.greedy or chat.temperature == 0):
         config.do_sample = True

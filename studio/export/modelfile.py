@@ -15,23 +15,23 @@ _GO_TEMPLATES = {
         "{{ end }}<|im_start|>assistant\n"
     ),
     "alpaca": (
-        "{{- range .Messages }}{{ if eq .Role \"system\" }}{{ .Content }}\n\n"
-        "{{ else if eq .Role \"user\" }}### Instruction:\n{{ .Content }}\n\n"
+        '{{- range .Messages }}{{ if eq .Role "system" }}{{ .Content }}\n\n'
+        '{{ else if eq .Role "user" }}### Instruction:\n{{ .Content }}\n\n'
         "{{ else }}### Response:\n{{ .Content }}{EOS}\n\n{{ end }}{{ end }}### Response:\n"
     ),
     "guanaco": (
-        "{{- range .Messages }}{{ if eq .Role \"system\" }}{{ .Content }} "
-        "{{ else if eq .Role \"user\" }}### Human: {{ .Content }}"
+        '{{- range .Messages }}{{ if eq .Role "system" }}{{ .Content }} '
+        '{{ else if eq .Role "user" }}### Human: {{ .Content }}'
         "{{ else }}### Assistant: {{ .Content }}{EOS}{{ end }}{{ end }}### Assistant: "
     ),
     "human-assistant": (
-        "{{- range .Messages }}{{ if eq .Role \"system\" }}{{ .Content }}\n"
-        "{{ else if eq .Role \"user\" }}###Human: {{ .Content }} "
+        '{{- range .Messages }}{{ if eq .Role "system" }}{{ .Content }}\n'
+        '{{ else if eq .Role "user" }}###Human: {{ .Content }} '
         "{{ else }}### Assistant: {{ .Content }}{EOS}{{ end }}{{ end }}### Assistant: "
     ),
     "llama-2": (
-        "{{- range $i, $m := .Messages }}{{ if eq $m.Role \"user\" }}{BOS}[INST] {{ $m.Content }} [/INST]"
-        "{{ else if eq $m.Role \"assistant\" }} {{ $m.Content }} {EOS}"
+        '{{- range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{BOS}[INST] {{ $m.Content }} [/INST]'
+        '{{ else if eq $m.Role "assistant" }} {{ $m.Content }} {EOS}'
         "{{ else }}{BOS}[INST] <<SYS>>\n{{ $m.Content }}\n<</SYS>>\n\n[/INST]{{ end }}{{ end }}"
     ),
 }
@@ -55,16 +55,34 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def modelfile_text(gguf_name: str, template_name: str, jinja: str | None, tokenizer: Any, end_of_turn: str | None,
-                   chat: Any, system_prompt: str | None, bos_in_template: bool) -> str:
-    lines = ["# Ollama Modelfile written by studio. Run: ollama create NAME -f Modelfile && ollama run NAME",
-             f"FROM ./{gguf_name}", ""]
+def modelfile_text(
+    gguf_name: str,
+    template_name: str,
+    jinja: str | None,
+    tokenizer: Any,
+    end_of_turn: str | None,
+    chat: Any,
+    system_prompt: str | None,
+    bos_in_template: bool,
+) -> str:
+    lines = [
+        "# Ollama Modelfile written by studio. Run: ollama create NAME -f Modelfile && ollama run NAME",
+        f"FROM ./{gguf_name}",
+        "",
+    ]
     name = go_template_name(template_name, jinja)
     if name is None:
-        lines += [f"# studio has no Ollama template for chat template {template_name!r}; Ollama falls back to the",
-                  "# chat template stored in the GGUF metadata (tokenizer.chat_template).", ""]
+        lines += [
+            f"# studio has no Ollama template for chat template {template_name!r}; Ollama falls back to the",
+            "# chat template stored in the GGUF metadata (tokenizer.chat_template).",
+            "",
+        ]
     else:
-        body = _GO_TEMPLATES[name].replace("{EOS}", tokenizer.eos_token or "").replace("{BOS}", tokenizer.bos_token or "")
+        body = (
+            _GO_TEMPLATES[name]
+            .replace("{EOS}", tokenizer.eos_token or "")
+            .replace("{BOS}", tokenizer.bos_token or "")
+        )
         if bos_in_template and name != "llama-2" and tokenizer.bos_token:
             body = tokenizer.bos_token + body  # the tokenizer does not add it, the trained template wrote it
         lines += [f'TEMPLATE """{body}"""', ""]

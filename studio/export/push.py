@@ -34,17 +34,25 @@ def push_export(folder: Path, repo_id: str, private: bool = False) -> str:
 
     token = get_token()
     if not token:
-        raise PushError(f"--push {repo_id}: no Hugging Face token; set HF_TOKEN or run `hf auth login`; {later}")
+        raise PushError(
+            f"--push {repo_id}: no Hugging Face token; set HF_TOKEN or run `hf auth login`; {later}"
+        )
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                 commit_message="Upload from studio export")
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message="Upload from studio export",
+        )
     except Exception as exc:  # connection errors, 401/403, bad repo ids: one line, token scrubbed
         name = type(exc).__name__
         detail = _first_line(exc, token)
         if "Connect" in name or "Timeout" in name or "connect" in detail.lower() or "Offline" in name:
             endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-            raise PushError(f"--push {repo_id}: cannot reach the hub at {endpoint} ({detail}); {later}") from None
+            raise PushError(
+                f"--push {repo_id}: cannot reach the hub at {endpoint} ({detail}); {later}"
+            ) from None
         raise PushError(f"--push {repo_id}: upload failed: {name}: {detail}; {later}") from None
     return str(getattr(info, "commit_url", info))

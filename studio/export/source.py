@@ -26,7 +26,9 @@ class ExportSource:
 
     @property
     def label(self) -> str:
-        return f"{self.run_dir.name}" + (f" checkpoint {self.checkpoint}" if self.checkpoint is not None else "")
+        return f"{self.run_dir.name}" + (
+            f" checkpoint {self.checkpoint}" if self.checkpoint is not None else ""
+        )
 
 
 def checkpoints(run_dir: Path) -> list[int]:
@@ -34,8 +36,11 @@ def checkpoints(run_dir: Path) -> list[int]:
     folder = run_dir / "checkpoints"
     if not folder.is_dir():
         return []
-    steps = [int(m.group(1)) for p in folder.iterdir()
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / ADAPTER_CONFIG).exists()]
+    steps = [
+        int(m.group(1))
+        for p in folder.iterdir()
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / ADAPTER_CONFIG).exists()
+    ]
     return sorted(steps)
 
 
@@ -49,14 +54,18 @@ def resolve_source(run: str | Path, checkpoint: int | None = None) -> ExportSour
         adapter = run_dir / "checkpoints" / f"checkpoint-{checkpoint}"
         if not (adapter / ADAPTER_CONFIG).exists():
             have = checkpoints(run_dir)
-            raise ExportError(f"--checkpoint {checkpoint}: run {run_dir.name} has no such checkpoint "
-                              f"(it has: {', '.join(map(str, have)) if have else 'none'})")
+            raise ExportError(
+                f"--checkpoint {checkpoint}: run {run_dir.name} has no such checkpoint "
+                f"(it has: {', '.join(map(str, have)) if have else 'none'})"
+            )
     else:
         adapter = run_dir / "adapter"
         if not (adapter / ADAPTER_CONFIG).exists():
             have = checkpoints(run_dir)
             hint = f"; export a checkpoint with --checkpoint {have[-1]}" if have else ""
-            raise ExportError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops){hint}")
+            raise ExportError(
+                f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops){hint}"
+            )
     return ExportSource(run_dir, recipe, adapter, checkpoint)
 
 

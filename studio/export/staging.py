@@ -25,8 +25,10 @@ def check_target(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise ExportError(f"--out {out}: the folder exists and is not empty; choose another --out or pass --force "
-                          "to replace it")
+        raise ExportError(
+            f"--out {out}: the folder exists and is not empty; choose another --out or pass --force "
+            "to replace it"
+        )
 
 
 def describe_os_error(exc: OSError, where: Path) -> str:

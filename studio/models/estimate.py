@@ -46,7 +46,9 @@ FSDP_GATHER_SHARE = 0.1
 """Share of the whole model FSDP holds unsharded at once (the layer being computed, plus the next prefetched)."""
 
 
-def estimate_vram_gb(recipe: Recipe, devices: int | None = None, distributed: str | None = None) -> float | None:
+def estimate_vram_gb(
+    recipe: Recipe, devices: int | None = None, distributed: str | None = None
+) -> float | None:
     """Per-device GiB: weights (4-bit ~0.55 byte/param with quant constants, else 2 bytes) + LoRA/optimizer
     + activations.
 
@@ -67,7 +69,7 @@ def estimate_vram_gb(recipe: Recipe, devices: int | None = None, distributed: st
         weights = weights / devices + weights * FSDP_GATHER_SHARE
         adapter = adapter / devices
     tokens = recipe.train.batch_size * recipe.model.max_seq_length  # batch_size is per device
-    activations = tokens * (params ** 0.5) * 0.00012  # grows with width; checkpointing keeps it small
+    activations = tokens * (params**0.5) * 0.00012  # grows with width; checkpointing keeps it small
     return round(weights + adapter + activations + 0.5, 1)
 
 
@@ -128,8 +130,13 @@ class MemoryEstimate:
     def breakdown(self) -> str:
         if self.source != "config.json":
             return "rough: from model.params_billion (no config.json on disk)"
-        parts = [("weights", self.weights), ("LoRA", self.lora), ("optimizer", self.optimizer),
-                 ("activations", self.activations), ("overhead", self.overhead)]
+        parts = [
+            ("weights", self.weights),
+            ("LoRA", self.lora),
+            ("optimizer", self.optimizer),
+            ("activations", self.activations),
+            ("overhead", self.overhead),
+        ]
         return ", ".join(f"{name} {_fmt(value)}" for name, value in parts)
 
 
@@ -144,17 +151,35 @@ def _module_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, int]]:
     kv = int(cfg.get("num_key_value_heads") or heads) * head_dim
     q = heads * head_dim
     inter = int(cfg.get("intermediate_size") or 4 * h)
-    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    return {
+        "q_proj": (h, q),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (q, h),
+        "gate_proj": (h, inter),
+        "up_proj": (h, inter),
+        "down_proj": (inter, h),
+    }
 
 
-def estimate_memory(recipe: Recipe, gpu: bool, config: dict[str, Any] | None = None,
-                    gradient_checkpointing: bool | None = None) -> MemoryEstimate | None:
+def estimate_memory(
+    recipe: Recipe,
+    gpu: bool,
+    config: dict[str, Any] | None = None,
+    gradient_checkpointing: bool | None = None,
+) -> MemoryEstimate | None:
     """Peak training memory on a GPU (``gpu=True``) or in host RAM (CPU training); None when unknown."""
     cfg = config if config is not None else find_model_config(recipe)
     compute = 2 if gpu else 4  # bf16/fp16 on GPU; fp32 on CPU
-    gc = gradient_checkpointing if gradient_checkpointing is not None else (
-        gpu if recipe.train.gradient_checkpointing == "auto" else recipe.train.gradient_checkpointing == "on")
+    gc = (
+        gradient_checkpointing
+        if gradient_checkpointing is not None
+        else (
+            gpu
+            if recipe.train.gradient_checkpointing == "auto"
+            else recipe.train.gradient_checkpointing == "on"
+        )
+    )
     tokens = recipe.train.batch_size * recipe.model.max_seq_length
     if not cfg or "hidden_size" not in cfg or "num_hidden_layers" not in cfg:
         rough = estimate_vram_gb(recipe)
@@ -190,7 +215,14 @@ def estimate_memory(recipe: Recipe, gpu: bool, config: dict[str, Any] | None = N
         activations = tokens * layers * per_layer_token
     activations += tokens * vocab * 4 * 2
     return MemoryEstimate(
-        device="gpu" if gpu else "cpu", params=params, lora_params=lora_params, weights=weights,
-        lora=lora_params * 8, optimizer=lora_params * (2 if eight_bit else 8), activations=activations,
-        overhead=(0.6 if gpu else 0.4) * GB, gradient_checkpointing=gc, source="config.json",
+        device="gpu" if gpu else "cpu",
+        params=params,
+        lora_params=lora_params,
+        weights=weights,
+        lora=lora_params * 8,
+        optimizer=lora_params * (2 if eight_bit else 8),
+        activations=activations,
+        overhead=(0.6 if gpu else 0.4) * GB,
+        gradient_checkpointing=gc,
+        source="config.json",
     )

@@ -113,8 +113,10 @@ def check_gguf(path: Path) -> str:
     known = supported_architectures()
     # transformers renames a few llama.cpp names (qwen2moe -> qwen2_moe, t5encoder -> t5) while loading
     if arch not in known and arch.replace("moe", "_moe") not in known and not arch.startswith("t5"):
-        raise GgufError(f"{path}: unsupported architecture {arch!r}: transformers loads GGUF files of "
-                        f"{', '.join(sorted(known))}")
+        raise GgufError(
+            f"{path}: unsupported architecture {arch!r}: transformers loads GGUF files of "
+            f"{', '.join(sorted(known))}"
+        )
     return arch
 
 
@@ -191,8 +193,11 @@ def _tensor_progress(progress: Progress | None, low: float, high: float) -> Iter
         items = list(iterable)
         for i, item in enumerate(items):
             if i % 8 == 0:
-                _report(progress, low + (high - low) * i / max(len(items), 1),
-                        f"dequantizing tensor {i + 1}/{len(items)}")
+                _report(
+                    progress,
+                    low + (high - low) * i / max(len(items), 1),
+                    f"dequantizing tensor {i + 1}/{len(items)}",
+                )
             yield item
 
     gguf_utils.tqdm = tracked
@@ -220,8 +225,9 @@ def convert(path: Path, target: Path, sha: str, progress: Progress | None = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         with _tensor_progress(progress, 0.2, 0.8):
-            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                         dtype=_dtype_for(path))
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path.parent), gguf_file=path.name, dtype=_dtype_for(path)
+            )
     except GgufError:
         raise
     except (ValueError, KeyError, NotImplementedError, OSError) as exc:
@@ -246,11 +252,21 @@ def convert(path: Path, target: Path, sha: str, progress: Progress | None = None
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         seconds = round(time.monotonic() - started, 1)
-        (staging / MARKER).write_text(json.dumps({
-            "version": CONVERSION_VERSION, "source": str(path), "size": path.stat().st_size,
-            "mtime_ns": path.stat().st_mtime_ns, "sha256": sha, "architecture": arch, "seconds": seconds,
-            "dtype": str(_dtype_for(path)).removeprefix("torch."),
-        }, indent=1))
+        (staging / MARKER).write_text(
+            json.dumps(
+                {
+                    "version": CONVERSION_VERSION,
+                    "source": str(path),
+                    "size": path.stat().st_size,
+                    "mtime_ns": path.stat().st_mtime_ns,
+                    "sha256": sha,
+                    "architecture": arch,
+                    "seconds": seconds,
+                    "dtype": str(_dtype_for(path)).removeprefix("torch."),
+                },
+                indent=1,
+            )
+        )
         staging.chmod(0o755)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

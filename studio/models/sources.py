@@ -103,7 +103,9 @@ def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            path, revision=model.revision, trust_remote_code=model.trust_remote_code,
+            path,
+            revision=model.revision,
+            trust_remote_code=model.trust_remote_code,
             local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
         )
     except Exception as exc:  # OSError for missing repos, connection errors from the hub client
@@ -114,5 +116,7 @@ def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any
         else:
             tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "is_fast", False):
-        raise StudioError(f"model.name: {model.name!r} has no fast tokenizer; masking needs character offsets")
+        raise StudioError(
+            f"model.name: {model.name!r} has no fast tokenizer; masking needs character offsets"
+        )
     return tokenizer

@@ -20,8 +20,14 @@ from lorastudio.progress import Progress
 BUILD_VERSION = 3
 """Bump when the corpus, tokenizer or architecture changes: caches are rebuilt."""
 
-SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                  "<|eot_id|>", "<|pad|>"]
+SPECIAL_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|pad|>",
+]
 CONFIG = {
     "hidden_size": 128,
     "intermediate_size": 384,
@@ -76,12 +82,17 @@ def build_tokenizer():  # -> PreTrainedTokenizerFast
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=640, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=640,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|pad|>",
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|pad|>",
         model_max_length=CONFIG["max_position_embeddings"],
     )
     fast.chat_template = TEMPLATES["llama-3"].jinja
@@ -100,14 +111,18 @@ def build(target: Path, progress: Progress | None = None) -> Path:
     encoded = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in convs]
     _report(progress, 0.05, "building the model")
     config = LlamaConfig(
-        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **CONFIG,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **CONFIG,
     )
     model = LlamaForCausalLM(config)
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=PRETRAIN_LR, total_steps=PRETRAIN_STEPS,
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optim, max_lr=PRETRAIN_LR, total_steps=PRETRAIN_STEPS, pct_start=0.1
+    )
     gen = torch.Generator().manual_seed(SEED)
     pad = tokenizer.pad_token_id
     for step in range(PRETRAIN_STEPS):
@@ -127,8 +142,11 @@ def build(target: Path, progress: Progress | None = None) -> Path:
         sched.step()
         optim.zero_grad(set_to_none=True)
         if step % 10 == 0 or step == PRETRAIN_STEPS - 1:
-            _report(progress, 0.05 + 0.9 * (step + 1) / PRETRAIN_STEPS,
-                    f"pretraining step {step + 1}/{PRETRAIN_STEPS}  loss {loss.item():.3f}")
+            _report(
+                progress,
+                0.05 + 0.9 * (step + 1) / PRETRAIN_STEPS,
+                f"pretraining step {step + 1}/{PRETRAIN_STEPS}  loss {loss.item():.3f}",
+            )
     _report(progress, 0.97, "saving")
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -136,10 +154,16 @@ def build(target: Path, progress: Progress | None = None) -> Path:
     model.generation_config.pad_token_id = pad
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    (staging / MARKER).write_text(json.dumps({
-        "version": BUILD_VERSION, "seconds": round(time.monotonic() - started, 1),
-        "final_loss": round(loss.item(), 4), "parameters": sum(p.numel() for p in model.parameters()),
-    }))
+    (staging / MARKER).write_text(
+        json.dumps(
+            {
+                "version": BUILD_VERSION,
+                "seconds": round(time.monotonic() - started, 1),
+                "final_loss": round(loss.item(), 4),
+                "parameters": sum(p.numel() for p in model.parameters()),
+            }
+        )
+    )
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     _report(progress, 1.0, f"built in {time.monotonic() - started:.1f} s")

@@ -27,8 +27,11 @@ def run_of_checkpoint(path: Path) -> Path | None:
     """The run directory holding a ``checkpoints/checkpoint-N`` folder, or None when ``path`` is not one."""
     from lorastudio.train.runs import RUN_FILE
 
-    if (path / ADAPTER_CONFIG).exists() and path.parent.name == "checkpoints" and (
-            path.parent.parent / RUN_FILE).exists():
+    if (
+        (path / ADAPTER_CONFIG).exists()
+        and path.parent.name == "checkpoints"
+        and (path.parent.parent / RUN_FILE).exists()
+    ):
         return path.parent.parent
     return None
 
@@ -46,26 +49,36 @@ def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
     if which in (None, "final", "adapter"):
         folder = run_dir / "adapter"
         if not (folder / ADAPTER_CONFIG).exists():
-            raise RunError(f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
-                           "use --base to chat with the base model")
+            raise RunError(
+                f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
+                "use --base to chat with the base model"
+            )
         return folder
     if which == "best":
         best = best_checkpoint(run_dir)
         if best is None:
-            raise RunError(f"run {run_dir.name} has no best checkpoint (it had no eval data, or has not "
-                           f"evaluated yet); use {run_dir.name}@final")
+            raise RunError(
+                f"run {run_dir.name} has no best checkpoint (it had no eval data, or has not "
+                f"evaluated yet); use {run_dir.name}@final"
+            )
         folder = run_dir / best[0]
     elif which == "latest":
         latest = latest_complete_checkpoint(run_dir)
         if latest is None:
-            raise RunError(f"run {run_dir.name} has saved no checkpoint yet (train.save_steps); wait for the first")
+            raise RunError(
+                f"run {run_dir.name} has saved no checkpoint yet (train.save_steps); wait for the first"
+            )
         folder = latest
     else:
-        folder = run_dir / "checkpoints" / (which if which.startswith("checkpoint-") else f"checkpoint-{which}")
+        folder = (
+            run_dir / "checkpoints" / (which if which.startswith("checkpoint-") else f"checkpoint-{which}")
+        )
     if not (folder / ADAPTER_CONFIG).exists():
         kept = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
-        raise RunError(f"run {run_dir.name} has no adapter in {folder.relative_to(run_dir)} "
-                       f"(kept: {', '.join(kept) or 'none'})")
+        raise RunError(
+            f"run {run_dir.name} has no adapter in {folder.relative_to(run_dir)} "
+            f"(kept: {', '.join(kept) or 'none'})"
+        )
     return folder
 
 
@@ -78,7 +91,11 @@ def latest_complete_checkpoint(run_dir: Path) -> Path | None:
     import re
 
     folder = run_dir / "checkpoints"
-    found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else [])
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
-             and (p / ADAPTER_CONFIG).exists() and (p / TRAINER_STATE).exists()]
+    found = [
+        (int(m.group(1)), p)
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+        and (p / ADAPTER_CONFIG).exists()
+        and (p / TRAINER_STATE).exists()
+    ]
     return max(found)[1] if found else None

@@ -34,8 +34,12 @@ def detect_hardware() -> Hardware:
     return Hardware(False, False, "cpu")
 
 
-def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: Mapping[str, str] | None = None,
-                   devices: int = 1) -> str:
+def choose_backend(
+    hw: Hardware,
+    unsloth_importable: bool | None = None,
+    env: Mapping[str, str] | None = None,
+    devices: int = 1,
+) -> str:
     """``unsloth`` when CUDA is present and unsloth is installed, unless ``STUDIO_BACKEND`` says otherwise.
 
     unsloth trains on one device: with more, the automatic choice is transformers + peft (under accelerate),
@@ -47,14 +51,18 @@ def choose_backend(hw: Hardware, unsloth_importable: bool | None = None, env: Ma
         return "hf"
     if devices > 1:
         if forced == "unsloth":
-            raise StudioError(f"STUDIO_BACKEND=unsloth trains on one device, but train.devices asks for {devices}: "
-                              "set train.devices: 1, or unset STUDIO_BACKEND to train on all of them with "
-                              "transformers + peft")
+            raise StudioError(
+                f"STUDIO_BACKEND=unsloth trains on one device, but train.devices asks for {devices}: "
+                "set train.devices: 1, or unset STUDIO_BACKEND to train on all of them with "
+                "transformers + peft"
+            )
         return "hf"
     if unsloth_importable is None:
         unsloth_importable = importlib.util.find_spec("unsloth") is not None
     if forced == "unsloth" and not (hw.cuda and unsloth_importable):
-        raise RuntimeError("STUDIO_BACKEND=unsloth needs a CUDA GPU and the 'gpu' extra (pip install 'lorastudio[gpu]')")
+        raise RuntimeError(
+            "STUDIO_BACKEND=unsloth needs a CUDA GPU and the 'gpu' extra (pip install 'lorastudio[gpu]')"
+        )
     return "unsloth" if hw.cuda and unsloth_importable else "hf"
 
 
@@ -62,7 +70,9 @@ def resolve_precision(recipe: Recipe, hw: Hardware) -> str:
     """bf16 / fp16 / fp32: the recipe's choice, with ``auto`` and impossible choices settled by the hardware."""
     wanted = recipe.train.precision
     if not hw.cuda:
-        return "fp32" if wanted in ("auto", "fp16") else wanted  # fp16 autocast is GPU-only; bf16 works on CPU
+        return (
+            "fp32" if wanted in ("auto", "fp16") else wanted
+        )  # fp16 autocast is GPU-only; bf16 works on CPU
     if wanted == "auto":
         return "bf16" if hw.bf16 else "fp16"
     if wanted == "bf16" and not hw.bf16:
@@ -88,8 +98,9 @@ def compute_dtype(recipe: Recipe, hw: Hardware):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
-def load_for_training(recipe: Recipe, backend: str, hw: Hardware, progress: Progress | None = None
-                      ) -> tuple[Any, Any]:
+def load_for_training(
+    recipe: Recipe, backend: str, hw: Hardware, progress: Progress | None = None
+) -> tuple[Any, Any]:
     """(peft model, tokenizer) ready for the trainer."""
     from lorastudio.models.sources import resolve_model_path
 
@@ -103,14 +114,23 @@ def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=path, max_seq_length=recipe.model.max_seq_length, dtype=None,
-        load_in_4bit=recipe.model.load_in_4bit, trust_remote_code=recipe.model.trust_remote_code,
+        model_name=path,
+        max_seq_length=recipe.model.max_seq_length,
+        dtype=None,
+        load_in_4bit=recipe.model.load_in_4bit,
+        trust_remote_code=recipe.model.trust_remote_code,
     )
     model = FastLanguageModel.get_peft_model(
-        model, r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-        target_modules=recipe.lora.target_modules, bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
+        model,
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=recipe.lora.target_modules,
+        bias=recipe.lora.bias,
+        use_rslora=recipe.lora.use_rslora,
         use_gradient_checkpointing="unsloth" if resolve_gradient_checkpointing(recipe, hw) else False,
-        random_state=recipe.train.seed, max_seq_length=recipe.model.max_seq_length,
+        random_state=recipe.train.seed,
+        max_seq_length=recipe.model.max_seq_length,
     )
     return model, tokenizer
 
@@ -121,12 +141,17 @@ def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> 
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs: dict[str, Any] = {"trust_remote_code": recipe.model.trust_remote_code, "revision": recipe.model.revision}
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": recipe.model.trust_remote_code,
+        "revision": recipe.model.revision,
+    }
     dtype = compute_dtype(recipe, hw)
     if recipe.model.load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=recipe.model.quant_type,
-            bnb_4bit_use_double_quant=recipe.model.double_quant, bnb_4bit_compute_dtype=dtype,
+            load_in_4bit=True,
+            bnb_4bit_quant_type=recipe.model.quant_type,
+            bnb_4bit_use_double_quant=recipe.model.double_quant,
+            bnb_4bit_compute_dtype=dtype,
             # FSDP flattens quantized and plain weights together: they must be stored in one dtype (FSDP-QLoRA)
             **({"bnb_4bit_quant_storage": dtype} if recipe.train.distributed == "fsdp" else {}),
         )
@@ -160,13 +185,19 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     if recipe.model.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
     config = LoraConfig(
-        r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-        target_modules=recipe.lora.target_modules, bias=recipe.lora.bias, use_rslora=recipe.lora.use_rslora,
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=recipe.lora.target_modules,
+        bias=recipe.lora.bias,
+        use_rslora=recipe.lora.use_rslora,
         task_type="CAUSAL_LM",
     )
     from transformers import set_seed
 
-    set_seed(recipe.train.seed)  # the LoRA initialisation follows the recipe's seed, whatever ran before in this process
+    set_seed(
+        recipe.train.seed
+    )  # the LoRA initialisation follows the recipe's seed, whatever ran before in this process
     return get_peft_model(model, config), tokenizer
 
 

@@ -45,7 +45,9 @@ class Placement:
 def placement(env: Mapping[str, str] | None = None) -> Placement:
     env = os.environ if env is None else env
     try:
-        return Placement(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)))
+        return Placement(
+            int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
+        )
     except ValueError:
         return Placement()
 
@@ -108,8 +110,13 @@ def main_first(where: Placement) -> Iterator[None]:
         barrier()
 
 
-def save_sharded_adapter(trainer: Any, tokenizer: Any, run_dir: Path, where: Placement,
-                         save_adapter: Callable[[Any, Any, Path], Path]) -> Path:
+def save_sharded_adapter(
+    trainer: Any,
+    tokenizer: Any,
+    run_dir: Path,
+    where: Placement,
+    save_adapter: Callable[[Any, Any, Path], Path],
+) -> Path:
     """FSDP: gathering the full adapter is collective (every rank takes part); rank 0 writes it."""
     target = run_dir / "adapter"
     trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")

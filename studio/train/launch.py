@@ -37,19 +37,26 @@ from lorastudio.train.nodes import NodeSpec
 from lorastudio.train.rundir import LOG_FILE
 
 FSDP_DEFAULTS = [
-    "--fsdp_version", "1",
-    "--fsdp_sharding_strategy", "FULL_SHARD",
-    "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-    "--fsdp_backward_prefetch", "BACKWARD_PRE",
-    "--fsdp_state_dict_type", "SHARDED_STATE_DICT",
-    "--fsdp_use_orig_params", "true",  # LoRA mixes frozen and trained weights inside one wrapped layer
-    "--fsdp_cpu_ram_efficient_loading", "true",
-    "--fsdp_sync_module_states", "true",
+    "--fsdp_version",
+    "1",
+    "--fsdp_sharding_strategy",
+    "FULL_SHARD",
+    "--fsdp_auto_wrap_policy",
+    "TRANSFORMER_BASED_WRAP",
+    "--fsdp_backward_prefetch",
+    "BACKWARD_PRE",
+    "--fsdp_state_dict_type",
+    "SHARDED_STATE_DICT",
+    "--fsdp_use_orig_params",
+    "true",  # LoRA mixes frozen and trained weights inside one wrapped layer
+    "--fsdp_cpu_ram_efficient_loading",
+    "true",
+    "--fsdp_sync_module_states",
+    "true",
 ]
 """accelerate's FSDP settings studio uses unless ``STUDIO_ACCELERATE_CONFIG`` names a config file of your own."""
 
 POLL_S = 0.5
-
 
 
 class LaunchError(StudioError):
@@ -62,16 +69,20 @@ def resolve_devices(setting: int | str, cuda_count: int) -> int:
         return max(cuda_count, 1)
     count = int(setting)
     if cuda_count and count > cuda_count:
-        raise LaunchError(f"train.devices: {count}, but only {cuda_count} CUDA device"
-                          f"{'s are' if cuda_count > 1 else ' is'} visible (CUDA_VISIBLE_DEVICES)")
+        raise LaunchError(
+            f"train.devices: {count}, but only {cuda_count} CUDA device"
+            f"{'s are' if cuda_count > 1 else ' is'} visible (CUDA_VISIBLE_DEVICES)"
+        )
     return count
 
 
 def check_distributed(distributed: str, devices: int, cuda_count: int) -> None:
     """FSDP shards over GPUs only (accelerate has no CPU FSDP): refuse it up front instead of failing in the trainer."""
     if distributed == "fsdp" and devices > 1 and not cuda_count:
-        raise LaunchError("train.distributed: fsdp needs CUDA GPUs (accelerate's FSDP does not run on CPU); "
-                          "use train.distributed: ddp to test several processes on CPU")
+        raise LaunchError(
+            "train.distributed: fsdp needs CUDA GPUs (accelerate's FSDP does not run on CPU); "
+            "use train.distributed: ddp to test several processes on CPU"
+        )
 
 
 def check_devices(setting: int | str, distributed: str, cuda_count: int | None = None) -> int:
@@ -113,9 +124,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def accelerate_command(run_dir: Path, devices: int, distributed: str = "ddp", resume: bool = False, *,
-                       port: int | None = None, config_file: str | None = None,
-                       python: str = sys.executable, node: NodeSpec | None = None) -> list[str]:
+def accelerate_command(
+    run_dir: Path,
+    devices: int,
+    distributed: str = "ddp",
+    resume: bool = False,
+    *,
+    port: int | None = None,
+    config_file: str | None = None,
+    python: str = sys.executable,
+    node: NodeSpec | None = None,
+) -> list[str]:
     """``python -m accelerate.commands.launch ... -m lorastudio.worker RUN_DIR``: N processes on this machine
     (``devices``), on each of ``node.nodes`` machines when ``node`` says so (see nodes.py)."""
     machines = node.nodes if node is not None and node.multi else 1
@@ -126,19 +145,34 @@ def accelerate_command(run_dir: Path, devices: int, distributed: str = "ddp", re
     if distributed == "fsdp" and not config_file:
         cmd += FSDP_DEFAULTS
     cmd += [
-        "--num_processes", str(devices * machines), "--num_machines", str(machines),
-        "--mixed_precision", "no",  # the trainer sets bf16/fp16 from the recipe
-        "--dynamo_backend", "no",
+        "--num_processes",
+        str(devices * machines),
+        "--num_machines",
+        str(machines),
+        "--mixed_precision",
+        "no",  # the trainer sets bf16/fp16 from the recipe
+        "--dynamo_backend",
+        "no",
     ]
     if node is not None and node.multi:  # torchrun's static rendezvous, hosted by node 0
-        cmd += ["--machine_rank", str(node.node_rank), "--main_process_ip", node.main_host,
-                "--main_process_port", str(node.main_port)]
+        cmd += [
+            "--machine_rank",
+            str(node.node_rank),
+            "--main_process_ip",
+            node.main_host,
+            "--main_process_port",
+            str(node.main_port),
+        ]
     else:
         cmd += ["--main_process_port", str(port or free_port())]
     cmd += [
-        "--max_restarts", "0",  # a failed rank fails the run; it is not restarted from scratch
-        "--monitor_interval", "1",
-        "-m", "lorastudio.worker", str(run_dir),
+        "--max_restarts",
+        "0",  # a failed rank fails the run; it is not restarted from scratch
+        "--monitor_interval",
+        "1",
+        "-m",
+        "lorastudio.worker",
+        str(run_dir),
     ]
     if resume:
         cmd.append("--resume")
@@ -155,8 +189,13 @@ def launch_env(cuda: bool, base: dict[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def supervisor_command(run_dir: Path, resume: bool = False, devices: int | str | None = None,
-                       python: str = sys.executable, distributed: str | None = None) -> list[str]:
+def supervisor_command(
+    run_dir: Path,
+    resume: bool = False,
+    devices: int | str | None = None,
+    python: str = sys.executable,
+    distributed: str | None = None,
+) -> list[str]:
     cmd = [python, "-m", "lorastudio.train.launch", str(run_dir)]
     if devices is not None:
         cmd += ["--devices", str(devices)]
@@ -176,13 +215,15 @@ def root_cause(log_text: str) -> str | None:
     torchrun calls the earliest failure the root cause, but a peer killed by a signal and rank 0 leaving on the
     broken connection are often seen in the same poll; a death by signal is then the cause, not its echo.
     """
-    block = log_text[log_text.rfind("Failures:"):] if "Failures:" in log_text else ""
+    block = log_text[log_text.rfind("Failures:") :] if "Failures:" in log_text else ""
     failures = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in _FAILURE.finditer(block)]
     if not failures:
         return None
     # the reported root cause comes last; a death by a signal torchrun itself does not send wins over it
     stopped_by_launcher = (-signal.SIGTERM, -signal.SIGINT)
-    rank, code, pid = next((f for f in failures if f[1] < 0 and f[1] not in stopped_by_launcher), failures[-1])
+    rank, code, pid = next(
+        (f for f in failures if f[1] < 0 and f[1] not in stopped_by_launcher), failures[-1]
+    )
     where = f" (pid {pid})" if pid else ""
     if code < 0:
         try:
@@ -197,8 +238,14 @@ def root_cause(log_text: str) -> str | None:
 class Supervisor:
     """Runs the launcher, forwards stop signals to the training processes, and reports a launcher failure."""
 
-    def __init__(self, run_dir: Path, resume: bool, devices: int | str | None, distributed: str | None = None,
-                 node: NodeSpec | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        resume: bool,
+        devices: int | str | None,
+        distributed: str | None = None,
+        node: NodeSpec | None = None,
+    ) -> None:
         self.node = node or NodeSpec()
         self.run_dir = run_dir
         self.resume = resume
@@ -224,8 +271,11 @@ class Supervisor:
         try:
             import psutil
 
-            return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)
-                    if "lorastudio.worker" in " ".join(p.cmdline())]
+            return [
+                p.pid
+                for p in psutil.Process(self.proc.pid).children(recursive=True)
+                if "lorastudio.worker" in " ".join(p.cmdline())
+            ]
         except Exception:
             return []
 
@@ -248,7 +298,9 @@ class Supervisor:
         try:
             setting, distributed = self.devices, self.distributed
             train_nodes: int | None = None
-            if setting is None or distributed is None or self.node.multi:  # by hand, or a node: read the snapshot
+            if (
+                setting is None or distributed is None or self.node.multi
+            ):  # by hand, or a node: read the snapshot
                 from lorastudio import registry
 
                 train = registry.load_snapshot(self.run_dir / "recipe.yaml").train
@@ -260,19 +312,31 @@ class Supervisor:
             devices = resolve_devices(setting, gpus)
             check_distributed(distributed, devices, gpus)
             if train_nodes is not None and train_nodes != self.node.nodes:
-                raise nodes.NodeError(f"train.nodes: {train_nodes}, but this supervisor was started for "
-                                      f"{self.node.nodes} node{'s' if self.node.nodes > 1 else ''}: start one on "
-                                      "each node with --nodes N --node-rank R --main-address HOST:PORT")
+                raise nodes.NodeError(
+                    f"train.nodes: {train_nodes}, but this supervisor was started for "
+                    f"{self.node.nodes} node{'s' if self.node.nodes > 1 else ''}: start one on "
+                    "each node with --nodes N --node-rank R --main-address HOST:PORT"
+                )
         except StudioError as exc:
             return self._fail(str(exc))
         if devices == 1 and not self.node.multi:
-            cmd = [sys.executable, "-m", "lorastudio.worker", str(self.run_dir)] + (["--resume"] if self.resume else [])
+            cmd = [sys.executable, "-m", "lorastudio.worker", str(self.run_dir)] + (
+                ["--resume"] if self.resume else []
+            )
         else:
-            cmd = accelerate_command(self.run_dir, devices, distributed, self.resume,
-                                     config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None, node=self.node)
+            cmd = accelerate_command(
+                self.run_dir,
+                devices,
+                distributed,
+                self.resume,
+                config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None,
+                node=self.node,
+            )
         launched = time.time()
         if self.node.multi:
-            nodes.redirect_output(nodes.node_log(self.run_dir, self.node.node_rank))  # torchrun's report, read below
+            nodes.redirect_output(
+                nodes.node_log(self.run_dir, self.node.node_rank)
+            )  # torchrun's report, read below
             launched = nodes.announce(self.run_dir, self.node, devices)
         print("launching: " + " ".join(cmd), flush=True)
         reader = RunReader(self.run_dir)
@@ -350,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", help="override train.devices (N or all), per node")
     parser.add_argument("--distributed", choices=("ddp", "fsdp"), help="override train.distributed")
     parser.add_argument("--nodes", type=int, help="override train.nodes: machines in the run (see nodes.py)")
-    parser.add_argument("--node-rank", type=int, help="this machine's place, 0 .. nodes-1 (node 0 writes the run)")
+    parser.add_argument(
+        "--node-rank", type=int, help="this machine's place, 0 .. nodes-1 (node 0 writes the run)"
+    )
     parser.add_argument("--main-address", metavar="HOST:PORT", help="node 0's address for the rendezvous")
     args = parser.parse_args(argv)
     devices: int | str | None = args.devices

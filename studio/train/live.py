@@ -13,7 +13,9 @@ FINAL = ("done", "stopped", "failed", "died", "unknown")
 def live_runs(root: Path | None = None) -> list[RunSummary]:
     """Runs whose worker is alive (training, loading or waiting in the queue), newest first."""
     # "queued" with no pid is a run directory whose worker was never started: nothing to attach to
-    return [r for r in list_runs(root) if r.status not in FINAL and (r.status != "queued" or _has_pid(r.path))]
+    return [
+        r for r in list_runs(root) if r.status not in FINAL and (r.status != "queued" or _has_pid(r.path))
+    ]
 
 
 def _has_pid(path: Path) -> bool:
@@ -26,8 +28,10 @@ def reattach_message(runs: list[RunSummary]) -> str:
     """The lines printed after the TUI closes; empty when nothing is running."""
     if not runs:
         return ""
-    lines = [f"{'1 run is' if len(runs) == 1 else f'{len(runs)} runs are'} still going "
-             "(the worker does not need studio open):"]
+    lines = [
+        f"{'1 run is' if len(runs) == 1 else f'{len(runs)} runs are'} still going "
+        "(the worker does not need studio open):"
+    ]
     for r in runs:
         progress = f"step {r.step}/{r.max_steps or '?'}"
         lines.append(f"  {r.name}  {r.status}, {progress}")

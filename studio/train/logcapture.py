@@ -47,8 +47,14 @@ def capture_warnings(writer: EventWriter) -> None:
     """Install the hooks for this process (the worker calls it once, after :func:`quiet_libraries`)."""
     sink = _Sink(writer)
 
-    def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                    file: TextIO | None = None, line: str | None = None) -> None:
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         sink("warning", f"{category.__name__}: {message}")
 
     warnings.showwarning = showwarning

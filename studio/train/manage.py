@@ -21,8 +21,18 @@ SORT_KEYS = ("time", "loss", "status")
 """The orders the Runs screen cycles through (and ``studio runs --sort`` accepts)."""
 
 # Live runs first (most urgent to look at), then the ones that need attention, then the settled ones.
-_STATUS_ORDER = ("training", "saving", "loading data", "loading model", "starting", "queued",
-                 "failed", "died", "stopped", "done")
+_STATUS_ORDER = (
+    "training",
+    "saving",
+    "loading data",
+    "loading model",
+    "starting",
+    "queued",
+    "failed",
+    "died",
+    "stopped",
+    "done",
+)
 RESUMABLE = frozenset({"stopped", "failed", "died"})
 
 
@@ -119,9 +129,13 @@ def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path 
     if not _settled(path, summary.status):
         raise RunError(f"run {path.name} is still running ({summary.status}); nothing to resume")
     if summary.status not in RESUMABLE:
-        raise RunError(f"run {path.name} is {summary.status}; only a stopped, failed or died run can be resumed")
+        raise RunError(
+            f"run {path.name} is {summary.status}; only a stopped, failed or died run can be resumed"
+        )
     checkpoint = latest_checkpoint(path)
-    if read_meta(path).get("slurm"):  # a new job from the latest checkpoint (slurm.py); its id in place of a pid
+    if read_meta(path).get(
+        "slurm"
+    ):  # a new job from the latest checkpoint (slurm.py); its id in place of a pid
         from lorastudio.train.slurm import resubmit
 
         return int(resubmit(path)), checkpoint

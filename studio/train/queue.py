@@ -53,7 +53,9 @@ class DeviceLock:
 
     def __init__(self, device: str, folder: Path | None = None) -> None:
         self.device = device
-        self.path = (folder or locks_dir()) / (re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") + ".lock")
+        self.path = (folder or locks_dir()) / (
+            re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") + ".lock"
+        )
         self._fd: int | None = None
 
     @property
@@ -65,7 +67,9 @@ class DeviceLock:
             self._fd = _lock_fd(self.path)
             if self._fd is not None:
                 os.ftruncate(self._fd, 0)
-                os.write(self._fd, f"{os.getpid()}\n".encode())  # for people reading the file; the flock decides
+                os.write(
+                    self._fd, f"{os.getpid()}\n".encode()
+                )  # for people reading the file; the flock decides
         return self._fd is not None
 
     def wait(self, stop: threading.Event, on_queued: Callable[[], None], poll_s: float = POLL_S) -> bool:

@@ -59,8 +59,16 @@ def create_run(recipe: Recipe, root: Path | None = None) -> Path:
         path.mkdir()
         # The snapshot is resolved (no `extends`): deleting or changing the base later changes nothing here.
         (path / RECIPE_FILE).write_text(registry.dump_snapshot(recipe), encoding="utf-8")
-        write_meta(path, {"format": RUN_FORMAT, "name": path.name, "recipe": recipe.name,
-                          "extends": recipe.extends, "created": time.time()})
+        write_meta(
+            path,
+            {
+                "format": RUN_FORMAT,
+                "name": path.name,
+                "recipe": recipe.name,
+                "extends": recipe.extends,
+                "created": time.time(),
+            },
+        )
         writer = EventWriter(path / EVENTS_FILE)
         writer.status("queued")
         writer.close()
@@ -69,8 +77,13 @@ def create_run(recipe: Recipe, root: Path | None = None) -> Path:
     return path
 
 
-def start_run(recipe: Recipe, root: Path | None = None, start: bool = True,
-              env: dict[str, str] | None = None, meta: dict[str, Any] | None = None) -> Path:
+def start_run(
+    recipe: Recipe,
+    root: Path | None = None,
+    start: bool = True,
+    env: dict[str, str] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """The one way a new run starts (``studio train``, the Launch sheet, sweeps and the MCP server call it).
 
     The devices the recipe asks for are checked first, so a recipe this machine cannot train (FSDP without
@@ -87,8 +100,13 @@ def start_run(recipe: Recipe, root: Path | None = None, start: bool = True,
     return path
 
 
-def start_worker(path: Path, resume: bool = False, env: dict[str, str] | None = None,
-                 devices: int | str | None = None, distributed: str | None = None) -> int:
+def start_worker(
+    path: Path,
+    resume: bool = False,
+    env: dict[str, str] | None = None,
+    devices: int | str | None = None,
+    distributed: str | None = None,
+) -> int:
     """Start ``python -m lorastudio.worker RUN_DIR`` in its own session, detached from this terminal.
 
     With more than one device (``train.devices``, or ``devices`` here) the session's leader is the launch
@@ -107,8 +125,13 @@ def start_worker(path: Path, resume: bool = False, env: dict[str, str] | None = 
         cmd.append("--resume")
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=child_env, close_fds=True,
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=child_env,
+        close_fds=True,
     )
     log.close()
     update_meta(path, pid=proc.pid, pid_started=create_time(proc.pid))
@@ -200,10 +223,19 @@ class RunSummary:
     best_eval_loss: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "recipe": self.recipe, "status": self.status,
-                "step": self.step, "max_steps": self.max_steps, "last_loss": self.last_loss,
-                "started": self.started, "cause": self.cause, "best_checkpoint": self.best_checkpoint,
-                "best_eval_loss": self.best_eval_loss}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "recipe": self.recipe,
+            "status": self.status,
+            "step": self.step,
+            "max_steps": self.max_steps,
+            "last_loss": self.last_loss,
+            "started": self.started,
+            "cause": self.cause,
+            "best_checkpoint": self.best_checkpoint,
+            "best_eval_loss": self.best_eval_loss,
+        }
 
 
 def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
@@ -220,9 +252,19 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
         from lorastudio.train.slurm import slurm_status
 
         status, cause = slurm_status(state.status, state.cause, state.finished, meta)
-    return RunSummary(path.name, path, meta.get("recipe", "?"), status, state.step, state.max_steps,
-                      state.last_loss, meta.get("created", state.started), cause,
-                      best_checkpoint=state.best_checkpoint, best_eval_loss=state.best_eval_loss)
+    return RunSummary(
+        path.name,
+        path,
+        meta.get("recipe", "?"),
+        status,
+        state.step,
+        state.max_steps,
+        state.last_loss,
+        meta.get("created", state.started),
+        cause,
+        best_checkpoint=state.best_checkpoint,
+        best_eval_loss=state.best_eval_loss,
+    )
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:
@@ -248,7 +290,9 @@ def find_run(name_or_path: str, root: Path | None = None) -> Path:
         runs = list_runs(root)
         if runs:
             return runs[0].path
-    matches = sorted(p for p in root.glob(f"{name_or_path}*") if (p / RUN_FILE).exists()) if root.is_dir() else []
+    matches = (
+        sorted(p for p in root.glob(f"{name_or_path}*") if (p / RUN_FILE).exists()) if root.is_dir() else []
+    )
     if matches:
         return matches[-1]
     raise RunError(f"no such run: {name_or_path!r} (see `studio runs`)")
@@ -279,5 +323,7 @@ def latest_checkpoint(path: Path) -> Path | None:
     folder = path / "checkpoints"
     if not folder.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    found = [
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
     return max(found)[1] if found else None

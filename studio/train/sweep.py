@@ -194,8 +194,17 @@ def start_sweep(plan: SweepPlan, root: Path | None = None) -> list[Path]:
     """Create every member's run directory (named in its run.json), then start their workers on the queue."""
     created = []
     for point in plan.points:
-        meta = {SWEEP_KEY: {"name": plan.name, "index": point.index, "of": len(plan.points), "fields": point.fields}}
-        run_dir = start_run(point.recipe, root, start=False, meta=meta)  # all exist before the first one trains
+        meta = {
+            SWEEP_KEY: {
+                "name": plan.name,
+                "index": point.index,
+                "of": len(plan.points),
+                "fields": point.fields,
+            }
+        }
+        run_dir = start_run(
+            point.recipe, root, start=False, meta=meta
+        )  # all exist before the first one trains
         created.append(run_dir)
     for run_dir in created:
         start_worker(run_dir, env=QUEUE_ENV)

@@ -47,8 +47,11 @@ class Nvml:
             self.reason = "nvidia-ml-py is not installed"
             return
         except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-            self.reason = "no NVIDIA GPU found" if "NotFound" in type(exc).__name__ or "Driver" in type(
-                exc).__name__ else f"no NVIDIA GPU found ({exc})"
+            self.reason = (
+                "no NVIDIA GPU found"
+                if "NotFound" in type(exc).__name__ or "Driver" in type(exc).__name__
+                else f"no NVIDIA GPU found ({exc})"
+            )
             return
         self._nvml = pynvml
         count = _safe(pynvml.nvmlDeviceGetCount, default=0)
@@ -73,16 +76,18 @@ class Nvml:
             procs = _safe(nv.nvmlDeviceGetComputeRunningProcesses, handle, default=[]) or []
             mine = [p.usedGpuMemory for p in procs if getattr(p, "pid", None) in pids and p.usedGpuMemory]
             name = _safe(nv.nvmlDeviceGetName, handle)
-            out.append(GpuSample(
-                index=index,
-                name=name.decode() if isinstance(name, bytes) else name,
-                memory_used_mb=mem.used / 2**20 if mem else None,
-                memory_total_mb=mem.total / 2**20 if mem else None,
-                process_memory_mb=sum(mine) / 2**20 if mine else None,
-                utilization_pct=float(util.gpu) if util else None,
-                temperature_c=float(temp) if temp is not None else None,
-                power_w=power / 1000 if power is not None else None,
-            ))
+            out.append(
+                GpuSample(
+                    index=index,
+                    name=name.decode() if isinstance(name, bytes) else name,
+                    memory_used_mb=mem.used / 2**20 if mem else None,
+                    memory_total_mb=mem.total / 2**20 if mem else None,
+                    process_memory_mb=sum(mine) / 2**20 if mine else None,
+                    utilization_pct=float(util.gpu) if util else None,
+                    temperature_c=float(temp) if temp is not None else None,
+                    power_w=power / 1000 if power is not None else None,
+                )
+            )
         return out
 
 
@@ -115,8 +120,13 @@ def host_sample(pid: int | None = None) -> dict[str, float | None]:
             "host_ram_total_mb": vm.total / 2**20,
         }
     except Exception:
-        return {"rss_mb": None, "cpu_pct": None, "host_cpu_pct": None, "host_ram_used_mb": None,
-                "host_ram_total_mb": None}
+        return {
+            "rss_mb": None,
+            "cpu_pct": None,
+            "host_cpu_pct": None,
+            "host_ram_used_mb": None,
+            "host_ram_total_mb": None,
+        }
 
 
 def torch_peak_reserved_mb() -> float | None:

@@ -71,8 +71,12 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = self.last_time = time.monotonic()
             self.last_tokens = state.num_input_tokens_seen or 0
-            writer.status("training", max_steps=state.max_steps or max_steps_hint, step=state.global_step,
-                          world_size=args.world_size)
+            writer.status(
+                "training",
+                max_steps=state.max_steps or max_steps_hint,
+                step=state.global_step,
+                world_size=args.world_size,
+            )
 
         def on_step_end(self, args, state, control, **kwargs):
             if dist.any_rank(stop.event.is_set()):  # collective: every rank stops after the same step
@@ -84,8 +88,13 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             if "eval_loss" in logs:
-                writer.write("eval", step=state.global_step, epoch=round(state.epoch or 0, 4),
-                             eval_loss=logs["eval_loss"], eval_runtime_s=logs.get("eval_runtime"))
+                writer.write(
+                    "eval",
+                    step=state.global_step,
+                    epoch=round(state.epoch or 0, 4),
+                    eval_loss=logs["eval_loss"],
+                    eval_runtime_s=logs.get("eval_runtime"),
+                )
                 self.last_time = time.monotonic()  # eval time is not training time: keep it out of tokens/s
                 return
             if "loss" not in logs:
@@ -97,19 +106,33 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
             self.last_time, self.last_tokens = now, tokens
             elapsed = now - self.start
             done_steps = max(state.global_step, 1)
-            eta = elapsed / done_steps * max(state.max_steps - state.global_step, 0) if state.max_steps else None
+            eta = (
+                elapsed / done_steps * max(state.max_steps - state.global_step, 0)
+                if state.max_steps
+                else None
+            )
             writer.write(
-                "metrics", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
-                loss=logs.get("loss"), learning_rate=logs.get("learning_rate"),
-                grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1) if tps else None,
-                tokens_seen=tokens, eta_s=round(eta, 1) if eta is not None else None, elapsed_s=round(elapsed, 2),
+                "metrics",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(state.epoch or 0, 4),
+                loss=logs.get("loss"),
+                learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens_per_s=round(tps, 1) if tps else None,
+                tokens_seen=tokens,
+                eta_s=round(eta, 1) if eta is not None else None,
+                elapsed_s=round(elapsed, 2),
             )
 
         def on_save(self, args, state, control, **kwargs):
             best = state.best_model_checkpoint  # tracked by the trainer when eval data exists
-            writer.write("checkpoint", step=state.global_step,
-                         best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
-                         best_eval_loss=state.best_metric if best else None)
+            writer.write(
+                "checkpoint",
+                step=state.global_step,
+                best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
+                best_eval_loss=state.best_metric if best else None,
+            )
 
     return EventsCallback()
 
@@ -128,8 +151,11 @@ def _samples_callbacks(recipe, tokenizer, writer: EventWriter, stop: StopFlag, t
         return []
     if sampler is None:
         return []
-    writer.write("log", message=f"sample replies: {len(sampler.prompts)} prompts, "
-                                f"up to {sampler.max_new_tokens} tokens each, at every evaluation")
+    writer.write(
+        "log",
+        message=f"sample replies: {len(sampler.prompts)} prompts, "
+        f"up to {sampler.max_new_tokens} tokens each, at every evaluation",
+    )
     return [samples_callback(writer, sampler, stop, timing)]
 
 
@@ -185,11 +211,21 @@ def build_trainer(
     )
     # Arrow datasets from the prepared-data cache stay memory-mapped; plain lists still work.
     train_ds = Dataset.from_list(train_rows) if isinstance(train_rows, list) else train_rows
-    eval_ds = (Dataset.from_list(eval_rows) if isinstance(eval_rows, list) else eval_rows) if len(eval_rows) else None
+    eval_ds = (
+        (Dataset.from_list(eval_rows) if isinstance(eval_rows, list) else eval_rows)
+        if len(eval_rows)
+        else None
+    )
     from transformers.trainer_callback import PrinterCallback
 
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=callbacks)
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
     trainer.remove_callback(PrinterCallback)  # our events replace its stdout dicts
     return trainer
 
@@ -218,14 +254,20 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path):
         build_rewards(recipe.grpo.rewards)  # a broken reward file fails the run now, before the model loads
     with dist.main_first(where):
         model, tokenizer = load_method_model(
-            recipe, backend, hw, progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0)
+            recipe,
+            backend,
+            hw,
+            progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0),
         )
     writer.status("loading data", source=recipe.data.source)
     with dist.main_first(where):
         data = prepare_method_data(recipe, tokenizer)
     skipped = ", ".join(f"{n} {why}" for why, n in data.stats.skipped.most_common())
-    writer.write("log", message=f"{len(data.train)} {recipe.train.method} training rows ({data.encoder.format})"
-                 f", {len(data.eval)} eval rows" + (f"; skipped: {skipped}" if skipped else ""))
+    writer.write(
+        "log",
+        message=f"{len(data.train)} {recipe.train.method} training rows ({data.encoder.format})"
+        f", {len(data.eval)} eval rows" + (f"; skipped: {skipped}" if skipped else ""),
+    )
     callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0), make_method_callback(writer)]
     if not hw.cuda and not where.distributed:
         from lorastudio.train.queue import cpu_share_callback
@@ -260,8 +302,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
     writer.status("starting", pid=os.getpid(), resume=resume, world_size=where.world_size)
     telemetry_done = threading.Event()
     if where.is_main:
-        threading.Thread(target=_telemetry_loop, args=(writer, telemetry_done, where.distributed),
-                         daemon=True).start()
+        threading.Thread(
+            target=_telemetry_loop, args=(writer, telemetry_done, where.distributed), daemon=True
+        ).start()
     try:
         recipe = load_run_recipe(run_dir)
         from lorastudio.train import trackers
@@ -288,18 +331,26 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
 
-        if recipe.train.method != "sft":  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
+        if (
+            recipe.train.method != "sft"
+        ):  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
             trainer, tokenizer = _method_trainer(recipe, backend, hw, where, writer, stop, run_dir)
         else:
-            with dist.main_first(where):  # one process downloads or builds the model, the others find it cached
+            with dist.main_first(
+                where
+            ):  # one process downloads or builds the model, the others find it cached
                 model, tokenizer = load_for_training(
-                    recipe, backend, hw,
+                    recipe,
+                    backend,
+                    hw,
                     progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0),
                 )
             writer.status("loading data", source=recipe.data.source)
             with dist.main_first(where):
                 train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
-            writer.write("log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
+            writer.write(
+                "log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples"
+            )
             max_steps_hint = recipe.train.max_steps or 0
             callbacks = [make_callback(writer, stop, max_steps_hint)]
             callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
@@ -307,7 +358,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 from lorastudio.train.queue import cpu_share_callback
 
                 callbacks.append(cpu_share_callback())  # two CPU runs share the cores instead of thrashing
-            trainer = build_trainer(recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks, tracking)
+            trainer = build_trainer(
+                recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks, tracking
+            )
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
             writer.write("log", message="no checkpoint found; starting from step 0")
@@ -325,9 +378,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
         else:
             adapter = run_dir / "adapter"
         if stop.event.is_set():
-            writer.status("stopped", step=trainer.state.global_step, adapter=str(adapter),
-                          cause=f"stopped by {stop.signal_name or 'a stop request'}; "
-                                f"adapter saved at step {trainer.state.global_step}")
+            writer.status(
+                "stopped",
+                step=trainer.state.global_step,
+                adapter=str(adapter),
+                cause=f"stopped by {stop.signal_name or 'a stop request'}; "
+                f"adapter saved at step {trainer.state.global_step}",
+            )
         else:
             writer.status("done", step=trainer.state.global_step, adapter=str(adapter))
         return 0
