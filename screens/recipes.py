@@ -68,12 +68,14 @@ class RecipesScreen(Screen[None]):
         self._fill(self.query_one("#recipe-filter", Input).value)
         if self._submit_pending:
             self._submit_pending = False
-            if len(self.shown) == 1:
+            if self._one_meant():
                 self.action_choose()
 
     def _fill(self, needle: str) -> None:
         needle = needle.lower().strip()
         self.shown = [e for e in self.entries if not needle or needle in self._haystack(e)]
+        # a recipe named exactly what was typed comes first, so Enter opens it (tiny-pirate beside tiny-pirate-grpo)
+        self.shown.sort(key=lambda e: not self._named(e, needle))
         options = self.query_one(OptionList)
         options.clear_options()
         for entry in self.shown:
@@ -86,6 +88,18 @@ class RecipesScreen(Screen[None]):
         if self.shown:
             options.highlighted = 0
         self.query_one(RecipeDetails).show(self.shown[0] if self.shown else None)
+
+    @staticmethod
+    def _named(entry: RecipeEntry, needle: str) -> bool:
+        return bool(needle) and needle in (
+            entry.file.name.lower(),
+            (entry.recipe.name.lower() if entry.recipe else ""),
+        )
+
+    def _one_meant(self) -> bool:
+        """Enter in the filter opens a recipe: the only one shown, or the one named exactly what was typed."""
+        needle = self.query_one("#recipe-filter", Input).value.lower().strip()
+        return len(self.shown) == 1 or (bool(self.shown) and self._named(self.shown[0], needle))
 
     @staticmethod
     def _haystack(entry: RecipeEntry) -> str:
@@ -121,7 +135,8 @@ class RecipesScreen(Screen[None]):
         focus_now(self.query_one(OptionList))
         if not self.loaded:
             self._submit_pending = True
-        elif len(self.shown) == 1:
+        elif self._one_meant():
+            self.query_one(OptionList).highlighted = 0
             self.action_choose()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

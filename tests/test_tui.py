@@ -121,8 +121,16 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         assert [e.file.name for e in screen.shown] == ["qwen-csv-concepts", "qwen1.5-0.5b-qlora"]
         await pilot.press("escape")
         assert options.option_count == 9
-        await pilot.press("slash", *"tiny", "enter")
-        assert isinstance(app.screen, PreviewScreen)
+        await pilot.press("slash", *"tiny")
+        assert [e.file.name for e in screen.shown] == ["tiny-pirate", "tiny-pirate-grpo"]
+        await pilot.press(
+            "escape", "slash", *"tiny-pirate-grpo"
+        )  # named exactly: first, though listed second
+        assert [e.file.name for e in screen.shown] == ["tiny-pirate-grpo"]
+        await pilot.press(
+            "escape", "slash", *"tiny-pirate", "enter"
+        )  # two match; Enter opens the one named so
+        assert isinstance(app.screen, PreviewScreen) and app.screen.recipe.name == "tiny-pirate"
 
 
 async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None:
