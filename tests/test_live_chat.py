@@ -129,6 +129,7 @@ async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
     from textual.widgets import Input, TextArea
 
     from lorastudio.app import StudioApp
+    from lorastudio.chat.engine import with_overrides
     from lorastudio.screens.chat import ChatScreen
     from lorastudio.screens.edit_reply import EditReplyScreen
 
@@ -137,7 +138,7 @@ async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.engine is not None)
         screen = app.screen
-        screen.sampling = screen.sampling.with_overrides(greedy=True, max_new_tokens=6)
+        screen.sampling = with_overrides(screen.sampling, greedy=True, max_new_tokens=6)
         box = screen.query_one("#chat-input", Input)
         box.value = "Where is the treasure?"
         await pilot.press("enter")
