@@ -114,7 +114,8 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
 
         samples = data_of(await call(session, "samples", run=run))  # tiny-pirate asks 3 held-out prompts
         assert len(samples["prompts"]) == 3 and samples["rounds"][0]["at"] == "start"
-        assert samples["rounds"][-1]["at"] == "end" and all(r["replies"] for r in samples["rounds"])
+        assert len(samples["rounds"]) >= 2 and samples["rounds"][-1]["step"] == 4  # the base's, then step 4's
+        assert all(len(r["replies"]) == 3 for r in samples["rounds"])
 
         reply = data_of(
             await call(
