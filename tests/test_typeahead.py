@@ -46,10 +46,10 @@ async def test_filter_burst_reaches_the_box_and_starts_nothing(no_training: list
         screen = app.screen
         assert isinstance(screen, RecipesScreen)
         await wait_until(pilot, lambda: screen.entries)
-        burst(app, "slash", *"tiny-p", "enter")
+        burst(app, "slash", *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
-        assert screen.query_one("#recipe-filter", Input).value == "tiny-p"
-        assert [e.file.name for e in screen.shown] == ["tiny-pirate"]
+        assert screen.query_one("#recipe-filter", Input).value == "tiny-pirate"
+        assert [e.file.name for e in screen.shown] == ["tiny-pirate", "tiny-pirate-grpo"]
         assert no_training == []
         await pilot.pause(0.3)  # let the Preview finish mounting before the app closes
 
@@ -72,14 +72,16 @@ async def test_filter_burst_before_the_list_loads(
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
-        burst(app, "slash", *"tiny-p", "t", "enter")  # "tiny-pt" matches nothing: Enter must not act
+        burst(
+            app, "slash", *"tiny-pirate", "t", "enter"
+        )  # "tiny-piratet" matches nothing: Enter must not act
         await pilot.pause(0.3)
         assert not screen.entries, "the list loaded too early for this test"
-        assert screen.query_one("#recipe-filter", Input).value == "tiny-pt"
+        assert screen.query_one("#recipe-filter", Input).value == "tiny-piratet"
         await wait_until(pilot, lambda: screen.entries)
         await pilot.pause(0.2)
         assert screen.shown == [] and app.screen is screen
-        burst(app, "escape", "slash", *"tiny-p", "enter")
+        burst(app, "escape", "slash", *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
         assert no_training == []
         await pilot.pause(0.3)
@@ -95,7 +97,7 @@ async def test_enter_typed_before_the_list_loads_acts_once_it_has(
     monkeypatch.setattr(registry, "load_all", lambda *a, **kw: (time.sleep(1.0), real(*a, **kw))[1])
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        burst(app, "slash", *"tiny-p", "enter")
+        burst(app, "slash", *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
         assert app.screen.recipe.name == "tiny-pirate" and no_training == []
         await pilot.pause(0.3)
@@ -158,9 +160,9 @@ async def test_keys_typed_after_the_filters_enter_do_not_change_what_it_opens(ti
         recipes = app.screen
         assert isinstance(recipes, RecipesScreen)
         await wait_until(pilot, lambda: recipes.entries)
-        burst(app, "slash", *"tiny-p", "enter", *"nnp")
+        burst(app, "slash", *"tiny-pirate", "enter", *"nnp")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
         assert app.screen.recipe.name == "tiny-pirate"
         await pilot.pause(0.3)  # the filter's pending change messages arrive after Enter acted
-        assert recipes.query_one("#recipe-filter").value == "tiny-p"
-        assert [e.file.name for e in recipes.shown] == ["tiny-pirate"]
+        assert recipes.query_one("#recipe-filter").value == "tiny-pirate"
+        assert [e.file.name for e in recipes.shown] == ["tiny-pirate", "tiny-pirate-grpo"]
