@@ -74,7 +74,9 @@ def test_whole_flow_with_a_dropped_connection(tiny_model: Path, tmp_path: Path) 
         # 1. the picker shows the recipes; filter to tiny-pirate and open it
         first.start(STUDIO_BIN)
         first.wait_for("llama3.2-1b-pirate", timeout=30)
-        first.keys("/tiny-pirate", "Enter")  # one burst, as a paste or a slow link delivers it: the `t` is text
+        first.keys(
+            "/tiny-pirate", "Enter"
+        )  # one burst, as a paste or a slow link delivers it: the `t` is text
         # 2. the preview shows a sample with trained and masked tokens; next sample
         screen = first.wait_for("sample 1/225")
         assert "⟦Arr, the pearl be white, matey!" in screen
