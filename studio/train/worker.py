@@ -167,47 +167,16 @@ def build_trainer(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from lorastudio.train.backend import resolve_gradient_checkpointing, resolve_precision
+    from lorastudio.train.methods import common_args
 
-    precision = resolve_precision(recipe, hw)
-    t = recipe.train
+    args = common_args(recipe, run_dir, hw, has_eval=bool(len(eval_rows)))
+    if tracking:
+        args.update(report_to=tracking.report_to, **tracking.args)
     config = SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation,
-        learning_rate=t.learning_rate,
-        max_steps=t.max_steps or -1,
-        num_train_epochs=t.epochs,
-        warmup_steps=t.warmup_steps,
-        lr_scheduler_type=t.scheduler,
-        optim=t.optimizer,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=t.logging_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if eval_rows else "no",
-        eval_steps=(t.eval_steps or t.save_steps) if eval_rows else None,
-        # Lets the trainer track the best checkpoint by eval loss and never rotate it away.
-        metric_for_best_model="eval_loss" if eval_rows else None,
-        greater_is_better=False if eval_rows else None,
-        report_to=tracking.report_to if tracking else [],
-        **(tracking.args if tracking else {}),
-        disable_tqdm=True,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        gradient_checkpointing=resolve_gradient_checkpointing(recipe, hw),
+        **args,
         dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False,
         max_length=None,
         packing=False,  # we pack ourselves (see encode.pack), so labels never cross samples
-        include_num_input_tokens_seen=True,
-        dataloader_num_workers=0,
-        save_only_model=False,
     )
     # Arrow datasets from the prepared-data cache stay memory-mapped; plain lists still work.
     train_ds = Dataset.from_list(train_rows) if isinstance(train_rows, list) else train_rows
