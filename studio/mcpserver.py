@@ -256,7 +256,8 @@ def samples(run: RunArg) -> dict[str, Any]:
     history = SampleHistory.of(load_samples(path))
     if not len(history):
         return {"run": path.name, "samples": [], "message": f"{NO_SAMPLES} for {path.name}"}
-    return {"run": path.name, "samples": history.to_json()["rounds"], **history.to_json()}
+    recorded = history.to_json()
+    return {"run": path.name, "samples": recorded["rounds"], **recorded}
 
 
 # -- sweeps -----------------------------------------------------------------------------------------
