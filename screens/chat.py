@@ -12,11 +12,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, ProgressBar, Switch
+from textual.widgets import Footer, Input, Label, ProgressBar, Switch
 
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.chat_message import ChatMessage
+from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the engine, off the start-up path
     from lorastudio.chat.engine import ChatEngine, Reply
@@ -93,7 +94,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.selected: ChatMessage | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label("Chat · loading…", id="chat-title", classes="title")
         yield Label("", id="chat-status", classes="muted")
         yield ProgressBar(total=1.0, show_eta=False, id="chat-progress")

@@ -13,10 +13,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
+from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:
     from lorastudio.train.compare import Comparison, RunResult
@@ -53,7 +54,7 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         self.show_eval = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label(f"Compare · {len(self.paths)} runs · loading…", id="compare-title", classes="title")
         yield Static("", id="compare-legend")
         yield CompareChart(id="compare-chart")

@@ -15,9 +15,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from textual.widgets import Footer, Label, Static
 
 from lorastudio.widgets.compare_chart import SERIES_COLORS
+from lorastudio.widgets.title_header import TitleHeader
 
 
 @dataclass
@@ -70,7 +71,7 @@ class CompareSamplesScreen(Screen[None]):
         self.base = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label(
             f"Compare samples · {len(self.paths)} runs · loading…",
             id="compare-samples-title",

@@ -13,10 +13,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, RadioButton, RadioSet, Select
+from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButton, RadioSet, Select
 
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
+from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the start-up path
     from lorastudio.export.exporter import ExportResult
@@ -72,7 +73,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         from lorastudio.export.source import checkpoints
 
         self._checkpoints = checkpoints(self.run_dir)
-        yield Header()
+        yield TitleHeader()
         yield Label(f"Export · {self.run_dir.name}", classes="title")
         with Horizontal(id="export-body"):
             with Vertical(id="export-form", classes="panel"):

@@ -23,7 +23,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Header, Input, Label, Static, Switch
+from textual.widgets import Footer, Input, Label, Static, Switch
 
 from lorastudio.recipe import Recipe
 from lorastudio.screens.launch_fields import (
@@ -39,6 +39,7 @@ from lorastudio.screens.launch_fields import (
 )
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
+from lorastudio.widgets.title_header import TitleHeader
 
 IDENTITY = ("name", "description", "extends")
 
@@ -95,7 +96,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.sweep_axes: dict[str, list[str]] = {}  # field path -> values typed as a, b, c (a sweep)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label(f"Launch · {self.recipe.name}", id="launch-title", classes="title")
         yield Static("estimating memory…", id="launch-estimate")
         yield Label(

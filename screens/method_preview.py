@@ -19,9 +19,10 @@ from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from textual.widgets import Footer, Label, Static
 
 from lorastudio.recipe import Recipe
+from lorastudio.widgets.title_header import TitleHeader
 
 WIDE_COLUMNS = 120
 """From this width the chosen and rejected replies are shown side by side."""
@@ -56,7 +57,7 @@ class MethodPreviewScreen(Screen[None]):
         self.show_special = True
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label(
             f"Preview · {self.recipe.name} · {self.recipe.train.method}", id="preview-title", classes="title"
         )

@@ -16,7 +16,7 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Log, ProgressBar
+from textual.widgets import Footer, Label, Log, ProgressBar
 
 from lorastudio.recipe import Recipe
 from lorastudio.train.events import (
@@ -36,6 +36,7 @@ from lorastudio.widgets.gpu_panel import GpuPanel
 from lorastudio.widgets.method_charts import add_method_series, charts_for, ensure_series, method_chart_points
 from lorastudio.widgets.metrics_panel import MetricsPanel, duration
 from lorastudio.widgets.samples_view import SamplesView
+from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:
     from lorastudio.app import StudioApp
@@ -208,7 +209,7 @@ class MonitorScreen(Screen[None]):
         self.tab_names = [*TAB_NAMES, *(key for key, _, _ in self.method_charts)]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label(f"Monitor · {self.run_dir.name}", classes="title")
         with Vertical(id="monitor-top"):
             yield Label("status: reading…", id="status-line")

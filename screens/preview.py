@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
+from textual.widgets import Footer, Input, Label, ProgressBar, Static
 
 from lorastudio.data.encode import DatasetStats
 from lorastudio.data.sources import describe_eval_split
@@ -23,6 +23,7 @@ from lorastudio.screens.messages import LoadProgress
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
+from lorastudio.widgets.title_header import TitleHeader
 from lorastudio.widgets.token_view import TokenView
 
 if TYPE_CHECKING:  # for types only: the worker imports prepare, off the start-up path
@@ -92,7 +93,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         return self.prepared is not None and not self.partial
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label(f"Preview · {self.recipe.name}", id="preview-title", classes="title")
         yield Label("", id="sample-header")
         yield ProgressBar(total=1.0, show_eta=False, id="build-progress")

@@ -9,12 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, OptionList
+from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
 
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.recipe_details import RecipeDetails
+from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:
     from lorastudio.registry import RecipeEntry
@@ -41,7 +42,7 @@ class RecipesScreen(Screen[None]):
         self._submit_pending = False  # Enter in the filter before the list loaded: act on it once loaded
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield FilterInput(placeholder="filter recipes (name, model, tags)…", id="recipe-filter")
         with Horizontal(id="recipes-body"):
             yield OptionList(id="recipe-list", classes="panel")

@@ -12,9 +12,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from lorastudio.train.runs import RunSummary
+from lorastudio.widgets.title_header import TitleHeader
 
 REFRESH_S = 0.5
 """How often the list is read again; with the summary cache a tick costs a stat per unchanged run."""
@@ -105,7 +106,7 @@ class RunsScreen(Screen[None]):
         return [row.summary for row in self.rows]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleHeader()
         yield Label("Runs", id="runs-title", classes="title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="run-detail")

@@ -13,7 +13,7 @@ from test_tui import text_of, write_recorded_run
 from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Label
+from textual.widgets import Label, Static
 
 from lorastudio.app import StudioApp
 from lorastudio.errors import StudioError
@@ -203,3 +203,26 @@ def test_tui_threads_leave_cores_to_training() -> None:
     thread.start()
     thread.join()
     assert seen == [1]
+
+
+async def test_the_header_title_follows_the_app_and_survives_losing_its_children() -> None:
+    """A title change queued as a screen closes (keys typed fast) used to end the app with ``NoMatches``."""
+    from textual.app import App
+
+    from lorastudio.widgets.title_header import TitleHeader
+
+    class Titled(Screen[None]):
+        def compose(self) -> ComposeResult:
+            yield TitleHeader()
+
+    app: App[None] = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(Titled())
+        header = app.screen.query_one(TitleHeader)
+        app.title = "first title"
+        await pilot.pause()
+        assert "first title" in str(header.query_one("HeaderTitle", Label | Static).render())
+        await header.query_one("HeaderTitle").remove()
+        app.title = "second title"  # its watcher now finds no HeaderTitle
+        await pilot.pause()
+        assert app.screen is header.screen and app.return_code is None

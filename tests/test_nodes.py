@@ -184,7 +184,8 @@ def test_stop_on_node_0_stops_every_node_after_one_step(tiny_model: Path) -> Non
     report = wait_for(
         lambda: (r := nodes.read_report(nodes.report_path(run_dir, 1))).get("ended") and r, timeout=120
     )
-    assert report["code"] == 0, report  # node 1's rank left cleanly after the same step
+    node_log = nodes.node_log(run_dir, 1).read_text(errors="replace")[-4000:]
+    assert report["code"] == 0, f"{report}\n{node_log}"  # node 1's rank left cleanly after the same step
     checkpoint = runs.latest_checkpoint(run_dir)
     assert checkpoint is not None and checkpoint.name == f"checkpoint-{summary.step}"
     assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}

@@ -346,6 +346,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
             adapter = save_adapter(trainer.model, tokenizer, run_dir)
         else:
             adapter = run_dir / "adapter"
+        # Every rank leaves the process group together: a rank with nothing to save that tore down its end
+        # while rank 0 was still saving was seen killed by SIGABRT on a loaded machine.
+        dist.barrier()
         if stop.event.is_set():
             writer.status(
                 "stopped",
