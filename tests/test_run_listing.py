@@ -206,3 +206,94 @@ def test_a_deleted_run_leaves_the_cache(home: Path) -> None:
     cache.save(force=True)
     saved = json.loads(cache.path.read_text())["runs"]
     assert list(saved) == [str((home / "a-done").absolute())]
+
+
+# -- the writer's own summary (summary.json) ---------------------------------------------------------
+def written_run(root: Path, name: str, steps: int) -> Path:
+    """A run whose events went through the SummarizingWriter, as the worker writes them."""
+    from lorastudio.train.summaries import SummarizingWriter
+
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"format": 1, "name": name, "recipe": "r", "created": T0}))
+    writer = SummarizingWriter(run / EVENTS_FILE)
+    writer.status("queued")
+    writer.status("training", max_steps=steps)
+    for step in range(1, steps + 1):
+        writer.write("metrics", step=step, max_steps=steps, loss=1.0 / step)
+    writer.status("done", step=steps, adapter="adapter")
+    writer.close()
+    return run
+
+
+def full_fold(run: Path) -> dict[str, object]:
+    from lorastudio.train.events import RunReader, RunState
+
+    reader = RunReader(run, RunState(curves=False))
+    reader.update()
+    return reader.state.scalars_json()
+
+
+def test_a_first_listing_reads_the_writers_summary_instead_of_every_event(home: Path) -> None:
+    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+
+    run = written_run(home, "d-written", steps=40)
+    entry = json.loads((run / RUN_SUMMARY_FILE).read_text())
+    assert entry["offset"] == (run / EVENTS_FILE).stat().st_size and entry["state"] == full_fold(run)
+    cache = SummaryCache(home.parent / "fresh-cache.json")  # a new machine: nothing cached
+    state = cache.state(run)
+    assert (state.status, state.step, state.last_loss) == ("done", 40, 1.0 / 40)
+    assert cache.folded_bytes == 0  # not one event folded: the fingerprint check and an empty tail
+
+
+def test_events_appended_after_the_summary_are_folded_from_its_offset(home: Path) -> None:
+    run = written_run(home, "d-written", steps=12)
+    size = (run / EVENTS_FILE).stat().st_size
+    append(run, kind="log", message="a line from another writer")  # e.g. the supervisor, after the worker
+    append(run, kind="status", status="failed", cause="the node went away")
+    cache = SummaryCache(home.parent / "fresh-cache.json")
+    state = cache.state(run)
+    assert (state.status, state.cause, state.step) == ("failed", "the node went away", 12)
+    assert cache.folded_bytes == (run / EVENTS_FILE).stat().st_size - size
+    assert state.scalars_json() == full_fold(run)
+
+
+@pytest.mark.parametrize("damage", ["foreign", "version", "not json"])
+def test_a_summary_that_does_not_match_its_events_is_ignored(home: Path, damage: str) -> None:
+    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+
+    run = written_run(home, "d-written", steps=8)
+    other = written_run(home, "e-other", steps=30)
+    target = run / RUN_SUMMARY_FILE
+    # "foreign": another run's summary copied over, whose offset and fingerprint are not this file's
+    if damage == "foreign":
+        target.write_text((other / RUN_SUMMARY_FILE).read_text())
+    elif damage == "version":
+        target.write_text(json.dumps({**json.loads(target.read_text()), "version": [0, 0]}))
+    else:
+        target.write_text('{"offset": 3, "state"')
+    cache = SummaryCache(home.parent / "fresh-cache.json")
+    state = cache.state(run)
+    assert (state.status, state.step) == ("done", 8) and state.scalars_json() == full_fold(run)
+    assert cache.folded_bytes == (run / EVENTS_FILE).stat().st_size  # the whole file, once
+
+
+def test_a_resumed_writer_folds_on_from_the_summary_and_a_failing_summary_never_fails_the_run(
+    home: Path,
+) -> None:
+    from lorastudio.train.summaries import RUN_SUMMARY_FILE, SummarizingWriter
+
+    run = written_run(home, "d-written", steps=5)
+    writer = SummarizingWriter(run / EVENTS_FILE)  # `studio resume`: a new writer on the same file
+    writer.status("training", max_steps=9)
+    writer.write("metrics", step=9, max_steps=9, loss=0.01)
+    writer.status("done", step=9, adapter="adapter")
+    writer.close()
+    assert json.loads((run / RUN_SUMMARY_FILE).read_text())["state"] == full_fold(run)
+    (run / RUN_SUMMARY_FILE).unlink()
+    (run / RUN_SUMMARY_FILE).mkdir()  # cannot be replaced by a file: writing it fails every time
+    writer = SummarizingWriter(run / EVENTS_FILE)
+    writer.status("stopped", cause="by hand")
+    writer.close()
+    assert runs.summarise(run, SummaryCache(home.parent / "fresh-cache.json")).status == "stopped"
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # no partial file left behind

@@ -36,6 +36,19 @@ def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> Non
     assert [m["step"] for m in metrics] == list(range(1, recipe.train.max_steps + 1))
     assert all(m["tokens_per_s"] and m["tokens_seen"] > 0 and m["eta_s"] is not None for m in metrics[1:])
     assert all(m["learning_rate"] is not None and m["grad_norm"] is not None for m in metrics)
+    assert_summary_is_the_fold(trained_run)
+
+
+def assert_summary_is_the_fold(run_dir: Path) -> None:
+    """The worker left summary.json: the fold of every event, to the end of the file."""
+    from lorastudio.train.events import RunReader, RunState
+    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+
+    summary = json.loads((run_dir / RUN_SUMMARY_FILE).read_text())
+    reader = RunReader(run_dir, RunState(curves=False))
+    reader.update()
+    assert summary["offset"] == (run_dir / EVENTS_FILE).stat().st_size
+    assert summary["state"] == reader.state.scalars_json() and summary["state"]["status"] == "done"
 
 
 def test_loss_falls(trained_run: Path) -> None:
@@ -98,6 +111,7 @@ def test_resume_continues_from_last_checkpoint(tiny_model: Path) -> None:
     assert steps == [3, 4, 5, 6]
     assert any(e.get("message") == "resuming from checkpoint-2" for e in after)
     assert after[-1]["status"] == "done"
+    assert_summary_is_the_fold(run_dir)  # the resumed writer folded on from the first launch's summary
 
 
 def _start(run_dir: Path) -> int:

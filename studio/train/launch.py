@@ -293,7 +293,8 @@ class Supervisor:
                         pass
 
     def run(self) -> int:
-        from lorastudio.train.events import EVENTS_FILE, EventWriter, RunReader, StatusEvent
+        from lorastudio.train.events import EVENTS_FILE, RunReader, StatusEvent
+        from lorastudio.train.summaries import SummarizingWriter
 
         try:
             setting, distributed = self.devices, self.distributed
@@ -375,7 +376,7 @@ class Supervisor:
             cause += f" (rank {said[0][0]}: {said[0][1][:160]})"
         if self.node.multi:  # a peer node that went away is the cause, not rank 0 leaving on the broken link
             cause = nodes.lost_node_cause(self.run_dir, self.node, devices, launched, cause)
-        writer = EventWriter(self.run_dir / EVENTS_FILE)
+        writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
         writer.status("failed", cause=cause, world_size=devices * self.node.nodes)
         writer.close()
         return code or 1
@@ -394,13 +395,14 @@ class Supervisor:
         return code
 
     def _fail(self, cause: str) -> int:
-        from lorastudio.train.events import EVENTS_FILE, EventWriter
+        from lorastudio.train.events import EVENTS_FILE
+        from lorastudio.train.summaries import SummarizingWriter
 
         if not self.node.is_main:
             nodes.write_report(self.run_dir, self.node.node_rank, ended=time.time(), code=1, cause=cause)
             print(cause, file=sys.stderr)
             return 1
-        writer = EventWriter(self.run_dir / EVENTS_FILE)
+        writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
         writer.status("failed", cause=cause)
         writer.close()
         print(cause, file=sys.stderr)

@@ -26,14 +26,14 @@ from lorastudio import registry
 from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
-from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState
+from lorastudio.train.events import EVENTS_FILE, RunState
 from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
 from lorastudio.train.nodes import NodeSpec, node_log
 from lorastudio.train.rundir import LOG_FILE as LOG_FILE
 from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
 from lorastudio.train.rundir import RUN_FILE as RUN_FILE
 from lorastudio.train.rundir import create_time, read_meta, update_meta, write_meta
-from lorastudio.train.summaries import SummaryCache, summary_cache
+from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
 RUN_FORMAT = 1
 
@@ -69,7 +69,7 @@ def create_run(recipe: Recipe, root: Path | None = None) -> Path:
                 "created": time.time(),
             },
         )
-        writer = EventWriter(path / EVENTS_FILE)
+        writer = SummarizingWriter(path / EVENTS_FILE)
         writer.status("queued")
         writer.close()
     except OSError as exc:

@@ -162,9 +162,10 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
             raise SlurmError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
     except SlurmError as exc:
         if not read_meta(run_dir).get("slurm"):  # a new run that never reached Slurm must not look queued
-            from lorastudio.train.events import EVENTS_FILE, EventWriter
+            from lorastudio.train.events import EVENTS_FILE
+            from lorastudio.train.summaries import SummarizingWriter
 
-            writer = EventWriter(run_dir / EVENTS_FILE)
+            writer = SummarizingWriter(run_dir / EVENTS_FILE)
             writer.status("failed", cause=str(exc))
             writer.close()
         raise

@@ -11,12 +11,18 @@ run's :class:`RunState` (its scalar fields, ``curves=False``) is kept with the b
 - anything else (smaller, rewritten, an entry that does not load as a state of this version, a cache file
   that is not JSON) is ignored and the whole file folded again. The cache is never trusted over the file.
 
-Why here and in this form: the worker owns the run directory and readers only read it, so the cache lives
-in ``$XDG_CACHE_HOME/studio/run-summaries.json`` (one file for every run, written atomically, losing it
-costs one full fold per run). A summary written by the worker would make a first listing quick too, but
-events are also written by the launch supervisor and by ``create_run``, and runs written before it would
-still need the fold; the cache covers all of them with one rule. The process keeps the index in memory,
-so the Runs screen's ticks cost one ``stat`` per unchanged run.
+Where it lives: the worker owns the run directory and readers only read it, so the cache lives in
+``$XDG_CACHE_HOME/studio/run-summaries.json`` (one file for every run, written atomically, losing it costs
+one fold per run). The process keeps the index in memory, so the Runs screen's ticks cost one ``stat`` per
+unchanged run.
+
+A first listing (a new machine, a cleared cache, runs copied from elsewhere) would still fold every event
+of every run, so whoever writes a run's events also leaves the same entry in the run directory
+(:class:`SummarizingWriter`, ``summary.json``, without size and mtime): the fold of ``events.jsonl`` up to
+an offset, with the fingerprint of the bytes before it. It is read back by exactly the rules above, so
+events it has not seen (another writer's, or a run that died before writing it again) are folded from its
+offset, and a stale or foreign one costs only the full fold it replaces. Runs written before it existed
+are folded once, as before.
 """
 
 from __future__ import annotations
@@ -29,13 +35,25 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.paths import cache_dir
-from lorastudio.train.events import EVENTS_FILE, EVENTS_VERSION, RunReader, RunState
+from lorastudio.train.events import (
+    EVENTS_FILE,
+    EVENTS_VERSION,
+    Event,
+    EventWriter,
+    RunReader,
+    RunState,
+    StatusEvent,
+)
 
 CACHE_FILE = "run-summaries.json"
 CACHE_VERSION = 1
 """Bump when an entry's meaning changes (RunState's fields are checked on load anyway)."""
 FINGERPRINT_BYTES = 64
 SAVE_EVERY_S = 5.0
+RUN_SUMMARY_FILE = "summary.json"
+"""A run's own summary of its events (see the module docstring), beside ``events.jsonl``."""
+RUN_SUMMARY_EVERY_S = 5.0
+"""How often a writer brings ``summary.json`` up to date while it writes (and at every status, and on close)."""
 
 
 class SummaryCache:
@@ -75,6 +93,8 @@ class SummaryCache:
         with self._lock:
             entry = self._load().get(key)
         state, offset = self._reuse(entry, events, stat)
+        if state is None:  # not in this cache yet: start from the writer's own summary where it has one
+            state, offset = self._reuse(read_run_summary(run_dir), events, stat)
         if (
             state is not None
             and offset == stat.st_size
@@ -150,6 +170,80 @@ class SummaryCache:
             tmp.replace(self.path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def read_run_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run directory's ``summary.json`` as a cache entry, or None when absent or not of this version."""
+    try:
+        data = json.loads((run_dir / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != [CACHE_VERSION, EVENTS_VERSION]:
+        return None
+    return data
+
+
+class SummarizingWriter(EventWriter):
+    """An :class:`EventWriter` that also keeps the run directory's ``summary.json`` current.
+
+    The summary is the fold of the file itself (read back from where the last one ended), not of what this
+    writer wrote, so events appended by another process in between are in it too. Writing it is never a
+    reason for a run to fail: an error only leaves the previous summary, which readers check anyway.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._summary_lock = threading.Lock()
+        self._reader: RunReader | None = None
+        self._summarised = -RUN_SUMMARY_EVERY_S
+
+    def emit(self, event: Event) -> Event:
+        super().emit(event)
+        if isinstance(event, StatusEvent) or time.monotonic() - self._summarised >= RUN_SUMMARY_EVERY_S:
+            self.write_summary()
+        return event
+
+    def close(self) -> None:
+        super().close()
+        self.write_summary()
+
+    def write_summary(self) -> None:
+        run_dir = self.path.parent
+        with self._summary_lock:
+            self._summarised = time.monotonic()
+            tmp = run_dir / f".{RUN_SUMMARY_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                if self._reader is None:
+                    self._reader = _resumed_reader(run_dir)
+                self._reader.update()
+                offset = self._reader.offset
+                entry = {
+                    "version": [CACHE_VERSION, EVENTS_VERSION],
+                    "offset": offset,
+                    "fingerprint": _fingerprint(self.path, offset),
+                    "state": self._reader.state.scalars_json(),
+                }
+                tmp.write_text(json.dumps(entry, default=str), encoding="utf-8")
+                tmp.replace(run_dir / RUN_SUMMARY_FILE)
+            except Exception:  # a full disk or a read-only folder: readers fold the events instead
+                tmp.unlink(missing_ok=True)
+
+
+def _resumed_reader(run_dir: Path) -> RunReader:
+    """A reader that folds on from the run's existing summary when it still matches the file (a resumed
+    run's writer then reads only what came after it), else from the start."""
+    entry = read_run_summary(run_dir)
+    events = run_dir / EVENTS_FILE
+    try:
+        if entry is not None and isinstance(entry.get("offset"), int):
+            offset = entry["offset"]
+            if 0 <= offset <= events.stat().st_size and _fingerprint(events, offset) == entry.get(
+                "fingerprint"
+            ):
+                return RunReader(run_dir, RunState.from_scalars(entry["state"]), offset)
+    except (OSError, KeyError, TypeError, ValueError):
+        pass
+    return RunReader(run_dir, RunState(curves=False), 0)
 
 
 def _fingerprint(events: Path, offset: int) -> str | None:

@@ -25,6 +25,7 @@ from lorastudio.train.backend import OOM_HINTS
 from lorastudio.train.events import EVENTS_FILE, EventWriter
 from lorastudio.train.logcapture import capture_warnings
 from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
+from lorastudio.train.summaries import SummarizingWriter
 
 TELEMETRY_INTERVAL_S = 1.5
 
@@ -261,7 +262,7 @@ def save_adapter(model, tokenizer, run_dir: Path) -> Path:
 def run(run_dir: Path, resume: bool = False) -> int:
     quiet_libraries()
     where = dist.placement()  # rank 0 alone writes the run directory; see train/distributed.py
-    writer = EventWriter(run_dir / EVENTS_FILE) if where.is_main else dist.NullWriter()
+    writer = SummarizingWriter(run_dir / EVENTS_FILE) if where.is_main else dist.NullWriter()
     if where.is_main:
         capture_warnings(writer)
     stop = StopFlag()
