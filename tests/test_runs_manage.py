@@ -281,3 +281,18 @@ def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:
     )
     assert _checkpoint_dir(run / "checkpoints" / "checkpoint-9") is None
     assert [c.label for c in manage.checkpoints(run)] == ["checkpoint-8"]
+
+
+def test_a_recipe_name_finds_its_own_newest_run_not_a_longer_recipes(tmp_path: Path) -> None:
+    """`--from tiny-pirate` after a tiny-pirate-grpo run: the SFT run, not the newer GRPO one."""
+    root = tmp_path / "runs"
+    write_run(root, "tiny-pirate-20261202-010000", created=1.0)
+    write_run(root, "tiny-pirate-20261202-010000-2", created=2.0)
+    write_run(root, "tiny-pirate-grpo-20261202-020000", created=3.0)
+    assert runs.find_run("tiny-pirate", root).name == "tiny-pirate-20261202-010000-2"
+    assert (
+        runs.find_run("tiny-pirate-g", root).name == "tiny-pirate-grpo-20261202-020000"
+    )  # a prefix still works
+    assert runs.find_run("tiny-pirate-grpo", root).name == "tiny-pirate-grpo-20261202-020000"
+    with pytest.raises(RunError, match="no such run: 'tiny-pirate-dpo'"):
+        runs.find_run("tiny-pirate-dpo", root)

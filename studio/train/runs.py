@@ -293,8 +293,10 @@ def find_run(name_or_path: str, root: Path | None = None) -> Path:
     matches = (
         sorted(p for p in root.glob(f"{name_or_path}*") if (p / RUN_FILE).exists()) if root.is_dir() else []
     )
-    if matches:
-        return matches[-1]
+    # A recipe's name means its newest run: `tiny-pirate` is not the newest `tiny-pirate-grpo-…` run
+    own = [p for p in matches if re.fullmatch(re.escape(name_or_path) + r"-\d{8}-\d{6}(-\d+)?", p.name)]
+    if own or matches:
+        return (own or matches)[-1]
     raise RunError(f"no such run: {name_or_path!r} (see `studio runs`)")
 
 
