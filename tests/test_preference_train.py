@@ -386,3 +386,43 @@ def test_grpo_tokenizes_prompts_as_the_preview_shows(tmp_path: Path, tiny_model:
     ids, _, _ = trainer._tokenize_prompts(prompts)
     assert [list(i) for i in ids] == [row["prompt_ids"] for row in data.train]
     assert "answer" in trainer.train_dataset.column_names  # extra columns reach the reward functions
+
+
+@pytest.mark.slow
+def test_a_dpo_run_reports_its_own_figures_to_tensorboard(tmp_path: Path, tiny_model: Path) -> None:
+    """train.report_to works for every method: DPO's loss and rewards reach TensorBoard as studio logs them."""
+    from lorastudio.train import trackers
+
+    if trackers.missing(["tensorboard"]):
+        pytest.skip("tensorboard is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = new_run(
+        tmp_path,
+        {
+            "name": "dpo-tracked",
+            "model": {"name": "tiny", "max_seq_length": 96},
+            "data": {"source": str(write_jsonl(tmp_path / "pairs.jsonl", PAIRS)), "eval_fraction": 0},
+            "train": {
+                "method": "dpo",
+                "batch_size": 4,
+                "max_steps": 3,
+                "learning_rate": 0.01,
+                "precision": "fp32",
+                "save_steps": 10,
+                "report_to": ["tensorboard"],
+            },
+        },
+    )
+    result = run_worker(run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = fold(read_all(run_dir / "events.jsonl"))
+    reader = EventAccumulator(str(run_dir / "tensorboard"))
+    reader.Reload()
+    board = {tag: [(e.step, e.value) for e in reader.Scalars(tag)] for tag in reader.Tags()["scalars"]}
+    assert [step for step, _ in board["train/loss"]] == [1, 2, 3]
+    assert [v for _, v in board["train/loss"]] == pytest.approx([v for _, v in state.loss], rel=1e-5)
+    ours = state.method_metrics["rewards/margins"]
+    assert [v for _, v in board["train/rewards/margins"]] == pytest.approx(
+        [v for _, v in ours], rel=1e-5, abs=1e-6
+    )

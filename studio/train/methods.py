@@ -154,14 +154,18 @@ def build_method_trainer(
     hw: Hardware,
     callbacks: list[Any],
     samples: Callable[[list[dict[str, Any]]], None] | None = None,
+    tracking: Any = None,
 ) -> Any:
-    """The TRL trainer for ``train.method`` on studio's encoded rows (``data``: a ``MethodData``)."""
+    """The TRL trainer for ``train.method`` on studio's encoded rows (``data``: a ``MethodData``);
+    ``tracking`` (trackers.plan) adds the experiment trackers of ``train.report_to``, as for SFT."""
     from transformers.trainer_callback import PrinterCallback
 
     method = recipe.train.method
     section = recipe.method_section()
     has_eval = bool(data.eval)
     args = common_args(recipe, run_dir, hw, has_eval)
+    if tracking:
+        args.update(report_to=tracking.report_to, **tracking.args)
     if method == "dpo" and isinstance(section, DpoSection) and section.loss_type != "simpo":
         trainer = _dpo(recipe, section, model, tokenizer, data, args, callbacks)
     elif method in ("dpo", "orpo"):

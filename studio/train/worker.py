@@ -208,7 +208,7 @@ def encode_for_training(recipe, tokenizer):
     return data.train, data.eval if data.eval is not None else [], data.format
 
 
-def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path):
+def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tracking=None):
     """(trainer, tokenizer) for train.method dpo/kto/orpo/grpo: studio's encoded rows into TRL's trainer."""
     from lorastudio.data.preference import prepare_method_data
     from lorastudio.models.sources import throttled
@@ -247,7 +247,9 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path):
     def samples(recent):
         writer.write("completions", samples=recent)
 
-    trainer = build_method_trainer(recipe, model, tokenizer, data, run_dir, hw, callbacks, samples=samples)
+    trainer = build_method_trainer(
+        recipe, model, tokenizer, data, run_dir, hw, callbacks, samples=samples, tracking=tracking
+    )
     return trainer, tokenizer
 
 
@@ -304,7 +306,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if (
             recipe.train.method != "sft"
         ):  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
-            trainer, tokenizer = _method_trainer(recipe, backend, hw, where, writer, stop, run_dir)
+            trainer, tokenizer = _method_trainer(recipe, backend, hw, where, writer, stop, run_dir, tracking)
         else:
             with dist.main_first(
                 where
