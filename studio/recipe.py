@@ -248,6 +248,11 @@ class DpoSection(_Section):
     Prompt plus reply are cut at ``model.max_seq_length``."""
     simpo_gamma: float = Field(0.5, ge=0.0)
     """Target reward margin, used by ``loss_type: simpo`` only."""
+    rpo_alpha: float | None = Field(None, gt=0)
+    """Weight of a supervised (negative log-likelihood) term on the chosen reply beside the preference loss
+    (RPO; TRL's ``sft`` loss, CPO's ``cpo_alpha`` under simpo): keeps the chosen replies' wording and ending
+    likely, where the preference loss alone, pushing down short rejected replies, can teach the model not to
+    stop. Unset: none."""
 
 
 class KtoSection(_Section):

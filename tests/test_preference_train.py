@@ -389,8 +389,12 @@ def test_grpo_tokenizes_prompts_as_the_preview_shows(tmp_path: Path, tiny_model:
 
 
 @pytest.mark.slow
-def test_a_dpo_run_reports_its_own_figures_to_tensorboard(tmp_path: Path, tiny_model: Path) -> None:
-    """train.report_to works for every method: DPO's loss and rewards reach TensorBoard as studio logs them."""
+def test_a_dpo_run_reports_to_tensorboard_and_answers_sample_prompts(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """train.report_to and train.samples work for every method: DPO's loss and rewards reach TensorBoard as
+    studio logs them, and the held-out prompts (here the first rows: no eval split) are answered at the start
+    and at the end, as for SFT."""
     from lorastudio.train import trackers
 
     if trackers.missing(["tensorboard"]):
@@ -426,3 +430,47 @@ def test_a_dpo_run_reports_its_own_figures_to_tensorboard(tmp_path: Path, tiny_m
     assert [v for _, v in board["train/rewards/margins"]] == pytest.approx(
         [v for _, v in ours], rel=1e-5, abs=1e-6
     )
+    rounds = state.samples
+    assert [(r.step, r.at) for r in rounds] == [(0, "start"), (3, "end")]
+    assert rounds[0].prompts == tuple(p["prompt"] for p in PAIRS[:3])
+    assert all(len(r.replies) == len(r.finish) == 3 and all(r.replies) for r in rounds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_type", ["sigmoid", "simpo"])
+def test_rpo_alpha_adds_the_chosen_replies_nll_to_the_preference_loss(
+    tmp_path: Path, tiny_model: Path, loss_type: str
+) -> None:
+    """``dpo.rpo_alpha``: TRL's ``sft`` loss beside DPO's (weighted), or CPO's own ``cpo_alpha`` under simpo."""
+    from lorastudio.data.preference import prepare_method_data
+    from lorastudio.errors import RecipeError
+    from lorastudio.recipe import Recipe
+    from lorastudio.train.backend import detect_hardware, load_for_training
+    from lorastudio.train.methods import build_method_trainer
+
+    def recipe(**dpo: Any) -> Recipe:
+        return Recipe.model_validate(
+            {
+                "name": "rpo-check",
+                "model": {"name": "tiny", "max_seq_length": 96},
+                "data": {"source": str(write_jsonl(tmp_path / "pairs.jsonl", PAIRS)), "eval_fraction": 0},
+                "train": {"method": "dpo", "batch_size": 4, "max_steps": 1, "precision": "fp32"},
+                "dpo": {"loss_type": loss_type, **dpo},
+            }
+        )
+
+    with pytest.raises(ValueError, match="rpo_alpha"):
+        recipe(rpo_alpha=0)
+    from lorastudio import registry
+
+    with pytest.raises(RecipeError, match="dpo.rpo_alpha"):
+        registry.load("smollm2-pirate-dpo", ["dpo.rpo_alpha=-1"])
+    with_rpo = recipe(rpo_alpha=0.5)
+    hw = detect_hardware()
+    model, tokenizer = load_for_training(with_rpo, "hf", hw)
+    data = prepare_method_data(with_rpo, tokenizer)
+    args = build_method_trainer(with_rpo, model, tokenizer, data, tmp_path / "run", hw, []).args
+    if loss_type == "simpo":
+        assert args.cpo_alpha == 0.5 and args.loss_type == "simpo"
+    else:
+        assert (list(args.loss_type), list(args.loss_weights)) == (["sigmoid", "sft"], [1.0, 0.5])

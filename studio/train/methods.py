@@ -195,10 +195,15 @@ def _dpo(
         def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
             return dataset  # already prompt_ids / chosen_ids / rejected_ids, truncated as the Preview shows
 
+    losses: list[str] = [section.loss_type]
+    weights = [1.0]
+    if section.rpo_alpha:
+        losses, weights = [*losses, "sft"], [*weights, section.rpo_alpha]
     config = DPOConfig(
         **args,
         beta=section.beta,
-        loss_type=[section.loss_type],
+        loss_type=losses,
+        loss_weights=weights,
         label_smoothing=section.label_smoothing,
         max_length=None,
         precompute_ref_log_probs=False,
@@ -237,7 +242,7 @@ def _orpo_or_cpo(
             "beta": section.beta,
             "loss_type": "simpo",
             "simpo_gamma": section.simpo_gamma,
-            "cpo_alpha": 0.0,
+            "cpo_alpha": section.rpo_alpha or 0.0,  # CPO's own NLL term on the chosen reply
             "label_smoothing": section.label_smoothing,
         }
 

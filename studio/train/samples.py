@@ -187,12 +187,44 @@ def build_sampler(recipe: Recipe, tokenizer: Any) -> Sampler | None:
     settings = recipe.train.samples
     if not settings.enabled:
         return None
+    if recipe.train.method != "sft":
+        return _method_sampler(recipe, tokenizer)
     prepared = prepare(recipe, tokenizer=tokenizer)
     prompts = [prompt_of(recipe, text) for text in settings.prompts]
     prompts += held_out_prompts(recipe, settings.held_out, prepared)
     if not prompts:
         return None
     return Sampler(recipe, tokenizer, prepared.encoder, prompts)
+
+
+def _method_sampler(recipe: Recipe, tokenizer: Any) -> Sampler | None:
+    """DPO, KTO, ORPO and GRPO: the same rounds, the held-out prompts taken from the method's own rows (each
+    row's prompt turns, through the method encoder that renders them for training)."""
+    from lorastudio.data.formats import SkipRow
+    from lorastudio.data.preference import method_encoder
+    from lorastudio.data.sources import train_eval_split
+
+    settings = recipe.train.samples
+    encoder, rows = method_encoder(recipe, tokenizer)
+    prompts = [prompt_of(recipe, text) for text in settings.prompts]
+    if settings.held_out > 0:
+        fraction = (
+            recipe.data.eval_fraction if recipe.train.method != "grpo" else 0.0
+        )  # as the trainer splits
+        _, held = train_eval_split(list(range(len(rows.rows))), fraction, recipe.train.seed)
+        found = 0
+        for index in held or range(len(rows.rows)):
+            try:
+                turns = encoder.example_of(rows.rows[index]).prompt
+            except (SkipRow, ValueError, KeyError, TypeError):
+                continue
+            users = [t["content"] for t in turns if t["role"] == "user"]
+            if users:
+                prompts.append(SamplePrompt(users[-1], tuple((t["role"], t["content"]) for t in turns)))
+                found += 1
+            if found == settings.held_out:
+                break
+    return Sampler(recipe, tokenizer, encoder.base, prompts) if prompts else None
 
 
 def samples_callback(writer: Any, sampler: Sampler, stop: Any, timing: Any = None) -> Any:

@@ -239,6 +239,7 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
         f", {len(data.eval)} eval rows" + (f"; skipped: {skipped}" if skipped else ""),
     )
     callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0), make_method_callback(writer)]
+    callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
     if not hw.cuda and not where.distributed:
         from lorastudio.train.queue import cpu_share_callback
 
