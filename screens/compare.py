@@ -39,8 +39,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="compare.back"),
-        Binding("l", "toggle_log", "Log scale", id="compare.log"),
-        Binding("e", "toggle_eval", "Train/Eval", id="compare.eval"),
+        Binding("l", "toggle_log", "Log", id="compare.log"),
+        Binding("e", "toggle_eval", "Eval", id="compare.eval"),
         Binding("f5", "reload", "Reload", id="compare.reload"),
         Binding("p", "samples", "Samples", id="compare.samples"),
     ]

@@ -50,6 +50,21 @@ def test_chat_threads_share_cores_with_cpu_workers() -> None:
         slot.release()
 
 
+def test_a_generating_chat_holds_a_cpu_slot_so_the_workers_give_up_their_share() -> None:
+    from lorastudio.train.queue import CpuSlot, fair_threads, live_cpu_workers
+
+    with admission.cpu_share(cores=2) as threads:  # no worker: nothing held, torch left alone
+        assert threads is None and live_cpu_workers() == 0
+    worker = CpuSlot()  # a training worker's slot
+    try:
+        with admission.cpu_share(cores=2) as threads:
+            assert threads == 1 and live_cpu_workers() == 2
+            assert fair_threads(2, live_cpu_workers()) == 1  # what the worker's own share rule now gives it
+        assert live_cpu_workers() == 1  # released when the reply ends
+    finally:
+        worker.release()
+
+
 def test_feedback_rows_and_pairs(tmp_path: Path) -> None:
     log = FeedbackLog(tmp_path / "feedback.jsonl")
     ask = [{"role": "system", "content": "Be a pirate."}, {"role": "user", "content": "Where is the gold?"}]

@@ -131,6 +131,7 @@ def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model
     assert logged["rewards/margins"] == pytest.approx(sum(margins) / len(margins), abs=2e-4)
     assert logged["rewards/chosen"] == pytest.approx(sum(chosen_rewards) / len(chosen_rewards), abs=2e-4)
     assert (run_dir / "adapter" / "adapter_config.json").exists()
+    assert not (run_dir / "adapter" / "ref").exists()  # TRL's frozen reference adapter stays out of it
 
     # the adapter is the same kind of LoRA adapter as SFT's: Runs, chat and export take it as they are
     from lorastudio.chat.engine import engine_for

@@ -296,3 +296,39 @@ def test_a_recipe_name_finds_its_own_newest_run_not_a_longer_recipes(tmp_path: P
     assert runs.find_run("tiny-pirate-grpo", root).name == "tiny-pirate-grpo-20261202-020000"
     with pytest.raises(RunError, match="no such run: 'tiny-pirate-dpo'"):
         runs.find_run("tiny-pirate-dpo", root)
+
+
+def test_concurrent_metadata_updates_keep_every_field_and_never_leave_half_a_file(tmp_path: Path) -> None:
+    """The supervisor, the worker and the TUI all update run.json; none may lose another's field."""
+    import multiprocessing
+
+    from lorastudio.train import rundir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rundir.write_meta(run, {"format": 1, "name": "run"})
+    writers = [
+        multiprocessing.get_context("fork").Process(target=_set_fields, args=(run, f"w{i}")) for i in range(3)
+    ]
+    for w in writers:
+        w.start()
+    seen_broken = 0
+    while any(w.is_alive() for w in writers):
+        try:
+            json.loads((run / "run.json").read_text())
+        except ValueError:
+            seen_broken += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    meta = rundir.read_meta(run)
+    assert seen_broken == 0
+    assert {f"w{i}-{n}" for i in range(3) for n in range(60)} <= set(meta) and meta["name"] == "run"
+    assert sorted(p.name for p in run.iterdir()) == [".run.json.lock", "run.json"]  # no temporary file left
+
+
+def _set_fields(run: Path, prefix: str) -> None:
+    from lorastudio.train import rundir
+
+    for n in range(60):
+        rundir.update_meta(run, **{f"{prefix}-{n}": n})

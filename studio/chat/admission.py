@@ -6,12 +6,17 @@ of GPU 0 (less a headroom, since a training run's memory still grows between ste
 available RAM on CPU. When it does not fit the load is refused with both figures and what to change.
 
 On CPU the chat also takes only its share of the cores while training workers run (the workers' own share
-rule, ``train/queue.py``), so a chat streaming beside a run slows it rather than starving it.
+rule, ``train/queue.py``), so a chat streaming beside a run slows it rather than starving it. While it
+generates it holds a CPU slot like a worker's, so the workers count it too and give up their share in turn:
+without that, the chat's thread and the worker's full set of threads oversubscribed the cores and training
+ran at a sixth of its speed.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,3 +134,21 @@ def cap_threads(threads: int | None) -> Any:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def cpu_share(cores: int | None = None) -> Iterator[int | None]:
+    """Around one CPU generation beside live training workers: hold a CPU slot (each worker re-counts the
+    slots every few seconds and shrinks to its share) and cap this thread to the chat's share. Alone, it
+    holds nothing and leaves torch's threads as they are. Yields the threads set (None when alone)."""
+    from lorastudio.train.queue import CpuSlot
+
+    threads = chat_threads(cores)
+    if threads is None:
+        yield None
+        return
+    slot = CpuSlot()
+    try:
+        yield cap_threads(threads)
+    finally:
+        slot.release()

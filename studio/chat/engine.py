@@ -149,6 +149,7 @@ class ChatEngine:
         self._lock = threading.Lock()
         self.threads: int | None = None
         """Torch threads for generating (set on CPU beside live training workers; see chat/admission.py)."""
+        self.on_gpu = False
 
     @property
     def has_adapter(self) -> bool:
@@ -168,6 +169,7 @@ class ChatEngine:
 
         check_admission(self.recipe, hw.cuda)  # refused with both figures when it would not fit beside a run
         self.threads = None if hw.cuda else chat_threads()
+        self.on_gpu = hw.cuda
         path = resolve_model_path(self.recipe.model)
         try:
             model = load_base_model(self.recipe, path, hw, tokenizer)
@@ -264,10 +266,12 @@ class ChatEngine:
         context = contextlib.nullcontext()
         if self.has_adapter and not adapter_on:
             context = self.model.disable_adapter()
-        with self._lock, context, torch.inference_mode():
-            from lorastudio.chat.admission import cap_threads
+        from lorastudio.chat.admission import cpu_share
 
-            cap_threads(self.threads)
+        share = contextlib.nullcontext() if self.on_gpu else cpu_share()
+        with self._lock, context, torch.inference_mode(), share as threads:
+            if threads is not None:
+                self.threads = threads
             self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),

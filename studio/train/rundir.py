@@ -6,7 +6,12 @@ through here, so none of them has to import another for a file name (which made 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,8 @@ RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "worker.log"
 """The worker's (or supervisor's) stdout and stderr: tracebacks, anything printed outside the event log."""
+META_LOCK = ".run.json.lock"
+"""Held while ``run.json`` is read and rewritten: the supervisor, the worker and the TUI (a note) all update it."""
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -24,15 +31,29 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:
-    tmp = path / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(path / RUN_FILE)  # a reader sees the old file or the new one, never half of one
+    # a name of its own per writer: with one shared name a second writer could truncate the file the first
+    # was about to rename into place, and a half-written run.json would then look complete
+    tmp = path / f".{RUN_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(path / RUN_FILE)  # a reader sees the old file or the new one, never half of one
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _meta_lock(path: Path) -> Iterator[None]:
+    with (path / META_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def update_meta(path: Path, **fields: Any) -> None:
-    meta = read_meta(path)
-    meta.update(fields)
-    write_meta(path, meta)
+    """Set ``fields`` in ``run.json``, keeping every other writer's fields (read and rewritten under a lock)."""
+    with _meta_lock(path):
+        meta = read_meta(path)
+        meta.update(fields)
+        write_meta(path, meta)
 
 
 def create_time(pid: int) -> float | None:

@@ -256,7 +256,13 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
 
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:
     target = run_dir / "adapter"
-    model.save_pretrained(target)
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, dict) and len(peft_config) > 1:
+        # DPO/KTO keep their frozen reference as a second adapter (TRL's `ref`); the run's adapter is the
+        # trained one alone, or every export and upload would carry a copy of the reference too
+        model.save_pretrained(target, selected_adapters=[model.active_adapter])
+    else:
+        model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
     return target
