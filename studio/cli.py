@@ -261,10 +261,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     recipe = load(args.recipe, args.overrides)
     started = time.monotonic()
-    if recipe.train.method != "sft":  # encoded by the method's one path (data/preference.py); not cached yet
+    if recipe.train.method != "sft":  # encoded by the method's one path (data/preference.py) and cached
         from lorastudio.data.preference import prepare_method_data
 
-        data = prepare_method_data(recipe)
+        data = prepare_method_data(recipe, use_cache=not args.force)
         summary: dict[str, Any] = {
             "recipe": recipe.name,
             "method": recipe.train.method,
@@ -272,6 +272,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "template": data.encoder.template_name,
             "train_rows": len(data.train),
             "eval_rows": len(data.eval),
+            "cached": data.cached is not None,
             "stats": data.stats.to_json(),
             "seconds": round(time.monotonic() - started, 2),
         }
@@ -279,7 +280,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             json.dumps(summary, indent=2)
             if args.json
             else f"{recipe.name}: {recipe.train.method} {data.encoder.format}, {len(data.train)} train rows, "
-            f"{len(data.eval)} eval rows, skipped {dict(data.stats.skipped) or 0} ({summary['seconds']} s)"
+            f"{len(data.eval)} eval rows, skipped {dict(data.stats.skipped) or 0}"
+            f"{' (from the cache)' if data.cached else ''} ({summary['seconds']} s)"
         )
         return 0
     hit = None if args.force else lookup(recipe)  # a few stat calls: no tokenizer, no transformers

@@ -189,3 +189,96 @@ def test_mismatched_method_section_is_refused_naming_it() -> None:
     with pytest.raises(ValidationError, match="beta"):
         recipe("x.jsonl", "dpo", dpo={"beta": -1})
     assert recipe("x.jsonl", "kto").method_section().beta == 0.1
+
+
+# -- the prepared-data cache for method rows (data/methodcache.py) ----------------------------------------
+def pairs_and_bad_rows() -> list[dict]:
+    good = [
+        {"prompt": f"Question {i}?", "chosen": f"Arr, answer {i}!", "rejected": f"Answer {i}."}
+        for i in range(12)
+    ]
+    return [*good, {"prompt": "Q", "chosen": "same", "rejected": "same"}]
+
+
+def test_method_rows_are_cached_and_a_second_start_reads_them_back(
+    tmp_path: Path, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.data.preference import MethodEncoder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs_and_bad_rows())
+    first = prepare_method_data(recipe(src, data={"eval_fraction": 0.25}), tiny_tokenizer)
+    assert first.cached is None and first.train and first.eval
+
+    def no_encoding(self: MethodEncoder, row: dict) -> None:
+        raise AssertionError("a cache hit must not encode")
+
+    monkeypatch.setattr(MethodEncoder, "encode_row", no_encoding)
+    again = prepare_method_data(recipe(src, data={"eval_fraction": 0.25}), tiny_tokenizer)
+    assert again.cached is not None and (again.train, again.eval) == (first.train, first.eval)
+    assert again.stats.to_json() == first.stats.to_json() and again.encoder.format == "preference"
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    other = prepare_method_data(  # a field that changes the encoding: its own entry
+        recipe(src, data={"eval_fraction": 0.25}, dpo={"max_prompt_length": 4}), tiny_tokenizer
+    )
+    assert other.cached is None and other.stats.prompt_truncated > 0
+
+
+def test_changed_data_or_a_damaged_entry_is_encoded_again(
+    tmp_path: Path, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from lorastudio.data.methodcache import TRAIN_ROWS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs_and_bad_rows())
+    first = prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer)
+    assert first.cached is None
+    entry = prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer).cached
+    assert entry is not None
+    lines = (entry / TRAIN_ROWS).read_text().splitlines()
+    (entry / TRAIN_ROWS).write_text("\n".join(lines[:-1]) + "\n")  # a row lost: counts no longer match
+    assert prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer).cached is None
+    rows = pairs_and_bad_rows()
+    rows[0]["chosen"] = "Arr, a different answer!"
+    write_jsonl(src, rows)
+    os.utime(src, ns=(1, 1))  # a new mtime, whatever the clock's resolution
+    changed = prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer)
+    assert changed.cached is None and changed.train[0] != first.train[0]
+    assert not list((tmp_path / "cache" / "studio" / "prepared").glob(".*.tmp"))  # no staging left behind
+
+
+def test_grpo_rows_keep_their_columns_through_the_cache(
+    tmp_path: Path, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rows = [
+        {"prompt": f"What is {i} plus {i}?", "answer": 2 * i, "meta": {"level": [i, "x"]}} for i in range(5)
+    ]
+    src = write_jsonl(tmp_path / "prompts.jsonl", rows)
+    first = prepare_method_data(recipe(src, method="grpo"), tiny_tokenizer)
+    again = prepare_method_data(recipe(src, method="grpo"), tiny_tokenizer)
+    assert again.cached is not None and again.train == first.train
+    assert again.train[3]["answer"] == 6 and again.train[3]["meta"] == {"level": [3, "x"]}
+
+
+def test_studio_prepare_fills_the_cache_for_a_dpo_recipe(tmp_path: Path, tiny_model: Path) -> None:
+    import subprocess
+
+    from conftest import STUDIO_BIN
+
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs_and_bad_rows())
+    cmd = [STUDIO_BIN, "prepare", "tiny-pirate", "train.method=dpo", f"data.source={src}", "data.format=auto"]
+    cmd += ["data.eval_fraction=0", "--json"]
+
+    def prepare(*extra: str) -> dict:
+        done = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first, again, forced = prepare(), prepare(), prepare("--force")
+    assert (first["cached"], again["cached"], forced["cached"]) == (False, True, False)
+    assert again["train_rows"] == first["train_rows"] == 12 and again["stats"] == first["stats"]
+    assert again["stats"]["skipped"] == {"chosen equals rejected": 1}

@@ -6,6 +6,7 @@ Preview, ``studio preview`` and the worker share (``encode``), the recipe-to-enc
 data sets and their statistics (``fastencode``, ``bytelevel``), the prepared-data cache, its Arrow
 writer and its processes (``cache``, ``arrowwriter``, ``cachekey``, ``cacheindex``, ``shards``),
 finding a row by its text (``rowsearch``), what ``studio validate`` checks without the data (``checks``)
-and the preference and RL methods' rows with their one encode path (``preference``).
+and the preference and RL methods' rows with their one encode path and their cache entries
+(``preference``, ``methodcache``).
 It may import ``lorastudio.models`` and the ground; never ``train``, ``chat``, ``export`` or a face.
 """

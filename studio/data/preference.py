@@ -19,9 +19,11 @@ prepare`` and the worker show and train the same tokens. The trainers get these 
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from lorastudio.data.encode import IGNORE_INDEX, Encoder, _mask_outside, make_encoder
@@ -467,6 +469,17 @@ class MethodStats:
         count = self.labels[what] if what in ("desirable", "undesirable") else self.used
         return self.reply_tokens.get(what, 0) / count if count else 0.0
 
+    def state(self) -> dict[str, Any]:
+        """Every field as JSON (what the prepared-data cache keeps); :meth:`from_state` reads it back."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> MethodStats:
+        values = dict(state)
+        for name in ("skipped", "reply_tokens", "labels"):
+            values[name] = Counter(values[name])
+        return cls(**values)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method,
@@ -528,6 +541,8 @@ class MethodData:
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]]
     stats: MethodStats
+    cached: Path | None = None
+    """The prepared-data cache entry the rows were read from (None: encoded now)."""
 
 
 def method_encoder(recipe: Recipe, tokenizer: Any = None, rows: Any = None) -> tuple[MethodEncoder, Any]:
@@ -543,10 +558,24 @@ def method_encoder(recipe: Recipe, tokenizer: Any = None, rows: Any = None) -> t
     return encoder, rows
 
 
-def prepare_method_data(recipe: Recipe, tokenizer: Any = None) -> MethodData:
-    """Every row encoded for the method (what ``studio prepare`` prints and the worker trains on)."""
+def prepare_method_data(recipe: Recipe, tokenizer: Any = None, use_cache: bool = True) -> MethodData:
+    """Every row encoded for the method (what ``studio prepare`` prints and the worker trains on), read from
+    the prepared-data cache when this data, tokenizer and recipe were encoded before (``methodcache``);
+    ``use_cache=False`` encodes again (and stores the result)."""
+    from lorastudio.data.methodcache import method_key, read_entry, write_entry
     from lorastudio.data.sources import train_eval_split
 
+    if tokenizer is None:
+        from lorastudio.models.sources import load_tokenizer
+
+        tokenizer = load_tokenizer(recipe.model)
+    key = method_key(recipe, tokenizer, _encoding_code())
+    hit = read_entry(key) if use_cache else None
+    if hit is not None:
+        meta = hit.meta
+        stored = recipe.model_copy(update={"data": recipe.data.model_copy(update={"format": meta["format"]})})
+        encoder = make_method_encoder(tokenizer, stored, meta["columns"], [], meta["origin"])
+        return MethodData(encoder, hit.train, hit.eval, MethodStats.from_state(meta["stats"]), hit.path)
     encoder, rows = method_encoder(recipe, tokenizer)
     all_rows = list(rows.rows)
     # GRPO evaluation would sample replies for every held-out prompt: too slow to be on by default.
@@ -556,7 +585,24 @@ def prepare_method_data(recipe: Recipe, tokenizer: Any = None) -> MethodData:
     if not train:
         raise no_usable_rows(stats, rows.origin)
     evals, _ = encode_rows(encoder, eval_rows)
-    return MethodData(encoder, [s.row() for s in train], [s.row() for s in evals], stats)
+    data = MethodData(encoder, [s.row() for s in train], [s.row() for s in evals], stats)
+    meta = {
+        "format": encoder.format,
+        "columns": list(rows.columns),
+        "origin": rows.origin,
+        "stats": stats.state(),
+    }
+    write_entry(key, meta, data.train, data.eval)
+    return data
+
+
+def _encoding_code() -> list[str]:
+    """The source of the modules that turn a row into these ids: a change to them must not reuse an entry."""
+    import inspect
+
+    from lorastudio.data import encode, formats
+
+    return [inspect.getsource(module) for module in (sys.modules[__name__], encode, formats)]
 
 
 # -- what the Preview and ``studio preview`` show ----------------------------------------------------------

@@ -236,7 +236,9 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
     writer.write(
         "log",
         message=f"{len(data.train)} {recipe.train.method} training rows ({data.encoder.format})"
-        f", {len(data.eval)} eval rows" + (f"; skipped: {skipped}" if skipped else ""),
+        f", {len(data.eval)} eval rows"
+        + (f"; skipped: {skipped}" if skipped else "")
+        + (" (prepared-data cache)" if data.cached else ""),
     )
     callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0), make_method_callback(writer)]
     callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
