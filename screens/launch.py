@@ -282,12 +282,29 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                 "the recipe has errors; fix the fields marked in red", title="not launched", severity="error"
             )
             return
+        recipe = self._resolved_start(self.current) if self.current.model.adapter else self.current
+        if recipe is None:
+            return
         self.started = True
-        recipe = self.current
         self.app.pop_screen()
         from lorastudio.screens import monitor
 
         monitor.start_training(self.app, recipe)
+
+    def _resolved_start(self, recipe: Recipe) -> Recipe | None:
+        """The recipe with ``model.adapter`` as the adapter folder it names now (as ``studio train --from``
+        records it), so a later run of that recipe does not change what this one started from; None, with
+        the message under the field, when it names no run or adapter."""
+        from lorastudio.errors import StudioError
+        from lorastudio.train.methods import resolve_start_adapter
+
+        try:
+            folder = resolve_start_adapter(str(recipe.model.adapter))
+        except StudioError as exc:
+            self.query_one(f"#e-{_key(BY_PATH['model.adapter'])}", Label).update(str(exc))
+            self.notify(str(exc), title="not launched", severity="error")
+            return None
+        return recipe.model_copy(update={"model": recipe.model.model_copy(update={"adapter": str(folder)})})
 
     @on(Input.Submitted, ".launch-input")
     def _submitted(self, event: Input.Submitted) -> None:

@@ -27,6 +27,7 @@ class FieldSpec:
 
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("model.name", "model", "text"),
+    FieldSpec("model.adapter", "start from", "optional"),  # a run (NAME, NAME@best) or an adapter folder
     FieldSpec("data.source", "data source", "text"),
     FieldSpec(
         "data.format",

@@ -258,6 +258,36 @@ async def test_e_edits_yaml_and_revalidates(
         assert started == []
 
 
+async def test_start_from_names_a_run_and_the_launch_records_its_adapter_folder(
+    started: list[object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SFT -> DPO/GRPO pipeline from the TUI: "start from" takes what --from takes; a name that finds no
+    run is refused under the field, and a good one is launched as the adapter folder it names now."""
+    import json
+
+    from textual.widgets import Input, Label
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    sft = tmp_path / "data" / "studio" / "runs" / "tiny-pirate-20260101-000000"
+    (sft / "adapter").mkdir(parents=True)
+    (sft / "run.json").write_text(json.dumps({"format": 1, "name": sft.name, "recipe": "tiny-pirate"}))
+    (sft / "adapter" / "adapter_config.json").write_text("{}")
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot)
+        start = screen.query_one("#f-model-adapter", Input)
+        assert start.value == "" and "start from" in screen_text(app)
+        screen.set_focus(start)
+        burst(app, *"no-such-run", "enter")
+        error = screen.query_one("#e-model-adapter", Label)
+        await wait_until(pilot, lambda: "no such run: 'no-such-run'" in str(error.content))
+        assert started == [] and app.screen is screen
+        start.value = ""
+        burst(app, *"tiny-pirate", "enter")
+        await wait_until(pilot, lambda: started)
+        assert started[0].model.adapter == str((sft / "adapter").resolve())
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_launch(snap_compare, size) -> None:
     async def run_before(pilot) -> None:
