@@ -124,20 +124,9 @@ class SummaryCache:
 
     def _reuse(self, entry: Any, events: Path, stat: os.stat_result) -> tuple[RunState | None, int]:
         """(the cached state, the offset to fold on from), or (None, 0) when the entry cannot be used."""
-        if not isinstance(entry, dict):
-            return None, 0
-        try:
-            offset = entry["offset"]
-            if not isinstance(offset, int) or not 0 <= offset <= stat.st_size:
-                return None, 0
-            if entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
-                return RunState.from_scalars(entry["state"]), offset
-            self.reads += 1
-            if _fingerprint(events, offset) != entry.get("fingerprint"):
-                return None, 0  # not the file that was folded: start again
-            return RunState.from_scalars(entry["state"]), offset
-        except (KeyError, TypeError, ValueError):
-            return None, 0
+        state, offset, fingerprinted = _reusable(entry, events, stat.st_size, stat)
+        self.reads += fingerprinted
+        return state, offset
 
     def forget_missing(self, root: Path, listed: list[Path]) -> None:
         """Drop the entries of runs under ``root`` that are gone (deleted run directories)."""
@@ -232,18 +221,35 @@ class SummarizingWriter(EventWriter):
 def _resumed_reader(run_dir: Path) -> RunReader:
     """A reader that folds on from the run's existing summary when it still matches the file (a resumed
     run's writer then reads only what came after it), else from the start."""
-    entry = read_run_summary(run_dir)
     events = run_dir / EVENTS_FILE
     try:
-        if entry is not None and isinstance(entry.get("offset"), int):
-            offset = entry["offset"]
-            if 0 <= offset <= events.stat().st_size and _fingerprint(events, offset) == entry.get(
-                "fingerprint"
-            ):
-                return RunReader(run_dir, RunState.from_scalars(entry["state"]), offset)
-    except (OSError, KeyError, TypeError, ValueError):
-        pass
-    return RunReader(run_dir, RunState(curves=False), 0)
+        size = events.stat().st_size
+    except OSError:
+        size = 0
+    state, offset, _ = _reusable(read_run_summary(run_dir), events, size)
+    return RunReader(run_dir, state or RunState(curves=False), offset)
+
+
+def _reusable(
+    entry: Any, events: Path, size: int, stat: os.stat_result | None = None
+) -> tuple[RunState | None, int, bool]:
+    """(the entry's state, the offset to fold on from, whether the file was opened to check it), or
+    (None, 0, …) when the entry cannot be used. With ``stat``, an entry recorded at the file's own size and
+    mtime is taken as it is; otherwise the bytes before its offset must be the ones it recorded."""
+    opened = False
+    if not isinstance(entry, dict):
+        return None, 0, opened
+    try:
+        offset = entry["offset"]
+        if not isinstance(offset, int) or not 0 <= offset <= size:
+            return None, 0, opened
+        if stat is None or entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
+            opened = True
+            if _fingerprint(events, offset) != entry.get("fingerprint"):
+                return None, 0, opened  # not the file that was folded: start again
+        return RunState.from_scalars(entry["state"]), offset, opened
+    except (KeyError, TypeError, ValueError):
+        return None, 0, opened
 
 
 def _fingerprint(events: Path, offset: int) -> str | None:
