@@ -214,3 +214,34 @@ def test_other_kinds_of_tokenizer_are_not_taken() -> None:
     trimmed.post_processor = processors.ByteLevel(trim_offsets=True)
     for tok in (whitespace, lowered, prefixed, trimmed):
         assert ByteLevelWords.for_backend(tok) is None
+
+
+@pytest.mark.parametrize("family", ["tiny", "llama3_1", "qwen3"])
+def test_space_separated_chunks_split_as_the_expression(family: str, request) -> None:
+    """Where no space cut at has white space beside it, a text's words are its space-separated chunks' words (the
+    premise of looking stretches up a chunk at a time), and the chunks' ids are the Rust tokenizer's."""
+    from array import array
+
+    fixture = {"tiny": "tiny_tokenizer", "llama3_1": "llama3_tokenizer", "qwen3": "qwen3_tokenizer"}[family]
+    backend = request.getfixturevalue(fixture)._tokenizer
+    words = ByteLevelWords.for_backend(backend)
+    assert words is not None and words._by_spaces
+    no_added = [p for p in _PIECES if "<" not in p and "|" not in p]
+    rng = random.Random(5)
+    texts = [unicodedata.normalize("NFC", t) for t in _mixed_texts(2000, seed=4) if "<" not in t]
+    texts += ["".join(rng.choices([*no_added, " ", " x", "x "], k=rng.randint(0, 40))) for _ in range(3000)]
+    chunked = 0
+    for text in texts:
+        if words._space_beside_space.search(text) is not None:
+            continue
+        chunks = text.split(" ")
+        split = words._unicode_words.findall
+        assert [w for k, c in enumerate(chunks) for w in split(c if k == 0 else " " + c)] == split(text), (
+            repr(text)
+        )
+        if text.isascii() or words._proven(text):
+            got = words._chunks(text)
+            assert got is not None
+            assert array("i", b"".join(got[1])).tolist() == backend.encode(text, add_special_tokens=False).ids
+            chunked += 1
+    assert chunked > len(texts) // 3

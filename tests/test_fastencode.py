@@ -124,7 +124,18 @@ def _check_equivalent(
             assert have.input_ids == want.input_ids, index
             assert have.labels == want.labels, index
             assert (have.truncated, have.full_length) == (want.truncated, want.full_length)
-    cols = fast.encode_columns(rows)  # the flat arrays the cache stores: the same rows
+    _check_columns(fast.encode_columns(rows), expected)  # the flat arrays the cache stores: the same rows
+    _check_columns(fast.encode_table(_arrow(rows)), expected)  # and read from Arrow a column at a time
+
+
+def _arrow(rows: list[dict[str, Any]]) -> Any:
+    """The rows as the data set loader gives them to the encoder: a pyarrow.Table batch."""
+    from datasets import Dataset
+
+    return next(iter(Dataset.from_list(rows).with_format("arrow").iter(batch_size=len(rows))))
+
+
+def _check_columns(cols: Any, expected: list[Any]) -> None:
     for index, want in enumerate(expected):
         first, stop = cols.offsets[index], cols.offsets[index + 1]
         if isinstance(want, str):
@@ -219,3 +230,68 @@ def test_a_template_that_rewrites_earlier_turns_falls_back(tiny_tokenizer) -> No
     for row, have in zip(rows, got, strict=True):
         want = _slow(encoder, row)
         assert have == want if isinstance(want, str) else have.labels == want.labels
+
+
+# -- the word plans and the Arrow columns, with the real Llama-3.1 and Qwen3 tokenizers (issue 22) ------------------
+_CONTENTS = [
+    "Ahoy there, matey.",
+    "two  spaces",
+    "a \n newline beside a space",
+    "tab\there and\t",
+    " leading space",
+    "trailing space ",
+    "\n\nopens with blank lines",
+    "numbers 1,234,567 and 3.14159 in 2024",
+    "it's the captain's log, isn't it?",
+    "Zürich — ça fait 東京 👍🏽 Привет",
+    "\u00a0no-break\u3000ideographic space",
+    "<|im_end|> and <|eot_id|> typed in",
+    "a < b and c > d",
+    "x",
+]
+
+
+def _real_rows(seed: int, count: int) -> list[dict[str, Any]]:
+    import random
+
+    rng = random.Random(seed)
+
+    def text() -> str:
+        return " ".join(rng.choice(_CONTENTS) for _ in range(rng.randint(1, 3)))
+
+    rows = []
+    for i in range(count):
+        turns = [{"role": "system", "content": text()}] if i % 3 == 0 else []
+        for _ in range(1 + i % 2):
+            turns += [{"role": "user", "content": text()}, {"role": "assistant", "content": text()}]
+        rows.append({"messages": turns})
+    return rows
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama3_1"])
+@pytest.mark.parametrize("template", ["tokenizer", "chatml"])
+def test_word_plans_and_arrow_columns_equal_prefix_rendering(family: str, template: str, request) -> None:
+    """Contents with spaces beside other white space, added tokens typed in, every script: the plan of each shape
+    (constant runs, stretches per content) and the Arrow column reader give exactly ``encode_row``'s ids and
+    labels, through the plan for most rows, and through the whole-render path for the rest."""
+    tok = request.getfixturevalue("qwen3_tokenizer" if family == "qwen3" else "llama3_tokenizer")
+    rows = _real_rows(seed=7, count=300)
+    encoder = make_encoder(
+        tok, _recipe("messages", template, "responses", None, 4096), ["messages"], rows, "t"
+    )
+    expected = [_slow(encoder, row) for row in rows]
+    fast = FastEncoder(encoder, verify=0)
+    _check_columns(fast.encode_table(_arrow(rows)), expected)
+    layouts = [v for v in fast._layouts.values() if v is not None]
+    assert layouts and all(layout.plan is not None for layout in layouts)
+    words = fast._words
+    assert words is not None and words._by_spaces
+    planned = sum(
+        words.encode_plan(
+            fast.layout(tuple(t["role"] for t in row["messages"])).plan,
+            [t["content"] for t in row["messages"]],
+        )  # type: ignore[union-attr,arg-type]
+        is not None
+        for row in rows
+    )
+    assert len(rows) // 3 < planned < len(rows)  # both paths were taken

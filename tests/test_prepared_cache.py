@@ -192,7 +192,8 @@ def test_several_processes_give_what_one_gives(
     tmp_path: Path, tiny_tokenizer, xdg_cache: Path, monkeypatch: pytest.MonkeyPatch, caller: str
 ) -> None:
     """Large data sets are encoded in chunks by helper processes (and by the caller itself on the main
-    thread, as studio prepare; not from the TUI's thread); the entry is the same row for row."""
+    thread, as studio prepare; not from the TUI's thread); the entry is the same row for row. From the main
+    thread the helpers are forks that start with the caller's encoder, from another they are fresh processes."""
     import threading
 
     from lorastudio.data import shards
@@ -210,6 +211,16 @@ def test_several_processes_give_what_one_gives(
     seen: list[int] = []
     got: list[cache.PreparedData] = []
     before = os.environ.get("TOKENIZERS_PARALLELISM")
+    forks: list[int] = []
+
+    class Forked(shards._Forked):
+        def __init__(self, *args: Any) -> None:
+            forks.append(os.getpid())
+            super().__init__(*args)
+
+    monkeypatch.setattr(shards, "_Forked", Forked)
+    # pytest-xdist's own thread would make the main thread fall back to fresh processes.
+    monkeypatch.setattr(shards, "IDLE_THREADS", frozenset(t.name for t in threading.enumerate()))
 
     def run() -> None:
         got.append(
@@ -236,6 +247,7 @@ def test_several_processes_give_what_one_gives(
     assert many.stats.skipped_rows == {"empty response": [5, 70]}
     assert seen == sorted(seen) and seen[-1] == 90 and len(seen) >= 2
     assert os.environ.get("TOKENIZERS_PARALLELISM") == before  # held to one thread only while encoding
+    assert len(forks) == (2 if caller == "main thread" else 0)  # three processes: this one and two helpers
 
 
 def _tokenizer_copy(tiny_model: Path, folder: Path) -> Path:

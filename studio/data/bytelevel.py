@@ -25,7 +25,10 @@ import unicodedata
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import accumulate
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from lorastudio.data.wordplan import WordPlan
 
 GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """The expression the ``ByteLevel`` pre-tokenizer splits with when ``use_regex`` is on."""
@@ -35,6 +38,15 @@ WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205
 ``\\x1c``-``\\x1f`` separators Python's ``str.isspace`` adds)."""
 
 _ASCII_CLASSES = {"L": "A-Za-z", "N": "0-9"}
+
+_LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+SPACE_SPLIT_EXPRESSIONS = frozenset(
+    (GPT2_SPLIT, _LLAMA3_SPLIT, _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}"))
+)
+"""The expressions (GPT-2's, Llama-3's, Qwen's) under which a text's words are its space-separated chunks' words,
+wherever each space cut at has no whitespace beside it: in them a space is only ever a match's first character,
+or part of a match of whitespace alone, so a match ends before such a space and another starts at it, and nothing
+after it looks back. ``tests/test_bytelevel.py`` checks the two splits against each other."""
 
 
 def translate(expression: str, ascii_only: bool) -> str:
@@ -87,6 +99,11 @@ CACHE_WORDS = 1_000_000
 """Words kept before the cache starts again (each costs about 150 bytes)."""
 
 
+def _state(part: Any) -> dict[str, Any]:
+    """A tokenizer part's settings as in ``tokenizer.json`` ({} for a part the tokenizer lacks)."""
+    return {} if part is None else cast("dict[str, Any]", json.loads(part.__getstate__()))
+
+
 def _byte_chars() -> dict[int, str]:
     """The byte-level alphabet: each byte as the printable character the vocabulary spells it with."""
     printable = [
@@ -128,10 +145,26 @@ class ByteLevelWords:
         self._added = re.compile(f"((?=[{firsts}])(?:{alternatives}))") if ordered else None
         self._added_ids = {content: array("i", [i]).tobytes() for content, i in added}
         self._cache: dict[str, bytes] = dict(self._added_ids)
-        vocab = backend.get_vocab(with_added_tokens=True)
-        self._length = [0] * (max(vocab.values()) + 1)
-        for text, i in vocab.items():
-            self._length[i] = len(text)  # one character per byte (added tokens: ASCII checked in for_backend)
+        # Where the expression allows it, a stretch is looked up a space-separated chunk at a time: splitting at
+        # spaces is several times faster than the expression. Each chunk after the first has its space in front.
+        self._by_spaces = expression in SPACE_SPLIT_EXPRESSIONS
+        self._first_chunks: dict[str, bytes] = {}
+        self._spaced_chunks: dict[str, bytes] = {}
+        self._space_beside_space = re.compile(f"[{WHITE_SPACE}] | [{WHITE_SPACE}]")
+        self._backend = backend
+        self._lengths: list[int] | None = None
+
+    @property
+    def _length(self) -> list[int]:
+        """Each token's length in characters (one per byte; added tokens: ASCII, checked in for_backend), read
+        from the vocabulary the first time a span edge falls inside a word."""
+        if self._lengths is None:
+            vocab = self._backend.get_vocab(with_added_tokens=True)
+            lengths = [0] * (max(vocab.values()) + 1)
+            for text, i in vocab.items():
+                lengths[i] = len(text)
+            self._lengths = lengths
+        return self._lengths
 
     @classmethod
     def for_backend(cls, backend: Any) -> ByteLevelWords | None:
@@ -139,25 +172,26 @@ class ByteLevelWords:
         a plain ``ByteLevel`` pre-tokenizer, or an isolating ``Split`` expression before a ``ByteLevel`` one
         that does not split again; no normalizer, or NFC."""
         try:
-            spec = json.loads(backend.to_str())
+            # Each part's own state, not ``to_str()``: the whole tokenizer's JSON (its vocabulary and merges)
+            # takes a second to write and parse for Llama-3, in every encoding process.
+            pre, post, normalizer = (
+                _state(backend.pre_tokenizer),
+                _state(backend.post_processor),
+                _state(backend.normalizer) or None,
+            )
         except Exception:
             return None
-        pre, model, post = (
-            spec.get("pre_tokenizer") or {},
-            spec.get("model") or {},
-            spec.get("post_processor") or {},
-        )
+        model = backend.model
         expression = cls._expression(pre)
         plain_model = (
-            model.get("type") == "BPE"
-            and model.get("dropout") is None
-            and not model.get("continuing_subword_prefix")
-            and not model.get("end_of_word_suffix")
+            type(model).__name__ == "BPE"
+            and getattr(model, "dropout", None) is None
+            and not getattr(model, "continuing_subword_prefix", None)
+            and not getattr(model, "end_of_word_suffix", None)
         )
         # A ByteLevel post-processor that trims offsets moves token boundaries the labels are found by.
         processors = post.get("processors", [post]) if post.get("type") == "Sequence" else [post]
         trims = any(p.get("type") == "ByteLevel" and p.get("trim_offsets") for p in processors)
-        normalizer = spec.get("normalizer")
         nfc = normalizer == {"type": "NFC"}
         if expression is None or not plain_model or trims or (normalizer is not None and not nfc):
             return None
@@ -196,6 +230,15 @@ class ByteLevelWords:
                 return pattern["Regex"]
         return None
 
+    @property
+    def added_tokens(self) -> list[str]:
+        """The added tokens' texts."""
+        return list(self._added_ids)
+
+    def split_added(self, text: str) -> list[str]:
+        """The stretches of ``text`` and the added tokens between them, alternately (a stretch first and last)."""
+        return self._added.split(text) if self._added is not None else [text]
+
     def _split_any(self, stretch: str) -> list[str]:
         """The words of a stretch of text: the standard library's ``re`` where it is ASCII (the same split, faster)."""
         return (self._ascii_words if stretch.isascii() else self._unicode_words).findall(stretch)
@@ -208,6 +251,12 @@ class ByteLevelWords:
         self._assigned |= fresh
         return True
 
+    def _proven(self, text: str) -> bool:
+        """Whether the split of this text beyond ASCII is proven (see the module's docstring)."""
+        if not self._assigned.issuperset(text) and not self._learn(text):
+            return False
+        return not self._nfc or unicodedata.is_normalized("NFC", text)
+
     def _word(self, word: str) -> bytes:
         if len(self._cache) >= CACHE_WORDS:
             self._cache = dict(self._added_ids)
@@ -219,6 +268,100 @@ class ByteLevelWords:
         ids = self._cache[word] = array("i", [t.id for t in self._model.tokenize(spelled)]).tobytes()
         return ids
 
+    def _chunk(self, chunk: str, spaced: bool) -> bytes | None:
+        """A chunk's ids (its words' ids, joined), remembered; None for a word the BPE model cannot take."""
+        text = " " + chunk if spaced else chunk
+        units = (self._ascii_words if text.isascii() else self._unicode_words).findall(text)
+        ids = self._ids(units)
+        if ids is None:
+            return None
+        kept = self._spaced_chunks if spaced else self._first_chunks
+        if len(kept) >= CACHE_WORDS:
+            kept.clear()
+        blob = kept[chunk] = b"".join(ids)
+        return blob
+
+    def _chunks(self, text: str) -> tuple[list[str], list[bytes]] | None:
+        """The space-separated chunks of a proven stretch (see ``SPACE_SPLIT_EXPRESSIONS``) and their ids; None
+        where a space cut at has whitespace beside it, or a word cannot be taken."""
+        if self._space_beside_space.search(text) is not None:
+            return None
+        chunks = text.split(" ")
+        first = self._first_chunks.get(chunks[0])
+        if first is None and (first := self._chunk(chunks[0], False)) is None:
+            return None
+        found = [first, *map(self._spaced_chunks.get, chunks[1:])]
+        if None in found:
+            for k in range(1, len(found)):
+                if found[k] is None:
+                    found[k] = self._chunk(chunks[k], True)
+                    if found[k] is None:
+                        return None
+        return chunks, found  # type: ignore[return-value]
+
+    def _chunk_token(self, chunks: list[str], ids: list[bytes], at: int, after: bool) -> int | None:
+        """:meth:`_token_at` over space-separated chunks (each after the first one char longer, for its space)."""
+        pos = tokens = 0
+        for k, chunk in enumerate(chunks):
+            if at == pos:
+                return tokens
+            size = len(chunk) + (k > 0)
+            if at < pos + size:
+                if not chunk.isascii():
+                    return None
+                inside = list(accumulate(self._length[i] for i in array("i", ids[k])))
+                offset = at - pos
+                return tokens + (
+                    bisect.bisect_left(inside, offset) + 1 if after else bisect.bisect_right(inside, offset)
+                )
+            pos += size
+            tokens += len(ids[k]) >> 2
+        return tokens
+
+    def _ids(self, units: list[str]) -> list[bytes] | None:
+        """Each word's ids, from the cache or the BPE model; None for a word the model cannot take."""
+        try:
+            found = list(map(self._cache.get, units))
+            if None in found:
+                found = [
+                    ids if ids is not None else self._word(u) for ids, u in zip(found, units, strict=True)
+                ]
+        except Exception:  # the Rust tokenizer says what it does with it
+            return None
+        return cast("list[bytes]", found)  # every miss was filled in just above
+
+    def units_of_stretch(self, text: str) -> tuple[list[str], list[bytes]] | None:
+        """The words of a stretch with no added token in it, and their ids; None where exactness is not proven."""
+        if text.isascii():
+            units = self._ascii_words.findall(text)
+        elif self._proven(text):
+            units = self._unicode_words.findall(text)
+        else:
+            return None
+        ids = self._ids(units)
+        return None if ids is None else (units, ids)
+
+    def units_of(self, text: str) -> tuple[list[str], list[bytes]] | None:
+        """The words and added tokens of ``text``, and their ids; None where exactness is not proven."""
+        findall: Callable[[str], list[str]]
+        if text.isascii():
+            findall = self._ascii_words.findall
+        elif self._proven(text):
+            findall = self._split_any
+        else:
+            return None
+        if self._added is None:
+            units = findall(text)
+        else:  # stretches and the added tokens between them, alternately
+            pieces = self._added.split(text)
+            units = findall(pieces[0]) if pieces[0] else []
+            for k in range(1, len(pieces), 2):
+                units.append(pieces[k])
+                if pieces[k + 1]:
+                    units += findall(pieces[k + 1])
+        ids = self._ids(units)
+        return None if ids is None else (units, ids)
+
     def encode(
         self, text: str, spans: Sequence[tuple[int, int]] = ()
     ) -> tuple[bytes, list[tuple[int, int]]] | None:
@@ -229,33 +372,10 @@ class ByteLevelWords:
 
         A token overlaps a span when it starts before the span's end and ends after its start.
         """
-        findall: Callable[[str], list[str]]
-        if text.isascii():
-            findall = self._ascii_words.findall
-        else:
-            if not self._assigned.issuperset(text) and not self._learn(text):
-                return None
-            if self._nfc and not unicodedata.is_normalized("NFC", text):
-                return None
-            findall = self._split_any
-        if self._added is None:
-            units = findall(text)
-        else:  # stretches and the added tokens between them, alternately
-            pieces = self._added.split(text)
-            units = findall(pieces[0]) if pieces[0] else []
-            for k in range(1, len(pieces), 2):
-                units.append(pieces[k])
-                if pieces[k + 1]:
-                    units += findall(pieces[k + 1])
-        try:
-            found = list(map(self._cache.get, units))
-            if None in found:
-                found = [
-                    ids if ids is not None else self._word(u) for ids, u in zip(found, units, strict=True)
-                ]
-            parts = cast("list[bytes]", found)  # every miss was filled in just above
-        except Exception:  # a word the BPE model cannot take: the Rust tokenizer says what it does
+        found = self.units_of(text)
+        if found is None:
             return None
+        units, parts = found
         blob = b"".join(parts)
         if not spans:
             return blob, []
@@ -269,6 +389,92 @@ class ByteLevelWords:
                 return None
             ranges.append((first, stop))
         return blob, ranges
+
+    def encode_plan(
+        self, plan: WordPlan, contents: Sequence[str]
+    ) -> tuple[bytes, list[tuple[int, int]]] | None:
+        """The ids (int32 bytes) of the render of a layout's ``plan`` with these contents, and each trained span's
+        (first, stop) tokens; None where the plan cannot say (the caller encodes the whole render)."""
+        guard = plan.guard
+        for content in contents:
+            for ch in guard:
+                if ch in content:
+                    return None
+        blobs: list[bytes] = []
+        starts: list[int] = []
+        # Per stretch an edge falls in: its units, their ids, its parts' lengths, and whether the units are chunks.
+        kept: dict[int, tuple[list[str], list[bytes], list[int], bool]] = {}
+        edged = plan.edge_stretches
+        get = self._cache.get
+        words = self._ascii_words.findall
+        by_spaces = self._by_spaces
+        tokens = 0
+        for index, segment in enumerate(plan.segments):
+            starts.append(tokens)
+            if isinstance(segment, bytes):
+                blobs.append(segment)
+                tokens += len(segment) >> 2
+                continue
+            text: str
+            if len(segment) == 3:  # the usual stretch: text, one content, text
+                text = segment[0] + contents[segment[1]] + segment[2]  # type: ignore[operator,index,assignment]
+            else:
+                text = "".join([p if isinstance(p, str) else contents[p] for p in segment])
+            ascii_text = text.isascii()
+            if not ascii_text and not self._proven(text):
+                return None
+            chunked = self._chunks(text) if by_spaces else None
+            found: list[bytes]
+            if chunked is not None:
+                units, found = chunked
+            else:
+                units = words(text) if ascii_text else self._unicode_words.findall(text)
+                looked = list(map(get, units))
+                if None in looked:
+                    filled = self._ids(units)
+                    if filled is None:
+                        return None
+                    looked = filled  # type: ignore[assignment]
+                found = looked  # type: ignore[assignment]
+            blob = b"".join(found)
+            blobs.append(blob)
+            tokens += len(blob) >> 2
+            if index in edged:
+                lengths = [len(p) if isinstance(p, str) else len(contents[p]) for p in segment]
+                kept[index] = (units, found, lengths, chunked is not None)
+        ranges = []
+        for (first_segment, first_part, first_at), (stop_segment, stop_part, stop_at) in plan.edges:
+            first = self._plan_token(first_segment, first_part, first_at, starts, kept, False)
+            stop = self._plan_token(stop_segment, stop_part, stop_at, starts, kept, True)
+            if first is None or stop is None:
+                return None
+            ranges.append((first, stop))
+        return b"".join(blobs), ranges
+
+    def _plan_token(
+        self,
+        segment: int,
+        part: int,
+        at: int,
+        starts: list[int],
+        kept: dict[int, tuple[list[str], list[bytes], list[int], bool]],
+        after: bool,
+    ) -> int | None:
+        """The token of an edge of a plan (see ``wordplan.Edge``), in the row just encoded."""
+        if part < 0:
+            return starts[segment] + at
+        units, found, lengths, chunked = kept[segment]
+        at += sum(lengths[:part])
+        token = (
+            self._chunk_token(units, found, at, after) if chunked else self.token_at(units, found, at, after)
+        )
+        return None if token is None else starts[segment] + token
+
+    def token_at(self, units: list[str], parts: list[bytes], at: int, after: bool) -> int | None:
+        """:meth:`_token_at` for one char of the text these words spell."""
+        return self._token_at(
+            units, parts, list(accumulate(map(len, units))), list(accumulate(map(len, parts))), at, after
+        )
 
     def _token_at(
         self,

@@ -103,7 +103,7 @@ def _encode_samples(
     if workers == 1:  # one process: the tokenizer's own threads use the cores
         fast = FastEncoder(prepared.encoder)
         target = staging / f"{name}-00000.arrow"
-        encode_batches(fast, rows.batches(BATCH), target, merged)
+        encode_batches(fast, rows.encoding_batches(BATCH), target, merged)
         return [target], fast.fast_shapes, fast.slow_shapes
     data = prepared.rows
     sample = list(data.rows[:20])
@@ -133,7 +133,7 @@ def _encode_samples(
 
     with _single_threaded_tokenizer() if here else contextlib.nullcontext():
         fast_shapes, slow_shapes = encode_in_processes(
-            jobs, merged, workers - 1 if here else workers, encode_here if here else None
+            jobs, merged, workers - 1 if here else workers, encode_here if here else None, fast_here
         )
     return [job.target for job in jobs], fast_shapes, slow_shapes
 

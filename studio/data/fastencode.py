@@ -28,18 +28,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lorastudio.data.arrowturns import Turns, read_turns
 from lorastudio.data.bytelevel import ByteLevelWords
 from lorastudio.data.encode import IGNORE_INDEX, THINK_CLOSE, DatasetStats, Encoded, Encoder
 from lorastudio.data.formats import Example, SkipRow
+from lorastudio.data.sources import decoded_rows
+from lorastudio.data.wordplan import WordPlan, make_plan
 
-ENCODER_VERSION = 4
+ENCODER_VERSION = 5
 """Bumped whenever a change to the encoding could change ``input_ids`` or ``labels`` (it keys the cache)."""
 
 _SENTINEL = "\u27e6S{}\u27e7"
 _PADDINGS = (" \n", "\n", " ", "\t\n ")
 _TEXT: tuple[str, ...] = ("(plain text)",)  # the pseudo-shape of plain-text rows, checked like the others
+
+
+def _keep(s: str) -> str:
+    return s
+
+
 _TRANSFORMS: dict[str, Callable[[str], str]] = {
-    "keep": lambda s: s,
+    "keep": _keep,
     "strip": str.strip,
     "lstrip": str.lstrip,
     "rstrip": str.rstrip,
@@ -63,6 +72,11 @@ class Layout:
     # 0: no such head.
     head: int = 0
     head_blob: bytes = b""
+    # The render as constant token runs and the stretches holding contents (``wordplan``); None without the
+    # word encoder, or where the template's added tokens do not allow one.
+    plan: WordPlan | None = None
+    as_is: bool = False
+    """Whether the template takes every content as it is (no stripping)."""
 
     @property
     def head_ids(self) -> list[int]:
@@ -160,12 +174,15 @@ class FastEncoder:
             assistant.append((i, back, forward))
         layout = Layout(tuple(pieces), tuple(transforms), tuple(assistant))
         head = self._head(layout, full)
+        head_blob = b""
         if head:
-            ids = self._backend.encode(full[:head], add_special_tokens=False).ids
-            layout = Layout(
-                layout.pieces, layout.transforms, layout.assistant, head, array("i", ids).tobytes()
-            )
-        return layout
+            head_blob = array("i", self._backend.encode(full[:head], add_special_tokens=False).ids).tobytes()
+        plan = None
+        if self._words is not None:
+            edges = [(i, len(pieces[i]) - back, i + 1, forward) for i, back, forward in assistant]
+            plan = make_plan(self._words, pieces, edges)
+        as_is = all(t is _keep for t in transforms)
+        return Layout(layout.pieces, layout.transforms, layout.assistant, head, head_blob, plan, as_is)
 
     def _head(self, layout: Layout, render: str) -> int:
         """How much of the first piece tokenizes the same whatever follows, or 0.
@@ -201,15 +218,13 @@ class FastEncoder:
         return head if whole == parts else 0
 
     # -- formatting ----------------------------------------------------------------------------
-    def _format(
-        self, layout: Layout, turns: Sequence[Mapping[str, str]]
-    ) -> tuple[str, list[tuple[int, int]]]:
+    def _format(self, layout: Layout, contents: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
         """The render and assistant spans, exactly as :meth:`Encoder.assistant_spans` finds them."""
         parts: list[str] = []
         bounds: list[tuple[int, int]] = []
         pos = 0
-        for i, turn in enumerate(turns):
-            piece, content = layout.pieces[i], layout.transforms[i](turn["content"])
+        for i, raw in enumerate(contents):
+            piece, content = layout.pieces[i], layout.transforms[i](raw)
             pos += len(piece)
             bounds.append((pos, pos + len(content)))
             pos += len(content)
@@ -235,11 +250,26 @@ class FastEncoder:
             out.append(Encoded(ids, _labels_of(ids, ranges), truncated, full))
         return out
 
+    def encode_table(self, table: Any) -> Columns:
+        """:meth:`encode_columns` for a ``pyarrow.Table`` of rows: the plain rows are read a column at a time
+        (``arrowturns``), the others as dicts."""
+        enc = self.encoder
+        turns = read_turns(table, enc.format, enc.columns, enc.system_prompt)
+        if turns is None:
+            return self.encode_columns(decoded_rows(table))
+        if None in turns:
+            rows = decoded_rows(table)
+            return self._columns(self._encode([t if t is not None else rows[k] for k, t in enumerate(turns)]))
+        return self._columns(self._encode(turns))  # type: ignore[arg-type]
+
     def encode_columns(self, rows: Sequence[Mapping[str, Any]]) -> Columns:
         """The rows as flat arrays for Arrow (a skipped row has no tokens and its reason), order kept."""
+        return self._columns(self._encode(rows))
+
+    @staticmethod
+    def _columns(finished: list[_Finished | str]) -> Columns:
         import numpy as np
 
-        finished = self._encode(rows)
         blobs: list[bytes] = []
         lengths, firsts, stops = [], [], []
         skip: list[str | None] = [None] * len(finished)
@@ -266,7 +296,8 @@ class FastEncoder:
         labels = np.where(np.cumsum(edges[:-1]) > 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
         return Columns(ids, labels, offsets, lengths, skip, truncated, full, trained)
 
-    def _encode(self, rows: Sequence[Mapping[str, Any]]) -> list[_Finished | str]:
+    def _encode(self, rows: Sequence[Mapping[str, Any] | Turns]) -> list[_Finished | str]:
+        """Rows (dicts, or the plain ones already as roles and contents) to finished rows or skip reasons."""
         enc = self.encoder
         results: list[_Row | str | None] = [None] * len(rows)
         chats: list[tuple[int, str, list[tuple[int, int]], bytes]] = []
@@ -274,45 +305,67 @@ class FastEncoder:
         checks: list[tuple[int, tuple[str, ...], Example]] = []
         everything = enc.train_on == "all"
         words = self._words
+        layouts = self._layouts
         for index, row in enumerate(rows):
-            try:
-                example = enc.example_of(row)
-            except SkipRow as skip:
-                results[index] = str(skip)
+            example: Example | None = None
+            if isinstance(row, tuple) and self._backend is not None:
+                roles, contents = row
+            elif isinstance(row, tuple):
+                results[index] = self._slow(_example(*row))
                 continue
-            if self._backend is None or (example.text is not None and self._layouts.get(_TEXT, True) is None):
-                results[index] = self._slow(example)
-            elif example.text is not None:
-                encoded = words.encode(example.text) if words is not None and self._bare else None
-                if encoded is None:
-                    texts.append((index, example.text))
-                else:
-                    results[index] = self._text_row(encoded[0])
-                if self._checked.get(_TEXT, 0) < self.verify:
-                    self._checked[_TEXT] = self._checked.get(_TEXT, 0) + 1
-                    checks.append((index, _TEXT, example))
-            elif example.tools or any(len(t) > 2 or THINK_CLOSE in t["content"] for t in example.turns):
-                results[index] = self._slow(example)  # tools, tool calls and reasoning: rendered row by row
             else:
-                roles = tuple([t["role"] for t in example.turns])
-                layout = self.layout(roles)
-                if layout is None:
+                try:
+                    example = enc.example_of(row)
+                except SkipRow as skip:
+                    results[index] = str(skip)
+                    continue
+                if self._backend is None or (example.text is not None and layouts.get(_TEXT, True) is None):
                     results[index] = self._slow(example)
                     continue
-                full, spans = self._format(layout, example.turns)
-                head = layout.head
-                if head:
-                    spans = [(a - head, b - head) for a, b in spans]
-                encoded = (
-                    words.encode(full[head:], () if everything else spans) if words is not None else None
+                if example.text is not None:
+                    encoded = words.encode(example.text) if words is not None and self._bare else None
+                    if encoded is None:
+                        texts.append((index, example.text))
+                    else:
+                        results[index] = self._text_row(encoded[0])
+                    if self._checked.get(_TEXT, 0) < self.verify:
+                        self._checked[_TEXT] = self._checked.get(_TEXT, 0) + 1
+                        checks.append((index, _TEXT, example))
+                    continue
+                if example.tools or any(len(t) > 2 or THINK_CLOSE in t["content"] for t in example.turns):
+                    results[index] = self._slow(
+                        example
+                    )  # tools, tool calls and reasoning: rendered row by row
+                    continue
+                roles = tuple([t["role"] for t in example.turns])
+                contents = [t["content"] for t in example.turns]
+            layout = layouts.get(roles) if roles in layouts else self.layout(roles)
+            if layout is None:
+                results[index] = self._slow(example or _example(roles, contents))
+                continue
+            if self._checked.get(roles, 0) < self.verify:
+                self._checked[roles] = self._checked.get(roles, 0) + 1
+                checks.append((index, roles, example or _example(roles, contents)))
+            if layout.plan is not None:
+                assert words is not None
+                planned = words.encode_plan(
+                    layout.plan,
+                    contents
+                    if layout.as_is
+                    else [f(c) for f, c in zip(layout.transforms, contents, strict=True)],
                 )
-                if encoded is None:
-                    chats.append((index, full[head:], spans, layout.head_blob))
-                else:
-                    results[index] = self._joined(layout.head_blob, *encoded, everything)
-                if self._checked.get(roles, 0) < self.verify:
-                    self._checked[roles] = self._checked.get(roles, 0) + 1
-                    checks.append((index, roles, example))
+                if planned is not None:
+                    results[index] = self._joined(b"", *planned, everything)
+                    continue
+            full, spans = self._format(layout, contents)
+            head = layout.head
+            if head:
+                spans = [(a - head, b - head) for a, b in spans]
+            encoded = words.encode(full[head:], () if everything else spans) if words is not None else None
+            if encoded is None:
+                chats.append((index, full[head:], spans, layout.head_blob))
+            else:
+                results[index] = self._joined(layout.head_blob, *encoded, everything)
         if texts or chats:
             self._reset_backend()
         if texts:
@@ -421,6 +474,11 @@ class Columns:
     truncated: list[bool]
     full_length: list[int]
     trained: list[int]
+
+
+def _example(roles: tuple[str, ...], contents: Sequence[str]) -> Example:
+    """The example ``to_example`` gives for a plain row of these roles and contents."""
+    return Example(turns=tuple({"role": r, "content": c} for r, c in zip(roles, contents, strict=True)))
 
 
 def _join(pieces: Sequence[str], contents: Sequence[str]) -> str:

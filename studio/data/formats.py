@@ -98,7 +98,7 @@ def _instruction_pair(extra: str, answer: str):
     return convert
 
 
-_SHAREGPT_ROLES = {
+SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
     "gpt": "assistant",
@@ -164,12 +164,14 @@ def _turn_list(
 
 
 def _sharegpt(row, columns) -> list[Turn]:
-    return _turn_list(_col(row, columns, "conversations"), "conversations", "from", "value", _SHAREGPT_ROLES)
+    return _turn_list(_col(row, columns, "conversations"), "conversations", "from", "value", SHAREGPT_ROLES)
+
+
+MESSAGE_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
 
 
 def _messages(row, columns) -> list[Turn]:
-    roles = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
-    return _turn_list(_col(row, columns, "messages"), "messages", "role", "content", roles)
+    return _turn_list(_col(row, columns, "messages"), "messages", "role", "content", MESSAGE_ROLES)
 
 
 def tools_of(row: Mapping[str, Any], columns: Mapping[str, str]) -> tuple[Any, ...] | None:

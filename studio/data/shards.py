@@ -8,13 +8,16 @@ caller on another thread (the TUI) leaves all of it to the helpers and keeps its
 screen. A helper gets the recipe and the tokenizer with its first chunk, builds the same encoder
 ``prepare`` builds, and keeps it (and its word cache) for the next. Per-batch statistics come back
 over its stdout, so progress keeps streaming.
-Processes are started fresh, not forked: the caller may be a thread of the TUI, and a forked copy
-of a threaded process can hang. The helpers hold the Rust tokenizer to one thread each.
+Where the caller is the only thread of its process (``studio prepare``), the helpers are forked:
+each starts with the caller's encoder, so none spends seconds importing and unpickling the
+tokenizer. Anywhere else they are started fresh: the caller may be a thread of the TUI, and a
+forked copy of a threaded process can hang. The helpers hold the Rust tokenizer to one thread each.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import pickle
 import queue
@@ -25,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO, Protocol
 
 from lorastudio.data.arrowwriter import Cancelled, encode_chunk
 from lorastudio.data.encode import DatasetStats, make_encoder
@@ -107,24 +110,93 @@ def _picklable(exc: BaseException) -> BaseException:
         return DataError(f"{type(exc).__name__}: {exc}")
 
 
-def _main() -> None:
-    """``python -m lorastudio.data.shards``: chunks arrive pickled on stdin (None: no more), messages leave on stdout."""
+def _serve_jobs(jobs_in: BinaryIO, out: BinaryIO, kept: dict[str, Any]) -> None:
+    """A helper's loop: chunks arrive pickled (None: no more), messages leave pickled."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
     with contextlib.suppress(
         OSError
     ):  # bulk work: the TUI that asked for it (or a run) keeps its share of the cores
         os.nice(NICENESS)
-    out = sys.stdout.buffer
 
     def send(message: tuple[str, int, Any]) -> None:
         pickle.dump(message, out)
         out.flush()
 
-    kept: dict[str, Any] = {}
     with contextlib.suppress(EOFError):  # the caller went away (it was killed): nothing is waiting for us
-        while (job := pickle.load(sys.stdin.buffer)) is not None:
+        while (job := pickle.load(jobs_in)) is not None:
             shard_main(job, send, kept)
+
+
+def _main() -> None:
+    """``python -m lorastudio.data.shards``: chunks on stdin, messages on stdout."""
+    _serve_jobs(sys.stdin.buffer, sys.stdout.buffer, {})
+
+
+class _Helper(Protocol):
+    """A helper process as ``encode_in_processes`` drives it (a ``Popen``, or a forked :class:`_Forked`)."""
+
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+
+    def wait(self) -> int: ...
+    def poll(self) -> int | None: ...
+    def kill(self) -> None: ...
+
+
+class _Forked:
+    """A forked helper: it starts with the caller's encoder; chunks and messages go over two pipes."""
+
+    def __init__(self, fast: FastEncoder, closed_in_child: list[IO[bytes]]) -> None:
+        jobs_read, jobs_write = os.pipe()
+        messages_read, messages_write = os.pipe()
+        # The other helpers' pipe ends stay open in a fork unless closed: a helper would then never see
+        # the end of its input when the caller dies.
+        inherited = [f.fileno() for f in closed_in_child] + [jobs_write, messages_read]
+        self._process = multiprocessing.get_context("fork").Process(
+            target=_forked_main,
+            args=(jobs_read, messages_write, inherited, fast),
+            daemon=True,
+            name="studio-encode",
+        )
+        self._process.start()
+        os.close(jobs_read)
+        os.close(messages_write)
+        self.stdin: IO[bytes] | None = os.fdopen(jobs_write, "wb")
+        self.stdout: IO[bytes] | None = os.fdopen(messages_read, "rb")
+
+    def wait(self) -> int:
+        self._process.join()
+        return self._process.exitcode if self._process.exitcode is not None else -1
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        self._process.kill()
+
+
+def _forked_main(jobs_fd: int, messages_fd: int, inherited: list[int], fast: FastEncoder) -> None:
+    for fd in inherited:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    with os.fdopen(jobs_fd, "rb") as jobs_in, os.fdopen(messages_fd, "wb") as out:
+        _serve_jobs(jobs_in, out, {"fast": fast})
+
+
+IDLE_THREADS = frozenset({"tqdm_monitor"})
+"""Threads that may be running when helpers are forked: they sleep between rare wake-ups and hold no lock a
+helper takes (tqdm's monitor, started by the progress bars of ``datasets``)."""
+
+
+def can_fork() -> bool:
+    """Whether helpers may be forked from here: Linux, on the main thread, with no other thread running but the
+    idle ones."""
+    return (
+        sys.platform.startswith("linux")
+        and threading.current_thread() is threading.main_thread()
+        and all(t is threading.main_thread() or t.name in IDLE_THREADS for t in threading.enumerate())
+    )
 
 
 EncodeHere = Callable[[ShardJob, Callable[[DatasetStats], bool]], tuple[int, int]]
@@ -136,18 +208,22 @@ def encode_in_processes(
     merge: Callable[[DatasetStats], bool],
     helpers: int,
     encode_here: EncodeHere | None = None,
+    fork_from: FastEncoder | None = None,
 ) -> tuple[int, int]:
-    """Encode every chunk, on ``helpers`` fresh ``python -m lorastudio.data.shards`` processes and, when
-    ``encode_here`` is given, in this process too; each takes the next chunk as it finishes one.
+    """Encode every chunk, on ``helpers`` helper processes and, when ``encode_here`` is given, in this
+    process too; each takes the next chunk as it finishes one.
 
-    Not multiprocessing: that would import the caller's ``__main__`` again in each process.
-    ``merge`` gets every batch's statistics (False cancels everything). Returns the fast and slow
-    shape counts summed over the chunks, and raises what a process raised.
+    With ``fork_from`` (and :func:`can_fork`), the helpers are forks that start with that encoder;
+    otherwise fresh ``python -m lorastudio.data.shards`` processes (not multiprocessing's spawn: that
+    would import the caller's ``__main__`` again in each). ``merge`` gets every batch's statistics
+    (False cancels everything). Returns the fast and slow shape counts summed over the chunks, and
+    raises what a process raised.
     """
     pending = deque(jobs)
     lock = threading.Lock()
     inbox: queue.Queue[tuple[str, int, Any]] = queue.Queue()
-    processes: dict[int, subprocess.Popen[bytes]] = {}
+    processes: dict[int, _Helper] = {}
+    forked = fork_from is not None and can_fork()
     shapes = [0, 0]
     done = [0]
 
@@ -155,10 +231,10 @@ def encode_in_processes(
         with lock:
             return pending.popleft() if pending else None
 
-    def serve(helper: int, process: subprocess.Popen[bytes]) -> None:
+    def serve(helper: int, process: _Helper) -> None:
         """Hand this helper chunk after chunk and relay what it says (a thread per helper)."""
         assert process.stdin is not None and process.stdout is not None
-        first = True
+        first = not forked  # a fork has its encoder already
         try:
             while (job := take()) is not None:
                 pickle.dump(job if first else job.light(), process.stdin)
@@ -205,13 +281,19 @@ def encode_in_processes(
 
     try:
         for helper in range(helpers):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "lorastudio.data.shards"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
-            processes[helper] = process
+            if forked:
+                assert fork_from is not None
+                ends = [f for p in processes.values() for f in (p.stdin, p.stdout) if f is not None]
+                processes[helper] = _Forked(fork_from, ends)
+            else:
+                processes[helper] = subprocess.Popen(
+                    [sys.executable, "-m", "lorastudio.data.shards"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+        # Every fork is made before the first thread starts: a fork copies only the thread that made it.
+        for helper, process in processes.items():
             threading.Thread(
                 target=serve, args=(helper, process), daemon=True, name=f"studio-encode-{helper}"
             ).start()

@@ -216,6 +216,14 @@ class RowTable(Sequence[Row]):
         for batch in self._data.iter(batch_size=size):
             yield list(_rows_of(batch))
 
+    def encoding_batches(self, size: int = 1000) -> Iterator[Any]:
+        """Batches for the fast encoder: ``pyarrow.Table`` slices where the rows are Arrow (it reads the
+        plain rows a column at a time), else lists of dicts."""
+        if isinstance(self._data, list):
+            yield from self.batches(size)
+            return
+        yield from self._data.with_format("arrow").iter(batch_size=size)
+
     def __iter__(self) -> Iterator[Row]:
         for batch in self.batches():
             yield from batch
@@ -235,6 +243,17 @@ class RowTable(Sequence[Row]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def decoded_rows(table: Any) -> list[Row]:
+    """The rows of a ``pyarrow.Table`` batch of a data set as dicts, decoded by its features as indexing does
+    (a ``Json`` column's values come back as objects, not text)."""
+    from datasets import Features
+    from datasets.formatting import PythonFormatter
+
+    return list(
+        _rows_of(PythonFormatter(features=Features.from_arrow_schema(table.schema)).format_batch(table))
+    )
 
 
 def _rows_of(batch: Mapping[str, list]) -> Iterator[Row]:
