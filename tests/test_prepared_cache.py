@@ -77,6 +77,30 @@ def test_packed_cache_matches_pack(tmp_path: Path, tiny_tokenizer, xdg_cache: Pa
     assert all(row["labels"][0] == IGNORE_INDEX for row in want)
 
 
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_named_eval_split_is_the_eval_set(
+    tmp_path: Path, tiny_tokenizer, xdg_cache: Path, packing: bool
+) -> None:
+    """With ``data.eval_split`` every training row trains and the named split's rows evaluate, packed or not."""
+    from datasets import Dataset, DatasetDict
+
+    rows = [json.loads(line) for line in _data(tmp_path / "d.jsonl").read_text().splitlines()]
+    DatasetDict({"train": Dataset.from_list(rows[:20]), "test": Dataset.from_list(rows[20:])}).save_to_disk(
+        tmp_path / "saved"
+    )
+    rec = _recipe(tmp_path / "saved", data__eval_split="test", train__packing=packing)
+    prepared = prepare(rec, tokenizer=tiny_tokenizer)
+    got = cache.prepare_data(rec, prepared=prepared)
+    want_train = encode_all(prepared.encoder, rows[:20], "x")
+    want_eval = encode_all(prepared.encoder, rows[20:], "x")
+    if packing:
+        assert got.train.to_list() == pack(want_train, 64) and got.eval.to_list() == pack(want_eval, 64)
+    else:
+        assert got.train["input_ids"] == [s.input_ids for s in want_train]  # row 5 skipped, none held out
+        assert got.eval["labels"] == [s.labels for s in want_eval]
+    assert cache.prepare_data(rec, prepared=prepared).from_cache
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -134,7 +158,7 @@ def test_incomplete_entry_is_never_used(tmp_path: Path, tiny_tokenizer, xdg_cach
     source = _data(tmp_path / "d.jsonl")
     first = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
     first_rows = first.train.to_list()
-    damaged = first.path / cache.TRAIN
+    damaged = first.path / json.loads((first.path / cache.META).read_text())["train_files"][0]
     damaged.unlink()  # (a new inode: rewriting a memory-mapped file in place would pull it from under readers)
     damaged.write_bytes(b"garbage")  # a damaged disk, or a file cut short
     again = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +26,26 @@ class Cancelled(Exception):
     """Raised when the progress callback asks to stop."""
 
 
-_SCHEMA = None
+_SCHEMAS: dict[str, Any] = {}
 
 
-def _schema():
-    global _SCHEMA
-    if _SCHEMA is None:
+def _schema(kind: str) -> Any:
+    """``samples``: each row's statistics (its skip reason, length, truncation, trained tokens); ``rows``: the
+    trainer's columns."""
+    if kind not in _SCHEMAS:
         import pyarrow as pa
 
-        _SCHEMA = pa.schema(
+        _SCHEMAS["samples"] = pa.schema(
             [
-                ("input_ids", pa.list_(pa.int32())),
-                ("labels", pa.list_(pa.int32())),
+                ("length", pa.int32()),
                 ("skip", pa.string()),
                 ("truncated", pa.bool_()),
                 ("full_length", pa.int32()),
                 ("trained", pa.int32()),
             ]
         )
-    return _SCHEMA
+        _SCHEMAS["rows"] = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
+    return _SCHEMAS[kind]
 
 
 @contextlib.contextmanager
@@ -59,33 +61,51 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass(frozen=True)
+class Targets:
+    """Where one chunk's encoding goes: every row's statistics, and the rows for training and for evaluation."""
+
+    samples: Path
+    train: Path
+    eval: Path
+
+
 def encode_batches(
     fast: FastEncoder,
     batches: Iterable[Any],
-    target: Path,
+    targets: Targets,
     on_batch: Callable[[DatasetStats], bool],
     start: int = 0,
+    held: Any = None,
 ) -> None:
-    """Encode rows into an Arrow stream file (one record per row, skipped ones with their reason).
+    """Encode rows into Arrow stream files: a statistics record per row (skipped ones with their reason), and the
+    rows that are not skipped, to ``targets.eval`` where ``held`` (a numpy bool array over these rows) is set, else
+    to ``targets.train``. Each process writes its chunk's training rows itself, so nothing is copied after.
 
     ``batches``: lists of row dicts, or ``pyarrow.Table`` batches of rows (``RowTable.encoding_batches``).
     ``on_batch`` gets each batch's own statistics (row numbers counted from ``start``); False stops.
     """
+    import numpy as np
     import pyarrow as pa
 
-    with (
-        _collector_paused(),
-        pa.OSFile(str(target), "wb") as sink,
-        pa.ipc.new_stream(sink, _schema()) as writer,
-    ):
-        index = start
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_collector_paused())
+        writers = {}
+        for name, path, kind in (
+            ("samples", targets.samples, "samples"),
+            ("train", targets.train, "rows"),
+            ("eval", targets.eval, "rows"),
+        ):
+            sink = stack.enter_context(pa.OSFile(str(path), "wb"))
+            writers[name] = stack.enter_context(pa.ipc.new_stream(sink, _schema(kind)))
+        index = 0
         for batch in batches:
             part = DatasetStats(format=fast.encoder.format, rows=len(batch))
             cols = fast.encode_columns(batch) if isinstance(batch, list) else fast.encode_table(batch)
             for offset, reason in enumerate(cols.skip):
                 if reason is not None:  # rare: kept as an empty record that carries its reason
                     part.skipped[reason] += 1
-                    part.skipped_rows.setdefault(reason, []).append(index + offset)
+                    part.skipped_rows.setdefault(reason, []).append(start + index + offset)
             part.used = len(batch) - sum(part.skipped.values())
             part.lengths = (
                 [n for n, skip in zip(cols.lengths, cols.skip, strict=True) if skip is None]
@@ -95,31 +115,53 @@ def encode_batches(
             part.tokens = len(cols.ids)
             part.trained_tokens = sum(cols.trained)
             part.truncated = sum(cols.truncated)
-            writer.write_batch(
+            writers["samples"].write_batch(
                 pa.record_batch(
                     [
-                        pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.ids)),
-                        pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.labels)),
+                        pa.array(cols.lengths, pa.int32()),
                         pa.array(cols.skip, pa.string()),
                         pa.array(cols.truncated, pa.bool_()),
                         pa.array(cols.full_length, pa.int32()),
                         pa.array(cols.trained, pa.int32()),
                     ],
-                    schema=_schema(),
+                    schema=_schema("samples"),
                 )
             )
+            rows = pa.record_batch(
+                [
+                    pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.ids)),
+                    pa.ListArray.from_arrays(pa.array(cols.offsets), pa.array(cols.labels)),
+                ],
+                schema=_schema("rows"),
+            )
+            used = np.array([reason is None for reason in cols.skip], dtype=bool)
+            held_here = (
+                np.zeros(len(batch), dtype=bool)
+                if held is None
+                else np.asarray(held[index : index + len(batch)])
+            )
+            for name, mask in (("train", used & ~held_here), ("eval", used & held_here)):
+                if mask.all():
+                    writers[name].write_batch(rows)
+                elif mask.any():
+                    writers[name].write_batch(rows.filter(pa.array(mask)))
             index += len(batch)
             if on_batch(part) is False:
                 raise Cancelled
 
 
 def encode_chunk(
-    fast: FastEncoder, rows: Any, target: Path, start: int, on_batch: Callable[[DatasetStats], bool]
+    fast: FastEncoder,
+    rows: Any,
+    targets: Targets,
+    start: int,
+    on_batch: Callable[[DatasetStats], bool],
+    held: Any = None,
 ) -> tuple[int, int]:
-    """Encode one chunk of rows (a RowTable slice starting at row ``start``) into ``target``; returns how many
+    """Encode one chunk of rows (a RowTable slice starting at row ``start``) into ``targets``; returns how many
     conversation shapes it newly found fast and slow."""
     before = fast.fast_shapes, fast.slow_shapes
-    encode_batches(fast, rows.encoding_batches(BATCH), target, on_batch, start)
+    encode_batches(fast, rows.encoding_batches(BATCH), targets, on_batch, start, held)
     return fast.fast_shapes - before[0], fast.slow_shapes - before[1]
 
 

@@ -306,14 +306,12 @@ class ByteLevelWords:
             if at == pos:
                 return tokens
             size = len(chunk) + (k > 0)
-            if at < pos + size:
-                if not chunk.isascii():
-                    return None
-                inside = list(accumulate(self._length[i] for i in array("i", ids[k])))
-                offset = at - pos
-                return tokens + (
-                    bisect.bisect_left(inside, offset) + 1 if after else bisect.bisect_right(inside, offset)
-                )
+            if at < pos + size:  # inside this chunk: place it among the chunk's own words
+                text = " " + chunk if k else chunk
+                units = (self._ascii_words if text.isascii() else self._unicode_words).findall(text)
+                parts = self._ids(units)
+                token = None if parts is None else self.token_at(units, parts, at - pos, after)
+                return None if token is None else tokens + token
             pos += size
             tokens += len(ids[k]) >> 2
         return tokens

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorastudio.data.arrowwriter import BATCH, Cancelled, encode_batches, encode_chunk, merge_stats
+from lorastudio.data.arrowwriter import BATCH, Cancelled, Targets, encode_batches, encode_chunk, merge_stats
 from lorastudio.data.cacheindex import evict, read_table, remember, sample_files, stats_from, touch
 from lorastudio.data.cachekey import EVAL, META, SAMPLES, TRAIN, cache_key, prepared_root
 from lorastudio.data.encode import DatasetStats, packed
 from lorastudio.data.fastencode import ENCODER_VERSION, FastEncoder
 from lorastudio.data.prepare import Prepared, prepare
 from lorastudio.data.shards import ShardJob, chunk_starts, encode_in_processes, worker_count
-from lorastudio.data.sources import load_rows, train_eval_split
+from lorastudio.data.sources import held_out, load_rows
 from lorastudio.errors import DataError
 from lorastudio.recipe import Recipe
 
@@ -53,18 +53,32 @@ class PreparedData:
     from_cache: bool
 
 
-def _load_entry(path: Path, key: str) -> PreparedData | None:
-    from datasets import Dataset
+def _rows_dataset(path: Path, names: Sequence[str]) -> Any:
+    """The trainer's rows from an entry's files (shards concatenated, nothing copied); None for no files."""
+    from datasets import Dataset, concatenate_datasets
 
+    parts = [Dataset.from_file(str(path / name)) for name in names]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def _load_entry(path: Path, key: str) -> PreparedData | None:
     try:
         meta = json.loads((path / META).read_text())
         files = sample_files(path)
         if not files:
             return None
         stats = stats_from(read_table(files), meta)
-        train = Dataset.from_file(str(path / TRAIN))
-        evals = Dataset.from_file(str(path / EVAL)) if meta["eval_rows"] else None
-    except (OSError, ValueError, KeyError):
+        train = _rows_dataset(path, meta["train_files"])
+        evals = _rows_dataset(path, meta["eval_files"]) if meta["eval_rows"] else None
+        if (
+            train is None
+            or len(train) != meta["train_rows"]
+            or (evals is not None and len(evals) != meta["eval_rows"])
+        ):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable or incomplete: built again
     return PreparedData(
         key, path, meta["format"], meta["template"], meta["origin"], stats, train, evals, True
@@ -87,8 +101,11 @@ def _encode_samples(
     stats: DatasetStats,
     progress: StatsProgress | None,
     every: int,
-) -> tuple[list[Path], int, int]:
-    """Encode ``rows`` into ``staging/<name>-NNNNN.arrow`` shards, in several processes when large."""
+    held: Any,
+) -> tuple[list[Targets], int, int]:
+    """Encode ``rows`` into ``staging``, a set of :class:`Targets` per chunk (``<name>-NNNNN.arrow`` for the
+    statistics, ``train-<name>-NNNNN.arrow`` and ``eval-<name>-NNNNN.arrow`` for the rows), in several
+    processes when large. ``held``: a numpy bool per row, set for the rows held out for evaluation."""
     seen = [0, 0]  # rows merged, rows at the last report
 
     def merged(part: DatasetStats) -> bool:
@@ -99,12 +116,18 @@ def _encode_samples(
             return progress(stats) is not False
         return True
 
+    def targets(k: int) -> Targets:
+        return Targets(
+            staging / f"{name}-{k:05d}.arrow",
+            staging / f"train-{name}-{k:05d}.arrow",
+            staging / f"eval-{name}-{k:05d}.arrow",
+        )
+
     workers = worker_count(len(rows))
     if workers == 1:  # one process: the tokenizer's own threads use the cores
         fast = FastEncoder(prepared.encoder)
-        target = staging / f"{name}-00000.arrow"
-        encode_batches(fast, rows.encoding_batches(BATCH), target, merged)
-        return [target], fast.fast_shapes, fast.slow_shapes
+        encode_batches(fast, rows.encoding_batches(BATCH), targets(0), merged, 0, held)
+        return [targets(0)], fast.fast_shapes, fast.slow_shapes
     data = prepared.rows
     sample = list(data.rows[:20])
     starts = [*chunk_starts(len(rows)), len(rows)]
@@ -113,12 +136,13 @@ def _encode_samples(
             k,
             start,
             rows.slice(start, stop),
-            staging / f"{name}-{k:05d}.arrow",
+            targets(k),
             recipe,
             prepared.tokenizer,
             data.columns,
             sample,
             data.origin,
+            None if held is None else held[start:stop],
         )
         for k, (start, stop) in enumerate(itertools.pairwise(starts))
     ]
@@ -129,13 +153,13 @@ def _encode_samples(
 
     def encode_here(job: ShardJob, on_batch: Callable[[DatasetStats], bool]) -> tuple[int, int]:
         assert fast_here is not None
-        return encode_chunk(fast_here, job.rows, job.target, job.start, on_batch)
+        return encode_chunk(fast_here, job.rows, job.targets, job.start, on_batch, job.held)
 
     with _single_threaded_tokenizer() if here else contextlib.nullcontext():
         fast_shapes, slow_shapes = encode_in_processes(
             jobs, merged, workers - 1 if here else workers, encode_here if here else None, fast_here
         )
-    return [job.target for job in jobs], fast_shapes, slow_shapes
+    return [job.targets for job in jobs], fast_shapes, slow_shapes
 
 
 @contextlib.contextmanager
@@ -154,43 +178,37 @@ def _single_threaded_tokenizer() -> Iterator[None]:
             os.environ[name] = old
 
 
-def _kept_batches(files: Sequence[Path], indices: Iterable[int], total: int) -> Iterator[Any]:
-    """The encoded rows at these indices that are not skipped, in file order, a record batch at a time.
-
-    The files are streamed, not mapped, so memory holds one batch however large the data set.
-    """
-    import numpy as np
+def _row_batches(files: Sequence[Path]) -> Iterator[Any]:
+    """The rows of these shards, in order, a record batch at a time (streamed: memory holds one batch)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    keep: np.ndarray = np.zeros(total, dtype=bool)
-    keep[np.fromiter(indices, dtype=np.int64)] = True
-    at = 0
     for f in files:
         with pa.OSFile(str(f)) as source:
-            for batch in pa.ipc.open_stream(source):
-                mask = pc.and_(pa.array(keep[at : at + batch.num_rows]), pc.is_null(batch.column("skip")))
-                at += batch.num_rows
-                yield batch.filter(mask).select(["input_ids", "labels"])
+            yield from pa.ipc.open_stream(source)
 
 
-def _write_training_rows(
-    files: Sequence[Path], indices: Iterable[int], total: int, target: Path, packing: bool, max_length: int
-) -> int:
-    """Write the trainer's rows for these sample indices (skipped rows left out), packed when asked."""
+def _finish_rows(
+    staging: Path, shards: Sequence[Path], packing: bool, max_length: int, packed_name: str
+) -> tuple[list[str], int]:
+    """The trainer's files from the chunks' shards, and how many rows they hold: the shards that hold rows as
+    they are, or (packing) the rows packed into one file; the shards left over are removed."""
     import pyarrow as pa
 
-    batches = _kept_batches(files, indices, total)
     if packing:
-        return _write_rows(_packed_rows(batches, max_length), target, packing)
-    count = 0
-    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
-    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for batch in batches:
-            if batch.num_rows:
-                writer.write_batch(batch)
-                count += batch.num_rows
-    return count
+        count = _write_rows(_packed_rows(_row_batches(shards), max_length), staging / packed_name, packing)
+        for f in shards:
+            f.unlink()
+        return [packed_name], count
+    kept, count = [], 0
+    for f in shards:
+        with pa.memory_map(str(f)) as source:
+            rows = pa.ipc.open_stream(source).read_all().num_rows
+        if rows:
+            kept.append(f.name)
+            count += rows
+        else:
+            f.unlink()
+    return kept, count
 
 
 def _packed_rows(batches: Iterable[Any], max_length: int) -> Iterator[dict[str, list]]:
@@ -263,42 +281,46 @@ def prepare_data(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        stats = DatasetStats(format=encoder.format, rows=len(rows.rows))
-        files, fast_shapes, slow_shapes = _encode_samples(
-            prepared, recipe, rows.rows, staging, SAMPLES, stats, progress, every
+        import numpy as np
+
+        total = len(rows.rows)
+        held = None
+        if not recipe.data.eval_split:  # named eval data wins over any hold-out
+            chosen = held_out(total, recipe.data.eval_fraction, recipe.train.seed)
+            if chosen:
+                held = np.zeros(total, dtype=bool)
+                held[np.array(chosen, dtype=np.int64)] = True
+        stats = DatasetStats(format=encoder.format, rows=total)
+        chunks, fast_shapes, slow_shapes = _encode_samples(
+            prepared, recipe, rows.rows, staging, SAMPLES, stats, progress, every, held
         )
         stats.done = True
         if progress is not None:
             progress(stats)
-        total = len(rows.rows)
-        train_idx: Sequence[int]
-        eval_idx: Sequence[int]
-        if recipe.data.eval_split:  # named eval data wins over any hold-out
-            train_idx, eval_idx = range(total), []
-        else:
-            train_idx, eval_idx = train_eval_split(range(total), recipe.data.eval_fraction, recipe.train.seed)
         packing, max_length = recipe.train.packing, recipe.model.max_seq_length
-        n_train = _write_training_rows(files, train_idx, total, staging / TRAIN, packing, max_length)
+        train_files, n_train = _finish_rows(staging, [c.train for c in chunks], packing, max_length, TRAIN)
         if n_train == 0:
             raise _no_usable_rows(rows.origin, stats.skipped)
+        eval_files: list[str] = []
         n_eval = 0
-        if eval_idx:
-            n_eval = _write_training_rows(files, eval_idx, total, staging / EVAL, packing, max_length)
+        if held is not None:
+            eval_files, n_eval = _finish_rows(staging, [c.eval for c in chunks], packing, max_length, EVAL)
             if n_eval == 0:
                 raise _no_usable_rows(rows.origin, stats.skipped)
-        elif recipe.data.eval_split:
+        else:
+            for c in chunks:
+                c.eval.unlink()
+        if recipe.data.eval_split:
             eval_rows = load_rows(recipe.data, split=recipe.data.eval_split)
             eval_stats = DatasetStats(format=encoder.format, rows=len(eval_rows.rows))
-            eval_files, _, _ = _encode_samples(
-                prepared, recipe, eval_rows.rows, staging, "eval_samples", eval_stats, None, every
+            every_row = np.ones(len(eval_rows.rows), dtype=bool)
+            eval_chunks, _, _ = _encode_samples(
+                prepared, recipe, eval_rows.rows, staging, "eval_samples", eval_stats, None, every, every_row
             )
-            n_eval = _write_training_rows(
-                eval_files,
-                range(len(eval_rows.rows)),
-                len(eval_rows.rows),
-                staging / EVAL,
-                packing,
-                max_length,
+            for c in eval_chunks:
+                c.train.unlink()
+            eval_files, n_eval = _finish_rows(
+                staging, [c.eval for c in eval_chunks], packing, max_length, EVAL
             )
             if n_eval == 0 and eval_rows.rows:
                 raise _no_usable_rows(eval_rows.origin, eval_stats.skipped)
@@ -312,6 +334,8 @@ def prepare_data(
             "rows": total,
             "train_rows": n_train,
             "eval_rows": n_eval,
+            "train_files": train_files,
+            "eval_files": eval_files,
             "skipped": dict(stats.skipped),
             "skipped_rows": stats.skipped_rows,
             "encoder_version": ENCODER_VERSION,

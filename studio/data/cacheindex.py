@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorastudio.data.cachekey import META, SAMPLES, TRAIN, data_identity, digest, prepared_root, recipe_parts
+from lorastudio.data.cachekey import META, SAMPLES, data_identity, digest, prepared_root, recipe_parts
 from lorastudio.data.encode import DatasetStats
 from lorastudio.recipe import Recipe
 
@@ -86,7 +86,7 @@ def lookup(recipe: Recipe) -> CachedSummary | None:
         path = prepared_root() / found["key"]
         meta = json.loads((path / META).read_text())
         files = sample_files(path)
-        if not files or not (path / TRAIN).exists():
+        if not files or not all((path / name).exists() for name in meta["train_files"] + meta["eval_files"]):
             return None
         stats = stats_from(read_table(files), meta)
     except (OSError, ValueError, KeyError, TypeError):
@@ -123,7 +123,7 @@ def stats_from(table: Any, meta: dict[str, Any]) -> DatasetStats:
     import pyarrow.compute as pc
 
     used = pc.is_null(table["skip"])
-    lengths = pc.filter(pc.list_value_length(table["input_ids"]), used).to_pylist()
+    lengths = pc.filter(table["length"], used).to_pylist()
     stats = DatasetStats(
         format=meta["format"],
         rows=len(table),

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.data.fastencode import ENCODER_VERSION
-from lorastudio.data.sources import is_local, train_eval_split
+from lorastudio.data.sources import eval_holdout_size, held_out, is_local
 from lorastudio.paths import cache_dir
 from lorastudio.recipe import Recipe
 
 SAMPLES, TRAIN, EVAL, META = "samples", "train.arrow", "eval.arrow", "meta.json"
-"""Names in a cache entry: the encoded rows (``samples-NNNNN.arrow``, one per chunk, in row order), the
-trainer's rows, the held-out rows, and the metadata written last."""
+"""Names in a cache entry: every row's statistics (``samples-NNNNN.arrow``, one per chunk, in row order), the
+trainer's rows and the held-out rows (``train-…``/``eval-…`` shards as each chunk's process wrote them, or
+``train.arrow``/``eval.arrow`` once packed; ``meta.json`` lists them), and the metadata, written last."""
 
 
 def prepared_root() -> Path:
@@ -65,11 +66,13 @@ def tokenizer_identity(tokenizer: Any) -> str:
 
 def split_rule_digest() -> str:
     """The hold-out rule's code is part of the key: a new rule must not reuse an old split."""
-    try:
-        code = inspect.getsource(train_eval_split).encode()
-    except (OSError, TypeError):  # no source shipped: the bytecode says as much
-        code = train_eval_split.__code__.co_code
-    return hashlib.sha256(code).hexdigest()
+    digest = hashlib.sha256()
+    for rule in (held_out, eval_holdout_size):
+        try:
+            digest.update(inspect.getsource(rule).encode())
+        except (OSError, TypeError):  # no source shipped: the bytecode says as much
+            digest.update(rule.__code__.co_code)
+    return digest.hexdigest()
 
 
 def recipe_parts(recipe: Recipe) -> dict[str, Any]:

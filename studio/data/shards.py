@@ -27,10 +27,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
-from lorastudio.data.arrowwriter import Cancelled, encode_chunk
+from lorastudio.data.arrowwriter import Cancelled, Targets, encode_chunk
 from lorastudio.data.encode import DatasetStats, make_encoder
 from lorastudio.data.fastencode import FastEncoder
 from lorastudio.errors import DataError
@@ -56,12 +55,13 @@ class ShardJob:
     index: int
     start: int
     rows: Any  # a RowTable slice
-    target: Path  # the Arrow stream file it writes
+    targets: Targets  # the Arrow stream files it writes
     recipe: Recipe | None
     tokenizer: Any
     columns: list[str]
     sample_rows: list[dict[str, Any]]  # the rows the format was detected from
     origin: str
+    held: Any = None  # numpy bool per row: held out for evaluation (None: none is)
 
     def light(self) -> ShardJob:
         """The same chunk without the encoder's makings (the helper already built its encoder)."""
@@ -97,7 +97,8 @@ def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept
             send(("batch", job.index, part))
             return True
 
-        send(("done", job.index, encode_chunk(kept["fast"], job.rows, job.target, job.start, sent)))
+        done = encode_chunk(kept["fast"], job.rows, job.targets, job.start, sent, job.held)
+        send(("done", job.index, done))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send(("error", job.index, _picklable(exc)))
 

@@ -486,19 +486,27 @@ def eval_holdout_size(rows: int, fraction: float | None) -> int:
     return min(rows - 1, max(1, int(rows * fraction)))
 
 
-def train_eval_split(rows: Sequence[T], fraction: float | None, seed: int) -> tuple[Sequence[T], list[T]]:
-    """Hold out rows for evaluation, chosen by a shuffle with the recipe's seed (so the same every run).
+def held_out(rows: int, fraction: float | None, seed: int) -> list[int]:
+    """The row numbers held out for evaluation, chosen by a shuffle with the recipe's seed (so the same every run).
 
     ``fraction`` is the recipe's ``data.eval_fraction``: None (unset) applies the default rule (see
-    :func:`eval_holdout_size`), 0 holds out nothing. Training rows keep their original order.
+    :func:`eval_holdout_size`), 0 holds out nothing.
     """
-    cut = eval_holdout_size(len(rows), fraction)
+    cut = eval_holdout_size(rows, fraction)
     if not cut:
-        return rows, []
-    order = list(range(len(rows)))
+        return []
+    order = list(range(rows))
     random.Random(seed).shuffle(order)
-    held = set(order[:cut])
-    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in order[:cut]]
+    return order[:cut]
+
+
+def train_eval_split(rows: Sequence[T], fraction: float | None, seed: int) -> tuple[Sequence[T], list[T]]:
+    """The rows :func:`held_out` does not hold out (in their original order), and those it does."""
+    held = held_out(len(rows), fraction, seed)
+    if not held:
+        return rows, []
+    out = set(held)
+    return [r for i, r in enumerate(rows) if i not in out], [rows[i] for i in held]
 
 
 def describe_eval_split(data: DataSection, rows: int) -> str:
