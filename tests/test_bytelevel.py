@@ -245,3 +245,20 @@ def test_space_separated_chunks_split_as_the_expression(family: str, request) ->
             assert array("i", b"".join(got[1])).tolist() == backend.encode(text, add_special_tokens=False).ids
             chunked += 1
     assert chunked > len(texts) // 3
+
+
+def test_the_space_gate_finds_every_space_beside_white_space(tiny_tokenizer) -> None:
+    """The gate before the chunk path: a space with any White_Space character before or after it, found."""
+    words = ByteLevelWords.for_backend(tiny_tokenizer._tokenizer)
+    assert words is not None
+    spaces = set(bytelevel.WHITE_SPACE.replace("\u2000-\u200a", "".join(map(chr, range(0x2000, 0x200B)))))
+    rng = random.Random(9)
+    for _ in range(20000):
+        text = "".join(
+            rng.choices([" ", "\n", "\t", "a", "\u3000", "\u00a0", "\x1c", "."], k=rng.randint(0, 8))
+        )
+        beside = any(
+            c == " " and ((k and text[k - 1] in spaces) or (k + 1 < len(text) and text[k + 1] in spaces))
+            for k, c in enumerate(text)
+        )
+        assert (words._space_beside_space.search(text) is not None) == beside, repr(text)

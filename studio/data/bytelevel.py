@@ -150,7 +150,9 @@ class ByteLevelWords:
         self._by_spaces = expression in SPACE_SPLIT_EXPRESSIONS
         self._first_chunks: dict[str, bytes] = {}
         self._spaced_chunks: dict[str, bytes] = {}
-        self._space_beside_space = re.compile(f"[{WHITE_SPACE}] | [{WHITE_SPACE}]")
+        # A space with white space before or after it; led by the space itself, so the search skips to spaces.
+        self._space_beside_space = re.compile(f" (?:(?=[{WHITE_SPACE}])|(?<=[{WHITE_SPACE}] ))")
+        self._inside_chunk: dict[tuple[str, bool, int, bool], int | None] = {}
         self._backend = backend
         self._lengths: list[int] | None = None
 
@@ -306,11 +308,18 @@ class ByteLevelWords:
             if at == pos:
                 return tokens
             size = len(chunk) + (k > 0)
-            if at < pos + size:  # inside this chunk: place it among the chunk's own words
-                text = " " + chunk if k else chunk
-                units = (self._ascii_words if text.isascii() else self._unicode_words).findall(text)
-                parts = self._ids(units)
-                token = None if parts is None else self.token_at(units, parts, at - pos, after)
+            if at < pos + size:  # inside this chunk: place it among the chunk's own words (the same every time)
+                key = (chunk, k > 0, at - pos, after)
+                if key in self._inside_chunk:
+                    token = self._inside_chunk[key]
+                else:
+                    text = " " + chunk if k else chunk
+                    units = (self._ascii_words if text.isascii() else self._unicode_words).findall(text)
+                    parts = self._ids(units)
+                    token = None if parts is None else self.token_at(units, parts, at - pos, after)
+                    if len(self._inside_chunk) >= CACHE_WORDS:
+                        self._inside_chunk.clear()
+                    self._inside_chunk[key] = token
                 return None if token is None else tokens + token
             pos += size
             tokens += len(ids[k]) >> 2
