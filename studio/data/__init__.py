@@ -3,7 +3,8 @@
 It owns loading data files (``sources``), row formats (``formats``), the one encoder that
 Preview, ``studio preview`` and the worker share (``encode``), the recipe-to-encoder step
 (``prepare``), the token rendering of an encoded sample (``tokenview``), its fast twin for whole
-data sets and their statistics (``fastencode``, ``bytelevel``), the prepared-data cache, its Arrow
+data sets and their statistics (``fastencode``, ``bytelevel``, ``wordplan``, and ``arrowturns`` reading rows
+from Arrow a column at a time), the prepared-data cache, its Arrow
 writer and its processes (``cache``, ``arrowwriter``, ``cachekey``, ``cacheindex``, ``shards``),
 finding a row by its text (``rowsearch``), what ``studio validate`` checks without the data (``checks``)
 and the preference and RL methods' rows with their one encode path and their cache entries

@@ -24,11 +24,9 @@ import re
 import unicodedata
 from array import array
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, cast
-
-if TYPE_CHECKING:
-    from lorastudio.data.wordplan import WordPlan
+from typing import Any, cast
 
 GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """The expression the ``ByteLevel`` pre-tokenizer splits with when ``use_regex`` is on."""
@@ -97,6 +95,27 @@ differently, so its split is not proven."""
 
 CACHE_WORDS = 1_000_000
 """Words kept before the cache starts again (each costs about 150 bytes)."""
+
+
+Edge = tuple[int, int, int]
+"""Where a span's edge falls: (segment, part, offset). In a constant run, part is -1 and offset the token
+index within the run; in a stretch, the char offset within its constant part ``part``."""
+
+Segment = bytes | tuple[str | int, ...]
+"""A constant run of ids (int32 bytes), or a stretch: constant texts and content indices, alternately, a text
+first and last."""
+
+
+@dataclass(frozen=True)
+class WordPlan:
+    """A layout's render as constant runs and stretches, and where its trained spans' edges fall."""
+
+    segments: tuple[Segment, ...]
+    edges: tuple[tuple[Edge, Edge], ...]
+    guard: str
+    """The added tokens' first characters: a content holding one takes the whole-render path."""
+    edge_stretches: frozenset[int] = frozenset()
+    """The stretches an edge falls in: their words' positions are needed, the others' only their ids."""
 
 
 def _state(part: Any) -> dict[str, Any]:
@@ -308,7 +327,9 @@ class ByteLevelWords:
             if at == pos:
                 return tokens
             size = len(chunk) + (k > 0)
-            if at < pos + size:  # inside this chunk: place it among the chunk's own words (the same every time)
+            if (
+                at < pos + size
+            ):  # inside this chunk: place it among the chunk's own words (the same every time)
                 key = (chunk, k > 0, at - pos, after)
                 if key in self._inside_chunk:
                     token = self._inside_chunk[key]

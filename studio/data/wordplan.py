@@ -19,27 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lorastudio.data.bytelevel import ByteLevelWords
-
-Edge = tuple[int, int, int]
-"""Where a span's edge falls: (segment, part, offset). In a constant run, part is -1 and offset the token
-index within the run; in a stretch, the char offset within its constant part ``part``."""
-
-Segment = bytes | tuple[str | int, ...]
-"""A constant run of ids (int32 bytes), or a stretch: constant texts and content indices, alternately, a text
-first and last."""
-
-
-@dataclass(frozen=True)
-class WordPlan:
-    """A layout's render as constant runs and stretches, and where its trained spans' edges fall."""
-
-    segments: tuple[Segment, ...]
-    edges: tuple[tuple[Edge, Edge], ...]
-    guard: str
-    """The added tokens' first characters: a content holding one takes the whole-render path."""
-    edge_stretches: frozenset[int] = frozenset()
-    """The stretches an edge falls in: their words' positions are needed, the others' only their ids."""
+from lorastudio.data.bytelevel import ByteLevelWords, Edge, Segment, WordPlan
 
 
 @dataclass
