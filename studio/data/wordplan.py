@@ -121,8 +121,12 @@ def _edge(
 ) -> Edge:
     """Where char ``at`` of piece ``piece`` falls: in the atom holding it, else in the one it ends."""
     mine = [a for a in atoms if a.piece == piece and a.kind != "content"]
-    holding = [a for a in mine if a.start <= at < a.start + len(a.text)]
-    atom = holding[0] if holding else [a for a in mine if a.start + len(a.text) == at][-1]
+    found = [a for a in mine if a.start <= at < a.start + len(a.text)] or [
+        a for a in mine if a.start + len(a.text) == at
+    ][-1:]
+    if not found:
+        raise _NoPlan
+    atom = found[0]
     offset = atom.offset + at - atom.start
     if atom.part >= 0:
         return atom.segment, atom.part, offset
