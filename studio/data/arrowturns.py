@@ -54,7 +54,7 @@ def read_turns(
             turns = [t if keep else None for t, keep in zip(turns, plain, strict=True)]
     elif fmt in _PAIRS:
         first, extra, answer = _PAIRS[fmt]
-        turns = _pair_turns(pa, column(first), column(extra) if extra else None, column(answer), fmt)
+        turns = _pair_turns(pa, column(first), column(extra) if extra else None, column(answer))
         if turns is None:
             return None
     else:
@@ -120,7 +120,7 @@ def _chat_turns(
     return out
 
 
-def _pair_turns(pa: Any, first: Any, extra: Any, answer: Any, fmt: str) -> list[Turns | None] | None:
+def _pair_turns(pa: Any, first: Any, extra: Any, answer: Any) -> list[Turns | None] | None:
     if not _strings(pa, first) or not _strings(pa, answer) or (extra is not None and not _strings(pa, extra)):
         return None
     firsts, answers = first.to_pylist(), answer.to_pylist()

@@ -291,8 +291,7 @@ class ByteLevelWords:
 
     def _chunk(self, chunk: str, spaced: bool) -> bytes | None:
         """A chunk's ids (its words' ids, joined), remembered; None for a word the BPE model cannot take."""
-        text = " " + chunk if spaced else chunk
-        units = (self._ascii_words if text.isascii() else self._unicode_words).findall(text)
+        units = self._split_any(" " + chunk if spaced else chunk)
         ids = self._ids(units)
         if ids is None:
             return None
@@ -327,15 +326,13 @@ class ByteLevelWords:
             if at == pos:
                 return tokens
             size = len(chunk) + (k > 0)
-            if (
-                at < pos + size
-            ):  # inside this chunk: place it among the chunk's own words (the same every time)
+            # Inside this chunk: place it among the chunk's own words (the same every time).
+            if at < pos + size:
                 key = (chunk, k > 0, at - pos, after)
                 if key in self._inside_chunk:
                     token = self._inside_chunk[key]
                 else:
-                    text = " " + chunk if k else chunk
-                    units = (self._ascii_words if text.isascii() else self._unicode_words).findall(text)
+                    units = self._split_any(" " + chunk if k else chunk)
                     parts = self._ids(units)
                     token = None if parts is None else self.token_at(units, parts, at - pos, after)
                     if len(self._inside_chunk) >= CACHE_WORDS:
@@ -357,17 +354,6 @@ class ByteLevelWords:
         except Exception:  # the Rust tokenizer says what it does with it
             return None
         return cast("list[bytes]", found)  # every miss was filled in just above
-
-    def units_of_stretch(self, text: str) -> tuple[list[str], list[bytes]] | None:
-        """The words of a stretch with no added token in it, and their ids; None where exactness is not proven."""
-        if text.isascii():
-            units = self._ascii_words.findall(text)
-        elif self._proven(text):
-            units = self._unicode_words.findall(text)
-        else:
-            return None
-        ids = self._ids(units)
-        return None if ids is None else (units, ids)
 
     def units_of(self, text: str) -> tuple[list[str], list[bytes]] | None:
         """The words and added tokens of ``text``, and their ids; None where exactness is not proven."""
@@ -433,7 +419,6 @@ class ByteLevelWords:
         # Per stretch an edge falls in: its units, their ids, its parts' lengths, and whether the units are chunks.
         kept: dict[int, tuple[list[str], list[bytes], list[int], bool]] = {}
         edged = plan.edge_stretches
-        get = self._cache.get
         words = self._ascii_words.findall
         by_spaces = self._by_spaces
         tokens = 0
@@ -452,18 +437,14 @@ class ByteLevelWords:
             if not ascii_text and not self._proven(text):
                 return None
             chunked = self._chunks(text) if by_spaces else None
-            found: list[bytes]
             if chunked is not None:
                 units, found = chunked
             else:
                 units = words(text) if ascii_text else self._unicode_words.findall(text)
-                looked = list(map(get, units))
-                if None in looked:
-                    filled = self._ids(units)
-                    if filled is None:
-                        return None
-                    looked = filled  # type: ignore[assignment]
-                found = looked  # type: ignore[assignment]
+                ids = self._ids(units)
+                if ids is None:
+                    return None
+                found = ids
             blob = b"".join(found)
             blobs.append(blob)
             tokens += len(blob) >> 2

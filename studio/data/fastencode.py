@@ -305,7 +305,6 @@ class FastEncoder:
         checks: list[tuple[int, tuple[str, ...], Example]] = []
         everything = enc.train_on == "all"
         words = self._words
-        layouts = self._layouts
         for index, row in enumerate(rows):
             example: Example | None = None
             if isinstance(row, tuple) and self._backend is not None:
@@ -319,7 +318,9 @@ class FastEncoder:
                 except SkipRow as skip:
                     results[index] = str(skip)
                     continue
-                if self._backend is None or (example.text is not None and layouts.get(_TEXT, True) is None):
+                if self._backend is None or (
+                    example.text is not None and self._layouts.get(_TEXT, True) is None
+                ):
                     results[index] = self._slow(example)
                     continue
                 if example.text is not None:
@@ -333,13 +334,12 @@ class FastEncoder:
                         checks.append((index, _TEXT, example))
                     continue
                 if example.tools or any(len(t) > 2 or THINK_CLOSE in t["content"] for t in example.turns):
-                    results[index] = self._slow(
-                        example
-                    )  # tools, tool calls and reasoning: rendered row by row
+                    # Tools, tool calls and reasoning: rendered row by row.
+                    results[index] = self._slow(example)
                     continue
                 roles = tuple([t["role"] for t in example.turns])
                 contents = [t["content"] for t in example.turns]
-            layout = layouts.get(roles) if roles in layouts else self.layout(roles)
+            layout = self.layout(roles)
             if layout is None:
                 results[index] = self._slow(example or _example(roles, contents))
                 continue
