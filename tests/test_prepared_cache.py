@@ -355,34 +355,3 @@ def test_eviction_keeps_the_newest_entries_within_the_budget(
     assert entries[0].exists() and entries[2].exists() and not entries[1].exists()
     monkeypatch.setenv(cacheindex.BUDGET_ENV, "0")
     assert cacheindex.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()
-
-
-def test_a_forked_copy_reads_the_rows_while_the_tokenizer_loads(
-    tmp_path: Path, tiny_model: Path, xdg_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On the main thread (studio prepare) a fork reads the data file into the data set cache while the tokenizer
-    loads; the rows are the file's, and a bad file is still named with its line, by this process."""
-    import threading
-
-    from lorastudio.data import prepare as preparing
-    from lorastudio.data import shards
-    from lorastudio.errors import DataError
-
-    monkeypatch.setattr(shards, "IDLE_THREADS", frozenset(t.name for t in threading.enumerate()))
-    started: list[Any] = []
-    real = preparing._warm_rows
-
-    def spy(recipe: Recipe) -> Any:
-        started.append(real(recipe))
-        return started[-1]
-
-    monkeypatch.setattr(preparing, "_warm_rows", spy)
-    source = _data(tmp_path / "d.jsonl")
-    got = prepare(_recipe(source, model__name=str(tiny_model)))
-    assert started and started[0] is not None and started[0].exitcode == 0
-    assert list(got.rows.rows) == [json.loads(line) for line in source.read_text().splitlines()]
-    assert any((xdg_cache.parent / "datasets").iterdir())  # the fork's conversion, read back here
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(source.read_text() + "{not json\n")
-    with pytest.raises(DataError, match=r"bad\.jsonl.*line 31"):
-        prepare(_recipe(bad, model__name=str(tiny_model)))

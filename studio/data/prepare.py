@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,43 +22,9 @@ class Prepared:
 
 
 def prepare(recipe: Recipe, progress: Progress | None = None, tokenizer: Any = None) -> Prepared:
-    """``tokenizer`` is loaded from the recipe unless given (the worker passes its backend's).
-
-    Where this process may fork (``studio prepare``), a forked copy reads a local data file into the
-    data set cache while this one loads the tokenizer, and the rows are then read from that cache: the
-    two slowest steps of a cold start share the cores. A data error is raised here, as always.
-    """
-    if tokenizer is not None:
-        return _prepared(recipe, load_rows(recipe.data), tokenizer)
-    warming = _warm_rows(recipe)
-    try:
-        tokenizer = _tokenizer(recipe, progress)
-    finally:
-        if warming is not None:
-            warming.join()
-    return _prepared(recipe, load_rows(recipe.data), tokenizer)
-
-
-def _warm_rows(recipe: Recipe) -> Any:
-    """A forked process reading the recipe's local data file into the data set cache, or None (another thread
-    runs, the data is not a file ``datasets`` converts, or it is already cached: reading it then is quick)."""
-    import multiprocessing
-
-    from lorastudio.data.shards import can_fork
-    from lorastudio.data.sources import converted_by_datasets
-
-    if not can_fork() or not converted_by_datasets(recipe.data):
-        return None
-    process = multiprocessing.get_context("fork").Process(
-        target=_load_quietly, args=(recipe,), daemon=True, name="studio-rows"
-    )
-    process.start()
-    return process
-
-
-def _load_quietly(recipe: Recipe) -> None:
-    with contextlib.suppress(BaseException):  # whatever went wrong, this process's caller says it again
-        load_rows(recipe.data)
+    """``tokenizer`` is loaded from the recipe unless given (the worker passes its backend's)."""
+    rows = load_rows(recipe.data)
+    return _prepared(recipe, rows, tokenizer if tokenizer is not None else _tokenizer(recipe, progress))
 
 
 def prepare_head(recipe: Recipe, progress: Progress | None = None) -> Prepared | None:

@@ -329,24 +329,6 @@ def _too_deep(path: Path, chunk: int = 16 << 20) -> bool:
     return False
 
 
-def converted_by_datasets(data: DataSection) -> bool:
-    """Whether loading ``data`` converts local files to Arrow through ``datasets`` (json, parquet and the like:
-    the slow part of a cold start, cached for the next)."""
-    if not is_local(data.source):
-        return False
-    path = Path(data.source).expanduser()
-    try:
-        files = local_files(path) if path.is_dir() else [path]
-    except (DataError, OSError):
-        return False
-    return (
-        bool(files)
-        and not _is_saved_dataset(path)
-        and all(f.is_file() for f in files)
-        and data_kind(files[0]) in _BUILDERS
-    )
-
-
 def _load_with_builder(files: list[Path]) -> Any:
     """Arrow through ``datasets``; any failure re-reads the files with the checking readers for the message."""
     import datasets
