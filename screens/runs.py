@@ -178,7 +178,7 @@ class RunsScreen(Screen[None]):
                 name,
                 status,
                 f"{r.step}/{r.max_steps or '?'}",
-                f"{r.last_loss:.4f}" if r.last_loss is not None else "-",
+                r.progress,
                 started,
                 entry.note,
                 key=r.name,
@@ -241,6 +241,8 @@ class RunsScreen(Screen[None]):
                 else f"  ★ best {Path(best).name}",
                 style="green",
             )
+        if r.last_reward is not None:  # GRPO: its loss is not a progress figure, its reward is
+            text.append(f"\nmean reward {r.last_reward:.3f} at step {r.step}")
         if row.note:
             text.append(f"\nnote: {row.note}")
         if r.cause and r.status in ("failed", "died", "stopped"):

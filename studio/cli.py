@@ -528,7 +528,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             r.recipe,
             r.status,
             f"{r.step}/{r.max_steps or '?'}",
-            f"{r.last_loss:.4f}" if r.last_loss is not None else "-",
+            r.progress,
             started,
             read_note(r.path),
         )

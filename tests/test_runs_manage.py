@@ -105,6 +105,34 @@ def test_sort_orders(runs_root: Path) -> None:
     assert manage.next_sort("time") == "loss" and manage.next_sort("status") == "time"
 
 
+def test_a_grpo_run_lists_its_mean_reward_instead_of_its_loss(runs_root: Path) -> None:
+    """GRPO's loss sits near zero whatever it learns: the listing shows its latest mean reward, and sorting by
+    loss puts it after the runs whose loss means something, best reward first."""
+    made = [
+        write_run(
+            runs_root, f"tiny-pirate-grpo-2026092{k}-090000", created=1758500000.0 + k, loss_scale=0.001
+        )
+        for k in (3, 4)
+    ]
+    for k, run in enumerate(made):
+        with (run / EVENTS_FILE).open("a") as handle:
+            for step, reward in ((11, 0.25), (12, 0.5 + k / 4)):
+                event = {"kind": "method_metrics", "step": step, "values": {"reward": reward, "kl": 0.01}}
+                handle.write(json.dumps({"v": 1, "t": time.time(), **event}) + "\n")
+    listed = {r.name: r for r in runs.list_runs(runs_root)}
+    grpo = listed[made[1].name]
+    assert grpo.last_reward == 0.75 and grpo.progress == "r=0.750"
+    sft = listed["tiny-pirate-20260922-101500"]
+    assert sft.last_reward is None and sft.progress == f"{sft.last_loss:.4f}"
+    by_loss = manage.sort_runs(list(listed.values()), "loss")
+    assert [r.name for r in by_loss[-2:]] == [made[1].name, made[0].name]
+    assert all(r.last_reward is None for r in by_loss[:-2])
+    as_json = {r["name"]: r for r in json.loads(cli("runs", "--json").stdout)}
+    assert as_json[made[0].name]["last_reward"] == 0.5
+    line = next(line for line in cli("runs").stdout.splitlines() if line.startswith(made[0].name))
+    assert "r=0.500" in line and "0.0001" not in line
+
+
 def test_resume_refuses_live_and_finished_runs(runs_root: Path) -> None:
     with pytest.raises(RunError, match="is done"):
         manage.resume_run(runs_root / "tiny-pirate-20260922-101500")

@@ -445,6 +445,10 @@ class LogEvent(Event):
     """Written by a rank whose peer failed (the supervisor names the first failure)."""
 
 
+REWARD_FIGURE = "reward"
+"""The figure GRPO logs as its mean reward per step (TRL's name)."""
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class MethodMetricsEvent(Event):
@@ -679,6 +683,9 @@ class RunState:
     skipped: int = 0
     """Malformed lines seen (not folded)."""
     last_loss: float | None = None
+    last_reward: float | None = None
+    """GRPO's latest mean reward (its ``reward`` figure): the progress figure of a method whose loss is not one.
+    None for a method that logs no such figure."""
     last_learning_rate: float | None = None
     last_eval_loss: float | None = None
     best_checkpoint: str | None = None
@@ -814,6 +821,8 @@ class RunState:
             if self.curves:
                 self.samples.append(event)
         elif isinstance(event, MethodMetricsEvent):
+            if event.values and REWARD_FIGURE in event.values:
+                self.last_reward = event.values[REWARD_FIGURE]
             if self.curves and event.values:
                 step = event.step if event.step is not None else self.step
                 self.method_points += [(step, name, value) for name, value in event.values.items()]

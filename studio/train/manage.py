@@ -143,10 +143,20 @@ def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path 
 
 
 def sort_runs(runs: list[RunSummary], key: str) -> list[RunSummary]:
-    """``time``: newest first; ``loss``: lowest last loss first (no loss last); ``status``: live first."""
+    """``time``: newest first; ``loss``: lowest last loss first, then GRPO runs by highest mean reward (their
+    loss is no progress figure), then runs with neither; ``status``: live first."""
     by_time = sorted(runs, key=lambda r: r.started or 0, reverse=True)
     if key == "loss":
-        return sorted(by_time, key=lambda r: (r.last_loss is None, r.last_loss or 0.0))
+        return sorted(
+            by_time,
+            key=lambda r: (
+                (1, -r.last_reward)
+                if r.last_reward is not None
+                else (0, r.last_loss)
+                if r.last_loss is not None
+                else (2, 0.0)
+            ),
+        )
     if key == "status":
         rank = {s: i for i, s in enumerate(_STATUS_ORDER)}
         return sorted(by_time, key=lambda r: rank.get(r.status.split(" (")[0], len(rank)))

@@ -221,6 +221,15 @@ class RunSummary:
     best_checkpoint: str | None = None
     """The checkpoint with the lowest eval loss, relative to the run directory (``checkpoints/checkpoint-N``)."""
     best_eval_loss: float | None = None
+    last_reward: float | None = None
+    """GRPO's latest mean reward (see ``RunState.last_reward``): shown instead of its loss."""
+
+    @property
+    def progress(self) -> str:
+        """The run's latest progress figure for a listing: GRPO's mean reward (``r=0.731``), else the loss."""
+        if self.last_reward is not None:
+            return f"r={self.last_reward:.3f}"
+        return f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -235,6 +244,7 @@ class RunSummary:
             "cause": self.cause,
             "best_checkpoint": self.best_checkpoint,
             "best_eval_loss": self.best_eval_loss,
+            "last_reward": self.last_reward,
         }
 
 
@@ -264,6 +274,7 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
         cause,
         best_checkpoint=state.best_checkpoint,
         best_eval_loss=state.best_eval_loss,
+        last_reward=state.last_reward,
     )
 
 
