@@ -93,6 +93,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
             legend.append(f"{self.letter(i)} ━ ", style=f"bold {self._color(i)}")
             legend.append(run.name, style="bold")
             legend.append(f"  {run.status}, step {run.step}/{run.max_steps or '?'}", style="dim")
+        if comparison.loss_caveat:
+            legend.append(f"\n⚠ {comparison.loss_caveat}", style="yellow")
         self.query_one("#compare-legend", Static).update(legend)
         self._draw()
 

@@ -629,6 +629,8 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
             vram,
         )
     console.print(results)
+    if comparison.loss_caveat:
+        console.print(f"[yellow]note: {comparison.loss_caveat}[/]", highlight=False)
     diff = Table(box=None, pad_edge=False, title="recipe fields that differ", title_justify="left")
     diff.add_column("field", no_wrap=True)
     for r in comparison.runs:

@@ -247,6 +247,27 @@ def test_compare_results_and_json_shape(runs_root: Path) -> None:
         compare.compare_runs([a, a])
 
 
+def test_compare_says_when_the_losses_are_not_the_same_measure(runs_root: Path) -> None:
+    """DPO with rpo_alpha adds a supervised term to DPO's loss, and each method's loss is its own: Compare still
+    draws them, and says so in the JSON, the CLI and the screen's legend."""
+    a, b = runs_root / "tiny-pirate-20260922-101500", runs_root / "tiny-pirate-20260922-113000"
+    assert compare.compare_runs([a, b]).loss_caveat is None  # learning rate and batch size: the same loss
+    dpo = registry.load("smollm2-pirate-dpo")  # ships with rpo_alpha 1.0
+    assert dpo.dpo is not None and dpo.dpo.rpo_alpha == 1.0
+    (a / "recipe.yaml").write_text(registry.dump(dpo))
+    (b / "recipe.yaml").write_text(registry.dump(registry.load("smollm2-pirate-dpo", ["dpo.rpo_alpha=null"])))
+    caveat = compare.compare_runs([a, b]).loss_caveat
+    assert caveat is not None and "dpo.rpo_alpha" in caveat and "train.method" not in caveat
+    assert json.loads(cli("runs", "compare", a.name, b.name, "--json").stdout)["loss_caveat"] == caveat
+    assert "not the same measure (dpo.rpo_alpha differ)" in " ".join(
+        cli("runs", "compare", a.name, b.name).stdout.split()
+    )
+    (a / "recipe.yaml").write_text(registry.dump(registry.load("tiny-pirate")))
+    assert compare.compare_runs([a, b]).loss_caveat == (
+        "losses are not the same measure (train.method differ): compare shapes, not values"
+    )
+
+
 def test_compare_dedupes_resumed_steps_and_reads_gpu_peak(tmp_path: Path) -> None:
     run = write_run(tmp_path, "r", created=1.0, steps=6, vram_mb=5000.0)
     with (run / EVENTS_FILE).open("a") as handle:  # resumed from checkpoint-4: steps 5 and 6 logged again

@@ -124,6 +124,23 @@ async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
         await pilot.pause(0.3)
 
 
+async def test_compare_warns_when_the_losses_are_not_the_same_measure(runs_root: Path) -> None:
+    """An SFT run beside a GRPO run: the legend says their losses are not one measure."""
+    from lorastudio import registry
+    from lorastudio.screens.compare import CompareScreen
+
+    (runs_root / MIDDLE / "recipe.yaml").write_text(registry.dump(registry.load("tiny-pirate-grpo")))
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await burst(pilot, "ctrl+r", "down", "space", "space", "v")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
+        await pilot.pause()
+        legend = " ".join(plain(screen.query_one("#compare-legend")).split())
+        assert "not the same measure (train.method" in legend and MIDDLE in legend
+
+
 async def test_compare_needs_two_marks(runs_root: Path) -> None:
     from lorastudio.screens.runs import RunsScreen
 

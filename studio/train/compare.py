@@ -156,13 +156,29 @@ def differing_fields(fields: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return out
 
 
+LOSS_FIELDS = ("train.method", "dpo.loss_type", "dpo.rpo_alpha", "kto.loss_type", "grpo.loss_type")
+"""Recipe fields that change what the logged loss is (not only how training goes): runs that differ in one
+have losses that do not compare (``dpo.rpo_alpha`` adds a supervised term to DPO's)."""
+
+
 @dataclass
 class Comparison:
     runs: list[RunResult]
     differing: dict[str, list[Any]]
 
+    @property
+    def loss_caveat(self) -> str | None:
+        """Why these runs' losses do not compare, when a field in :data:`LOSS_FIELDS` differs; else None."""
+        fields = [name for name in LOSS_FIELDS if name in self.differing]
+        if not fields:
+            return None
+        if "train.method" in fields:  # each method's own sections differ with it: naming them adds nothing
+            fields = ["train.method"]
+        return f"losses are not the same measure ({', '.join(fields)} differ): compare shapes, not values"
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "loss_caveat": self.loss_caveat,
             "runs": [r.to_json() for r in self.runs],
             "differing": {
                 name: {run.name: value for run, value in zip(self.runs, values, strict=True)}
