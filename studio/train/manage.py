@@ -147,16 +147,13 @@ def sort_runs(runs: list[RunSummary], key: str) -> list[RunSummary]:
     loss is no progress figure), then runs with neither; ``status``: live first."""
     by_time = sorted(runs, key=lambda r: r.started or 0, reverse=True)
     if key == "loss":
-        return sorted(
-            by_time,
-            key=lambda r: (
-                (1, -r.last_reward)
-                if r.last_reward is not None
-                else (0, r.last_loss)
-                if r.last_loss is not None
-                else (2, 0.0)
-            ),
-        )
+
+        def by_figure(r: RunSummary) -> tuple[int, float]:
+            if r.last_reward is not None:
+                return 1, -r.last_reward
+            return (0, r.last_loss) if r.last_loss is not None else (2, 0.0)
+
+        return sorted(by_time, key=by_figure)
     if key == "status":
         rank = {s: i for i, s in enumerate(_STATUS_ORDER)}
         return sorted(by_time, key=lambda r: rank.get(r.status.split(" (")[0], len(rank)))
