@@ -57,6 +57,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         yield TitleHeader()
         yield Label(f"Compare · {len(self.paths)} runs · loading…", id="compare-title", classes="title")
         yield Static("", id="compare-legend")
+        # its own line, not the legend's last: with many runs the legend is cut at its height, the caveat never is
+        yield Static("", id="compare-caveat")
         yield CompareChart(id="compare-chart")
         yield DataTable(id="compare-results", cursor_type="none", zebra_stripes=True)
         yield Label("recipe fields that differ", id="compare-diff-label", classes="muted")
@@ -93,9 +95,10 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
             legend.append(f"{self.letter(i)} ━ ", style=f"bold {self._color(i)}")
             legend.append(run.name, style="bold")
             legend.append(f"  {run.status}, step {run.step}/{run.max_steps or '?'}", style="dim")
-        if comparison.loss_caveat:
-            legend.append(f"\n⚠ {comparison.loss_caveat}", style="yellow")
         self.query_one("#compare-legend", Static).update(legend)
+        caveat = self.query_one("#compare-caveat", Static)
+        caveat.update(Text(f"⚠ {comparison.loss_caveat}", style="yellow") if comparison.loss_caveat else "")
+        caveat.display = bool(comparison.loss_caveat)
         self._draw()
 
         def num(value: float | None, spec: str = ".4f") -> str:

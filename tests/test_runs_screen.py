@@ -137,8 +137,10 @@ async def test_compare_warns_when_the_losses_are_not_the_same_measure(runs_root:
         screen = app.screen
         await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
-        legend = " ".join(plain(screen.query_one("#compare-legend")).split())
-        assert "not the same measure (train.method" in legend and MIDDLE in legend
+        assert MIDDLE in plain(screen.query_one("#compare-legend"))
+        caveat = screen.query_one("#compare-caveat")
+        assert "not the same measure (train.method" in " ".join(plain(caveat).split())
+        assert caveat.display and caveat.region.height >= 1  # on screen, whatever the legend's height
 
 
 async def test_compare_needs_two_marks(runs_root: Path) -> None:
