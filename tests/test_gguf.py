@@ -116,6 +116,26 @@ def test_smollm2_dequantized_once_then_plain(smollm2_gguf: Path, smollm2_dir: Pa
 
 
 @pytest.mark.slow
+def test_memory_estimate_reads_the_converted_config(
+    smollm2_gguf: Path, smollm2_dir: Path, tmp_path: Path
+) -> None:
+    """Once a Preview or a run has converted the GGUF, the Launch sheet's estimate comes from its config.json,
+    for the offline name and for a GGUF path alike; a GGUF never converted (and never hashed) stays rough."""
+    from lorastudio import registry
+    from lorastudio.models.estimate import estimate_memory, find_model_config
+
+    for name in ("smollm2-135m-instruct", str(smollm2_gguf)):
+        recipe = registry.load("smollm2-pirate", [f"model.name={name}"])
+        config = find_model_config(recipe)
+        assert config is not None and config["hidden_size"] == 576 and config["num_hidden_layers"] == 30
+        assert estimate_memory(recipe, gpu=False).source == "config.json"
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(smollm2_gguf.read_bytes()[:4096])
+    assert gguf.converted_folder(copy) is None
+    assert find_model_config(registry.load("smollm2-pirate", [f"model.name={copy}"])) is None
+
+
+@pytest.mark.slow
 def test_chat_straight_from_a_gguf_file(smollm2_dir: Path, smollm2_gguf: Path) -> None:
     from lorastudio.chat.engine import Sampling, engine_for
 

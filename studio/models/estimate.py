@@ -84,6 +84,9 @@ def find_model_config(recipe: Recipe) -> dict[str, Any] | None:
         if built.exists():
             return _read_json(built)
         return {**CONFIG, "vocab_size": 640, "hidden_act": "silu"}
+    converted = _converted_gguf(recipe)
+    if converted is not None:
+        return _read_json(converted / "config.json")
     local = Path(name).expanduser()
     if local.is_dir():
         return _read_json(local / "config.json")
@@ -94,6 +97,21 @@ def find_model_config(recipe: Recipe) -> dict[str, Any] | None:
     except Exception:  # an id that is not a valid repo name, or no hub client
         return None
     return _read_json(Path(cached)) if isinstance(cached, str) else None
+
+
+def _converted_gguf(recipe: Recipe) -> Path | None:
+    """The converted folder of an offline model or a GGUF file, once a Preview or a run has made it."""
+    from lorastudio.models.gguf import GgufError, converted_folder, gguf_path_for
+    from lorastudio.models.offline import is_offline_model, is_ready, offline_model_path
+
+    name = recipe.model.name
+    if is_offline_model(name):
+        return converted_folder(offline_model_path(name)) if is_ready(name) else None
+    try:
+        path = gguf_path_for(name, recipe.model.gguf_file)
+    except GgufError:
+        return None
+    return converted_folder(path) if path is not None else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -162,6 +162,20 @@ def is_converted(folder: Path) -> bool:
         return False
 
 
+def converted_folder(path: Path) -> Path | None:
+    """The GGUF file's converted folder if it is already there, without hashing (None otherwise): for
+    screens that only want to read its ``config.json``."""
+    try:
+        stat = path.stat()
+        known = json.loads(_index_file().read_text()).get(str(path.resolve()))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not known or known.get("size") != stat.st_size or known.get("mtime_ns") != stat.st_mtime_ns:
+        return None
+    target = cache_folder(path, str(known["sha256"]))
+    return target if is_converted(target) else None
+
+
 def ensure_dequantized(path: str | Path, progress: Progress | None = None) -> Path:
     """The cached safetensors folder for a GGUF file, converting it first if the cache lacks it."""
     path = Path(path).expanduser().resolve()
