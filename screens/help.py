@@ -27,13 +27,19 @@ class HelpScreen(ModalScreen[None]):
         table = Table(
             "key", "action", box=None, title=f"Keys · {type(self.under).__name__.replace('Screen', '')}"
         )
-        seen = set()
+        rows: dict[tuple[str, str], list[str]] = {}  # (action, description) -> its keys, in binding order
+        taken: set[str] = set()  # a key the screen binds hides the app's binding of it
         for binding in [*self.under.BINDINGS, *self.app.BINDINGS]:
-            if not isinstance(binding, Binding) or binding.description in seen:
+            if not isinstance(binding, Binding):
                 continue
-            seen.add(binding.description)
-            keys = ", ".join(self.app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
-            table.add_row(keys, binding.description or binding.action)
+            keys = [k.strip() for k in binding.key.split(",") if k.strip() not in taken]
+            if not keys:
+                continue
+            taken.update(keys)
+            shown = rows.setdefault((binding.action, binding.description or binding.action), [])
+            shown += [self.app.get_key_display(Binding(key, "")) for key in keys]
+        for (_, description), keys in rows.items():
+            table.add_row(", ".join(keys), description)
         table.add_row("ctrl+p", "command palette")
         with VerticalScroll():
             yield Static(table)

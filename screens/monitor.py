@@ -180,8 +180,10 @@ class MonitorScreen(Screen[None]):
         Binding("w", "window", "Window", id="monitor.window"),
         Binding("p", "samples", "Samples", id="monitor.samples"),
         *[
-            Binding(str(i + 1), f"select_chart({i})", show=False, id=f"monitor.chart_{i + 1}")
-            for i in range(len(CHARTS))
+            Binding(
+                str(i + 1), f"select_chart({i})", f"{title} chart", show=False, id=f"monitor.chart_{i + 1}"
+            )
+            for i, (_, title, _) in enumerate(CHARTS)
         ],
         Binding("escape", "detach", "Back", show=False, id="monitor.back"),
     ]

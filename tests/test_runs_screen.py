@@ -285,3 +285,26 @@ async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path)
         assert any("no live worker" in m for m in messages)
         assert any("only a stopped, failed or died run can be resumed" in m for m in messages)
         assert "pid" not in json.loads((runs_root / MIDDLE / "run.json").read_text())
+
+
+async def test_help_over_the_monitor_lists_every_key_once_with_a_name(runs_root: Path) -> None:
+    """The chart keys 1-5 have names, and the app's ctrl+r is listed beside the Monitor's own r (both Runs)."""
+    from lorastudio.screens.help import HelpScreen
+    from lorastudio.screens.monitor import MonitorScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await burst(pilot, "ctrl+r", "down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=10.0)
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=80, file=io.StringIO(), record=True, color_system=None)
+        console.print(app.screen.query_one("Static").content)  # the table itself
+        rows = [" ".join(line.split()) for line in console.export_text().splitlines()]
+        assert "r, ^r Runs" in rows and "1 loss chart" in rows and "5 memory MiB chart" in rows
+        assert not any("select_chart" in row for row in rows)
+        assert sum(row.startswith("s ") for row in rows) == 1  # Stop, once
