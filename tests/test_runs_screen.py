@@ -163,6 +163,11 @@ async def test_delete_asks_and_removes_the_directory(runs_root: Path) -> None:
         await pilot.pause()
         await burst(pilot, "ctrl+r", "down", "delete")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30.0)
+        await pilot.pause()
+        question = app.screen.query_one("#confirm-question")
+        # the long path wraps inside the box at 80 columns instead of being cut at its edge
+        assert question.region.right <= 80 and question.size.height >= 3
+        assert str(runs_root / MIDDLE) in plain(question)
         await pilot.press("n")  # the answer comes once the question is on screen
         assert isinstance(app.screen, RunsScreen) and (runs_root / MIDDLE).exists()
         await pilot.press("delete")
