@@ -35,6 +35,18 @@ class StudioApp(App[None]):
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "runs", "Runs", id="app.runs"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
+        # Screen's own Tab runs only after the key has been through the focused widget's queue, while the
+        # keys typed after it are already routed to that widget and lost (see screens/focus.py); as priority
+        # bindings focus moves as the app dequeues the Tab, so `Tab x` typed fast puts x in the next field.
+        Binding("tab", "focus_next", "Next field", id="app.focus_next", priority=True, show=False),
+        Binding(
+            "shift+tab",
+            "focus_previous",
+            "Previous field",
+            id="app.focus_previous",
+            priority=True,
+            show=False,
+        ),
     ]
 
     def __init__(

@@ -323,3 +323,20 @@ async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: P
             ),
         )
         assert screen.query_one("#f-data-source", Input).value == str(rows)
+
+
+async def test_tab_and_text_typed_in_one_burst_land_in_the_next_field(started: list[object]) -> None:
+    """Tab, Tab, then letters in one burst (a paste, a slow SSH link): focus moves as each Tab is dequeued, so
+    the letters land in the second field (start from) instead of going to the field that had focus."""
+    from textual.widgets import Input
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot)
+        burst(app, "tab", "tab", "X", "Y")
+        await wait_until(pilot, lambda: screen.query_one("#f-model-adapter", Input).value == "XY")
+        burst(app, "shift+tab", "Z")
+        await wait_until(pilot, lambda: screen.focused is screen.query_one("#f-model-name", Input))
+        await pilot.pause()
+        assert screen.query_one("#f-model-name", Input).value.endswith("Z")
+        assert screen.data["model"]["adapter"] == "XY" and started == []
