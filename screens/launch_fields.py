@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lorastudio.recipe import Recipe
-from lorastudio.registry import read_value
+from lorastudio.registry import error_location, read_value
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ def validate(data: dict[str, Any]) -> tuple[Recipe | None, dict[str, str]]:
     except ValidationError as exc:
         errors: dict[str, str] = {}
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            path, msg = error_location(err)
+            loc = ".".join(str(p) for p in path)
             field = next((f.path for f in FIELDS if loc == f.path or loc.startswith(f.path + ".")), "")
             if not field:
                 msg = f"{loc}: {msg}"

@@ -334,7 +334,8 @@ class GrpoSection(_Section):
     rewards: list[RewardSpec] = Field(min_length=1)
     """The reward functions that score each sampled reply; their weighted sum is the reward."""
     num_generations: int = Field(4, ge=2)
-    """Replies sampled per prompt (the group); ``train.batch_size`` x devices must be a multiple of it."""
+    """Replies sampled per prompt (the group); ``train.batch_size`` x ``train.gradient_accumulation`` x devices
+    x nodes (TRL's ``generation_batch_size``) must be a multiple of it."""
     max_completion_length: int = Field(64, ge=1)
     """Longest sampled reply, in tokens."""
     temperature: float = Field(1.0, gt=0)
@@ -401,9 +402,23 @@ class Recipe(_Section):
         return value
 
     @model_validator(mode="after")
-    def _grpo_needs_rewards(self) -> Recipe:
+    def _grpo_checks(self) -> Recipe:
         if self.train.method == "grpo" and self.grpo is None:
             raise ValueError("train.method: grpo needs a grpo: section with rewards")
+        devices = self.train.devices
+        if self.train.method == "grpo" and self.grpo is not None and isinstance(devices, int):
+            # checked here, not by TRL once the model has loaded (or the Slurm job has waited in the queue);
+            # with devices: all the count is known only on the machine, and TRL says it there
+            train, group = self.train, self.grpo.num_generations
+            batch = train.batch_size * train.gradient_accumulation * devices * train.nodes
+            if batch % group:
+                fits = [n for n in range(2, batch + 1) if batch % n == 0]
+                raise ValueError(
+                    f"grpo.num_generations: {group} replies per prompt must divide the replies sampled per step, "
+                    f"train.batch_size x gradient_accumulation x devices x nodes = {train.batch_size} x "
+                    f"{train.gradient_accumulation} x {devices} x {train.nodes} = {batch}"
+                    + (f" (num_generations {', '.join(map(str, fits))} would)" if fits else "")
+                )
         return self
 
     def method_section(self) -> DpoSection | KtoSection | OrpoSection | GrpoSection | None:

@@ -216,6 +216,25 @@ def _raw_with_bases(
     return _deep_merge(base_data, data), text
 
 
+def error_location(err: Any) -> tuple[tuple[str | int, ...], str]:
+    """One pydantic error of a recipe as (field path, message in plain words).
+
+    A recipe-wide check (a model validator, reported at the top level) names the field it is about at the
+    start of its message, ``grpo.num_generations: ...``; that becomes its path.
+    """
+    loc, msg = tuple(err["loc"]), str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        msg = str(err["ctx"]["error"])  # the validator's own words, without pydantic's "Value error, "
+    named = msg.split(": ", 1)[0]
+    if not loc and ": " in msg and named.replace(".", "").replace("_", "").isalnum():
+        loc, msg = tuple(named.split(".")), msg.split(": ", 1)[1]
+    return loc, msg
+
+
 def _format_validation(
     path: Path | str, exc: ValidationError, node: yaml.Node | None, overrides: list[str] | None = None
 ) -> str:
@@ -223,15 +242,10 @@ def _format_validation(
     by_key = {tuple(parse_override(text)[0]): text for text in overrides or []}
     lines = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc, msg = error_location(err)
         field = ".".join(str(p) for p in loc) or "(top level)"
         override = next((text for key, text in by_key.items() if loc[: len(key)] == key), None)
         line = _line_of(node, loc) if node is not None and override is None else None
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
         if override is not None:
             lines.append(f"override {override!r}: {msg}")
             continue

@@ -54,7 +54,7 @@ def recorded_method_run(root: Path, method: str) -> Path:
     (run / "run.json").write_text(
         json.dumps({"format": 1, "name": run.name, "recipe": f"tiny-{method}", "created": 1_790_000_000.0})
     )
-    section = "grpo:\n  rewards:\n    - keywords: [arr]\n" if method == "grpo" else ""
+    section = "grpo:\n  num_generations: 2\n  rewards:\n    - keywords: [arr]\n" if method == "grpo" else ""
     (run / "recipe.yaml").write_text(
         f"name: tiny-{method}\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n"
         f"train:\n  method: {method}\n{section}"

@@ -28,7 +28,7 @@ def recipe(source: Path | str, method: str = "dpo", **sections: Any) -> Recipe:
     model = {"name": "tiny", **sections.pop("model", {})}
     train = {"method": method, **sections.pop("train", {})}
     if method == "grpo" and "grpo" not in sections:
-        sections["grpo"] = {"rewards": [{"keywords": ["arr"]}]}
+        sections["grpo"] = {"num_generations": 2, "rewards": [{"keywords": ["arr"]}]}
     return Recipe.model_validate({"name": "t", "model": model, "data": data, "train": train, **sections})
 
 

@@ -171,3 +171,29 @@ def test_bad_override_is_named_as_the_override(override: str, message: str) -> N
     with pytest.raises(RecipeError) as err:
         registry.load("tiny-pirate", [override])
     assert str(err.value).startswith(message) and "tiny-pirate.yaml" not in str(err.value)
+
+
+def test_grpo_group_must_divide_the_replies_sampled_per_step(tmp_path: Path) -> None:
+    """TRL refuses it only once the model has loaded; the recipe says so first, naming the field, its line and
+    the values that would do, and counts gradient accumulation, devices and nodes."""
+    path = _write(tmp_path, "extends: tiny-pirate-grpo\nname: g\ngrpo:\n  num_generations: 3\n")
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert str(err.value).startswith(
+        f"{path}: grpo.num_generations (line 4): 3 replies per prompt must divide"
+    )
+    assert "= 8 x 1 x 1 x 1 = 8 (num_generations 2, 4, 8 would)" in str(err.value)
+    assert "Value error" not in str(err.value)
+    assert registry.load("tiny-pirate-grpo", ["grpo.num_generations=16", "train.gradient_accumulation=2"])
+    assert registry.load(
+        "tiny-pirate-grpo", ["grpo.num_generations=6", "train.batch_size=3", "train.devices=2"]
+    )
+    assert registry.load("tiny-pirate-grpo", ["grpo.num_generations=5", "train.devices=all"])  # counted there
+    with pytest.raises(RecipeError, match=r"^override 'grpo.num_generations=16': 16 replies"):
+        registry.load("tiny-pirate-grpo", ["grpo.num_generations=16"])
+
+
+def test_a_recipe_wide_check_names_its_field_and_the_override_that_set_it() -> None:
+    with pytest.raises(RecipeError) as err:
+        registry.load("tiny-pirate", ["train.method=grpo"])
+    assert str(err.value) == "override 'train.method=grpo': grpo needs a grpo: section with rewards"
