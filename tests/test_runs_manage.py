@@ -179,6 +179,26 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
     assert any(e.get("message") == f"resuming from checkpoint-{stopped_at}" for e in after)
 
 
+@pytest.mark.slow
+def test_a_run_created_with_no_start_says_so_and_resume_starts_it(tiny_model: Path) -> None:
+    """`studio train --no-start` leaves a queued run no worker will ever pick up: its listing says how to start
+    it, and `studio resume` (r in Runs) starts it from step 0 instead of refusing a queued run."""
+    made = cli("train", "tiny-pirate", "train.max_steps=2", "train.save_steps=1000", "--no-start")
+    run_dir = Path(made.stdout.strip())
+    summary = runs.summarise(run_dir)
+    assert summary.status == "queued" and summary.cause == runs.NOT_STARTED_CAUSE
+    assert runs.NOT_STARTED_CAUSE in cli("runs", "--json").stdout
+    out = cli("resume", run_dir.name)
+    assert out.stdout.startswith(f"resuming {run_dir.name} from step 0")
+    deadline = time.monotonic() + 180
+    while runs.summarise(run_dir).status not in ("done", "failed", "died") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done = runs.summarise(run_dir)
+    assert done.status == "done" and done.step == 2 and done.cause is None
+    with pytest.raises(RunError, match="is done"):  # started once: an ordinary finished run from now on
+        manage.resume_run(run_dir)
+
+
 # -- compare ---------------------------------------------------------------------------------------
 def test_flatten_and_differing_fields() -> None:
     flat = compare.flatten(

@@ -122,10 +122,13 @@ def checkpoints(path: Path) -> list[Checkpoint]:
 
 
 def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path | None]:
-    """Start the worker again from the latest checkpoint; returns (pid, checkpoint or None)."""
-    from lorastudio.train.runs import latest_checkpoint
+    """Start the worker again from the latest checkpoint; returns (pid, checkpoint or None). A run created
+    with ``--no-start`` is started from the beginning."""
+    from lorastudio.train.runs import NOT_STARTED_CAUSE, latest_checkpoint
 
     summary = summarise(path)
+    if summary.cause == NOT_STARTED_CAUSE and not is_live(path):
+        return start_worker(path, devices=devices), None
     if not _settled(path, summary.status):
         raise RunError(f"run {path.name} is still running ({summary.status}); nothing to resume")
     if summary.status not in RESUMABLE:

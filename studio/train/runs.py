@@ -190,6 +190,13 @@ def worker_alive(meta: dict[str, Any]) -> bool:
 
 
 DIED_CAUSE = "the worker exited without a final status (killed or out of memory?)"
+NOT_STARTED_CAUSE = "created with --no-start, never started: r in Runs (or studio resume RUN) starts it"
+
+
+def never_started(state: RunState, meta: dict[str, Any]) -> bool:
+    """Created but no worker was ever started for it (``studio train --no-start``); a run waiting for a GPU
+    or in Slurm's queue has a pid or a job."""
+    return state.status == "queued" and not meta.get("pid") and not meta.get("slurm")
 
 
 def effective_status(state: RunState, meta: dict[str, Any]) -> str:
@@ -258,6 +265,8 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
         cache.save()
     status = effective_status(state, meta)
     cause = state.cause if status != "died" else DIED_CAUSE
+    if cause is None and never_started(state, meta):
+        cause = NOT_STARTED_CAUSE
     if meta.get("slurm"):  # the job's state in Slurm: pending reason, time limit, node failure (slurm.py)
         from lorastudio.train.slurm import slurm_status
 
