@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -80,11 +81,11 @@ class RecipesScreen(Screen[None]):
         options = self.query_one(OptionList)
         options.clear_options()
         for entry in self.shown:
-            label = entry.file.name
+            label = Text(entry.file.name)  # one line each, cut by the list's text-overflow (app.tcss)
             if entry.recipe is None:
-                label += "  (invalid)"
+                label.append("  (invalid)", style="red")
             elif entry.recipe.model.name in ("tiny", "smollm2-135m-instruct"):
-                label += "  (offline)"
+                label.append("  (offline)", style="dim")
             options.add_option(Option(label, id=entry.file.name))
         if self.shown:
             options.highlighted = 0
