@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS
 from lorastudio.widgets.title_header import TitleHeader
 
@@ -56,7 +57,7 @@ def side_by_side(names: list[str], histories: list[Any], base: bool = False) -> 
     return table
 
 
-class CompareSamplesScreen(Screen[None]):
+class CompareSamplesScreen(HandlesWorkerFailures, Screen[None]):
     """Lettered and coloured as Compare is; ``b`` switches to the runs' base replies."""
 
     BINDINGS = [
@@ -90,6 +91,11 @@ class CompareSamplesScreen(Screen[None]):
         from lorastudio.train.samplelog import SampleHistory
 
         self.post_message(SamplesLoaded([SampleHistory.of(load_samples(path)) for path in self.paths]))
+
+    def worker_failed(self, worker: Any, message: str) -> None:
+        self.query_one("#compare-samples-title", Label).update(
+            Text(f"Compare samples · {message}", style="bold red")
+        )
 
     def on_samples_loaded(self, message: SamplesLoaded) -> None:
         self.histories = message.histories

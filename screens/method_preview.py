@@ -13,15 +13,18 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Footer, Label, ProgressBar, Static
 
 from lorastudio.recipe import Recipe
+from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.title_header import TitleHeader
 
 WIDE_COLUMNS = 120
@@ -37,7 +40,7 @@ class MethodLoaded(Message):
     stats: Any
 
 
-class MethodPreviewScreen(Screen[None]):
+class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
     """One row at a time: prompt, then each reply (or, for GRPO, the prompt and the rewards)."""
 
     BINDINGS = [
@@ -62,6 +65,7 @@ class MethodPreviewScreen(Screen[None]):
             f"Preview · {self.recipe.name} · {self.recipe.train.method}", id="preview-title", classes="title"
         )
         yield Label("loading tokenizer and data…", id="method-header")
+        yield ProgressBar(total=1.0, show_eta=False, id="method-progress")
         with VerticalScroll(id="method-scroll"):
             yield Static("", id="method-legend", classes="muted")
             yield Static("", id="method-prompt", classes="panel")
@@ -73,6 +77,8 @@ class MethodPreviewScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._layout(self.app.size.width)
+        self.query_one("#method-progress").display = False
+        self.query_one("#method-scroll").display = False  # empty panels until the rows are there
         self.load()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -85,18 +91,38 @@ class MethodPreviewScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="method-preview", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.data.preference import encode_rows, method_encoder
+        from lorastudio.models.sources import wait_for_imports, warming_up
+        from lorastudio.models.threads import share_cores
+        from lorastudio.screens.preview import WARMING_UP
 
-        encoder, rows = method_encoder(self.recipe)
+        def progress(fraction: float, text: str) -> None:
+            self.post_message(LoadProgress(fraction, text))
+
+        if warming_up():
+            progress(0.0, WARMING_UP)
+        wait_for_imports()
+        share_cores()  # the tiny build beside a training worker must not fight it
+        encoder, rows = method_encoder(self.recipe, progress=progress)
         _, stats = encode_rows(encoder, rows.rows)
         self.post_message(MethodLoaded(encoder, rows, stats))
 
+    def on_load_progress(self, message: LoadProgress) -> None:
+        bar = self.query_one("#method-progress", ProgressBar)
+        bar.display = message.fraction < 1.0
+        bar.update(progress=message.fraction)
+        self.query_one("#method-header", Label).update(f"preparing {self.recipe.model.name}: {message.text}")
+
     def worker_failed(self, worker: Any, message: str) -> None:
-        self.query_one("#method-header", Label).update(f"[b red]{message}[/]")
+        self.query_one("#method-progress").display = False
+        header = self.query_one("#method-header", Label)
+        header.update(Text(message, style="bold red"))  # a path or a row's text, never markup
 
     def on_method_loaded(self, message: MethodLoaded) -> None:
         from lorastudio.data.tokenview import legend
 
         self.encoder, self.rows, self.stats = message.encoder, message.rows, message.stats
+        self.query_one("#method-progress").display = False
+        self.query_one("#method-scroll").display = True
         self.query_one("#method-legend", Static).update(legend("NO_COLOR" in os.environ))
         self.query_one("#method-stats", Static).update(self._stats_text())
         self.show_sample(self.index)

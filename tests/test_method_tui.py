@@ -155,6 +155,23 @@ async def test_preference_preview_shows_prompt_once_and_both_replies(
         assert not narrow.screen.query_one("#method-replies").has_class("wide")  # stacked at 80 columns
 
 
+async def test_preference_preview_says_why_it_cannot_load(tmp_path: Path, tiny_model: Path) -> None:
+    """A data file that is not there: the Preview says so (it stayed on 'loading…' with empty panels)."""
+    from lorastudio.screens.method_preview import MethodPreviewScreen
+
+    missing = tmp_path / "no-such-pairs.jsonl"
+    base = dpo_recipe(tmp_path)
+    recipe = base.model_copy(update={"data": base.data.model_copy(update={"source": str(missing)})})
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(MethodPreviewScreen(recipe))
+        screen = app.screen
+        header = screen.query_one("#method-header")
+        await wait_until(pilot, lambda: "loading" not in text_of(header), timeout=30.0)
+        assert "no-such-pairs.jsonl" in text_of(header)
+        assert not screen.query_one("#method-scroll").display and screen.encoder is None
+
+
 async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -> None:
     from lorastudio.widgets.chart import LineChart
 

@@ -29,6 +29,7 @@ from typing import Any
 from lorastudio.data.encode import IGNORE_INDEX, Encoder, _mask_outside, make_encoder
 from lorastudio.data.formats import SkipRow, Turn
 from lorastudio.errors import DataError
+from lorastudio.progress import Progress
 from lorastudio.recipe import Recipe
 
 PREFERENCE_FORMATS = ("preference", "preference_messages", "hh")
@@ -545,14 +546,17 @@ class MethodData:
     """The prepared-data cache entry the rows were read from (None: encoded now)."""
 
 
-def method_encoder(recipe: Recipe, tokenizer: Any = None, rows: Any = None) -> tuple[MethodEncoder, Any]:
-    """(encoder, rows) for a recipe whose ``train.method`` is not sft; the tokenizer is loaded unless given."""
+def method_encoder(
+    recipe: Recipe, tokenizer: Any = None, rows: Any = None, progress: Progress | None = None
+) -> tuple[MethodEncoder, Any]:
+    """(encoder, rows) for a recipe whose ``train.method`` is not sft; the tokenizer is loaded unless given
+    (``progress`` hears its slow first-use work: building tiny, fetching or dequantizing a GGUF)."""
     from lorastudio.data.sources import load_rows
 
     if tokenizer is None:
         from lorastudio.models.sources import load_tokenizer
 
-        tokenizer = load_tokenizer(recipe.model)
+        tokenizer = load_tokenizer(recipe.model, progress)
     rows = rows if rows is not None else load_rows(recipe.data)
     encoder = make_method_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
     return encoder, rows
