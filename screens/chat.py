@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -92,6 +93,8 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.replies: list[ChatMessage] = []
         """Finished reply bubbles in order; feedback keys act on the selected one (the latest by default)."""
         self.selected: ChatMessage | None = None
+        self.load_failed = False
+        """The model could not be loaded (a run with no adapter yet, say): Ctrl+T loads the base model instead."""
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -141,7 +144,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.post_message(EngineReady(engine))
 
     def worker_failed(self, worker: Any, message: str) -> None:
-        self.query_one("#chat-status", Label).update(f"[b red]{message}[/]")
+        if worker.group == "chat-load":
+            self.load_failed = True
+        self.query_one("#chat-status", Label).update(Text(message, style="bold red"))
         self.query_one("#chat-progress").display = False
         self.generating = False
         self.query_one("#chat-input", Input).disabled = self.engine is None
@@ -268,6 +273,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
 
     def action_toggle_adapter(self) -> None:
         if self.engine is None:
+            if self.load_failed and not self.base_only:  # no adapter to load: the base model still chats
+                self.base_only, self.load_failed = True, False
+                self.query_one("#chat-status", Label).update("loading the base model…")
+                self.query_one("#chat-progress").display = True
+                self.load_engine()
             return
         if not self.engine.has_adapter:
             self.notify("this chat has no adapter: it is the base model", severity="warning")

@@ -275,6 +275,26 @@ async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
         assert saved and "What colour is the sky?" in saved[0].read_text()
 
 
+async def test_chat_on_a_run_without_an_adapter_offers_the_base_model(
+    recorded_run: Path, tiny_model: Path
+) -> None:
+    """The run saved no adapter: Chat says so and how to go on, and Ctrl+T loads the base model there."""
+    from lorastudio.screens.chat import ChatScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(ChatScreen(str(recorded_run)))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.load_failed, timeout=60.0)
+        status = " ".join(screen_text(app).split())
+        assert "has no adapter yet" in status and "Ctrl+T in Chat" in status
+        assert screen.query_one("#chat-input").disabled
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: screen.engine is not None, timeout=60.0)
+        assert not screen.engine.has_adapter and "Chat · tiny-pirate · base" in screen_text(app)
+        assert not screen.query_one("#chat-input").disabled
+
+
 async def test_help_lists_keys() -> None:
     from lorastudio.screens.help import HelpScreen
 

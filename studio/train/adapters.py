@@ -51,7 +51,7 @@ def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
         if not (folder / ADAPTER_CONFIG).exists():
             raise RunError(
                 f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
-                "use --base to chat with the base model"
+                "chat with the base model instead (studio chat --base, or Ctrl+T in Chat)"
             )
         return folder
     if which == "best":
