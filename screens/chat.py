@@ -11,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ProgressBar, Switch
@@ -153,7 +154,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
 
     def on_load_progress(self, message: LoadProgress) -> None:
         self.query_one("#chat-progress", ProgressBar).update(progress=message.fraction)
-        self.query_one("#chat-status", Label).update(f"loading: {message.text}")
+        self.query_one("#chat-status", Label).update(f"loading: {escape(message.text)}")
 
     def on_engine_ready(self, message: EngineReady) -> None:
         self.engine = message.engine
@@ -179,7 +180,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             mode = "compare: tuned | base"
         if self.engine.has_adapter and self.engine.adapter_dir.name != "adapter":
             mode += f" · {self.engine.adapter_dir.name}"  # chatting with a checkpoint, not the final adapter
-        self.query_one("#chat-title", Label).update(f"Chat · {self.engine.recipe.name} · {mode}")
+        self.query_one("#chat-title", Label).update(
+            f"Chat · {escape(self.engine.recipe.name)} · {escape(mode)}"
+        )
 
     # -- sending ------------------------------------------------------------------------------
     @on(Input.Submitted, "#chat-input")
@@ -417,7 +420,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         try:
             self.sampling = with_overrides(self.sampling, **{name: value})
         except StudioError as exc:
-            error.update(f"{exc} (still {getattr(self.sampling, name)})")
+            error.update(escape(f"{exc} (still {getattr(self.sampling, name)})"))
             error.set_class(True, "visible")
             return
         error.update("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -38,7 +39,7 @@ class CheckpointPicker(ModalScreen[Path | None]):
             mark = "  ★ best eval loss" if self.best and choice.path.name == self.best else ""
             options.append(Option(f"{choice.label}{mark}", id=str(i)))
         with Vertical():
-            yield Label(f"Chat with [b]{self.run_name}[/] at:")
+            yield Label(Text.assemble("Chat with ", (self.run_name, "bold"), " at:"))
             yield OptionList(*options, id="checkpoint-list")
             yield Label("[b]Enter[/] chat    [b]Esc[/] cancel", classes="muted")
 

@@ -75,7 +75,7 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         self.post_message(ComparisonReady(compare_runs(self.paths)))
 
     def worker_failed(self, worker: Any, message: str) -> None:
-        self.query_one("#compare-title", Label).update(f"Compare · [b red]{message}[/]")
+        self.query_one("#compare-title", Label).update(Text.assemble("Compare · ", (message, "bold red")))
 
     @staticmethod
     def letter(index: int) -> str:
@@ -136,7 +136,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         for i in range(len(comparison.runs)):
             diff.add_column(Text(self.letter(i), style=f"bold {self._color(i)}"))
         for name, values in comparison.differing.items():
-            diff.add_row(name, *(format_value(v) for v in values))
+            # as text: a template or a system prompt may hold "[/INST]", which markup would refuse
+            diff.add_row(name, *(Text(format_value(v)) for v in values))
         label = self.query_one("#compare-diff-label", Label)
         label.update(
             f"recipe fields that differ ({len(comparison.differing)})"

@@ -53,7 +53,7 @@ def side_by_side(names: list[str], histories: list[Any], base: bool = False) -> 
             event = history.base if base else (history.rounds[-1] if len(history) else None)
             reply = event.reply_to(prompt) if event is not None else None
             cells.append(Text(reply, style="") if reply is not None else Text("(not asked)", style="dim"))
-        table.add_row(prompt, *cells)
+        table.add_row(Text(prompt), *cells)
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -30,7 +31,8 @@ class EditReplyScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Edit the reply to: [b]{self.prompt[:80]}[/]")
+            # the user's own words: shown as typed, never read as markup ("[/INST]" would not parse)
+            yield Label(Text.assemble("Edit the reply to: ", (self.prompt[:80], "bold")))
             yield TextArea(self.reply, id="edit-reply")
             yield Label("[b]Ctrl+S[/] save as the better answer    [b]Esc[/] cancel", classes="muted")
 

@@ -11,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButton, RadioSet, Select
@@ -172,7 +173,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         self.estimate = message.size
         label = self.query_one("#export-estimate", Label)
         if message.error:
-            label.update(f"cannot export: {message.error}")
+            label.update(f"cannot export: {escape(message.error)}")
             label.add_class("error")
         else:
             label.update(f"estimated size: {human_size(message.size)}")
@@ -214,7 +215,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         if not self.exporting:
             return
         self.query_one("#export-progress", ProgressBar).update(progress=message.fraction)
-        self.query_one("#export-message", Label).update(message.text[:70])
+        self.query_one("#export-message", Label).update(escape(message.text[:70]))
 
     def on_export_done(self, message: ExportDone) -> None:
         from lorastudio.export.staging import human_size
@@ -225,7 +226,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         self.query_one("#export-message", Label).update(f"done in {result.seconds:.1f} s")
         self.query_one("#export-result", Label).update(
             f"measured {human_size(result.measured_bytes)} (estimated {human_size(result.estimated_bytes)})\n"
-            f"{result.out}"
+            f"{escape(str(result.out))}"
         )
         self.notify(f"exported {result.format} to {result.out}")
 
@@ -235,7 +236,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         self.exporting = False
         self.query_one("#export-message", Label).update("export failed; nothing was left half-written")
         label = self.query_one("#export-result", Label)
-        label.update(message)
+        label.update(escape(message))
         label.add_class("error")
 
     def action_back(self) -> None:

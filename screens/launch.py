@@ -20,6 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
@@ -170,11 +171,11 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         for spec in FIELDS:
             label = self.query_one(f"#e-{_key(spec)}", Label)
             message = errors.get(spec.path, "")
-            label.update(message)
+            label.update(escape(message))
             label.set_class(bool(message), "error")
         status = self.query_one("#launch-status", Label)
         if "" in errors:
-            status.update(errors[""])
+            status.update(escape(errors[""]))
             status.set_class(True, "error")
         elif errors:
             status.update(f"fix {len(errors)} field{'s' if len(errors) > 1 else ''} before launching")
@@ -301,7 +302,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         try:
             folder = resolve_start_adapter(str(recipe.model.adapter))
         except StudioError as exc:
-            self.query_one(f"#e-{_key(BY_PATH['model.adapter'])}", Label).update(str(exc))
+            self.query_one(f"#e-{_key(BY_PATH['model.adapter'])}", Label).update(escape(str(exc)))
             self.notify(str(exc), title="not launched", severity="error")
             return None
         return recipe.model_copy(update={"model": recipe.model.model_copy(update={"adapter": str(folder)})})
@@ -334,7 +335,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.saved = path
         status = self.query_one("#launch-status", Label)
         status.set_class(False, "error")
-        status.update(f"saved {display_path(path)} · studio train {path.stem}")
+        status.update(escape(f"saved {display_path(path)} · studio train {path.stem}"))
         self.notify(f"saved {display_path(path)}", title="recipe saved")
 
     def action_edit(self) -> None:
@@ -378,7 +379,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             recipe = registry.validate_data(registry.parse_text(text, draft), draft, text)
         except StudioError as exc:
             self._draft_text = text  # keep the edit; the next `e` reopens it
-            status.update(f"the edit is not valid (kept; press e to fix it): {exc}")
+            status.update(escape(f"the edit is not valid (kept; press e to fix it): {exc}"))
             status.set_class(True, "error")
             self.notify(str(exc), title="invalid recipe", severity="error", timeout=10)
             return

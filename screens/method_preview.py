@@ -18,6 +18,7 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
@@ -110,7 +111,9 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
         bar = self.query_one("#method-progress", ProgressBar)
         bar.display = message.fraction < 1.0
         bar.update(progress=message.fraction)
-        self.query_one("#method-header", Label).update(f"preparing {self.recipe.model.name}: {message.text}")
+        self.query_one("#method-header", Label).update(
+            f"preparing {escape(self.recipe.model.name)}: {escape(message.text)}"
+        )
 
     def worker_failed(self, worker: Any, message: str) -> None:
         self.query_one("#method-progress").display = False
@@ -132,14 +135,16 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
         kind = "pairs" if self.encoder.format in ("preference", "preference_messages", "hh") else "rows"
         lines = [
             f"[b]{kind}[/] {data['used']} kept of {data['rows']} · format {data['format']} · "
-            f"template {self.encoder.template_name}"
+            f"template {escape(self.encoder.template_name)}"
         ]
         if data["skipped"]:
             lines.append(
                 "skipped: "
-                + ", ".join(
-                    f"{n} {why} (row {data['skipped_rows'][why][0] + 1})"
-                    for why, n in data["skipped"].items()
+                + escape(
+                    ", ".join(
+                        f"{n} {why} (row {data['skipped_rows'][why][0] + 1})"
+                        for why, n in data["skipped"].items()
+                    )
                 )
             )
         else:
@@ -173,7 +178,7 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
         try:
             sample = self.encoder.encode_row(table[self.index])
         except SkipRow as skip:
-            header.update(f"row {self.index + 1}/{len(table)} · skipped: {skip}")
+            header.update(f"row {self.index + 1}/{len(table)} · skipped: {escape(str(skip))}")
             for box in (prompt_box, chosen_box, rejected_box):
                 box.update("")
             return
@@ -227,11 +232,11 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
         lines = ["[b]reward functions[/] (weighted sum)"]
         for spec in grpo.rewards if grpo else []:
             where = f" · file {spec.python.rpartition(':')[0]}" if spec.python else ""
-            lines.append(f"  {describe(spec)} × {spec.weight:g}{where}")
+            lines.append(escape(f"  {describe(spec)} × {spec.weight:g}{where}"))
         if sample.extra:
             lines.append(
                 "[b]columns passed to the rewards[/]: "
-                + ", ".join(f"{k}={str(v)[:40]!r}" for k, v in sample.extra.items())
+                + escape(", ".join(f"{k}={str(v)[:40]!r}" for k, v in sample.extra.items()))
             )
         return "\n".join(lines)
 

@@ -13,6 +13,7 @@ from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -298,7 +299,7 @@ class MonitorScreen(Screen[None]):
         if state.hints:
             line += "  | to lower memory: " + "; ".join(state.hints)
         status_label = self.query_one("#status-line", Label)
-        status_label.update(line)
+        status_label.update(escape(line))  # a cause quotes the worker's error: "[rank0]: ..." is text
         status_label.set_class(status in ("failed", "died"), "error")
         bar = self.query_one("#progress", ProgressBar)
         if state.max_steps:

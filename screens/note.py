@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +28,7 @@ class NoteScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Note for [b]{self.run_name}[/]")
+            yield Label(Text.assemble("Note for ", (self.run_name, "bold")))
             yield Input(self.note, placeholder="what this run tried (empty clears)", id="note-input")
             yield Label("[b]Enter[/] save    [b]Esc[/] cancel", classes="muted")
 

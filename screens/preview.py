@@ -11,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ProgressBar, Static
@@ -162,14 +163,16 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
                 compute_stats(self.prepared.encoder, self.prepared.rows.rows, progress, every=2000)
 
     def worker_failed(self, worker: Any, message: str) -> None:
-        self.query_one("#legend", Static).update(f"[b red]{message}[/]")
+        self.query_one("#legend", Static).update(Text(message, style="bold red"))  # its text, never markup
         self.query_one("#build-progress").display = False
 
     def on_load_progress(self, message: LoadProgress) -> None:
         bar = self.query_one("#build-progress", ProgressBar)
         bar.display = message.fraction < 1.0
         bar.update(progress=message.fraction)
-        self.query_one("#legend", Static).update(f"preparing {self.recipe.model.name}: {message.text}")
+        self.query_one("#legend", Static).update(
+            f"preparing {escape(self.recipe.model.name)}: {escape(message.text)}"
+        )
 
     def on_loaded(self, message: Loaded) -> None:
         from lorastudio.data.tokenview import legend
@@ -208,7 +211,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         try:
             sample = self.prepared.encoder.encode_row(rows[self.index])
         except SkipRow as skip:
-            header.update(f"sample {self.index + 1}/{of} · skipped: {skip}")
+            header.update(f"sample {self.index + 1}/{of} · skipped: {escape(str(skip))}")
             notes.display = False
             view.set_pieces([])
             return
@@ -218,7 +221,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         header.update(
             f"sample {self.index + 1}/{of} · {len(sample.input_ids)} tokens · "
             f"{sample.trained_count} trained · {'TRUNCATED from ' + str(sample.full_length) if sample.truncated else 'not truncated'}"
-            f" · format {self.prepared.encoder.format}"
+            f" · format {escape(self.prepared.encoder.format)}"
         )
         view.set_pieces(pieces(self.prepared.tokenizer, sample))
 
@@ -277,7 +280,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
 
     def search(self, needle: str) -> None:
         """Find the next row holding ``needle`` in a worker (a big file takes a moment); the result comes as a message."""
-        self.query_one("#sample-header", Label).update(f"searching for {needle!r}…")
+        self.query_one("#sample-header", Label).update(f"searching for {escape(repr(needle))}…")
         self._search(needle, self.index)
 
     @work(thread=True, exclusive=True, group="preview-search", exit_on_error=False)

@@ -175,12 +175,12 @@ class RunsScreen(Screen[None]):
             name = f"  {r.name}" if r.name in self.sweeps else r.name  # a sweep's members sit under its row
             table.add_row(
                 self._mark_cell(r.name),
-                name,
+                Text(name),
                 status,
                 f"{r.step}/{r.max_steps or '?'}",
                 r.progress,
                 started,
-                entry.note,
+                Text(entry.note),  # the user's words: DataTable would read a str cell as markup
                 key=r.name,
             )
         if self.table_rows:

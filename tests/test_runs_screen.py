@@ -110,7 +110,9 @@ async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
         await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
         diff = screen.query_one("#compare-diff")
-        rows = {row[0]: row[1:] for row in (diff.get_row_at(i) for i in range(diff.row_count))}
+        rows = {
+            row[0]: [str(c) for c in row[1:]] for row in (diff.get_row_at(i) for i in range(diff.row_count))
+        }
         assert rows == {"train.learning_rate": ["0.001", "0.003"], "train.batch_size": ["4", "8"]}
         results = screen.query_one("#compare-results")
         assert results.row_count == 2 and results.get_row_at(0)[1] == f"{9.0 / 12**0.7:.4f}"
@@ -204,7 +206,7 @@ async def test_note_sort_and_detail(runs_root: Path) -> None:
         screen = app.screen
         assert (runs_root / MIDDLE / "note.txt").read_text() == "smaller batch\n"
         table = screen.query_one(DataTable)
-        assert table.get_row(MIDDLE)[-1] == "smaller batch"
+        assert str(table.get_row(MIDDLE)[-1]) == "smaller batch"
         assert "note: smaller batch" in plain(screen.query_one("#run-detail"))
         await pilot.press("o")  # by loss: lowest last loss first
         assert screen.sort_key == "loss"
@@ -313,3 +315,43 @@ async def test_help_over_the_monitor_lists_every_key_once_with_a_name(runs_root:
         assert "r, ^r Runs" in rows and "1 loss chart" in rows and "5 memory MiB chart" in rows
         assert not any("select_chart" in row for row in rows)
         assert sum(row.startswith("s ") for row in rows) == 1  # Stop, once
+
+
+HOSTILE = "[/INST] [rank0]: [b]x[/b]"
+"""Text that Textual's and Rich's markup would eat ("[rank0]", "[b]") or refuse with a crash ("[/INST]")."""
+
+
+async def test_notes_recipe_values_and_causes_are_shown_as_written(runs_root: Path) -> None:
+    """A note, a recipe value (Llama-2's "[/INST]") and a worker's error are text, never markup: the app
+    crashed on "[/INST]" and silently dropped "[rank0]"."""
+    from lorastudio.screens.compare import CompareScreen
+    from lorastudio.screens.monitor import MonitorScreen
+
+    (runs_root / MIDDLE / "note.txt").write_text(HOSTILE)
+    recipe = runs_root / MIDDLE / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace("/srv/data/tiny_pirate.jsonl", f"'/srv/{HOSTILE}.jsonl'"))
+    with (runs_root / OLDEST / "events.jsonl").open("a") as handle:
+        handle.write(
+            json.dumps({"v": 1, "t": 2e9, "kind": "status", "status": "failed", "cause": HOSTILE}) + "\n"
+        )
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await burst(pilot, "ctrl+r")
+        await wait_until(pilot, lambda: getattr(app.screen, "loaded", False), timeout=30.0)
+        table = app.screen.query_one("DataTable")
+        cells = [str(cell) for i in range(table.row_count) for cell in table.get_row_at(i)]
+        assert HOSTILE in cells
+        await burst(pilot, "down", "space", "space", "v")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
+        await wait_until(pilot, lambda: app.screen.comparison is not None, timeout=30.0)
+        await pilot.pause()
+        diff = app.screen.query_one("#compare-diff")
+        rows = {
+            str(row[0]): [str(c) for c in row[1:]]
+            for row in (diff.get_row_at(i) for i in range(diff.row_count))
+        }
+        assert rows["data.source"] == [f"/srv/{HOSTILE}.jsonl", "/srv/data/tiny_pirate.jsonl"]
+        await pilot.press("escape")
+        await burst(pilot, "down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
+        await wait_until(pilot, lambda: HOSTILE in plain(app.screen.query_one("#status-line")), timeout=30.0)

@@ -167,6 +167,35 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
         assert "dolly" in stats and "p50" in stats
 
 
+async def test_search_and_recipe_text_with_brackets_are_text_not_markup(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searching the Preview for Llama-2's "[/INST]" crashed the app (markup with no opening tag), and a
+    recipe description holding "[INST] ... [/INST]" lost its brackets in the details pane."""
+    from lorastudio import registry
+    from lorastudio.screens.preview import PreviewScreen
+
+    user = tmp_path / "config" / "studio" / "recipes"
+    user.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (user / "aaa-brackets.yaml").write_text(
+        "extends: tiny-pirate\nname: aaa-brackets\ndescription: 'Llama-2 turns: [INST] question [/INST] answer'\n"
+    )
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.screen.entries)
+        await pilot.press("slash", *"aaa-brackets")
+        await wait_until(
+            pilot, lambda: "[INST] question [/INST] answer" in " ".join(screen_text(app).split())
+        )
+        await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loaded)
+        await pilot.press("slash", *"[/INST]", "enter")
+        await wait_until(pilot, lambda: any("'[/INST]' not found" in n.message for n in app._notifications))
+        assert app.is_running and app.screen is screen and app.return_code is None
+
+
 async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
     from lorastudio.screens.monitor import MonitorScreen
     from lorastudio.widgets.chart import LineChart

@@ -75,5 +75,5 @@ class RecipeDetails(Static):
             ("file", f"{entry.file.origin}: {display_path(entry.file.path)}"),
         ]
         for key, value in rows:
-            table.add_row(key, value)
+            table.add_row(key, Text(value))  # a description or path is shown as written, never read as markup
         self.update(table)

@@ -17,13 +17,13 @@ class StatsPanel(Static):
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        table.add_row("format", detected)
-        table.add_row("template", template)
+        table.add_row("format", Text(detected))
+        table.add_row("template", Text(template))  # a template file's path, shown as it is
         table.add_row("rows", f"{stats.rows}" + ("" if stats.done else f"  (scanned {done})"))
         table.add_row("used", str(stats.used))
         table.add_row("skipped", str(sum(stats.skipped.values())))
         if eval_split:
-            table.add_row("eval", eval_split)
+            table.add_row("eval", Text(eval_split))
         for reason, count in stats.skipped.most_common(5):
             first = stats.skipped_rows.get(reason, [])[:3]
             table.add_row("", Text(f"{count} × {reason} (rows {', '.join(map(str, first))})", style="yellow"))
