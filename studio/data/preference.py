@@ -610,12 +610,12 @@ def _encoding_code() -> list[str]:
 
 
 # -- what the Preview and ``studio preview`` show ----------------------------------------------------------
-def _pieces(tokenizer: Any, ids: list[int], trained: bool) -> list[Any]:
+def _pieces(tokenizer: Any, ids: list[int], trained: bool, context: Sequence[int] = ()) -> list[Any]:
     from lorastudio.data.encode import Encoded as SftEncoded
     from lorastudio.data.tokenview import pieces
 
     labels = list(ids) if trained else [IGNORE_INDEX] * len(ids)
-    return pieces(tokenizer, SftEncoded(list(ids), labels, False, len(ids)))
+    return pieces(tokenizer, SftEncoded(list(ids), labels, False, len(ids)), context)
 
 
 def sample_parts(tokenizer: Any, sample: Encoded) -> dict[str, list[Any]]:
@@ -623,10 +623,10 @@ def sample_parts(tokenizer: Any, sample: Encoded) -> dict[str, list[Any]]:
     or ``completion``); a GRPO prompt has only its ``prompt`` (nothing is trained from the data)."""
     parts = {"prompt": _pieces(tokenizer, sample.prompt_ids, False)}
     if isinstance(sample, EncodedPair):
-        parts["chosen"] = _pieces(tokenizer, sample.chosen_ids, True)
-        parts["rejected"] = _pieces(tokenizer, sample.rejected_ids, True)
+        parts["chosen"] = _pieces(tokenizer, sample.chosen_ids, True, sample.prompt_ids)
+        parts["rejected"] = _pieces(tokenizer, sample.rejected_ids, True, sample.prompt_ids)
     elif isinstance(sample, EncodedUnpaired):
-        parts["completion"] = _pieces(tokenizer, sample.completion_ids, True)
+        parts["completion"] = _pieces(tokenizer, sample.completion_ids, True, sample.prompt_ids)
     return parts
 
 

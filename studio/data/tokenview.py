@@ -7,6 +7,7 @@ trained tokens are still told apart: they are underlined and bracketed by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +30,50 @@ class Piece:
     special: bool
 
 
-def pieces(tokenizer: Any, sample: Encoded) -> list[Piece]:
+def pieces(tokenizer: Any, sample: Encoded, context: Sequence[int] = ()) -> list[Piece]:
+    """The sample's tokens as shown; ``context`` is the ids before them (a reply's prompt), read for the
+    first pieces' spacing only."""
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     special_ids |= {i for i, t in added.items() if getattr(t, "special", False)}
-    out = []
-    for token_id, label in zip(sample.input_ids, sample.labels, strict=True):
-        text = tokenizer.decode([token_id], skip_special_tokens=False)
-        out.append(Piece(text, token_id, label != IGNORE_INDEX, token_id in special_ids))
+    texts = piece_texts(tokenizer, list(sample.input_ids), context)
+    return [
+        Piece(text, token_id, label != IGNORE_INDEX, token_id in special_ids)
+        for text, token_id, label in zip(texts, sample.input_ids, sample.labels, strict=True)
+    ]
+
+
+PARTIAL = "\ufffd"
+"""What a decode ends with while a character's UTF-8 bytes are split over tokens still to come."""
+
+
+def piece_texts(tokenizer: Any, ids: list[int], context: Sequence[int] = ()) -> list[str]:
+    """Each token's share of the decoded text, so that the pieces joined are the decoded whole.
+
+    A token decoded on its own is not its share: SentencePiece tokenizers (Llama-2, Mistral, Gemma) drop
+    the space it starts with ("▁the" alone is "the"), and a character whose bytes span tokens (emoji, CJK)
+    comes out as one "\ufffd" per token. So each token is decoded after the one or two before it and
+    given what it adds (the incremental detokenizing servers stream with); a token ending inside a
+    character adds nothing, and the one completing it adds the whole character.
+    """
+
+    def decode(part: Sequence[int]) -> str:
+        return str(
+            tokenizer.decode(list(part), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        )
+
+    full_ids = [*context[-4:], *ids]
+    start = len(full_ids) - len(ids)
+    out: list[str] = []
+    prefix_at, read_at = max(0, start - 1), start  # decoded context: full_ids[prefix_at:read_at] is shown
+    for i in range(start, len(full_ids)):
+        before = decode(full_ids[prefix_at:read_at])
+        after = decode(full_ids[prefix_at : i + 1])
+        if after.endswith(PARTIAL) and i + 1 < len(full_ids) and i + 1 - read_at < 4:
+            out.append("")  # the character is finished by a later token (4 bytes at most)
+            continue
+        out.append(after[len(before) :] if after.startswith(before) else decode(full_ids[read_at : i + 1]))
+        prefix_at, read_at = read_at, i + 1
     return out
 
 
