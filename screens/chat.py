@@ -19,6 +19,7 @@ from textual.widgets import Footer, Input, Label, ProgressBar, Switch
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.chat_message import ChatMessage
+from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the engine, off the start-up path
@@ -109,14 +110,14 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 for name in SETTINGS:
                     with Horizontal(classes="settings-row"):
                         yield Label(name.replace("_", " "))
-                        yield Input(id=f"set-{name}")
+                        yield TextInput(id=f"set-{name}")
                 with Horizontal(classes="settings-row"):
                     yield Label("greedy")
                     yield Switch(id="set-greedy")
                 yield Label("system prompt")
-                yield Input(id="set-system")
+                yield TextInput(id="set-system")
                 yield Label("", id="set-error", classes="error")
-        yield Input(
+        yield TextInput(
             placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True
         )
         yield Label("", id="chat-feedback", classes="muted")

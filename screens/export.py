@@ -18,6 +18,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButt
 
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
+from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the start-up path
@@ -100,7 +101,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
                         ]
                         yield Select(options, value=-1, allow_blank=False, id="export-checkpoint")
                 yield Label("output folder (empty: RUN/exports/FORMAT)", classes="muted")
-                yield Input(placeholder=self._shown_out(), id="export-out")
+                yield TextInput(placeholder=self._shown_out(), id="export-out")
             with Vertical(id="export-status", classes="panel"):
                 yield Label("estimated size: …", id="export-estimate")
                 yield ProgressBar(total=1.0, show_eta=False, id="export-progress")

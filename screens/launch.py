@@ -40,6 +40,7 @@ from lorastudio.screens.launch_fields import (
 )
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
+from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
 IDENTITY = ("name", "description", "extends")
@@ -119,7 +120,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                         # In words too: the switch is only colours, which NO_COLOR and a text capture drop.
                         yield Label(_on_off(bool(value)), id=f"v-{_key(spec)}", classes="launch-switch-value")
                     else:
-                        yield Input(
+                        yield TextInput(
                             _format(spec, value),
                             id=f"f-{_key(spec)}",
                             compact=True,

@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from lorastudio.widgets.text_input import TextInput
+
 
 class NoteScreen(ModalScreen[str | None]):
     """Answers with the new note (an empty one clears it) or None when cancelled."""
@@ -29,7 +31,7 @@ class NoteScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text.assemble("Note for ", (self.run_name, "bold")))
-            yield Input(self.note, placeholder="what this run tried (empty clears)", id="note-input")
+            yield TextInput(self.note, placeholder="what this run tried (empty clears)", id="note-input")
             yield Label("[b]Enter[/] save    [b]Esc[/] cancel", classes="muted")
 
     @on(Input.Submitted)

@@ -166,3 +166,30 @@ async def test_keys_typed_after_the_filters_enter_do_not_change_what_it_opens(ti
         await pilot.pause(0.3)  # the filter's pending change messages arrive after Enter acted
         assert recipes.query_one("#recipe-filter").value == "tiny-pirate"
         assert [e.file.name for e in recipes.shown] == ["tiny-pirate", "tiny-pirate-grpo"]
+
+
+async def test_editing_keys_in_a_burst_act_in_order_with_the_characters(no_training: list[object]) -> None:
+    """Backspace, the arrows, End and Ctrl+U act where they were typed: Textual ran an Input's bindings only
+    after the characters typed behind them ("abc", Backspace, "d" gave "abc"; Ctrl+U then "400" gave "")."""
+    from textual.widgets import Input
+
+    from lorastudio import registry
+    from lorastudio.screens.launch import LaunchScreen
+    from lorastudio.screens.preview import PreviewScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(LaunchScreen(registry.load("tiny-pirate")))
+        screen = app.screen
+        steps = screen.query_one("#f-train-max-steps", Input)
+        screen.set_focus(steps)
+        await pilot.pause()
+        burst(app, "ctrl+u", *"4001", "backspace", "left", "9", "end", "7")
+        await wait_until(pilot, lambda: steps.value == "40907")
+        await wait_until(pilot, lambda: screen.data["train"]["max_steps"] == 40907)
+        await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
+        preview = app.screen
+        burst(app, "slash", *"pirat", "backspace", *"te", "home", "x", "delete")
+        box = preview.query_one("#preview-input", Input)
+        await wait_until(pilot, lambda: box.value == "xirate")
+        assert no_training == []

@@ -1,17 +1,18 @@
 """An Input that remembers its text at the moment Enter reached it.
 
-Its Enter binding runs only after the key has bubbled up through the screen, and by then the
-keys typed after Enter in a burst (a paste, a slow SSH link) have already been typed into the
-box. ``submitted_text`` is what Enter was pressed on.
+A screen reads the box when the Submitted message reaches it, and by then the keys typed after Enter in
+a burst (a paste, a slow SSH link) are in the box. ``submitted_text`` is what Enter was pressed on (its
+TextInput base runs Enter's binding in order, so the Submitted value agrees with it).
 """
 
 from __future__ import annotations
 
 from textual import events
-from textual.widgets import Input
+
+from lorastudio.widgets.text_input import TextInput
 
 
-class FilterInput(Input):
+class FilterInput(TextInput):
     """An Input whose Enter acts on the text before it, not on keys typed ahead after it."""
 
     submitted_text: str | None = None
