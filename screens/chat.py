@@ -19,6 +19,7 @@ from textual.widgets import Footer, Input, Label, ProgressBar, Switch
 from lorastudio.screens.messages import LoadProgress
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.chat_message import ChatMessage
+from lorastudio.widgets.prompt_input import PromptInput
 from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
@@ -117,7 +118,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 yield Label("system prompt")
                 yield TextInput(id="set-system")
                 yield Label("", id="set-error", classes="error")
-        yield TextInput(
+        yield PromptInput(
             placeholder="type a message, Enter to send (Esc stops a reply)", id="chat-input", disabled=True
         )
         yield Label("", id="chat-feedback", classes="muted")

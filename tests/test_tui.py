@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import send_burst, wait_until
 
 from lorastudio.app import StudioApp
 
@@ -300,6 +300,14 @@ async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
         await pilot.press("up")
         assert screen.query_one("#chat-input").value == "What does a cow say?"
         await pilot.press("ctrl+s")
+        # Down past the newest, Up, then Enter in one burst sends the prompt recalled, not what the box held
+        await pilot.press("ctrl+u", *"draft")
+        before = len(screen.query(ChatMessage))
+        send_burst(app, "down", "down", "down", "up", "enter")
+        await wait_until(pilot, lambda: len(screen.query(ChatMessage)) > before)
+        await wait_until(pilot, lambda: not screen.generating and screen.query(ChatMessage).last().stats)
+        asked = [m.text for m in screen.query(ChatMessage) if m.role == "user"]
+        assert asked[-1] == "What does a cow say?" and "draft" not in asked
         saved = list((trained_run / "transcripts").glob("*.jsonl"))
         assert saved and "What colour is the sky?" in saved[0].read_text()
 
