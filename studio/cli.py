@@ -116,6 +116,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # -- preview --------------------------------------------------------------------------------------
 def _preview_method(args: argparse.Namespace, recipe: Any) -> int:
     """``studio preview`` for dpo/kto/orpo/grpo: prompt (masked) and each reply's trained tokens, pair statistics."""
+    from rich.markup import escape
+
     from lorastudio.data.formats import SkipRow
     from lorastudio.data.preference import encode_rows, method_encoder, method_sample_json, sample_parts
     from lorastudio.data.tokenview import legend, render
@@ -152,20 +154,22 @@ def _preview_method(args: argparse.Namespace, recipe: Any) -> int:
     console = _console()
     no_color = "NO_COLOR" in os.environ
     console.print(
-        f"[bold]{recipe.name}[/]  method: {recipe.train.method}  format: {encoder.format} "
-        f"(template {encoder.template_name})"
+        f"[bold]{escape(recipe.name)}[/]  method: {recipe.train.method}  format: {encoder.format} "
+        f"(template {escape(encoder.template_name)})"
     )
     console.print(legend(no_color))
     for item in samples:
         if isinstance(item, dict):
-            console.print(f"\n[bold]sample {item['index']}[/]: skipped ({item['skipped']})")
+            console.print(f"\n[bold]sample {item['index']}[/]: skipped ({escape(str(item['skipped']))})")
             continue
         index, sample = item
         for part, items in sample_parts(encoder.tokenizer, sample).items():
             console.print(f"\n[bold]sample {index} · {part}[/] ({len(items)} tokens)")
             console.print(render(items, no_color=no_color))
     if rewards:
-        console.print("\n[bold]rewards[/]: " + ", ".join(f"{r['name']} x{r['weight']:g}" for r in rewards))
+        console.print(
+            "\n[bold]rewards[/]: " + escape(", ".join(f"{r['name']} x{r['weight']:g}" for r in rewards))
+        )
     data = stats.to_json()
     console.print(
         f"\nrows {data['rows']}  used {data['used']}  skipped {sum(data['skipped'].values())} "
@@ -187,6 +191,8 @@ def _reward_names(recipe: Any) -> list[dict[str, Any]]:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from lorastudio.data.encode import Encoded
     from lorastudio.data.fastencode import compute_stats
     from lorastudio.data.formats import SkipRow
@@ -229,12 +235,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
     console = _console()
     no_color = "NO_COLOR" in os.environ
     console.print(
-        f"[bold]{recipe.name}[/]  format: {prepared.encoder.format} (template {prepared.encoder.template_name})"
+        f"[bold]{escape(recipe.name)}[/]  format: {prepared.encoder.format} "
+        f"(template {escape(prepared.encoder.template_name)})"
     )
     console.print(legend(no_color))
     for item in samples:
         if isinstance(item, dict):
-            console.print(f"\n[bold]sample {item['index']}[/]: skipped ({item['skipped']})")
+            console.print(f"\n[bold]sample {item['index']}[/]: skipped ({escape(str(item['skipped']))})")
             continue
         index, enc = item
         console.print(
@@ -505,6 +512,8 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.text import Text
+
     from lorastudio.paths import runs_dir
     from lorastudio.train.manage import read_note, sort_runs
     from lorastudio.train.runs import list_runs
@@ -525,12 +534,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
         table.add_row(
             r.name,
-            r.recipe,
+            Text(r.recipe),
             r.status,
             f"{r.step}/{r.max_steps or '?'}",
             r.progress,
             started,
-            read_note(r.path),
+            Text(read_note(r.path)),  # the user's words, never read as markup
         )
     console = _console()
     if not sys.stdout.isatty():
@@ -576,6 +585,9 @@ def cmd_runs_note(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_compare(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.text import Text
+
     from lorastudio.train.compare import compare_runs, format_duration, format_value
     from lorastudio.train.runs import find_run
 
@@ -630,13 +642,13 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
         )
     console.print(results)
     if comparison.loss_caveat:
-        console.print(f"[yellow]note: {comparison.loss_caveat}[/]", highlight=False)
+        console.print(f"[yellow]note: {escape(comparison.loss_caveat)}[/]", highlight=False)
     diff = Table(box=None, pad_edge=False, title="recipe fields that differ", title_justify="left")
     diff.add_column("field", no_wrap=True)
     for r in comparison.runs:
         diff.add_column(r.name, overflow="fold")
     for name, values in comparison.differing.items():
-        diff.add_row(name, *(format_value(v) for v in values))
+        diff.add_row(name, *(Text(format_value(v)) for v in values))  # a template may hold "[/INST]"
     if comparison.differing:
         console.print(diff)
     else:

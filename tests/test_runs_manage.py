@@ -199,6 +199,20 @@ def test_a_run_created_with_no_start_says_so_and_resume_starts_it(tiny_model: Pa
         manage.resume_run(run_dir)
 
 
+def test_cli_shows_notes_and_recipe_values_with_brackets_as_written(runs_root: Path) -> None:
+    """`studio runs` and `studio runs compare` printed through Rich's markup: a note or a Llama-2 value holding
+    "[/INST]" ended them with a traceback, and "[rank0]" vanished."""
+    a, b = runs_root / "tiny-pirate-20260922-101500", runs_root / "tiny-pirate-20260922-113000"
+    hostile = "[/INST] [rank0]: x"
+    cli("runs", "note", a.name, hostile)
+    recipe = b / runs.RECIPE_FILE
+    recipe.write_text(recipe.read_text().replace("/srv/data/tiny_pirate.jsonl", f"'/srv/{hostile}.jsonl'"))
+    listing = cli("runs")
+    assert hostile in listing.stdout and "Traceback" not in listing.stderr
+    compared = cli("runs", "compare", a.name, b.name)
+    assert f"/srv/{hostile}.jsonl" in compared.stdout and "Traceback" not in compared.stderr
+
+
 # -- compare ---------------------------------------------------------------------------------------
 def test_flatten_and_differing_fields() -> None:
     flat = compare.flatten(
