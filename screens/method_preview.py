@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
 
 from lorastudio.recipe import Recipe
-from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.messages import LoadProgress, show_load_progress, start_model_load
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.title_header import TitleHeader
 
@@ -92,28 +92,15 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="method-preview", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.data.preference import encode_rows, method_encoder
-        from lorastudio.models.sources import wait_for_imports, warming_up
-        from lorastudio.models.threads import share_cores
-        from lorastudio.screens.preview import WARMING_UP
 
-        def progress(fraction: float, text: str) -> None:
-            self.post_message(LoadProgress(fraction, text))
-
-        if warming_up():
-            progress(0.0, WARMING_UP)
-        wait_for_imports()
-        share_cores()  # the tiny build beside a training worker must not fight it
+        progress, _ = start_model_load(self.post_message)
         encoder, rows = method_encoder(self.recipe, progress=progress)
         _, stats = encode_rows(encoder, rows.rows)
         self.post_message(MethodLoaded(encoder, rows, stats))
 
     def on_load_progress(self, message: LoadProgress) -> None:
         bar = self.query_one("#method-progress", ProgressBar)
-        bar.display = message.fraction < 1.0
-        bar.update(progress=message.fraction)
-        self.query_one("#method-header", Label).update(
-            f"preparing {escape(self.recipe.model.name)}: {escape(message.text)}"
-        )
+        show_load_progress(bar, self.query_one("#method-header", Label), self.recipe.model.name, message)
 
     def worker_failed(self, worker: Any, message: str) -> None:
         self.query_one("#method-progress").display = False

@@ -20,7 +20,7 @@ from lorastudio.data.encode import DatasetStats
 from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
-from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.messages import LoadProgress, show_load_progress, start_model_load
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
@@ -34,7 +34,6 @@ STATS_EVERY_S = 0.25
 """How often the statistics panel is redrawn while rows are encoded."""
 
 FIRST_PAINT_S = 0.05
-WARMING_UP = "loading the tokenizer and model libraries (studio is still starting; a second or two)"
 """How long the load waits after the first sample, so it is painted before the whole file is read."""
 
 
@@ -115,16 +114,8 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="preview-load", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.data.prepare import prepare, prepare_head
-        from lorastudio.models.sources import wait_for_imports, warming_up
-        from lorastudio.models.threads import share_cores
 
-        def progress(fraction: float, text: str) -> None:
-            self.post_message(LoadProgress(fraction, text))
-
-        if warming_up():  # opened in the first seconds: say why nothing shows yet
-            progress(0.0, WARMING_UP)
-        wait_for_imports()
-        self.torch_threads = share_cores()  # the tiny build beside a training worker must not fight it
+        progress, self.torch_threads = start_model_load(self.post_message)
 
         # progress is only reported by slow first-use work: building tiny, fetching or dequantizing a GGUF.
         # A big file's first sample shows from its first rows while the whole file loads.
@@ -168,11 +159,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
 
     def on_load_progress(self, message: LoadProgress) -> None:
         bar = self.query_one("#build-progress", ProgressBar)
-        bar.display = message.fraction < 1.0
-        bar.update(progress=message.fraction)
-        self.query_one("#legend", Static).update(
-            f"preparing {escape(self.recipe.model.name)}: {escape(message.text)}"
-        )
+        show_load_progress(bar, self.query_one("#legend", Static), self.recipe.model.name, message)
 
     def on_loaded(self, message: Loaded) -> None:
         from lorastudio.data.tokenview import legend

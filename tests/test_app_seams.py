@@ -170,7 +170,8 @@ async def test_a_preview_opened_during_the_warm_up_says_it_waits(tiny_model: Pat
     from lorastudio import registry
     from lorastudio.models import sources
     from lorastudio.models.threads import tui_threads
-    from lorastudio.screens.preview import WARMING_UP, PreviewScreen
+    from lorastudio.screens.messages import WARMING_UP
+    from lorastudio.screens.preview import PreviewScreen
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
