@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -81,11 +80,13 @@ class RecipesScreen(Screen[None]):
         options = self.query_one(OptionList)
         options.clear_options()
         for entry in self.shown:
-            label = Text(entry.file.name)  # one line each, cut by the list's text-overflow (app.tcss)
+            # one line each, cut by the list's text-overflow (app.tcss); a plain str as before, not a rich
+            # Text: the list is on the first frame, and Text prompts slowed its paint (benchmarks/startup.py)
+            label = entry.file.name
             if entry.recipe is None:
-                label.append("  (invalid)", style="red")
+                label += "  (invalid)"
             elif entry.recipe.model.name in ("tiny", "smollm2-135m-instruct"):
-                label.append("  (offline)", style="dim")
+                label += "  (offline)"
             options.add_option(Option(label, id=entry.file.name))
         if self.shown:
             options.highlighted = 0
