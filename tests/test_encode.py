@@ -350,7 +350,9 @@ def test_file_not_what_its_extension_says(tmp_path: Path, name: str, content: st
 
 
 def test_hub_offline_is_a_clear_message() -> None:
-    with pytest.raises(DataError, match="cannot reach the hub for 'someone/some-data'.*local file"):
+    with pytest.raises(
+        DataError, match="'someone/some-data' split 'train' is not in the local datasets cache.*offline mode"
+    ):
         load_rows(recipe("someone/some-data").data)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar, overload
 
+from lorastudio import hub
 from lorastudio.errors import DataError
 from lorastudio.recipe import DataSection
 
@@ -417,14 +418,25 @@ def load_local(path: Path, split: str = "train") -> Rows:
 
 def load_hub(source: str, split: str, revision: str | None = None) -> Rows:
     hint = "use a local file instead (data.source: path/to/file.jsonl)"
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        raise DataError(f"data.source: cannot reach the hub for {source!r} (offline mode); {hint}")
+    offline = hub.settle()  # before the first request: an unreachable hub costs minutes of retries
+    if offline is None and os.environ.get("HF_DATASETS_OFFLINE", "").strip().upper() in (
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    ):
+        offline = "offline mode is set (HF_DATASETS_OFFLINE)"  # datasets reads it itself
     try:
         import datasets
 
+        # Offline, this finds a data set loaded before in the datasets cache without a request.
         ds = datasets.load_dataset(source, split=split, revision=revision)
     except Exception as exc:  # network, auth and missing-split errors all come here
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if offline is not None:
+            raise DataError(
+                f"data.source: {source!r} split {split!r} is not in the local datasets cache, and {offline}; {hint}"
+            ) from None
         if any(
             word in text.lower()
             for word in ("connect", "offline", "resolve", "network", "timed out", "couldn't")

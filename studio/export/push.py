@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lorastudio import hub
 from lorastudio.errors import StudioError
 
 
 class PushError(StudioError):
     """The upload did not happen; the local export is intact."""
-
-
-_TRUE = {"1", "on", "yes", "true"}
 
 
 def _first_line(exc: BaseException, token: str | None) -> str:
@@ -28,8 +26,9 @@ def _first_line(exc: BaseException, token: str | None) -> str:
 def push_export(folder: Path, repo_id: str, private: bool = False) -> str:
     """Create ``repo_id`` if needed and upload ``folder`` to it; returns the commit URL."""
     later = f"the export stays at {folder}; push it later with `studio export {folder} --push {repo_id}`"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
-        raise PushError(f"--push {repo_id}: offline (HF_HUB_OFFLINE is set), nothing uploaded; {later}")
+    offline = hub.settle()  # at once, not after huggingface_hub's retries
+    if offline is not None:
+        raise PushError(f"--push {repo_id}: nothing uploaded to {hub.endpoint()}: {offline}; {later}")
     from huggingface_hub import HfApi, get_token
 
     token = get_token()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from lorastudio import hub
 from lorastudio.errors import StudioError
 from lorastudio.models.tiny import ensure_tiny_model
 from lorastudio.progress import Progress
@@ -32,6 +32,7 @@ def resolve_model_path(model: ModelSection, progress: Progress | None = None) ->
     local = Path(model.name).expanduser()
     if local.exists():
         return str(local.resolve())
+    hub.settle()  # before the first request: an unreachable hub costs minutes of retries per file
     return model.name
 
 
@@ -58,10 +59,15 @@ def throttled(progress: Progress, every_s: float) -> Progress:
 
 
 def hub_error(name: str, exc: BaseException) -> StudioError:
-    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    choices = "use a local path, a .gguf file, or an offline model ('smollm2-135m-instruct', 'tiny')"
+    first = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
+    offline = hub.settle()
+    if offline is not None and not Path(name).expanduser().exists():
+        return StudioError(
+            f"model.name: {name!r} is not in the local Hugging Face cache, and {offline}; {choices}"
+        )
     return StudioError(
-        f"model.name: cannot load {name!r}: {first}. No model can be fetched without the hub; "
-        "use a local path, a .gguf file, or an offline model ('smollm2-135m-instruct', 'tiny')"
+        f"model.name: cannot load {name!r}: {first}. No model can be fetched without the hub; {choices}"
     )
 
 
@@ -106,7 +112,7 @@ def load_tokenizer(model: ModelSection, progress: Progress | None = None) -> Any
             path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
-            local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
+            local_files_only=hub.offline_set(),
         )
     except Exception as exc:  # OSError for missing repos, connection errors from the hub client
         raise hub_error(model.name, exc) from None
