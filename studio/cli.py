@@ -58,29 +58,52 @@ def cmd_recipes(args: argparse.Namespace) -> int:
             )
         print(json.dumps(out, indent=2))
         return 0
-    from rich.table import Table
+    from rich.table import Column, Table
+    from rich.text import Text
 
-    table = Table("name", "model", "data", "method", "where", box=None, pad_edge=False)
+    # Names are what the other commands take: never cut. Where each file is goes to --json; the folder of the
+    # user's own recipes closes the list, so a new user learns where to put one.
+    width = max((len(e.file.name) for e in entries), default=4)
+    table = Table(
+        Column("name", no_wrap=True, min_width=width),
+        "model",
+        "data",
+        "method",
+        "where",
+        box=None,
+        pad_edge=False,
+    )
     for e in entries:
         r = e.recipe
+        where = e.file.origin
         if r is None:
-            table.add_row(
-                e.file.name,
-                "[red]invalid[/]",
-                e.error.splitlines()[0] if e.error else "",
-                "",
-                str(e.file.path),
-            )
+            first = e.error.splitlines()[0] if e.error else ""
+            table.add_row(e.file.name, Text("invalid", style="red"), Text(first), "", Text(str(e.file.path)))
         else:
             table.add_row(
                 e.file.name,
-                r.model.name,
-                r.data.source if len(r.data.source) < 50 else "…" + r.data.source[-48:],
+                Text(r.model.name),
+                Text(_short_source(r.data.source, e.file.path.parent)),
                 r.method,
-                f"{e.file.origin}: {e.file.path}",
+                Text(where),
             )
-    _console().print(table)
+    from lorastudio.paths import user_recipes_dir
+
+    console = _console()
+    console.print(table)
+    home = str(Path.home())
+    folder = str(user_recipes_dir())
+    folder = "~" + folder[len(home) :] if folder.startswith(home + os.sep) else folder
+    console.print(Text(f"own recipes: {folder}/*.yaml (paths: studio recipes --json)"), soft_wrap=True)
     return 0
+
+
+def _short_source(source: str, folder: Path) -> str:
+    """A data file beside the recipe as its recipe names it (``data/x.jsonl``); other sources kept to 50 chars."""
+    try:
+        return str(Path(source).relative_to(folder))
+    except ValueError:
+        return source if len(source) < 50 else "…" + source[-48:]
 
 
 def cmd_recipe_show(args: argparse.Namespace) -> int:

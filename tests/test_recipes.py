@@ -24,6 +24,7 @@ EXPECTED = {
     "smollm2-pirate-dpo",
     "tiny-pirate-grpo",
     "qwen1.5-0.5b-qlora",
+    "qwen3-0.6b-tools",
 }
 
 
@@ -197,3 +198,27 @@ def test_a_recipe_wide_check_names_its_field_and_the_override_that_set_it() -> N
     with pytest.raises(RecipeError) as err:
         registry.load("tiny-pirate", ["train.method=grpo"])
     assert str(err.value) == "override 'train.method=grpo': grpo needs a grpo: section with rewards"
+
+
+def test_studio_recipes_lists_whole_names_at_80_columns(tmp_path: Path) -> None:
+    """The names are what the other commands take, so they are never cut; each says where it comes from, the list
+    ends with the folder of the user's own, and a data file beside its recipe reads as the recipe names it."""
+    import os
+    import subprocess
+
+    from conftest import STUDIO_BIN
+
+    mine = tmp_path / "config" / "studio" / "recipes" / "my-pirate.yaml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("extends: tiny-pirate\nname: my-pirate\n")
+    env = {**os.environ, "COLUMNS": "80", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    out = subprocess.run([STUDIO_BIN, "recipes"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines[:-1])
+    row = {line.split()[0]: line for line in lines[1:-1]}
+    assert sorted(row) == sorted(EXPECTED | {"my-pirate"})
+    tiny = row["tiny-pirate"].split()
+    assert tiny[1] == "tiny" and tiny[2].startswith("data/tiny_pir") and tiny[3:] == ["LoRA", "built-in"]
+    assert row["my-pirate"].split()[-1] == "user"
+    assert lines[-1] == f"own recipes: {mine.parent}/*.yaml (paths: studio recipes --json)"
