@@ -461,3 +461,36 @@ def test_snapshot_chat(snap_compare, size, tiny_model: Path) -> None:
     assert snap_compare(
         StudioApp(chat=str(tiny_model), chat_base=True), terminal_size=size, run_before=run_before
     )
+
+
+async def test_a_replys_think_block_is_dimmed_as_it_streams() -> None:
+    """A reasoning model's reply (Qwen3 opens with ``<think>…</think>``): the reasoning is dimmed while it streams
+    and after it closes; the answer, and a reply that does not open with it, are plain."""
+    from rich.text import Text
+    from textual.app import App
+
+    from lorastudio.widgets.chat_message import ChatMessage, reply_body
+
+    def dimmed(text: Text) -> str:
+        return "".join(text.plain[s.start : s.end] for s in text.spans if "dim" in str(s.style)) + (
+            text.plain if "dim" in str(text.style) else ""
+        )
+
+    class One(App[None]):
+        def compose(self):
+            yield ChatMessage("assistant", "tuned")
+
+    async with One().run_test(size=(60, 12)) as pilot:
+        bubble = pilot.app.query_one(ChatMessage)
+        for piece in ["<think>", "\nTwo cities", ": compare.\n"]:
+            bubble.append(piece)
+        assert dimmed(reply_body(bubble.text)) == "<think>\nTwo cities: compare.\n"
+        bubble.append("</think>\n\nLisbon is warmer.")
+        await pilot.pause()
+        body = reply_body(bubble.text)
+        assert dimmed(body) == "<think>\nTwo cities: compare.\n</think>" and body.plain.endswith(
+            "Lisbon is warmer."
+        )
+        assert "Lisbon is warmer." in str(bubble.render())
+    assert dimmed(reply_body("Plain answer, no <think> here.")) == ""
+    assert dimmed(reply_body("\n<think>\n\n</think>\n\nHi")) == "\n<think>\n\n</think>"

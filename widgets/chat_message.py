@@ -1,9 +1,27 @@
-"""One chat bubble that grows as tokens stream in."""
+"""One chat bubble that grows as tokens stream in; a reply's reasoning is dimmed."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def reply_body(text: str) -> Text:
+    """A reply with the reasoning it opens with (``<think>…</think>``, still open while it streams) dimmed, so
+    the answer stands out; the tags stay, as the model wrote them."""
+    stripped = text.lstrip()
+    if not stripped.startswith(THINK_OPEN):
+        return Text(text)
+    end = text.find(THINK_CLOSE, len(text) - len(stripped))
+    if end < 0:
+        return Text(text, style="dim italic")
+    end += len(THINK_CLOSE)
+    body = Text()  # not Text(style=...): that style would cover the answer appended after it
+    body.append(text[:end], style="dim italic")
+    body.append(text[end:])
+    return body
 
 
 class ChatMessage(Static):
@@ -38,7 +56,10 @@ class ChatMessage(Static):
     def _render_text(self) -> None:
         body = Text()
         body.append(f"{self.label}\n", style="bold")
-        body.append(self.text or ("…" if self.role != "user" else ""))
+        if self.role == "user" or not self.text:
+            body.append(self.text or ("…" if self.role != "user" else ""))
+        else:
+            body.append_text(reply_body(self.text))
         if self.stats:
             body.append(f"\n{self.stats}", style="dim")
         self.update(body)
