@@ -115,6 +115,10 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 with Horizontal(classes="settings-row"):
                     yield Label("greedy")
                     yield Switch(id="set-greedy")
+                # Shown once the model is loaded, for a template that takes the switch (Qwen3's).
+                with Horizontal(classes="settings-row", id="thinking-row"):
+                    yield Label("thinking")
+                    yield Switch(id="set-thinking")
                 yield Label("system prompt")
                 yield TextInput(id="set-system")
                 yield Label("", id="set-error", classes="error")
@@ -166,6 +170,10 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         for name in SETTINGS:
             self.query_one(f"#set-{name}", Input).value = str(getattr(self.sampling, name))
         self.query_one("#set-greedy", Switch).value = self.sampling.greedy
+        self.query_one("#set-thinking", Switch).value = self.sampling.enable_thinking
+        self.query_one("#thinking-row").display = bool(
+            self.engine.encoder and self.engine.encoder.thinking_switch
+        )
         self.query_one("#set-system", Input).value = self.system_prompt or ""
         self.query_one("#chat-progress").display = False
         self.query_one("#chat-status", Label).update("ready")
@@ -412,6 +420,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
     def _greedy_changed(self, event: Switch.Changed) -> None:
         if self.sampling is not None:
             self._adjust("greedy", event.value)
+
+    @on(Switch.Changed, "#set-thinking")
+    def _thinking_changed(self, event: Switch.Changed) -> None:
+        if self.sampling is not None:
+            self._adjust("enable_thinking", event.value)
 
     def _adjust(self, name: str, value: Any) -> None:
         """Validate the changed setting as the recipe's ``chat`` section; a refused one keeps the old value."""

@@ -779,6 +779,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         repetition_penalty=args.repetition_penalty,
         greedy=True if args.greedy else None,
+        enable_thinking=False if args.no_thinking else None,
     )
     system = args.system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
 
@@ -1135,6 +1136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--greedy", action="store_true")
+    p.add_argument(
+        "--no-thinking",
+        action="store_true",
+        help="a model whose template can skip reasoning (Qwen3's enable_thinking) answers directly",
+    )
     p.add_argument(
         "--save-to",
         metavar="FILE",

@@ -218,6 +218,9 @@ class ChatSection(_Section):
     """Penalty for repeated tokens (1.0 is none)."""
     greedy: bool = False
     """Greedy decoding, ignoring the sampling settings."""
+    enable_thinking: bool = True
+    """For a template that takes the switch (Qwen3's ``enable_thinking``): whether the model reasons in a
+    ``<think>`` block before it answers; ``false`` asks for the answer directly. Other templates ignore it."""
     system_prompt: str | None = None
     """System prompt for the chat; defaults to the data section's."""
 

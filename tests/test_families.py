@@ -364,3 +364,33 @@ def test_the_shipped_qwen3_tools_recipe_trains_reasoning_and_calls_not_tool_text
                 assert f"<think>\n{reply['reasoning_content']}\n</think>" in run
                 reasoned += 1
     assert calls >= 20 and reasoned >= 20
+
+
+def test_chat_can_ask_qwen3_to_answer_without_thinking(qwen3_tokenizer, llama3_tokenizer) -> None:
+    """``chat.enable_thinking: false`` reaches a template that takes the switch (Qwen3's: an empty think block opens
+    the reply, as its own ``enable_thinking=False`` renders it) and leaves other templates' prompts as they are."""
+    conversation = [{"role": "user", "content": "Wie spät ist es in Tokio?"}]
+    qwen = Encoder(qwen3_tokenizer, recipe_for(), "messages")
+    assert qwen.thinking_switch
+    thinking = qwen.render(conversation, add_generation_prompt=True)
+    direct = qwen.render(conversation, add_generation_prompt=True, enable_thinking=False)
+    assert thinking.endswith("<|im_start|>assistant\n")
+    assert direct == thinking + "<think>\n\n</think>\n\n"
+    assert direct == qwen3_tokenizer.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+    llama = Encoder(llama3_tokenizer, recipe_for(), "messages")
+    assert not llama.thinking_switch
+    # The chat engine asks for it only where the template takes it.
+    from lorastudio.chat.engine import ChatEngine
+
+    engine = ChatEngine(recipe_for())
+    engine.tokenizer, engine.encoder = qwen3_tokenizer, qwen
+    assert (
+        engine.prompt_ids(conversation, False)
+        == qwen3_tokenizer(direct, add_special_tokens=False)["input_ids"]
+    )
+    assert (
+        engine.prompt_ids(conversation, True)
+        == qwen3_tokenizer(thinking, add_special_tokens=False)["input_ids"]
+    )

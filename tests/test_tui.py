@@ -284,6 +284,9 @@ async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
         screen = app.screen
         await wait_until(pilot, lambda: screen.engine is not None)
         assert "tuned (adapter on)" in screen_text(app)
+        await pilot.press("f2")
+        assert not screen.query_one("#thinking-row").display  # ChatML has no thinking switch
+        await pilot.press("escape")
 
         async def ask(question: str) -> None:
             await pilot.press(*question, "enter")

@@ -192,11 +192,13 @@ class ChatEngine:
         self.model, self.tokenizer = model, tokenizer
         report(1.0, "ready")
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+    def prompt_ids(self, messages: list[dict[str, str]], enable_thinking: bool | None = None) -> list[int]:
+        """The conversation rendered for the reply to come; ``enable_thinking`` goes to a template that takes it."""
         if self.encoder._compiled is None:  # plain-text recipes have no template: continue the text
             text = "\n".join(m["content"] for m in messages if m["role"] != "system")
         else:
-            text = self.encoder.render(messages, add_generation_prompt=True)
+            switch = enable_thinking if self.encoder.thinking_switch else None
+            text = self.encoder.render(messages, add_generation_prompt=True, enable_thinking=switch)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def stop_token_ids(self) -> list[int]:
@@ -262,7 +264,7 @@ class ChatEngine:
                     (input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device
                 )
 
-        ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
+        ids = torch.tensor([self.prompt_ids(messages, sampling.enable_thinking)], device=self.model.device)
         context = contextlib.nullcontext()
         if self.has_adapter and not adapter_on:
             context = self.model.disable_adapter()

@@ -143,6 +143,7 @@ class Encoder:
         # A template that reads ``reasoning_content`` places reasoning itself; for the others it goes inline.
         self.native_reasoning = "reasoning_content" in self.template_source
         self.tool_support = "tool" in self.template_source
+        self.thinking_switch = "enable_thinking" in self.template_source
         self._compiled = _compile(template) if template else None
         self._special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
@@ -201,9 +202,12 @@ class Encoder:
         add_generation_prompt: bool = False,
         tools: Sequence[Any] | None = None,
         marked: bool = False,
+        enable_thinking: bool | None = None,
     ) -> str:
         assert self._compiled is not None
-        extra = {"tools": list(tools)} if tools else {}
+        extra: dict[str, Any] = {"tools": list(tools)} if tools else {}
+        if enable_thinking is not None:
+            extra["enable_thinking"] = enable_thinking
         return self._compiled.render(
             messages=self.messages(turns, marked),
             add_generation_prompt=add_generation_prompt,
