@@ -327,6 +327,12 @@ def chat(
     system: Annotated[str | None, Field(description="system prompt (default: the recipe's)")] = None,
     max_new_tokens: Annotated[int | None, Field(ge=1, description="reply length limit")] = None,
     greedy: Annotated[bool | None, Field(description="greedy decoding (default: the recipe's)")] = None,
+    thinking: Annotated[
+        bool | None,
+        Field(
+            description="for a template with the switch (Qwen3's): reason before answering (default: the recipe's)"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """One prompt, one reply from a run's tuned model (or a checkpoint, an export, the base); the model stays
     loaded for the next call with the same target."""
@@ -340,7 +346,9 @@ def chat(
             fresh.load()
             _engines.clear()  # one model in memory at a time
             _engines[key] = engine = fresh
-        sampling = with_overrides(engine.recipe.chat, max_new_tokens=max_new_tokens, greedy=greedy)
+        sampling = with_overrides(
+            engine.recipe.chat, max_new_tokens=max_new_tokens, greedy=greedy, enable_thinking=thinking
+        )
         system = system or engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})

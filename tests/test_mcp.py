@@ -83,6 +83,7 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
         start_schema = tools["start_run"].input_schema
         assert start_schema["required"] == ["recipe"] and "overrides" in start_schema["properties"]
         assert tools["export"].input_schema["properties"]["format"]["enum"] == ["adapter", "merged", "gguf"]
+        assert {"greedy", "thinking"} <= set(tools["chat"].input_schema["properties"])
         assert tools["run_status"].annotations.read_only_hint is True
         assert tools["start_run"].annotations.read_only_hint is False
 
@@ -119,7 +120,13 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
 
         reply = data_of(
             await call(
-                session, "chat", target=run, prompt="What colour is the sky?", max_new_tokens=8, greedy=True
+                session,
+                "chat",
+                target=run,
+                prompt="What colour is the sky?",
+                max_new_tokens=8,
+                greedy=True,
+                thinking=False,
             )
         )
         assert reply["adapter"] is True and reply["tokens"] >= 1 and isinstance(reply["text"], str)
