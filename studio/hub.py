@@ -29,12 +29,10 @@ _lock = threading.Lock()
 _decided: list[str | None] = []  # empty until decided; then the one reason, or None
 
 
-def offline_set() -> bool:
-    """Whether the hub's offline mode is on in this process's environment (set by the user or by :func:`settle`)."""
-    return any(
-        os.environ.get(name, "").strip().upper() in _TRUE
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+def offline_set(names: tuple[str, ...] = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) -> bool:
+    """Whether the hub's offline mode is on in this process's environment (set by the user or by :func:`settle`);
+    ``names``: the flags to read, as huggingface_hub reads them."""
+    return any(os.environ.get(name, "").strip().upper() in _TRUE for name in names)
 
 
 def endpoint() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+from lorastudio.data.encode import THINK_CLOSE, THINK_OPEN
 
 
 def reply_body(text: str) -> Text:

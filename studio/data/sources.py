@@ -12,7 +12,6 @@ import gzip
 import itertools
 import json
 import logging
-import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -419,12 +418,7 @@ def load_local(path: Path, split: str = "train") -> Rows:
 def load_hub(source: str, split: str, revision: str | None = None) -> Rows:
     hint = "use a local file instead (data.source: path/to/file.jsonl)"
     offline = hub.settle()  # before the first request: an unreachable hub costs minutes of retries
-    if offline is None and os.environ.get("HF_DATASETS_OFFLINE", "").strip().upper() in (
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    ):
+    if offline is None and hub.offline_set(("HF_DATASETS_OFFLINE",)):
         offline = "offline mode is set (HF_DATASETS_OFFLINE)"  # datasets reads it itself
     try:
         import datasets
