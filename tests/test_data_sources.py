@@ -256,3 +256,77 @@ def test_json_nested_too_deeply_is_one_line_naming_the_file(tmp_path: Path) -> N
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr and "RecursionError" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("studio: ") and str(deep) in out.stderr
+
+
+def _children_running(module: str) -> list[int]:
+    """This process's child processes whose command line names ``module`` (read from /proc)."""
+    import os
+
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                if module in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(pid))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_helper_converts_a_large_file_to_arrow_and_load_rows_reads_its_conversion(tmp_path: Path) -> None:
+    """``arrowwarm``: a helper process makes the datasets conversion while its caller loads the tokenizer;
+    the caller's ``load_rows`` then reads the very Arrow files the helper wrote, with the same rows."""
+    from lorastudio.data import arrowwarm
+    from lorastudio.paths import cache_dir
+
+    rows = [{"text": f"row {k} of the ship's log, {k * 7} leagues"} for k in range(3000)]
+    path = tmp_path / "big.jsonl"
+    _jsonl(path, rows)
+    data = DataSection(source=str(path))
+    assert arrowwarm.start(data) is None  # a small file: converting it here is quicker than a helper
+    warming = arrowwarm.start(data, at_least=0)
+    assert warming is not None
+    assert warming.process.wait(timeout=120) == 0
+    written = {p: p.stat().st_mtime_ns for p in (cache_dir() / "datasets").rglob("*.arrow")}
+    assert written  # the helper's conversion, in the cache load_rows uses
+    loaded = load_rows(data)
+    warming.close()
+    used = [Path(f["filename"]) for f in loaded.rows.dataset.cache_files]
+    assert used and all(written.get(p) == p.stat().st_mtime_ns for p in used)  # read, not converted again
+    assert len(loaded.rows) == len(rows) and loaded.rows[0] == rows[0] and loaded.rows[-1] == rows[-1]
+    assert arrowwarm.start(DataSection(source=str(tmp_path / "nowhere.jsonl")), at_least=0) is None
+
+
+def test_a_helper_that_cannot_convert_leaves_the_message_and_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed file: the helper fails quietly and ``load_rows`` names the file and line; a failing
+    ``prepare`` (a model that is not there) stops its helper, so no process outlives it."""
+    from lorastudio import registry
+    from lorastudio.data import arrowwarm
+    from lorastudio.data.prepare import prepare
+    from lorastudio.errors import StudioError
+
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n{"text": \n')
+    warming = arrowwarm.start(DataSection(source=str(path)), at_least=0)
+    assert warming is not None
+    warming.process.wait(timeout=120)
+    with pytest.raises(DataError, match=r"broken\.jsonl: line 3 is not valid JSON"):
+        load_rows(DataSection(source=str(path)))
+    warming.close()
+    good = tmp_path / "good.jsonl"
+    _jsonl(good, [{"text": f"row {k}"} for k in range(50_000)])
+    recipe = registry.load("tiny-pirate", [f"data.source={good}", f"model.name={tmp_path / 'no-model-here'}"])
+    started: list[arrowwarm.Warming] = []
+    real_start = arrowwarm.start
+
+    def start(data: DataSection, at_least: int | None = None) -> arrowwarm.Warming | None:
+        started.append(real_start(data, at_least=0))  # type: ignore[arg-type]
+        return started[-1]
+
+    monkeypatch.setattr(arrowwarm, "start", start)
+    with pytest.raises(StudioError):
+        prepare(recipe)
+    assert started and started[0] is not None and started[0].process.returncode is not None
+    assert _children_running("lorastudio.data.arrowwarm") == []

@@ -295,3 +295,61 @@ def test_word_plans_and_arrow_columns_equal_prefix_rendering(family: str, templa
         for row in rows
     )
     assert len(rows) // 3 < planned < len(rows)  # both paths were taken
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama3_1"])
+@pytest.mark.parametrize("train_on", ["responses", "last_response", "all"])
+def test_the_plan_row_encoder_agrees_with_encode_plan(family: str, train_on: str, request) -> None:
+    """The per-plan row encoder (the path almost every row of a data set takes) gives exactly
+    ``encode_plan``'s ids and trained ranges, or None and leaves the row to it; most rows it takes itself,
+    including the ones whose trained span starts inside a stretch's first chunk (Llama-3's own template)."""
+    tok = request.getfixturevalue("qwen3_tokenizer" if family == "qwen3" else "llama3_tokenizer")
+    import random
+
+    rng = random.Random(3)
+    plain = [
+        "Ahoy",
+        "matey,",
+        "the",
+        "captain's",
+        "log",
+        "1,234",
+        "in",
+        "2024.",
+        "Zürich",
+        "東京",
+        "Привет",
+        "—",
+    ]
+
+    def said() -> str:
+        return " ".join(rng.choices(plain, k=rng.randint(1, 12)))
+
+    typical = [
+        {
+            "messages": [
+                *([{"role": "system", "content": said()}] if k % 3 == 0 else []),
+                {"role": "user", "content": said() + "?"},
+                {"role": "assistant", "content": said() + "."},
+            ]
+        }
+        for k in range(200)
+    ]
+    rows = typical + _real_rows(seed=11, count=300)  # then white space beside spaces, typed-in tokens
+    for template in ("tokenizer", "chatml"):
+        encoder = make_encoder(
+            tok, _recipe("messages", template, train_on, None, 4096), ["messages"], rows, "t"
+        )
+        fast = FastEncoder(encoder, verify=0)
+        words = fast._words
+        assert words is not None
+        taken = 0
+        for row in rows:
+            layout = fast.layout(tuple(t["role"] for t in row["messages"]))
+            assert layout is not None and layout.plan is not None and layout.plan_rows is not None
+            given = [f(t["content"]) for f, t in zip(layout.transforms, row["messages"], strict=True)]
+            got = layout.plan_rows(given)
+            if got is not None:
+                assert got == words.encode_plan(layout.plan, given), row
+                taken += 1
+        assert taken >= len(typical), (template, taken)

@@ -1,6 +1,6 @@
 """Stage ``data``: raw rows in, ``input_ids`` + ``labels`` out.
 
-It owns loading data files (``sources``), row formats (``formats``), the one encoder that
+It owns loading data files (``sources``, and ``arrowwarm`` converting a large one in a helper), row formats (``formats``), the one encoder that
 Preview, ``studio preview`` and the worker share (``encode``), the recipe-to-encoder step
 (``prepare``), the token rendering of an encoded sample (``tokenview``), its fast twin for whole
 data sets and their statistics (``fastencode``, ``bytelevel``, ``wordplan``, and ``arrowturns`` reading rows

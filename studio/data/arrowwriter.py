@@ -102,14 +102,15 @@ def encode_batches(
         for batch in batches:
             part = DatasetStats(format=fast.encoder.format, rows=len(batch))
             cols = fast.encode_columns(batch) if isinstance(batch, list) else fast.encode_table(batch)
-            for offset, reason in enumerate(cols.skip):
-                if reason is not None:  # rare: kept as an empty record that carries its reason
-                    part.skipped[reason] += 1
-                    part.skipped_rows.setdefault(reason, []).append(start + index + offset)
-            part.used = len(batch) - sum(part.skipped.values())
+            if cols.skipped:
+                for offset, reason in enumerate(cols.skip):
+                    if reason is not None:  # rare: kept as an empty record that carries its reason
+                        part.skipped[reason] += 1
+                        part.skipped_rows.setdefault(reason, []).append(start + index + offset)
+            part.used = len(batch) - cols.skipped
             part.lengths = (
                 [n for n, skip in zip(cols.lengths, cols.skip, strict=True) if skip is None]
-                if part.skipped
+                if cols.skipped
                 else cols.lengths
             )
             part.tokens = len(cols.ids)
@@ -134,7 +135,11 @@ def encode_batches(
                 ],
                 schema=_schema("rows"),
             )
-            used = np.array([reason is None for reason in cols.skip], dtype=bool)
+            used = (
+                np.array([reason is None for reason in cols.skip], dtype=bool)
+                if cols.skipped
+                else np.ones(len(batch), dtype=bool)
+            )
             held_here = (
                 np.zeros(len(batch), dtype=bool)
                 if held is None

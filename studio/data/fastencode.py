@@ -23,6 +23,7 @@ always what ``encode_row`` gives.
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class Layout:
     plan: WordPlan | None = None
     as_is: bool = False
     """Whether the template takes every content as it is (no stripping)."""
+    plan_rows: Callable[[Sequence[str]], tuple[bytes, list[tuple[int, int]]] | None] | None = None
+    """The plan's row encoder (``ByteLevelWords.plan_encoder``): ``encode_plan``'s result, or None to ask it."""
 
     @property
     def head_ids(self) -> list[int]:
@@ -182,7 +185,10 @@ class FastEncoder:
             edges = [(i, len(pieces[i]) - back, i + 1, forward) for i, back, forward in assistant]
             plan = make_plan(self._words, pieces, edges)
         as_is = all(t is _keep for t in transforms)
-        return Layout(layout.pieces, layout.transforms, layout.assistant, head, head_blob, plan, as_is)
+        plan_rows = None if plan is None or self._words is None else self._words.plan_encoder(plan)
+        return Layout(
+            layout.pieces, layout.transforms, layout.assistant, head, head_blob, plan, as_is, plan_rows
+        )
 
     def _head(self, layout: Layout, render: str) -> int:
         """How much of the first piece tokenizes the same whatever follows, or 0.
@@ -270,41 +276,55 @@ class FastEncoder:
     def _columns(finished: list[_Finished | str]) -> Columns:
         import numpy as np
 
-        blobs: list[bytes] = []
-        lengths, firsts, stops = [], [], []
-        skip: list[str | None] = [None] * len(finished)
-        truncated, full, trained = [False] * len(finished), [0] * len(finished), [0] * len(finished)
-        at = 0
-        for k, row in enumerate(finished):
-            if isinstance(row, str):
-                skip[k] = row
-                lengths.append(0)
-                continue
-            blob, ranges, truncated[k], full[k], trained[k] = row
-            blobs.append(blob)
-            lengths.append(len(blob) // 4)
-            for first, stop in ranges:
-                firsts.append(at + first)
-                stops.append(at + stop)
-            at += len(blob) // 4
+        n = len(finished)
+        skip: list[str | None] = [None] * n
+        skipped = [k for k, row in enumerate(finished) if isinstance(row, str)]
+        if skipped:
+            finished = list(finished)
+            for k in skipped:
+                skip[k] = finished[k]  # type: ignore[assignment]
+                finished[k] = (b"", [], False, 0, 0)  # no tokens: its record carries the reason
+        if n:
+            blobs, ranges, truncated, full, trained = zip(*finished, strict=True)
+        else:
+            blobs, ranges, truncated, full, trained = (), (), (), (), ()
         ids = np.frombuffer(b"".join(blobs), dtype=np.int32)
-        offsets: np.ndarray = np.zeros(len(finished) + 1, dtype=np.int32)
+        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=n) >> 2
+        offsets: np.ndarray = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
+        # Each trained range moved to where its row starts in ``ids``, then marked +1 at its first token and -1
+        # at its stop: a running sum over the tokens is positive exactly on the trained ones.
+        per_row = np.fromiter(map(len, ranges), dtype=np.int64, count=n)
+        flat = np.fromiter(
+            itertools.chain.from_iterable(itertools.chain.from_iterable(ranges)), dtype=np.int64
+        )
+        at = np.repeat(offsets[:-1].astype(np.int64), per_row)
         edges: np.ndarray = np.zeros(len(ids) + 1, dtype=np.int32)
-        np.add.at(edges, np.array(firsts, dtype=np.int64), 1)
-        np.add.at(edges, np.array(stops, dtype=np.int64), -1)
+        np.add.at(edges, flat[0::2] + at, 1)
+        np.add.at(edges, flat[1::2] + at, -1)
         labels = np.where(np.cumsum(edges[:-1]) > 0, ids, np.int32(IGNORE_INDEX)).astype(np.int32)
-        return Columns(ids, labels, offsets, lengths, skip, truncated, full, trained)
+        return Columns(
+            ids,
+            labels,
+            offsets,
+            lengths.tolist(),
+            skip,
+            list(truncated),
+            list(full),
+            list(trained),
+            len(skipped),
+        )
 
     def _encode(self, rows: Sequence[Mapping[str, Any] | Turns]) -> list[_Finished | str]:
         """Rows (dicts, or the plain ones already as roles and contents) to finished rows or skip reasons."""
         enc = self.encoder
-        results: list[_Row | str | None] = [None] * len(rows)
+        results: list[_Row | _Finished | str | None] = [None] * len(rows)
         chats: list[tuple[int, str, list[tuple[int, int]], bytes]] = []
         texts: list[tuple[int, str]] = []
         checks: list[tuple[int, tuple[str, ...], Example]] = []
         everything = enc.train_on == "all"
         words = self._words
+        limit = enc.max_length
         for index, row in enumerate(rows):
             example: Example | None = None
             if isinstance(row, tuple) and self._backend is not None:
@@ -346,16 +366,30 @@ class FastEncoder:
             if self._checked.get(roles, 0) < self.verify:
                 self._checked[roles] = self._checked.get(roles, 0) + 1
                 checks.append((index, roles, example or _example(roles, contents)))
-            if layout.plan is not None:
-                assert words is not None
-                planned = words.encode_plan(
-                    layout.plan,
+            if layout.plan_rows is not None:
+                assert words is not None and layout.plan is not None
+                given = (
                     contents
                     if layout.as_is
-                    else [f(c) for f, c in zip(layout.transforms, contents, strict=True)],
+                    else [f(c) for f, c in zip(layout.transforms, contents, strict=True)]
                 )
+                planned = layout.plan_rows(given) or words.encode_plan(layout.plan, given)
                 if planned is not None:
-                    results[index] = self._joined(b"", *planned, everything)
+                    blob, ranges = planned
+                    total = len(blob) >> 2
+                    if everything:
+                        ranges = [(0, total)]
+                    if total > limit:
+                        results[index] = (blob, ranges, total)  # ``_finish`` truncates it
+                    else:  # finished here: the common case, kept short
+                        trained = (
+                            sum([b - a for a, b in ranges])
+                            if len(ranges) != 1
+                            else ranges[0][1] - ranges[0][0]
+                        )
+                        results[index] = (
+                            (blob, ranges, False, total, trained) if trained else "no trained tokens"
+                        )
                     continue
             full, spans = self._format(layout, contents)
             head = layout.head
@@ -382,7 +416,11 @@ class FastEncoder:
                 results[index] = self._joined(
                     head_blob, array("i", encoding.ids).tobytes(), ranges, everything
                 )
-        finished = [row if isinstance(row, str) else self._finish(row) for row in results]  # type: ignore[arg-type]
+        # Every row has its result by now; the plan rows within max_seq_length are finished already.
+        finished: list[_Finished | str] = [
+            row if isinstance(row, str) or len(row) == 5 else self._finish(row)  # type: ignore[arg-type,misc]
+            for row in results
+        ]
         for index, roles, example in checks:
             try:
                 expected: Encoded | str = self.encoder.encode_example(example)
@@ -474,6 +512,8 @@ class Columns:
     truncated: list[bool]
     full_length: list[int]
     trained: list[int]
+    skipped: int = 0
+    """How many rows are skipped (have a reason in ``skip``)."""
 
 
 def _example(roles: tuple[str, ...], contents: Sequence[str]) -> Example:

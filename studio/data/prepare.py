@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lorastudio.data import arrowwarm
 from lorastudio.data.encode import Encoder, make_encoder
 from lorastudio.data.sources import Rows, head_rows, load_rows
 from lorastudio.errors import StudioError
@@ -23,8 +24,16 @@ class Prepared:
 
 def prepare(recipe: Recipe, progress: Progress | None = None, tokenizer: Any = None) -> Prepared:
     """``tokenizer`` is loaded from the recipe unless given (the worker passes its backend's)."""
-    rows = load_rows(recipe.data)
-    return _prepared(recipe, rows, tokenizer if tokenizer is not None else _tokenizer(recipe, progress))
+    warming = arrowwarm.start(recipe.data) if tokenizer is None else None
+    if warming is None:
+        rows = load_rows(recipe.data)
+        return _prepared(recipe, rows, tokenizer if tokenizer is not None else _tokenizer(recipe, progress))
+    try:  # a helper converts the large data file meanwhile
+        tokenizer = _tokenizer(recipe, progress)
+        rows = load_rows(recipe.data)
+    finally:
+        warming.close()
+    return _prepared(recipe, rows, tokenizer)
 
 
 def prepare_head(recipe: Recipe, progress: Progress | None = None) -> Prepared | None:

@@ -329,29 +329,67 @@ def _too_deep(path: Path, chunk: int = 16 << 20) -> bool:
     return False
 
 
+def build_arrow(files: list[Path]) -> Any:
+    """The files through their ``datasets`` builder into its Arrow cache (converted once, then read from there),
+    or None where the builder fails. The same call in every process, so a conversion one process made (see
+    ``arrowwarm``) is the one another finds; the builder's own lock makes a second caller wait for the first."""
+    import datasets
+
+    # The builders log their own parse errors ("Failed to load JSON from file ...") before raising;
+    # the checking readers say it better (file and line), so that log is held back.
+    builders_log = logging.getLogger("datasets.packaged_modules")
+    level = builders_log.level
+    builders_log.setLevel(logging.CRITICAL)
+    try:
+        return datasets.load_dataset(
+            _BUILDERS[data_kind(files[0])],
+            data_files=[str(f) for f in files],
+            split="train",
+            cache_dir=_datasets_cache(),
+        )
+    except Exception:
+        return None
+    finally:
+        builders_log.setLevel(level)
+
+
+def builder_files(data: DataSection) -> list[Path] | None:
+    """The local files ``load_rows`` would give to a ``datasets`` builder, or None where it would not."""
+    if not is_local(data.source):
+        return None
+    path = Path(data.source).expanduser()
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return None
+        try:
+            files = local_files(path)
+        except DataError:
+            return None
+    elif path.is_file():
+        files = [path]
+    else:
+        return None
+    if not files or data_kind(files[0]) not in _BUILDERS:
+        return None
+    return files
+
+
+def too_deep_for_arrow(files: list[Path]) -> bool:
+    """Whether the JSON builder must not see these files (see ``_DEEP``): they go to the checking readers."""
+    return _BUILDERS[data_kind(files[0])] == "json" and any(_too_deep(f) for f in files)
+
+
 def _load_with_builder(files: list[Path]) -> Any:
     """Arrow through ``datasets``; any failure re-reads the files with the checking readers for the message."""
     import datasets
 
     builder = _BUILDERS[data_kind(files[0])]  # datasets opens .gz files itself
-    if builder == "json" and any(_too_deep(f) for f in files):
+    if too_deep_for_arrow(files):
         deep: list[Row] = []
         for f in files:
             deep.extend(_read_checked(f))  # a row this deep cannot be read: this names it
         return datasets.Dataset.from_list(deep)
-    # The builders log their own parse errors ("Failed to load JSON from file ...") before raising;
-    # the checking readers below say it better (file and line), so that log is held back.
-    builders_log = logging.getLogger("datasets.packaged_modules")
-    level = builders_log.level
-    builders_log.setLevel(logging.CRITICAL)
-    try:
-        ds = datasets.load_dataset(
-            builder, data_files=[str(f) for f in files], split="train", cache_dir=_datasets_cache()
-        )
-    except Exception:
-        ds = None
-    finally:
-        builders_log.setLevel(level)
+    ds = build_arrow(files)
     if ds is not None and builder == "json" and len(ds) == 1 and len(ds.column_names) == 1:
         # {"data": [{...}, ...]}: an object holding one list of rows, as the plain reader accepts.
         (field,) = ds.column_names
