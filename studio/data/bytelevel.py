@@ -341,30 +341,46 @@ class ByteLevelWords:
         return b"".join(found)
 
     def plan_encoder(
-        self, plan: WordPlan
+        self, plan: WordPlan, transforms: Sequence[Callable[[str], str]] | None = None
     ) -> Callable[[Sequence[str]], tuple[bytes, list[tuple[int, int]]] | None]:
-        """A row encoder for ``plan`` that gives :meth:`encode_plan`'s result or None (then ask ``encode_plan``):
-        the plan's segments and edges are resolved here once, and each stretch is looked up a chunk at a time,
-        so a row costs its stretches' lookups and little else. Only where the expression splits at spaces and
-        every stretch holds one content (the others get a plain ``encode_plan``)."""
+        """A row encoder for ``plan``: for a row's contents, each first passed through its ``transforms`` entry
+        (none: as they are), :meth:`encode_plan`'s result for them, or None (then ask ``encode_plan``). The plan's
+        segments and edges are resolved here once and each stretch is looked up a chunk at a time, so a row costs
+        its stretches' lookups and little else. Only where the expression splits at spaces and every stretch holds
+        one content; for other plans it is ``encode_plan`` itself."""
         segments = plan.segments
         if not self._by_spaces or any(not isinstance(seg, bytes) and len(seg) != 3 for seg in segments):
-            return lambda contents: self.encode_plan(plan, contents)
+
+            def whole(contents: Sequence[str]) -> tuple[bytes, list[tuple[int, int]]] | None:
+                given = (
+                    contents
+                    if transforms is None
+                    else [f(c) for f, c in zip(transforms, contents, strict=True)]
+                )
+                return self.encode_plan(plan, given)
+
+            return whole
         template: list[bytes] = [seg if isinstance(seg, bytes) else b"" for seg in segments]
-        # (slot in ``template``, text before, content index, text after) per stretch, in order.
-        stretches: list[tuple[int, str, int, str]] = [
-            (k, str(seg[0]), int(seg[1]), str(seg[2]))
+        # (slot in ``template``, text before, content index, text after, its transform) per stretch, in order.
+        stretches: list[tuple[int, str, int, str, Callable[[str], str] | None]] = [
+            (
+                k,
+                str(seg[0]),
+                int(seg[1]),
+                str(seg[2]),
+                None if transforms is None else transforms[int(seg[1])],
+            )
             for k, seg in enumerate(segments)
             if not isinstance(seg, bytes)
         ]
-        slot_of = {slot: j for j, (slot, _, _, _) in enumerate(stretches)}
+        slot_of = {stretch[0]: j for j, stretch in enumerate(stretches)}
         # Per edge end: constant tokens before its segment, how many stretches precede it, and where it falls:
         # (-1, tokens into a constant run) or (stretch, chars into its text before the content or past it).
         points: list[tuple[int, int, int, int, int, bool]] = []
         for edge in plan.edges:
             for (segment, part, at), after in zip(edge, (False, True), strict=True):
                 before = sum(len(seg) >> 2 for seg in segments[:segment] if isinstance(seg, bytes))
-                preceding = sum(1 for slot, _, _, _ in stretches if slot < segment)
+                preceding = sum(1 for stretch in stretches if stretch[0] < segment)
                 if part < 0:
                     points.append((before, preceding, -1, at, 0, after))
                 else:
@@ -378,9 +394,10 @@ class ByteLevelWords:
                     if ch in content:
                         return None
             parts = template.copy()
-            counts, texts = [], []
-            for slot, head, index, tail in stretches:
-                text = head + contents[index] + tail
+            counts, texts, given = [], [], []
+            for slot, head, index, tail, transform in stretches:
+                content = contents[index] if transform is None else transform(contents[index])
+                text = head + content + tail
                 if not text.isascii() and not proven(text):
                     return None
                 blob = ids_of(text)
@@ -389,6 +406,7 @@ class ByteLevelWords:
                 parts[slot] = blob
                 counts.append(len(blob) >> 2)
                 texts.append(text)
+                given.append(content)
             ends = []
             for before, preceding, stretch, at, part, after in points:
                 tokens = before + sum(counts[:preceding]) if preceding else before
@@ -397,7 +415,7 @@ class ByteLevelWords:
                     continue
                 text = texts[stretch]
                 if part:  # in the text after the content
-                    at += len(stretches[stretch][1]) + len(contents[stretches[stretch][2]])
+                    at += len(stretches[stretch][1]) + len(given[stretch])
                 if at == len(text):
                     tokens += counts[stretch]
                 elif at:

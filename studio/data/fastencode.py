@@ -79,7 +79,8 @@ class Layout:
     as_is: bool = False
     """Whether the template takes every content as it is (no stripping)."""
     plan_rows: Callable[[Sequence[str]], tuple[bytes, list[tuple[int, int]]] | None] | None = None
-    """The plan's row encoder (``ByteLevelWords.plan_encoder``): ``encode_plan``'s result, or None to ask it."""
+    """The plan's row encoder (``ByteLevelWords.plan_encoder``, given the transforms): for the contents as the
+    row holds them, ``encode_plan``'s result for the transformed ones, or None to ask it."""
 
     @property
     def head_ids(self) -> list[int]:
@@ -185,7 +186,11 @@ class FastEncoder:
             edges = [(i, len(pieces[i]) - back, i + 1, forward) for i, back, forward in assistant]
             plan = make_plan(self._words, pieces, edges)
         as_is = all(t is _keep for t in transforms)
-        plan_rows = None if plan is None or self._words is None else self._words.plan_encoder(plan)
+        plan_rows = (
+            None
+            if plan is None or self._words is None
+            else self._words.plan_encoder(plan, None if as_is else transforms)
+        )
         return Layout(
             layout.pieces, layout.transforms, layout.assistant, head, head_blob, plan, as_is, plan_rows
         )
@@ -368,12 +373,14 @@ class FastEncoder:
                 checks.append((index, roles, example or _example(roles, contents)))
             if layout.plan_rows is not None:
                 assert words is not None and layout.plan is not None
-                given = (
-                    contents
-                    if layout.as_is
-                    else [f(c) for f, c in zip(layout.transforms, contents, strict=True)]
-                )
-                planned = layout.plan_rows(given) or words.encode_plan(layout.plan, given)
+                planned = layout.plan_rows(contents)
+                if planned is None:
+                    given = (
+                        contents
+                        if layout.as_is
+                        else [f(c) for f, c in zip(layout.transforms, contents, strict=True)]
+                    )
+                    planned = words.encode_plan(layout.plan, given)
                 if planned is not None:
                     blob, ranges = planned
                     total = len(blob) >> 2
