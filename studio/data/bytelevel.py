@@ -311,6 +311,12 @@ class ByteLevelWords:
         if self._space_beside_space.search(text) is not None:
             return None
         chunks = text.split(" ")
+        found = self._chunks_ids(chunks)
+        return None if found is None else (chunks, found)
+
+    def _chunks_ids(self, chunks: list[str]) -> list[bytes] | None:
+        """Each chunk's ids (the first one's without a space before it), from the cache or learned; None where a
+        word cannot be taken."""
         get = self._chunk_ids.get
         found = [get(_FIRST + chunks[0]), *map(get, chunks[1:])]
         if None in found:
@@ -319,26 +325,21 @@ class ByteLevelWords:
                     found[k] = self._chunk(chunks[k], k > 0)
                     if found[k] is None:
                         return None
-        return chunks, found  # type: ignore[return-value]
+        return found  # type: ignore[return-value]
 
     def _stretch_ids(self, text: str) -> bytes | None:
-        """``_chunks``' ids of a proven stretch, joined: the same, with less work per chunk."""
+        """``_chunks``' ids of a proven stretch, joined: the same, with less work per chunk while all are known."""
         if self._space_beside_space.search(text) is not None:
             return None
         keys = text.split(" ")
-        keys[0] = _FIRST + keys[0]
-        cache = self._chunk_ids
+        first = keys[0]
+        keys[0] = _FIRST + first
         try:
-            return b"".join(map(cache.__getitem__, keys))
+            return b"".join(map(self._chunk_ids.__getitem__, keys))
         except KeyError:  # a chunk not met before
-            pass
-        found = []
-        for k, key in enumerate(keys):
-            blob = cache.get(key)
-            if blob is None and (blob := self._chunk(key[1:] if k == 0 else key, k > 0)) is None:
-                return None
-            found.append(blob)
-        return b"".join(found)
+            keys[0] = first
+        found = self._chunks_ids(keys)
+        return None if found is None else b"".join(found)
 
     def plan_encoder(
         self, plan: WordPlan, transforms: Sequence[Callable[[str], str]] | None = None

@@ -46,6 +46,10 @@ from lorastudio.models.templates import TEMPLATE_FOR_TEXT_FORMAT, TEMPLATES
 from lorastudio.recipe import Recipe
 
 IGNORE_INDEX = -100
+NOTHING_TRAINED = "no trained tokens"
+NOTHING_TRAINED_WITHIN = "no trained tokens within max_seq_length"
+"""Why a row is skipped when no token of it trains (the second: none left after truncation); the fast encoder
+gives the same reasons."""
 _KNOWN_END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
 
 
@@ -383,7 +387,7 @@ class Encoder:
         if truncated:
             ids, labels = ids[: self.max_length], labels[: self.max_length]
         if all(label == IGNORE_INDEX for label in labels):
-            raise SkipRow("no trained tokens within max_seq_length" if truncated else "no trained tokens")
+            raise SkipRow(NOTHING_TRAINED_WITHIN if truncated else NOTHING_TRAINED)
         return Encoded(list(ids), labels, truncated, full, notes)
 
     def example_of(self, row: Mapping[str, Any]) -> Example:

@@ -31,7 +31,15 @@ from typing import Any
 
 from lorastudio.data.arrowturns import Turns, read_turns
 from lorastudio.data.bytelevel import ByteLevelWords
-from lorastudio.data.encode import IGNORE_INDEX, THINK_CLOSE, DatasetStats, Encoded, Encoder
+from lorastudio.data.encode import (
+    IGNORE_INDEX,
+    NOTHING_TRAINED,
+    NOTHING_TRAINED_WITHIN,
+    THINK_CLOSE,
+    DatasetStats,
+    Encoded,
+    Encoder,
+)
 from lorastudio.data.formats import Example, SkipRow
 from lorastudio.data.sources import decoded_rows
 from lorastudio.data.wordplan import WordPlan, make_plan
@@ -394,9 +402,7 @@ class FastEncoder:
                             if len(ranges) != 1
                             else ranges[0][1] - ranges[0][0]
                         )
-                        results[index] = (
-                            (blob, ranges, False, total, trained) if trained else "no trained tokens"
-                        )
+                        results[index] = (blob, ranges, False, total, trained) if trained else NOTHING_TRAINED
                     continue
             full, spans = self._format(layout, contents)
             head = layout.head
@@ -497,7 +503,7 @@ class FastEncoder:
             ranges = [(a, min(b, limit)) for a, b in ranges if a < limit]
         trained = sum(b - a for a, b in ranges)
         if not trained:
-            return "no trained tokens within max_seq_length" if truncated else "no trained tokens"
+            return NOTHING_TRAINED_WITHIN if truncated else NOTHING_TRAINED
         return blob, ranges, truncated, full, trained
 
 

@@ -357,17 +357,9 @@ def builder_files(data: DataSection) -> list[Path] | None:
     """The local files ``load_rows`` would give to a ``datasets`` builder, or None where it would not."""
     if not is_local(data.source):
         return None
-    path = Path(data.source).expanduser()
-    if path.is_dir():
-        if _is_saved_dataset(path):
-            return None
-        try:
-            files = local_files(path)
-        except DataError:
-            return None
-    elif path.is_file():
-        files = [path]
-    else:
+    try:
+        files = _local_source(Path(data.source).expanduser())
+    except DataError:
         return None
     if not files or data_kind(files[0]) not in _BUILDERS:
         return None
@@ -435,19 +427,25 @@ def _table(files: list[Path]) -> Any:
     return rows
 
 
-def load_local(path: Path, split: str = "train") -> Rows:
-    path = path.expanduser()
+def _local_source(path: Path) -> list[Path] | None:
+    """The data files of a local source, or None for a ``save_to_disk`` folder; a DataError where there are none
+    (no such path, an empty folder, an unsupported extension)."""
     if not path.exists():
         raise DataError(f"data.source: no such file {path}")
     if path.is_dir():
-        table = _load_saved(path, split) if _is_saved_dataset(path) else _table(local_files(path))
-    else:
-        if data_kind(path) not in READERS:
-            raise DataError(
-                f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)}; "
-                f"the text kinds may end in {COMPRESSED})"
-            )
-        table = _table([path])
+        return None if _is_saved_dataset(path) else local_files(path)
+    if data_kind(path) not in READERS:
+        raise DataError(
+            f"data.source: {path}: unsupported extension (use one of {', '.join(READERS)}; "
+            f"the text kinds may end in {COMPRESSED})"
+        )
+    return [path]
+
+
+def load_local(path: Path, split: str = "train") -> Rows:
+    path = path.expanduser()
+    files = _local_source(path)
+    table = _load_saved(path, split) if files is None else _table(files)
     rows = RowTable(table)
     columns = _columns(table) if isinstance(table, list) else list(table.column_names)
     return Rows(rows, columns, str(path))
