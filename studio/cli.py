@@ -856,6 +856,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{result.seconds:.1f} s",
             file=sys.stderr,
         )
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(result.out)
     if args.push:
         print(push_export(result.out, args.push, private=args.private))

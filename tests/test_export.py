@@ -203,12 +203,17 @@ def test_gguf_modelfile_and_metadata(gguf_f16) -> None:
     assert f"FROM ./{name}" in modelfile
     assert 'PARAMETER stop "<|eot_id|>"' in modelfile and "PARAMETER temperature 0.0" in modelfile
     assert "PARAMETER num_predict 40" in modelfile
-    assert 'TEMPLATE """<|begin_of_text|>{{- range .Messages }}<|start_header_id|>{{ .Role }}' in modelfile
+    # The tiny template writes the BOS itself: the GGUF has the runtime add it, so the Go template does not.
+    assert 'TEMPLATE """{{ $first := true }}{{ range .Messages }}{{ if eq .Role "system" }}<|start_header' in modelfile
     reader = GGUFReader(out / name)
     fields = reader.fields
     assert bytes(fields["general.architecture"].parts[-1]).decode() == "llama"
     assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "gpt2"
     assert len(fields["tokenizer.ggml.merges"].data) > 100 and "tokenizer.ggml.eot_token_id" in fields
+    assert bool(fields["tokenizer.ggml.add_bos_token"].parts[-1][0]) is True
+    assert float(fields["general.sampling.temp"].parts[-1][0]) == 0.0  # the recipe's chat is greedy
+    card = (out / "README.md").read_text()
+    assert "## Chat settings" in card and "- max_new_tokens: 40" in card and "- temperature: 0.0" in card
     assert "output.weight" not in {t.name for t in reader.tensors}  # tied embeddings are not duplicated
     assert abs(gguf_f16.estimated_bytes - gguf_f16.measured_bytes) / gguf_f16.measured_bytes < 0.25
 

@@ -23,6 +23,7 @@ def model_card(
     steps: int | None = None,
     r: int | None = None,
     alpha: float | None = None,
+    notes: list[str] | None = None,
 ) -> str:
     """The card; ``r``/``alpha`` come from the adapter's own config when it has one (else the recipe's)."""
     base = recipe.model.name
@@ -77,6 +78,8 @@ def model_card(
         "",
         "Or in studio: `studio chat THIS_FOLDER`." if fmt != "gguf" else "",
         "",
+        *(f"Note: {note}." for note in notes or []),
+        *chat_settings(recipe),
         "## Recipe",
         "",
         "```yaml",
@@ -88,3 +91,25 @@ def model_card(
     ]
     lines += [f"- `{f}`" for f in files]
     return "\n".join(front + lines) + "\n"
+
+
+def chat_settings(recipe: Recipe) -> list[str]:
+    """The card's section on the settings the run's samples and studio's Chat used (the Modelfile's PARAMETERs
+    and the GGUF's sampling metadata say the same)."""
+    from lorastudio.export.modelfile import sampling_parameters
+
+    chat = recipe.chat
+    lines = [
+        "## Chat settings",
+        "",
+        "The run's samples and studio's Chat used these; use them to get the same replies:",
+        "",
+    ]
+    names = {"num_predict": "max_new_tokens", "repeat_penalty": "repetition_penalty"}
+    lines += [f"- {names.get(name, name)}: {value}" for name, value in sampling_parameters(chat)]
+    if chat.greedy:
+        lines.append("- greedy decoding (temperature 0)")
+    system = chat.system_prompt or recipe.data.system_prompt
+    if system:
+        lines.append(f"- system prompt: {system!r}")
+    return [*lines, ""]

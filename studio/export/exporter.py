@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorastudio.export.modelfile import OllamaTemplate
 from lorastudio.export.source import ExportSource, load_tokenizer_for, resolve_source
 from lorastudio.export.staging import ExportError, folder_size, staged_dir
 from lorastudio.progress import Progress
@@ -53,6 +54,8 @@ class ExportResult:
     seconds: float
     files: list[str] = field(default_factory=list)
     source: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the export left out and why (no Ollama Modelfile for a template it cannot render, say)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,7 +139,12 @@ def estimate_bytes(request: ExportRequest, source: ExportSource | None = None) -
 
 # -- export -----------------------------------------------------------------------------------------
 def _write_common(
-    staging: Path, source: ExportSource, fmt: str, files: list[str], quant: str | None = None
+    staging: Path,
+    source: ExportSource,
+    fmt: str,
+    files: list[str],
+    quant: str | None = None,
+    notes: list[str] | None = None,
 ) -> None:
     from lorastudio.export.card import model_card
     from lorastudio.train.events import load_state
@@ -161,6 +169,7 @@ def _write_common(
             steps,
             lora.get("r"),
             lora.get("lora_alpha"),
+            notes,
         ),
         encoding="utf-8",
     )
@@ -187,14 +196,15 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
     report(0.01, "estimating size")
     estimated = estimate_bytes(request, source)
     quant = request.quant.lower() if request.format == "gguf" else None
+    notes: list[str] = []
     with staged_dir(out, request.force) as staging:
         if request.format == "adapter":
             files = _export_adapter(source, staging, report)
         elif request.format == "merged":
             files = _export_merged(source, staging, request.dtype, report)
         else:
-            files = _export_gguf(source, staging, request.quant.lower(), report)
-        _write_common(staging, source, request.format, files, quant)
+            files = _export_gguf(source, staging, request.quant.lower(), report, notes)
+        _write_common(staging, source, request.format, files, quant, notes)
         measured = folder_size(staging)
         result = ExportResult(
             out,
@@ -205,6 +215,7 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
             0.0,
             sorted(p.name for p in staging.iterdir()) + [MANIFEST],
             source.label,
+            notes,
         )
         result.seconds = round(time.monotonic() - started, 2)
         manifest = {
@@ -254,7 +265,9 @@ def gguf_file_name(source: ExportSource, quant: str) -> str:
     return f"{_slug(source.recipe.name)}-{quant}.gguf"
 
 
-def _export_gguf(source: ExportSource, staging: Path, quant: str, report: Progress) -> list[str]:
+def _export_gguf(
+    source: ExportSource, staging: Path, quant: str, report: Progress, notes: list[str]
+) -> list[str]:
     import torch
 
     from lorastudio.export.gguf_file import write_gguf
@@ -262,6 +275,7 @@ def _export_gguf(source: ExportSource, staging: Path, quant: str, report: Progre
     from lorastudio.export.modelfile import modelfile_text
 
     tokenizer, chat = load_tokenizer_for(source)
+    prompts, runtime_bos, refused = ollama_prompts(source, tokenizer, chat)
     model = load_merged(source, tokenizer, torch.float32, lambda f, m: report(f * 0.5, m))
     name = gguf_file_name(source, quant)
     write_gguf(
@@ -273,27 +287,42 @@ def _export_gguf(source: ExportSource, staging: Path, quant: str, report: Progre
         chat_template=chat.jinja,
         end_of_turn=chat.end_of_turn,
         chat=source.recipe.chat,
+        add_bos=bool(runtime_bos) if chat.jinja else None,
         progress=lambda f, m: report(0.5 + f * 0.45, m),
     )
-    ids = tokenizer("a")["input_ids"]
-    bos_in_template = bool(
-        chat.jinja and "bos_token" in chat.jinja and not (ids and ids[0] == tokenizer.bos_token_id)
-    )
-    system = source.recipe.chat.system_prompt or source.recipe.data.system_prompt
-    (staging / "Modelfile").write_text(
-        modelfile_text(
-            name,
-            chat.name,
-            chat.jinja,
-            tokenizer,
-            chat.end_of_turn,
-            source.recipe.chat,
-            system,
-            bos_in_template,
-        ),
-        encoding="utf-8",
-    )
+    if prompts is None:
+        notes.append(f"no Ollama Modelfile: {refused}")
+    else:
+        stops = [s for s in (chat.end_of_turn, tokenizer.eos_token) if s]
+        (staging / "Modelfile").write_text(
+            modelfile_text(name, prompts, stops, source.recipe.chat), encoding="utf-8"
+        )
     return sorted(p.name for p in staging.iterdir())
+
+
+def ollama_prompts(source: ExportSource, tokenizer: Any, chat: Any) -> tuple[OllamaTemplate | None, str, str]:
+    """The Modelfile's checked template and system prompt (None and why where Ollama cannot render prompts as
+    training did), and the BOS text the runtime must add itself: the one a trained render starts with."""
+    from lorastudio.export.modelfile import TemplateNotExpressible, ollama_template
+
+    if not chat.jinja:
+        return None, "", f"the run has no chat template ({chat.name!r}): nothing to render prompts with"
+
+    def render(messages: list[dict[str, str]], generation: bool) -> str:
+        text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+        return text
+
+    bos = tokenizer.bos_token or ""
+    runtime_bos = bos if bos and render([{"role": "user", "content": "a"}], True).startswith(bos) else ""
+    system = source.recipe.chat.system_prompt or source.recipe.data.system_prompt
+    try:
+        return ollama_template(render, system, runtime_bos), runtime_bos, ""
+    except TemplateNotExpressible as exc:
+        return (
+            None,
+            runtime_bos,
+            f"its Go template cannot render prompts as the chat template {chat.name!r} does ({exc})",
+        )
 
 
 def is_export_dir(path: Path) -> bool:

@@ -257,9 +257,11 @@ def write_gguf(
     chat_template: str | None,
     end_of_turn: str | None,
     chat: Any = None,
+    add_bos: bool | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Write ``model`` (merged, any dtype) and its tokenizer to ``path`` as one GGUF file."""
+    """Write ``model`` (merged, any dtype) and its tokenizer to ``path`` as one GGUF file. ``add_bos`` says
+    whether the runtime adds the BOS token itself (default: as the tokenizer does)."""
     import gguf
     import numpy as np
 
@@ -309,8 +311,8 @@ def write_gguf(
             tid = tokenizer.convert_tokens_to_ids(end_of_turn)
             if isinstance(tid, int) and tid != tokenizer.unk_token_id and 0 <= tid < n_vocab:
                 writer.add_eot_token_id(tid)
-        add_bos, add_eos = _adds(tokenizer)
-        writer.add_add_bos_token(add_bos)
+        adds_bos, add_eos = _adds(tokenizer)
+        writer.add_add_bos_token(adds_bos if add_bos is None else add_bos)
         writer.add_add_eos_token(add_eos)
         if chat_template:
             writer.add_chat_template(chat_template)
