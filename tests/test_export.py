@@ -204,7 +204,10 @@ def test_gguf_modelfile_and_metadata(gguf_f16) -> None:
     assert 'PARAMETER stop "<|eot_id|>"' in modelfile and "PARAMETER temperature 0.0" in modelfile
     assert "PARAMETER num_predict 40" in modelfile
     # The tiny template writes the BOS itself: the GGUF has the runtime add it, so the Go template does not.
-    assert 'TEMPLATE """{{ $first := true }}{{ range .Messages }}{{ if eq .Role "system" }}<|start_header' in modelfile
+    assert (
+        'TEMPLATE """{{ $first := true }}{{ range .Messages }}{{ if eq .Role "system" }}<|start_header'
+        in modelfile
+    )
     reader = GGUFReader(out / name)
     fields = reader.fields
     assert bytes(fields["general.architecture"].parts[-1]).decode() == "llama"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lorastudio.errors import StudioError
@@ -205,39 +205,36 @@ def learn_pieces(render: Render, runtime_bos: str = "") -> tuple[Pieces, str | N
     assistant_pre = _strip_prefix(g1, user_post, "a reply")
     generation = _strip_prefix(n3, user_post, "the generation prompt")
     first_bos = runtime_bos if runtime_bos and g0.startswith(runtime_bos) else ""
-    common = {
-        "user_pre": user_pre,
-        "user_post": user_post,
-        "assistant_pre": assistant_pre,
-        "assistant_post": assistant_post,
-        "generation": generation,
-    }
+    base = Pieces(
+        lead="",
+        user_pre=user_pre,
+        user_post=user_post,
+        assistant_pre=assistant_pre,
+        assistant_post=assistant_post,
+        generation=generation,
+        first_bos=first_bos,
+    )
     if g0.endswith(user_pre) and f0.startswith(g0):
         # The system prompt inside the first user turn: lead + user_pre + system_pre + S + system_post + U1.
         lead = g0[: len(g0) - len(user_pre)]
-        pieces = Pieces(
-            lead=lead, system_pre=f0[len(g0) :], system_post=f1, folded=True, first_bos=first_bos, **common
-        )
-        return _bos_in_lead(pieces), None
+        return _bos_in_lead(
+            replace(base, lead=lead, system_pre=f0[len(g0) :], system_post=f1, folded=True)
+        ), None
     system_post = _strip_suffix(f1, user_pre, "a system turn")
     first0 = _strip_suffix(n0, user_pre, "the first user turn")
     if first0.startswith(f0) and first0.endswith(system_post) and len(first0) > len(f0) + len(system_post):
         # A default system prompt: the template opens with a system turn of its own when there is none.
         default = first0[len(f0) : len(first0) - len(system_post)]
-        return _bos_in_lead(
-            Pieces(lead="", system_pre=f0, system_post=system_post, first_bos=first_bos, **common)
-        ), default
-    lead = first0
-    system_pre = _strip_prefix(f0, lead, "the conversation's start")
-    pieces = Pieces(lead=lead, system_pre=system_pre, system_post=system_post, first_bos=first_bos, **common)
-    return _bos_in_lead(pieces), None
+        return _bos_in_lead(replace(base, system_pre=f0, system_post=system_post)), default
+    system_pre = _strip_prefix(f0, first0, "the conversation's start")
+    return _bos_in_lead(replace(base, lead=first0, system_pre=system_pre, system_post=system_post)), None
 
 
 def _bos_in_lead(pieces: Pieces) -> Pieces:
     """A runtime BOS at the head of ``lead`` is dropped there once and for all (no first-message variants)."""
     bos = pieces.first_bos
     if bos and pieces.lead.startswith(bos):
-        return Pieces(**{**pieces.__dict__, "lead": pieces.lead[len(bos) :], "first_bos": ""})
+        return replace(pieces, lead=pieces.lead[len(bos) :], first_bos="")
     return pieces
 
 
