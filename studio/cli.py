@@ -524,7 +524,7 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                 print(f"step {step} eval loss {event.eval_loss:.4f}", flush=True)
             elif isinstance(event, LogEvent) and (event.message or "").startswith("model: "):
                 print(event.message, flush=True)  # first-use fetch / dequantization progress
-        status = effective_status(state, read_meta(run_dir))
+        status = effective_status(state, read_meta(run_dir), run_dir)
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":
                 print(f"status: died ({DIED_CAUSE})", flush=True)
