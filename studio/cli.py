@@ -413,7 +413,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
     from lorastudio.train.runs import find_run, start_run
 
-    if not args.resume and (args.slurm or args.nodes or args.node_rank is not None or args.main_address):
+    _check_slurm_flags(args)
+    if not args.resume and (
+        args.slurm or args.nodes is not None or args.node_rank is not None or args.main_address
+    ):
         return _train_on_nodes(args)  # several machines, or a Slurm job (train/nodes.py, train/slurm.py)
     if args.resume:
         from lorastudio.train.manage import resume_run
@@ -440,6 +443,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return follow(run_dir)
 
 
+def _check_slurm_flags(args: argparse.Namespace) -> None:
+    """Slurm's own flags mean nothing without --slurm: refused rather than silently ignored."""
+    given = [
+        flag
+        for flag, value in (
+            ("--partition", args.partition),
+            ("--time", args.time),
+            ("--account", args.account),
+            ("--requeue", args.requeue or None),
+        )
+        if value is not None
+    ]
+    if given and not args.slurm:
+        raise StudioError(f"{', '.join(given)}: Slurm settings, for --slurm runs only")
+
+
 def _train_on_nodes(args: argparse.Namespace) -> int:
     """``--slurm``: submit a job; ``--nodes N --node-rank R --main-address H:P``: start this node's supervisor."""
     from lorastudio.registry import load
@@ -449,23 +468,24 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
     overrides = [
         *args.overrides,
         *([f"train.devices={args.devices}"] if args.devices is not None else []),
-        *([f"train.nodes={args.nodes}"] if args.nodes else []),
-        *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node else []),
+        *([f"train.nodes={args.nodes}"] if args.nodes is not None else []),  # --nodes 0 refused as the field
+        *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node is not None else []),
     ]
     if args.slurm:
+        from dataclasses import replace
+
         from lorastudio.train.slurm import SlurmOptions, submit
 
-        recipe = load(args.recipe, overrides)
-        run_dir = create_run(recipe)
-        options = SlurmOptions(
-            nodes=recipe.train.nodes,
+        options = SlurmOptions(  # checked against Slurm's syntax before any run directory exists
             gpus_per_node=args.gpus_per_node,
             partition=args.partition,
             time=args.time,
             account=args.account,
             requeue=args.requeue,
         )
-        job_id = submit(run_dir, options)
+        recipe = load(args.recipe, overrides)
+        run_dir = create_run(recipe)
+        job_id = submit(run_dir, replace(options, nodes=recipe.train.nodes))
         print(f"run: {run_dir}\nSlurm job {job_id}: {run_dir / 'slurm.sbatch'}", file=sys.stderr)
     elif args.node_rank:  # another machine of a run node 0 created: RECIPE names that run
         run_dir = find_run(args.recipe)
