@@ -443,6 +443,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return follow(run_dir)
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _check_slurm_flags(args: argparse.Namespace) -> None:
     """Slurm's own flags mean nothing without --slurm: refused rather than silently ignored."""
     given = [
@@ -463,7 +467,7 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
     """``--slurm``: submit a job; ``--nodes N --node-rank R --main-address H:P``: start this node's supervisor."""
     from lorastudio.registry import load
     from lorastudio.train.nodes import node_log, node_spec
-    from lorastudio.train.runs import create_run, find_run, load_run_recipe, start_node
+    from lorastudio.train.runs import create_run, start_node
 
     overrides = [
         *args.overrides,
@@ -487,9 +491,10 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
         run_dir = create_run(recipe)
         job_id = submit(run_dir, replace(options, nodes=recipe.train.nodes))
         print(f"run: {run_dir}\nSlurm job {job_id}: {run_dir / 'slurm.sbatch'}", file=sys.stderr)
-    elif args.node_rank:  # another machine of a run node 0 created: RECIPE names that run
-        run_dir = find_run(args.recipe)
-        spec = node_spec(args.nodes, args.node_rank, args.main_address, load_run_recipe(run_dir).train.nodes)
+    elif args.node_rank:  # a peer: node 0, started before or after it, names its run (train/rendezvous.py)
+        from lorastudio.train.rendezvous import peer_run
+
+        run_dir, spec = peer_run(args.recipe, overrides, args.nodes, args.node_rank, args.main_address, _say)
         pid = start_node(run_dir, spec)
         print(
             f"node {spec.node_rank} of {run_dir.name} started (supervisor pid {pid}); its output: "
@@ -502,6 +507,10 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
         run_dir = create_run(recipe)
         start_node(run_dir, spec)
         print(f"run: {run_dir}", file=sys.stderr)
+        if spec.multi:
+            from lorastudio.train.rendezvous import hosting_line
+
+            _say(hosting_line(spec))
     if args.detach or args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print(run_dir.name)
         return 0
@@ -1067,8 +1076,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-rank",
         metavar="R",
         type=int,
-        help="this machine's rank, 0..N-1; with R > 0, RECIPE "
-        "names the run node 0 created (on shared storage)",
+        help="this machine's rank, 0..N-1; give every node the same command line: node 0 creates the run, "
+        "the others ask it at --main-address which run to join (STUDIO_NODE_WAIT_S: how long they wait)",
     )
     g.add_argument("--main-address", metavar="HOST:PORT", help="node 0's address, the same on every node")
     g.add_argument(

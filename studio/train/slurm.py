@@ -371,7 +371,8 @@ def combine(
         why = info.reason if info.reason and info.reason != "None" else info.state.lower()
         return f"queued (Slurm job {job_id} pending: {why})", None
     if info.running:
-        return ("starting", None) if status == "queued" else (status, cause)
+        # node 0's supervisor, waiting for its peers, says so in its queued status's cause (rendezvous.py)
+        return ("starting", cause) if status == "queued" else (status, cause)
     slurm_cause = ended_cause(info)
     if finished:
         stopped_by_us = info.state == "CANCELLED" and (meta.get("slurm") or {}).get("stop_requested")
