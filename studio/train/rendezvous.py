@@ -212,9 +212,7 @@ def serve_until_joined(
                 )
             try:
                 conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+            except OSError:  # no one this half second (TimeoutError), or a connection that failed at once
                 continue
             with conn:
                 conn.settimeout(IO_TIMEOUT_S)
