@@ -343,6 +343,28 @@ def test_a_job_sbatch_refuses_fails_the_run_saying_why(slurm_cluster: Path) -> N
     assert "#SBATCH --partition=nosuchpartition" in (summary.path / slurm.SCRIPT_FILE).read_text()
 
 
+def test_sbatch_reads_the_quoted_directives_as_written(slurm_cluster: Path, tmp_path: Path) -> None:
+    """The real sbatch takes the script's quoted values as one word each: the output path has a blank."""
+    run_dir = tmp_path / "runs with a blank" / "tiny-pirate-20261207-101500"
+    run_dir.mkdir(parents=True)
+    script = slurm.sbatch_script(run_dir, SlurmOptions(time="5"))
+    assert f"#SBATCH --output='{run_dir / 'worker.log'}'" in script.splitlines()
+    directives = [line for line in script.splitlines() if line.startswith("#")]
+    probe = run_dir / "probe.sbatch"
+    probe.write_text("\n".join([*directives, 'echo "ran $SLURM_JOB_NAME"', ""]))
+    result = subprocess.run(
+        ["sbatch", "--parsable", "--chdir", str(run_dir), str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    log = run_dir / "worker.log"
+    wait_for(
+        lambda: log.exists() and "ran studio-tiny-pirate-20261207-101500" in log.read_text(), timeout=120
+    )
+
+
 LIVE = ("starting", "loading model", "loading data", "training", "saving")
 
 
