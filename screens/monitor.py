@@ -270,7 +270,7 @@ class MonitorScreen(Screen[None]):
             # The UI gets the latest values only (the charts got the new points above): copying whole
             # histories would make each refresh cost grow with the run.
             latest = state.latest()
-            status = effective_status(latest, read_meta(self.run_dir))
+            status = effective_status(latest, read_meta(self.run_dir), self.run_dir)
             self.post_message(Snapshot(latest, status, lines, points))
         finally:
             self._reading.clear()

@@ -413,7 +413,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
     from lorastudio.train.runs import find_run, start_run
 
-    if not args.resume and (args.slurm or args.nodes or args.node_rank is not None or args.main_address):
+    _check_slurm_flags(args)
+    if not args.resume and (
+        args.slurm or args.nodes is not None or args.node_rank is not None or args.main_address
+    ):
         return _train_on_nodes(args)  # several machines, or a Slurm job (train/nodes.py, train/slurm.py)
     if args.resume:
         from lorastudio.train.manage import resume_run
@@ -440,36 +443,58 @@ def cmd_train(args: argparse.Namespace) -> int:
     return follow(run_dir)
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check_slurm_flags(args: argparse.Namespace) -> None:
+    """Slurm's own flags mean nothing without --slurm: refused rather than silently ignored."""
+    given = [
+        flag
+        for flag, value in (
+            ("--partition", args.partition),
+            ("--time", args.time),
+            ("--account", args.account),
+            ("--requeue", args.requeue or None),
+        )
+        if value is not None
+    ]
+    if given and not args.slurm:
+        raise StudioError(f"{', '.join(given)}: Slurm settings, for --slurm runs only")
+
+
 def _train_on_nodes(args: argparse.Namespace) -> int:
     """``--slurm``: submit a job; ``--nodes N --node-rank R --main-address H:P``: start this node's supervisor."""
     from lorastudio.registry import load
     from lorastudio.train.nodes import node_log, node_spec
-    from lorastudio.train.runs import create_run, find_run, load_run_recipe, start_node
+    from lorastudio.train.runs import create_run, start_node
 
     overrides = [
         *args.overrides,
         *([f"train.devices={args.devices}"] if args.devices is not None else []),
-        *([f"train.nodes={args.nodes}"] if args.nodes else []),
-        *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node else []),
+        *([f"train.nodes={args.nodes}"] if args.nodes is not None else []),  # --nodes 0 refused as the field
+        *([f"train.devices={args.gpus_per_node}"] if args.gpus_per_node is not None else []),
     ]
     if args.slurm:
+        from dataclasses import replace
+
         from lorastudio.train.slurm import SlurmOptions, submit
 
-        recipe = load(args.recipe, overrides)
-        run_dir = create_run(recipe)
-        options = SlurmOptions(
-            nodes=recipe.train.nodes,
+        options = SlurmOptions(  # checked against Slurm's syntax before any run directory exists
             gpus_per_node=args.gpus_per_node,
             partition=args.partition,
             time=args.time,
             account=args.account,
             requeue=args.requeue,
         )
-        job_id = submit(run_dir, options)
+        recipe = load(args.recipe, overrides)
+        run_dir = create_run(recipe)
+        job_id = submit(run_dir, replace(options, nodes=recipe.train.nodes))
         print(f"run: {run_dir}\nSlurm job {job_id}: {run_dir / 'slurm.sbatch'}", file=sys.stderr)
-    elif args.node_rank:  # another machine of a run node 0 created: RECIPE names that run
-        run_dir = find_run(args.recipe)
-        spec = node_spec(args.nodes, args.node_rank, args.main_address, load_run_recipe(run_dir).train.nodes)
+    elif args.node_rank:  # a peer: node 0, started before or after it, names its run (train/rendezvous.py)
+        from lorastudio.train.rendezvous import peer_run
+
+        run_dir, spec = peer_run(args.recipe, overrides, args.nodes, args.node_rank, args.main_address, _say)
         pid = start_node(run_dir, spec)
         print(
             f"node {spec.node_rank} of {run_dir.name} started (supervisor pid {pid}); its output: "
@@ -482,6 +507,10 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
         run_dir = create_run(recipe)
         start_node(run_dir, spec)
         print(f"run: {run_dir}", file=sys.stderr)
+        if spec.multi:
+            from lorastudio.train.rendezvous import hosting_line
+
+            _say(hosting_line(spec))
     if args.detach or args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print(run_dir.name)
         return 0
@@ -524,7 +553,7 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                 print(f"step {step} eval loss {event.eval_loss:.4f}", flush=True)
             elif isinstance(event, LogEvent) and (event.message or "").startswith("model: "):
                 print(event.message, flush=True)  # first-use fetch / dequantization progress
-        status = effective_status(state, read_meta(run_dir))
+        status = effective_status(state, read_meta(run_dir), run_dir)
         if status in ("done", "failed", "stopped", "died"):
             if status == "died":
                 print(f"status: died ({DIED_CAUSE})", flush=True)
@@ -1049,8 +1078,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-rank",
         metavar="R",
         type=int,
-        help="this machine's rank, 0..N-1; with R > 0, RECIPE "
-        "names the run node 0 created (on shared storage)",
+        help="this machine's rank, 0..N-1; give every node the same command line: node 0 creates the run, "
+        "the others ask it at --main-address which run to join (STUDIO_NODE_WAIT_S: how long they wait)",
     )
     g.add_argument("--main-address", metavar="HOST:PORT", help="node 0's address, the same on every node")
     g.add_argument(

@@ -187,7 +187,7 @@ class TrainSection(_Section):
     """``sft`` (supervised), ``dpo`` / ``orpo`` (prompt, chosen and rejected pairs), ``kto`` (replies labelled
     good or bad) or ``grpo`` (prompts only, replies sampled and scored by ``grpo.rewards``). Each method other
     than sft reads its own section (``dpo:``, ``kto:``, ``orpo:``, ``grpo:``)."""
-    nodes: int = Field(1, ge=1)
+    nodes: int = 1
     """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
     one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
     (``studio train --slurm`` does this through ``srun``); the run directory must be on storage every node sees."""
@@ -195,6 +195,14 @@ class TrainSection(_Section):
     samples: SamplesSection = Field(default_factory=SamplesSection)
     """Sample replies at the start, at every evaluation and at the end, with the ``chat`` section's settings
     (greedy when it says so); three held-out prompts unless set. ``samples: []`` turns them off."""
+
+    @field_validator("nodes")
+    @classmethod
+    def _machines(cls, value: int) -> int:
+        """``--nodes N`` is ``train.nodes=N``: both are refused with this one message."""
+        if value < 1:
+            raise ValueError(f"{value}: give 1 or more machines (train.nodes, or --nodes N)")
+        return value
 
     @field_validator("report_to", mode="before")
     @classmethod

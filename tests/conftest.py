@@ -170,6 +170,35 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 120, every: float = 
     raise AssertionError("timed out waiting")
 
 
+_stand_ins: list[subprocess.Popen[bytes]] = []
+
+
+def stand_in_worker(run_dir: Path, pid_started: bool = True) -> subprocess.Popen[bytes]:
+    """A sleeping process recorded in ``run_dir``'s run.json as its worker, with the command line a worker has
+    (``python ... -m lorastudio.worker RUN_DIR``), so the run counts as live; ended after the test."""
+    import psutil
+
+    from lorastudio.train.rundir import update_meta
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", "-m", "lorastudio.worker", str(run_dir)],
+        stdin=subprocess.DEVNULL,
+    )
+    _stand_ins.append(proc)
+    started = psutil.Process(proc.pid).create_time()
+    update_meta(run_dir, pid=proc.pid, **({"pid_started": started} if pid_started else {}))
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _end_stand_ins() -> Any:
+    yield
+    while _stand_ins:
+        proc = _stand_ins.pop()
+        proc.kill()
+        proc.wait()
+
+
 async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 60.0) -> None:
     """Let the app run until ``predicate`` holds, or fail (naming the screens) after ``timeout`` seconds."""
     import asyncio

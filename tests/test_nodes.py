@@ -1,7 +1,8 @@
 """Training across machines: two "nodes" on loopback, each a supervisor with one CPU process (gloo).
 
-Node 0 and node 1 are two supervisors started with ``--nodes 2 --node-rank R --main-address 127.0.0.1:PORT``,
-as on two machines sharing the run directory; the run must match one node with two processes step for step.
+Both nodes are started with the same ``studio train tiny-pirate ... --nodes 2 --main-address 127.0.0.1:PORT``
+(``--node-rank 1`` first), as on two machines sharing the run directory; the run must match one node with two
+processes step for step.
 """
 
 from __future__ import annotations
@@ -50,37 +51,27 @@ def test_accelerate_command_for_a_node(tmp_path: Path) -> None:
 
 
 def _node_run(*overrides: str) -> Path:
-    """Node 0 creates the run and starts; node 1 joins it by name (what two machines would type)."""
+    """Both nodes get the same command line, node 1 first (as pdsh or an ssh loop may start them), while an older
+    run of the recipe lies in the runs folder: node 1 waits for node 0 and joins the run node 0 creates."""
+    older = runs.create_run(registry.load("tiny-pirate", ["train.batch_size=4", *overrides, "train.nodes=2"]))
     address = f"127.0.0.1:{launch.free_port()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    flags = ["--nodes", "2", "--main-address", address]
+    command = [STUDIO_BIN, "train", "tiny-pirate", "train.batch_size=4", *overrides]
+    command += ["--nodes", "2", "--main-address", address]
+    peer = subprocess.Popen(
+        [*command, "--node-rank", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    time.sleep(1.0)  # node 1 is waiting before node 0 has created anything
     first = subprocess.run(
-        [
-            STUDIO_BIN,
-            "train",
-            "tiny-pirate",
-            "train.batch_size=4",
-            *overrides,
-            *flags,
-            "--node-rank",
-            "0",
-            "--detach",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        [*command, "--node-rank", "0", "--detach"], capture_output=True, text=True, env=env, timeout=300
     )
     assert first.returncode == 0, first.stdout + first.stderr
+    assert f"node 0 waits for 1 peer node at {address}" in first.stderr
     name = first.stdout.strip().splitlines()[-1]
-    second = subprocess.run(
-        [STUDIO_BIN, "train", name, *flags, "--node-rank", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert second.returncode == 0 and "node 1 of" in second.stdout, second.stdout + second.stderr
+    out, err = peer.communicate(timeout=300)
+    assert peer.returncode == 0 and f"node 1 of {name} started" in out, out + err
+    assert f"node 1: waiting for node 0 at {address} to name its run" in err
+    assert name != older.name
     run_dir = runs.find_run(name)
     assert runs.load_run_recipe(run_dir).train.nodes == 2
     return run_dir
@@ -127,7 +118,18 @@ def test_two_nodes_match_one_node_with_two_processes(two_nodes: Path, tiny_model
 def test_node_0_alone_writes_the_run_and_saves_the_adapter_once(two_nodes: Path) -> None:
     events = read_all(two_nodes / EVENTS_FILE)
     statuses = [e["status"] for e in events if e["kind"] == "status"]
-    assert statuses == ["queued", "starting", "loading model", "loading data", "training", "saving", "done"]
+    assert statuses == [
+        "queued",
+        "queued",  # node 0 waiting for node 1 at the main address, saying so
+        "starting",
+        "loading model",
+        "loading data",
+        "training",
+        "saving",
+        "done",
+    ]
+    waiting = [e for e in events if e.get("status") == "queued"][1]
+    assert waiting["cause"].startswith("waiting for 1 of 1 peer node (node 1) to join at 127.0.0.1:")
     assert next(e for e in events if e.get("status") == "training")["world_size"] == 2
     assert [m["step"] for m in events if m["kind"] == "metrics"] == list(range(1, STEPS + 1))
     assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [STEPS]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import state_of
+from conftest import stand_in_worker, state_of
 from conftest import wait_for as _wait_for
 
 from lorastudio import registry
@@ -140,7 +139,6 @@ def test_queued_run_starts_by_itself_and_keeps_n_checkpoints(tiny_model: Path) -
 
 
 def test_quit_prints_the_reattach_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import psutil
 
     from lorastudio import app as app_module
 
@@ -151,7 +149,7 @@ def test_quit_prints_the_reattach_command(tmp_path: Path, monkeypatch: pytest.Mo
             json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training", "max_steps": 80})
             + "\n"
         )
-    runs.update_meta(live, pid=os.getpid(), pid_started=psutil.Process().create_time())  # "alive"
+    stand_in_worker(live)  # "alive"
     finished = runs.create_run(registry.load("tiny-pirate"))
     with (finished / EVENTS_FILE).open("a") as handle:
         handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "done"}) + "\n")

@@ -4,13 +4,12 @@ benchmarks/runs_listing.py prints the speed)."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import stand_in_worker, wait_until
 from runs_fixtures import write_run
 
 from lorastudio.train import runs
@@ -33,16 +32,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def live_run(root: Path, name: str = "c-live") -> Path:
-    """A run whose worker is this process (alive), at step 2 of 5 and still training."""
-    import psutil
-
+    """A run whose worker is alive (a stand-in), at step 2 of 5 and still training."""
     run = write_run(root, name, created=T0 + 120, steps=5)
     lines = (run / EVENTS_FILE).read_text().splitlines()
     metrics = [i for i, line in enumerate(lines) if '"metrics"' in line]
     (run / EVENTS_FILE).write_text("\n".join(lines[: metrics[1] + 1]) + "\n")  # up to step 2, no final status
-    meta = json.loads((run / "run.json").read_text())
-    meta.update(pid=os.getpid(), pid_started=psutil.Process().create_time())
-    (run / "run.json").write_text(json.dumps(meta))
+    stand_in_worker(run)
     return run
 
 

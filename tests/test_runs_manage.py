@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN, run_worker
+from conftest import STUDIO_BIN, run_worker, stand_in_worker
 from runs_fixtures import write_run, write_runs
 
 from lorastudio import registry
@@ -39,10 +39,8 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def _mark_live(run_dir: Path) -> None:
-    """Make this test process the run's 'worker', so the run counts as live."""
-    import psutil
-
-    runs.update_meta(run_dir, pid=os.getpid(), pid_started=psutil.Process().create_time())
+    """Give the run a live stand-in worker, so the run counts as live."""
+    stand_in_worker(run_dir)
     with (run_dir / EVENTS_FILE).open("a") as handle:
         handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training"}) + "\n")
 

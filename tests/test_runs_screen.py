@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
-from conftest import send_burst, wait_until
+from conftest import send_burst, stand_in_worker, wait_until
 from runs_fixtures import write_runs
 
 from lorastudio.app import StudioApp
@@ -182,12 +181,9 @@ async def test_delete_asks_and_removes_the_directory(runs_root: Path) -> None:
 
 
 async def test_delete_refuses_a_live_run(runs_root: Path) -> None:
-    import psutil
-
     from lorastudio.screens.runs import RunsScreen
-    from lorastudio.train.runs import update_meta
 
-    update_meta(runs_root / NEWEST, pid=os.getpid(), pid_started=psutil.Process().create_time())
+    stand_in_worker(runs_root / NEWEST)
     with (runs_root / NEWEST / "events.jsonl").open("a") as handle:
         handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training"}) + "\n")
     app = StudioApp()

@@ -54,6 +54,101 @@ def test_sbatch_script_reads_as_the_options_say(tmp_path: Path) -> None:
     assert "STUDIO_RESUME=--resume" in slurm.sbatch_script(tmp_path, SlurmOptions(), resume=True)
 
 
+BAD_FIELDS = [
+    ({"partition": "gpu\nrm -rf ~"}, "--partition 'gpu\\nrm -rf ~': a Slurm partition name"),
+    ({"partition": "gpu debug"}, "--partition 'gpu debug'"),
+    ({"partition": "gpu;id"}, "--partition 'gpu;id'"),
+    ({"partition": "-gpu"}, "--partition '-gpu'"),
+    ({"account": "lab\n#SBATCH --mem=1T"}, "--account 'lab\\n#SBATCH --mem=1T': a Slurm account name"),
+    ({"account": "$(id)"}, "--account '$(id)'"),
+    ({"time": "soon"}, "--time 'soon': give Slurm's time format: minutes, MM:SS, HH:MM:SS, D-HH"),
+    ({"time": "4:00:00:00"}, "--time '4:00:00:00'"),
+    ({"time": "1-"}, "--time '1-'"),
+    ({"time": "4h"}, "--time '4h'"),
+    ({"time": "10\nid"}, "--time '10\\nid'"),
+    ({"gpus_per_node": 0}, "--gpus-per-node 0: give a whole number, 1 or more"),
+    ({"gpus_per_node": -2}, "--gpus-per-node -2"),
+    ({"nodes": 0}, "train.nodes (--nodes N) 0: give a whole number, 1 or more"),
+    ({"nodes": "2"}, "train.nodes (--nodes N) '2'"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), BAD_FIELDS, ids=[repr(f) for f, _ in BAD_FIELDS])
+def test_every_slurm_field_is_checked_before_a_script_is_written(fields: dict, message: str) -> None:
+    with pytest.raises(slurm.SlurmError) as caught:
+        SlurmOptions(**fields)
+    assert str(caught.value).startswith(message)
+    with pytest.raises(slurm.SlurmError):  # a run.json edited by hand is refused at resume too
+        SlurmOptions.from_json(fields)
+
+
+@pytest.mark.parametrize(
+    "time_limit",
+    ["30", "0", "90:00", "4:00:00", "36:00:00", "2-12", "2-12:30", "2-12:30:15", "UNLIMITED", "infinite"],
+)
+def test_slurms_time_formats_are_accepted(tmp_path: Path, time_limit: str) -> None:
+    script = slurm.sbatch_script(tmp_path, SlurmOptions(time=time_limit))
+    assert f"#SBATCH --time={time_limit}" in script.splitlines()
+
+
+def test_the_script_quotes_every_value(tmp_path: Path) -> None:
+    import shlex
+
+    run_dir = tmp_path / "my runs" / "tiny-pirate-20261207-101500"
+    options = SlurmOptions(nodes=2, gpus_per_node=4, partition="gpu,debug", time="1-00", account="lab.x")
+    script = slurm.sbatch_script(run_dir, options)
+    directives = [line for line in script.splitlines() if line.startswith("#SBATCH ")]
+    for line in directives:  # sbatch reads quotes in #SBATCH lines as a shell does: one word per directive
+        assert len(shlex.split(line[len("#SBATCH ") :])) == 1, line
+    assert f"#SBATCH --output='{run_dir / 'worker.log'}'" in directives
+    assert f"export STUDIO_RUN='{run_dir}'" in script.splitlines()
+    with pytest.raises(slurm.SlurmError, match="a line break in its path"):
+        slurm.sbatch_script(tmp_path / "a\nrm -rf ~", SlurmOptions())
+
+
+CLI_REFUSALS = [
+    (
+        ["--slurm", "--partition", "gpu\nrm -rf ~"],
+        "studio: --partition 'gpu\\nrm -rf ~': a Slurm partition name",
+    ),
+    (["--slurm", "--time", "soon"], "studio: --time 'soon': give Slurm's time format"),
+    (["--slurm", "--gpus-per-node", "0"], "studio: --gpus-per-node 0: give a whole number, 1 or more"),
+    (["--slurm", "--account", "a b"], "studio: --account 'a b'"),
+    (["--partition", "gpu"], "studio: --partition: Slurm settings, for --slurm runs only"),
+    (["--time", "10", "--requeue"], "studio: --time, --requeue: Slurm settings, for --slurm runs only"),
+    (
+        ["--nodes", "0"],
+        NODES_0 := "studio: override 'train.nodes=0': 0: give 1 or more machines (train.nodes, or --nodes N)",
+    ),
+    (["train.nodes=0"], NODES_0),
+    (["--slurm", "--nodes", "0"], NODES_0),
+    (
+        ["--nodes", "-1", "--main-address", "h:1"],
+        "studio: override 'train.nodes=-1': -1: give 1 or more machines",
+    ),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), CLI_REFUSALS, ids=[" ".join(f) for f, _ in CLI_REFUSALS])
+def test_studio_train_refuses_bad_scheduler_fields_before_making_a_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    from lorastudio import cli
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: nothing could be submitted anyway
+    assert cli.main(["train", "tiny-pirate", *flags, "--detach"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message), err
+    assert "Traceback" not in err
+    runs_root = tmp_path / "data" / "studio" / "runs"
+    assert not runs_root.exists() or not any(runs_root.iterdir())  # no run directory, so no script either
+
+
 def test_status_of_a_slurm_run_from_its_job() -> None:
     meta = {"slurm": {"job_id": "7"}}
 
@@ -246,6 +341,28 @@ def test_a_job_sbatch_refuses_fails_the_run_saying_why(slurm_cluster: Path) -> N
     summary = runs.list_runs()[0]
     assert summary.status == "failed" and "sbatch refused the job" in (summary.cause or "")
     assert "#SBATCH --partition=nosuchpartition" in (summary.path / slurm.SCRIPT_FILE).read_text()
+
+
+def test_sbatch_reads_the_quoted_directives_as_written(slurm_cluster: Path, tmp_path: Path) -> None:
+    """The real sbatch takes the script's quoted values as one word each: the output path has a blank."""
+    run_dir = tmp_path / "runs with a blank" / "tiny-pirate-20261207-101500"
+    run_dir.mkdir(parents=True)
+    script = slurm.sbatch_script(run_dir, SlurmOptions(time="5"))
+    assert f"#SBATCH --output='{run_dir / 'worker.log'}'" in script.splitlines()
+    directives = [line for line in script.splitlines() if line.startswith("#")]
+    probe = run_dir / "probe.sbatch"
+    probe.write_text("\n".join([*directives, 'echo "ran $SLURM_JOB_NAME"', ""]))
+    result = subprocess.run(
+        ["sbatch", "--parsable", "--chdir", str(run_dir), str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    log = run_dir / "worker.log"
+    wait_for(
+        lambda: log.exists() and "ran studio-tiny-pirate-20261207-101500" in log.read_text(), timeout=120
+    )
 
 
 LIVE = ("starting", "loading model", "loading data", "training", "saving")

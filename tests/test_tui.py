@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import send_burst, wait_until
+from conftest import send_burst, stand_in_worker, wait_until
 
 from lorastudio.app import StudioApp
 
@@ -218,20 +218,22 @@ async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
         assert not app._notifications  # a finished run: nothing goes on
 
 
-def _unfinished(run_dir: Path, pid: int) -> None:
-    """The recorded run cut before its last two events, its worker the process ``pid``."""
+def _unfinished(run_dir: Path, pid: int | None = None) -> None:
+    """The recorded run cut before its last two events, its worker the process ``pid`` (a live stand-in
+    worker when None)."""
     lines = (run_dir / "events.jsonl").read_text().splitlines()[:-2]
     (run_dir / "events.jsonl").write_text("\n".join(lines) + "\n")
+    if pid is None:
+        stand_in_worker(run_dir)
+        return
     meta = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**meta, "pid": pid}))
 
 
 async def test_detaching_from_a_live_run_says_it_goes_on(recorded_run: Path) -> None:
-    import os
-
     from lorastudio.screens.monitor import MonitorScreen
 
-    _unfinished(recorded_run, pid=os.getpid())  # a live "worker": this test process
+    _unfinished(recorded_run)  # a live "worker": a stand-in process
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(recorded_run))

@@ -5,7 +5,8 @@ It owns the worker process (``worker``), backend choice and model loading for tr
 the listing's cache ``summaries``), hardware telemetry
 (``telemetry``), the worker's warnings as log events (``logcapture``), one run per device and CPU shares
 (``queue``), more than one device: the supervisor and each process's part (``launch``, ``distributed``),
-training on several machines (``nodes``: one supervisor per node, node 0 writes the run) and on Slurm
+training on several machines (``nodes``: one supervisor per node, node 0 writes the run; ``rendezvous``: nodes
+started in any order meet at node 0's address, which names the run) and on Slurm
 (``slurm``: the sbatch script, the job's state, scancel and resubmission), which adapter of a run to load
 (``adapters``), managing runs (``manage``), comparing them (``compare``), the runs still going when the TUI
 closes (``live``), the experiment trackers a run also reports to (``trackers``), grids of runs (``sweep``),

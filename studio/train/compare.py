@@ -82,7 +82,7 @@ def run_result(path: Path) -> RunResult:
     """The run's figures, all from one fold of its events (:class:`RunState` owns how each is derived)."""
     meta = read_meta(path)
     state = load_state(path)
-    status = effective_status(state, meta)
+    status = effective_status(state, meta, path)
     lowest_eval = state.lowest_eval_loss if state.lowest_eval_loss is not None else state.best_eval_loss
     return RunResult(
         name=path.name,

@@ -339,6 +339,9 @@ class Supervisor:
                 nodes.node_log(self.run_dir, self.node.node_rank)
             )  # torchrun's report, read below
             launched = nodes.announce(self.run_dir, self.node, devices)
+            met = self._meet()  # node 0 waits for every peer at the main address; a peer joins it
+            if met is not None:
+                return met
         print("launching: " + " ".join(cmd), flush=True)
         reader = RunReader(self.run_dir)
         reader.update()  # a resumed run's log holds an earlier ending: only what this launch adds counts
@@ -380,6 +383,57 @@ class Supervisor:
         writer.status("failed", cause=cause, world_size=devices * self.node.nodes)
         writer.close()
         return code or 1
+
+    def _meet(self) -> int | None:
+        """Before torchrun: node 0 publishes the run and waits for its peers to join, a peer joins (see
+        rendezvous.py). None to go on; else the exit code (stopped while waiting, or the time-out's failure)."""
+        from lorastudio.train import rendezvous
+
+        timeout = rendezvous.wait_s()
+
+        def stopped() -> bool:
+            return self.stop_signal is not None
+
+        try:
+            if self.node.is_main:
+                host = rendezvous.Host.of(self.run_dir, self.node)
+                if not rendezvous.serve_until_joined(
+                    host, rendezvous.listen(self.node), timeout, self._waiting, stopped
+                ):
+                    return self._stopped_waiting()
+                print(
+                    f"studio: all {self.node.nodes} nodes joined at {rendezvous.address(self.node)}",
+                    flush=True,
+                )
+            else:
+                print("studio: " + rendezvous.waiting_line(self.node, timeout), flush=True)
+                rendezvous.ask(self.node, {"want": "join", "run": self.run_dir.name}, timeout, stopped)
+        except StudioError as exc:
+            return self._stopped_waiting() if stopped() else self._fail(str(exc))
+        return None
+
+    def _waiting(self, cause: str) -> None:
+        """Node 0's status while it waits for its peers says for what: the Runs screen and `studio runs` show it."""
+        from lorastudio.train.events import EVENTS_FILE
+        from lorastudio.train.summaries import SummarizingWriter
+
+        print(f"studio: {cause}", flush=True)
+        writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
+        writer.status("queued", cause=cause)
+        writer.close()
+
+    def _stopped_waiting(self) -> int:
+        from lorastudio.train.events import EVENTS_FILE
+        from lorastudio.train.summaries import SummarizingWriter
+
+        cause = "stopped while the nodes were meeting; it never started"
+        if not self.node.is_main:
+            nodes.write_report(self.run_dir, self.node.node_rank, ended=time.time(), code=0, cause=cause)
+            return 0
+        writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
+        writer.status("stopped", cause=cause)
+        writer.close()
+        return 0
 
     def _node_ended(self, code: int, log_path: Path, log_start: int) -> int:
         cause = None

@@ -63,7 +63,7 @@ def write_note(path: Path, text: str) -> str:
 
 def is_live(path: Path) -> bool:
     """A worker process of this run is alive (training, loading, queued or still saving)."""
-    return worker_alive(read_meta(path))
+    return worker_alive(read_meta(path), path)
 
 
 def _settled(path: Path, status: str, wait_s: float = 15.0) -> bool:

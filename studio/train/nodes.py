@@ -2,7 +2,8 @@
 
 Each node runs ``python -m lorastudio.train.launch RUN_DIR --nodes N --node-rank R --main-address HOST:PORT``
 (``studio train --slurm`` writes that line under ``srun``). Its supervisor starts accelerate with
-``--num_machines N --machine_rank R --main_process_ip HOST --main_process_port PORT``; torchrun's static
+``--num_machines N --machine_rank R --main_process_ip HOST --main_process_port PORT`` once the nodes have met at
+node 0's address (rendezvous.py: node 0 names its run there and waits for every peer); torchrun's static
 rendezvous, hosted by node 0 at that address, joins the nodes into one process group of ``nodes x devices``
 ranks, global rank ``R x devices + local rank``. Global rank 0 (on node 0) writes events, checkpoints and the
 adapter exactly as on one machine, and the stop vote is one all-reduce over every rank, so a SIGTERM that

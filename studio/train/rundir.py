@@ -1,7 +1,9 @@
 """A run directory's own files: their names and ``run.json``, the metadata beside the event log.
 
 Everything that starts, supervises or reads a run (``runs``, ``launch``, ``nodes``, ``slurm``) names the files
-through here, so none of them has to import another for a file name (which made import cycles).
+through here, so none of them has to import another for a file name (which made import cycles). Which live
+process is a run's worker is decided here too (``worker_process``), for everything that signals one or judges
+whether a run is alive.
 """
 
 from __future__ import annotations
@@ -64,3 +66,43 @@ def create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except Exception:
         return None
+
+
+WORKER_MODULES = ("lorastudio.worker", "lorastudio.train.launch")
+"""The modules a run's recorded process runs (``python -m MODULE RUN_DIR ...``): the worker or its supervisor."""
+
+
+def worker_process(path: Path, meta: dict[str, Any]) -> Any | None:
+    """The live process ``run.json`` records (a ``psutil.Process``), proven to be this run's worker; else None.
+
+    The proof is both its start time, the recorded ``pid_started`` (the system reuses pids: a newer process
+    with the same pid starts later), and its command line, which runs a studio worker or supervisor on this very
+    directory (compared by inode, so a copied run directory does not claim the original's worker). A run.json
+    without ``pid_started`` (an older or hand-made one) proves nothing. Nothing is ever signalled without this
+    proof; the run reads ``died`` instead.
+    """
+    pid, started = meta.get("pid"), meta.get("pid_started")
+    if not pid or started is None:
+        return None
+    try:
+        import psutil
+
+        proc = psutil.Process(int(pid))
+        if abs(proc.create_time() - float(started)) >= 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        target = _run_dir_argument(proc.cmdline())
+        if target is None:
+            return None
+        if not os.path.isabs(target):
+            target = os.path.join(proc.cwd(), target)
+        return proc if os.path.samefile(target, path) else None
+    except Exception:  # gone, not ours to read (psutil.AccessDenied), a malformed pid: not proven
+        return None
+
+
+def _run_dir_argument(cmdline: list[str]) -> str | None:
+    """The RUN_DIR after ``-m lorastudio.worker`` / ``-m lorastudio.train.launch`` in a command line."""
+    for i, part in enumerate(cmdline[:-1]):
+        if part in WORKER_MODULES and i > 0 and cmdline[i - 1] == "-m":
+            return cmdline[i + 1]
+    return None

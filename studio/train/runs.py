@@ -32,7 +32,7 @@ from lorastudio.train.nodes import NodeSpec, node_log
 from lorastudio.train.rundir import LOG_FILE as LOG_FILE
 from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
 from lorastudio.train.rundir import RUN_FILE as RUN_FILE
-from lorastudio.train.rundir import create_time, read_meta, update_meta, write_meta
+from lorastudio.train.rundir import create_time, read_meta, update_meta, worker_process, write_meta
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
 RUN_FORMAT = 1
@@ -168,25 +168,14 @@ def start_node(
     return proc.pid
 
 
-def worker_alive(meta: dict[str, Any]) -> bool:
-    """The recorded worker still runs (same pid *and* start time, so a reused pid does not count)."""
+def worker_alive(meta: dict[str, Any], path: Path) -> bool:
+    """The recorded worker still runs, proven to be this run's (``rundir.worker_process``: its start time and
+    its command line naming this directory), so a reused or copied pid never counts."""
     if meta.get("slurm"):  # its supervisor may run on another machine: Slurm knows (slurm.py)
         from lorastudio.train.slurm import job_alive
 
         return job_alive(meta)
-    pid = meta.get("pid")
-    if not pid:
-        return False
-    try:
-        import psutil
-
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = meta.get("pid_started")
-        return started is None or abs(proc.create_time() - float(started)) < 1.0
-    except Exception:
-        return False
+    return worker_process(path, meta) is not None
 
 
 DIED_CAUSE = "the worker exited without a final status (killed or out of memory?)"
@@ -199,7 +188,7 @@ def never_started(state: RunState, meta: dict[str, Any]) -> bool:
     return state.status == "queued" and not meta.get("pid") and not meta.get("slurm")
 
 
-def effective_status(state: RunState, meta: dict[str, Any]) -> str:
+def effective_status(state: RunState, meta: dict[str, Any], path: Path) -> str:
     """The logged status, or ``died`` when a non-final status has no live worker behind it."""
     if meta.get("slurm"):
         from lorastudio.train.slurm import slurm_status
@@ -209,7 +198,7 @@ def effective_status(state: RunState, meta: dict[str, Any]) -> str:
         return state.status
     if state.status == "queued" and not meta.get("pid"):
         return "queued"
-    return state.status if worker_alive(meta) else "died"
+    return state.status if worker_alive(meta, path) else "died"
 
 
 @dataclass(frozen=True)
@@ -263,7 +252,7 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
     state = cache.state(path)
     if own:
         cache.save()
-    status = effective_status(state, meta)
+    status = effective_status(state, meta, path)
     cause = state.cause if status != "died" else DIED_CAUSE
     if cause is None and never_started(state, meta):
         cause = NOT_STARTED_CAUSE
@@ -326,17 +315,19 @@ def load_run_recipe(path: Path) -> Recipe:
 
 
 def stop_run(path: Path) -> bool:
-    """Ask the worker to save and stop (SIGTERM). False when no live worker is found."""
+    """Ask the worker to save and stop (SIGTERM). False when no live worker is found: only a process proven to
+    be this run's worker (``rundir.worker_process``) is ever signalled."""
     meta = read_meta(path)
     if meta.get("slurm"):  # scancel --signal=TERM to the job's steps (slurm.py)
         from lorastudio.train.slurm import stop_job
 
         return stop_job(path, meta)
-    if not worker_alive(meta):
+    proc = worker_process(path, meta)
+    if proc is None:
         return False
     try:
-        os.kill(int(meta["pid"]), signal.SIGTERM)
-    except OSError:
+        proc.send_signal(signal.SIGTERM)  # psutil checks again that the pid is still this process
+    except Exception:  # it ended (or its pid moved on) in between
         return False
     return True
 

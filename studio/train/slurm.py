@@ -42,9 +42,21 @@ class SlurmError(StudioError):
     """A Slurm command failed or is missing."""
 
 
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+"""A Slurm partition or account name: no blanks, quotes, ``#`` or line breaks (``--partition`` may list several,
+comma-separated). Nothing that could end a ``#SBATCH`` line or start a shell one gets into the script."""
+TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|(?i:unlimited|infinite)")
+"""``--time`` as Slurm reads it: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED."""
+TIME_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED (e.g. 4:00:00, 2-00)"
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
-    """What ``studio train --slurm`` asks Slurm for; unset fields are left to the cluster's defaults."""
+    """What ``studio train --slurm`` asks Slurm for; unset fields are left to the cluster's defaults.
+
+    Every field is checked against Slurm's own syntax when the options are made (from the flags, or from a
+    run.json at ``studio resume``), so no script is ever written from a value Slurm would refuse or a shell
+    would run."""
 
     nodes: int = 1
     gpus_per_node: int | None = None
@@ -53,12 +65,36 @@ class SlurmOptions:
     account: str | None = None
     requeue: bool = False
 
+    def __post_init__(self) -> None:
+        check_count("train.nodes (--nodes N)", self.nodes)
+        if self.gpus_per_node is not None:
+            check_count("--gpus-per-node", self.gpus_per_node)
+        if self.partition is not None and not all(
+            NAME.fullmatch(part) for part in str(self.partition).split(",")
+        ):
+            raise SlurmError(
+                f"--partition {self.partition!r}: a Slurm partition name is letters, digits, '_', '.', '+' "
+                "and '-' (several: comma-separated, no blanks)"
+            )
+        if self.account is not None and not NAME.fullmatch(str(self.account)):
+            raise SlurmError(
+                f"--account {self.account!r}: a Slurm account name is letters, digits, '_', '.', '+' and '-'"
+            )
+        if self.time is not None and not TIME.fullmatch(str(self.time)):
+            raise SlurmError(f"--time {self.time!r}: give Slurm's time format: {TIME_FORMATS}")
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SlurmOptions:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def check_count(flag: str, value: object) -> None:
+    """A count Slurm takes (nodes, GPUs per node) is a whole number of 1 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SlurmError(f"{flag} {value!r}: give a whole number, 1 or more")
 
 
 @dataclass(frozen=True)
@@ -86,27 +122,33 @@ def sbatch_script(
     run_dir: Path, options: SlurmOptions, resume: bool = False, python: str = sys.executable
 ) -> str:
     """The batch script: one task per node, each running the run's supervisor for its node."""
+    if any(c in str(run_dir) for c in "\r\n"):  # would end a #SBATCH or comment line: the rest, a shell line
+        raise SlurmError(
+            f"run directory {str(run_dir)!r}: a line break in its path cannot go into a Slurm script"
+        )
     name = run_dir.name
     q = shlex.quote
     lines = [
         "#!/bin/bash",
         f"# studio run {name}: written by `studio train --slurm`. Edit it if your cluster needs more",
         f"# (modules, --constraint, --mem) and submit it yourself: sbatch {q(str(run_dir / SCRIPT_FILE))}",
-        f"#SBATCH --job-name=studio-{name}",
-        f"#SBATCH --nodes={options.nodes}",
+        f"#SBATCH --job-name={q('studio-' + name)}",
+        f"#SBATCH --nodes={q(str(options.nodes))}",
         "#SBATCH --ntasks-per-node=1",  # one supervisor per node; it starts one training process per device
     ]
+    # Values were checked when the options were made (SlurmOptions); quoted all the same, as sbatch reads
+    # quotes in #SBATCH lines as a shell does
     if options.gpus_per_node:
-        lines.append(f"#SBATCH --gpus-per-node={options.gpus_per_node}")
+        lines.append(f"#SBATCH --gpus-per-node={q(str(options.gpus_per_node))}")
     if options.partition:
-        lines.append(f"#SBATCH --partition={options.partition}")
+        lines.append(f"#SBATCH --partition={q(options.partition)}")
     if options.time:
-        lines.append(f"#SBATCH --time={options.time}")
+        lines.append(f"#SBATCH --time={q(options.time)}")
     if options.account:
-        lines.append(f"#SBATCH --account={options.account}")
+        lines.append(f"#SBATCH --account={q(options.account)}")
     lines += [
         "#SBATCH --requeue" if options.requeue else "#SBATCH --no-requeue",
-        f"#SBATCH --output={run_dir / 'worker.log'}",
+        f"#SBATCH --output={q(str(run_dir / 'worker.log'))}",
         "#SBATCH --open-mode=append",
         "",
         "set -euo pipefail",
@@ -122,7 +164,7 @@ def sbatch_script(
             "# requeued (preempted, node failure): start again from the latest checkpoint",
             'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then export STUDIO_RESUME=--resume; fi',
         ]
-    devices = f" --devices {options.gpus_per_node}" if options.gpus_per_node else ""
+    devices = f" --devices {int(options.gpus_per_node)}" if options.gpus_per_node else ""
     lines += [
         'echo "studio: Slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST (restart ${SLURM_RESTART_COUNT:-0})"',
         'srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c \'exec "$STUDIO_PYTHON" -m lorastudio.train.launch '
@@ -150,10 +192,10 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
 
     script = run_dir / SCRIPT_FILE
     tmp = script.with_suffix(".tmp")
-    tmp.write_text(sbatch_script(run_dir, options, resume))
-    tmp.chmod(0o755)
-    tmp.replace(script)
     try:
+        tmp.write_text(sbatch_script(run_dir, options, resume))
+        tmp.chmod(0o755)
+        tmp.replace(script)
         result = _run(["sbatch", "--parsable", "--chdir", str(run_dir), str(script)])
         if result.returncode != 0:
             raise SlurmError(f"sbatch refused the job: {(result.stderr or result.stdout).strip()[:300]}")
@@ -329,7 +371,8 @@ def combine(
         why = info.reason if info.reason and info.reason != "None" else info.state.lower()
         return f"queued (Slurm job {job_id} pending: {why})", None
     if info.running:
-        return ("starting", None) if status == "queued" else (status, cause)
+        # node 0's supervisor, waiting for its peers, says so in its queued status's cause (rendezvous.py)
+        return ("starting", cause) if status == "queued" else (status, cause)
     slurm_cause = ended_cause(info)
     if finished:
         stopped_by_us = info.state == "CANCELLED" and (meta.get("slurm") or {}).get("stop_requested")
