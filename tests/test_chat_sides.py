@@ -20,6 +20,7 @@ from lorastudio.chat.feedback import DEFAULT_NAME, conversation_problem, default
 from lorastudio.train import runs
 
 SIZES = [(80, 24), (120, 40)]
+SIDE_RUN = "tiny-pirate-20261207-120000"
 PROMPTS = [
     "What colour is the sky?",
     "Where is the treasure?",
@@ -63,8 +64,12 @@ def side_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def side_run(side_adapter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A tiny-pirate run (the only one, in a private data folder) with that adapter and a checkpoint."""
+    from lorastudio.train.rundir import update_meta
+
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    run_dir = runs.create_run(registry.load("tiny-pirate"))
+    made = runs.create_run(registry.load("tiny-pirate"))
+    run_dir = made.rename(made.with_name(SIDE_RUN))  # a fixed name: the snapshots show it
+    update_meta(run_dir, name=SIDE_RUN)
     shutil.copytree(side_adapter, run_dir / "adapter")
     shutil.copytree(side_adapter, run_dir / "checkpoints" / "checkpoint-2")
     return run_dir
@@ -274,7 +279,7 @@ def test_snapshot_side_by_side(snap_compare, size, side_run: Path) -> None:
         for prompt in PROMPTS:
             await _ask(pilot, screen, prompt)
         _steady_stats(pilot.app)
-        await pilot.pause()
+        await pilot.press("tab")  # to the replies, as for feedback (and no blinking cursor in the snapshot)
         screen.query_one("#chat-log").scroll_end(animate=False)
         await pilot.pause(0.2)
 
