@@ -47,7 +47,8 @@ class Chunk(Message):
 class ReplyDone(Message):
     target: ChatMessage
     reply: Reply
-    history: bool
+    side: bool
+    """The base model's reply beside the tuned one (side by side): it continues the base side's conversation."""
 
 
 @dataclass
@@ -84,6 +85,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.sampling: Any = None
         self.system_prompt: str | None = None
         self.turns: list[dict[str, Any]] = []
+        """Every turn shown, side-by-side replies marked ``compare``: the transcript Ctrl+S saves."""
+        self.history: list[dict[str, str]] = []
+        """The conversation the next prompt continues (the tuned side's when side by side)."""
+        self.side_history: list[dict[str, str]] | None = None
+        """The base side's own conversation while side by side: neither model sees the other's replies."""
         self.prompts: list[str] = []
         self.history_index = 0
         self.compare = False
@@ -205,37 +211,39 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.history_index = len(self.prompts)
         log = self.query_one("#chat-log", VerticalScroll)
         log.mount(ChatMessage("user", "you", text))
-        messages = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        for turn in self.turns:
-            messages.append({"role": turn["role"], "content": turn["content"]})
-        messages.append({"role": "user", "content": text})
-        self.turns.append({"role": "user", "content": text})
+        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        asked = {"role": "user", "content": text}
+        self.turns.append(dict(asked))
         if self.compare and self.engine.has_adapter:
+            if self.side_history is None:  # the sides part here: both go on from the conversation so far
+                self.side_history = list(self.history)
             tuned = ChatMessage("assistant", "tuned")
             base = ChatMessage("base", "base")
             log.mount(Horizontal(tuned, base, classes="compare-row"))
-            targets = [(tuned, True, True), (base, False, False)]
+            targets = [
+                (tuned, True, False, [*head, *self.history, asked]),
+                (base, False, True, [*head, *self.side_history, asked]),
+            ]
         else:
             use = self.engine.use_adapter and self.engine.has_adapter
             bubble = ChatMessage("assistant" if use else "base", "tuned" if use else "base")
             log.mount(bubble)
-            targets = [(bubble, use, True)]
-        for bubble, _, _ in targets:
-            self.contexts[bubble] = list(messages)
+            targets = [(bubble, use, False, [*head, *self.history, asked])]
+        for bubble, _, _, context in targets:
+            self.contexts[bubble] = context
         log.scroll_end(animate=False)
         self.generating = True
         self.stop_event.clear()
-        self.generate(messages, targets)
+        self.generate(targets)
 
     @work(thread=True, exclusive=True, group="chat-generate", exit_on_error=False)
-    def generate(self, messages: list[dict[str, str]], targets: list[tuple[ChatMessage, bool, bool]]) -> None:
+    def generate(self, targets: list[tuple[ChatMessage, bool, bool, list[dict[str, str]]]]) -> None:
+        """Each (bubble, adapter on, base side, conversation) in turn: each side answers its own conversation."""
         from lorastudio.models.threads import share_cores
 
         share_cores()
         try:
-            for bubble, use_adapter, history in targets:
+            for bubble, use_adapter, side, messages in targets:
                 if self.stop_event.is_set():
                     break
                 reply = self.engine.generate(
@@ -245,7 +253,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                     stop=self.stop_event,
                     use_adapter=use_adapter,
                 )
-                self.post_message(ReplyDone(bubble, reply, history))
+                self.post_message(ReplyDone(bubble, reply, side))
         finally:
             self.post_message(GenerationOver())
 
@@ -264,10 +272,13 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             self.replies.append(message.target)
             self._select(message.target)
         turn = {"role": "assistant", "content": reply.text, "model": "tuned" if reply.adapter else "base"}
-        if message.history:
-            self.turns.append(turn)
-        else:
-            self.turns.append({**turn, "compare": True})
+        self.turns.append({**turn, "compare": True} if message.side else turn)
+        # The exchange joins the conversation of the side that answered it, and only when there is an answer:
+        # a reply stopped before its first word would leave two user turns in a row.
+        history = self.side_history if message.side else self.history
+        if reply.text.strip() and history is not None:
+            history += self.contexts[message.target][-1:] + [{"role": "assistant", "content": reply.text}]
+        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)  # the stats line is a line more
 
     def on_generation_over(self, message: GenerationOver) -> None:
         self.generating = False
@@ -304,28 +315,29 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             self.notify("compare needs a run with an adapter", severity="warning")
             return
         self.compare = not self.compare
+        if not self.compare:
+            self.side_history = None  # the conversation goes on as the tuned side had it
         self._update_title()
 
     def action_new_conversation(self) -> None:
         if self.generating:
             return
-        self.turns = []
+        self.turns, self.history, self.side_history = [], [], None
+        self.contexts, self.replies = {}, []
+        self._select(None)
         self.query_one("#chat-log", VerticalScroll).remove_children()
         self.notify("new conversation")
 
     def action_save(self) -> None:
         from lorastudio.chat.engine import Transcript
-        from lorastudio.train.runs import find_run
+        from lorastudio.chat.targets import run_of_target
+        from lorastudio.paths import data_dir
 
         if not self.turns:
             self.notify("nothing to save yet", severity="warning")
             return
-        try:
-            folder = find_run(self.target) / "transcripts"
-        except Exception:
-            from lorastudio.paths import data_dir
-
-            folder = data_dir() / "transcripts"
+        run = run_of_target(self.target)  # a checkpoint's or an export's chat saves in its run too
+        folder = (run if run is not None else data_dir()) / "transcripts"
         jsonl, md = Transcript(self.system_prompt, list(self.turns)).save(folder)
         self.notify(f"saved {jsonl.name} and {md.name} in {folder}")
 
@@ -376,9 +388,13 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             self.notify("no finished reply to mark yet", severity="warning")
             return
         context = self.contexts[bubble]
-        said = (self.feedback.mark_good if verdict == "good" else self.feedback.mark_bad)(
-            context, bubble.text
-        )
+        try:
+            said = (self.feedback.mark_good if verdict == "good" else self.feedback.mark_bad)(
+                context, bubble.text
+            )
+        except ValueError as exc:  # a row that is no conversation to train on is refused, not written
+            self.notify(str(exc), severity="error")
+            return
         bubble.finish(f"{bubble.stats} · marked {verdict}")
         self._show_feedback()
         self.notify(said, timeout=3)
@@ -396,10 +412,16 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         def done(text: str | None) -> None:
             if text is None:
                 return
-            said = self.feedback.edited(context, bubble.text, text)
+            try:
+                said = self.feedback.edited(context, bubble.text, text)
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+                return
             bubble.finish(f"{bubble.stats} · edited")
+            # below the exchange: side by side, the reply is one column of a row, not a line of the log
+            row = bubble.parent if isinstance(bubble.parent, Horizontal) else bubble
             self.query_one("#chat-log", VerticalScroll).mount(
-                ChatMessage("assistant", "edited (better answer)", text), after=bubble
+                ChatMessage("assistant", "edited (better answer)", text), after=row
             )
             self._show_feedback()
             self.notify(said, timeout=3)

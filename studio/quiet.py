@@ -17,5 +17,20 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
-    for name in ("bitsandbytes", "transformers", "peft", "trl", "datasets", "accelerate"):
+    # kernels: transformers and bitsandbytes look for optional hub kernels when they are imported (peft brings
+    # bitsandbytes in); offline, each look says "Skipping publisher trust check for 'kernels-community/…'".
+    for name in ("bitsandbytes", "transformers", "peft", "trl", "datasets", "accelerate", "kernels"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # bitsandbytes' own word that its CPU kernel did not come from the hub; the worker raises bitsandbytes back
+    # to warnings for the Monitor's log (train/logcapture.py), so this one is dropped at its logger.
+    cpu_ops = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if _HubKernelNotice not in {type(f) for f in cpu_ops.filters}:
+        cpu_ops.addFilter(_HubKernelNotice())
+
+
+class _HubKernelNotice(logging.Filter):
+    """Drops a library's notice about an optional kernel from the Hugging Face hub (``kernels-community/…``):
+    studio never asks for one, and offline the notice says only that it could not be fetched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kernels-community" not in record.getMessage()

@@ -51,6 +51,21 @@ def _prompt_of(context: Messages) -> str:
     return users[-1]
 
 
+def conversation_problem(messages: Messages) -> str | None:
+    """What keeps ``messages`` from being a conversation to train on, or None: roles must alternate user and
+    assistant after an optional system message, starting with the user and ending with the assistant."""
+    roles = [m.get("role") for m in messages]
+    if roles[:1] == ["system"]:
+        roles = roles[1:]
+    if not roles or roles[-1] != "assistant":
+        return "it does not end with the assistant's reply"
+    for at, role in enumerate(roles):
+        expected = "user" if at % 2 == 0 else "assistant"
+        if role != expected:
+            return f"turn {at + 1} is {role!r} where {expected!r} belongs (roles must alternate)"
+    return None
+
+
 @dataclass
 class FeedbackLog:
     """Appends feedback rows; remembers this session's good and bad replies per prompt to pair them."""
@@ -70,7 +85,11 @@ class FeedbackLog:
 
     def _sft(self, context: Messages, reply: str) -> None:
         messages = [{"role": m["role"], "content": m["content"]} for m in context if m.get("content")]
-        _append(self.path, {"messages": [*messages, {"role": "assistant", "content": reply}]})
+        row = [*messages, {"role": "assistant", "content": reply}]
+        problem = conversation_problem(row)
+        if problem is not None:  # never write a row the recipes could not train on
+            raise ValueError(f"not saved to {self.path.name}: {problem}")
+        _append(self.path, {"messages": row})
         self.sft_rows += 1
 
     def _pair(self, prompt: str, chosen: str, rejected: str) -> None:
@@ -114,13 +133,10 @@ class FeedbackLog:
 
 
 def default_path(target: str | None) -> Path:
-    """``feedback.jsonl`` in the run's folder for a run target, else in studio's data folder."""
+    """``feedback.jsonl`` in the folder of the run the target belongs to (its adapter, a checkpoint or an export
+    included), else in studio's data folder."""
+    from lorastudio.chat.targets import run_of_target
     from lorastudio.paths import data_dir
 
-    try:
-        from lorastudio.train.adapters import split_target
-        from lorastudio.train.runs import find_run
-
-        return find_run(split_target(target or "latest")[0]) / DEFAULT_NAME
-    except Exception:
-        return data_dir() / DEFAULT_NAME
+    run = run_of_target(target)
+    return (run if run is not None else data_dir()) / DEFAULT_NAME

@@ -70,3 +70,32 @@ def export_target(path: Path, base_only: bool = False) -> Target:
     raise StudioError(
         f"{path}: not an export folder studio can chat with (no config.json, adapter_config.json or .gguf)"
     )
+
+
+def run_of_target(target: str | None) -> Path | None:
+    """The run a chat target belongs to, where its feedback and transcripts go; None for a target outside runs.
+
+    A run's name (``NAME``, ``NAME@best``, ``latest``) is found as ``studio chat`` finds it. A path is mapped
+    back to the run directory it lies in, however deep: ``RUN/adapter`` (what the Runs screen's picker hands
+    the Chat for the final adapter), ``RUN/checkpoints/checkpoint-N``, ``RUN/exports/merged``, a GGUF file in
+    ``RUN/exports/gguf-q8_0``; a path relative to the runs folder as well, as ``engine_for`` reads one.
+    """
+    from lorastudio.errors import RunError
+    from lorastudio.paths import runs_dir
+    from lorastudio.train.adapters import split_target
+    from lorastudio.train.rundir import RUN_FILE
+    from lorastudio.train.runs import find_run
+
+    name = split_target(target or "latest")[0]
+    path = Path(name).expanduser()
+    if not path.exists() and not path.is_absolute() and (runs_dir() / path).exists():
+        path = runs_dir() / path
+    if path.exists():
+        path = path.resolve()
+        return next((d for d in (path, *path.parents) if (d / RUN_FILE).is_file()), None)
+    if path.is_absolute():
+        return None  # a path that is not there names no run
+    try:
+        return find_run(name)
+    except RunError:
+        return None
