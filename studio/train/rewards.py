@@ -260,6 +260,9 @@ def _label(spec: RewardSpec, index: int) -> str:
 
 
 # -- the reward host: every reward in a helper process, each call under a time-out ----------------------
+HOST_START_S = 120.0
+"""How long the reward process may take to start Python and import studio (a loaded machine is slow)."""
+
 _TRL_LOGGERS = ("log_extra", "log_metric")
 """TRL's reward kwargs that are the trainer's own methods: the host records their calls, replayed here."""
 
@@ -269,6 +272,7 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the training process decides when to stop
     conn = Connection(fd)
     _die_with_parent()
+    conn.send(("started", None))
     specs = [RewardSpec.model_validate(d) for d in conn.recv()]
     try:
         funcs = [build_reward(spec, f"grpo.rewards.{i}") for i, spec in enumerate(specs)]
@@ -340,6 +344,9 @@ class RewardHost:
         theirs.close()
         self._finalizer = weakref.finalize(self, _end, self.process, ours)
         try:
+            self._receive(
+                "starting", None, HOST_START_S
+            )  # the interpreter's own start is not the rewards' time
             self.conn.send([s.model_dump(mode="json") for s in self.specs])
             reply = self._receive("loading the reward functions", None)
         except BaseException:
@@ -349,9 +356,9 @@ class RewardHost:
             self.close()
             raise RewardError(reply[1])
 
-    def _receive(self, doing: str, index: int | None) -> tuple[Any, ...]:
+    def _receive(self, doing: str, index: int | None, limit: float | None = None) -> tuple[Any, ...]:
         who = _label(self.specs[index], index) if index is not None else "grpo.rewards"
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + (limit or self.timeout)
         while not self.conn.poll(0.05):
             if self.stop is not None and self.stop.is_set():
                 self.close()
@@ -360,6 +367,8 @@ class RewardHost:
                 break
             if time.monotonic() > deadline:
                 self.close()
+                if limit is not None:
+                    raise RewardError(f"{who}: the reward process did not start within {limit:g} s")
                 raise RewardError(
                     f"{who} did not return within {self.timeout:g} s (grpo.reward_timeout) while {doing}"
                 )
