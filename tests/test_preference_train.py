@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import run_worker
+from conftest import run_worker, wait_for
 
 from lorastudio.recipe import RewardSpec
 from lorastudio.train.events import fold, read_all
@@ -402,6 +404,48 @@ def test_a_broken_reward_file_fails_the_run_with_its_message(
     assert expected in (state.cause or ""), state.cause
     assert str(tmp_path / "rewards.py") in (state.cause or "")
     assert (state.cause or "").startswith("grpo.rewards.0.python: ")
+
+
+@pytest.mark.slow
+def test_a_stop_ends_a_run_whose_reward_never_returns(tmp_path: Path, tiny_model: Path) -> None:
+    """The reward spins in its own code (where no signal handler of the trainer would ever be acted on): `studio
+    stop` ends the reward's process and the run ends `stopped`, its adapter saved, well before the time-out."""
+    from lorastudio.train.runs import stop_run
+
+    called = tmp_path / "called"
+    (tmp_path / "rewards.py").write_text(
+        "def score(prompts, completions, **kw):\n"
+        f"    open({str(called)!r}, 'w').close()\n"
+        "    while True:\n"
+        "        pass\n"
+    )
+    run_dir = new_run(
+        tmp_path,
+        {
+            "name": "hangs",
+            "model": {"name": "tiny", "max_seq_length": 64},
+            "data": {"source": str(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi?"}] * 4))},
+            "train": {"method": "grpo", "batch_size": 4, "max_steps": 2, "precision": "fp32"},
+            "grpo": {
+                "num_generations": 2,
+                "max_completion_length": 4,
+                "reward_timeout": 600,
+                "rewards": [{"python": "rewards.py:score"}],
+            },
+        },
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "lorastudio.worker", str(run_dir)])
+    try:
+        wait_for(called.exists, timeout=300)
+        assert stop_run(run_dir)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    state = fold(read_all(run_dir / "events.jsonl"))
+    assert state.status == "stopped", state.cause
+    assert (state.cause or "").startswith("stopped by SIGTERM; adapter saved at step 0")
+    assert (run_dir / "adapter" / "adapter_config.json").exists()
 
 
 @pytest.mark.slow
