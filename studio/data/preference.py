@@ -597,12 +597,14 @@ def check_method_rows(recipe: Recipe) -> None:
     to read at every start), the rest is left to the worker."""
     if recipe.train.method == "sft":
         return
-    from lorastudio.data.sources import is_local, load_rows
+    from lorastudio.data.sources import head_rows, is_local, load_rows
 
     path = Path(recipe.data.source).expanduser()
     if not is_local(recipe.data.source) or not path.is_file() or path.stat().st_size > CHECK_ROWS_MAX_BYTES:
         return
-    rows = load_rows(recipe.data)
+    # JSON lines and CSV read as Python reads them: Arrow's reader turns a NaN among texts into a null, and the
+    # reason would say "missing" where the file says NaN
+    rows = head_rows(recipe.data, sys.maxsize) or load_rows(recipe.data)
     table = rows.rows
     fmt = method_format(recipe, rows.columns, table[:20], rows.origin)
     stats = MethodStats(recipe.train.method, fmt)
