@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir, user_recipes_dir
-from lorastudio.recipe import Recipe
+from lorastudio.recipe import Recipe, RewardSpec
 
 LOCAL_DATA_SUFFIXES = (
     ".csv",
@@ -297,7 +297,9 @@ def _check_reward_files(recipe: Recipe, path: Path, text: str, overrides: list[s
     (Whether its function imports is ``studio validate``'s check: that runs the file's code.)"""
     if recipe.grpo is None:
         return
-    pending = [(("grpo", "rewards", i), spec) for i, spec in enumerate(recipe.grpo.rewards)]
+    pending: list[tuple[tuple[str | int, ...], RewardSpec]] = [
+        (("grpo", "rewards", i), spec) for i, spec in enumerate(recipe.grpo.rewards)
+    ]
     while pending:
         loc, spec = pending.pop(0)
         pending += [((*loc, "all", i), s) for i, s in enumerate(spec.all or [])]
