@@ -94,6 +94,15 @@ def test_a_grid_over_the_cap_needs_a_number_of_runs(studio_home: Path) -> None:
     assert len(sweep.plan_sweep("tiny-pirate", ["lora.r=" + ",".join(map(str, range(1, 65)))]).points) == 64
     result = cli("sweep", "tiny-pirate", *big, "--yes")
     assert result.returncode == 2 and "more than 64 runs; give fewer values, or --max N" in result.stderr
+    from lorastudio import registry
+    from lorastudio.paths import package_recipes_dir
+
+    data = registry.parse_text((package_recipes_dir() / "tiny-pirate.yaml").read_text(), "tiny-pirate")
+    with pytest.raises(RecipeError) as err:  # the Launch sheet's sweep: no N to give there
+        sweep.plan_from_data(data, [sweep.Axis("lora.r", [str(r) for r in range(1, 66)])])
+    assert str(err.value) == (
+        "sweep: the grid has 65 points (lora.r (65)), more than 64 runs; give fewer values (nothing was started)"
+    )
 
 
 def test_the_grid_is_expanded_and_validated(studio_home: Path) -> None:
