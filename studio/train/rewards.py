@@ -460,7 +460,8 @@ def score(
             for f in funcs
         ]
     finally:
-        funcs[0].host.close()  # type: ignore[attr-defined]
+        for func in funcs[:1]:  # one host serves them all
+            func.host.close()  # type: ignore[attr-defined]
     out = []
     for i in range(len(completions)):
         item = {f.__name__: per[j][i] for j, f in enumerate(funcs)}
