@@ -233,9 +233,8 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
     if recipe.train.method == "grpo" and recipe.grpo is not None:
         from lorastudio.train.rewards import check_rewards
 
-        check_rewards(
-            recipe.grpo.rewards, recipe.grpo.reward_timeout
-        )  # a broken file fails now, not after loading
+        # a broken reward file fails the run now, before the model loads
+        check_rewards(recipe.grpo.rewards, recipe.grpo.reward_timeout)
     with dist.main_first(where):
         model, tokenizer = load_method_model(
             recipe,
