@@ -128,6 +128,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from lorastudio.data.checks import offline_problems
 
         problems = offline_problems(recipe, name)
+        if recipe.grpo is not None:  # each user reward file imported and its function found, as a run would
+            from lorastudio.train.rewards import RewardError, check_rewards
+
+            try:
+                check_rewards(recipe.grpo.rewards, recipe.grpo.reward_timeout)
+            except RewardError as exc:
+                problems.append(f"{name}: {exc}")
         for problem in problems:
             print(problem, file=sys.stderr)
         bad += bool(problems)
@@ -1215,7 +1222,10 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides (one value), e.g. train.learning_rate=1e-4,3e-4 lora.r=8,16 train.max_steps=50",
     )
     p.add_argument(
-        "--max", type=int, metavar="N", help="start at most N runs (the first N points of the grid)"
+        "--max",
+        type=int,
+        metavar="N",
+        help="start at most N runs (the first N points of the grid); a grid of more than 64 needs it",
     )
     p.add_argument("--name", help="the sweep's name (default RECIPE-sweep-TIME)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before starting")

@@ -273,7 +273,10 @@ def start_sweep(
     ],
     name: Annotated[str | None, Field(description="the sweep's name (default RECIPE-sweep-TIME)")] = None,
     max_runs: Annotated[
-        int | None, Field(ge=1, description="start at most this many (the grid's first)")
+        int | None,
+        Field(
+            ge=1, description="start at most this many (the grid's first); a grid of more than 64 needs it"
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """Start one run per point of a grid (every value is checked first; a bad one starts nothing). The runs
@@ -281,7 +284,7 @@ def start_sweep(
     from lorastudio.train.sweep import plan_sweep
     from lorastudio.train.sweep import start_sweep as start
 
-    plan = plan_sweep(recipe, grid, name=name, max_points=max_runs)
+    plan = plan_sweep(recipe, grid, name=name, max_points=max_runs, max_option="max_runs")
     started = start(plan)
     return {
         "sweep": plan.name,

@@ -5,13 +5,16 @@ Unknown keys are refused everywhere so a typo never silently falls back to a def
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # allow_inf_nan=False: every float field of every section refuses NaN and infinity (YAML's .nan, .inf), which
+    # bounds such as gt=0 let through and which would otherwise train (or score) until the numbers are garbage
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -325,6 +328,16 @@ class RewardSpec(_Section):
     """Name shown in the Monitor; defaults to a short description of the reward."""
 
     @model_validator(mode="after")
+    def _regex_compiles(self) -> RewardSpec:
+        # checked here, with the flags the reward uses, not when the first replies are scored
+        if self.regex is not None:
+            try:
+                re.compile(self.regex, 0 if self.case_sensitive else re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r} is not a valid regular expression: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _exactly_one_kind(self) -> RewardSpec:
         kinds = [
             k
@@ -363,6 +376,9 @@ class GrpoSection(_Section):
     """Keep only the last N prompt tokens; unset keeps the whole prompt."""
     log_completions: int = Field(4, ge=0)
     """Sampled prompts, replies and rewards written to the run's events each logging step (the Monitor's panel)."""
+    reward_timeout: float = Field(60.0, gt=0)
+    """Seconds one call of a reward function (scoring one batch of replies) may take; a reward that takes longer
+    fails the run, naming it. Rewards run in a helper process, so a stop ends a run whatever a reward is doing."""
 
 
 _METHOD_SECTIONS = ("dpo", "kto", "orpo", "grpo")
@@ -405,7 +421,9 @@ class Recipe(_Section):
     @field_validator(*_METHOD_SECTIONS)
     @classmethod
     def _section_matches_method(cls, value: Any, info: ValidationInfo) -> Any:
-        method = getattr(info.data.get("train"), "method", "sft")
+        if "train" not in info.data:  # train itself is invalid (and said so): its method is unknown
+            return value
+        method = info.data["train"].method
         if value is not None and method != info.field_name:
             raise ValueError(
                 f"this section is for train.method: {info.field_name}, but train.method is {method}"

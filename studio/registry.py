@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir, user_recipes_dir
-from lorastudio.recipe import Recipe
+from lorastudio.recipe import Recipe, RewardSpec
 
 LOCAL_DATA_SUFFIXES = (
     ".csv",
@@ -244,14 +244,28 @@ def _format_validation(
     for err in exc.errors():
         loc, msg = error_location(err)
         field = ".".join(str(p) for p in loc) or "(top level)"
-        override = next((text for key, text in by_key.items() if loc[: len(key)] == key), None)
+        override, key = _override_at(loc, by_key)
         line = _line_of(node, loc) if node is not None and override is None else None
         if override is not None:
+            if err["type"] == "extra_forbidden" and len(loc) < len(key):
+                # no.such.key=1 is refused at "no": name the whole key the user typed, and where it went wrong
+                msg = f"unknown key {'.'.join(key)} ({field!r} is not a recipe field)"
             lines.append(f"override {override!r}: {msg}")
             continue
         where = f" (line {line})" if line else ""
         lines.append(f"{path}: {field}{where}: {msg}")
     return "\n".join(lines)
+
+
+def _override_at(
+    loc: tuple[str | int, ...], by_key: dict[tuple[str, ...], str]
+) -> tuple[str | None, tuple[str, ...]]:
+    """The override (and its key) that an error at ``loc`` is about: one that set that field or a field inside
+    it, or one whose key goes through ``loc`` (``no.such.key=1`` makes an unknown key ``no``)."""
+    for key, text in by_key.items():
+        if loc[: len(key)] == key or (loc and key[: len(loc)] == loc):
+            return text, key
+    return None, ()
 
 
 def validate_data(
@@ -273,7 +287,35 @@ def load_file(
     data.setdefault("name", path.stem)
     if overrides:
         data = apply_overrides(data, overrides)
-    return validate_data(data, path, text, overrides)
+    recipe = validate_data(data, path, text, overrides)
+    _check_reward_files(recipe, path, text, overrides)
+    return recipe
+
+
+def _check_reward_files(recipe: Recipe, path: Path, text: str, overrides: list[str] | None) -> None:
+    """Every ``grpo.rewards[].python`` file exists: said when the recipe loads, not once a run has started.
+    (Whether its function imports is ``studio validate``'s check: that runs the file's code.)"""
+    if recipe.grpo is None:
+        return
+    pending: list[tuple[tuple[str | int, ...], RewardSpec]] = [
+        (("grpo", "rewards", i), spec) for i, spec in enumerate(recipe.grpo.rewards)
+    ]
+    while pending:
+        loc, spec = pending.pop(0)
+        pending += [((*loc, "all", i), s) for i, s in enumerate(spec.all or [])]
+        if spec.python is None:
+            continue
+        file = Path(spec.python.rpartition(":")[0]).expanduser()
+        if file.is_file():
+            continue
+        problem = f"{file}: no such file"
+        by_key = {tuple(parse_override(o)[0]): o for o in overrides or []}
+        override, _ = _override_at((*loc, "python"), by_key)
+        if override is not None:
+            raise RecipeError(f"override {override!r}: {problem}")
+        line = _line_of(_compose(text), (*loc, "python"))
+        field = ".".join(map(str, (*loc, "python")))
+        raise RecipeError(f"{path}: {field}{f' (line {line})' if line else ''}: {problem}")
 
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> Recipe:

@@ -129,6 +129,71 @@ def test_no_usable_pair_is_refused_naming_the_first_row(tmp_path: Path, tiny_tok
         prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer)
 
 
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("parse", "row", "reason"),
+    [
+        ("pair", {"prompt": "Q?", "chosen": NAN, "rejected": "b"}, "chosen is NaN"),
+        ("pair", {"prompt": "Q?", "chosen": "a", "rejected": NAN}, "rejected is NaN"),
+        ("pair", {"prompt": NAN, "chosen": "a", "rejected": "b"}, "prompt is NaN"),
+        ("pair", {"prompt": "Q?", "chosen": None, "rejected": "b"}, "missing chosen"),
+        ("unpaired", {"prompt": "Q?", "completion": "a", "label": NAN}, "label is NaN"),
+        ("unpaired", {"prompt": "Q?", "completion": NAN, "label": True}, "completion is NaN"),
+        ("unpaired", {"prompt": "Q?", "completion": "a", "label": None}, "missing label"),
+        ("prompt", {"prompt": NAN}, "prompt is NaN"),
+    ],
+)
+def test_a_nan_cell_is_named_as_nan_not_as_missing(parse: str, row: dict, reason: str) -> None:
+    """pandas and JSON write "no value" as NaN: the skip reason says so, where it used to say missing or
+    non-string."""
+    from lorastudio.data.formats import SkipRow
+    from lorastudio.data.preference import to_pair, to_prompt, to_unpaired
+
+    call = {
+        "pair": lambda: to_pair(row, "preference", {}, None),
+        "unpaired": lambda: to_unpaired(row, {}, None),
+        "prompt": lambda: to_prompt(row, {}, None),
+    }[parse]
+    with pytest.raises(SkipRow) as skip:
+        call()
+    assert str(skip.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("empty.jsonl", "", "the data has no rows (is the file empty?); train.method dpo needs some"),
+        ("blank.jsonl", "\n\n", "the data has no rows (is the file empty?); train.method dpo needs some"),
+        (
+            "bad.jsonl",
+            json.dumps({"prompt": "Q", "chosen": NAN, "rejected": "x"})
+            + "\n"
+            + json.dumps({"prompt": "Q", "chosen": "x", "rejected": "x"})
+            + "\n",
+            "no usable rows for train.method dpo (1 chosen is NaN (first: row 0), 1 chosen equals rejected "
+            "(first: row 1))",
+        ),
+    ],
+)
+def test_data_with_no_usable_row_is_refused_before_a_run_directory_exists(
+    tmp_path: Path, studio_home: Path, name: str, text: str, message: str
+) -> None:
+    """`studio prepare` knew; a run created its directory and loaded the model first. Now start_run refuses it
+    (no tokenizer needed: the rows are parsed as the encoder parses them)."""
+    from lorastudio.train.runs import start_run
+
+    (tmp_path / name).write_text(text)
+    root = tmp_path / "runs"
+    with pytest.raises(DataError) as err:
+        start_run(recipe(tmp_path / name), root=root, start=False)
+    assert str(err.value) == f"{tmp_path / name}: {message}"
+    assert not root.exists() or not any(root.iterdir())
+    (tmp_path / name).write_text(json.dumps(PAIR) + "\n")
+    assert start_run(recipe(tmp_path / name), root=root, start=False).parent == root
+
+
 def test_missing_columns_are_named(tmp_path: Path, tiny_tokenizer) -> None:
     src = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "a", "response": "b"}])
     with pytest.raises(DataError, match="train.method dpo needs the columns prompt, chosen, rejected"):

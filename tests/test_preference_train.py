@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import run_worker
+from conftest import run_worker, wait_for
 
 from lorastudio.recipe import RewardSpec
 from lorastudio.train.events import fold, read_all
-from lorastudio.train.rewards import RewardError, build_rewards, score
+from lorastudio.train.rewards import RewardError, RewardsStopped, build_rewards, score
 
 PAIRS = [
     {
@@ -234,8 +240,133 @@ def test_a_reward_function_that_raises_names_file_function_and_line(tmp_path: Pa
         score([RewardSpec(python=f"{tmp_path / 'rewards.py'}:score")], ["a"])
 
 
+USER_REWARDS = """\
+import math, os, sys, time
+
+
+def exits(prompts, completions, **kw):
+    sys.exit(3)
+
+
+def interrupted(prompts, completions, **kw):
+    raise KeyboardInterrupt
+
+
+def nan(prompts, completions, **kw):
+    return [1.0] + [math.nan] * (len(completions) - 1)
+
+
+def inf(prompts, completions, **kw):
+    return [float("-inf")] * len(completions)
+
+
+def hangs(prompts, completions, **kw):
+    while True:
+        pass
+
+
+def sleeps(prompts, completions, **kw):
+    time.sleep(3600)
+
+
+def dies(prompts, completions, **kw):
+    os._exit(4)
+
+
+def not_applicable(prompts, completions, **kw):
+    return [None, 0.5][: len(completions)]
+
+
+def logs(prompts, completions, log_metric, trainer_state, **kw):
+    log_metric("seen", float(len(completions)))
+    return [float(trainer_state["step"])] * len(completions)
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("exits", r" raised SystemExit: 3 \(line 5\)"),
+        ("interrupted", r" raised KeyboardInterrupt \(line 9\)"),
+        (
+            "nan",
+            r" returned nan for completion 2: a reward must be a finite number \(or None where it does not apply\)",
+        ),
+        (
+            "inf",
+            r" returned -inf for completion 1: a reward must be a finite number \(or None where it does not apply\)",
+        ),
+        ("hangs", r" did not return within 1 s \(grpo.reward_timeout\) while scoring 2 replies"),
+        ("sleeps", r" did not return within 1 s \(grpo.reward_timeout\) while scoring 2 replies"),
+        ("dies", r": the reward process ended \(exit status 4\) while scoring 2 replies"),
+    ],
+)
+def test_a_failing_user_reward_is_one_message_naming_field_file_and_function(
+    tmp_path: Path, function: str, message: str
+) -> None:
+    """BaseException included (sys.exit is SystemExit: 3, not a bare "3"); a reward that never returns is ended by
+    its time-out, in Python or blocked in a call; a NaN or inf score fails rather than training on it."""
+    (tmp_path / "rewards.py").write_text(USER_REWARDS)
+    specs = [RewardSpec(keywords=["arr"]), RewardSpec(python=f"{tmp_path / 'rewards.py'}:{function}")]
+    started = time.monotonic()
+    with pytest.raises(RewardError) as err:
+        score(specs, ["arr", "b"], timeout=1)
+    assert re.fullmatch(
+        rf"grpo\.rewards\.1\.python: {re.escape(str(tmp_path))}/rewards\.py:{function}{message}",
+        str(err.value),
+    ), err.value
+    assert time.monotonic() - started < 15
+
+
+def test_a_builtin_reward_that_never_returns_is_ended_by_its_time_out() -> None:
+    """A regex that backtracks for ever holds the interpreter: only a process of its own can be ended."""
+    specs = [RewardSpec(regex=r"^(a+)+$", name="greedy")]
+    with pytest.raises(RewardError, match=r"^grpo\.rewards\.0 \(greedy\) did not return within 1 s"):
+        score(specs, ["a" * 40 + "!"], timeout=1)
+
+
+def test_none_is_a_reward_that_does_not_apply_and_trl_loggers_reach_the_trainer(tmp_path: Path) -> None:
+    (tmp_path / "rewards.py").write_text(USER_REWARDS)
+    target = tmp_path / "rewards.py"
+    out = score([RewardSpec(python=f"{target}:not_applicable")], ["a", "b"])
+    assert math.isnan(out[0]["rewards.py:not_applicable"]) and out[1]["rewards.py:not_applicable"] == 0.5
+    funcs, _ = build_rewards([RewardSpec(python=f"{target}:logs")])
+    logged: list[tuple[str, float]] = []
+    scores = funcs[0](
+        prompts=["p", "p"],
+        completions=["a", "b"],
+        trainer_state={"step": 7},
+        log_metric=lambda name, value: logged.append((name, value)),
+        log_extra=lambda column, values: None,
+    )
+    assert scores == [7.0, 7.0] and logged == [("seen", 2.0)]
+
+
+def test_a_stop_ends_a_reward_whatever_it_is_doing(tmp_path: Path) -> None:
+    """The worker's stop flag (set by SIGTERM) ends the call within moments, and the reward's process with it."""
+    (tmp_path / "rewards.py").write_text(USER_REWARDS)
+    stop = threading.Event()
+    funcs, _ = build_rewards([RewardSpec(python=f"{tmp_path / 'rewards.py'}:hangs")], timeout=600, stop=stop)
+    host = funcs[0].host  # type: ignore[attr-defined]
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(RewardsStopped):
+        funcs[0](prompts=["p"], completions=["a"])
+    assert time.monotonic() - started < 5
+    assert host.process.poll() is not None
+
+
+def test_an_import_that_never_returns_is_ended_by_the_time_out(tmp_path: Path) -> None:
+    (tmp_path / "rewards.py").write_text("while True:\n    pass\n")
+    with pytest.raises(
+        RewardError,
+        match=r"^grpo\.rewards did not return within 1 s \(grpo\.reward_timeout\) while loading the reward",
+    ):
+        build_rewards([RewardSpec(python=f"{tmp_path / 'rewards.py'}:score")], timeout=1)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["syntax", "missing", "raises"])
+@pytest.mark.parametrize("case", ["syntax", "missing", "raises", "nan"])
 def test_a_broken_reward_file_fails_the_run_with_its_message(
     tmp_path: Path, tiny_model: Path, case: str
 ) -> None:
@@ -243,6 +374,7 @@ def test_a_broken_reward_file_fails_the_run_with_its_message(
         "syntax": "def score(:\n",
         "missing": "x = 1\n",
         "raises": "def score(prompts, completions, **kw):\n    raise ValueError('no score today')\n",
+        "nan": "def score(prompts, completions, **kw):\n    return [float('nan')] * len(completions)\n",
     }[case]
     (tmp_path / "rewards.py").write_text(source)
     run_dir = new_run(
@@ -267,9 +399,53 @@ def test_a_broken_reward_file_fails_the_run_with_its_message(
         "syntax": "rewards.py:score: syntax error at line 1",
         "missing": "rewards.py:score: the file has no function 'score'",
         "raises": "rewards.py:score raised ValueError: no score today (line 2)",
+        "nan": "rewards.py:score returned nan for completion 1: a reward must be a finite number",
     }[case]
     assert expected in (state.cause or ""), state.cause
     assert str(tmp_path / "rewards.py") in (state.cause or "")
+    assert (state.cause or "").startswith("grpo.rewards.0.python: ")
+
+
+@pytest.mark.slow
+def test_a_stop_ends_a_run_whose_reward_never_returns(tmp_path: Path, tiny_model: Path) -> None:
+    """The reward spins in its own code (where no signal handler of the trainer would ever be acted on): `studio
+    stop` ends the reward's process and the run ends `stopped`, its adapter saved, well before the time-out."""
+    from lorastudio.train.runs import stop_run
+
+    called = tmp_path / "called"
+    (tmp_path / "rewards.py").write_text(
+        "def score(prompts, completions, **kw):\n"
+        f"    open({str(called)!r}, 'w').close()\n"
+        "    while True:\n"
+        "        pass\n"
+    )
+    run_dir = new_run(
+        tmp_path,
+        {
+            "name": "hangs",
+            "model": {"name": "tiny", "max_seq_length": 64},
+            "data": {"source": str(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi?"}] * 4))},
+            "train": {"method": "grpo", "batch_size": 4, "max_steps": 2, "precision": "fp32"},
+            "grpo": {
+                "num_generations": 2,
+                "max_completion_length": 4,
+                "reward_timeout": 600,
+                "rewards": [{"python": "rewards.py:score"}],
+            },
+        },
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "lorastudio.worker", str(run_dir)])
+    try:
+        wait_for(called.exists, timeout=300)
+        assert stop_run(run_dir)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    state = fold(read_all(run_dir / "events.jsonl"))
+    assert state.status == "stopped", state.cause
+    assert (state.cause or "").startswith("stopped by SIGTERM; adapter saved at step 0")
+    assert (run_dir / "adapter" / "adapter_config.json").exists()
 
 
 @pytest.mark.slow

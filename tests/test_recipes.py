@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -165,6 +166,12 @@ def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
     [
         ("train.nonsense=3", "override 'train.nonsense=3': unknown key"),
         ("train.batch_size=abc", "override 'train.batch_size=abc': Input should be a valid integer"),
+        # an unknown key deeper than one level is refused at its first unknown part: the whole key is named
+        ("no.such.key=1", "override 'no.such.key=1': unknown key no.such.key ('no' is not a recipe field)"),
+        (
+            "train.nosuch.x=1",
+            "override 'train.nosuch.x=1': unknown key train.nosuch.x ('train.nosuch' is not a recipe field)",
+        ),
     ],
 )
 def test_bad_override_is_named_as_the_override(override: str, message: str) -> None:
@@ -222,3 +229,131 @@ def test_studio_recipes_lists_whole_names_at_80_columns(tmp_path: Path) -> None:
     assert tiny[1] == "tiny" and tiny[2].startswith("data/tiny_pir") and tiny[3:] == ["LoRA", "built-in"]
     assert row["my-pirate"].split()[-1] == "user"
     assert lines[-1] == f"own recipes: {mine.parent}/*.yaml (paths: studio recipes --json)"
+
+
+def _has_float(annotation: object) -> bool:
+    return annotation is float or any(_has_float(a) for a in get_args(annotation))
+
+
+def _float_fields() -> list[tuple[str, str, list[str]]]:
+    """(dotted field, recipe, overrides it needs) for every float field of every recipe section, found by
+    walking the schema: a float field added later is covered without being listed here."""
+    from lorastudio.recipe import RewardSpec
+
+    found = []
+    for section, info in Recipe.model_fields.items():
+        cls = next(
+            (a for a in (info.annotation, *get_args(info.annotation)) if hasattr(a, "model_fields")), None
+        )
+        if cls is None:
+            continue
+        base, needs = "tiny-pirate", []
+        if section in ("dpo", "kto", "orpo"):
+            needs = [f"train.method={section}"]
+        elif section == "grpo":
+            base = "tiny-pirate-grpo"
+        for name, field in cls.model_fields.items():
+            if _has_float(field.annotation):
+                found.append((f"{section}.{name}", base, needs))
+    for name, field in RewardSpec.model_fields.items():
+        if _has_float(field.annotation):
+            found.append((f"grpo.rewards[].{name}", "tiny-pirate-grpo", []))
+    return found
+
+
+FLOAT_FIELDS = _float_fields()
+
+
+def test_the_float_fields_are_found() -> None:
+    names = {name for name, _, _ in FLOAT_FIELDS}
+    assert {
+        "train.learning_rate",
+        "chat.temperature",
+        "grpo.reward_timeout",
+        "grpo.rewards[].weight",
+    } <= names
+    assert len(names) >= 20
+
+
+@pytest.mark.parametrize(("field", "base", "needs"), FLOAT_FIELDS, ids=[f for f, _, _ in FLOAT_FIELDS])
+def test_every_float_field_refuses_nan_and_infinity(field: str, base: str, needs: list[str]) -> None:
+    """One rule for every float of the recipe (bounds such as gt=0 let .inf through, and NaN past ge=0's
+    message): refused when the recipe loads, naming the override, never trained or scored."""
+    for value in (".nan", ".inf", "-.inf"):
+        if field.startswith("grpo.rewards[]."):
+            override = f"grpo.rewards=[{{regex: a, {field.rsplit('.', 1)[1]}: {value}}}]"
+        else:
+            override = f"{field}={value}"
+        with pytest.raises(RecipeError) as err:
+            registry.load(base, [*needs, override])
+        assert str(err.value) == f"override {override!r}: Input should be a finite number"
+
+
+def test_an_invalid_regex_is_refused_naming_field_line_and_regex(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "extends: tiny-pirate-grpo\nname: g\ngrpo:\n  rewards:\n    - keywords: [arr]\n    - regex: 'arr[a-'\n",
+    )
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert str(err.value) == (
+        f"{path}: grpo.rewards.1 (line 6): regex 'arr[a-' is not a valid regular expression: "
+        "unterminated character set at position 3"
+    )
+
+
+def test_a_missing_reward_file_is_refused_when_the_recipe_loads(tmp_path: Path) -> None:
+    text = "extends: tiny-pirate-grpo\nname: g\ngrpo:\n  rewards:\n    - python: scores.py:score\n"
+    path = _write(tmp_path, text)
+    with pytest.raises(RecipeError) as err:
+        registry.load_file(path)
+    assert str(err.value) == f"{path}: grpo.rewards.0.python (line 5): {tmp_path / 'scores.py'}: no such file"
+    (tmp_path / "scores.py").write_text(
+        "def score(prompts, completions, **kw):\n    return [1.0] * len(completions)\n"
+    )
+    assert registry.load_file(path).grpo is not None
+    override = f"grpo.rewards=[{{python: {tmp_path / 'gone.py'}:score}}]"
+    with pytest.raises(RecipeError, match=r"^override .*gone\.py:score.*: .*gone\.py: no such file$"):
+        registry.load_file(path, [override])
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("import sys\nsys.exit(2)\n", "importing the file raised SystemExit: 2"),
+        (
+            "def other(prompts, completions, **kw):\n    return []\n",
+            "the file has no function 'score' (it has other)",
+        ),
+        ("def score(:\n", "syntax error at line 1: invalid syntax"),
+    ],
+    ids=["exit-at-import", "no-function", "syntax"],
+)
+def test_cli_validate_imports_reward_files(tmp_path: Path, source: str, message: str) -> None:
+    """`studio validate` runs what a run would run first: each reward file imported, its function found."""
+    import subprocess
+    import sys
+
+    (tmp_path / "scores.py").write_text(source)
+    path = _write(
+        tmp_path, "extends: tiny-pirate-grpo\nname: g\ngrpo:\n  rewards:\n    - python: scores.py:score\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "validate", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.strip() == f"{path}: grpo.rewards.0.python: {tmp_path / 'scores.py'}:score: {message}"
+    (tmp_path / "scores.py").write_text(
+        "def score(prompts, completions, **kw):\n    return [1.0] * len(completions)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "lorastudio.cli", "validate", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip() == f"{path}: ok", out.stderr
+
+
+def test_a_bad_train_section_does_not_blame_the_method_section() -> None:
+    """train.learning_rate=.inf used to add "this section is for train.method: grpo, but train.method is sft"."""
+    with pytest.raises(RecipeError) as err:
+        registry.load("tiny-pirate-grpo", ["train.learning_rate=.inf"])
+    assert str(err.value) == "override 'train.learning_rate=.inf': Input should be a finite number"

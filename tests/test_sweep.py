@@ -43,6 +43,68 @@ def test_values_split_on_top_level_commas_only() -> None:
     assert fixed == ["train.max_steps=5"]
 
 
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("lora.target_modules=[q_proj,v_proj", "an unclosed '['"),
+        ("lora.target_modules=[q_proj,v_proj],[o_proj", "an unclosed '['"),
+        ("data.columns={prompt: q,all-linear", "an unclosed '{'"),
+        ("data.system_prompt='Arr, matey,Ahoy", 'an unclosed "\'"'),
+        ("lora.target_modules=q_proj],v_proj", "a ']' that closes nothing"),
+        ("lora.target_modules=[q_proj},v_proj", "a '}' that closes nothing"),
+    ],
+)
+def test_an_unbalanced_value_is_named_not_read_as_one_string(arg: str, message: str) -> None:
+    """An unclosed bracket used to make one string of the rest, refused for a reason that had nothing to do with it."""
+    with pytest.raises(RecipeError) as err:
+        sweep.parse_grid(["lora.r=8,16", arg])
+    assert str(err.value) == f"sweep {arg!r}: {message}"
+
+
+def test_an_unknown_key_in_the_grid_names_the_override_and_the_whole_key(studio_home: Path) -> None:
+    with pytest.raises(RecipeError) as err:
+        sweep.plan_sweep("tiny-pirate", ["no.such.key=1,2"])
+    assert str(err.value) == (
+        "sweep: override 'no.such.key=1': unknown key no.such.key ('no' is not a recipe field) (nothing was started)"
+    )
+
+
+def test_a_grid_over_the_cap_needs_a_number_of_runs(studio_home: Path) -> None:
+    """A 10,000-point grid is refused unless told how many to start (--max N, MCP's max_runs); it is never
+    expanded whole."""
+    big = ["train.seed=" + ",".join(map(str, range(100))), "lora.r=" + ",".join(map(str, range(1, 101)))]
+    before = run_dirs()
+    with pytest.raises(RecipeError) as err:
+        sweep.plan_sweep("tiny-pirate", big)
+    assert str(err.value) == (
+        f"sweep: the grid has 10000 points (train.seed (100) x lora.r (100)), more than {sweep.MAX_POINTS} runs; "
+        "give fewer values, or --max N to start the first N (nothing was started)"
+    )
+    from lorastudio import mcpserver
+
+    with pytest.raises(
+        RecipeError, match=r"more than 64 runs; give fewer values, or max_runs to start the first N"
+    ):
+        mcpserver.start_sweep("tiny-pirate", big)
+    assert run_dirs() == before
+    plan = sweep.plan_sweep("tiny-pirate", big, max_points=3)
+    assert plan.grid_size == 10000 and [p.fields for p in plan.points] == [
+        {"train.seed": 0, "lora.r": r} for r in (1, 2, 3)
+    ]
+    assert len(sweep.plan_sweep("tiny-pirate", ["lora.r=" + ",".join(map(str, range(1, 65)))]).points) == 64
+    result = cli("sweep", "tiny-pirate", *big, "--yes")
+    assert result.returncode == 2 and "more than 64 runs; give fewer values, or --max N" in result.stderr
+    from lorastudio import registry
+    from lorastudio.paths import package_recipes_dir
+
+    data = registry.parse_text((package_recipes_dir() / "tiny-pirate.yaml").read_text(), "tiny-pirate")
+    with pytest.raises(RecipeError) as err:  # the Launch sheet's sweep: no N to give there
+        sweep.plan_from_data(data, [sweep.Axis("lora.r", [str(r) for r in range(1, 66)])])
+    assert str(err.value) == (
+        "sweep: the grid has 65 points (lora.r (65)), more than 64 runs; give fewer values (nothing was started)"
+    )
+
+
 def test_the_grid_is_expanded_and_validated(studio_home: Path) -> None:
     plan = sweep.plan_sweep(
         "tiny-pirate", ["train.learning_rate=1e-4,3e-4,1e-3", "lora.r=8,16", "train.max_steps=5"], name="grid"

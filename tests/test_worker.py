@@ -259,3 +259,42 @@ def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, m
     assert any(h.startswith("train.batch_size") for h in state.hints)
     assert any(h.startswith("model.load_in_4bit") for h in state.hints)
     assert "Tried to allocate" in state.traceback
+
+
+STOP_FLAG_SCRIPT = """
+import sys
+from lorastudio.train.worker import StopFlag, StopNow
+flag = StopFlag()
+flag.install()
+flag.saving = sys.argv[1] == "saving"
+print("ready", flush=True)
+try:
+    while True:  # stuck in Python code the trainer never leaves: the flag alone ends nothing
+        pass
+except StopNow as exc:
+    print(f"stop now: {exc}, flag {flag.event.is_set()}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("phase", ["training", "saving"])
+def test_a_second_stop_ends_the_run_at_once_unless_it_is_saving(phase: str) -> None:
+    """The first SIGTERM sets the flag (a clean stop at the step's end); a second raises StopNow wherever the main
+    thread is, except while the adapter is written, which a second stop must not cut in half."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STOP_FLAG_SCRIPT, phase], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1)  # the flag is set, nothing else
+        proc.send_signal(signal.SIGTERM)
+        if phase == "training":
+            assert proc.wait(30) == 0
+            assert proc.stdout.read().strip() == "stop now: SIGTERM, flag True"
+        else:
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(1)
+    finally:
+        proc.kill()
+        proc.wait()

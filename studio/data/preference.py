@@ -18,6 +18,7 @@ prepare`` and the worker show and train the same tokens. The trainers get these 
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections import Counter
@@ -81,7 +82,14 @@ def _col(row: Mapping[str, Any], columns: Mapping[str, str], name: str) -> Any:
     return row.get(columns.get(name, name))
 
 
+def _not_nan(value: Any, what: str) -> None:
+    """A NaN cell (a float where text belongs, pandas' and JSON's "no value") is named as such, not as missing."""
+    if isinstance(value, float) and math.isnan(value):
+        raise SkipRow(f"{what} is NaN")
+
+
 def _string(value: Any, what: str) -> str:
+    _not_nan(value, what)
     if value is None:
         raise SkipRow(f"missing {what}")
     if not isinstance(value, str):
@@ -92,6 +100,7 @@ def _string(value: Any, what: str) -> str:
 
 
 def _messages(value: Any, what: str) -> list[Turn]:
+    _not_nan(value, what)
     if value is None:
         raise SkipRow(f"missing {what}")
     if isinstance(value, str) or not isinstance(value, Sequence):
@@ -112,7 +121,7 @@ def _messages(value: Any, what: str) -> list[Turn]:
 
 def _prompt_turns(value: Any, system_prompt: str | None) -> list[Turn]:
     """A prompt column: a string (one user turn) or a message list ending with a user turn."""
-    if isinstance(value, str) or value is None:
+    if isinstance(value, str | float) or value is None:
         turns = [{"role": "user", "content": _string(value, "prompt")}]
     else:
         turns = _messages(value, "prompt")
@@ -160,6 +169,8 @@ def _split_conversations(chosen: list[Turn], rejected: list[Turn]) -> tuple[list
 def to_pair(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str], system_prompt: str | None) -> Pair:
     """The row as a :class:`Pair`; raises :class:`SkipRow` with the reason when it is unusable."""
     raw_chosen, raw_rejected = _col(row, columns, "chosen"), _col(row, columns, "rejected")
+    _not_nan(raw_chosen, "chosen")
+    _not_nan(raw_rejected, "rejected")
     if raw_chosen is None:
         raise SkipRow("missing chosen")
     if raw_rejected is None:
@@ -196,6 +207,7 @@ def to_unpaired(row: Mapping[str, Any], columns: Mapping[str, str], system_promp
     prompt = _prompt_turns(_col(row, columns, "prompt"), system_prompt)
     completion = _reply(_col(row, columns, "completion"), "completion")
     label = _col(row, columns, "label")
+    _not_nan(label, "label")
     if isinstance(label, str) and label.strip().lower() in ("true", "false"):
         label = label.strip().lower() == "true"  # CSV files carry booleans as text
     if not isinstance(label, bool):
@@ -398,8 +410,28 @@ def make_method_encoder(
     origin: str,
 ) -> MethodEncoder:
     """Detect (or take and check) the method's format and build its encoder."""
+    fmt = method_format(recipe, column_names, sample_rows, origin)
+    # The SFT encoder renders and tokenizes; its own format only decides the template (never plain text here).
+    base = make_encoder(
+        tokenizer,
+        recipe.model_copy(update={"data": recipe.data.model_copy(update={"format": "messages"})}),
+        ["messages"],
+        [],
+        origin,
+    )
+    return MethodEncoder(base, recipe, fmt)
+
+
+def method_format(
+    recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping[str, Any]], origin: str
+) -> str:
+    """The method's data format, detected (or the recipe's, checked) from the columns and first rows."""
     method = recipe.train.method
     allowed = FORMATS_OF_METHOD[method]
+    if not column_names:  # not "the data has (none)": there is nothing to map
+        raise DataError(
+            f"{origin}: the data has no rows (is the file empty?); train.method {method} needs some"
+        )
     fmt: str = recipe.data.format
     if fmt == "auto":
         fmt = detect_method_format(method, column_names, recipe.data.columns, sample_rows, origin)
@@ -417,15 +449,7 @@ def make_method_encoder(
             f"{origin}: format {fmt!r} expects the columns {', '.join(COLUMNS_OF_FORMAT[fmt])} but the "
             f"data has {', '.join(column_names) or '(none)'} (missing: {', '.join(missing)})"
         )
-    # The SFT encoder renders and tokenizes; its own format only decides the template (never plain text here).
-    base = make_encoder(
-        tokenizer,
-        recipe.model_copy(update={"data": recipe.data.model_copy(update={"format": "messages"})}),
-        ["messages"],
-        [],
-        origin,
-    )
-    return MethodEncoder(base, recipe, fmt)
+    return fmt
 
 
 # -- statistics --------------------------------------------------------------------------------------------
@@ -560,6 +584,42 @@ def method_encoder(
     rows = rows if rows is not None else load_rows(recipe.data)
     encoder = make_method_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
     return encoder, rows
+
+
+CHECK_ROWS_MAX_BYTES = 8 * 2**20
+"""The largest local data file :func:`check_method_rows` reads before a run starts (larger: the worker says)."""
+
+
+def check_method_rows(recipe: Recipe) -> None:
+    """Refuse a dpo/kto/orpo/grpo recipe whose data has no row its method can use, before a run directory exists
+    (the worker finds out only once the model has loaded). The rows are parsed as the trainer's encoder parses
+    them, without the tokenizer; done for a local data file of up to :data:`CHECK_ROWS_MAX_BYTES` (cheap enough
+    to read at every start), the rest is left to the worker."""
+    if recipe.train.method == "sft":
+        return
+    from lorastudio.data.sources import head_rows, is_local, load_rows
+
+    path = Path(recipe.data.source).expanduser()
+    if not is_local(recipe.data.source) or not path.is_file() or path.stat().st_size > CHECK_ROWS_MAX_BYTES:
+        return
+    # JSON lines and CSV read as Python reads them: Arrow's reader turns a NaN among texts into a null, and the
+    # reason would say "missing" where the file says NaN
+    rows = head_rows(recipe.data, sys.maxsize) or load_rows(recipe.data)
+    table = rows.rows
+    fmt = method_format(recipe, rows.columns, table[:20], rows.origin)
+    stats = MethodStats(recipe.train.method, fmt)
+    columns, system = recipe.data.columns, recipe.data.system_prompt
+    parse = {
+        "kto": lambda r: to_unpaired(r, columns, system),
+        "prompt_only": lambda r: to_prompt(r, columns, system),
+    }
+    for index in range(len(table)):
+        try:
+            parse.get(fmt, lambda r: to_pair(r, fmt, columns, system))(table[index])
+            return
+        except SkipRow as skip:
+            stats.add(index, str(skip))
+    raise no_usable_rows(stats, rows.origin)
 
 
 def prepare_method_data(recipe: Recipe, tokenizer: Any = None, use_cache: bool = True) -> MethodData:

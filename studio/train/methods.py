@@ -14,6 +14,7 @@ trained further) makes that run the reference, as SFT -> DPO wants.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,9 +156,11 @@ def build_method_trainer(
     callbacks: list[Any],
     samples: Callable[[list[dict[str, Any]]], None] | None = None,
     tracking: Any = None,
+    stop: threading.Event | None = None,
 ) -> Any:
     """The TRL trainer for ``train.method`` on studio's encoded rows (``data``: a ``MethodData``);
-    ``tracking`` (trackers.plan) adds the experiment trackers of ``train.report_to``, as for SFT."""
+    ``tracking`` (trackers.plan) adds the experiment trackers of ``train.report_to``, as for SFT. ``stop`` (the
+    worker's stop flag) ends a GRPO reward that is still scoring (rewards.RewardsStopped)."""
     from transformers.trainer_callback import PrinterCallback
 
     method = recipe.train.method
@@ -173,7 +176,7 @@ def build_method_trainer(
     elif method == "kto" and isinstance(section, KtoSection):
         trainer = _kto(section, model, tokenizer, data, args, callbacks)
     elif method == "grpo" and isinstance(section, GrpoSection):
-        trainer = _grpo(recipe, section, model, tokenizer, data, args, callbacks, samples)
+        trainer = _grpo(recipe, section, model, tokenizer, data, args, callbacks, samples, stop)
     else:  # pragma: no cover - the recipe schema allows nothing else
         raise RecipeError(f"train.method: {method} has no trainer")
     trainer.remove_callback(PrinterCallback)
@@ -308,12 +311,13 @@ def _grpo(
     args: dict[str, Any],
     callbacks: list[Any],
     samples: Callable[[list[dict[str, Any]]], None] | None,
+    stop: threading.Event | None = None,
 ) -> Any:
     from trl import GRPOConfig, GRPOTrainer
 
     from lorastudio.train.rewards import build_rewards
 
-    funcs, weights = build_rewards(section.rewards)
+    funcs, weights = build_rewards(section.rewards, section.reward_timeout, stop)
     keep = section.log_completions
 
     class StudioGRPOTrainer(GRPOTrainer):

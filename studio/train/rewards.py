@@ -4,30 +4,47 @@ Each is a plain callable with TRL's reward signature, ``fn(prompts, completions,
 named for the Monitor (TRL logs ``rewards/NAME/mean``). The built-ins cover format (regex), length, exact or
 numeric match against a data column and keyword presence; ``all`` multiplies several into one. A user's
 function comes from a Python file: loading it and calling it are wrapped so that a syntax error, a missing
-function or an exception inside it is ONE message naming the file and the function (a :class:`RewardError`,
-which the worker turns into a ``failed`` status with that cause).
+function, an exception inside it (``sys.exit`` included) or a score that is not a finite number is ONE message
+naming the field, the file and the function (a :class:`RewardError`, which the worker turns into a ``failed``
+status with that cause).
+
+Every reward runs in a helper process (:class:`RewardHost`), called with a time-out (``grpo.reward_timeout``):
+a reward that never returns (an endless loop, a regex that backtracks for ever, a call that blocks) is killed
+there, by its time-out or by a stop. Inside the training process nothing could end it: the stop handler only
+sets a flag the trainer reads between steps, and a reward stuck in C code holds the interpreter.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import pickle
 import re
+import signal
+import subprocess
 import sys
+import threading
+import time
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import StudioError
 from lorastudio.recipe import LengthReward, RewardSpec
 
-RewardFn = Callable[..., list[float]]
+RewardFn = Callable[..., list[float | None]]
 _NUMBER_RE = re.compile(r"-?\d+(?:[.,]\d+)?")
 
 
 class RewardError(StudioError):
     """A reward function that cannot be loaded or that failed while scoring."""
+
+
+class RewardsStopped(Exception):  # noqa: N818 - it is not an error: the run was asked to stop
+    """A stop arrived while a reward was scoring: the reward was ended; the worker saves and ends ``stopped``."""
 
 
 def _text(completion: Any) -> str:
@@ -116,11 +133,11 @@ def _rows(count: int, columns: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in lists.items()} for i in range(count)]
 
 
-def load_user_function(target: str) -> RewardFn:
-    """``FILE.py:function`` imported from its file; any failure is one message naming both."""
+def load_user_function(target: str, field: str = "grpo.rewards") -> RewardFn:
+    """``FILE.py:function`` imported from its file; any failure is one message naming the field and both."""
     file, _, name = target.rpartition(":")
     path = Path(file).expanduser()
-    where = f"grpo.rewards: {path}:{name}"
+    where = f"{field}: {path}:{name}"
     if not path.is_file():
         raise RewardError(f"{where}: the file does not exist")
     module_name = f"studio_rewards_{abs(hash(str(path.resolve())))}"
@@ -135,8 +152,8 @@ def load_user_function(target: str) -> RewardFn:
         raise RewardError(f"{where}: syntax error at line {exc.lineno}: {exc.msg}") from None
     except RewardError:
         raise
-    except Exception as exc:
-        raise RewardError(f"{where}: importing the file raised {type(exc).__name__}: {exc}") from None
+    except BaseException as exc:  # sys.exit at import time too: one message, never the host gone silent
+        raise RewardError(f"{where}: importing the file raised {_exception(exc)}") from None
     func = getattr(module, name, None)
     if func is None:
         found = sorted(
@@ -150,48 +167,69 @@ def load_user_function(target: str) -> RewardFn:
     return func
 
 
+def _exception(exc: BaseException) -> str:
+    """``ValueError: no score`` (``SystemExit: 3`` for ``sys.exit(3)``)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def _call_user(
-    func: RewardFn, target: str, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]
-) -> list[float]:
+    func: RewardFn,
+    target: str,
+    prompts: list[Any],
+    completions: list[Any],
+    kwargs: dict[str, Any],
+    field: str = "grpo.rewards",
+) -> list[float | None]:
     file, _, name = target.rpartition(":")
-    where = f"grpo.rewards: {file}:{name}"
+    where = f"{field}: {file}:{name}"
     try:
         out = func(prompts=prompts, completions=completions, **kwargs)
     except RewardError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code are its failures too
         frames = [
             f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(Path(file).expanduser())
         ]
         line = f" (line {frames[-1].lineno})" if frames else ""
-        raise RewardError(f"{where} raised {type(exc).__name__}: {exc}{line}") from None
+        raise RewardError(f"{where} raised {_exception(exc)}{line}") from None
     try:
-        scores = [float(x) if x is not None else math.nan for x in out]
+        # None is TRL's "does not apply to this reply" (it becomes NaN, skipped by its nansum); NaN or inf is not
+        scores = [float(x) if x is not None else None for x in out]
+        bad = next(((i, x) for i, x in enumerate(scores) if x is not None and not math.isfinite(x)), None)
     except (TypeError, ValueError):
         raise RewardError(
             f"{where} must return a list of numbers, one per completion; got {out!r:.80}"
         ) from None
+    if bad is not None:
+        raise RewardError(
+            f"{where} returned {bad[1]!r} for completion {bad[0] + 1}: a reward must be a finite number "
+            "(or None where it does not apply)"
+        )
     if len(scores) != len(completions):
         raise RewardError(f"{where} returned {len(scores)} rewards for {len(completions)} completions")
     return scores
 
 
-def build_reward(spec: RewardSpec) -> RewardFn:
-    """One reward callable for TRL, named :func:`describe` (unweighted: GRPO applies ``reward_weights``)."""
+def build_reward(spec: RewardSpec, field: str = "grpo.rewards") -> RewardFn:
+    """One reward callable, named :func:`describe` (unweighted: GRPO applies ``reward_weights``), run in this
+    process; ``field`` (``grpo.rewards.0``) names it in its errors. :func:`build_rewards` runs them in a host."""
     if spec.python is not None:
         target = spec.python
-        user = load_user_function(target)
+        where = f"{field}.python"
+        user = load_user_function(target, where)
 
-        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
-            return _call_user(user, target, prompts, completions, kwargs)
+        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+            return _call_user(user, target, prompts, completions, kwargs, where)
     elif spec.all is not None:
-        parts = [build_reward(s) for s in spec.all]
+        parts = [build_reward(s, f"{field}.all.{i}") for i, s in enumerate(spec.all)]
 
-        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
-            scores = [1.0] * len(completions)
+        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+            scores: list[float | None] = [1.0] * len(completions)
             for part in parts:
                 scores = [
-                    a * b
+                    None
+                    if a is None or b is None
+                    else a * b  # a part that does not apply: nor does the whole
                     for a, b in zip(
                         scores, part(prompts=prompts, completions=completions, **kwargs), strict=True
                     )
@@ -200,7 +238,7 @@ def build_reward(spec: RewardSpec) -> RewardFn:
     else:
         score = _scorer(spec)
 
-        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
+        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
             rows = _rows(len(completions), kwargs)
             return [score(_text(c), row) for c, row in zip(completions, rows, strict=True)]
 
@@ -208,14 +246,200 @@ def build_reward(spec: RewardSpec) -> RewardFn:
     return reward
 
 
-def build_rewards(specs: Sequence[RewardSpec]) -> tuple[list[RewardFn], list[float]]:
-    """The recipe's reward functions and their weights, every user file loaded (so errors come first)."""
-    funcs = [build_reward(s) for s in specs]
-    names = [f.__name__ for f in funcs]
-    for i, name in enumerate(names):  # TRL keys its metrics by name: two rewards must not share one
-        if names.count(name) > 1:
-            funcs[i].__name__ = names[i] = f"{name} #{names[:i].count(name) + 1}"
+def _names(specs: Sequence[RewardSpec]) -> list[str]:
+    """Each reward's Monitor name; TRL keys its metrics by name, so two rewards never share one."""
+    names = [describe(s) for s in specs]
+    return [f"{n} #{names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def _label(spec: RewardSpec, index: int) -> str:
+    """How an error names a reward: its field, and for a user's function its file and name."""
+    if spec.python is not None:
+        return f"grpo.rewards.{index}.python: {spec.python}"
+    return f"grpo.rewards.{index} ({describe(spec)})"
+
+
+# -- the reward host: every reward in a helper process, each call under a time-out ----------------------
+HOST_START_S = 120.0
+"""How long the reward process may take to start Python and import studio (a loaded machine is slow)."""
+
+_TRL_LOGGERS = ("log_extra", "log_metric")
+"""TRL's reward kwargs that are the trainer's own methods: the host records their calls, replayed here."""
+
+
+def serve(fd: int) -> None:
+    """The host process's loop (``python -c``, see :class:`RewardHost`): build the rewards, then score on demand."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the training process decides when to stop
+    conn = Connection(fd)
+    _die_with_parent()
+    conn.send(("started", None))
+    specs = [RewardSpec.model_validate(d) for d in conn.recv()]
+    try:
+        funcs = [build_reward(spec, f"grpo.rewards.{i}") for i, spec in enumerate(specs)]
+    except RewardError as exc:
+        conn.send(("error", str(exc)))
+        return
+    conn.send(("ok", None))
+    while True:
+        try:
+            index, prompts, completions, kwargs = conn.recv()
+        except (EOFError, OSError):
+            return
+        calls: list[tuple[str, tuple[Any, ...]]] = []
+        for key in _TRL_LOGGERS:
+            kwargs[key] = lambda *args, _key=key, _calls=calls: _calls.append((_key, args))
+        try:
+            conn.send(("ok", funcs[index](prompts=prompts, completions=completions, **kwargs), calls))
+        except RewardError as exc:
+            conn.send(("error", str(exc), calls))
+        except BaseException as exc:  # a built-in's own failure: still one message, naming the reward
+            conn.send(("error", f"{_label(specs[index], index)} raised {_exception(exc)}", calls))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills the host when the training process dies, even one killed with SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _shippable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs the host can receive: the data's columns and TRL's ``trainer_state``; the trainer's own
+    methods (``log_extra``, ``log_metric``) are stood in for there, anything else that does not pickle is left out."""
+    out = {}
+    for key, value in kwargs.items():
+        if key in _TRL_LOGGERS or callable(value):
+            continue
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: S112 - e.g. TRL's environments: live objects no other process can use
+            continue
+        out[key] = value
+    return out
+
+
+class RewardHost:
+    """A helper process that builds the recipe's rewards and scores replies with them, one call at a time.
+
+    Each call waits at most ``timeout`` seconds, and ends early when ``stop`` is set (the worker's stop flag,
+    set by SIGTERM): the process is killed and :class:`RewardsStopped` raised, so a stop works whatever a
+    reward does. A time-out or the process dying is a :class:`RewardError` naming the reward.
+    """
+
+    def __init__(
+        self, specs: Sequence[RewardSpec], timeout: float = 60.0, stop: threading.Event | None = None
+    ) -> None:
+        self.specs = list(specs)
+        self.timeout = timeout
+        self.stop = stop
+        ours, theirs = Pipe()
+        self.conn = ours
+        code = "import sys; from lorastudio.train.rewards import serve; serve(int(sys.argv[1]))"
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+            [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+        )
+        theirs.close()
+        self._finalizer = weakref.finalize(self, _end, self.process, ours)
+        try:
+            self._receive(
+                "starting", None, HOST_START_S
+            )  # the interpreter's own start is not the rewards' time
+            self.conn.send([s.model_dump(mode="json") for s in self.specs])
+            reply = self._receive("loading the reward functions", None)
+        except BaseException:
+            self.close()
+            raise
+        if reply[0] == "error":
+            self.close()
+            raise RewardError(reply[1])
+
+    def _receive(self, doing: str, index: int | None, limit: float | None = None) -> tuple[Any, ...]:
+        who = _label(self.specs[index], index) if index is not None else "grpo.rewards"
+        deadline = time.monotonic() + (limit or self.timeout)
+        while not self.conn.poll(0.05):
+            if self.stop is not None and self.stop.is_set():
+                self.close()
+                raise RewardsStopped(f"stopped while {who} was scoring")
+            if self.process.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                self.close()
+                if limit is not None:
+                    raise RewardError(f"{who}: the reward process did not start within {limit:g} s")
+                raise RewardError(
+                    f"{who} did not return within {self.timeout:g} s (grpo.reward_timeout) while {doing}"
+                )
+        try:
+            return tuple(self.conn.recv())
+        except (EOFError, OSError):  # it died (os._exit, a crash, a kill): say how
+            try:
+                code = self.process.wait(5)
+                how = f" ({f'signal {signal.Signals(-code).name}' if code < 0 else f'exit status {code}'})"
+            except (subprocess.TimeoutExpired, ValueError):
+                how = ""
+            self.close()
+            raise RewardError(f"{who}: the reward process ended{how} while {doing}") from None
+
+    def call(
+        self, index: int, prompts: list[Any], completions: list[Any], kwargs: dict[str, Any]
+    ) -> list[Any]:
+        """The scores of reward ``index`` for these replies (None where it does not apply)."""
+        if not self._finalizer.alive:
+            raise RewardError(f"{_label(self.specs[index], index)}: the reward process has ended")
+        self.conn.send((index, list(prompts), list(completions), _shippable(kwargs)))
+        status, value, calls = self._receive(f"scoring {len(completions)} replies", index)
+        for key, args in calls:  # what the reward logged through TRL's log_extra / log_metric
+            if callable(kwargs.get(key)):
+                kwargs[key](*args)
+        if status == "error":
+            raise RewardError(value)
+        bad = next(
+            ((i, x) for i, x in enumerate(value) if x is not None and not math.isfinite(float(x))), None
+        )
+        if bad is not None:  # a built-in never gives one; checked here for every reward all the same
+            raise RewardError(
+                f"{_label(self.specs[index], index)} returned {bad[1]!r} for completion {bad[0] + 1}: "
+                "a reward must be a finite number"
+            )
+        return list(value)
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _end(process: subprocess.Popen[bytes], conn: Connection) -> None:
+    conn.close()
+    if process.poll() is None:
+        process.kill()  # it may be stuck in a reward: nothing gentler is sure to end it
+    process.wait()
+
+
+def build_rewards(
+    specs: Sequence[RewardSpec], timeout: float = 60.0, stop: threading.Event | None = None
+) -> tuple[list[RewardFn], list[float]]:
+    """The recipe's reward functions for TRL, and their weights: every user file loaded first (so its errors come
+    before the model loads), each call run in a :class:`RewardHost` under ``timeout`` and ended by ``stop``."""
+    host = RewardHost(specs, timeout, stop)
+    funcs: list[RewardFn] = []
+    for index, name in enumerate(_names(specs)):
+
+        def reward(
+            prompts: list[Any], completions: list[Any], _index: int = index, **kwargs: Any
+        ) -> list[Any]:
+            return host.call(_index, prompts, completions, kwargs)
+
+        reward.__name__ = name
+        reward.host = host  # type: ignore[attr-defined] # kept alive as long as TRL holds the function
+        funcs.append(reward)
     return funcs, [s.weight for s in specs]
+
+
+def check_rewards(specs: Sequence[RewardSpec], timeout: float = 60.0) -> None:
+    """Load every reward as a run would (a user's file imported, in a host process) and end; raises RewardError."""
+    RewardHost(specs, timeout).close()
 
 
 def score(
@@ -223,13 +447,21 @@ def score(
     completions: list[str],
     rows: list[dict[str, Any]] | None = None,
     prompts: list[str] | None = None,
+    timeout: float = 60.0,
 ) -> list[dict[str, float]]:
     """Each completion's score per reward, and the weighted ``total`` (what GRPO sums), outside training."""
-    funcs, weights = build_rewards(specs)
-    rows = rows or [{} for _ in completions]
-    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r}}
-    prompts = prompts or [""] * len(completions)
-    per = [f(prompts=prompts, completions=completions, **columns) for f in funcs]
+    funcs, weights = build_rewards(specs, timeout)
+    try:
+        rows = rows or [{} for _ in completions]
+        columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r}}
+        prompts = prompts or [""] * len(completions)
+        per = [
+            [math.nan if x is None else x for x in f(prompts=prompts, completions=completions, **columns)]
+            for f in funcs
+        ]
+    finally:
+        for func in funcs[:1]:  # one host serves them all
+            func.host.close()  # type: ignore[attr-defined]
     out = []
     for i in range(len(completions)):
         item = {f.__name__: per[j][i] for j, f in enumerate(funcs)}

@@ -87,11 +87,17 @@ def start_run(
     """The one way a new run starts (``studio train``, the Launch sheet, sweeps and the MCP server call it).
 
     The devices the recipe asks for are checked first, so a recipe this machine cannot train (FSDP without
-    CUDA, more GPUs than are visible) is refused before a run directory exists. Then the run directory is
-    created, ``meta`` added to its ``run.json`` (before any worker can write there) and, unless ``start`` is
-    false, its worker started with the devices and strategy from ``recipe``.
+    CUDA, more GPUs than are visible) is refused before a run directory exists, as is a preference or RL recipe
+    whose (local) data has no usable row. Then the run directory is created, ``meta`` added to its ``run.json``
+    (before any worker can write there) and, unless ``start`` is false, its worker started with the devices and
+    strategy from ``recipe``.
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
+    from lorastudio.data.preference import check_method_rows
+
+    check_method_rows(
+        recipe
+    )  # dpo/kto/orpo/grpo data with no usable row: said now, not after the model loads
     path = create_run(recipe, root)
     if meta:
         update_meta(path, **meta)

@@ -12,6 +12,7 @@ that groups them: listing, comparing and stopping a sweep read it back.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -33,26 +34,37 @@ QUEUE_ENV = {"STUDIO_QUEUE_CPU": "1"}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
+MAX_POINTS = 64
+"""The most runs a sweep plans unless told how many to start (``--max N``, MCP's ``max_runs``): a typo such as
+``lora.r=1,2,...`` pasted twice must not queue thousands of runs, each with a run directory."""
+
 
 def split_values(raw: str) -> list[str]:
-    """``1e-4,3e-4`` -> two values; commas inside ``[]``, ``{}`` or quotes stay (``[q_proj,v_proj]`` is one)."""
+    """``1e-4,3e-4`` -> two values; commas inside ``[]``, ``{}`` or quotes stay (``[q_proj,v_proj]`` is one).
+    A bracket or quote left open (or closed twice) raises ValueError naming it."""
     values: list[str] = []
     current: list[str] = []
-    depth, quote = 0, ""
+    opened: list[str] = []  # the brackets still open, innermost last
+    quote = ""
     for char in raw:
         if quote:
             quote = "" if char == quote else quote
         elif char in "'\"":
             quote = char
         elif char in "[{":
-            depth += 1
+            opened.append(char)
         elif char in "]}":
-            depth -= 1
-        elif char == "," and depth == 0:
+            if not opened or "[{"["]}".index(char)] != opened[-1]:
+                raise ValueError(f"a {char!r} that closes nothing")
+            opened.pop()
+        elif char == "," and not opened:
             values.append("".join(current).strip())
             current = []
             continue
         current.append(char)
+    # unbalanced, the value would be read as one string and refused for a reason that has nothing to do with it
+    if quote or opened:
+        raise ValueError(f"an unclosed {quote or opened[-1]!r}")
     values.append("".join(current).strip())
     return values
 
@@ -76,7 +88,10 @@ def parse_grid(args: Iterable[str]) -> tuple[list[Axis], list[str]]:
         if key in seen:
             raise RecipeError(f"sweep: {key} is given twice; list all its values once ({key}=a,b,c)")
         seen.add(key)
-        values = split_values(text.split("=", 1)[1])
+        try:
+            values = split_values(text.split("=", 1)[1])
+        except ValueError as exc:
+            raise RecipeError(f"sweep {text!r}: {exc}") from None
         if len(values) == 1:
             fixed.append(f"{key}={values[0]}")
             continue
@@ -123,10 +138,15 @@ def plan_sweep(
     name: str | None = None,
     max_points: int | None = None,
     root: Path | None = None,
+    max_option: str = "--max N",
 ) -> SweepPlan:
-    """Expand and validate the grid; raises before anything is created. ``max_points`` keeps the first N points."""
+    """Expand and validate the grid; raises before anything is created. ``max_points`` keeps the first N points;
+    without it a grid of more than :data:`MAX_POINTS` is refused, naming ``max_option`` (how the caller's user
+    says N)."""
     axes, fixed = parse_grid(args)
-    return _plan(lambda overrides: registry.load(recipe, overrides), axes, fixed, name, max_points, root)
+    return _plan(
+        lambda overrides: registry.load(recipe, overrides), axes, fixed, name, max_points, root, max_option
+    )
 
 
 def plan_from_data(
@@ -139,7 +159,7 @@ def plan_from_data(
             registry.apply_overrides(data, overrides), "the launch sheet", overrides=overrides
         )
 
-    return _plan(load, axes, [], name, None, root)
+    return _plan(load, axes, [], name, None, root, "")
 
 
 def _plan(
@@ -149,11 +169,22 @@ def _plan(
     name: str | None,
     max_points: int | None,
     root: Path | None,
+    max_option: str,
 ) -> SweepPlan:
     if not axes:
         raise RecipeError(
             "sweep: give at least one field with several comma-separated values, "
             "e.g. train.learning_rate=1e-4,3e-4"
+        )
+    if max_points is not None and max_points < 1:
+        raise RecipeError("sweep --max: give a number of runs, 1 or more")
+    grid_size = math.prod(len(axis.values) for axis in axes)
+    if max_points is None and grid_size > MAX_POINTS:
+        limit = f", or {max_option} to start the first N" if max_option else ""
+        raise RecipeError(
+            f"sweep: the grid has {grid_size} points "
+            f"({' x '.join(f'{a.key} ({len(a.values)})' for a in axes)}), more than {MAX_POINTS} runs; "
+            f"give fewer values{limit} (nothing was started)"
         )
     base = load(fixed)
     for axis in axes:  # each value alone first, so the message names the one at fault
@@ -170,16 +201,14 @@ def _plan(
     from lorastudio.train.trackers import check_available
 
     check_available(base)
-    if max_points is not None and max_points < 1:
-        raise RecipeError("sweep --max: give a number of runs, 1 or more")
     if name is not None and not _NAME.fullmatch(name):
         raise RecipeError(f"sweep --name {name!r}: use letters, digits, '.', '_' and '-'")
     name = name or f"{_slug(base.name)}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     if members(name, root):
         raise RecipeError(f"sweep {name!r} already exists; pick another --name")
-    combos = list(itertools.product(*(axis.values for axis in axes)))
+    combos = itertools.islice(itertools.product(*(axis.values for axis in axes)), max_points or grid_size)
     points = []
-    for index, combo in enumerate(combos[:max_points] if max_points else combos):
+    for index, combo in enumerate(combos):
         overrides = [*fixed, *(f"{axis.key}={value}" for axis, value in zip(axes, combo, strict=True))]
         try:
             resolved = load(overrides)
@@ -187,7 +216,7 @@ def _plan(
             raise RecipeError(f"sweep: {exc} (nothing was started)") from None
         dumped = flatten(resolved.model_dump(mode="json"))
         points.append(Point(index, overrides, {axis.key: dumped.get(axis.key) for axis in axes}, resolved))
-    return SweepPlan(name, base.name, axes, fixed, points, len(combos))
+    return SweepPlan(name, base.name, axes, fixed, points, grid_size)
 
 
 def start_sweep(plan: SweepPlan, root: Path | None = None) -> list[Path]:

@@ -30,15 +30,27 @@ from lorastudio.train.summaries import SummarizingWriter
 TELEMETRY_INTERVAL_S = 1.5
 
 
+class StopNow(BaseException):  # noqa: N818 - not an error: a second stop request
+    """Raised by a second SIGTERM/SIGINT wherever the main thread is: the run ends ``stopped`` without saving."""
+
+
 class StopFlag:
-    """Set by SIGTERM/SIGINT; the trainer callback turns it into ``should_training_stop``."""
+    """Set by SIGTERM/SIGINT; the trainer callback turns it into ``should_training_stop`` (and a reward still
+    scoring is ended, see rewards.RewardHost). A second signal, when the first has not ended the run, raises
+    :class:`StopNow` in the main thread: a stop must work whatever the run is stuck in."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal_name: str | None = None
+        self.saving = False
+        """Set while the adapter is written: a second stop then waits for it (a half-written adapter is lost)."""
 
     def install(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
+            if self.event.is_set() and not self.saving:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a third one ends the process outright
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                raise StopNow(signal.Signals(signum).name)
             self.signal_name = signal.Signals(signum).name
             self.event.set()
 
@@ -219,9 +231,10 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
 
         PatchDPOTrainer()
     if recipe.train.method == "grpo" and recipe.grpo is not None:
-        from lorastudio.train.rewards import build_rewards
+        from lorastudio.train.rewards import check_rewards
 
-        build_rewards(recipe.grpo.rewards)  # a broken reward file fails the run now, before the model loads
+        # a broken reward file fails the run now, before the model loads
+        check_rewards(recipe.grpo.rewards, recipe.grpo.reward_timeout)
     with dist.main_first(where):
         model, tokenizer = load_method_model(
             recipe,
@@ -251,7 +264,16 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
         writer.write("completions", samples=recent)
 
     trainer = build_method_trainer(
-        recipe, model, tokenizer, data, run_dir, hw, callbacks, samples=samples, tracking=tracking
+        recipe,
+        model,
+        tokenizer,
+        data,
+        run_dir,
+        hw,
+        callbacks,
+        samples=samples,
+        tracking=tracking,
+        stop=stop.event,
     )
     return trainer, tokenizer
 
@@ -348,9 +370,15 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if checkpoint is not None:
             writer.write("log", message=f"resuming from {checkpoint.name}")
         if not dist.any_rank(stop.event.is_set()):
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            from lorastudio.train.rewards import RewardsStopped
+
+            try:
+                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            except RewardsStopped:  # mid-step, before the update: the weights are those of the last step
+                stop.event.set()
         else:
             stop.event.set()
+        stop.saving = True
         writer.status("saving", step=trainer.state.global_step)
         if trainer.is_fsdp_enabled:
             adapter = dist.save_sharded_adapter(trainer, tokenizer, run_dir, where, save_adapter)
@@ -375,6 +403,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
     except StudioError as exc:
         writer.status("failed", cause=str(exc))
         return 1
+    except StopNow as exc:
+        writer.status(
+            "stopped",
+            cause=f"stopped at once by a second {exc}, without saving; "
+            "`studio resume` starts from the last checkpoint",
+        )
+        return 0
     except BaseException as exc:  # the run must end with a status whatever happened
         tail = "".join(traceback.format_exception(exc)[-6:])
         if where.distributed and (dist.is_comm_error(exc) or not where.is_main):
