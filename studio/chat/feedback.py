@@ -50,16 +50,17 @@ def destination_problem(path: Path) -> str | None:
 
     Asked before a reply is generated, so a bad destination loses nothing: a folder, a path under a file, a
     folder that cannot be created, a file that cannot be written. Nothing is created here."""
-    for file in (path, pairs_path(path)):
-        problem = _unwritable(file)
-        if problem is not None:
-            return problem if file == path else f"its pairs file {file}: {problem}"
-    return None
+    problem = _unwritable(path)
+    if problem is not None:
+        return f"{problem} (give a file, e.g. {path / DEFAULT_NAME})" if path.is_dir() else problem
+    pairs = pairs_path(path)
+    problem = _unwritable(pairs)
+    return f"its pairs file {pairs}: {problem}" if problem is not None else None
 
 
 def _unwritable(path: Path) -> str | None:
     if path.is_dir():
-        return f"is a folder, not a file (give a file, e.g. {path / DEFAULT_NAME})"
+        return "is a folder, not a file"
     if path.exists():
         return None if os.access(path, os.R_OK | os.W_OK) else "cannot be written (permission denied)"
     folder = path.parent
