@@ -47,7 +47,8 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) ->
     if flags or (extra and spec is None):
         parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
     if spec is not None:
-        _place(args, *spec, extra)
+        name, into = spec
+        _place(args, name, into, extra)
         delattr(args, _SPEC)
     return args
 
