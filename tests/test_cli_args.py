@@ -278,10 +278,10 @@ def test_the_default_feedback_file_is_checked_too(
     )
 
 
-def test_marked_replies_reach_a_new_feedback_folder(trained_run: Path, tmp_path: Path) -> None:
+def test_marked_replies_reach_a_new_feedback_folder(tiny_model: Path, tmp_path: Path) -> None:
     target = tmp_path / "new" / "fb.jsonl"
     done = subprocess.run(
-        [STUDIO_BIN, "chat", str(trained_run), "--prompt", "What does a cow say?", "--greedy"]
+        [STUDIO_BIN, "chat", str(tiny_model), "--prompt", "What does a cow say?", "--greedy"]
         + ["--max-new-tokens", "8", "--mark", "good", "--save-to", str(target)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
