@@ -29,7 +29,7 @@ import anyio
 import anyio.to_thread
 import mcp_types
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from pydantic import ValidationError
 
@@ -159,7 +159,7 @@ class StudioServer(MCPServer):
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ValidationError):
+            if isinstance(cause, ValidationError) and not isinstance(exc, UnexpectedToolError):
                 raise ToolError(argument_problem(name, cause)) from None
             if cause is not None and not isinstance(cause, ToolError):
                 raise ToolError(one_line(cause)) from None  # a crash: one line, no traceback on stderr
