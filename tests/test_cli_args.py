@@ -127,6 +127,17 @@ def test_prepare_takes_overrides_after_flags(tiny_model: Path, capsys: pytest.Ca
     assert summary["recipe"] == "tiny-pirate" and summary["eval_rows"] == 0 and summary["train_rows"] > 0
 
 
+def test_preview_takes_overrides_after_flags(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["preview", "--json", "tiny-pirate", "--index", "2", "model.max_seq_length=28"]) == 0
+    (sample,) = json.loads(capsys.readouterr().out)["samples"]
+    assert (sample["index"], sample["full_length"], sample["tokens"], sample["truncated"]) == (
+        2,
+        34,
+        28,
+        True,
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
