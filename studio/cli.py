@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio import __version__
+from lorastudio.cliargs import parse, require_terminal, takes_overrides
 from lorastudio.errors import StudioError
 
 
@@ -120,7 +121,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     for name in args.files:
         try:
-            recipe = load_file(Path(name), files=files)
+            recipe = load_file(Path(name), args.overrides, files=files)
         except StudioError as exc:
             print(exc, file=sys.stderr)
             bad += 1
@@ -779,6 +780,11 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from lorastudio.app import run_app
     from lorastudio.train.runs import find_run
 
+    require_terminal(
+        "attach",
+        "the Monitor",
+        "without one `studio runs --json` gives each run's status, step and loss",
+    )
     run_app(attach=find_run(args.run))
     return 0
 
@@ -799,9 +805,21 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from lorastudio.chat.engine import engine_for, reply_json, with_overrides
 
     prompts = _read_prompts(args.prompts) if args.prompts else None
-    if args.prompt is None and prompts is None:
+    interactive = args.prompt is None and prompts is None
+    if interactive and args.mark:
+        raise StudioError(
+            f"--mark {args.mark}: needs --prompt or --prompts (in the Chat screen, + and - mark a reply)"
+        )
+    if args.mark or (interactive and args.save_to):
+        _feedback_log(args)  # a destination that cannot be written is refused before any reply is made
+    if interactive:
         from lorastudio.app import run_app
 
+        require_terminal(
+            "chat without --prompt",
+            "the Chat screen",
+            "without one use --prompt TEXT or --prompts FILE (--mark good|bad saves the replies as feedback)",
+        )
         run_app(chat=args.target or "latest", chat_base=args.base, save_to=args.save_to)
         return 0
     engine = engine_for(args.target, base_only=args.base)
@@ -847,15 +865,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback_log(args: argparse.Namespace) -> Any:
+    """The feedback file of ``--mark``/``--save-to``, refused (naming it) when it could not be written."""
+    from lorastudio.chat.feedback import FeedbackLog, default_path, destination_problem
+
+    path = Path(args.save_to).expanduser() if args.save_to else default_path(args.target)
+    problem = destination_problem(path)
+    if problem is not None:
+        given = f"--save-to {args.save_to}" if args.save_to else f"feedback file {path}"
+        raise StudioError(f"{given}: {problem}")
+    args._feedback = FeedbackLog(path)
+    return args._feedback
+
+
 def _save_feedback(args: argparse.Namespace, messages: list[dict[str, str]], reply: str) -> str:
     """``studio chat … --mark good|bad [--save-to FILE]``: the reply as feedback rows (see chat/feedback.py)."""
-    from lorastudio.chat.feedback import FeedbackLog, default_path
-
-    log = getattr(args, "_feedback", None)
-    if log is None:
-        log = args._feedback = FeedbackLog(
-            Path(args.save_to).expanduser() if args.save_to else default_path(args.target)
-        )
+    log = getattr(args, "_feedback", None) or _feedback_log(args)
     said = (log.mark_good if args.mark == "good" else log.mark_bad)(messages, reply)
     return f"{said}; {log.summary()}"
 
@@ -1040,10 +1065,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50")
     q.set_defaults(func=cmd_recipe_show)
+    takes_overrides(q, name="name")
 
-    p = sub.add_parser("validate", help="check recipe files")
-    p.add_argument("files", nargs="+")
-    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("validate", help="check recipe files (with dotted overrides applied to each)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate, overrides=[])
+    takes_overrides(p, name="files")
 
     p = sub.add_parser("preview", help="show encoded samples with trained tokens marked")
     p.add_argument("recipe")
@@ -1052,6 +1079,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_preview)
+    takes_overrides(p)
 
     p = sub.add_parser("prepare", help="encode a recipe's data into the cache and print its statistics")
     p.add_argument("recipe")
@@ -1059,6 +1087,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="encode again even when the cache has it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_prepare)
+    takes_overrides(p)
 
     p = sub.add_parser("train", help="start a training run (survives the terminal)")
     p.add_argument("recipe", nargs="?")
@@ -1108,6 +1137,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from RUN's adapter (e.g. an SFT run before DPO); same as model.adapter=RUN",
     )
     p.set_defaults(func=cmd_train)
+    takes_overrides(p)
 
     p = sub.add_parser(
         "runs", help="list runs (newest first; `latest` names the newest); delete, note, compare"
@@ -1230,6 +1260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the sweep's name (default RECIPE-sweep-TIME)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before starting")
     p.set_defaults(func=cmd_sweep)
+    takes_overrides(p, into="grid")
 
     p = sub.add_parser(
         "mcp", help="serve studio's tools to a coding agent (Model Context Protocol over stdio)"
@@ -1249,16 +1280,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)  # overrides anywhere on the line (cliargs.py)
     from lorastudio.quiet import quiet_libraries
 
     quiet_libraries()
     if args.command == "train" and not args.recipe and not args.resume:
         parser.error("train needs a RECIPE (or --resume RUN)")
+    if args.command == "train" and args.resume and (args.recipe or args.overrides):
+        parser.error(
+            f"train --resume {args.resume} continues with the run's own recipe: no RECIPE or overrides"
+        )
     try:
         if args.command is None:
             from lorastudio.app import run_app
 
+            require_terminal(
+                "with no command, studio", "the TUI", "without one run a command (`studio --help`)"
+            )
             run_app()
             return 0
         return int(args.func(args) or 0)

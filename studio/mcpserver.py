@@ -415,11 +415,15 @@ def tool_errors(fn: Tool) -> Tool:
 
 
 def build_server(read_only: bool = False) -> Any:
-    """The MCPServer with studio's tools (only the read-only ones when asked)."""
-    from mcp.server import MCPServer
+    """The MCP server with studio's tools (only the read-only ones when asked), on mcpwire's checked wire."""
     from mcp.types import ToolAnnotations
 
-    server = MCPServer("studio", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    from lorastudio.mcpwire import StudioServer  # every request answered, every error one line
+
+    held_back = tuple(fn.__name__ for fn in CHANGING_TOOLS) if read_only else ()
+    server = StudioServer(
+        "studio", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", held_back=held_back
+    )
     for fn in READ_ONLY_TOOLS:
         server.add_tool(
             tool_errors(fn), annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False)

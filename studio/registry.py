@@ -83,6 +83,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: not UTF-8 text (byte {exc.start})") from None
     data = parse_text(text, path)
     _resolve_local_source(data, path.parent)
     _resolve_reward_files(data, path.parent)

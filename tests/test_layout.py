@@ -21,7 +21,7 @@ ENGINE = ROOT / "studio"
 # but must not import each other.
 RANK = {"ground": 0, "models": 1, "data": 2, "train": 3, "chat": 4, "export": 4, "face": 5}
 GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "hub", "__init__"}
-FACES = {"cli", "app", "worker", "screens", "widgets", "mcpserver"}
+FACES = {"cli", "cliargs", "app", "worker", "screens", "widgets", "mcpserver", "mcpwire"}
 
 
 def stage_of(module: str) -> str:

@@ -22,7 +22,11 @@ SERVER_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def params(*extra: str) -> StdioServerParameters:
-    env = {k: v for k, v in os.environ.items() if k.startswith(("XDG_", "HF_", "STUDIO_", "PATH", "HOME"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(("XDG_", "HF_", "STUDIO_", "PATH", "HOME", "PYTHONPATH"))
+    }
     return StdioServerParameters(command=STUDIO_BIN, args=["mcp", *extra], env={**env, **SERVER_ENV})
 
 

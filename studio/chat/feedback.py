@@ -14,6 +14,7 @@ Each row is appended with one write and flushed, so a file never ends in a parti
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,34 @@ def _append(path: Path, row: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         handle.flush()
+
+
+def destination_problem(path: Path) -> str | None:
+    """Why feedback could not be written to ``path`` (or to its pairs file beside it), or None.
+
+    Asked before a reply is generated, so a bad destination loses nothing: a folder, a path under a file, a
+    folder that cannot be created, a file that cannot be written. Nothing is created here."""
+    problem = _unwritable(path)
+    if problem is not None:
+        return f"{problem} (give a file, e.g. {path / DEFAULT_NAME})" if path.is_dir() else problem
+    pairs = pairs_path(path)
+    problem = _unwritable(pairs)
+    return f"its pairs file {pairs}: {problem}" if problem is not None else None
+
+
+def _unwritable(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.exists():
+        return None if os.access(path, os.R_OK | os.W_OK) else "cannot be written (permission denied)"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that is there
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot be created in {folder} (permission denied)"
+    return None
 
 
 def _prompt_of(context: Messages) -> str:
