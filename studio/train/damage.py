@@ -45,8 +45,8 @@ def events_problem(path: Path, state: RunState, live: Callable[[], bool] | None 
     if events.exists() and not os.access(events, os.R_OK):
         return f"{EVENTS_FILE} cannot be read (permission denied)"
     if state.bad_line is not None:
-        more = f" ({state.skipped} lines in all)" if state.skipped > 1 else ""
-        return f"{EVENTS_FILE}: {state.bad_line} is not an event{more}"
+        more = f" ({state.skipped} such lines)" if state.skipped > 1 else ""
+        return f"{EVENTS_FILE}: {state.bad_line}{more}"
     if state.partial_bytes and not (live is not None and live()):
         return f"{EVENTS_FILE}: its last line is cut off ({state.partial_bytes} bytes after the last newline)"
     return None

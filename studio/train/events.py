@@ -597,7 +597,9 @@ class EventTail:
         if end < 0:
             return []  # nothing complete yet
         self.offset += end + 1
-        return chunk[: end + 1].splitlines()
+        return chunk[:end].split(
+            b"\n"
+        )  # by newlines alone, as the writer ends lines (and `sed -n Np` counts)
 
     def _skip(self, index: int, why: str) -> None:
         self.skipped += 1
@@ -635,7 +637,7 @@ class EventTail:
             except MalformedEvent as exc:
                 self._skip(index, str(exc))
             except ValueError:  # not JSON, or not UTF-8 text
-                self._skip(index, "not a JSON line")
+                self._skip(index, "not JSON")
         self.lines += len(lines)
         return events
 
@@ -702,7 +704,7 @@ class RunState:
     skipped: int = 0
     """Malformed lines seen (not folded)."""
     bad_line: str | None = None
-    """The first of them, ``line N: why`` (what a damaged run's listing names)."""
+    """The first of them, ``line N is not an event: why`` (what a damaged run's listing names)."""
     lines: int = 0
     """Complete lines of the file folded (a :class:`RunReader` counts them, for :attr:`bad_line`'s number)."""
     partial_bytes: int = 0
@@ -1035,7 +1037,7 @@ class RunReader:
         state.partial_bytes = self.tail.pending
         if self.tail.first_bad is not None and state.bad_line is None:
             number, why = self.tail.first_bad
-            state.bad_line = f"line {base + number}: {why}"
+            state.bad_line = f"line {base + number} is not an event: {why}"
         return events
 
 
