@@ -193,8 +193,7 @@ def test_a_cut_off_line_of_a_live_run_is_a_line_being_written(root: Path) -> Non
     _cut_last_line(run)
     runs.update_meta(run, pid=os.getpid(), pid_started=psutil.Process().create_time())
     summary = runs.summarise(run)
-    assert (summary.status, summary.cause) == ("done", None) or summary.status == "training"
-    assert summary.status != "damaged"
+    assert (summary.status, summary.cause) == ("training", None)  # the worker is still writing "done"
 
 
 def test_a_run_directory_that_cannot_be_read_is_listed_as_damaged(root: Path) -> None:
@@ -446,3 +445,21 @@ async def test_the_monitor_attached_to_a_damaged_run_says_so(root: Path, damage:
         await pilot.pause()
         line = str(screen.query_one("#status-line", Label).render())
         assert line.startswith("status: damaged — ") and DAMAGES[damage][1] in line
+
+
+def test_a_damaged_member_of_a_sweep_is_listed_unranked_and_the_others_ranked(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for index, name in enumerate((OLDEST, MIDDLE, NEWEST)):
+        runs.update_meta(
+            root / name, sweep={"name": "lr", "index": index, "of": 3, "fields": {"train.learning_rate": index}}
+        )
+    DAMAGES["events.jsonl a line that is no object"][0](root / OLDEST)
+    code, out, err = studio(capsys, "runs", "compare", "--sweep", "lr", "--json")
+    assert code == 0, err
+    ranking = strict_loads(out)
+    assert [(r["name"], r["rank"], r["status"]) for r in ranking["runs"]] == [
+        (MIDDLE, 1, "done"),  # ranked by eval loss: the only one that evaluated
+        (OLDEST, None, "damaged"),
+        (NEWEST, None, "stopped"),
+    ]

@@ -19,7 +19,8 @@ Reading is forward compatible: a line of a kind this version does not know loads
 (kept, folded as nothing), keys a kind does not declare are kept in ``extra`` and written back by
 ``to_json``, and a newer ``v`` is read for the fields this version knows. A line that is not JSON, or a
 declared field whose value has the wrong type, makes that line malformed: it is skipped and counted
-(``EventTail.skipped``, ``RunState.skipped``), never raised to the reader.
+(``EventTail.skipped``, ``RunState.skipped``; the first named in ``RunState.bad_line``, which makes the run
+``damaged`` in the listing: ``damage.py``), never raised to the reader.
 
 :class:`RunState` is the one fold: every reader turns events into figures through it (including the
 derived ones: peak VRAM, duration, mean tokens/s, best loss), never by reading the file itself.

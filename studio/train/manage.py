@@ -30,6 +30,7 @@ _STATUS_ORDER = (
     "queued",
     "failed",
     "died",
+    DAMAGED,
     "stopped",
     "done",
 )
