@@ -175,6 +175,9 @@ def test_other_readers_survive_a_damaged_run(
     assert listed == {NEWEST: "stopped", MIDDLE: "damaged", OLDEST: "done"}
     code, out, err = studio(capsys, "runs", "note", MIDDLE, "fine")  # a note can be written on it
     assert code == 0 and (root / MIDDLE / "note.txt").read_text() == "fine\n"
+    for args in (("export", MIDDLE, "--estimate", "--json"), ("chat", f"{MIDDLE}@best", "--prompt", "hi")):
+        code, out, err = studio(capsys, *args)  # the run's lookup: its own message, in one line
+        assert (code, out) == (2, "") and err.startswith(f"studio: run {MIDDLE} has no ") and err.count("\n") == 1
 
 
 def test_a_damaged_run_json_is_not_rewritten(root: Path) -> None:
