@@ -177,7 +177,11 @@ def test_other_readers_survive_a_damaged_run(
     assert code == 0 and (root / MIDDLE / "note.txt").read_text() == "fine\n"
     for args in (("export", MIDDLE, "--estimate", "--json"), ("chat", f"{MIDDLE}@best", "--prompt", "hi")):
         code, out, err = studio(capsys, *args)  # the run's lookup: its own message, in one line
-        assert (code, out) == (2, "") and err.startswith(f"studio: run {MIDDLE} has no ") and err.count("\n") == 1
+        assert (
+            (code, out) == (2, "")
+            and err.startswith(f"studio: run {MIDDLE} has no ")
+            and err.count("\n") == 1
+        )
 
 
 def test_a_damaged_run_json_is_not_rewritten(root: Path) -> None:
@@ -455,7 +459,8 @@ def test_a_damaged_member_of_a_sweep_is_listed_unranked_and_the_others_ranked(
 ) -> None:
     for index, name in enumerate((OLDEST, MIDDLE, NEWEST)):
         runs.update_meta(
-            root / name, sweep={"name": "lr", "index": index, "of": 3, "fields": {"train.learning_rate": index}}
+            root / name,
+            sweep={"name": "lr", "index": index, "of": 3, "fields": {"train.learning_rate": index}},
         )
     DAMAGES["events.jsonl a line that is no object"][0](root / OLDEST)
     code, out, err = studio(capsys, "runs", "compare", "--sweep", "lr", "--json")

@@ -27,6 +27,7 @@ are folded once, as before.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -278,6 +279,10 @@ _AGREEING = (
     "adapter",
 )
 """The figures that folding an event a second time leaves as they were (each the latest, highest or lowest)."""
+_IDLE_KINDS = (b'"telemetry"', b'"log"', b'"sample"', b'"completions"')
+"""Lines of these kinds set none of :data:`_AGREEING`: not parsed (most of a window is telemetry). A quoted
+word inside a JSON string is escaped (``\\"log\\"``), so only a kind (or a key) matches; skipping a line
+more than needed only checks less, it never drops a good summary."""
 
 
 def _agrees(state: RunState, before: bytes, whole: bool) -> bool:
@@ -285,9 +290,9 @@ def _agrees(state: RunState, before: bytes, whole: bool) -> bool:
     of :data:`_AGREEING`. So a summary that says ``failed`` over events whose last status is ``done`` (edited,
     or written by a buggy writer) is dropped and the events folded instead."""
     lines = before.split(b"\n")
-    again = RunState.from_scalars(state.scalars_json())
+    again = copy.copy(state)  # scalars only (curves=False): folding assigns new values, appends to nothing
     for raw in lines if whole else lines[1:]:  # the first piece of a window is the end of a line
-        if raw.strip():
+        if raw.strip() and not any(kind in raw for kind in _IDLE_KINDS):
             try:
                 again.apply(parse_event(json.loads(raw)))
             except ValueError:
