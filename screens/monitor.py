@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Log, ProgressBar
 
 from lorastudio.recipe import Recipe
+from lorastudio.train.damage import DAMAGED, run_problem
 from lorastudio.train.events import (
     TERMINAL_STATUSES,
     CheckpointEvent,
@@ -30,7 +31,8 @@ from lorastudio.train.events import (
     RunState,
     StatusEvent,
 )
-from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, read_meta
+from lorastudio.train.rundir import inspect_meta
+from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, worker_alive
 from lorastudio.widgets.chart import SMOOTHING_STEPS, WINDOWS, LineChart
 from lorastudio.widgets.completions_panel import CompletionsPanel
 from lorastudio.widgets.gpu_panel import GpuPanel
@@ -270,7 +272,11 @@ class MonitorScreen(Screen[None]):
             # The UI gets the latest values only (the charts got the new points above): copying whole
             # histories would make each refresh cost grow with the run.
             latest = state.latest()
-            status = effective_status(latest, read_meta(self.run_dir), self.run_dir)
+            meta, meta_problem = inspect_meta(self.run_dir)
+            status = effective_status(latest, meta, self.run_dir)
+            problem = run_problem(self.run_dir, state, meta_problem, lambda: worker_alive(meta, self.run_dir))
+            if problem is not None:  # as the Runs screen lists it: which file, and how
+                status, latest.cause = DAMAGED, problem
             self.post_message(Snapshot(latest, status, lines, points))
         finally:
             self._reading.clear()
@@ -282,7 +288,7 @@ class MonitorScreen(Screen[None]):
             with path.open("rb") as handle:
                 handle.seek(self._log_offset)
                 chunk = handle.read(256_000)
-        except FileNotFoundError:
+        except OSError:  # none yet, or not a file (a damaged run)
             return []
         end = chunk.rfind(b"\n")
         if end < 0:
@@ -300,7 +306,7 @@ class MonitorScreen(Screen[None]):
             line += "  | to lower memory: " + "; ".join(state.hints)
         status_label = self.query_one("#status-line", Label)
         status_label.update(escape(line))  # a cause quotes the worker's error: "[rank0]: ..." is text
-        status_label.set_class(status in ("failed", "died"), "error")
+        status_label.set_class(status in ("failed", "died", DAMAGED), "error")
         bar = self.query_one("#progress", ProgressBar)
         if state.max_steps:
             bar.update(total=state.max_steps, progress=state.step)

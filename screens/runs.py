@@ -168,9 +168,13 @@ class RunsScreen(Screen[None]):
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
             status = Text(
                 r.status,
-                style={"failed": "red", "died": "red", "done": "green", "stopped": "yellow"}.get(
-                    r.status, "bold"
-                ),
+                style={
+                    "failed": "red",
+                    "died": "red",
+                    "damaged": "bold red",
+                    "done": "green",
+                    "stopped": "yellow",
+                }.get(r.status, "bold"),
             )
             name = f"  {r.name}" if r.name in self.sweeps else r.name  # a sweep's members sit under its row
             table.add_row(
@@ -245,7 +249,7 @@ class RunsScreen(Screen[None]):
             text.append(f"\nmean reward {r.last_reward:.3f} at step {r.step}")
         if row.note:
             text.append(f"\nnote: {row.note}")
-        if r.cause and r.status in ("failed", "died", "stopped"):
+        if r.cause and r.status in ("failed", "died", "stopped", "damaged"):  # damaged: which file, and how
             text.append(f"\n{r.cause}", style="red" if r.status != "stopped" else "yellow")
         from lorastudio.train.manage import checkpoints
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Any
 from lorastudio import __version__
 from lorastudio.cliargs import parse, require_terminal, takes_overrides
 from lorastudio.errors import StudioError
+from lorastudio.jsonout import dumps
 
 
 def _progress_printer(label: str):
@@ -57,7 +57,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
                     "error": e.error,
                 }
             )
-        print(json.dumps(out, indent=2))
+        print(dumps(out, indent=2))
         return 0
     from rich.table import Column, Table
     from rich.text import Text
@@ -168,7 +168,7 @@ def _preview_method(args: argparse.Namespace, recipe: Any) -> int:
             s if isinstance(s, dict) else method_sample_json(encoder.tokenizer, s[1], s[0]) for s in samples
         ]
         print(
-            json.dumps(
+            dumps(
                 {
                     "recipe": recipe.name,
                     "method": recipe.train.method,
@@ -251,7 +251,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
             for s in samples
         ]
         print(
-            json.dumps(
+            dumps(
                 {
                     "recipe": recipe.name,
                     "format": prepared.encoder.format,
@@ -315,7 +315,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "seconds": round(time.monotonic() - started, 2),
         }
         print(
-            json.dumps(summary, indent=2)
+            dumps(summary, indent=2)
             if args.json
             else f"{recipe.name}: {recipe.train.method} {data.encoder.format}, {len(data.train)} train rows, "
             f"{len(data.eval)} eval rows, skipped {dict(data.stats.skipped) or 0}"
@@ -339,7 +339,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         summary = _prepare_now(recipe, args)
     summary["seconds"] = round(time.monotonic() - started, 2)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(dumps(summary, indent=2))
         return 0
     stats = summary["stats"]
     print(
@@ -580,7 +580,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = sort_runs(list_runs(), args.sort)
     if args.json:
-        print(json.dumps([{**r.to_json(), "note": read_note(r.path) or None} for r in runs], indent=2))
+        print(dumps([{**r.to_json(), "note": read_note(r.path) or None} for r in runs], indent=2))
         return 0
     from rich.table import Table
 
@@ -608,6 +608,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs yet in {runs_dir()}", file=sys.stderr)
         return 0
     console.print(table)
+    for r in runs:  # which file, and how to mend it (damage.py)
+        if r.status == "damaged":
+            print(f"{r.name}: {r.cause}", file=sys.stderr)
     print(f"in {runs_dir()}  (`latest` names the newest run)", file=sys.stderr)
     return 0
 
@@ -658,7 +661,7 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
     comparison = compare_runs([find_run(name) for name in args.runs])
     if args.json:
-        print(json.dumps(comparison.to_json(), indent=2))
+        print(dumps(comparison.to_json(), indent=2))
         return 0
     from rich.table import Table
 
@@ -718,14 +721,14 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
 def cmd_runs_samples(args: argparse.Namespace) -> int:
     """The run's sample replies, round by round (words changed since the round before marked)."""
-    from lorastudio.train.events import load_samples
+    from lorastudio.train.manage import intact_state
     from lorastudio.train.runs import find_run
     from lorastudio.train.samplelog import SampleHistory, round_label, word_diff
 
     run_dir = find_run(args.run)
-    history = SampleHistory.of(load_samples(run_dir))
+    history = SampleHistory.of(intact_state(run_dir).samples)
     if args.json:
-        print(json.dumps({"run": run_dir.name, **history.to_json()}, indent=2))
+        print(dumps({"run": run_dir.name, **history.to_json()}, indent=2))
         return 0
     if not len(history):
         print(
@@ -847,7 +850,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         reply = engine.generate(messages, sampling, on_text=None if args.json else emit)
         if args.json:
             print(
-                json.dumps({**({"prompt": prompt} if prompts is not None else {}), **reply_json(reply)}),
+                dumps({**({"prompt": prompt} if prompts is not None else {}), **reply_json(reply)}),
                 flush=True,
             )
         else:
@@ -905,11 +908,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     if args.estimate:
         size = estimate_bytes(request)
-        print(json.dumps({"estimated_bytes": size}) if args.json else human_size(size))
+        print(dumps({"estimated_bytes": size}) if args.json else human_size(size))
         return 0
     result = export(request, None if args.json else _progress_printer(f"export {args.format}"))
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(dumps(result.to_json()))
     else:
         print(
             f"{args.format}{f' {result.quant}' if result.quant else ''}: estimated "
@@ -1003,7 +1006,7 @@ def cmd_runs_compare_sweep(args: argparse.Namespace) -> int:
 
     ranking = compare_sweep(args.sweep)
     if args.json:
-        print(json.dumps(ranking.to_json(), indent=2))
+        print(dumps(ranking.to_json(), indent=2))
         return 0
     from rich.table import Table
 

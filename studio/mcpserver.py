@@ -248,12 +248,12 @@ def compare_runs(
 
 def samples(run: RunArg) -> dict[str, Any]:
     """Replies the run generated from its sample prompts while training (when the recipe asks for them)."""
-    from lorastudio.train.events import load_samples
+    from lorastudio.train.manage import intact_state
     from lorastudio.train.runs import find_run
     from lorastudio.train.samplelog import SampleHistory
 
     path = find_run(run)
-    history = SampleHistory.of(load_samples(path))
+    history = SampleHistory.of(intact_state(path).samples)
     if not len(history):
         return {"run": path.name, "samples": [], "message": f"{NO_SAMPLES} for {path.name}"}
     recorded = history.to_json()
@@ -401,13 +401,17 @@ CHANGING_TOOLS: tuple[Tool, ...] = (start_run, stop_run, resume_run, export, sta
 
 
 def tool_errors(fn: Tool) -> Tool:
-    """``fn`` with a :class:`StudioError` returned as a tool error carrying its message (the CLI's line)."""
+    """``fn`` with a :class:`StudioError` returned as a tool error carrying its message (the CLI's line), and
+    its answer made strict JSON (a figure that is not finite is null: ``jsonout.py``; the SDK would write
+    ``Infinity`` into the answer's text)."""
     from mcp.types import CallToolResult, TextContent
+
+    from lorastudio.jsonout import finite
 
     @functools.wraps(fn)  # the SDK reads the signature (and so the schema) through __wrapped__
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return finite(fn(*args, **kwargs))
         except StudioError as exc:
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 

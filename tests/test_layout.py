@@ -20,7 +20,7 @@ ENGINE = ROOT / "studio"
 # Lower rank = lower stage; a module may import its own rank or below. chat and export share a rank
 # but must not import each other.
 RANK = {"ground": 0, "models": 1, "data": 2, "train": 3, "chat": 4, "export": 4, "face": 5}
-GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "hub", "__init__"}
+GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "hub", "jsonout", "__init__"}
 FACES = {"cli", "cliargs", "app", "worker", "screens", "widgets", "mcpserver", "mcpwire"}
 
 

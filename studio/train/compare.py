@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorastudio.train.events import load_state
+from lorastudio.train.manage import intact_state
 from lorastudio.train.runs import RECIPE_FILE, effective_status, read_meta
 
 Curve = list[tuple[int, float]]
@@ -81,7 +81,7 @@ def _by_step(points: Curve) -> Curve:
 def run_result(path: Path) -> RunResult:
     """The run's figures, all from one fold of its events (:class:`RunState` owns how each is derived)."""
     meta = read_meta(path)
-    state = load_state(path)
+    state = intact_state(path)
     status = effective_status(state, meta, path)
     lowest_eval = state.lowest_eval_loss if state.lowest_eval_loss is not None else state.best_eval_loss
     return RunResult(

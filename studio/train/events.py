@@ -19,7 +19,8 @@ Reading is forward compatible: a line of a kind this version does not know loads
 (kept, folded as nothing), keys a kind does not declare are kept in ``extra`` and written back by
 ``to_json``, and a newer ``v`` is read for the fields this version knows. A line that is not JSON, or a
 declared field whose value has the wrong type, makes that line malformed: it is skipped and counted
-(``EventTail.skipped``, ``RunState.skipped``), never raised to the reader.
+(``EventTail.skipped``, ``RunState.skipped``; the first named in ``RunState.bad_line``, which makes the run
+``damaged`` in the listing: ``damage.py``), never raised to the reader.
 
 :class:`RunState` is the one fold: every reader turns events into figures through it (including the
 derived ones: peak VRAM, duration, mean tokens/s, best loss), never by reading the file itself.
@@ -576,6 +577,12 @@ class EventTail:
         """Lines that were not JSON objects with a kind, or (for :meth:`read_events`) malformed events."""
         self.reads = 0
         """How many times the file was opened (the listing cache's tests count them)."""
+        self.lines = 0
+        """Complete lines read (blank and skipped ones too)."""
+        self.first_bad: tuple[int, str] | None = None
+        """(its number among :attr:`lines`, why) of the first line :meth:`read_events` skipped."""
+        self.pending = 0
+        """Bytes after the last complete line: a line being written, or one cut off."""
 
     def _complete_lines(self, max_bytes: int | None) -> list[bytes]:
         try:
@@ -583,18 +590,28 @@ class EventTail:
                 self.reads += 1
                 handle.seek(self.offset)
                 chunk = handle.read(max_bytes) if max_bytes else handle.read()
-        except FileNotFoundError:
+                size = os.fstat(handle.fileno()).st_size
+        except OSError:  # missing, or not a readable file (a folder): nothing to read; damage.py says why
             return []
         end = chunk.rfind(b"\n")
+        self.pending = max(0, size - self.offset - (end + 1))
         if end < 0:
             return []  # nothing complete yet
         self.offset += end + 1
-        return chunk[: end + 1].splitlines()
+        return chunk[:end].split(
+            b"\n"
+        )  # by newlines alone, as the writer ends lines (and `sed -n Np` counts)
+
+    def _skip(self, index: int, why: str) -> None:
+        self.skipped += 1
+        if self.first_bad is None:
+            self.first_bad = (self.lines + index + 1, why)
 
     def read_new(self, max_bytes: int | None = None) -> list[RawEvent]:
         """The new lines as JSON objects (readers fold :meth:`read_events` instead)."""
         events = []
-        for raw in self._complete_lines(max_bytes):
+        lines = self._complete_lines(max_bytes)
+        for raw in lines:
             if not raw.strip():
                 continue
             try:
@@ -606,18 +623,23 @@ class EventTail:
                 events.append(value)
             else:
                 self.skipped += 1
+        self.lines += len(lines)
         return events
 
     def read_events(self, max_bytes: int | None = None) -> list[Event]:
         """The new lines as typed events; malformed lines are skipped and counted in ``skipped``."""
         events = []
-        for raw in self._complete_lines(max_bytes):
+        lines = self._complete_lines(max_bytes)
+        for index, raw in enumerate(lines):
             if not raw.strip():
                 continue
             try:
                 events.append(parse_event(json.loads(raw)))
-            except ValueError:  # JSONDecodeError and MalformedEvent alike
-                self.skipped += 1
+            except MalformedEvent as exc:
+                self._skip(index, str(exc))
+            except ValueError:  # not JSON, or not UTF-8 text
+                self._skip(index, "not JSON")
+        self.lines += len(lines)
         return events
 
 
@@ -682,6 +704,12 @@ class RunState:
     events: int = 0
     skipped: int = 0
     """Malformed lines seen (not folded)."""
+    bad_line: str | None = None
+    """The first of them, ``line N is not an event: why`` (what a damaged run's listing names)."""
+    lines: int = 0
+    """Complete lines of the file folded (a :class:`RunReader` counts them, for :attr:`bad_line`'s number)."""
+    partial_bytes: int = 0
+    """Bytes after the file's last complete line when last read: a line being written, or one cut off."""
     last_loss: float | None = None
     last_reward: float | None = None
     """GRPO's latest mean reward (its ``reward`` figure): the progress figure of a method whose loss is not one.
@@ -960,12 +988,15 @@ class RunState:
         state = cls(curves=False, **values)
         for f in dataclasses.fields(cls):  # a hand-edited or truncated entry must not pass as a state
             value = getattr(state, f.name)
-            if f.type in ("int", "float") and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
-            ):
+            kind = str(f.type).removesuffix(" | None")
+            if value is None and kind != f.type:
+                continue
+            if kind in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"{f.name}: {value!r}")
-            if f.type == "str" and not isinstance(value, str):
+            if kind == "str" and not isinstance(value, str):
                 raise ValueError(f"{f.name}: {value!r}")
+        if not all(isinstance(hint, str) for hint in state.hints):
+            raise ValueError(f"hints: {state.hints!r}")
         return state
 
 
@@ -997,11 +1028,17 @@ class RunReader:
 
     def update(self, max_bytes: int | None = None) -> list[Event]:
         """Fold the new events; returns them (for a reader that prints or charts each one)."""
-        skipped = self.tail.skipped
+        skipped, lines, base = self.tail.skipped, self.tail.lines, self.state.lines - self.tail.lines
         events = self.tail.read_events(max_bytes)
         for event in events:
             self.state.apply(event)
-        self.state.skipped += self.tail.skipped - skipped
+        state = self.state
+        state.skipped += self.tail.skipped - skipped
+        state.lines += self.tail.lines - lines
+        state.partial_bytes = self.tail.pending
+        if self.tail.first_bad is not None and state.bad_line is None:
+            number, why = self.tail.first_bad
+            state.bad_line = f"line {base + number} is not an event: {why}"
         return events
 
 

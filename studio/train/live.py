@@ -5,16 +5,22 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from lorastudio.train.runs import RunSummary, list_runs
+from lorastudio.train.damage import DAMAGED
+from lorastudio.train.runs import RunSummary, list_runs, read_meta, worker_alive
 
 FINAL = ("done", "stopped", "failed", "died", "unknown")
 
 
 def live_runs(root: Path | None = None) -> list[RunSummary]:
     """Runs whose worker is alive (training, loading or waiting in the queue), newest first."""
-    # "queued" with no pid is a run directory whose worker was never started: nothing to attach to
+    # "queued" with no pid is a run directory whose worker was never started: nothing to attach to; a
+    # damaged run's status says nothing about its worker, so ask the process itself
     return [
-        r for r in list_runs(root) if r.status not in FINAL and (r.status != "queued" or _has_pid(r.path))
+        r
+        for r in list_runs(root)
+        if r.status not in FINAL
+        and (r.status != "queued" or _has_pid(r.path))
+        and (r.status != DAMAGED or worker_alive(read_meta(r.path), r.path))
     ]
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio.errors import RunError
+from lorastudio.train.damage import DAMAGED, check_intact
+from lorastudio.train.events import RunState
+from lorastudio.train.rundir import NOTE_FILE as NOTE_FILE
 from lorastudio.train.runs import RUN_FILE, RunSummary, read_meta, start_worker, summarise, worker_alive
-
-NOTE_FILE = "note.txt"
-"""One line of free text per run, kept beside run.json (never inside it: the worker rewrites run.json)."""
 
 SORT_KEYS = ("time", "loss", "status")
 """The orders the Runs screen cycles through (and ``studio runs --sort`` accepts)."""
@@ -30,6 +30,7 @@ _STATUS_ORDER = (
     "queued",
     "failed",
     "died",
+    DAMAGED,
     "stopped",
     "done",
 )
@@ -37,10 +38,17 @@ RESUMABLE = frozenset({"stopped", "failed", "died"})
 
 
 def read_note(path: Path) -> str:
+    """The run's note; empty when it has none, or when ``note.txt`` is not text (the listing says so:
+    ``damage.note_problem``)."""
     try:
         return (path / NOTE_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return ""
+
+
+def intact_state(path: Path, curves: bool = True) -> RunState:
+    """The run's fold for compare and samples; a damaged run is refused naming the file (``damage.py``)."""
+    return check_intact(path, lambda: is_live(path), curves)
 
 
 def write_note(path: Path, text: str) -> str:
@@ -127,6 +135,8 @@ def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path 
     from lorastudio.train.runs import NOT_STARTED_CAUSE, latest_checkpoint
 
     summary = summarise(path)
+    if summary.status == DAMAGED:
+        raise RunError(f"run {path.name} is damaged: {summary.cause}; nothing to resume")
     if summary.cause == NOT_STARTED_CAUSE and not is_live(path):
         return start_worker(path, devices=devices), None
     if not _settled(path, summary.status):

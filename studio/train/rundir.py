@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -17,19 +18,94 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lorastudio.errors import RunError
+
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "worker.log"
 """The worker's (or supervisor's) stdout and stderr: tracebacks, anything printed outside the event log."""
 META_LOCK = ".run.json.lock"
 """Held while ``run.json`` is read and rewritten: the supervisor, the worker and the TUI (a note) all update it."""
+NOTE_FILE = "note.txt"
+"""One line of free text per run, kept beside run.json (never inside it: the worker rewrites run.json)."""
+CHECKPOINTS_DIR = "checkpoints"
+
+_NUMBER = (int, float)
+META_FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
+    "format": ("a whole number", (int,)),
+    "name": ("text", (str,)),
+    "recipe": ("text", (str,)),
+    "extends": ("text or null", (str, type(None))),
+    "created": ("a time in seconds", _NUMBER),
+    "pid": ("a process id", (int, type(None))),
+    "pid_started": ("a time in seconds or null", (*_NUMBER, type(None))),
+    "nodes": ("a whole number", (int,)),
+    "slurm": ("an object", (dict, type(None))),
+    "sweep": ("an object", (dict, type(None))),
+}
+"""run.json's fields that readers use -> (what it must be, the JSON types it may have). A field of another type
+is left out of :func:`read_meta` and named by :func:`inspect_meta`; fields not named here are kept as they are."""
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}
+
+
+def _well_typed(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # JSON's true/false is no number, whatever Python says
+        return bool in types
+    if isinstance(value, float) and not math.isfinite(value):  # Python's json reads NaN and Infinity
+        return False
+    return isinstance(value, types)
+
+
+def _load(path: Path) -> tuple[Any, str | None]:
+    """(run.json as JSON gives it, None), or (None, what is wrong with the file as a whole)."""
+    file = path / RUN_FILE
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return None, f"{RUN_FILE} is missing"
+    except OSError as exc:
+        return None, f"{RUN_FILE} cannot be read ({exc.strerror or exc})"
+    if not data.strip():
+        return None, f"{RUN_FILE} is empty"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"{RUN_FILE} is not text (binary data at byte {exc.start})"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return (
+            None,
+            f"{RUN_FILE} is not valid JSON (cut off?): {exc.msg} at line {exc.lineno} column {exc.colno}",
+        )
+
+
+def inspect_meta(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(the fields of ``run.json`` a reader can use, what is wrong with the file or None).
+
+    A file that is not a JSON object gives no fields; a known field of the wrong type (:data:`META_FIELDS`) is
+    left out. The problem is one line naming the file and the field, for the run listing's ``damaged`` status.
+    """
+    data, problem = _load(path)
+    if problem is not None:
+        return {}, problem
+    if not isinstance(data, dict):
+        kind = _JSON_TYPES.get(type(data), "a number")
+        return {}, f"{RUN_FILE} holds {kind}, not an object of the run's fields"
+    meta, wrong = {}, []
+    for key, value in data.items():
+        expected = META_FIELDS.get(key)
+        if expected is not None and not _well_typed(value, expected[1]):
+            wrong.append(f"{key} is {json.dumps(value)[:40]}, not {expected[0]}")
+        else:
+            meta[key] = value
+    return meta, (f"{RUN_FILE}: " + "; ".join(wrong)) if wrong else None
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    """``run.json``'s usable fields (see :func:`inspect_meta`); empty when the file is missing or damaged."""
+    return inspect_meta(path)[0]
 
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -53,7 +129,12 @@ def _meta_lock(path: Path) -> Iterator[None]:
 def update_meta(path: Path, **fields: Any) -> None:
     """Set ``fields`` in ``run.json``, keeping every other writer's fields (read and rewritten under a lock)."""
     with _meta_lock(path):
-        meta = read_meta(path)
+        meta, problem = _load(path)
+        if meta is None and (path / RUN_FILE).exists():  # damaged: rewriting it would lose what it held
+            raise RunError(f"{path.name}: {problem}; not rewritten")
+        if meta is not None and not isinstance(meta, dict):
+            raise RunError(f"{path.name}: {RUN_FILE} is not an object of the run's fields; not rewritten")
+        meta = meta or {}
         meta.update(fields)
         write_meta(path, meta)
 

@@ -26,13 +26,21 @@ from lorastudio import registry
 from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
+from lorastudio.train.damage import DAMAGED, run_problem
 from lorastudio.train.events import EVENTS_FILE, RunState
 from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
 from lorastudio.train.nodes import NodeSpec, node_log
 from lorastudio.train.rundir import LOG_FILE as LOG_FILE
 from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
 from lorastudio.train.rundir import RUN_FILE as RUN_FILE
-from lorastudio.train.rundir import create_time, read_meta, update_meta, worker_process, write_meta
+from lorastudio.train.rundir import (
+    create_time,
+    inspect_meta,
+    read_meta,
+    update_meta,
+    worker_process,
+    write_meta,
+)
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
 RUN_FORMAT = 1
@@ -254,7 +262,7 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
     """The run's listing line, folded through the summary cache (see ``summaries.py``)."""
     own = cache is None
     cache = cache or summary_cache()
-    meta = read_meta(path)
+    meta, meta_problem = inspect_meta(path)
     state = cache.state(path)
     if own:
         cache.save()
@@ -266,6 +274,9 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
         from lorastudio.train.slurm import slurm_status
 
         status, cause = slurm_status(state.status, state.cause, state.finished, meta)
+    problem = run_problem(path, state, meta_problem, lambda: worker_alive(meta, path))
+    if problem is not None:  # listed with the reason; compare, samples and resume refuse it (damage.py)
+        status, cause = DAMAGED, problem
     return RunSummary(
         path.name,
         path,
@@ -288,10 +299,21 @@ def list_runs(root: Path | None = None) -> list[RunSummary]:
         return []
     cache = summary_cache()
     paths = [p for p in root.iterdir() if (p / RUN_FILE).exists()]
-    runs = [summarise(p, cache) for p in paths]
+    runs = [_summarise_or_unreadable(p, cache) for p in paths]
     cache.forget_missing(root, paths)
     cache.save()
     return sorted(runs, key=lambda r: r.started or 0, reverse=True)
+
+
+def _summarise_or_unreadable(path: Path, cache: SummaryCache) -> RunSummary:
+    """The run's line; a run directory the system will not let us read (permissions, I/O errors) is listed
+    as damaged instead of ending the listing of every other run."""
+    try:
+        return summarise(path, cache)
+    except OSError as exc:
+        where = Path(exc.filename).name if exc.filename else path.name
+        problem = f"{where} cannot be read ({exc.strerror or exc})"
+        return RunSummary(path.name, path, "?", DAMAGED, 0, 0, None, None, problem)
 
 
 def find_run(name_or_path: str, root: Path | None = None) -> Path:

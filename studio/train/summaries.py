@@ -27,6 +27,7 @@ are folded once, as before.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -43,6 +44,7 @@ from lorastudio.train.events import (
     RunReader,
     RunState,
     StatusEvent,
+    parse_event,
 )
 
 CACHE_FILE = "run-summaries.json"
@@ -94,7 +96,7 @@ class SummaryCache:
             entry = self._load().get(key)
         state, offset = self._reuse(entry, events, stat)
         if state is None:  # not in this cache yet: start from the writer's own summary where it has one
-            state, offset = self._reuse(read_run_summary(run_dir), events, stat)
+            state, offset = self._reuse(read_run_summary(run_dir), events, stat, check=True)
         if (
             state is not None
             and offset == stat.st_size
@@ -122,9 +124,11 @@ class SummaryCache:
             self._memo[key] = (stat.st_size, stat.st_mtime_ns, reader.state)
         return reader.state
 
-    def _reuse(self, entry: Any, events: Path, stat: os.stat_result) -> tuple[RunState | None, int]:
+    def _reuse(
+        self, entry: Any, events: Path, stat: os.stat_result, check: bool = False
+    ) -> tuple[RunState | None, int]:
         """(the cached state, the offset to fold on from), or (None, 0) when the entry cannot be used."""
-        state, offset, fingerprinted = _reusable(entry, events, stat.st_size, stat)
+        state, offset, fingerprinted = _reusable(entry, events, stat.st_size, stat, check)
         self.reads += fingerprinted
         return state, offset
 
@@ -226,16 +230,18 @@ def _resumed_reader(run_dir: Path) -> RunReader:
         size = events.stat().st_size
     except OSError:
         size = 0
-    state, offset, _ = _reusable(read_run_summary(run_dir), events, size)
+    state, offset, _ = _reusable(read_run_summary(run_dir), events, size, check=True)
     return RunReader(run_dir, state or RunState(curves=False), offset)
 
 
 def _reusable(
-    entry: Any, events: Path, size: int, stat: os.stat_result | None = None
+    entry: Any, events: Path, size: int, stat: os.stat_result | None = None, check: bool = False
 ) -> tuple[RunState | None, int, bool]:
     """(the entry's state, the offset to fold on from, whether the file was opened to check it), or
     (None, 0, …) when the entry cannot be used. With ``stat``, an entry recorded at the file's own size and
-    mtime is taken as it is; otherwise the bytes before its offset must be the ones it recorded."""
+    mtime is taken as it is; otherwise the bytes before its offset must be the ones it recorded, and with
+    ``check`` (a run's own ``summary.json``, which anyone may have written) its figures must agree with the
+    events before its offset (:func:`_agrees`)."""
     opened = False
     if not isinstance(entry, dict):
         return None, 0, opened
@@ -245,11 +251,66 @@ def _reusable(
             return None, 0, opened
         if stat is None or entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
             opened = True
-            if _fingerprint(events, offset) != entry.get("fingerprint"):
+            before = _bytes_before(events, offset, TAIL_CHECK_BYTES if check else FINGERPRINT_BYTES)
+            if before is None or before[-FINGERPRINT_BYTES:].hex() != entry.get("fingerprint"):
                 return None, 0, opened  # not the file that was folded: start again
+            state = RunState.from_scalars(entry["state"])
+            if check and not _agrees(state, before, whole=len(before) == offset):
+                return None, 0, opened  # its figures are not its events': the events win
+            return state, offset, opened
         return RunState.from_scalars(entry["state"]), offset, opened
     except (KeyError, TypeError, ValueError):
         return None, 0, opened
+
+
+TAIL_CHECK_BYTES = 8192
+"""How much of the events before a ``summary.json``'s offset is folded again to check its figures."""
+_AGREEING = (
+    "status",
+    "cause",
+    "step",
+    "max_steps",
+    "epoch",
+    "last_loss",
+    "last_reward",
+    "best_loss",
+    "last_eval_loss",
+    "best_checkpoint",
+    "adapter",
+)
+"""The figures that folding an event a second time leaves as they were (each the latest, highest or lowest)."""
+_IDLE_KINDS = (b'"telemetry"', b'"log"', b'"sample"', b'"completions"')
+"""Lines of these kinds set none of :data:`_AGREEING`: not parsed (most of a window is telemetry). A quoted
+word inside a JSON string is escaped (``\\"log\\"``), so only a kind (or a key) matches; skipping a line
+more than needed only checks less, it never drops a good summary."""
+
+
+def _agrees(state: RunState, before: bytes, whole: bool) -> bool:
+    """The summary's figures are the ones its last events set: those events, folded again onto it, change none
+    of :data:`_AGREEING`. So a summary that says ``failed`` over events whose last status is ``done`` (edited,
+    or written by a buggy writer) is dropped and the events folded instead."""
+    lines = before.split(b"\n")
+    again = copy.copy(state)  # scalars only (curves=False): folding assigns new values, appends to nothing
+    for raw in lines if whole else lines[1:]:  # the first piece of a window is the end of a line
+        if raw.strip() and not any(kind in raw for kind in _IDLE_KINDS):
+            try:
+                again.apply(parse_event(json.loads(raw)))
+            except ValueError:
+                continue
+    return all(_same(getattr(again, name), getattr(state, name)) for name in _AGREEING)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (a != a and b != b)  # NaN is itself here
+
+
+def _bytes_before(events: Path, offset: int, count: int) -> bytes | None:
+    try:
+        with events.open("rb") as handle:
+            handle.seek(max(0, offset - count))
+            return handle.read(min(offset, count))
+    except OSError:
+        return None
 
 
 def _fingerprint(events: Path, offset: int) -> str | None:

@@ -24,6 +24,7 @@ from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import Recipe
 from lorastudio.train.compare import RunResult, flatten, run_result
+from lorastudio.train.damage import DAMAGED
 from lorastudio.train.runs import RUN_FILE, read_meta, start_run, start_worker, stop_run
 
 SWEEP_KEY = "sweep"
@@ -317,6 +318,15 @@ class SweepComparison:
         }
 
 
+def _member_result(path: Path) -> RunResult:
+    """The member's results; a damaged member (``damage.py``) is listed unranked, its figures not trusted,
+    so it does not keep the others from being compared."""
+    try:
+        return run_result(path)
+    except RunError:
+        return RunResult(path.name, path, "?", DAMAGED, 0, 0)
+
+
 def compare_sweep(name: str, root: Path | None = None) -> SweepComparison:
     """The sweep's members ranked by best eval loss (final train loss when none evaluated), best first."""
     runs = members(name, root)
@@ -328,7 +338,7 @@ def compare_sweep(name: str, root: Path | None = None) -> SweepComparison:
         entry = sweep_of(path) or {}
         fields = dict(entry.get("fields") or {})
         keys += [k for k in fields if k not in keys]
-        entries.append(SweepEntry(run_result(path), fields, None))
+        entries.append(SweepEntry(_member_result(path), fields, None))
     ranked_by = (
         "best_eval_loss" if any(e.result.best_eval_loss is not None for e in entries) else "final_loss"
     )
