@@ -106,3 +106,37 @@ def write_runs(root: Path) -> list[Path]:
     )
     (c / "note.txt").write_text("lr sweep, stopped to free the GPU\n")
     return [a, b, c]
+
+
+def write_queued_run(root: Path, name: str, *, created: float) -> Path:
+    """A run whose live worker waits on the device queue: its status carries the cause, its pid is this
+    process (alive, with its own start time), so it lists as queued rather than died."""
+    import os
+
+    import psutil
+
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "name": name,
+                "recipe": "tiny-pirate",
+                "created": created,
+                "pid": os.getpid(),
+                "pid_started": psutil.Process().create_time(),
+            }
+        )
+    )
+    (run / "recipe.yaml").write_text(RECIPE.format(lr=0.003, steps=12, batch=8))
+    (run / "worker.log").write_text("")
+    events = [
+        {"kind": "status", "status": "queued"},
+        {"kind": "status", "status": "starting"},
+        {"kind": "status", "status": "queued (waiting for CPU)"},
+    ]
+    with (run / "events.jsonl").open("w") as handle:
+        for i, event in enumerate(events):
+            handle.write(json.dumps({"v": 1, "t": created + i * 0.5, **event}) + "\n")
+    return run
