@@ -417,3 +417,34 @@ async def test_the_footer_shows_the_main_keys_whole_at_80_columns(runs_root: Pat
         for key in ("space Mark", "v Compare", "c Chat", "s Stop", "r Resume", "x Export", "D Delete"):
             assert key in footer, footer
         assert footer.index("space Mark") < footer.index("v Compare") < footer.index("D Delete")
+
+
+async def test_compare_at_80x24_shows_the_differences_and_scrolls_to_the_last(runs_root: Path) -> None:
+    """Four runs, one of them GRPO (a caveat line, 21 fields differ): the legend and caveat take rows, yet the
+    differences are on screen, every run's column with them, and the pane scrolls by keyboard to the last."""
+    from runs_fixtures import write_run
+
+    from lorastudio import registry
+    from lorastudio.screens.compare import CompareScreen
+
+    write_run(runs_root, "tiny-pirate-20260922-130000", created=1_790_009_000.0, lr=0.0005)
+    (runs_root / MIDDLE / "recipe.yaml").write_text(registry.dump(registry.load("tiny-pirate-grpo")))
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await burst(pilot, "ctrl+r", "space", "space", "space", "space", "v")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
+        await pilot.pause()
+        fields = list(screen.comparison.differing)
+        assert len(fields) > 10
+        visible = "\n".join(screen_lines(app)[:-1])  # above the footer
+        assert "recipe fields that differ" in visible
+        assert sum(f" {name} " in visible for name in fields) >= 3  # some differences, not just their title
+        header = next(line for line in screen_lines(app) if line.startswith(" field "))
+        assert header.split()[1:] == ["A", "B", "C", "D"]  # every run's column on screen
+        assert not any(f" {fields[-1]} " in line for line in screen_lines(app))
+        await pilot.press("end")  # the pane has the focus: its scroll is animated
+        await wait_until(pilot, lambda: any(f" {fields[-1]} " in line for line in screen_lines(app)[:-1]))
+        await pilot.press("home")
+        await wait_until(pilot, lambda: "recipe fields that differ" in "\n".join(screen_lines(app)))
