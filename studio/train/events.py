@@ -686,6 +686,8 @@ class RunState:
     last_reward: float | None = None
     """GRPO's latest mean reward (its ``reward`` figure): the progress figure of a method whose loss is not one.
     None for a method that logs no such figure."""
+    best_reward: float | None = None
+    """GRPO's highest mean reward logged (what a GRPO run's summary reports beside the final one)."""
     last_learning_rate: float | None = None
     last_eval_loss: float | None = None
     best_checkpoint: str | None = None
@@ -822,7 +824,8 @@ class RunState:
                 self.samples.append(event)
         elif isinstance(event, MethodMetricsEvent):
             if event.values and REWARD_FIGURE in event.values:
-                self.last_reward = event.values[REWARD_FIGURE]
+                self.last_reward = reward = event.values[REWARD_FIGURE]
+                self.best_reward = reward if self.best_reward is None else max(self.best_reward, reward)
             if self.curves and event.values:
                 step = event.step if event.step is not None else self.step
                 self.method_points += [(step, name, value) for name, value in event.values.items()]
