@@ -486,6 +486,9 @@ class SampleEvent(Event):
     """Reply i answers prompt i."""
     finish: tuple[str, ...] = ()
     """Per reply: ``stop`` (ended by itself) or ``length`` (cut at ``max_new_tokens``)."""
+    references: tuple[str, ...] = ()
+    """Per prompt: the data's own answer to it (a held-out row's reply, a pair's chosen one), "" where there is
+    none; empty when no prompt has one."""
     seconds: float | None = None
     """Wall time of the round; training waits for it."""
     max_new_tokens: int | None = None
@@ -493,6 +496,10 @@ class SampleEvent(Event):
     def reply_to(self, prompt: str) -> str | None:
         """This round's reply to ``prompt`` (None when the round did not ask it)."""
         return next((r for p, r in zip(self.prompts, self.replies, strict=False) if p == prompt), None)
+
+    def reference_to(self, prompt: str) -> str:
+        """The data's answer to ``prompt`` ("" when it has none, or the round did not ask it)."""
+        return next((r for p, r in zip(self.prompts, self.references, strict=False) if p == prompt), "")
 
 
 @dataclass(frozen=True, kw_only=True)
