@@ -95,6 +95,16 @@ def group_display(rows: list[RunRow], sweeps: dict[str, str], collapsed: set[str
     return out
 
 
+class RunsTable(DataTable[Any]):
+    """The runs' table: Home and End go to the first and the last run (DataTable's own scroll sideways, which
+    this table never needs), through the screen, so keys typed before the list arrives wait like the rest."""
+
+    BINDINGS = [
+        Binding("home", "screen.move_to(0)", "First run", show=False),
+        Binding("end", "screen.move_to(-1)", "Last run", show=False),
+    ]
+
+
 class RunsScreen(Screen[None]):
     """A table of runs, refreshed every few seconds. Enter acts on the highlighted row, in key order."""
 
@@ -115,9 +125,8 @@ class RunsScreen(Screen[None]):
         # Only reached while the table lacks focus (just pushed): moves still land on the table, in order.
         Binding("down", "move(1)", "Move down", show=False, id="runs.down"),
         Binding("up", "move(-1)", "Move up", show=False, id="runs.up"),
-        # priority: the table's own Home/End scroll sideways, which this table never needs
-        Binding("home", "move_to(0)", "First run", show=False, priority=True, id="runs.first"),
-        Binding("end", "move_to(-1)", "Last run", show=False, priority=True, id="runs.last"),
+        Binding("home", "move_to(0)", "First run", show=False, id="runs.first"),
+        Binding("end", "move_to(-1)", "Last run", show=False, id="runs.last"),
     ]
 
     AUTO_FOCUS = ""  # the table takes focus once it has rows; keys before that wait in `pending`
@@ -143,7 +152,7 @@ class RunsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TitleHeader()
         yield Label("Runs", id="runs-title", classes="title")
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="run-detail")
         yield Footer(compact=True)
 

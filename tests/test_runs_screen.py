@@ -389,14 +389,25 @@ async def test_at_80_columns_a_long_status_leaves_every_column_on_screen(runs_ro
         assert "queued (waiting for CPU)" in plain(app.screen.query_one("#run-detail"))
 
 
-async def test_home_and_end_move_to_the_first_and_last_run(runs_root: Path) -> None:
-    from lorastudio.screens.runs import RunsScreen
+async def test_home_and_end_move_to_the_first_and_last_run(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.screens import runs as runs_screen
 
+    real = runs_screen.load_rows
+
+    def slow_rows():
+        time.sleep(1.0)  # the list arrives after the keys
+        return real()
+
+    monkeypatch.setattr(runs_screen, "load_rows", slow_rows)
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30)
-        await pilot.press("end")
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "end")  # typed before the list arrives: acted on once it does
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, runs_screen.RunsScreen) and app.screen.loaded, timeout=30
+        )
         table = app.screen.query_one("#runs-table")
         assert table.cursor_row == 2 and app.screen._current().name == OLDEST
         await pilot.press("home")
