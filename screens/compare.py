@@ -11,10 +11,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from lorastudio.screens.runs import fit
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 from lorastudio.widgets.title_header import TitleHeader
@@ -60,12 +62,19 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         # its own line, not the legend's last: with many runs the legend is cut at its height, the caveat never is
         yield Static("", id="compare-caveat")
         yield CompareChart(id="compare-chart")
-        yield DataTable(id="compare-results", cursor_type="none", zebra_stripes=True)
-        yield Label("recipe fields that differ", id="compare-diff-label", classes="muted")
-        yield DataTable(id="compare-diff", cursor_type="row", zebra_stripes=True)
+        # One pane for both tables, scrolled by the keyboard (up/down, page up/down, home/end, left/right);
+        # the tables themselves take no focus, so no key stops at one of them.
+        with VerticalScroll(id="compare-tables"):
+            yield DataTable(id="compare-results", cursor_type="none", zebra_stripes=True)
+            yield Label("recipe fields that differ", id="compare-diff-label", classes="muted")
+            yield DataTable(id="compare-diff", cursor_type="none", zebra_stripes=True)
         yield Footer()
 
+    AUTO_FOCUS = "#compare-tables"
+
     def on_mount(self) -> None:
+        for table in self.query(DataTable):
+            table.can_focus = False
         self.load()
 
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
@@ -135,9 +144,14 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         diff.add_column("field")
         for i in range(len(comparison.runs)):
             diff.add_column(Text(self.letter(i), style=f"bold {self._color(i)}"))
+        # every run's column on screen: a long value (a path, a system prompt) is cut in the middle to its
+        # share of the width, keeping its end (a file's name)
+        names = max((len(name) for name in comparison.differing), default=5)
+        runs = max(1, len(comparison.runs))
+        room = max(10, (self.size.width - 3 - names - 2 * (runs + 1)) // runs)  # 3: scrollbar, margin
         for name, values in comparison.differing.items():
             # as text: a template or a system prompt may hold "[/INST]", which markup would refuse
-            diff.add_row(name, *(Text(format_value(v)) for v in values))
+            diff.add_row(name, *(Text(fit(format_value(v), room, room // 2)) for v in values))
         label = self.query_one("#compare-diff-label", Label)
         label.update(
             f"recipe fields that differ ({len(comparison.differing)})"
@@ -145,6 +159,28 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
             else "the recipes are identical"
         )
         diff.display = bool(comparison.differing)
+        self.call_after_refresh(self._fit_tables)
+
+    CHART_MIN = 5
+    """Rows the chart keeps however many tables' rows there are (its axes take 2 of them)."""
+
+    def _fit_tables(self) -> None:
+        """The tables' pane takes what the chart's few rows leave (at most 60% of the screen): a long legend
+        and the caveat no longer push it under the footer, and what does not fit scrolls in the pane."""
+        above = sum(
+            w.outer_size.height
+            for w in (self.query_one(TitleHeader), self.query_one("#compare-title"), *self._tops())
+            if w.display
+        )
+        room = self.size.height - above - self.query_one(Footer).outer_size.height - self.CHART_MIN
+        pane = self.query_one("#compare-tables", VerticalScroll)
+        pane.styles.max_height = max(4, min(room, self.size.height * 6 // 10))
+
+    def _tops(self) -> list[Static]:
+        return [self.query_one("#compare-legend", Static), self.query_one("#compare-caveat", Static)]
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_tables)
 
     def _draw(self) -> None:
         if self.comparison is None:

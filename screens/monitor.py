@@ -33,7 +33,7 @@ from lorastudio.train.events import (
 )
 from lorastudio.train.rundir import inspect_meta
 from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, worker_alive
-from lorastudio.widgets.chart import SMOOTHING_STEPS, WINDOWS, LineChart
+from lorastudio.widgets.chart import SMOOTHING_STEPS, WAITING, WINDOWS, LineChart
 from lorastudio.widgets.completions_panel import CompletionsPanel
 from lorastudio.widgets.gpu_panel import GpuPanel
 from lorastudio.widgets.method_charts import add_method_series, charts_for, ensure_series, method_chart_points
@@ -149,9 +149,13 @@ def log_line(event: Event) -> str | None:
 
 
 def summary_line(state: RunState, status: str) -> str:
-    """One line for a finished run: final/best loss, eval loss, duration, tokens, mean tokens/s, peak memory."""
+    """One line for a finished run: final/best loss (GRPO: mean reward), eval loss, duration, tokens, mean
+    tokens/s, peak memory."""
     parts = [status]
-    if state.last_loss is not None and state.best_loss is not None:
+    if state.last_reward is not None:  # GRPO: its loss is no measure of progress, its mean reward is
+        best = f" (best {state.best_reward:.3f})" if state.best_reward is not None else ""
+        parts.append(f"final mean reward {state.last_reward:.3f}{best}")
+    elif state.last_loss is not None and state.best_loss is not None:
         parts.append(f"final loss {state.last_loss:.4f} (best {state.best_loss:.4f})")
     if state.last_eval_loss is not None and state.lowest_eval_loss is not None:
         where = f" @ {state.best_checkpoint.rsplit('/', 1)[-1]}" if state.best_checkpoint else ""
@@ -193,6 +197,8 @@ class MonitorScreen(Screen[None]):
 
     WIDE = (160, 40)
     """From this terminal size (columns, rows) every chart is shown at once, in a grid."""
+    ROOMY = 110
+    """From this many columns a GRPO run's right column widens for its completions."""
 
     selected: reactive[int] = reactive(0)
 
@@ -208,7 +214,10 @@ class MonitorScreen(Screen[None]):
         self.reads = 0
         self.snapshot: Snapshot | None = None
         # dpo/kto/orpo/grpo runs get their method's charts after the common ones (widgets/method_charts.py)
-        self.method = _run_method(run_dir)
+        recipe = _run_recipe(run_dir)
+        self.method = recipe.train.method if recipe is not None else "sft"
+        self.grpo_beta = recipe.grpo.beta if recipe is not None and recipe.grpo is not None else None
+        self._marked_empty = False
         self.method_charts = charts_for(self.method)
         self.charts = [*CHARTS, *((key, title, "step") for key, title, _ in self.method_charts)]
         self.tab_names = [*TAB_NAMES, *(key for key, _, _ in self.method_charts)]
@@ -242,6 +251,9 @@ class MonitorScreen(Screen[None]):
             {key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in self.method_charts}, self.method
         )
         self.set_class(bool(self.method_charts), "-method")
+        self.set_class(self.method == "grpo", "-grpo")
+        if self.method == "grpo" and self.grpo_beta == 0:  # TRL computes no KL without its penalty
+            self.query_one("#chart-kl", LineChart).empty = "KL not computed: grpo.beta is 0"
         self.watch_selected()
         self.tick()
         self.set_interval(REFRESH_S, self.tick)
@@ -255,6 +267,8 @@ class MonitorScreen(Screen[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width >= self.WIDE[0] and event.size.height >= self.WIDE[1], "-wide")
+        # room for GRPO's completions: a wider right column (the charts keep the larger share)
+        self.set_class(event.size.width >= self.ROOMY, "-roomy")
 
     @work(thread=True, group="monitor-tail", exit_on_error=False)
     def read_events(self) -> None:
@@ -314,10 +328,18 @@ class MonitorScreen(Screen[None]):
         self.set_class(finished, "-finished")
         self.query_one("#summary-line", Label).update(summary_line(state, status) if finished else "")
         elapsed = state.elapsed_s(time.time())
+        if state.last_reward is not None:
+            last = f" · mean reward {state.last_reward:.3f}"
+        else:
+            last = f" · last loss {state.last_loss:.4f}" if state.last_loss is not None else ""
         self.query_one("#progress-label", Label).update(
-            f"step {state.step}/{state.max_steps or '?'} · epoch {state.epoch:.2f}"
-            + (f" · last loss {state.last_loss:.4f}" if state.last_loss is not None else "")
+            f"step {state.step}/{state.max_steps or '?'} · epoch {state.epoch:.2f}{last}"
         )
+        if finished and not self._marked_empty:
+            self._marked_empty = True
+            for line_chart in self.query(LineChart):
+                if line_chart.empty == WAITING:  # nothing more will come: say so instead of waiting
+                    line_chart.empty = "nothing logged"
         grouped: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for chart, series, point in message.points:
             grouped.setdefault((chart, series), []).append(point)
@@ -436,11 +458,11 @@ class MonitorScreen(Screen[None]):
         self.app.push_screen(ExportScreen(self.run_dir))
 
 
-def _run_method(run_dir: Path) -> str:
-    """The run's ``train.method`` (sft when its recipe snapshot is unreadable: the common charts still work)."""
+def _run_recipe(run_dir: Path) -> Recipe | None:
+    """The run's recipe snapshot (None when unreadable: the common charts still work, as an SFT run's)."""
     try:
         from lorastudio.train.runs import load_run_recipe
 
-        return load_run_recipe(run_dir).train.method
+        return load_run_recipe(run_dir)
     except Exception:
-        return "sft"
+        return None

@@ -6,9 +6,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -36,16 +37,45 @@ def load_rows() -> list[RunRow]:
     return [RunRow(r, read_note(r.path)) for r in list_runs()]
 
 
-def sweep_names(rows: list[RunRow]) -> dict[str, str]:
-    """Run name -> sweep name for the runs a sweep started (read from their run.json)."""
+def sweep_entries(rows: list[RunRow]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Run name -> (its sweep's name, the values the sweep gave it) for the runs a sweep started."""
     from lorastudio.train.sweep import sweep_of
 
     found = {}
     for row in rows:
         entry = sweep_of(row.summary.path)
         if entry is not None:
-            found[row.summary.name] = str(entry["name"])
+            fields = entry.get("fields")
+            found[row.summary.name] = (str(entry["name"]), dict(fields) if isinstance(fields, dict) else {})
     return found
+
+
+SHORT_KEYS = {"learning_rate": "lr"}
+"""A swept field's name in the Runs table: its last part, some shortened further."""
+
+
+def swept_values(fields: dict[str, Any]) -> str:
+    """``train.learning_rate=0.001, lora.r=8`` as ``lr=0.001 r=8``: what tells a sweep's runs apart."""
+    parts = []
+    for key, value in fields.items():
+        last = key.rsplit(".", 1)[-1]
+        parts.append(
+            f"{SHORT_KEYS.get(last, last)}={value:g}" if isinstance(value, float) else f"{last}={value}"
+        )
+    return " ".join(parts)
+
+
+def fit(text: str, width: int, keep_end: int = 15) -> str:
+    """``text`` in ``width`` cells: cut in the middle, keeping its last ``keep_end`` (a run's timestamp)."""
+    if len(text) <= width:
+        return text
+    tail = min(keep_end, max(0, width - 2))
+    return text[: width - tail - 1] + "…" + text[len(text) - tail :] if tail else text[: width - 1] + "…"
+
+
+def short_status(status: str) -> str:
+    """The table's status: ``queued (waiting for CPU)`` as ``queued`` (the details pane says why)."""
+    return status.split(" (", 1)[0]
 
 
 def group_display(rows: list[RunRow], sweeps: dict[str, str], collapsed: set[str]) -> list[RunRow | str]:
@@ -65,18 +95,29 @@ def group_display(rows: list[RunRow], sweeps: dict[str, str], collapsed: set[str
     return out
 
 
+class RunsTable(DataTable[Any]):
+    """The runs' table: Home and End go to the first and the last run (DataTable's own scroll sideways, which
+    this table never needs), through the screen, so keys typed before the list arrives wait like the rest."""
+
+    BINDINGS = [
+        Binding("home", "screen.move_to(0)", "First run", show=False),
+        Binding("end", "screen.move_to(-1)", "Last run", show=False),
+    ]
+
+
 class RunsScreen(Screen[None]):
     """A table of runs, refreshed every few seconds. Enter acts on the highlighted row, in key order."""
 
+    # The footer's order: what a user looks for first, one short word each, so 80 columns show them all.
     BINDINGS = [
         Binding("enter", "attach", "Attach", id="runs.attach"),
-        Binding("c", "chat", "Chat", id="runs.chat"),
         Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("v", "compare", "Compare", id="runs.compare"),
-        Binding("r", "resume", "Resume", id="runs.resume"),
+        Binding("c", "chat", "Chat", id="runs.chat"),
         Binding("s", "stop", "Stop", id="runs.stop"),
+        Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("x", "export", "Export", id="runs.export"),
-        Binding("delete,D", "delete", "Delete", id="runs.delete"),
+        Binding("D,delete", "delete", "Delete", id="runs.delete"),
         Binding("n", "note", "Note", id="runs.note"),
         Binding("o", "sort", "Sort", id="runs.sort"),
         Binding("g", "toggle_group", "Sweep group", show=False, id="runs.group"),  # shown in the detail pane
@@ -84,6 +125,8 @@ class RunsScreen(Screen[None]):
         # Only reached while the table lacks focus (just pushed): moves still land on the table, in order.
         Binding("down", "move(1)", "Move down", show=False, id="runs.down"),
         Binding("up", "move(-1)", "Move up", show=False, id="runs.up"),
+        Binding("home", "move_to(0)", "First run", show=False, id="runs.first"),
+        Binding("end", "move_to(-1)", "Last run", show=False, id="runs.last"),
     ]
 
     AUTO_FOCUS = ""  # the table takes focus once it has rows; keys before that wait in `pending`
@@ -98,6 +141,7 @@ class RunsScreen(Screen[None]):
         self._listing = threading.Event()
         """Set while a listing runs, so ticks do not start a second one beside it."""
         self.sweeps: dict[str, str] = {}  # run name -> its sweep's name (run.json), for the group rows
+        self.swept: dict[str, dict[str, Any]] = {}  # run name -> the values its sweep gave it
         self.collapsed: set[str] = set()  # sweeps shown as one row (g toggles)
         self.table_rows: list[RunRow | str] = []  # in table order: a run, or a sweep (its group row)
 
@@ -108,9 +152,9 @@ class RunsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TitleHeader()
         yield Label("Runs", id="runs-title", classes="title")
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="run-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -134,17 +178,46 @@ class RunsScreen(Screen[None]):
         self._listing.set()
         try:
             rows = load_rows()
-            sweeps = sweep_names(rows)
+            entries = sweep_entries(rows)
         finally:
             self._listing.clear()
+        sweeps = {name: group for name, (group, _) in entries.items()}
         if (
             not self.loaded or set(rows) != set(self.rows) or sweeps != self.sweeps
         ):  # unchanged: not drawn again
-            self.app.call_from_thread(self._show_with_sweeps, rows, sweeps)
+            swept = {name: fields for name, (_, fields) in entries.items()}
+            self.app.call_from_thread(self._show_with_sweeps, rows, sweeps, swept)
 
-    def _show_with_sweeps(self, rows: list[RunRow], sweeps: dict[str, str]) -> None:
+    def _show_with_sweeps(
+        self, rows: list[RunRow], sweeps: dict[str, str], swept: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.sweeps = sweeps
+        self.swept = swept or {}
         self._show(rows)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.loaded:
+            self._show(self.rows)  # the name column's room changed
+
+    def _rooms(self, entries: list[RunRow | str]) -> tuple[int, int]:
+        """Cells for the name and the note columns: what the screen leaves once status, step, progress and
+        start time are in, so those stay on screen at 80 columns (the details pane shows both whole)."""
+        runs = [e.summary for e in entries if not isinstance(e, str)]
+        status = max([len(short_status(r.status)) for r in runs] + [len("status")])
+        step = max([len(f"{r.step}/{r.max_steps or '?'}") for r in runs] + [len("step")])
+        loss = max([len(r.progress) for r in runs] + [len("loss")])
+        # 7 columns of 1 cell padding a side, the mark, "MM-DD HH:MM", the scrollbar
+        left = self.size.width - 14 - 1 - status - step - loss - 11 - 2
+        names = max(
+            [len(self._name_cell(r.name, 1000)) for r in runs]
+            + [len(self._group_cell(g)) for g in entries if isinstance(g, str)]
+            + [len("name")]
+        )
+        notes = max([len(e.note) for e in entries if not isinstance(e, str)] + [6])
+        # the name gets the room the notes leave, and at least 30 cells: the note gives way first (the
+        # details pane shows both whole)
+        name = max(16, min(names, max(left - notes, min(left - 6, 30))))
+        return name, max(6, left - name)
 
     def _show(self, rows: list[RunRow]) -> None:
         from lorastudio.train.manage import sort_runs
@@ -158,16 +231,17 @@ class RunsScreen(Screen[None]):
         current_group = self._current_group()
         table.clear()
         self.table_rows = group_display(self.rows, self.sweeps, self.collapsed)
+        room, note_room = self._rooms(self.table_rows)
         for entry in self.table_rows:
             if isinstance(entry, str):
                 table.add_row(
-                    Text(" "), self._group_cell(entry), *self._group_cells(entry), key=f"sweep:{entry}"
+                    Text(" "), self._group_cell(entry, room), *self._group_cells(entry), key=f"sweep:{entry}"
                 )
                 continue
             r = entry.summary
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
             status = Text(
-                r.status,
+                short_status(r.status),
                 style={
                     "failed": "red",
                     "died": "red",
@@ -176,15 +250,14 @@ class RunsScreen(Screen[None]):
                     "stopped": "yellow",
                 }.get(r.status, "bold"),
             )
-            name = f"  {r.name}" if r.name in self.sweeps else r.name  # a sweep's members sit under its row
             table.add_row(
                 self._mark_cell(r.name),
-                Text(name),
+                self._name_cell(r.name, room),
                 status,
                 f"{r.step}/{r.max_steps or '?'}",
                 r.progress,
                 started,
-                Text(entry.note),  # the user's words: DataTable would read a str cell as markup
+                Text(fit(entry.note, note_room, 0)),  # the user's words: a str cell would read as markup
                 key=r.name,
             )
         if self.table_rows:
@@ -213,6 +286,19 @@ class RunsScreen(Screen[None]):
             return False
         self.pending.append((action, args))
         return True
+
+    def _name_cell(self, name: str, room: int) -> Text:
+        """A run's name, fitted to ``room``; a sweep's member sits under its group row and leads with the
+        values the sweep gave it (its name is the recipe's and a time, alike for all of them)."""
+        if name not in self.sweeps:
+            return Text(fit(name, room))
+        values = swept_values(self.swept.get(name, {}))
+        if not values:
+            return Text(fit(f"  {name}", room))
+        cell = Text(fit(f"  {values}", room), style="bold")
+        if room - len(cell) >= 19:  # else the name's timestamp would not fit: the details pane has it
+            cell.append("  " + fit(name, room - len(cell) - 2), style="dim")
+        return cell
 
     def _mark_cell(self, name: str) -> Text:
         return Text("●", style="bold cyan") if name in self.marked else Text(" ")
@@ -282,9 +368,9 @@ class RunsScreen(Screen[None]):
     def _group_members(self, name: str) -> list[RunRow]:
         return [row for row in self.rows if self.sweeps.get(row.summary.name) == name]
 
-    def _group_cell(self, name: str) -> Text:
+    def _group_cell(self, name: str, room: int = 1000) -> Text:
         arrow = "▸" if name in self.collapsed else "▾"
-        return Text(f"{arrow} sweep {name}", style="bold cyan")
+        return Text(fit(f"{arrow} sweep {name}", room), style="bold cyan")
 
     def _group_cells(self, name: str) -> list[Text | str]:
         members = [row.summary for row in self._group_members(name)]
@@ -340,6 +426,13 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         if self.table_rows:  # runs and sweep group rows alike
             table.move_cursor(row=max(0, min(len(self.table_rows) - 1, table.cursor_row + delta)))
+
+    def action_move_to(self, row: int) -> None:
+        """Home and End: the first or the last row (``-1``)."""
+        if self._deferred("move_to", row):
+            return
+        if self.table_rows:
+            self.query_one(DataTable).move_cursor(row=row % len(self.table_rows))
 
     def action_attach(self) -> None:
         if self._deferred("attach"):

@@ -106,3 +106,34 @@ def write_runs(root: Path) -> list[Path]:
     )
     (c / "note.txt").write_text("lr sweep, stopped to free the GPU\n")
     return [a, b, c]
+
+
+def write_queued_run(root: Path, name: str, *, created: float) -> Path:
+    """A run whose live worker waits on the device queue: its status carries the cause, its pid a stand-in
+    worker (conftest.stand_in_worker: alive, with a worker's command line), so it lists as queued, not died."""
+    from conftest import stand_in_worker
+
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "name": name,
+                "recipe": "tiny-pirate",
+                "created": created,
+            }
+        )
+    )
+    stand_in_worker(run)
+    (run / "recipe.yaml").write_text(RECIPE.format(lr=0.003, steps=12, batch=8))
+    (run / "worker.log").write_text("")
+    events = [
+        {"kind": "status", "status": "queued"},
+        {"kind": "status", "status": "starting"},
+        {"kind": "status", "status": "queued (waiting for CPU)"},
+    ]
+    with (run / "events.jsonl").open("w") as handle:
+        for i, event in enumerate(events):
+            handle.write(json.dumps({"v": 1, "t": created + i * 0.5, **event}) + "\n")
+    return run

@@ -87,7 +87,7 @@ def recorded_method_run(root: Path, method: str) -> Path:
             }
         else:
             values = {
-                "reward": step / 10,
+                "reward": min(step, 16 - step) / 10,  # best 0.8 at step 8, final 0.6
                 "reward_std": 0.3,
                 "rewards/arr/mean": step / 10,
                 "completions/mean_length": 20 - step,
@@ -98,9 +98,11 @@ def recorded_method_run(root: Path, method: str) -> Path:
             {
                 "kind": "completions",
                 "samples": [
-                    {
-                        "prompt": "user\nWhere does a bee live?\nassistant\n",
-                        "completion": "Arr, in a hive!",
+                    {  # as the worker writes them now: the rendered prompt's end and the user's question
+                        "prompt": "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhere does a bee "
+                        "live?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+                        "question": "Where does a bee live?",
+                        "completion": "Arr, in a hive! \U0001f41d\ufffd\ufffd",  # cut in a character's bytes
                         "rewards": {"arr": 1.0},
                     },
                     {
@@ -206,8 +208,102 @@ async def test_grpo_monitor_shows_reward_functions_and_samples(runs_home: Path) 
         screen = app.screen
         assert set(screen.query_one("#chart-functions", LineChart).series) == {"arr"}
         assert len(screen.query_one("#chart-reward", LineChart).series["mean"].store) == 10
-        samples = text_of(screen.query_one("#completions-panel"))
-        assert "Arr, in a hive!" in samples and "arr 1.00" in samples
+        panel = screen.query_one("#completions-panel")
+        samples = text_of(panel)
+        assert "Arr, in a hive! \U0001f41d…" in samples and "arr 1.00" in samples
+        assert "\ufffd" not in samples  # the cut character's bytes are not shown as �
+        assert "? Where does a bee live?" in samples and "<|eot_id|>" not in samples  # the question
+        assert "… user What colour is snow? assistant" in samples  # an older event: the prompt's end
+        assert panel.size.width >= 45  # the room 120 columns give (36 before)
+        # the reward, not GRPO's loss, sums the run up
+        summary = text_of(screen.query_one("#summary-line"))
+        assert "final mean reward 0.600 (best 0.800)" in summary and "final loss" not in summary
+        assert "mean reward 0.600" in text_of(screen.query_one("#progress-label"))
+        # the KL chart says why it stays empty (TRL logs no KL at grpo.beta 0) instead of waiting
+        await pilot.press(*"m" * 7)
+        kl = screen.query_one("#chart-kl", LineChart)
+        assert screen.selected_chart is kl
+        assert "KL not computed: grpo.beta is 0" in str(kl.render()) and "waiting" not in str(kl.render())
+
+
+async def test_a_finished_dpo_run_keeps_its_loss_summary(runs_home: Path) -> None:
+    run = recorded_method_run(runs_home, "dpo")
+    app = StudioApp(attach=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
+        )
+        await pilot.pause()
+        summary = text_of(app.screen.query_one("#summary-line"))
+        assert "final loss 0.0700 (best 0.0700)" in summary and "reward" not in summary
+
+
+async def test_a_finished_run_says_a_chart_got_nothing(runs_home: Path) -> None:
+    """A run that logged no grad norm: its chart says so once the run is over, instead of waiting."""
+    from lorastudio.widgets.chart import LineChart
+
+    run = recorded_method_run(runs_home, "dpo")
+    app = StudioApp(attach=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
+        )
+        await pilot.pause()
+        assert app.screen.query_one("#chart-tps", LineChart).empty == "nothing logged"  # no tokens/s logged
+        assert app.screen.query_one("#chart-loss", LineChart).series["train"].store.xs != []
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "template"),
+    [
+        ("llama3_tokenizer", "tokenizer"),
+        ("qwen3_tokenizer", "tokenizer"),
+        ("qwen3_tokenizer", "chatml"),
+        ("llama2_tokenizer", "llama-2"),
+    ],
+    ids=["llama3", "qwen3", "chatml", "llama2"],
+)
+def test_the_completions_question_is_the_users_words(
+    tokenizer: str, template: str, request: pytest.FixtureRequest
+) -> None:
+    """GRPO is given the rendered prompt: the panel gets the user's last words back out of it."""
+    from lorastudio.data.encode import Encoder
+    from lorastudio.recipe import Recipe
+    from lorastudio.train.methods import Questions
+
+    recipe = Recipe.model_validate(
+        {"name": "q", "model": {"name": "tiny", "chat_template": template}, "data": {"source": "x.jsonl"}}
+    )
+    encoder = Encoder(request.getfixturevalue(tokenizer), recipe, "messages")
+
+    def render(turns):
+        return encoder.render(turns, add_generation_prompt=True)
+
+    questions = Questions(render)
+    asked = [{"role": "user", "content": "Where does a bee live? 🐝"}]
+    assert questions.of(render(asked)) == "Where does a bee live? 🐝"
+    if template != "llama-2":  # Llama 2 puts the system prompt inside the first user turn
+        system = [{"role": "system", "content": "Talk like a pirate."}, *asked]
+        assert questions.of(render(system)) == "Where does a bee live? 🐝"
+    longer = [
+        *asked,
+        {"role": "assistant", "content": "In a hive."},
+        {"role": "user", "content": "And ants?"},
+    ]
+    assert questions.of(render(longer)) == "And ants?"
+    assert questions.of("not this template's rendering") is None
+
+
+@pytest.mark.parametrize(
+    ("decoded", "whole"),
+    [("Arr \U0001f41d", "Arr \U0001f41d"), ("Arr \ufffd", "Arr "), ("東京\ufffd\ufffd", "東京"), ("", "")],
+)
+def test_a_completion_cut_in_a_character_loses_its_broken_end(decoded: str, whole: str) -> None:
+    from lorastudio.train.methods import whole_text
+
+    assert whole_text(decoded) == whole
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

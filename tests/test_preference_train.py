@@ -185,6 +185,12 @@ def test_grpo_on_the_tiny_model_raises_its_reward(tmp_path: Path, tiny_model: Pa
     assert last > first + 0.05, rewards
     assert "rewards/words max 3/mean" in state.method_metrics
     assert state.completions and {"prompt", "completion", "rewards"} <= set(state.completions[0])
+    # the panel's question is the user's words found back in the rendered prompt, not the template's tail
+    asked = {
+        json.loads(line)["prompt"] for line in (root / "recipes" / "data" / "pirate_prompts.jsonl").open()
+    }
+    assert all(sample["question"] in asked for sample in state.completions), state.completions
+    assert state.best_reward == max(rewards) and state.last_reward == rewards[-1]
 
 
 def test_builtin_rewards_score_and_compose() -> None:

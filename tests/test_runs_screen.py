@@ -202,7 +202,8 @@ async def test_note_sort_and_detail(runs_root: Path) -> None:
         screen = app.screen
         assert (runs_root / MIDDLE / "note.txt").read_text() == "smaller batch\n"
         table = screen.query_one(DataTable)
-        assert str(table.get_row(MIDDLE)[-1]) == "smaller batch"
+        note = str(table.get_row(MIDDLE)[-1])  # cut beside the long names at 80 columns, whole below
+        assert note.endswith("…") and "smaller batch".startswith(note[:-1]) and len(note) >= 6
         assert "note: smaller batch" in plain(screen.query_one("#run-detail"))
         await pilot.press("o")  # by loss: lowest last loss first
         assert screen.sort_key == "loss"
@@ -351,3 +352,106 @@ async def test_notes_recipe_values_and_causes_are_shown_as_written(runs_root: Pa
         await burst(pilot, "down", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
         await wait_until(pilot, lambda: HOSTILE in plain(app.screen.query_one("#status-line")), timeout=30.0)
+
+
+# -- 80 columns: every column on screen, Home/End, the footer's keys ------------------------------
+def screen_lines(app) -> list[str]:
+    """The terminal's lines as the user sees them."""
+    strips = app.screen._compositor.render_strips()
+    return ["".join(segment.text for segment in strip) for strip in strips]
+
+
+async def test_at_80_columns_a_long_status_leaves_every_column_on_screen(runs_root: Path) -> None:
+    """A queued run's status names its cause: the table shows ``queued``, the details pane the cause, and
+    step, loss and start time stay on screen beside the longest name."""
+    from runs_fixtures import write_queued_run
+
+    from lorastudio.screens.runs import RunsScreen
+
+    write_queued_run(runs_root, "tiny-pirate-20260922-150000", created=1_790_012_000.0)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30)
+        await pilot.pause()
+        table = app.screen.query_one("#runs-table")
+        assert table.virtual_size.width <= table.size.width  # nothing off to the right
+        assert str(table.get_row_at(0)[2]) == "queued"
+        lines = screen_lines(app)
+        queued = next(line for line in lines if "tiny-pirate-20260922-150000" in line)
+        assert "queued " in queued and "0/?" in queued and "09-21 17:33" in queued
+        long = next(line for line in lines if "stopped" in line)
+        assert "…20260922-120000" in long and "7/40" in long and "5.1223" in long and "09-21 16:13" in long
+        assert "queued (waiting for CPU)" in plain(app.screen.query_one("#run-detail"))
+
+
+async def test_home_and_end_move_to_the_first_and_last_run(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.screens import runs as runs_screen
+
+    real = runs_screen.load_rows
+
+    def slow_rows():
+        time.sleep(1.0)  # the list arrives after the keys
+        return real()
+
+    monkeypatch.setattr(runs_screen, "load_rows", slow_rows)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "end")  # typed before the list arrives: acted on once it does
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, runs_screen.RunsScreen) and app.screen.loaded, timeout=30
+        )
+        table = app.screen.query_one("#runs-table")
+        assert table.cursor_row == 2 and app.screen._current().name == OLDEST
+        await pilot.press("home")
+        assert table.cursor_row == 0 and app.screen._current().name == NEWEST
+        await pilot.press("end", "up")
+        assert app.screen._current().name == MIDDLE
+
+
+async def test_the_footer_shows_the_main_keys_whole_at_80_columns(runs_root: Path) -> None:
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30)
+        await pilot.pause()
+        footer = screen_lines(app)[-1]
+        for key in ("space Mark", "v Compare", "c Chat", "s Stop", "r Resume", "x Export", "D Delete"):
+            assert key in footer, footer
+        assert footer.index("space Mark") < footer.index("v Compare") < footer.index("D Delete")
+
+
+async def test_compare_at_80x24_shows_the_differences_and_scrolls_to_the_last(runs_root: Path) -> None:
+    """Four runs, one of them GRPO (a caveat line, 21 fields differ): the legend and caveat take rows, yet the
+    differences are on screen, every run's column with them, and the pane scrolls by keyboard to the last."""
+    from runs_fixtures import write_run
+
+    from lorastudio import registry
+    from lorastudio.screens.compare import CompareScreen
+
+    write_run(runs_root, "tiny-pirate-20260922-130000", created=1_790_009_000.0, lr=0.0005)
+    (runs_root / MIDDLE / "recipe.yaml").write_text(registry.dump(registry.load("tiny-pirate-grpo")))
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await burst(pilot, "ctrl+r", "space", "space", "space", "space", "v")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
+        await pilot.pause()
+        fields = list(screen.comparison.differing)
+        assert len(fields) > 10
+        visible = "\n".join(screen_lines(app)[:-1])  # above the footer
+        assert "recipe fields that differ" in visible
+        assert sum(f" {name} " in visible for name in fields) >= 3  # some differences, not just their title
+        header = next(line for line in screen_lines(app) if line.startswith(" field "))
+        assert header.split()[1:] == ["A", "B", "C", "D"]  # every run's column on screen
+        assert not any(f" {fields[-1]} " in line for line in screen_lines(app))
+        await pilot.press("end")  # the pane has the focus: its scroll is animated
+        await wait_until(pilot, lambda: any(f" {fields[-1]} " in line for line in screen_lines(app)[:-1]))
+        await pilot.press("home")
+        await wait_until(pilot, lambda: "recipe fields that differ" in "\n".join(screen_lines(app)))

@@ -42,6 +42,8 @@ def test_held_out_prompts_are_eval_rows_and_deterministic(tiny_tokenizer) -> Non
     rows = load_rows(recipe.data).rows
     _, held = train_eval_split(list(range(len(rows))), recipe.data.eval_fraction, recipe.train.seed)
     assert first == [rows[i]["instruction"] for i in held[:3]]
+    # each with the row's own reply, which the Samples pane shows under the model's
+    assert [p.reference for p in held_out_prompts(recipe, 3)] == [rows[i]["response"] for i in held[:3]]
 
 
 def test_fold_keeps_rounds_and_time() -> None:

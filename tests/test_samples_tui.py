@@ -15,6 +15,8 @@ from lorastudio.screens.monitor import MonitorScreen
 from lorastudio.widgets.samples_view import SamplesView
 
 PROMPTS = ("Where is the treasure?", "How do I boil an egg?")
+REFERENCES = ("Arr, the treasure be buried where X marks the spot!", "")
+"""The held-out row's own reply to the first prompt; the second (a recipe's own prompt) has none."""
 ROUNDS = [
     (0, "start", ("The treasure is in the bank.", "Boil water, add the egg.")),
     (6, "eval", ("Arr, the treasure be in the bank.", "Boil water, add the egg, matey.")),
@@ -41,6 +43,7 @@ def add_samples(run: Path) -> Path:
             "finish": ["stop", "length"],
             "seconds": 1.25,
             "max_new_tokens": 64,
+            "references": list(REFERENCES),
         }
         for step, at, replies in ROUNDS
     ]
@@ -76,6 +79,10 @@ async def test_samples_pane_steps_through_history(sampled_run: Path) -> None:
         assert view.display and app.focused is view
         body = text_of(view.query_one("#samples-body"))
         assert "end · step 12" in body and "round 3/3" in body and "buried on the isle" in body
+        # the data's answer under the reply it belongs to, and none where the data has none
+        treasure, egg = body.split("▌ ")[1:]
+        assert "reference: Arr, the treasure be buried where X marks the spot!" in " ".join(treasure.split())
+        assert "reference" not in egg
         assert "3.8 s sampling in all" in body
         # the changes from the previous round are marked: added words green, dropped ones struck through
         spans = view.render_text().spans

@@ -238,3 +238,16 @@ def test_stopping_a_sweep_stops_its_running_and_queued_runs(tiny_model: Path) ->
     causes = [summarise(p).cause or "" for p in members]
     assert sum("stopped while queued" in c for c in causes) >= 1
     assert "no sweep named 'nothing-here'" in cli("sweep", "stop", "nothing-here").stderr
+
+
+def test_a_sweep_and_its_runs_share_one_timestamp(studio_home: Path) -> None:
+    """Validating and creating the runs takes time: the runs carry the time the sweep was named with."""
+    import time
+
+    plan = sweep.plan_sweep("tiny-pirate", ["lora.r=4,8", "train.max_steps=2"])
+    stamp = plan.name.removeprefix("tiny-pirate-sweep-")
+    assert plan.stamp == stamp and len(stamp) == len("20260922-101148")
+    time.sleep(1.1)  # the clock moves on between planning and creating (it was 3 s in the tour)
+    created = sweep.start_sweep(plan, start=False)
+    assert [p.name for p in created] == [f"tiny-pirate-{stamp}", f"tiny-pirate-{stamp}-2"]
+    assert [sweep.sweep_of(p)["name"] for p in created] == [plan.name, plan.name]

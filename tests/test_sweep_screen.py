@@ -16,6 +16,8 @@ from lorastudio.train.runs import update_meta
 T0 = 1_790_000_000.0
 ALONE = "tiny-pirate-20260922-130000"
 SWEPT = ["tiny-pirate-20260922-110000", "tiny-pirate-20260922-120000"]
+MEMBERS = [f"lr=0.001  {SWEPT[1]}", f"lr=0.003  {SWEPT[0]}"]
+"""The members' name cells: the value the sweep gave each first (their names differ only in the time)."""
 
 
 @pytest.fixture
@@ -49,13 +51,13 @@ async def test_a_sweep_is_one_group_that_folds_and_compares(runs_root: Path) -> 
         await wait_until(
             pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30.0
         )
-        assert names_shown(app) == [ALONE, "▾ sweep lr", SWEPT[1], SWEPT[0]]
+        assert names_shown(app) == [ALONE, "▾ sweep lr", *MEMBERS]
         await pilot.press("down")  # the group's row
         assert "v compare the sweep" in str(app.screen.query_one("#run-detail").render())
         await pilot.press("g")
         assert names_shown(app) == [ALONE, "▸ sweep lr"]
         await pilot.press("enter")
-        assert names_shown(app) == [ALONE, "▾ sweep lr", SWEPT[1], SWEPT[0]]
+        assert names_shown(app) == [ALONE, "▾ sweep lr", *MEMBERS]
         await pilot.press("down", "g")  # g on a member folds its group too, the cursor stays on the group
         assert names_shown(app) == [ALONE, "▸ sweep lr"]
         assert app.screen.query_one("DataTable").cursor_row == 1

@@ -157,6 +157,10 @@ class Series:
     smoothed: SeriesStore = field(default_factory=SeriesStore)
 
 
+WAITING = "waiting for data…"
+"""What an empty chart says while its run may still log to it."""
+
+
 class LineChart(Widget):
     """A line chart with a title and legend row, a labelled y axis and a labelled x axis."""
 
@@ -171,6 +175,9 @@ class LineChart(Widget):
     log_scale: reactive[bool] = reactive(False)
     smoothing: reactive[float] = reactive(0.6)
     window: reactive[int | None] = reactive(None)
+    empty: reactive[str] = reactive(WAITING)
+    """What an empty chart says: the Monitor says why when nothing will come (a finished run, GRPO's KL at
+    ``grpo.beta`` 0)."""
 
     def __init__(
         self,
@@ -288,7 +295,7 @@ class LineChart(Widget):
         x_last = max((s.store.xs[-1] for s in self.series.values() if s.store.xs), default=None)
         if x_last is None:
             out.append("\n")
-            out.append("waiting for data…", style="dim")
+            out.append(self.empty, style="dim")
             return out
         x_from = x_last - self.window if self.window else None
         layers = self._layers(x_from, max(width * 2, 16))

@@ -1,4 +1,5 @@
-"""The Monitor's Samples pane: each sample prompt with its reply at one round, changes since the round before.
+"""The Monitor's Samples pane: each sample prompt with its reply at one round, changes since the round before,
+and the data's own answer (the reference) under it when the data has one.
 
 Left/right (or ``[``/``]``) step through the rounds, ``end`` goes back to following the latest, ``b`` shows
 the base's reply (the first round's) under each reply.
@@ -107,6 +108,10 @@ class SamplesView(VerticalScroll, can_focus=True):
             out.append(prompt, style="bold")
             out.append("\n")
             out.append_text(reply_text(reply, self.history.previous(at, prompt), finish == "length"))
+            reference = event.reference_to(prompt)
+            if reference:  # the data's own answer, to read the reply against
+                out.append("\n  reference: ", style="bold blue")
+                out.append(reference, style="dim")
             if self.show_base and base is not None and base is not event:
                 out.append("\n  base: ", style="bold magenta")
                 out.append(base.reply_to(prompt) or "(not asked)", style="dim")

@@ -487,6 +487,9 @@ class SampleEvent(Event):
     """Reply i answers prompt i."""
     finish: tuple[str, ...] = ()
     """Per reply: ``stop`` (ended by itself) or ``length`` (cut at ``max_new_tokens``)."""
+    references: tuple[str, ...] = ()
+    """Per prompt: the data's own answer to it (a held-out row's reply, a pair's chosen one), "" where there is
+    none; empty when no prompt has one."""
     seconds: float | None = None
     """Wall time of the round; training waits for it."""
     max_new_tokens: int | None = None
@@ -494,6 +497,10 @@ class SampleEvent(Event):
     def reply_to(self, prompt: str) -> str | None:
         """This round's reply to ``prompt`` (None when the round did not ask it)."""
         return next((r for p, r in zip(self.prompts, self.replies, strict=False) if p == prompt), None)
+
+    def reference_to(self, prompt: str) -> str:
+        """The data's answer to ``prompt`` ("" when it has none, or the round did not ask it)."""
+        return next((r for p, r in zip(self.prompts, self.references, strict=False) if p == prompt), "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -714,6 +721,8 @@ class RunState:
     last_reward: float | None = None
     """GRPO's latest mean reward (its ``reward`` figure): the progress figure of a method whose loss is not one.
     None for a method that logs no such figure."""
+    best_reward: float | None = None
+    """GRPO's highest mean reward logged (what a GRPO run's summary reports beside the final one)."""
     last_learning_rate: float | None = None
     last_eval_loss: float | None = None
     best_checkpoint: str | None = None
@@ -850,7 +859,8 @@ class RunState:
                 self.samples.append(event)
         elif isinstance(event, MethodMetricsEvent):
             if event.values and REWARD_FIGURE in event.values:
-                self.last_reward = event.values[REWARD_FIGURE]
+                self.last_reward = reward = event.values[REWARD_FIGURE]
+                self.best_reward = reward if self.best_reward is None else max(self.best_reward, reward)
             if self.curves and event.values:
                 step = event.step if event.step is not None else self.step
                 self.method_points += [(step, name, value) for name, value in event.values.items()]

@@ -302,6 +302,60 @@ def _kto(
     )
 
 
+_PROBE = "studioquestionprobe"
+"""A user turn's stand-in when finding where a template puts the user's words."""
+
+
+class Questions:
+    """The user's last words in a prompt GRPO was given rendered (``<|start_header_id|>user…`` and all), for
+    the Monitor's completions panel: where the template puts a user turn is found once, by rendering a
+    stand-in after a system turn and after an assistant turn (what the two renders share before it is the user
+    turn's header), and what follows the stand-in (the turn's end and the generation prompt)."""
+
+    def __init__(self, render: Callable[[list[dict[str, str]]], str]) -> None:
+        self._found: dict[str, str | None] = {}
+        self.header = self.footer = ""
+        try:
+            alone = render([{"role": "user", "content": _PROBE}])
+            after = render(
+                [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": _PROBE},
+                ]
+            )
+        except Exception:  # a template that refuses these turns: the panel shows the rendered prompt's end
+            return
+        if alone.count(_PROBE) != 1 or after.count(_PROBE) != 1:
+            return
+        before_a, self.footer = alone.split(_PROBE)
+        before_b = after.split(_PROBE)[0]
+        shared = 0
+        while shared < min(len(before_a), len(before_b)) and before_a[-1 - shared] == before_b[-1 - shared]:
+            shared += 1
+        self.header = before_a[len(before_a) - shared :]
+
+    def of(self, rendered: str) -> str | None:
+        """The last user turn's text, or None when the prompt is not this template's rendering."""
+        if rendered not in self._found:
+            self._found[rendered] = self._find(rendered)
+        return self._found[rendered]
+
+    def _find(self, rendered: str) -> str | None:
+        if not self.header or not rendered.endswith(self.footer):
+            return None
+        body = rendered[: len(rendered) - len(self.footer)] if self.footer else rendered
+        at = body.rfind(self.header)
+        text = body[at + len(self.header) :].strip() if at >= 0 else ""
+        return text or None
+
+
+def whole_text(text: str) -> str:
+    """A decoded completion without the replacement characters a cut through a multi-byte character leaves
+    at its end (``max_completion_length`` stops between the bytes of an emoji or a CJK character)."""
+    return text.rstrip("\ufffd")
+
+
 def _grpo(
     recipe: Recipe,
     section: GrpoSection,
@@ -319,6 +373,7 @@ def _grpo(
 
     funcs, weights = build_rewards(section.rewards, section.reward_timeout, stop)
     keep = section.log_completions
+    questions = Questions(lambda turns: data.encoder.base.render(turns, add_generation_prompt=True))
 
     class StudioGRPOTrainer(GRPOTrainer):
         def _tokenize_prompts(self, prompts: list[Any]) -> Any:
@@ -331,10 +386,12 @@ def _grpo(
                 rewards = self._logs["rewards"]
                 recent = []
                 for i in range(max(0, len(self._logs["prompt"]) - keep), len(self._logs["prompt"])):
+                    prompt = str(self._logs["prompt"][i])
                     recent.append(
                         {
-                            "prompt": str(self._logs["prompt"][i])[-300:],
-                            "completion": str(self._logs["completion"][i])[:400],
+                            "prompt": prompt[-300:],
+                            "question": (questions.of(prompt) or "")[:300],  # the panel shows this
+                            "completion": whole_text(str(self._logs["completion"][i]))[:400],
                             "rewards": {name: _num(values[i]) for name, values in rewards.items()},
                         }
                     )

@@ -44,19 +44,23 @@ from lorastudio.train.rundir import (
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
 RUN_FORMAT = 1
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+"""The time in a run's (and a sweep's) name."""
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
 
 
-def create_run(recipe: Recipe, root: Path | None = None) -> Path:
-    """Make the run directory, snapshot the recipe and write a first status. Refuses unwritable roots."""
+def create_run(recipe: Recipe, root: Path | None = None, stamp: str | None = None) -> Path:
+    """Make the run directory, snapshot the recipe and write a first status. Refuses unwritable roots.
+
+    ``stamp`` (``%Y%m%d-%H%M%S``) names it instead of the clock: a sweep's runs carry the sweep's own."""
     from lorastudio.train.trackers import check_available
 
     check_available(recipe)  # a tracker named in train.report_to but not installed: no directory at all
     root = root or runs_dir()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = stamp or time.strftime(STAMP_FORMAT)
     try:
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"{_slug(recipe.name)}-{stamp}"
@@ -91,6 +95,7 @@ def start_run(
     start: bool = True,
     env: dict[str, str] | None = None,
     meta: dict[str, Any] | None = None,
+    stamp: str | None = None,
 ) -> Path:
     """The one way a new run starts (``studio train``, the Launch sheet, sweeps and the MCP server call it).
 
@@ -106,7 +111,7 @@ def start_run(
     check_method_rows(
         recipe
     )  # dpo/kto/orpo/grpo data with no usable row: said now, not after the model loads
-    path = create_run(recipe, root)
+    path = create_run(recipe, root, stamp)
     if meta:
         update_meta(path, **meta)
     if start:

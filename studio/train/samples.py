@@ -28,6 +28,9 @@ class SamplePrompt:
     text: str
     messages: tuple[tuple[str, str], ...]
     """(role, content) turns before the reply; a plain-text recipe continues the last content instead."""
+    reference: str = ""
+    """The data's own reply to it (a held-out row's first assistant turn, a pair's chosen reply), shown under
+    the model's; "" for the recipe's own prompts."""
 
     def conversation(self) -> Conversation:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -84,7 +87,8 @@ def _prompt_from_example(example: Any) -> SamplePrompt | None:
     users = [t["content"] for t in before if t["role"] == "user"]
     if not users:
         return None
-    return SamplePrompt(users[-1], tuple((t["role"], t["content"]) for t in before))
+    reference = str(turns[first_reply]["content"] or "") if first_reply < len(turns) else ""
+    return SamplePrompt(users[-1], tuple((t["role"], t["content"]) for t in before), reference)
 
 
 def generate_kwargs(chat: ChatSection, max_new_tokens: int) -> dict[str, Any]:
@@ -174,6 +178,9 @@ class Sampler:
             at=at,
             prompts=tuple(p.text for p in self.prompts),
             replies=tuple(replies),
+            references=tuple(p.reference for p in self.prompts)
+            if any(p.reference for p in self.prompts)
+            else (),
             finish=tuple(finish),
             seconds=seconds,
             max_new_tokens=self.max_new_tokens,
@@ -215,16 +222,41 @@ def _method_sampler(recipe: Recipe, tokenizer: Any) -> Sampler | None:
         found = 0
         for index in held or range(len(rows.rows)):
             try:
-                turns = encoder.example_of(rows.rows[index]).prompt
+                example = encoder.example_of(rows.rows[index])
             except (SkipRow, ValueError, KeyError, TypeError):
                 continue
+            turns = example.prompt
             users = [t["content"] for t in turns if t["role"] == "user"]
             if users:
-                prompts.append(SamplePrompt(users[-1], tuple((t["role"], t["content"]) for t in turns)))
+                turns_kept = tuple((t["role"], t["content"]) for t in turns)
+                prompts.append(SamplePrompt(users[-1], turns_kept, method_reference(recipe, example)))
                 found += 1
             if found == settings.held_out:
                 break
     return Sampler(recipe, tokenizer, encoder.base, prompts) if prompts else None
+
+
+REFERENCE_COLUMNS = ("answer", "solution", "reference", "output", "completion")
+"""A GRPO row's columns read as its reference answer when no ``match`` reward names one."""
+
+
+def method_reference(recipe: Recipe, example: Any) -> str:
+    """A method row's own answer: a pair's chosen reply, a desirable KTO reply, or a GRPO row's answer column
+    (the one a ``match`` reward compares with, else the first of :data:`REFERENCE_COLUMNS` it has)."""
+    from lorastudio.data.preference import Pair, PromptRow, Unpaired
+
+    if isinstance(example, Pair):
+        return example.chosen
+    if isinstance(example, Unpaired):
+        return example.completion if example.label else ""
+    if not isinstance(example, PromptRow):
+        return ""
+    matched = [r.match for r in (recipe.grpo.rewards if recipe.grpo else []) if r.match]
+    for column in (*matched, *REFERENCE_COLUMNS):
+        value = example.extra.get(column)
+        if value is not None and str(value).strip():
+            return str(value)
+    return ""
 
 
 def samples_callback(writer: Any, sampler: Sampler, stop: Any, timing: Any = None) -> Any:

@@ -25,7 +25,7 @@ from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import Recipe
 from lorastudio.train.compare import RunResult, flatten, run_result
 from lorastudio.train.damage import DAMAGED
-from lorastudio.train.runs import RUN_FILE, read_meta, start_run, start_worker, stop_run
+from lorastudio.train.runs import RUN_FILE, STAMP_FORMAT, read_meta, start_run, start_worker, stop_run
 
 SWEEP_KEY = "sweep"
 """The ``run.json`` entry of a sweep member: ``{"name", "index", "of", "fields": {dotted key: value}}``."""
@@ -123,6 +123,9 @@ class SweepPlan:
     points: list[Point]
     grid_size: int
     """Points in the whole grid; ``points`` holds fewer when ``--max`` cut it."""
+    stamp: str = ""
+    """When the sweep was planned (``STAMP_FORMAT``): its default name and every run's name carry it, so a
+    sweep ``…-101148`` holds runs ``…-101148``, however long validating and creating them took."""
 
     @property
     def keys(self) -> list[str]:
@@ -204,7 +207,8 @@ def _plan(
     check_available(base)
     if name is not None and not _NAME.fullmatch(name):
         raise RecipeError(f"sweep --name {name!r}: use letters, digits, '.', '_' and '-'")
-    name = name or f"{_slug(base.name)}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime(STAMP_FORMAT)
+    name = name or f"{_slug(base.name)}-sweep-{stamp}"
     if members(name, root):
         raise RecipeError(f"sweep {name!r} already exists; pick another --name")
     combos = itertools.islice(itertools.product(*(axis.values for axis in axes)), max_points or grid_size)
@@ -217,11 +221,12 @@ def _plan(
             raise RecipeError(f"sweep: {exc} (nothing was started)") from None
         dumped = flatten(resolved.model_dump(mode="json"))
         points.append(Point(index, overrides, {axis.key: dumped.get(axis.key) for axis in axes}, resolved))
-    return SweepPlan(name, base.name, axes, fixed, points, grid_size)
+    return SweepPlan(name, base.name, axes, fixed, points, grid_size, stamp)
 
 
-def start_sweep(plan: SweepPlan, root: Path | None = None) -> list[Path]:
-    """Create every member's run directory (named in its run.json), then start their workers on the queue."""
+def start_sweep(plan: SweepPlan, root: Path | None = None, start: bool = True) -> list[Path]:
+    """Create every member's run directory (named in its run.json, its name stamped with the sweep's time),
+    then, unless ``start`` is false, start their workers on the queue."""
     created = []
     for point in plan.points:
         meta = {
@@ -233,10 +238,10 @@ def start_sweep(plan: SweepPlan, root: Path | None = None) -> list[Path]:
             }
         }
         run_dir = start_run(
-            point.recipe, root, start=False, meta=meta
+            point.recipe, root, start=False, meta=meta, stamp=plan.stamp or None
         )  # all exist before the first one trains
         created.append(run_dir)
-    for run_dir in created:
+    for run_dir in created if start else ():
         start_worker(run_dir, env=QUEUE_ENV)
     return created
 
