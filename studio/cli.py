@@ -126,8 +126,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             continue
         from lorastudio.data.checks import offline_problems
+        from lorastudio.train.trlneeds import trl_problems
 
-        problems = offline_problems(recipe, name)
+        problems = offline_problems(recipe, name) + [f"{name}: {p}" for p in trl_problems(recipe)]
         for problem in problems:
             print(problem, file=sys.stderr)
         bad += bool(problems)

@@ -92,6 +92,9 @@ def start_run(
     false, its worker started with the devices and strategy from ``recipe``.
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
+    from lorastudio.train.trlneeds import check_trl
+
+    check_trl(recipe)  # a loss the installed TRL lacks: said now, not once the model has loaded
     path = create_run(recipe, root)
     if meta:
         update_meta(path, **meta)
