@@ -395,6 +395,7 @@ def step_oom(kit: Kit) -> dict[str, Any]:
 
         status = [e for e in read_all(run_dir / "events.jsonl") if e["kind"] == "status"][-1]
         oom["numbers"] = _oom_numbers(str(status.get("cause")) + str(status.get("traceback")))
+        oom["numbers_in_cause"] = " free of " in str(oom["cause"])  # the worker's cause carries them
         oom["stderr_hints"] = [
             line for line in done.stderr.splitlines() if line.startswith("to lower memory")
         ]
