@@ -534,6 +534,22 @@ def summary_line(name: str, record: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def place_smollm2(parts: Path) -> str:
+    """Join SmolLM2's GGUF parts where studio looks for it; studio checks its size and sha256 on first use."""
+    from lorastudio.models.offline import SMOLLM2, ensure_offline_model, offline_model_path
+
+    target = offline_model_path(SMOLLM2.name)
+    found = sorted(parts.glob(f"{SMOLLM2.name}.gguf.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+    if not found:
+        return f"no {SMOLLM2.name}.gguf.part* in {parts}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_suffix(".tmp").open("wb") as out:
+        for part in found:
+            out.write(part.read_bytes())
+    target.with_suffix(".tmp").replace(target)
+    return f"{ensure_offline_model(SMOLLM2.name)} from {len(found)} parts, verified"
+
+
 def versions() -> dict[str, str | None]:
     """The versions this machine really has (the device's, when run there)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -554,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-truth-out"))
     parser.add_argument("--only", help="comma-separated step names (default: all)")
+    parser.add_argument(
+        "--model-parts", type=Path, help="a folder with SmolLM2's GGUF in parts (scripts/gpu-bundle --model)"
+    )
     parser.add_argument("--budget-s", type=float, default=470.0, help="steps not started by then are skipped")
     args = parser.parse_args(argv)
     wanted = set(args.only.split(",")) if args.only else {name for name, _ in STEPS}
@@ -566,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
 
             kit.report["device"] = torch.cuda.get_device_name(0)
             print(f"device: {kit.report['device']}", flush=True)
+        if args.model_parts:
+            kit.report["smollm2"] = place_smollm2(args.model_parts)
+            print(f"smollm2: {kit.report['smollm2']}", flush=True)
         for name, step in STEPS:
             if name not in wanted:
                 continue
