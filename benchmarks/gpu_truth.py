@@ -238,8 +238,13 @@ def make_shape_model(kit: Kit, folder: Path) -> None:
     )  # what the model is built from
     torch.manual_seed(0)
     device = "cuda" if kit.cuda else "cpu"
-    with torch.device(device):  # built on the GPU: seconds, where 8B parameters on the CPU take minutes
-        model = LlamaForCausalLM(config).to(torch.bfloat16 if kit.cuda else torch.float32)
+    dtype, default = (torch.bfloat16 if kit.cuda else torch.float32), torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in bf16 at once: 16 GB, not 32 GB of fp32 first
+    try:
+        with torch.device(device):  # built on the GPU: seconds, where 8B parameters on the CPU take minutes
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     del model
@@ -317,11 +322,18 @@ def step_preference(kit: Kit) -> dict[str, Any]:
     plans = {
         "dpo": (
             "smollm2-pirate-dpo",
-            ["train.max_steps=3" if kit.dry else "train.max_steps=15", "train.batch_size=4"],
+            ["train.max_steps=2" if kit.dry else "train.max_steps=15", "train.batch_size=4"],
         ),
         "grpo": (
             "tiny-pirate-grpo",
-            ["train.max_steps=2" if kit.dry else "train.max_steps=10", "grpo.max_completion_length=12"],
+            [
+                "train.max_steps=2",
+                "train.batch_size=4",
+                "grpo.num_generations=4",
+                "grpo.max_completion_length=12",
+            ]
+            if kit.dry
+            else ["train.max_steps=10", "grpo.max_completion_length=32"],
         ),
     }
     for method, (recipe, overrides) in plans.items():
@@ -463,6 +475,7 @@ def step_chat_beside(kit: Kit) -> dict[str, Any]:
         if figures(run_dir)["status"] in ("failed", "done"):
             break
         time.sleep(0.5)
+    running = figures(run_dir)["status"] not in ("done", "failed", "stopped")
     admission = admit(registry.load(recipe), gpu=kit.cuda)
     reply = chat(kit, run_dir.name, base=True)  # the run's model beside the live run: admitted or refused
     while time.monotonic() - waited < min(600, kit.left_s()):
@@ -479,6 +492,7 @@ def step_chat_beside(kit: Kit) -> dict[str, Any]:
             "headroom_mb": admission.headroom_mb,
             "ok": admission.ok,
         },
+        "training_running_at_chat": running,
         "chat": reply,
         "chat_outcome": "admitted" if reply["ok"] else ("refused" if refused else "failed"),
         "training_status": run["status"],
@@ -573,11 +587,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model-parts", type=Path, help="a folder with SmolLM2's GGUF in parts (scripts/gpu-bundle --model)"
     )
-    parser.add_argument("--budget-s", type=float, default=470.0, help="steps not started by then are skipped")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        help="steps not started by then are skipped, waits are cut (default 470 s: 8 minutes on the device "
+        "less start-up; 1500 s for a dry run, whose CPU may be shared)",
+    )
     args = parser.parse_args(argv)
     wanted = set(args.only.split(",")) if args.only else {name for name, _ in STEPS}
     with tempfile.TemporaryDirectory(prefix="gpu-truth-") as tmp:
-        kit = Kit(args.dry_run, args.out, Path(tmp), args.budget_s)
+        budget = args.budget_s if args.budget_s is not None else (1500.0 if args.dry_run else 470.0)
+        kit = Kit(args.dry_run, args.out, Path(tmp), budget)
         kit.report["versions"] = versions()
         print("versions: " + " ".join(f"{k}={v}" for k, v in kit.report["versions"].items()), flush=True)
         if kit.cuda:
