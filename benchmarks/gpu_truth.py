@@ -89,6 +89,14 @@ class Kit:
         self.cuda = False if dry else _cuda()
         self.report: dict[str, Any] = {"dry_run": dry, "cuda": self.cuda, "steps": {}}
         self.env = {**os.environ, "XDG_DATA_HOME": str(work / "data"), "PYTHONUNBUFFERED": "1"}
+        # the device has no network: nothing may wait on the hub, nor on unsloth's usage statistics
+        offline = (
+            "HF_HUB_OFFLINE",
+            "HF_DATASETS_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "UNSLOTH_DISABLE_STATISTICS",
+        )
+        self.env.update({name: "1" for name in offline})
         if dry:
             self.env["CUDA_VISIBLE_DEVICES"] = ""  # the same commands, on CPU
 
