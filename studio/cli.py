@@ -127,8 +127,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             continue
         from lorastudio.data.checks import offline_problems
+        from lorastudio.train.trlneeds import trl_problems
 
-        problems = offline_problems(recipe, name)
+        problems = offline_problems(recipe, name) + [f"{name}: {p}" for p in trl_problems(recipe)]
         if recipe.grpo is not None:  # each user reward file imported and its function found, as a run would
             from lorastudio.train.rewards import RewardError, check_rewards
 

@@ -244,6 +244,25 @@ def test_runs_cli_lists_the_run(trained_run: Path) -> None:
     assert entry["status"] == "done" and entry["recipe"] == "tiny-pirate" and entry["step"] == 80
 
 
+@pytest.mark.parametrize(
+    ("message", "cause"),
+    [
+        (
+            "CUDA out of memory. Tried to allocate 31.31 GiB. GPU 0 has a total capacity of 79.19 GiB of which "
+            "12.50 GiB is free. Including non-PyTorch memory, this process has 66.68 GiB memory in use.",
+            "CUDA out of memory: asked 31.31 GiB, 12.50 GiB free of 79.19 GiB",
+        ),
+        ("CUDA out of memory. Tried to allocate 2.00 GiB", "CUDA out of memory: asked 2.00 GiB"),
+        ("out of memory", "CUDA out of memory"),
+    ],
+)
+def test_oom_cause_names_the_numbers(message: str, cause: str) -> None:
+    """The failed run's cause carries torch's figures (asked, free, total) where its message has them."""
+    from lorastudio.train.backend import oom_cause
+
+    assert oom_cause(message) == cause
+
+
 def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, monkeypatch) -> None:
     """CUDA OOM ends the run as failed, named as such, with the recipe fields that lower memory."""
     from lorastudio.train import worker
@@ -255,7 +274,7 @@ def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, m
     run_dir = _small_run("train.max_steps=2")
     assert worker.run(run_dir) == 1
     state = state_of(run_dir)
-    assert state.status == "failed" and state.cause == "CUDA out of memory"
+    assert state.status == "failed" and state.cause == "CUDA out of memory: asked 2.00 GiB"
     assert any(h.startswith("train.batch_size") for h in state.hints)
     assert any(h.startswith("model.load_in_4bit") for h in state.hints)
     assert "Tried to allocate" in state.traceback

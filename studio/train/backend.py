@@ -201,6 +201,20 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     return get_peft_model(model, config), tokenizer
 
 
+def oom_cause(message: str) -> str:
+    """``CUDA out of memory`` with the figures torch's message gives: what was asked, what was free, of what
+    total ("Tried to allocate X GiB. GPU 0 has a total capacity of Y GiB of which Z GiB is free")."""
+    import re
+
+    asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", message)
+    total = re.search(r"total capacity of ([\d.]+ [KMGT]?i?B)", message)
+    free = re.search(r"of which ([\d.]+ [KMGT]?i?B) is free", message)
+    parts = [f"asked {asked.group(1)}"] if asked else []
+    if free and total:
+        parts.append(f"{free.group(1)} free of {total.group(1)}")
+    return "CUDA out of memory" + (f": {', '.join(parts)}" if parts else "")
+
+
 OOM_HINTS = [
     "train.batch_size: lower it (raise train.gradient_accumulation to keep the effective batch)",
     "model.max_seq_length: shorten it",

@@ -107,7 +107,9 @@ def start_run(
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
     from lorastudio.data.preference import check_method_rows
+    from lorastudio.train.trlneeds import check_trl
 
+    check_trl(recipe)  # a loss the installed TRL lacks: said now, not once the model has loaded
     check_method_rows(
         recipe
     )  # dpo/kto/orpo/grpo data with no usable row: said now, not after the model loads

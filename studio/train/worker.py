@@ -21,7 +21,7 @@ from typing import Any
 from lorastudio.errors import StudioError
 from lorastudio.quiet import quiet_libraries
 from lorastudio.train import distributed as dist
-from lorastudio.train.backend import OOM_HINTS
+from lorastudio.train.backend import OOM_HINTS, oom_cause
 from lorastudio.train.events import EVENTS_FILE, EventWriter
 from lorastudio.train.logcapture import capture_warnings
 from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
@@ -419,7 +419,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
             print(tail, file=sys.stderr)
             return 1
         if "out of memory" in str(exc).lower():
-            writer.status("failed", cause="CUDA out of memory", hints=OOM_HINTS, traceback=tail)
+            writer.status("failed", cause=oom_cause(str(exc)), hints=OOM_HINTS, traceback=tail)
         else:
             writer.status("failed", cause=f"{type(exc).__name__}: {exc}", traceback=tail)
         print(tail, file=sys.stderr)
