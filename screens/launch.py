@@ -34,9 +34,11 @@ from lorastudio.screens.launch_fields import (
     diff,
     format_value,
     get_path,
+    method_fields,
     parse_value,
     set_path,
     validate,
+    with_method_defaults,
 )
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
@@ -86,8 +88,11 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         super().__init__()
         self.recipe = recipe
         self.base = base or recipe.name
-        self.original: dict[str, Any] = recipe.model_dump(mode="json")
+        self.original: dict[str, Any] = with_method_defaults(recipe, recipe.model_dump(mode="json"))
         self.data: dict[str, Any] = copy.deepcopy(self.original)
+        self.method_fields = method_fields(self.data)  # dpo/kto/orpo/grpo: its section's fields
+        self.fields = FIELDS + self.method_fields
+        self.by_path = {f.path: f for f in self.fields}
         self.current: Recipe | None = recipe
         self.errors: dict[str, str] = {}
         self.started = False
@@ -111,7 +116,12 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         ):  # the method and, for GRPO, the reward functions and their files
             yield Label(_method_line(self.recipe), id="launch-method", classes="muted")
         with VerticalScroll(id="launch-form", classes="panel"):
-            for spec in FIELDS:
+            for spec in self.fields:
+                if spec is (self.method_fields or (None,))[0]:
+                    yield Label(
+                        f"{self.recipe.train.method} settings ({self.recipe.train.method}: section)",
+                        classes="launch-section muted",
+                    )
                 with Horizontal(classes="launch-row"):
                     yield Label(spec.label, classes="launch-label")
                     value = get_path(self.data, spec.path)
@@ -136,7 +146,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
     # -- editing ---------------------------------------------------------------------------------
     def _spec_of(self, widget_id: str | None) -> FieldSpec | None:
-        return next((s for s in FIELDS if f"f-{_key(s)}" == widget_id), None)
+        return next((s for s in self.fields if f"f-{_key(s)}" == widget_id), None)
 
     @on(Input.Changed, ".launch-input")
     def _input_changed(self, event: Input.Changed) -> None:
@@ -147,7 +157,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             if values:
                 self.sweep_axes[spec.path] = values
                 self.sweep_axes = {
-                    f.path: self.sweep_axes[f.path] for f in FIELDS if f.path in self.sweep_axes
+                    f.path: self.sweep_axes[f.path] for f in self.fields if f.path in self.sweep_axes
                 }
             self.set_field(spec.path, _parse(spec, values[0] if values else event.value))
             if values or swept:
@@ -167,9 +177,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.revalidate()
 
     def revalidate(self) -> None:
-        recipe, errors = validate(self.data)
+        recipe, errors = validate(self.data, self.fields)
         self.current, self.errors = recipe, errors
-        for spec in FIELDS:
+        for spec in self.fields:
             label = self.query_one(f"#e-{_key(spec)}", Label)
             message = errors.get(spec.path, "")
             label.update(escape(message))
@@ -197,7 +207,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         for path, values in self.sweep_axes.items():
             runs *= len(values)
             if path not in self.errors:
-                label = self.query_one(f"#e-{_key(BY_PATH[path])}", Label)
+                label = self.query_one(f"#e-{_key(self.by_path[path])}", Label)
                 label.update(f"sweep: {len(values)} values")
         if not self.errors:
             self.query_one("#launch-status", Label).update(
@@ -251,7 +261,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
     def _refill(self) -> None:
         """Show ``self.data`` in every field (after an $EDITOR edit)."""
-        for spec in FIELDS:
+        for spec in self.fields:
             value = get_path(self.data, spec.path)
             if spec.kind == "bool":
                 self.query_one(f"#f-{_key(spec)}", Switch).value = bool(value)
