@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, OrpoSection, Recipe
+from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, Recipe
 from lorastudio.registry import error_location, read_value
 
 
