@@ -137,6 +137,41 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         assert isinstance(app.screen, PreviewScreen) and app.screen.recipe.name == "tiny-pirate"
 
 
+async def test_user_recipes_added_edited_or_removed_while_running_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.screens.recipes import RecipesScreen
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    folder = tmp_path / "config" / "studio" / "recipes"  # not there yet: made while the TUI runs
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        await wait_until(pilot, lambda: screen.entries)
+        names = lambda: [e.file.name for e in screen.entries]  # noqa: E731
+        assert "my-pirate" not in names()
+        await pilot.press("j")  # the highlighted recipe stays highlighted through a re-read
+        highlighted = screen.current.file.name
+        folder.mkdir(parents=True)
+        recipe = folder / "my-pirate.yaml"
+        recipe.write_text(
+            "name: my-pirate\nextends: tiny-pirate\ndescription: first words\n", encoding="utf-8"
+        )
+        await wait_until(pilot, lambda: "my-pirate" in names(), timeout=10)
+        assert screen.current.file.name == highlighted
+        recipe.write_text(
+            "name: my-pirate\nextends: tiny-pirate\ndescription: edited words\n", encoding="utf-8"
+        )
+        entry = lambda: next(e for e in screen.entries if e.file.name == "my-pirate")  # noqa: E731
+        await wait_until(pilot, lambda: entry().recipe.description == "edited words", timeout=10)
+        await pilot.press("ctrl+r")  # away from the picker; back on it, the removal shows at once
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+        recipe.unlink()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen and "my-pirate" not in names(), timeout=10)
+
+
 async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None:
     from lorastudio import registry
     from lorastudio.screens.preview import PreviewScreen
