@@ -63,10 +63,12 @@ class RecipesScreen(Screen[None]):
     def load_recipes(self) -> None:
         """pydantic and YAML stay off the first frame: the list fills in a moment after the first paint."""
         from lorastudio.registry import load_all, user_recipes_state
+        from lorastudio.train import telemetry
 
         state = user_recipes_state()  # before reading: a file written meanwhile is read at the next look
         entries = load_all()
-        self.app.call_from_thread(self._loaded, entries, state)
+        on_gpu = telemetry.has_gpu()  # the details pane's est. VRAM, or est. RAM (as the Launch sheet says)
+        self.app.call_from_thread(self._loaded, entries, state, on_gpu)
 
     def on_screen_resume(self) -> None:
         if self.loaded:
@@ -83,8 +85,15 @@ class RecipesScreen(Screen[None]):
         entries = load_all()
         self.app.call_from_thread(self._loaded, entries, state)
 
-    def _loaded(self, entries: list[RecipeEntry], state: tuple[tuple[str, int, int], ...] = ()) -> None:
+    def _loaded(
+        self,
+        entries: list[RecipeEntry],
+        state: tuple[tuple[str, int, int], ...] = (),
+        on_gpu: bool | None = None,
+    ) -> None:
         first = not self.loaded
+        if on_gpu is not None:
+            self.query_one(RecipeDetails).on_gpu = on_gpu
         self.entries = entries
         self._state = state
         self.loaded = True

@@ -172,6 +172,23 @@ async def test_user_recipes_added_edited_or_removed_while_running_show(
         await wait_until(pilot, lambda: app.screen is screen and "my-pirate" not in names(), timeout=10)
 
 
+@pytest.mark.parametrize(("gpu", "label"), [(False, "est. RAM"), (True, "est. VRAM")])
+async def test_the_recipes_pane_names_the_memory_it_estimates_as_launch_does(
+    gpu: bool, label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.models.estimate import memory_label
+    from lorastudio.train import telemetry
+
+    monkeypatch.setattr(telemetry, "has_gpu", lambda: gpu)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.screen.entries)
+        text = screen_text(app)
+        line = next(line for line in text.splitlines() if line.startswith("est. "))
+        assert line.split("~")[0].strip() == label and ("est. VRAM" in text) is gpu
+        assert memory_label(gpu, detail=True).startswith(label if gpu else "est. host RAM")
+
+
 async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None:
     from lorastudio import registry
     from lorastudio.screens.preview import PreviewScreen
@@ -392,7 +409,11 @@ async def test_help_lists_keys() -> None:
 
 # -- snapshots ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_recipes(snap_compare, size) -> None:
+def test_snapshot_recipes(snap_compare, size, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorastudio.train import telemetry
+
+    monkeypatch.setattr(telemetry, "has_gpu", lambda: False)  # the same on every machine: est. RAM
+
     async def run_before(pilot) -> None:
         await wait_until(pilot, lambda: pilot.app.screen.entries)
         await pilot.pause()
