@@ -101,6 +101,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.fits: bool | None = None
         self._draft_text: str | None = None  # an invalid $EDITOR edit, reopened by the next `e`
         self.sweep_axes: dict[str, list[str]] = {}  # field path -> values typed as a, b, c (a sweep)
+        self.epochs_note = ""  # beside epochs: "max_steps 40 wins: 2.96 epochs"
+        self.epochs_counted = False  # the first note is in (tests and snapshots wait for it)
+        self._train_rows: dict[tuple[Any, ...], int | None] = {}  # by data source and split: counted once
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -130,19 +133,22 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                         # In words too: the switch is only colours, which NO_COLOR and a text capture drop.
                         yield Label(_on_off(bool(value)), id=f"v-{_key(spec)}", classes="launch-switch-value")
                     else:
-                        yield TextInput(
+                        box = TextInput(
                             _format(spec, value),
                             id=f"f-{_key(spec)}",
                             compact=True,
                             classes="launch-input",
                             suggester=SuggestFromList(spec.choices) if spec.choices else None,
                         )
+                        box.tooltip = box.value or None  # the whole value, should a long path still be cut
+                        yield box
                     yield Label("", id=f"e-{_key(spec)}", classes="launch-error")
         yield Footer()
 
     def on_mount(self) -> None:
         self.set_focus(self.query_one("#launch-form"))  # keys are commands until Tab moves into a field
         self.estimate(self.recipe)
+        self.count_epochs(self.recipe)
 
     # -- editing ---------------------------------------------------------------------------------
     def _spec_of(self, widget_id: str | None) -> FieldSpec | None:
@@ -151,6 +157,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     @on(Input.Changed, ".launch-input")
     def _input_changed(self, event: Input.Changed) -> None:
         spec = self._spec_of(event.input.id)
+        event.input.tooltip = event.value or None
         if spec is not None:
             values = sweep_values(spec, event.value)  # a sweep: the form checks the first, Enter checks all
             swept = self.sweep_axes.pop(spec.path, None)
@@ -182,7 +189,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         for spec in self.fields:
             label = self.query_one(f"#e-{_key(spec)}", Label)
             message = errors.get(spec.path, "")
-            label.update(escape(message))
+            label.update(escape(message or (self.epochs_note if spec.path == "train.epochs" else "")))
             label.set_class(bool(message), "error")
         status = self.query_one("#launch-status", Label)
         if "" in errors:
@@ -198,6 +205,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         if recipe is not None:
             self.data = recipe.model_dump(mode="json")  # normalised (e.g. "1e-4" becomes 0.0001)
             self.estimate(recipe)
+            self.count_epochs(recipe)
 
     def _show_sweep_axes(self) -> None:
         """Beside each swept field, how many values; in the status line, how many runs Enter starts."""
@@ -277,6 +285,23 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
         text, fits = describe(recipe)
         self.post_message(EstimateReady(text, fits))
+
+    @work(thread=True, exclusive=True, group="launch-epochs", exit_on_error=False)
+    def count_epochs(self, recipe: Recipe) -> None:
+        """Whether max_steps wins over epochs, and how many epochs it makes (the data's rows counted once)."""
+        from lorastudio.data.sources import max_steps_note, train_rows_count
+
+        data = recipe.data
+        key = (data.source, data.split, data.limit, data.eval_split, data.eval_fraction)
+        if recipe.train.max_steps is not None and key not in self._train_rows:
+            self._train_rows[key] = train_rows_count(data)
+        note = max_steps_note(recipe, self._train_rows.get(key))
+        self.app.call_from_thread(self._show_epochs_note, note)
+
+    def _show_epochs_note(self, note: str) -> None:
+        self.epochs_note, self.epochs_counted = note, True
+        if self.is_attached and "train.epochs" not in self.errors and "train.epochs" not in self.sweep_axes:
+            self.query_one(f"#e-{_key(BY_PATH['train.epochs'])}", Label).update(escape(note))
 
     def on_estimate_ready(self, message: EstimateReady) -> None:
         self.estimate_text, self.fits = message.text, message.fits

@@ -124,7 +124,12 @@ async def open_launch(pilot, name: str = "tiny-pirate") -> object:
         await pilot.press("down")
     await pilot.press("t")
     await wait_until(
-        pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.estimate_text is not None
+        pilot,
+        lambda: (
+            isinstance(app.screen, LaunchScreen)
+            and app.screen.estimate_text is not None
+            and app.screen.epochs_counted
+        ),
     )
     return app.screen
 
@@ -484,3 +489,85 @@ async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[obj
         await wait_until(pilot, lambda: screen.saved is not None)
         saved = yaml.safe_load(screen.saved.read_text(encoding="utf-8"))
         assert saved["dpo"] == {"beta": 0.3}
+
+
+# -- max_steps wins over epochs -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "rows", "note"),
+    [
+        ([], 209, "max_steps 80 wins: 3.06 epochs"),
+        (["train.max_steps=null"], 209, ""),  # epochs rule: nothing to say
+        ([], None, "max_steps 80 wins over epochs"),  # a hub data set: not fetched to count it
+        (["train.gradient_accumulation=2"], 209, "max_steps 80 wins: 6.12 epochs"),
+        (["train.devices=2", "train.nodes=2"], 320, "max_steps 80 wins: 8.00 epochs"),
+    ],
+)
+def test_max_steps_note_says_it_wins_and_the_epochs_it_makes(
+    overrides: list[str], rows: int | None, note: str
+) -> None:
+    from lorastudio.data.sources import max_steps_note
+
+    assert max_steps_note(registry.load("tiny-pirate", overrides), rows) == note
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "extra", "rows"),
+    [
+        ("d.jsonl", '{"a": 1}\n\n{"a": 2}\n' * 10, {}, 20),  # blank lines are no rows; < 32: none held out
+        ("d.jsonl", '{"a": 1}\n' * 100, {}, 84),  # 16 held out (the default's minimum)
+        ("d.jsonl", '{"a": 1}\n' * 100, {"eval_fraction": 0.0}, 100),
+        ("d.jsonl", '{"a": 1}\n' * 100, {"limit": 10}, 10),
+        ("d.csv", 'q,a\n"two\nlines",x\n' + "q,a\n" * 9, {}, 10),  # a quoted newline is one row
+        ("d.parquet", "", {}, None),  # not counted without building it
+    ],
+    ids=["blank-lines", "default-holdout", "no-eval", "limit", "csv-quoted-newline", "parquet"],
+)
+def test_training_rows_are_counted_without_loading_the_data(
+    tmp_path: Path, name: str, text: str, extra: dict, rows: int | None
+) -> None:
+    from lorastudio.data.sources import train_rows_count
+    from lorastudio.recipe import DataSection
+
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    assert train_rows_count(DataSection(source=str(tmp_path / name), **extra)) == rows
+    assert train_rows_count(DataSection(source="org/dataset")) is None  # the hub is not fetched to count
+
+
+def test_a_grpo_step_takes_one_prompt_per_group() -> None:
+    from lorastudio.data.sources import max_steps_note, train_rows_count
+
+    recipe = registry.load("tiny-pirate-grpo")  # 323 prompts, 16 held out; 8 replies a step, 8 per prompt
+    rows = train_rows_count(recipe.data)
+    assert rows == 307 and max_steps_note(recipe, rows) == "max_steps 40 wins: 0.13 epochs"
+
+
+async def test_the_epochs_field_says_max_steps_wins(started: list[object]) -> None:
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot)
+        note = screen.query_one("#e-train-epochs", Label)
+        await wait_until(pilot, lambda: str(note.content) == "max_steps 80 wins: 3.06 epochs")
+        steps = screen.query_one("#f-train-max-steps", Input)
+        screen.set_focus(steps)
+        steps.value = ""
+        await wait_until(pilot, lambda: str(note.content) == "")  # no max_steps: the epochs count
+        burst(app, *"40")
+        await wait_until(pilot, lambda: str(note.content) == "max_steps 40 wins: 1.53 epochs")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_data_path_is_shown_whole(started: list[object], size: tuple[int, int]) -> None:
+    from textual.widgets import Input
+
+    app = StudioApp()
+    async with app.run_test(size=size) as pilot:
+        screen = await open_launch(pilot)
+        box = screen.query_one("#f-data-source", Input)
+        await pilot.pause()
+        assert box.value == "recipes/data/tiny_pirate.jsonl" and box.tooltip == box.value
+        assert box.content_region.width > len(box.value)  # the input is wide enough: nothing cut
+        box.value = "~/datasets/pirates/2026-12/pirate_dialogues_cleaned_train.jsonl"
+        await pilot.pause()
+        assert box.tooltip == box.value  # a longer one is whole in the tooltip
