@@ -34,9 +34,11 @@ from lorastudio.screens.launch_fields import (
     diff,
     format_value,
     get_path,
+    method_fields,
     parse_value,
     set_path,
     validate,
+    with_method_defaults,
 )
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
@@ -86,8 +88,11 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         super().__init__()
         self.recipe = recipe
         self.base = base or recipe.name
-        self.original: dict[str, Any] = recipe.model_dump(mode="json")
+        self.original: dict[str, Any] = with_method_defaults(recipe, recipe.model_dump(mode="json"))
         self.data: dict[str, Any] = copy.deepcopy(self.original)
+        self.method_fields = method_fields(self.data)  # dpo/kto/orpo/grpo: its section's fields
+        self.fields = FIELDS + self.method_fields
+        self.by_path = {f.path: f for f in self.fields}
         self.current: Recipe | None = recipe
         self.errors: dict[str, str] = {}
         self.started = False
@@ -96,6 +101,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.fits: bool | None = None
         self._draft_text: str | None = None  # an invalid $EDITOR edit, reopened by the next `e`
         self.sweep_axes: dict[str, list[str]] = {}  # field path -> values typed as a, b, c (a sweep)
+        self.epochs_note = ""  # beside epochs: "max_steps 40 wins: 2.96 epochs"
+        self.epochs_counted = False  # the first note is in (tests and snapshots wait for it)
+        self._train_rows: dict[tuple[Any, ...], int | None] = {}  # by data source and split: counted once
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -111,7 +119,12 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         ):  # the method and, for GRPO, the reward functions and their files
             yield Label(_method_line(self.recipe), id="launch-method", classes="muted")
         with VerticalScroll(id="launch-form", classes="panel"):
-            for spec in FIELDS:
+            for spec in self.fields:
+                if spec is (self.method_fields or (None,))[0]:
+                    yield Label(
+                        f"{self.recipe.train.method} settings ({self.recipe.train.method}: section)",
+                        classes="launch-section muted",
+                    )
                 with Horizontal(classes="launch-row"):
                     yield Label(spec.label, classes="launch-label")
                     value = get_path(self.data, spec.path)
@@ -120,34 +133,38 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                         # In words too: the switch is only colours, which NO_COLOR and a text capture drop.
                         yield Label(_on_off(bool(value)), id=f"v-{_key(spec)}", classes="launch-switch-value")
                     else:
-                        yield TextInput(
+                        box = TextInput(
                             _format(spec, value),
                             id=f"f-{_key(spec)}",
                             compact=True,
                             classes="launch-input",
                             suggester=SuggestFromList(spec.choices) if spec.choices else None,
                         )
+                        box.tooltip = box.value or None  # the whole value, should a long path still be cut
+                        yield box
                     yield Label("", id=f"e-{_key(spec)}", classes="launch-error")
         yield Footer()
 
     def on_mount(self) -> None:
         self.set_focus(self.query_one("#launch-form"))  # keys are commands until Tab moves into a field
         self.estimate(self.recipe)
+        self.count_epochs(self.recipe)
 
     # -- editing ---------------------------------------------------------------------------------
     def _spec_of(self, widget_id: str | None) -> FieldSpec | None:
-        return next((s for s in FIELDS if f"f-{_key(s)}" == widget_id), None)
+        return next((s for s in self.fields if f"f-{_key(s)}" == widget_id), None)
 
     @on(Input.Changed, ".launch-input")
     def _input_changed(self, event: Input.Changed) -> None:
         spec = self._spec_of(event.input.id)
+        event.input.tooltip = event.value or None
         if spec is not None:
             values = sweep_values(spec, event.value)  # a sweep: the form checks the first, Enter checks all
             swept = self.sweep_axes.pop(spec.path, None)
             if values:
                 self.sweep_axes[spec.path] = values
                 self.sweep_axes = {
-                    f.path: self.sweep_axes[f.path] for f in FIELDS if f.path in self.sweep_axes
+                    f.path: self.sweep_axes[f.path] for f in self.fields if f.path in self.sweep_axes
                 }
             self.set_field(spec.path, _parse(spec, values[0] if values else event.value))
             if values or swept:
@@ -167,12 +184,12 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self.revalidate()
 
     def revalidate(self) -> None:
-        recipe, errors = validate(self.data)
+        recipe, errors = validate(self.data, self.fields)
         self.current, self.errors = recipe, errors
-        for spec in FIELDS:
+        for spec in self.fields:
             label = self.query_one(f"#e-{_key(spec)}", Label)
             message = errors.get(spec.path, "")
-            label.update(escape(message))
+            label.update(escape(message or (self.epochs_note if spec.path == "train.epochs" else "")))
             label.set_class(bool(message), "error")
         status = self.query_one("#launch-status", Label)
         if "" in errors:
@@ -188,6 +205,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         if recipe is not None:
             self.data = recipe.model_dump(mode="json")  # normalised (e.g. "1e-4" becomes 0.0001)
             self.estimate(recipe)
+            self.count_epochs(recipe)
 
     def _show_sweep_axes(self) -> None:
         """Beside each swept field, how many values; in the status line, how many runs Enter starts."""
@@ -197,7 +215,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         for path, values in self.sweep_axes.items():
             runs *= len(values)
             if path not in self.errors:
-                label = self.query_one(f"#e-{_key(BY_PATH[path])}", Label)
+                label = self.query_one(f"#e-{_key(self.by_path[path])}", Label)
                 label.update(f"sweep: {len(values)} values")
         if not self.errors:
             self.query_one("#launch-status", Label).update(
@@ -251,7 +269,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
     def _refill(self) -> None:
         """Show ``self.data`` in every field (after an $EDITOR edit)."""
-        for spec in FIELDS:
+        for spec in self.fields:
             value = get_path(self.data, spec.path)
             if spec.kind == "bool":
                 self.query_one(f"#f-{_key(spec)}", Switch).value = bool(value)
@@ -267,6 +285,23 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
         text, fits = describe(recipe)
         self.post_message(EstimateReady(text, fits))
+
+    @work(thread=True, exclusive=True, group="launch-epochs", exit_on_error=False)
+    def count_epochs(self, recipe: Recipe) -> None:
+        """Whether max_steps wins over epochs, and how many epochs it makes (the data's rows counted once)."""
+        from lorastudio.data.sources import max_steps_note, train_rows_count
+
+        data = recipe.data
+        key = (data.source, data.split, data.limit, data.eval_split, data.eval_fraction)
+        if recipe.train.max_steps is not None and key not in self._train_rows:
+            self._train_rows[key] = train_rows_count(data)
+        note = max_steps_note(recipe, self._train_rows.get(key))
+        self.app.call_from_thread(self._show_epochs_note, note)
+
+    def _show_epochs_note(self, note: str) -> None:
+        self.epochs_note, self.epochs_counted = note, True
+        if self.is_attached and "train.epochs" not in self.errors and "train.epochs" not in self.sweep_axes:
+            self.query_one(f"#e-{_key(BY_PATH['train.epochs'])}", Label).update(escape(note))
 
     def on_estimate_ready(self, message: EstimateReady) -> None:
         self.estimate_text, self.fits = message.text, message.fits

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from lorastudio.recipe import Recipe
+from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, Recipe
 from lorastudio.registry import error_location, read_value
 
 
@@ -70,19 +70,92 @@ FIELDS: tuple[FieldSpec, ...] = (
 BY_PATH = {f.path: f for f in FIELDS}
 
 
+def _choices(section: type[BaseModel], name: str) -> tuple[str, ...]:
+    """A Literal field's values, read from the recipe model so the form never lists a stale set."""
+    return tuple(str(v) for v in get_args(section.model_fields[name].annotation))
+
+
+METHOD_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
+    "dpo": (
+        FieldSpec("dpo.beta", "DPO beta"),
+        FieldSpec("dpo.loss_type", "loss type", choices=_choices(DpoSection, "loss_type")),
+        FieldSpec("dpo.rpo_alpha", "rpo alpha", "optional"),
+        FieldSpec("dpo.label_smoothing", "label smoothing"),
+        FieldSpec("dpo.simpo_gamma", "SimPO gamma"),
+        FieldSpec("dpo.max_prompt_length", "max prompt length", "optional"),
+    ),
+    "kto": (
+        FieldSpec("kto.beta", "KTO beta"),
+        FieldSpec("kto.loss_type", "loss type", choices=_choices(KtoSection, "loss_type")),
+        FieldSpec("kto.desirable_weight", "good weight"),
+        FieldSpec("kto.undesirable_weight", "bad weight"),
+        FieldSpec("kto.max_prompt_length", "max prompt length", "optional"),
+    ),
+    "orpo": (
+        FieldSpec("orpo.beta", "ORPO beta"),
+        FieldSpec("orpo.max_prompt_length", "max prompt length", "optional"),
+    ),
+    "grpo": (
+        FieldSpec("grpo.num_generations", "generations"),
+        FieldSpec("grpo.max_completion_length", "max reply tokens"),
+        FieldSpec("grpo.temperature", "temperature"),
+        FieldSpec("grpo.top_p", "top p"),
+        FieldSpec("grpo.beta", "KL beta"),
+        FieldSpec("grpo.loss_type", "loss type", choices=_choices(GrpoSection, "loss_type")),
+        FieldSpec("grpo.scale_rewards", "scale rewards", choices=_choices(GrpoSection, "scale_rewards")),
+        FieldSpec("grpo.max_prompt_length", "max prompt length", "optional"),
+    ),
+}
+"""The fields of each method's section (``train.method``), shown below the common ones."""
+
+
+def method_fields(data: dict[str, Any]) -> tuple[FieldSpec, ...]:
+    """The fields of the recipe's method section, with one weight field per GRPO reward (empty for sft)."""
+    method = get_path(data, "train.method")
+    fields = METHOD_FIELDS.get(str(method), ())
+    if method == "grpo":
+        rewards = get_path(data, "grpo.rewards")
+        fields += tuple(
+            FieldSpec(f"grpo.rewards.{i}.weight", f"reward {i + 1} weight")
+            for i in range(len(rewards) if isinstance(rewards, list) else 0)
+        )
+    return fields
+
+
+def with_method_defaults(recipe: Recipe, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the method's section filled with its defaults when the recipe gives none, so the form
+    shows what will be used (and a diff against it lists only what was edited)."""
+    section = recipe.method_section()
+    if section is not None and data.get(recipe.train.method) is None:
+        data = {**data, recipe.train.method: section.model_dump(mode="json")}
+    return data
+
+
 def get_path(data: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path; a number part indexes a list (``grpo.rewards.0.weight``)."""
     cursor: Any = data
     for part in path.split("."):
-        cursor = cursor.get(part) if isinstance(cursor, dict) else None
+        if isinstance(cursor, list) and part.isdigit():
+            cursor = cursor[int(part)] if int(part) < len(cursor) else None
+        else:
+            cursor = cursor.get(part) if isinstance(cursor, dict) else None
     return cursor
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
-    cursor = data
+    cursor: Any = data
     for part in parents:
-        cursor = cursor.setdefault(part, {})
-    cursor[last] = value
+        if isinstance(cursor, list):
+            cursor = cursor[int(part)]
+            continue
+        if cursor.get(part) is None:  # an absent section, or one dumped as null (dpo: None)
+            cursor[part] = {}
+        cursor = cursor[part]
+    if isinstance(cursor, list):
+        cursor[int(last)] = value
+    else:
+        cursor[last] = value
 
 
 def format_value(spec: FieldSpec, value: Any) -> str:
@@ -112,8 +185,14 @@ def parse_value(spec: FieldSpec, text: str) -> Any:
     return read_value(text) if text else None
 
 
-def validate(data: dict[str, Any]) -> tuple[Recipe | None, dict[str, str]]:
-    """The recipe, or None and a message per field path ("" for errors no form field shows)."""
+def validate(
+    data: dict[str, Any], fields: tuple[FieldSpec, ...] | None = None
+) -> tuple[Recipe | None, dict[str, str]]:
+    """The recipe, or None and a message per field path ("" for errors no form field shows).
+
+    ``fields`` are the form's fields: the common ones and the method's (by default, as ``data`` names it).
+    """
+    fields = fields if fields is not None else FIELDS + method_fields(data)
     try:
         return Recipe.model_validate(data), {}
     except ValidationError as exc:
@@ -121,7 +200,7 @@ def validate(data: dict[str, Any]) -> tuple[Recipe | None, dict[str, str]]:
         for err in exc.errors():
             path, msg = error_location(err)
             loc = ".".join(str(p) for p in path)
-            field = next((f.path for f in FIELDS if loc == f.path or loc.startswith(f.path + ".")), "")
+            field = next((f.path for f in fields if loc == f.path or loc.startswith(f.path + ".")), "")
             if not field:
                 msg = f"{loc}: {msg}"
             errors.setdefault(field, msg)

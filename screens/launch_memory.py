@@ -39,13 +39,13 @@ def describe(recipe: Recipe, gpu: tuple[float, float, str] | None | bool = True)
 
     ``gpu=True`` asks NVML; tests pass a (free MB, total MB, name) tuple or None for "no GPU".
     """
-    from lorastudio.models.estimate import estimate_memory
+    from lorastudio.models.estimate import estimate_memory, memory_label
 
     found = free_gpu_mb() if gpu is True else gpu or None
     on_gpu = found is not None
     est = estimate_memory(recipe, gpu=on_gpu)
     text = Text()
-    what = "est. VRAM" if on_gpu else "est. host RAM (CPU training)"
+    what = memory_label(on_gpu, detail=True)
     if est is None:
         text.append(f"{what}: unknown ", style="bold")
         text.append("(no config.json on disk; set model.params_billion)", style="dim")

@@ -20,6 +20,9 @@ from lorastudio.widgets.title_header import TitleHeader
 if TYPE_CHECKING:
     from lorastudio.registry import RecipeEntry
 
+WATCH_EVERY_S = 1.0
+"""How often the user recipes folder is looked at (a few stats, in a thread) for added, edited, removed files."""
+
 
 class RecipesScreen(Screen[None]):
     """A filterable list of recipes with a details pane; Enter opens the preview."""
@@ -40,6 +43,7 @@ class RecipesScreen(Screen[None]):
         self.shown: list[RecipeEntry] = []
         self.loaded = False
         self._submit_pending = False  # Enter in the filter before the list loaded: act on it once loaded
+        self._state: tuple[tuple[str, int, int], ...] | None = None  # the user recipes as last read
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -58,21 +62,52 @@ class RecipesScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="recipes-load", exit_on_error=False)
     def load_recipes(self) -> None:
         """pydantic and YAML stay off the first frame: the list fills in a moment after the first paint."""
-        from lorastudio.registry import load_all
+        from lorastudio.registry import load_all, user_recipes_state
+        from lorastudio.train import telemetry
 
+        state = user_recipes_state()  # before reading: a file written meanwhile is read at the next look
         entries = load_all()
-        self.app.call_from_thread(self._loaded, entries)
+        on_gpu = telemetry.has_gpu()  # the details pane's est. VRAM, or est. RAM (as the Launch sheet says)
+        self.app.call_from_thread(self._loaded, entries, state, on_gpu)
 
-    def _loaded(self, entries: list[RecipeEntry]) -> None:
+    def on_screen_resume(self) -> None:
+        if self.loaded:
+            self.watch_recipes()  # a recipe saved on the Launch sheet, or by hand meanwhile, shows at once
+
+    @work(thread=True, exclusive=True, group="recipes-watch", exit_on_error=False)
+    def watch_recipes(self) -> None:
+        """Re-read the recipes when a user recipe file was added, edited or removed since the last read."""
+        from lorastudio.registry import load_all, user_recipes_state
+
+        state = user_recipes_state()
+        if state == self._state:
+            return
+        entries = load_all()
+        self.app.call_from_thread(self._loaded, entries, state)
+
+    def _loaded(
+        self,
+        entries: list[RecipeEntry],
+        state: tuple[tuple[str, int, int], ...] = (),
+        on_gpu: bool | None = None,
+    ) -> None:
+        first = not self.loaded
+        if on_gpu is not None:
+            self.query_one(RecipeDetails).on_gpu = on_gpu
         self.entries = entries
+        self._state = state
         self.loaded = True
-        self._fill(self.query_one("#recipe-filter", Input).value)
+        keep = self.current.file.name if not first and self.current is not None else None
+        self._fill(self.query_one("#recipe-filter", Input).value, keep)
+        if first:
+            self.set_interval(WATCH_EVERY_S, self.watch_recipes)
         if self._submit_pending:
             self._submit_pending = False
             if self._one_meant():
                 self.action_choose()
 
-    def _fill(self, needle: str) -> None:
+    def _fill(self, needle: str, keep: str | None = None) -> None:
+        """List the recipes matching ``needle``, highlighting the file named ``keep`` if still listed."""
         needle = needle.lower().strip()
         self.shown = [e for e in self.entries if not needle or needle in self._haystack(e)]
         # a recipe named exactly what was typed comes first, so Enter opens it (tiny-pirate beside tiny-pirate-grpo)
@@ -88,9 +123,11 @@ class RecipesScreen(Screen[None]):
             elif entry.recipe.model.name in ("tiny", "smollm2-135m-instruct"):
                 label += "  (offline)"
             options.add_option(Option(label, id=entry.file.name))
+        names = [e.file.name for e in self.shown]
+        index = names.index(keep) if keep in names else 0
         if self.shown:
-            options.highlighted = 0
-        self.query_one(RecipeDetails).show(self.shown[0] if self.shown else None)
+            options.highlighted = index
+        self.query_one(RecipeDetails).show(self.shown[index] if self.shown else None)
 
     @staticmethod
     def _named(entry: RecipeEntry, needle: str) -> bool:

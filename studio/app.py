@@ -10,14 +10,15 @@ import asyncio
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from lorastudio.errors import StudioError
@@ -84,6 +85,13 @@ class StudioApp(App[None]):
         from lorastudio.models.sources import warm_up_imports
 
         warm_up_imports()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette (Ctrl+P): Textual's commands, then the screen's actions and navigation by name."""
+        from lorastudio.screens.palette import studio_commands
+
+        yield from super().get_system_commands(screen)
+        yield from studio_commands(self, screen)
 
     def action_help(self) -> None:
         from lorastudio.screens.help import HelpScreen

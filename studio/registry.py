@@ -344,6 +344,23 @@ class RecipeEntry:
     error: str | None
 
 
+def user_recipes_state() -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of each user recipe file: it changes when one is added, edited or removed, so a
+    running TUI re-reads the recipes only then (a few stats, cheap enough to ask every second)."""
+    folder = user_recipes_dir()
+    state = []
+    try:
+        for path in sorted(folder.glob("*.y*ml")):
+            try:
+                st = path.stat()
+            except OSError:  # removed between the listing and the stat: the next look sees it gone
+                continue
+            state.append((path.name, st.st_mtime_ns, st.st_size))
+    except OSError:
+        return ()
+    return tuple(state)
+
+
 def load_all(extra: list[Path] | None = None) -> list[RecipeEntry]:
     files = discover(extra)
     entries = []

@@ -113,18 +113,23 @@ def test_memory_line_warns_when_it_will_not_fit() -> None:
 
 
 # -- the screen -----------------------------------------------------------------------------------
-async def open_launch(pilot) -> object:
+async def open_launch(pilot, name: str = "tiny-pirate") -> object:
     from lorastudio.screens.launch import LaunchScreen
 
     app = pilot.app
     await wait_until(pilot, lambda: app.screen.entries)
     for _ in range(len(app.screen.entries)):  # smollm2-pirate is the default; these tests use the tiny model
-        if app.screen.current.file.name == "tiny-pirate":
+        if app.screen.current.file.name == name:
             break
         await pilot.press("down")
     await pilot.press("t")
     await wait_until(
-        pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.estimate_text is not None
+        pilot,
+        lambda: (
+            isinstance(app.screen, LaunchScreen)
+            and app.screen.estimate_text is not None
+            and app.screen.epochs_counted
+        ),
     )
     return app.screen
 
@@ -297,6 +302,18 @@ def test_snapshot_launch(snap_compare, size) -> None:
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_launch_grpo(snap_compare, size) -> None:
+    """The grpo section's fields below the common ones (scrolled to them)."""
+
+    async def run_before(pilot) -> None:
+        screen = await open_launch(pilot, "tiny-pirate-grpo")
+        screen.query_one("#launch-form").scroll_end(animate=False)
+        await pilot.pause(0.3)
+
+    assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
 async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: Path) -> None:
     from textual.widgets import Input
 
@@ -340,3 +357,217 @@ async def test_tab_and_text_typed_in_one_burst_land_in_the_next_field(started: l
         await pilot.pause()
         assert screen.query_one("#f-model-name", Input).value.endswith("Z")
         assert screen.data["model"]["adapter"] == "XY" and started == []
+
+
+# -- the method's own section (dpo/kto/orpo/grpo) ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "section", "expected"),
+    [
+        ("sft", None, []),
+        (
+            "dpo",
+            None,
+            [
+                "dpo.beta",
+                "dpo.loss_type",
+                "dpo.rpo_alpha",
+                "dpo.label_smoothing",
+                "dpo.simpo_gamma",
+                "dpo.max_prompt_length",
+            ],
+        ),
+        (
+            "kto",
+            None,
+            [
+                "kto.beta",
+                "kto.loss_type",
+                "kto.desirable_weight",
+                "kto.undesirable_weight",
+                "kto.max_prompt_length",
+            ],
+        ),
+        ("orpo", None, ["orpo.beta", "orpo.max_prompt_length"]),
+        (
+            "grpo",
+            {"rewards": [{"regex": "arr"}, {"length": {"max_words": 9}, "weight": 0.5}]},
+            [
+                "grpo.num_generations",
+                "grpo.max_completion_length",
+                "grpo.temperature",
+                "grpo.top_p",
+                "grpo.beta",
+                "grpo.loss_type",
+                "grpo.scale_rewards",
+                "grpo.max_prompt_length",
+                "grpo.rewards.0.weight",
+                "grpo.rewards.1.weight",
+            ],
+        ),
+    ],
+)
+def test_each_method_has_its_sections_fields_with_defaults(
+    method: str, section: dict | None, expected: list[str]
+) -> None:
+    from lorastudio.screens.launch_fields import get_path, method_fields, with_method_defaults
+
+    data = registry.load("tiny-pirate").model_dump(mode="json")
+    data["train"]["method"] = method
+    if section is not None:
+        data[method] = section
+    recipe, errors = validate(data)
+    assert errors == {} and recipe is not None
+    data = with_method_defaults(recipe, recipe.model_dump(mode="json"))
+    fields = method_fields(data)
+    assert [f.path for f in fields] == expected
+    for spec in fields:  # every field shows the value training will use, never an empty box
+        assert get_path(data, spec.path) is not None or spec.kind == "optional", spec.path
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "message"),
+    [
+        ("dpo.beta", "0", "greater than 0"),
+        ("dpo.rpo_alpha", "-1", "greater than 0"),
+        ("dpo.loss_type", "nope", "sigmoid"),
+        ("dpo.label_smoothing", "0.5", "less than 0.5"),
+    ],
+)
+def test_method_fields_are_validated_like_the_others(path: str, text: str, message: str) -> None:
+    from lorastudio.screens.launch_fields import method_fields, set_path
+
+    data = registry.load("smollm2-pirate-dpo").model_dump(mode="json")
+    spec = next(f for f in method_fields(data) if f.path == path)
+    set_path(data, path, parse_value(spec, text))
+    recipe, errors = validate(data)
+    assert recipe is None and set(errors) == {path} and message in errors[path]
+
+
+async def test_grpo_fields_show_edit_and_launch(started: list[object]) -> None:
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot, "tiny-pirate-grpo")
+        generations = screen.query_one("#f-grpo-num-generations", Input)
+        assert generations.value == "8" and screen.query_one("#f-grpo-rewards-1-weight", Input).value == "0.5"
+        assert screen.query_one("#f-grpo-temperature", Input).value == "0.7"
+        screen.set_focus(generations)
+        generations.value = ""
+        burst(app, "3")  # 8 replies per step cannot be split in groups of 3
+        error = screen.query_one("#e-grpo-num-generations", Label)
+        await wait_until(pilot, lambda: "must divide" in str(error.content))
+        await pilot.press("enter")
+        assert started == []
+        generations.value = ""
+        burst(app, "4", *["tab"] * 9)  # to the second reward's weight, past the 8 other grpo fields
+        weight = screen.query_one("#f-grpo-rewards-1-weight", Input)
+        await wait_until(pilot, lambda: screen.focused is weight)
+        weight.value = ""
+        burst(app, *"2.5", "enter")
+        await wait_until(pilot, lambda: started)
+        recipe = started[0]
+        assert recipe.grpo.num_generations == 4 and [r.weight for r in recipe.grpo.rewards] == [1.0, 2.5]
+
+
+async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[object], tmp_path: Path) -> None:
+    import yaml
+    from textual.widgets import Input
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot, "smollm2-pirate-dpo")
+        assert "dpo settings" in screen_text(app)
+        assert screen.query_one("#f-dpo-rpo-alpha", Input).value == "1.0"
+        assert screen.query_one("#f-dpo-simpo-gamma", Input).value == "0.5"  # a default, shown
+        beta = screen.query_one("#f-dpo-beta", Input)
+        screen.set_focus(beta)
+        beta.value = ""
+        burst(app, *"0.3")
+        await wait_until(pilot, lambda: screen.current is not None and screen.current.dpo.beta == 0.3)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: screen.saved is not None)
+        saved = yaml.safe_load(screen.saved.read_text(encoding="utf-8"))
+        assert saved["dpo"] == {"beta": 0.3}
+
+
+# -- max_steps wins over epochs -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "rows", "note"),
+    [
+        ([], 209, "max_steps 80 wins: 3.06 epochs"),
+        (["train.max_steps=null"], 209, ""),  # epochs rule: nothing to say
+        ([], None, "max_steps 80 wins over epochs"),  # a hub data set: not fetched to count it
+        (["train.gradient_accumulation=2"], 209, "max_steps 80 wins: 6.12 epochs"),
+        (["train.devices=2", "train.nodes=2"], 320, "max_steps 80 wins: 8.00 epochs"),
+    ],
+)
+def test_max_steps_note_says_it_wins_and_the_epochs_it_makes(
+    overrides: list[str], rows: int | None, note: str
+) -> None:
+    from lorastudio.data.sources import max_steps_note
+
+    assert max_steps_note(registry.load("tiny-pirate", overrides), rows) == note
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "extra", "rows"),
+    [
+        ("d.jsonl", '{"a": 1}\n\n{"a": 2}\n' * 10, {}, 20),  # blank lines are no rows; < 32: none held out
+        ("d.jsonl", '{"a": 1}\n' * 100, {}, 84),  # 16 held out (the default's minimum)
+        ("d.jsonl", '{"a": 1}\n' * 100, {"eval_fraction": 0.0}, 100),
+        ("d.jsonl", '{"a": 1}\n' * 100, {"limit": 10}, 10),
+        ("d.csv", 'q,a\n"two\nlines",x\n' + "q,a\n" * 9, {}, 10),  # a quoted newline is one row
+        ("d.parquet", "", {}, None),  # not counted without building it
+    ],
+    ids=["blank-lines", "default-holdout", "no-eval", "limit", "csv-quoted-newline", "parquet"],
+)
+def test_training_rows_are_counted_without_loading_the_data(
+    tmp_path: Path, name: str, text: str, extra: dict, rows: int | None
+) -> None:
+    from lorastudio.data.sources import train_rows_count
+    from lorastudio.recipe import DataSection
+
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    assert train_rows_count(DataSection(source=str(tmp_path / name), **extra)) == rows
+    assert train_rows_count(DataSection(source="org/dataset")) is None  # the hub is not fetched to count
+
+
+def test_a_grpo_step_takes_one_prompt_per_group() -> None:
+    from lorastudio.data.sources import max_steps_note, train_rows_count
+
+    recipe = registry.load("tiny-pirate-grpo")  # 323 prompts, 16 held out; 8 replies a step, 8 per prompt
+    rows = train_rows_count(recipe.data)
+    assert rows == 307 and max_steps_note(recipe, rows) == "max_steps 40 wins: 0.13 epochs"
+
+
+async def test_the_epochs_field_says_max_steps_wins(started: list[object]) -> None:
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_launch(pilot)
+        note = screen.query_one("#e-train-epochs", Label)
+        await wait_until(pilot, lambda: str(note.content) == "max_steps 80 wins: 3.06 epochs")
+        steps = screen.query_one("#f-train-max-steps", Input)
+        screen.set_focus(steps)
+        steps.value = ""
+        await wait_until(pilot, lambda: str(note.content) == "")  # no max_steps: the epochs count
+        burst(app, *"40")
+        await wait_until(pilot, lambda: str(note.content) == "max_steps 40 wins: 1.53 epochs")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_data_path_is_shown_whole(started: list[object], size: tuple[int, int]) -> None:
+    from textual.widgets import Input
+
+    app = StudioApp()
+    async with app.run_test(size=size) as pilot:
+        screen = await open_launch(pilot)
+        box = screen.query_one("#f-data-source", Input)
+        await pilot.pause()
+        assert box.value == "recipes/data/tiny_pirate.jsonl" and box.tooltip == box.value
+        assert box.content_region.width > len(box.value)  # the input is wide enough: nothing cut
+        box.value = "~/datasets/pirates/2026-12/pirate_dialogues_cleaned_train.jsonl"
+        await pilot.pause()
+        assert box.tooltip == box.value  # a longer one is whole in the tooltip

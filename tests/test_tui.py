@@ -137,6 +137,58 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         assert isinstance(app.screen, PreviewScreen) and app.screen.recipe.name == "tiny-pirate"
 
 
+async def test_user_recipes_added_edited_or_removed_while_running_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.screens.recipes import RecipesScreen
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    folder = tmp_path / "config" / "studio" / "recipes"  # not there yet: made while the TUI runs
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        await wait_until(pilot, lambda: screen.entries)
+        names = lambda: [e.file.name for e in screen.entries]  # noqa: E731
+        assert "my-pirate" not in names()
+        await pilot.press("j")  # the highlighted recipe stays highlighted through a re-read
+        highlighted = screen.current.file.name
+        folder.mkdir(parents=True)
+        recipe = folder / "my-pirate.yaml"
+        recipe.write_text(
+            "name: my-pirate\nextends: tiny-pirate\ndescription: first words\n", encoding="utf-8"
+        )
+        await wait_until(pilot, lambda: "my-pirate" in names(), timeout=10)
+        assert screen.current.file.name == highlighted
+        recipe.write_text(
+            "name: my-pirate\nextends: tiny-pirate\ndescription: edited words\n", encoding="utf-8"
+        )
+        entry = lambda: next(e for e in screen.entries if e.file.name == "my-pirate")  # noqa: E731
+        await wait_until(pilot, lambda: entry().recipe.description == "edited words", timeout=10)
+        await pilot.press("ctrl+r")  # away from the picker; back on it, the removal shows at once
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+        recipe.unlink()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen and "my-pirate" not in names(), timeout=10)
+
+
+@pytest.mark.parametrize(("gpu", "label"), [(False, "est. RAM"), (True, "est. VRAM")])
+async def test_the_recipes_pane_names_the_memory_it_estimates_as_launch_does(
+    gpu: bool, label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.models.estimate import memory_label
+    from lorastudio.train import telemetry
+
+    monkeypatch.setattr(telemetry, "has_gpu", lambda: gpu)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.screen.entries)
+        text = screen_text(app)
+        line = next(line for line in text.splitlines() if line.startswith("est. "))
+        assert line.split("~")[0].strip() == label and ("est. VRAM" in text) is gpu
+        assert memory_label(gpu, detail=True).startswith(label if gpu else "est. host RAM")
+
+
 async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None:
     from lorastudio import registry
     from lorastudio.screens.preview import PreviewScreen
@@ -357,7 +409,11 @@ async def test_help_lists_keys() -> None:
 
 # -- snapshots ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_recipes(snap_compare, size) -> None:
+def test_snapshot_recipes(snap_compare, size, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorastudio.train import telemetry
+
+    monkeypatch.setattr(telemetry, "has_gpu", lambda: False)  # the same on every machine: est. RAM
+
     async def run_before(pilot) -> None:
         await wait_until(pilot, lambda: pilot.app.screen.entries)
         await pilot.pause()

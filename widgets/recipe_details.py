@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 
 class RecipeDetails(Static):
-    """Model, data, format, LoRA, steps and an estimated VRAM figure for one recipe."""
+    """Model, data, format, LoRA, steps and an estimated memory figure for one recipe."""
+
+    on_gpu = True
+    """Whether training runs on a GPU here (the screen asks NVML off the UI thread): VRAM, else host RAM."""
 
     def show(self, entry: RecipeEntry | None) -> None:
         if entry is None:
@@ -24,7 +27,7 @@ class RecipeDetails(Static):
         if entry.recipe is None:
             self.update(Text(f"{entry.file.path}\n\n{entry.error}", style="bold red"))
             return
-        from lorastudio.models.estimate import estimate_vram_gb
+        from lorastudio.models.estimate import estimate_vram_gb, memory_label
 
         r = entry.recipe
         table = Table.grid(padding=(0, 1))
@@ -70,7 +73,10 @@ class RecipeDetails(Static):
                 ),
             ),
             ("packing", "yes" if r.train.packing else "no"),
-            ("est. VRAM", f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)"),
+            (
+                memory_label(self.on_gpu),
+                f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)",
+            ),
             ("tags", ", ".join(r.tags) or "-"),
             ("file", f"{entry.file.origin}: {display_path(entry.file.path)}"),
         ]

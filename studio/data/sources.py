@@ -20,7 +20,7 @@ from typing import IO, Any, TypeVar, overload
 
 from lorastudio import hub
 from lorastudio.errors import DataError
-from lorastudio.recipe import DataSection
+from lorastudio.recipe import DataSection, Recipe
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -561,3 +561,40 @@ def describe_eval_split(data: DataSection, rows: int) -> str:
     if not held:
         return f"none (< {DEFAULT_EVAL_MIN_ROWS} rows)" if data.eval_fraction is None else "none"
     return f"{held} rows held out" + (" (5%)" if data.eval_fraction is None else f" ({data.eval_fraction:g})")
+
+
+def train_rows_count(data: DataSection) -> int | None:
+    """Rows the training split holds (the hold-out taken off) for one local JSON-lines or CSV file, counted
+    without parsing the rows (the Launch sheet asks while it is shown); None for anything else: the hub is not
+    fetched and a folder or parquet file not built into arrow just to count it."""
+    path = Path(data.source).expanduser()
+    kind = data_kind(path)
+    if data.split != "train" or not path.is_file() or kind not in (".jsonl", ".csv"):
+        return None
+    try:
+        if kind == ".jsonl":
+            with _open_text(path) as handle:
+                rows = sum(1 for line in handle if line.strip())
+        else:
+            with _open_text(path, encoding="utf-8-sig", newline="") as handle:
+                rows = max(0, sum(1 for record in csv.reader(handle) if record) - 1)  # less the header
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error):
+        return None
+    if data.limit is not None:
+        rows = min(rows, data.limit)
+    return rows if data.eval_split else rows - eval_holdout_size(rows, data.eval_fraction)
+
+
+def max_steps_note(recipe: Recipe, rows: int | None) -> str:
+    """Beside the epochs field when ``max_steps`` is set: that it wins, and how many epochs it makes of
+    ``rows`` training rows (a GRPO step samples ``num_generations`` replies per prompt); "" without max_steps."""
+    train = recipe.train
+    if train.max_steps is None:
+        return ""
+    if not rows:
+        return f"max_steps {train.max_steps} wins over epochs"
+    devices = train.devices if isinstance(train.devices, int) else 1  # `all`: known only on the machine
+    per_step: float = train.batch_size * train.gradient_accumulation * devices * train.nodes
+    if recipe.train.method == "grpo" and recipe.grpo is not None:
+        per_step /= recipe.grpo.num_generations
+    return f"max_steps {train.max_steps} wins: {train.max_steps * per_step / rows:.2f} epochs"

@@ -42,6 +42,17 @@ def params_billion(recipe: Recipe) -> float | None:
     return TINY_PARAMS_B if recipe.model.name == "tiny" else None
 
 
+def memory_label(on_gpu: bool, detail: bool = False) -> str:
+    """What a memory estimate is of: VRAM where training runs on a GPU, host RAM where it runs on the CPU.
+
+    The one rule the Launch sheet (``detail``: says why it is host RAM) and the Recipes pane both name their
+    figure by, so the two never disagree on a machine without a GPU.
+    """
+    if on_gpu:
+        return "est. VRAM"
+    return "est. host RAM (CPU training)" if detail else "est. RAM"
+
+
 FSDP_GATHER_SHARE = 0.1
 """Share of the whole model FSDP holds unsharded at once (the layer being computed, plus the next prefetched)."""
 

@@ -6,6 +6,7 @@ gives ``None`` ("n/a"), never an exception.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,6 +31,12 @@ def _safe(fn, *args, default=None):
         return fn(*args)
     except Exception:  # NVML raises NVMLError subclasses, or AttributeError on old bindings
         return default
+
+
+@functools.cache
+def has_gpu() -> bool:
+    """Whether NVML sees a GPU, i.e. whether training runs on one here (asked once: GPUs do not come and go)."""
+    return Nvml().available
 
 
 class Nvml:
