@@ -371,7 +371,7 @@ go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.01)
 got = cache.prepare_data(rec, prepared=prepared)
-ids = hashlib.sha256(json.dumps([got.train["input_ids"], got.train["labels"]]).encode()).hexdigest()
+ids = hashlib.sha256(json.dumps(got.train.to_dict(), sort_keys=True).encode()).hexdigest()
 print(json.dumps({"key": got.key, "ids": ids, "built": not got.from_cache}), flush=True)
 """
 
@@ -379,7 +379,7 @@ print(json.dumps({"key": got.key, "ids": ids, "built": not got.from_cache}), flu
 def _rows_digest(entry: cache.PreparedData) -> str:
     import hashlib
 
-    return hashlib.sha256(json.dumps([entry.train["input_ids"], entry.train["labels"]]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(entry.train.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def test_one_key_built_by_many_threads_and_processes_at_once(
