@@ -143,3 +143,29 @@ async def test_preview_shows_the_wait_for_the_tiny_model(
         holder.release()
         await wait_until(pilot, lambda: screen.loaded)
         assert "waiting" not in text_of(legend)
+
+
+async def test_monitor_status_line_shows_the_workers_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker logs its wait ("model: waiting for …", throttled); the status line carries the latest one
+    until a later log line says the worker moved on."""
+    from test_tui import text_of, write_recorded_run
+
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.monitor import MonitorScreen, Snapshot
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    run = write_recorded_run(tmp_path / "data" / "studio" / "runs")
+    wait = "waiting for another studio process (pid 812) building the tiny model, 0:42"
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(MonitorScreen(run))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.snapshot is not None)
+        status = screen.query_one("#status-line")
+        state = screen.snapshot.state
+        screen.on_snapshot(Snapshot(state, "loading model", [f"12:00:00 model: {wait}"], []))
+        assert text_of(status).strip() == f"status: loading model — {wait}"
+        screen.on_snapshot(Snapshot(state, "loading model", ["12:00:05 model: loading weights"], []))
+        assert text_of(status).strip() == "status: loading model"

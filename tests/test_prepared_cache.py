@@ -163,7 +163,7 @@ def test_incomplete_entry_is_never_used(tmp_path: Path, tiny_tokenizer, xdg_cach
     damaged.write_bytes(b"garbage")  # a damaged disk, or a file cut short
     again = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
     assert not again.from_cache and again.train.to_list() == first_rows
-    assert not [p for p in xdg_cache.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    assert not [p for p in xdg_cache.iterdir() if p.name.endswith(".tmp")]  # no staging folder left behind
 
 
 def test_studio_prepare_encodes_then_reads_the_cache(tiny_model: Path) -> None:
@@ -353,6 +353,9 @@ def test_eviction_keeps_the_newest_entries_within_the_budget(
     removed = cacheindex.evict()
     assert sorted(removed) == sorted([stale, entries[1]])
     assert entries[0].exists() and entries[2].exists() and not entries[1].exists()
+    assert sorted(p.name for p in xdg_cache.glob(".*.lock")) == sorted(
+        f".{e.name}.lock" for e in entries if e.exists()
+    )
     monkeypatch.setenv(cacheindex.BUDGET_ENV, "0")
     assert cacheindex.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()
 
