@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+
+def human_title(screen: Screen) -> str:
+    """What the screen calls itself: its title line ("Preview · tiny-pirate · dpo"), else its class name in
+    words ("Checkpoint picker"), never the code's "MethodPreview"."""
+    for label in screen.query(".title"):
+        text = str(label.render()).strip()
+        if text:
+            return text
+    name = type(screen).__name__.removesuffix("Screen")
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).capitalize()
 
 
 class HelpScreen(ModalScreen[None]):
@@ -24,9 +37,7 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        table = Table(
-            "key", "action", box=None, title=f"Keys · {type(self.under).__name__.replace('Screen', '')}"
-        )
+        table = Table("key", "action", box=None, title=f"Keys · {human_title(self.under)}")
         rows: dict[tuple[str, str], list[str]] = {}  # (action, description) -> its keys, in binding order
         taken: set[str] = set()  # a key the screen binds hides the app's binding of it
         for binding in [*self.under.BINDINGS, *self.app.BINDINGS]:

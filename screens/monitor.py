@@ -19,6 +19,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Log, ProgressBar
 
+from lorastudio.models.cachelock import WAITING
 from lorastudio.recipe import Recipe
 from lorastudio.train.damage import DAMAGED, run_problem
 from lorastudio.train.events import (
@@ -213,6 +214,8 @@ class MonitorScreen(Screen[None]):
         """Set while a read runs: a tick that finds it set is skipped, so two reads never fold at once."""
         self.reads = 0
         self.snapshot: Snapshot | None = None
+        self.waiting: str | None = None
+        """The worker's latest "waiting for another studio process …" (a lock), until a later log line."""
         # dpo/kto/orpo/grpo runs get their method's charts after the common ones (widgets/method_charts.py)
         recipe = _run_recipe(run_dir)
         self.method = recipe.train.method if recipe is not None else "sft"
@@ -316,6 +319,10 @@ class MonitorScreen(Screen[None]):
         line = f"status: {status}"
         if state.cause or status == "died":
             line += f" — {state.cause or DIED_CAUSE}"
+        for text in message.log_lines:
+            self.waiting = text[text.index(WAITING) :] if WAITING in text else None
+        if self.waiting and status not in TERMINAL_STATUSES:
+            line += f" — {self.waiting}"
         if state.hints:
             line += "  | to lower memory: " + "; ".join(state.hints)
         status_label = self.query_one("#status-line", Label)
@@ -411,8 +418,10 @@ class MonitorScreen(Screen[None]):
         shown = not self.has_class("-samples")
         self.set_class(shown, "-samples")
         view = self.query_one(SamplesView)
+        # set_focus now, not focus() (which waits a turn): after a fast `p p` the deferred focus landed on the
+        # hidden pane, and the footer went on showing its keys
         if shown:
-            view.focus()
+            self.set_focus(view)
         elif self.focused is view:
             self.set_focus(None)
 

@@ -54,6 +54,16 @@ class SearchResult(Message):
 
 
 @dataclass
+class StatsWaiting(Message):
+    """The statistics wait for another builder of the same prepared-data entry (who, and since when)."""
+
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatsWaiting)
+
+
+@dataclass
 class StatsUpdate(Message):
     """A snapshot of the data-set statistics; newer snapshots replace pending ones."""
 
@@ -148,7 +158,14 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         from lorastudio.errors import StudioError
 
         try:  # the prepared-data cache: read when there, else encoded (and kept for training) with progress
-            prepare_data(self.recipe, prepared=self.prepared, progress=progress, every=2000)
+            prepare_data(
+                self.recipe,
+                prepared=self.prepared,
+                progress=progress,
+                every=2000,
+                waiting=lambda fraction, text: self.post_message(StatsWaiting(text)),
+                cancelled=lambda: worker.is_cancelled,
+            )
         except StudioError:  # no usable rows, or cancelled: the plain statistics still say why
             if not worker.is_cancelled:
                 compute_stats(self.prepared.encoder, self.prepared.rows.rows, progress, every=2000)
@@ -173,6 +190,9 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         if not message.partial:
             self.compute_stats()
         self.show_sample(self.index)
+
+    def on_stats_waiting(self, message: StatsWaiting) -> None:
+        self.query_one(StatsPanel).update(Text(message.text, style="yellow"))
 
     def on_stats_update(self, message: StatsUpdate) -> None:
         enc = self.prepared.encoder

@@ -10,12 +10,13 @@ import asyncio
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, messages, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -62,6 +63,7 @@ class StudioApp(App[None]):
         self._chat = chat
         self._chat_base = chat_base
         self._save_to = save_to
+        self._keys = KeyLine(self)
 
     def on_mount(self) -> None:
         from lorastudio.screens.recipes import RecipesScreen
@@ -79,6 +81,25 @@ class StudioApp(App[None]):
             from lorastudio.screens.chat import ChatScreen
 
             self.push_screen(ChatScreen(self._chat, base_only=self._chat_base, save_to=self._save_to))
+
+    async def on_event(self, event: events.Event) -> None:
+        if not isinstance(event, events.Key) or event.is_forwarded:
+            await super().on_event(event)
+            return
+        if self._keys.hold(event):
+            return  # routed once the keys before it have done all they do (KeyLine)
+        # a character typed into a text box only edits it: the keys behind it need not wait (a paste stays fast)
+        text = event.is_printable and self._typing_in_a_box()
+        await super().on_event(event)
+        self._keys.routed(settle=not text)
+
+    def _typing_in_a_box(self) -> bool:
+        from lorastudio.screens.focus import typing_in
+
+        try:
+            return typing_in(self.screen)
+        except Exception:  # noqa: BLE001 - no screen yet (or any more): nothing types
+            return False
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
     def warm_up(self) -> None:
@@ -112,6 +133,115 @@ class StudioApp(App[None]):
         error = event.worker.error
         message = str(error) if isinstance(error, StudioError) else f"{type(error).__name__}: {error}"
         self.notify(message, title="error", severity="error", timeout=12)
+
+
+class KeyLine:
+    """Keys routed one at a time, each once everything the one before it set off is done.
+
+    Textual routes a key to the widget focused *when the app dequeues it*, but the key's binding runs only
+    once the key has been through that widget's queue and bubbled back up, and what the action posts
+    (Input.Submitted, a pushed screen's mount, a deferred focus) comes later still. Typed in a burst (a
+    paste, a slow SSH link, a busy machine) the keys behind a key are routed before it acts: `/tiny-var3`
+    Enter Enter opened two Previews (the second Enter went to the recipe list, not the Preview the first
+    one opened), and Escape `/` typed fast had the Escape act after the filter opened. So after routing a
+    key the app holds the keys behind it until the app and every widget of the current screen have
+    handled all they had queued (in rounds: a handler's message is queued behind the round that ran it);
+    then it routes the next, to whatever screen and widget are current, exactly as if typed slowly.
+    A screen that never goes quiet (a timer, a busy worker) holds a key at most ``SETTLE_S``.
+    """
+
+    SETTLE_S = 0.5
+
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+        self.held: deque[events.Key] = deque()
+        self.busy = False  # a key was routed and is settling, or a held key is on its way back to the app
+        self.releasing: events.Key | None = None
+        self.task: asyncio.Task[None] | None = None  # kept: the loop holds only a weak reference
+
+    def hold(self, key: events.Key) -> bool:
+        """True when ``key`` must wait (it is queued); False when the app routes it now."""
+        if key is self.releasing:
+            self.releasing = None
+            return False
+        if self.busy:
+            self.held.append(key)
+            return True
+        return False
+
+    def routed(self, settle: bool = True) -> None:
+        """A key was routed: settle (unless it only typed into a text box), then release the next held key."""
+        self.busy = True
+        if settle:
+            self.task = asyncio.create_task(self._settle_then_release())
+        else:
+            self._release()
+
+    async def _settle_then_release(self) -> None:
+        try:
+            await self._settle()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.held and not self.app._closing:
+            self.releasing = self.held.popleft()
+            self.app.post_message(self.releasing)
+        else:
+            self.busy = False
+
+    def _pumps(self) -> list[Any]:
+        try:
+            return [self.app, *self.app.screen.walk_children(with_self=True)]
+        except Exception:  # noqa: BLE001 - no screen (the app is closing): nothing to wait for
+            return []
+
+    async def _settle(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.SETTLE_S
+        while (left := deadline - loop.time()) > 0:
+            pumps = self._pumps()
+            if not await _round(pumps, left):
+                return
+            if not any(map(_acting, self._pumps())):
+                return
+
+
+_PAINTING = (messages.Prompt, messages.Update, messages.Layout, messages.UpdateScroll, events.Idle)
+"""Textual's repaint messages: every round posts more of them, and they never move focus or change the
+screen, so they do not keep a key waiting."""
+
+
+def _acting(pump: Any) -> bool:
+    """The pump has a message queued that may act (anything but a repaint)."""
+    queued = getattr(pump._message_queue, "values", None)  # Textual's own Queue: a deque
+    if queued is None:  # another Textual: count every message
+        return bool(pump.message_queue_size) or pump._pending_message is not None
+    pending = [*queued, *([pump._pending_message] if pump._pending_message is not None else [])]
+    return not all(isinstance(message, _PAINTING) for message in pending)
+
+
+async def _round(pumps: list[Any], timeout: float) -> bool:
+    """Let every pump finish what it is doing and what it has queued (False: timed out, or none took it)."""
+    count = 0
+    done = asyncio.Event()
+
+    def one() -> None:
+        nonlocal count
+        count -= 1
+        if count == 0:
+            done.set()
+
+    for pump in pumps:
+        if pump.call_later(one):
+            count += 1
+    if not count:
+        return False
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 class AbandonableExecutor(ThreadPoolExecutor):

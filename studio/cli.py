@@ -25,7 +25,7 @@ def _progress_printer(label: str):
         last["t"] = now
         bar = "#" * int(fraction * 30)
         end = "\n" if fraction >= 1.0 or not sys.stderr.isatty() else ""
-        sys.stderr.write(f"\r{label} [{bar:<30}] {fraction * 100:3.0f}% {message[:60]:<60}{end}")
+        sys.stderr.write(f"\r{label} [{bar:<30}] {fraction * 100:3.0f}% {message[:90]:<60}{end}")
         sys.stderr.flush()
 
     return report
@@ -375,7 +375,10 @@ def _prepare_now(recipe: Any, args: argparse.Namespace) -> dict[str, Any]:
             done = stats.used + sum(stats.skipped.values())
             bar(min(done / total, 1.0) if not stats.done else 1.0, f"{done:,} rows")
 
-    data = prepare_data(recipe, prepared=prepared, progress=progress, use_cache=not args.force)
+    waiting = None if args.json else _progress_printer("waiting")  # another process encodes this key
+    data = prepare_data(
+        recipe, prepared=prepared, progress=progress, use_cache=not args.force, waiting=waiting
+    )
     return _prepare_summary(
         recipe,
         data.format,

@@ -163,7 +163,7 @@ def test_incomplete_entry_is_never_used(tmp_path: Path, tiny_tokenizer, xdg_cach
     damaged.write_bytes(b"garbage")  # a damaged disk, or a file cut short
     again = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
     assert not again.from_cache and again.train.to_list() == first_rows
-    assert not [p for p in xdg_cache.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    assert not [p for p in xdg_cache.iterdir() if p.name.endswith(".tmp")]  # no staging folder left behind
 
 
 def test_studio_prepare_encodes_then_reads_the_cache(tiny_model: Path) -> None:
@@ -353,5 +353,93 @@ def test_eviction_keeps_the_newest_entries_within_the_budget(
     removed = cacheindex.evict()
     assert sorted(removed) == sorted([stale, entries[1]])
     assert entries[0].exists() and entries[2].exists() and not entries[1].exists()
+    assert sorted(p.name for p in xdg_cache.glob(".*.lock")) == sorted(
+        f".{e.name}.lock" for e in entries if e.exists()
+    )
     monkeypatch.setenv(cacheindex.BUDGET_ENV, "0")
     assert cacheindex.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()
+
+
+BUILDER = """
+import hashlib, json, sys, time
+from pathlib import Path
+from lorastudio.data import cache
+from lorastudio.data.prepare import prepare
+from lorastudio.recipe import Recipe
+
+rec = Recipe.model_validate(json.loads(sys.argv[1]))
+prepared = prepare(rec)  # the tokenizer and rows loaded before the start, as a Preview has them
+print("ready", flush=True)
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+got = cache.prepare_data(rec, prepared=prepared)
+ids = hashlib.sha256(json.dumps(got.train.to_dict(), sort_keys=True).encode()).hexdigest()
+print(json.dumps({"key": got.key, "ids": ids, "built": not got.from_cache}), flush=True)
+"""
+
+
+def _rows_digest(entry: cache.PreparedData) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(entry.train.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def test_one_key_built_by_many_threads_and_processes_at_once(
+    tmp_path: Path, tiny_model: Path, xdg_cache: Path
+) -> None:
+    """Issue 38: two Previews prepared one key at once and broke each other's staging folder (FileExistsError,
+    FileNotFoundError). Three threads here and three other processes start together: one builds, the others
+    wait for it and read its entry; all give the same rows, none fails, nothing temporary is left."""
+    import threading
+
+    tokdir = _tokenizer_copy(tiny_model, tmp_path / "tok")
+    rec = _recipe(_data(tmp_path / "d.jsonl", n=600), model__name=str(tokdir), data__eval_fraction=0.1)
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILDER, rec.model_dump_json(), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
+        prepared = [prepare(rec) for _ in range(3)]  # a tokenizer each: one is not for several threads
+        start = threading.Barrier(3)
+        results: list[cache.PreparedData] = []
+        errors: list[BaseException] = []
+
+        def build(mine: Any) -> None:
+            start.wait()
+            try:
+                results.append(cache.prepare_data(rec, prepared=mine))
+            except BaseException as exc:  # noqa: BLE001 - the test reports it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=build, args=(p,)) for p in prepared]
+        for thread in threads:
+            thread.start()
+        go.touch()
+        for thread in threads:
+            thread.join(240)
+        outs = [proc.communicate(timeout=240) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert errors == []
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outs]
+    others = [json.loads(out.splitlines()[-1]) for out, _ in outs]
+    assert len(results) == 3
+    want = _rows_digest(results[0])
+    assert {_rows_digest(r) for r in results} | {o["ids"] for o in others} == {want}
+    assert {r.key for r in results} | {o["key"] for o in others} == {results[0].key}
+    assert len(results[0].train) + len(results[0].eval) == results[0].stats.used == 599
+    builders = [not r.from_cache for r in results] + [o["built"] for o in others]
+    assert builders.count(True) == 1  # the others waited for the one builder and read its entry
+    left = sorted(p.name for p in xdg_cache.iterdir())
+    assert [n for n in left if n.endswith(".tmp")] == []  # no staging folder left behind
+    assert results[0].key in left

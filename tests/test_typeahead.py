@@ -75,9 +75,8 @@ async def test_filter_burst_before_the_list_loads(
         burst(
             app, "slash", *"tiny-pirate", "t", "enter"
         )  # "tiny-piratet" matches nothing: Enter must not act
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: screen.query_one("#recipe-filter", Input).value == "tiny-piratet")
         assert not screen.entries, "the list loaded too early for this test"
-        assert screen.query_one("#recipe-filter", Input).value == "tiny-piratet"
         await wait_until(pilot, lambda: screen.entries)
         await pilot.pause(0.2)
         assert screen.shown == [] and app.screen is screen

@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from lorastudio.data.prepare import Prepared, prepare
 from lorastudio.data.shards import ShardJob, chunk_starts, encode_in_processes, worker_count
 from lorastudio.data.sources import held_out, load_rows
 from lorastudio.errors import DataError
+from lorastudio.models.cachelock import LockWaitCancelled, folder_lock
+from lorastudio.progress import Progress
 from lorastudio.recipe import Recipe
 
 StatsProgress = Callable[[DatasetStats], Any]
@@ -255,30 +258,89 @@ def prepare_data(
     progress: StatsProgress | None = None,
     every: int = 20_000,
     use_cache: bool = True,
+    waiting: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> PreparedData:
     """The recipe's encoded train and eval sets: read from the cache, or encoded and cached.
 
     ``progress`` gets the growing statistics while rows are encoded; returning False cancels
     (a :class:`DataError` is raised and nothing is cached). ``prepared`` reuses an already loaded
     tokenizer, rows and encoder (the Preview has them).
+
+    One key is built by one builder at a time, in this process or any other: the others wait on the
+    key's lock (``waiting`` hears who builds it and since when; ``cancelled`` ends the wait) and then read
+    the entry the winner put in place.
     """
     if prepared is None:
         prepared = prepare(recipe, tokenizer=tokenizer)
     tokenizer = prepared.tokenizer
     key = cache_key(recipe, tokenizer)
     final = prepared_root() / key
-    if use_cache and (final / META).exists():
-        entry = _load_entry(final, key)
-        if entry is not None:
-            touch(final)
-            remember(recipe, tokenizer, key)
-            if progress is not None:
-                progress(entry.stats)
-            return entry
+    if use_cache and (hit := _hit(recipe, tokenizer, final, key, progress)) is not None:
+        return hit
+    try:
+        with folder_lock(final, f"preparing the data of {recipe.name}", waiting, cancelled):
+            if use_cache and (hit := _hit(recipe, tokenizer, final, key, progress)) is not None:
+                return hit  # built by the builder this one waited for
+            stats = _build(prepared, recipe, final, key, progress, every)
+    except LockWaitCancelled:
+        raise DataError("preparing the data was cancelled") from None
+    entry = _load_entry(final, key)
+    if entry is None:  # pragma: no cover - just written
+        raise DataError(f"{final}: the prepared data could not be read back")
+    remember(recipe, tokenizer, key)
+    evict(keep=final)
+    entry.stats = stats
+    entry.from_cache = False
+    return entry
+
+
+def _hit(
+    recipe: Recipe, tokenizer: Any, final: Path, key: str, progress: StatsProgress | None
+) -> PreparedData | None:
+    """The complete entry at ``final``, marked as used; None when it is absent or damaged."""
+    if not (final / META).exists():
+        return None
+    entry = _load_entry(final, key)
+    if entry is None:
+        return None
+    touch(final)
+    remember(recipe, tokenizer, key)
+    if progress is not None:
+        progress(entry.stats)
+    return entry
+
+
+def _staging_name(key: str, role: str) -> str:
+    """A hidden name no other builder uses (pid, thread and a random part): builders never share a folder."""
+    return f".{key}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:12]}.{role}.tmp"
+
+
+def _put_in_place(staging: Path, final: Path) -> None:
+    """Rename the built ``staging`` to ``final``. An entry already there (rebuilt with ``use_cache=False``, or
+    damaged) is first renamed aside, not deleted in place, so a reader that has its files open keeps them."""
+    old = final.parent / _staging_name(final.name, "old")
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(final, old)
+    try:
+        os.replace(staging, final)
+    except OSError:  # a builder that did not take the lock placed it between the renames; theirs is as good
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(
+    prepared: Prepared,
+    recipe: Recipe,
+    final: Path,
+    key: str,
+    progress: StatsProgress | None,
+    every: int,
+) -> DatasetStats:
+    """Encode the entry into a staging folder of its own and rename it to ``final``; its statistics."""
     encoder, rows = prepared.encoder, prepared.rows
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{key}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = final.parent / _staging_name(key, "build")
     staging.mkdir()
     try:
         import numpy as np
@@ -344,23 +406,11 @@ def prepare_data(
             "created": time.time(),
         }
         (staging / META).write_text(json.dumps(meta, indent=1))  # written last: it marks the entry complete
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(staging, final)
-        except OSError:  # another process put the same entry in place first; theirs is as good
-            shutil.rmtree(staging, ignore_errors=True)
+        _put_in_place(staging, final)
     except Cancelled:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError("preparing the data was cancelled") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    entry = _load_entry(final, key)
-    if entry is None:  # pragma: no cover - just written
-        raise DataError(f"{final}: the prepared data could not be read back")
-    remember(recipe, tokenizer, key)
-    evict(keep=final)
-    entry.stats = stats
-    entry.from_cache = False
-    return entry
+    return stats

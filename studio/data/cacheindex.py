@@ -184,5 +184,7 @@ def evict(keep: Path | None = None) -> list[Path]:
         used += size
         if used > budget and child != keep:
             shutil.rmtree(child, ignore_errors=True)
+            with contextlib.suppress(OSError):  # its build lock (models/cachelock) goes with it
+                (root / f".{child.name}.lock").unlink()
             removed.append(child)
     return removed

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -83,13 +84,17 @@ def write_entry(
     """Store the rows under ``key`` (built aside, renamed into place); None when it could not be written."""
     root = prepared_root()
     target = root / key
-    staging = root / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+    # a name no other builder uses, in this process or another: builders never write into one folder
+    staging = root / f".{key}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         staging.mkdir(parents=True)
         _write_rows(staging / TRAIN_ROWS, train)
         _write_rows(staging / EVAL_ROWS, evals)
         full = {**meta, "kind": KIND, "train_rows": len(train), "eval_rows": len(evals)}
         (staging / META).write_text(json.dumps(full, default=str), encoding="utf-8")
+        if target.exists() and read_entry(key) is not None:  # another builder was first; theirs is as good
+            shutil.rmtree(staging, ignore_errors=True)
+            return target
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)  # a damaged entry under the same key
         staging.rename(target)

@@ -186,7 +186,7 @@ def ensure_dequantized(path: str | Path, progress: Progress | None = None) -> Pa
     target = cache_folder(path, sha)
     if is_converted(target):
         return target
-    with folder_lock(target):
+    with folder_lock(target, f"dequantizing {path.name}", progress):
         if not is_converted(target):  # another process may have converted it while we waited
             convert(path, target, sha, progress)
     return target

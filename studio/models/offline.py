@@ -125,7 +125,7 @@ def ensure_offline_model(name: str, progress: Progress | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     from lorastudio.models.cachelock import folder_lock
 
-    with folder_lock(target):
+    with folder_lock(target, f"fetching {spec.name}", progress):
         if is_ready(name):
             return target
         if target.exists():  # placed by hand, or left by an older studio: check it before use

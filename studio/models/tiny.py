@@ -58,7 +58,7 @@ def ensure_tiny_model(progress: Progress | None = None, path: Path | None = None
     target = path or tiny_model_dir()
     if is_built(target):
         return target
-    with folder_lock(target):
+    with folder_lock(target, "building the tiny model", progress):
         if not is_built(target):  # another process may have built it while we waited
             build(target, progress)
     return target

@@ -212,11 +212,12 @@ def build_trainer(
     return trainer
 
 
-def encode_for_training(recipe, tokenizer):
-    """Arrow datasets from the prepared-data cache (encoded now when absent), and the detected format."""
+def encode_for_training(recipe, tokenizer, waiting=None):
+    """Arrow datasets from the prepared-data cache (encoded now when absent), and the detected format;
+    ``waiting`` hears about a wait for another process encoding the same entry."""
     from lorastudio.data.cache import prepare_data
 
-    data = prepare_data(recipe, tokenizer=tokenizer)
+    data = prepare_data(recipe, tokenizer=tokenizer, waiting=waiting)
     return data.train, data.eval if data.eval is not None else [], data.format
 
 
@@ -350,7 +351,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 )
             writer.status("loading data", source=recipe.data.source)
             with dist.main_first(where):
-                train_rows, eval_rows, fmt = encode_for_training(recipe, tokenizer)
+                train_rows, eval_rows, fmt = encode_for_training(
+                    recipe, tokenizer, throttled(lambda f, m: writer.write("log", message=f"data: {m}"), 2.0)
+                )
             writer.write(
                 "log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples"
             )
