@@ -19,7 +19,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Log, ProgressBar
 
-from lorastudio.models.cachelock import WAITING
+from lorastudio.models.cachelock import WAITING as LOCK_WAIT
 from lorastudio.recipe import Recipe
 from lorastudio.train.damage import DAMAGED, run_problem
 from lorastudio.train.events import (
@@ -320,7 +320,7 @@ class MonitorScreen(Screen[None]):
         if state.cause or status == "died":
             line += f" — {state.cause or DIED_CAUSE}"
         for text in message.log_lines:
-            self.waiting = text[text.index(WAITING) :] if WAITING in text else None
+            self.waiting = text[text.index(LOCK_WAIT) :] if LOCK_WAIT in text else None
         if self.waiting and status not in TERMINAL_STATUSES:
             line += f" — {self.waiting}"
         if state.hints:
