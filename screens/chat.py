@@ -176,7 +176,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         )
         self.query_one("#set-system", Input).value = self.system_prompt or ""
         self.query_one("#chat-progress").display = False
-        self.query_one("#chat-status", Label).update("ready")
+        self.query_one("#chat-status", Label).update(
+            Text(f"ready · {self.engine.source}" if self.engine.source else "ready")
+        )
+        if self.engine.source:  # which run and checkpoint `latest` or RUN@latest took (train/runref.py)
+            self.notify(f"chatting with {self.engine.source}")
         self._update_title()
         box = self.query_one("#chat-input", Input)
         box.disabled = False
@@ -315,13 +319,13 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
 
     def action_save(self) -> None:
         from lorastudio.chat.engine import Transcript
-        from lorastudio.train.runs import find_run
+        from lorastudio.train.runref import resolve_run
 
         if not self.turns:
             self.notify("nothing to save yet", severity="warning")
             return
         try:
-            folder = find_run(self.target) / "transcripts"
+            folder = resolve_run(self.target, checkpoint=True).path / "transcripts"
         except Exception:
             from lorastudio.paths import data_dir
 

@@ -118,9 +118,8 @@ def default_path(target: str | None) -> Path:
     from lorastudio.paths import data_dir
 
     try:
-        from lorastudio.train.adapters import split_target
-        from lorastudio.train.runs import find_run
+        from lorastudio.train.runref import resolve_run
 
-        return find_run(split_target(target or "latest")[0]) / DEFAULT_NAME
+        return resolve_run("latest" if target is None else target, checkpoint=True).path / DEFAULT_NAME
     except Exception:
         return data_dir() / DEFAULT_NAME
