@@ -30,7 +30,6 @@ OLD, OLD2, GRPO = (
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private runs folder holding the three runs (each with a final adapter and checkpoints 4 and 8)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "data" / "studio" / "runs"
     for created, name in enumerate((OLD, OLD2, GRPO), 1):
         run = write_run(folder, name, created=float(created), eval_every=4, steps=8)
@@ -275,3 +274,41 @@ def test_the_runs_listing_json_is_untouched(root: Path, capsys: pytest.CaptureFi
     """The resolver reads run.json only; the listing still finds every run (newest first)."""
     code, out, _ = studio(capsys, "runs", "--json")
     assert code == 0 and [r["name"] for r in json.loads(out)] == [GRPO, OLD2, OLD]
+
+
+@pytest.fixture
+def real_checkpoint(tiny_model: Path, root: Path) -> Path:
+    """A real LoRA adapter on the tiny model saved as OLD's checkpoint-8 (its latest complete one)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = root / OLD / "checkpoints" / "checkpoint-8"
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=2, target_modules="all-linear")
+    )
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_cli_chat_at_latest_says_which_checkpoint_it_loaded(
+    real_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = studio(
+        capsys, "chat", f"{OLD}@latest", "--prompt", "hi", "--max-new-tokens", "2", "--greedy"
+    )
+    assert code == 0, err
+    assert f"chat: run {OLD}, checkpoint-8 (its latest)\n" in err and "tuned" in err
+
+
+async def test_the_chat_screen_says_which_checkpoint_latest_took(real_checkpoint: Path) -> None:
+    from conftest import wait_until
+    from textual.widgets import Label
+
+    from lorastudio.app import StudioApp
+
+    async with StudioApp(chat=f"{OLD}@latest").run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "engine", None) is not None)
+        said = f"run {OLD}, checkpoint-8 (its latest)"
+        assert str(pilot.app.screen.query_one("#chat-status", Label).content) == f"ready · {said}"
+        assert [n.message for n in pilot.app._notifications] == [f"chatting with {said}"]
+        assert "checkpoint-8" in str(pilot.app.screen.query_one("#chat-title", Label).content)
