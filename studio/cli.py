@@ -1126,7 +1126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         nargs="?",
-        help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)",
+        help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), or a model folder "
+        "(default: latest run)",
     )
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
