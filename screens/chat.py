@@ -182,7 +182,11 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         )
         self.query_one("#set-system", Input).value = self.system_prompt or ""
         self.query_one("#chat-progress").display = False
-        self.query_one("#chat-status", Label).update("ready")
+        self.query_one("#chat-status", Label).update(
+            Text(f"ready · {self.engine.source}" if self.engine.source else "ready")
+        )
+        if self.engine.source:  # which run and checkpoint `latest` or RUN@latest took (train/runref.py)
+            self.notify(f"chatting with {self.engine.source}")
         self._update_title()
         box = self.query_one("#chat-input", Input)
         box.disabled = False

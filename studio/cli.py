@@ -426,18 +426,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.train.runs import find_run, start_run
 
     _check_slurm_flags(args)
-    if not args.resume and (
+    if args.resume is None and (
         args.slurm or args.nodes is not None or args.node_rank is not None or args.main_address
     ):
         return _train_on_nodes(args)  # several machines, or a Slurm job (train/nodes.py, train/slurm.py)
-    if args.resume:
+    if args.resume is not None:  # "" is refused by the resolver, not read as no --resume
         from lorastudio.train.manage import resume_run
 
         run_dir = find_run(args.resume)
         resume_run(run_dir, devices=args.devices)
     else:
         devices = [f"train.devices={args.devices}"] if args.devices is not None else []
-        start = _from_adapter(args.start_from) if getattr(args, "start_from", None) else []
+        start = _from_adapter(args.start_from) if args.start_from is not None else []  # "" is refused
         recipe = load(args.recipe, [*args.overrides, *devices, *start])
         run_dir = start_run(recipe, start=not args.no_start)  # refuses what this machine cannot train first
         if args.no_start:
@@ -535,10 +535,13 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
 
 
 def _from_adapter(target: str) -> list[str]:
-    """``--from RUN[@best|@checkpoint-N]``: the override starting the new run from that run's adapter."""
-    from lorastudio.train.methods import resolve_start_adapter
+    """``--from RUN[@best|@checkpoint-N]``: the override starting the new run from that run's adapter (which run
+    and adapter that is goes to stderr: a recipe's name or ``latest`` takes its newest run's final adapter)."""
+    from lorastudio.train.methods import start_adapter
 
-    return [f"model.adapter={resolve_start_adapter(target)}"]
+    folder, said = start_adapter(target)
+    print(f"--from {target}: {said}", file=sys.stderr)
+    return [f"model.adapter={folder}"]
 
 
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
@@ -621,9 +624,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
     from lorastudio.train.manage import delete_run
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.runref import resolve_run
 
-    run_dir = find_run(args.run)
+    run_dir = resolve_run(args.run, exact="delete").path  # never `latest`, a recipe's name or a prefix
     if not args.yes:
         if not sys.stdin.isatty():
             print(
@@ -797,9 +800,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from lorastudio.train.runs import find_run, stop_run
+    from lorastudio.train.runref import resolve_run
+    from lorastudio.train.runs import stop_run
 
-    run_dir = find_run(args.run)
+    run_dir = resolve_run(args.run, exact="stop").path
     if stop_run(run_dir):
         print(f"asked {run_dir.name} to save and stop")
         return 0
@@ -827,9 +831,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
             "the Chat screen",
             "without one use --prompt TEXT or --prompts FILE (--mark good|bad saves the replies as feedback)",
         )
-        run_app(chat=args.target or "latest", chat_base=args.base, save_to=args.save_to)
+        run_app(
+            chat="latest" if args.target is None else args.target, chat_base=args.base, save_to=args.save_to
+        )
         return 0
     engine = engine_for(args.target, base_only=args.base)
+    if engine.source:  # which run and checkpoint `latest`, RUN@latest or RUN@best took
+        print(f"chat: {engine.source}", file=sys.stderr)
     engine.load(None if args.json else _progress_printer("loading"))
     sampling = with_overrides(
         engine.recipe.chat,
@@ -1193,7 +1201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         nargs="?",
-        help="run name or path (NAME@best or NAME@checkpoint-N for a checkpoint), or a model folder (default: latest run)",
+        help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), or a model folder "
+        "(default: latest run)",
     )
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
@@ -1291,7 +1300,7 @@ def main(argv: list[str] | None = None) -> int:
     from lorastudio.quiet import quiet_libraries
 
     quiet_libraries()
-    if args.command == "train" and not args.recipe and not args.resume:
+    if args.command == "train" and not args.recipe and args.resume is None:
         parser.error("train needs a RECIPE (or --resume RUN)")
     if args.command == "train" and args.resume and (args.recipe or args.overrides):
         parser.error(

@@ -30,7 +30,13 @@ OverridesArg = Annotated[
     list[str] | None,
     Field(description="dotted overrides as on the command line, e.g. ['train.max_steps=20', 'lora.r=8']"),
 ]
-RunArg = Annotated[str, Field(description="a run's full name, its path, a prefix of its name, or 'latest'")]
+RunArg = Annotated[
+    str,
+    Field(
+        description="a run's full name, its path, 'latest', a recipe's name (its newest run) or a unique "
+        "prefix of a run's name; no wildcards (stop_run takes only a full name or a path)"
+    ),
+]
 
 INSTRUCTIONS = (
     "studio fine-tunes open LLMs with (Q)LoRA. list_recipes shows what can be trained; preview shows which tokens "
@@ -215,10 +221,10 @@ def list_runs(
 
 def stop_run(run: RunArg) -> str:
     """Ask a run to save a checkpoint and its adapter, then stop (a queued run leaves the queue)."""
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.runref import resolve_run
     from lorastudio.train.runs import stop_run as stop
 
-    path = find_run(run)
+    path = resolve_run(run, exact="stop").path  # never `latest`, a recipe's name or a prefix
     if stop(path):
         return f"asked {path.name} to save and stop"
     raise StudioError(f"{path.name}: no live worker")
@@ -356,7 +362,7 @@ def chat(
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
         reply = engine.generate(messages, sampling)
-    return {"target": target, **reply_json(reply)}
+    return {"target": target, **({"loaded": fresh.source} if fresh.source else {}), **reply_json(reply)}
 
 
 def export(

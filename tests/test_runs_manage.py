@@ -349,18 +349,22 @@ def test_runs_compare_cli_on_two_short_runs_differing_in_learning_rate(tiny_mode
 
 
 def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:
-    from lorastudio.chat.engine import _checkpoint_dir
+    from lorastudio.train.runref import resolve_run
 
     run = runs_root / "tiny-pirate-20260922-101500"
     checkpoint = run / "checkpoints" / "checkpoint-8"
     checkpoint.mkdir(parents=True)
     (checkpoint / "adapter_config.json").write_text("{}")
-    assert _checkpoint_dir(checkpoint) == (run.resolve(), checkpoint.resolve())
-    assert _checkpoint_dir(Path(run.name) / "checkpoints" / "checkpoint-8") == (
-        run.resolve(),
-        checkpoint.resolve(),
-    )
-    assert _checkpoint_dir(run / "checkpoints" / "checkpoint-9") is None
+    for given in (
+        checkpoint,
+        Path(run.name) / "checkpoints" / "checkpoint-8",
+    ):  # its path, or from the runs folder
+        ref = resolve_run(str(given), checkpoint=True)
+        assert (ref.path, ref.which) == (run.resolve(), "checkpoint-8")
+    from lorastudio.chat.engine import engine_for
+
+    with pytest.raises(RunError, match="has no adapter in checkpoints/checkpoint-9"):
+        engine_for(str(run / "checkpoints" / "checkpoint-9"))
     assert [c.label for c in manage.checkpoints(run)] == ["checkpoint-8"]
 
 

@@ -150,6 +150,9 @@ class ChatEngine:
         self.threads: int | None = None
         """Torch threads for generating (set on CPU beside live training workers; see chat/admission.py)."""
         self.on_gpu = False
+        self.source: str | None = None
+        """Which run and adapter a run reference took (``run NAME (the newest run), checkpoint-40``), said
+        where the chat opens; None for a model, export or GGUF target."""
 
     @property
     def has_adapter(self) -> bool:
@@ -296,46 +299,31 @@ class ChatEngine:
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
-    """A run name/path (its recipe and adapter), a model folder, an export folder, a .gguf file, or None for the
-    latest run. ``RUN@best``, ``RUN@checkpoint-N`` and a checkpoint folder's path pick one of the run's checkpoints."""
-    from lorastudio.train.adapters import resolve_adapter, split_target
-    from lorastudio.train.runs import find_run, load_run_recipe
+    """A run reference (its recipe and adapter; see ``train/runref.py``: ``RUN@best``, ``RUN@latest``,
+    ``RUN@checkpoint-N`` and a checkpoint folder's path pick a checkpoint), a model folder, an export folder, a
+    .gguf file, or None for the latest run. A run's engine says in ``source`` which run and adapter it took."""
+    from lorastudio.train.adapters import resolve_adapter
+    from lorastudio.train.runref import describe, resolve_run
+    from lorastudio.train.runs import load_run_recipe
 
     candidate = Path(target).expanduser() if target else None
-    if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_export_target(candidate)):
-        recipe, adapter = (
-            gguf_target(candidate)
-            if candidate.suffix.lower() == ".gguf"
-            else export_target(candidate, base_only)
-        )
-        return ChatEngine(recipe, adapter)
-    if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
-        return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
-    name, which = split_target(target or "latest")
-    checkpoint = _checkpoint_dir(candidate) if candidate is not None else None
-    if checkpoint is not None:
-        run_dir, which = checkpoint[0], checkpoint[1].name
-    else:
-        run_dir = find_run(name)
-    recipe = load_run_recipe(run_dir)
-    if base_only:
-        return ChatEngine(recipe)
-    return ChatEngine(recipe, resolve_adapter(run_dir, which))
-
-
-def _checkpoint_dir(candidate: Path) -> tuple[Path, Path] | None:
-    """(run dir, adapter dir) when ``candidate`` is a run's ``checkpoints/checkpoint-N`` or ``adapter`` folder."""
-    from lorastudio.paths import runs_dir
-    from lorastudio.train.runs import RUN_FILE
-
-    if not candidate.is_absolute() and not candidate.exists():
-        candidate = runs_dir() / candidate  # RUN/checkpoints/checkpoint-N, named from the runs folder
-    if not (candidate / "adapter_config.json").exists():
-        return None
-    for run_dir in (candidate.parent, candidate.parent.parent):
-        if (run_dir / RUN_FILE).exists():
-            return run_dir.resolve(), candidate.resolve()
-    return None
+    try:
+        if candidate is not None and (candidate.suffix.lower() == ".gguf" or is_export_target(candidate)):
+            recipe, adapter = (
+                gguf_target(candidate)
+                if candidate.suffix.lower() == ".gguf"
+                else export_target(candidate, base_only)
+            )
+            return ChatEngine(recipe, adapter)
+        if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
+            return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
+    except OSError:  # a name too long for the file system: not a folder, so maybe a run's name
+        pass
+    ref = resolve_run("latest" if target is None else target, checkpoint=True)  # "" is refused, not latest
+    recipe = load_run_recipe(ref.path)
+    engine = ChatEngine(recipe, None if base_only else resolve_adapter(ref.path, ref.which))
+    engine.source = describe(ref, engine.adapter_dir)
+    return engine
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 It owns the worker process (``worker``), backend choice and model loading for training
 (``backend``), the run directory contract (``runs``, its file names and ``run.json`` in ``rundir``, ``events``;
+what a user's reference to a run names, for every command: ``runref``;
 the listing's cache ``summaries``; what is wrong with a damaged run's files, ``damage``), hardware telemetry
 (``telemetry``), the worker's warnings as log events (``logcapture``), one run per device and CPU shares
 (``queue``), more than one device: the supervisor and each process's part (``launch``, ``distributed``),

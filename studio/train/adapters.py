@@ -25,7 +25,7 @@ def split_target(target: str) -> tuple[str, str | None]:
 
 def run_of_checkpoint(path: Path) -> Path | None:
     """The run directory holding a ``checkpoints/checkpoint-N`` folder, or None when ``path`` is not one."""
-    from lorastudio.train.runs import RUN_FILE
+    from lorastudio.train.rundir import RUN_FILE
 
     if (
         (path / ADAPTER_CONFIG).exists()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lorastudio.errors import RecipeError
+from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, OrpoSection, Recipe
 from lorastudio.train.backend import Hardware
 
@@ -46,14 +46,30 @@ method's trainer logs goes into its ``method_metrics`` event."""
 
 def resolve_start_adapter(target: str) -> Path:
     """``model.adapter``: a run (``NAME``, ``latest``, ``NAME@best``, ``NAME@checkpoint-N``) or an adapter folder."""
-    from lorastudio.train.adapters import ADAPTER_CONFIG, resolve_adapter, split_target
-    from lorastudio.train.runs import find_run
+    return start_adapter(target)[0]
+
+
+def start_adapter(target: str) -> tuple[Path, str]:
+    """(adapter folder, which run and adapter that is, in words) for ``model.adapter`` / ``--from``; a run is
+    named as ``runref.resolve_run`` reads it."""
+    from lorastudio.train.adapters import ADAPTER_CONFIG, resolve_adapter
+    from lorastudio.train.runref import describe, resolve_run
 
     path = Path(target).expanduser()
-    if (path / ADAPTER_CONFIG).exists():
-        return path.resolve()
-    name, which = split_target(target)
-    return resolve_adapter(find_run(name), which).resolve()
+    try:
+        is_adapter = (path / ADAPTER_CONFIG).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        is_adapter = False
+    try:
+        ref = resolve_run(target, checkpoint=True)
+    except RunError:
+        if is_adapter:  # an adapter folder of its own (an adapter export), not a run's
+            return path.resolve(), f"adapter folder {path.resolve()}"
+        raise
+    if is_adapter and not ref.exact:  # a folder beats a run it happens to share a name's start with
+        return path.resolve(), f"adapter folder {path.resolve()}"
+    adapter = resolve_adapter(ref.path, ref.which).resolve()
+    return adapter, describe(ref, adapter)
 
 
 def load_method_model(recipe: Recipe, backend: str, hw: Hardware, progress: Any = None) -> tuple[Any, Any]:

@@ -41,6 +41,7 @@ from lorastudio.train.rundir import (
     worker_process,
     write_meta,
 )
+from lorastudio.train.runref import resolve_run
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
 RUN_FORMAT = 1
@@ -101,11 +102,17 @@ def start_run(
 
     The devices the recipe asks for are checked first, so a recipe this machine cannot train (FSDP without
     CUDA, more GPUs than are visible) is refused before a run directory exists, as is a preference or RL recipe
-    whose (local) data has no usable row. Then the run directory is created, ``meta`` added to its ``run.json``
-    (before any worker can write there) and, unless ``start`` is false, its worker started with the devices and
-    strategy from ``recipe``.
+    whose (local) data has no usable row, and a ``model.adapter`` that names no run or adapter (one that does is
+    pinned to the adapter folder it names now). Then the run directory is created, ``meta`` added to its
+    ``run.json`` (before any worker can write there) and, unless ``start`` is false, its worker started with the
+    devices and strategy from ``recipe``.
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
+    if recipe.model.adapter is not None:  # a bad reference (even "") is refused before a run directory exists
+        from lorastudio.train.methods import resolve_start_adapter
+
+        model = recipe.model.model_copy(update={"adapter": str(resolve_start_adapter(recipe.model.adapter))})
+        recipe = recipe.model_copy(update={"model": model})
     from lorastudio.data.preference import check_method_rows
     from lorastudio.train.trlneeds import check_trl
 
@@ -324,24 +331,9 @@ def _summarise_or_unreadable(path: Path, cache: SummaryCache) -> RunSummary:
 
 
 def find_run(name_or_path: str, root: Path | None = None) -> Path:
-    candidate = Path(name_or_path).expanduser()
-    if (candidate / RUN_FILE).exists():
-        return candidate.resolve()
-    root = root or runs_dir()
-    if (root / name_or_path / RUN_FILE).exists():
-        return root / name_or_path
-    if name_or_path == "latest":
-        runs = list_runs(root)
-        if runs:
-            return runs[0].path
-    matches = (
-        sorted(p for p in root.glob(f"{name_or_path}*") if (p / RUN_FILE).exists()) if root.is_dir() else []
-    )
-    # A recipe's name means its newest run: `tiny-pirate` is not the newest `tiny-pirate-grpo-…` run
-    own = [p for p in matches if re.fullmatch(re.escape(name_or_path) + r"-\d{8}-\d{6}(-\d+)?", p.name)]
-    if own or matches:
-        return (own or matches)[-1]
-    raise RunError(f"no such run: {name_or_path!r} (see `studio runs`)")
+    """The run directory a reference names: path, exact name, ``latest``, recipe name or unique prefix (the
+    rules are ``runref.resolve_run``'s; a destructive command calls that itself, with ``exact``)."""
+    return resolve_run(name_or_path, root).path
 
 
 def load_run_recipe(path: Path) -> Recipe:
