@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import STUDIO_BIN, wait_for
 
 from lorastudio.cli import main
 from lorastudio.demo.piratedata import HELD_OUT
@@ -253,7 +254,7 @@ def test_studio_eval_gives_the_bare_lm_eval_numbers(
 ) -> None:
     tasks = "studio_general,studio_arithmetic,studio_pirate"
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "studio"), "eval", trained_run.name, "--tasks", tasks, "--limit", "4", "--json"],
+        [STUDIO_BIN, "eval", trained_run.name, "--tasks", tasks, "--limit", "4", "--json"],
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -269,3 +270,30 @@ def test_studio_eval_gives_the_bare_lm_eval_numbers(
         theirs = bare[task]
         figures = {k: v for k, v in theirs.items() if k != "alias"}
         assert figures and {k: mine[k] for k in figures} == figures, task
+
+
+@pytest.mark.slow
+def test_hangup_is_ignored_and_stop_keeps_finished_tasks(tiny_model: Path) -> None:
+    import os
+    import signal
+
+    from lorastudio.evaluate.job import start_eval, stop_eval
+    from lorastudio.paths import data_dir
+
+    spec = make_spec(targets=(str(tiny_model),), tasks=("studio_general", "studio_pirate"), limit=2)
+    folder = create_eval(spec)
+    assert folder.parent == data_dir() / "evals"  # no run among the targets
+    pid = start_eval(folder)
+    wait_for(lambda: summarise(folder).state.status != "queued", timeout=300)
+    os.killpg(pid, signal.SIGHUP)  # the terminal's session ending: the job has its own session and ignores it
+    wait_for(lambda: any(e["kind"] == "eval_result" for e in read_all(folder / EVENTS_FILE)), timeout=600)
+    assert summarise(folder).status not in ("died", "failed")
+    assert stop_eval(folder)
+    wait_for(lambda: summarise(folder).state.finished, timeout=120)
+    summary = summarise(folder)
+    assert (summary.status, summary.cause) == (
+        "stopped",
+        "asked to stop; the tasks it finished are kept in results.json",
+    )
+    kept = json.loads((folder / RESULTS_FILE).read_text())["lm_eval"][str(tiny_model)]
+    assert "studio_general" in kept

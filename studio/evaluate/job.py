@@ -121,8 +121,9 @@ def list_evals() -> list[EvalSummary]:
     return [summarise(f) for f in sorted(folders, key=lambda f: f.name, reverse=True)]
 
 
-class Stopped(Exception):
-    """SIGTERM arrived: finish with ``stopped``, keeping the tasks already written."""
+class Stopped(BaseException):
+    """SIGTERM arrived: finish with ``stopped``, keeping the tasks already written (a BaseException, so no
+    library's ``except Exception`` swallows it)."""
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
