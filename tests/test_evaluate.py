@@ -234,42 +234,59 @@ def test_failed_job_ends_with_a_status_and_its_cause(tmp_path: Path) -> None:
 # -- the same numbers as the bare lm_eval CLI ---------------------------------------------------------------
 
 
-def bare_lm_eval(
-    model: Path, adapter: Path, tasks: str, limit: int, out: Path
-) -> dict[str, dict[str, float]]:
-    """lm-eval's own CLI on the same model and adapter (run from the tasks' folder: it reads data_files from
-    the working directory), its results per task."""
+def bare_lm_eval(model: Path, adapter: Path, tasks: str, limit: int, out: Path) -> Path:
+    """lm-eval's own CLI on the same model and adapter, run from the tasks' folder (it reads data_files from
+    the working directory); the folder it wrote its results and samples into."""
     subprocess.run(
         [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model},peft={adapter}",
          "--tasks", tasks, "--include_path", str(SHIPPED_DIR), "--apply_chat_template", "--limit", str(limit),
-         "--batch_size", "1", "--device", "cpu", "--output_path", str(out)],
+         "--batch_size", "1", "--device", "cpu", "--output_path", str(out), "--log_samples"],
         cwd=SHIPPED_DIR, check=True, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     [found] = out.rglob("results_*.json")
-    return json.loads(found.read_text())["results"]
+    return found.parent
+
+
+def as_text(value: object) -> object:
+    """Leaves as text: lm-eval's CLI writes a log-likelihood pair as ``["-51.37...", "False"]``."""
+    return [as_text(v) for v in value] if isinstance(value, list) else str(value)
+
+
+def same_as_bare(folder: Path, target: str, bare: Path, tasks: list[str]) -> None:
+    """Every figure lm-eval's CLI printed, and every document's raw and filtered responses (log-likelihoods,
+    generated text), are studio's exactly."""
+    saved = json.loads((folder / RESULTS_FILE).read_text())["lm_eval"][target]
+    [results] = bare.glob("results_*.json")
+    theirs = json.loads(results.read_text())["results"]
+    mine_samples = [json.loads(line) for line in (folder / SAMPLES_FILE).read_text().splitlines()]
+    for task in tasks:
+        figures = {k: v for k, v in theirs[task].items() if k != "alias"}
+        assert figures and {k: saved[task]["results"][task][k] for k in figures} == figures, task
+        [sample_file] = bare.glob(f"samples_{task}_*.jsonl")
+        bare_docs = {d["doc_id"]: d for d in map(json.loads, sample_file.read_text().splitlines())}
+        mine = {d["doc_id"]: d for d in mine_samples if d["task"] == task and d["eval_target"] == target}
+        assert set(mine) == set(bare_docs), task
+        for doc_id, doc in bare_docs.items():
+            for key in ("resps", "filtered_resps"):
+                assert as_text(mine[doc_id][key]) == as_text(doc[key]), (task, doc_id, key)
 
 
 def test_studio_eval_gives_the_bare_lm_eval_numbers(
     trained_run: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    tasks = "studio_general,studio_arithmetic,studio_pirate"
+    tasks = ["studio_general", "studio_arithmetic", "studio_pirate"]
     result = subprocess.run(
-        [STUDIO_BIN, "eval", trained_run.name, "--tasks", tasks, "--limit", "4", "--json"],
+        [STUDIO_BIN, "eval", trained_run.name, "--tasks", ",".join(tasks), "--limit", "4", "--json"],
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     folder = Path(json.loads(result.stdout)["path"])
     assert folder.parent == trained_run / "evals"
     assert summarise(folder).status == "done"
-    saved = json.loads((folder / RESULTS_FILE).read_text())
-    samples = [json.loads(line) for line in (folder / SAMPLES_FILE).read_text().splitlines()]
-    assert len(samples) == 3 * 4 and {s["eval_target"] for s in samples} == {trained_run.name}
-    bare = bare_lm_eval(tiny_model, trained_run / "adapter", tasks, 4, tmp_path / "bare")
-    for task in tasks.split(","):
-        mine = saved["lm_eval"][trained_run.name][task]["results"][task]
-        theirs = bare[task]
-        figures = {k: v for k, v in theirs.items() if k != "alias"}
-        assert figures and {k: mine[k] for k in figures} == figures, task
+    samples = (folder / SAMPLES_FILE).read_text().splitlines()
+    assert len(samples) == 3 * 4
+    bare = bare_lm_eval(tiny_model, trained_run / "adapter", ",".join(tasks), 4, tmp_path / "bare")
+    same_as_bare(folder, trained_run.name, bare, tasks)
 
 
 @pytest.mark.slow
