@@ -314,3 +314,20 @@ def test_hangup_is_ignored_and_stop_keeps_finished_tasks(tiny_model: Path) -> No
     )
     kept = json.loads((folder / RESULTS_FILE).read_text())["lm_eval"][str(tiny_model)]
     assert "studio_general" in kept
+
+
+@pytest.mark.slow
+def test_lm_eval_task_offline_and_not_cached_says_what_to_do(tiny_model: Path, tmp_path: Path) -> None:
+    folder = create_eval(make_spec(targets=(str(tiny_model),), tasks=("arc_easy",), limit=1), home=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "lorastudio.evaluate.job", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 1
+    summary = summarise(folder)
+    assert summary.status == "failed"
+    assert summary.cause is not None and summary.cause.startswith(
+        "task arc_easy: its data set is not in the cache and the hub is offline; run it once online to cache it"
+    )

@@ -133,7 +133,7 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 def run_job(folder: Path) -> int:
     """The job's body: evaluate the folder's spec, writing events; returns the exit code."""
     from lorastudio.evaluate import runner
-    from lorastudio.evaluate.tasks import hub_offline, offline_hint
+    from lorastudio.evaluate.tasks import hub_offline, local_tasks, offline_hint
 
     writer = EventWriter(folder / EVENTS_FILE)
     signal.signal(signal.SIGTERM, _on_term)
@@ -174,8 +174,9 @@ def run_job(folder: Path) -> int:
         return 2
     except Exception as exc:
         cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if hub_offline() and ("offline" in str(exc).lower() or "connection" in str(exc).lower()):
-            cause = offline_hint(current["task"])
+        task = current["task"]
+        if task and hub_offline() and task in spec.tasks and task not in local_tasks():
+            cause = f"{offline_hint(task)} ({cause})"  # lm-eval's own task: its data set is on the hub
         writer.status("failed", cause=cause, traceback="".join(traceback.format_exc(limit=-8)))
         return 1
     finally:
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "usage: python -m lorastudio.evaluate.job EVAL_DIR (a folder holding spec.json)", file=sys.stderr
         )
         return 2
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # before the slow imports: a hang-up then is ignored too
     from lorastudio.quiet import quiet_libraries
 
     quiet_libraries()
