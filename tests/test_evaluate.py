@@ -331,3 +331,16 @@ def test_lm_eval_task_offline_and_not_cached_says_what_to_do(tiny_model: Path, t
     assert summary.cause is not None and summary.cause.startswith(
         "task arc_easy: its data set is not in the cache and the hub is offline; run it once online to cache it"
     )
+
+
+def test_without_lm_eval_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a)
+    )
+    with pytest.raises(
+        StudioError, match=r"^studio eval needs lm-evaluation-harness: pip install 'lorastudio\[eval\]'$"
+    ):
+        resolve_tasks(("studio_general",))

@@ -145,12 +145,14 @@ class Results:
 
     def add(self, target: str, task: str, results: dict[str, Any]) -> None:
         samples = results.pop("samples", {}) or {}
+        # lm-eval's own ``target`` is the document's reference answer: the column is ``eval_target``
+        lines = "".join(
+            json.dumps({"eval_target": target, "task": name, **doc}, default=to_json) + "\n"
+            for name, docs in samples.items()
+            for doc in docs
+        )
         with (self.folder / SAMPLES_FILE).open("a", encoding="utf-8") as handle:
-            for name, docs in samples.items():
-                for doc in docs:
-                    # lm-eval's own ``target`` is the document's reference answer: the column is ``eval_target``
-                    line = {"eval_target": target, "task": name, **doc}
-                    handle.write(json.dumps(line, default=to_json) + "\n")
+            handle.write(lines)  # one call: a stop (SIGTERM) lands before or after it, never inside a line
         self.lm_eval.setdefault(target, {})[task] = results
         self.write()
 

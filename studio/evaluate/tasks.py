@@ -36,9 +36,19 @@ class LocalTask:
     config: dict[str, Any]
 
 
+def require_lm_eval() -> None:
+    """lm-evaluation-harness is the ``eval`` extra: without it, say how to install it (not a traceback)."""
+    import importlib.util
+
+    if importlib.util.find_spec("lm_eval") is None:
+        raise StudioError("studio eval needs lm-evaluation-harness: pip install 'lorastudio[eval]'")
+
+
 def load_task_file(path: Path) -> LocalTask:
     """One YAML task file; a malformed one raises a :class:`StudioError` naming the file and line."""
     import yaml
+
+    require_lm_eval()
     from lm_eval.tasks._yaml_loader import load_yaml
 
     try:
@@ -101,6 +111,7 @@ def resolve_tasks(names: tuple[str, ...]) -> list[str | dict[str, Any]]:
     A name may be a YAML file or a folder of them. A name neither local nor lm-eval's is refused now,
     naming it; so is lm-eval's own task when the data sets are offline and not cached (said by the job).
     """
+    require_lm_eval()
     local = local_tasks()
     resolved: list[str | dict[str, Any]] = []
     unknown: list[str] = []
