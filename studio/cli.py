@@ -1288,6 +1288,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_mcp)
 
+    from lorastudio.evalcli import add_commands
+
+    add_commands(sub)  # eval, evals (evalcli.py)
+
     p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_build_tiny)

@@ -83,7 +83,7 @@ def trained_run(tiny_model: Path) -> Path:
     from lorastudio.train import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
-    result = run_worker(run_dir)
+    result = run_worker(run_dir, timeout=1200)  # ~1 min alone; many times that on two cores shared by many
     assert result.returncode == 0, result.stdout + result.stderr
     return run_dir
 

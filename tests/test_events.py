@@ -102,6 +102,11 @@ SAMPLES: list[ev.Event] = [
         seconds=0.5,
         max_new_tokens=8,
     ),
+    ev.EvalTaskEvent(t=10.0, target="RUN@best", task="studio_pirate"),
+    ev.EvalProgressEvent(t=11.0, done=1, total=6),
+    ev.EvalResultEvent(
+        t=12.0, target="base", task="studio_pirate", values={"studio_pirate/style_rate": 0.04}
+    ),
 ]
 
 
@@ -117,6 +122,9 @@ def test_every_kind_has_a_sample() -> None:
         "method_metrics",
         "completions",
         "sample",
+        "eval_task",
+        "eval_progress",
+        "eval_result",
     }
 
 

@@ -79,6 +79,8 @@ def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
         "lorastudio/app.tcss",
         "lorastudio/screens/recipes.py",
         "lorastudio/widgets/token_view.py",
+        "lorastudio/evaluate/shipped/studio_pirate.yaml",  # studio eval's shipped tasks and their rows
+        "lorastudio/evaluate/shipped/general_mc.jsonl",
     ):
         assert needed in names
     # every engine module ships: a subpackage missing from pyproject's packages list would not

@@ -12,8 +12,9 @@ Writers flush every line; readers keep a byte offset, so a long run costs the sa
 one, and a half-written last line is left for the next read. Fields that are None are not written (a
 missing field reads as None). Each kind is a frozen dataclass below (its fields documented there):
 ``status``, ``metrics``, ``eval``, ``telemetry`` (with one :class:`GpuReading` per GPU), ``checkpoint``,
-``log``, and for the preference and RL methods ``method_metrics`` and ``completions`` (GRPO's sampled
-replies); :data:`EVENT_KINDS` maps the kind to its class.
+``log``, for the preference and RL methods ``method_metrics`` and ``completions`` (GRPO's sampled
+replies), and in an evaluation's directory ``eval_task``, ``eval_progress`` and ``eval_result``;
+:data:`EVENT_KINDS` maps the kind to its class.
 
 Reading is forward compatible: a line of a kind this version does not know loads as :class:`UnknownEvent`
 (kept, folded as nothing), keys a kind does not declare are kept in ``extra`` and written back by
@@ -503,6 +504,38 @@ class SampleEvent(Event):
         return next((r for p, r in zip(self.prompts, self.references, strict=False) if p == prompt), "")
 
 
+@register
+@dataclass(frozen=True, kw_only=True)
+class EvalTaskEvent(Event):
+    """An evaluation (``studio eval``, its own directory) started one task on one target."""
+
+    KIND: ClassVar[str] = "eval_task"
+    target: str | None = None
+    task: str | None = None
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class EvalProgressEvent(Event):
+    """How many (target, task) pairs of an evaluation are finished, of how many."""
+
+    KIND: ClassVar[str] = "eval_progress"
+    done: int | None = None
+    total: int | None = None
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class EvalResultEvent(Event):
+    """One task's figures on one target (``results.json`` holds lm-eval's whole results)."""
+
+    KIND: ClassVar[str] = "eval_result"
+    target: str | None = None
+    task: str | None = None
+    values: dict[str, float] | None = None
+    """``task/metric`` -> value, as in studio's table."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class UnknownEvent(Event):
     """A kind this version does not know (a newer writer's): kept whole in ``extra``, folded as nothing."""
@@ -753,6 +786,13 @@ class RunState:
     """Seconds the worker spent answering the sample prompts (training waited meanwhile)."""
     completions: list[dict[str, Any]] = field(default_factory=list)
     """GRPO's most recent sampled prompts, completions and their rewards (the last ``completions`` event)."""
+    eval_task: str | None = None
+    """An evaluation's current pair, ``TASK on TARGET`` (``eval_task`` events)."""
+    eval_done: int = 0
+    """An evaluation's finished (target, task) pairs, of :attr:`eval_total`."""
+    eval_total: int = 0
+    eval_results: list[dict[str, Any]] = field(default_factory=list)
+    """An evaluation's ``{target, task, values}`` per finished pair, in order."""
 
     # histories (curves=True only)
     loss: Curve = field(default_factory=list, metadata=_CURVE)
@@ -866,6 +906,15 @@ class RunState:
                 self.method_points += [(step, name, value) for name, value in event.values.items()]
         elif isinstance(event, CompletionsEvent):
             self.completions = list(event.samples)[-COMPLETIONS_KEPT:]
+        elif isinstance(event, EvalTaskEvent):
+            self.eval_task = f"{event.task} on {event.target}"
+            self._log(event)
+        elif isinstance(event, EvalProgressEvent):
+            self.eval_done, self.eval_total = event.done or 0, event.total or self.eval_total
+        elif isinstance(event, EvalResultEvent):
+            self.eval_results.append(
+                {"target": event.target, "task": event.task, "values": dict(event.values or {})}
+            )
 
     def _log(self, event: Event) -> None:
         self.logged += 1

@@ -1,0 +1,171 @@
+"""The ``studio eval`` and ``studio evals`` commands (the CLI face of the ``evaluate`` stage)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lorastudio.errors import StudioError
+from lorastudio.jsonout import dumps
+
+
+def add_commands(sub: Any) -> None:
+    """``eval`` and ``evals`` on the CLI's subcommand parser."""
+    p = sub.add_parser("eval", help="score targets (base, RUN, RUN@best, an export) on lm-eval tasks")
+    p.add_argument(
+        "targets", nargs="+", metavar="TARGET", help="base, RUN, RUN@best, RUN@checkpoint-N, EXPORT_DIR"
+    )
+    p.add_argument(
+        "--tasks",
+        required=True,
+        help="comma-separated: studio_general, studio_arithmetic, studio_pirate, "
+        "a YAML task file or folder, or an lm-eval task name",
+    )
+    p.add_argument("--limit", type=int, default=None, help="at most N documents per task")
+    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt")
+    p.add_argument("--batch-size", default=None, help="lm-eval's batch size: N or auto (default 1 on CPU)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--detach", action="store_true", help="start it and return; `studio evals` follows it")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("evals", help="list evaluations (studio eval), newest first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evals)
+
+
+def _batch(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise StudioError(f"--batch-size {value}: a whole number or auto") from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lorastudio.evaluate.job import create_eval, start_eval
+    from lorastudio.evaluate.runner import resolve_targets
+    from lorastudio.evaluate.spec import make_spec
+    from lorastudio.evaluate.tasks import resolve_tasks
+
+    tasks = tuple(t for t in args.tasks.split(",") if t.strip())
+    if args.limit is not None and args.limit < 1:
+        raise StudioError(f"--limit {args.limit}: at least 1 document per task (leave it out for all)")
+    spec = make_spec(
+        targets=tuple(args.targets),
+        tasks=tasks,
+        limit=args.limit,
+        num_fewshot=args.num_fewshot,
+        batch_size=_batch(args.batch_size),
+    )
+    resolve_tasks(spec.tasks)  # an unknown or malformed task is said now, before a process starts
+    resolve_targets(spec)  # so is a run with no adapter
+    folder = create_eval(spec)
+    start_eval(folder)
+    if args.detach:
+        print(dumps({"path": str(folder), "status": "started"}) if args.json else f"started {folder}")
+        return 0
+    return follow(folder, args.json)
+
+
+def follow(folder: Path, as_json: bool) -> int:
+    """Print progress lines (stderr) until the evaluation ends, then its table; 0 when it is done."""
+    from lorastudio.evaluate.job import summarise
+    from lorastudio.train.events import RunReader
+
+    reader = RunReader(folder)
+    try:
+        while True:
+            for event in reader.update():
+                if event.kind == "eval_task":
+                    data = event.to_json()
+                    state = reader.state
+                    print(
+                        f"[{state.eval_done + 1}/{state.eval_total}] {data['task']} on {data['target']}",
+                        file=sys.stderr,
+                    )
+            summary = summarise(folder)
+            if summary.status in ("done", "failed", "stopped", "died"):
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(f"\nstill running in {folder} (studio evals)", file=sys.stderr)
+        return 130
+    if summary.status != "done":
+        raise StudioError(f"evaluation {summary.status}: {summary.cause or 'no cause recorded'} ({folder})")
+    print_results(folder, as_json)
+    return 0
+
+
+def print_results(folder: Path, as_json: bool) -> None:
+    import json
+
+    from lorastudio.evaluate.runner import RESULTS_FILE
+
+    data = json.loads((folder / RESULTS_FILE).read_text())
+    if as_json:
+        print(dumps({"path": str(folder), "table": data["table"]}, indent=2))
+        return
+    print(render_table(data["table"], tuple(data["spec"]["targets"])))
+    print(f"in {folder}", file=sys.stderr)
+
+
+def _cell(cell: dict[str, Any] | None, first: bool) -> str:
+    if cell is None:
+        return "-"
+    text = f"{cell['value']:.4f}"
+    if cell.get("stderr") is not None:
+        text += f" ±{cell['stderr']:.4f}"
+    if not first and cell.get("delta") is not None:
+        text += f" ({cell['delta']:+.4f})"
+    return text
+
+
+def render_table(rows: list[dict[str, Any]], targets: tuple[str, ...]) -> str:
+    """Tasks/metrics as rows, targets as columns: value ±stderr (delta against the first target)."""
+    header = ["task/metric", *targets]
+    body = [
+        [row["metric"], *(_cell(row["targets"].get(t), i == 0) for i, t in enumerate(targets))]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in [header, *body]
+    )
+
+
+def cmd_evals(args: argparse.Namespace) -> int:
+    from lorastudio.evaluate.job import list_evals
+
+    evals = list_evals()
+    if args.json:
+        print(
+            dumps(
+                [
+                    {
+                        "id": e.id,
+                        "path": str(e.path),
+                        "status": e.status,
+                        "cause": e.cause,
+                        "targets": list(e.spec.targets) if e.spec else None,
+                        "tasks": list(e.spec.tasks) if e.spec else None,
+                        "done": e.state.eval_done,
+                        "total": e.state.eval_total,
+                        "results": e.state.eval_results,
+                    }
+                    for e in evals
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not evals:
+        print("no evaluations yet (studio eval TARGET... --tasks ...)", file=sys.stderr)
+        return 0
+    for e in evals:
+        what = f"{','.join(e.spec.targets)} on {','.join(e.spec.tasks)}" if e.spec else "?"
+        line = f"{e.id}  {e.status:<8} {e.state.eval_done}/{e.state.eval_total or '?'}  {what}"
+        print(line + (f"  ({e.cause})" if e.cause and e.status != "done" else ""))
+    return 0

@@ -1,0 +1,12 @@
+"""Stage ``evaluate``: scores of base, run and export targets on lm-evaluation-harness tasks, as a job.
+
+``spec`` is the typed evaluation spec (targets, tasks, limit, few-shot, batch size); ``tasks`` finds the
+shipped and local task files (lm-eval's own YAML format) and refuses an unknown or malformed one at once;
+``runner`` runs lm-eval's ``simple_evaluate`` with its ``HFLM`` wrapping the model the chat engine loads
+(chat template applied as the recipe's chat does) and writes ``results.json``, the per-sample JSONL and
+studio's table; ``job`` is the evaluation's own process (``python -m lorastudio.evaluate.job DIR``) and its
+directory: the spec, typed events through the one event contract, always ending with a status. The shipped
+tasks live in ``shipped/`` (YAML, JSONL and the pirate task's scorer).
+
+It never imports the export stage or a face; it loads models only through the chat engine.
+"""
