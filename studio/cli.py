@@ -1275,6 +1275,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_mcp)
 
+    p = sub.add_parser("serve", help="serve a model on an OpenAI-compatible endpoint (detached); list; stop")
+    from lorastudio import servecli
+
+    servecli.add_arguments(p)
+    p.set_defaults(func=servecli.run)
+
     p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_build_tiny)

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "studio"
 
 # Lower rank = lower stage; a module may import its own rank or below. chat and export share a rank
-# but must not import each other.
-RANK = {"ground": 0, "models": 1, "data": 2, "train": 3, "chat": 4, "export": 4, "face": 5}
+# but must not import each other. serve sits above both: it reads targets as chat does and merges through export.
+RANK = {"ground": 0, "models": 1, "data": 2, "train": 3, "chat": 4, "export": 4, "serve": 5, "face": 6}
 GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "hub", "jsonout", "__init__"}
-FACES = {"cli", "cliargs", "app", "worker", "screens", "widgets", "mcpserver", "mcpwire"}
+FACES = {"cli", "cliargs", "app", "worker", "screens", "widgets", "mcpserver", "mcpwire", "servecli"}
 
 
 def stage_of(module: str) -> str:
@@ -103,7 +103,7 @@ def test_imports_point_one_way_and_engine_has_no_textual() -> None:
 
 
 def test_every_stage_package_says_what_it_owns() -> None:
-    for stage in ("data", "models", "train", "chat", "export"):
+    for stage in ("data", "models", "train", "chat", "export", "serve"):
         doc = ast.get_docstring(ast.parse((ENGINE / stage / "__init__.py").read_text()))
         assert doc and doc.startswith(f"Stage ``{stage}``") and "never" in doc, stage
 
@@ -315,7 +315,7 @@ def test_screen_import_check_catches(source: str) -> None:
 
 # --- each stage package names its modules ---------------------------------------------------------------
 
-STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "demo")
+STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "serve", "demo")
 
 
 def modules_of(package: str) -> list[str]:
