@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TARGET | list | stop ID",
         help="a run, RUN@best, a checkpoint, an export folder or a GGUF file; or list; or stop ID|all",
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})"
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -71,7 +73,9 @@ def start_command(target: str, host: str, port: int, engine: str, key_env: str |
     elif info.api_key:
         print("API key: the value of the variable given to --api-key-env")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"from another machine: ssh -L {info.port}:localhost:{info.port} THIS_HOST, then http://localhost:{info.port}/v1")
+        print(
+            f"from another machine: ssh -L {info.port}:localhost:{info.port} THIS_HOST, then http://localhost:{info.port}/v1"
+        )
     return 0
 
 
@@ -83,8 +87,16 @@ def list_command(as_json: bool) -> int:
     if as_json:
         for path, info, status in rows:
             record = info.model_dump(mode="json") if info is not None else {"id": path.name}
-            print(dumps({**record, "status": status if info is not None else "damaged", "dir": str(path),
-                         **({"problem": status} if info is None else {})}))
+            print(
+                dumps(
+                    {
+                        **record,
+                        "status": status if info is not None else "damaged",
+                        "dir": str(path),
+                        **({"problem": status} if info is None else {}),
+                    }
+                )
+            )
         return 0
     if not rows:
         print("no servers (studio serve TARGET starts one)")

@@ -119,6 +119,32 @@ def test_gguf_without_llama_cpp_names_the_package(
     assert expected in err
 
 
+@pytest.mark.parametrize(
+    ("host", "key_env", "key", "generated"),
+    [
+        ("127.0.0.1", None, None, False),
+        ("localhost", None, None, False),
+        ("::1", None, None, False),
+        ("127.0.0.1", "STUDIO_TEST_KEY", "from-env", False),
+        ("0.0.0.0", "STUDIO_TEST_KEY", "from-env", False),
+        ("0.0.0.0", None, "generated", True),
+        ("192.168.1.5", None, "generated", True),
+    ],
+)
+def test_non_loopback_host_needs_a_key(
+    host: str, key_env: str | None, key: str | None, generated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lorastudio.serve.server import api_key
+
+    monkeypatch.setenv("STUDIO_TEST_KEY", " from-env ")
+    value, made = api_key(host, key_env)
+    assert made is generated
+    if key == "generated":
+        assert value and len(value) >= 32 and value != api_key(host, key_env)[0]  # a fresh one each time
+    else:
+        assert value == key
+
+
 def test_port_in_use_refused(model_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

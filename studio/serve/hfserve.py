@@ -30,7 +30,13 @@ def require_key(app: Any, key: str) -> Any:
         given = request.headers.get("authorization", "").encode()
         if request.url.path not in OPEN_PATHS and not hmac.compare_digest(given, expected):
             return JSONResponse(
-                {"error": {"message": "invalid API key", "type": "invalid_request_error", "code": "invalid_api_key"}},
+                {
+                    "error": {
+                        "message": "invalid API key",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
                 status_code=401,
             )
         return await call_next(request)

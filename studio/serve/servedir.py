@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,10 +116,28 @@ def server_process(path: Path, info: ServeInfo) -> Any | None:
         return None
 
 
+def health_ok(url: str) -> bool:
+    """The engine at ``url`` (``http://HOST:PORT/v1``) answers ``/health`` with 200 (all three engines have it)."""
+    host = "127.0.0.1" if "//0.0.0.0:" in url else None  # a wildcard bind is reached on loopback
+    probe = url.removesuffix("/v1") + "/health"
+    if host is not None:
+        probe = probe.replace("//0.0.0.0:", f"//{host}:")
+    try:
+        with urllib.request.urlopen(probe, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def live_status(path: Path, info: ServeInfo) -> str:
-    """``starting``/``ready`` while the proven process runs; ``died`` when it no longer does; else as written."""
-    if info.status in ("starting", "ready"):
-        return info.status if server_process(path, info) is not None else "died"
+    """``starting``/``ready`` while the proven process runs (``ready`` once it answers, though the ``studio serve``
+    that waited for it was closed first); ``died`` when it no longer runs; else as written."""
+    if info.status not in ("starting", "ready"):
+        return info.status
+    if server_process(path, info) is None:
+        return "died"
+    if info.status == "starting" and health_ok(info.url):
+        return "ready"
     return info.status
 
 

@@ -17,8 +17,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from lorastudio.serve.engines import ServeTarget, choose_engine, engine_command,
 from lorastudio.serve.servedir import (
     LOG_FILE,
     ServeInfo,
+    health_ok,
     list_servers,
     read_info,
     server_process,
@@ -64,7 +63,9 @@ def api_key(host: str, key_env: str | None) -> tuple[str | None, bool]:
     if key_env:
         value = os.environ.get(key_env, "")
         if not value.strip():
-            raise StudioError(f"--api-key-env {key_env}: the environment variable {key_env} is not set or empty")
+            raise StudioError(
+                f"--api-key-env {key_env}: the environment variable {key_env} is not set or empty"
+            )
         return value.strip(), False
     if is_loopback(host):
         return None, False
@@ -83,7 +84,9 @@ def check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == 98:  # EADDRINUSE
-                raise StudioError(f"--port {port}: port {port} on {host} is in use; pick another with --port") from None
+                raise StudioError(
+                    f"--port {port}: port {port} on {host} is in use; pick another with --port"
+                ) from None
             raise StudioError(f"--host {host} --port {port}: cannot bind ({exc.strerror or exc})") from None
 
 
@@ -120,14 +123,6 @@ def _model_folder(path: Path, target: ServeTarget, progress: Callable[[str], Non
     progress(f"merging the adapter into {folder} (studio export's merged format)")
     export(ExportRequest(run=str(target.run_dir), format="merged", checkpoint=target.checkpoint, out=folder))
     return target.name
-
-
-def health_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=2) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def start_server(
@@ -182,7 +177,22 @@ def start_server(
         )
     from lorastudio.train.rundir import create_time
 
-    info = update_info(path, pid=proc.pid, pid_started=create_time(proc.pid), command=tuple(cmd), models=models)
+    info = update_info(
+        path, pid=proc.pid, pid_started=create_time(proc.pid), command=tuple(cmd), models=models
+    )
+    try:
+        _wait_until_ready(proc, path, info, timeout_s)
+    except KeyboardInterrupt:  # Ctrl+C while it loads cancels it: nothing left running
+        _end(proc.pid)
+        proc.wait()
+        update_info(path, status="failed", error="interrupted before it answered; stopped")
+        raise
+    info = update_info(path, status="ready")
+    return Started(path, info, key if generated else None)
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes], path: Path, info: ServeInfo, timeout_s: float) -> None:
+    chosen = info.engine
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
@@ -198,8 +208,6 @@ def start_server(
             update_info(path, status="failed", error=error)
             raise StudioError(f"{error}; its log ({path / LOG_FILE}) ends:\n{tail(path)}")
         time.sleep(0.5)
-    info = update_info(path, status="ready")
-    return Started(path, info, key if generated else None)
 
 
 def _end(pid: int, grace_s: float = 15.0) -> None:
@@ -235,7 +243,9 @@ def find_server(name: str) -> Path:
         return matches[0]
     if not matches:
         raise StudioError(f"{name}: no such server (studio serve list shows them)")
-    raise StudioError(f"{name}: names {len(matches)} servers ({', '.join(p.name for p in matches)}); give more of the id")
+    raise StudioError(
+        f"{name}: names {len(matches)} servers ({', '.join(p.name for p in matches)}); give more of the id"
+    )
 
 
 def stop_server(path: Path) -> tuple[ServeInfo, bool]:
