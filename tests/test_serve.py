@@ -223,6 +223,23 @@ def test_damaged_serve_json_listed_with_its_reason() -> None:
     assert code == 0 and "broken-1  damaged:" in out
 
 
+@pytest.mark.slow  # the engine starts (transformers imports) before it finds the model cannot load
+def test_model_the_engine_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import psutil
+
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # no model_type: transformers cannot load it
+    code = cli.main(["serve", str(folder), "--port", str(free_port()), "--engine", "transformers"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the transformers server exited (code 1) before answering: ValueError: Unrecognized model" in err
+    row = next(row for row in listed().values() if row["target"] == str(folder))
+    assert row["status"] == "failed" and "exited (code 1)" in row["error"]
+    assert f"(its log: {row['dir']}/engine.log)" in err
+    assert not psutil.pid_exists(row["pid"]) or psutil.Process(row["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
 # -- real servers (transformers' own, on CPU) ----------------------------------------------------------
 
 

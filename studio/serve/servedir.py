@@ -118,10 +118,9 @@ def server_process(path: Path, info: ServeInfo) -> Any | None:
 
 def health_ok(url: str) -> bool:
     """The engine at ``url`` (``http://HOST:PORT/v1``) answers ``/health`` with 200 (all three engines have it)."""
-    host = "127.0.0.1" if "//0.0.0.0:" in url else None  # a wildcard bind is reached on loopback
     probe = url.removesuffix("/v1") + "/health"
-    if host is not None:
-        probe = probe.replace("//0.0.0.0:", f"//{host}:")
+    # a wildcard bind is reached on loopback
+    probe = probe.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
     try:
         with urllib.request.urlopen(probe, timeout=2) as reply:
             return bool(reply.status == 200)
@@ -158,10 +157,11 @@ def list_servers(root: Path | None = None) -> list[tuple[Path, ServeInfo | None,
     return found
 
 
-def tail(path: Path, lines: int = 12) -> str:
-    """The last lines of the engine's log (for a failure message)."""
+def log_reason(path: Path) -> str:
+    """The engine's last word in its log: the last unindented line (a traceback's exception, a server's error)."""
     try:
         text = (path / LOG_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+        return "its log cannot be read"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line[:1].isspace()]
+    return lines[-1][:400] if lines else "its log is empty"

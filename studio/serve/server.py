@@ -28,10 +28,10 @@ from lorastudio.serve.servedir import (
     ServeInfo,
     health_ok,
     list_servers,
+    log_reason,
     read_info,
     server_process,
     serves_dir,
-    tail,
     update_info,
     write_info,
 )
@@ -156,9 +156,13 @@ def start_server(
     write_info(path, info)
     try:
         model = _model_folder(path, what, say) if chosen == "transformers" else what.name
-    except Exception as exc:
+    except Exception as exc:  # the merge: a base that does not load, a full disk; no engine was started
         update_info(path, status="failed", error=f"preparing the model: {exc}")
-        raise
+        if isinstance(exc, StudioError):
+            raise
+        raise StudioError(
+            f"{target}: preparing the model for the transformers server failed: {exc}"
+        ) from None
     cmd, key_var, models = engine_command(chosen, what, model, host, port)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if key is not None:
@@ -198,7 +202,7 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], path: Path, info: ServeInfo
         if proc.poll() is not None:
             error = f"the {chosen} server exited (code {proc.returncode}) before answering"
             update_info(path, status="failed", error=error)
-            raise StudioError(f"{error}; its log ({path / LOG_FILE}) ends:\n{tail(path)}")
+            raise StudioError(f"{error}: {log_reason(path)} (its log: {path / LOG_FILE})")
         if health_ok(info.url):
             break
         if time.monotonic() > deadline:
@@ -206,7 +210,7 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], path: Path, info: ServeInfo
             proc.wait()
             error = f"the {chosen} server did not answer within {timeout_s:.0f} s; stopped"
             update_info(path, status="failed", error=error)
-            raise StudioError(f"{error}; its log ({path / LOG_FILE}) ends:\n{tail(path)}")
+            raise StudioError(f"{error}: {log_reason(path)} (its log: {path / LOG_FILE})")
         time.sleep(0.5)
 
 
