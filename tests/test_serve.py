@@ -145,6 +145,21 @@ def test_non_loopback_host_needs_a_key(
         assert value == key
 
 
+@pytest.mark.parametrize(("r", "rank"), [(4, 8), (16, 16), (17, 32), (64, 64), (300, 320), (4096, 512)])
+def test_vllm_command_names_the_adapter_as_a_lora_module(tmp_path: Path, r: int, rank: int) -> None:
+    from lorastudio.serve.engines import ServeTarget, engine_command
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": r}))
+    target = ServeTarget(name="pirate", base="/models/SmolLM2-135M", adapter=adapter)
+    cmd, key_var, models = engine_command("vllm", target, "pirate", "127.0.0.1", 8123)
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--lora-modules") + 1] == f"pirate={adapter}" and "--enable-lora" in cmd
+    assert cmd[cmd.index("--max-lora-rank") + 1] == str(rank)
+    assert key_var == "VLLM_API_KEY" and models == ("pirate", "SmolLM2-135M")
+
+
 def test_port_in_use_refused(model_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

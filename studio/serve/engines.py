@@ -148,6 +148,21 @@ def choose_engine(wanted: str, target: ServeTarget) -> Engine:
     return wanted  # type: ignore[return-value]
 
 
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+"""The ``--max-lora-rank`` values vLLM accepts; its default (16) refuses an adapter of a higher rank."""
+
+
+def lora_rank(adapter: Path) -> int:
+    """The smallest rank vLLM takes that holds the adapter's own (``r`` in its ``adapter_config.json``)."""
+    import json
+
+    try:
+        rank = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 16))
+    except (OSError, ValueError, TypeError, AttributeError):
+        rank = 16
+    return next((r for r in VLLM_LORA_RANKS if r >= rank), VLLM_LORA_RANKS[-1])
+
+
 def engine_command(
     engine: Engine, target: ServeTarget, model: str, host: str, port: int
 ) -> tuple[list[str], str, tuple[str, ...]]:
@@ -168,7 +183,13 @@ def engine_command(
             cmd += ["--served-model-name", target.name]
             return cmd, "VLLM_API_KEY", (target.name,)
         base_name = _slug(Path(target.base).name)
-        cmd += ["--served-model-name", base_name, "--enable-lora"]
+        cmd += [
+            "--served-model-name",
+            base_name,
+            "--enable-lora",
+            "--max-lora-rank",
+            str(lora_rank(target.adapter)),
+        ]
         cmd += ["--lora-modules", f"{target.name}={target.adapter}"]
         return cmd, "VLLM_API_KEY", (target.name, base_name)
     assert target.gguf is not None
