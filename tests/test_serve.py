@@ -288,6 +288,7 @@ def servers(tiny_model: Path, trained_run: Path) -> Iterator[dict[str, dict]]:
             if proc.poll() is None:
                 proc.kill()
         studio("serve", "stop", "all")
+        os.environ.pop("STUDIO_TEST_SERVE_KEY", None)
 
 
 def client(server: dict, key: str = "unused") -> object:
