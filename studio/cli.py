@@ -1291,6 +1291,11 @@ def build_parser() -> argparse.ArgumentParser:
     from lorastudio.evalcli import add_commands
 
     add_commands(sub)  # eval, evals (evalcli.py)
+    p = sub.add_parser("serve", help="serve a model on an OpenAI-compatible endpoint (detached); list; stop")
+    from lorastudio import servecli
+
+    servecli.add_arguments(p)
+    p.set_defaults(func=servecli.run)
 
     p = sub.add_parser("build-tiny", help="build the offline tiny base model now")
     p.add_argument("--force", action="store_true")

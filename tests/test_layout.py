@@ -1,4 +1,4 @@
-"""The engine's stages import one way only: faces -> chat/export -> train -> data -> models -> ground.
+"""The engine's stages import one way only: faces -> evaluate/serve -> chat/export -> train -> data -> models -> ground.
 
 Checked statically (every ``import``, also those inside functions), so a lazy upward import fails too.
 The same import graph must have no cycles, widgets never import screens, and each stage package's
@@ -18,11 +18,33 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "studio"
 
 # Lower rank = lower stage; a module may import its own rank or below. chat and export share a rank
-# but must not import each other.
-# evaluate sits above chat: it loads its models through the chat engine (equal ranks may not import each other).
-RANK = {"ground": 0, "models": 1, "data": 2, "train": 3, "chat": 4, "export": 4, "evaluate": 5, "face": 6}
+# but must not import each other. evaluate and serve sit above chat and export (equal ranks may not import
+# each other): evaluate loads its models through the chat engine; serve reads targets as chat does and merges
+# through export.
+RANK = {
+    "ground": 0,
+    "models": 1,
+    "data": 2,
+    "train": 3,
+    "chat": 4,
+    "export": 4,
+    "evaluate": 5,
+    "serve": 5,
+    "face": 6,
+}
 GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "hub", "jsonout", "__init__"}
-FACES = {"cli", "cliargs", "app", "worker", "screens", "widgets", "mcpserver", "mcpwire", "evalcli"}
+FACES = {
+    "cli",
+    "cliargs",
+    "app",
+    "worker",
+    "screens",
+    "widgets",
+    "mcpserver",
+    "mcpwire",
+    "evalcli",
+    "servecli",
+}
 
 
 def stage_of(module: str) -> str:
@@ -104,7 +126,7 @@ def test_imports_point_one_way_and_engine_has_no_textual() -> None:
 
 
 def test_every_stage_package_says_what_it_owns() -> None:
-    for stage in ("data", "models", "train", "chat", "export", "evaluate"):
+    for stage in ("data", "models", "train", "chat", "export", "evaluate", "serve"):
         doc = ast.get_docstring(ast.parse((ENGINE / stage / "__init__.py").read_text()))
         assert doc and doc.startswith(f"Stage ``{stage}``") and "never" in doc, stage
 
@@ -316,7 +338,7 @@ def test_screen_import_check_catches(source: str) -> None:
 
 # --- each stage package names its modules ---------------------------------------------------------------
 
-STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "demo")
+STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "serve", "demo")
 
 
 def modules_of(package: str) -> list[str]:
