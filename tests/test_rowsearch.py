@@ -76,10 +76,12 @@ async def test_searching_a_big_file_finds_its_last_row_and_keys_still_move_sampl
         await wait_until(pilot, lambda: screen.index == 199_999)
         took = time.perf_counter() - start
         assert screen.query_one(TokenView).highlight == "THE LAST"
-        burst(app, "slash", *"no such text", "enter", "p")  # "p" typed ahead is not part of the search
+        # "p" typed ahead is not part of the search: it acts on the Preview once the search has ended.
+        burst(app, "slash", *"no such text", "enter", "p")
         await wait_until(pilot, lambda: any("not found" in n.message for n in app._notifications))
         assert [n.message for n in app._notifications] == ["'no such text' not found"]
-        await pilot.press("p")
         await wait_until(pilot, lambda: screen.index == 199_998)
-        assert screen.index == 199_998 and app.screen is screen
+        await pilot.press("p")
+        await wait_until(pilot, lambda: screen.index == 199_997)
+        assert app.screen is screen
         assert took < 30, took  # seconds, not minutes: the whole file is matched a column at a time
