@@ -790,12 +790,13 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from lorastudio.app import run_app
     from lorastudio.train.runs import find_run
 
+    run_dir = find_run(args.run)  # a bad reference is named first, terminal or not
     require_terminal(
         "attach",
         "the Monitor",
         "without one `studio runs --json` gives each run's status, step and loss",
     )
-    run_app(attach=find_run(args.run))
+    run_app(attach=run_dir)
     return 0
 
 

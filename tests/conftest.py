@@ -185,7 +185,12 @@ def stand_in_worker(run_dir: Path, pid_started: bool = True) -> subprocess.Popen
         stdin=subprocess.DEVNULL,
     )
     _stand_ins.append(proc)
-    started = psutil.Process(proc.pid).create_time()
+    process = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 30
+    # Until the child has exec'd, its command line is still pytest's: a check then would call the run died.
+    while "lorastudio.worker" not in process.cmdline() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = process.create_time()
     update_meta(run_dir, pid=proc.pid, **({"pid_started": started} if pid_started else {}))
     return proc
 

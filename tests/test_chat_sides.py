@@ -281,6 +281,7 @@ def test_snapshot_side_by_side(snap_compare, size, side_run: Path) -> None:
         _steady_stats(pilot.app)
         await pilot.press("tab")  # to the replies, as for feedback (and no blinking cursor in the snapshot)
         screen.query_one("#chat-log").scroll_end(animate=False)
+        pilot.app.clear_notifications()  # the "chatting with" toast may or may not have timed out yet
         await pilot.pause(0.2)
 
     assert snap_compare(StudioApp(chat=str(side_run)), terminal_size=size, run_before=run_before)
