@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -199,6 +200,9 @@ def test_the_tui_is_refused_without_a_terminal(
     """Drawn into a pipe the TUI waited for keys forever: each command that opens it refuses (exit 2) unless
     both stdin and stdout are terminals, naming the one that is not and the command to use instead."""
     argv = [str(tmp_path / "fb.jsonl") if word == "FB" else word for word in argv]
+    made = None
+    if argv[:1] == ["attach"]:  # attach names a bad reference before it asks for a terminal: give it a run
+        made = write_run(runs_dir(), "some-run", created=1_790_000_000.0)
     leader, follower = pty.openpty()
     try:
         done = subprocess.run(
@@ -212,6 +216,8 @@ def test_the_tui_is_refused_without_a_terminal(
     finally:
         os.close(follower)
         os.close(leader)
+        if made is not None:
+            shutil.rmtree(made)
     missing = {
         "none": "stdin and stdout are not one",
         "stdin": "stdout is not one",
