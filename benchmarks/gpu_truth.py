@@ -427,7 +427,7 @@ def step_oom(kit: Kit) -> dict[str, Any]:
     else:
         record["skipped"].append(need_cuda(kit, "a CUDA out-of-memory"))
     # a run stopped after its first checkpoint, resumed from it (on both: the checkpoint path is not CUDA's)
-    steps = 6 if kit.dry else 30
+    steps = 60 if kit.dry else 200  # long enough that the stop lands mid-run (the stop command takes seconds)
     recipe = "tiny-pirate" if kit.dry else "smollm2-pirate"
     over = [f"train.max_steps={steps}", "train.save_steps=2", "train.samples=[]", "data.eval_fraction=0"]
     run_dir, _ = train(kit, recipe, [*over, "train.batch_size=4"], "hf", detach=True)
