@@ -72,7 +72,7 @@ def main() -> None:
 
     from lorastudio.chat.engine import engine_for, with_overrides
     from lorastudio.demo.piratedata import HELD_OUT, is_pirate
-    from lorastudio.export.modelfile import learn_pieces, ollama_render
+    from lorastudio.export.modelfile import learn_pieces, ollama_render, runtime_bos, tokenizer_render
 
     torch.set_num_threads(2)
     run = args.run or str(short_run(args.recipe, args.overrides))
@@ -90,17 +90,14 @@ def main() -> None:
     system = engine.recipe.chat.system_prompt or engine.recipe.data.system_prompt
     tokenizer = engine.tokenizer
 
-    def render(messages: list[dict[str, str]], generation: bool) -> str:
-        text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
-        return text
+    render = tokenizer_render(tokenizer)
 
     modelfile = (gguf_dir / "Modelfile").read_text() if (gguf_dir / "Modelfile").exists() else ""
     ollama_system = None
     if 'SYSTEM """' in modelfile:
         ollama_system = modelfile.split('SYSTEM """', 1)[1].split('"""', 1)[0]
-    bos = tokenizer.bos_token or ""
-    runtime_bos = bos if bos and render([{"role": "user", "content": "a"}], True).startswith(bos) else ""
-    pieces = learn_pieces(render, runtime_bos)[0]
+    bos = runtime_bos(tokenizer, render)
+    pieces = learn_pieces(render, bos)[0]
 
     llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=2, verbose=False, seed=0)
     rows: list[dict[str, Any]] = []
@@ -112,7 +109,7 @@ def main() -> None:
             messages=asked, temperature=0.0, top_k=1, max_tokens=args.tokens, repeat_penalty=1.0
         )["choices"][0]["message"]["content"]
         prompt = ollama_render(pieces, messages, ollama_system)
-        ids = llm.tokenize(prompt.encode(), add_bos=bool(runtime_bos), special=True)
+        ids = llm.tokenize(prompt.encode(), add_bos=bool(bos), special=True)
         raw = llm.create_completion(ids, temperature=0.0, top_k=1, max_tokens=args.tokens, repeat_penalty=1.0)
         ollama = raw["choices"][0]["text"]
         rows.append({"question": question, "studio": ours, "llama_cpp_chat": chat, "ollama_prompt": ollama})

@@ -26,6 +26,8 @@ from lorastudio.export.modelfile import (
     modelfile_text,
     ollama_render,
     ollama_template,
+    runtime_bos,
+    tokenizer_render,
 )
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import ChatSection
@@ -62,19 +64,7 @@ def go_render(tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[dict[s
     return render
 
 
-def jinja_render(tokenizer: Any, jinja: str | None = None) -> Render:
-    def render(messages: list[dict[str, str]], generation: bool) -> str:
-        text: str = tokenizer.apply_chat_template(
-            messages, chat_template=jinja, tokenize=False, add_generation_prompt=generation
-        )
-        return text
-
-    return render
-
-
-def runtime_bos(tokenizer: Any, render: Render) -> str:
-    bos = tokenizer.bos_token or ""
-    return bos if bos and render([{"role": "user", "content": "a"}], True).startswith(bos) else ""
+jinja_render = tokenizer_render
 
 
 EXTRA = [

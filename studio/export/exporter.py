@@ -303,24 +303,25 @@ def _export_gguf(
 def ollama_prompts(source: ExportSource, tokenizer: Any, chat: Any) -> tuple[OllamaTemplate | None, str, str]:
     """The Modelfile's checked template and system prompt (None and why where Ollama cannot render prompts as
     training did), and the BOS text the runtime must add itself: the one a trained render starts with."""
-    from lorastudio.export.modelfile import TemplateNotExpressible, ollama_template
+    from lorastudio.export.modelfile import (
+        TemplateNotExpressible,
+        ollama_template,
+        runtime_bos,
+        tokenizer_render,
+    )
 
     if not chat.jinja:
         return None, "", f"the run has no chat template ({chat.name!r}): nothing to render prompts with"
 
-    def render(messages: list[dict[str, str]], generation: bool) -> str:
-        text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
-        return text
-
-    bos = tokenizer.bos_token or ""
-    runtime_bos = bos if bos and render([{"role": "user", "content": "a"}], True).startswith(bos) else ""
+    render = tokenizer_render(tokenizer)
+    bos = runtime_bos(tokenizer, render)
     system = source.recipe.chat.system_prompt or source.recipe.data.system_prompt
     try:
-        return ollama_template(render, system, runtime_bos), runtime_bos, ""
+        return ollama_template(render, system, bos), bos, ""
     except TemplateNotExpressible as exc:
         return (
             None,
-            runtime_bos,
+            bos,
             f"its Go template cannot render prompts as the chat template {chat.name!r} does ({exc})",
         )
 

@@ -60,6 +60,24 @@ class OllamaTemplate:
     notes: list[str] = field(default_factory=list)
 
 
+def tokenizer_render(tokenizer: Any, jinja: str | None = None) -> Render:
+    """``render`` through the tokenizer's own template (or ``jinja``), as training and the Chat render."""
+
+    def render(messages: list[Message], generation: bool) -> str:
+        text: str = tokenizer.apply_chat_template(
+            messages, chat_template=jinja, tokenize=False, add_generation_prompt=generation
+        )
+        return text
+
+    return render
+
+
+def runtime_bos(tokenizer: Any, render: Render) -> str:
+    """The BOS text the runtime must add itself: the tokenizer's BOS where a trained render starts with it."""
+    bos = tokenizer.bos_token or ""
+    return bos if bos and render([{"role": _USER, "content": "a"}], True).startswith(bos) else ""
+
+
 # -- the Go template and its Python twin ------------------------------------------------------------
 def _lit(text: str) -> str:
     """Literal text in a Go template inside a Modelfile's triple quotes."""
