@@ -16,6 +16,7 @@ STEPS = ["real_model", "shape_8b", "preference", "estimate", "oom", "chat_beside
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the whole GPU script's steps, dry, in one test
 def test_dry_run_writes_a_record_per_step(tmp_path: Path, tiny_model: Path) -> None:
     out = tmp_path / "out"
     done = subprocess.run(
