@@ -18,6 +18,7 @@ from lorastudio.widgets.recipe_details import RecipeDetails
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:
+    from lorastudio.recipecards import RecipeCard
     from lorastudio.registry import RecipeEntry
 
 WATCH_EVERY_S = 1.0
@@ -40,9 +41,14 @@ class RecipesScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[RecipeEntry] = []
-        self.shown: list[RecipeEntry] = []
+        """The recipes, validated (empty until they are)."""
+        self.cards: list[RecipeCard] = []
+        """What the list shows of each recipe: the cached cards until the recipes are validated."""
+        self.shown: list[RecipeCard] = []
         self.loaded = False
+        """The recipes are validated: Enter and t act (before, they wait for it)."""
         self._submit_pending = False  # Enter in the filter before the list loaded: act on it once loaded
+        self._pending: str | None = None  # Enter or t on the list before it was validated: act once it is
         self._state: tuple[tuple[str, int, int], ...] | None = None  # the user recipes as last read
 
     def compose(self) -> ComposeResult:
@@ -61,14 +67,33 @@ class RecipesScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="recipes-load", exit_on_error=False)
     def load_recipes(self) -> None:
-        """pydantic and YAML stay off the first frame: the list fills in a moment after the first paint."""
-        from lorastudio.registry import load_all, user_recipes_state
+        """pydantic and YAML stay off the first frame: the list as last shown (cached cards, read with the
+        standard library) fills in a moment after the first paint, then the recipes are validated behind it."""
+        from lorastudio.recipecards import listing_state, read_cards
         from lorastudio.train import telemetry
+
+        listing = listing_state()  # before reading: a file written meanwhile makes the cache stale
+        cached = read_cards(listing)
+        if cached is not None:
+            self.app.call_from_thread(self._listed, *cached)
+        on_gpu = telemetry.has_gpu()  # the details pane's est. VRAM, or est. RAM (as the Launch sheet says)
+        self._validate(listing, cached, on_gpu)
+
+    def _validate(
+        self, listing: list[object], cached: tuple[list[RecipeCard], bool] | None, on_gpu: bool | None
+    ) -> None:
+        """(In a worker thread.) Every recipe validated; the cards rewritten when they changed."""
+        from lorastudio.recipecards import write_cards
+        from lorastudio.registry import load_all, user_recipes_state
+        from lorastudio.widgets.recipe_details import card_of
 
         state = user_recipes_state()  # before reading: a file written meanwhile is read at the next look
         entries = load_all()
-        on_gpu = telemetry.has_gpu()  # the details pane's est. VRAM, or est. RAM (as the Launch sheet says)
-        self.app.call_from_thread(self._loaded, entries, state, on_gpu)
+        cards = [card_of(entry) for entry in entries]
+        seen_gpu = self.query_one(RecipeDetails).on_gpu if on_gpu is None else on_gpu
+        if cached != (cards, seen_gpu):
+            write_cards(listing, cards, seen_gpu)
+        self.app.call_from_thread(self._loaded, entries, cards, state, on_gpu)
 
     def on_screen_resume(self) -> None:
         if self.loaded:
@@ -77,27 +102,36 @@ class RecipesScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="recipes-watch", exit_on_error=False)
     def watch_recipes(self) -> None:
         """Re-read the recipes when a user recipe file was added, edited or removed since the last read."""
-        from lorastudio.registry import load_all, user_recipes_state
+        from lorastudio.recipecards import listing_state
+        from lorastudio.registry import user_recipes_state
 
-        state = user_recipes_state()
-        if state == self._state:
+        if user_recipes_state() == self._state:
             return
-        entries = load_all()
-        self.app.call_from_thread(self._loaded, entries, state)
+        self._validate(listing_state(), None, None)
+
+    def _listed(self, cards: list[RecipeCard], on_gpu: bool) -> None:
+        """The cached cards, shown until the validated recipes replace them."""
+        if self.loaded:
+            return
+        self.query_one(RecipeDetails).on_gpu = on_gpu
+        self.cards = cards
+        self._fill(self.query_one("#recipe-filter", Input).value)
 
     def _loaded(
         self,
         entries: list[RecipeEntry],
+        cards: list[RecipeCard],
         state: tuple[tuple[str, int, int], ...] = (),
         on_gpu: bool | None = None,
     ) -> None:
         first = not self.loaded
         if on_gpu is not None:
             self.query_one(RecipeDetails).on_gpu = on_gpu
+        keep = self.current.file.name if self.cards and self.current is not None else None
         self.entries = entries
+        self.cards = cards
         self._state = state
         self.loaded = True
-        keep = self.current.file.name if not first and self.current is not None else None
         self._fill(self.query_one("#recipe-filter", Input).value, keep)
         if first:
             self.set_interval(WATCH_EVERY_S, self.watch_recipes)
@@ -105,24 +139,29 @@ class RecipesScreen(Screen[None]):
             self._submit_pending = False
             if self._one_meant():
                 self.action_choose()
+        pending, self._pending = self._pending, None
+        if pending == "choose":
+            self.action_choose()
+        elif pending == "train":
+            self.action_train()
 
     def _fill(self, needle: str, keep: str | None = None) -> None:
         """List the recipes matching ``needle``, highlighting the file named ``keep`` if still listed."""
         needle = needle.lower().strip()
-        self.shown = [e for e in self.entries if not needle or needle in self._haystack(e)]
+        self.shown = [c for c in self.cards if not needle or needle in self._haystack(c)]
         # a recipe named exactly what was typed comes first, so Enter opens it (tiny-pirate beside tiny-pirate-grpo)
         self.shown.sort(key=lambda e: not self._named(e, needle))
         options = self.query_one(OptionList)
         options.clear_options()
-        for entry in self.shown:
+        for card in self.shown:
             # one line each, cut by the list's text-overflow (app.tcss); a plain str as before, not a rich
             # Text: the list is on the first frame, and Text prompts slowed its paint (benchmarks/startup.py)
-            label = entry.file.name
-            if entry.recipe is None:
+            label = card.file.name
+            if card.title is None:
                 label += "  (invalid)"
-            elif entry.recipe.model.name in ("tiny", "smollm2-135m-instruct"):
+            elif card.offline:
                 label += "  (offline)"
-            options.add_option(Option(label, id=entry.file.name))
+            options.add_option(Option(label, id=card.file.name))
         names = [e.file.name for e in self.shown]
         index = names.index(keep) if keep in names else 0
         if self.shown:
@@ -130,11 +169,8 @@ class RecipesScreen(Screen[None]):
         self.query_one(RecipeDetails).show(self.shown[index] if self.shown else None)
 
     @staticmethod
-    def _named(entry: RecipeEntry, needle: str) -> bool:
-        return bool(needle) and needle in (
-            entry.file.name.lower(),
-            (entry.recipe.name.lower() if entry.recipe else ""),
-        )
+    def _named(card: RecipeCard, needle: str) -> bool:
+        return bool(needle) and needle in (card.file.name.lower(), (card.title or "").lower())
 
     def _one_meant(self) -> bool:
         """Enter in the filter opens a recipe: the only one shown, or the one named exactly what was typed."""
@@ -142,16 +178,26 @@ class RecipesScreen(Screen[None]):
         return len(self.shown) == 1 or (bool(self.shown) and self._named(self.shown[0], needle))
 
     @staticmethod
-    def _haystack(entry: RecipeEntry) -> str:
-        parts = [entry.file.name]
-        if entry.recipe is not None:
-            parts += [entry.recipe.model.name, entry.recipe.description, *entry.recipe.tags]
+    def _haystack(card: RecipeCard) -> str:
+        parts = [card.file.name]
+        if card.title is not None:
+            parts += [card.model, card.description, *card.tags]
         return " ".join(parts).lower()
 
     @property
-    def current(self) -> RecipeEntry | None:
+    def current(self) -> RecipeCard | None:
         index = self.query_one(OptionList).highlighted
         return self.shown[index] if index is not None and 0 <= index < len(self.shown) else None
+
+    def _entry(self, action: str) -> RecipeEntry | None:
+        """The highlighted recipe, validated; before the list is, None (``action`` runs once it is)."""
+        card = self.current
+        if card is None:
+            return None
+        if not self.loaded:
+            self._pending = action
+            return None
+        return next((e for e in self.entries if e.file.name == card.file.name), None)
 
     @on(OptionList.OptionHighlighted)
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -202,7 +248,7 @@ class RecipesScreen(Screen[None]):
         focus_now(self.query_one(OptionList))
 
     def action_choose(self) -> None:
-        entry = self.current
+        entry = self._entry("choose")
         if entry is None:
             return
         if entry.recipe is None:
@@ -219,7 +265,7 @@ class RecipesScreen(Screen[None]):
 
     def action_train(self) -> None:
         """Open the Launch sheet; nothing trains until Enter there."""
-        entry = self.current
+        entry = self._entry("train")
         if entry is not None and entry.recipe is not None:
             from lorastudio.screens.launch import LaunchScreen
 

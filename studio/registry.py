@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir, user_recipes_dir
 from lorastudio.recipe import Recipe, RewardSpec
+from lorastudio.recipecards import RecipeFile
 
 LOCAL_DATA_SUFFIXES = (
     ".csv",
@@ -30,15 +31,6 @@ LOCAL_DATA_SUFFIXES = (
     ".txt.gz",
 )
 """Names a local data file may end in (the text kinds gzip-compressed too)."""
-
-
-@dataclass(frozen=True)
-class RecipeFile:
-    """A recipe file found on disk, before it is validated."""
-
-    name: str
-    path: Path
-    origin: str  # "built-in", "user" or "path"
 
 
 def discover(extra: list[Path] | None = None) -> dict[str, RecipeFile]:

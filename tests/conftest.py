@@ -331,3 +331,23 @@ def llama3_tokenizer(studio_home: Path) -> Any:
 @pytest.fixture(scope="session")
 def llama2_tokenizer(studio_home: Path) -> Any:
     return npm_tokenizer("llama2")
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Callable[..., bool]) -> Callable[..., bool]:
+    """pytest-textual-snapshot's ``snap_compare``, with every text box's cursor held still before the picture:
+    a focused box's cursor blinks every 0.5 s, so on a loaded machine the picture caught either phase."""
+
+    def compare(app: Any, *args: Any, run_before: Callable[[Any], Any] | None = None, **kwargs: Any) -> bool:
+        async def before(pilot: Any) -> None:
+            if run_before is not None:
+                result = run_before(pilot)
+                if result is not None:
+                    await result
+            for box in pilot.app.screen.query("Input, TextArea"):
+                box.cursor_blink = False  # Textual shows the cursor steadily then
+            await pilot.pause()
+
+        return snap_compare(app, *args, run_before=before, **kwargs)
+
+    return compare

@@ -32,7 +32,19 @@ RANK = {
     "serve": 5,
     "face": 6,
 }
-GROUND = {"recipe", "registry", "paths", "errors", "quiet", "progress", "demo", "hub", "jsonout", "__init__"}
+GROUND = {
+    "recipe",
+    "registry",
+    "paths",
+    "errors",
+    "quiet",
+    "progress",
+    "demo",
+    "hub",
+    "jsonout",
+    "recipecards",
+    "__init__",
+}
 FACES = {
     "cli",
     "cliargs",

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from lorastudio.paths import display_path
+from lorastudio.recipecards import MEMORY_ROW, RecipeCard
 
 if TYPE_CHECKING:
     from lorastudio.registry import RecipeEntry
@@ -20,66 +21,73 @@ class RecipeDetails(Static):
     on_gpu = True
     """Whether training runs on a GPU here (the screen asks NVML off the UI thread): VRAM, else host RAM."""
 
-    def show(self, entry: RecipeEntry | None) -> None:
-        if entry is None:
+    def show(self, card: RecipeCard | None) -> None:
+        if card is None:
             self.update(Text("No recipe matches the filter.", style="dim"))
             return
-        if entry.recipe is None:
-            self.update(Text(f"{entry.file.path}\n\n{entry.error}", style="bold red"))
+        if card.title is None:
+            self.update(Text(f"{card.file.path}\n\n{card.error}", style="bold red"))
             return
-        from lorastudio.models.estimate import estimate_vram_gb, memory_label
+        from lorastudio.models.estimate import memory_label
 
-        r = entry.recipe
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        steps = f"{r.train.max_steps} steps" if r.train.max_steps else f"{r.train.epochs:g} epochs"
-        vram = estimate_vram_gb(r)
-        targets = (
-            r.lora.target_modules
-            if isinstance(r.lora.target_modules, str)
-            else ", ".join(r.lora.target_modules)
-        )
-        quant = (
-            f"4-bit {r.model.quant_type}{' + double quant' if r.model.double_quant else ''}"
-            if (r.model.load_in_4bit)
-            else "16-bit (fp32 on CPU)"
-        )
-        rows = [
-            ("recipe", r.name),
-            ("", r.description),
-            ("model", r.model.name + (" (built offline)" if r.model.name == "tiny" else "")),
-            ("weights", quant),
-            ("template", r.model.chat_template),
-            ("max length", str(r.model.max_seq_length)),
-            (
-                "data",
-                display_path(r.data.source)
-                if "/" in r.data.source and r.data.source.startswith("/")
-                else r.data.source,
+        for key, value in card.rows:
+            table.add_row(memory_label(self.on_gpu) if key == MEMORY_ROW else key, Text(value))
+        self.update(table)  # a description or path is shown as written, never read as markup
+
+
+def card_of(entry: RecipeEntry) -> RecipeCard:
+    """What the list and this pane show of ``entry`` (off the UI thread: it estimates memory)."""
+    if entry.recipe is None:
+        return RecipeCard(entry.file, None, "", "", (), entry.error or "invalid recipe", ())
+    from lorastudio.models.estimate import estimate_vram_gb
+
+    r = entry.recipe
+    steps = f"{r.train.max_steps} steps" if r.train.max_steps else f"{r.train.epochs:g} epochs"
+    vram = estimate_vram_gb(r)
+    targets = (
+        r.lora.target_modules if isinstance(r.lora.target_modules, str) else ", ".join(r.lora.target_modules)
+    )
+    quant = (
+        f"4-bit {r.model.quant_type}{' + double quant' if r.model.double_quant else ''}"
+        if (r.model.load_in_4bit)
+        else "16-bit (fp32 on CPU)"
+    )
+    rows = [
+        ("recipe", r.name),
+        ("", r.description),
+        ("model", r.model.name + (" (built offline)" if r.model.name == "tiny" else "")),
+        ("weights", quant),
+        ("template", r.model.chat_template),
+        ("max length", str(r.model.max_seq_length)),
+        (
+            "data",
+            display_path(r.data.source)
+            if "/" in r.data.source and r.data.source.startswith("/")
+            else r.data.source,
+        ),
+        ("format", r.data.format + (f"  columns {r.data.columns}" if r.data.columns else "")),
+        ("method", f"{r.method}  r={r.lora.r} alpha={r.lora.alpha} dropout={r.lora.dropout:g}"),
+        ("targets", targets),
+        (
+            "train",
+            f"{steps}, batch {r.train.batch_size} x {r.train.gradient_accumulation}, "
+            f"lr {r.train.learning_rate:g}, {r.train.optimizer}",
+        ),
+        (
+            "loss on",
+            {"responses": "assistant replies only", "last_response": "the last assistant reply"}.get(
+                r.train.train_on, "all tokens"
             ),
-            ("format", r.data.format + (f"  columns {r.data.columns}" if r.data.columns else "")),
-            ("method", f"{r.method}  r={r.lora.r} alpha={r.lora.alpha} dropout={r.lora.dropout:g}"),
-            ("targets", targets),
-            (
-                "train",
-                f"{steps}, batch {r.train.batch_size} x {r.train.gradient_accumulation}, "
-                f"lr {r.train.learning_rate:g}, {r.train.optimizer}",
-            ),
-            (
-                "loss on",
-                {"responses": "assistant replies only", "last_response": "the last assistant reply"}.get(
-                    r.train.train_on, "all tokens"
-                ),
-            ),
-            ("packing", "yes" if r.train.packing else "no"),
-            (
-                memory_label(self.on_gpu),
-                f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)",
-            ),
-            ("tags", ", ".join(r.tags) or "-"),
-            ("file", f"{entry.file.origin}: {display_path(entry.file.path)}"),
-        ]
-        for key, value in rows:
-            table.add_row(key, Text(value))  # a description or path is shown as written, never read as markup
-        self.update(table)
+        ),
+        ("packing", "yes" if r.train.packing else "no"),
+        (
+            MEMORY_ROW,
+            f"~{vram:g} GB" if vram is not None else "unknown (set model.params_billion)",
+        ),
+        ("tags", ", ".join(r.tags) or "-"),
+        ("file", f"{entry.file.origin}: {display_path(entry.file.path)}"),
+    ]
+    return RecipeCard(entry.file, r.name, r.model.name, r.description, tuple(r.tags), None, tuple(rows))

@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lorastudio.recipe import Recipe
+if TYPE_CHECKING:  # annotations only: memory_label is asked before the recipes are imported
+    from lorastudio.recipe import Recipe
 
 TINY_PARAMS_B = 0.00087
 GB = 1024**3

@@ -1,0 +1,116 @@
+"""The picker's cached list: shown before the recipes are validated, never stale, never a broken start."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import send_burst, wait_until
+from test_method_tui import text_of
+
+from lorastudio import recipecards, registry
+from lorastudio.app import StudioApp
+from lorastudio.paths import cache_dir, user_recipes_dir
+from lorastudio.widgets.recipe_details import card_of
+
+
+def fresh_cards() -> list[recipecards.RecipeCard]:
+    return [card_of(entry) for entry in registry.load_all()]
+
+
+def test_cards_round_trip_and_go_stale_when_a_recipe_file_changes(tmp_path: Path) -> None:
+    state = recipecards.listing_state()
+    cards = fresh_cards()
+    recipecards.write_cards(state, cards, False)
+    assert recipecards.read_cards(state) == (cards, False)
+    # what the picker shows of a recipe comes back as it was written (the details rows included)
+    tiny = next(c for c in cards if c.file.name == "tiny-pirate")
+    assert tiny.title == "tiny-pirate" and tiny.offline and ("packing", "no") in tiny.rows
+    assert any(key == recipecards.MEMORY_ROW for key, _ in tiny.rows)
+    # a user recipe added (then edited) is a different listing: the old cards are never read for it
+    user = user_recipes_dir()
+    user.mkdir(parents=True, exist_ok=True)
+    mine = user / "cards-probe.yaml"
+    try:
+        mine.write_text("extends: tiny-pirate\ndescription: one\n", encoding="utf-8")
+        added = recipecards.listing_state()
+        assert added != state and recipecards.read_cards(added) is None
+        recipecards.write_cards(added, fresh_cards(), False)
+        time.sleep(0.01)
+        mine.write_text("extends: tiny-pirate\ndescription: two, longer\n", encoding="utf-8")
+        assert recipecards.read_cards(recipecards.listing_state()) is None
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "{not json", "[]", '{"state": null}', '{"state": 1, "cards": [{"name": 1}]}', "\x00\x01"],
+    ids=["empty", "broken", "a-list", "no-state", "wrong-card", "binary"],
+)
+def test_a_damaged_cache_is_read_as_none(content: str) -> None:
+    path = cache_dir() / recipecards.CARDS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content, encoding="utf-8")
+    assert recipecards.read_cards(recipecards.listing_state()) is None
+    # and a card whose fields changed shape is refused, not half-read
+    path.write_text(
+        json.dumps({"state": recipecards.listing_state(), "cards": [{"name": "x"}]}), encoding="utf-8"
+    )
+    assert recipecards.read_cards(recipecards.listing_state()) is None
+
+
+def test_a_read_only_cache_costs_nothing_but_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # cache_dir() is under a file: nothing can be written
+    recipecards.write_cards(recipecards.listing_state(), fresh_cards(), False)
+    assert recipecards.read_cards(recipecards.listing_state()) is None
+    assert list(tmp_path.iterdir()) == [blocked]
+
+
+async def test_the_list_shows_from_the_cards_before_validation_and_enter_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lorastudio.screens.launch import LaunchScreen
+    from lorastudio.screens.recipes import RecipesScreen
+
+    recipecards.write_cards(recipecards.listing_state(), fresh_cards(), False)
+    real = registry.load_all
+    monkeypatch.setattr(registry, "load_all", lambda *a, **kw: (time.sleep(1.5), real(*a, **kw))[1])
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        await wait_until(pilot, lambda: screen.shown)
+        assert not screen.loaded and not screen.entries  # listed from the cards; validation still running
+        assert [c.file.name for c in screen.shown][:2] == ["smollm2-pirate", "tiny-pirate"]
+        details = text_of(screen.query_one("#details"))
+        assert "smollm2-pirate" in details and "est. RAM" in details
+        send_burst(app, "j", "t")  # tiny-pirate's Launch sheet, asked before the recipe is validated
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), timeout=20)
+        assert screen.loaded and app.screen.recipe.name == "tiny-pirate"
+        await pilot.pause(0.2)
+
+
+async def test_a_stale_cache_is_rewritten_and_the_list_is_the_validated_one() -> None:
+    from lorastudio.screens.recipes import RecipesScreen
+
+    state = recipecards.listing_state()
+    cards = fresh_cards()
+    # cards that differ from what the recipes say now (an older build's, say) under the current state
+    wrong = [
+        recipecards.RecipeCard(c.file, c.title, c.model, "OLD TEXT", c.tags, c.error, c.rows) for c in cards
+    ]
+    recipecards.write_cards(state, wrong, False)
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RecipesScreen)
+        await wait_until(pilot, lambda: screen.loaded)
+        assert screen.cards == cards
+    assert recipecards.read_cards(state) == (cards, False)
