@@ -43,6 +43,7 @@ GROUND = {
     "hub",
     "jsonout",
     "recipecards",
+    "settings",
     "__init__",
 }
 FACES = {

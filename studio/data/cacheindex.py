@@ -23,6 +23,7 @@ from typing import Any
 from lorastudio.data.cachekey import META, SAMPLES, data_identity, digest, prepared_root, recipe_parts
 from lorastudio.data.encode import DatasetStats
 from lorastudio.recipe import Recipe
+from lorastudio.settings import variable
 
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
 
@@ -140,16 +141,15 @@ def stats_from(table: Any, meta: dict[str, Any]) -> DatasetStats:
 
 
 # -- eviction ------------------------------------------------------------------------------------
-BUDGET_ENV = "STUDIO_PREPARED_CACHE_GB"
+BUDGET_ENV = variable("prepared_cache_gb")
 DEFAULT_BUDGET_GB = 20.0
 STALE_STAGING_S = 24 * 3600
 
 
 def _budget_bytes() -> int:
-    try:
-        return int(float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_GB)) * 1e9)
-    except ValueError:
-        return int(DEFAULT_BUDGET_GB * 1e9)
+    from lorastudio.settings import read_settings
+
+    return int(read_settings().prepared_cache_gb * 1e9)
 
 
 def evict(keep: Path | None = None) -> list[Path]:

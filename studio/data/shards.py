@@ -34,6 +34,7 @@ from lorastudio.data.encode import DatasetStats, make_encoder
 from lorastudio.data.fastencode import FastEncoder
 from lorastudio.errors import DataError
 from lorastudio.recipe import Recipe
+from lorastudio.settings import variable
 
 MIN_ROWS_FOR_HELPERS = 150_000
 """Below this many rows, one process encodes them all: a helper's start-up (about 1.1 s of imports) would
@@ -43,7 +44,7 @@ CHUNK_ROWS = 20_000
 """Rows per chunk: small enough that the processes finish together, large enough that handing one out
 (a pickled slice of the memory-mapped table) costs nothing next to encoding it (about 0.3 s)."""
 
-WORKERS_ENV = "STUDIO_PREPARE_WORKERS"
+WORKERS_ENV = variable("prepare_workers")
 NICENESS = 10
 
 
@@ -72,9 +73,11 @@ def worker_count(rows: int) -> int:
     """How many processes encode ``rows`` rows: one per core when there are enough rows, else one."""
     if rows < MIN_ROWS_FOR_HELPERS:
         return 1
-    wanted = os.environ.get(WORKERS_ENV, "")
-    if wanted.isdigit() and int(wanted) > 0:
-        return int(wanted)
+    from lorastudio.settings import read_settings
+
+    wanted = read_settings().prepare_workers
+    if wanted is not None:
+        return wanted
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, 8))
 

@@ -45,9 +45,10 @@ def choose_backend(
     unsloth trains on one device: with more, the automatic choice is transformers + peft (under accelerate),
     and an explicit ``STUDIO_BACKEND=unsloth`` is refused with a message saying so.
     """
-    env = os.environ if env is None else env
-    forced = env.get("STUDIO_BACKEND", "").strip().lower()
-    if forced in ("hf", "transformers"):
+    from lorastudio.settings import read_settings
+
+    forced = read_settings(env).backend
+    if forced == "hf":
         return "hf"
     if devices > 1:
         if forced == "unsloth":

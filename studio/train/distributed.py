@@ -53,11 +53,9 @@ def placement(env: Mapping[str, str] | None = None) -> Placement:
 
 
 def timeout_s(env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    try:
-        return max(int(env.get("STUDIO_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)), 1)
-    except ValueError:
-        return DEFAULT_TIMEOUT_S
+    from lorastudio.settings import read_settings
+
+    return read_settings(env).dist_timeout_s
 
 
 def init_process_group(where: Placement) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lorastudio.errors import StudioError
+from lorastudio.settings import read_settings, variable
 from lorastudio.train import nodes
 from lorastudio.train.nodes import NodeSpec
 from lorastudio.train.rundir import LOG_FILE
@@ -182,7 +183,7 @@ def accelerate_command(
 def launch_env(cuda: bool, base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
-    env["STUDIO_SUPERVISOR_PID"] = str(os.getpid())  # the run's recorded pid stays the supervisor's
+    env[variable("supervisor_pid")] = str(os.getpid())  # the run's recorded pid stays the supervisor's
     if not cuda:
         env["ACCELERATE_USE_CPU"] = "true"  # each process joins gloo on the CPU
         env.setdefault("OMP_NUM_THREADS", "1")
@@ -330,7 +331,7 @@ class Supervisor:
                 devices,
                 distributed,
                 self.resume,
-                config_file=os.environ.get("STUDIO_ACCELERATE_CONFIG") or None,
+                config_file=str(read_settings().accelerate_config or "") or None,
                 node=self.node,
             )
         launched = time.time()

@@ -94,7 +94,9 @@ def device_name(cuda: bool, env: Mapping[str, str] | None = None) -> str | None:
     if cuda:
         first = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
         return f"GPU {first if first.isdigit() else 0}"
-    return "CPU" if env.get("STUDIO_QUEUE_CPU") == "1" else None
+    from lorastudio.settings import read_settings
+
+    return "CPU" if read_settings(env).queue_cpu else None
 
 
 def queued_status(device: str) -> str:

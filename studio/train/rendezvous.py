@@ -23,7 +23,6 @@ torchrun) keeps trying until its time-out and then says so.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -43,11 +42,9 @@ RETRY_S = 1.0
 
 def wait_s(env: dict[str, str] | None = None) -> float:
     """The time-out both sides use: ``STUDIO_NODE_WAIT_S`` seconds (600 by default)."""
-    value = (os.environ if env is None else env).get("STUDIO_NODE_WAIT_S")
-    try:
-        return max(float(value), 1.0) if value else WAIT_S
-    except ValueError:
-        return WAIT_S
+    from lorastudio.settings import read_settings
+
+    return read_settings(env).node_wait_s
 
 
 def address(spec: NodeSpec) -> str:

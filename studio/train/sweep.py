@@ -23,6 +23,7 @@ from typing import Any
 from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import Recipe
+from lorastudio.settings import variable
 from lorastudio.train.compare import RunResult, flatten, run_result
 from lorastudio.train.damage import DAMAGED
 from lorastudio.train.runs import RUN_FILE, STAMP_FORMAT, read_meta, start_run, start_worker, stop_run
@@ -30,7 +31,7 @@ from lorastudio.train.runs import RUN_FILE, STAMP_FORMAT, read_meta, start_run, 
 SWEEP_KEY = "sweep"
 """The ``run.json`` entry of a sweep member: ``{"name", "index", "of", "fields": {dotted key: value}}``."""
 
-QUEUE_ENV = {"STUDIO_QUEUE_CPU": "1"}
+QUEUE_ENV = {variable("queue_cpu"): "1"}
 """The members' environment: on the CPU they queue like GPU runs, so one trains at a time."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -20,6 +20,7 @@ from typing import Any
 
 from lorastudio.errors import StudioError
 from lorastudio.quiet import quiet_libraries
+from lorastudio.settings import read_settings
 from lorastudio.train import distributed as dist
 from lorastudio.train.backend import OOM_HINTS, oom_cause
 from lorastudio.train.events import EVENTS_FILE, EventWriter
@@ -301,7 +302,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         capture_warnings(writer)
     stop = StopFlag()
     stop.install()
-    if where.is_main and not os.environ.get("STUDIO_SUPERVISOR_PID"):  # else run.json keeps the supervisor's
+    if where.is_main and read_settings().supervisor_pid is None:  # else run.json keeps the supervisor's
         update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
     writer.status("starting", pid=os.getpid(), resume=resume, world_size=where.world_size)
     telemetry_done = threading.Event()
