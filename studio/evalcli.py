@@ -38,6 +38,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--judge-model", help="the endpoint's model name (default: the first it lists)")
     p.add_argument("--judge-key-env", metavar="VAR", help="environment variable holding the endpoint's key")
     p.add_argument("--rubric", help="grade each answer 1-10 by this rubric instead of pairwise")
+    p.add_argument("--max-new-tokens", type=int, help="judged answers' length limit (default: the recipe's)")
     p.add_argument("--limit", type=int, default=None, help="at most N documents per task")
     p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt")
     p.add_argument("--batch-size", default=None, help="lm-eval's batch size: N or auto (default 1 on CPU)")
@@ -80,6 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "judge_model": args.judge_model,
             "judge_key_env": args.judge_key_env,
             "rubric": args.rubric,
+            "max_new_tokens": args.max_new_tokens,
         }
     spec = make_spec(
         targets=tuple(args.targets),
@@ -140,7 +142,7 @@ def print_results(folder: Path, as_json: bool) -> None:
 
     data = json.loads((folder / RESULTS_FILE).read_text())
     if as_json:
-        print(dumps({"path": str(folder), "table": data["table"]}, indent=2))
+        print(dumps({"path": str(folder), "table": data["table"], "judged": data.get("judged")}, indent=2))
         return
     print(render_table(data["table"], tuple(data["spec"]["targets"])))
     if data.get("judged"):
@@ -195,6 +197,7 @@ def cmd_evals(args: argparse.Namespace) -> int:
                         "done": e.state.eval_done,
                         "total": e.state.eval_total,
                         "results": e.state.eval_results,
+                        "judged": e.state.eval_judged,
                     }
                     for e in evals
                 ],
@@ -206,7 +209,14 @@ def cmd_evals(args: argparse.Namespace) -> int:
         print("no evaluations yet (studio eval TARGET... --tasks ...)", file=sys.stderr)
         return 0
     for e in evals:
-        what = f"{','.join(e.spec.targets)} on {','.join(e.spec.tasks)}" if e.spec else "?"
+        on = (
+            ",".join(e.spec.tasks)
+            if e.spec and e.spec.tasks
+            else e.spec.judged.prompts
+            if e.spec and e.spec.judged
+            else ""
+        )
+        what = f"{','.join(e.spec.targets)} on {on}" if e.spec else "?"
         line = f"{e.id}  {e.status:<8} {e.state.eval_done}/{e.state.eval_total or '?'}  {what}"
         print(line + (f"  ({e.cause})" if e.cause and e.status != "done" else ""))
     return 0

@@ -79,7 +79,7 @@ def recipe_reward(recipe: Recipe | None, name: str, where: str) -> RewardSpec:
 def build_scorer(text: str, recipe: Recipe | None = None) -> Scorer:
     """The scorer a ``--score`` names; an unknown one, a bad regex or a file that does not load is one
     :class:`StudioError` naming it. ``recipe`` (the first run target's) holds the rewards ``reward:NAME`` takes."""
-    from lorastudio.train.rewards import build_reward, load_user_function
+    from lorastudio.train.rewards import build_reward, user_reward
 
     if text == "exact":
         return Scorer(text, _per_reference(lambda a, r: float(_norm(a) == _norm(r))))
@@ -94,8 +94,7 @@ def build_scorer(text: str, recipe: Recipe | None = None) -> Scorer:
         return Scorer(text, build_reward(spec, f"--score {text}"))
     file, _, func = text.rpartition(":")
     if file.endswith(".py") and func:
-        load_user_function(text, "--score")  # its load errors now, named, before any answer is generated
-        return Scorer(text, build_reward(RewardSpec(python=text), "--score"))
+        return Scorer(text, user_reward(text, "--score"))  # loaded now: its errors before any answer
     raise StudioError(
         f"--score {text}: not a scorer (exact, contains, regex:PATTERN, rouge, reward:NAME, FILE.py:function)"
     )
