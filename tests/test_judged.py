@@ -20,6 +20,7 @@ from conftest import STUDIO_BIN
 from lorastudio import registry
 from lorastudio.cli import main
 from lorastudio.errors import StudioError
+from lorastudio.evalcli import render_table
 from lorastudio.evaluate.job import create_eval, list_evals, summarise
 from lorastudio.evaluate.judge import (
     combine,
@@ -392,6 +393,12 @@ def test_pairwise_asks_each_pair_twice_with_positions_swapped(endpoint: Any, tmp
     assert (cell["value"], cell["count"], cell["n"], cell["unparsed"]) == (2 / 3, 2, 3, 0)
     assert cell["ci"] == pytest.approx(list(wilson(2, 3)))  # type: ignore[arg-type]
     assert (tie["targets"]["tuned"]["count"], loss["targets"]["tuned"]["count"]) == (1, 0)
+    assert render_table([win, tie, loss], ("base", "tuned")).splitlines() == [
+        "task/metric  base  tuned",
+        "judge/win    -     0.6667 [0.21, 0.94] 2/3",
+        "judge/tie    -     0.3333 [0.06, 0.79] 1/3",
+        "judge/loss   -     0.0000 [0.00, 0.56] 0/3",
+    ]
 
 
 def test_a_position_biased_judge_decides_nothing(endpoint: Any, tmp_path: Path) -> None:
@@ -584,3 +591,23 @@ def test_judged_eval_of_two_targets_with_the_tiny_model_as_its_own_judge(
     assert [e["status"] for e in events if e["kind"] == "status"][-1] == "done"
     progress = [e for e in events if e["kind"] == "eval_progress"]
     assert (progress[-1]["done"], progress[-1]["total"]) == (3, 3)
+
+
+def test_held_out_and_sample_prompts_come_from_the_run_recipe(tiny_model: Path) -> None:
+    from lorastudio.evaluate.judged import recipe_prompts
+    from lorastudio.train.samples import held_out_prompts
+
+    recipe = registry.load("tiny-pirate")
+    held = held_out_prompts(recipe, 4)
+    prompts = recipe_prompts("held-out", recipe, 4)
+    assert [(p.text, p.reference) for p in prompts] == [(h.text, h.reference) for h in held]
+    assert all(p.reference for p in prompts)  # the rows' own replies: references for the scorers
+    samples = recipe_prompts("samples", recipe, None)
+    assert [p.text for p in samples] == [h.text for h in held[:3]]  # train.samples: held_out: 3
+    from lorastudio.recipe import SamplesSection
+
+    asked = SamplesSection(prompts=["Who are ye?"], held_out=0)
+    custom = recipe.model_copy(update={"train": recipe.train.model_copy(update={"samples": asked})})
+    assert [p.conversation(None) for p in recipe_prompts("samples", custom, None)] == [
+        [{"role": "user", "content": "Who are ye?"}]
+    ]

@@ -153,6 +153,8 @@ class Judge:
                 self.engine.load()
             except StudioError as exc:
                 raise StudioError(f"judge {self.name}: {exc}") from None
+            except Exception as exc:  # a folder that is not a model: one line naming the judge
+                raise StudioError(f"judge {self.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
         if self.client is not None and self.model is None:
             self.model = self._first_model()
 
