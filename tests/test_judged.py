@@ -132,6 +132,9 @@ def test_a_scorer_that_raises_or_returns_a_wrong_type_is_named_and_counted(tmp_p
         f"--score: {path}:picky must return a list of numbers, one per completion; got ['high']"
     )
     assert scored.mean() == (1.0, 0.0, 2)  # the failures are not scores
+    run = judged_run(tmp_path, None)
+    run.scored = {"tuned": {scorer.name: scored}}
+    assert render_notes(run.summary()) == [f"{scorer.name} on tuned: failed on 2 answers: {scored.errors[1]}"]
 
 
 @pytest.mark.parametrize(
