@@ -39,6 +39,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--judge-key-env", metavar="VAR", help="environment variable holding the endpoint's key")
     p.add_argument("--rubric", help="grade each answer 1-10 by this rubric instead of pairwise")
     p.add_argument("--max-new-tokens", type=int, help="judged answers' length limit (default: the recipe's)")
+    p.add_argument(
+        "--sample", action="store_true", help="judged answers sampled (the recipe's chat settings)"
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N documents per task")
     p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt")
     p.add_argument("--batch-size", default=None, help="lm-eval's batch size: N or auto (default 1 on CPU)")
@@ -82,6 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "judge_key_env": args.judge_key_env,
             "rubric": args.rubric,
             "max_new_tokens": args.max_new_tokens,
+            "greedy": not args.sample,
         }
     spec = make_spec(
         targets=tuple(args.targets),
