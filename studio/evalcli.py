@@ -20,9 +20,27 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--tasks",
-        required=True,
+        default="",
         help="comma-separated: studio_general, studio_arithmetic, studio_pirate, "
         "a YAML task file or folder, or an lm-eval task name",
+    )
+    p.add_argument(
+        "--prompts",
+        help="judged generations: a JSONL file (prompt, reference), held-out (the run's eval rows) or samples",
+    )
+    p.add_argument(
+        "--score",
+        action="append",
+        default=[],
+        help="exact, contains, regex:PAT, rouge, reward:NAME or FILE.py:fn (a GRPO reward); repeatable",
+    )
+    p.add_argument("--judge", help="LLM judge: a run, export or model folder, or an OpenAI-compatible URL")
+    p.add_argument("--judge-model", help="the endpoint's model name (default: the first it lists)")
+    p.add_argument("--judge-key-env", metavar="VAR", help="environment variable holding the endpoint's key")
+    p.add_argument("--rubric", help="grade each answer 1-10 by this rubric instead of pairwise")
+    p.add_argument("--max-new-tokens", type=int, help="judged answers' length limit (default: the recipe's)")
+    p.add_argument(
+        "--sample", action="store_true", help="judged answers sampled (the recipe's chat settings)"
     )
     p.add_argument("--limit", type=int, default=None, help="at most N documents per task")
     p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt")
@@ -53,15 +71,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tasks = tuple(t for t in args.tasks.split(",") if t.strip())
     if args.limit is not None and args.limit < 1:
         raise StudioError(f"--limit {args.limit}: at least 1 document per task (leave it out for all)")
+    judged = None
+    if args.prompts is None and (args.score or args.judge or args.rubric):
+        raise StudioError("--score, --judge and --rubric judge generations: give --prompts too")
+    if args.prompts is None and not tasks:
+        raise StudioError("name --tasks, or --prompts to judge generations")
+    if args.prompts is not None:
+        judged = {
+            "prompts": args.prompts,
+            "scores": tuple(args.score),
+            "judge": args.judge,
+            "judge_model": args.judge_model,
+            "judge_key_env": args.judge_key_env,
+            "rubric": args.rubric,
+            "max_new_tokens": args.max_new_tokens,
+            "greedy": not args.sample,
+        }
     spec = make_spec(
         targets=tuple(args.targets),
         tasks=tasks,
         limit=args.limit,
         num_fewshot=args.num_fewshot,
         batch_size=_batch(args.batch_size),
+        judged=judged,
     )
-    resolve_tasks(spec.tasks)  # an unknown or malformed task is said now, before a process starts
+    if spec.tasks:
+        resolve_tasks(spec.tasks)  # an unknown or malformed task is said now, before a process starts
     resolve_targets(spec)  # so is a run with no adapter
+    if spec.judged is not None:
+        from lorastudio.evaluate.judged import plan
+
+        plan(spec)  # and bad prompts, a scorer that does not load, a judge that cannot be found
     folder = create_eval(spec)
     start_eval(folder)
     if args.detach:
@@ -106,18 +146,25 @@ def print_results(folder: Path, as_json: bool) -> None:
 
     data = json.loads((folder / RESULTS_FILE).read_text())
     if as_json:
-        print(dumps({"path": str(folder), "table": data["table"]}, indent=2))
+        print(dumps({"path": str(folder), "table": data["table"], "judged": data.get("judged")}, indent=2))
         return
     print(render_table(data["table"], tuple(data["spec"]["targets"])))
+    if data.get("judged"):
+        from lorastudio.evaluate.judged import render_notes
+
+        for line in render_notes(data["judged"]):
+            print(line)
     print(f"in {folder}", file=sys.stderr)
 
 
 def _cell(cell: dict[str, Any] | None, first: bool) -> str:
-    if cell is None:
+    if cell is None or cell["value"] is None:
         return "-"
     text = f"{cell['value']:.4f}"
     if cell.get("stderr") is not None:
         text += f" ±{cell['stderr']:.4f}"
+    if cell.get("ci"):  # a judge's rate: its 95 % Wilson interval and counts
+        text += f" [{cell['ci'][0]:.2f}, {cell['ci'][1]:.2f}] {cell['count']}/{cell['n']}"
     if not first and cell.get("delta") is not None:
         text += f" ({cell['delta']:+.4f})"
     return text
@@ -154,6 +201,7 @@ def cmd_evals(args: argparse.Namespace) -> int:
                         "done": e.state.eval_done,
                         "total": e.state.eval_total,
                         "results": e.state.eval_results,
+                        "judged": e.state.eval_judged,
                     }
                     for e in evals
                 ],
@@ -165,7 +213,14 @@ def cmd_evals(args: argparse.Namespace) -> int:
         print("no evaluations yet (studio eval TARGET... --tasks ...)", file=sys.stderr)
         return 0
     for e in evals:
-        what = f"{','.join(e.spec.targets)} on {','.join(e.spec.tasks)}" if e.spec else "?"
+        on = (
+            ",".join(e.spec.tasks)
+            if e.spec and e.spec.tasks
+            else e.spec.judged.prompts
+            if e.spec and e.spec.judged
+            else ""
+        )
+        what = f"{','.join(e.spec.targets)} on {on}" if e.spec else "?"
         line = f"{e.id}  {e.status:<8} {e.state.eval_done}/{e.state.eval_total or '?'}  {what}"
         print(line + (f"  ({e.cause})" if e.cause and e.status != "done" else ""))
     return 0

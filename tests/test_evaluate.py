@@ -159,11 +159,15 @@ def test_eval_events_fold_into_progress_and_results() -> None:
                 "eval_result", target="base", task="studio_pirate", values={"studio_pirate/style_rate": 0.0}
             ),
             make_event("eval_progress", done=1, total=2),
+            make_event("eval_judge", target="base", against="run", win=1, tie=0, loss=2, unparsed=1),
         ]
     )
     assert (state.eval_task, state.eval_done, state.eval_total) == ("studio_pirate on base", 1, 2)
     assert state.eval_results == [
         {"target": "base", "task": "studio_pirate", "values": {"studio_pirate/style_rate": 0.0}}
+    ]
+    assert state.eval_judged == [
+        {"target": "base", "against": "run", "win": 1, "tie": 0, "loss": 2, "unparsed": 1}
     ]
 
 

@@ -107,6 +107,7 @@ SAMPLES: list[ev.Event] = [
     ev.EvalResultEvent(
         t=12.0, target="base", task="studio_pirate", values={"studio_pirate/style_rate": 0.04}
     ),
+    ev.EvalJudgeEvent(t=13.0, target="base", against="RUN", win=2, tie=1, loss=0, unparsed=3),
 ]
 
 
@@ -125,6 +126,7 @@ def test_every_kind_has_a_sample() -> None:
         "eval_task",
         "eval_progress",
         "eval_result",
+        "eval_judge",
     }
 
 

@@ -6,7 +6,11 @@ shipped and local task files (lm-eval's own YAML format) and refuses an unknown 
 (chat template applied as the recipe's chat does) and writes ``results.json``, the per-sample JSONL and
 studio's table; ``job`` is the evaluation's own process (``python -m lorastudio.evaluate.job DIR``) and its
 directory: the spec, typed events through the one event contract, always ending with a status. The shipped
-tasks live in ``shipped/`` (YAML, JSONL and the pirate task's scorer).
+tasks live in ``shipped/`` (YAML, JSONL and the pirate task's scorer). Judged generations run in the same job:
+``judged`` (the prompts, every target's answers, ``answers.jsonl`` and ``verdicts.jsonl``, the table rows),
+``generate`` (batched answers on a loaded engine), ``scorers`` (reference match and GRPO reward functions,
+through ``train/rewards.py``) and ``judge`` (the LLM judge: prompts, verdicts, position swap, Wilson interval,
+a loaded target or an OpenAI-compatible endpoint).
 
 It never imports the export stage or a face; it loads models only through the chat engine.
 """

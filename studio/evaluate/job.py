@@ -2,8 +2,9 @@
 
 The directory (``RUN/evals/ID/`` when a target is a run, else ``DATA/evals/ID/``) holds ``spec.json`` (the
 resolved :class:`EvalSpec`), ``events.jsonl`` (typed events through the one contract in
-``train/events.py``: statuses, ``eval_task``, ``eval_progress``, ``eval_result``), ``results.json``,
-``samples.jsonl``, ``job.json`` (its process) and ``eval.log``. The process
+``train/events.py``: statuses, ``eval_task``, ``eval_progress``, ``eval_result``, ``eval_judge``),
+``results.json``, ``samples.jsonl``, the judged generations' ``answers.jsonl`` and ``verdicts.jsonl``
+(``judged.py``), ``job.json`` (its process) and ``eval.log``. The process
 (``python -m lorastudio.evaluate.job DIR``) runs in its own session, so closing the terminal does not end it,
 and always ends with a status: ``done``, ``failed`` with its cause, or ``stopped`` (SIGTERM) with the tasks it
 finished kept.
@@ -22,9 +23,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from lorastudio.errors import StudioError
 from lorastudio.evaluate.spec import SPEC_FILE, EvalSpec
+
+if TYPE_CHECKING:
+    from lorastudio.evaluate.judged import Plan
+    from lorastudio.evaluate.runner import Results
 from lorastudio.paths import data_dir, runs_dir
 from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, load_state
 
@@ -133,6 +139,8 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 def run_job(folder: Path) -> int:
     """The job's body: evaluate the folder's spec, writing events; returns the exit code."""
     from lorastudio.evaluate import runner
+    from lorastudio.evaluate.judged import plan
+    from lorastudio.evaluate.judged import steps as judged_steps
     from lorastudio.evaluate.tasks import hub_offline, local_tasks, offline_hint
 
     writer = EventWriter(folder / EVENTS_FILE)
@@ -142,8 +150,10 @@ def run_job(folder: Path) -> int:
     current = {"task": ""}
     try:
         spec = EvalSpec.model_validate_json((folder / SPEC_FILE).read_text())
+        total = len(spec.targets) * len(spec.tasks) + judged_steps(spec)
+        the_plan = plan(spec) if spec.judged is not None else None  # its bad input before any model loads
 
-        def on_task(target: str, task: str, done: int, total: int) -> None:
+        def on_task(target: str, task: str, done: int, _total: int) -> None:
             current["task"] = task
             writer.write("eval_progress", done=done, total=total)
             writer.write("eval_task", target=target, task=task)
@@ -161,7 +171,8 @@ def run_job(folder: Path) -> int:
             on_result=on_result,
             on_loading=on_loading,
         )
-        total = len(spec.targets) * len(spec.tasks)
+        if the_plan is not None:
+            judged_part(spec, folder, the_plan, results, writer, current, total)
         writer.write("eval_progress", done=total, total=total)
         results.write()
         writer.status("done")
@@ -181,6 +192,46 @@ def run_job(folder: Path) -> int:
         return 1
     finally:
         writer.close()
+
+
+def judged_part(
+    spec: EvalSpec,
+    folder: Path,
+    the_plan: Plan,
+    results: Results,
+    writer: EventWriter,
+    current: dict[str, str],
+    total: int,
+) -> None:
+    """The judged generations after the lm-eval tasks: their events, and their rows in ``results``."""
+    from lorastudio.evaluate.judged import JudgedRun, run_judged
+    from lorastudio.evaluate.runner import resolve_targets
+
+    done = {"n": len(spec.targets) * len(spec.tasks)}
+
+    def on_step(target: str, what: str) -> None:
+        current["task"] = ""  # not an lm-eval task: no offline hint for its failures
+        writer.write("eval_progress", done=done["n"], total=total)
+        writer.write("eval_task", target=target, task=what)
+        done["n"] += 1
+
+    def on_update(run: JudgedRun) -> None:
+        results.judged_rows, results.judged = run.rows(), run.summary()
+        results.write()
+
+    run_judged(
+        spec,
+        folder,
+        [(t.label, t.engine) for t in resolve_targets(spec)],
+        the_plan,
+        on_step=on_step,
+        on_loading=lambda target: writer.status("loading model", model=target),
+        on_result=lambda target, values: writer.write(
+            "eval_result", target=target, task="judged", values=values
+        ),
+        on_judged=lambda target, figures: writer.write("eval_judge", target=target, **figures),
+        on_update=on_update,
+    )
 
 
 def stop_eval(folder: Path) -> bool:

@@ -142,6 +142,10 @@ class Results:
         self.folder, self.spec = folder, spec
         self.lm_eval: dict[str, dict[str, Any]] = {}
         """target -> task -> lm-eval's results of that call (its ``samples`` moved to samples.jsonl)."""
+        self.judged_rows: list[dict[str, Any]] = []
+        """The judged generations' table rows (``judged.py``), after lm-eval's."""
+        self.judged: dict[str, Any] | None = None
+        """The judged generations' summary (files, judge, unreadable replies, scorer failures)."""
 
     def add(self, target: str, task: str, results: dict[str, Any]) -> None:
         samples = results.pop("samples", {}) or {}
@@ -169,9 +173,11 @@ class Results:
     def write(self) -> None:
         data = {
             "spec": self.spec.model_dump(mode="json"),
-            "table": table(self.merged(), self.spec.targets),
+            "table": table(self.merged(), self.spec.targets) + self.judged_rows,
             "lm_eval": self.lm_eval,
         }
+        if self.judged is not None:
+            data["judged"] = self.judged
         tmp = self.folder / f".{RESULTS_FILE}.tmp"
         tmp.write_text(json.dumps(data, indent=2, default=to_json), encoding="utf-8")
         tmp.replace(self.folder / RESULTS_FILE)  # never a partial results.json
@@ -188,9 +194,11 @@ def evaluate(
     ``on_result(target, task, figures)`` after it."""
     from lorastudio.evaluate.tasks import resolve_tasks
 
+    results = Results(folder, spec)
+    if not spec.tasks:
+        return results  # judged generations only
     tasks = resolve_tasks(spec.tasks)
     targets = resolve_targets(spec)
-    results = Results(folder, spec)
     total, done = len(tasks) * len(targets), 0
     for target in targets:
         if on_loading is not None:

@@ -13,7 +13,7 @@ one, and a half-written last line is left for the next read. Fields that are Non
 missing field reads as None). Each kind is a frozen dataclass below (its fields documented there):
 ``status``, ``metrics``, ``eval``, ``telemetry`` (with one :class:`GpuReading` per GPU), ``checkpoint``,
 ``log``, for the preference and RL methods ``method_metrics`` and ``completions`` (GRPO's sampled
-replies), and in an evaluation's directory ``eval_task``, ``eval_progress`` and ``eval_result``;
+replies), and in an evaluation's directory ``eval_task``, ``eval_progress``, ``eval_result`` and ``eval_judge``;
 :data:`EVENT_KINDS` maps the kind to its class.
 
 Reading is forward compatible: a line of a kind this version does not know loads as :class:`UnknownEvent`
@@ -536,6 +536,24 @@ class EvalResultEvent(Event):
     """``task/metric`` -> value, as in studio's table."""
 
 
+@register
+@dataclass(frozen=True, kw_only=True)
+class EvalJudgeEvent(Event):
+    """The LLM judge's figures for one target of an evaluation's judged generations."""
+
+    KIND: ClassVar[str] = "eval_judge"
+    target: str | None = None
+    against: str | None = None
+    """Pairwise: the target it was compared with (the first); None for rubric grading."""
+    win: int | None = None
+    tie: int | None = None
+    loss: int | None = None
+    rating: float | None = None
+    """Rubric: the mean 1-10 rating of the replies that could be read."""
+    unparsed: int | None = None
+    """Judge replies with no verdict or rating that could be read (counted, never scored)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class UnknownEvent(Event):
     """A kind this version does not know (a newer writer's): kept whole in ``extra``, folded as nothing."""
@@ -793,6 +811,8 @@ class RunState:
     eval_total: int = 0
     eval_results: list[dict[str, Any]] = field(default_factory=list)
     """An evaluation's ``{target, task, values}`` per finished pair, in order."""
+    eval_judged: list[dict[str, Any]] = field(default_factory=list)
+    """An evaluation's judge figures, one per target judged (``eval_judge`` events)."""
 
     # histories (curves=True only)
     loss: Curve = field(default_factory=list, metadata=_CURVE)
@@ -915,6 +935,8 @@ class RunState:
             self.eval_results.append(
                 {"target": event.target, "task": event.task, "values": dict(event.values or {})}
             )
+        elif isinstance(event, EvalJudgeEvent):
+            self.eval_judged.append({k: v for k, v in event.to_json().items() if k not in ("v", "t", "kind")})
 
     def _log(self, event: Event) -> None:
         self.logged += 1

@@ -210,16 +210,22 @@ def _call_user(
     return scores
 
 
+def user_reward(target: str, field: str) -> RewardFn:
+    """A user's ``FILE.py:function`` as a reward: loaded now, each call's failure or bad return one
+    :class:`RewardError` naming ``field``, the file and the function (``studio eval --score`` uses it too)."""
+    user = load_user_function(target, field)
+
+    def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        return _call_user(user, target, prompts, completions, kwargs, field)
+
+    return reward
+
+
 def build_reward(spec: RewardSpec, field: str = "grpo.rewards") -> RewardFn:
     """One reward callable, named :func:`describe` (unweighted: GRPO applies ``reward_weights``), run in this
     process; ``field`` (``grpo.rewards.0``) names it in its errors. :func:`build_rewards` runs them in a host."""
     if spec.python is not None:
-        target = spec.python
-        where = f"{field}.python"
-        user = load_user_function(target, where)
-
-        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-            return _call_user(user, target, prompts, completions, kwargs, where)
+        reward = user_reward(spec.python, f"{field}.python")
     elif spec.all is not None:
         parts = [build_reward(s, f"{field}.all.{i}") for i, s in enumerate(spec.all)]
 
