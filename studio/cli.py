@@ -814,7 +814,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 # -- chat -----------------------------------------------------------------------------------------
 def cmd_chat(args: argparse.Namespace) -> int:
-    from lorastudio.chat.engine import engine_for, reply_json, with_overrides
+    from lorastudio.chat.endpoint import is_endpoint, open_engine
+    from lorastudio.chat.engine import reply_json, with_overrides
 
     prompts = _read_prompts(args.prompts) if args.prompts else None
     interactive = args.prompt is None and prompts is None
@@ -832,11 +833,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
             "the Chat screen",
             "without one use --prompt TEXT or --prompts FILE (--mark good|bad saves the replies as feedback)",
         )
+        if args.model or args.api_key_env or is_endpoint(args.target):
+            open_engine(args.target, args.base, args.model, args.api_key_env)  # a bad flag: refused here
         run_app(
-            chat="latest" if args.target is None else args.target, chat_base=args.base, save_to=args.save_to
+            chat="latest" if args.target is None else args.target,
+            chat_base=args.base,
+            save_to=args.save_to,
+            chat_endpoint=(args.model, args.api_key_env),
         )
         return 0
-    engine = engine_for(args.target, base_only=args.base)
+    engine = open_engine(args.target, args.base, args.model, args.api_key_env)
     if engine.source:  # which run and checkpoint `latest`, RUN@latest or RUN@best took
         print(f"chat: {engine.source}", file=sys.stderr)
     engine.load(None if args.json else _progress_printer("loading"))
@@ -1202,9 +1208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         nargs="?",
-        help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), or a model folder "
-        "(default: latest run)",
+        help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), a model folder, "
+        "or an OpenAI-compatible endpoint http://HOST:PORT/v1 (default: latest run)",
     )
+    p.add_argument("--model", help="with an endpoint: the model name to ask for (default: its only one)")
+    p.add_argument("--api-key-env", metavar="VAR", help="with an endpoint: the API key is in variable VAR")
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
     p.add_argument(
