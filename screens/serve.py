@@ -50,6 +50,8 @@ class ServersRead(Message):
     rows: list[tuple[str, str, str, str, str]]
     """(id, status, engine, URL, models) of every server, newest first."""
     views: dict[str, ServerView]
+    read_for: str | None
+    """The server selected when they were read: only its figures and log were read."""
 
 
 @dataclass
@@ -79,6 +81,7 @@ class ServeScreen(HandlesWorkerFailures, Screen[None]):
         self.refresh_s = refresh_s
         self.views: dict[str, ServerView] = {}
         self.selected: str | None = None
+        self.read_for: str | None = None
         self.starting = False
 
     def compose(self) -> ComposeResult:
@@ -115,12 +118,16 @@ class ServeScreen(HandlesWorkerFailures, Screen[None]):
         from lorastudio.serve.servedir import list_servers
 
         rows, views = [], {}
-        for path, info, status in list_servers():
+        servers = list_servers()
+        chosen = self.selected
+        if chosen is None and servers and servers[0][1] is not None:
+            chosen = servers[0][0].name  # the panel selects the newest at first
+        for path, info, status in servers:
             if info is None:
                 rows.append((path.name, "damaged", "", status.removeprefix("damaged: "), ""))
                 continue
             rows.append((info.id, status, info.engine, info.url, ", ".join(info.models)))
-            live = status in ("starting", "ready")
+            mine = info.id == chosen
             views[info.id] = ServerView(
                 id=info.id,
                 status=status,
@@ -130,32 +137,38 @@ class ServeScreen(HandlesWorkerFailures, Screen[None]):
                 target=info.target,
                 ssh=ssh_line(info, self.user_host),
                 api_key=info.api_key,
-                figures=read_figures(path, info, live and info.id == self.selected),
-                tail=log_tail(path, TAIL_LINES) if info.id == self.selected or self.selected is None else [],
+                figures=read_figures(path, info, status in ("starting", "ready")) if mine else None,
+                tail=log_tail(path, TAIL_LINES) if mine else [],
                 error=info.error,
             )
-        self.post_message(ServersRead(rows, views))
+        self.post_message(ServersRead(rows, views, chosen))
 
     def on_servers_read(self, message: ServersRead) -> None:
         self.views = message.views
+        self.read_for = message.read_for
         table = self.query_one("#serve-list", DataTable)
-        keep = self.selected
-        table.clear()
-        for row in message.rows:
-            status = Text(row[1], style=STATUS_STYLE.get(row[1], ""))
-            table.add_row(row[0], status, row[2], row[3], row[4], key=row[0])
         ids = [row[0] for row in message.rows]
-        if keep in ids:
-            table.move_cursor(row=ids.index(keep), animate=False)
-        elif ids:
-            self.selected = ids[0]
+        cells = [(row[0], Text(row[1], style=STATUS_STYLE.get(row[1], "")), *row[2:]) for row in message.rows]
+        if [key.value for key in table.rows] == ids:  # the same servers: their cells change in place
+            for row in cells:
+                for column, value in zip(table.columns, row, strict=True):
+                    table.update_cell(row[0], column, value)
+        else:
+            keep = self.selected
+            table.clear()
+            for row in cells:
+                table.add_row(*row, key=row[0])
+            if keep in ids:
+                table.move_cursor(row=ids.index(keep), animate=False)
+        if self.selected not in ids:
+            self.selected = ids[table.cursor_row] if ids else None
         self._show_selected()
 
     def _show_selected(self) -> None:
         details = self.query_one(ServeDetails)
         view = self.views.get(self.selected or "")
-        if view is not None and not view.tail and self.selected is not None:
-            self.read_servers()  # its log was not read (it was not selected then): read it now
+        if view is not None and self.selected != self.read_for:
+            self.read_servers()  # its figures and log were not read (it was not selected then): read them now
         details.show(view)
 
     @on(DataTable.RowHighlighted, "#serve-list")

@@ -301,3 +301,43 @@ def test_snapshot_serve_panel(snap_compare, size, servers: dict[str, Path]) -> N
         await pilot.pause(0.3)
 
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize(
+    ("key", "target", "versus"),
+    [
+        ("c", "http://127.0.0.1:8123/v1", None),
+        ("o", "/runs/tiny-pirate-20260101-120000", ("http://127.0.0.1:8123/v1", "tiny-pirate", None)),
+    ],
+)
+async def test_chat_and_compare_open_the_chat_on_the_server(
+    servers: dict[str, Path], key: str, target: str, versus: tuple[str, str, None] | None
+) -> None:
+    from lorastudio.screens.chat import ChatScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_panel(pilot)
+        await pilot.press(key)
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        chat = app.screen
+        assert (chat.target, chat.versus) == (target, versus)
+        assert chat.model == ("tiny-pirate" if versus is None else None)
+        # the stand-in answers nothing: the served side is refused with one line, before any local load
+        status = chat.query_one("#chat-status")
+        await wait_until(pilot, lambda: "no server answers there" in str(status.content), timeout=60)
+        assert str(status.content).startswith("http://127.0.0.1:8123/v1: ")
+
+
+async def test_chat_refused_on_a_server_that_is_not_ready(servers: dict[str, Path]) -> None:
+    from lorastudio.screens.serve import ServeScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_panel(pilot)
+        await pilot.press("down")  # the failed one
+        await wait_until(pilot, lambda: app.screen.selected == "tiny-base-20260101-110000")
+        await pilot.press("c")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ServeScreen)
+        assert any(n.message == "select a ready server" for n in app._notifications)
