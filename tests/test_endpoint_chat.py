@@ -247,3 +247,28 @@ async def test_chat_screen_compares_the_local_model_with_the_served_one(
         assert local.text == remote.text and local.text.strip()
         assert [t.get("model") for t in screen.turns] == [None, "base", f"served {name}"]
         assert screen.turns[-1]["compare"] is True
+
+
+def test_mcp_serve_tools_refuse_bad_input_and_read_only_holds_them_back(tmp_path: Path) -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK is not installed")
+    from test_mcp import call, data_of, run_client, text_of
+
+    missing = tmp_path / "nothing.gguf"
+
+    async def body(session: Any) -> dict[str, Any]:
+        return {
+            "start": text_of(await call(session, "start_server", target=str(missing), engine="llamacpp")),
+            "stop": text_of(await call(session, "stop_server", id="../x")),
+            "list": data_of(await call(session, "list_servers")),
+        }
+
+    found = run_client(body)
+    assert found["start"] == f"{missing}: no such GGUF file"
+    assert found["stop"] == "../x: not a server id (studio serve list shows them)"
+    assert isinstance(found["list"], list)
+
+    async def read_only(session: Any) -> set[str]:
+        return {tool.name for tool in (await session.list_tools()).tools}
+
+    names = run_client(read_only, "--read-only")
+    assert "list_servers" in names and not names & {"start_server", "stop_server"}
