@@ -352,7 +352,9 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 self.load_engine()
             return
         if not self.engine.has_adapter:
-            self.notify("this chat has no adapter: it is the base model", severity="warning")
+            served = self.model_name_of(self.engine)
+            said = f"{served} is served as it is: no adapter to switch here" if served else None
+            self.notify(said or "this chat has no adapter: it is the base model", severity="warning")
             return
         self.engine.use_adapter = not self.engine.use_adapter
         self._update_title()

@@ -880,11 +880,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not args.json:
             print(
                 f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
-                f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
+                f"{(reply.first_token_s or 0) * 1000:.0f} ms, {_reply_model(engine, reply.adapter)}, "
                 f"{reply.finish_reason}]",
                 file=sys.stderr,
             )
     return 0
+
+
+def _reply_model(engine: Any, adapter: bool) -> str:
+    """Which model answered, for the stats line: a served one by its name, else tuned or base."""
+    name = getattr(engine, "model_name", None)
+    return f"served {name}" if name else "tuned" if adapter else "base"
 
 
 def _feedback_log(args: argparse.Namespace) -> Any:
