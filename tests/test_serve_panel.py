@@ -341,3 +341,24 @@ async def test_chat_refused_on_a_server_that_is_not_ready(servers: dict[str, Pat
         await pilot.pause(0.1)
         assert isinstance(app.screen, ServeScreen)
         assert any(n.message == "select a ready server" for n in app._notifications)
+
+
+async def test_opened_from_export_on_the_run(servers: dict[str, Path]) -> None:
+    from runs_fixtures import write_run
+
+    from lorastudio.paths import runs_dir
+    from lorastudio.screens.export import ExportScreen
+    from lorastudio.screens.serve import ServeScreen
+
+    run = write_run(runs_dir(), "exported-pirate-20260101-100000", created=time.time())
+    try:
+        app = StudioApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await app.push_screen(ExportScreen(run))
+            await pilot.press("f6")
+            await wait_until(pilot, lambda: isinstance(app.screen, ServeScreen))
+            assert app.screen.target == str(run)  # nothing exported yet: the run itself
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
+    finally:
+        shutil.rmtree(run)
