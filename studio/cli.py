@@ -817,6 +817,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from lorastudio.chat.endpoint import is_endpoint, open_engine
     from lorastudio.chat.engine import reply_json, with_overrides
 
+    if args.target and args.target.startswith("serve:"):  # a server studio started: its endpoint
+        from lorastudio.serve.server import served_target
+
+        args.target, args.model = served_target(args.target, args.model)
     prompts = _read_prompts(args.prompts) if args.prompts else None
     interactive = args.prompt is None and prompts is None
     if interactive and args.mark:
@@ -1215,7 +1219,8 @@ def build_parser() -> argparse.ArgumentParser:
         "target",
         nargs="?",
         help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), a model folder, "
-        "or an OpenAI-compatible endpoint http://HOST:PORT/v1 (default: latest run)",
+        "an OpenAI-compatible endpoint http://HOST:PORT/v1, or serve:ID for a server studio started "
+        "(default: latest run)",
     )
     p.add_argument("--model", help="with an endpoint: the model name to ask for (default: its only one)")
     p.add_argument("--api-key-env", metavar="VAR", help="with an endpoint: the API key is in variable VAR")

@@ -362,3 +362,26 @@ async def test_opened_from_export_on_the_run(servers: dict[str, Path]) -> None:
             await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
     finally:
         shutil.rmtree(run)
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("serve:no-such", "no-such: no such server (studio serve list shows them)"),
+        (
+            "serve:tiny-base-20260101-110000",
+            "serve:tiny-base-20260101-110000: the server is failed; start it again with studio serve /runs/",
+        ),
+        # the live stand-in answers nothing: the endpoint it records is asked, and refused with one line
+        ("serve:tiny-pirate", "http://127.0.0.1:8123/v1: no server answers there"),
+    ],
+)
+def test_chat_with_a_served_target(
+    servers: dict[str, Path], target: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lorastudio import cli
+
+    code = cli.main(["chat", target, "--prompt", "hi"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert said in err.strip().splitlines()[-1]
