@@ -162,12 +162,13 @@ def test_bad_endpoint_input_is_one_line(served: Any, key: str | None, model: str
 
 
 @pytest.mark.slow
-def test_cli_chats_with_the_endpoint(served: Any) -> None:
+@pytest.mark.parametrize("by", ["url", "id"])
+def test_cli_chats_with_the_endpoint(served: Any, by: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = [
         STUDIO_BIN,
         "chat",
-        served.info.url,
+        served.info.url if by == "url" else f"serve:{served.info.id}",
         "--api-key-env",
         KEY_VAR,
         "--prompt",
