@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,6 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
@@ -240,7 +242,9 @@ class ServeScreen(HandlesWorkerFailures, Screen[None]):
         self.read_servers()
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.query_one("#serve-status", Label).update(Text(text, style="bold red" if error else ""))
+        """The status line; nothing once the panel is closed (a start goes on after Esc: it is detached)."""
+        with suppress(NoMatches):
+            self.query_one("#serve-status", Label).update(Text(text, style="bold red" if error else ""))
 
     # -- chatting ------------------------------------------------------------------------------
     def _ready_view(self) -> ServerView | None:
