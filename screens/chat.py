@@ -24,6 +24,7 @@ from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the engine, off the start-up path
+    from lorastudio.chat.endpoint import EndpointEngine
     from lorastudio.chat.engine import ChatEngine, Reply
 
 SETTINGS = ["temperature", "top_p", "min_p", "top_k", "max_new_tokens", "repetition_penalty"]
@@ -32,7 +33,9 @@ SETTINGS = ["temperature", "top_p", "min_p", "top_k", "max_new_tokens", "repetit
 
 @dataclass
 class EngineReady(Message):
-    engine: ChatEngine
+    engine: ChatEngine | EndpointEngine
+    side: EndpointEngine | None = None
+    """A served model that answers beside ``engine`` (side by side)."""
 
 
 @dataclass
@@ -77,10 +80,24 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         Binding("right_square_bracket", "select_reply(1)", "Later reply", show=False, id="chat.reply_later"),
     ]
 
-    def __init__(self, target: str, base_only: bool = False, save_to: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        base_only: bool = False,
+        save_to: str | None = None,
+        model: str | None = None,
+        key_env: str | None = None,
+        versus: tuple[str, str | None, str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.target = target
         self.base_only = base_only
+        self.model = model
+        self.key_env = key_env
+        """For an endpoint target (``http://HOST:PORT/v1``): the model to ask for, the API key's variable."""
+        self.versus = versus
+        """(URL, model, API key variable) of a served model to compare side by side with ``target``."""
+        self.side_engine: Any = None
         self.engine: Any = None
         self.sampling: Any = None
         self.system_prompt: str | None = None
@@ -146,15 +163,20 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
 
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_engine(self) -> None:
-        from lorastudio.chat.engine import engine_for
+        from lorastudio.chat.endpoint import EndpointEngine, is_endpoint, open_engine
         from lorastudio.models.sources import wait_for_imports
         from lorastudio.models.threads import share_cores
 
-        wait_for_imports()
-        share_cores()  # beside a training worker: see models/threads.py
-        engine = engine_for(self.target, base_only=self.base_only)
+        side = None
+        if self.versus is not None:  # the served side first: a refused endpoint is said before a long load
+            side = EndpointEngine(*self.versus)
+            side.load()
+        if not is_endpoint(self.target):
+            wait_for_imports()
+            share_cores()  # beside a training worker: see models/threads.py
+        engine = open_engine(self.target, self.base_only, self.model, self.key_env)
         engine.load(lambda f, m: self.post_message(LoadProgress(f, m)))
-        self.post_message(EngineReady(engine))
+        self.post_message(EngineReady(engine, side))
 
     def worker_failed(self, worker: Any, message: str) -> None:
         if worker.group == "chat-load":
@@ -170,6 +192,8 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
 
     def on_engine_ready(self, message: EngineReady) -> None:
         self.engine = message.engine
+        self.side_engine = message.side
+        self.compare = self.compare or self.side_engine is not None
         recipe = self.engine.recipe
         self.sampling = recipe.chat
         self.system_prompt = recipe.chat.system_prompt or recipe.data.system_prompt
@@ -196,13 +220,25 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         if self.engine is None:
             return
         mode = "tuned (adapter on)" if self.engine.has_adapter and self.engine.use_adapter else "base"
-        if self.compare and self.engine.has_adapter:
+        if self.model_name_of(self.engine):
+            mode = f"served {self.model_name_of(self.engine)}"
+        if self.compare and self.side_engine is not None:
+            mode = f"compare: {mode} | served {self.side_engine.model_name}"
+        elif self.compare and self.engine.has_adapter:
             mode = "compare: tuned | base"
         if self.engine.has_adapter and self.engine.adapter_dir.name != "adapter":
             mode += f" · {self.engine.adapter_dir.name}"  # chatting with a checkpoint, not the final adapter
         self.query_one("#chat-title", Label).update(
             f"Chat · {escape(self.engine.recipe.name)} · {escape(mode)}"
         )
+
+    @staticmethod
+    def model_name_of(engine: Any) -> str | None:
+        """The served model's name for an endpoint engine; None for a local one."""
+        return getattr(engine, "model_name", None)
+
+    def _side_by_side(self) -> bool:
+        return self.compare and (self.side_engine is not None or self.engine.has_adapter)
 
     # -- sending ------------------------------------------------------------------------------
     @on(Input.Submitted, "#chat-input")
@@ -218,19 +254,23 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         asked = {"role": "user", "content": text}
         self.turns.append(dict(asked))
-        if self.compare and self.engine.has_adapter:
+        if self._side_by_side():
             if self.side_history is None:  # the sides part here: both go on from the conversation so far
                 self.side_history = list(self.history)
-            tuned = ChatMessage("assistant", "tuned")
-            base = ChatMessage("base", "base")
+            served = self.side_engine is not None
+            use = self.engine.use_adapter and self.engine.has_adapter
+            tuned = ChatMessage("assistant", ("tuned" if use else "base") if served else "tuned")
+            base = ChatMessage("base", f"served {self.side_engine.model_name}" if served else "base")
             log.mount(Horizontal(tuned, base, classes="compare-row"))
             targets = [
-                (tuned, True, False, [*head, *self.history, asked]),
+                (tuned, use if served else True, False, [*head, *self.history, asked]),
                 (base, False, True, [*head, *self.side_history, asked]),
             ]
         else:
             use = self.engine.use_adapter and self.engine.has_adapter
-            bubble = ChatMessage("assistant" if use else "base", "tuned" if use else "base")
+            name = self.model_name_of(self.engine)
+            label = f"served {name}" if name else "tuned" if use else "base"
+            bubble = ChatMessage("assistant" if use or name else "base", label)
             log.mount(bubble)
             targets = [(bubble, use, False, [*head, *self.history, asked])]
         for bubble, _, _, context in targets:
@@ -250,7 +290,8 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
             for bubble, use_adapter, side, messages in targets:
                 if self.stop_event.is_set():
                     break
-                reply = self.engine.generate(
+                engine = self.side_engine if side and self.side_engine is not None else self.engine
+                reply = engine.generate(
                     messages,
                     self.sampling,
                     on_text=lambda t, b=bubble: self.post_message(Chunk(b, t)),
@@ -275,7 +316,10 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         if message.target in self.contexts:
             self.replies.append(message.target)
             self._select(message.target)
-        turn = {"role": "assistant", "content": reply.text, "model": "tuned" if reply.adapter else "base"}
+        served = self.side_engine if message.side and self.side_engine is not None else self.engine
+        name = self.model_name_of(served)
+        model = f"served {name}" if name else "tuned" if reply.adapter else "base"
+        turn = {"role": "assistant", "content": reply.text, "model": model}
         self.turns.append({**turn, "compare": True} if message.side else turn)
         # The exchange joins the conversation of the side that answered it, and only when there is an answer:
         # a reply stopped before its first word would leave two user turns in a row.
@@ -308,14 +352,16 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
                 self.load_engine()
             return
         if not self.engine.has_adapter:
-            self.notify("this chat has no adapter: it is the base model", severity="warning")
+            served = self.model_name_of(self.engine)
+            said = f"{served} is served as it is: no adapter to switch here" if served else None
+            self.notify(said or "this chat has no adapter: it is the base model", severity="warning")
             return
         self.engine.use_adapter = not self.engine.use_adapter
         self._update_title()
         self.notify("tuned model (adapter on)" if self.engine.use_adapter else "base model (adapter off)")
 
     def action_toggle_compare(self) -> None:
-        if self.engine is not None and not self.engine.has_adapter:
+        if self.engine is not None and not self.engine.has_adapter and self.side_engine is None:
             self.notify("compare needs a run with an adapter", severity="warning")
             return
         self.compare = not self.compare

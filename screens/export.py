@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,6 +22,7 @@ from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the start-up path
+    from lorastudio.app import StudioApp
     from lorastudio.export.exporter import ExportResult
 
 FORMATS = ("adapter", "merged", "gguf")
@@ -59,6 +60,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
 
     BINDINGS = [
         Binding("ctrl+e", "start", "Export", id="export.start", priority=True),
+        Binding("f6", "serve", "Serve", id="export.serve"),
         Binding("escape", "back", "Back", id="export.back"),
     ]
 
@@ -239,6 +241,14 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         label = self.query_one("#export-result", Label)
         label.update(escape(message))
         label.add_class("error")
+
+    def action_serve(self) -> None:
+        """The Serve panel on what was just exported (a merged model, a GGUF), else on the run itself."""
+        if self.exporting:
+            self.notify("the export is still running; serve it once it is written", severity="warning")
+            return
+        exported = self.result is not None and self.result.format != "adapter"
+        cast("StudioApp", self.app).open_serve(str(self.result.out if exported else self.run_dir))
 
     def action_back(self) -> None:
         if self.exporting:

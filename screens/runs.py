@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import events, on, work
@@ -17,6 +17,9 @@ from textual.widgets import DataTable, Footer, Label, Static
 
 from lorastudio.train.runs import RunSummary
 from lorastudio.widgets.title_header import TitleHeader
+
+if TYPE_CHECKING:
+    from lorastudio.app import StudioApp
 
 REFRESH_S = 0.5
 """How often the list is read again; with the summary cache a tick costs a stat per unchanged run."""
@@ -117,6 +120,7 @@ class RunsScreen(Screen[None]):
         Binding("s", "stop", "Stop", id="runs.stop"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("x", "export", "Export", id="runs.export"),
+        Binding("p", "serve", "Serve", id="runs.serve"),
         Binding("D,delete", "delete", "Delete", id="runs.delete"),
         Binding("n", "note", "Note", id="runs.note"),
         Binding("o", "sort", "Sort", id="runs.sort"),
@@ -658,6 +662,11 @@ class RunsScreen(Screen[None]):
             from lorastudio.screens.export import ExportScreen
 
             self.app.push_screen(ExportScreen(run.path))
+
+    def action_serve(self) -> None:
+        run = self._current()
+        if run is not None:
+            cast("StudioApp", self.app).open_serve(str(run.path))
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -57,8 +57,11 @@ class StudioApp(App[None]):
         chat: str | None = None,
         chat_base: bool = False,
         save_to: str | None = None,
+        chat_endpoint: tuple[str | None, str | None] = (None, None),
     ) -> None:
         super().__init__()
+        self._chat_endpoint = chat_endpoint
+        """(model, API key variable) for a chat target that is an endpoint's URL."""
         self._attach_run = attach  # not _attach: Textual's MessagePump has a method of that name
         self._chat = chat
         self._chat_base = chat_base
@@ -80,7 +83,12 @@ class StudioApp(App[None]):
         elif self._chat is not None:
             from lorastudio.screens.chat import ChatScreen
 
-            self.push_screen(ChatScreen(self._chat, base_only=self._chat_base, save_to=self._save_to))
+            model, key_env = self._chat_endpoint
+            self.push_screen(
+                ChatScreen(
+                    self._chat, base_only=self._chat_base, save_to=self._save_to, model=model, key_env=key_env
+                )
+            )
 
     async def on_event(self, event: events.Event) -> None:
         if not isinstance(event, events.Key) or event.is_forwarded:
@@ -125,6 +133,23 @@ class StudioApp(App[None]):
 
         if not isinstance(self.screen, RunsScreen):
             self.push_screen(RunsScreen())
+
+    def open_serve(self, target: str | None = None) -> None:
+        """The Serve panel, to start ``target`` (a run's path, an export folder) or to watch the servers."""
+        from lorastudio.screens.serve import ServeScreen
+
+        self.push_screen(ServeScreen(target))
+
+    def open_chat(
+        self,
+        target: str,
+        model: str | None = None,
+        versus: tuple[str, str | None, str | None] | None = None,
+    ) -> None:
+        """The Chat screen on ``target`` (an endpoint's URL with ``model``), beside a served one (``versus``)."""
+        from lorastudio.screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(target, model=model, versus=versus))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers (screens hear theirs: see ``screens/worker_failures.py``)."""
@@ -297,9 +322,16 @@ def run_abandoning(app: App[Any], **run_options: Any) -> bool:
 
 
 def run_app(
-    attach: Path | None = None, chat: str | None = None, chat_base: bool = False, save_to: str | None = None
+    attach: Path | None = None,
+    chat: str | None = None,
+    chat_base: bool = False,
+    save_to: str | None = None,
+    chat_endpoint: tuple[str | None, str | None] = (None, None),
 ) -> None:
-    abandoned = run_abandoning(StudioApp(attach=attach, chat=chat, chat_base=chat_base, save_to=save_to))
+    app = StudioApp(
+        attach=attach, chat=chat, chat_base=chat_base, save_to=save_to, chat_endpoint=chat_endpoint
+    )
+    abandoned = run_abandoning(app)
     from lorastudio.train.live import live_runs, reattach_message
 
     message = reattach_message(live_runs())  # after the TUI is gone, so it stays on the terminal

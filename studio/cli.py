@@ -814,8 +814,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 # -- chat -----------------------------------------------------------------------------------------
 def cmd_chat(args: argparse.Namespace) -> int:
-    from lorastudio.chat.engine import engine_for, reply_json, with_overrides
+    from lorastudio.chat.endpoint import is_endpoint, open_engine
+    from lorastudio.chat.engine import reply_json, with_overrides
 
+    if args.target and args.target.startswith("serve:"):  # a server studio started: its endpoint
+        from lorastudio.serve.server import served_target
+
+        args.target, args.model = served_target(args.target, args.model)
     prompts = _read_prompts(args.prompts) if args.prompts else None
     interactive = args.prompt is None and prompts is None
     if interactive and args.mark:
@@ -832,11 +837,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
             "the Chat screen",
             "without one use --prompt TEXT or --prompts FILE (--mark good|bad saves the replies as feedback)",
         )
+        if args.model or args.api_key_env or is_endpoint(args.target):
+            open_engine(args.target, args.base, args.model, args.api_key_env)  # a bad flag: refused here
         run_app(
-            chat="latest" if args.target is None else args.target, chat_base=args.base, save_to=args.save_to
+            chat="latest" if args.target is None else args.target,
+            chat_base=args.base,
+            save_to=args.save_to,
+            chat_endpoint=(args.model, args.api_key_env),
         )
         return 0
-    engine = engine_for(args.target, base_only=args.base)
+    engine = open_engine(args.target, args.base, args.model, args.api_key_env)
     if engine.source:  # which run and checkpoint `latest`, RUN@latest or RUN@best took
         print(f"chat: {engine.source}", file=sys.stderr)
     engine.load(None if args.json else _progress_printer("loading"))
@@ -874,11 +884,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not args.json:
             print(
                 f"[{reply.tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
-                f"{(reply.first_token_s or 0) * 1000:.0f} ms, {'tuned' if reply.adapter else 'base'}, "
+                f"{(reply.first_token_s or 0) * 1000:.0f} ms, {_reply_model(engine, reply.adapter)}, "
                 f"{reply.finish_reason}]",
                 file=sys.stderr,
             )
     return 0
+
+
+def _reply_model(engine: Any, adapter: bool) -> str:
+    """Which model answered, for the stats line: a served one by its name, else tuned or base."""
+    name = getattr(engine, "model_name", None)
+    return f"served {name}" if name else "tuned" if adapter else "base"
 
 
 def _feedback_log(args: argparse.Namespace) -> Any:
@@ -1202,9 +1218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         nargs="?",
-        help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), or a model folder "
+        help="run name or path (NAME@best, NAME@latest or NAME@checkpoint-N for a checkpoint), a model folder, "
+        "an OpenAI-compatible endpoint http://HOST:PORT/v1, or serve:ID for a server studio started "
         "(default: latest run)",
     )
+    p.add_argument("--model", help="with an endpoint: the model name to ask for (default: its only one)")
+    p.add_argument("--api-key-env", metavar="VAR", help="with an endpoint: the API key is in variable VAR")
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
     p.add_argument(

@@ -42,7 +42,8 @@ INSTRUCTIONS = (
     "studio fine-tunes open LLMs with (Q)LoRA. list_recipes shows what can be trained; preview shows which tokens "
     "a recipe trains; start_run starts a detached run and returns its name; poll run_status until its status is "
     "done, failed, stopped or died; chat talks to the tuned model; export writes an adapter, a merged model or "
-    "a GGUF. Overrides are dotted recipe fields, e.g. train.max_steps=20."
+    "a GGUF; start_server puts a run behind an OpenAI-compatible endpoint (list_servers, stop_server). "
+    "Overrides are dotted recipe fields, e.g. train.max_steps=20."
 )
 
 NO_SAMPLES = "no samples recorded"
@@ -386,6 +387,58 @@ def export(
     return run_export(request).to_json()
 
 
+# -- model servers (studio serve) ------------------------------------------------------------------
+def _server_json(path: Path, info: Any, status: str) -> dict[str, Any]:
+    record = info.model_dump(mode="json", exclude={"command", "pid_started", "format"})
+    return {**record, "status": status, "dir": str(path)}
+
+
+def start_server(
+    target: Annotated[
+        str,
+        Field(
+            description="a run (NAME, NAME@best, NAME@checkpoint-N), an export folder, a model folder or a .gguf"
+        ),
+    ],
+    port: Annotated[int, Field(ge=1, le=65535, description="the port to bind on 127.0.0.1")] = 8000,
+    engine: Annotated[
+        Literal["auto", "vllm", "llamacpp", "transformers"],
+        Field(description="the serving engine (auto: llama.cpp for a GGUF, vLLM on CUDA, else transformers)"),
+    ] = "auto",
+) -> dict[str, Any]:
+    """Serve a target on 127.0.0.1 behind an OpenAI-compatible endpoint, detached (as `studio serve`); returns once
+    it answers, with its id (for stop_server), URL and model names."""
+    from lorastudio.serve.server import start_server as start
+
+    started = start(target, "127.0.0.1", port, engine)
+    return _server_json(started.path, started.info, "ready")
+
+
+def list_servers() -> list[dict[str, Any]]:
+    """Every server studio started, newest first: id, status (starting, ready, stopped, failed, died), engine,
+    URL, model names, target."""
+    from lorastudio.serve.servedir import list_servers as servers
+
+    return [
+        _server_json(path, info, status)
+        if info is not None
+        else {"id": path.name, "status": "damaged", "problem": status}
+        for path, info, status in servers()
+    ]
+
+
+def stop_server(
+    id: Annotated[str, Field(description="a server's id (see list_servers), or a unique prefix")],
+) -> dict[str, Any]:
+    """Stop a server (only a process proven to be that server is signalled); says whether it was running."""
+    from lorastudio.serve.server import find_server
+    from lorastudio.serve.server import stop_server as stop
+
+    path = find_server(id)
+    info, live = stop(path)
+    return {**_server_json(path, info, info.status), "was_running": live}
+
+
 # -- the server -------------------------------------------------------------------------------------
 Tool = Callable[..., Any]
 
@@ -400,9 +453,19 @@ READ_ONLY_TOOLS: tuple[Tool, ...] = (
     compare_sweep,
     samples,
     chat,
+    list_servers,
 )
 """Tools that change nothing: they read recipes and run directories (chat loads a model, writes nothing)."""
-CHANGING_TOOLS: tuple[Tool, ...] = (start_run, stop_run, resume_run, export, start_sweep, stop_sweep)
+CHANGING_TOOLS: tuple[Tool, ...] = (
+    start_run,
+    stop_run,
+    resume_run,
+    export,
+    start_sweep,
+    stop_sweep,
+    start_server,
+    stop_server,
+)
 """Tools that start, stop or write something; left out with ``--read-only``."""
 
 
@@ -443,7 +506,9 @@ def build_server(read_only: bool = False) -> Any:
             server.add_tool(
                 tool_errors(fn),
                 annotations=ToolAnnotations(
-                    read_only_hint=False, destructive_hint=fn in (stop_run, stop_sweep), open_world_hint=False
+                    read_only_hint=False,
+                    destructive_hint=fn in (stop_run, stop_sweep, stop_server),
+                    open_world_hint=False,
                 ),
             )
     return server

@@ -196,6 +196,7 @@ def engine_command(
     binary = llama_server_binary()
     if binary is not None:
         cmd = [binary, "-m", str(target.gguf), "--host", host, "--port", str(port), "--alias", target.name]
+        cmd.append("--metrics")  # its /metrics page: the Serve panel's tokens per second (figures.py)
         return cmd, "LLAMA_API_KEY", (target.name,)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(target.gguf)]
     cmd += ["--host", host, "--port", str(port), "--model_alias", target.name]

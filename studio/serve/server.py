@@ -252,6 +252,22 @@ def find_server(name: str) -> Path:
     )
 
 
+SERVED_PREFIX = "serve:"
+"""A chat target ``serve:ID`` names a server studio started (``studio serve list`` shows the ids)."""
+
+
+def served_target(target: str, model: str | None = None) -> tuple[str, str | None]:
+    """(URL, model name) of ``serve:ID``: a running server's endpoint and its first model (unless ``model``)."""
+    from lorastudio.serve.servedir import live_status
+
+    path = find_server(target.removeprefix(SERVED_PREFIX))
+    info = read_info(path)
+    status = live_status(path, info)
+    if status not in ("starting", "ready"):
+        raise StudioError(f"{target}: the server is {status}; start it again with studio serve {info.target}")
+    return info.url, model or (info.models[0] if info.models else None)
+
+
 def stop_server(path: Path) -> tuple[ServeInfo, bool]:
     """(the record, whether a live server was stopped). Only a process proven to be this server is signalled."""
     info = read_info(path)
