@@ -14,7 +14,7 @@ from lorastudio.data.prepare import prepare
 def main() -> None:
     recipe = registry.load("tiny-pirate")
     prepared = prepare(recipe)
-    rows = prepared.rows.rows * 40
+    rows = list(prepared.rows.rows) * 40  # a RowTable is a Sequence: no `*`
     start = time.perf_counter()
     for row in rows:
         prepared.encoder.encode_row(row)

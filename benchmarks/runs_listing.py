@@ -149,6 +149,7 @@ async def screen_figures(live: Path) -> tuple[float, float, float]:
         start, cpu = time.perf_counter(), time.process_time()
         await app.push_screen(RunsScreen())
         screen = app.screen
+        assert isinstance(screen, RunsScreen)
         while not screen.loaded:
             await asyncio.sleep(0.005)
         painted, painted_cpu = time.perf_counter() - start, time.process_time() - cpu

@@ -24,7 +24,7 @@ from lorastudio.train.events import load_samples  # noqa: E402
 def report(label: str, overrides: list[str]) -> None:
     run_dir = train(overrides)
     rounds = load_samples(run_dir)
-    spent = sum(r.seconds for r in rounds)
+    spent = sum(r.seconds or 0.0 for r in rounds)  # a round without its time counts none, as RunState does
     per_round = ", ".join(f"step {r.step} ({r.at}) {r.seconds:.1f} s" for r in rounds) or "none"
     print(
         f"{label}: rounds={len(rounds)} prompts={len(rounds[0].prompts) if rounds else 0} "

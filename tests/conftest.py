@@ -8,9 +8,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.pilot import Pilot
+    from textual.screen import Screen
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +59,7 @@ def _tiny_machine_copy() -> Path:
 
     digest = hashlib.sha256()
     for module in (tiny, tinydata, templates):
+        assert module.__file__ is not None  # a module loaded from a file has one
         digest.update(Path(module.__file__).read_bytes())
     for library in ("torch", "transformers", "tokenizers"):
         digest.update(version(library).encode())
@@ -202,6 +208,20 @@ def _end_stand_ins() -> Any:
         proc = _stand_ins.pop()
         proc.kill()
         proc.wait()
+
+
+ScreenT = TypeVar("ScreenT", bound="Screen[Any]")
+
+
+def screen_of(source: App[Any] | Pilot[Any], kind: type[ScreenT]) -> ScreenT:
+    """The active screen of an app (or of a Pilot's app), checked to be a ``kind``: the test then reads that
+    screen's own attributes, typed (``app.screen`` alone is a plain ``Screen``)."""
+    from textual.pilot import Pilot
+
+    app = source.app if isinstance(source, Pilot) else source
+    screen = app.screen
+    assert isinstance(screen, kind), f"expected a {kind.__name__}, the screen is {screen!r}"
+    return screen
 
 
 async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 60.0) -> None:

@@ -222,7 +222,7 @@ async def test_the_header_title_follows_the_app_and_survives_losing_its_children
         header = app.screen.query_one(TitleHeader)
         app.title = "first title"
         await pilot.pause()
-        assert "first title" in str(header.query_one("HeaderTitle", Label | Static).render())
+        assert "first title" in str(header.query_one("HeaderTitle", Static).render())
         await header.query_one("HeaderTitle").remove()
         app.title = "second title"  # its watcher now finds no HeaderTitle
         await pilot.pause()

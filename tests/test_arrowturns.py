@@ -64,7 +64,7 @@ def test_chat_rows(system: str | None, start: int) -> None:
 
 
 def test_sharegpt_roles_and_a_tools_column() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "tools": None},
         {
             "conversations": [{"from": "human", "value": "q"}, {"from": "chatgpt", "value": "a"}],

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import screen_of, wait_until
 from conftest import send_burst as burst
-from conftest import wait_until
 from test_tui import text_of, write_recorded_run
 
 from lorastudio.app import StudioApp
@@ -30,6 +30,7 @@ async def test_enter_enter_burst_opens_one_preview_with_its_stats(
     (FileExistsError / FileNotFoundError toasts, an empty stats pane): the second Enter belongs to the
     Preview the first one opened, where it does nothing."""
     from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.screens.recipes import RecipesScreen
     from lorastudio.widgets.stats_panel import StatsPanel
 
     user = tmp_path / "config" / "studio" / "recipes"
@@ -40,11 +41,11 @@ async def test_enter_enter_burst_opens_one_preview_with_its_stats(
     )
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        recipes = app.screen
+        recipes = screen_of(app, RecipesScreen)
         await wait_until(pilot, lambda: recipes.entries)
         burst(app, "slash", *"tiny-var3", "enter", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen) and app.screen.loaded)
-        preview = app.screen
+        preview = screen_of(app, PreviewScreen)
         panel = preview.query_one(StatsPanel)
         await wait_until(pilot, lambda: "computing" not in text_of(panel) and "used" in text_of(panel))
         await pilot.pause(0.3)
@@ -68,7 +69,7 @@ async def test_fast_p_p_leaves_the_charts_and_their_footer(
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await app.push_screen(MonitorScreen(run))
-        screen = app.screen
+        screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None)
         burst(app, "p", "p")
         await pilot.pause(0.5)  # both keys acted (the second one's effect is a state the first one left)

@@ -9,15 +9,18 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import STUDIO_BIN, wait_until
+from conftest import STUDIO_BIN, screen_of, wait_until
 
 from lorastudio import registry
 from lorastudio.app import StudioApp
 from lorastudio.chat.feedback import DEFAULT_NAME, conversation_problem, default_path, pairs_path
 from lorastudio.train import runs
+
+if TYPE_CHECKING:
+    from lorastudio.screens.chat import ChatScreen
 
 SIZES = [(80, 24), (120, 40)]
 SIDE_RUN = "tiny-pirate-20261207-120000"
@@ -125,12 +128,12 @@ async def _ask(pilot: Any, screen: Any, question: str) -> None:
     await wait_until(pilot, lambda: not screen.generating and screen.replies and screen.replies[-1].stats)
 
 
-async def _open_chat(pilot: Any, app: StudioApp) -> Any:
+async def _open_chat(pilot: Any, app: StudioApp) -> ChatScreen:
     from lorastudio.chat.engine import with_overrides
     from lorastudio.screens.chat import ChatScreen
 
     await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.engine is not None)
-    screen = app.screen
+    screen = screen_of(app, ChatScreen)
     screen.sampling = with_overrides(screen.sampling, greedy=True, max_new_tokens=12)
     return screen
 
@@ -139,6 +142,7 @@ async def test_each_side_keeps_its_conversation_and_feedback_rows_are_conversati
     from textual.widgets import Input, TextArea
 
     from lorastudio.screens.edit_reply import EditReplyScreen
+    from lorastudio.widgets.chat_message import ChatMessage
 
     app = StudioApp(chat=str(side_run))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -179,7 +183,7 @@ async def test_each_side_keeps_its_conversation_and_feedback_rows_are_conversati
         app.screen.query_one(TextArea).text = "Arr, the cow says moo, matey!"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: app.screen is screen)
-        edited = screen.query("ChatMessage").last()
+        edited = screen.query(ChatMessage).last()
         assert edited.label == "edited (better answer)" and edited.parent is screen.query_one("#chat-log")
         # off again: the conversation goes on as the tuned side had it
         await pilot.press("ctrl+o")
@@ -228,7 +232,7 @@ async def test_each_side_keeps_its_conversation_and_feedback_rows_are_conversati
 
 # -- the side-by-side layout ---------------------------------------------------------------------------
 async def test_side_by_side_rows_keep_their_height_and_end_goes_to_the_bottom(side_run: Path) -> None:
-    from textual.containers import Horizontal
+    from textual.containers import Horizontal, VerticalScroll
 
     app = StudioApp(chat=str(side_run))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -236,7 +240,7 @@ async def test_side_by_side_rows_keep_their_height_and_end_goes_to_the_bottom(si
         await pilot.press("ctrl+o")
         for prompt in PROMPTS:
             await _ask(pilot, screen, prompt)
-        log = screen.query_one("#chat-log")
+        log = screen.query_one("#chat-log", VerticalScroll)
         await pilot.pause()
 
         def rows_fit() -> None:
@@ -265,7 +269,9 @@ async def test_side_by_side_rows_keep_their_height_and_end_goes_to_the_bottom(si
 
 def _steady_stats(app: StudioApp) -> None:
     """The replies' speed figures vary from run to run: the snapshot shows fixed ones, token counts kept."""
-    for bubble in app.screen.replies:
+    from lorastudio.screens.chat import ChatScreen
+
+    for bubble in screen_of(app, ChatScreen).replies:
         bubble.finish(
             re.sub(r"[\d.]+ tok/s · first token \d+ ms", "9.9 tok/s · first token 99 ms", bubble.stats)
         )
@@ -336,7 +342,10 @@ async def test_runs_chat_on_the_final_adapter_writes_the_runs_feedback(side_run:
         await wait_until(pilot, lambda: getattr(app.screen, "runs", None))
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CheckpointPicker))
-        assert [c.label for c in app.screen.choices] == ["adapter (final)", "checkpoint-2"]
+        assert [c.label for c in screen_of(app, CheckpointPicker).choices] == [
+            "adapter (final)",
+            "checkpoint-2",
+        ]
         await pilot.press("enter")
         screen = await _open_chat(pilot, app)
         assert screen.target == str(side_run / "adapter")
@@ -367,8 +376,9 @@ async def test_chat_from_a_checkpoint_or_the_monitor_feeds_back_to_the_run(
             await pilot.press("c", "down", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))
         expected = side_run / "checkpoints" / "checkpoint-2" if entry == "checkpoint" else side_run
-        assert app.screen.target == str(expected)
-        assert app.screen.feedback.path == side_run / DEFAULT_NAME
+        screen = screen_of(app, ChatScreen)
+        assert screen.target == str(expected)
+        assert screen.feedback.path == side_run / DEFAULT_NAME
 
 
 def test_cli_chat_on_the_adapter_marks_into_the_run_and_prints_no_kernel_chatter(side_run: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import screen_of
 
 from lorastudio.data.encode import IGNORE_INDEX, Encoder
 from lorastudio.data.tokenview import pieces
@@ -154,7 +155,7 @@ async def test_preview_screen_of_smollm2_pirate_masks_the_system_prompt(smollm2_
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(registry.load("smollm2-pirate")))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         for _ in range(600):
             if screen.loaded and screen.query_one(TokenView).items:
                 break

@@ -353,7 +353,7 @@ def test_mcp_answers_are_strict_json(root: Path) -> None:
         ("samples", {"run": a.name}),
         ("samples", {"run": MIDDLE}),
     ]
-    requests = [
+    requests: list[dict[str, Any]] = [
         {
             "jsonrpc": "2.0",
             "id": 0,
@@ -365,7 +365,8 @@ def test_mcp_answers_are_strict_json(root: Path) -> None:
             },
         },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
-    ] + [
+    ]
+    requests += [
         {
             "jsonrpc": "2.0",
             "id": i + 1,

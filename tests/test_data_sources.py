@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,7 +130,7 @@ def test_csv_extra_field_row_is_named(tmp_path: Path) -> None:
 
 
 def test_mixed_types_still_load(tmp_path: Path) -> None:
-    rows = [{"text": "a", "id": 1}, {"text": "b", "id": "two"}]
+    rows: list[dict[str, Any]] = [{"text": "a", "id": 1}, {"text": "b", "id": "two"}]
     loaded = load_rows(DataSection(source=str(_jsonl(tmp_path / "mixed.jsonl", rows))))
     assert list(loaded.rows) == rows
 
@@ -151,10 +152,12 @@ def test_head_rows_read_the_start_of_a_big_file_only(tmp_path: Path) -> None:
     assert head.columns == ["instruction", "context", "response"] and head.origin == str(data)
     with pytest.raises(DataError, match=r"big\.jsonl: line 151 is not valid JSON"):
         load_rows(DataSection(source=str(data)))
-    assert len(head_rows(DataSection(source=str(data), limit=4)).rows) == 4
+    first_four = head_rows(DataSection(source=str(data), limit=4))
+    assert first_four is not None and len(first_four.rows) == 4
     csv_file = tmp_path / "excel.csv"
     csv_file.write_text("\ufeffConcept,Description\nsail,Arr\nmast,Aye\n", encoding="utf-8")
-    assert head_rows(DataSection(source=str(csv_file))).rows[1] == {"Concept": "mast", "Description": "Aye"}
+    excel = head_rows(DataSection(source=str(csv_file)))
+    assert excel is not None and excel.rows[1] == {"Concept": "mast", "Description": "Aye"}
     parquet = tmp_path / "x.parquet"
     parquet.write_bytes(b"PAR1")
     assert (
@@ -177,6 +180,7 @@ def test_preview_head_encodes_the_first_sample_as_the_whole_file_does(tmp_path: 
     )
     recipe = Recipe.model_validate({"name": "h", "model": {"name": "tiny"}, "data": {"source": str(data)}})
     head = prepare_head(recipe)
+    assert head is not None
     whole = prepare(recipe, tokenizer=head.tokenizer)
     assert len(head.rows.rows) < len(whole.rows.rows) == 300
     assert head.encoder.format == whole.encoder.format == "dolly"
@@ -208,7 +212,8 @@ def test_gzip_compressed_files_load_like_plain_ones(tmp_path: Path) -> None:
         assert loaded.columns == ["instruction", "response"]
     head = head_rows(DataSection(source=str(jsonl)), count=2)  # the Preview's fast first lines, decompressed
     assert head is not None and list(head.rows) == rows[:2]
-    assert list(head_rows(DataSection(source=str(table)), count=3).rows) == rows[:3]
+    table_head = head_rows(DataSection(source=str(table)), count=3)
+    assert table_head is not None and list(table_head.rows) == rows[:3]
     shards = tmp_path / "shards"
     shards.mkdir()
     _gzip(shards / "part-0.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows[:2]))

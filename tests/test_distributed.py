@@ -25,7 +25,7 @@ from lorastudio.models.estimate import estimate_vram_gb
 from lorastudio.train import launch, runs
 from lorastudio.train.backend import Hardware, choose_backend
 from lorastudio.train.distributed import NullWriter, placement
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.events import EVENTS_FILE, StatusEvent, read_all
 
 LOSS_TOLERANCE = 1e-4
 """Largest per-step |loss(2 processes x batch 4) - loss(1 process x batch 8)| allowed. Measured: 2.9e-6 at worst
@@ -104,7 +104,8 @@ def test_placement_and_root_cause() -> None:
     assert placement({}).is_main and not placement({}).distributed
     second = placement({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
     assert second.distributed and not second.is_main
-    assert NullWriter().status("done").status == "done"
+    done = NullWriter().status("done")
+    assert isinstance(done, StatusEvent) and done.status == "done"
     log = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
 lorastudio.worker FAILED
@@ -139,7 +140,8 @@ Root Cause (first observed failure):
         "training process rank 1 (pid 4242) was killed by SIGKILL; the launcher stopped the others"
     )
     assert launch.root_cause("nothing here") is None
-    assert launch.root_cause(log.replace("-9 (pid: 4242)", "1 (pid: 4242)")).startswith(
+    cause = launch.root_cause(log.replace("-9 (pid: 4242)", "1 (pid: 4242)"))
+    assert cause is not None and cause.startswith(
         "training process rank 1 (pid 4242) exited with code 1"
     )  # the root cause, not the echo of SIGTERM
 

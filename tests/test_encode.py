@@ -12,7 +12,7 @@ import pytest
 from lorastudio.data.encode import IGNORE_INDEX, Encoder, encode_all, make_encoder, pack
 from lorastudio.data.fastencode import compute_stats
 from lorastudio.data.formats import SkipRow
-from lorastudio.data.sources import load_rows
+from lorastudio.data.sources import RowTable, load_rows
 from lorastudio.errors import DataError, TemplateError
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import DataSection, Recipe
@@ -24,7 +24,7 @@ def recipe(source: Path | str, fmt: str = "auto", template: str = "tokenizer", *
     return Recipe.model_validate({"name": "t", "model": model, "data": data, **sections})
 
 
-def encoder_for(tok, rec: Recipe) -> tuple[Encoder, list[dict]]:
+def encoder_for(tok, rec: Recipe) -> tuple[Encoder, RowTable]:
     rows = load_rows(rec.data)
     return make_encoder(tok, rec, rows.columns, rows.rows[:20], rows.origin), rows.rows
 
@@ -41,7 +41,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 # -- formats, in the real schemas of the data sets the built-in recipes name ------------------------
-FORMAT_CASES = {
+FORMAT_CASES: dict[str, list[dict[str, Any]]] = {
     "alpaca": [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}],
     "dolly": [
         {
@@ -214,7 +214,7 @@ def test_oracle_llama31_marker_masking(tmp_path: Path, tiny_tokenizer) -> None:
     tokens = tiny_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     assert tokens["input_ids"] == ours.input_ids
     # Independent oracle: train from the end of each response marker to the start of the next instruction marker.
-    trained_chars = set()
+    trained_chars: set[int] = set()
     position = 0
     while (start := text.find(response, position)) >= 0:
         begin = start + len(response)
@@ -309,7 +309,7 @@ def test_missing_columns_name_both_lists(tmp_path: Path, tiny_tokenizer) -> None
 
 
 def test_bad_rows_are_skipped_and_counted(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
         {"messages": [{"role": "user", "content": "no reply"}]},
         {"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]},

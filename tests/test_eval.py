@@ -91,6 +91,7 @@ def test_eval_loss_events_and_best_checkpoint(trained_run: Path) -> None:
 
 def test_best_checkpoint_is_a_chat_target(trained_run: Path) -> None:
     best = summarise(trained_run).best_checkpoint
+    assert best is not None
     assert resolve_adapter(trained_run, "best") == trained_run / best
     assert resolve_adapter(trained_run, None) == trained_run / "adapter"
     assert resolve_adapter(trained_run, "40") == trained_run / "checkpoints" / "checkpoint-40"

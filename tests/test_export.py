@@ -153,6 +153,7 @@ def test_adapter_export_holds_adapter_tokenizer_template_and_card(
     model = AutoPeftModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     assert (logits(model, ids) - tuned_logits).abs().max().item() < 1e-5
     assert engine_for(str(out)).has_adapter
+    assert result.estimated_bytes is not None
     assert abs(result.estimated_bytes - result.measured_bytes) / result.measured_bytes < 0.25
 
 

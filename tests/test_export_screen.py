@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import screen_of, wait_until
 from test_tui import SIZES, text_of, write_recorded_run
 
 from lorastudio.app import StudioApp
@@ -43,18 +43,19 @@ def lora_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path) 
 
 
 async def test_runs_x_opens_export_and_a_gguf_export_runs_by_keys(lora_run: Path) -> None:
-    from textual.widgets import Select
+    from textual.widgets import DataTable, Select
 
     from lorastudio.screens.export import ExportScreen
+    from lorastudio.screens.recipes import RecipesScreen
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: pilot.app.screen.entries)
+        await wait_until(pilot, lambda: screen_of(pilot, RecipesScreen).entries)
         await pilot.press("ctrl+r")
         await wait_until(
             pilot,
             lambda: (
-                pilot.app.screen.query("DataTable") and pilot.app.screen.query_one("DataTable").row_count == 1
+                pilot.app.screen.query(DataTable) and pilot.app.screen.query_one(DataTable).row_count == 1
             ),
         )
         await pilot.press("x")
@@ -84,13 +85,15 @@ async def test_runs_x_opens_export_and_a_gguf_export_runs_by_keys(lora_run: Path
 
 async def test_finished_monitor_x_opens_export(lora_run: Path) -> None:
     from lorastudio.screens.export import ExportScreen
+    from lorastudio.screens.monitor import MonitorScreen
 
     app = StudioApp(attach=lora_run)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(
             pilot,
             lambda: (
-                getattr(pilot.app.screen, "snapshot", None) is not None
+                isinstance(pilot.app.screen, MonitorScreen)
+                and pilot.app.screen.snapshot is not None
                 and pilot.app.screen.snapshot.state.finished
             ),
         )

@@ -41,7 +41,7 @@ REASONING = [
     {"role": "user", "content": "Und geteilt durch 7, gerundet?"},
     {"role": "assistant", "content": "<think>\n391 / 7 ≈ 55,86, also 56.\n</think>\n\nGerundet 56."},
 ]
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
@@ -55,7 +55,7 @@ TOOLS = [
         },
     }
 ]
-TOOL_CALLS = [
+TOOL_CALLS: list[dict[str, Any]] = [
     SYSTEM,
     {"role": "user", "content": "Wie ist das Wetter in Zürich?"},
     {

@@ -128,7 +128,8 @@ def test_memory_estimate_reads_the_converted_config(
         recipe = registry.load("smollm2-pirate", [f"model.name={name}"])
         config = find_model_config(recipe)
         assert config is not None and config["hidden_size"] == 576 and config["num_hidden_layers"] == 30
-        assert estimate_memory(recipe, gpu=False).source == "config.json"
+        estimate = estimate_memory(recipe, gpu=False)
+        assert estimate is not None and estimate.source == "config.json"
     copy = tmp_path / "copy.gguf"
     copy.write_bytes(smollm2_gguf.read_bytes()[:4096])
     assert gguf.converted_folder(copy) is None

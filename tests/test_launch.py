@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from conftest import screen_of, wait_until
 from conftest import send_burst as burst
-from conftest import wait_until
 from test_tui import screen_text
 
 from lorastudio import registry
@@ -15,12 +16,16 @@ from lorastudio.app import StudioApp
 from lorastudio.models.estimate import estimate_memory
 from lorastudio.screens.launch_fields import BY_PATH, diff, parse_value, validate
 
+if TYPE_CHECKING:
+    from lorastudio.recipe import Recipe
+    from lorastudio.screens.launch import LaunchScreen
+
 SIZES = [(80, 24), (120, 40)]
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    calls: list[object] = []
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Recipe]:
+    calls: list[Recipe] = []
     from textual.screen import Screen
 
     import lorastudio.screens.monitor as monitor
@@ -61,6 +66,7 @@ def test_fields_parse_and_validate() -> None:
     assert "greater than or equal to 1" in errors["train.batch_size"]
     data["train"]["batch_size"] = 4
     recipe, errors = validate(data)
+    assert recipe is not None
     assert (
         errors == {} and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.max_steps is None
     )
@@ -77,9 +83,9 @@ def test_memory_estimate_follows_the_architecture() -> None:
     assert est is not None and est.source == "config.json"
     from lorastudio.models.estimate import find_model_config
 
-    vocab = find_model_config(recipe)[
-        "vocab_size"
-    ]  # 640 before the tiny model is built, its tokenizer's after
+    config = find_model_config(recipe)
+    assert config is not None
+    vocab = config["vocab_size"]  # 640 before the tiny model is built, its tokenizer's after
     # tied embeddings + 4 blocks (q,o 128x128; k,v 128x64; gate,up,down 128x384; 2 norms) + final norm
     assert est.params == vocab * 128 + 4 * (2 * 128 * 128 + 2 * 128 * 64 + 3 * 128 * 384 + 2 * 128) + 128
     # LoRA r=16 on the 7 projections: q,o (128x128), k,v (128x64), gate,up (128x384), down (384x128)
@@ -90,15 +96,14 @@ def test_memory_estimate_follows_the_architecture() -> None:
         gpu=True,
         gradient_checkpointing=False,
     )
-    assert four_bit.weights < est.weights / 2.5
+    assert four_bit is not None and four_bit.weights < est.weights / 2.5
     checkpointed = estimate_memory(recipe, gpu=True, gradient_checkpointing=True)
-    assert checkpointed.activations < est.activations
+    assert checkpointed is not None and checkpointed.activations < est.activations
     bigger = recipe.model_copy(update={"train": recipe.train.model_copy(update={"batch_size": 16})})
-    assert estimate_memory(bigger, gpu=True, gradient_checkpointing=False).activations == pytest.approx(
-        2 * est.activations
-    )
+    bigger_est = estimate_memory(bigger, gpu=True, gradient_checkpointing=False)
+    assert bigger_est is not None and bigger_est.activations == pytest.approx(2 * est.activations)
     cpu = estimate_memory(recipe, gpu=False)
-    assert cpu.weights == 2 * est.weights  # fp32 on CPU
+    assert cpu is not None and cpu.weights == 2 * est.weights  # fp32 on CPU
 
 
 def test_memory_line_warns_when_it_will_not_fit() -> None:
@@ -113,7 +118,7 @@ def test_memory_line_warns_when_it_will_not_fit() -> None:
 
 
 # -- the screen -----------------------------------------------------------------------------------
-async def open_launch(pilot, name: str = "tiny-pirate") -> object:
+async def open_launch(pilot, name: str = "tiny-pirate") -> LaunchScreen:
     from lorastudio.screens.launch import LaunchScreen
 
     app = pilot.app
@@ -131,10 +136,10 @@ async def open_launch(pilot, name: str = "tiny-pirate") -> object:
             and app.screen.epochs_counted
         ),
     )
-    return app.screen
+    return screen_of(app, LaunchScreen)
 
 
-async def test_t_opens_launch_escape_starts_nothing(started: list[object]) -> None:
+async def test_t_opens_launch_escape_starts_nothing(started: list[Recipe]) -> None:
     from lorastudio.screens.recipes import RecipesScreen
 
     app = StudioApp()
@@ -147,7 +152,7 @@ async def test_t_opens_launch_escape_starts_nothing(started: list[object]) -> No
         assert isinstance(app.screen, RecipesScreen) and started == []
 
 
-async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: list[object]) -> None:
+async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: list[Recipe]) -> None:
     from textual.widgets import Input, Label
 
     app = StudioApp()
@@ -176,7 +181,7 @@ async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: lis
         assert started[0].train.max_steps == 12 and started[0].train.batch_size == 4
 
 
-async def test_the_4bit_switch_says_on_or_off_in_words(started: list[object]) -> None:
+async def test_the_4bit_switch_says_on_or_off_in_words(started: list[Recipe]) -> None:
     """The switch alone is colours (gone under NO_COLOR or in a text capture); the word beside it follows it."""
     from textual.widgets import Label
 
@@ -191,7 +196,7 @@ async def test_the_4bit_switch_says_on_or_off_in_words(started: list[object]) ->
         assert screen.data["model"]["load_in_4bit"] is True and started == []
 
 
-async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[object], tmp_path: Path) -> None:
+async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[Recipe], tmp_path: Path) -> None:
     import yaml
     from textual.widgets import Input
 
@@ -230,9 +235,9 @@ async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[obj
 
 
 async def test_e_edits_yaml_and_revalidates(
-    started: list[object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    started: list[Recipe], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from textual.widgets import Input
+    from textual.widgets import Input, Label
 
     def editor(name: str, old: str, new: str) -> Path:
         """An $EDITOR that replaces one line of the file it is given."""
@@ -251,20 +256,21 @@ async def test_e_edits_yaml_and_revalidates(
         monkeypatch.setenv("VISUAL", f"{sys.executable} {good}")
         await pilot.press("e")
         await pilot.pause(0.2)
-        assert screen.current.train.max_steps == 7
+        assert screen.current is not None and screen.current.train.max_steps == 7
         assert screen.query_one("#f-train-max-steps", Input).value == "7"
         monkeypatch.setenv("VISUAL", f"{sys.executable} {bad}")
         await pilot.press("e")
         await pilot.pause(0.2)
-        status = str(screen.query_one("#launch-status").content)
+        status = str(screen.query_one("#launch-status", Label).content)
         assert "not valid" in status and "train.max_steps" in status and "line" in status
+        assert screen.current is not None and screen._draft_text is not None
         assert screen.current.train.max_steps == 7  # the form keeps the last valid recipe
         assert "max_steps: -1" in screen._draft_text  # and the edit is kept for the next `e`
         assert started == []
 
 
 async def test_start_from_names_a_run_and_the_launch_records_its_adapter_folder(
-    started: list[object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    started: list[Recipe], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SFT -> DPO/GRPO pipeline from the TUI: "start from" takes what --from takes; a name that finds no
     run is refused under the field, and a good one is launched as the adapter folder it names now."""
@@ -314,7 +320,7 @@ def test_snapshot_launch_grpo(snap_compare, size) -> None:
     assert snap_compare(StudioApp(), terminal_size=size, run_before=run_before)
 
 
-async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: Path) -> None:
+async def test_ctrl_o_picks_a_local_data_file(started: list[Recipe], tmp_path: Path) -> None:
     from textual.widgets import Input
 
     from lorastudio.screens.file_picker import DataFileTree, FilePickerScreen
@@ -342,7 +348,7 @@ async def test_ctrl_o_picks_a_local_data_file(started: list[object], tmp_path: P
         assert screen.query_one("#f-data-source", Input).value == str(rows)
 
 
-async def test_tab_and_text_typed_in_one_burst_land_in_the_next_field(started: list[object]) -> None:
+async def test_tab_and_text_typed_in_one_burst_land_in_the_next_field(started: list[Recipe]) -> None:
     """Tab, Tab, then letters in one burst (a paste, a slow SSH link): focus moves as each Tab is dequeued, so
     the letters land in the second field (start from) instead of going to the field that had focus."""
     from textual.widgets import Input
@@ -443,7 +449,7 @@ def test_method_fields_are_validated_like_the_others(path: str, text: str, messa
     assert recipe is None and set(errors) == {path} and message in errors[path]
 
 
-async def test_grpo_fields_show_edit_and_launch(started: list[object]) -> None:
+async def test_grpo_fields_show_edit_and_launch(started: list[Recipe]) -> None:
     from textual.widgets import Input, Label
 
     app = StudioApp()
@@ -467,10 +473,11 @@ async def test_grpo_fields_show_edit_and_launch(started: list[object]) -> None:
         burst(app, *"2.5", "enter")
         await wait_until(pilot, lambda: started)
         recipe = started[0]
+        assert recipe.grpo is not None
         assert recipe.grpo.num_generations == 4 and [r.weight for r in recipe.grpo.rewards] == [1.0, 2.5]
 
 
-async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[object], tmp_path: Path) -> None:
+async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[Recipe], tmp_path: Path) -> None:
     import yaml
     from textual.widgets import Input
 
@@ -484,9 +491,17 @@ async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[obj
         screen.set_focus(beta)
         beta.value = ""
         burst(app, *"0.3")
-        await wait_until(pilot, lambda: screen.current is not None and screen.current.dpo.beta == 0.3)
+        await wait_until(
+            pilot,
+            lambda: (
+                screen.current is not None
+                and screen.current.dpo is not None
+                and screen.current.dpo.beta == 0.3
+            ),
+        )
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: screen.saved is not None)
+        assert screen.saved is not None
         saved = yaml.safe_load(screen.saved.read_text(encoding="utf-8"))
         assert saved["dpo"] == {"beta": 0.3}
 
@@ -541,7 +556,7 @@ def test_a_grpo_step_takes_one_prompt_per_group() -> None:
     assert rows == 307 and max_steps_note(recipe, rows) == "max_steps 40 wins: 0.13 epochs"
 
 
-async def test_the_epochs_field_says_max_steps_wins(started: list[object]) -> None:
+async def test_the_epochs_field_says_max_steps_wins(started: list[Recipe]) -> None:
     from textual.widgets import Input, Label
 
     app = StudioApp()
@@ -558,7 +573,7 @@ async def test_the_epochs_field_says_max_steps_wins(started: list[object]) -> No
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_the_data_path_is_shown_whole(started: list[object], size: tuple[int, int]) -> None:
+async def test_the_data_path_is_shown_whole(started: list[Recipe], size: tuple[int, int]) -> None:
     from textual.widgets import Input
 
     app = StudioApp()

@@ -203,6 +203,8 @@ def import_graph(sources: dict[str, tuple[str, bool]]) -> Graph:
     graph: Graph = {module: {} for module in sources}
     for module, (source, is_package) in sources.items():
         for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_worker, state_of, wait_for, wait_until
+from conftest import run_worker, screen_of, state_of, wait_for, wait_until
 
 from lorastudio import registry
 from lorastudio.chat import admission
@@ -152,7 +152,7 @@ async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
     app = StudioApp(chat=str(tiny_model), chat_base=True, save_to=str(target))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.engine is not None)
-        screen = app.screen
+        screen = screen_of(app, ChatScreen)
         screen.sampling = with_overrides(screen.sampling, greedy=True, max_new_tokens=6)
         box = screen.query_one("#chat-input", Input)
         box.value = "Where is the treasure?"

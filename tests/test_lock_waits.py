@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import STUDIO_BIN, wait_until
+from conftest import STUDIO_BIN, screen_of, wait_until
 
 HOLDER = """
 import sys, time
@@ -136,7 +136,7 @@ async def test_preview_shows_the_wait_for_the_tiny_model(
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         legend = screen.query_one("#legend")
         pattern = rf"waiting for another studio process \(pid {holder.pid}\) building the tiny model, 0:0\d"
         await wait_until(pilot, lambda: re.search(pattern, text_of(legend)))
@@ -161,9 +161,10 @@ async def test_monitor_status_line_shows_the_workers_wait(
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(run))
-        screen = app.screen
+        screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None)
         status = screen.query_one("#status-line")
+        assert screen.snapshot is not None
         state = screen.snapshot.state
         screen.on_snapshot(Snapshot(state, "loading model", [f"12:00:00 model: {wait}"], []))
         assert text_of(status).strip() == f"status: loading model — {wait}"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import screen_of, wait_until
 
 from lorastudio.app import StudioApp
 
@@ -21,6 +21,16 @@ PAIRS = [
     {"prompt": "Same?", "chosen": "Aye.", "rejected": "Aye."},
     {"prompt": "Who are you?", "chosen": "Ahoy! I be a pirate.", "rejected": None},
 ]
+
+
+def monitor_finished(app: StudioApp) -> bool:
+    """The Monitor is up and its run is over."""
+    from lorastudio.screens.monitor import MonitorScreen
+
+    screen = app.screen
+    return (
+        isinstance(screen, MonitorScreen) and screen.snapshot is not None and screen.snapshot.state.finished
+    )
 
 
 def text_of(widget) -> str:
@@ -135,7 +145,7 @@ async def test_preference_preview_shows_prompt_once_and_both_replies(
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MethodPreviewScreen(dpo_recipe(tmp_path)))
-        screen = app.screen
+        screen = screen_of(app, MethodPreviewScreen)
         await wait_until(pilot, lambda: screen.encoder is not None)
         await pilot.pause()
         prompt, chosen, rejected = (
@@ -167,7 +177,7 @@ async def test_preference_preview_says_why_it_cannot_load(tmp_path: Path, tiny_m
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await app.push_screen(MethodPreviewScreen(recipe))
-        screen = app.screen
+        screen = screen_of(app, MethodPreviewScreen)
         header = screen.query_one("#method-header")
         await wait_until(pilot, lambda: "loading" not in text_of(header), timeout=30.0)
         assert "no-such-pairs.jsonl" in text_of(header)
@@ -175,16 +185,14 @@ async def test_preference_preview_says_why_it_cannot_load(tmp_path: Path, tiny_m
 
 
 async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -> None:
+    from lorastudio.screens.monitor import MonitorScreen
     from lorastudio.widgets.chart import LineChart
 
     run = recorded_method_run(runs_home, "dpo")
     app = StudioApp(attach=run)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(
-            pilot,
-            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
-        )
-        screen = app.screen
+        await wait_until(pilot, lambda: monitor_finished(app))
+        screen = screen_of(app, MonitorScreen)
         rewards = screen.query_one("#chart-rewards", LineChart)
         assert set(rewards.series) == {"chosen", "rejected"}
         assert len(rewards.series["chosen"].store) == 10
@@ -196,16 +204,14 @@ async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -
 
 
 async def test_grpo_monitor_shows_reward_functions_and_samples(runs_home: Path) -> None:
+    from lorastudio.screens.monitor import MonitorScreen
     from lorastudio.widgets.chart import LineChart
 
     run = recorded_method_run(runs_home, "grpo")
     app = StudioApp(attach=run)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(
-            pilot,
-            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
-        )
-        screen = app.screen
+        await wait_until(pilot, lambda: monitor_finished(app))
+        screen = screen_of(app, MonitorScreen)
         assert set(screen.query_one("#chart-functions", LineChart).series) == {"arr"}
         assert len(screen.query_one("#chart-reward", LineChart).series["mean"].store) == 10
         panel = screen.query_one("#completions-panel")
@@ -230,10 +236,7 @@ async def test_a_finished_dpo_run_keeps_its_loss_summary(runs_home: Path) -> Non
     run = recorded_method_run(runs_home, "dpo")
     app = StudioApp(attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(
-            pilot,
-            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
-        )
+        await wait_until(pilot, lambda: monitor_finished(app))
         await pilot.pause()
         summary = text_of(app.screen.query_one("#summary-line"))
         assert "final loss 0.0700 (best 0.0700)" in summary and "reward" not in summary
@@ -246,10 +249,7 @@ async def test_a_finished_run_says_a_chart_got_nothing(runs_home: Path) -> None:
     run = recorded_method_run(runs_home, "dpo")
     app = StudioApp(attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(
-            pilot,
-            lambda: getattr(app.screen, "snapshot", None) is not None and app.screen.snapshot.state.finished,
-        )
+        await wait_until(pilot, lambda: monitor_finished(app))
         await pilot.pause()
         assert app.screen.query_one("#chart-tps", LineChart).empty == "nothing logged"  # no tokens/s logged
         assert app.screen.query_one("#chart-loss", LineChart).series["train"].store.xs != []

@@ -176,7 +176,8 @@ def test_worker_cpu_is_measured_between_readings() -> None:
     deadline = time.process_time() + 0.3
     while time.process_time() < deadline:
         pass
-    assert host_sample(os.getpid())["cpu_pct"] > 0  # a fresh psutil.Process per reading always says 0.0
+    cpu_pct = host_sample(os.getpid())["cpu_pct"]
+    assert cpu_pct is not None and cpu_pct > 0  # a fresh psutil.Process per reading always says 0.0
 
 
 def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import send_burst, wait_until
+from conftest import screen_of, send_burst, wait_until
 
 from lorastudio.app import StudioApp
 
@@ -43,7 +43,7 @@ async def test_each_screen_offers_its_own_actions_and_navigation() -> None:
     [("train", "LaunchScreen"), ("runs", "RunsScreen"), ("help", "HelpScreen")],
 )
 async def test_a_command_typed_in_the_palette_runs(typed: str, expected: str) -> None:
-    from textual.command import CommandPalette
+    from textual.command import CommandList, CommandPalette
 
     from lorastudio.screens.recipes import RecipesScreen
 
@@ -55,7 +55,7 @@ async def test_a_command_typed_in_the_palette_runs(typed: str, expected: str) ->
         await pilot.press("ctrl+p")
         await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
         send_burst(app, *typed)
-        await wait_until(pilot, lambda: app.screen.query_one("CommandList").option_count)
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count)
         await pilot.press("down", "enter")
         await wait_until(pilot, lambda: type(app.screen).__name__ == expected)
 
@@ -67,7 +67,7 @@ async def test_recipes_command_goes_back_from_a_deep_screen() -> None:
 
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
+        screen = screen_of(app, RecipesScreen)
         await wait_until(pilot, lambda: screen.entries)
         await pilot.press("t")
         await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen))

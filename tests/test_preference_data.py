@@ -101,7 +101,7 @@ def test_message_list_shapes_and_hh_are_detected(tmp_path: Path, tiny_tokenizer)
 
 
 def test_bad_pairs_are_counted_with_reasons_and_rows(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         PAIR,
         {"prompt": "Q?", "chosen": "a"},
         {"prompt": "Q?", "chosen": "same", "rejected": "same"},
@@ -215,7 +215,7 @@ def test_truncation_keeps_the_prompt_end_and_counts_it(tmp_path: Path, tiny_toke
 
 
 def test_kto_rows_and_labels(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"prompt": "Q?", "completion": "Arr!", "label": True},
         {"prompt": "Q?", "completion": "No.", "label": False},
         {"prompt": "Q?", "completion": "x", "label": "maybe"},
@@ -228,7 +228,7 @@ def test_kto_rows_and_labels(tmp_path: Path, tiny_tokenizer) -> None:
 
 
 def test_grpo_prompts_keep_their_extra_columns(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"prompt": "What is two plus two?", "answer": "4"},
         {"prompt": [{"role": "user", "content": "What is one plus one?"}], "answer": "2"},
     ]
@@ -253,7 +253,8 @@ def test_mismatched_method_section_is_refused_naming_it() -> None:
         recipe("x.jsonl", "grpo", grpo={"rewards": [{"regex": "a", "keywords": ["b"]}]})
     with pytest.raises(ValidationError, match="beta"):
         recipe("x.jsonl", "dpo", dpo={"beta": -1})
-    assert recipe("x.jsonl", "kto").method_section().beta == 0.1
+    kto = recipe("x.jsonl", "kto").method_section()
+    assert kto is not None and kto.beta == 0.1
 
 
 # -- the prepared-data cache for method rows (data/methodcache.py) ----------------------------------------
@@ -319,7 +320,7 @@ def test_grpo_rows_keep_their_columns_through_the_cache(
     tmp_path: Path, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"prompt": f"What is {i} plus {i}?", "answer": 2 * i, "meta": {"level": [i, "x"]}} for i in range(5)
     ]
     src = write_jsonl(tmp_path / "prompts.jsonl", rows)

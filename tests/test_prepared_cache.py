@@ -300,7 +300,8 @@ def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(
     )
     assert cacheindex.lookup(rec) is None  # the data changed
     rebuilt = cache.prepare_data(rec)
-    assert rebuilt.key != built.key and cacheindex.lookup(rec).path == rebuilt.path
+    found = cacheindex.lookup(rec)
+    assert rebuilt.key != built.key and found is not None and found.path == rebuilt.path
     config = tokdir / "tokenizer_config.json"
     config.write_text(config.read_text().replace("}", ', "model_max_length": 77}', 1))
     assert (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import wait_until
+from conftest import screen_of, wait_until
 
 from lorastudio.app import StudioApp
 
@@ -15,9 +15,10 @@ def _text(widget) -> str:
 
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), width=200)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)
     console.print(widget.render())
-    return console.file.getvalue()
+    return buffer.getvalue()
 
 
 async def test_preview_shows_the_think_block_and_whether_it_trains(tiny_model: Path, tmp_path: Path) -> None:
@@ -46,7 +47,7 @@ async def test_preview_shows_the_think_block_and_whether_it_trains(tiny_model: P
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(recipe))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items)
         notes = screen.query_one("#sample-notes")
         assert (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import send_burst as burst
 from conftest import wait_until
@@ -14,7 +15,9 @@ from lorastudio.data.sources import RowTable
 
 
 def _rows() -> list[dict]:
-    rows = [{"instruction": f"Question {i}", "response": f"Answer {i}", "messages": None} for i in range(10)]
+    rows: list[dict[str, Any]] = [
+        {"instruction": f"Question {i}", "response": f"Answer {i}", "messages": None} for i in range(10)
+    ]
     rows[3]["response"] = "The KRAKEN rises"
     rows[7]["instruction"] = "where is the kraken?"
     rows[8]["messages"] = [{"role": "user", "content": "a Parrot in a list"}]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stand_in_worker, wait_until
+from conftest import screen_of, stand_in_worker, wait_until
 from runs_fixtures import write_run
 
 from lorastudio.train import runs
@@ -177,14 +177,16 @@ async def test_monitor_skips_a_tick_while_a_read_runs(home: Path, monkeypatch: p
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(run))
-        screen = app.screen
+        screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None)
         await wait_until(pilot, lambda: calls[0] >= 2)  # a read is stalled now
         await pilot.pause(REFRESH_S * 5)  # ticks that come while it is stalled
         stalled_calls = calls[0]
         release.set()
         append(run, kind="metrics", step=3, max_steps=5, loss=0.5)
-        await wait_until(pilot, lambda: screen.snapshot.state.step == 3, timeout=20)
+        await wait_until(
+            pilot, lambda: screen.snapshot is not None and screen.snapshot.state.step == 3, timeout=20
+        )
     assert stalled_calls == 2 and most[0] == 1
 
 

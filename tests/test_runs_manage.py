@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import STUDIO_BIN, run_worker, stand_in_worker
@@ -96,7 +97,7 @@ def test_sort_orders(runs_root: Path) -> None:
     listed = runs.list_runs(runs_root)
     assert [r.name[:4] for r in manage.sort_runs(listed, "time")] == ["qwen", "tiny", "tiny"]
     by_loss = manage.sort_runs(listed, "loss")
-    assert [r.last_loss for r in by_loss] == sorted(r.last_loss for r in listed)
+    assert [r.last_loss for r in by_loss] == sorted(r.last_loss for r in listed if r.last_loss is not None)
     _mark_live(runs_root / "tiny-pirate-20260922-101500")
     by_status = manage.sort_runs(runs.list_runs(runs_root), "status")
     assert [r.status for r in by_status] == ["training", "stopped", "done"]
@@ -157,7 +158,8 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
         time.sleep(0.1)
     stopped_at = step()
     assert 3 <= stopped_at < 400
-    assert runs.latest_checkpoint(run_dir).name == f"checkpoint-{stopped_at}"
+    latest = runs.latest_checkpoint(run_dir)
+    assert latest is not None and latest.name == f"checkpoint-{stopped_at}"
     labels = [c.label for c in manage.checkpoints(run_dir)]
     assert labels == ["adapter (final)", f"checkpoint-{stopped_at}"]
     # Resume with fewer steps to go, so the test stays short: the recipe snapshot is what the worker trains.
@@ -302,15 +304,14 @@ def test_compare_says_when_the_losses_are_not_the_same_measure(runs_root: Path) 
 
 def test_compare_dedupes_resumed_steps_and_reads_gpu_peak(tmp_path: Path) -> None:
     run = write_run(tmp_path, "r", created=1.0, steps=6, vram_mb=5000.0)
+    resumed: list[dict[str, Any]] = [
+        {"kind": "status", "status": "starting"},
+        {"kind": "metrics", "step": 5, "loss": 0.5},
+        {"kind": "metrics", "step": 6, "loss": 0.4},
+        {"kind": "status", "status": "done"},
+    ]
     with (run / EVENTS_FILE).open("a") as handle:  # resumed from checkpoint-4: steps 5 and 6 logged again
-        for i, event in enumerate(
-            [
-                {"kind": "status", "status": "starting"},
-                {"kind": "metrics", "step": 5, "loss": 0.5},
-                {"kind": "metrics", "step": 6, "loss": 0.4},
-                {"kind": "status", "status": "done"},
-            ]
-        ):
+        for i, event in enumerate(resumed):
             handle.write(json.dumps({"v": 1, "t": 100.0 + i, **event}) + "\n")
     result = compare.run_result(run)
     assert [s for s, _ in result.loss] == [1, 2, 3, 4, 5, 6]

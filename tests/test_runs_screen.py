@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import send_burst, stand_in_worker, wait_until
+from conftest import screen_of, send_burst, stand_in_worker, wait_until
 from runs_fixtures import write_runs
 
 from lorastudio.app import StudioApp
+
+if TYPE_CHECKING:
+    from lorastudio.screens.runs import RunsScreen
 
 SIZES = [(80, 24), (120, 40)]
 NEWEST, MIDDLE, OLDEST = (
@@ -36,6 +40,12 @@ async def burst(pilot, *keys: str) -> None:
     await pilot.pause(0.3)
 
 
+def current_name(screen: RunsScreen) -> str | None:
+    """The name of the run under the Runs screen's cursor (None with no run there)."""
+    run = screen._current()
+    return None if run is None else run.name
+
+
 def plain(widget) -> str:
     import io
 
@@ -54,7 +64,7 @@ async def test_burst_down_enter_attaches_to_the_highlighted_run(runs_root: Path)
         await pilot.pause()
         await burst(pilot, "ctrl+r", "down", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
-        assert app.screen.run_dir == runs_root / MIDDLE
+        assert screen_of(app, MonitorScreen).run_dir == runs_root / MIDDLE
         await pilot.pause(0.3)
 
 
@@ -79,7 +89,7 @@ async def test_keys_typed_while_the_list_loads_act_in_order(
         # The keys behind ctrl+r reach the Runs screen once it is up, before its list: it keeps them in order.
         assert isinstance(screen, runs_screen.RunsScreen) and not screen.loaded
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
-        assert app.screen.run_dir == runs_root / MIDDLE and screen.marked == [OLDEST]
+        assert screen_of(app, MonitorScreen).run_dir == runs_root / MIDDLE and screen.marked == [OLDEST]
         await pilot.pause(0.3)
 
 
@@ -94,10 +104,12 @@ async def test_burst_down_down_enter_after_open(runs_root: Path) -> None:
         await pilot.pause(0.5)
         await burst(pilot, "down", "down", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
-        assert app.screen.run_dir == runs_root / OLDEST
+        assert screen_of(app, MonitorScreen).run_dir == runs_root / OLDEST
 
 
 async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
+    from textual.widgets import DataTable
+
     from lorastudio.screens.compare import CompareScreen
     from lorastudio.widgets.compare_chart import CompareChart
 
@@ -105,16 +117,16 @@ async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await burst(pilot, "ctrl+r", "down", "space", "space", "v")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
-        screen = app.screen
+        screen = screen_of(app, CompareScreen)
         assert screen.paths == [runs_root / MIDDLE, runs_root / OLDEST]
         await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
-        diff = screen.query_one("#compare-diff")
+        diff = screen.query_one("#compare-diff", DataTable)
         rows = {
             row[0]: [str(c) for c in row[1:]] for row in (diff.get_row_at(i) for i in range(diff.row_count))
         }
         assert rows == {"train.learning_rate": ["0.001", "0.003"], "train.batch_size": ["4", "8"]}
-        results = screen.query_one("#compare-results")
+        results = screen.query_one("#compare-results", DataTable)
         assert results.row_count == 2 and results.get_row_at(0)[1] == f"{9.0 / 12**0.7:.4f}"
         chart = plain(screen.query_one(CompareChart))
         assert "step" in chart and any("\u2800" < ch <= "\u28ff" for ch in chart)
@@ -136,7 +148,7 @@ async def test_compare_warns_when_the_losses_are_not_the_same_measure(runs_root:
     async with app.run_test(size=(80, 24)) as pilot:
         await burst(pilot, "ctrl+r", "down", "space", "space", "v")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
-        screen = app.screen
+        screen = screen_of(app, CompareScreen)
         await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
         assert MIDDLE in plain(screen.query_one("#compare-legend"))
@@ -197,10 +209,12 @@ async def test_delete_refuses_a_live_run(runs_root: Path) -> None:
 async def test_note_sort_and_detail(runs_root: Path) -> None:
     from textual.widgets import DataTable
 
+    from lorastudio.screens.runs import RunsScreen
+
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+r", "down", "n", "ctrl+u", *"smaller batch", "enter")
-        screen = app.screen
+        screen = screen_of(app, RunsScreen)
         assert (runs_root / MIDDLE / "note.txt").read_text() == "smaller batch\n"
         table = screen.query_one(DataTable)
         note = str(table.get_row(MIDDLE)[-1])  # cut beside the long names at 80 columns, whole below
@@ -209,7 +223,7 @@ async def test_note_sort_and_detail(runs_root: Path) -> None:
         await pilot.press("o")  # by loss: lowest last loss first
         assert screen.sort_key == "loss"
         assert [r.name for r in screen.runs] == [MIDDLE, OLDEST, NEWEST]
-        assert screen._current().name == MIDDLE  # the cursor stays on the same run
+        assert current_name(screen) == MIDDLE  # the cursor stays on the same run
         await pilot.press("o")
         assert screen.sort_key == "status" and [r.status for r in screen.runs] == ["stopped", "done", "done"]
         await pilot.press("n", "escape")  # cancelling keeps the note
@@ -283,7 +297,9 @@ async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path)
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.screen.loaded, timeout=30.0)
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30.0
+        )
         await pilot.press("down", "s", "r")  # a done run: no question, no worker started
         assert isinstance(app.screen, RunsScreen)
         messages = [n.message for n in app._notifications]
@@ -294,6 +310,8 @@ async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path)
 
 async def test_help_over_the_monitor_lists_every_key_once_with_a_name(runs_root: Path) -> None:
     """The chart keys 1-5 have names, and the app's ctrl+r is listed beside the Monitor's own r (both Runs)."""
+    from textual.widgets import Static
+
     from lorastudio.screens.help import HelpScreen
     from lorastudio.screens.monitor import MonitorScreen
 
@@ -308,7 +326,7 @@ async def test_help_over_the_monitor_lists_every_key_once_with_a_name(runs_root:
         from rich.console import Console
 
         console = Console(width=80, file=io.StringIO(), record=True, color_system=None)
-        console.print(app.screen.query_one("Static").content)  # the table itself
+        console.print(app.screen.query_one(Static).content)  # the table itself
         rows = [" ".join(line.split()) for line in console.export_text().splitlines()]
         assert "r, ^r Runs" in rows and "1 loss chart" in rows and "5 memory MiB chart" in rows
         assert not any("select_chart" in row for row in rows)
@@ -322,6 +340,8 @@ HOSTILE = "[/INST] [rank0]: [b]x[/b]"
 async def test_notes_recipe_values_and_causes_are_shown_as_written(runs_root: Path) -> None:
     """A note, a recipe value (Llama-2's "[/INST]") and a worker's error are text, never markup: the app
     crashed on "[/INST]" and silently dropped "[rank0]"."""
+    from textual.widgets import DataTable
+
     from lorastudio.screens.compare import CompareScreen
     from lorastudio.screens.monitor import MonitorScreen
 
@@ -336,14 +356,15 @@ async def test_notes_recipe_values_and_causes_are_shown_as_written(runs_root: Pa
     async with app.run_test(size=(120, 40)) as pilot:
         await burst(pilot, "ctrl+r")
         await wait_until(pilot, lambda: getattr(app.screen, "loaded", False), timeout=30.0)
-        table = app.screen.query_one("DataTable")
+        table = app.screen.query_one(DataTable)
         cells = [str(cell) for i in range(table.row_count) for cell in table.get_row_at(i)]
         assert HOSTILE in cells
         await burst(pilot, "down", "space", "space", "v")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
-        await wait_until(pilot, lambda: app.screen.comparison is not None, timeout=30.0)
+        screen = screen_of(app, CompareScreen)
+        await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
-        diff = app.screen.query_one("#compare-diff")
+        diff = screen.query_one("#compare-diff", DataTable)
         rows = {
             str(row[0]): [str(c) for c in row[1:]]
             for row in (diff.get_row_at(i) for i in range(diff.row_count))
@@ -366,6 +387,7 @@ async def test_at_80_columns_a_long_status_leaves_every_column_on_screen(runs_ro
     """A queued run's status names its cause: the table shows ``queued``, the details pane the cause, and
     step, loss and start time stay on screen beside the longest name."""
     from runs_fixtures import write_queued_run
+    from textual.widgets import DataTable
 
     from lorastudio.screens.runs import RunsScreen
 
@@ -375,7 +397,7 @@ async def test_at_80_columns_a_long_status_leaves_every_column_on_screen(runs_ro
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30)
         await pilot.pause()
-        table = app.screen.query_one("#runs-table")
+        table = app.screen.query_one("#runs-table", DataTable)
         assert table.virtual_size.width <= table.size.width  # nothing off to the right
         assert str(table.get_row_at(0)[2]) == "queued"
         lines = screen_lines(app)
@@ -405,12 +427,13 @@ async def test_home_and_end_move_to_the_first_and_last_run(
         await wait_until(
             pilot, lambda: isinstance(app.screen, runs_screen.RunsScreen) and app.screen.loaded, timeout=30
         )
-        table = app.screen.query_one("#runs-table")
-        assert table.cursor_row == 2 and app.screen._current().name == OLDEST
+        screen = screen_of(app, runs_screen.RunsScreen)
+        table = screen.query_one("#runs-table", runs_screen.RunsTable)
+        assert table.cursor_row == 2 and current_name(screen) == OLDEST
         await pilot.press("home")
-        assert table.cursor_row == 0 and app.screen._current().name == NEWEST
+        assert table.cursor_row == 0 and current_name(screen) == NEWEST
         await pilot.press("end", "up")
-        assert app.screen._current().name == MIDDLE
+        assert current_name(screen) == MIDDLE
 
 
 async def test_the_footer_shows_the_main_keys_whole_at_80_columns(runs_root: Path) -> None:
@@ -441,7 +464,7 @@ async def test_compare_at_80x24_shows_the_differences_and_scrolls_to_the_last(ru
     async with app.run_test(size=(80, 24)) as pilot:
         await burst(pilot, "ctrl+r", "space", "space", "space", "space", "v")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30.0)
-        screen = app.screen
+        screen = screen_of(app, CompareScreen)
         await wait_until(pilot, lambda: screen.comparison is not None, timeout=30.0)
         await pilot.pause()
         fields = list(screen.comparison.differing)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import send_burst, wait_until
+from conftest import screen_of, send_burst, wait_until
 from runs_fixtures import write_run
 
 from lorastudio.app import StudioApp
@@ -41,6 +41,8 @@ def names_shown(app: StudioApp) -> list[str]:
 
 
 async def test_a_sweep_is_one_group_that_folds_and_compares(runs_root: Path) -> None:
+    from textual.widgets import DataTable
+
     from lorastudio.screens.compare import CompareScreen
     from lorastudio.screens.runs import RunsScreen
 
@@ -60,22 +62,24 @@ async def test_a_sweep_is_one_group_that_folds_and_compares(runs_root: Path) -> 
         assert names_shown(app) == [ALONE, "▾ sweep lr", *MEMBERS]
         await pilot.press("down", "g")  # g on a member folds its group too, the cursor stays on the group
         assert names_shown(app) == [ALONE, "▸ sweep lr"]
-        assert app.screen.query_one("DataTable").cursor_row == 1
+        assert app.screen.query_one(DataTable).cursor_row == 1
         await pilot.press("v")
         await wait_until(
             pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None
         )
-        screen = app.screen
+        screen = screen_of(app, CompareScreen)
         assert screen.sweep == "lr" and sorted(p.name for p in screen.paths) == sorted(SWEPT)
-        results = screen.query_one("#compare-results")
+        results = screen.query_one("#compare-results", DataTable)
         letters = [str(results.get_row_at(i)[0]) for i in range(results.row_count)]
-        best = min(range(2), key=lambda i: screen.comparison.runs[i].best_eval_loss)
+        comparison = screen.comparison
+        assert comparison is not None
+        best = min(range(2), key=lambda i: comparison.runs[i].best_eval_loss)
         assert letters[best].endswith("★") and sum(letter.endswith("★") for letter in letters) == 1
         assert "train.learning_rate" in [
             str(r[0])
             for r in (
-                screen.query_one("#compare-diff").get_row_at(i)
-                for i in range(screen.query_one("#compare-diff").row_count)
+                screen.query_one("#compare-diff", DataTable).get_row_at(i)
+                for i in range(screen.query_one("#compare-diff", DataTable).row_count)
             )
         ]
 
@@ -93,7 +97,12 @@ def sweeps_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[obje
     monkeypatch.setattr(estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640})
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     plans: list[object] = []
-    monkeypatch.setattr(sweep, "start_sweep", lambda plan, root=None: plans.append(plan) or [])
+
+    def start_sweep(plan, root=None) -> list[Path]:
+        plans.append(plan)
+        return []
+
+    monkeypatch.setattr(sweep, "start_sweep", start_sweep)
     return plans
 
 

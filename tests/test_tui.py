@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import send_burst, stand_in_worker, wait_until
+from conftest import screen_of, send_burst, stand_in_worker, wait_until
 
 from lorastudio.app import StudioApp
+
+if TYPE_CHECKING:
+    from lorastudio.screens.recipes import RecipesScreen
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -38,6 +42,12 @@ def text_of(widget) -> str:
     return console.export_text()
 
 
+def current_recipe_name(screen: RecipesScreen) -> str | None:
+    """The name of the recipe under the picker's cursor (None with none there)."""
+    entry = screen.current
+    return None if entry is None else entry.file.name
+
+
 # -- recorded run for the Monitor ---------------------------------------------------------------
 def write_recorded_run(root: Path) -> Path:
     run = root / "tiny-pirate-recorded"
@@ -48,7 +58,7 @@ def write_recorded_run(root: Path) -> Path:
     (run / "recipe.yaml").write_text("name: tiny-pirate\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n")
     (run / "worker.log").write_text("loading tiny model\ntraining 12 steps\nsaved adapter\n")
     t0 = 1_790_000_000.0
-    events = [
+    events: list[dict[str, Any]] = [
         {"kind": "status", "status": "queued"},
         {"kind": "status", "status": "starting"},
         {"kind": "status", "status": "loading model", "backend": "hf", "device": "cpu"},
@@ -111,12 +121,12 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         assert isinstance(screen, RecipesScreen)
         await wait_until(pilot, lambda: screen.entries)
         options = screen.query_one(OptionList)
-        assert options.option_count == 10 and screen.current.file.name == "smollm2-pirate"
+        assert options.option_count == 10 and current_recipe_name(screen) == "smollm2-pirate"
         await pilot.press("j", "j", "j")
-        assert screen.current.file.name == "llama2-medical"
+        assert current_recipe_name(screen) == "llama2-medical"
         assert "aboonaji/llama2finetune-v2" in screen_text(app)
         await pilot.press("k")
-        assert screen.current.file.name == "falcon7b-guanaco"
+        assert current_recipe_name(screen) == "falcon7b-guanaco"
         await pilot.press("slash", *"qwen")
         assert [e.file.name for e in screen.shown] == [
             "qwen-csv-concepts",
@@ -152,19 +162,23 @@ async def test_user_recipes_added_edited_or_removed_while_running_show(
         names = lambda: [e.file.name for e in screen.entries]  # noqa: E731
         assert "my-pirate" not in names()
         await pilot.press("j")  # the highlighted recipe stays highlighted through a re-read
-        highlighted = screen.current.file.name
+        highlighted = current_recipe_name(screen)
         folder.mkdir(parents=True)
         recipe = folder / "my-pirate.yaml"
         recipe.write_text(
             "name: my-pirate\nextends: tiny-pirate\ndescription: first words\n", encoding="utf-8"
         )
         await wait_until(pilot, lambda: "my-pirate" in names(), timeout=10)
-        assert screen.current.file.name == highlighted
+        assert current_recipe_name(screen) == highlighted
         recipe.write_text(
             "name: my-pirate\nextends: tiny-pirate\ndescription: edited words\n", encoding="utf-8"
         )
         entry = lambda: next(e for e in screen.entries if e.file.name == "my-pirate")  # noqa: E731
-        await wait_until(pilot, lambda: entry().recipe.description == "edited words", timeout=10)
+        await wait_until(
+            pilot,
+            lambda: (edited := entry().recipe) is not None and edited.description == "edited words",
+            timeout=10,
+        )
         await pilot.press("ctrl+r")  # away from the picker; back on it, the removal shows at once
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
         recipe.unlink()
@@ -177,12 +191,13 @@ async def test_the_recipes_pane_names_the_memory_it_estimates_as_launch_does(
     gpu: bool, label: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lorastudio.models.estimate import memory_label
+    from lorastudio.screens.recipes import RecipesScreen
     from lorastudio.train import telemetry
 
     monkeypatch.setattr(telemetry, "has_gpu", lambda: gpu)
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.screen.entries)
+        await wait_until(pilot, lambda: screen_of(app, RecipesScreen).entries)
         text = screen_text(app)
         line = next(line for line in text.splitlines() if line.startswith("est. "))
         assert line.split("~")[0].strip() == label and ("est. VRAM" in text) is gpu
@@ -197,7 +212,7 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items)
         view = screen.query_one(TokenView)
         trained = "".join(p.text for p in view.items if p.trained)
@@ -230,6 +245,7 @@ async def test_search_and_recipe_text_with_brackets_are_text_not_markup(
     recipe description holding "[INST] ... [/INST]" lost its brackets in the details pane."""
     from lorastudio import registry
     from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.screens.recipes import RecipesScreen
 
     user = tmp_path / "config" / "studio" / "recipes"
     user.mkdir(parents=True)
@@ -239,13 +255,13 @@ async def test_search_and_recipe_text_with_brackets_are_text_not_markup(
     )
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.screen.entries)
+        await wait_until(pilot, lambda: screen_of(app, RecipesScreen).entries)
         await pilot.press("slash", *"aaa-brackets")
         await wait_until(
             pilot, lambda: "[INST] question [/INST] answer" in " ".join(screen_text(app).split())
         )
         await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.loaded)
         await pilot.press("slash", *"[/INST]", "enter")
         await wait_until(pilot, lambda: any("'[/INST]' not found" in n.message for n in app._notifications))
@@ -259,7 +275,7 @@ async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(recorded_run))
-        screen = app.screen
+        screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None and screen.snapshot.state.finished)
         text = screen_text(app)
         assert "status: done" in text and "step 12/12" in text
@@ -289,7 +305,7 @@ async def test_detaching_from_a_live_run_says_it_goes_on(recorded_run: Path) -> 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(recorded_run))
-        screen = app.screen
+        screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None)
         assert "status: training" in screen_text(app)
         await pilot.press("d")
@@ -306,7 +322,7 @@ async def test_monitor_shows_died_for_dead_worker(recorded_run: Path) -> None:
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(MonitorScreen(recorded_run))
-        screen = app.screen
+        screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None)
         assert "status: died" in screen_text(app)
 
@@ -320,8 +336,7 @@ async def test_runs_screen_lists_and_attaches(recorded_run: Path) -> None:
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+r")
-        screen = app.screen
-        assert isinstance(screen, RunsScreen)
+        screen = screen_of(app, RunsScreen)
         await wait_until(pilot, lambda: screen.query_one(DataTable).row_count == 1)
         assert screen.runs[0].status == "done"
         await pilot.press("enter")
@@ -329,13 +344,15 @@ async def test_runs_screen_lists_and_attaches(recorded_run: Path) -> None:
 
 
 async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
+    from textual.widgets import Input
+
     from lorastudio.screens.chat import ChatScreen
     from lorastudio.widgets.chat_message import ChatMessage
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(ChatScreen(str(trained_run)))
-        screen = app.screen
+        screen = screen_of(app, ChatScreen)
         await wait_until(pilot, lambda: screen.engine is not None)
         assert "tuned (adapter on)" in screen_text(app)
         await pilot.press("f2")
@@ -359,7 +376,7 @@ async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
         labels = [m.label for m in screen.query(ChatMessage)][-2:]
         assert labels == ["tuned", "base"]
         await pilot.press("up")
-        assert screen.query_one("#chat-input").value == "What does a cow say?"
+        assert screen.query_one("#chat-input", Input).value == "What does a cow say?"
         await pilot.press("ctrl+s")
         # Down past the newest, Up, then Enter in one burst sends the prompt recalled, not what the box held
         await pilot.press("ctrl+u", *"draft")
@@ -382,7 +399,7 @@ async def test_chat_on_a_run_without_an_adapter_offers_the_base_model(
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await app.push_screen(ChatScreen(str(recorded_run)))
-        screen = app.screen
+        screen = screen_of(app, ChatScreen)
         await wait_until(pilot, lambda: screen.load_failed, timeout=60.0)
         status = " ".join(screen_text(app).split())
         assert "has no adapter yet" in status and "Ctrl+T in Chat" in status
@@ -451,7 +468,7 @@ async def test_preview_shows_the_first_sample_before_the_whole_file_is_read(
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(recipe))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.query_one(TokenView).items)
         header = text_of(screen.query_one("#sample-header"))
         assert screen.partial and "sample 1/… (reading the file)" in header

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import screen_of, wait_until
 from conftest import send_burst as burst
-from conftest import wait_until
 from test_tui import write_recorded_run
 
 from lorastudio.app import StudioApp
@@ -61,6 +61,7 @@ async def test_filter_burst_before_the_list_loads(
 
     from lorastudio import registry
     from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.screens.recipes import RecipesScreen
 
     real = registry.load_all
 
@@ -71,7 +72,7 @@ async def test_filter_burst_before_the_list_loads(
     monkeypatch.setattr(registry, "load_all", slow_load_all)
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = app.screen
+        screen = screen_of(app, RecipesScreen)
         burst(
             app, "slash", *"tiny-pirate", "t", "enter"
         )  # "tiny-piratet" matches nothing: Enter must not act
@@ -93,12 +94,17 @@ async def test_enter_typed_before_the_list_loads_acts_once_it_has(
     from lorastudio.screens.preview import PreviewScreen
 
     real = registry.load_all
-    monkeypatch.setattr(registry, "load_all", lambda *a, **kw: (time.sleep(1.0), real(*a, **kw))[1])
+
+    def slow_load_all(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_all", slow_load_all)
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         burst(app, "slash", *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
-        assert app.screen.recipe.name == "tiny-pirate" and no_training == []
+        assert screen_of(app, PreviewScreen).recipe.name == "tiny-pirate" and no_training == []
         await pilot.pause(0.3)
 
 
@@ -111,7 +117,7 @@ async def test_preview_search_burst_types_train_key_as_text(no_training: list[ob
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(registry.load("tiny-pirate")))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         burst(app, "slash", *"turtle")
         await wait_until(pilot, lambda: screen.query_one("#preview-input", Input).value == "turtle")
         await pilot.press("escape")
@@ -145,12 +151,14 @@ async def test_runs_down_enter_burst_attaches_the_second_row(
         await wait_until(pilot, lambda: screen.query_one(DataTable).row_count == 2)
         burst(app, "down", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
-        assert app.screen.run_dir == second
+        assert screen_of(app, MonitorScreen).run_dir == second
         await pilot.pause(0.3)
 
 
 async def test_keys_typed_after_the_filters_enter_do_not_change_what_it_opens(tiny_model: Path) -> None:
     """In one burst, keys after Enter reach the box before its Enter binding runs; Enter acts on the text before."""
+    from textual.widgets import Input
+
     from lorastudio.screens.preview import PreviewScreen
     from lorastudio.screens.recipes import RecipesScreen
 
@@ -161,9 +169,9 @@ async def test_keys_typed_after_the_filters_enter_do_not_change_what_it_opens(ti
         await wait_until(pilot, lambda: recipes.entries)
         burst(app, "slash", *"tiny-pirate", "enter", *"nnp")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
-        assert app.screen.recipe.name == "tiny-pirate"
+        assert screen_of(app, PreviewScreen).recipe.name == "tiny-pirate"
         await pilot.pause(0.3)  # the filter's pending change messages arrive after Enter acted
-        assert recipes.query_one("#recipe-filter").value == "tiny-pirate"
+        assert recipes.query_one("#recipe-filter", Input).value == "tiny-pirate"
         assert [e.file.name for e in recipes.shown] == ["tiny-pirate", "tiny-pirate-grpo"]
 
 
@@ -179,7 +187,7 @@ async def test_editing_keys_in_a_burst_act_in_order_with_the_characters(no_train
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await app.push_screen(LaunchScreen(registry.load("tiny-pirate")))
-        screen = app.screen
+        screen = screen_of(app, LaunchScreen)
         steps = screen.query_one("#f-train-max-steps", Input)
         screen.set_focus(steps)
         await pilot.pause()

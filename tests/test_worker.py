@@ -33,6 +33,7 @@ def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> Non
     assert statuses == ["queued", "starting", "loading model", "loading data", "training", "saving", "done"]
     metrics = [e for e in events if e["kind"] == "metrics"]
     recipe = registry.load("tiny-pirate")
+    assert recipe.train.max_steps is not None
     assert [m["step"] for m in metrics] == list(range(1, recipe.train.max_steps + 1))
     assert all(m["tokens_per_s"] and m["tokens_seen"] > 0 and m["eta_s"] is not None for m in metrics[1:])
     assert all(m["learning_rate"] is not None and m["grad_norm"] is not None for m in metrics)
@@ -151,6 +152,7 @@ def test_train_command_survives_sighup(tiny_model: Path) -> None:
         text=True,
         start_new_session=True,
     )
+    assert proc.stderr is not None
     first = proc.stderr.readline()
     run_dir = Path(first.split("run: ", 1)[1].strip())
     wait_for(lambda: state_of(run_dir).status in ("loading data", "training", "done"))
