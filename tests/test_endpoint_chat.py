@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUESTION, STUDIO_BIN, wait_until
+from conftest import QUESTION, STUDIO_BIN, screen_of, wait_until
+from textual.widgets import Label
 
 from lorastudio import cli
 from lorastudio.app import StudioApp
 from lorastudio.chat.endpoint import EndpointEngine
 from lorastudio.errors import StudioError
+from lorastudio.screens.chat import ChatScreen
 
 KEY_VAR = "STUDIO_TEST_ENDPOINT_KEY"
 
@@ -80,13 +82,11 @@ def test_endpoint_flags_refused_for_a_local_target(
 async def test_refused_endpoint_said_in_the_chat_screen() -> None:
     from textual.widgets import Input
 
-    from lorastudio.screens.chat import ChatScreen
-
     url = nothing_there()
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await app.push_screen(ChatScreen(url, model="pirate"))
-        status = app.screen.query_one("#chat-status")
+        status = app.screen.query_one("#chat-status", Label)
         await wait_until(pilot, lambda: "no server answers" in str(status.content), timeout=60)
         assert str(status.content) == (
             f"{url}: no server answers there (is it running? studio serve list shows studio's)"
@@ -229,15 +229,14 @@ async def test_chat_screen_compares_the_local_model_with_the_served_one(
     from textual.widgets import Input
 
     from lorastudio.chat.engine import with_overrides
-    from lorastudio.screens.chat import ChatScreen
 
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(ChatScreen(str(tiny_model), versus=(served.info.url, None, KEY_VAR)))
-        screen = app.screen
+        screen = screen_of(app, ChatScreen)
         await wait_until(pilot, lambda: screen.engine is not None, timeout=300)
         name = served.info.models[0]
-        assert str(screen.query_one("#chat-title").content).endswith(f"compare: base | served {name}")
+        assert str(screen.query_one("#chat-title", Label).content).endswith(f"compare: base | served {name}")
         screen.sampling = with_overrides(screen.sampling, greedy=True, max_new_tokens=20)
         box = screen.query_one("#chat-input", Input)
         box.value = QUESTION[0]["content"]

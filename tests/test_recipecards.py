@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import send_burst, wait_until
@@ -81,7 +82,12 @@ async def test_the_list_shows_from_the_cards_before_validation_and_enter_waits_f
 
     recipecards.write_cards(recipecards.listing_state(), fresh_cards(), False)
     real = registry.load_all
-    monkeypatch.setattr(registry, "load_all", lambda *a, **kw: (time.sleep(1.5), real(*a, **kw))[1])
+
+    def slow_load_all(*args: Any, **kwargs: Any) -> list[registry.RecipeEntry]:
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_all", slow_load_all)
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import screen_of, wait_until
+from textual.widgets import DataTable, Label
 
 from lorastudio.app import StudioApp
+from lorastudio.screens.chat import ChatScreen
+from lorastudio.screens.serve import ServeScreen
 from lorastudio.serve.figures import from_metrics, from_requests_file, log_tail, parse_metrics
 from lorastudio.serve.hfserve import tokens_in
 from lorastudio.serve.servedir import LOG_FILE, ServeInfo, read_info, serves_dir, write_info
@@ -85,7 +88,7 @@ def write_server(
         port=port,
         url=f"http://127.0.0.1:{port}/v1",
         models=("tiny-pirate",),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         created=created,
         error=error,
     )
@@ -142,7 +145,7 @@ def panel_text(app: StudioApp) -> str:
 
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(app.screen.query_one(ServeDetails).content)
-    return console.export_text() + "\n" + str(app.screen.query_one("#serve-status").content)
+    return console.export_text() + "\n" + str(app.screen.query_one("#serve-status", Label).content)
 
 
 # -- figures ---------------------------------------------------------------------------------------------
@@ -209,7 +212,7 @@ async def test_panel_shows_url_tunnel_figures_and_log(servers: dict[str, Path]) 
             "requests 3 · 20.0 tok/s · first token 100 ms · errors 2" in text
         )  # a 404 request + its log line
         assert '"POST /v1/chat/completions HTTP/1.1" 404 Not Found' in text
-        table = app.screen.query_one("#serve-list")
+        table = app.screen.query_one("#serve-list", DataTable)
         assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == ["ready", "failed"]
         await pilot.press("down")
         await wait_until(pilot, lambda: "exited (code 1)" in panel_text(app))
@@ -257,7 +260,7 @@ async def test_bad_start_refused_in_the_panel(
         app.screen.query_one("#serve-engine", Select).value = engine
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: said in panel_text(app), timeout=60)
-        assert "Traceback" not in panel_text(app) and not app.screen.starting
+        assert "Traceback" not in panel_text(app) and not screen_of(app, ServeScreen).starting
     assert sorted(p.name for p in serves_dir().iterdir()) == before  # no directory for a refused start
 
 
@@ -284,11 +287,14 @@ async def test_opened_from_runs_on_the_selected_run(servers: dict[str, Path]) ->
             await pilot.press("ctrl+r")
             await wait_until(
                 pilot,
-                lambda: app.screen.query("#runs-table") and app.screen.query_one("#runs-table").row_count,
+                lambda: (
+                    app.screen.query("#runs-table")
+                    and app.screen.query_one("#runs-table", DataTable).row_count
+                ),
             )
             await pilot.press("p")
             await wait_until(pilot, lambda: isinstance(app.screen, ServeScreen))
-            assert app.screen.target == str(run)
+            assert screen_of(app, ServeScreen).target == str(run)
             assert app.screen.query_one("#serve-form").display
     finally:
         shutil.rmtree(run)
@@ -313,18 +319,17 @@ def test_snapshot_serve_panel(snap_compare, size, servers: dict[str, Path]) -> N
 async def test_chat_and_compare_open_the_chat_on_the_server(
     servers: dict[str, Path], key: str, target: str, versus: tuple[str, str, None] | None
 ) -> None:
-    from lorastudio.screens.chat import ChatScreen
 
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await open_panel(pilot)
         await pilot.press(key)
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))
-        chat = app.screen
+        chat = screen_of(app, ChatScreen)
         assert (chat.target, chat.versus) == (target, versus)
         assert chat.model == ("tiny-pirate" if versus is None else None)
         # the stand-in answers nothing: the served side is refused with one line, before any local load
-        status = chat.query_one("#chat-status")
+        status = chat.query_one("#chat-status", Label)
         await wait_until(pilot, lambda: "no server answers there" in str(status.content), timeout=60)
         assert str(status.content).startswith("http://127.0.0.1:8123/v1: ")
 
@@ -336,7 +341,7 @@ async def test_chat_refused_on_a_server_that_is_not_ready(servers: dict[str, Pat
     async with app.run_test(size=(80, 24)) as pilot:
         await open_panel(pilot)
         await pilot.press("down")  # the failed one
-        await wait_until(pilot, lambda: app.screen.selected == "tiny-base-20260101-110000")
+        await wait_until(pilot, lambda: screen_of(app, ServeScreen).selected == "tiny-base-20260101-110000")
         await pilot.press("c")
         await pilot.pause(0.1)
         assert isinstance(app.screen, ServeScreen)
@@ -357,7 +362,7 @@ async def test_opened_from_export_on_the_run(servers: dict[str, Path]) -> None:
             await app.push_screen(ExportScreen(run))
             await pilot.press("f6")
             await wait_until(pilot, lambda: isinstance(app.screen, ServeScreen))
-            assert app.screen.target == str(run)  # nothing exported yet: the run itself
+            assert screen_of(app, ServeScreen).target == str(run)  # nothing exported yet: the run itself
             await pilot.press("escape")
             await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
     finally:
