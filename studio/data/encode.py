@@ -50,7 +50,14 @@ NOTHING_TRAINED = "no trained tokens"
 NOTHING_TRAINED_WITHIN = "no trained tokens within max_seq_length"
 """Why a row is skipped when no token of it trains (the second: none left after truncation); the fast encoder
 gives the same reasons."""
-_KNOWN_END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
+_KNOWN_END_OF_TURN = (
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<end_of_utterance>",
+)
 
 
 @dataclass(frozen=True)
