@@ -813,6 +813,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 # -- chat -----------------------------------------------------------------------------------------
+def _chat_image(args: argparse.Namespace, with_overrides: Any) -> int:
+    from dataclasses import asdict
+
+    from lorastudio.chat.engine import engine_for
+    from lorastudio.chat.vision import image_reply
+
+    chat = engine_for(args.target, base_only=args.base).recipe.chat
+    sampling = with_overrides(
+        chat,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        greedy=True if args.greedy else None,
+    )
+    reply = image_reply(args.target, args.image, args.prompt, sampling, args.base, args.system)
+    print(dumps(asdict(reply)) if args.json else reply.text)
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from lorastudio.chat.engine import engine_for, reply_json, with_overrides
 
@@ -824,6 +842,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
         )
     if args.mark or (interactive and args.save_to):
         _feedback_log(args)  # a destination that cannot be written is refused before any reply is made
+    if args.image and args.prompt is None:
+        raise StudioError(
+            "--image: give the question with --prompt TEXT (the Chat screen takes no images yet)"
+        )
     if interactive:
         from lorastudio.app import run_app
 
@@ -836,6 +858,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             chat="latest" if args.target is None else args.target, chat_base=args.base, save_to=args.save_to
         )
         return 0
+    if args.image:  # a vision-language model's run: one prompt about one image (studio/chat/vision.py)
+        return _chat_image(args, with_overrides)
     engine = engine_for(args.target, base_only=args.base)
     if engine.source:  # which run and checkpoint `latest`, RUN@latest or RUN@best took
         print(f"chat: {engine.source}", file=sys.stderr)
@@ -1207,6 +1231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
+    p.add_argument("--image", help="an image the prompt is about (a vision-language model's run)")
     p.add_argument(
         "--prompts",
         metavar="FILE",

@@ -81,7 +81,9 @@ def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
     if value is None:
         value = ""
     if not isinstance(value, str):
-        if isinstance(value, list) and any(isinstance(p, Mapping) and p.get("type") == "image" for p in value):
+        if isinstance(value, list) and any(
+            isinstance(p, Mapping) and p.get("type") == "image" for p in value
+        ):
             raise SkipRow(TEXT_ONLY_IMAGE)
         raise SkipRow(f"non-string {field}")
     if not value.strip() and not allow_empty:

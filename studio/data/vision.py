@@ -138,7 +138,7 @@ class VisionEncoder(Encoder):
                     if _is_image_part(part):
                         source = part.get("image") or part.get("path") or part.get("url")
                         if not isinstance(source, str):
-                            raise DataError(f"{where}: an image part names no file (give it \"image\": PATH)")
+                            raise DataError(f'{where}: an image part names no file (give it "image": PATH)')
                         images.append(self._path(source, where))
                         parts.append({"type": "image"})
                     elif isinstance(part, Mapping) and part.get("type") == "text":
