@@ -818,7 +818,11 @@ def _chat_image(args: argparse.Namespace, with_overrides: Any) -> int:
 
     from lorastudio.chat.engine import engine_for
     from lorastudio.chat.vision import image_reply
+    from lorastudio.data.vision import open_image
 
+    open_image(
+        Path(args.image).expanduser(), "--image"
+    )  # a missing image is named before the run is looked up
     chat = engine_for(args.target, base_only=args.base).recipe.chat
     sampling = with_overrides(
         chat,
