@@ -17,7 +17,7 @@ from lorastudio.data.formats import TEXT_ONLY_IMAGE, SkipRow
 from lorastudio.errors import DataError, StudioError
 
 SHAPES = Path(__file__).resolve().parents[1] / "recipes" / "data"
-CAPTION = "A red circle on a white background."
+CAPTION = "A red circle."
 
 
 @pytest.fixture(scope="module")
@@ -233,12 +233,12 @@ def vision_run(tiny_vision: Path) -> Path:
 @pytest.mark.slow
 def test_tiny_vlm_trains_to_done_with_loss_falling(vision_run: Path) -> None:
     events = [json.loads(line) for line in (vision_run / "events.jsonl").read_text().splitlines()]
-    losses = [e["loss"] for e in events if e.get("type") == "metrics" and e.get("loss") is not None]
-    statuses = [e.get("status") for e in events if e.get("type") == "status"]
+    losses = [e["loss"] for e in events if e.get("kind") == "metrics" and e.get("loss") is not None]
+    statuses = [e.get("status") for e in events if e.get("kind") == "status"]
     assert statuses[-1] == "done"
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
-    logs = " ".join(e.get("message", "") for e in events if e.get("type") == "log")
+    logs = " ".join(e.get("message", "") for e in events if e.get("kind") == "log")
     assert "12 training samples (messages, 12 images)" in logs
     assert (vision_run / "adapter" / "adapter_model.safetensors").exists()
     assert (vision_run / "adapter" / "processor_config.json").exists()

@@ -34,7 +34,7 @@ def draw(shape: str, colour: str):  # -> PIL.Image.Image
 
 
 def caption(shape: str, colour: str) -> str:
-    return f"A {colour} {shape} on a white background."
+    return f"A {colour} {shape}."
 
 
 def rows() -> list[dict]:
