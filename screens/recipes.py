@@ -120,7 +120,7 @@ class RecipesScreen(Screen[None]):
             label = entry.file.name
             if entry.recipe is None:
                 label += "  (invalid)"
-            elif entry.recipe.model.name in ("tiny", "smollm2-135m-instruct"):
+            elif entry.recipe.model.name in ("tiny", "tiny-vision", "smollm2-135m-instruct"):
                 label += "  (offline)"
             options.add_option(Option(label, id=entry.file.name))
         names = [e.file.name for e in self.shown]
