@@ -285,3 +285,19 @@ def test_chat_image_bad_input_is_named(args: list[str], said: str) -> None:
     )
     assert result.returncode != 0 and said in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_text_chat_on_a_vision_model_says_to_use_image(tiny_vision: Path) -> None:
+    from lorastudio.chat.engine import engine_for
+
+    with pytest.raises(
+        StudioError, match=r"vision-language model: chat with it .* --image PATH --prompt TEXT"
+    ):
+        engine_for(str(tiny_vision)).load()
+
+
+def test_hub_id_not_cached_is_not_taken_for_a_vision_model() -> None:
+    from lorastudio.models.vlm import is_vision_config
+
+    assert not is_vision_config("HuggingFaceTB/SmolVLM-256M-Instruct")  # offline here: nothing cached
+    assert not is_vision_config("not/a/repo/id")

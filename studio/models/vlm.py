@@ -149,9 +149,21 @@ def build(target: Path, progress: Progress | None = None) -> Path:
 
 
 def is_vision_config(folder: str | Path) -> bool:
-    """Whether the model folder's ``config.json`` is a vision-language model's (it has a vision config)."""
+    """Whether the model's ``config.json`` (in its folder, or of a hub id in the local hub cache) is a
+    vision-language model's (it has a vision config). Never asks the hub."""
+    file = Path(folder) / "config.json"
+    if not file.is_file() and "/" in str(folder) and not Path(folder).exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(str(folder), "config.json")
+        except Exception:  # not a valid repo id
+            return False
+        if not isinstance(cached, str):
+            return False
+        file = Path(cached)
     try:
-        config = json.loads((Path(folder) / "config.json").read_text())
+        config = json.loads(file.read_text())
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and "vision_config" in config
