@@ -301,3 +301,35 @@ def test_hub_id_not_cached_is_not_taken_for_a_vision_model() -> None:
 
     assert not is_vision_config("HuggingFaceTB/SmolVLM-256M-Instruct")  # offline here: nothing cached
     assert not is_vision_config("not/a/repo/id")
+
+
+async def test_preview_screen_shows_the_image_and_the_data_set_stats(
+    tiny_vision: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import wait_until
+
+    from lorastudio import registry
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.widgets.stats_panel import StatsPanel
+    from lorastudio.widgets.token_view import TokenView
+
+    shown: list[Any] = []
+    original = StatsPanel.show
+
+    def show(panel: StatsPanel, stats: Any, *args: Any) -> None:
+        shown.append(stats)
+        original(panel, stats, *args)
+
+    monkeypatch.setattr(StatsPanel, "show", show)
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(PreviewScreen(registry.load("tiny-vision")))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items, timeout=120)
+        items = screen.query_one(TokenView).items
+        assert "[image 1: 64x64]" in [p.text for p in items]
+        assert "".join(p.text for p in items if p.trained) == CAPTION + "<|eot_id|>"
+        await wait_until(pilot, lambda: shown and shown[-1].done, timeout=120)
+        assert (shown[-1].rows, shown[-1].used, dict(shown[-1].skipped)) == (12, 12, {})

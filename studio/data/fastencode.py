@@ -590,7 +590,7 @@ def compute_stats(
     """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
     stats = DatasetStats(format=encoder.format, rows=len(rows))
     if getattr(encoder, "vision", False):  # images go through the model's processor, a row at a time
-        return _vision_stats(encoder, rows, stats)
+        return _vision_stats(encoder, rows, stats, progress, every)
     fast = FastEncoder(encoder)
     step = max(1, min(every, 1000))
     index = 0
@@ -614,8 +614,16 @@ def compute_stats(
     return stats
 
 
-def _vision_stats(encoder: Any, rows: Sequence[Mapping[str, Any]], stats: DatasetStats) -> DatasetStats:
+def _vision_stats(
+    encoder: Any,
+    rows: Sequence[Mapping[str, Any]],
+    stats: DatasetStats,
+    progress: Callable[[DatasetStats], bool] | None,
+    every: int,
+) -> DatasetStats:
     for index in range(len(rows)):
+        if progress is not None and index % every == every - 1 and progress(stats) is False:
+            return stats
         try:
             sample = encoder.encode_row(rows[index], index)  # a missing image is refused, naming the row
         except SkipRow as skip:
@@ -628,4 +636,6 @@ def _vision_stats(encoder: Any, rows: Sequence[Mapping[str, Any]], stats: Datase
         stats.trained_tokens += sample.trained_count
         stats.truncated += sample.truncated
     stats.done = True
+    if progress is not None:
+        progress(stats)
     return stats
