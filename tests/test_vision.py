@@ -333,3 +333,15 @@ async def test_preview_screen_shows_the_image_and_the_data_set_stats(
         assert "".join(p.text for p in items if p.trained) == CAPTION + "<|eot_id|>"
         await wait_until(pilot, lambda: shown and shown[-1].done, timeout=120)
         assert (shown[-1].rows, shown[-1].used, dict(shown[-1].skipped)) == (12, 12, {})
+
+
+@pytest.mark.slow
+def test_merged_export_of_a_vision_run_is_refused_naming_why(vision_run: Path, tmp_path: Path) -> None:
+    from lorastudio.export.exporter import ExportRequest, export
+    from lorastudio.export.staging import ExportError
+
+    with pytest.raises(
+        ExportError, match=r"--format merged: run tiny-vision-.* tuned a vision-language model"
+    ):
+        export(ExportRequest(run=str(vision_run), format="merged", out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
