@@ -203,7 +203,12 @@ class VisionEncoder(Encoder):
         )
         ids = list(out["input_ids"][0])
         offsets = [tuple(o) for o in out["offset_mapping"][0]]
-        moved = list(out.get("text_replacement_offsets", [[]])[0]) if pictures else []
+        if pictures and "text_replacement_offsets" not in out:
+            raise DataError(
+                f"{where}: this transformers' {type(self.processor).__name__} does not say where images expand "
+                "(return_text_replacement_offsets, transformers 5.25 has it); upgrade transformers"
+            )
+        moved = list(out["text_replacement_offsets"][0]) if pictures else []
         spans = [(_shift(s, moved), _shift(e, moved)) for s, e in located.spans]
         labels = list(ids) if self.train_on == "all" else _mask_outside(ids, offsets, spans)
         image_spans = []
