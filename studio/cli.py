@@ -820,9 +820,8 @@ def _chat_image(args: argparse.Namespace, with_overrides: Any) -> int:
     from lorastudio.chat.vision import image_reply
     from lorastudio.data.vision import open_image
 
-    open_image(
-        Path(args.image).expanduser(), "--image"
-    )  # a missing image is named before the run is looked up
+    # a missing image is named before the run is looked up
+    open_image(Path(args.image).expanduser(), "--image")
     chat = engine_for(args.target, base_only=args.base).recipe.chat
     sampling = with_overrides(
         chat,
