@@ -240,7 +240,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     samples: list[dict[str, object] | tuple[int, Encoded]] = []
     for index in range(args.index, min(len(rows), args.index + args.count)):
         try:
-            enc = prepared.encoder.encode_row(rows[index])
+            enc = prepared.encoder.encode_row(rows[index], index)
         except SkipRow as skip:
             samples.append({"index": index, "skipped": str(skip)})
             continue

@@ -145,7 +145,7 @@ def test_missing_or_unreadable_image_names_row_and_file(
         encode_vision_rows(encoder, rows)
     message = str(caught.value)
     assert (
-        "rows.jsonl row 2" in message
+        "rows.jsonl row 1:" in message
         and str(tmp_path / "shapes" / "broken.png") in message
         and said in message
     )
@@ -159,7 +159,7 @@ def test_placeholder_count_must_match_the_images(processor: Any) -> None:
         ],
         "images": ["shapes/red-circle.png"],
     }
-    with pytest.raises(DataError, match=r"row 3: 1 images in the images column but 2 <image> placeholders"):
+    with pytest.raises(DataError, match=r"row 2: 1 images in the images column but 2 <image> placeholders"):
         _encoder(processor, SHAPES).encode_row(row, 2)
 
 
@@ -345,3 +345,24 @@ def test_merged_export_of_a_vision_run_is_refused_naming_why(vision_run: Path, t
     ):
         export(ExportRequest(run=str(vision_run), format="merged", out=tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_preview_of_a_row_with_a_missing_image_names_row_and_file(
+    tiny_vision: Path, tmp_path: Path
+) -> None:
+    from conftest import STUDIO_BIN
+
+    shutil.copytree(SHAPES / "shapes", tmp_path / "shapes")
+    rows = [_image_row(), _image_row("shapes/purple-blob.png")]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = subprocess.run(
+        [STUDIO_BIN, "preview", "tiny-vision", f"data.source={tmp_path / 'rows.jsonl'}", "--index", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (
+        f"{tmp_path / 'rows.jsonl'} row 1: image {tmp_path / 'shapes' / 'purple-blob.png'} does not exist"
+        in (result.stderr)
+    )

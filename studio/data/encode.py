@@ -400,8 +400,9 @@ class Encoder:
     def example_of(self, row: Mapping[str, Any]) -> Example:
         return to_example(row, self.format, self.columns, self.system_prompt)
 
-    def encode_row(self, row: Mapping[str, Any]) -> Encoded:
-        """THE function: raw row -> Encoded. Raises SkipRow (with the reason) for unusable rows."""
+    def encode_row(self, row: Mapping[str, Any], index: int | None = None) -> Encoded:
+        """THE function: raw row -> Encoded. Raises SkipRow (with the reason) for unusable rows; ``index`` (the
+        row's place in the data) is named where a row is refused (a vision row's missing image)."""
         return self.encode_example(self.example_of(row))
 
 

@@ -190,7 +190,7 @@ class VisionEncoder(Encoder):
 
     # -- encoding ------------------------------------------------------------------------------
     def encode_row(self, row: Mapping[str, Any], index: int | None = None) -> VisionEncoded:
-        where = f"{self.origin} row {index + 1}" if index is not None else self.origin
+        where = f"{self.origin} row {index}" if index is not None else self.origin  # 0-based, as --index
         example, paths = self.vision_example(row, where)
         pictures = [open_image(p, where) for p in paths]
         located = self.locate(example.turns)
