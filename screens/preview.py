@@ -216,7 +216,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         of = "… (reading the file)" if self.partial else str(len(rows))
         notes = self.query_one("#sample-notes", Static)
         try:
-            sample = self.prepared.encoder.encode_row(rows[self.index])
+            sample = self.prepared.encoder.encode_row(rows[self.index], self.index)
         except SkipRow as skip:
             header.update(f"sample {self.index + 1}/{of} · skipped: {escape(str(skip))}")
             notes.display = False

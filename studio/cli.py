@@ -240,7 +240,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     samples: list[dict[str, object] | tuple[int, Encoded]] = []
     for index in range(args.index, min(len(rows), args.index + args.count)):
         try:
-            enc = prepared.encoder.encode_row(rows[index])
+            enc = prepared.encoder.encode_row(rows[index], index)
         except SkipRow as skip:
             samples.append({"index": index, "skipped": str(skip)})
             continue
@@ -813,6 +813,27 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 # -- chat -----------------------------------------------------------------------------------------
+def _chat_image(args: argparse.Namespace, with_overrides: Any) -> int:
+    from dataclasses import asdict
+
+    from lorastudio.chat.engine import engine_for
+    from lorastudio.chat.vision import image_reply
+    from lorastudio.data.vision import open_image
+
+    # a missing image is named before the run is looked up
+    open_image(Path(args.image).expanduser(), "--image")
+    chat = engine_for(args.target, base_only=args.base).recipe.chat
+    sampling = with_overrides(
+        chat,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        greedy=True if args.greedy else None,
+    )
+    reply = image_reply(args.target, args.image, args.prompt, sampling, args.base, args.system)
+    print(dumps(asdict(reply)) if args.json else reply.text)
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from lorastudio.chat.endpoint import is_endpoint, open_engine
     from lorastudio.chat.engine import reply_json, with_overrides
@@ -829,6 +850,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
         )
     if args.mark or (interactive and args.save_to):
         _feedback_log(args)  # a destination that cannot be written is refused before any reply is made
+    if args.image and args.prompt is None:
+        raise StudioError(
+            "--image: give the question with --prompt TEXT (the Chat screen takes no images yet)"
+        )
     if interactive:
         from lorastudio.app import run_app
 
@@ -846,6 +871,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             chat_endpoint=(args.model, args.api_key_env),
         )
         return 0
+    if args.image:  # a vision-language model's run: one prompt about one image (studio/chat/vision.py)
+        return _chat_image(args, with_overrides)
     engine = open_engine(args.target, args.base, args.model, args.api_key_env)
     if engine.source:  # which run and checkpoint `latest`, RUN@latest or RUN@best took
         print(f"chat: {engine.source}", file=sys.stderr)
@@ -1226,6 +1253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-env", metavar="VAR", help="with an endpoint: the API key is in variable VAR")
     p.add_argument("--base", action="store_true", help="the base model, without the adapter")
     p.add_argument("--prompt", help="send one prompt, print the streamed reply, exit")
+    p.add_argument("--image", help="an image the prompt is about (a vision-language model's run)")
     p.add_argument(
         "--prompts",
         metavar="FILE",

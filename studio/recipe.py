@@ -43,6 +43,9 @@ class ModelSection(_Section):
     """Add a dedicated ``<pad>`` token when the tokenizer has none (the Falcon notebook does)."""
     params_billion: float | None = None
     """Parameter count in billions, for the VRAM estimate when the model is not on disk."""
+    finetune_vision: bool = False
+    """For a vision-language model: LoRA on the vision tower and connector too (``lora.target_modules`` names
+    there); by default only the language model is adapted."""
     adapter: str | None = None
     """A finished run (name, path, ``latest``, ``RUN@best`` or ``RUN@checkpoint-N``) whose LoRA adapter this run
     starts from and keeps training, e.g. an SFT run before DPO. The reference of dpo/kto is then that adapter as

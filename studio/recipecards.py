@@ -51,8 +51,9 @@ class RecipeCard:
 
     @property
     def offline(self) -> bool:
-        """Trains with no hub: the tiny model or the shipped SmolLM2."""
-        return self.model in ("tiny", "smollm2-135m-instruct")
+        """Trains with no hub: the tiny models or the shipped SmolLM2."""
+        return self.model in ("tiny", "tiny-vision", "smollm2-135m-instruct")
+
 
 
 def listing_state() -> list[Any]:

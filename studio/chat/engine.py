@@ -164,6 +164,13 @@ class ChatEngine:
         from lorastudio.train.backend import detect_hardware, load_base_model
 
         report = progress or (lambda f, m: None)
+        from lorastudio.models.vlm import is_vision_config
+
+        if is_vision_config(resolve_model_path(self.recipe.model, progress)):  # chat/vision.py answers those
+            raise StudioError(
+                f"{self.recipe.model.name!r} is a vision-language model: chat with it on the command line with "
+                "`studio chat RUN --image PATH --prompt TEXT` (the Chat screen takes no images yet)"
+            )
         report(0.05, "loading tokenizer")
         tokenizer = load_tokenizer(self.recipe.model, progress)
         report(0.3, f"loading {self.recipe.model.name}")

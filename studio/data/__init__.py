@@ -8,6 +8,7 @@ from Arrow a column at a time), the prepared-data cache, its Arrow
 writer and its processes (``cache``, ``arrowwriter``, ``cachekey``, ``cacheindex``, ``shards``),
 finding a row by its text (``rowsearch``), what ``studio validate`` checks without the data (``checks``)
 and the preference and RL methods' rows with their one encode path and their cache entries
-(``preference``, ``methodcache``).
+(``preference``, ``methodcache``), and rows with images for a vision-language model, the vision branch
+of the encode path (``vision``).
 It may import ``lorastudio.models`` and the ground; never ``train``, ``chat``, ``export`` or a face.
 """

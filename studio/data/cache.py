@@ -273,6 +273,10 @@ def prepare_data(
     """
     if prepared is None:
         prepared = prepare(recipe, tokenizer=tokenizer)
+    if getattr(prepared.encoder, "vision", False):  # train/vision.py encodes image rows when the run starts
+        raise DataError(
+            f"{recipe.name}: the prepared-data cache keeps text rows only; image rows are encoded as the run starts"
+        )
     tokenizer = prepared.tokenizer
     key = cache_key(recipe, tokenizer)
     final = prepared_root() / key

@@ -50,7 +50,14 @@ NOTHING_TRAINED = "no trained tokens"
 NOTHING_TRAINED_WITHIN = "no trained tokens within max_seq_length"
 """Why a row is skipped when no token of it trains (the second: none left after truncation); the fast encoder
 gives the same reasons."""
-_KNOWN_END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
+_KNOWN_END_OF_TURN = (
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<end_of_utterance>",
+)
 
 
 @dataclass(frozen=True)
@@ -393,8 +400,9 @@ class Encoder:
     def example_of(self, row: Mapping[str, Any]) -> Example:
         return to_example(row, self.format, self.columns, self.system_prompt)
 
-    def encode_row(self, row: Mapping[str, Any]) -> Encoded:
-        """THE function: raw row -> Encoded. Raises SkipRow (with the reason) for unusable rows."""
+    def encode_row(self, row: Mapping[str, Any], index: int | None = None) -> Encoded:
+        """THE function: raw row -> Encoded. Raises SkipRow (with the reason) for unusable rows; ``index`` (the
+        row's place in the data) is named where a row is refused (a vision row's missing image)."""
         return self.encode_example(self.example_of(row))
 
 

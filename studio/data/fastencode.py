@@ -589,6 +589,8 @@ def compute_stats(
 ) -> DatasetStats:
     """Encode every row; ``progress`` is called every ``every`` rows and may return False to cancel."""
     stats = DatasetStats(format=encoder.format, rows=len(rows))
+    if getattr(encoder, "vision", False):  # images go through the model's processor, a row at a time
+        return _vision_stats(encoder, rows, stats, progress, every)
     fast = FastEncoder(encoder)
     step = max(1, min(every, 1000))
     index = 0
@@ -606,6 +608,33 @@ def compute_stats(
             if progress is not None and index % every == every - 1 and progress(stats) is False:
                 return stats
             index += 1
+    stats.done = True
+    if progress is not None:
+        progress(stats)
+    return stats
+
+
+def _vision_stats(
+    encoder: Any,
+    rows: Sequence[Mapping[str, Any]],
+    stats: DatasetStats,
+    progress: Callable[[DatasetStats], bool] | None,
+    every: int,
+) -> DatasetStats:
+    for index in range(len(rows)):
+        if progress is not None and index % every == every - 1 and progress(stats) is False:
+            return stats
+        try:
+            sample = encoder.encode_row(rows[index], index)  # a missing image is refused, naming the row
+        except SkipRow as skip:
+            stats.skipped[str(skip)] += 1
+            stats.skipped_rows.setdefault(str(skip), []).append(index)
+            continue
+        stats.used += 1
+        stats.lengths.append(len(sample.input_ids))
+        stats.tokens += len(sample.input_ids)
+        stats.trained_tokens += sample.trained_count
+        stats.truncated += sample.truncated
     stats.done = True
     if progress is not None:
         progress(stats)

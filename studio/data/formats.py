@@ -53,6 +53,10 @@ def resolve_columns(column_names: Sequence[str], columns: Mapping[str, str]) -> 
 TEXT_FORMATS = {"guanaco", "llama2", "human_assistant"}
 
 
+TEXT_ONLY_IMAGE = "image part, but the model is text-only (use a vision-language model, e.g. tiny-vision)"
+"""Why a row with an image is skipped by a text model's encoder (see studio/data/vision.py for the others)."""
+
+
 class SkipRow(Exception):
     """This row cannot be used; the reason is counted in the statistics."""
 
@@ -77,6 +81,10 @@ def _text(value: Any, field: str, *, allow_empty: bool = False) -> str:
     if value is None:
         value = ""
     if not isinstance(value, str):
+        if isinstance(value, list) and any(
+            isinstance(p, Mapping) and p.get("type") == "image" for p in value
+        ):
+            raise SkipRow(TEXT_ONLY_IMAGE)
         raise SkipRow(f"non-string {field}")
     if not value.strip() and not allow_empty:
         raise SkipRow(f"empty {field}")

@@ -59,5 +59,11 @@ def _tokenizer(recipe: Recipe, progress: Progress | None) -> Any:
 
 
 def _prepared(recipe: Recipe, rows: Rows, tokenizer: Any) -> Prepared:
+    from lorastudio.data.vision import make_vision_encoder, processor_for
+
+    processor = processor_for(recipe)  # a vision-language model encodes through its processor
+    if processor is not None:
+        vision = make_vision_encoder(processor, recipe, rows.columns, rows.rows[:20], rows.origin)
+        return Prepared(vision.tokenizer, rows, vision)
     encoder = make_encoder(tokenizer, recipe, rows.columns, rows.rows[:20], rows.origin)
     return Prepared(tokenizer, rows, encoder)

@@ -184,6 +184,15 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
     started = time.monotonic()
     check_request(request)
     source = resolve_source(request.run, request.checkpoint)
+    if request.format != "adapter":
+        from lorastudio.models.sources import resolve_model_path
+        from lorastudio.models.vlm import is_vision_config
+
+        if is_vision_config(resolve_model_path(source.recipe.model)):  # merging a VLM is not done yet
+            raise ExportError(
+                f"--format {request.format}: run {source.run_dir.name} tuned a vision-language model "
+                f"({source.recipe.model.name}); only --format adapter exports it for now"
+            )
     out = out_dir(request, source)
     from lorastudio.export.staging import check_target
 

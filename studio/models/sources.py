@@ -9,6 +9,7 @@ from typing import Any
 from lorastudio import hub
 from lorastudio.errors import StudioError
 from lorastudio.models.tiny import ensure_tiny_model
+from lorastudio.models.vlm import TINY_VISION, ensure_tiny_vision
 from lorastudio.progress import Progress
 from lorastudio.recipe import ModelSection
 
@@ -16,10 +17,13 @@ TINY = "tiny"
 
 
 def resolve_model_path(model: ModelSection, progress: Progress | None = None) -> str:
-    """``tiny`` becomes the cached offline model (built on first use); other names pass through."""
+    """``tiny`` (and ``tiny-vision``) become the cached offline models (built on first use); other names pass
+    through."""
     wait_for_imports()
     if model.name == TINY:
         return str(ensure_tiny_model(progress))
+    if model.name == TINY_VISION:
+        return str(ensure_tiny_vision(progress))
     from lorastudio.models.gguf import ensure_dequantized, gguf_path_for
     from lorastudio.models.offline import ensure_offline_model, is_offline_model
 

@@ -335,11 +335,16 @@ def run(run_dir: Path, resume: bool = False) -> int:
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
         from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
+        from lorastudio.train.vision import is_vision_recipe, start_vision
 
         if (
             recipe.train.method != "sft"
         ):  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
             trainer, tokenizer = _method_trainer(recipe, backend, hw, where, writer, stop, run_dir, tracking)
+        elif is_vision_recipe(recipe):
+            # a vision-language model: its processor and collator (train/vision.py)
+            callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0)]
+            trainer, tokenizer = start_vision(recipe, hw, where, writer, callbacks, run_dir, tracking)
         else:
             with dist.main_first(
                 where
