@@ -121,7 +121,9 @@ class RunsScreen(Screen[None]):
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("x", "export", "Export", id="runs.export"),
         Binding("D,delete", "delete", "Delete", id="runs.delete"),
-        Binding("p", "serve", "Serve", id="runs.serve"),  # after Delete: at 80 columns the main keys stay whole
+        Binding(
+            "p", "serve", "Serve", id="runs.serve"
+        ),  # after Delete: at 80 columns the main keys stay whole
         Binding("n", "note", "Note", id="runs.note"),
         Binding("o", "sort", "Sort", id="runs.sort"),
         Binding("g", "toggle_group", "Sweep group", show=False, id="runs.group"),  # shown in the detail pane

@@ -55,7 +55,6 @@ class RecipeCard:
         return self.model in ("tiny", "tiny-vision", "smollm2-135m-instruct")
 
 
-
 def listing_state() -> list[Any]:
     """What the cards depend on: the recipe files' names, times and sizes (built-in and user) and the deciding
     modules' times; a few stats, read before the recipes are, so a change meanwhile shows at the next start."""

@@ -306,7 +306,7 @@ def test_hub_id_not_cached_is_not_taken_for_a_vision_model() -> None:
 async def test_preview_screen_shows_the_image_and_the_data_set_stats(
     tiny_vision: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import wait_until
+    from conftest import screen_of, wait_until
 
     from lorastudio import registry
     from lorastudio.app import StudioApp
@@ -326,7 +326,7 @@ async def test_preview_screen_shows_the_image_and_the_data_set_stats(
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(PreviewScreen(registry.load("tiny-vision")))
-        screen = app.screen
+        screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items, timeout=120)
         items = screen.query_one(TokenView).items
         assert "[image 1: 64x64]" in [p.text for p in items]
