@@ -104,8 +104,10 @@ def load_for_training(
     """(peft model, tokenizer) ready for the trainer."""
     from lorastudio.models.sources import resolve_model_path
 
+    from lorastudio.train.loravariants import uses_variants
+
     path = resolve_model_path(recipe.model, progress)
-    if backend == "unsloth":
+    if backend == "unsloth" and not uses_variants(recipe):  # DoRA, PiSSA, LoRA+ ...: peft's own path
         return _load_unsloth(recipe, path, hw)
     return _load_hf(recipe, path, hw)
 
@@ -184,15 +186,10 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     gc = resolve_gradient_checkpointing(recipe, hw)
     if recipe.model.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
-    config = LoraConfig(
-        r=recipe.lora.r,
-        lora_alpha=recipe.lora.alpha,
-        lora_dropout=recipe.lora.dropout,
-        target_modules=recipe.lora.target_modules,
-        bias=recipe.lora.bias,
-        use_rslora=recipe.lora.use_rslora,
-        task_type="CAUSAL_LM",
-    )
+    from lorastudio.train.loravariants import check_adapter, peft_kwargs
+
+    check_adapter(recipe)  # again here: the model may have been downloaded since the run was started
+    config = LoraConfig(**peft_kwargs(recipe))
     from transformers import set_seed
 
     set_seed(
