@@ -54,7 +54,9 @@ def test_pissa_init_differs_from_default_and_moves_the_base_weight(tiny_model: P
     assert torch.count_nonzero(pissa.lora_B["default"].weight) > 0  # pissa: principal components
     moved = pissa.base_layer.weight
     assert not torch.allclose(moved, original)  # the residual, W - scale * B A
-    rebuilt = moved + pissa.scaling["default"] * pissa.lora_B["default"].weight @ pissa.lora_A["default"].weight
+    rebuilt = (
+        moved + pissa.scaling["default"] * pissa.lora_B["default"].weight @ pissa.lora_A["default"].weight
+    )
     assert torch.allclose(rebuilt, original, atol=1e-5)
 
 
@@ -85,7 +87,9 @@ def test_each_option_reaches_the_built_model(tiny_model: Path, overrides: list[s
         assert any("lm_head.modules_to_save.default" in n for n in trainable)
 
 
-def test_lora_plus_gives_the_trainer_two_learning_rates_in_the_ratio(tiny_model: Path, tmp_path: Path) -> None:
+def test_lora_plus_gives_the_trainer_two_learning_rates_in_the_ratio(
+    tiny_model: Path, tmp_path: Path
+) -> None:
     from lorastudio.train.loravariants import prepare_trainer
     from lorastudio.train.worker import build_trainer
 
@@ -112,7 +116,10 @@ def _tokenizer() -> Any:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["lora.target_modules=[q_proj, qq_proj]"], "lora.target_modules: 'qq_proj' matches no module of tiny"),
+        (
+            ["lora.target_modules=[q_proj, qq_proj]"],
+            "lora.target_modules: 'qq_proj' matches no module of tiny",
+        ),
         (["lora.modules_to_save=[lm_haed]"], "lora.modules_to_save: 'lm_haed' matches no module of tiny"),
         (["lora.rank_pattern={q_prj: 4}"], "lora.rank_pattern: 'q_prj' matches none of the modules"),
         (["lora.alpha_pattern={embed_tokens: 4}"], "lora.alpha_pattern: 'embed_tokens' matches none"),
@@ -202,7 +209,9 @@ def _saved_run(recipe: Recipe, tmp_path: Path) -> tuple[Path, Any]:
 
 
 @pytest.mark.parametrize("overrides", [["lora.use_dora=true"], ["lora.init=pissa"], ["lora.init=olora"]])
-def test_merged_export_matches_the_model_as_trained(tiny_model: Path, tmp_path: Path, overrides: list[str]) -> None:
+def test_merged_export_matches_the_model_as_trained(
+    tiny_model: Path, tmp_path: Path, overrides: list[str]
+) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -219,7 +228,9 @@ def test_merged_export_matches_the_model_as_trained(tiny_model: Path, tmp_path: 
         assert config["init_lora_weights"] is True and config["r"] == 32  # converted: plain LoRA, twice r
     merged = export(ExportRequest(str(run_dir), "merged", out=tmp_path / "merged", dtype="float32"))
     with torch.inference_mode():
-        got = AutoModelForCausalLM.from_pretrained(merged.out, dtype=torch.float32).eval()(input_ids=ids).logits
+        got = (
+            AutoModelForCausalLM.from_pretrained(merged.out, dtype=torch.float32).eval()(input_ids=ids).logits
+        )
     assert (got - want).abs().max().item() < 1e-3
 
 
@@ -246,7 +257,9 @@ def test_a_short_dora_run_learns_and_saves_a_dora_adapter(tiny_model: Path, tmp_
     assert config["use_dora"] is True
 
 
-def test_converting_a_pissa_adapter_mid_run_leaves_the_trained_one_as_it_was(tiny_model: Path, tmp_path: Path) -> None:
+def test_converting_a_pissa_adapter_mid_run_leaves_the_trained_one_as_it_was(
+    tiny_model: Path, tmp_path: Path
+) -> None:
     import torch
 
     from lorastudio.train.loravariants import INITIAL_ADAPTER, save_converted, save_initial

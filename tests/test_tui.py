@@ -111,7 +111,7 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         assert isinstance(screen, RecipesScreen)
         await wait_until(pilot, lambda: screen.entries)
         options = screen.query_one(OptionList)
-        assert options.option_count == 10 and screen.current.file.name == "smollm2-pirate"
+        assert options.option_count == 11 and screen.current.file.name == "smollm2-pirate"
         await pilot.press("j", "j", "j")
         assert screen.current.file.name == "llama2-medical"
         assert "aboonaji/llama2finetune-v2" in screen_text(app)
@@ -124,7 +124,7 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
             "qwen3-0.6b-tools",
         ]
         await pilot.press("escape")
-        assert options.option_count == 10
+        assert options.option_count == 11
         await pilot.press("slash", *"tiny")
         assert [e.file.name for e in screen.shown] == ["tiny-pirate", "tiny-pirate-grpo"]
         await pilot.press(

@@ -103,7 +103,6 @@ def load_for_training(
 ) -> tuple[Any, Any]:
     """(peft model, tokenizer) ready for the trainer."""
     from lorastudio.models.sources import resolve_model_path
-
     from lorastudio.train.loravariants import uses_variants
 
     path = resolve_model_path(recipe.model, progress)

@@ -94,7 +94,9 @@ def model_module_names(recipe: Recipe) -> tuple[list[str], list[str], str | None
     except Exception:  # an architecture this transformers cannot build: the load itself will say so
         return None
     quant = getattr(config, "quantization_config", None)
-    method = (quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)) or None
+    method = (
+        quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    ) or None
     names = [n for n, _ in model.named_modules() if n]
     linear = [n for n, m in model.named_modules() if n and isinstance(m, torch.nn.Linear)]
     return names, linear, str(method) if method else None
@@ -134,9 +136,11 @@ def check_modules(recipe: Recipe, names: list[str], linear: list[str], quant_met
                 f"lora.modules_to_save: {key!r} matches no module of {model} "
                 f"(e.g. lm_head, embed_tokens; its modules end in {', '.join(_leaf_names(names)[:12])}, ...)"
             )
-    adapted = linear if lora.target_modules == "all-linear" else [
-        n for n in names if any(n == k or n.endswith(f".{k}") for k in lora.target_modules)
-    ]
+    adapted = (
+        linear
+        if lora.target_modules == "all-linear"
+        else [n for n in names if any(n == k or n.endswith(f".{k}") for k in lora.target_modules)]
+    )
     for field, pattern in (("rank_pattern", lora.rank_pattern), ("alpha_pattern", lora.alpha_pattern)):
         for key in pattern:
             if not _pattern_matches(key, adapted):
@@ -187,10 +191,9 @@ def prepare_trainer(recipe: Recipe, trainer: Any, run_dir: Path, is_main: bool) 
     model = trainer.model
     if recipe.lora.plus_lr_ratio is not None:
         trainer.optimizer = loraplus_optimizer(recipe, model, trainer.args)
-    if recipe.lora.moves_base_weights and recipe.model.adapter is None:
-        if is_main:
-            save_initial(model, run_dir)
-            trainer.add_callback(_plain_checkpoints(run_dir))
+    if recipe.lora.moves_base_weights and recipe.model.adapter is None and is_main:
+        save_initial(model, run_dir)
+        trainer.add_callback(_plain_checkpoints(run_dir))
 
 
 def save_initial(model: Any, run_dir: Path) -> Path:
