@@ -234,6 +234,7 @@ def test_merged_export_matches_the_model_as_trained(
     assert (got - want).abs().max().item() < 1e-3
 
 
+@pytest.mark.slow
 def test_a_short_dora_run_learns_and_saves_a_dora_adapter(tiny_model: Path, tmp_path: Path) -> None:
     from lorastudio.train import runs
 
@@ -274,6 +275,7 @@ def test_converting_a_pissa_adapter_mid_run_leaves_the_trained_one_as_it_was(
     assert model.active_adapter == "default"
 
 
+@pytest.mark.slow
 def test_a_pissa_run_saves_plain_loras_that_chat_and_export_load(tiny_model: Path, tmp_path: Path) -> None:
     from lorastudio.train import runs
     from lorastudio.train.adapters import resolve_adapter
@@ -298,3 +300,37 @@ def test_a_pissa_run_saves_plain_loras_that_chat_and_export_load(tiny_model: Pat
     assert resolve_adapter(run_dir, "checkpoint-2").name == PLAIN_LORA
     kept = json.loads((run_dir / "checkpoints" / "checkpoint-2" / "adapter_config.json").read_text())
     assert (kept["init_lora_weights"], kept["r"]) == ("pissa", 16)  # as trained: what a resume loads
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bitsandbytes", "message"),
+    [
+        (
+            False,
+            True,
+            "lora.init: loftq runs peft's 4-bit quantizer on a CUDA GPU, and this machine has none",
+        ),
+        (True, False, "lora.init: loftq quantizes with bitsandbytes, which is not installed"),
+        (True, True, None),
+    ],
+)
+def test_loftq_needs_a_cuda_gpu_and_bitsandbytes(cuda: bool, bitsandbytes: bool, message: str | None) -> None:
+    from lorastudio.train.loravariants import check_loftq_machine
+
+    if message is None:
+        check_loftq_machine(cuda, bitsandbytes)
+    else:
+        with pytest.raises(RecipeError, match=message):
+            check_loftq_machine(cuda, bitsandbytes)
+
+
+def test_loftq_without_a_gpu_is_refused_before_a_run_exists(tiny_model: Path, tmp_path: Path) -> None:
+    import torch
+
+    from lorastudio.train.runs import start_run
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: LoftQ may run here")
+    with pytest.raises(RecipeError, match="lora.init: loftq runs peft's 4-bit quantizer on a CUDA GPU"):
+        start_run(tiny("lora.init=loftq"), root=tmp_path / "runs", start=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -161,9 +161,32 @@ def check_adapter(recipe: Recipe) -> None:
     checked."""
     if recipe.model.adapter is not None:
         return
+    if recipe.lora.init == "loftq":
+        check_loftq_machine()
     found = model_module_names(recipe)
     if found is not None:
         check_modules(recipe, *found)
+
+
+def check_loftq_machine(cuda: bool | None = None, bitsandbytes: bool | None = None) -> None:
+    """peft's LoftQ quantizes each weight with bitsandbytes on a CUDA (or XPU) device, whatever the base is on."""
+    import importlib.util
+
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    if bitsandbytes is None:
+        bitsandbytes = importlib.util.find_spec("bitsandbytes") is not None
+    if not cuda:
+        raise RecipeError(
+            "lora.init: loftq runs peft's 4-bit quantizer on a CUDA GPU, and this machine has none; "
+            "use lora.init: olora or pissa"
+        )
+    if not bitsandbytes:
+        raise RecipeError(
+            "lora.init: loftq quantizes with bitsandbytes, which is not installed (pip install 'lorastudio[gpu]')"
+        )
 
 
 def loraplus_optimizer(recipe: Recipe, model: Any, args: Any) -> Any:
