@@ -208,7 +208,10 @@ def _saved_run(recipe: Recipe, tmp_path: Path) -> tuple[Path, Any]:
     return run_dir, model.eval()
 
 
-@pytest.mark.parametrize("overrides", [["lora.use_dora=true"], ["lora.init=pissa"], ["lora.init=olora"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [["lora.use_dora=true"], ["lora.init=pissa"], ["lora.init=olora"], ["lora.modules_to_save=[lm_head]"]],
+)
 def test_merged_export_matches_the_model_as_trained(
     tiny_model: Path, tmp_path: Path, overrides: list[str]
 ) -> None:
@@ -300,6 +303,21 @@ def test_a_pissa_run_saves_plain_loras_that_chat_and_export_load(tiny_model: Pat
     assert resolve_adapter(run_dir, "checkpoint-2").name == PLAIN_LORA
     kept = json.loads((run_dir / "checkpoints" / "checkpoint-2" / "adapter_config.json").read_text())
     assert (kept["init_lora_weights"], kept["r"]) == ("pissa", 16)  # as trained: what a resume loads
+
+    # resumed from checkpoint-2, the run re-initialises pissa, loads the checkpoint as trained and ends where
+    # the uninterrupted run ended
+    import shutil
+
+    from safetensors.torch import load_file
+
+    first = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    shutil.rmtree(run_dir / "checkpoints" / "checkpoint-4")
+    result = run_worker(run_dir, "--resume", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert state_of(run_dir).status == "done"
+    again = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    assert first.keys() == again.keys()
+    assert max((first[k] - again[k]).abs().max().item() for k in first) < 1e-4
 
 
 @pytest.mark.parametrize(

@@ -267,6 +267,8 @@ def _plain_checkpoints(run_dir: Path) -> Any:
                 partial = folder / f".{PLAIN_LORA}.tmp"
                 shutil.rmtree(partial, ignore_errors=True)
                 if save_converted(model, partial, run_dir):
+                    # the same checkpoint may be saved twice (the last step, a stop): the newer copy wins
+                    shutil.rmtree(folder / PLAIN_LORA, ignore_errors=True)
                     partial.rename(folder / PLAIN_LORA)
 
     return PlainCheckpoints()
