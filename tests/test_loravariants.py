@@ -352,3 +352,22 @@ def test_loftq_without_a_gpu_is_refused_before_a_run_exists(tiny_model: Path, tm
     with pytest.raises(RecipeError, match="lora.init: loftq runs peft's 4-bit quantizer on a CUDA GPU"):
         start_run(tiny("lora.init=loftq"), root=tmp_path / "runs", start=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("backend", "overrides", "chosen"),
+    [
+        ("unsloth", [], "unsloth"),
+        ("unsloth", ["lora.use_rslora=true"], "unsloth"),
+        ("unsloth", ["lora.use_dora=true"], "hf"),
+        ("unsloth", ["lora.init=olora"], "hf"),
+        ("unsloth", ["lora.plus_lr_ratio=16"], "hf"),
+        ("unsloth", ["lora.modules_to_save=[lm_head]"], "hf"),
+        ("unsloth", ["lora.rank_pattern={q_proj: 4}"], "hf"),
+        ("hf", ["lora.use_dora=true"], "hf"),
+    ],
+)
+def test_variants_train_with_peft_not_unsloth(backend: str, overrides: list[str], chosen: str) -> None:
+    from lorastudio.train.loravariants import backend_for
+
+    assert backend_for(tiny(*overrides), backend) == chosen

@@ -103,10 +103,9 @@ def load_for_training(
 ) -> tuple[Any, Any]:
     """(peft model, tokenizer) ready for the trainer."""
     from lorastudio.models.sources import resolve_model_path
-    from lorastudio.train.loravariants import uses_variants
 
     path = resolve_model_path(recipe.model, progress)
-    if backend == "unsloth" and not uses_variants(recipe):  # DoRA, PiSSA, LoRA+ ...: peft's own path
+    if backend == "unsloth":
         return _load_unsloth(recipe, path, hw)
     return _load_hf(recipe, path, hw)
 

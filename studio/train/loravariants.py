@@ -71,6 +71,11 @@ def uses_variants(recipe: Recipe) -> bool:
     )
 
 
+def backend_for(recipe: Recipe, backend: str) -> str:
+    """``hf`` in place of ``unsloth`` when the recipe uses a variant: unsloth builds plain LoRA/rsLoRA only."""
+    return "hf" if backend == "unsloth" and uses_variants(recipe) else backend
+
+
 def _config_folder(recipe: Recipe) -> Path | None:
     from lorastudio.models.estimate import find_model_config_path
 

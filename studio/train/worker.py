@@ -335,6 +335,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 writer.status("stopped", cause="stopped while queued; it never started")
                 return 0
         backend = choose_backend(hw, devices=where.world_size)
+        from lorastudio.train.loravariants import backend_for
+
+        if backend_for(recipe, backend) != backend:
+            backend = backend_for(recipe, backend)
+            writer.write(
+                "log", message="the lora section's variants train with transformers + peft, not unsloth"
+            )
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
         from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
