@@ -123,6 +123,11 @@ def _tokenizer() -> Any:
         (["lora.modules_to_save=[lm_haed]"], "lora.modules_to_save: 'lm_haed' matches no module of tiny"),
         (["lora.rank_pattern={q_prj: 4}"], "lora.rank_pattern: 'q_prj' matches none of the modules"),
         (["lora.alpha_pattern={embed_tokens: 4}"], "lora.alpha_pattern: 'embed_tokens' matches none"),
+        (["lora.rank_pattern={'q_(proj': 4}"], "lora.rank_pattern: 'q_\\(proj' is not a valid regular"),
+        (
+            ["lora.target_modules=all-linear", "lora.rank_pattern={lm_head: 4}"],
+            "lora.rank_pattern: 'lm_head'",
+        ),
     ],
 )
 def test_a_name_that_matches_no_module_is_refused_before_a_run_exists(
@@ -132,7 +137,7 @@ def test_a_name_that_matches_no_module_is_refused_before_a_run_exists(
 
     with pytest.raises(RecipeError, match=message.replace("{", r"\{")) as caught:
         start_run(tiny(*overrides), root=tmp_path / "runs", start=False)
-    assert "q_proj" in str(caught.value) or "lm_head" in str(caught.value) or "layers" in str(caught.value)
+    assert "q_proj" in str(caught.value) or "lm_head" in str(caught.value) or "regular" in str(caught.value)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

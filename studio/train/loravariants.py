@@ -118,10 +118,7 @@ def _matches(key: str, names: list[str]) -> bool:
 
 def _pattern_matches(pattern: str, names: list[str]) -> bool:
     """peft's rule for ``rank_pattern`` / ``alpha_pattern`` keys (a regular expression ending a module name)."""
-    try:
-        return any(re.match(rf"(.*\.)?({pattern})$", n) for n in names)
-    except re.error:
-        return False
+    return any(re.match(rf"(.*\.)?({pattern})$", n) for n in names)
 
 
 def check_modules(recipe: Recipe, names: list[str], linear: list[str], quant_method: str | None) -> None:
@@ -142,12 +139,16 @@ def check_modules(recipe: Recipe, names: list[str], linear: list[str], quant_met
                 f"(e.g. lm_head, embed_tokens; its modules end in {', '.join(_leaf_names(names)[:12])}, ...)"
             )
     adapted = (
-        linear
+        [n for n in linear if not n.endswith("lm_head")]  # peft's all-linear leaves the output layer out
         if lora.target_modules == "all-linear"
         else [n for n in names if any(n == k or n.endswith(f".{k}") for k in lora.target_modules)]
     )
     for field, pattern in (("rank_pattern", lora.rank_pattern), ("alpha_pattern", lora.alpha_pattern)):
         for key in pattern:
+            try:
+                re.compile(key)
+            except re.error as exc:
+                raise RecipeError(f"lora.{field}: {key!r} is not a valid regular expression: {exc}") from None
             if not _pattern_matches(key, adapted):
                 raise RecipeError(
                     f"lora.{field}: {key!r} matches none of the modules lora.target_modules adapts "
