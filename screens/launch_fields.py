@@ -51,6 +51,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("lora.alpha", "LoRA alpha"),
     FieldSpec("lora.dropout", "LoRA dropout"),
     FieldSpec("lora.target_modules", "LoRA targets", "list"),
+    FieldSpec("lora.use_dora", "DoRA", "bool"),
+    FieldSpec("lora.init", "LoRA init", "text"),  # text, not choices: pissa_niter_N takes any N
+    FieldSpec("lora.plus_lr_ratio", "LoRA+ lr ratio", "optional"),
     FieldSpec("train.epochs", "epochs"),
     FieldSpec("train.max_steps", "max steps", "optional"),
     FieldSpec("train.batch_size", "batch size"),

@@ -107,6 +107,47 @@ class LoraSection(_Section):
     """Which biases to train."""
     use_rslora: bool = False
     """Rank-stabilised LoRA scaling."""
+    use_dora: bool = False
+    """Weight-decomposed LoRA (DoRA, peft's ``use_dora``): each adapted layer also learns the magnitude of its
+    weight's columns; slower steps, often better at low ranks. Works on a 4-bit (bitsandbytes) base."""
+    init: str = "default"
+    """How the adapter starts (peft's ``init_lora_weights``): ``default`` (B zero, A Kaiming), ``gaussian``,
+    ``pissa`` / ``pissa_niter_N`` (principal singular vectors of each weight, exact or with N power iterations),
+    ``olora`` (QR of each weight) or ``loftq`` (adapter that offsets 4-bit quantization error; needs an
+    unquantized base, ``model.load_in_4bit: false``). pissa, olora and loftq move part of each base weight into
+    the adapter; the saved adapter is converted back to a plain LoRA on the original base."""
+    plus_lr_ratio: float | None = Field(None, gt=0)
+    """LoRA+: the B matrices learn this many times faster than the A matrices (the paper suggests 16); unset
+    trains both at ``train.learning_rate``."""
+    modules_to_save: list[str] = Field(default_factory=list)
+    """Modules trained in full and saved with the adapter, e.g. ``[lm_head, embed_tokens]`` (new tokens)."""
+    rank_pattern: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """Rank for the modules whose name matches a key (a name or regular expression), instead of ``r``."""
+    alpha_pattern: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """Alpha for the modules whose name matches a key (a name or regular expression), instead of ``alpha``."""
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        if value == "eva":
+            # EVA initialises from activations of the first training batches, which would need the data encoded
+            # and run through the model before the trainer exists; studio does not do that (yet)
+            raise ValueError(
+                "eva is not supported by studio yet (it needs a pass over the training data before training); "
+                "use pissa, olora or default"
+            )
+        if value not in LORA_INITS and not re.fullmatch(r"pissa_niter_[1-9]\d*", value):
+            raise ValueError(f"{value!r}: choose one of {', '.join(LORA_INITS)} or pissa_niter_N (N >= 1)")
+        return value
+
+    @property
+    def moves_base_weights(self) -> bool:
+        """pissa, olora and loftq change the base weights at init (their adapter is converted when saved)."""
+        return self.init.startswith("pissa") or self.init in ("olora", "loftq")
+
+
+LORA_INITS = ("default", "gaussian", "pissa", "olora", "loftq")
+"""``lora.init`` values besides ``pissa_niter_N``."""
 
 
 class SamplesSection(_Section):
@@ -432,6 +473,37 @@ class Recipe(_Section):
                 f"this section is for train.method: {info.field_name}, but train.method is {method}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _lora_checks(self) -> Recipe:
+        # peft's rules for adapter variants, checked here so the Launch sheet and `studio validate` say them too
+        lora, init = self.lora, self.lora.init
+        if self.model.load_in_4bit and init == "loftq":
+            raise ValueError(
+                "lora.init: loftq quantizes the base itself and needs it loaded unquantized; "
+                "set model.load_in_4bit: false (or use another lora.init)"
+            )
+        if self.model.load_in_4bit and init.startswith("pissa"):
+            raise ValueError(
+                f"lora.init: {init} takes the singular vectors of unquantized weights; "
+                "set model.load_in_4bit: false (or use lora.init: olora)"
+            )
+        if lora.moves_base_weights and self.train.method in ("dpo", "kto", "grpo"):
+            raise ValueError(
+                f"lora.init: {init} changes the base weights, which train.method: {self.train.method} uses as "
+                "its reference (the adapter switched off); use lora.init: default or gaussian"
+            )
+        if lora.moves_base_weights and lora.use_rslora and (lora.rank_pattern or lora.alpha_pattern):
+            raise ValueError(
+                f"lora.init: {init} with lora.use_rslora and a rank/alpha pattern: peft cannot convert such an "
+                "adapter back to a plain LoRA when it is saved"
+            )
+        if lora.plus_lr_ratio is not None and self.train.distributed == "fsdp" and self.train.devices != 1:
+            raise ValueError(
+                "lora.plus_lr_ratio: LoRA+ builds its own optimizer, which FSDP does not accept; "
+                "use train.distributed: ddp or unset lora.plus_lr_ratio"
+            )
+        return self
 
     @model_validator(mode="after")
     def _grpo_checks(self) -> Recipe:

@@ -586,3 +586,53 @@ async def test_the_data_path_is_shown_whole(started: list[Recipe], size: tuple[i
         box.value = "~/datasets/pirates/2026-12/pirate_dialogues_cleaned_train.jsonl"
         await pilot.pause()
         assert box.tooltip == box.value  # a longer one is whole in the tooltip
+
+
+async def test_the_lora_group_edits_dora_init_and_lora_plus(started: list[object]) -> None:
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        text = screen_text(app)
+        assert "DoRA" in text and "LoRA init" in text and "LoRA+ lr ratio" in text
+        init = screen.query_one("#f-lora-init", Input)
+        assert init.value == "default"
+        screen.set_focus(init)
+        init.value = ""
+        burst(app, *"eva")
+        await wait_until(
+            pilot, lambda: "eva is not supported" in str(screen.query_one("#e-lora-init", Label).content)
+        )
+        await pilot.press("enter")
+        assert started == []  # refused: nothing launched
+        init.value = ""
+        burst(app, *"pissa")
+        await wait_until(pilot, lambda: screen.data["lora"]["init"] == "pissa" and not screen.errors)
+        screen.set_focus(screen.query_one("#f-lora-use-dora"))
+        await pilot.press("space")
+        await wait_until(pilot, lambda: str(screen.query_one("#v-lora-use-dora", Label).content) == "on")
+        ratio = screen.query_one("#f-lora-plus-lr-ratio", Input)
+        screen.set_focus(ratio)
+        burst(app, *"16", "enter")
+        await wait_until(pilot, lambda: started)
+        lora = started[0].lora
+        assert (lora.init, lora.use_dora, lora.plus_lr_ratio) == ("pissa", True, 16.0)
+
+
+@pytest.mark.parametrize(
+    ("edits", "field", "message"),
+    [
+        ({"lora.init": "loftq", "model.load_in_4bit": True}, "lora.init", "loftq quantizes the base itself"),
+        ({"lora.init": "pissa_niter_x"}, "lora.init", "choose one of default, gaussian, pissa"),
+        ({"lora.plus_lr_ratio": -1}, "lora.plus_lr_ratio", "greater than 0"),
+    ],
+)
+def test_lora_variant_errors_show_at_their_field(edits: dict[str, object], field: str, message: str) -> None:
+    from lorastudio.screens.launch_fields import set_path
+
+    data = registry.load("tiny-pirate").model_dump(mode="json")
+    for path, value in edits.items():
+        set_path(data, path, value)
+    recipe, errors = validate(data)
+    assert recipe is None and list(errors) == [field] and message in errors[field]

@@ -23,6 +23,7 @@ EXPECTED = {
     "falcon7b-guanaco",
     "qwen-csv-concepts",
     "smollm2-pirate-dpo",
+    "smollm2-pirate-dora",
     "tiny-pirate-grpo",
     "qwen1.5-0.5b-qlora",
     "qwen3-0.6b-tools",

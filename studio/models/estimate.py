@@ -9,7 +9,10 @@ The Launch sheet's estimate (:func:`estimate_memory`) is computed from the model
 - **weights**: the linear layers inside the blocks take 0.5 byte/param in 4-bit plus a fp32 absmax per
   64 weights (+0.0625 byte; +0.016 with double quantization), else the compute dtype (2 bytes on GPU,
   4 on CPU); embeddings, ``lm_head`` and norms stay in the compute dtype.
-- **LoRA**: ``r*(in+out)`` per adapted module per layer, kept in fp32 (4 bytes) with its gradient (4).
+- **LoRA**: ``r*(in+out)`` per adapted module per layer (``r`` from ``lora.rank_pattern`` where a key names the
+  module), plus ``out`` for DoRA's magnitude vector, plus every parameter of ``lora.modules_to_save``
+  (``lm_head`` / ``embed_tokens``: ``V*h``; a block's module: its ``in*out`` per layer), all trained: kept in
+  fp32 (4 bytes) with its gradient (4).
 - **optimizer**: Adam's two fp32 moments (8 bytes per LoRA param; 2 for 8-bit optimizers).
 - **activations** for ``T = batch * max_length`` tokens, per layer and token ``(15*h + 19*I/4)`` values
   (Korthikanti et al. 2022's ``34*h`` for ``I = 4h``, without the ``s*s`` score term that SDPA never
@@ -87,28 +90,36 @@ def estimate_vram_gb(
 
 def find_model_config(recipe: Recipe) -> dict[str, Any] | None:
     """The model's ``config.json`` if it is on disk (never downloads)."""
+    if recipe.model.name == "tiny" and find_model_config_path(recipe) is None:
+        from lorastudio.models.tiny import CONFIG
+
+        return {**CONFIG, "vocab_size": 640, "hidden_act": "silu"}
+    path = find_model_config_path(recipe)
+    return _read_json(path) if path is not None else None
+
+
+def find_model_config_path(recipe: Recipe) -> Path | None:
+    """Where the model's ``config.json`` is on disk (the tiny model's once built, a local folder's, a converted
+    GGUF's or the hub cache's); None when it is not there yet (never downloads)."""
     name = recipe.model.name
     if name == "tiny":
-        from lorastudio.models.tiny import CONFIG
         from lorastudio.paths import tiny_model_dir
 
         built = tiny_model_dir() / "config.json"
-        if built.exists():
-            return _read_json(built)
-        return {**CONFIG, "vocab_size": 640, "hidden_act": "silu"}
+        return built if built.exists() else None
     converted = _converted_gguf(recipe)
     if converted is not None:
-        return _read_json(converted / "config.json")
+        return converted / "config.json"
     local = Path(name).expanduser()
     if local.is_dir():
-        return _read_json(local / "config.json")
+        return local / "config.json" if (local / "config.json").is_file() else None
     try:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(name, "config.json", revision=recipe.model.revision)
     except Exception:  # an id that is not a valid repo name, or no hub client
         return None
-    return _read_json(Path(cached)) if isinstance(cached, str) else None
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def _converted_gguf(recipe: Recipe) -> Path | None:
@@ -236,7 +247,11 @@ def estimate_memory(
         weights = params * compute
     targets = recipe.lora.target_modules
     names = list(shapes) if targets == "all-linear" else [t for t in targets if t in shapes]
-    lora_params = layers * sum(recipe.lora.r * (shapes[n][0] + shapes[n][1]) for n in names)
+    lora_params = layers * sum(
+        _rank(recipe, n) * (shapes[n][0] + shapes[n][1]) + (shapes[n][1] if recipe.lora.use_dora else 0)
+        for n in names
+    )
+    lora_params += _saved_params(recipe, shapes, layers, vocab * h)
     eight_bit = "8bit" in recipe.train.optimizer
     per_layer_token = (15 * h + 19 * inter / 4) * compute
     if gc:
@@ -256,3 +271,23 @@ def estimate_memory(
         gradient_checkpointing=gc,
         source="config.json",
     )
+
+
+def _rank(recipe: Recipe, module: str) -> int:
+    """The rank of ``module``: the first ``lora.rank_pattern`` key that names it, else ``lora.r``."""
+    for key, rank in recipe.lora.rank_pattern.items():
+        if key == module or key.endswith(f".{module}"):
+            return rank
+    return recipe.lora.r
+
+
+def _saved_params(recipe: Recipe, shapes: dict[str, tuple[int, int]], layers: int, embedding: int) -> int:
+    """Parameters ``lora.modules_to_save`` trains in full: a copy of each module named."""
+    total = 0
+    for name in recipe.lora.modules_to_save:
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("lm_head", "embed_tokens", "wte", "embed_out"):
+            total += embedding
+        elif leaf in shapes:
+            total += layers * shapes[leaf][0] * shapes[leaf][1]
+    return total

@@ -79,7 +79,9 @@ def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
             f"run {run_dir.name} has no adapter in {folder.relative_to(run_dir)} "
             f"(kept: {', '.join(kept) or 'none'})"
         )
-    return folder
+    from lorastudio.train.loravariants import plain_adapter
+
+    return plain_adapter(folder)  # a pissa/olora/loftq checkpoint: its copy converted for the original base
 
 
 TRAINER_STATE = "trainer_state.json"

@@ -185,15 +185,10 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     gc = resolve_gradient_checkpointing(recipe, hw)
     if recipe.model.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
-    config = LoraConfig(
-        r=recipe.lora.r,
-        lora_alpha=recipe.lora.alpha,
-        lora_dropout=recipe.lora.dropout,
-        target_modules=recipe.lora.target_modules,
-        bias=recipe.lora.bias,
-        use_rslora=recipe.lora.use_rslora,
-        task_type="CAUSAL_LM",
-    )
+    from lorastudio.train.loravariants import check_adapter, peft_kwargs
+
+    check_adapter(recipe)  # again here: the model may have been downloaded since the run was started
+    config = LoraConfig(**peft_kwargs(recipe))
     from transformers import set_seed
 
     set_seed(

@@ -117,6 +117,9 @@ def start_run(
     from lorastudio.train.trlneeds import check_trl
 
     check_trl(recipe)  # a loss the installed TRL lacks: said now, not once the model has loaded
+    from lorastudio.train.loravariants import check_adapter
+
+    check_adapter(recipe)  # a lora module name that matches nothing, DoRA on a format peft cannot combine
     check_method_rows(
         recipe
     )  # dpo/kto/orpo/grpo data with no usable row: said now, not after the model loads

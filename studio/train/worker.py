@@ -283,7 +283,11 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:
     target = run_dir / "adapter"
     peft_config = getattr(model, "peft_config", None)
-    if isinstance(peft_config, dict) and len(peft_config) > 1:
+    from lorastudio.train.loravariants import save_converted
+
+    if save_converted(model, target, run_dir):  # pissa/olora/loftq: a plain LoRA of the original base
+        pass
+    elif isinstance(peft_config, dict) and len(peft_config) > 1:
         # DPO/KTO keep their frozen reference as a second adapter (TRL's `ref`); the run's adapter is the
         # trained one alone, or every export and upload would carry a copy of the reference too
         model.save_pretrained(target, selected_adapters=[model.active_adapter])
@@ -332,6 +336,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 writer.status("stopped", cause="stopped while queued; it never started")
                 return 0
         backend = choose_backend(hw, devices=where.world_size)
+        from lorastudio.train.loravariants import backend_for
+
+        if backend_for(recipe, backend) != backend:
+            backend = backend_for(recipe, backend)
+            writer.write(
+                "log", message="the lora section's variants train with transformers + peft, not unsloth"
+            )
         writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
         from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
@@ -373,6 +384,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
             trainer = build_trainer(
                 recipe, model, tokenizer, train_rows, eval_rows, run_dir, hw, callbacks, tracking
             )
+        from lorastudio.train.loravariants import prepare_trainer
+
+        prepare_trainer(recipe, trainer, run_dir, where.is_main)  # LoRA+'s optimizer, pissa's first adapter
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
             writer.write("log", message="no checkpoint found; starting from step 0")
