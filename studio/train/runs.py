@@ -120,6 +120,9 @@ def start_run(
     check_method_rows(
         recipe
     )  # dpo/kto/orpo/grpo data with no usable row: said now, not after the model loads
+    from lorastudio.train.rewardmodel import check_reward_models
+
+    check_reward_models(recipe)  # a grpo.rewards model: that names no reward run: said now, too
     path = create_run(recipe, root, stamp)
     if meta:
         update_meta(path, **meta)
