@@ -23,7 +23,10 @@ EXPECTED = {
     "falcon7b-guanaco",
     "qwen-csv-concepts",
     "smollm2-pirate-dpo",
+    "smollm2-pirate-reward",
     "tiny-pirate-grpo",
+    "tiny-pirate-reward",
+    "tiny-pirate-grpo-rm",
     "qwen1.5-0.5b-qlora",
     "qwen3-0.6b-tools",
 }
@@ -248,7 +251,7 @@ def _float_fields() -> list[tuple[str, str, list[str]]]:
         if cls is None:
             continue
         base, needs = "tiny-pirate", []
-        if section in ("dpo", "kto", "orpo"):
+        if section in ("dpo", "kto", "orpo", "reward"):
             needs = [f"train.method={section}"]
         elif section == "grpo":
             base = "tiny-pirate-grpo"

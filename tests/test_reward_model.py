@@ -80,7 +80,7 @@ def test_a_reward_run_trains_to_done_its_accuracy_rising_and_loss_falling(reward
     config = json.loads((reward_run / "adapter" / "adapter_config.json").read_text())
     assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"]
     assert not [
-        e for e in read_all(reward_run / "events.jsonl") if e.kind == "sample"
+        e for e in read_all(reward_run / "events.jsonl") if e["kind"] == "sample"
     ]  # it scores, never replies
 
 
