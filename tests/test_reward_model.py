@@ -259,11 +259,18 @@ def test_a_grpo_reward_model_that_is_not_a_reward_run_is_refused_by_name(
 
 
 def test_a_reward_run_refuses_to_start_from_an_sft_adapter(sft_run: Path, tiny_model: Path) -> None:
+    from lorastudio.paths import runs_dir
+    from lorastudio.train import runs
     from lorastudio.train.backend import Hardware
     from lorastudio.train.rewardmodel import load_reward_model
 
     recipe = registry.load("tiny-pirate-reward", ["model.adapter=sft-not-rm"])
+    count = len(list(runs_dir().iterdir()))
     with pytest.raises(RecipeError) as err:
+        runs.start_run(recipe, start=False)
+    assert str(err.value).startswith("model.adapter: sft-not-rm is not a reward model's adapter")
+    assert len(list(runs_dir().iterdir())) == count
+    with pytest.raises(RecipeError) as err:  # and by the worker, should the run's adapter change since
         load_reward_model(recipe, Hardware(cuda=False, bf16=False, device_name="cpu"))
     assert str(err.value).startswith("model.adapter: sft-not-rm is not a reward model's adapter")
 
@@ -309,3 +316,20 @@ def test_the_monitor_charts_a_reward_runs_accuracy_and_margin() -> None:
         ("scores", "mean", (3.0, 0.1)),
         ("scores", "min", (3.0, -1.0)),
     ]
+
+
+def test_chat_and_export_refuse_a_reward_model(tmp_path: Path) -> None:
+    from lorastudio.chat.engine import ChatEngine
+    from lorastudio.errors import StudioError
+    from lorastudio.export.merge import load_merged
+    from lorastudio.export.source import ExportSource
+    from lorastudio.export.staging import ExportError
+
+    recipe = registry.load("tiny-pirate-reward")
+    adapter = tmp_path / "rm-run" / "adapter"
+    with pytest.raises(StudioError) as err:
+        ChatEngine(recipe, adapter).load()
+    assert str(err.value).startswith(f"{adapter}: a reward model (train.method: reward) scores replies")
+    with pytest.raises(ExportError) as export_err:
+        load_merged(ExportSource(tmp_path / "rm-run", recipe, adapter, None), None, None)
+    assert str(export_err.value).startswith("rm-run: a reward model (train.method: reward) has a score head")

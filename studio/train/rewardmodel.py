@@ -288,7 +288,10 @@ def reply_close(encoder: Any) -> str:
 
 
 def check_reward_models(recipe: Recipe) -> None:
-    """Refuse a GRPO recipe whose ``model:`` reward names no reward run, before a run directory exists."""
+    """Refuse, before a run directory exists, a GRPO recipe whose ``model:`` reward names no reward run, and a
+    reward recipe whose ``model.adapter`` is not a reward model's."""
+    if recipe.train.method == "reward" and recipe.model.adapter:
+        _start_adapter(recipe.model.adapter)
     if recipe.train.method != "grpo" or recipe.grpo is None:
         return
     for index, spec in enumerate(recipe.grpo.rewards):

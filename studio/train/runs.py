@@ -108,6 +108,9 @@ def start_run(
     devices and strategy from ``recipe``.
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
+    from lorastudio.train.rewardmodel import check_reward_models
+
+    check_reward_models(recipe)  # a reward model (grpo.rewards model:, a reward run's adapter) that is none
     if recipe.model.adapter is not None:  # a bad reference (even "") is refused before a run directory exists
         from lorastudio.train.methods import resolve_start_adapter
 
@@ -120,9 +123,6 @@ def start_run(
     check_method_rows(
         recipe
     )  # dpo/kto/orpo/grpo data with no usable row: said now, not after the model loads
-    from lorastudio.train.rewardmodel import check_reward_models
-
-    check_reward_models(recipe)  # a grpo.rewards model: that names no reward run: said now, too
     path = create_run(recipe, root, stamp)
     if meta:
         update_meta(path, **meta)
