@@ -98,6 +98,10 @@ METHOD_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("orpo.beta", "ORPO beta"),
         FieldSpec("orpo.max_prompt_length", "max prompt length", "optional"),
     ),
+    "reward": (
+        FieldSpec("reward.center_rewards_coefficient", "center rewards", "optional"),
+        FieldSpec("reward.max_prompt_length", "max prompt length", "optional"),
+    ),
     "grpo": (
         FieldSpec("grpo.num_generations", "generations"),
         FieldSpec("grpo.max_completion_length", "max reply tokens"),

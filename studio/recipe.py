@@ -230,10 +230,12 @@ class TrainSection(_Section):
     (``pip install 'lorastudio[tensorboard]'``, ``[wandb]``, ``[mlflow]``, ``[trackio]``). TensorBoard writes into
     the run directory; where each wrote is recorded in its ``run.json``."""
 
-    method: Literal["sft", "dpo", "kto", "orpo", "grpo"] = "sft"
+    method: Literal["sft", "dpo", "kto", "orpo", "grpo", "reward"] = "sft"
     """``sft`` (supervised), ``dpo`` / ``orpo`` (prompt, chosen and rejected pairs), ``kto`` (replies labelled
-    good or bad) or ``grpo`` (prompts only, replies sampled and scored by ``grpo.rewards``). Each method other
-    than sft reads its own section (``dpo:``, ``kto:``, ``orpo:``, ``grpo:``)."""
+    good or bad), ``grpo`` (prompts only, replies sampled and scored by ``grpo.rewards``) or ``reward`` (a
+    reward model: a score head trained on the pairs to rate chosen above rejected, for ``grpo.rewards: [{model:
+    RUN}]``). Each method other than sft reads its own section (``dpo:``, ``kto:``, ``orpo:``, ``grpo:``,
+    ``reward:``)."""
     nodes: int = 1
     """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
     one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
@@ -333,6 +335,18 @@ class OrpoSection(_Section):
     """Keep only the last N prompt tokens; unset keeps the whole prompt."""
 
 
+class RewardSection(_Section):
+    """A reward model: the base with a one-number score head (sequence classification), trained with LoRA on
+    preference pairs so that the chosen reply outscores the rejected one (TRL's RewardTrainer)."""
+
+    center_rewards_coefficient: float | None = Field(None, gt=0)
+    """Weight of a penalty on the squared scores, which keeps them centred on zero (the paper's 0.01); unset:
+    none."""
+    max_prompt_length: int | None = Field(None, ge=1)
+    """Keep only the last N prompt tokens; unset keeps the whole prompt. Prompt plus reply are cut at
+    ``model.max_seq_length``."""
+
+
 class LengthReward(_Section):
     max_words: int | None = Field(None, ge=1)
     """Full reward up to this many words, falling linearly to 0 at twice as many."""
@@ -343,7 +357,8 @@ class LengthReward(_Section):
 
 
 class RewardSpec(_Section):
-    """One reward function; exactly one of ``regex``, ``length``, ``match``, ``keywords``, ``python``, ``all``."""
+    """One reward function; exactly one of ``regex``, ``length``, ``match``, ``keywords``, ``python``, ``model``,
+    ``all``."""
 
     regex: str | None = None
     """1 when the reply matches this regular expression (``re.search``), else 0."""
@@ -364,6 +379,10 @@ class RewardSpec(_Section):
     python: str | None = None
     """``FILE.py:function`` (relative to the recipe file); called as TRL calls reward functions:
     ``fn(prompts, completions, **columns) -> list[float]``."""
+    model: str | None = None
+    """A finished ``train.method: reward`` run (``NAME``, ``latest``, ``NAME@best``, ``NAME@checkpoint-N`` or its
+    folder): its score of the prompt as the GRPO run renders it followed by the reply (ended as a turn ends),
+    so the reward model should share this recipe's chat template. Scored in batches on the CPU."""
     all: list[RewardSpec] | None = None
     """Rewards that must all score: their product (1 only when every one gives 1)."""
     weight: float = 1.0
@@ -385,12 +404,12 @@ class RewardSpec(_Section):
     def _exactly_one_kind(self) -> RewardSpec:
         kinds = [
             k
-            for k in ("regex", "length", "match", "keywords", "python", "all")
+            for k in ("regex", "length", "match", "keywords", "python", "model", "all")
             if getattr(self, k) is not None
         ]
         if len(kinds) != 1:
             raise ValueError(
-                "a reward needs exactly one of regex, length, match, keywords, python, all"
+                "a reward needs exactly one of regex, length, match, keywords, python, model, all"
                 + (f" (got {', '.join(kinds)})" if kinds else "")
             )
         if self.python is not None and ":" not in self.python:
@@ -425,7 +444,7 @@ class GrpoSection(_Section):
     fails the run, naming it. Rewards run in a helper process, so a stop ends a run whatever a reward is doing."""
 
 
-_METHOD_SECTIONS = ("dpo", "kto", "orpo", "grpo")
+_METHOD_SECTIONS = ("dpo", "kto", "orpo", "grpo", "reward")
 
 
 class Recipe(_Section):
@@ -456,6 +475,8 @@ class Recipe(_Section):
     """Settings for ``train.method: orpo``."""
     grpo: GrpoSection | None = None
     """Settings for ``train.method: grpo`` (``rewards`` is required)."""
+    reward: RewardSection | None = None
+    """Settings for ``train.method: reward``."""
 
     @property
     def method(self) -> str:
@@ -525,7 +546,7 @@ class Recipe(_Section):
                 )
         return self
 
-    def method_section(self) -> DpoSection | KtoSection | OrpoSection | GrpoSection | None:
+    def method_section(self) -> DpoSection | KtoSection | OrpoSection | GrpoSection | RewardSection | None:
         """The section of ``train.method``, with its defaults when the recipe gives none (None for sft)."""
         method = self.train.method
         if method == "sft":
@@ -533,4 +554,4 @@ class Recipe(_Section):
         given = getattr(self, method)
         if given is not None:
             return given
-        return {"dpo": DpoSection, "kto": KtoSection, "orpo": OrpoSection}[method]()
+        return {"dpo": DpoSection, "kto": KtoSection, "orpo": OrpoSection, "reward": RewardSection}[method]()

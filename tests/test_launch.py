@@ -394,6 +394,7 @@ async def test_tab_and_text_typed_in_one_burst_land_in_the_next_field(started: l
             ],
         ),
         ("orpo", None, ["orpo.beta", "orpo.max_prompt_length"]),
+        ("reward", None, ["reward.center_rewards_coefficient", "reward.max_prompt_length"]),
         (
             "grpo",
             {"rewards": [{"regex": "arr"}, {"length": {"max_words": 9}, "weight": 0.5}]},
@@ -437,12 +438,15 @@ def test_each_method_has_its_sections_fields_with_defaults(
         ("dpo.rpo_alpha", "-1", "greater than 0"),
         ("dpo.loss_type", "nope", "sigmoid"),
         ("dpo.label_smoothing", "0.5", "less than 0.5"),
+        ("reward.center_rewards_coefficient", "0", "greater than 0"),
+        ("reward.max_prompt_length", "0", "greater than or equal to 1"),
     ],
 )
 def test_method_fields_are_validated_like_the_others(path: str, text: str, message: str) -> None:
     from lorastudio.screens.launch_fields import method_fields, set_path
 
-    data = registry.load("smollm2-pirate-dpo").model_dump(mode="json")
+    name = "smollm2-pirate-reward" if path.startswith("reward.") else "smollm2-pirate-dpo"
+    data = registry.load(name).model_dump(mode="json")
     spec = next(f for f in method_fields(data) if f.path == path)
     set_path(data, path, parse_value(spec, text))
     recipe, errors = validate(data)
@@ -588,7 +592,7 @@ async def test_the_data_path_is_shown_whole(started: list[Recipe], size: tuple[i
         assert box.tooltip == box.value  # a longer one is whole in the tooltip
 
 
-async def test_the_lora_group_edits_dora_init_and_lora_plus(started: list[object]) -> None:
+async def test_the_lora_group_edits_dora_init_and_lora_plus(started: list[Recipe]) -> None:
     from textual.widgets import Input, Label
 
     app = StudioApp()

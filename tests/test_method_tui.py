@@ -9,6 +9,7 @@ import pytest
 from conftest import screen_of, wait_until
 
 from lorastudio.app import StudioApp
+from lorastudio.screens.monitor import MonitorScreen
 
 SIZES = [(80, 24), (120, 40)]
 PAIRS = [
@@ -94,6 +95,14 @@ def recorded_method_run(root: Path, method: str) -> Path:
                 "rewards/rejected": -0.2 * step,
                 "rewards/margins": 0.5 * step,
                 "rewards/accuracies": min(1.0, 0.5 + step / 20),
+            }
+        elif method == "reward":  # TRL's RewardTrainer's names
+            values = {
+                "accuracy": min(1.0, 0.5 + step / 20),
+                "margin": 0.2 * step,
+                "min_reward": -0.1 * step,
+                "mean_reward": 0.05 * step,
+                "max_reward": 0.2 * step,
             }
         else:
             values = {
@@ -201,6 +210,27 @@ async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -
             await pilot.press("m")
         assert screen.selected_chart is rewards
         assert "rewards" in text_of(screen.query_one("#chart-tabs"))
+
+
+async def test_reward_monitor_charts_accuracy_margin_and_scores(runs_home: Path) -> None:
+    from lorastudio.widgets.chart import LineChart
+
+    run = recorded_method_run(runs_home, "reward")
+    app = StudioApp(attach=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: getattr(app.screen, "snapshot", None) is not None and monitor_finished(app),
+        )
+        screen = screen_of(app, MonitorScreen)
+        accuracy = screen.query_one("#chart-accuracy", LineChart)
+        assert accuracy.series["accuracy"].store.ys[-1] == 1.0
+        assert len(screen.query_one("#chart-margin", LineChart).series["margin"].store) == 10
+        assert set(screen.query_one("#chart-scores", LineChart).series) == {"min", "mean", "max"}
+        for _ in range(5):
+            await pilot.press("m")
+        assert screen.selected_chart is accuracy
+        assert "accuracy" in text_of(screen.query_one("#chart-tabs"))
 
 
 async def test_grpo_monitor_shows_reward_functions_and_samples(runs_home: Path) -> None:

@@ -20,7 +20,7 @@ from lorastudio.data.preference import (
     prepare_method_data,
 )
 from lorastudio.errors import DataError
-from lorastudio.recipe import Recipe
+from lorastudio.recipe import KtoSection, Recipe
 
 
 def recipe(source: Path | str, method: str = "dpo", **sections: Any) -> Recipe:
@@ -254,7 +254,7 @@ def test_mismatched_method_section_is_refused_naming_it() -> None:
     with pytest.raises(ValidationError, match="beta"):
         recipe("x.jsonl", "dpo", dpo={"beta": -1})
     kto = recipe("x.jsonl", "kto").method_section()
-    assert kto is not None and kto.beta == 0.1
+    assert isinstance(kto, KtoSection) and kto.beta == 0.1
 
 
 # -- the prepared-data cache for method rows (data/methodcache.py) ----------------------------------------

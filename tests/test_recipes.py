@@ -24,7 +24,10 @@ EXPECTED = {
     "qwen-csv-concepts",
     "smollm2-pirate-dpo",
     "smollm2-pirate-dora",
+    "smollm2-pirate-reward",
     "tiny-pirate-grpo",
+    "tiny-pirate-reward",
+    "tiny-pirate-grpo-rm",
     "qwen1.5-0.5b-qlora",
     "qwen3-0.6b-tools",
     "tiny-vision",
@@ -256,7 +259,7 @@ def _float_fields() -> list[tuple[str, str, list[str]]]:
         if cls is None:
             continue
         base, needs = "tiny-pirate", []
-        if section in ("dpo", "kto", "orpo"):
+        if section in ("dpo", "kto", "orpo", "reward"):
             needs = [f"train.method={section}"]
         elif section == "grpo":
             base = "tiny-pirate-grpo"

@@ -2,8 +2,9 @@
 
 DPO, ORPO and SimPO: the rewards of the chosen and the rejected replies, their margin and the accuracy (how
 often chosen outscores rejected). KTO: the same per label (desirable = chosen, undesirable = rejected) and
-the KL estimate. GRPO: the reward's mean and std, each reward function's mean, the KL (when ``grpo.beta`` is
-set) and the sampled completions' mean length.
+the KL estimate. Reward models: how often the chosen reply outscores the rejected one, the mean score
+margin, and the batch's lowest, mean and highest score. GRPO: the reward's mean and std, each reward
+function's mean, the KL (when ``grpo.beta`` is set) and the sampled completions' mean length.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ METHOD_CHARTS: dict[str, list[MethodChart]] = {
         ),
         ("margin", "reward margin", [("margin", "cyan", "rewards/margins")]),
         ("kl", "KL", [("kl", "magenta", "kl")]),
+    ],
+    "reward": [
+        ("accuracy", "accuracy", [("accuracy", "yellow", "accuracy")]),
+        ("margin", "score margin", [("margin", "cyan", "margin")]),
+        (
+            "scores",
+            "scores",
+            [("min", "red", "min_reward"), ("mean", "green", "mean_reward"), ("max", "blue", "max_reward")],
+        ),
     ],
     "grpo": [
         ("reward", "reward", [("mean", "green", "reward"), ("std", "yellow", "reward_std")]),

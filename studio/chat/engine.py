@@ -164,6 +164,11 @@ class ChatEngine:
         from lorastudio.train.backend import detect_hardware, load_base_model
 
         report = progress or (lambda f, m: None)
+        if self.adapter_dir is not None and self.recipe.train.method == "reward":
+            raise StudioError(
+                f"{self.adapter_dir}: a reward model (train.method: reward) scores replies, it does not write "
+                "them; chat with the run it scored for, or with the base model (studio chat --base)"
+            )
         from lorastudio.models.vlm import is_vision_config
 
         if is_vision_config(resolve_model_path(self.recipe.model, progress)):  # chat/vision.py answers those

@@ -1,4 +1,5 @@
-"""Rows for the preference and RL methods (``train.method`` dpo, orpo, kto, grpo) and their ONE encode path.
+"""Rows for the preference and RL methods (``train.method`` dpo, orpo, reward, kto, grpo) and their ONE encode
+path (a reward model reads the same pairs as dpo).
 
 Formats, detected from the columns like the SFT ones:
 
@@ -37,6 +38,7 @@ PREFERENCE_FORMATS = ("preference", "preference_messages", "hh")
 FORMATS_OF_METHOD: dict[str, tuple[str, ...]] = {
     "dpo": PREFERENCE_FORMATS,
     "orpo": PREFERENCE_FORMATS,
+    "reward": PREFERENCE_FORMATS,
     "kto": ("kto",),
     "grpo": ("prompt_only",),
 }
@@ -234,7 +236,7 @@ def detect_method_format(
     def has(*names: str) -> bool:
         return all(columns.get(n, n) in have for n in names)
 
-    if method in ("dpo", "orpo"):
+    if method in ("dpo", "orpo", "reward"):
         if has("chosen", "rejected"):
             firsts = [_col(r, columns, "chosen") for r in sample_rows[:20]]
             if any(isinstance(v, list) for v in firsts):

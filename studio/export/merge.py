@@ -68,6 +68,11 @@ def load_merged(source: ExportSource, tokenizer: Any, dtype, progress: Progress 
     from lorastudio.models.sources import hub_error, resolve_model_path
 
     report = progress or (lambda f, m: None)
+    if source.recipe.train.method == "reward":
+        raise ExportError(
+            f"{source.label}: a reward model (train.method: reward) has a score head, not a language model's: "
+            "it scores replies for a GRPO run (grpo.rewards: [{model: RUN}]) and has nothing to chat with"
+        )
     model_section = source.recipe.model
     config = base_config(source)
     report(0.05, f"loading {model_section.name} unquantized")

@@ -12,7 +12,8 @@ started in any order meet at node 0's address, which names the run) and on Slurm
 (``adapters``), managing runs (``manage``), comparing them (``compare``), the runs still going when the TUI
 closes (``live``), the experiment trackers a run also reports to (``trackers``), grids of runs (``sweep``),
 the preference and RL methods' trainers (``methods``) and the TRL release their
-losses need (``trlneeds``), GRPO's reward functions (``rewards``) and the sample
+losses need (``trlneeds``), GRPO's reward functions (``rewards``), reward models (``rewardmodel``: trained by
+``train.method: reward``, scoring as a GRPO reward), the sample
 replies answered while a run trains (``samples``, their history for readers in ``samplelog``), SFT of a
 vision-language model with its processor (``vision``), and the ``lora`` section's variants onto peft
 (``loravariants``: DoRA, PiSSA/OLoRA/LoftQ init, LoRA+, their checks).

@@ -136,15 +136,19 @@ def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> Any:
+def load_base_model(
+    recipe: Recipe, path: str, hw: Hardware, tokenizer: Any, auto_class: Any = None, **extra: Any
+) -> Any:
     """The base model with the recipe's quantization, for training or for chat, its embeddings grown to
-    cover tokens the tokenizer added (a pad token, for recipes that ask for one)."""
+    cover tokens the tokenizer added (a pad token, for recipes that ask for one). ``auto_class`` (a causal LM
+    unless given) and ``extra`` (its own arguments) load it with another head: a reward model's score."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {
         "trust_remote_code": recipe.model.trust_remote_code,
         "revision": recipe.model.revision,
+        **extra,
     }
     dtype = compute_dtype(recipe, hw)
     if recipe.model.load_in_4bit:
@@ -161,7 +165,7 @@ def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> 
         kwargs["dtype"] = dtype if hw.cuda else torch.float32
         if hw.cuda:
             kwargs["device_map"] = {"": _local_gpu()}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = (auto_class or AutoModelForCausalLM).from_pretrained(path, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return model

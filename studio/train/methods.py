@@ -1,4 +1,5 @@
-"""The preference and RL methods' trainers: TRL's DPO, KTO, ORPO, CPO (SimPO) and GRPO, fed studio's ids.
+"""The preference and RL methods' trainers: TRL's DPO, KTO, ORPO, CPO (SimPO), GRPO and reward models (its
+RewardTrainer, see ``rewardmodel.py``), fed studio's ids.
 
 Every trainer gets the rows ``studio/data/preference.py`` encoded, so what the Preview shows is what trains:
 DPO and KTO through a ``_prepare_dataset`` that keeps them as they are (TRL's collators read ``prompt_ids`` /
@@ -19,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lorastudio.errors import RecipeError, RunError
-from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, OrpoSection, Recipe
+from lorastudio.errors import RecipeError
+from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, OrpoSection, Recipe, RewardSection
 from lorastudio.train.backend import Hardware
 
 STANDARD_LOG_KEYS = frozenset(
@@ -51,31 +52,21 @@ def resolve_start_adapter(target: str) -> Path:
 
 def start_adapter(target: str) -> tuple[Path, str]:
     """(adapter folder, which run and adapter that is, in words) for ``model.adapter`` / ``--from``; a run is
-    named as ``runref.resolve_run`` reads it."""
-    from lorastudio.train.adapters import ADAPTER_CONFIG, resolve_adapter
-    from lorastudio.train.runref import describe, resolve_run
+    named as ``runref.resolve_run`` reads it (``rewardmodel.adapter_of``, which reward models' references share)."""
+    from lorastudio.train.rewardmodel import adapter_of
 
-    path = Path(target).expanduser()
-    try:
-        is_adapter = (path / ADAPTER_CONFIG).is_file()
-    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
-        is_adapter = False
-    try:
-        ref = resolve_run(target, checkpoint=True)
-    except RunError:
-        if is_adapter:  # an adapter folder of its own (an adapter export), not a run's
-            return path.resolve(), f"adapter folder {path.resolve()}"
-        raise
-    if is_adapter and not ref.exact:  # a folder beats a run it happens to share a name's start with
-        return path.resolve(), f"adapter folder {path.resolve()}"
-    adapter = resolve_adapter(ref.path, ref.which).resolve()
-    return adapter, describe(ref, adapter)
+    return adapter_of(target)
 
 
 def load_method_model(recipe: Recipe, backend: str, hw: Hardware, progress: Any = None) -> tuple[Any, Any]:
-    """(peft model, tokenizer): a fresh LoRA as for SFT, or ``model.adapter``'s adapter, trainable."""
+    """(peft model, tokenizer): a fresh LoRA as for SFT, or ``model.adapter``'s adapter, trainable; a reward
+    model gets a score head instead of the language-model head (always through transformers and peft)."""
     from lorastudio.train.backend import load_for_training
 
+    if recipe.train.method == "reward":
+        from lorastudio.train.rewardmodel import load_reward_model
+
+        return load_reward_model(recipe, hw, progress)
     if not recipe.model.adapter:
         return load_for_training(recipe, backend, hw, progress)
     from peft import PeftModel
@@ -193,6 +184,10 @@ def build_method_trainer(
         trainer = _kto(section, model, tokenizer, data, args, callbacks)
     elif method == "grpo" and isinstance(section, GrpoSection):
         trainer = _grpo(recipe, section, model, tokenizer, data, args, callbacks, samples, stop)
+    elif method == "reward" and isinstance(section, RewardSection):
+        from lorastudio.train.rewardmodel import build_reward_trainer
+
+        trainer = build_reward_trainer(section, model, tokenizer, data, args, callbacks)
     else:  # pragma: no cover - the recipe schema allows nothing else
         raise RecipeError(f"train.method: {method} has no trainer")
     trainer.remove_callback(PrinterCallback)

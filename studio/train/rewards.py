@@ -2,7 +2,8 @@
 
 Each is a plain callable with TRL's reward signature, ``fn(prompts, completions, **columns) -> list[float]``,
 named for the Monitor (TRL logs ``rewards/NAME/mean``). The built-ins cover format (regex), length, exact or
-numeric match against a data column and keyword presence; ``all`` multiplies several into one. A user's
+numeric match against a data column and keyword presence; ``all`` multiplies several into one; ``model`` scores
+with a trained reward model (``train.method: reward``, see ``rewardmodel.py``). A user's
 function comes from a Python file: loading it and calling it are wrapped so that a syntax error, a missing
 function, an exception inside it (``sys.exit`` included) or a score that is not a finite number is ONE message
 naming the field, the file and the function (a :class:`RewardError`, which the worker turns into a ``failed``
@@ -94,6 +95,8 @@ def describe(spec: RewardSpec) -> str:
     if spec.python is not None:
         file, _, func = spec.python.rpartition(":")
         return f"{Path(file).name}:{func}"
+    if spec.model is not None:
+        return f"model {spec.model}"
     return " & ".join(describe(s) for s in spec.all or [])
 
 
@@ -226,6 +229,16 @@ def build_reward(spec: RewardSpec, field: str = "grpo.rewards") -> RewardFn:
     process; ``field`` (``grpo.rewards.0``) names it in its errors. :func:`build_rewards` runs them in a host."""
     if spec.python is not None:
         reward = user_reward(spec.python, f"{field}.python")
+    elif spec.model is not None:
+        from lorastudio.train.rewardmodel import RewardModelError, RewardModelScorer, find_reward_model
+
+        try:
+            scorer = RewardModelScorer(find_reward_model(spec.model, f"{field}.model"))
+        except RewardModelError as exc:
+            raise RewardError(str(exc)) from None
+
+        def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+            return list(scorer(list(prompts), [_text(c) for c in completions]))
     elif spec.all is not None:
         parts = [build_reward(s, f"{field}.all.{i}") for i, s in enumerate(spec.all)]
 
@@ -262,6 +275,8 @@ def _label(spec: RewardSpec, index: int) -> str:
     """How an error names a reward: its field, and for a user's function its file and name."""
     if spec.python is not None:
         return f"grpo.rewards.{index}.python: {spec.python}"
+    if spec.model is not None:
+        return f"grpo.rewards.{index}.model: {spec.model}"
     return f"grpo.rewards.{index} ({describe(spec)})"
 
 
@@ -341,6 +356,7 @@ class RewardHost:
         self.specs = list(specs)
         self.timeout = timeout
         self.stop = stop
+        self._called: set[int] = set()
         ours, theirs = Pipe()
         self.conn = ours
         code = "import sys; from lorastudio.train.rewards import serve; serve(int(sys.argv[1]))"
@@ -373,11 +389,10 @@ class RewardHost:
                 break
             if time.monotonic() > deadline:
                 self.close()
-                if limit is not None:
+                if limit is not None and index is None:
                     raise RewardError(f"{who}: the reward process did not start within {limit:g} s")
-                raise RewardError(
-                    f"{who} did not return within {self.timeout:g} s (grpo.reward_timeout) while {doing}"
-                )
+                allowed = f"{limit or self.timeout:g} s (grpo.reward_timeout{', with loading the model' * bool(limit)})"
+                raise RewardError(f"{who} did not return within {allowed} while {doing}")
         try:
             return tuple(self.conn.recv())
         except (EOFError, OSError):  # it died (os._exit, a crash, a kill): say how
@@ -396,7 +411,12 @@ class RewardHost:
         if not self._finalizer.alive:
             raise RewardError(f"{_label(self.specs[index], index)}: the reward process has ended")
         self.conn.send((index, list(prompts), list(completions), _shippable(kwargs)))
-        status, value, calls = self._receive(f"scoring {len(completions)} replies", index)
+        # a reward model loads on its first call: that call may also take the time a start may
+        first = index not in self._called and _has_model(self.specs[index])
+        self._called.add(index)
+        status, value, calls = self._receive(
+            f"scoring {len(completions)} replies", index, self.timeout + HOST_START_S if first else None
+        )
         for key, args in calls:  # what the reward logged through TRL's log_extra / log_metric
             if callable(kwargs.get(key)):
                 kwargs[key](*args)
@@ -414,6 +434,10 @@ class RewardHost:
 
     def close(self) -> None:
         self._finalizer()
+
+
+def _has_model(spec: RewardSpec) -> bool:
+    return spec.model is not None or any(_has_model(s) for s in spec.all or [])
 
 
 def _end(process: subprocess.Popen[bytes], conn: Connection) -> None:

@@ -108,6 +108,9 @@ def start_run(
     devices and strategy from ``recipe``.
     """
     check_devices(recipe.train.devices, recipe.train.distributed)
+    from lorastudio.train.rewardmodel import check_reward_models
+
+    check_reward_models(recipe)  # a reward model (grpo.rewards model:, a reward run's adapter) that is none
     if recipe.model.adapter is not None:  # a bad reference (even "") is refused before a run directory exists
         from lorastudio.train.methods import resolve_start_adapter
 

@@ -192,7 +192,7 @@ def build_sampler(recipe: Recipe, tokenizer: Any) -> Sampler | None:
     from lorastudio.data.prepare import prepare
 
     settings = recipe.train.samples
-    if not settings.enabled:
+    if not settings.enabled or recipe.train.method == "reward":  # a reward model scores; it does not reply
         return None
     if recipe.train.method != "sft":
         return _method_sampler(recipe, tokenizer)
