@@ -113,6 +113,7 @@ class RunsScreen(Screen[None]):
         Binding("enter", "attach", "Attach", id="runs.attach"),
         Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("v", "compare", "Compare", id="runs.compare"),
+        Binding("e", "eval", "Eval", id="runs.eval"),
         Binding("c", "chat", "Chat", id="runs.chat"),
         Binding("s", "stop", "Stop", id="runs.stop"),
         Binding("r", "resume", "Resume", id="runs.resume"),
@@ -502,6 +503,20 @@ class RunsScreen(Screen[None]):
         from lorastudio.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(paths))
+
+    def action_eval(self) -> None:
+        """The Eval screen on the marked runs (the highlighted one when none is marked), after ``base``."""
+        if self._deferred("eval"):
+            return
+        names = [name for name in self.marked if any(row.summary.name == name for row in self.rows)]
+        if not names:
+            run = self._current()
+            if run is None:
+                return
+            names = [run.name]
+        from lorastudio.screens.evaluate import EvalScreen
+
+        self.app.push_screen(EvalScreen(["base", *names]))
 
     def action_resume(self) -> None:
         if self._deferred("resume"):

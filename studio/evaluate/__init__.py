@@ -5,8 +5,10 @@ shipped and local task files (lm-eval's own YAML format) and refuses an unknown 
 ``runner`` runs lm-eval's ``simple_evaluate`` with its ``HFLM`` wrapping the model the chat engine loads
 (chat template applied as the recipe's chat does) and writes ``results.json``, the per-sample JSONL and
 studio's table; ``job`` is the evaluation's own process (``python -m lorastudio.evaluate.job DIR``) and its
-directory: the spec, typed events through the one event contract, always ending with a status. The shipped
-tasks live in ``shipped/`` (YAML, JSONL and the pirate task's scorer).
+directory: the spec, typed events through the one event contract, always ending with a status; ``scores``
+reads them back for the faces (the table and the deltas that stand out, progress with an ETA, each document's
+answers side by side, a run's latest scores, a sweep ranked by them). The shipped tasks live in ``shipped/``
+(YAML, JSONL and the pirate task's scorer).
 
 It never imports the export stage or a face; it loads models only through the chat engine.
 """
