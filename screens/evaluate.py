@@ -58,10 +58,8 @@ def launch(targets: str, tasks: str, limit: str) -> Path:
     """Check the form and start the evaluation's process; its folder. A refusal is a StudioError naming the
     field, and leaves no folder behind (the same checks as ``studio eval``)."""
     from lorastudio.errors import StudioError
-    from lorastudio.evaluate.job import create_eval, start_eval
-    from lorastudio.evaluate.runner import resolve_targets
+    from lorastudio.evaluate.job import check_and_start
     from lorastudio.evaluate.spec import make_spec
-    from lorastudio.evaluate.tasks import resolve_tasks
 
     if not split_names(targets):
         raise StudioError("targets: name one or more (base, RUN, RUN@best, RUN@latest, an export folder)")
@@ -75,12 +73,7 @@ def launch(targets: str, tasks: str, limit: str) -> Path:
         ) from None
     if count is not None and count < 1:
         raise StudioError(f"limit {count}: at least 1 document per task (empty: all)")
-    spec = make_spec(targets=split_names(targets), tasks=split_names(tasks), limit=count)
-    resolve_tasks(spec.tasks)
-    resolve_targets(spec)
-    folder = create_eval(spec)
-    start_eval(folder)
-    return folder
+    return check_and_start(make_spec(targets=split_names(targets), tasks=split_names(tasks), limit=count))
 
 
 class EvalScreen(HandlesWorkerFailures, Screen[None]):

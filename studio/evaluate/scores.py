@@ -337,27 +337,29 @@ def parse_rank_by(text: str) -> str:
     return metric
 
 
-def rank_by_eval(comparison: SweepComparison, metric: str, higher_is_better: bool = True) -> SweepComparison:
-    """The sweep's members ordered by ``metric`` in each one's latest evaluation (best first); members with
-    no such figure come after, unranked. ``ranked_by`` becomes ``eval:METRIC``."""
+def rank_by_eval(
+    comparison: SweepComparison, metric: str, higher_is_better: bool = True
+) -> tuple[SweepComparison, dict[str, float | None]]:
+    """The sweep's members ordered by ``metric`` in each one's latest evaluation (best first), and each
+    member's figure by run name; members with no such figure come after, unranked. ``ranked_by`` becomes
+    ``eval:METRIC``."""
     from dataclasses import replace
 
     scores = scores_of([e.result.path for e in comparison.entries])
+    values: dict[str, float | None] = {}
     scored: list[tuple[float, SweepEntry]] = []
     unscored: list[SweepEntry] = []
     for entry, score in zip(comparison.entries, scores, strict=True):
         value = score.values.get(metric) if score is not None else None
+        values[entry.result.name] = value
         fresh = replace(entry, rank=None, best=False)
         if value is None:
             unscored.append(fresh)
         else:
             scored.append((value, fresh))
     scored.sort(key=lambda pair: -pair[0] if higher_is_better else pair[0])
-    entries = []
-    for place, (_, entry) in enumerate(scored, 1):
-        entries.append(replace(entry, rank=place, best=place == 1))
-    entries += unscored
-    return replace(comparison, ranked_by=f"eval:{metric}", entries=entries)
+    entries = [replace(entry, rank=place, best=place == 1) for place, (_, entry) in enumerate(scored, 1)]
+    return replace(comparison, ranked_by=f"eval:{metric}", entries=entries + unscored), values
 
 
 def eval_summary(folder: Path) -> dict[str, Any]:
