@@ -89,6 +89,7 @@ def write_eval(
     for target in targets:
         if target not in per_target:
             if status not in ("done", "stopped", "failed"):
+                events.append({"kind": "status", "status": "loading model", "model": target})
                 events.append({"kind": "eval_task", "target": target, "task": tasks[0], "t": t})
             break
         events.append({"kind": "status", "status": "loading model", "model": target})
@@ -133,3 +134,24 @@ def base_and_run_samples(run: str) -> list[dict]:
         out.append(gen_sample(target, 0, "What is 2 + 2?", "4", replies[0]))
         out.append(gen_sample(target, 1, "What is 7 + 5?", "12", replies[1]))
     return out
+
+
+def stand_in_job(folder: Path) -> Any:
+    """A sleeping process recorded in ``folder/job.json`` with an evaluation job's command line, so the
+    evaluation counts as live (not died); the caller kills it."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", "-m", "lorastudio.evaluate.job", str(folder)],
+        stdin=subprocess.DEVNULL,
+    )
+    process = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 30
+    while "lorastudio.evaluate.job" not in process.cmdline() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (folder / "job.json").write_text(json.dumps({"pid": proc.pid, "pid_started": process.create_time()}))
+    return proc

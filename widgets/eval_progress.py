@@ -13,6 +13,14 @@ if TYPE_CHECKING:
 MARKS = {"done": ("✓", "green"), "running": ("▶", "bold yellow"), "waiting": ("·", "dim")}
 
 
+def cut_middle(name: str, room: int) -> str:
+    """``name`` in ``room`` cells, cut in the middle so its end (a run's timestamp, @best) stays."""
+    if len(name) <= room:
+        return name
+    tail = min(15, room // 2)
+    return name[: room - tail - 1] + "…" + name[len(name) - tail :]
+
+
 def render_progress(progress: Progress, status: str, width: int = 80) -> Text:
     """``status · done/total · ETA``, then each target with its tasks' marks (names cut to the width)."""
     text = Text()
@@ -24,10 +32,10 @@ def render_progress(progress: Progress, status: str, width: int = 80) -> Text:
         text.append(f" · {format_eta(progress.eta_s)}", style="cyan")
     tasks = progress.tasks
     name_room = max([len(t) for t in progress.targets] + [6])
-    name_room = min(name_room, max(10, width // 3))
+    name_room = min(name_room, max(10, width // 2))
     for target in progress.targets:
         text.append("\n")
-        text.append(target[:name_room].ljust(name_room), style="bold")
+        text.append(cut_middle(target, name_room).ljust(name_room), style="bold")
         for task in tasks:
             mark, style = MARKS.get(progress.pairs.get((target, task), "waiting"), MARKS["waiting"])
             text.append(f"  {mark} ", style=style)
