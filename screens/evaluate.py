@@ -101,6 +101,8 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
         self.summary: Any = None
         self.table: Any = None
         self.starting = False
+        self.shown_width = 0
+        """The width the results table was last laid out for."""
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -213,7 +215,15 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
         self._title(f"{message.folder.name} · {summary.status}")
         if message.table != self.table or first:
             self.table = message.table
-            self.query_one(EvalResults).show(message.table)
+            self._show_table()
+
+    def on_resize(self) -> None:
+        if self.table is not None and self.size.width != self.shown_width:
+            self._show_table()  # the names' room changed
+
+    def _show_table(self) -> None:
+        self.shown_width = self.size.width
+        self.query_one(EvalResults).show(self.table, self.size.width)
 
     def _fill(self, spec: Any) -> None:
         self.query_one("#eval-targets", Input).value = " ".join(spec.targets)

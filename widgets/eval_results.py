@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from lorastudio.widgets.eval_progress import cut_middle
+
 if TYPE_CHECKING:
     from lorastudio.evaluate.scores import EvalTable, Row
 
@@ -33,8 +35,11 @@ def cell_text(row: Row, label: str, first: str) -> Text:
 class EvalResults(DataTable[Any]):
     """The table of :class:`~lorastudio.evaluate.scores.EvalTable`; a row's key is its task/metric."""
 
-    def show(self, table: EvalTable | None) -> None:
-        """Redraw (keeping the cursor's row) from ``table``; an empty table says none has finished yet."""
+    def show(self, table: EvalTable | None, width: int = 0) -> None:
+        """Redraw (keeping the cursor's row) from ``table``; an empty table says none has finished yet.
+
+        Within ``width`` cells (the table's own when 0) the figures stay whole: the metric names and the
+        targets' headers are cut in the middle (their ends, a filter or a run's timestamp, kept)."""
         row = self.cursor_row
         self.clear(columns=True)
         if table is None or not table.rows:
@@ -42,15 +47,18 @@ class EvalResults(DataTable[Any]):
             self.add_row(Text("no task has finished yet", style="dim"))
             return
         first = table.targets[0]
+        cells = [[cell_text(item, label, first) for label in table.targets] for item in table.rows]
+        figures = [max(len(line[i].plain) for line in cells) for i in range(len(table.targets))]
+        heads = [max(f, min(len(label), 12)) for f, label in zip(figures, table.targets, strict=True)]
+        room = (width or self.size.width or 80) - sum(heads) - 2 * (len(heads) + 1) - 2  # padding, scrollbar
+        names = max(len(item.metric) for item in table.rows)
+        metric_room = max(16, min(names, room))
         self.add_column("task/metric", key="metric")
-        for label in table.targets:
-            self.add_column(label, key=label)
-        for item in table.rows:
-            self.add_row(
-                Text(item.metric),
-                *(cell_text(item, label, first) for label in table.targets),
-                key=item.metric,
-            )
+        spare = max(0, room - metric_room) // len(heads)  # what the names leave, shared by the headers
+        for label, head in zip(table.targets, heads, strict=True):
+            self.add_column(cut_middle(label, head + spare), key=label)
+        for item, line in zip(table.rows, cells, strict=True):
+            self.add_row(Text(cut_middle(item.metric, metric_room)), *line, key=item.metric)
         self.move_cursor(row=min(row, len(table.rows) - 1))
 
     def metric_at_cursor(self) -> str | None:
