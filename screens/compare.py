@@ -179,9 +179,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         table.clear(columns=True)
         rows = eval_rows(scores)
         label = self.query_one("#compare-evals-label", Label)
-        table.display = bool(rows)
+        table.display = label.display = bool(rows)  # no room taken while no run was evaluated
         if not rows:
-            label.update("no evaluation of these runs yet (e on Runs, or studio eval)")
             return
         label.update("latest evaluation of each run (studio eval)")
         table.add_column("task/metric")
