@@ -79,11 +79,13 @@ def launch(targets: str, tasks: str, limit: str) -> Path:
 class EvalScreen(HandlesWorkerFailures, Screen[None]):
     """The form on top, the progress below it, then the results table (rows: task/metric; columns: targets)."""
 
+    # Not priority bindings: through the focused field's queue, Ctrl+S typed right after the limit acts once
+    # the limit is in the field (keys none of Input's and DataTable's own).
     BINDINGS = [
-        Binding("ctrl+s", "start", "Start", id="eval.start", priority=True),
-        Binding("ctrl+o", "browse", "Task file", id="eval.browse", priority=True),
-        Binding("ctrl+l", "history", "Past evals", id="eval.history", priority=True),
-        Binding("ctrl+x", "stop", "Stop", id="eval.stop", priority=True),
+        Binding("ctrl+s", "start", "Start", id="eval.start"),
+        Binding("ctrl+o", "browse", "Task file", id="eval.browse"),
+        Binding("ctrl+l", "history", "Past evals", id="eval.history"),
+        Binding("ctrl+t", "stop", "Stop", id="eval.stop"),
         Binding("escape", "back", "Back", id="eval.back"),
     ]
 
@@ -163,7 +165,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
         if self.starting:
             return
         if self.summary is not None and self.summary.status not in ENDED:
-            self.notify("this evaluation is still running; Ctrl+X stops it", severity="warning")
+            self.notify("this evaluation is still running; Ctrl+T stops it", severity="warning")
             return
         self.starting = True
         self._title("starting…")
@@ -180,6 +182,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
     def on_eval_started(self, message: EvalStarted) -> None:
         self.folder, self.summary, self.table = message.folder, None, None
         self.query_one(EvalResults).show(None)
+        self.query_one(EvalResults).focus()  # Enter now opens a row's documents, not a second evaluation
         self._title(f"started {message.folder.name}")
         self.poll()
 

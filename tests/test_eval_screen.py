@@ -221,6 +221,24 @@ async def test_bad_form_is_refused_naming_the_field_and_starts_nothing(
     assert list_evals() == []
 
 
+async def test_start_typed_right_after_the_limit_reads_the_limit(runs_root: Path) -> None:
+    """Ctrl+S in the same burst as the last digit acts on the field as typed (type-ahead)."""
+    from lorastudio.screens.evaluate import EvalScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        send_burst(app, "ctrl+r", "e")
+        await wait_until(pilot, lambda: eval_targets(app) == f"base {NEWEST}", 30.0)
+        screen = app.screen
+        assert isinstance(screen, EvalScreen)
+        send_burst(app, "tab", "tab", "0", "ctrl+s")
+        title = screen.query_one("#eval-title")
+        await wait_until(pilot, lambda: "limit" in plain(title), 60.0)
+        assert "limit 0: at least 1 document per task" in plain(title)
+    assert list_evals() == []
+
+
 # -- snapshots -------------------------------------------------------------------------------------------
 
 
@@ -473,3 +491,39 @@ def test_bad_rank_by_says_one_thing(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and len(err.strip().splitlines()) == 1
+
+
+# -- end to end: a real evaluation started from the screen ----------------------------------------------
+
+
+@pytest.mark.slow
+async def test_screen_runs_a_real_evaluation_on_the_tiny_model(tiny_model: Path) -> None:
+    """Targets, tasks and limit typed in one burst, Ctrl+S: the job runs lm-eval on the tiny model (limit 2)
+    and the screen shows its progress, then its table; Enter shows the documents."""
+    from lorastudio.screens.eval_samples import EvalSamplesScreen
+    from lorastudio.screens.evaluate import EvalScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.push_screen(EvalScreen([]))
+        await wait_until(pilot, lambda: eval_targets(app) == "", 10.0)
+        screen = app.screen
+        screen.query_one("#eval-tasks").value = ""
+        send_burst(app, *str(tiny_model), "tab", *"studio_general,studio_arithmetic", "tab", "2", "ctrl+s")
+        await wait_until(pilot, lambda: screen.folder is not None, 120.0)
+        assert screen.query_one("#eval-targets").value == str(tiny_model)
+        await wait_until(
+            pilot,
+            lambda: screen.summary is not None and screen.summary.status in ("done", "failed", "died"),
+            900.0,
+        )
+        assert screen.summary.status == "done", screen.summary.cause
+        assert screen.summary.spec.limit == 2 and screen.focused is screen.query_one("#eval-results")
+        assert plain(screen.query_one("#eval-progress")).startswith("done · 2/2 task runs")
+        rows = table_text(screen.query_one("#eval-results"))
+        assert [r[0] for r in rows] == ["studio_arithmetic/exact_match (first_number)", "studio_general/acc"]
+        assert all(r[1] != "-" for r in rows)
+        send_burst(app, "down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, EvalSamplesScreen) and app.screen.rows, 60.0)
+        assert len(app.screen.rows) == 2 and all(str(tiny_model) in r.answers for r in app.screen.rows)
