@@ -292,25 +292,30 @@ class RunScores:
         return {"eval": self.eval_id, "target": self.target, "scores": self.values}
 
 
-def _names_run(label: str, run: Path) -> bool:
+def _run_of(label: str, resolved: dict[str, Path | None]) -> Path | None:
+    """The run a target label names (None for ``base``, an export, a run gone since), looked up once."""
     from lorastudio.chat.targets import run_of_target
 
-    if label == "base":
-        return False
-    try:
-        found = run_of_target(label)
-    except StudioError:
-        return False
-    return found is not None and found.resolve() == run.resolve()
+    if label not in resolved:
+        try:
+            found = run_of_target(label) if label != "base" else None
+        except StudioError:
+            found = None
+        resolved[label] = found.resolve() if found is not None else None
+    return resolved[label]
 
 
-def latest_scores(run: Path, evals: list[EvalSummary] | None = None) -> RunScores | None:
+def latest_scores(
+    run: Path, evals: list[EvalSummary] | None = None, resolved: dict[str, Path | None] | None = None
+) -> RunScores | None:
     """The newest finished evaluation (done, or stopped with some results) that has figures for ``run``."""
+    resolved = {} if resolved is None else resolved
+    run = run.resolve()
     for summary in list_evals() if evals is None else evals:
         if summary.spec is None or summary.status not in ("done", "stopped"):
             continue
         for label in summary.spec.targets:
-            if not _names_run(label, run):
+            if _run_of(label, resolved) != run:
                 continue
             found = read_table(summary.path)
             values = {
@@ -324,9 +329,10 @@ def latest_scores(run: Path, evals: list[EvalSummary] | None = None) -> RunScore
 
 
 def scores_of(runs: list[Path]) -> list[RunScores | None]:
-    """Each run's latest scores (the evaluations listed once for all of them)."""
+    """Each run's latest scores (the evaluations listed, and their targets resolved, once for all)."""
     evals = list_evals()
-    return [latest_scores(run, evals) for run in runs]
+    resolved: dict[str, Path | None] = {}
+    return [latest_scores(run, evals, resolved) for run in runs]
 
 
 def parse_rank_by(text: str) -> str:
