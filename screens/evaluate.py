@@ -127,7 +127,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         progress = self.query_one(EvalProgress)
-        progress.show(None, f"shipped tasks: {SHIPPED_HINT} · Ctrl+S starts · Ctrl+L past evals")
+        progress.show(None, f"Ctrl+S starts · shipped tasks: {SHIPPED_HINT}")
         self.query_one(EvalResults).show(None)
         if self.folder is not None:
             self.query_one(EvalResults).focus()
@@ -213,9 +213,10 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
         self.summary = summary = message.summary
         if first and summary.spec is not None:
             self._fill(summary.spec)
-        status = summary.status + (f": {summary.cause}" if summary.cause and summary.status != "done" else "")
+        shown = "running" if message.progress.running else summary.status  # the model loaded, tasks going
+        status = shown + (f": {summary.cause}" if summary.cause and summary.status != "done" else "")
         self.query_one(EvalProgress).show(message.progress, status)
-        self._title(f"{message.folder.name} · {summary.status}")
+        self._title(f"{message.folder.name} · {shown}")
         if message.table != self.table or first:
             self.table = message.table
             self._show_table()

@@ -296,7 +296,7 @@ def test_live_evaluation_progress_and_eta(live_eval: Path) -> None:
         (MIDDLE, "studio_general"): "running",
         (MIDDLE, "studio_arithmetic"): "waiting",
     }
-    assert (state.done, state.total, state.eta_s) == (2, 4, 50.0)
+    assert (state.done, state.total, state.eta_s, state.running) == (2, 4, 50.0, True)
     assert progress(summary, now=T0 + 60 + 45).eta_s == 30.0  # past the mean: the running one counts as spent
 
 
@@ -318,7 +318,7 @@ async def test_live_evaluation_on_screen(live_eval: Path) -> None:
         await wait_until(pilot, lambda: getattr(app.screen, "table", None) is not None, 30.0)
         text = plain(app.screen.query_one("#eval-progress"))
         lines = text.splitlines()
-        assert lines[0].startswith("loading model · 2/4 task runs · ETA ")
+        assert lines[0].startswith("running · 2/4 task runs · ETA ")  # its status says loading model
         assert lines[1].split() == ["base", "✓", "studio_general", "✓", "studio_arithmetic"]
         assert lines[2].split() == [MIDDLE, "▶", "studio_general", "·", "studio_arithmetic"]
         rows = table_text(app.screen.query_one("#eval-results"))

@@ -111,6 +111,8 @@ class Progress:
     total: int
     eta_s: float | None
     """Seconds left, from the finished pairs' mean duration (None before one has finished)."""
+    running: bool = False
+    """A task started after the last status (the job writes ``loading model``, then runs the tasks)."""
 
     @property
     def targets(self) -> list[str]:
@@ -131,8 +133,13 @@ def progress(summary: EvalSummary, now: float | None = None) -> Progress:
     started: dict[tuple[str, str], float] = {}
     durations: list[float] = []
     total = 0
+    running = False
     for event in events:
         kind = event.get("kind")
+        if kind == "status":
+            running = False
+        elif kind == "eval_task":
+            running = True
         key = (str(event.get("target")), str(event.get("task")))
         if kind == "eval_progress" and isinstance(event.get("total"), int):
             total = max(total, int(event["total"]))
@@ -157,9 +164,9 @@ def progress(summary: EvalSummary, now: float | None = None) -> Progress:
     eta: float | None = None
     if durations and not ended:
         mean = sum(durations) / len(durations)
-        running = [now - started[key] for key, state in grid.items() if state == "running" and key in started]
-        eta = max(0.0, mean * (total - done) - sum(min(r, mean) for r in running))
-    return Progress(grid, done, total, eta)
+        elapsed = [now - started[key] for key, state in grid.items() if state == "running" and key in started]
+        eta = max(0.0, mean * (total - done) - sum(min(e, mean) for e in elapsed))
+    return Progress(grid, done, total, eta, running and not ended)
 
 
 def format_eta(seconds: float | None) -> str:
