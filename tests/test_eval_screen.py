@@ -347,6 +347,15 @@ def test_delta_stands_out_beyond_combined_stderr(base: Cell | None, other: Cell,
     assert Row("t/acc", {"a": base, "b": other}).stands_out("b", "a") is stands_out
 
 
+def test_generated_answer_shows_the_reply_and_what_was_scored(finished_eval: Path) -> None:
+    rows = read_samples(finished_eval, "studio_arithmetic/exact_match (first_number)")
+    assert [(r.prompt, r.reference, r.answers) for r in rows] == [
+        ("What is 2 + 2? Answer with the number only.", "4", {"base": "7", MIDDLE: "4"}),
+        ("What is 7 + 5? Answer with the number only.", "12", {"base": "12 apples  → 12", MIDDLE: "12"}),
+    ]
+    assert [r.scores for r in rows] == [{"base": 0.0, MIDDLE: 1.0}, {"base": 1.0, MIDDLE: 1.0}]
+
+
 def test_table_and_samples_are_read_defensively(tmp_path: Path) -> None:
     """Rows of another shape (a judged generation's extra fields, a cell that is not a figure) and broken
     sample lines are shown with what they have or skipped."""

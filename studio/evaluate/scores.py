@@ -230,7 +230,12 @@ def _answer(sample: dict[str, Any]) -> str:
         choices = _choices(sample)
         return choices[best] if best < len(choices) else f"choice {best}"
     first = responses[0]
-    return str(first[0] if isinstance(first, list) and first else first)
+    scored = str(first[0] if isinstance(first, list) and first else first)
+    raw = sample.get("resps")  # the generated text, before the task's filter took what it scores
+    said = raw[0][0] if isinstance(raw, list) and raw and isinstance(raw[0], list) and raw[0] else None
+    if isinstance(said, str) and said.strip() != scored.strip():
+        return f"{said.strip()}  → {scored}"
+    return scored
 
 
 def _reference(sample: dict[str, Any]) -> str:
