@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 @dataclass
 class ComparisonReady(Message):
     comparison: Comparison
+    scores: list[Any] | None = None
+    """Each run's latest evaluation scores (``evaluate/scores.py``: a RunScores or None), in the runs' order."""
+
+
+def eval_rows(scores: list[Any]) -> list[tuple[str, list[float | None]]]:
+    """(task/metric, each run's value) for every metric any run's latest evaluation has, sorted."""
+    metrics = sorted({m for s in scores if s is not None for m in s.values})
+    return [(m, [s.values.get(m) if s is not None else None for s in scores]) for m in metrics]
 
 
 def best_by_eval(runs: list[RunResult]) -> int | None:
@@ -68,6 +76,8 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
             yield DataTable(id="compare-results", cursor_type="none", zebra_stripes=True)
             yield Label("recipe fields that differ", id="compare-diff-label", classes="muted")
             yield DataTable(id="compare-diff", cursor_type="none", zebra_stripes=True)
+            yield Label("latest evaluation (studio eval)", id="compare-evals-label", classes="muted")
+            yield DataTable(id="compare-evals", cursor_type="none", zebra_stripes=True)
         yield Footer()
 
     AUTO_FOCUS = "#compare-tables"
@@ -79,9 +89,10 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
     def load(self) -> None:
+        from lorastudio.evaluate.scores import scores_of
         from lorastudio.train.compare import compare_runs
 
-        self.post_message(ComparisonReady(compare_runs(self.paths)))
+        self.post_message(ComparisonReady(compare_runs(self.paths), scores_of(self.paths)))
 
     def worker_failed(self, worker: Any, message: str) -> None:
         self.query_one("#compare-title", Label).update(Text.assemble("Compare · ", (message, "bold red")))
@@ -159,7 +170,38 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
             else "the recipes are identical"
         )
         diff.display = bool(comparison.differing)
+        self._show_evals(message.scores or [])
         self.call_after_refresh(self._fit_tables)
+
+    def _show_evals(self, scores: list[Any]) -> None:
+        """Each run's latest evaluation: a row per task/metric, a column per run (its evaluation's id below)."""
+        table = self.query_one("#compare-evals", DataTable)
+        table.clear(columns=True)
+        rows = eval_rows(scores)
+        label = self.query_one("#compare-evals-label", Label)
+        table.display = label.display = bool(rows)  # no room taken while no run was evaluated
+        if not rows:
+            return
+        label.update("latest evaluation of each run (studio eval)")
+        table.add_column("task/metric")
+        for i in range(len(scores)):
+            table.add_column(Text(self.letter(i), style=f"bold {self._color(i)}"))
+        for metric, values in rows:
+            present = [v for v in values if v is not None]
+            top = max(present) if len(present) > 1 else None
+            table.add_row(
+                metric,
+                *(
+                    Text("-", style="dim")
+                    if v is None
+                    else Text(f"{v:.4f}", style="bold green" if v == top else "")
+                    for v in values
+                ),
+            )
+        table.add_row(
+            Text("evaluation", style="dim"),
+            *(Text(s.eval_id if s is not None else "-", style="dim") for s in scores),
+        )
 
     CHART_MIN = 5
     """Rows the chart keeps however many tables' rows there are (its axes take 2 of them)."""

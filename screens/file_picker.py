@@ -1,4 +1,4 @@
-"""A modal file picker for local data files (csv, json, jsonl, parquet, txt)."""
+"""A modal file picker for local data files (csv, json, jsonl, parquet, txt), or other suffixes (task YAML)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from lorastudio.registry import LOCAL_DATA_SUFFIXES
 class DataFileTree(DirectoryTree):
     """Folders and data files only; hidden entries left out."""
 
+    suffixes: tuple[str, ...] = LOCAL_DATA_SUFFIXES
+
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [
-            p
-            for p in paths
-            if not p.name.startswith(".") and (p.is_dir() or p.name.endswith(LOCAL_DATA_SUFFIXES))
+            p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.name.endswith(self.suffixes))
         ]
 
 
@@ -31,14 +31,18 @@ class FilePickerScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="file_picker.cancel")]
 
-    def __init__(self, start: Path) -> None:
+    def __init__(self, start: Path, suffixes: tuple[str, ...] = LOCAL_DATA_SUFFIXES) -> None:
         super().__init__()
         self.start = start if start.is_dir() else Path.cwd()
+        self.suffixes = suffixes
 
     def compose(self) -> ComposeResult:
         with Vertical(id="file-picker", classes="panel"):
-            yield Label(f"Pick a data file ({', '.join(LOCAL_DATA_SUFFIXES)}) · Esc cancels", classes="title")
-            yield DataFileTree(self.start, id="file-tree")
+            what = "a data file" if self.suffixes == LOCAL_DATA_SUFFIXES else "a file"
+            yield Label(f"Pick {what} ({', '.join(self.suffixes)}) · Esc cancels", classes="title")
+            tree = DataFileTree(self.start, id="file-tree")
+            tree.suffixes = self.suffixes
+            yield tree
 
     @on(DirectoryTree.FileSelected)
     def _chosen(self, event: DirectoryTree.FileSelected) -> None:

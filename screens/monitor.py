@@ -182,6 +182,7 @@ class MonitorScreen(Screen[None]):
         Binding("c", "chat", "Chat", id="monitor.chat"),
         Binding("r", "runs", "Runs", id="monitor.runs"),
         Binding("x", "export", "Export", id="monitor.export"),
+        Binding("e", "eval", "Eval", id="monitor.eval"),
         Binding("m", "next_chart", "Chart", id="monitor.next_chart"),
         Binding("l", "log_scale", "Log", id="monitor.log_scale"),
         Binding("z", "smoothing", "EMA", id="monitor.smoothing"),
@@ -454,6 +455,12 @@ class MonitorScreen(Screen[None]):
         from lorastudio.screens.chat import ChatScreen
 
         self.app.push_screen(ChatScreen(str(self.run_dir)))
+
+    def action_eval(self) -> None:
+        """The Eval screen on this run against its base model."""
+        from lorastudio.screens.evaluate import EvalScreen
+
+        self.app.push_screen(EvalScreen(["base", self.run_dir.name]))
 
     def action_runs(self) -> None:
         cast("StudioApp", self.app).action_runs()  # the Monitor runs inside studio's app

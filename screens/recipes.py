@@ -35,6 +35,7 @@ class RecipesScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="recipes.clear"),
         Binding("enter", "choose", "Preview", id="recipes.choose"),
         Binding("t", "train", "Train…", id="recipes.train"),
+        Binding("e", "eval", "Eval", id="recipes.eval"),
         Binding("q", "app.quit", "Quit", id="recipes.quit"),
     ]
 
@@ -270,3 +271,11 @@ class RecipesScreen(Screen[None]):
             from lorastudio.screens.launch import LaunchScreen
 
             self.app.push_screen(LaunchScreen(entry.recipe, base=entry.file.name))
+
+    def action_eval(self) -> None:
+        """The Eval screen on the recipe's newest run against its base (found there, on a worker thread)."""
+        entry = self.current
+        if entry is not None:
+            from lorastudio.screens.evaluate import EvalScreen
+
+            self.app.push_screen(EvalScreen(recipe=entry.file.name))

@@ -116,14 +116,14 @@ class RunsScreen(Screen[None]):
         Binding("enter", "attach", "Attach", id="runs.attach"),
         Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("v", "compare", "Compare", id="runs.compare"),
+        Binding("e", "eval", "Eval", id="runs.eval"),
         Binding("c", "chat", "Chat", id="runs.chat"),
         Binding("s", "stop", "Stop", id="runs.stop"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("x", "export", "Export", id="runs.export"),
         Binding("D,delete", "delete", "Delete", id="runs.delete"),
-        Binding(
-            "p", "serve", "Serve", id="runs.serve"
-        ),  # after Delete: at 80 columns the main keys stay whole
+        # after Delete: at 80 columns the main keys stay whole
+        Binding("p", "serve", "Serve", id="runs.serve"),
         Binding("n", "note", "Note", id="runs.note"),
         Binding("o", "sort", "Sort", id="runs.sort"),
         Binding("g", "toggle_group", "Sweep group", show=False, id="runs.group"),  # shown in the detail pane
@@ -508,6 +508,20 @@ class RunsScreen(Screen[None]):
         from lorastudio.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(paths))
+
+    def action_eval(self) -> None:
+        """The Eval screen on the marked runs (the highlighted one when none is marked), after ``base``."""
+        if self._deferred("eval"):
+            return
+        names = [name for name in self.marked if any(row.summary.name == name for row in self.rows)]
+        if not names:
+            run = self._current()
+            if run is None:
+                return
+            names = [run.name]
+        from lorastudio.screens.evaluate import EvalScreen
+
+        self.app.push_screen(EvalScreen(["base", *names]))
 
     def action_resume(self) -> None:
         if self._deferred("resume"):

@@ -666,9 +666,14 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
             raise StudioError("runs compare: give RUN names or --sweep NAME, not both")
         return cmd_runs_compare_sweep(args)
 
+    if getattr(args, "rank_by", None):
+        raise StudioError("runs compare: --rank-by ranks a sweep's runs; give --sweep NAME")
+    from lorastudio.evalcli import print_run_scores, runs_compare_json
+
     comparison = compare_runs([find_run(name) for name in args.runs])
+    paths = [r.path for r in comparison.runs]
     if args.json:
-        print(dumps(comparison.to_json(), indent=2))
+        print(dumps(runs_compare_json(comparison.to_json(), paths), indent=2))
         return 0
     from rich.table import Table
 
@@ -723,6 +728,7 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
         console.print(diff)
     else:
         console.print("the runs' recipes are identical")
+    print_run_scores(console, [r.name for r in comparison.runs], paths)
     return 0
 
 
@@ -1010,6 +1016,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """``studio sweep RECIPE key=a,b ...`` starts a grid; ``studio sweep stop NAME`` stops one."""
     if args.recipe == "stop":
         return _sweep_stop(args.grid)
+    if args.recipe == "rank":  # `studio sweep rank NAME [--rank-by eval:TASK/METRIC]`
+        if len(args.grid) != 1:
+            raise StudioError("usage: studio sweep rank NAME [--rank-by eval:TASK/METRIC] [--json]")
+        args.sweep = args.grid[0]
+        return cmd_runs_compare_sweep(args)
     from lorastudio.train.compare import format_value
     from lorastudio.train.sweep import plan_sweep, start_sweep
 
@@ -1057,12 +1068,20 @@ def _sweep_stop(names: list[str]) -> int:
 
 
 def cmd_runs_compare_sweep(args: argparse.Namespace) -> int:
+    from lorastudio.evaluate.scores import parse_rank_by, rank_by_eval
     from lorastudio.train.compare import format_duration, format_value
     from lorastudio.train.sweep import compare_sweep
 
+    metric = parse_rank_by(args.rank_by) if getattr(args, "rank_by", None) else None
     ranking = compare_sweep(args.sweep)
+    scores: dict[str, float | None] = {}
+    if metric is not None:
+        ranking, scores = rank_by_eval(ranking, metric)
     if args.json:
-        print(dumps(ranking.to_json(), indent=2))
+        data = ranking.to_json()
+        if metric is not None:
+            data["runs"] = [{**r, "eval_score": scores.get(r["name"])} for r in data["runs"]]
+        print(dumps(data, indent=2))
         return 0
     from rich.table import Table
 
@@ -1072,15 +1091,24 @@ def cmd_runs_compare_sweep(args: argparse.Namespace) -> int:
     console = _console()
     if not sys.stdout.isatty():
         console.width = max(console.width, 160)
-    metric = (
-        "best eval loss"
-        if ranking.ranked_by == "best_eval_loss"
-        else "final train loss (no eval loss logged)"
+    by = {"best_eval_loss": "best eval loss", "final_loss": "final train loss (no eval loss logged)"}.get(
+        ranking.ranked_by, f"{ranking.ranked_by} (latest evaluation, higher first)"
     )
     table = Table(
-        box=None, pad_edge=False, title=f"sweep {ranking.name}, ranked by {metric}", title_justify="left"
+        box=None, pad_edge=False, title=f"sweep {ranking.name}, ranked by {by}", title_justify="left"
     )
-    for column in ("#", "run", *ranking.keys, "status", "step", "best eval", "final loss", "duration"):
+    extra = [metric] if metric is not None else []
+    for column in (
+        "#",
+        "run",
+        *ranking.keys,
+        *extra,
+        "status",
+        "step",
+        "best eval",
+        "final loss",
+        "duration",
+    ):
         table.add_column(column, no_wrap=column == "run")
     for entry in ranking.entries:
         r = entry.result
@@ -1088,6 +1116,7 @@ def cmd_runs_compare_sweep(args: argparse.Namespace) -> int:
             "★" if entry.best else str(entry.rank or "-"),
             r.name,
             *(format_value(entry.fields.get(k)) for k in ranking.keys),
+            *([num(scores.get(r.name))] if metric is not None else []),
             r.status,
             f"{r.step}/{r.max_steps or '?'}",
             num(r.best_eval_loss),
@@ -1219,6 +1248,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--sweep", metavar="NAME", help="a sweep's runs ranked by eval loss, the swept fields as columns"
     )
+    q.add_argument(
+        "--rank-by", metavar="eval:TASK/METRIC", help="with --sweep: rank by each run's latest evaluation"
+    )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_compare)
     q = rsub.add_parser(
@@ -1307,7 +1339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep", help="one run per point of a grid (key=a,b,c), queued; `sweep stop NAME` stops it"
     )
-    p.add_argument("recipe", help="the recipe to sweep (or `stop` to stop the sweep NAME)")
+    p.add_argument(
+        "recipe", help="the recipe to sweep (`stop NAME` stops a sweep, `rank NAME` ranks its runs)"
+    )
     p.add_argument(
         "grid",
         nargs="*",
@@ -1323,6 +1357,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="the sweep's name (default RECIPE-sweep-TIME)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before starting")
+    p.add_argument(
+        "--rank-by", metavar="eval:TASK/METRIC", help="`sweep rank NAME`: by each run's latest evaluation"
+    )
+    p.add_argument("--json", action="store_true", help="`sweep rank NAME`: as JSON")
     p.set_defaults(func=cmd_sweep)
     takes_overrides(p, into="grid")
 

@@ -63,10 +63,8 @@ def _batch(value: str | None) -> int | str | None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lorastudio.evaluate.job import create_eval, start_eval
-    from lorastudio.evaluate.runner import resolve_targets
+    from lorastudio.evaluate.job import check_and_start
     from lorastudio.evaluate.spec import make_spec
-    from lorastudio.evaluate.tasks import resolve_tasks
 
     tasks = tuple(t for t in args.tasks.split(",") if t.strip())
     if args.limit is not None and args.limit < 1:
@@ -95,15 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=_batch(args.batch_size),
         judged=judged,
     )
-    if spec.tasks:
-        resolve_tasks(spec.tasks)  # an unknown or malformed task is said now, before a process starts
-    resolve_targets(spec)  # so is a run with no adapter
-    if spec.judged is not None:
-        from lorastudio.evaluate.judged import plan
-
-        plan(spec)  # and bad prompts, a scorer that does not load, a judge that cannot be found
-    folder = create_eval(spec)
-    start_eval(folder)
+    folder = check_and_start(spec)  # an unknown task or a run with no adapter is said before a process starts
     if args.detach:
         print(dumps({"path": str(folder), "status": "started"}) if args.json else f"started {folder}")
         return 0
@@ -224,3 +214,39 @@ def cmd_evals(args: argparse.Namespace) -> int:
         line = f"{e.id}  {e.status:<8} {e.state.eval_done}/{e.state.eval_total or '?'}  {what}"
         print(line + (f"  ({e.cause})" if e.cause and e.status != "done" else ""))
     return 0
+
+
+# -- each run's latest scores, for `studio runs compare` (cli.py) ------------------------------------------
+
+
+def runs_compare_json(data: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
+    """``runs compare --json`` with each run's latest evaluation (``eval``: its id, target and scores)."""
+    from lorastudio.evaluate.scores import scores_of
+
+    scores = scores_of(paths)
+    runs = [{**run, "eval": s.to_json() if s else None} for run, s in zip(data["runs"], scores, strict=True)]
+    return {**data, "runs": runs}
+
+
+def print_run_scores(console: Any, names: list[str], paths: list[Path]) -> None:
+    """A table of each run's latest evaluation scores (a row per task/metric), or a line saying none."""
+    from rich.table import Table
+
+    from lorastudio.evaluate.scores import scores_of
+
+    scores = scores_of(paths)
+    metrics = sorted({m for s in scores if s is not None for m in s.values})
+    if not metrics:
+        console.print("no evaluation of these runs yet (studio eval RUN... --tasks ...)")
+        return
+    table = Table(box=None, pad_edge=False, title="latest evaluation", title_justify="left")
+    table.add_column("task/metric", no_wrap=True)
+    for name in names:
+        table.add_column(name, overflow="fold")
+    for metric in metrics:
+        table.add_row(
+            metric,
+            *(f"{s.values[metric]:.4f}" if s is not None and metric in s.values else "-" for s in scores),
+        )
+    table.add_row("evaluation", *(s.eval_id if s is not None else "-" for s in scores))
+    console.print(table)

@@ -42,8 +42,9 @@ INSTRUCTIONS = (
     "studio fine-tunes open LLMs with (Q)LoRA. list_recipes shows what can be trained; preview shows which tokens "
     "a recipe trains; start_run starts a detached run and returns its name; poll run_status until its status is "
     "done, failed, stopped or died; chat talks to the tuned model; export writes an adapter, a merged model or "
-    "a GGUF; start_server puts a run behind an OpenAI-compatible endpoint (list_servers, stop_server). "
-    "Overrides are dotted recipe fields, e.g. train.max_steps=20."
+    "a GGUF; start_server puts a run behind an OpenAI-compatible endpoint (list_servers, stop_server); "
+    "start_eval scores targets on lm-eval tasks and eval_results shows the table. Overrides are dotted "
+    "recipe fields, e.g. train.max_steps=20."
 )
 
 NO_SAMPLES = "no samples recorded"
@@ -319,6 +320,48 @@ def compare_sweep(name: Annotated[str, Field(description="the sweep's name")]) -
     return compare(name).to_json()
 
 
+# -- evaluation ---------------------------------------------------------------------------------------
+def start_eval(
+    targets: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description="what to score, in column order (deltas are against the first): 'base' (the first "
+            "run's base model), a run (NAME, NAME@best, NAME@latest, NAME@checkpoint-N) or an export folder",
+        ),
+    ],
+    tasks: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description="studio_general, studio_arithmetic, studio_pirate, a YAML task file or folder "
+            "(lm-eval's format), or an lm-eval task name",
+        ),
+    ],
+    limit: Annotated[int | None, Field(ge=1, description="at most this many documents per task")] = None,
+) -> dict[str, Any]:
+    """Start a detached evaluation (lm-evaluation-harness) of the targets on the tasks; an unknown task or a
+    run with no adapter is refused before anything starts. Poll eval_results with the id it returns."""
+    from lorastudio.evaluate.job import check_and_start
+    from lorastudio.evaluate.spec import make_spec
+
+    folder = check_and_start(make_spec(targets=tuple(targets), tasks=tuple(tasks), limit=limit))
+    return {"id": folder.name, "path": str(folder), "status": "started"}
+
+
+def eval_results(
+    id: Annotated[
+        str, Field(description="an evaluation's id (start_eval's answer, `studio evals`) or folder")
+    ],
+) -> dict[str, Any]:
+    """An evaluation's status (queued, starting, loading model, running, done, failed, stopped, died), its
+    progress, and its table: a row per task/metric, each target's value, stderr and delta against the first
+    target; stands_out names the targets whose delta is larger than the combined stderr."""
+    from lorastudio.evaluate.scores import eval_summary, find_eval
+
+    return eval_summary(find_eval(id))
+
+
 # -- chat and export --------------------------------------------------------------------------------
 _engines: dict[tuple[str, str, bool], Any] = {}
 _chat_lock = threading.Lock()
@@ -454,6 +497,7 @@ READ_ONLY_TOOLS: tuple[Tool, ...] = (
     samples,
     chat,
     list_servers,
+    eval_results,
 )
 """Tools that change nothing: they read recipes and run directories (chat loads a model, writes nothing)."""
 CHANGING_TOOLS: tuple[Tool, ...] = (
@@ -465,6 +509,7 @@ CHANGING_TOOLS: tuple[Tool, ...] = (
     stop_sweep,
     start_server,
     stop_server,
+    start_eval,
 )
 """Tools that start, stop or write something; left out with ``--read-only``."""
 

@@ -187,3 +187,57 @@ def test_read_only_server_has_no_tools_that_change_anything(studio_home: Path) -
     before = set((studio_home / "data" / "studio" / "runs").glob("*"))
     run_client(body, "--read-only")
     assert set((studio_home / "data" / "studio" / "runs").glob("*")) == before
+
+
+def test_agent_reads_an_evaluation_and_bad_eval_input_is_a_tool_error(studio_home: Path) -> None:
+    """eval_results answers a finished evaluation's table (written by a fixture: no model run); start_eval
+    refuses an unknown task and a lone base with the CLI's messages, starting nothing."""
+    from eval_fixtures import figures_for, write_eval
+
+    from lorastudio.evaluate.job import list_evals
+    from lorastudio.paths import data_dir
+
+    folder = write_eval(
+        data_dir() / "evals", "20260922-150000-mcp0", ("base", "tuned"), {"base": figures_for(0.25, 0.5),
+        "tuned": figures_for(0.75, 0.5)},
+    )  # fmt: skip
+    before = len(list_evals())
+
+    async def body(session: ClientSession) -> None:
+        names = {tool.name for tool in (await session.list_tools()).tools}
+        assert {"start_eval", "eval_results"} <= names
+        for name in (folder.name, str(folder)):
+            found = data_of(await call(session, "eval_results", id=name))
+            assert (found["id"], found["status"], found["done"], found["total"]) == (
+                folder.name,
+                "done",
+                4,
+                4,
+            )
+            assert found["targets"] == ["base", "tuned"]
+            acc = next(row for row in found["table"] if row["metric"] == "studio_general/acc")
+            assert acc["targets"]["tuned"] == {"value": 0.75, "stderr": 0.1, "delta": 0.5}
+            assert acc["stands_out"] == ["tuned"]
+        missing = await call(session, "eval_results", id="no-such-eval")
+        assert (
+            missing.is_error and text_of(missing) == "no evaluation 'no-such-eval' (studio evals lists them)"
+        )
+        unknown = await call(session, "start_eval", targets=["x"], tasks=["no_such_task_xyz"], limit=2)
+        assert unknown.is_error and text_of(unknown).startswith(
+            "unknown task no_such_task_xyz: not a shipped task"
+        )
+        lone = await call(session, "start_eval", targets=["base"], tasks=["studio_general"])
+        assert lone.is_error and text_of(lone).startswith("eval target base: name a run or an export too")
+        zero = await call(session, "start_eval", targets=["x"], tasks=["studio_general"], limit=0)
+        assert zero.is_error
+
+    run_client(body)
+    assert len(list_evals()) == before  # nothing was started
+
+
+def test_read_only_server_reads_evaluations_but_starts_none(studio_home: Path) -> None:
+    async def body(session: ClientSession) -> None:
+        names = {tool.name for tool in (await session.list_tools()).tools}
+        assert "eval_results" in names and "start_eval" not in names
+
+    run_client(body, "--read-only")

@@ -23,7 +23,7 @@ async def test_each_screen_offers_its_own_actions_and_navigation() -> None:
         screen = app.screen
         assert isinstance(screen, RecipesScreen)
         await wait_until(pilot, lambda: screen.entries)
-        assert palette_titles(app) == ["Filter", "Preview", "Train", "Runs", "Help"]
+        assert palette_titles(app) == ["Filter", "Preview", "Train", "Eval", "Runs", "Help"]
         await pilot.press("t")
         await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen))
         assert palette_titles(app) == [

@@ -5,8 +5,10 @@ shipped and local task files (lm-eval's own YAML format) and refuses an unknown 
 ``runner`` runs lm-eval's ``simple_evaluate`` with its ``HFLM`` wrapping the model the chat engine loads
 (chat template applied as the recipe's chat does) and writes ``results.json``, the per-sample JSONL and
 studio's table; ``job`` is the evaluation's own process (``python -m lorastudio.evaluate.job DIR``) and its
-directory: the spec, typed events through the one event contract, always ending with a status. The shipped
-tasks live in ``shipped/`` (YAML, JSONL and the pirate task's scorer). Judged generations run in the same job:
+directory: the spec, typed events through the one event contract, always ending with a status; ``scores``
+reads them back for the faces (the table and the deltas that stand out, progress with an ETA, each document's
+answers side by side, a run's latest scores, a sweep ranked by them). The shipped tasks live in ``shipped/``
+(YAML, JSONL and the pirate task's scorer). Judged generations run in the same job:
 ``judged`` (the prompts, every target's answers, ``answers.jsonl`` and ``verdicts.jsonl``, the table rows),
 ``generate`` (batched answers on a loaded engine), ``scorers`` (reference match and GRPO reward functions,
 through ``train/rewards.py``) and ``judge`` (the LLM judge: prompts, verdicts, position swap, Wilson interval,

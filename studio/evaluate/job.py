@@ -82,6 +82,24 @@ def start_eval(folder: Path) -> int:
     return proc.pid
 
 
+def check_and_start(spec: EvalSpec) -> Path:
+    """Refuse an unknown or malformed task and a target that cannot load (no folder made), then create the
+    evaluation's folder and start its process: what ``studio eval``, the Eval screen and MCP's start_eval do."""
+    from lorastudio.evaluate.runner import resolve_targets
+    from lorastudio.evaluate.tasks import resolve_tasks
+
+    if spec.tasks:
+        resolve_tasks(spec.tasks)  # an unknown or malformed task is said now, before a process starts
+    resolve_targets(spec)  # so is a run with no adapter
+    if spec.judged is not None:
+        from lorastudio.evaluate.judged import plan
+
+        plan(spec)  # and bad prompts, a scorer that does not load, a judge that cannot be found
+    folder = create_eval(spec)
+    start_eval(folder)
+    return folder
+
+
 def job_alive(folder: Path) -> bool:
     """The recorded process still runs and is this evaluation's (its start time and command line)."""
     try:
