@@ -423,18 +423,20 @@ def packed(samples: Iterable[tuple[list[int], list[int]]], max_length: int) -> I
     """The one packing loop: ``(input_ids, labels)`` pairs into sequences of at most ``max_length`` tokens.
 
     Each sample restarts ``position_ids`` at 0 and its first label is -100, so no
-    sample is ever predicted from the one before it. A generator, so the cache packs a
-    data set larger than memory a batch at a time.
+    sample is ever predicted from the one before it; ``seq_lengths`` lists each sample's length, which TRL's
+    padding-free collator turns into those position ids (and the model into attention within each sample
+    only). A generator, so the cache packs a data set larger than memory a batch at a time.
     """
-    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "seq_lengths": []}
     for sample_ids, sample_labels in samples:
         ids, labels = sample_ids[:max_length], sample_labels[:max_length]
         if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
             yield current
-            current = {"input_ids": [], "labels": [], "position_ids": []}
+            current = {"input_ids": [], "labels": [], "position_ids": [], "seq_lengths": []}
         current["input_ids"] += ids
         current["labels"] += [IGNORE_INDEX, *labels[1:]]
         current["position_ids"] += list(range(len(ids)))
+        current["seq_lengths"].append(len(ids))
     if current["input_ids"]:
         yield current
 

@@ -105,6 +105,10 @@ def load_for_training(
     from lorastudio.models.sources import resolve_model_path
 
     path = resolve_model_path(recipe.model, progress)
+    if recipe.train.tuning != "lora":  # full or freeze: the plain model (transformers), see train/fulltune.py
+        from lorastudio.train.fulltune import load_full_for_training
+
+        return load_full_for_training(recipe, path, hw)
     if backend == "unsloth":
         return _load_unsloth(recipe, path, hw)
     return _load_hf(recipe, path, hw)
@@ -131,8 +135,18 @@ def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
         use_gradient_checkpointing="unsloth" if resolve_gradient_checkpointing(recipe, hw) else False,
         random_state=recipe.train.seed,
         max_seq_length=recipe.model.max_seq_length,
+        **_embedding_modules(recipe, model),
     )
     return model, tokenizer
+
+
+def _embedding_modules(recipe: Recipe, model: Any) -> dict[str, Any]:
+    """``modules_to_save`` for LoRA with ``train.embedding_learning_rate``: the embeddings train in full."""
+    if recipe.train.embedding_learning_rate is None:
+        return {}
+    from lorastudio.train.fulltune import modules_to_save
+
+    return {"modules_to_save": modules_to_save(model)}
 
 
 def load_base_model(recipe: Recipe, path: str, hw: Hardware, tokenizer: Any) -> Any:
@@ -192,6 +206,7 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
         bias=recipe.lora.bias,
         use_rslora=recipe.lora.use_rslora,
         task_type="CAUSAL_LM",
+        **_embedding_modules(recipe, model),
     )
     from transformers import set_seed
 

@@ -69,6 +69,11 @@ def start_adapter(target: str) -> tuple[Path, str]:
     if is_adapter and not ref.exact:  # a folder beats a run it happens to share a name's start with
         return path.resolve(), f"adapter folder {path.resolve()}"
     adapter = resolve_adapter(ref.path, ref.which).resolve()
+    if not (adapter / ADAPTER_CONFIG).is_file():  # a full or freeze run's model: no adapter to start from
+        raise RunError(
+            f"model.adapter: run {ref.name} trained the whole model (train.tuning full or freeze), so it has no "
+            f"adapter; set model.name: {adapter} to start from the model it trained"
+        )
     return adapter, describe(ref, adapter)
 
 
