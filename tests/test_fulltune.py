@@ -252,11 +252,6 @@ def full_run(tiny_model: Path) -> Path:
     return run_dir
 
 
-def _losses(run_dir: Path) -> list[float]:
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    return [e["loss"] for e in events if e.get("type") == "metrics" and e.get("loss") is not None]
-
-
 @pytest.mark.slow
 def test_full_run_saves_the_model_and_loss_falls(full_run: Path) -> None:
     from lorastudio.train.adapters import resolve_adapter
@@ -266,7 +261,7 @@ def test_full_run_saves_the_model_and_loss_falls(full_run: Path) -> None:
     model = full_run / "model"
     assert (model / "config.json").is_file() and (model / "model.safetensors").is_file()
     assert not (full_run / "adapter").exists()
-    losses = _losses(full_run)
+    losses = [loss for _, loss in state.loss]
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert resolve_adapter(full_run) == model
     checkpoint = resolve_adapter(full_run, "checkpoint-6")
@@ -335,3 +330,20 @@ def test_freeze_run_changes_only_the_trained_layers(tiny_model: Path) -> None:
     before = load_file(str(tiny_model / "model.safetensors"))
     changed = {k for k in after if not (after[k] == before[k]).all()}
     assert changed and all(k.startswith("model.layers.3.mlp.") for k in changed)
+
+
+@pytest.mark.slow
+def test_full_run_resumes_from_a_checkpoint_of_the_whole_model(full_run: Path) -> None:
+    import shutil
+
+    # the run as a crash after checkpoint-6 leaves it: no later checkpoint, no final model
+    copy = full_run.parent / (full_run.name + "-crashed")
+    shutil.copytree(full_run, copy)
+    shutil.rmtree(copy / "checkpoints" / "checkpoint-12")
+    shutil.rmtree(copy / "model")
+    result = run_worker(copy, "--resume", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(copy)
+    assert state.status == "done" and state.step == 12
+    assert "resuming from checkpoint-6" in (copy / "events.jsonl").read_text()
+    assert (copy / "model" / "model.safetensors").is_file()
