@@ -68,8 +68,7 @@ def test_pretrain_turns_packing_and_all_tokens_on() -> None:
 
 # -- freeze: which weights train -------------------------------------------------------------------------------
 def _trainable(tiny_model: Path, *overrides: str) -> set[str]:
-    from lorastudio.train.backend import detect_hardware
-    from lorastudio.train.fulltune import load_full_for_training
+    from lorastudio.train.backend import detect_hardware, load_full_for_training
 
     recipe = _load("tiny-pirate", "train.tuning=freeze", *overrides)
     model, _ = load_full_for_training(recipe, str(tiny_model), detect_hardware())

@@ -249,8 +249,8 @@ def estimate_memory(
         lora_params += embed
     eight_bit = "8bit" in recipe.train.optimizer
     if recipe.train.tuning != "lora":
-        trainable = _trainable_params(recipe, shapes, layers, h, vocab, bool(cfg.get("tie_word_embeddings")))
-        trainable = params if trainable is None else trainable
+        frozen_part = _trainable_params(recipe, shapes, layers, h, vocab, bool(cfg.get("tie_word_embeddings")))
+        trainable = params if frozen_part is None else frozen_part
     per_layer_token = (15 * h + 19 * inter / 4) * compute
     if gc:
         activations = tokens * (layers * h * compute + per_layer_token)

@@ -106,8 +106,6 @@ def load_for_training(
 
     path = resolve_model_path(recipe.model, progress)
     if recipe.train.tuning != "lora":  # full or freeze: the plain model (transformers), see train/fulltune.py
-        from lorastudio.train.fulltune import load_full_for_training
-
         return load_full_for_training(recipe, path, hw)
     if backend == "unsloth":
         return _load_unsloth(recipe, path, hw)
@@ -214,6 +212,22 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
         recipe.train.seed
     )  # the LoRA initialisation follows the recipe's seed, whatever ran before in this process
     return get_peft_model(model, config), tokenizer
+
+
+def load_full_for_training(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
+    """(model, tokenizer) for ``train.tuning`` full or freeze: the plain model, its trainable part chosen."""
+    from transformers import set_seed
+
+    from lorastudio.models.sources import load_tokenizer
+    from lorastudio.train.fulltune import apply_tuning
+
+    tokenizer = load_tokenizer(recipe.model)
+    set_seed(recipe.train.seed)
+    model = load_base_model(recipe, path, hw, tokenizer)
+    if resolve_gradient_checkpointing(recipe, hw) and recipe.train.tuning == "freeze":
+        # with the embeddings frozen the checkpointed blocks' inputs need grad, or nothing below trains
+        model.enable_input_require_grads()
+    return apply_tuning(model, recipe), tokenizer
 
 
 def oom_cause(message: str) -> str:

@@ -12,7 +12,6 @@ LoRA run has an adapter folder (see ``train/adapters.py``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import RecipeError
@@ -114,22 +113,6 @@ def apply_tuning(model: Any, recipe: Recipe) -> Any:
     return model
 
 
-def load_full_for_training(recipe: Recipe, path: str, hw: Any) -> tuple[Any, Any]:
-    """(model, tokenizer) for ``train.tuning`` full or freeze: the plain model, its trainable part chosen."""
-    from transformers import set_seed
-
-    from lorastudio.models.sources import load_tokenizer
-    from lorastudio.train.backend import load_base_model, resolve_gradient_checkpointing
-
-    tokenizer = load_tokenizer(recipe.model)
-    set_seed(recipe.train.seed)
-    model = load_base_model(recipe, path, hw, tokenizer)
-    if resolve_gradient_checkpointing(recipe, hw) and recipe.train.tuning == "freeze":
-        # with the embeddings frozen the checkpointed blocks' inputs need grad, or nothing below trains
-        model.enable_input_require_grads()
-    return apply_tuning(model, recipe), tokenizer
-
-
 def modules_to_save(model: Any) -> list[str]:
     """``embed_tokens`` and ``lm_head`` where the model has them as modules of their own, for LoRA with
     ``train.embedding_learning_rate``; a tied ``lm_head`` is the embeddings, so it is left to them."""
@@ -177,18 +160,6 @@ def install_embedding_lr(trainer: Any, recipe: Recipe) -> None:
         return optimizer
 
     trainer.create_optimizer = create_optimizer
-
-
-def save_model(model: Any, tokenizer: Any, run_dir: Path) -> Path:
-    """The trained model and tokenizer into ``run_dir/model`` (what chat and export load for a full run)."""
-    from lorastudio.train.adapters import MODEL_DIR
-    from lorastudio.train.runs import RECIPE_FILE
-
-    target = run_dir / MODEL_DIR
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
-    return target
 
 
 def check_memory(recipe: Recipe) -> None:

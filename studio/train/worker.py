@@ -302,16 +302,15 @@ def save_adapter(model, tokenizer, run_dir: Path) -> Path:
 def _save_full(trainer, tokenizer, run_dir: Path, where) -> Path:
     """A full or freeze run's model into ``model/``; under FSDP every rank takes part in gathering it."""
     from lorastudio.train.adapters import MODEL_DIR
-    from lorastudio.train.fulltune import save_model
 
     target = run_dir / MODEL_DIR
     if trainer.is_fsdp_enabled:
         trainer.save_model(str(target))
-        if where.is_main:
-            tokenizer.save_pretrained(target)
-            (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
     elif where.is_main:
-        save_model(trainer.model, tokenizer, run_dir)
+        trainer.model.save_pretrained(target, safe_serialization=True)
+    if where.is_main:
+        tokenizer.save_pretrained(target)
+        (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
     return target
 
 
