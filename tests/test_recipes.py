@@ -26,6 +26,8 @@ EXPECTED = {
     "tiny-pirate-grpo",
     "qwen1.5-0.5b-qlora",
     "qwen3-0.6b-tools",
+    "smollm2-pirate-full",
+    "tiny-pretrain",
 }
 
 
