@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import run_worker, state_of
+from conftest import run_worker, state_of, wait_until
 
 from lorastudio import registry
 from lorastudio.errors import RecipeError
@@ -346,3 +347,42 @@ def test_full_run_resumes_from_a_checkpoint_of_the_whole_model(full_run: Path) -
     assert state.status == "done" and state.step == 12
     assert "resuming from checkpoint-6" in (copy / "events.jsonl").read_text()
     assert (copy / "model" / "model.safetensors").is_file()
+
+
+# -- the Preview shows packed sequences ------------------------------------------------------------------------
+def test_packed_preview_is_what_training_packs(tiny_model: Path, tiny_tokenizer: Any) -> None:
+    from lorastudio.data.cache import prepare_data
+    from lorastudio.data.encode import Encoder, packed_preview
+    from lorastudio.data.sources import load_rows
+
+    recipe = _load("tiny-pretrain")
+    rows = load_rows(recipe.data).rows
+    encoder = Encoder(tiny_tokenizer, recipe, "text")
+    first, starts, used = packed_preview(encoder, rows, 0, recipe.model.max_seq_length)
+    trained = prepare_data(recipe, tokenizer=tiny_tokenizer).train[0]
+    assert first.input_ids == trained["input_ids"] and first.labels == trained["labels"]
+    assert used == len(trained["seq_lengths"]) == len(starts) > 1
+    assert starts == [sum(trained["seq_lengths"][:i]) for i in range(used)]
+    second, _, _ = packed_preview(encoder, rows, used, recipe.model.max_seq_length)
+    assert second.input_ids == prepare_data(recipe, tokenizer=tiny_tokenizer).train[1]["input_ids"]
+
+
+async def test_preview_marks_the_documents_of_a_packed_sequence(tiny_model: Path) -> None:
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.preview import PreviewScreen
+    from lorastudio.widgets.token_view import TokenView
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(PreviewScreen(_load("tiny-pretrain")))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items)
+        header = str(screen.query_one("#sample-header").render())
+        assert "packed sequence from sample 1/14 · 4 documents (samples 1-4)" in header
+        view = screen.query_one(TokenView)
+        shown = str(view.render())
+        assert "── document 2 (positions restart at 0) ──" in shown and "document 5" not in shown
+        # train_on: all: every token trains but each document's first (never predicted across a border)
+        assert [i for i, p in enumerate(view.items) if not p.trained] == view.documents
+        await pilot.press("n")
+        assert "packed sequence from sample 5/14" in str(screen.query_one("#sample-header").render())

@@ -441,6 +441,39 @@ def packed(samples: Iterable[tuple[list[int], list[int]]], max_length: int) -> I
         yield current
 
 
+def packed_preview(
+    encoder: Encoder, rows: Sequence[Mapping[str, Any]], start: int, max_length: int
+) -> tuple[Encoded, list[int], int]:
+    """What the Preview shows with ``train.packing``: the packed sequence the rows from ``start`` make, through
+    :meth:`Encoder.encode_row` and :func:`packed` as training packs them (skipped rows left out). Returns it as
+    one sample, where each document starts in it, and how many rows it took."""
+    from lorastudio.data.formats import SkipRow
+
+    read: list[int] = []  # the rows handed to the packing loop, in order
+
+    def samples() -> Iterator[tuple[list[int], list[int]]]:
+        for index in range(start, len(rows)):
+            try:
+                sample = encoder.encode_row(rows[index])
+            except SkipRow:
+                continue
+            read.append(index)
+            yield sample.input_ids, sample.labels
+
+    pack = next(packed(samples(), max_length), None)
+    if pack is None:
+        return Encoded([], [], False, 0), [], len(rows) - start
+    documents = len(pack["seq_lengths"])
+    # the loop reads one sample past a full pack to see that it does not fit: that row starts the next pack
+    following = read[documents] if len(read) > documents else len(rows)
+    starts = [i for i, position in enumerate(pack["position_ids"]) if position == 0]
+    return (
+        Encoded(pack["input_ids"], pack["labels"], False, len(pack["input_ids"])),
+        starts,
+        following - start,
+    )
+
+
 # -- statistics --------------------------------------------------------------------------------
 @dataclass
 class DatasetStats:

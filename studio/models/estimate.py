@@ -249,7 +249,9 @@ def estimate_memory(
         lora_params += embed
     eight_bit = "8bit" in recipe.train.optimizer
     if recipe.train.tuning != "lora":
-        frozen_part = _trainable_params(recipe, shapes, layers, h, vocab, bool(cfg.get("tie_word_embeddings")))
+        frozen_part = _trainable_params(
+            recipe, shapes, layers, h, vocab, bool(cfg.get("tie_word_embeddings"))
+        )
         trainable = params if frozen_part is None else frozen_part
     per_layer_token = (15 * h + 19 * inter / 4) * compute
     if gc:
