@@ -386,3 +386,16 @@ async def test_preview_marks_the_documents_of_a_packed_sequence(tiny_model: Path
         assert [i for i, p in enumerate(view.items) if not p.trained] == view.documents
         await pilot.press("n")
         assert "packed sequence from sample 5/14" in str(screen.query_one("#sample-header").render())
+
+
+@pytest.mark.slow
+def test_shipped_smollm2_full_recipe_trains_the_whole_model(smollm2_dir: Path) -> None:
+    from lorastudio.train import runs
+
+    run_dir = runs.create_run(_load("smollm2-pirate-full"))
+    result = run_worker(run_dir, timeout=3600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(run_dir)
+    losses = [loss for _, loss in state.loss]
+    assert state.status == "done" and len(losses) == 8 and losses[-1] < losses[0]
+    assert (run_dir / "model" / "model.safetensors").is_file() and not (run_dir / "adapter").exists()
