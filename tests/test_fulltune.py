@@ -399,3 +399,23 @@ def test_shipped_smollm2_full_recipe_trains_the_whole_model(smollm2_dir: Path) -
     losses = [loss for _, loss in state.loss]
     assert state.status == "done" and len(losses) == 8 and losses[-1] < losses[0]
     assert (run_dir / "model" / "model.safetensors").is_file() and not (run_dir / "adapter").exists()
+
+
+@pytest.mark.slow
+def test_shipped_tiny_pretrain_recipe_trains_on_its_corpus(tiny_model: Path) -> None:
+    from safetensors.torch import load_file
+
+    from lorastudio.train import runs
+
+    run_dir = runs.create_run(_load("tiny-pretrain"))
+    result = run_worker(run_dir, timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(run_dir)
+    losses = [loss for _, loss in state.loss]
+    assert state.status == "done" and len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    after = load_file(str(run_dir / "model" / "model.safetensors"))
+    before = load_file(str(tiny_model / "model.safetensors"))
+    assert all(
+        not (after[k] == before[k]).all() for k in after if "layernorm" not in k and k != "model.norm.weight"
+    )
