@@ -233,6 +233,16 @@ def test_a_full_run_that_will_not_fit_is_refused_naming_both_figures(tiny_model:
     check_fits(_load("tiny-pirate"), True, 1.0)  # LoRA: judged by the Launch sheet, as before
 
 
+def test_create_run_refuses_a_full_run_too_big_for_this_machine(tiny_model: Path, tmp_path: Path) -> None:
+    from lorastudio.train import runs
+
+    recipe = _load("tiny-pirate", "train.tuning=full", "train.batch_size=1000000")  # terabytes of logits
+    with pytest.raises(RecipeError) as err:
+        runs.create_run(recipe, root=tmp_path)
+    assert "train.tuning: full needs about" in str(err.value) and "GB free" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no run directory without a status
+
+
 # -- a full run end to end ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def full_run(tiny_model: Path) -> Path:
