@@ -243,6 +243,16 @@ def test_create_run_refuses_a_full_run_too_big_for_this_machine(tiny_model: Path
     assert list(tmp_path.iterdir()) == []  # no run directory without a status
 
 
+def test_create_run_refuses_freeze_modules_the_model_lacks(tiny_model: Path, tmp_path: Path) -> None:
+    from lorastudio.train import runs
+
+    recipe = _load("tiny-pirate", "train.tuning=freeze", "train.freeze_trainable_modules=[attn]")
+    with pytest.raises(RecipeError) as err:
+        runs.create_run(recipe, root=tmp_path)
+    assert "train.freeze_trainable_modules: 'attn' is not a module of tiny" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- a full run end to end ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def full_run(tiny_model: Path) -> Path:

@@ -89,9 +89,8 @@ def trainable_names(model: Any, recipe: Recipe) -> set[str]:
     for n in names:
         if not set(modules) & set(_parts(n)[:-1]):
             continue
-        if layer_of(n) is None or in_layers(
-            n
-        ):  # modules outside the layers (lm_head) are not limited by them
+        # modules outside the layers (lm_head) are not limited by freeze_trainable_layers
+        if layer_of(n) is None or in_layers(n):
             chosen.add(n)
     return chosen
 
@@ -160,6 +159,29 @@ def install_embedding_lr(trainer: Any, recipe: Recipe) -> None:
         return optimizer
 
     trainer.create_optimizer = create_optimizer
+
+
+def check_freeze(recipe: Recipe) -> None:
+    """Refuse a freeze recipe naming layers or modules its model lacks, before its run directory exists: judged on
+    the model built from its ``config.json`` on the meta device (no weights); left to the worker, which judges
+    the loaded model the same way, when the config is not on disk."""
+    if recipe.train.tuning != "freeze":
+        return
+    from lorastudio.models.estimate import find_model_config
+
+    found = find_model_config(recipe)
+    if not found or "model_type" not in found:
+        return
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.for_model(**found)
+        with torch.device("meta"):  # thread-local, unlike accelerate's init_empty_weights
+            model = AutoModelForCausalLM.from_config(config)
+    except Exception:  # an architecture this transformers cannot build here: the worker says what it finds
+        return
+    trainable_names(model, recipe)
 
 
 def check_memory(recipe: Recipe) -> None:
