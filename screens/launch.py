@@ -114,9 +114,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             id="launch-status",
             classes="muted",
         )
-        if (
-            self.recipe.train.method != "sft"
-        ):  # the method and, for GRPO, the reward functions and their files
+        if not self.recipe.train.supervised:  # the method and, for GRPO, the reward functions and their files
             yield Label(_method_line(self.recipe), id="launch-method", classes="muted")
         with VerticalScroll(id="launch-form", classes="panel"):
             for spec in self.fields:

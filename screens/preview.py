@@ -96,6 +96,8 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         self.partial = False
         self.index = 0
         self.input_mode: str | None = None
+        self.pack_rows = 1
+        """With ``train.packing``: how many rows the pack shown holds (``next`` skips past them)."""
 
     @property
     def loaded(self) -> bool:
@@ -215,6 +217,10 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         view = self.query_one(TokenView)
         of = "… (reading the file)" if self.partial else str(len(rows))
         notes = self.query_one("#sample-notes", Static)
+        if self.recipe.train.packing:  # what trains is the packed sequence: show it, documents marked
+            self._show_pack(rows, of)
+            return
+        view.documents = []
         try:
             sample = self.prepared.encoder.encode_row(rows[self.index], self.index)
         except SkipRow as skip:
@@ -232,7 +238,28 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
         )
         view.set_pieces(pieces(self.prepared.tokenizer, sample))
 
+    def _show_pack(self, rows: Any, of: str) -> None:
+        from lorastudio.data.encode import packed_preview
+        from lorastudio.data.tokenview import pieces
+
+        sample, starts, used = packed_preview(
+            self.prepared.encoder, rows, self.index, self.recipe.model.max_seq_length
+        )
+        self.pack_rows = max(used, 1)
+        self.query_one("#sample-notes", Static).display = False
+        self.query_one("#sample-header", Label).update(
+            f"packed sequence from sample {self.index + 1}/{of} · {len(starts)} documents "
+            f"(samples {self.index + 1}-{self.index + self.pack_rows}) · {len(sample.input_ids)} tokens · "
+            f"{sample.trained_count} trained · format {escape(self.prepared.encoder.format)}"
+        )
+        view = self.query_one(TokenView)
+        view.documents = starts
+        view.set_pieces(pieces(self.prepared.tokenizer, sample))
+
     def action_next(self) -> None:
+        if self.recipe.train.packing:  # a whole pack on: the next one starts where this one ended
+            self.show_sample(self.index + self.pack_rows)
+            return
         self.show_sample(self.index + 1)
 
     def action_previous(self) -> None:

@@ -255,7 +255,7 @@ class RecipesScreen(Screen[None]):
         if entry.recipe is None:
             self.notify(entry.error or "invalid recipe", title="invalid recipe", severity="error")
             return
-        if entry.recipe.train.method != "sft":  # prompt and replies per part (screens/method_preview.py)
+        if not entry.recipe.train.supervised:  # prompt and replies per part (screens/method_preview.py)
             from lorastudio.screens.method_preview import MethodPreviewScreen
 
             self.app.push_screen(MethodPreviewScreen(entry.recipe))

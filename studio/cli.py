@@ -233,7 +233,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
-    if recipe.train.method != "sft":
+    if not recipe.train.supervised:
         return _preview_method(args, recipe)
     prepared = prepare(recipe, _progress_printer("preparing model") if not args.json else None)
     rows = prepared.rows.rows
@@ -300,7 +300,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     recipe = load(args.recipe, args.overrides)
     started = time.monotonic()
-    if recipe.train.method != "sft":  # encoded by the method's one path (data/preference.py) and cached
+    if not recipe.train.supervised:  # encoded by the method's one path (data/preference.py) and cached
         from lorastudio.data.preference import prepare_method_data
 
         data = prepare_method_data(recipe, use_cache=not args.force)

@@ -230,12 +230,29 @@ class TrainSection(_Section):
     (``pip install 'lorastudio[tensorboard]'``, ``[wandb]``, ``[mlflow]``, ``[trackio]``). TensorBoard writes into
     the run directory; where each wrote is recorded in its ``run.json``."""
 
-    method: Literal["sft", "dpo", "kto", "orpo", "grpo", "reward"] = "sft"
+    method: Literal["sft", "dpo", "kto", "orpo", "grpo", "reward", "pretrain"] = "sft"
     """``sft`` (supervised), ``dpo`` / ``orpo`` (prompt, chosen and rejected pairs), ``kto`` (replies labelled
     good or bad), ``grpo`` (prompts only, replies sampled and scored by ``grpo.rewards``) or ``reward`` (a
     reward model: a score head trained on the pairs to rate chosen above rejected, for ``grpo.rewards: [{model:
-    RUN}]``). Each method other than sft reads its own section (``dpo:``, ``kto:``, ``orpo:``, ``grpo:``,
-    ``reward:``)."""
+    RUN}]``). Each method other than sft and pretrain reads its own section (``dpo:``, ``kto:``, ``orpo:``,
+    ``grpo:``, ``reward:``). ``pretrain`` (continued pretraining) is sft on raw text (``.txt``/``.md`` files, a
+    folder of them, or rows with a ``text`` field) with ``train_on: all`` and ``packing`` on: documents are
+    packed into full sequences, each one's positions restarting at 0 and attending only to itself."""
+    tuning: Literal["lora", "full", "freeze"] = "lora"
+    """``lora`` trains an adapter (the ``lora`` section) and saves it in the run's ``adapter/``; ``full`` trains
+    every weight; ``freeze`` trains only ``freeze_trainable_layers`` and/or ``freeze_trainable_modules``. Both
+    save the whole model in the run's ``model/`` (and in each checkpoint), and need unquantized weights."""
+    freeze_trainable_layers: int | None = Field(None, ge=1)
+    """With ``tuning: freeze``: train the last N decoder layers (all of each, or only the named modules in
+    them when ``freeze_trainable_modules`` is given too)."""
+    freeze_trainable_modules: list[str] | None = Field(None, min_length=1)
+    """With ``tuning: freeze``: module names to train, matched against each part of a parameter's name
+    (``mlp``, ``self_attn``, ``q_proj``, ``embed_tokens``, ``lm_head``); in every layer, or only in the last
+    ``freeze_trainable_layers`` when that is given (modules outside the layers, such as ``lm_head``, always)."""
+    embedding_learning_rate: float | None = Field(None, gt=0)
+    """A learning rate of its own for the input embeddings and ``lm_head`` (typically 2-10x below
+    ``learning_rate``, as for continued pretraining). With LoRA they then train in full (peft's
+    ``modules_to_save``); unset: they train at ``learning_rate`` where they train at all."""
     nodes: int = 1
     """Machines to train on, each running ``devices`` processes (so ``nodes x devices`` in all). With more than
     one, the supervisor on each node is told its ``--node-rank`` and node 0's ``--main-address HOST:PORT``
@@ -252,6 +269,50 @@ class TrainSection(_Section):
         if value < 1:
             raise ValueError(f"{value}: give 1 or more machines (train.nodes, or --nodes N)")
         return value
+
+    @property
+    def supervised(self) -> bool:
+        """``sft`` or ``pretrain``: encoded by data/encode.py and trained by the SFT trainer (the other methods
+        have their own data path and trainer, train/methods.py)."""
+        return self.method in ("sft", "pretrain")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrain_packs(cls, value: object) -> object:
+        """``method: pretrain`` means ``train_on: all`` and ``packing: true``: unset they follow, and a recipe
+        that sets either otherwise is refused, naming the field."""
+        if not isinstance(value, dict) or value.get("method") != "pretrain":
+            return value
+        for field, wanted in (("packing", True), ("train_on", "all")):
+            given = value.get(field, wanted)
+            if given != wanted and not (field == "packing" and given in ("true", "True", 1)):
+                raise ValueError(
+                    f"train.{field}: {given!r}, but train.method: pretrain trains every token of packed "
+                    f"documents ({field}: {str(wanted).lower()}); drop train.{field} or set it to that"
+                )
+        return {**value, "packing": True, "train_on": "all"}
+
+    @model_validator(mode="after")
+    def _freeze_settings(self) -> TrainSection:
+        given = self.freeze_trainable_layers is not None or self.freeze_trainable_modules is not None
+        if self.tuning == "freeze" and not given:
+            raise ValueError(
+                "train.tuning: freeze needs train.freeze_trainable_layers and/or train.freeze_trainable_modules "
+                "(which part of the model trains)"
+            )
+        if self.tuning != "freeze" and given:
+            field = (
+                "freeze_trainable_layers"
+                if self.freeze_trainable_layers is not None
+                else "freeze_trainable_modules"
+            )
+            raise ValueError(f"train.{field} is for train.tuning: freeze, but train.tuning is {self.tuning}")
+        if self.tuning != "lora" and self.method not in ("sft", "pretrain"):
+            raise ValueError(
+                f"train.tuning: {self.tuning} trains with train.method sft or pretrain; "
+                f"train.method {self.method} trains a LoRA adapter (train.tuning: lora)"
+            )
+        return self
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -480,8 +541,27 @@ class Recipe(_Section):
 
     @property
     def method(self) -> str:
-        adapter = "QLoRA" if self.model.load_in_4bit else "LoRA"
+        if self.train.tuning != "lora":
+            adapter = self.train.tuning.capitalize()
+        else:
+            adapter = "DoRA" if self.lora.use_dora else "LoRA"
+            adapter = "Q" + adapter if self.model.load_in_4bit else adapter
         return adapter if self.train.method == "sft" else f"{adapter}+{self.train.method.upper()}"
+
+    @model_validator(mode="after")
+    def _tuning_needs_plain_weights(self) -> Recipe:
+        tuning = self.train.tuning
+        if tuning != "lora" and self.model.load_in_4bit:
+            raise ValueError(
+                f"train.tuning: {tuning} trains the model's own weights, which 4-bit weights cannot; "
+                "set model.load_in_4bit: false, or train.tuning: lora (QLoRA)"
+            )
+        if tuning != "lora" and self.model.adapter:
+            raise ValueError(
+                f"model.adapter starts from a LoRA adapter, but train.tuning is {tuning}; point model.name at "
+                "a full run's model folder (RUN/model) to train it further"
+            )
+        return self
 
     @field_validator(*_METHOD_SECTIONS)
     @classmethod
@@ -549,7 +629,7 @@ class Recipe(_Section):
     def method_section(self) -> DpoSection | KtoSection | OrpoSection | GrpoSection | RewardSection | None:
         """The section of ``train.method``, with its defaults when the recipe gives none (None for sft)."""
         method = self.train.method
-        if method == "sft":
+        if method in ("sft", "pretrain"):
             return None
         given = getattr(self, method)
         if given is not None:

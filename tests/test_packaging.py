@@ -76,6 +76,7 @@ def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
     for needed in (
         "lorastudio/recipes/tiny-pirate.yaml",
         "lorastudio/recipes/data/tiny_pirate.jsonl",
+        "lorastudio/recipes/data/tiny_corpus/harbour.md",  # tiny-pretrain's corpus folder
         "lorastudio/app.tcss",
         "lorastudio/screens/recipes.py",
         "lorastudio/widgets/token_view.py",

@@ -32,6 +32,8 @@ EXPECTED = {
     "qwen3-0.6b-tools",
     "tiny-vision",
     "smolvlm-256m-shapes",
+    "smollm2-pirate-full",
+    "tiny-pretrain",
 }
 
 

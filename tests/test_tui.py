@@ -142,7 +142,7 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         await pilot.press(
             "escape", "slash", *"tiny-pirate-grpo"
         )  # named exactly: first, though listed second
-        assert [e.file.name for e in screen.shown] == ["tiny-pirate-grpo"]
+        assert [e.file.name for e in screen.shown][0] == "tiny-pirate-grpo"
         await pilot.press(
             "escape", "slash", *"tiny-pirate", "enter"
         )  # two match; Enter opens the one named so

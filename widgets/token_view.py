@@ -19,6 +19,8 @@ class TokenView(Static):
         self.show_special = True
         self.show_ids = False
         self.highlight: str | None = None
+        self.documents: list[int] = []
+        """Where each document of a packed sequence starts (``train.packing``), marked between them."""
 
     def set_pieces(self, items: list[Piece]) -> None:
         self.items = items
@@ -33,5 +35,6 @@ class TokenView(Static):
                 show_ids=self.show_ids,
                 no_color="NO_COLOR" in os.environ,
                 highlight=self.highlight,
+                documents=self.documents,
             )
         )

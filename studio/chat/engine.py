@@ -314,7 +314,7 @@ def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
     """A run reference (its recipe and adapter; see ``train/runref.py``: ``RUN@best``, ``RUN@latest``,
     ``RUN@checkpoint-N`` and a checkpoint folder's path pick a checkpoint), a model folder, an export folder, a
     .gguf file, or None for the latest run. A run's engine says in ``source`` which run and adapter it took."""
-    from lorastudio.train.adapters import resolve_adapter
+    from lorastudio.train.adapters import is_full_model, resolve_adapter
     from lorastudio.train.runref import describe, resolve_run
     from lorastudio.train.runs import load_run_recipe
 
@@ -327,15 +327,43 @@ def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
                 else export_target(candidate, base_only)
             )
             return ChatEngine(recipe, adapter)
-        if candidate is not None and candidate.is_dir() and (candidate / "config.json").exists():
+        if (
+            candidate is not None
+            and candidate.is_dir()
+            and (candidate / "config.json").exists()
+            and not _in_run(
+                candidate
+            )  # a full run's model/ or checkpoint: loaded with its run's recipe below
+        ):
             return ChatEngine(recipe_for_model_path(str(candidate.resolve())))
     except OSError:  # a name too long for the file system: not a folder, so maybe a run's name
         pass
     ref = resolve_run("latest" if target is None else target, checkpoint=True)  # "" is refused, not latest
     recipe = load_run_recipe(ref.path)
-    engine = ChatEngine(recipe, None if base_only else resolve_adapter(ref.path, ref.which))
-    engine.source = describe(ref, engine.adapter_dir)
+    weights = None if base_only else resolve_adapter(ref.path, ref.which)
+    if weights is not None and is_full_model(weights):  # a full or freeze run: its trained model, no base
+        engine = ChatEngine(trained_model_recipe(recipe, weights))
+    else:
+        engine = ChatEngine(recipe, weights)
+    engine.source = describe(ref, weights)
     return engine
+
+
+def _in_run(folder: Path) -> bool:
+    """``RUN/model`` or ``RUN/checkpoints/checkpoint-N``: a folder of a run's own."""
+    from lorastudio.train.adapters import run_of_checkpoint
+    from lorastudio.train.rundir import RUN_FILE
+
+    return (folder.parent / RUN_FILE).is_file() or run_of_checkpoint(folder) is not None
+
+
+def trained_model_recipe(recipe: Recipe, folder: Path) -> Recipe:
+    """The run's recipe loading the model a full or freeze run trained (``model/`` or a checkpoint) in place of
+    its base; chat template and sampling stay the run's."""
+    model = recipe.model.model_copy(
+        update={"name": str(folder.resolve()), "revision": None, "gguf_file": None, "adapter": None}
+    )
+    return recipe.model_copy(update={"model": model})
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:

@@ -229,7 +229,7 @@ def _packed_rows(batches: Iterable[Any], max_length: int) -> Iterator[dict[str, 
 def _write_rows(rows: Iterator[dict[str, list]], target: Path, packing: bool) -> int:
     import pyarrow as pa
 
-    names = ["input_ids", "labels", *(["position_ids"] if packing else [])]
+    names = ["input_ids", "labels", *(["position_ids", "seq_lengths"] if packing else [])]
     schema = pa.schema([(n, pa.list_(pa.int32())) for n in names])
     count = 0
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:

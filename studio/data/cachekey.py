@@ -84,7 +84,8 @@ def recipe_parts(recipe: Recipe) -> dict[str, Any]:
         "data": data_identity(d.source),
         "model": [m.name, m.revision, m.chat_template, m.max_seq_length, m.add_pad_token, m.gguf_file],
         "recipe_data": d.model_dump(mode="json"),
-        "train": [t.packing, t.train_on, t.seed],
+        # packed entries gained a seq_lengths column: entries packed before it are not reused
+        "train": [t.packing, t.train_on, t.seed, *(["seq_lengths"] if t.packing else [])],
     }
 
 

@@ -431,20 +431,55 @@ def packed(samples: Iterable[tuple[list[int], list[int]]], max_length: int) -> I
     """The one packing loop: ``(input_ids, labels)`` pairs into sequences of at most ``max_length`` tokens.
 
     Each sample restarts ``position_ids`` at 0 and its first label is -100, so no
-    sample is ever predicted from the one before it. A generator, so the cache packs a
-    data set larger than memory a batch at a time.
+    sample is ever predicted from the one before it; ``seq_lengths`` lists each sample's length, which TRL's
+    padding-free collator turns into those position ids (and the model into attention within each sample
+    only). A generator, so the cache packs a data set larger than memory a batch at a time.
     """
-    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "seq_lengths": []}
     for sample_ids, sample_labels in samples:
         ids, labels = sample_ids[:max_length], sample_labels[:max_length]
         if current["input_ids"] and len(current["input_ids"]) + len(ids) > max_length:
             yield current
-            current = {"input_ids": [], "labels": [], "position_ids": []}
+            current = {"input_ids": [], "labels": [], "position_ids": [], "seq_lengths": []}
         current["input_ids"] += ids
         current["labels"] += [IGNORE_INDEX, *labels[1:]]
         current["position_ids"] += list(range(len(ids)))
+        current["seq_lengths"].append(len(ids))
     if current["input_ids"]:
         yield current
+
+
+def packed_preview(
+    encoder: Encoder, rows: Sequence[Mapping[str, Any]], start: int, max_length: int
+) -> tuple[Encoded, list[int], int]:
+    """What the Preview shows with ``train.packing``: the packed sequence the rows from ``start`` make, through
+    :meth:`Encoder.encode_row` and :func:`packed` as training packs them (skipped rows left out). Returns it as
+    one sample, where each document starts in it, and how many rows it took."""
+    from lorastudio.data.formats import SkipRow
+
+    read: list[int] = []  # the rows handed to the packing loop, in order
+
+    def samples() -> Iterator[tuple[list[int], list[int]]]:
+        for index in range(start, len(rows)):
+            try:
+                sample = encoder.encode_row(rows[index])
+            except SkipRow:
+                continue
+            read.append(index)
+            yield sample.input_ids, sample.labels
+
+    pack = next(packed(samples(), max_length), None)
+    if pack is None:
+        return Encoded([], [], False, 0), [], len(rows) - start
+    documents = len(pack["seq_lengths"])
+    # the loop reads one sample past a full pack to see that it does not fit: that row starts the next pack
+    following = read[documents] if len(read) > documents else len(rows)
+    starts = [i for i, position in enumerate(pack["position_ids"]) if position == 0]
+    return (
+        Encoded(pack["input_ids"], pack["labels"], False, len(pack["input_ids"])),
+        starts,
+        following - start,
+    )
 
 
 # -- statistics --------------------------------------------------------------------------------

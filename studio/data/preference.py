@@ -597,7 +597,7 @@ def check_method_rows(recipe: Recipe) -> None:
     (the worker finds out only once the model has loaded). The rows are parsed as the trainer's encoder parses
     them, without the tokenizer; done for a local data file of up to :data:`CHECK_ROWS_MAX_BYTES` (cheap enough
     to read at every start), the rest is left to the worker."""
-    if recipe.train.method == "sft":
+    if recipe.train.supervised:
         return
     from lorastudio.data.sources import head_rows, is_local, load_rows
 

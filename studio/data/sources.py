@@ -37,7 +37,7 @@ class Rows:
 
 COMPRESSED = ".gz"
 """The compression the readers (and ``datasets``) open transparently, for the text kinds only."""
-_TEXT_KINDS = (".csv", ".json", ".jsonl", ".txt")
+_TEXT_KINDS = (".csv", ".json", ".jsonl", ".txt", ".md")
 
 
 def data_kind(path: Path) -> str:
@@ -168,6 +168,7 @@ READERS = {
     ".csv": _read_csv,
     ".parquet": _read_parquet,
     ".txt": _read_txt,
+    ".md": _read_txt,  # prose for continued pretraining (train.method: pretrain), read as plain text
 }
 # Formats the ``datasets`` packaged builders read straight into a memory-mapped Arrow cache.
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -273,7 +274,9 @@ def local_files(path: Path) -> list[Path]:
     )
     if not files:
         raise DataError(f"{path}: the folder holds no data files (looked for {', '.join(READERS)})")
-    kinds = sorted({data_kind(p) for p in files})
+    if not {data_kind(p) for p in files} <= {".md", ".txt"}:
+        files = [p for p in files if data_kind(p) != ".md"]  # a data set's README.md beside its data files
+    kinds = sorted({data_kind(p).replace(".md", ".txt") for p in files})  # .md and .txt are both plain text
     if len(kinds) > 1:
         raise DataError(
             f"{path}: the folder mixes data files of several kinds ({', '.join(kinds)}); keep one"

@@ -90,10 +90,21 @@ def render(
     show_ids: bool = False,
     no_color: bool = False,
     highlight: str | None = None,
+    documents: Sequence[int] = (),
 ) -> Text:
+    """``documents``: where each document of a packed sequence starts (a marker line before each but the first)."""
     text = Text()
     previous_trained = False
+    starts = set(documents)
     for index, piece in enumerate(items):
+        if index in starts and index:
+            if previous_trained:
+                text.append("⟧", style="bold")
+                previous_trained = False
+            text.append(
+                f"\n── document {sorted(starts).index(index) + 1} (positions restart at 0) ──\n",
+                style="bold cyan",
+            )
         if piece.special and not show_special:
             continue
         shown = piece.text

@@ -184,6 +184,12 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
     started = time.monotonic()
     check_request(request)
     source = resolve_source(request.run, request.checkpoint)
+    if request.format == "adapter" and source.full:
+        raise ExportError(
+            f"--format adapter: run {source.run_dir.name} trained the whole model "
+            f"(train.tuning: {source.recipe.train.tuning}), so it has no adapter; export --format merged "
+            "(the model itself) or gguf"
+        )
     if request.format != "adapter":
         from lorastudio.models.sources import resolve_model_path
         from lorastudio.models.vlm import is_vision_config

@@ -1,4 +1,5 @@
-"""The merged model: the base reloaded unquantized (even when the run trained in 4-bit), the adapter folded in."""
+"""The merged model: the base reloaded unquantized (even when the run trained in 4-bit), the adapter folded in;
+for a full or freeze run (``train.tuning``) the trained model itself, loaded from its folder."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ def base_config(source: ExportSource) -> Any:
     from lorastudio.models.sources import hub_error, resolve_model_path
 
     model = source.recipe.model
-    path = resolve_model_path(model)
     try:
-        config = AutoConfig.from_pretrained(
-            path, revision=model.revision, trust_remote_code=model.trust_remote_code
-        )
+        if source.full:  # a full or freeze run: the trained model's own config
+            config = AutoConfig.from_pretrained(
+                str(source.adapter_dir), trust_remote_code=model.trust_remote_code
+            )
+        else:
+            config = AutoConfig.from_pretrained(
+                resolve_model_path(model), revision=model.revision, trust_remote_code=model.trust_remote_code
+            )
     except Exception as exc:  # OSError for missing repos, connection errors from the hub client
         raise hub_error(model.name, exc) from None
     if getattr(config, "quantization_config", None):
@@ -75,6 +80,21 @@ def load_merged(source: ExportSource, tokenizer: Any, dtype, progress: Progress 
         )
     model_section = source.recipe.model
     config = base_config(source)
+    if source.full:  # a full or freeze run saved the whole trained model: nothing to merge
+        report(0.05, f"loading the trained model ({source.label})")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(source.adapter_dir),
+                dtype=_work_dtype(config, dtype),
+                trust_remote_code=model_section.trust_remote_code,
+            )
+        except Exception as exc:
+            raise ExportError(
+                f"{source.adapter_dir}: cannot load the trained model: "
+                f"{(str(exc).splitlines() or [type(exc).__name__])[0]}"
+            ) from None
+        model.eval()
+        return model
     report(0.05, f"loading {model_section.name} unquantized")
     try:
         model = AutoModelForCausalLM.from_pretrained(

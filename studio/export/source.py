@@ -10,6 +10,7 @@ from typing import Any
 from lorastudio.errors import StudioError
 from lorastudio.export.staging import ExportError
 from lorastudio.recipe import Recipe
+from lorastudio.train.adapters import final_weights, holds_weights
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -23,6 +24,13 @@ class ExportSource:
     adapter_dir: Path
     checkpoint: int | None
     """None for the run's final adapter."""
+
+    @property
+    def full(self) -> bool:
+        """The run trained the whole model (``train.tuning`` full or freeze): ``adapter_dir`` is a model folder."""
+        from lorastudio.train.adapters import is_full_model
+
+        return is_full_model(self.adapter_dir)
 
     @property
     def label(self) -> str:
@@ -39,7 +47,7 @@ def checkpoints(run_dir: Path) -> list[int]:
     steps = [
         int(m.group(1))
         for p in folder.iterdir()
-        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / ADAPTER_CONFIG).exists()
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and holds_weights(p)
     ]
     return sorted(steps)
 
@@ -52,20 +60,21 @@ def resolve_source(run: str | Path, checkpoint: int | None = None) -> ExportSour
     recipe = load_run_recipe(run_dir)
     if checkpoint is not None:
         adapter = run_dir / "checkpoints" / f"checkpoint-{checkpoint}"
-        if not (adapter / ADAPTER_CONFIG).exists():
+        if not holds_weights(adapter):
             have = checkpoints(run_dir)
             raise ExportError(
                 f"--checkpoint {checkpoint}: run {run_dir.name} has no such checkpoint "
                 f"(it has: {', '.join(map(str, have)) if have else 'none'})"
             )
     else:
-        adapter = run_dir / "adapter"
-        if not (adapter / ADAPTER_CONFIG).exists():
+        final = final_weights(run_dir)
+        if final is None:
             have = checkpoints(run_dir)
             hint = f"; export a checkpoint with --checkpoint {have[-1]}" if have else ""
             raise ExportError(
                 f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops){hint}"
             )
+        adapter = final
     return ExportSource(run_dir, recipe, adapter, checkpoint)
 
 

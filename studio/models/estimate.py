@@ -19,6 +19,10 @@ The Launch sheet's estimate (:func:`estimate_memory`) is computed from the model
   stores), in the compute dtype. With gradient checkpointing only each layer's input (``h`` values) is
   kept, plus one layer's activations while it is recomputed. The logits add ``T*V*4*2`` bytes (fp32
   logits and their gradient).
+- **full / freeze tuning** (``train.tuning``): no LoRA; the trainable part (every weight, or the layers and
+  modules ``freeze`` names) has a gradient in the weights' dtype and Adam's two moments in it too (torch
+  keeps them in the parameter's dtype; 2 bytes per parameter for 8-bit optimizers). A recipe that will not
+  fit is refused before its run directory is made (:func:`check_fits`).
 - **overhead**: 0.6 GB for the CUDA context and allocator slack (0.4 GB of Python and torch on CPU).
 
 It is an estimate (fragmentation, sequence padding and kernels' workspaces vary), meant to say early
@@ -80,6 +84,8 @@ def estimate_vram_gb(
     distributed = distributed or recipe.train.distributed
     weights = params * (0.55 if recipe.model.load_in_4bit else 2.0)
     adapter = params * 0.02 * (recipe.lora.r / 16) * 12  # fp32 weights, grads and Adam moments for ~1% params
+    if recipe.train.tuning != "lora":  # bf16 grads and moments for every weight (freeze: at most that)
+        adapter = params * (2.0 + (2.0 if "8bit" in recipe.train.optimizer else 4.0))
     if distributed == "fsdp" and devices > 1:
         weights = weights / devices + weights * FSDP_GATHER_SHARE
         adapter = adapter / devices
@@ -159,6 +165,9 @@ class MemoryEstimate:
     overhead: float
     gradient_checkpointing: bool
     source: str  # "config.json" or "model.params_billion"
+    trainable: str = "LoRA"
+    """What ``lora_params``/``lora`` count: the adapter, or the ``gradients`` of a full or freeze run's
+    trainable weights."""
 
     @property
     def total(self) -> float:
@@ -173,7 +182,7 @@ class MemoryEstimate:
             return "rough: from model.params_billion (no config.json on disk)"
         parts = [
             ("weights", self.weights),
-            ("LoRA", self.lora),
+            (self.trainable, self.lora),
             ("optimizer", self.optimizer),
             ("activations", self.activations),
             ("overhead", self.overhead),
@@ -252,13 +261,34 @@ def estimate_memory(
         for n in names
     )
     lora_params += _saved_params(recipe, shapes, layers, vocab * h)
+    if recipe.train.embedding_learning_rate is not None:  # modules_to_save: the embeddings train in full
+        lora_params += embed
     eight_bit = "8bit" in recipe.train.optimizer
+    if recipe.train.tuning != "lora":
+        frozen_part = _trainable_params(
+            recipe, shapes, layers, h, vocab, bool(cfg.get("tie_word_embeddings"))
+        )
+        trainable = params if frozen_part is None else frozen_part
     per_layer_token = (15 * h + 19 * inter / 4) * compute
     if gc:
         activations = tokens * (layers * h * compute + per_layer_token)
     else:
         activations = tokens * layers * per_layer_token
     activations += tokens * vocab * 4 * 2
+    if recipe.train.tuning != "lora":
+        return MemoryEstimate(
+            device="gpu" if gpu else "cpu",
+            params=params,
+            lora_params=trainable,
+            weights=weights,
+            lora=trainable * compute,
+            optimizer=trainable * (2 if eight_bit else 2 * compute),
+            activations=activations,
+            overhead=(0.6 if gpu else 0.4) * GB,
+            gradient_checkpointing=gc,
+            source="config.json",
+            trainable="gradients",
+        )
     return MemoryEstimate(
         device="gpu" if gpu else "cpu",
         params=params,
@@ -291,3 +321,47 @@ def _saved_params(recipe: Recipe, shapes: dict[str, tuple[int, int]], layers: in
         elif leaf in shapes:
             total += layers * shapes[leaf][0] * shapes[leaf][1]
     return total
+
+
+_GROUPS = {
+    "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mlp": ("gate_proj", "up_proj", "down_proj"),
+}
+
+
+def _trainable_params(
+    recipe: Recipe, shapes: dict[str, tuple[int, int]], layers: int, h: int, vocab: int, tied: bool
+) -> int | None:
+    """Weights ``train.tuning: freeze`` trains (None for full: all of them)."""
+    t = recipe.train
+    if t.tuning != "freeze":
+        return None
+    count = min(t.freeze_trainable_layers or layers, layers)
+    block = sum(i * o for i, o in shapes.values()) + 2 * h
+    if t.freeze_trainable_modules is None:
+        return count * block
+    total = 0
+    for name in t.freeze_trainable_modules:
+        parts = _GROUPS.get(name, (name,))
+        total += count * sum(shapes[p][0] * shapes[p][1] for p in parts if p in shapes)
+        if name == "embed_tokens" or (name == "lm_head" and not tied):
+            total += vocab * h
+    return total
+
+
+def check_fits(recipe: Recipe, gpu: bool, free_bytes: float | None) -> None:
+    """Refuse a full or freeze recipe whose estimate exceeds the memory free for it, naming both figures and
+    what to change (LoRA recipes are judged by the Launch sheet's estimate alone, as before)."""
+    from lorastudio.errors import RecipeError
+
+    if recipe.train.tuning == "lora" or free_bytes is None:
+        return
+    est = estimate_memory(recipe, gpu=gpu)
+    if est is None or est.total <= free_bytes:
+        return
+    raise RecipeError(
+        f"train.tuning: {recipe.train.tuning} needs about {est.total_gb:.1f} GB "
+        f"({est.breakdown()}) and {'the GPU' if gpu else 'this machine'} has {free_bytes / GB:.1f} GB free; "
+        "train fewer weights (train.tuning: freeze, or lora), use an 8-bit optimizer (train.optimizer: "
+        "adamw_8bit), or lower train.batch_size / model.max_seq_length"
+    )

@@ -13,6 +13,27 @@ from lorastudio.errors import RunError
 from lorastudio.train.events import load_state
 
 ADAPTER_CONFIG = "adapter_config.json"
+MODEL_CONFIG = "config.json"
+MODEL_DIR = "model"
+"""Where a ``train.tuning: full`` or ``freeze`` run saves its trained model (a LoRA run's is ``adapter``)."""
+
+
+def holds_weights(folder: Path) -> bool:
+    """An adapter folder, or a whole model's (a full or freeze run's ``model/`` and checkpoints)."""
+    return (folder / ADAPTER_CONFIG).exists() or (folder / MODEL_CONFIG).exists()
+
+
+def is_full_model(folder: Path) -> bool:
+    """A whole trained model (loaded as a model of its own, no base), not an adapter."""
+    return not (folder / ADAPTER_CONFIG).exists() and (folder / MODEL_CONFIG).exists()
+
+
+def final_weights(run_dir: Path) -> Path | None:
+    """The run's final adapter, or its final model for a full or freeze run; None before it is saved."""
+    for folder in (run_dir / "adapter", run_dir / MODEL_DIR):
+        if holds_weights(folder):
+            return folder
+    return None
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -27,11 +48,7 @@ def run_of_checkpoint(path: Path) -> Path | None:
     """The run directory holding a ``checkpoints/checkpoint-N`` folder, or None when ``path`` is not one."""
     from lorastudio.train.rundir import RUN_FILE
 
-    if (
-        (path / ADAPTER_CONFIG).exists()
-        and path.parent.name == "checkpoints"
-        and (path.parent.parent / RUN_FILE).exists()
-    ):
+    if holds_weights(path) and path.parent.name == "checkpoints" and (path.parent.parent / RUN_FILE).exists():
         return path.parent.parent
     return None
 
@@ -45,15 +62,16 @@ def best_checkpoint(run_dir: Path) -> tuple[str, float] | None:
 
 
 def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
-    """The adapter folder ``which`` names (None or ``final``: the run's final adapter)."""
-    if which in (None, "final", "adapter"):
-        folder = run_dir / "adapter"
-        if not (folder / ADAPTER_CONFIG).exists():
+    """The adapter folder ``which`` names (None or ``final``: the run's final adapter); for a full or freeze
+    run the model folder (its ``model/``, or a checkpoint, which holds the whole model)."""
+    if which in (None, "final", "adapter", MODEL_DIR):
+        final = final_weights(run_dir)
+        if final is None:
             raise RunError(
                 f"run {run_dir.name} has no adapter yet (it is saved when training ends or stops); "
                 "chat with the base model instead (studio chat --base, or Ctrl+T in Chat)"
             )
-        return folder
+        return final
     if which == "best":
         best = best_checkpoint(run_dir)
         if best is None:
@@ -73,7 +91,7 @@ def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:
         folder = (
             run_dir / "checkpoints" / (which if which.startswith("checkpoint-") else f"checkpoint-{which}")
         )
-    if not (folder / ADAPTER_CONFIG).exists():
+    if not holds_weights(folder):
         kept = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
         raise RunError(
             f"run {run_dir.name} has no adapter in {folder.relative_to(run_dir)} "
@@ -97,7 +115,7 @@ def latest_complete_checkpoint(run_dir: Path) -> Path | None:
         (int(m.group(1)), p)
         for p in (folder.iterdir() if folder.is_dir() else [])
         if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
-        and (p / ADAPTER_CONFIG).exists()
+        and holds_weights(p)
         and (p / TRAINER_STATE).exists()
     ]
     return max(found)[1] if found else None

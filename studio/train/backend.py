@@ -106,6 +106,8 @@ def load_for_training(
     from lorastudio.models.sources import resolve_model_path
 
     path = resolve_model_path(recipe.model, progress)
+    if recipe.train.tuning != "lora":  # full or freeze: the plain model (transformers), see train/fulltune.py
+        return load_full_for_training(recipe, path, hw)
     if backend == "unsloth":
         return _load_unsloth(recipe, path, hw)
     return _load_hf(recipe, path, hw)
@@ -132,8 +134,18 @@ def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
         use_gradient_checkpointing="unsloth" if resolve_gradient_checkpointing(recipe, hw) else False,
         random_state=recipe.train.seed,
         max_seq_length=recipe.model.max_seq_length,
+        **_embedding_modules(recipe, model),
     )
     return model, tokenizer
+
+
+def _embedding_modules(recipe: Recipe, model: Any) -> dict[str, Any]:
+    """``modules_to_save`` for LoRA with ``train.embedding_learning_rate``: the embeddings train in full."""
+    if recipe.train.embedding_learning_rate is None:
+        return {}
+    from lorastudio.train.fulltune import modules_to_save
+
+    return {"modules_to_save": modules_to_save(model)}
 
 
 def load_base_model(
@@ -192,13 +204,35 @@ def _load_hf(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
     from lorastudio.train.loravariants import check_adapter, peft_kwargs
 
     check_adapter(recipe)  # again here: the model may have been downloaded since the run was started
-    config = LoraConfig(**peft_kwargs(recipe))
+    kwargs = peft_kwargs(recipe)
+    embeddings = _embedding_modules(recipe, model)
+    if embeddings:  # beside any lora.modules_to_save
+        kwargs["modules_to_save"] = sorted(
+            set(kwargs.get("modules_to_save") or []) | set(embeddings["modules_to_save"])
+        )
+    config = LoraConfig(**kwargs)
     from transformers import set_seed
 
     set_seed(
         recipe.train.seed
     )  # the LoRA initialisation follows the recipe's seed, whatever ran before in this process
     return get_peft_model(model, config), tokenizer
+
+
+def load_full_for_training(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
+    """(model, tokenizer) for ``train.tuning`` full or freeze: the plain model, its trainable part chosen."""
+    from transformers import set_seed
+
+    from lorastudio.models.sources import load_tokenizer
+    from lorastudio.train.fulltune import apply_tuning
+
+    tokenizer = load_tokenizer(recipe.model)
+    set_seed(recipe.train.seed)
+    model = load_base_model(recipe, path, hw, tokenizer)
+    if resolve_gradient_checkpointing(recipe, hw) and recipe.train.tuning == "freeze":
+        # with the embeddings frozen the checkpointed blocks' inputs need grad, or nothing below trains
+        model.enable_input_require_grads()
+    return apply_tuning(model, recipe), tokenizer
 
 
 def oom_cause(message: str) -> str:

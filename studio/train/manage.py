@@ -116,14 +116,17 @@ class Checkpoint:
 def checkpoints(path: Path) -> list[Checkpoint]:
     """The final adapter first (when saved), then checkpoint-N, newest first; only ones holding an adapter."""
     found: list[Checkpoint] = []
-    if (path / "adapter" / "adapter_config.json").exists():
-        found.append(Checkpoint("adapter (final)", path / "adapter", None))
+    from lorastudio.train.adapters import final_weights, holds_weights
+
+    final = final_weights(path)
+    if final is not None:
+        found.append(Checkpoint(f"{final.name} (final)", final, None))
     folder = path / "checkpoints"
     steps = []
     if folder.is_dir():
         for child in folder.iterdir():
             match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-            if match and (child / "adapter_config.json").exists():
+            if match and holds_weights(child):
                 steps.append((int(match.group(1)), child))
     found += [Checkpoint(child.name, child, step) for step, child in sorted(steps, reverse=True)]
     return found

@@ -113,6 +113,11 @@ def adapter_of(target: str) -> tuple[Path, str]:
     if is_adapter and not ref.exact:
         return path.resolve(), f"adapter folder {path.resolve()}"
     adapter = resolve_adapter(ref.path, ref.which).resolve()
+    if not (adapter / ADAPTER_CONFIG).is_file():  # a full or freeze run's model: no adapter to start from
+        raise RunError(
+            f"model.adapter: run {ref.name} trained the whole model (train.tuning full or freeze), so it has no "
+            f"adapter; set model.name: {adapter} to start from the model it trained"
+        )
     return adapter, describe(ref, adapter)
 
 

@@ -121,7 +121,7 @@ def _looks_like_path(reference: str) -> bool:
 
 def _in_run(path: Path) -> tuple[Path, str] | None:
     """(run directory, which) when ``path`` is a run's ``checkpoints/checkpoint-N`` or ``adapter`` folder."""
-    if path.name == "adapter" and _is_run_dir(path.parent):
+    if path.name in ("adapter", "model") and _is_run_dir(path.parent):  # model: a full or freeze run's
         return path.parent, "final"
     checkpoint = re.fullmatch(r"checkpoint-\d+", path.name) and path.parent.name == "checkpoints"
     if checkpoint and _is_run_dir(path.parent.parent):
@@ -220,6 +220,8 @@ def describe(ref: RunRef, adapter: Path | None) -> str:
         part = "the base model alone"
     elif adapter.name == "adapter":
         part = "its final adapter"
+    elif adapter.name == "model" and adapter.parent == ref.path:
+        part = "its final model"
     else:
         part = adapter.name + {"best": " (its best)", "latest": " (its latest)"}.get(ref.which or "", "")
     found = f" ({FOUND_BY[ref.how]})" if ref.how in FOUND_BY else ""

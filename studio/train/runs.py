@@ -60,6 +60,10 @@ def create_run(recipe: Recipe, root: Path | None = None, stamp: str | None = Non
     from lorastudio.train.trackers import check_available
 
     check_available(recipe)  # a tracker named in train.report_to but not installed: no directory at all
+    from lorastudio.train.fulltune import check_freeze, check_memory
+
+    check_freeze(recipe)  # freeze layers or modules the model lacks, and a full or freeze run that will not
+    check_memory(recipe)  # fit: refused, no directory either
     root = root or runs_dir()
     stamp = stamp or time.strftime(STAMP_FORMAT)
     try:

@@ -194,7 +194,7 @@ def build_sampler(recipe: Recipe, tokenizer: Any) -> Sampler | None:
     settings = recipe.train.samples
     if not settings.enabled or recipe.train.method == "reward":  # a reward model scores; it does not reply
         return None
-    if recipe.train.method != "sft":
+    if not recipe.train.supervised:
         return _method_sampler(recipe, tokenizer)
     prepared = prepare(recipe, tokenizer=tokenizer)
     prompts = [prompt_of(recipe, text) for text in settings.prompts]

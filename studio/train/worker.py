@@ -191,6 +191,9 @@ def build_trainer(
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None,
         packing=False,  # we pack ourselves (see encode.pack), so labels never cross samples
+        # packed rows carry seq_lengths: the collator restarts position ids at each document and passes no
+        # attention mask, so the model attends within each document only (see encode.packed)
+        padding_free=recipe.train.packing,
     )
     # Arrow datasets from the prepared-data cache stay memory-mapped; plain lists still work.
     train_ds = Dataset.from_list(train_rows) if isinstance(train_rows, list) else train_rows
@@ -210,6 +213,9 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our events replace its stdout dicts
+    from lorastudio.train.fulltune import install_embedding_lr
+
+    install_embedding_lr(trainer, recipe)
     return trainer
 
 
@@ -298,6 +304,21 @@ def save_adapter(model, tokenizer, run_dir: Path) -> Path:
     return target
 
 
+def _save_full(trainer, tokenizer, run_dir: Path, where) -> Path:
+    """A full or freeze run's model into ``model/``; under FSDP every rank takes part in gathering it."""
+    from lorastudio.train.adapters import MODEL_DIR
+
+    target = run_dir / MODEL_DIR
+    if trainer.is_fsdp_enabled:
+        trainer.save_model(str(target))
+    elif where.is_main:
+        trainer.model.save_pretrained(target, safe_serialization=True)
+    if where.is_main:
+        tokenizer.save_pretrained(target)
+        (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
+    return target
+
+
 def run(run_dir: Path, resume: bool = False) -> int:
     quiet_libraries()
     where = dist.placement()  # rank 0 alone writes the run directory; see train/distributed.py
@@ -348,9 +369,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from lorastudio.train.backend import load_for_training
         from lorastudio.train.vision import is_vision_recipe, start_vision
 
-        if (
-            recipe.train.method != "sft"
-        ):  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
+        if not recipe.train.supervised:  # dpo, kto, orpo, grpo: their own data and trainer (train/methods.py)
             trainer, tokenizer = _method_trainer(recipe, backend, hw, where, writer, stop, run_dir, tracking)
         elif is_vision_recipe(recipe):
             # a vision-language model: its processor and collator (train/vision.py)
@@ -403,7 +422,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
             stop.event.set()
         stop.saving = True
         writer.status("saving", step=trainer.state.global_step)
-        if trainer.is_fsdp_enabled:
+        if recipe.train.tuning != "lora":  # full or freeze: the whole model, in model/
+            adapter = _save_full(trainer, tokenizer, run_dir, where)
+        elif trainer.is_fsdp_enabled:
             adapter = dist.save_sharded_adapter(trainer, tokenizer, run_dir, where, save_adapter)
         elif where.is_main:
             adapter = save_adapter(trainer.model, tokenizer, run_dir)
@@ -418,7 +439,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 step=trainer.state.global_step,
                 adapter=str(adapter),
                 cause=f"stopped by {stop.signal_name or 'a stop request'}; "
-                f"adapter saved at step {trainer.state.global_step}",
+                f"{adapter.name} saved at step {trainer.state.global_step}",
             )
         else:
             writer.status("done", step=trainer.state.global_step, adapter=str(adapter))
