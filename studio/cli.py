@@ -547,7 +547,7 @@ def _from_adapter(target: str) -> list[str]:
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
     """Print progress lines until the run ends (for scripts and CI logs)."""
     from lorastudio.train.events import EvalEvent, LogEvent, MetricsEvent, RunReader, StatusEvent
-    from lorastudio.train.runs import DIED_CAUSE, effective_status, read_meta
+    from lorastudio.train.runs import DIED_CAUSE, effective_status, latest_checkpoint, read_meta
 
     reader, last_status = RunReader(run_dir), None
     state = reader.state
@@ -574,6 +574,12 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
                 print(f"status: died ({DIED_CAUSE})", flush=True)
             if state.hints:
                 print("to lower memory: " + "; ".join(state.hints), file=sys.stderr)
+                if latest_checkpoint(run_dir) is not None:  # it saved one first: continue from it, smaller
+                    print(
+                        f"to continue from its checkpoint with a smaller batch: studio resume {run_dir.name} "
+                        "train.batch_size=N train.gradient_accumulation=M",
+                        file=sys.stderr,
+                    )
             return 0 if status == "done" else 1
         time.sleep(poll_s)
 
@@ -783,8 +789,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from lorastudio.train.runs import find_run
 
     run_dir = find_run(args.run)
-    pid, checkpoint = resume_run(run_dir)
+    pid, checkpoint = resume_run(run_dir, overrides=args.overrides)
     where = f"from {checkpoint.name}" if checkpoint else "from step 0 (no checkpoint was saved)"
+    if args.overrides:
+        where += f" with {' '.join(args.overrides)}"
     from lorastudio.train.runs import read_meta
 
     who = f"Slurm job {pid}" if read_meta(run_dir).get("slurm") else f"worker pid {pid}"  # train/slurm.py
@@ -1261,8 +1269,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_samples)
 
-    p = sub.add_parser("resume", help="continue a stopped, failed or died run from its latest checkpoint")
+    p = sub.add_parser(
+        "resume",
+        help="continue a stopped, failed or died run from its latest checkpoint (train.batch_size=N, "
+        "train.gradient_accumulation=N, train.gradient_checkpointing=on: a smaller batch after running out "
+        "of memory)",
+    )
     p.add_argument("run")
+    p.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    takes_overrides(p, name="run")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("attach", help="open the Monitor on a run")

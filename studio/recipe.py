@@ -314,6 +314,12 @@ class TrainSection(_Section):
             )
         return self
 
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        """YAML reads a bare ``on`` / ``off`` (``train.gradient_checkpointing=on``) as true / false."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _one_tracker(cls, value: object) -> object:

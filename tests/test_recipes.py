@@ -370,3 +370,10 @@ def test_a_bad_train_section_does_not_blame_the_method_section() -> None:
     with pytest.raises(RecipeError) as err:
         registry.load("tiny-pirate-grpo", ["train.learning_rate=.inf"])
     assert str(err.value) == "override 'train.learning_rate=.inf': Input should be a finite number"
+
+
+@pytest.mark.parametrize(("typed", "read"), [("on", "on"), ("off", "off"), ("auto", "auto"), ("true", "on")])
+def test_gradient_checkpointing_on_and_off_are_words_not_yaml_booleans(typed: str, read: str) -> None:
+    """YAML 1.1 reads a bare on/off as a boolean: the override (and a recipe file) still means the word."""
+    recipe = registry.load("tiny-pirate", [f"train.gradient_checkpointing={typed}"])
+    assert recipe.train.gradient_checkpointing == read

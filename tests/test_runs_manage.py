@@ -14,7 +14,7 @@ from conftest import STUDIO_BIN, run_worker, stand_in_worker
 from runs_fixtures import write_run, write_runs
 
 from lorastudio import registry
-from lorastudio.errors import RunError
+from lorastudio.errors import RecipeError, RunError
 from lorastudio.train import compare, manage, runs
 from lorastudio.train.events import EVENTS_FILE, read_all
 
@@ -142,6 +142,28 @@ def test_resume_refuses_live_and_finished_runs(runs_root: Path) -> None:
     assert out.returncode == 2 and "only a stopped, failed or died run" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["train.learning_rate=1"], "a resume may change only train.batch_size"),
+        (["train.max_steps=9"], "a resume may change only"),
+        (["train.batch_size=0"], "train.batch_size"),
+        (["train.gradient_accumulation=many"], "train.gradient_accumulation"),
+    ],
+)
+def test_resume_changes_only_how_a_batch_is_held(runs_root: Path, overrides: list[str], says: str) -> None:
+    run_dir = runs_root / "tiny-pirate-20260922-101500"
+    recipe_file = run_dir / runs.RECIPE_FILE
+    before = recipe_file.read_text()
+    with pytest.raises((RunError, RecipeError)) as caught:
+        manage.resume_overrides(run_dir, overrides)
+    assert says in str(caught.value) and recipe_file.read_text() == before  # nothing written
+    assert manage.resume_overrides(run_dir, ["train.batch_size=1", "train.gradient_checkpointing=on"])
+    train = runs.load_run_recipe(run_dir).train
+    assert (train.batch_size, train.gradient_checkpointing) == (1, "on")
+    assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
 @pytest.mark.slow
 def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model: Path) -> None:
     run_dir = runs.create_run(registry.load("tiny-pirate", ["train.max_steps=400", "train.save_steps=1000"]))
@@ -166,8 +188,13 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
     recipe_file = run_dir / runs.RECIPE_FILE
     recipe_file.write_text(recipe_file.read_text().replace("max_steps: 400", f"max_steps: {stopped_at + 3}"))
     before = len(read_all(run_dir / EVENTS_FILE))
-    pid, checkpoint = manage.resume_run(run_dir)
+    # as after running out of memory: a smaller batch, the effective batch kept by accumulation
+    smaller = ["train.batch_size=1", "train.gradient_accumulation=2"]
+    pid, checkpoint = manage.resume_run(run_dir, overrides=smaller)
     assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
+    resumed_with = runs.load_run_recipe(run_dir).train
+    assert (resumed_with.batch_size, resumed_with.gradient_accumulation) == (1, 2)
+    assert runs.read_meta(run_dir)["resumed_with"] == smaller
     while (
         runs.summarise(run_dir).status not in ("done", "failed", "died") and time.monotonic() < deadline + 120
     ):

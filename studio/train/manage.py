@@ -15,7 +15,15 @@ from lorastudio.errors import RunError
 from lorastudio.train.damage import DAMAGED, check_intact
 from lorastudio.train.events import RunState
 from lorastudio.train.rundir import NOTE_FILE as NOTE_FILE
-from lorastudio.train.runs import RUN_FILE, RunSummary, read_meta, start_worker, summarise, worker_alive
+from lorastudio.train.runs import (
+    RUN_FILE,
+    RunSummary,
+    read_meta,
+    start_worker,
+    summarise,
+    update_meta,
+    worker_alive,
+)
 
 SORT_KEYS = ("time", "loss", "status")
 """The orders the Runs screen cycles through (and ``studio runs --sort`` accepts)."""
@@ -132,9 +140,43 @@ def checkpoints(path: Path) -> list[Checkpoint]:
     return found
 
 
-def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path | None]:
+RESUME_FIELDS = ("train.batch_size", "train.gradient_accumulation", "train.gradient_checkpointing")
+"""What ``studio resume RUN FIELD=VALUE`` may change: how a step's batch is split and held in memory (a run that
+ran out of memory continues with a smaller batch and more accumulation), never what or how long it learns."""
+
+
+def resume_overrides(path: Path, overrides: list[str]) -> list[str]:
+    """Rewrite the run's recipe with ``overrides`` (only :data:`RESUME_FIELDS`), whole or not at all; returns
+    the overrides as ``run.json`` records them. Anything else, or a value the recipe refuses, is named."""
+    import os
+
+    from lorastudio import registry
+    from lorastudio.train.rundir import RECIPE_FILE
+
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key not in RESUME_FIELDS:
+            raise RunError(
+                f"override {text!r}: a resume may change only {', '.join(RESUME_FIELDS)} (the run's recipe "
+                "is what it trained with; start a new run with --from to change the rest)"
+            )
+    snapshot = path / RECIPE_FILE
+    recipe = registry.load_snapshot(snapshot)
+    data = registry.apply_overrides(recipe.model_dump(mode="json"), overrides)
+    data.pop("extends", None)
+    changed = registry.validate_data(data, snapshot, overrides=overrides)
+    tmp = snapshot.with_name(f".{RECIPE_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(registry.dump_snapshot(changed), encoding="utf-8")
+    os.replace(tmp, snapshot)
+    return list(overrides)
+
+
+def resume_run(
+    path: Path, devices: int | str | None = None, overrides: list[str] | None = None
+) -> tuple[int, Path | None]:
     """Start the worker again from the latest checkpoint; returns (pid, checkpoint or None). A run created
-    with ``--no-start`` is started from the beginning."""
+    with ``--no-start`` is started from the beginning. ``overrides`` (only :data:`RESUME_FIELDS`) change the
+    run's recipe first, once the run is known to be resumable."""
     from lorastudio.train.runs import NOT_STARTED_CAUSE, latest_checkpoint
 
     summary = summarise(path)
@@ -149,6 +191,9 @@ def resume_run(path: Path, devices: int | str | None = None) -> tuple[int, Path 
             f"run {path.name} is {summary.status}; only a stopped, failed or died run can be resumed"
         )
     checkpoint = latest_checkpoint(path)
+    if overrides:
+        done = resume_overrides(path, overrides)
+        update_meta(path, resumed_with=[*read_meta(path).get("resumed_with", []), *done])
     if read_meta(path).get(
         "slurm"
     ):  # a new job from the latest checkpoint (slurm.py); its id in place of a pid
