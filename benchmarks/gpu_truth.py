@@ -447,7 +447,8 @@ def step_oom(kit: Kit) -> dict[str, Any]:
             break
         time.sleep(0.5)
     stopped = figures(run_dir)
-    resumed = studio(kit, "resume", run_dir.name)
+    smaller = ["train.batch_size=2", "train.gradient_accumulation=2"]  # as after an OOM: half, accumulated
+    resumed = studio(kit, "resume", run_dir.name, *smaller)
     while time.monotonic() - waited < min(600, kit.left_s()):
         if figures(run_dir)["status"] in ("done", "failed"):
             break
@@ -461,10 +462,10 @@ def step_oom(kit: Kit) -> dict[str, Any]:
         "resume_message": (resumed.stdout + resumed.stderr).strip()[-300:],
         "final_status": final["status"],
         "final_step": final["steps"],
-        "smaller_batch": "not offered: studio resume continues with the run's own recipe (no overrides), so "
-        "train.batch_size cannot be lowered on resume",
+        "smaller_batch": smaller,
+        "resumed_batch": _resumed_batch(run_dir),
     }
-    ok_resume = final["status"] == "done" and final["steps"] >= steps
+    ok_resume = final["status"] == "done" and final["steps"] >= steps and _resumed_batch(run_dir) == [2, 2]
     ok_oom = not kit.cuda or (
         record["oom"]["status"] == "failed"
         and "out of memory" in str(record["oom"]["cause"])
@@ -472,6 +473,17 @@ def step_oom(kit: Kit) -> dict[str, Any]:
     )
     record["ok"] = bool(ok_resume and ok_oom)
     return record
+
+
+def _resumed_batch(run_dir: Path) -> list[int] | None:
+    """(batch size, accumulation) the resumed run's recipe holds."""
+    from lorastudio.train.runs import load_run_recipe
+
+    try:
+        train = load_run_recipe(run_dir).train
+    except Exception:  # the record says so instead of the step failing
+        return None
+    return [train.batch_size, train.gradient_accumulation]
 
 
 def step_chat_beside(kit: Kit) -> dict[str, Any]:

@@ -52,6 +52,7 @@ def test_dry_run_writes_a_record_per_step(tmp_path: Path, tiny_model: Path) -> N
     resume = steps["oom"]["resume"]
     assert resume["stopped_status"] == "stopped" and resume["final_status"] == "done"
     assert resume["final_step"] > resume["stopped_at_step"] >= 2
+    assert resume["resumed_batch"] == [2, 2]  # continued from its checkpoint with half the batch, accumulated
     beside = steps["chat_beside"]
     assert beside["chat_outcome"] == "admitted" and beside["training_status"] == "done"
     assert beside["admission"]["device"] == "CPU" and beside["admission"]["need_mb"] > 0
