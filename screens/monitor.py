@@ -31,6 +31,7 @@ from lorastudio.train.events import (
     RunReader,
     RunState,
     StatusEvent,
+    TaskScoresEvent,
 )
 from lorastudio.train.rundir import inspect_meta
 from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, worker_alive
@@ -146,6 +147,9 @@ def log_line(event: Event) -> str | None:
         return (
             f"{stamp}eval loss {event.eval_loss:.4f} at step {event.step if event.step is not None else '?'}"
         )
+    if isinstance(event, TaskScoresEvent) and event.values:
+        scores = ", ".join(f"{name} {value:.3f}" for name, value in sorted(event.values.items()))
+        return f"{stamp}task scores at step {event.step if event.step is not None else '?'}: {scores}"
     return None
 
 

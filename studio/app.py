@@ -23,6 +23,9 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from lorastudio.errors import StudioError
+from lorastudio.evaluate.intraining import install as install_eval_tasks
+
+install_eval_tasks()  # train.eval_tasks checked before a run directory (train cannot import evaluate)
 
 WARM_UP_AFTER_S = 0.3
 

@@ -12,7 +12,10 @@ from typing import Any
 from lorastudio import __version__
 from lorastudio.cliargs import parse, require_terminal, takes_overrides
 from lorastudio.errors import StudioError
+from lorastudio.evaluate.intraining import install as install_eval_tasks
 from lorastudio.jsonout import dumps
+
+install_eval_tasks()  # train.eval_tasks checked before a run directory (train cannot import evaluate)
 
 
 def _progress_printer(label: str):

@@ -22,6 +22,9 @@ from pydantic import Field
 
 from lorastudio import __version__
 from lorastudio.errors import StudioError
+from lorastudio.evaluate.intraining import install as install_eval_tasks
+
+install_eval_tasks()  # train.eval_tasks checked before a run directory (train cannot import evaluate)
 
 RecipeArg = Annotated[
     str, Field(description="a recipe name (see list_recipes) or the path of a recipe YAML file")

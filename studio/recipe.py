@@ -261,6 +261,15 @@ class TrainSection(_Section):
     samples: SamplesSection = Field(default_factory=SamplesSection)
     """Sample replies at the start, at every evaluation and at the end, with the ``chat`` section's settings
     (greedy when it says so); three held-out prompts unless set. ``samples: []`` turns them off."""
+    eval_tasks: list[str] = Field(default_factory=list)
+    """Tasks scored on the model being trained at every evaluation and at the end (as ``studio eval --tasks``
+    takes them: a shipped ``studio_*`` task, a local task file or folder, or one of lm-eval's); each a
+    ``task_scores`` event, charted in the Monitor and logged to ``report_to``. Empty (the default): none."""
+    eval_tasks_limit: int = Field(50, ge=1)
+    """Documents scored per task at each evaluation (the first N: the same ones every time)."""
+    best_by: str = "eval_loss"
+    """What picks the best checkpoint (``RUN@best``): ``eval_loss`` (lowest), or a task score ``TASK/METRIC`` of
+    ``eval_tasks`` (``studio_arithmetic/exact_match``): highest, or lowest for a perplexity or loss."""
 
     @field_validator("nodes")
     @classmethod
@@ -311,6 +320,28 @@ class TrainSection(_Section):
             raise ValueError(
                 f"train.tuning: {self.tuning} trains with train.method sft or pretrain; "
                 f"train.method {self.method} trains a LoRA adapter (train.tuning: lora)"
+            )
+        return self
+
+    @property
+    def best_higher(self) -> bool:
+        """``best_by``'s best is its highest value (a perplexity or a loss: its lowest)."""
+        return not any(word in self.best_by.lower() for word in ("perplexity", "loss"))
+
+    @model_validator(mode="after")
+    def _best_by_task(self) -> TrainSection:
+        if self.best_by == "eval_loss":
+            return self
+        task, _, metric = self.best_by.partition("/")
+        if not task or not metric:
+            raise ValueError(
+                f"train.best_by: {self.best_by!r}; give eval_loss or TASK/METRIC of train.eval_tasks "
+                "(studio_arithmetic/exact_match)"
+            )
+        if not self.eval_tasks:
+            raise ValueError(
+                f"train.best_by: {self.best_by} is a task score, but train.eval_tasks is empty; "
+                f"add {task} to train.eval_tasks or use best_by: eval_loss"
             )
         return self
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 if __name__ == "__main__":
     import sys
 
+    from lorastudio.evaluate.intraining import install_worker
     from lorastudio.train.worker import main
 
+    install_worker()  # train.eval_tasks' scores (the training stage cannot import the evaluate stage)
     sys.exit(main())

@@ -1,4 +1,5 @@
-"""The numbers of a run: loss, learning rate, grad norm, tokens/s, tokens seen, elapsed, ETA."""
+"""The numbers of a run: loss, eval loss and task scores, learning rate, grad norm, tokens/s, tokens seen,
+elapsed, ETA."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class MetricsPanel(Static):
             ("elapsed", f"{duration(elapsed)} · ETA {eta}"),
             ("backend", f"{state.backend or '-'} on {state.device or '-'}"),
         ]
+        # train.eval_tasks' latest scores, a line per task/metric under the eval loss
+        rows[2:2] = [(name, f"{value:.3f}") for name, value in sorted(state.task_scores.items())]
         for key, value in rows:
             table.add_row(key, value)
         self.update(table)

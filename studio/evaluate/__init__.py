@@ -12,7 +12,8 @@ answers side by side, a run's latest scores, a sweep ranked by them). The shippe
 ``judged`` (the prompts, every target's answers, ``answers.jsonl`` and ``verdicts.jsonl``, the table rows),
 ``generate`` (batched answers on a loaded engine), ``scorers`` (reference match and GRPO reward functions,
 through ``train/rewards.py``) and ``judge`` (the LLM judge: prompts, verdicts, position swap, Wilson interval,
-a loaded target or an OpenAI-compatible endpoint).
+a loaded target or an OpenAI-compatible endpoint). ``intraining`` scores a run's ``train.eval_tasks`` on the
+model it trains, at each evaluation (a TrainerCallback the worker gets through the training stage's hooks).
 
 It never imports the export stage or a face; it loads models only through the chat engine.
 """

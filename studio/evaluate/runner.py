@@ -47,14 +47,19 @@ def resolve_targets(spec: EvalSpec) -> list[Target]:
 
 def hflm(engine: ChatEngine, batch_size: int | str | None) -> Any:
     """lm-eval's HF model around the engine's loaded model, its tokenizer carrying the recipe's template."""
-    from lm_eval.models.huggingface import HFLM
-
     tokenizer = engine.tokenizer
     source = engine.encoder.template_source if engine.encoder is not None else ""
     if source and getattr(tokenizer, "chat_template", None) != source:
         tokenizer.chat_template = source  # a named template (model.chat_template) replaces the tokenizer's
     size = batch_size if batch_size is not None else ("auto" if engine.on_gpu else 1)
-    return HFLM(pretrained=engine.model, tokenizer=tokenizer, batch_size=size)
+    return lm_of(engine.model, tokenizer, size)
+
+
+def lm_of(model: Any, tokenizer: Any, batch_size: int | str) -> Any:
+    """lm-eval's HF model around a model already loaded (the chat engine's, or the one a run is training)."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
 def system_instruction(engine: ChatEngine) -> str | None:
@@ -69,16 +74,38 @@ def task_name(task: str | dict[str, Any]) -> str:
 
 def run_task(lm: Any, engine: ChatEngine, task: str | dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
     """lm-eval's own results of one task on one loaded model (samples included)."""
+    return task_results(
+        lm,
+        task,
+        limit=spec.limit,
+        num_fewshot=spec.num_fewshot,
+        apply_chat_template=spec.apply_chat_template,
+        system=system_instruction(engine),
+        log_samples=True,
+    )
+
+
+def task_results(
+    lm: Any,
+    task: str | dict[str, Any],
+    *,
+    limit: int | None,
+    num_fewshot: int | None,
+    apply_chat_template: bool,
+    system: str | None,
+    log_samples: bool,
+) -> dict[str, Any]:
+    """One ``simple_evaluate`` call: what ``studio eval`` and a run's ``train.eval_tasks`` both go through."""
     from lm_eval import simple_evaluate
 
     results = simple_evaluate(
         model=lm,
         tasks=[task],
-        limit=spec.limit,
-        num_fewshot=spec.num_fewshot,
-        apply_chat_template=spec.apply_chat_template,
-        system_instruction=system_instruction(engine),
-        log_samples=True,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        apply_chat_template=apply_chat_template,
+        system_instruction=system,
+        log_samples=log_samples,
         verbosity="ERROR",
     )
     if results is None:

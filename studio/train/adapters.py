@@ -54,11 +54,13 @@ def run_of_checkpoint(path: Path) -> Path | None:
 
 
 def best_checkpoint(run_dir: Path) -> tuple[str, float] | None:
-    """(folder relative to the run, eval loss) of the run's best checkpoint, from its events."""
+    """(folder relative to the run, eval loss or its ``train.best_by`` score) of the run's best checkpoint,
+    from its events."""
     state = load_state(run_dir, curves=False)
-    if state.best_checkpoint is None or state.best_eval_loss is None:
+    figure = state.best_eval_loss if state.best_eval_loss is not None else state.best_score
+    if state.best_checkpoint is None or figure is None:
         return None
-    return state.best_checkpoint, float(state.best_eval_loss)
+    return state.best_checkpoint, float(figure)
 
 
 def resolve_adapter(run_dir: Path, which: str | None = None) -> Path:

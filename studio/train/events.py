@@ -432,6 +432,10 @@ class CheckpointEvent(Event):
     best_checkpoint: str | None = None
     """Relative to the run directory (``checkpoints/checkpoint-N``)."""
     best_eval_loss: float | None = None
+    best_by: str | None = None
+    """``task/metric`` when ``train.best_by`` chose the checkpoint by a task score (None: by eval loss)."""
+    best_score: float | None = None
+    """That checkpoint's score on ``best_by``."""
 
 
 @register
@@ -552,6 +556,23 @@ class EvalJudgeEvent(Event):
     """Rubric: the mean 1-10 rating of the replies that could be read."""
     unparsed: int | None = None
     """Judge replies with no verdict or rating that could be read (counted, never scored)."""
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class TaskScoresEvent(Event):
+    """The run's ``train.eval_tasks`` scored on the model being trained, at an evaluation or at the end."""
+
+    KIND: ClassVar[str] = "task_scores"
+    step: int | None = None
+    at: str | None = None
+    """``eval`` (with an evaluation) or ``end``."""
+    values: dict[str, float] | None = None
+    """``task/metric`` -> value, named as ``studio eval``'s table names them."""
+    limit: int | None = None
+    """Documents scored per task."""
+    seconds: float | None = None
+    """Wall time of the scoring; training waits for it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -813,6 +834,14 @@ class RunState:
     """An evaluation's ``{target, task, values}`` per finished pair, in order."""
     eval_judged: list[dict[str, Any]] = field(default_factory=list)
     """An evaluation's judge figures, one per target judged (``eval_judge`` events)."""
+    task_scores: dict[str, float] = field(default_factory=dict)
+    """The latest ``train.eval_tasks`` score per ``task/metric`` (``task_scores`` events)."""
+    task_scoring_s: float = 0.0
+    """Seconds the worker spent scoring ``train.eval_tasks`` (training waited meanwhile)."""
+    best_by: str | None = None
+    """What chose :attr:`best_checkpoint` when not the eval loss: a ``task/metric`` of ``train.eval_tasks``."""
+    best_score: float | None = None
+    """That checkpoint's score on :attr:`best_by`."""
 
     # histories (curves=True only)
     loss: Curve = field(default_factory=list, metadata=_CURVE)
@@ -831,6 +860,8 @@ class RunState:
     method_points: list[tuple[int, str, float]] = field(default_factory=list, metadata=_CURVE)
     """(step, figure, value) for what a preference/RL trainer logs beyond SFT's (``rewards/margins``, ``reward``,
     ``kl``, ``rewards/NAME/mean``, ...), from ``method_metrics`` events."""
+    task_points: list[tuple[int, str, float]] = field(default_factory=list, metadata=_CURVE)
+    """(step, ``task/metric``, value) per ``task_scores`` event value."""
 
     # -- derived -----------------------------------------------------------------------------------
     @property
@@ -846,6 +877,14 @@ class RunState:
         """:attr:`method_points` per figure: name -> [(step, value), ...]."""
         out: dict[str, list[tuple[int, float]]] = {}
         for step, name, value in self.method_points:
+            out.setdefault(name, []).append((step, value))
+        return out
+
+    @property
+    def task_curves(self) -> dict[str, list[tuple[int, float]]]:
+        """:attr:`task_points` per ``task/metric``: name -> [(step, value), ...]."""
+        out: dict[str, list[tuple[int, float]]] = {}
+        for step, name, value in self.task_points:
             out.setdefault(name, []).append((step, value))
         return out
 
@@ -910,6 +949,7 @@ class RunState:
                 self.best_eval_loss = (
                     event.best_eval_loss if event.best_eval_loss is not None else self.best_eval_loss
                 )
+                self.best_by, self.best_score = event.best_by, event.best_score
             self._log(event)
         elif isinstance(event, LogEvent):
             self._log(event)
@@ -935,6 +975,13 @@ class RunState:
             self.eval_results.append(
                 {"target": event.target, "task": event.task, "values": dict(event.values or {})}
             )
+        elif isinstance(event, TaskScoresEvent):
+            self.task_scoring_s += event.seconds or 0.0
+            self.task_scores.update(event.values or {})
+            if self.curves and event.values:
+                step = event.step if event.step is not None else self.step
+                self.task_points += [(step, name, value) for name, value in event.values.items()]
+            self._log(event)
         elif isinstance(event, EvalJudgeEvent):
             self.eval_judged.append({k: v for k, v in event.to_json().items() if k not in ("v", "t", "kind")})
 

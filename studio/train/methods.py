@@ -108,8 +108,8 @@ def common_args(recipe: Recipe, run_dir: Path, hw: Hardware, has_eval: bool) -> 
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=(t.eval_steps or t.save_steps) if has_eval else None,
-        metric_for_best_model="eval_loss" if has_eval else None,
-        greater_is_better=False if has_eval else None,
+        metric_for_best_model=t.best_by if has_eval else None,  # a task score: evaluate/intraining.py
+        greater_is_better=t.best_higher if has_eval else None,
         report_to=[],
         disable_tqdm=True,
         bf16=precision == "bf16",

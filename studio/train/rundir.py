@@ -48,6 +48,11 @@ is left out of :func:`read_meta` and named by :func:`inspect_meta`; fields not n
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}
 
+RECIPE_CHECKS: list[Any] = []
+"""More checks ``create_run`` makes of a recipe before its run directory exists, each ``check(recipe)``
+raising a StudioError: those of stages above this one, installed by the faces (``evaluate/intraining.py``
+``install``: ``train.eval_tasks``). Here, not in ``runs``, so that installing one costs a face no imports."""
+
 
 def _well_typed(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool):  # JSON's true/false is no number, whatever Python says

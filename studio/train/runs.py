@@ -31,9 +31,8 @@ from lorastudio.train.events import EVENTS_FILE, RunState
 from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
 from lorastudio.train.nodes import NodeSpec, node_log
 from lorastudio.train.rundir import LOG_FILE as LOG_FILE
-from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
-from lorastudio.train.rundir import RUN_FILE as RUN_FILE
 from lorastudio.train.rundir import (
+    RECIPE_CHECKS,
     create_time,
     inspect_meta,
     read_meta,
@@ -41,6 +40,8 @@ from lorastudio.train.rundir import (
     worker_process,
     write_meta,
 )
+from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
+from lorastudio.train.rundir import RUN_FILE as RUN_FILE
 from lorastudio.train.runref import resolve_run
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
@@ -64,6 +65,8 @@ def create_run(recipe: Recipe, root: Path | None = None, stamp: str | None = Non
 
     check_freeze(recipe)  # freeze layers or modules the model lacks, and a full or freeze run that will not
     check_memory(recipe)  # fit: refused, no directory either
+    for check in RECIPE_CHECKS:  # train.eval_tasks' names (evaluate/intraining.py), before any directory
+        check(recipe)
     root = root or runs_dir()
     stamp = stamp or time.strftime(STAMP_FORMAT)
     try:

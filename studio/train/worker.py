@@ -30,6 +30,11 @@ from lorastudio.train.summaries import SummarizingWriter
 
 TELEMETRY_INTERVAL_S = 1.5
 
+CALLBACK_MAKERS: list[Any] = []
+"""More TrainerCallbacks, each maker called as ``maker(recipe, tokenizer, writer, stop, timing, where)``: the
+task scores of ``train.eval_tasks`` (a higher stage's, installed by ``lorastudio.worker``: see
+``evaluate/intraining.py``)."""
+
 
 class StopNow(BaseException):  # noqa: N818 - not an error: a second stop request
     """Raised by a second SIGTERM/SIGINT wherever the main thread is: the run ends ``stopped`` without saving."""
@@ -141,11 +146,15 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
 
         def on_save(self, args, state, control, **kwargs):
             best = state.best_model_checkpoint  # tracked by the trainer when eval data exists
+            by = args.metric_for_best_model
+            by = None if by in (None, "eval_loss", "loss") else by  # else train.best_by's task score
             writer.write(
                 "checkpoint",
                 step=state.global_step,
                 best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
-                best_eval_loss=state.best_metric if best else None,
+                best_eval_loss=state.best_metric if best and by is None else None,
+                best_by=by if best else None,
+                best_score=state.best_metric if best and by is not None else None,
             )
 
     return EventsCallback()
@@ -171,6 +180,17 @@ def _samples_callbacks(recipe, tokenizer, writer: EventWriter, stop: StopFlag, t
         f"up to {sampler.max_new_tokens} tokens each, at every evaluation",
     )
     return [samples_callback(writer, sampler, stop, timing)]
+
+
+def _more_callbacks(recipe, tokenizer, writer: EventWriter, stop: StopFlag, timing, where) -> list:
+    return [c for make in CALLBACK_MAKERS for c in make(recipe, tokenizer, writer, stop, timing, where)]
+
+
+def _give_trainer(trainer) -> None:
+    """Callbacks that log through the trainer (so ``report_to`` trackers hear them) get it here."""
+    for callback in trainer.callback_handler.callbacks:
+        if getattr(callback, "wants_trainer", False):
+            callback.trainer = trainer
 
 
 def build_trainer(
@@ -263,6 +283,7 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
     )
     callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0), make_method_callback(writer)]
     callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
+    callbacks += _more_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
     if not hw.cuda and not where.distributed:
         from lorastudio.train.queue import cpu_share_callback
 
@@ -396,6 +417,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
             max_steps_hint = recipe.train.max_steps or 0
             callbacks = [make_callback(writer, stop, max_steps_hint)]
             callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
+            callbacks += _more_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
             if not hw.cuda and not where.distributed:  # distributed CPU ranks already run one thread each
                 from lorastudio.train.queue import cpu_share_callback
 
@@ -406,6 +428,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from lorastudio.train.loravariants import prepare_trainer
 
         prepare_trainer(recipe, trainer, run_dir, where.is_main)  # LoRA+'s optimizer, pissa's first adapter
+        _give_trainer(trainer)
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
             writer.write("log", message="no checkpoint found; starting from step 0")
