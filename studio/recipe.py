@@ -343,6 +343,11 @@ class TrainSection(_Section):
                 f"train.best_by: {self.best_by} is a task score, but train.eval_tasks is empty; "
                 f"add {task} to train.eval_tasks or use best_by: eval_loss"
             )
+        if self.distributed == "fsdp" and (self.devices != 1 or self.nodes > 1):
+            raise ValueError(
+                f"train.best_by: {self.best_by}: task scores need the whole model on one process, which "
+                "train.distributed: fsdp shards; use train.distributed: ddp or best_by: eval_loss"
+            )
         return self
 
     @field_validator("gradient_checkpointing", mode="before")

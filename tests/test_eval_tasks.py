@@ -36,6 +36,15 @@ def runs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "train.eval_tasks is empty; add studio_arithmetic to train.eval_tasks",
         ),
         (["train.eval_tasks_limit=0"], "eval_tasks_limit"),
+        (
+            [
+                "train.eval_tasks=[studio_arithmetic]",
+                "train.best_by=studio_arithmetic/exact_match",
+                "train.devices=2",
+                "train.distributed=fsdp",
+            ],
+            "task scores need the whole model on one process",
+        ),
     ],
 )
 def test_recipe_refuses_a_best_by_it_cannot_use(overrides: list[str], message: str) -> None:

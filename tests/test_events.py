@@ -87,6 +87,9 @@ SAMPLES: list[ev.Event] = [
         host_ram_total_mb=16000.0,
     ),
     CheckpointEvent(t=5.0, step=4, best_checkpoint="checkpoints/checkpoint-4", best_eval_loss=1.8),
+    CheckpointEvent(
+        t=5.5, step=6, best_checkpoint="checkpoints/checkpoint-6", best_by="t/acc", best_score=0.75
+    ),
     LogEvent(t=6.0, message="resuming from checkpoint-4", level="warning", rank_error=True),
     ev.MethodMetricsEvent(t=7.0, step=5, values={"rewards/margins": 0.5, "reward": 0.25}),
     ev.CompletionsEvent(
@@ -108,6 +111,9 @@ SAMPLES: list[ev.Event] = [
         t=12.0, target="base", task="studio_pirate", values={"studio_pirate/style_rate": 0.04}
     ),
     ev.EvalJudgeEvent(t=13.0, target="base", against="RUN", win=2, tie=1, loss=0, unparsed=3),
+    ev.TaskScoresEvent(
+        t=14.0, step=4, at="eval", values={"studio_arithmetic/exact_match": 0.5}, limit=2, seconds=1.5
+    ),
 ]
 
 
@@ -127,6 +133,7 @@ def test_every_kind_has_a_sample() -> None:
         "eval_progress",
         "eval_result",
         "eval_judge",
+        "task_scores",
     }
 
 

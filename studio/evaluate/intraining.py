@@ -171,8 +171,10 @@ def callbacks_for(
 ) -> list[Any]:
     """The worker's task-scores callback (rank 0 alone; none under FSDP, whose sharded weights cannot run on
     one rank, and none without ``train.eval_tasks``)."""
-    if not recipe.train.eval_tasks or not where.is_main:
+    if not recipe.train.eval_tasks:
         return []
+    if not where.is_main:
+        return [] if recipe.train.best_by == "eval_loss" else [_rank_placeholder(recipe.train.best_by)]
     if where.distributed and recipe.train.distributed == "fsdp":
         writer.write("log", level="warning", message="train.eval_tasks: not scored under FSDP")
         return []
@@ -183,6 +185,19 @@ def callbacks_for(
         "at every evaluation",
     )
     return [task_scores_callback(writer, TaskScorer(recipe, tasks, tokenizer), stop, timing)]
+
+
+def _rank_placeholder(best_by: str) -> Any:
+    """On a DDP rank other than 0 (which alone scores): the ``best_by`` key the trainer's best-checkpoint
+    check reads, which would raise without it. Only rank 0's choice is used (it saves, rotates and writes)."""
+    from transformers import TrainerCallback
+
+    class BestByPlaceholder(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if metrics is not None:
+                metrics.setdefault(f"eval_{best_by}", 0.0)
+
+    return BestByPlaceholder()
 
 
 def install() -> None:
