@@ -140,6 +140,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 check_rewards(recipe.grpo.rewards, recipe.grpo.reward_timeout)
             except RewardError as exc:
                 problems.append(f"{name}: {exc}")
+        from lorastudio.train.rundir import RECIPE_CHECKS
+
+        for check in RECIPE_CHECKS:  # as create_run makes them: train.eval_tasks' names
+            try:
+                check(recipe)
+            except StudioError as exc:
+                problems.append(f"{name}: {exc}")
         for problem in problems:
             print(problem, file=sys.stderr)
         bad += bool(problems)

@@ -78,6 +78,15 @@ def test_create_run_refuses_unknown_tasks_before_any_directory(
     assert sorted(runs_home.rglob("*")) == before  # no run directory
 
 
+def test_validate_names_an_unknown_task(capsys: pytest.CaptureFixture[str]) -> None:
+    from lorastudio.cli import main
+
+    path = str(Path(__file__).resolve().parent.parent / "recipes" / "tiny-pirate.yaml")
+    assert main(["validate", path, "train.eval_tasks=[no_such_task_xyz]"]) == 1
+    assert f"{path}: train.eval_tasks: unknown task no_such_task_xyz" in capsys.readouterr().err
+    assert main(["validate", path, "train.eval_tasks=[studio_arithmetic]"]) == 0
+
+
 def test_best_by_reads_the_metric_under_its_filter() -> None:
     values = {SCORE: 0.5, "studio_general/acc": 0.25}
     assert match_metric("studio_arithmetic/exact_match", values) == 0.5
