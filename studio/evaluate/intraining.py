@@ -68,22 +68,27 @@ class TaskScorer:
     def __init__(self, recipe: Recipe, tasks: list[str | dict[str, Any]], tokenizer: Any) -> None:
         self.recipe, self.tasks, self.tokenizer = recipe, tasks, tokenizer
         self.limit = recipe.train.eval_tasks_limit
+        self.task_manager: Any = None
+        """Built at the first round, reused by the others."""
 
     def score(self, model: Any) -> dict[str, float]:
         """Every task on ``model`` as it is now; its train/eval mode and gradients left as found."""
         import torch
 
-        from lorastudio.evaluate.runner import lm_of, metric_rows, task_results
+        from lorastudio.evaluate.runner import lm_of, metric_rows, task_manager_for, task_results
 
         system = self.recipe.chat.system_prompt or self.recipe.data.system_prompt or None
         was_training = model.training
         use_cache = getattr(model.config, "use_cache", None)
         values: dict[str, float] = {}
+        if self.task_manager is None:
+            self.task_manager = task_manager_for(self.tasks)
         try:
             model.eval()
             model.config.use_cache = True  # generation tasks decode token by token
             with torch.no_grad():
-                lm = lm_of(model, self.tokenizer, 1)
+                # the training batch fits beside the optimizer state; lm-eval's `auto` would probe past it
+                lm = lm_of(model, self.tokenizer, self.recipe.train.batch_size)
                 for task in self.tasks:
                     results = task_results(
                         lm,
@@ -93,6 +98,7 @@ class TaskScorer:
                         apply_chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
                         system=system,
                         log_samples=False,
+                        task_manager=self.task_manager,
                     )
                     values.update(
                         {k: v["value"] for k, v in metric_rows(results).items() if v["value"] is not None}

@@ -72,7 +72,9 @@ def task_name(task: str | dict[str, Any]) -> str:
     return task if isinstance(task, str) else str(task["task"])
 
 
-def run_task(lm: Any, engine: ChatEngine, task: str | dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
+def run_task(
+    lm: Any, engine: ChatEngine, task: str | dict[str, Any], spec: EvalSpec, task_manager: Any = None
+) -> dict[str, Any]:
     """lm-eval's own results of one task on one loaded model (samples included)."""
     return task_results(
         lm,
@@ -82,6 +84,7 @@ def run_task(lm: Any, engine: ChatEngine, task: str | dict[str, Any], spec: Eval
         apply_chat_template=spec.apply_chat_template,
         system=system_instruction(engine),
         log_samples=True,
+        task_manager=task_manager,
     )
 
 
@@ -94,13 +97,16 @@ def task_results(
     apply_chat_template: bool,
     system: str | None,
     log_samples: bool,
+    task_manager: Any = None,
 ) -> dict[str, Any]:
-    """One ``simple_evaluate`` call: what ``studio eval`` and a run's ``train.eval_tasks`` both go through."""
+    """One ``simple_evaluate`` call: what ``studio eval`` and a run's ``train.eval_tasks`` both go through.
+    ``task_manager`` (:func:`task_manager_for`) is reused across calls: lm-eval builds one per call otherwise."""
     from lm_eval import simple_evaluate
 
     results = simple_evaluate(
         model=lm,
         tasks=[task],
+        task_manager=task_manager,
         limit=limit,
         num_fewshot=num_fewshot,
         apply_chat_template=apply_chat_template,
@@ -111,6 +117,15 @@ def task_results(
     if results is None:
         raise StudioError(f"task {task_name(task)}: lm-eval returned no results")
     return dict(results)
+
+
+def task_manager_for(tasks: list[str | dict[str, Any]]) -> Any:
+    """lm-eval's TaskManager for these tasks: indexing lm-eval's own task files takes seconds (13 s on a busy
+    2-core machine), so it is built once per evaluation, and without that index when every task is a local
+    file's config (which it does not need)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=any(isinstance(t, str) for t in tasks))
 
 
 def to_json(value: Any) -> Any:
@@ -227,6 +242,7 @@ def evaluate(
     tasks = resolve_tasks(spec.tasks)
     targets = resolve_targets(spec)
     total, done = len(tasks) * len(targets), 0
+    manager = task_manager_for(tasks)
     for target in targets:
         if on_loading is not None:
             on_loading(target.label)
@@ -236,7 +252,7 @@ def evaluate(
             name = task_name(task)
             if on_task is not None:
                 on_task(target.label, name, done, total)
-            outcome = run_task(lm, target.engine, task, spec)
+            outcome = run_task(lm, target.engine, task, spec, manager)
             results.add(target.label, name, outcome)
             done += 1
             if on_result is not None:
