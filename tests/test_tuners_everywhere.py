@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runs_fixtures import write_run
@@ -105,24 +106,45 @@ def test_the_launch_sheet_sweeps_the_tuning() -> None:
     ]
 
 
-def test_mcp_start_run_takes_the_tuners_and_refuses_a_bad_one_by_name() -> None:
+def test_mcp_start_run_takes_the_tuners_and_refuses_a_bad_one_by_name(tiny_model: Path) -> None:
     pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install 'lorastudio[mcp]')")
-    from test_mcp import call, data_of, run_client, text_of
+    import yaml
+    from test_mcp import call, data_of, run_client, text_of, wait_status
 
-    async def body(session: object) -> None:
-        refused = await call(session, "start_run", recipe="tiny-pirate", overrides=["train.tuning=freeze"])  # type: ignore[arg-type]
+    async def body(session: Any) -> None:
+        refused = await call(session, "start_run", recipe="tiny-pirate", overrides=["train.tuning=freeze"])
         assert refused.is_error and text_of(refused).startswith(
             "override 'train.tuning=freeze': train.tuning: freeze needs"
         )
         checked = data_of(
             await call(
-                session,  # type: ignore[arg-type]
+                session,
                 "validate_recipe",
                 recipe="tiny-pirate",
                 overrides=["lora.use_dora=true", "lora.init=pissa", "lora.plus_lr_ratio=16"],
             )
         )
         assert checked["valid"] is True, checked
+        started = data_of(
+            await call(
+                session,
+                "start_run",
+                recipe="tiny-pirate",
+                overrides=[
+                    "train.tuning=freeze",
+                    "train.freeze_trainable_layers=1",
+                    "train.max_steps=1",
+                    "train.samples=[]",
+                    "data.eval_fraction=0",
+                ],
+            )
+        )
+        status = await wait_status(session, started["run"])
+        assert status["status"] == "done", status
+        run = Path(started["path"])
+        train = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8"))["train"]
+        assert (train["tuning"], train["freeze_trainable_layers"]) == ("freeze", 1)
+        assert (run / "model" / "config.json").is_file()  # the whole model saved, no adapter
 
     run_client(body)
 
