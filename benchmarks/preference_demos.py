@@ -136,7 +136,10 @@ class Stamp(TrainerCallback):
         stamps.append(time.monotonic())
 common = dict(output_dir="/tmp/bare-trl-out", per_device_train_batch_size=8, max_steps=steps, learning_rate=3e-3,
               logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3407, use_cpu=True,
-              include_num_input_tokens_seen=True)
+              include_num_input_tokens_seen=True,
+              # TRL's own defaults are gradient checkpointing and bf16 (autocast even on CPU); studio's worker
+              # resolves both off on CPU: without these the bare script did other work (likeforlike caught it)
+              gradient_checkpointing=False, bf16=False)
 if method == "dpo":
     from trl import DPOConfig, DPOTrainer
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
