@@ -46,6 +46,30 @@ def test_compare_lists_tuning_and_dora_among_the_fields_that_differ(tmp_path: Pa
     assert set(same.differing) == {"train.learning_rate"}
 
 
+async def test_the_compare_screen_shows_the_tuning_and_dora_rows(tmp_path: Path) -> None:
+    from conftest import screen_of, wait_until
+    from textual.widgets import DataTable
+
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.compare import CompareScreen
+
+    dora = _with(write_run(tmp_path, "dora", created=1.0), "lora:\n  use_dora: true\n")
+    full = _with(write_run(tmp_path, "full", created=2.0), "  tuning: full\n")
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.push_screen(CompareScreen([dora, full]))
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = screen_of(app, CompareScreen)
+        await wait_until(pilot, lambda: screen.comparison is not None)
+        await pilot.pause()
+        diff = screen.query_one("#compare-diff", DataTable)
+        rows = {
+            str(row[0]): [str(c) for c in row[1:]]
+            for row in (diff.get_row_at(i) for i in range(diff.row_count))
+        }
+        assert rows == {"lora.use_dora": ["true", "false"], "train.tuning": ["lora", "full"]}
+
+
 @pytest.mark.parametrize(
     ("grid", "key", "expected"),
     [
