@@ -10,7 +10,9 @@ how often the tuned and the base model answer in pirate style (goals >= 80% and 
 tuned replies end by themselves (goal >= 90%). ``grpo`` prints the mean reward over the first and the last
 five steps. ``speed`` trains DPO and GRPO on the tiny model for the same steps through studio's worker and
 through a bare TRL script with the same settings, and prints the mean step time of each (goal: studio's
-throughput >= 0.97 of bare).
+throughput >= 0.97 of bare). Like for like (``likeforlike.py``): studio's evaluation and samples are off, as
+the bare script has none; both trainers report their batch, lengths, truncation, generations, evaluation,
+sample callbacks and torch threads, which must be equal, and the tokens each processed, which are printed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # likeforlike.py beside this script
 
-def run_worker(recipe_name: str, overrides: list[str]) -> tuple[Path, list[dict[str, Any]], float]:
+
+def run_worker(
+    recipe_name: str, overrides: list[str], probe: bool = False
+) -> tuple[Path, list[dict[str, Any]], float]:
+    """Train in studio's worker; ``probe`` also writes its trainer's like-for-like report into the run."""
     from lorastudio import registry
     from lorastudio.models.sources import resolve_model_path
     from lorastudio.train.runs import create_run
@@ -34,9 +41,14 @@ def run_worker(recipe_name: str, overrides: list[str]) -> tuple[Path, list[dict[
     resolve_model_path(recipe.model)  # a one-time fetch or build is not part of the run
     run_dir = create_run(recipe)
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True
-    )
+    if probe:
+        from likeforlike import run_probed_worker
+
+        result = run_probed_worker(run_dir)
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "lorastudio.worker", str(run_dir)], capture_output=True, text=True
+        )
     wall = time.monotonic() - started
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     if result.returncode != 0:
@@ -109,7 +121,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-method, model_path, data_path, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+method, model_path, data_path, steps, report = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 import os
 torch.manual_seed(3407)
 torch.set_num_threads(len(os.sched_getaffinity(0)))  # what studio's worker uses alone on a CPU box
@@ -123,7 +135,11 @@ class Stamp(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         stamps.append(time.monotonic())
 common = dict(output_dir="/tmp/bare-trl-out", per_device_train_batch_size=8, max_steps=steps, learning_rate=3e-3,
-              logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3407, use_cpu=True)
+              logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=3407, use_cpu=True,
+              include_num_input_tokens_seen=True,
+              # TRL's own defaults are gradient checkpointing and bf16 (autocast even on CPU); studio's worker
+              # resolves both off on CPU: without these the bare script did other work (likeforlike caught it)
+              gradient_checkpointing=False, bf16=False)
 if method == "dpo":
     from trl import DPOConfig, DPOTrainer
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
@@ -141,6 +157,7 @@ else:
                           args=GRPOConfig(**common, num_generations=8, max_completion_length=24, temperature=0.7),
                           callbacks=[Stamp()])
 trainer.train()
+likeforlike_report(trainer, report)
 gaps = [b - a for a, b in zip(stamps[1:], stamps[2:])]
 print(json.dumps({"step_s": sum(gaps) / len(gaps)}))
 """
@@ -166,12 +183,19 @@ def cmd_speed(args: argparse.Namespace) -> None:
         ),
         "grpo": (
             "tiny-pirate-grpo",
-            ["grpo.rewards=[{name: arr, all: [{keywords: [arr]}, {length: {max_words: 20}}]}]"],
+            [
+                "grpo.rewards=[{name: arr, all: [{keywords: [arr]}, {length: {max_words: 20}}]}]",
+                "data.eval_fraction=0",
+            ],
             root / "pirate_prompts.jsonl",
         ),
     }
+    from likeforlike import REPORT_CODE, REPORT_FILE, assert_alike, read_report, tokens_line
+
     for method, (recipe, overrides, data) in cases.items():
-        _, events, _ = run_worker(
+        if args.only and method != args.only:
+            continue
+        run_dir, events, _ = run_worker(
             recipe,
             [
                 *overrides,
@@ -181,11 +205,22 @@ def cmd_speed(args: argparse.Namespace) -> None:
                 "train.warmup_steps=0",
                 "train.samples=[]",  # the bare script answers no sample prompts
             ],
+            probe=True,
         )
         gaps = step_times(events)
         studio = sum(gaps) / len(gaps)
+        bare_report = run_dir / f"bare-{REPORT_FILE}"
         out = subprocess.run(
-            [sys.executable, "-c", BARE_SCRIPT, method, str(tiny), str(data), str(args.steps)],
+            [
+                sys.executable,
+                "-c",
+                REPORT_CODE + BARE_SCRIPT,
+                method,
+                str(tiny),
+                str(data),
+                str(args.steps),
+                str(bare_report),
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -194,6 +229,10 @@ def cmd_speed(args: argparse.Namespace) -> None:
             print(f"{method}: bare TRL failed: {out.stderr[-2000:]}")
             continue
         bare = json.loads(out.stdout.strip().splitlines()[-1])["step_s"]
+        studio_side, bare_side = read_report(run_dir / REPORT_FILE), read_report(bare_report)
+        assert_alike(method, studio_side, bare_side)
+        print(f"{method}: like for like: {json.dumps(studio_side['settings'], sort_keys=True)}")
+        print(f"{method}: {tokens_line(studio_side, bare_side)}")
         print(
             f"{method}: studio_step_s={studio:.3f} bare_trl_step_s={bare:.3f} "
             f"studio/bare throughput={bare / studio:.2f} (goal >= 0.97) steps={args.steps}",
@@ -215,6 +254,7 @@ def main() -> None:
     p.set_defaults(func=cmd_grpo)
     p = sub.add_parser("speed")
     p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--only", choices=("dpo", "grpo"), help="one method only")
     p.set_defaults(func=cmd_speed)
     args = parser.parse_args()
     args.func(args)

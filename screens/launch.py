@@ -30,7 +30,9 @@ from lorastudio.recipe import Recipe
 from lorastudio.screens.launch_fields import (
     BY_PATH,
     FIELDS,
+    FREEZE_FIELDS,
     FieldSpec,
+    applies,
     diff,
     format_value,
     get_path,
@@ -65,7 +67,7 @@ class EstimateReady(Message):
 
 def sweep_values(spec: FieldSpec, text: str) -> list[str]:
     """The values of a field typed as ``a, b, c`` (a sweep), or [] for one value; list fields never sweep."""
-    if spec.kind in ("list", "bool") or spec.path == "data.source":
+    if spec.kind in ("list", "optional_list", "bool") or spec.path == "data.source":
         return []
     from lorastudio.train.sweep import split_values
 
@@ -123,7 +125,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
                         f"{self.recipe.train.method} settings ({self.recipe.train.method}: section)",
                         classes="launch-section muted",
                     )
-                with Horizontal(classes="launch-row"):
+                row = Horizontal(classes="launch-row", id=f"row-{_key(spec)}")
+                row.display = applies(spec, self.data)  # e.g. no LoRA fields for full tuning
+                with row:
                     yield Label(spec.label, classes="launch-label")
                     value = get_path(self.data, spec.path)
                     if spec.kind == "bool":
@@ -179,10 +183,28 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         if get_path(self.data, path) == value and not self.errors:
             return
         set_path(self.data, path, value)
+        if path == "train.tuning":
+            self._sync_freeze_fields()
         self.revalidate()
 
+    def _sync_freeze_fields(self) -> None:
+        """The freeze fields hold what their boxes say while they apply and nothing while hidden (the recipe
+        refuses them with another tuning); the typed text stays in the box for the next switch to freeze."""
+        for path in FREEZE_FIELDS:
+            spec = self.by_path[path]
+            shown = applies(spec, self.data)
+            set_path(
+                self.data,
+                path,
+                _parse(spec, self.query_one(f"#f-{_key(spec)}", Input).value) if shown else None,
+            )
+
+    def visible_fields(self) -> tuple[FieldSpec, ...]:
+        """The fields that apply to the recipe as it is edited (the others' rows are hidden)."""
+        return tuple(spec for spec in self.fields if applies(spec, self.data))
+
     def revalidate(self) -> None:
-        recipe, errors = validate(self.data, self.fields)
+        recipe, errors = validate(self.data, self.visible_fields())
         self.current, self.errors = recipe, errors
         for spec in self.fields:
             label = self.query_one(f"#e-{_key(spec)}", Label)
@@ -202,6 +224,9 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         self._show_sweep_axes()
         if recipe is not None:
             self.data = recipe.model_dump(mode="json")  # normalised (e.g. "1e-4" becomes 0.0001)
+        for spec in self.fields:
+            self.query_one(f"#row-{_key(spec)}").display = applies(spec, self.data)
+        if recipe is not None:
             self.estimate(recipe)
             self.count_epochs(recipe)
 

@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, Recipe
+from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, Recipe, TrainSection
 from lorastudio.registry import error_location, read_value
 
 
@@ -21,8 +21,14 @@ class FieldSpec:
 
     path: str
     label: str
-    kind: str = "value"  # value (read as YAML), text (kept as typed), optional (empty = unset), list, bool
+    kind: str = "value"  # value (read as YAML), text (kept as typed), optional (empty = unset), list, bool,
+    # optional_list (a list; empty = unset)
     choices: tuple[str, ...] = ()
+
+
+def _choices(section: type[BaseModel], name: str) -> tuple[str, ...]:
+    """A Literal field's values, read from the recipe model so the form never lists a stale set."""
+    return tuple(str(v) for v in get_args(section.model_fields[name].annotation))
 
 
 FIELDS: tuple[FieldSpec, ...] = (
@@ -47,6 +53,10 @@ FIELDS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec("model.max_seq_length", "max length"),
     FieldSpec("model.load_in_4bit", "4-bit (QLoRA)", "bool"),
+    FieldSpec("train.tuning", "tuning", choices=_choices(TrainSection, "tuning")),
+    FieldSpec("train.freeze_trainable_layers", "trainable layers", "optional"),
+    FieldSpec("train.freeze_trainable_modules", "trainable modules", "optional_list"),
+    FieldSpec("train.embedding_learning_rate", "embedding lr", "optional"),
     FieldSpec("lora.r", "LoRA r"),
     FieldSpec("lora.alpha", "LoRA alpha"),
     FieldSpec("lora.dropout", "LoRA dropout"),
@@ -72,10 +82,23 @@ FIELDS: tuple[FieldSpec, ...] = (
 )
 BY_PATH = {f.path: f for f in FIELDS}
 
+FREEZE_FIELDS = ("train.freeze_trainable_layers", "train.freeze_trainable_modules")
+"""Shown (and kept in the recipe) only with ``train.tuning: freeze``; hidden they are unset, as the recipe
+refuses them with any other tuning."""
 
-def _choices(section: type[BaseModel], name: str) -> tuple[str, ...]:
-    """A Literal field's values, read from the recipe model so the form never lists a stale set."""
-    return tuple(str(v) for v in get_args(section.model_fields[name].annotation))
+
+def applies(spec: FieldSpec, data: dict[str, Any]) -> bool:
+    """Whether the form shows ``spec`` for the recipe in ``data``: the LoRA fields only for ``tuning: lora``
+    (full and freeze train the model's own weights), the freeze fields only for ``tuning: freeze``, and the
+    embedding learning rate for continued pretraining or once it is set."""
+    tuning = get_path(data, "train.tuning")
+    if spec.path.startswith("lora."):
+        return tuning in (None, "lora")
+    if spec.path in FREEZE_FIELDS:
+        return tuning == "freeze"
+    if spec.path == "train.embedding_learning_rate":
+        return get_path(data, "train.method") == "pretrain" or get_path(data, spec.path) is not None
+    return True
 
 
 METHOD_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
@@ -169,7 +192,7 @@ def format_value(spec: FieldSpec, value: Any) -> str:
     """The text an Input shows for a value."""
     if value is None:
         return ""
-    if spec.kind == "list" and isinstance(value, list):
+    if spec.kind in ("list", "optional_list") and isinstance(value, list):
         return ", ".join(str(v) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -181,7 +204,9 @@ def parse_value(spec: FieldSpec, text: str) -> Any:
     text = text.strip()
     if spec.kind == "text":
         return text
-    if spec.kind == "list":
+    if spec.kind in ("list", "optional_list"):
+        if spec.kind == "optional_list" and text in ("", "none", "null", "-"):
+            return None
         if text == "all-linear":
             return text
         return [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
@@ -208,6 +233,9 @@ def validate(
             path, msg = error_location(err)
             loc = ".".join(str(p) for p in path)
             field = next((f.path for f in fields if loc == f.path or loc.startswith(f.path + ".")), "")
+            named = next((f.path for f in fields if msg.startswith(f.path + ": ")), "")
+            if not field and named:  # a section-wide check names its field first: "train.tuning: ..."
+                field, msg = named, msg[len(named) + 2 :]
             if not field:
                 msg = f"{loc}: {msg}"
             errors.setdefault(field, msg)

@@ -17,7 +17,7 @@ from typing import Any
 from lorastudio.paths import cache_dir, package_recipes_dir, user_recipes_dir
 
 CARDS_FILE = "recipe-cards.json"
-CARDS_VERSION = 1
+CARDS_VERSION = 2
 """Raised when a card's fields change, so an older cache is never read as this one."""
 MEMORY_ROW = "@memory"
 """The details row whose label is the machine's (est. VRAM or est. RAM), filled in when shown."""

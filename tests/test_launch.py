@@ -640,3 +640,151 @@ def test_lora_variant_errors_show_at_their_field(edits: dict[str, object], field
         set_path(data, path, value)
     recipe, errors = validate(data)
     assert recipe is None and list(errors) == [field] and message in errors[field]
+
+
+# -- tuning: lora | full | freeze ------------------------------------------------------------------
+def _shown(screen: LaunchScreen, path: str) -> bool:
+    return bool(screen.query_one(f"#row-{path.replace('.', '-').replace('_', '-')}").display)
+
+
+async def test_tuning_choice_shows_only_the_fields_that_apply_and_launches_freeze(
+    started: list[Recipe],
+) -> None:
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        assert "tuning" in screen_text(app) and screen.query_one("#f-train-tuning", Input).value == "lora"
+        assert _shown(screen, "lora.r") and _shown(screen, "lora.use_dora")
+        assert not _shown(screen, "train.freeze_trainable_layers")
+        assert not _shown(screen, "train.embedding_learning_rate")  # sft, and unset
+        tuning = screen.query_one("#f-train-tuning", Input)
+        screen.set_focus(tuning)
+        tuning.value = ""
+        burst(app, *"freeze")
+        # freeze without saying what trains: the message is at the tuning field, not a status line
+        await wait_until(
+            pilot,
+            lambda: (
+                "freeze needs train.freeze_trainable_layers"
+                in str(screen.query_one("#e-train-tuning", Label).content)
+            ),
+        )
+        assert not _shown(screen, "lora.r") and not _shown(screen, "lora.init")  # the LoRA group is hidden
+        assert _shown(screen, "train.freeze_trainable_layers") and _shown(
+            screen, "train.freeze_trainable_modules"
+        )
+        await pilot.press("enter")
+        assert started == []
+        layers = screen.query_one("#f-train-freeze-trainable-layers", Input)
+        screen.set_focus(layers)
+        burst(app, "0")
+        await wait_until(
+            pilot,
+            lambda: (
+                "greater than or equal to 1"
+                in str(screen.query_one("#e-train-freeze-trainable-layers", Label).content)
+            ),
+        )
+        layers.value = ""
+        burst(app, "2")
+        await wait_until(pilot, lambda: screen.data["train"]["freeze_trainable_layers"] == 2)
+        modules = screen.query_one("#f-train-freeze-trainable-modules", Input)
+        screen.set_focus(modules)
+        burst(app, *"mlp, lm_head")
+        await wait_until(
+            pilot, lambda: screen.data["train"]["freeze_trainable_modules"] == ["mlp", "lm_head"]
+        )
+        assert not screen.errors
+        burst(app, "enter")
+        await wait_until(pilot, lambda: started)
+        t = started[0].train
+        assert (t.tuning, t.freeze_trainable_layers, t.freeze_trainable_modules) == (
+            "freeze",
+            2,
+            ["mlp", "lm_head"],
+        )
+
+
+async def test_full_tuning_hides_lora_and_clears_the_freeze_fields(started: list[Recipe]) -> None:
+    """Back from freeze, the freeze fields hide and unset (the recipe refuses them with another tuning);
+    4-bit weights with full tuning are refused at the tuning field."""
+    from textual.widgets import Input, Label
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot)
+        tuning = screen.query_one("#f-train-tuning", Input)
+        screen.set_focus(tuning)
+        tuning.value = ""
+        burst(app, *"freeze")
+        await wait_until(pilot, lambda: _shown(screen, "train.freeze_trainable_layers"))
+        screen.query_one("#f-train-freeze-trainable-layers", Input).value = "1"
+        await wait_until(
+            pilot, lambda: screen.current is not None and screen.current.train.tuning == "freeze"
+        )
+        tuning.value = ""
+        burst(app, *"full")
+        await wait_until(pilot, lambda: not _shown(screen, "train.freeze_trainable_layers"))
+        assert not _shown(screen, "lora.r") and not screen.errors
+        assert screen.data["train"]["freeze_trainable_layers"] is None
+        screen.set_focus(screen.query_one("#f-model-load-in-4bit"))
+        await pilot.press("space")
+        await wait_until(
+            pilot,
+            lambda: "4-bit weights cannot" in str(screen.query_one("#e-train-tuning", Label).content),
+        )
+        await pilot.press("space")
+        await wait_until(pilot, lambda: not screen.errors)
+        tuning.value = "lora"
+        await wait_until(pilot, lambda: _shown(screen, "lora.r"))
+        assert not _shown(screen, "train.freeze_trainable_layers")
+        tuning.value = "full"
+        await wait_until(pilot, lambda: not _shown(screen, "lora.r"))
+        screen.set_focus(tuning)
+        burst(app, "enter")
+        await wait_until(pilot, lambda: started)
+        assert started[0].train.tuning == "full" and started[0].train.freeze_trainable_layers is None
+
+
+async def test_pretrain_shows_the_embedding_learning_rate(started: list[Recipe]) -> None:
+    from textual.widgets import Input
+
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot, "tiny-pretrain")
+        assert _shown(screen, "train.embedding_learning_rate") and "embedding lr" in screen_text(app)
+        box = screen.query_one("#f-train-embedding-learning-rate", Input)
+        screen.set_focus(box)
+        burst(app, *"2e-5", "enter")
+        await wait_until(pilot, lambda: started)
+        assert started[0].train.embedding_learning_rate == 2e-5
+
+
+@pytest.mark.parametrize(
+    ("edits", "field", "message"),
+    [
+        ({"train.tuning": "freeze"}, "train.tuning", "freeze needs train.freeze_trainable_layers"),
+        ({"train.tuning": "full", "model.load_in_4bit": True}, "train.tuning", "4-bit weights cannot"),
+        ({"train.tuning": "partial"}, "train.tuning", "'lora', 'full' or 'freeze'"),
+        (
+            {"train.tuning": "freeze", "train.freeze_trainable_layers": 0},
+            "train.freeze_trainable_layers",
+            ">= 1",
+        ),
+        ({"train.embedding_learning_rate": 0}, "train.embedding_learning_rate", "greater than 0"),
+    ],
+)
+def test_tuning_errors_show_at_their_field(edits: dict[str, object], field: str, message: str) -> None:
+    from lorastudio.screens.launch_fields import set_path
+
+    data = registry.load("tiny-pirate").model_dump(mode="json")
+    for path, value in edits.items():
+        set_path(data, path, value)
+    recipe, errors = validate(data)
+    assert (
+        recipe is None
+        and list(errors) == [field]
+        and message in errors[field].replace("greater than or equal to", ">=")
+    )

@@ -120,3 +120,64 @@ async def test_a_stale_cache_is_rewritten_and_the_list_is_the_validated_one() ->
         await wait_until(pilot, lambda: screen.loaded)
         assert screen.cards == cards
     assert recipecards.read_cards(state) == (cards, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "row", "targets"),
+    [
+        ("tiny-pirate", [], "LoRA  r=16 alpha=32 dropout=0", None),
+        ("smollm2-pirate-full", [], "Full", "every weight (no adapter)"),
+        (
+            "tiny-pirate",
+            ["train.tuning=freeze", "train.freeze_trainable_layers=2"],
+            "Freeze (last 2 layers)",
+            "only what the method row names",
+        ),
+        (
+            "tiny-pirate",
+            [
+                "train.tuning=freeze",
+                "train.freeze_trainable_layers=1",
+                "train.freeze_trainable_modules=[mlp]",
+            ],
+            "Freeze (last 1 layer: mlp)",
+            None,
+        ),
+        (
+            "tiny-pirate",
+            ["train.tuning=freeze", "train.freeze_trainable_modules=[lm_head]"],
+            "Freeze (lm_head)",
+            None,
+        ),
+        (
+            "tiny-pirate",
+            [
+                "lora.use_dora=true",
+                "lora.init=pissa",
+                "lora.plus_lr_ratio=16",
+                "lora.modules_to_save=[lm_head]",
+            ],
+            "DoRA  r=16 alpha=32 dropout=0, init pissa, LoRA+ B lr x16, saves lm_head",
+            None,
+        ),
+        (
+            "tiny-pretrain",
+            ["train.tuning=lora"],
+            "LoRA+PRETRAIN  r=16 alpha=16 dropout=0, embeddings lr 0.0002",
+            None,
+        ),
+        ("tiny-pretrain", [], "Full+PRETRAIN, embeddings lr 0.0002", None),
+        ("tiny-pirate-reward", [], "LoRA+REWARD  r=16 alpha=32 dropout=0", None),
+    ],
+)
+def test_the_method_row_says_what_trains(
+    name: str, overrides: list[str], row: str, targets: str | None
+) -> None:
+    """Full and freeze show no adapter settings; LoRA shows its variants; the method after a +."""
+    from lorastudio.registry import RecipeEntry, discover
+
+    entry = RecipeEntry(discover()[name], registry.load(name, overrides), None)
+    rows = dict(card_of(entry).rows)
+    assert rows["method"] == row
+    if targets is not None:
+        assert rows["targets"] == targets

@@ -12,6 +12,7 @@ from lorastudio.paths import display_path
 from lorastudio.recipecards import MEMORY_ROW, RecipeCard
 
 if TYPE_CHECKING:
+    from lorastudio.recipe import Recipe
     from lorastudio.registry import RecipeEntry
 
 
@@ -50,6 +51,10 @@ def card_of(entry: RecipeEntry) -> RecipeCard:
     targets = (
         r.lora.target_modules if isinstance(r.lora.target_modules, str) else ", ".join(r.lora.target_modules)
     )
+    if r.train.tuning != "lora":  # no adapter: what trains is on the method row
+        targets = (
+            "every weight (no adapter)" if r.train.tuning == "full" else "only what the method row names"
+        )
     quant = (
         f"4-bit {r.model.quant_type}{' + double quant' if r.model.double_quant else ''}"
         if (r.model.load_in_4bit)
@@ -69,7 +74,7 @@ def card_of(entry: RecipeEntry) -> RecipeCard:
             else r.data.source,
         ),
         ("format", r.data.format + (f"  columns {r.data.columns}" if r.data.columns else "")),
-        ("method", f"{r.method}  r={r.lora.r} alpha={r.lora.alpha} dropout={r.lora.dropout:g}"),
+        ("method", method_row(r)),
         ("targets", targets),
         (
             "train",
@@ -91,3 +96,29 @@ def card_of(entry: RecipeEntry) -> RecipeCard:
         ("file", f"{entry.file.origin}: {display_path(entry.file.path)}"),
     ]
     return RecipeCard(entry.file, r.name, r.model.name, r.description, tuple(r.tags), None, tuple(rows))
+
+
+def method_row(r: Recipe) -> str:
+    """What trains and how: ``DoRA  r=16 alpha=32 dropout=0 init pissa``, ``Freeze (last 2 layers: mlp)``,
+    ``Full+PRETRAIN  embeddings lr 2e-05``: the adapter's settings only where there is an adapter."""
+    t, lora = r.train, r.lora
+    if t.tuning == "freeze":
+        modules = ", ".join(t.freeze_trainable_modules or [])
+        n = t.freeze_trainable_layers
+        where = (
+            f"last {n} layer{'s' if n != 1 else ''}" + (f": {modules}" if modules else "") if n else modules
+        )
+        head, rest = r.method.partition("+")[::2]
+        parts = [f"{head} ({where})" + (f"+{rest}" if rest else "")]
+    elif t.tuning == "full":
+        parts = [r.method]
+    else:
+        parts = [f"{r.method}  r={lora.r} alpha={lora.alpha} dropout={lora.dropout:g}"]
+        parts += ["rslora"] if lora.use_rslora else []
+        parts += [f"init {lora.init}"] if lora.init != "default" else []
+        parts += [f"LoRA+ B lr x{lora.plus_lr_ratio:g}"] if lora.plus_lr_ratio else []
+        parts += ["rank/alpha patterns"] if lora.rank_pattern or lora.alpha_pattern else []
+        parts += [f"saves {', '.join(lora.modules_to_save)}"] if lora.modules_to_save else []
+    if t.embedding_learning_rate is not None:
+        parts.append(f"embeddings lr {t.embedding_learning_rate:g}")
+    return ", ".join(parts)

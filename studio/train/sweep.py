@@ -24,7 +24,7 @@ from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import Recipe
 from lorastudio.settings import variable
-from lorastudio.train.compare import RunResult, flatten, run_result
+from lorastudio.train.compare import RunResult, run_result
 from lorastudio.train.damage import DAMAGED
 from lorastudio.train.runs import RUN_FILE, STAMP_FORMAT, read_meta, start_run, start_worker, stop_run
 
@@ -191,11 +191,18 @@ def _plan(
             f"({' x '.join(f'{a.key} ({len(a.values)})' for a in axes)}), more than {MAX_POINTS} runs; "
             f"give fewer values{limit} (nothing was started)"
         )
-    base = load(fixed)
-    for axis in axes:  # each value alone first, so the message names the one at fault
+    # each value alone first (the other axes at their first values: a swept field may need another one, as
+    # train.freeze_trainable_layers needs train.tuning: freeze), so the message names the one at fault
+    firsts = {axis.key: f"{axis.key}={axis.values[0]}" for axis in axes}
+    try:
+        base = load([*fixed, *firsts.values()])
+    except RecipeError as exc:
+        load(fixed)  # a fixed override at fault: its own message
+        raise RecipeError(f"sweep: {exc} (nothing was started)") from None
+    for axis in axes:
         for value in axis.values:
             try:
-                load([*fixed, f"{axis.key}={value}"])
+                load([*fixed, *{**firsts, axis.key: f"{axis.key}={value}"}.values()])
             except RecipeError as exc:
                 raise RecipeError(f"sweep: {exc} (nothing was started)") from None
     if base.train.devices != 1:
@@ -220,9 +227,17 @@ def _plan(
             resolved = load(overrides)
         except RecipeError as exc:
             raise RecipeError(f"sweep: {exc} (nothing was started)") from None
-        dumped = flatten(resolved.model_dump(mode="json"))
-        points.append(Point(index, overrides, {axis.key: dumped.get(axis.key) for axis in axes}, resolved))
+        dumped = resolved.model_dump(mode="json")
+        points.append(Point(index, overrides, {axis.key: _at(dumped, axis.key) for axis in axes}, resolved))
     return SweepPlan(name, base.name, axes, fixed, points, grid_size, stamp)
+
+
+def _at(data: dict[str, Any], key: str) -> Any:
+    """The value at a dotted key, whole (a swept mapping such as ``lora.rank_pattern`` stays one value)."""
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def start_sweep(plan: SweepPlan, root: Path | None = None, start: bool = True) -> list[Path]:
