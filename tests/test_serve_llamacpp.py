@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import QUESTION, STUDIO_BIN
@@ -82,11 +83,14 @@ def ask(server: dict, stream: bool) -> str:
     from openai import OpenAI
 
     api = OpenAI(base_url=server["url"], api_key="unused", max_retries=0, timeout=120)
-    reply = api.chat.completions.create(  # type: ignore[call-overload]
-        model=server["models"][0], messages=QUESTION, max_tokens=24, temperature=0, stream=stream
-    )
+    messages: Any = QUESTION
+    model = server["models"][0]
     if stream:
-        return "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+        chunks = api.chat.completions.create(
+            model=model, messages=messages, max_tokens=24, temperature=0, stream=True
+        )
+        return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    reply = api.chat.completions.create(model=model, messages=messages, max_tokens=24, temperature=0)
     return str(reply.choices[0].message.content)
 
 
