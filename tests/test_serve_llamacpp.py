@@ -144,3 +144,26 @@ def test_corrupt_gguf_refused_nothing_left_running(damage: str, smollm2_gguf: Pa
     assert row["status"] == "failed" and "exited (code" in row["error"]
     assert f"(its log: {row['dir']}/engine.log)" in proc.stderr
     assert gone(row["pid"])
+
+
+def test_key_asked_for_and_readiness_seen_through_it(smollm2_gguf: Path) -> None:
+    """llama-cpp-python's server has no open /health: a 401 from /v1/models still says it is up."""
+    import openai
+
+    os.environ["STUDIO_TEST_LCP_KEY"] = "right-key"
+    try:
+        proc = studio(
+            "serve", str(smollm2_gguf), "--engine", "llamacpp", "--port", str(free_port()),
+            "--api-key-env", "STUDIO_TEST_LCP_KEY",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        row = listed()[proc.stdout.split("(id ", 1)[1].split(")", 1)[0]]
+        assert row["api_key"] and row["status"] == "ready"
+        wrong = openai.OpenAI(base_url=row["url"], api_key="wrong-key", max_retries=0, timeout=60)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+        right = openai.OpenAI(base_url=row["url"], api_key="right-key", max_retries=0, timeout=60)
+        assert [model.id for model in right.models.list()] == row["models"]
+    finally:
+        os.environ.pop("STUDIO_TEST_LCP_KEY", None)
+        studio("serve", "stop", "all")
