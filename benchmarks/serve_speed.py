@@ -1,5 +1,8 @@
-"""``studio serve`` on the tiny model (CPU, transformers engine): time from the command to the first answered
-request, and served tokens/s against ``transformers serve`` started by hand on the same folder (goal >= 0.97)."""
+"""``studio serve`` on CPU (transformers engine): time from the command to the first answered request, and served
+tokens/s against ``transformers serve`` started by hand on the same folder with the same arguments (goal >= 0.97).
+
+``python benchmarks/serve_speed.py [MODEL_FOLDER] [--rounds N] [--same-env]``: the tiny model unless a folder is
+named (SmolLM2's dequantized folder, say); both figures are printed side by side on one line at the end."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from lorastudio.models.tiny import ensure_tiny_model
 
 QUESTION = [{"role": "user", "content": "What colour is the sky?"}]
 ROUNDS = 8
+"""Alternated requests per server (``--rounds N``)."""
 
 
 def free_port() -> int:
@@ -59,7 +63,11 @@ def by_hand_env() -> dict[str, str]:
 
 def main() -> None:
     # a built tiny model folder may be named (the tests' machine copy), else the cached one is built or used
-    named = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    args = sys.argv[1:]
+    rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else ROUNDS
+    named = [
+        arg for i, arg in enumerate(args) if not arg.startswith("--") and args[i - 1 : i] != ["--rounds"]
+    ]
     tiny = Path(named[0]).resolve() if named else ensure_tiny_model()
     os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="serve-bench-")
     studio = str(Path(sys.executable).parent / "studio")
@@ -86,7 +94,7 @@ def main() -> None:
         apis = {"served": OpenAI(base_url=served_url, api_key="unused", max_retries=0, timeout=300)}
         apis["hand"] = OpenAI(base_url=hand_url, api_key="unused", max_retries=0, timeout=300)
         totals = {name: [0, 0.0] for name in apis}
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for name, api in apis.items():
                 tokens, seconds = timed_reply(api, tiny.name)
                 totals[name][0] += tokens
@@ -96,9 +104,10 @@ def main() -> None:
         by_hand.wait()
         subprocess.run([studio, "serve", "stop", "all"], check=True, capture_output=True)
     served, plain = (totals[name][0] / totals[name][1] for name in ("served", "hand"))
-    print(f"studio serve -> first answered request: {ready_s:.1f} s (CPU, tiny model, transformers engine)")
-    print(f"served tokens/s: studio serve {served:.1f}, transformers serve by hand {plain:.1f}")
-    print(f"ratio {served / plain:.3f} (goal >= 0.97; {ROUNDS} alternated requests of 100 tokens each)")
+    print(f"model {tiny.name}, CPU, transformers engine, {rounds} alternated requests of 100 tokens each")
+    print(f"{'':24}{'studio serve':>14}{'by hand':>10}")
+    print(f"{'first answered request':24}{ready_s:>12.1f} s{'':>10}")
+    print(f"{'tokens/s':24}{served:>14.1f}{plain:>10.1f}   ratio {served / plain:.3f} (goal >= 0.97)")
 
 
 if __name__ == "__main__":

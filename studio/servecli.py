@@ -12,7 +12,7 @@ import time
 
 from lorastudio.errors import StudioError
 
-USAGE = "studio serve TARGET [--port P] [--host H] [--engine E] [--api-key-env NAME] | serve list [--json] | serve stop ID|all"
+USAGE = "studio serve TARGET [TARGET...] [--port P] [--host H] [--engine E] [--api-key-env NAME] | serve list [--json] | serve stop ID|all"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "words",
         nargs="+",
         metavar="TARGET | list | stop ID",
-        help="a run, RUN@best, a checkpoint, an export folder or a GGUF file; or list; or stop ID|all",
+        help="a run, RUN@best, a checkpoint, an export folder or a GGUF file (several runs: their adapters on "
+        "one base, with vLLM); or list; or stop ID|all",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})"
@@ -53,12 +54,10 @@ def run(args: argparse.Namespace) -> int:
         if len(words) != 2:
             raise StudioError("serve stop needs one server id, or all (studio serve list shows them)")
         return stop_command(words[1])
-    if len(words) > 1:
-        raise StudioError(f"serve takes one TARGET (got {len(words)}: {' '.join(words)})")
-    return start_command(words[0], args.host, args.port, args.engine, args.api_key_env)
+    return start_command(words, args.host, args.port, args.engine, args.api_key_env)
 
 
-def start_command(target: str, host: str, port: int, engine: str, key_env: str | None) -> int:
+def start_command(target: str | list[str], host: str, port: int, engine: str, key_env: str | None) -> int:
     from lorastudio.serve.server import start_server
 
     started = time.monotonic()

@@ -160,6 +160,96 @@ def test_vllm_command_names_the_adapter_as_a_lora_module(tmp_path: Path, r: int,
     assert key_var == "VLLM_API_KEY" and models == ("pirate", "SmolLM2-135M")
 
 
+def adapter_folder(folder: Path, rank: int) -> Path:
+    """An adapter folder as peft writes it, as far as ``studio serve`` reads it (its config; no weights load)."""
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
+    return folder
+
+
+def test_vllm_serves_several_adapters_on_one_base(tmp_path: Path) -> None:
+    from lorastudio.serve.engines import ServeTarget, combine_targets, engine_command
+
+    ranks = {"pirate": 8, "pirate-step40": 64, "poet": 17}
+    resolved = [
+        ServeTarget(name=name, base="/models/SmolLM2-135M", adapter=adapter_folder(tmp_path / name, rank))
+        for name, rank in ranks.items()
+    ]
+    target = combine_targets(["pirate", "pirate@40", "poet"], resolved)
+    cmd, key_var, models = engine_command("vllm", target, target.name, "127.0.0.1", 8123)
+    assert cmd[cmd.index("--model") + 1] == "/models/SmolLM2-135M" and "--enable-lora" in cmd
+    assert cmd[cmd.index("--max-loras") + 1] == "3"
+    assert cmd[cmd.index("--max-lora-rank") + 1] == "64"  # the highest of the three, as vLLM takes it
+    start = cmd.index("--lora-modules") + 1
+    assert cmd[start : start + 3] == [f"{name}={tmp_path / name}" for name in ranks]
+    assert cmd.count("--lora-modules") == 1 and cmd[start + 3 :] == []
+    # each adapter is asked for by its run's name; the bare base by its folder's name
+    assert models == ("pirate", "pirate-step40", "poet", "SmolLM2-135M") and key_var == "VLLM_API_KEY"
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        ({"base": "Qwen/Qwen1.5-0.5B"}, "b: its base is Qwen/Qwen1.5-0.5B, but a's is /models/tiny-base"),
+        (
+            {"adapter": None},
+            "b: several targets serve runs' adapters on one base, and this one has no adapter",
+        ),
+        ({"name": "same"}, "same: named twice; give each run (or checkpoint) once"),
+    ],
+)
+def test_several_targets_refused(tmp_path: Path, second: dict, expected: str) -> None:
+    from lorastudio.errors import StudioError
+    from lorastudio.serve.engines import ServeTarget, combine_targets
+
+    first = ServeTarget(name="same", base="/models/tiny-base", adapter=adapter_folder(tmp_path / "a", 8))
+    fields = {"name": "other", "base": "/models/tiny-base", "adapter": adapter_folder(tmp_path / "b", 8)}
+    with pytest.raises(StudioError) as caught:
+        combine_targets(["a", "b"], [first, ServeTarget(**{**fields, **second})])
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        ("transformers", "transformers' server (--engine transformers) loads one model"),
+        ("llamacpp", "llama.cpp's server (--engine llamacpp) serves one GGUF file"),
+        ("auto", "(auto's choice here: vLLM needs a CUDA GPU with vllm installed)"),
+        ("vllm", "vLLM is not installed: pip install vllm"),
+    ],
+)
+def test_several_adapters_need_vllm(
+    engine: str, expected: str, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two real runs of one recipe with adapters: refused by engines that serve one model, naming the engine."""
+    from lorastudio import registry
+    from lorastudio.serve.engines import installed
+    from lorastudio.train.runs import create_run
+
+    if engine in ("auto", "vllm") and installed("vllm"):
+        pytest.skip("vLLM is installed here: it serves them")
+    runs = [create_run(registry.load("tiny-pirate")) for _ in range(2)]
+    for run, rank in zip(runs, (8, 32), strict=True):
+        adapter_folder(run / "adapter", rank)
+    err = bad(["serve", runs[0].name, runs[1].name, "--engine", engine, "--port", str(free_port())], capsys)
+    assert expected in err
+    if engine != "vllm":
+        assert "2 adapters on one base are served by vLLM's multi-LoRA (--engine vllm, on a CUDA GPU)" in err
+        assert "serve each run with its own studio serve, on its own --port" in err
+
+
+def test_several_model_folders_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folders = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        folders.append(str(tmp_path / name))
+    err = bad(["serve", *folders], capsys)
+    assert (
+        f"{folders[0]}: several targets serve runs' adapters on one base, and this one has no adapter" in err
+    )
+
+
 def test_port_in_use_refused(model_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -182,7 +272,6 @@ def test_run_without_adapter_refused(capsys: pytest.CaptureFixture[str]) -> None
     ("argv", "expected"),
     [
         (["serve", "no-such-run-anywhere"], "no-such-run-anywhere"),
-        (["serve", "a", "b"], "serve takes one TARGET (got 2: a b)"),
         (["serve", "stop"], "serve stop needs one server id, or all"),
         (["serve", "stop", "../etc"], "../etc: not a server id"),
         (["serve", "stop", "nothing-like-it"], "nothing-like-it: no such server"),

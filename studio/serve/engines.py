@@ -3,7 +3,9 @@
 A target is read as ``studio chat`` reads it (a run, ``RUN@best``, a checkpoint, an export folder, a model folder,
 a GGUF file) into a :class:`ServeTarget`: a base model with an adapter, a whole model folder, or a GGUF file.
 ``auto`` picks llama.cpp for a GGUF, vLLM on CUDA when it is installed, and transformers' own server elsewhere.
-An engine that is not installed is refused with the package to install, before anything starts.
+An engine that is not installed is refused with the package to install, before anything starts. Several runs'
+adapters on one base (:func:`combine_targets`) are served the vLLM multi-LoRA way, each under its run's name; the
+other engines serve one model and say so.
 """
 
 from __future__ import annotations
@@ -39,6 +41,43 @@ class ServeTarget:
     """The run's checkpoint step the adapter is; None for its final adapter."""
     gguf: Path | None = None
     """A GGUF file, served by llama.cpp."""
+    more: tuple[tuple[str, Path], ...] = ()
+    """Further (model name, adapter folder) pairs on the same base, served beside ``adapter`` (vLLM multi-LoRA)."""
+
+    @property
+    def loras(self) -> tuple[tuple[str, Path], ...]:
+        """Every (model name, adapter folder) served on the base: this target's own, then the others."""
+        own = ((self.name, self.adapter),) if self.adapter is not None else ()
+        return own + self.more
+
+
+def combine_targets(targets: list[str], resolved: list[ServeTarget]) -> ServeTarget:
+    """One target serving every adapter on their shared base; refused (named) when one has no adapter, their bases
+    differ, or two would be served under one name."""
+    first = resolved[0]
+    for given, one in zip(targets, resolved, strict=True):
+        if one.adapter is None:
+            raise StudioError(
+                f"{given}: several targets serve runs' adapters on one base, and this one has no adapter "
+                "(a model folder or GGUF file is served alone: studio serve " + given + ")"
+            )
+        if one.base != first.base:
+            raise StudioError(
+                f"{given}: its base is {one.base}, but {targets[0]}'s is {first.base}; adapters served together "
+                "share one base (serve each base with its own studio serve, on its own --port)"
+            )
+    names = [one.name for one in resolved]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise StudioError(f"{', '.join(twice)}: named twice; give each run (or checkpoint) once")
+    return ServeTarget(
+        name=first.name,
+        base=first.base,
+        adapter=first.adapter,
+        run_dir=first.run_dir,
+        checkpoint=first.checkpoint,
+        more=tuple((one.name, one.adapter) for one in resolved[1:] if one.adapter is not None),
+    )
 
 
 def _slug(text: str) -> str:
@@ -106,13 +145,22 @@ MISSING = {
 }
 
 
+LLAMA_CPP_SERVER = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
+"""What ``python -m llama_cpp.server`` imports (its ``[server]`` extra): llama_cpp alone cannot serve."""
+
+
 def installed(engine: str) -> bool:
     if engine == "vllm":
         return _importable("vllm")
     if engine == "llamacpp":
-        return llama_server_binary() is not None or (
-            _importable("llama_cpp") and _importable("uvicorn") and _importable("sse_starlette")
-        )
+        return llama_server_binary() is not None or (all(map(_importable, LLAMA_CPP_SERVER)))
     return _importable("fastapi") and _importable("uvicorn") and _importable("transformers.cli.serve")
 
 
@@ -120,6 +168,7 @@ def choose_engine(wanted: str, target: ServeTarget) -> Engine:
     """The engine that serves ``target``; refused with the package to install, or why it cannot serve it."""
     if wanted not in ENGINES:
         raise StudioError(f"--engine {wanted}: choose one of {', '.join(ENGINES)}")
+    engine_asked = wanted
     if wanted == "auto":
         if target.gguf is not None:
             wanted = "llamacpp"
@@ -127,6 +176,16 @@ def choose_engine(wanted: str, target: ServeTarget) -> Engine:
             wanted = "vllm"
         else:
             wanted = "transformers"
+    if target.more and wanted != "vllm":
+        what = "transformers' server (--engine transformers) loads one model"
+        if wanted == "llamacpp":
+            what = "llama.cpp's server (--engine llamacpp) serves one GGUF file"
+        elif engine_asked == "auto":
+            what += " (auto's choice here: vLLM needs a CUDA GPU with vllm installed)"
+        raise StudioError(
+            f"{len(target.loras)} adapters on one base are served by vLLM's multi-LoRA (--engine vllm, on a CUDA "
+            f"GPU); {what}: serve each run with its own studio serve, on its own --port"
+        )
     if target.gguf is not None and wanted != "llamacpp":
         raise StudioError(
             f"{target.gguf.name}: a GGUF file is served by llama.cpp (--engine llamacpp); "
@@ -183,15 +242,13 @@ def engine_command(
             cmd += ["--served-model-name", target.name]
             return cmd, "VLLM_API_KEY", (target.name,)
         base_name = _slug(Path(target.base).name)
-        cmd += [
-            "--served-model-name",
-            base_name,
-            "--enable-lora",
-            "--max-lora-rank",
-            str(lora_rank(target.adapter)),
-        ]
-        cmd += ["--lora-modules", f"{target.name}={target.adapter}"]
-        return cmd, "VLLM_API_KEY", (target.name, base_name)
+        loras = target.loras
+        rank = max(lora_rank(adapter) for _, adapter in loras)
+        cmd += ["--served-model-name", base_name, "--enable-lora", "--max-lora-rank", str(rank)]
+        # every adapter fits in one batch, so requests for different runs are never queued behind a swap
+        cmd += ["--max-loras", str(len(loras)), "--lora-modules"]
+        cmd += [f"{name}={adapter}" for name, adapter in loras]
+        return cmd, "VLLM_API_KEY", (*(name for name, _ in loras), base_name)
     assert target.gguf is not None
     binary = llama_server_binary()
     if binary is not None:

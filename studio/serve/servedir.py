@@ -116,16 +116,27 @@ def server_process(path: Path, info: ServeInfo) -> Any | None:
         return None
 
 
-def health_ok(url: str) -> bool:
-    """The engine at ``url`` (``http://HOST:PORT/v1``) answers ``/health`` with 200 (all three engines have it)."""
-    probe = url.removesuffix("/v1") + "/health"
-    # a wildcard bind is reached on loopback
-    probe = probe.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
+def _answers(probe: str) -> int | None:
+    """The HTTP status ``probe`` answers with; None when nothing answers."""
     try:
         with urllib.request.urlopen(probe, timeout=2) as reply:
-            return bool(reply.status == 200)
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return None
+
+
+def health_ok(url: str) -> bool:
+    """The engine at ``url`` (``http://HOST:PORT/v1``) is up: ``/health`` answers 200 (vLLM, llama-server,
+    transformers), or, where there is no ``/health`` (llama-cpp-python's server), ``/v1/models`` answers at all
+    (401 too: a key is asked for). Each loads its model before it listens, so an answer means ready."""
+    # a wildcard bind is reached on loopback
+    base = url.removesuffix("/v1").replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
+    status = _answers(base + "/health")
+    if status == 404:
+        return _answers(base + "/v1/models") in (200, 401)
+    return status == 200
 
 
 def live_status(path: Path, info: ServeInfo) -> str:

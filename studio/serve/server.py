@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio.errors import StudioError
-from lorastudio.serve.engines import ServeTarget, choose_engine, engine_command, resolve_target
+from lorastudio.serve.engines import (
+    ServeTarget,
+    choose_engine,
+    combine_targets,
+    engine_command,
+    resolve_target,
+)
 from lorastudio.serve.servedir import (
     LOG_FILE,
     ServeInfo,
@@ -126,7 +132,7 @@ def _model_folder(path: Path, target: ServeTarget, progress: Callable[[str], Non
 
 
 def start_server(
-    target: str,
+    target: str | list[str],
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     engine: str = "auto",
@@ -134,10 +140,15 @@ def start_server(
     progress: Callable[[str], None] | None = None,
     timeout_s: float = START_TIMEOUT_S,
 ) -> Started:
-    """Serve ``target`` detached; returns once it answers, or raises with why (nothing left running)."""
+    """Serve ``target`` detached; returns once it answers, or raises with why (nothing left running).
+
+    Several targets are runs' adapters served together on their one base (:func:`combine_targets`)."""
     say = progress or (lambda message: None)
     key, generated = api_key(host, key_env)
-    what = resolve_target(target)
+    targets = [target] if isinstance(target, str) else list(target)
+    resolved = [resolve_target(one) for one in targets]
+    what = resolved[0] if len(resolved) == 1 else combine_targets(targets, resolved)
+    target = " ".join(targets)
     chosen = choose_engine(engine, what)
     check_port(host, port)
     path = _new_dir(what.name)
