@@ -134,7 +134,7 @@ def _load_unsloth(recipe: Recipe, path: str, hw: Hardware) -> tuple[Any, Any]:
         use_gradient_checkpointing="unsloth" if resolve_gradient_checkpointing(recipe, hw) else False,
         random_state=recipe.train.seed,
         max_seq_length=recipe.model.max_seq_length,
-        **_embedding_modules(recipe, model),
+        modules_to_save=_embedding_modules(recipe, model).get("modules_to_save"),
     )
     return model, tokenizer
 
