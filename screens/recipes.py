@@ -28,6 +28,11 @@ WATCH_EVERY_S = 1.0
 class RecipesScreen(Screen[None]):
     """A filterable list of recipes with a details pane; Enter opens the preview."""
 
+    # Textual focuses the first focusable widget when a screen starts, which was the (hidden) filter box: keys
+    # typed while studio started (`/tiny-pirate` in the terminal before the first paint) went into it as text,
+    # "/" included, before on_mount's focus on the list landed
+    AUTO_FOCUS = "#recipe-list"
+
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="recipes.down"),
         Binding("k", "cursor_up", "Up", show=False, id="recipes.up"),

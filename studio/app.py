@@ -75,6 +75,7 @@ class StudioApp(App[None]):
         from lorastudio.screens.recipes import RecipesScreen
 
         self.push_screen(RecipesScreen())
+        self.call_after_refresh(self._keys.open)
         # Load the tokenizer code the Preview needs (a second or two of imports, holding the GIL for long
         # stretches) so its first sample shows at once; only once the first screen is painted, and a moment
         # later, so the recipe list is read first.
@@ -186,13 +187,27 @@ class KeyLine:
         self.busy = False  # a key was routed and is settling, or a held key is on its way back to the app
         self.releasing: events.Key | None = None
         self.task: asyncio.Task[None] | None = None  # kept: the loop holds only a weak reference
+        self.ready = False
+        """The first screen is up: until then every key waits (typed while studio starts, it would reach no
+        screen, or one not yet mounted, and be lost or typed into the wrong widget)."""
+
+    def open(self) -> None:
+        """The first screen is mounted and painted: route the keys typed while studio started, in order."""
+        self.ready = True
+        if not self.busy:
+            self.busy = True  # a key typed meanwhile waits behind the held ones
+            self._release()
 
     def hold(self, key: events.Key) -> bool:
         """True when ``key`` must wait (it is queued); False when the app routes it now."""
         if key is self.releasing:
             self.releasing = None
             return False
-        if self.busy:
+        if not self.ready and key.key == "ctrl+j":
+            # typed before the terminal was put in raw mode, Enter went through the tty's own line editing,
+            # which turns its carriage return into a line feed (ICRNL): that reads as Ctrl+J
+            key = events.Key("enter", "\r")
+        if self.busy or not self.ready:
             self.held.append(key)
             return True
         return False

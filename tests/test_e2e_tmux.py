@@ -125,3 +125,18 @@ def test_whole_flow_with_a_dropped_connection(tiny_model: Path, tmp_path: Path) 
         assert "The sky is blue." in screen and "Arr" not in screen
     finally:
         second.kill()
+
+
+def test_keys_typed_while_studio_starts_are_kept_in_order(tiny_model: Path, tmp_path: Path) -> None:
+    """`studio`, then `/tiny-pirate` Enter typed at once, before the first paint: the keys wait for the picker
+    and act there in order (they once reached a hidden filter box as text, `/` included, or were lost)."""
+    env = {k: os.environ[k] for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "HF_HUB_OFFLINE", "PATH")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    term = Tmux(env)
+    try:
+        term.start(STUDIO_BIN)
+        term.keys("/tiny-pirate", "Enter")  # at once: studio is still importing
+        screen = term.wait_for("sample 1/225")
+        assert "Preview" in screen and "tiny-pirate" in screen
+    finally:
+        term.kill()
