@@ -576,16 +576,24 @@ class DatasetStats:
         }
 
 
-def make_encoder(
-    tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping], origin: str
-) -> Encoder:
-    """Detect (or take) the format, check the columns, and build the encoder."""
+def resolve_format(
+    recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping]
+) -> tuple[Recipe, str]:
+    """The recipe with its data columns resolved against the file's, and the format (taken, or detected)."""
     columns = resolve_columns(column_names, recipe.data.columns)
     if columns != recipe.data.columns:
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"columns": columns})})
     fmt: str = recipe.data.format
     if fmt == "auto":
         fmt = detect_format(column_names, recipe.data.columns, sample_rows)
+    return recipe, fmt
+
+
+def make_encoder(
+    tokenizer: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping], origin: str
+) -> Encoder:
+    """Detect (or take) the format, check the columns, and build the encoder."""
+    recipe, fmt = resolve_format(recipe, column_names, sample_rows)
     check_columns(fmt, column_names, recipe.data.columns, origin)
     return Encoder(tokenizer, recipe, fmt)
 

@@ -23,8 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorastudio.data.encode import IGNORE_INDEX, NOTHING_TRAINED, Encoded, Encoder, _mask_outside
-from lorastudio.data.formats import SHAREGPT_ROLES, Example, SkipRow, detect_format, resolve_columns
+from lorastudio.data.encode import (
+    IGNORE_INDEX,
+    NOTHING_TRAINED,
+    Encoded,
+    Encoder,
+    _mask_outside,
+    resolve_format,
+)
+from lorastudio.data.formats import SHAREGPT_ROLES, Example, SkipRow
 from lorastudio.errors import DataError
 from lorastudio.recipe import Recipe
 
@@ -253,12 +260,7 @@ def make_vision_encoder(
     processor: Any, recipe: Recipe, column_names: Sequence[str], sample_rows: Sequence[Mapping], origin: str
 ) -> VisionEncoder:
     """The vision encoder for rows in the messages or sharegpt shape (with or without an images column)."""
-    columns = resolve_columns(column_names, recipe.data.columns)
-    if columns != recipe.data.columns:
-        recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"columns": columns})})
-    fmt: str = recipe.data.format
-    if fmt == "auto":
-        fmt = detect_format(column_names, recipe.data.columns, sample_rows)
+    recipe, fmt = resolve_format(recipe, column_names, sample_rows)
     if fmt not in ("messages", "sharegpt"):
         raise DataError(
             f"{origin}: data.format {fmt!r}: a vision model reads rows in the messages (or sharegpt) format, "
