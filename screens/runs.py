@@ -142,6 +142,8 @@ class RunsScreen(Screen[None]):
         self.rows: list[RunRow] = []
         self.loaded = False
         self.pending: list[tuple[str, tuple[int, ...]]] = []
+        """Keys that reached the table before its first listing (the app holds keys while ``awaiting_keys``, but
+        at most a few seconds: a listing of thousands of runs takes longer)."""
         self.marked: list[str] = []  # run names, in marking order (Compare letters them A, B, …)
         self.sort_key = "time"
         self._listing = threading.Event()
@@ -285,6 +287,11 @@ class RunsScreen(Screen[None]):
             pending, self.pending = self.pending, []
             for action, args in pending:  # keys typed while the list loaded, in the order they came
                 getattr(self, f"action_{action}")(*args)
+
+    @property
+    def awaiting_keys(self) -> bool:
+        """True until the first listing: the app holds the keys typed meanwhile (see ``app.KeyLine``)."""
+        return not self.loaded
 
     def _deferred(self, action: str, *args: int) -> bool:
         """Before the first listing, remember the key's action (True) instead of acting on an empty table."""

@@ -94,6 +94,11 @@ class StudioApp(App[None]):
                 )
             )
 
+    @property
+    def keys_waiting(self) -> bool:
+        """Keys typed ahead are still on their way (held, or one routed and settling)."""
+        return bool(self._keys.held) or self._keys.busy
+
     async def on_event(self, event: events.Event) -> None:
         if not isinstance(event, events.Key) or event.is_forwarded:
             await super().on_event(event)
@@ -176,10 +181,16 @@ class KeyLine:
     key the app holds the keys behind it until the app and every widget of the current screen have
     handled all they had queued (in rounds: a handler's message is queued behind the round that ran it);
     then it routes the next, to whatever screen and widget are current, exactly as if typed slowly.
-    A screen that never goes quiet (a timer, a busy worker) holds a key at most ``SETTLE_S``.
+    A screen that never goes quiet (a busy worker streaming its output) holds a key at most ``SETTLE_S``; a
+    timer's tick is not an effect of a key and does not count. A screen that is not ready for keys yet (its
+    ``awaiting_keys`` is true: the Runs list before its first listing) holds them until it is, at most
+    ``AWAIT_S``, so the keys behind a deferred one cannot act before it.
     """
 
-    SETTLE_S = 0.5
+    SETTLE_S = 2.0
+    """Long enough for a screen pushed by the key to import, compose and mount on a loaded two-core machine (a
+    fixed half second let the key behind Ctrl+R reach the recipe list)."""
+    AWAIT_S = 10.0
 
     def __init__(self, app: App[Any]) -> None:
         self.app = app
@@ -244,15 +255,23 @@ class KeyLine:
         deadline = loop.time() + self.SETTLE_S
         while (left := deadline - loop.time()) > 0:
             pumps = self._pumps()
-            if not await _round(pumps, left):
-                return
-            if not any(map(_acting, self._pumps())):
-                return
+            if not await _round(pumps, left) or not any(map(_acting, self._pumps())):
+                break
+        deadline = loop.time() + self.AWAIT_S
+        while _awaiting_keys(self.app) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
 
-_PAINTING = (messages.Prompt, messages.Update, messages.Layout, messages.UpdateScroll, events.Idle)
-"""Textual's repaint messages: every round posts more of them, and they never move focus or change the
-screen, so they do not keep a key waiting."""
+def _awaiting_keys(app: App[Any]) -> bool:
+    try:
+        return bool(getattr(app.screen, "awaiting_keys", False))
+    except Exception:  # noqa: BLE001 - no screen (the app is closing): nothing waits
+        return False
+
+
+_PAINTING = (messages.Prompt, messages.Update, messages.Layout, messages.UpdateScroll, events.Idle, events.Timer)
+"""Textual's repaint messages (every round posts more of them) and a timer's ticks (a Monitor's polling
+never stops): they are not what a key set off, so they do not keep the key behind it waiting."""
 
 
 def _acting(pump: Any) -> bool:

@@ -429,6 +429,7 @@ async def test_home_and_end_move_to_the_first_and_last_run(
         )
         screen = screen_of(app, runs_screen.RunsScreen)
         table = screen.query_one("#runs-table", runs_screen.RunsTable)
+        await wait_until(pilot, lambda: not app.keys_waiting, timeout=10)
         assert table.cursor_row == 2 and current_name(screen) == OLDEST
         await pilot.press("home")
         assert table.cursor_row == 0 and current_name(screen) == NEWEST

@@ -289,9 +289,11 @@ def encode_vision_rows(encoder: VisionEncoder, rows: Sequence[Mapping[str, Any]]
 def processor_for(recipe: Recipe) -> Any:
     """The model's processor when ``model.name`` is a vision-language model on disk (``tiny-vision``, a local
     folder, a hub id already cached), else None."""
-    from lorastudio.models.sources import resolve_model_path
+    from lorastudio.models.sources import resolve_model_path, text_only
     from lorastudio.models.vlm import is_vision_config, load_processor
 
+    if text_only(recipe.model):
+        return None
     path = resolve_model_path(recipe.model)
     if not is_vision_config(path):
         return None

@@ -40,6 +40,15 @@ def resolve_model_path(model: ModelSection, progress: Progress | None = None) ->
     return model.name
 
 
+def text_only(model: ModelSection) -> bool:
+    """True when ``model.name`` is known to be a text model without resolving it (which would build the tiny
+    model, or dequantize a GGUF file): the tiny text model, the offline models, GGUF files."""
+    from lorastudio.models.gguf import is_gguf_name
+    from lorastudio.models.offline import is_offline_model
+
+    return model.name == TINY or is_offline_model(model.name) or bool(model.gguf_file) or is_gguf_name(model.name)
+
+
 def _stage(progress: Progress | None, low: float, high: float) -> Progress | None:
     """Map a stage's 0..1 progress into ``low..high`` of the whole."""
     if progress is None:
