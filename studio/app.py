@@ -269,7 +269,14 @@ def _awaiting_keys(app: App[Any]) -> bool:
         return False
 
 
-_PAINTING = (messages.Prompt, messages.Update, messages.Layout, messages.UpdateScroll, events.Idle, events.Timer)
+_PAINTING = (
+    messages.Prompt,
+    messages.Update,
+    messages.Layout,
+    messages.UpdateScroll,
+    events.Idle,
+    events.Timer,
+)
 """Textual's repaint messages (every round posts more of them) and a timer's ticks (a Monitor's polling
 never stops): they are not what a key set off, so they do not keep the key behind it waiting."""
 

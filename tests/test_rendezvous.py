@@ -238,8 +238,13 @@ def test_node_0_says_what_it_waits_for_then_fails_at_its_time_out(root: Path) ->
 def test_stop_while_node_0_waits_ends_the_run_stopped(root: Path) -> None:
     run_dir = runs.create_run(registry.load("tiny-pirate", OVERRIDES), root)
     supervisor(run_dir, spec(), "300")
-    wait_for(lambda: runs.summarise(run_dir).cause, timeout=60)
-    assert runs.stop_run(run_dir)  # the supervisor is proven to be this run's: its command line names it
+    waiting = wait_for(lambda: (s := runs.summarise(run_dir)).cause and s, timeout=60)
+    log = (run_dir / runs.LOG_FILE).read_text() if (run_dir / runs.LOG_FILE).exists() else ""
+    assert waiting.cause.startswith("waiting for 1 of 1 peer node"), (waiting, log)  # not ended already
+    assert runs.stop_run(run_dir), (
+        read_meta(run_dir),
+        log,
+    )  # proven to be this run's: its command line names it
     ended = wait_for(lambda: (s := runs.summarise(run_dir)).status in ("stopped", "failed", "died") and s, 60)
     assert (ended.status, ended.cause) == (
         "stopped",

@@ -22,9 +22,14 @@ CAPTION = "A red circle."
 
 @pytest.fixture(scope="module")
 def tiny_vision(tiny_model: Path) -> Path:
-    from lorastudio.models.vlm import ensure_tiny_vision
+    from lorastudio.models.vlm import ensure_tiny_vision, load_processor
 
-    return ensure_tiny_vision()
+    path = ensure_tiny_vision()
+    try:  # the gpu extra's transformers (<= 5.17) cannot: say so, as studio does, and skip
+        _encoder(load_processor(str(path)), SHAPES).encode_row(_image_row(), 0)
+    except StudioError as exc:
+        pytest.skip(f"this transformers cannot tune the tiny VLM: {exc}")
+    return path
 
 
 @pytest.fixture(scope="module")

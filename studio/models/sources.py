@@ -46,7 +46,12 @@ def text_only(model: ModelSection) -> bool:
     from lorastudio.models.gguf import is_gguf_name
     from lorastudio.models.offline import is_offline_model
 
-    return model.name == TINY or is_offline_model(model.name) or bool(model.gguf_file) or is_gguf_name(model.name)
+    return (
+        model.name == TINY
+        or is_offline_model(model.name)
+        or bool(model.gguf_file)
+        or is_gguf_name(model.name)
+    )
 
 
 def _stage(progress: Progress | None, low: float, high: float) -> Progress | None:

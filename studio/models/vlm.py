@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lorastudio.errors import StudioError
 from lorastudio.models.cachelock import folder_lock
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.paths import cache_dir
@@ -175,9 +176,15 @@ def load_processor(path: str, trust_remote_code: bool = False) -> Any:
 
     from lorastudio import hub
 
-    processor = AutoProcessor.from_pretrained(
-        path, trust_remote_code=trust_remote_code, local_files_only=hub.offline_set()
-    )
+    try:
+        processor = AutoProcessor.from_pretrained(
+            path, trust_remote_code=trust_remote_code, local_files_only=hub.offline_set()
+        )
+    except ValueError as exc:
+        if "Missing optional dependencies" not in str(exc):
+            raise
+        # transformers up to 5.17 has no PIL-only image processor for some models (Idefics3: torchvision)
+        raise StudioError(f"{path}: the image processor cannot load here: {exc}") from None
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
