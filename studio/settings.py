@@ -1,7 +1,8 @@
 """Every ``STUDIO_*`` environment variable studio reads, as one typed object (``Settings``).
 
-Each field's docstring is that variable's documentation (the README's table is checked against it). A value
-that does not parse is refused with a message naming the variable, never silently replaced by the default.
+Each field's docstring is that variable's documentation (docs/settings.md's table is checked against it).
+A value that does not parse is refused with a message naming the variable, never silently replaced by the
+default.
 Read per environment once (``read_settings``): a worker's environment is the supervisor's plus what it sets.
 """
 
