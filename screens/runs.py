@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.text import Text
 from textual import events, on, work
@@ -15,11 +15,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from lorastudio.screens import navigate as nav
+from lorastudio.screens.navigate import go
 from lorastudio.train.runs import RunSummary
 from lorastudio.widgets.title_header import TitleHeader
-
-if TYPE_CHECKING:
-    from lorastudio.app import StudioApp
 
 REFRESH_S = 0.5
 """How often the list is read again; with the summary cache a tick costs a stat per unchanged run."""
@@ -455,9 +454,7 @@ class RunsScreen(Screen[None]):
             self.action_toggle_group()
             return
         if run is not None:
-            from lorastudio.screens.monitor import MonitorScreen
-
-            self.app.push_screen(MonitorScreen(run.path))
+            go(self.app, nav.Monitor(run.path))
 
     def action_chat(self) -> None:
         if self._deferred("chat"):
@@ -465,18 +462,17 @@ class RunsScreen(Screen[None]):
         run = self._current()
         if run is None:
             return
-        from lorastudio.screens.chat import ChatScreen
         from lorastudio.train.manage import checkpoints
 
         choices = checkpoints(run.path)
         if len(choices) <= 1:  # nothing to choose between: the adapter, or the base with a clear message
-            self.app.push_screen(ChatScreen(str(choices[0].path if choices else run.path)))
+            go(self.app, nav.Chat(str(choices[0].path if choices else run.path)))
             return
         from lorastudio.screens.checkpoint_picker import CheckpointPicker
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.app.push_screen(ChatScreen(str(path)))
+                go(self.app, nav.Chat(str(path)))
 
         self.app.push_screen(
             CheckpointPicker(run.name, choices, getattr(run, "best_checkpoint", None)), chosen
@@ -502,19 +498,16 @@ class RunsScreen(Screen[None]):
             return
         group = self._current_group() if self._current_row() is None else None
         if group is not None:  # on a sweep's row: compare the sweep
-            from lorastudio.screens.compare import CompareScreen
-
-            self.app.push_screen(
-                CompareScreen([row.summary.path for row in self._group_members(group)], sweep=group)
+            go(
+                self.app,
+                nav.Compare(tuple(row.summary.path for row in self._group_members(group)), sweep=group),
             )
             return
         paths = [row.summary.path for name in self.marked for row in self.rows if row.summary.name == name]
         if len(paths) < 2:
             self.notify("mark two or more runs with space, then press v", severity="warning")
             return
-        from lorastudio.screens.compare import CompareScreen
-
-        self.app.push_screen(CompareScreen(paths))
+        go(self.app, nav.Compare(tuple(paths)))
 
     def action_eval(self) -> None:
         """The Eval screen on the marked runs (the highlighted one when none is marked), after ``base``."""
@@ -526,9 +519,7 @@ class RunsScreen(Screen[None]):
             if run is None:
                 return
             names = [run.name]
-        from lorastudio.screens.evaluate import EvalScreen
-
-        self.app.push_screen(EvalScreen(["base", *names]))
+        go(self.app, nav.Eval(("base", *names)))
 
     def action_resume(self) -> None:
         if self._deferred("resume"):
@@ -546,9 +537,7 @@ class RunsScreen(Screen[None]):
             return
         where = checkpoint.name if checkpoint else "step 0 (no checkpoint saved)"
         self.notify(f"resuming {run.name} from {where}")
-        from lorastudio.screens.monitor import MonitorScreen
-
-        self.app.push_screen(MonitorScreen(run.path))
+        go(self.app, nav.Monitor(run.path))
 
     def action_stop(self) -> None:
         if self._deferred("stop"):
@@ -682,14 +671,12 @@ class RunsScreen(Screen[None]):
     def action_export(self) -> None:
         run = self._current()
         if run is not None:
-            from lorastudio.screens.export import ExportScreen
-
-            self.app.push_screen(ExportScreen(run.path))
+            go(self.app, nav.Export(run.path))
 
     def action_serve(self) -> None:
         run = self._current()
         if run is not None:
-            cast("StudioApp", self.app).open_serve(str(run.path))
+            go(self.app, nav.Serve(str(run.path)))
 
     def action_back(self) -> None:
         self.app.pop_screen()
