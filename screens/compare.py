@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from lorastudio.screens.navigate import CompareSamples, go
 from lorastudio.screens.runs import fit
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
@@ -252,9 +253,7 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
 
     def action_samples(self) -> None:
         """The runs' sample replies to the same prompts, side by side."""
-        from lorastudio.screens.compare_samples import CompareSamplesScreen
-
-        self.app.push_screen(CompareSamplesScreen(self.paths))
+        go(self.app, CompareSamples(tuple(self.paths)))
 
     def action_back(self) -> None:
         self.app.pop_screen()

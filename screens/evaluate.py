@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 
+from lorastudio.screens.navigate import EvalSamples, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.eval_progress import EvalProgress
 from lorastudio.widgets.eval_results import EvalResults
@@ -243,9 +244,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
         metric = self.query_one(EvalResults).metric_at_cursor()
         if metric is None or self.folder is None or self.table is None:
             return
-        from lorastudio.screens.eval_samples import EvalSamplesScreen
-
-        self.app.push_screen(EvalSamplesScreen(self.folder, metric, list(self.table.targets)))
+        go(self.app, EvalSamples(self.folder, metric, tuple(self.table.targets)))
 
     def action_browse(self) -> None:
         from lorastudio.screens.file_picker import FilePickerScreen

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,12 +17,12 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButton, RadioSet, Select
 
 from lorastudio.screens.messages import LoadProgress
+from lorastudio.screens.navigate import Serve, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:  # for types only: the worker imports the exporter, off the start-up path
-    from lorastudio.app import StudioApp
     from lorastudio.export.exporter import ExportResult
 
 FORMATS = ("adapter", "merged", "gguf")
@@ -248,7 +248,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
             self.notify("the export is still running; serve it once it is written", severity="warning")
             return
         exported = self.result is not None and self.result.format != "adapter"
-        cast("StudioApp", self.app).open_serve(str(self.result.out if exported else self.run_dir))
+        go(self.app, Serve(str(self.result.out if exported else self.run_dir)))
 
     def action_back(self) -> None:
         if self.exporting:

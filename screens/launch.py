@@ -42,6 +42,7 @@ from lorastudio.screens.launch_fields import (
     validate,
     with_method_defaults,
 )
+from lorastudio.screens.navigate import Runs, Train, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.form_switch import FormSwitch
 from lorastudio.widgets.text_input import TextInput
@@ -267,9 +268,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             self.started = True
             self.app.pop_screen()
             self.app.notify(f"sweep {plan.name}: {len(plan.points)} runs queued, one training at a time")
-            from lorastudio.screens.runs import RunsScreen
-
-            self.app.push_screen(RunsScreen())
+            go(self.app, Runs())
 
         self.app.push_screen(
             ConfirmScreen(
@@ -347,9 +346,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
             return
         self.started = True
         self.app.pop_screen()
-        from lorastudio.screens import monitor
-
-        monitor.start_training(self.app, recipe)
+        go(self.app, Train(recipe))
 
     def _resolved_start(self, recipe: Recipe) -> Recipe | None:
         """The recipe with ``model.adapter`` as the adapter folder it names now (as ``studio train --from``

@@ -25,6 +25,7 @@ from textual.widgets import Footer, Label, ProgressBar, Static
 
 from lorastudio.recipe import Recipe
 from lorastudio.screens.messages import LoadProgress, show_load_progress, start_model_load
+from lorastudio.screens.navigate import Launch, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.title_header import TitleHeader
 
@@ -241,6 +242,4 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
         self.app.pop_screen()
 
     def action_train(self) -> None:
-        from lorastudio.screens.launch import LaunchScreen
-
-        self.app.push_screen(LaunchScreen(self.recipe))
+        go(self.app, Launch(self.recipe))

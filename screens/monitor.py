@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.text import Text
 from textual import events, work
@@ -21,6 +21,8 @@ from textual.widgets import Footer, Label, Log, ProgressBar
 
 from lorastudio.models.cachelock import WAITING as LOCK_WAIT
 from lorastudio.recipe import Recipe
+from lorastudio.screens import navigate as nav
+from lorastudio.screens.navigate import go
 from lorastudio.train.damage import DAMAGED, run_problem
 from lorastudio.train.events import (
     TERMINAL_STATUSES,
@@ -42,9 +44,6 @@ from lorastudio.widgets.method_charts import add_method_series, charts_for, ensu
 from lorastudio.widgets.metrics_panel import MetricsPanel, duration
 from lorastudio.widgets.samples_view import SamplesView
 from lorastudio.widgets.title_header import TitleHeader
-
-if TYPE_CHECKING:
-    from lorastudio.app import StudioApp
 
 REFRESH_S = 0.5
 
@@ -448,34 +447,25 @@ class MonitorScreen(Screen[None]):
 
     def action_detach(self) -> None:
         """Leave the run going and go back; the worker does not depend on this screen."""
-        from lorastudio.screens.recipes import RecipesScreen
-
         if self.snapshot is None or self.snapshot.status not in TERMINAL_STATUSES:
             self.notify(f"{self.run_dir.name} goes on training; Ctrl+R lists runs to re-attach", timeout=4)
-        while len(self.app.screen_stack) > 2 and not isinstance(self.app.screen, RecipesScreen):
-            self.app.pop_screen()
+        go(self.app, nav.Recipes())
 
     def action_chat(self) -> None:
-        from lorastudio.screens.chat import ChatScreen
-
-        self.app.push_screen(ChatScreen(str(self.run_dir)))
+        go(self.app, nav.Chat(str(self.run_dir)))
 
     def action_eval(self) -> None:
         """The Eval screen on this run against its base model."""
-        from lorastudio.screens.evaluate import EvalScreen
-
-        self.app.push_screen(EvalScreen(["base", self.run_dir.name]))
+        go(self.app, nav.Eval(("base", self.run_dir.name)))
 
     def action_runs(self) -> None:
-        cast("StudioApp", self.app).action_runs()  # the Monitor runs inside studio's app
+        go(self.app, nav.Runs())
 
     def action_export(self) -> None:
         if self.snapshot is None or self.snapshot.status not in ("done", "stopped"):
             self.notify("export is available once the run has finished", severity="warning")
             return
-        from lorastudio.screens.export import ExportScreen
-
-        self.app.push_screen(ExportScreen(self.run_dir))
+        go(self.app, nav.Export(self.run_dir))
 
 
 def _run_recipe(run_dir: Path) -> Recipe | None:

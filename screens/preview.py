@@ -21,6 +21,7 @@ from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress, show_load_progress, start_model_load
+from lorastudio.screens.navigate import Launch, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.stats_panel import StatsPanel
@@ -346,6 +347,4 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
 
     def action_train(self) -> None:
         """Open the Launch sheet; nothing trains until Enter there."""
-        from lorastudio.screens.launch import LaunchScreen
-
-        self.app.push_screen(LaunchScreen(self.recipe))
+        go(self.app, Launch(self.recipe))

@@ -12,7 +12,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
 
+from lorastudio.screens import navigate as nav
 from lorastudio.screens.focus import focus_now, typing_in
+from lorastudio.screens.navigate import go
 from lorastudio.widgets.filter_input import FilterInput
 from lorastudio.widgets.recipe_details import RecipeDetails
 from lorastudio.widgets.title_header import TitleHeader
@@ -261,26 +263,18 @@ class RecipesScreen(Screen[None]):
             self.notify(entry.error or "invalid recipe", title="invalid recipe", severity="error")
             return
         if not entry.recipe.train.supervised:  # prompt and replies per part (screens/method_preview.py)
-            from lorastudio.screens.method_preview import MethodPreviewScreen
-
-            self.app.push_screen(MethodPreviewScreen(entry.recipe))
+            go(self.app, nav.MethodPreview(entry.recipe))
             return
-        from lorastudio.screens.preview import PreviewScreen
-
-        self.app.push_screen(PreviewScreen(entry.recipe))
+        go(self.app, nav.Preview(entry.recipe))
 
     def action_train(self) -> None:
         """Open the Launch sheet; nothing trains until Enter there."""
         entry = self._entry("train")
         if entry is not None and entry.recipe is not None:
-            from lorastudio.screens.launch import LaunchScreen
-
-            self.app.push_screen(LaunchScreen(entry.recipe, base=entry.file.name))
+            go(self.app, nav.Launch(entry.recipe, base=entry.file.name))
 
     def action_eval(self) -> None:
         """The Eval screen on the recipe's newest run against its base (found there, on a worker thread)."""
         entry = self.current
         if entry is not None:
-            from lorastudio.screens.evaluate import EvalScreen
-
-            self.app.push_screen(EvalScreen(recipe=entry.file.name))
+            go(self.app, nav.Eval(recipe=entry.file.name))

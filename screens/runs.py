@@ -6,20 +6,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Literal
 
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from lorastudio.screens import navigate as nav
+from lorastudio.screens.navigate import go
 from lorastudio.train.runs import RunSummary
 from lorastudio.widgets.title_header import TitleHeader
-
-if TYPE_CHECKING:
-    from lorastudio.app import StudioApp
 
 REFRESH_S = 0.5
 """How often the list is read again; with the summary cache a tick costs a stat per unchanged run."""
@@ -31,6 +31,23 @@ class RunRow:
 
     summary: RunSummary
     note: str
+
+
+RunWork = Literal["delete", "resume", "stop"]
+WORKING = {"delete": "deleting…", "resume": "resuming…", "stop": "stopping…"}
+"""A run's status cell while a worker acts on it."""
+
+
+@dataclass
+class RunWorkDone(Message):
+    """A delete, resume or stop of one run has finished on its worker thread."""
+
+    run: RunSummary
+    work: RunWork
+    said: str
+    """The notification on success (``deleted NAME``, ``resuming NAME from checkpoint-40`` …)."""
+    error: str | None = None
+    """The failure in the engine's words; None when it worked."""
 
 
 def load_rows() -> list[RunRow]:
@@ -152,6 +169,8 @@ class RunsScreen(Screen[None]):
         self.swept: dict[str, dict[str, Any]] = {}  # run name -> the values its sweep gave it
         self.collapsed: set[str] = set()  # sweeps shown as one row (g toggles)
         self.table_rows: list[RunRow | str] = []  # in table order: a run, or a sweep (its group row)
+        self.working: dict[str, RunWork] = {}
+        """Runs a worker thread is deleting, resuming or stopping: their status cell says so until it is done."""
 
     @property
     def runs(self) -> list[RunSummary]:
@@ -211,7 +230,7 @@ class RunsScreen(Screen[None]):
         """Cells for the name and the note columns: what the screen leaves once status, step, progress and
         start time are in, so those stay on screen at 80 columns (the details pane shows both whole)."""
         runs = [e.summary for e in entries if not isinstance(e, str)]
-        status = max([len(short_status(r.status)) for r in runs] + [len("status")])
+        status = max([len(self._status_word(r)) for r in runs] + [len("status")])
         step = max([len(f"{r.step}/{r.max_steps or '?'}") for r in runs] + [len("step")])
         loss = max([len(r.progress) for r in runs] + [len("loss")])
         # 7 columns of 1 cell padding a side, the mark, "MM-DD HH:MM", the scrollbar
@@ -249,8 +268,10 @@ class RunsScreen(Screen[None]):
             r = entry.summary
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
             status = Text(
-                short_status(r.status),
-                style={
+                self._status_word(r),
+                style="bold yellow"
+                if r.name in self.working
+                else {
                     "failed": "red",
                     "died": "red",
                     "damaged": "bold red",
@@ -288,10 +309,15 @@ class RunsScreen(Screen[None]):
             for action, args in pending:  # keys typed while the list loaded, in the order they came
                 getattr(self, f"action_{action}")(*args)
 
+    def _status_word(self, run: RunSummary) -> str:
+        work = self.working.get(run.name)
+        return WORKING[work] if work is not None else short_status(run.status)
+
     @property
     def awaiting_keys(self) -> bool:
-        """True until the first listing: the app holds the keys typed meanwhile (see ``app.KeyLine``)."""
-        return not self.loaded
+        """True until the first listing, and while a resume is starting (it opens the Monitor): the app holds
+        the keys typed meanwhile (see ``app.KeyLine``), so they reach the screen they were typed for."""
+        return not self.loaded or "resume" in self.working.values()
 
     def _deferred(self, action: str, *args: int) -> bool:
         """Before the first listing, remember the key's action (True) instead of acting on an empty table."""
@@ -455,9 +481,7 @@ class RunsScreen(Screen[None]):
             self.action_toggle_group()
             return
         if run is not None:
-            from lorastudio.screens.monitor import MonitorScreen
-
-            self.app.push_screen(MonitorScreen(run.path))
+            go(self.app, nav.Monitor(run.path))
 
     def action_chat(self) -> None:
         if self._deferred("chat"):
@@ -465,18 +489,17 @@ class RunsScreen(Screen[None]):
         run = self._current()
         if run is None:
             return
-        from lorastudio.screens.chat import ChatScreen
         from lorastudio.train.manage import checkpoints
 
         choices = checkpoints(run.path)
         if len(choices) <= 1:  # nothing to choose between: the adapter, or the base with a clear message
-            self.app.push_screen(ChatScreen(str(choices[0].path if choices else run.path)))
+            go(self.app, nav.Chat(str(choices[0].path if choices else run.path)))
             return
         from lorastudio.screens.checkpoint_picker import CheckpointPicker
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.app.push_screen(ChatScreen(str(path)))
+                go(self.app, nav.Chat(str(path)))
 
         self.app.push_screen(
             CheckpointPicker(run.name, choices, getattr(run, "best_checkpoint", None)), chosen
@@ -502,19 +525,16 @@ class RunsScreen(Screen[None]):
             return
         group = self._current_group() if self._current_row() is None else None
         if group is not None:  # on a sweep's row: compare the sweep
-            from lorastudio.screens.compare import CompareScreen
-
-            self.app.push_screen(
-                CompareScreen([row.summary.path for row in self._group_members(group)], sweep=group)
+            go(
+                self.app,
+                nav.Compare(tuple(row.summary.path for row in self._group_members(group)), sweep=group),
             )
             return
         paths = [row.summary.path for name in self.marked for row in self.rows if row.summary.name == name]
         if len(paths) < 2:
             self.notify("mark two or more runs with space, then press v", severity="warning")
             return
-        from lorastudio.screens.compare import CompareScreen
-
-        self.app.push_screen(CompareScreen(paths))
+        go(self.app, nav.Compare(tuple(paths)))
 
     def action_eval(self) -> None:
         """The Eval screen on the marked runs (the highlighted one when none is marked), after ``base``."""
@@ -526,29 +546,15 @@ class RunsScreen(Screen[None]):
             if run is None:
                 return
             names = [run.name]
-        from lorastudio.screens.evaluate import EvalScreen
-
-        self.app.push_screen(EvalScreen(["base", *names]))
+        go(self.app, nav.Eval(("base", *names)))
 
     def action_resume(self) -> None:
         if self._deferred("resume"):
             return
         run = self._current()
-        if run is None:
+        if run is None or self._busy(run):
             return
-        from lorastudio.errors import StudioError
-        from lorastudio.train.manage import resume_run
-
-        try:
-            _, checkpoint = resume_run(run.path)
-        except StudioError as exc:
-            self.notify(str(exc), title="cannot resume", severity="error")
-            return
-        where = checkpoint.name if checkpoint else "step 0 (no checkpoint saved)"
-        self.notify(f"resuming {run.name} from {where}")
-        from lorastudio.screens.monitor import MonitorScreen
-
-        self.app.push_screen(MonitorScreen(run.path))
+        self._start_work(run, "resume")
 
     def action_stop(self) -> None:
         if self._deferred("stop"):
@@ -560,23 +566,18 @@ class RunsScreen(Screen[None]):
             return
         if run is None:
             return
+        if self._busy(run):
+            return
         from lorastudio.train.manage import is_live
 
-        if not is_live(run.path):
+        if not is_live(run.path):  # run.json and the process table: read at once, so the key answers at once
             self.notify(f"{run.name} has no live worker ({run.status})", severity="warning")
             return
         from lorastudio.screens.confirm import ConfirmScreen
-        from lorastudio.train.runs import stop_run
 
         def answer(yes: bool | None) -> None:
             if yes:
-                stopped = stop_run(run.path)
-                self.notify(
-                    f"asked {run.name} to save a checkpoint and stop"
-                    if stopped
-                    else f"{run.name} had already ended"
-                )
-                self.refresh_runs()
+                self._start_work(run, "stop")  # a Slurm job's is a scancel: off the event loop
 
         self.app.push_screen(
             ConfirmScreen(f"Stop {run.name}?\nIt saves a checkpoint and the adapter; r resumes it later."),
@@ -587,7 +588,7 @@ class RunsScreen(Screen[None]):
         if self._deferred("delete"):
             return
         run = self._current()
-        if run is None:
+        if run is None or self._busy(run):
             return
         from lorastudio.train.manage import is_live
 
@@ -599,23 +600,63 @@ class RunsScreen(Screen[None]):
         from lorastudio.screens.confirm import ConfirmScreen
 
         def answer(yes: bool | None) -> None:
-            if not yes:
-                return
-            from lorastudio.errors import StudioError
-            from lorastudio.train.manage import delete_run
-
-            try:
-                delete_run(run.path)
-            except StudioError as exc:
-                self.notify(str(exc), title="cannot delete", severity="error")
-                return
-            self.notify(f"deleted {run.name}")
-            self._show([row for row in self.rows if row.summary.name != run.name])
+            if yes:
+                self._start_work(run, "delete")  # a big run's checkpoints take a while to remove
 
         self.app.push_screen(
             ConfirmScreen(f"Delete {run.name}?\nThis removes {run.path} (checkpoints, adapter, logs)."),
             answer,
         )
+
+    # -- delete, resume, stop: on worker threads, the row saying so meanwhile ----------------------
+    def _busy(self, run: RunSummary) -> bool:
+        """The run is being deleted, resumed or stopped already: say so (True) instead of acting again."""
+        work = self.working.get(run.name)
+        if work is not None:
+            self.notify(f"{run.name}: {WORKING[work]} (wait for it to finish)", severity="warning")
+        return work is not None
+
+    def _start_work(self, run: RunSummary, work: RunWork) -> None:
+        self.working[run.name] = work
+        if run.name in self._shown_names():
+            self.query_one(DataTable).update_cell(
+                run.name, "status", Text(WORKING[work], style="bold yellow")
+            )
+        self.run_work(run, work)
+
+    def _shown_names(self) -> set[str]:
+        return {entry.summary.name for entry in self.table_rows if not isinstance(entry, str)}
+
+    @work(thread=True, group="run-work", exit_on_error=False)
+    def run_work(self, run: RunSummary, work: RunWork) -> None:
+        """Delete (``shutil.rmtree``), resume (which may ``sbatch``) or stop (which may ``scancel``) one run,
+        then post the outcome; every failure is reported as one, naming the run."""
+        from lorastudio.screens.worker_failures import failure_message
+
+        try:
+            said = _do_work(run, work)
+        except Exception as exc:  # noqa: BLE001 - reported on the screen, naming the run
+            self.post_message(RunWorkDone(run, work, "", failure_message(exc)))
+            return
+        self.post_message(RunWorkDone(run, work, said))
+
+    def on_run_work_done(self, message: RunWorkDone) -> None:
+        run = message.run
+        self.working.pop(run.name, None)
+        if message.error is not None:
+            self.notify(
+                message.error, title=f"cannot {message.work} {run.name}", severity="error", timeout=10
+            )
+            self._show(self.rows)  # the row's own status again
+            return
+        self.notify(message.said)
+        if message.work == "delete":
+            self._show([row for row in self.rows if row.summary.name != run.name])
+            return
+        self._show(self.rows)
+        self.refresh_runs()
+        if message.work == "resume":
+            go(self.app, nav.Monitor(run.path))
 
     def action_note(self) -> None:
         if self._deferred("note"):
@@ -654,22 +695,8 @@ class RunsScreen(Screen[None]):
         from lorastudio.screens.confirm import ConfirmScreen
 
         def answer(yes: bool | None) -> None:
-            if not yes:
-                return
-            from lorastudio.errors import StudioError
-            from lorastudio.train.sweep import stop_sweep
-
-            try:
-                stopped, _ = stop_sweep(name)
-            except StudioError as exc:
-                self.notify(str(exc), title="cannot stop", severity="error")
-                return
-            self.notify(
-                f"asked {len(stopped)} runs of sweep {name} to stop"
-                if stopped
-                else f"sweep {name} has no live runs"
-            )
-            self.refresh_runs()
+            if yes:
+                self.stop_sweep_work(name)
 
         self.app.push_screen(
             ConfirmScreen(
@@ -679,17 +706,54 @@ class RunsScreen(Screen[None]):
             answer,
         )
 
+    @work(thread=True, group="run-work", exit_on_error=False)
+    def stop_sweep_work(self, name: str) -> None:
+        """Signal a sweep's live runs (a Slurm member's is a scancel) off the event loop."""
+        from lorastudio.screens.worker_failures import failure_message
+        from lorastudio.train.sweep import stop_sweep
+
+        try:
+            stopped, _ = stop_sweep(name)
+        except Exception as exc:  # noqa: BLE001 - reported on the screen, naming the sweep
+            self.app.call_from_thread(
+                self.notify, failure_message(exc), title=f"cannot stop sweep {name}", severity="error"
+            )
+            return
+        said = (
+            f"asked {len(stopped)} runs of sweep {name} to stop"
+            if stopped
+            else f"sweep {name} has no live runs"
+        )
+        self.app.call_from_thread(self.notify, said)
+        self.app.call_from_thread(self.refresh_runs)
+
     def action_export(self) -> None:
         run = self._current()
         if run is not None:
-            from lorastudio.screens.export import ExportScreen
-
-            self.app.push_screen(ExportScreen(run.path))
+            go(self.app, nav.Export(run.path))
 
     def action_serve(self) -> None:
         run = self._current()
         if run is not None:
-            cast("StudioApp", self.app).open_serve(str(run.path))
+            go(self.app, nav.Serve(str(run.path)))
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _do_work(run: RunSummary, work: RunWork) -> str:
+    """The engine's part of a delete, resume or stop (on a worker thread); what to tell the user after it."""
+    if work == "delete":
+        from lorastudio.train.manage import delete_run
+
+        delete_run(run.path)
+        return f"deleted {run.name}"
+    if work == "resume":
+        from lorastudio.train.manage import resume_run
+
+        _, checkpoint = resume_run(run.path)
+        return f"resuming {run.name} from {checkpoint.name if checkpoint else 'step 0 (no checkpoint saved)'}"
+    from lorastudio.train.runs import stop_run
+
+    stopped = stop_run(run.path)
+    return f"asked {run.name} to save a checkpoint and stop" if stopped else f"{run.name} had already ended"

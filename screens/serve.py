@@ -11,7 +11,7 @@ import getpass
 import socket
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -24,13 +24,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select
 
+from lorastudio.screens.navigate import Chat, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
 from lorastudio.widgets.serve_details import STATUS_STYLE, ServeDetails, ServerView
 from lorastudio.widgets.text_input import TextInput
 from lorastudio.widgets.title_header import TitleHeader
-
-if TYPE_CHECKING:
-    from lorastudio.app import StudioApp
 
 ENGINES = ("auto", "transformers", "vllm", "llamacpp")
 """As ``serve.engines.ENGINES`` (not imported: the screen paints before the engine modules load)."""
@@ -262,14 +260,14 @@ class ServeScreen(HandlesWorkerFailures, Screen[None]):
     def action_chat(self) -> None:
         view = self._ready_view()
         if view is not None:
-            cast("StudioApp", self.app).open_chat(view.url, model=view.models[0] if view.models else None)
+            go(self.app, Chat(view.url, model=view.models[0] if view.models else None))
 
     def action_compare(self) -> None:
         """The served model beside the local one it serves (the run, loaded here), side by side."""
         view = self._ready_view()
         if view is not None:
             model = view.models[0] if view.models else None
-            cast("StudioApp", self.app).open_chat(view.target, versus=(view.url, model, None))
+            go(self.app, Chat(view.target, versus=(view.url, model, None)))
 
     def action_back(self) -> None:
         self.app.pop_screen()

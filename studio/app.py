@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from lorastudio.errors import StudioError
 from lorastudio.evaluate.intraining import install as install_eval_tasks
+from lorastudio.screens import navigate as nav
 
 install_eval_tasks()  # train.eval_tasks checked before a run directory (train cannot import evaluate)
 
@@ -145,9 +146,7 @@ class StudioApp(App[None]):
 
     def open_serve(self, target: str | None = None) -> None:
         """The Serve panel, to start ``target`` (a run's path, an export folder) or to watch the servers."""
-        from lorastudio.screens.serve import ServeScreen
-
-        self.push_screen(ServeScreen(target))
+        self.open_screen(nav.Serve(target))
 
     def open_chat(
         self,
@@ -156,9 +155,78 @@ class StudioApp(App[None]):
         versus: tuple[str, str | None, str | None] | None = None,
     ) -> None:
         """The Chat screen on ``target`` (an endpoint's URL with ``model``), beside a served one (``versus``)."""
-        from lorastudio.screens.chat import ChatScreen
+        self.open_screen(nav.Chat(target, model=model, versus=versus))
 
-        self.push_screen(ChatScreen(target, model=model, versus=versus))
+    def open_screen(self, to: nav.Destination) -> None:
+        """Open the screen a screen asked for (``screens/navigate.py``): only the app imports screens to push
+        them, so the screens import none of one another and the import graph has no cycle through them."""
+        arrived = self._arrive(to)
+        if arrived is not None:
+            self.push_screen(self._screen_for(arrived))
+
+    def _arrive(self, to: nav.Destination) -> nav.Destination | None:
+        """The destinations that push nothing new are done here (None); the rest come back to be built."""
+        if isinstance(to, nav.Recipes):
+            from lorastudio.screens.palette import back_to_recipes
+
+            back_to_recipes(self)
+            return None
+        if isinstance(to, nav.Runs):
+            self.action_runs()
+            return None
+        if isinstance(to, nav.Train):
+            from lorastudio.screens import monitor
+
+            monitor.start_training(self, to.recipe)  # looked up at call time: tests stand in for it
+            return None
+        return to
+
+    def _screen_for(self, to: nav.Destination) -> Screen[Any]:
+        if isinstance(to, nav.Preview):
+            from lorastudio.screens.preview import PreviewScreen
+
+            return PreviewScreen(to.recipe)
+        if isinstance(to, nav.MethodPreview):
+            from lorastudio.screens.method_preview import MethodPreviewScreen
+
+            return MethodPreviewScreen(to.recipe)
+        if isinstance(to, nav.Launch):
+            from lorastudio.screens.launch import LaunchScreen
+
+            return LaunchScreen(to.recipe, base=to.base)
+        if isinstance(to, nav.Monitor):
+            from lorastudio.screens.monitor import MonitorScreen
+
+            return MonitorScreen(to.run_dir)
+        if isinstance(to, nav.Chat):
+            from lorastudio.screens.chat import ChatScreen
+
+            return ChatScreen(to.target, model=to.model, versus=to.versus)
+        if isinstance(to, nav.Eval):
+            from lorastudio.screens.evaluate import EvalScreen
+
+            return EvalScreen(list(to.targets) if to.targets is not None else None, recipe=to.recipe)
+        if isinstance(to, nav.EvalSamples):
+            from lorastudio.screens.eval_samples import EvalSamplesScreen
+
+            return EvalSamplesScreen(to.folder, to.metric, list(to.targets))
+        if isinstance(to, nav.Compare):
+            from lorastudio.screens.compare import CompareScreen
+
+            return CompareScreen(list(to.paths), sweep=to.sweep)
+        if isinstance(to, nav.CompareSamples):
+            from lorastudio.screens.compare_samples import CompareSamplesScreen
+
+            return CompareSamplesScreen(list(to.paths))
+        if isinstance(to, nav.Export):
+            from lorastudio.screens.export import ExportScreen
+
+            return ExportScreen(to.run_dir)
+        if isinstance(to, nav.Serve):
+            from lorastudio.screens.serve import ServeScreen
+
+            return ServeScreen(to.target)
+        raise AssertionError(f"no screen for {to!r}")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers (screens hear theirs: see ``screens/worker_failures.py``)."""

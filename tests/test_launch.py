@@ -41,10 +41,10 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Recipe]:
 @pytest.fixture(autouse=True)
 def fixed_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No GPU and 20 of 24 GB RAM free, so the estimate line is the same everywhere; a private config dir."""
-    import lorastudio.screens.launch_memory as memory
+    import lorastudio.train.memoryfit as memory
 
-    monkeypatch.setattr(memory, "free_gpu_mb", lambda: None)
-    monkeypatch.setattr(memory, "free_host_mb", lambda: (20 * 1024.0, 24 * 1024.0))
+    monkeypatch.setattr(memory, "free_gpu", lambda: None)
+    monkeypatch.setattr(memory, "free_host", lambda: memory.FreeMemory("CPU", 20 * 1024.0, 24 * 1024.0))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     # the tiny model's architecture whether or not this session has built it (its vocabulary size varies)
     import lorastudio.models.estimate as estimate

@@ -12,13 +12,13 @@ from lorastudio import registry
 from lorastudio.chat import admission
 from lorastudio.chat.feedback import FeedbackLog, pairs_path
 from lorastudio.errors import StudioError
-from lorastudio.train import runs
+from lorastudio.train import memoryfit, runs
 
 
 def test_refused_when_the_model_does_not_fit(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lorastudio.chat.engine import engine_for
 
-    monkeypatch.setattr(admission, "free_memory_mb", lambda gpu: ("CPU", 100.0))
+    monkeypatch.setattr(memoryfit, "free_memory", lambda gpu: memoryfit.FreeMemory("CPU", 100.0, 200.0))
     engine = engine_for(str(tiny_model))
     need = admission.chat_need_mb(engine.recipe, gpu=False)
     assert need is not None and need > 0

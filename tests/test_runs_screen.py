@@ -189,8 +189,78 @@ async def test_delete_asks_and_removes_the_directory(runs_root: Path) -> None:
         await pilot.press("y")
         screen = app.screen
         assert isinstance(screen, RunsScreen)
+        await wait_until(pilot, lambda: MIDDLE not in screen.working)  # removed on a worker thread
         assert not (runs_root / MIDDLE).exists()
         assert [r.name for r in screen.runs] == [NEWEST, OLDEST]
+
+
+def status_cell(screen: RunsScreen, name: str) -> str:
+    from textual.widgets import DataTable
+
+    return str(screen.query_one(DataTable).get_cell(name, "status"))
+
+
+async def test_delete_runs_on_a_worker_and_the_row_says_so(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed in one burst, Delete and y start the removal on a thread: meanwhile the row says "deleting…" and
+    the keys behind it still act (the event loop is free); once done the row and the folder are gone."""
+    import threading
+
+    from lorastudio.screens.runs import RunsScreen
+    from lorastudio.train import manage
+
+    gate = threading.Event()
+    real = manage.delete_run
+
+    def held_delete(path: Path) -> None:  # the real delete, once the test has looked at the row
+        gate.wait(30)
+        real(path)
+
+    monkeypatch.setattr(manage, "delete_run", held_delete)
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        send_burst(app, "ctrl+r", "down", "delete", "y", "down")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.working, timeout=30.0
+        )
+        screen = screen_of(app, RunsScreen)
+        await wait_until(pilot, lambda: current_name(screen) == OLDEST)  # the Down behind y moved on
+        assert screen.working == {MIDDLE: "delete"} and status_cell(screen, MIDDLE) == "deleting…"
+        assert (runs_root / MIDDLE / "run.json").exists()
+        await pilot.press("up", "delete")  # a second Delete of the same run is refused, not started again
+        assert any(f"{MIDDLE}: deleting…" in n.message for n in app._notifications)
+        gate.set()
+        await wait_until(pilot, lambda: not screen.working)
+        assert not (runs_root / MIDDLE).exists()
+        assert [r.name for r in screen.runs] == [NEWEST, OLDEST]
+        assert any(n.message == f"deleted {MIDDLE}" for n in app._notifications)
+
+
+async def test_a_failed_delete_is_a_notification_naming_the_run(runs_root: Path) -> None:
+    """The run's worker started between the question and the answer: the delete, on its thread, refuses;
+    the notification names the run, the row shows its status again and nothing is removed."""
+    from lorastudio.screens.confirm import ConfirmScreen
+    from lorastudio.screens.runs import RunsScreen
+
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await burst(pilot, "ctrl+r", "down", "delete")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30.0)
+        stand_in_worker(runs_root / MIDDLE)
+        with (runs_root / MIDDLE / "events.jsonl").open("a") as handle:
+            handle.write(
+                json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training"}) + "\n"
+            )
+        await pilot.press("y")
+        screen = screen_of(app, RunsScreen)
+        await wait_until(pilot, lambda: not screen.working)
+        failed = [n for n in app._notifications if n.severity == "error"]
+        assert failed and failed[-1].title == f"cannot delete {MIDDLE}" and MIDDLE in failed[-1].message
+        assert "still running" in failed[-1].message
+        assert (runs_root / MIDDLE / "run.json").exists() and status_cell(screen, MIDDLE) != "deleting…"
 
 
 async def test_delete_refuses_a_live_run(runs_root: Path) -> None:
@@ -302,6 +372,8 @@ async def test_stop_and_resume_refuse_clearly_on_a_finished_run(runs_root: Path)
         )
         await pilot.press("down", "s", "r")  # a done run: no question, no worker started
         assert isinstance(app.screen, RunsScreen)
+        screen = app.screen
+        await wait_until(pilot, lambda: not screen.working)  # the resume is refused on its worker thread
         messages = [n.message for n in app._notifications]
         assert any("no live worker" in m for m in messages)
         assert any("only a stopped, failed or died run can be resumed" in m for m in messages)

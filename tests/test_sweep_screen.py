@@ -88,12 +88,12 @@ async def test_a_sweep_is_one_group_that_folds_and_compares(runs_root: Path) -> 
 def sweeps_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
     """The plans the Launch sheet starts (recorded, not trained); a fixed machine for the memory estimate."""
     import lorastudio.models.estimate as estimate
-    import lorastudio.screens.launch_memory as memory
+    import lorastudio.train.memoryfit as memory
     import lorastudio.train.sweep as sweep
     from lorastudio.models.tiny import CONFIG
 
-    monkeypatch.setattr(memory, "free_gpu_mb", lambda: None)
-    monkeypatch.setattr(memory, "free_host_mb", lambda: (20 * 1024.0, 24 * 1024.0))
+    monkeypatch.setattr(memory, "free_gpu", lambda: None)
+    monkeypatch.setattr(memory, "free_host", lambda: memory.FreeMemory("CPU", 20 * 1024.0, 24 * 1024.0))
     monkeypatch.setattr(estimate, "find_model_config", lambda recipe: {**CONFIG, "vocab_size": 640})
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     plans: list[object] = []

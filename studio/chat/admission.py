@@ -1,12 +1,12 @@
 """Admission before a chat model loads: will it fit beside what is already running (a live training run)?
 
 The chat model's memory (its weights at the dtype it loads in, the adapter and a working margin, from
-``models/estimate.py``) is compared with the free memory of the device it would load on: NVML's free VRAM
-of GPU 0 (less a headroom, since a training run's memory still grows between steps), or the host's
-available RAM on CPU. When it does not fit the load is refused with both figures and what to change.
+``models/estimate.py``) is compared with the free memory of the device it would load on, by the fit rule the
+Launch sheet uses too (``train/memoryfit.py``): NVML's free VRAM of the GPU (less a headroom, since a
+training run's memory still grows between steps), or the host's available RAM on CPU. When it does not fit the load is refused with both figures and what to change.
 
-On CPU the chat also takes only its share of the cores while training workers run (the workers' own share
-rule, ``train/queue.py``), so a chat streaming beside a run slows it rather than starving it. While it
+On CPU the chat also takes only its share of the usable cores (``models/threads.py``) while training workers
+run (the workers' own share rule, ``train/queue.py``), so a chat streaming beside a run slows it rather than starving it. While it
 generates it holds a CPU slot like a worker's, so the workers count it too and give up their share in turn:
 without that, the chat's thread and the worker's full set of threads oversubscribed the cores and training
 ran at a sixth of its speed.
@@ -14,7 +14,6 @@ ran at a sixth of its speed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,9 +45,10 @@ class Admission:
 
     @property
     def ok(self) -> bool:
-        if self.need_mb is None or self.free_mb is None:
-            return True
-        return self.need_mb + self.headroom_mb <= self.free_mb
+        """Fits with the headroom kept free; admitted too when either figure is unknown."""
+        from lorastudio.train.memoryfit import memory_fit
+
+        return memory_fit(self.need_mb, self.free_mb, self.headroom_mb).verdict in ("fits", "unknown")
 
     def message(self, name: str) -> str:
         assert self.need_mb is not None and self.free_mb is not None
@@ -77,31 +77,18 @@ def chat_need_mb(recipe: Recipe, gpu: bool) -> float | None:
     return (estimate.weights + estimate.lora) / MB + WORKING_MB
 
 
-def free_memory_mb(gpu: bool) -> tuple[str, float | None]:
-    """(device, MiB free): NVML's free memory of GPU 0, or the host's available RAM."""
-    if gpu:
-        from lorastudio.train.telemetry import Nvml
-
-        nvml = Nvml()
-        readings = nvml.sample() if nvml.available else []
-        if not readings or readings[0].memory_total_mb is None or readings[0].memory_used_mb is None:
-            return "GPU 0", None
-        return "GPU 0", readings[0].memory_total_mb - readings[0].memory_used_mb
-    import psutil
-
-    return "CPU", psutil.virtual_memory().available / MB
-
-
 def admit(recipe: Recipe, gpu: bool) -> Admission:
-    device, free = free_memory_mb(gpu)
-    headroom = CPU_HEADROOM_MB
-    if gpu and free is not None:
-        from lorastudio.train.telemetry import Nvml
+    from lorastudio.train import memoryfit
 
-        readings = Nvml().sample()
-        total = readings[0].memory_total_mb if readings and readings[0].memory_total_mb else 0.0
-        headroom = max(GPU_HEADROOM_MB, GPU_HEADROOM_FRACTION * total)
-    return Admission(device, chat_need_mb(recipe, gpu), free, headroom)
+    found = memoryfit.free_memory(gpu)
+    if not gpu:
+        device, headroom = "CPU", CPU_HEADROOM_MB
+    elif found is None:
+        device, headroom = "GPU 0", CPU_HEADROOM_MB  # unknown free VRAM: admitted, the headroom unused
+    else:  # ``GPU 0``: the message names the index, not the model
+        device = " ".join(found.device.split()[:2])
+        headroom = max(GPU_HEADROOM_MB, GPU_HEADROOM_FRACTION * found.total_mb)
+    return Admission(device, chat_need_mb(recipe, gpu), found.free_mb if found else None, headroom)
 
 
 def check_admission(recipe: Recipe, gpu: bool) -> Admission:
@@ -121,7 +108,9 @@ def chat_threads(cores: int | None = None) -> int | None:
     if not workers:
         return None
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from lorastudio.models.threads import usable_cores
+
+        cores = usable_cores()
     return fair_threads(cores, workers + 1)
 
 

@@ -78,8 +78,9 @@ def worker_count(rows: int) -> int:
     wanted = read_settings().prepare_workers
     if wanted is not None:
         return wanted
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
+    from lorastudio.models.threads import usable_cores
+
+    return max(1, min(usable_cores(), 8))
 
 
 def chunk_starts(rows: int) -> range:

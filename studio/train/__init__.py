@@ -4,7 +4,8 @@ It owns the worker process (``worker``), backend choice and model loading for tr
 (``backend``), the run directory contract (``runs``, its file names and ``run.json`` in ``rundir``, ``events``;
 what a user's reference to a run names, for every command: ``runref``;
 the listing's cache ``summaries``; what is wrong with a damaged run's files, ``damage``), hardware telemetry
-(``telemetry``), the worker's warnings as log events (``logcapture``), one run per device and CPU shares
+(``telemetry``), whether a model fits in the memory free now (``memoryfit``: the Launch sheet's and chat
+admission's one rule), the worker's warnings as log events (``logcapture``), one run per device and CPU shares
 (``queue``), more than one device: the supervisor and each process's part (``launch``, ``distributed``),
 training on several machines (``nodes``: one supervisor per node, node 0 writes the run; ``rendezvous``: nodes
 started in any order meet at node 0's address, which names the run) and on Slurm

@@ -156,7 +156,9 @@ def cpu_share_callback(folder: Path | None = None, cores: int | None = None) -> 
     from transformers import TrainerCallback
 
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from lorastudio.models.threads import usable_cores
+
+        cores = usable_cores()
     total = cores
 
     class CpuShare(TrainerCallback):
