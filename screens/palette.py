@@ -2,7 +2,8 @@
 
 The app's ``get_system_commands`` yields these after Textual's own (Theme, Quit, Keys, Screenshot). Every
 screen's main actions are its footer bindings, so they are read from its ``BINDINGS`` rather than listed again
-here: a key added to a screen is in the palette at once, named as its footer names it.
+here: a key added to a screen is in the palette at once, named as its footer names it. The footer also shows
+the keys of the focused pane (the Monitor's Samples pane: Earlier, Later, Base), so those follow the screen's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.widget import Widget
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -26,30 +28,41 @@ def _key_of(app: App[Any], binding: Binding) -> str:
 
 
 def screen_commands(app: App[Any], screen: Screen[Any]) -> Iterator[SystemCommand]:
-    """The screen's own footer actions (those it shows, and that ``check_action`` allows now)."""
-    seen: set[str] = set()
-    for binding in type(screen).BINDINGS:
-        if not isinstance(binding, Binding) or not binding.show or not binding.description:
-            continue
-        if binding.action in seen or binding.action in NAVIGATION_ACTIONS:
-            continue
-        seen.add(binding.action)
-        name, _, _ = binding.action.partition("(")
-        if screen.check_action(name, ()) is False:
-            continue
-        title = binding.description.rstrip("…")
-        yield SystemCommand(
-            title,
-            f"{_screen_name(screen)}: {binding.tooltip or binding.description} ({_key_of(app, binding)})",
-            _runner(screen, binding.action),
-        )
+    """The footer actions of the screen, then of its focused pane (those shown, that ``check_action`` allows)."""
+    for node in (screen, *_focused_panes(screen)):
+        seen: set[str] = set()
+        for binding in type(node).BINDINGS:
+            if not isinstance(binding, Binding) or not binding.show or not binding.description:
+                continue
+            if binding.action in seen or binding.action in NAVIGATION_ACTIONS:
+                continue
+            seen.add(binding.action)
+            name, _, _ = binding.action.partition("(")
+            if node.check_action(name, ()) is False:
+                continue
+            title = binding.description.rstrip("…")
+            yield SystemCommand(
+                title,
+                f"{_screen_name(screen)}: {binding.tooltip or binding.description} ({_key_of(app, binding)})",
+                _runner(node, binding.action),
+            )
 
 
-def _runner(screen: Screen[Any], action: str) -> Callable[[], object]:
+def _focused_panes(screen: Screen[Any]) -> list[Widget]:
+    """The focused widget and its containers below the screen, outermost first (whose keys the footer shows)."""
+    chain: list[Widget] = []
+    node = screen.focused
+    while node is not None and node is not screen:
+        chain.append(node)
+        node = node.parent if isinstance(node.parent, Widget) else None
+    return chain[::-1]
+
+
+def _runner(node: Screen[Any] | Widget, action: str) -> Callable[[], object]:
     def run() -> object:
-        # the palette has closed by now; the screen may have gone meanwhile (then there is nothing to act on)
-        if screen.is_attached:
-            return screen.run_action(action)
+        # the palette has closed by now; the screen or pane may have gone meanwhile (nothing to act on then)
+        if node.is_attached:
+            return node.run_action(action)
         return None
 
     return run

@@ -19,12 +19,13 @@ pytestmark = [
 
 
 class Tmux:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], size: tuple[int, int] = (120, 40)) -> None:
         self.session = f"studio-e2e-{uuid.uuid4().hex[:8]}"
         # A private server per terminal: after kill-session the old server exits asynchronously, and a
         # new-session on the shared default socket can reach it mid-exit ("server exited unexpectedly").
         self.socket = self.session
         self.env = env
+        self.size = size
 
     def tmux(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["tmux", "-L", self.socket, *args], text=True, **kwargs)  # type: ignore[call-overload]
@@ -39,9 +40,9 @@ class Tmux:
             "-s",
             self.session,
             "-x",
-            "120",
+            str(self.size[0]),
             "-y",
-            "40",
+            str(self.size[1]),
             f"env {exports} TERM=xterm-256color {command}",
             check=True,
         )
@@ -138,5 +139,62 @@ def test_keys_typed_while_studio_starts_are_kept_in_order(tiny_model: Path, tmp_
         term.keys("/tiny-pirate", "Enter")  # at once: studio is still importing
         screen = term.wait_for("sample 1/225")
         assert "Preview" in screen and "tiny-pirate" in screen
+    finally:
+        term.kill()
+
+
+def test_the_issue_38_tour_at_80x24(tiny_model: Path, tmp_path: Path) -> None:
+    """Issue 38's tour in a real terminal, for what needs no trained model: `/tiny-var3` Enter Enter in one
+    burst opens one Preview that prepares its data once (two stacked Previews raced on the cache: error toasts,
+    an empty stats pane, a second Preview under Esc); Compare of two runs lists both differences at 80x24; the
+    palette names studio's commands; a recipe added while studio runs is listed at once."""
+    from runs_fixtures import write_runs
+
+    config, cache = tmp_path / "config", tmp_path / "cache"
+    recipes = config / "studio" / "recipes"
+    recipes.mkdir(parents=True)
+    (recipes / "tiny-var3.yaml").write_text(
+        "extends: tiny-pirate\nname: tiny-var3\nmodel:\n  max_seq_length: 100\n"
+    )
+    (cache / "studio").mkdir(parents=True)
+    (cache / "studio" / "tiny-base").symlink_to(tiny_model, target_is_directory=True)  # an empty data cache
+    write_runs(tmp_path / "data" / "studio" / "runs")
+    env = {
+        "XDG_CONFIG_HOME": str(config),
+        "XDG_CACHE_HOME": str(cache),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    env |= {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "PATH")}
+    term = Tmux(env, size=(80, 24))
+    try:
+        term.start(STUDIO_BIN)
+        term.wait_for("tiny-var3", timeout=60)
+        term.keys("/tiny-var3", "Enter", "Enter")  # one burst
+        term.wait_for("Preview · tiny-var3", timeout=120)
+        screen = term.wait_for("used      225", timeout=120)  # the stats pane is filled
+        assert "truncated 0" in screen and "Error" not in screen, screen
+        time.sleep(1.0)  # a second Preview's failure would toast by now
+        assert "Error" not in term.screen()
+        prepared = cache / "studio" / "prepared"
+        assert [p.name for p in prepared.iterdir() if p.name.endswith(".tmp")] == []
+        term.keys("Escape")  # back to the picker, not to a second Preview
+        screen = term.wait_for("/ Filter")
+        assert "Preview ·" not in screen, screen
+        term.keys("Escape")  # the filter box: cleared
+        term.wait_for("smollm2-pirate")
+        (recipes / "tiny-var4.yaml").write_text("extends: tiny-pirate\nname: tiny-var4\n")
+        term.wait_for("tiny-var4", timeout=30)
+        term.keys("C-p")
+        term.wait_for("Recipes: Preview")  # studio's own commands, by name
+        term.keys("Escape")
+        # the palette gone before the next key: ESC and a key right behind it read as Alt+key in a terminal
+        deadline = time.monotonic() + 30
+        while "Search for commands" in term.screen() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        term.keys("C-r")
+        term.wait_for("D Delete")  # the Runs footer, whole at 80 columns
+        term.keys("Down", "Space", "Space", "v")  # the two tiny-pirate runs: learning rate and batch differ
+        screen = term.wait_for("recipe fields that differ (2)", timeout=60)
+        assert "train.batch_size" in screen and "train.learning_rate" in screen, screen
     finally:
         term.kill()

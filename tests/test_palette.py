@@ -76,3 +76,36 @@ async def test_recipes_command_goes_back_from_a_deep_screen() -> None:
         back_to_recipes(app)
         await wait_until(pilot, lambda: isinstance(app.screen, RecipesScreen))
         assert len(app.screen_stack) == 2  # the default screen under the picker
+
+
+async def test_the_focused_panes_keys_are_commands_too(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Monitor's Samples pane shows Earlier, Later and Base in the footer: the palette offered only the
+    Monitor's own keys, so those three could not be found by name."""
+    from test_tui import write_recorded_run
+    from textual.command import CommandList, CommandPalette
+
+    from lorastudio.screens.monitor import MonitorScreen
+    from lorastudio.widgets.samples_view import SamplesView
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    run = write_recorded_run(tmp_path / "data" / "studio" / "runs")
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(MonitorScreen(run))
+        screen = screen_of(app, MonitorScreen)
+        await wait_until(pilot, lambda: screen.snapshot is not None)
+        assert not {"Earlier", "Later", "Base"} & set(palette_titles(app))  # the pane is not open
+        await pilot.press("p")
+        view = screen.query_one(SamplesView)
+        await wait_until(pilot, lambda: screen.focused is view)
+        titles = palette_titles(app)
+        assert {"Earlier", "Later", "Base"} <= set(titles)
+        assert titles.index("Samples") < titles.index("Earlier")  # the screen's keys, then its pane's
+        assert not view.show_base
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        send_burst(app, *"base")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count)
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: view.show_base)
+        assert app.screen is screen

@@ -521,6 +521,7 @@ async def test_the_footer_shows_the_main_keys_whole_at_80_columns(runs_root: Pat
         for key in ("space Mark", "v Compare", "c Chat", "s Stop", "r Resume", "x Export", "D Delete"):
             assert key in footer, footer
         assert footer.index("space Mark") < footer.index("v Compare") < footer.index("D Delete")
+        assert footer.rstrip().endswith("^p palette"), footer  # no next key's letter beside it (paletteN)
 
 
 async def test_compare_at_80x24_shows_the_differences_and_scrolls_to_the_last(runs_root: Path) -> None:

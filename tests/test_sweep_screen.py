@@ -147,3 +147,39 @@ async def test_the_launch_sheet_starts_a_sweep_from_comma_separated_values(
             {"train.max_steps": 8, "train.learning_rate": 0.001},
             {"train.max_steps": 8, "train.learning_rate": 0.003},
         ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"train.learning_rate": [0.003, 0.001]},
+        {"train.learning_rate": [0.003, 0.001], "lora.r": [8, 16], "train.max_steps": [12, 24]},
+    ],
+    ids=["one-field", "three-fields"],
+)
+async def test_at_80_columns_a_sweeps_rows_show_their_swept_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fields: dict[str, list[float | int]]
+) -> None:
+    """Issue 38 (Runs at 80 columns): a sweep's members were listed by names that differ only in the time; on
+    screen each member's row leads with the values its sweep gave it, whole."""
+    from test_runs_screen import screen_lines
+
+    from lorastudio.screens.runs import RunsScreen, swept_values
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    root = tmp_path / "data" / "studio" / "runs"
+    given = [{key: values[i] for key, values in fields.items()} for i in range(2)]
+    for index, name in enumerate(SWEPT):
+        run = write_run(root, name, created=T0 + 100 * index)
+        update_meta(run, sweep={"name": "grid", "index": index, "of": 2, "fields": given[index]})
+    app = StudioApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        send_burst(app, "ctrl+r")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, timeout=30.0
+        )
+        await pilot.pause()
+        lines = screen_lines(app)
+        for values in given:
+            shown = swept_values(values)
+            assert shown.startswith("lr=") and sum(shown in line for line in lines) == 1, (shown, lines)
