@@ -65,7 +65,7 @@ def make_data(path: Path, rows: int, words: int) -> None:
 def run_backend(backend: str, model_dir: Path, data: Path, steps: int, root: Path, max_length: int) -> dict:
     from lorastudio import registry
     from lorastudio.train import runs
-    from lorastudio.train.events import read_all
+    from lorastudio.train.eventlog import read_all
 
     recipe = registry.load(
         "tiny-pirate",

@@ -18,8 +18,9 @@ from pathlib import Path
 from lorastudio import registry
 from lorastudio.chat.engine import Sampling, engine_for
 from lorastudio.train.adapters import latest_complete_checkpoint
-from lorastudio.train.events import EVENTS_FILE, fold, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
 from lorastudio.train.runs import create_run, start_worker, stop_run
+from lorastudio.train.runstate import fold
 
 
 def tokens_per_s(run_dir: Path, since: float, until: float) -> float | None:

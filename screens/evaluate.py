@@ -23,13 +23,13 @@ from textual.widgets import DataTable, Footer, Input, Label
 
 from lorastudio.screens.navigate import EvalSamples, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
+from lorastudio.train.events import ENDED_STATUSES
 from lorastudio.widgets.eval_progress import EvalProgress
 from lorastudio.widgets.eval_results import EvalResults
 from lorastudio.widgets.title_header import TitleHeader
 
 POLL_S = 0.5
 SHIPPED_HINT = "studio_general, studio_arithmetic, studio_pirate"
-ENDED = ("done", "failed", "stopped", "died", "damaged")
 
 
 @dataclass
@@ -165,7 +165,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
     def action_start(self) -> None:
         if self.starting:
             return
-        if self.summary is not None and self.summary.status not in ENDED:
+        if self.summary is not None and self.summary.status not in ENDED_STATUSES:
             self.notify("this evaluation is still running; Ctrl+T stops it", severity="warning")
             return
         self.starting = True
@@ -193,7 +193,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
 
     # -- following ---------------------------------------------------------------------------------------
     def tick(self) -> None:
-        if self.folder is not None and (self.summary is None or self.summary.status not in ENDED):
+        if self.folder is not None and (self.summary is None or self.summary.status not in ENDED_STATUSES):
             self.poll()
 
     @work(thread=True, exclusive=True, group="eval-poll", exit_on_error=False)

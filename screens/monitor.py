@@ -30,13 +30,12 @@ from lorastudio.train.events import (
     EvalEvent,
     Event,
     LogEvent,
-    RunReader,
-    RunState,
     StatusEvent,
     TaskScoresEvent,
 )
 from lorastudio.train.rundir import inspect_meta
 from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, worker_alive
+from lorastudio.train.runstate import RunReader, RunState
 from lorastudio.widgets.chart import SMOOTHING_STEPS, WAITING, WINDOWS, LineChart
 from lorastudio.widgets.completions_panel import CompletionsPanel
 from lorastudio.widgets.gpu_panel import GpuPanel

@@ -556,8 +556,9 @@ def _from_adapter(target: str) -> list[str]:
 
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
     """Print progress lines until the run ends (for scripts and CI logs)."""
-    from lorastudio.train.events import EvalEvent, LogEvent, MetricsEvent, RunReader, StatusEvent
+    from lorastudio.train.events import TERMINAL_STATUSES, EvalEvent, LogEvent, MetricsEvent, StatusEvent
     from lorastudio.train.runs import DIED_CAUSE, effective_status, latest_checkpoint, read_meta
+    from lorastudio.train.runstate import RunReader
 
     reader, last_status = RunReader(run_dir), None
     state = reader.state
@@ -579,7 +580,7 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
             elif isinstance(event, LogEvent) and (event.message or "").startswith("model: "):
                 print(event.message, flush=True)  # first-use fetch / dequantization progress
         status = effective_status(state, read_meta(run_dir), run_dir)
-        if status in ("done", "failed", "stopped", "died"):
+        if status in TERMINAL_STATUSES:
             if status == "died":
                 print(f"status: died ({DIED_CAUSE})", flush=True)
             if state.hints:

@@ -103,7 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def follow(folder: Path, as_json: bool) -> int:
     """Print progress lines (stderr) until the evaluation ends, then its table; 0 when it is done."""
     from lorastudio.evaluate.job import summarise
-    from lorastudio.train.events import RunReader
+    from lorastudio.train.events import TERMINAL_STATUSES
+    from lorastudio.train.runstate import RunReader
 
     reader = RunReader(folder)
     try:
@@ -117,7 +118,7 @@ def follow(folder: Path, as_json: bool) -> int:
                         file=sys.stderr,
                     )
             summary = summarise(folder)
-            if summary.status in ("done", "failed", "stopped", "died"):
+            if summary.status in TERMINAL_STATUSES:
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:

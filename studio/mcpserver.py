@@ -168,15 +168,16 @@ def _sweep_of(path: Path) -> str | None:
 def run_status(run: RunArg) -> dict[str, Any]:
     """One run's status (queued, training, done, failed, stopped, died...), step, last train and eval loss,
     best checkpoint, ETA and memory (peak GPU memory, worker RSS)."""
-    from lorastudio.train.events import load_state
+    from lorastudio.train.events import TERMINAL_STATUSES
     from lorastudio.train.runs import find_run, summarise
+    from lorastudio.train.runstate import load_state
 
     path = find_run(run)
     summary = summarise(path)
     state = load_state(path, curves=False)
     telemetry = state.telemetry
     gpus = [g.to_json() for g in telemetry.gpus] if telemetry else []
-    live = summary.status not in ("done", "failed", "stopped", "died")
+    live = summary.status not in TERMINAL_STATUSES
     return {
         "run": summary.name,
         "path": str(path),

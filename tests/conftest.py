@@ -160,7 +160,8 @@ def engine(trained_run: Path) -> Any:
 
 def state_of(run_dir: Path) -> Any:
     """A run's state as its events describe it."""
-    from lorastudio.train.events import EVENTS_FILE, fold, read_all
+    from lorastudio.train.eventlog import EVENTS_FILE, read_all
+    from lorastudio.train.runstate import fold
 
     return fold(read_all(run_dir / EVENTS_FILE))
 

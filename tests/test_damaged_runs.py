@@ -24,7 +24,8 @@ from runs_fixtures import write_run, write_runs
 
 from lorastudio.cli import main
 from lorastudio.train import runs
-from lorastudio.train.events import EVENTS_FILE
+from lorastudio.train.eventlog import EVENTS_FILE
+from lorastudio.train.events import MetricsEvent, Status, StatusEvent
 
 NEWEST, MIDDLE, OLDEST = (
     "qwen-csv-concepts-long-experiment-20260922-120000",
@@ -219,7 +220,7 @@ def test_a_run_directory_that_cannot_be_read_is_listed_as_damaged(root: Path) ->
 
 
 # -- summary.json is a cache of the events, never a record --------------------------------------------
-def written_run(folder: Path, name: str, final: str = "done") -> Path:
+def written_run(folder: Path, name: str, final: Status = "done") -> Path:
     """A run written through the SummarizingWriter, as the worker writes it (so it has a summary.json)."""
     from lorastudio.train.summaries import SummarizingWriter
 
@@ -228,11 +229,11 @@ def written_run(folder: Path, name: str, final: str = "done") -> Path:
     (run / "run.json").write_text(json.dumps({"format": 1, "name": name, "recipe": "r", "created": T0}))
     (run / "recipe.yaml").write_text("name: r\n")
     writer = SummarizingWriter(run / EVENTS_FILE)
-    writer.status("queued")
-    writer.status("training", max_steps=6)
+    writer.emit(StatusEvent(status="queued"))
+    writer.emit(StatusEvent(status="training", max_steps=6))
     for step in range(1, 7):
-        writer.write("metrics", step=step, max_steps=6, loss=1.0 / step)
-    writer.status(final, step=6, adapter="adapter")
+        writer.emit(MetricsEvent(step=step, max_steps=6, loss=1.0 / step))
+    writer.emit(StatusEvent(status=final, step=6, adapter="adapter"))
     writer.close()
     return run
 

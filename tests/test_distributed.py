@@ -25,7 +25,8 @@ from lorastudio.models.estimate import estimate_vram_gb
 from lorastudio.train import launch, runs
 from lorastudio.train.backend import Hardware, choose_backend
 from lorastudio.train.distributed import NullWriter, placement
-from lorastudio.train.events import EVENTS_FILE, StatusEvent, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import StatusEvent
 
 LOSS_TOLERANCE = 1e-4
 """Largest per-step |loss(2 processes x batch 4) - loss(1 process x batch 8)| allowed. Measured: 2.9e-6 at worst
@@ -104,7 +105,7 @@ def test_placement_and_root_cause() -> None:
     assert placement({}).is_main and not placement({}).distributed
     second = placement({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
     assert second.distributed and not second.is_main
-    done = NullWriter().status("done")
+    done = NullWriter().emit(StatusEvent(status="done"))
     assert isinstance(done, StatusEvent) and done.status == "done"
     log = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================

@@ -13,8 +13,9 @@ from lorastudio.data.sources import describe_eval_split, eval_holdout_size, trai
 from lorastudio.errors import RunError
 from lorastudio.recipe import DataSection, Recipe
 from lorastudio.train.adapters import resolve_adapter, split_target
-from lorastudio.train.events import EVENTS_FILE, fold, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
 from lorastudio.train.runs import summarise
+from lorastudio.train.runstate import fold
 
 
 def rows(n: int) -> list[dict[str, int]]:

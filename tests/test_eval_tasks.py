@@ -16,7 +16,9 @@ from lorastudio.errors import StudioError
 from lorastudio.evaluate.intraining import install, match_metric
 from lorastudio.train import runs
 from lorastudio.train.adapters import resolve_adapter
-from lorastudio.train.events import EVENTS_FILE, RunState, TaskScoresEvent, fold, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import TaskScoresEvent
+from lorastudio.train.runstate import RunState, fold
 
 SCORE = "studio_arithmetic/exact_match (first_number)"
 

@@ -19,7 +19,9 @@ from lorastudio.evaluate.job import create_eval, list_evals, summarise
 from lorastudio.evaluate.runner import RESULTS_FILE, SAMPLES_FILE, metric_rows, table
 from lorastudio.evaluate.spec import EvalSpec, make_spec
 from lorastudio.evaluate.tasks import SHIPPED, SHIPPED_DIR, load_task_file, local_tasks, resolve_tasks
-from lorastudio.train.events import EVENTS_FILE, fold, make_event, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import make_event
+from lorastudio.train.runstate import fold
 
 # -- the spec ------------------------------------------------------------------------------------------
 

@@ -6,28 +6,31 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 
 from lorastudio.train import events as ev
+from lorastudio.train.eventlog import EVENTS_FILE, EventTail, EventWriter, read_all, read_events
 from lorastudio.train.events import (
+    ENDED_STATUSES,
     EVENT_KINDS,
-    EVENTS_FILE,
+    STATUSES,
+    TERMINAL_STATUSES,
     CheckpointEvent,
     EvalEvent,
-    EventTail,
-    EventWriter,
     GpuReading,
     LogEvent,
     MetricsEvent,
-    RunReader,
-    RunState,
+    Status,
     StatusEvent,
     TelemetryEvent,
     UnknownEvent,
-    load_state,
     parse_event,
+    queued_with,
+    status_word,
 )
+from lorastudio.train.runstate import RunReader, RunState, fold, load_state
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -195,17 +198,17 @@ def test_malformed_values_raise_for_writers_and_are_counted_by_readers(line: dic
 
 def test_writer_writes_through_the_dataclasses(tmp_path: Path) -> None:
     writer = EventWriter(tmp_path / EVENTS_FILE)
-    written = writer.write("metrics", step=1, loss=2.0, tokens_per_s=None, future_field="kept")
-    writer.status("training", max_steps=5)
+    written = writer.emit(MetricsEvent(step=1, loss=2.0, tokens_per_s=None, extra={"future_field": "kept"}))
+    writer.emit(StatusEvent(status="training", max_steps=5))
     writer.emit(LogEvent(t=9.0, message="typed"))
     with pytest.raises(ev.MalformedEvent, match="metrics.loss"):
-        writer.write("metrics", step=2, loss="nan?")
+        writer.emit(MetricsEvent(step=2, loss="nan?"))  # type: ignore[arg-type]  # what mypy refuses, refused
     writer.close()
-    raw = ev.read_all(tmp_path / EVENTS_FILE)
+    raw = read_all(tmp_path / EVENTS_FILE)
     assert isinstance(written, MetricsEvent) and written.extra == {"future_field": "kept"}
     assert [r["kind"] for r in raw] == ["metrics", "status", "log"]  # the bad one never reached the file
     assert "tokens_per_s" not in raw[0] and raw[0]["future_field"] == "kept"
-    assert ev.read_events(tmp_path / EVENTS_FILE)[0] == written
+    assert read_events(tmp_path / EVENTS_FILE)[0] == written
 
 
 def test_half_written_last_line_waits_and_bad_lines_are_counted(tmp_path: Path) -> None:
@@ -253,7 +256,7 @@ def test_derived_figures_are_folded_once() -> None:
         {"t": 34.0, "kind": "metrics", "step": 3, "loss": 1.5, "eval_loss": 1.75},
         {"t": 40.0, "kind": "status", "status": "done"},
     ]
-    state = ev.fold(lines)
+    state = fold(lines)
     assert state.status == "done" and state.finished and state.step == 3
     assert state.peak_vram_mb == 6000.0  # torch's peak beats the summed 5500 of the earlier reading
     assert state.vram == [(13.0, 5500.0)]  # this run's memory: both GPUs' process memory
@@ -264,7 +267,7 @@ def test_derived_figures_are_folded_once() -> None:
     assert (state.best_loss, state.best_loss_step, state.last_loss) == (1.0, 2, 1.5)
     assert (state.lowest_eval_loss, state.lowest_eval_step, state.last_eval_loss) == (1.75, 3, 1.75)
     assert state.elapsed_s() == 40.0
-    light = ev.fold(lines, RunState(curves=False))
+    light = fold(lines, RunState(curves=False))
     assert light.loss == [] and light.vram == [] and light.log == []
     assert light.scalars_json() == state.scalars_json()
     assert (
@@ -285,7 +288,7 @@ def test_old_run_directory_still_loads(tmp_path: Path) -> None:
     """``tests/fixtures/run-v1-tiny`` is a tiny-pirate run trained by the worker as it was before the events
     were typed (12 steps, a checkpoint and an eval every 4; checkpoints' weights removed)."""
     run = shutil.copytree(FIXTURES / "run-v1-tiny", tmp_path / "run-v1-tiny")
-    raw = ev.read_all(run / EVENTS_FILE)
+    raw = read_all(run / EVENTS_FILE)
     state = load_state(run)
     assert state.skipped == 0 and state.events == len(raw)
     assert state.status == "done" and state.step == 12 and state.max_steps == 12
@@ -327,16 +330,54 @@ def test_trainer_scalars_are_written_as_plain_numbers(tmp_path: Path) -> None:
     import torch
 
     writer = EventWriter(tmp_path / EVENTS_FILE)
-    writer.write(
-        "metrics", step=np.int64(3), loss=np.float32(0.5), grad_norm=torch.tensor(0.25), tokens_seen=7
+    logs: dict[str, Any] = {"step": np.int64(3), "loss": np.float32(0.5), "grad_norm": torch.tensor(0.25)}
+    writer.emit(
+        MetricsEvent(step=logs["step"], loss=logs["loss"], grad_norm=logs["grad_norm"], tokens_seen=7)
     )
     writer.close()
-    assert ev.read_all(tmp_path / EVENTS_FILE)[0] == {
+    assert read_all(tmp_path / EVENTS_FILE)[0] == {
         "v": 1,
-        "t": pytest.approx(ev.read_all(tmp_path / EVENTS_FILE)[0]["t"]),
+        "t": pytest.approx(read_all(tmp_path / EVENTS_FILE)[0]["t"]),
         "kind": "metrics",
         "step": 3,
         "loss": 0.5,
         "grad_norm": 0.25,
         "tokens_seen": 7,
     }
+
+
+def test_a_misspelt_field_is_refused_where_the_event_is_built(tmp_path: Path) -> None:
+    """The keyword form kept an unknown key in ``extra`` and wrote it; the typed kinds refuse it (as mypy does)."""
+    writer = EventWriter(tmp_path / EVENTS_FILE)
+    with pytest.raises(TypeError, match="lss"):
+        writer.emit(MetricsEvent(step=1, lss=2.0))  # type: ignore[call-arg]
+    written = writer.emit(MetricsEvent(step=1, extra={"future_field": "kept"}))  # a newer key: said so
+    writer.close()
+    assert read_all(tmp_path / EVENTS_FILE) == [written.to_json()]
+    assert written.t is not None and "lss" not in written.to_json()
+
+
+@pytest.mark.parametrize(
+    ("written", "word"),
+    [
+        ("training", "training"),
+        ("queued", "queued"),
+        (queued_with("waiting for GPU 0"), "queued"),
+        (queued_with("Slurm job 7 pending: Priority"), "queued"),
+        ("a newer writer's status", "a newer writer's status"),
+    ],
+)
+def test_a_written_status_reads_as_its_word(written: str, word: str) -> None:
+    assert status_word(written) == word
+
+
+def test_the_statuses_are_defined_once() -> None:
+    words = set(get_args(Status))
+    assert TERMINAL_STATUSES == {"done", "failed", "stopped", "died"} <= words
+    assert TERMINAL_STATUSES | {"damaged"} == ENDED_STATUSES and set(STATUSES) <= words
+    shown: str = queued_with("waiting for CPU")  # beyond the Literal's words, by design (see Status)
+    assert shown == "queued (waiting for CPU)"
+    from lorastudio.train import live, manage
+
+    assert TERMINAL_STATUSES | {"unknown"} == live.FINAL
+    assert manage.RESUMABLE < TERMINAL_STATUSES and set(manage._STATUS_ORDER) <= words

@@ -43,7 +43,7 @@ from lorastudio.evaluate.runner import RESULTS_FILE
 from lorastudio.evaluate.scorers import build_scorer, run_scorer
 from lorastudio.evaluate.spec import make_spec
 from lorastudio.recipe import RewardSpec
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
 from lorastudio.train.rewards import check_rewards, score
 
 # -- scorers -------------------------------------------------------------------------------------------

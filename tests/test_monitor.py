@@ -184,7 +184,7 @@ def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.M
     import logging
     import warnings
 
-    from lorastudio.train.events import EventWriter, read_all
+    from lorastudio.train.eventlog import EventWriter, read_all
     from lorastudio.train.logcapture import LIBRARY_LOGGERS, capture_warnings
 
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)

@@ -17,8 +17,9 @@ import yaml
 from conftest import run_worker, wait_for
 
 from lorastudio.recipe import RewardSpec
-from lorastudio.train.events import fold, read_all
+from lorastudio.train.eventlog import read_all
 from lorastudio.train.rewards import RewardError, RewardsStopped, build_rewards, score
+from lorastudio.train.runstate import fold
 
 PAIRS = [
     {

@@ -189,7 +189,7 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
 
     from lorastudio import registry
     from lorastudio.train import runs
-    from lorastudio.train.events import EVENTS_FILE, read_all
+    from lorastudio.train.eventlog import EVENTS_FILE, read_all
 
     overrides = ["data.eval_fraction=0.1", "train.packing=true", "train.max_steps=2", "train.save_steps=2"]
     recipe = registry.load("tiny-pirate", overrides)

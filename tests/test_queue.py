@@ -15,7 +15,7 @@ from conftest import wait_for as _wait_for
 
 from lorastudio import registry
 from lorastudio.train import runs
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
 from lorastudio.train.queue import (
     CpuSlot,
     DeviceLock,
@@ -47,7 +47,8 @@ def test_device_names() -> None:
     assert device_name(True, {}) == "GPU 0"
     assert device_name(True, {"CUDA_VISIBLE_DEVICES": "3,1"}) == "GPU 3"
     assert device_name(False, {}) is None and device_name(False, {"STUDIO_QUEUE_CPU": "1"}) == "CPU"
-    assert queued_status("GPU 0") == "queued (waiting for GPU 0)"
+    written: str = queued_status("GPU 0")  # a Status beyond the Literal's words: see Status
+    assert written == "queued (waiting for GPU 0)"
 
 
 def test_lock_waits_and_is_freed_when_the_holder_dies(tmp_path: Path) -> None:
@@ -101,8 +102,8 @@ def test_stopping_a_queued_run_removes_it(tmp_path: Path) -> None:
     holder = hold_in_other_process(locks_dir() / "cpu.lock")
     try:
         runs.start_worker(run_dir, env=queue_env())
-        wait_for(lambda: state_of(run_dir).status == "queued (waiting for CPU)")
-        assert runs.summarise(run_dir).status == "queued (waiting for CPU)"
+        wait_for(lambda: state_of(run_dir).status == queued_status("CPU"))
+        assert runs.summarise(run_dir).status == queued_status("CPU")
         assert runs.stop_run(run_dir)
         wait_for(lambda: state_of(run_dir).finished, timeout=60)
         state = state_of(run_dir)

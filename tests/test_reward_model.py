@@ -15,7 +15,8 @@ from lorastudio import registry
 from lorastudio.data.preference import EncodedPair
 from lorastudio.errors import DataError, RecipeError
 from lorastudio.recipe import Recipe
-from lorastudio.train.events import fold, read_all
+from lorastudio.train.eventlog import read_all
+from lorastudio.train.runstate import fold
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS_FILE = ROOT / "recipes" / "data" / "smollm2_pirate_dpo.jsonl"

@@ -13,7 +13,8 @@ from conftest import screen_of, stand_in_worker, wait_until
 from runs_fixtures import write_run
 
 from lorastudio.train import runs
-from lorastudio.train.events import EVENTS_FILE
+from lorastudio.train.eventlog import EVENTS_FILE
+from lorastudio.train.events import MetricsEvent, StatusEvent
 from lorastudio.train.summaries import CACHE_FILE, SummaryCache, summary_cache
 
 T0 = 1_790_000_000.0
@@ -148,7 +149,7 @@ async def test_monitor_skips_a_tick_while_a_read_runs(home: Path, monkeypatch: p
     """A read that outlasts the polling interval must not be joined by a second one folding into the same state."""
     from lorastudio.app import StudioApp
     from lorastudio.screens.monitor import REFRESH_S, MonitorScreen
-    from lorastudio.train.events import EventTail
+    from lorastudio.train.eventlog import EventTail
 
     run = live_run(home)
     release = threading.Event()
@@ -214,17 +215,17 @@ def written_run(root: Path, name: str, steps: int) -> Path:
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"format": 1, "name": name, "recipe": "r", "created": T0}))
     writer = SummarizingWriter(run / EVENTS_FILE)
-    writer.status("queued")
-    writer.status("training", max_steps=steps)
+    writer.emit(StatusEvent(status="queued"))
+    writer.emit(StatusEvent(status="training", max_steps=steps))
     for step in range(1, steps + 1):
-        writer.write("metrics", step=step, max_steps=steps, loss=1.0 / step)
-    writer.status("done", step=steps, adapter="adapter")
+        writer.emit(MetricsEvent(step=step, max_steps=steps, loss=1.0 / step))
+    writer.emit(StatusEvent(status="done", step=steps, adapter="adapter"))
     writer.close()
     return run
 
 
 def full_fold(run: Path) -> dict[str, object]:
-    from lorastudio.train.events import RunReader, RunState
+    from lorastudio.train.runstate import RunReader, RunState
 
     reader = RunReader(run, RunState(curves=False))
     reader.update()
@@ -282,15 +283,15 @@ def test_a_resumed_writer_folds_on_from_the_summary_and_a_failing_summary_never_
 
     run = written_run(home, "d-written", steps=5)
     writer = SummarizingWriter(run / EVENTS_FILE)  # `studio resume`: a new writer on the same file
-    writer.status("training", max_steps=9)
-    writer.write("metrics", step=9, max_steps=9, loss=0.01)
-    writer.status("done", step=9, adapter="adapter")
+    writer.emit(StatusEvent(status="training", max_steps=9))
+    writer.emit(MetricsEvent(step=9, max_steps=9, loss=0.01))
+    writer.emit(StatusEvent(status="done", step=9, adapter="adapter"))
     writer.close()
     assert json.loads((run / RUN_SUMMARY_FILE).read_text())["state"] == full_fold(run)
     (run / RUN_SUMMARY_FILE).unlink()
     (run / RUN_SUMMARY_FILE).mkdir()  # cannot be replaced by a file: writing it fails every time
     writer = SummarizingWriter(run / EVENTS_FILE)
-    writer.status("stopped", cause="by hand")
+    writer.emit(StatusEvent(status="stopped", cause="by hand"))
     writer.close()
     assert runs.summarise(run, SummaryCache(home.parent / "fresh-cache.json")).status == "stopped"
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # no partial file left behind

@@ -16,7 +16,7 @@ from runs_fixtures import write_run, write_runs
 from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
 from lorastudio.train import compare, manage, runs
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from lorastudio import registry
 from lorastudio.recipe import SamplesSection
 from lorastudio.train import runs
-from lorastudio.train.events import EVENTS_FILE, RunState, SampleEvent, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import SampleEvent
+from lorastudio.train.runstate import RunState
 
 PROMPTS = ["Where is the treasure?", "What is the weather like?"]
 

@@ -21,7 +21,8 @@ import pytest
 from conftest import STUDIO_BIN, state_of, wait_for
 
 from lorastudio.train import launch, runs, slurm
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import Status
 from lorastudio.train.slurm import JobInfo, SlurmOptions
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -152,7 +153,7 @@ def test_studio_train_refuses_bad_scheduler_fields_before_making_a_run(
 def test_status_of_a_slurm_run_from_its_job() -> None:
     meta = {"slurm": {"job_id": "7"}}
 
-    def shown(status: str, cause: str | None, finished: bool, info: JobInfo | None, on: dict = meta):
+    def shown(status: Status, cause: str | None, finished: bool, info: JobInfo | None, on: dict = meta):
         return slurm.combine(status, cause, finished, on, info)
 
     pending = JobInfo("7", "PENDING", "Priority")

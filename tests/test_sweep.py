@@ -15,7 +15,8 @@ from conftest import STUDIO_BIN, state_of, wait_for
 from lorastudio.errors import RecipeError
 from lorastudio.paths import runs_dir
 from lorastudio.train import sweep
-from lorastudio.train.events import EVENTS_FILE, TERMINAL_STATUSES, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import TERMINAL_STATUSES
 from lorastudio.train.runs import read_meta, summarise
 
 

@@ -18,7 +18,7 @@ from lorastudio import registry
 from lorastudio.errors import RecipeError
 from lorastudio.paths import runs_dir
 from lorastudio.train import runs, trackers
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
 
 INSTALLED = [name for name in ("tensorboard", "wandb", "mlflow") if not trackers.missing([name])]
 ABSENT = trackers.missing(list(trackers.TRACKERS))

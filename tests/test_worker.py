@@ -22,7 +22,7 @@ from lorastudio.train.backend import (
     resolve_gradient_checkpointing,
     resolve_precision,
 )
-from lorastudio.train.events import EVENTS_FILE, EventTail, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, EventTail, read_all
 
 
 def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> None:
@@ -42,7 +42,7 @@ def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> Non
 
 def assert_summary_is_the_fold(run_dir: Path) -> None:
     """The worker left summary.json: the fold of every event, to the end of the file."""
-    from lorastudio.train.events import RunReader, RunState
+    from lorastudio.train.runstate import RunReader, RunState
     from lorastudio.train.summaries import RUN_SUMMARY_FILE
 
     summary = json.loads((run_dir / RUN_SUMMARY_FILE).read_text())
@@ -208,7 +208,7 @@ def test_nvml_absent_is_a_normal_value(monkeypatch: pytest.MonkeyPatch) -> None:
     nvml = telemetry.Nvml()
     assert not nvml.available and nvml.sample() == []
     event = telemetry.telemetry_event(nvml)
-    assert event["gpus"] == [] and event["gpu_note"] and event["rss_mb"] > 0
+    assert event.gpus == () and event.gpu_note and event.rss_mb is not None and event.rss_mb > 0
 
 
 def test_nvml_without_gpu_says_so() -> None:

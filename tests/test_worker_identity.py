@@ -22,7 +22,7 @@ from conftest import STUDIO_BIN, stand_in_worker, wait_until
 from lorastudio import registry
 from lorastudio.errors import StudioError
 from lorastudio.train import manage, runs, sweep
-from lorastudio.train.events import EVENTS_FILE
+from lorastudio.train.eventlog import EVENTS_FILE
 from lorastudio.train.rundir import update_meta, worker_process
 
 SWEEP = "lr-grid"

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
+from lorastudio.train.events import ENDED_STATUSES
+
 if TYPE_CHECKING:
     from lorastudio.evaluate.scores import Progress
 
@@ -26,7 +28,7 @@ def render_progress(progress: Progress, status: str, width: int = 80) -> Text:
     text = Text()
     text.append(status, style="bold green" if status == "done" else "bold")
     text.append(f" · {progress.done}/{progress.total} task runs")
-    if status not in ("done", "failed", "stopped", "died", "damaged"):
+    if status not in ENDED_STATUSES:
         from lorastudio.evaluate.scores import format_eta
 
         text.append(f" · {format_eta(progress.eta_s)}", style="cyan")

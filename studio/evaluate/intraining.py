@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lorastudio.errors import RecipeError, StudioError
+from lorastudio.train.events import LogEvent, TaskScoresEvent
 
 if TYPE_CHECKING:
     from lorastudio.recipe import Recipe
@@ -140,15 +141,16 @@ def task_scores_callback(writer: Any, scorer: TaskScorer, stop: Any, timing: Any
                 if best_by != "eval_loss":
                     raise  # the best checkpoint cannot be chosen without them: the run fails, saying why
                 self.off = True
-                writer.write(
-                    "log",
-                    level="warning",
-                    message=f"task scores turned off: {type(exc).__name__}: {exc}"[:300],
+                writer.emit(
+                    LogEvent(
+                        level="warning",
+                        message=f"task scores turned off: {type(exc).__name__}: {exc}"[:300],
+                    )
                 )
                 return {}
             seconds = time.monotonic() - started
             self.last_step = step
-            writer.write("task_scores", step=step, at=at, values=values, limit=scorer.limit, seconds=seconds)
+            writer.emit(TaskScoresEvent(step=step, at=at, values=values, limit=scorer.limit, seconds=seconds))
             if timing is not None:
                 timing.last_time += seconds
             if self.trainer is not None and values:
@@ -182,13 +184,14 @@ def callbacks_for(
     if not where.is_main:
         return [] if recipe.train.best_by == "eval_loss" else [_rank_placeholder(recipe.train.best_by)]
     if where.distributed and recipe.train.distributed == "fsdp":
-        writer.write("log", level="warning", message="train.eval_tasks: not scored under FSDP")
+        writer.emit(LogEvent(level="warning", message="train.eval_tasks: not scored under FSDP"))
         return []
     tasks = check_eval_tasks(recipe)
-    writer.write(
-        "log",
-        message=f"task scores: {', '.join(task_names(tasks))}, {recipe.train.eval_tasks_limit} documents each, "
-        "at every evaluation",
+    writer.emit(
+        LogEvent(
+            message=f"task scores: {', '.join(task_names(tasks))}, {recipe.train.eval_tasks_limit} documents each, "
+            "at every evaluation",
+        )
     )
     return [task_scores_callback(writer, TaskScorer(recipe, tasks, tokenizer), stop, timing)]
 

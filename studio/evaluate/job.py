@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from lorastudio.evaluate.judged import Plan
     from lorastudio.evaluate.runner import Results
 from lorastudio.paths import data_dir, runs_dir
-from lorastudio.train.events import EVENTS_FILE, EventWriter, RunState, load_state
+from lorastudio.train.eventlog import EVENTS_FILE, EventWriter
+from lorastudio.train.events import (
+    EvalJudgeEvent,
+    EvalProgressEvent,
+    EvalResultEvent,
+    EvalTaskEvent,
+    StatusEvent,
+)
+from lorastudio.train.runstate import RunState, load_state
 
 JOB_FILE = "job.json"
 LOG_FILE = "eval.log"
@@ -59,7 +67,7 @@ def create_eval(spec: EvalSpec, home: Path | None = None) -> Path:
     folder.mkdir(parents=True)
     (folder / SPEC_FILE).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
     writer = EventWriter(folder / EVENTS_FILE)
-    writer.status("queued")
+    writer.emit(StatusEvent(status="queued"))
     writer.close()
     return folder
 
@@ -164,7 +172,7 @@ def run_job(folder: Path) -> int:
     writer = EventWriter(folder / EVENTS_FILE)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal closing is not a reason to stop
-    writer.status("starting", pid=os.getpid())
+    writer.emit(StatusEvent(status="starting", pid=os.getpid()))
     current = {"task": ""}
     try:
         spec = EvalSpec.model_validate_json((folder / SPEC_FILE).read_text())
@@ -173,14 +181,14 @@ def run_job(folder: Path) -> int:
 
         def on_task(target: str, task: str, done: int, _total: int) -> None:
             current["task"] = task
-            writer.write("eval_progress", done=done, total=total)
-            writer.write("eval_task", target=target, task=task)
+            writer.emit(EvalProgressEvent(done=done, total=total))
+            writer.emit(EvalTaskEvent(target=target, task=task))
 
         def on_loading(target: str) -> None:
-            writer.status("loading model", model=target)
+            writer.emit(StatusEvent(status="loading model", model=target))
 
         def on_result(target: str, task: str, figures: dict[str, float]) -> None:
-            writer.write("eval_result", target=target, task=task, values=figures)
+            writer.emit(EvalResultEvent(target=target, task=task, values=figures))
 
         results = runner.evaluate(
             spec,
@@ -191,22 +199,28 @@ def run_job(folder: Path) -> int:
         )
         if the_plan is not None:
             judged_part(spec, folder, the_plan, results, writer, current, total)
-        writer.write("eval_progress", done=total, total=total)
+        writer.emit(EvalProgressEvent(done=total, total=total))
         results.write()
-        writer.status("done")
+        writer.emit(StatusEvent(status="done"))
         return 0
     except Stopped:
-        writer.status("stopped", cause="asked to stop; the tasks it finished are kept in results.json")
+        writer.emit(
+            StatusEvent(
+                status="stopped", cause="asked to stop; the tasks it finished are kept in results.json"
+            )
+        )
         return 0
     except StudioError as exc:
-        writer.status("failed", cause=str(exc))
+        writer.emit(StatusEvent(status="failed", cause=str(exc)))
         return 2
     except Exception as exc:
         cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
         task = current["task"]
         if task and hub_offline() and task in spec.tasks and task not in local_tasks():
             cause = f"{offline_hint(task)} ({cause})"  # lm-eval's own task: its data set is on the hub
-        writer.status("failed", cause=cause, traceback="".join(traceback.format_exc(limit=-8)))
+        writer.emit(
+            StatusEvent(status="failed", cause=cause, traceback="".join(traceback.format_exc(limit=-8)))
+        )
         return 1
     finally:
         writer.close()
@@ -229,8 +243,8 @@ def judged_part(
 
     def on_step(target: str, what: str) -> None:
         current["task"] = ""  # not an lm-eval task: no offline hint for its failures
-        writer.write("eval_progress", done=done["n"], total=total)
-        writer.write("eval_task", target=target, task=what)
+        writer.emit(EvalProgressEvent(done=done["n"], total=total))
+        writer.emit(EvalTaskEvent(target=target, task=what))
         done["n"] += 1
 
     def on_update(run: JudgedRun) -> None:
@@ -243,11 +257,13 @@ def judged_part(
         [(t.label, t.engine) for t in resolve_targets(spec)],
         the_plan,
         on_step=on_step,
-        on_loading=lambda target: writer.status("loading model", model=target),
-        on_result=lambda target, values: writer.write(
-            "eval_result", target=target, task="judged", values=values
+        on_loading=lambda target: writer.emit(StatusEvent(status="loading model", model=target)),
+        on_result=lambda target, values: writer.emit(
+            EvalResultEvent(target=target, task="judged", values=values)
         ),
-        on_judged=lambda target, figures: writer.write("eval_judge", target=target, **figures),
+        on_judged=lambda target, figures: writer.emit(
+            EvalJudgeEvent.from_json({"target": target, **figures})
+        ),
         on_update=on_update,
     )
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from lorastudio.errors import StudioError
 from lorastudio.evaluate.job import EvalSummary, list_evals, summarise
 from lorastudio.evaluate.runner import RESULTS_FILE, SAMPLES_FILE
-from lorastudio.train.events import EVENTS_FILE, read_all
+from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.events import ENDED_STATUSES
 
 if TYPE_CHECKING:
     from lorastudio.train.sweep import SweepComparison, SweepEntry
@@ -156,7 +157,7 @@ def progress(summary: EvalSummary, now: float | None = None) -> Progress:
     # a task file names its task inside: the spec's names stand in until the events name them
     tasks = seen + spec_tasks[len(seen) :] if len(seen) < len(spec_tasks) else seen
     grid = {(t, k): pairs.get((t, k), "waiting") for t in targets for k in tasks}
-    ended = summary.state.finished or summary.status in ("died", "damaged")
+    ended = summary.state.finished or summary.status in ENDED_STATUSES
     if ended:
         grid = {key: ("done" if state == "done" else "waiting") for key, state in grid.items()}
     done = sum(state == "done" for state in grid.values())

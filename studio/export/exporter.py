@@ -147,7 +147,7 @@ def _write_common(
     notes: list[str] | None = None,
 ) -> None:
     from lorastudio.export.card import model_card
-    from lorastudio.train.events import load_state
+    from lorastudio.train.runstate import load_state
 
     recipe_yaml = (source.run_dir / "recipe.yaml").read_text(encoding="utf-8")
     (staging / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")

@@ -1,7 +1,9 @@
 """Stage ``train``: the detached training worker and the run directory it owns.
 
 It owns the worker process (``worker``), backend choice and model loading for training
-(``backend``), the run directory contract (``runs``, its file names and ``run.json`` in ``rundir``, ``events``;
+(``backend``), the run directory contract (``runs``, its file names and ``run.json`` in ``rundir``; the event
+kinds and the one ``Status`` type in ``events``, ``events.jsonl`` written and tailed in ``eventlog``, the one fold
+of a run's events in ``runstate``;
 what a user's reference to a run names, for every command: ``runref``;
 the listing's cache ``summaries``; what is wrong with a damaged run's files, ``damage``), hardware telemetry
 (``telemetry``), whether a model fits in the memory free now (``memoryfit``: the Launch sheet's and chat

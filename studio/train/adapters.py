@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lorastudio.errors import RunError
-from lorastudio.train.events import load_state
+from lorastudio.train.runstate import load_state
 
 ADAPTER_CONFIG = "adapter_config.json"
 MODEL_CONFIG = "config.json"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorastudio.train.events import Status
 from lorastudio.train.manage import intact_state
 from lorastudio.train.runs import RECIPE_FILE, effective_status, read_meta
 
@@ -23,7 +24,7 @@ class RunResult:
     name: str
     path: Path
     recipe: str
-    status: str
+    status: Status
     step: int
     max_steps: int
     final_loss: float | None = None

@@ -28,10 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lorastudio.errors import RunError
-from lorastudio.train.events import EVENTS_FILE, RunState, load_state
+from lorastudio.train.eventlog import EVENTS_FILE
+from lorastudio.train.events import Status
 from lorastudio.train.rundir import CHECKPOINTS_DIR, NOTE_FILE, inspect_meta
+from lorastudio.train.runstate import RunState, load_state
 
-DAMAGED = "damaged"
+DAMAGED: Status = "damaged"
 """The listing's status of a run whose files are damaged (its cause says which and how)."""
 
 

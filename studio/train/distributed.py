@@ -16,7 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lorastudio.train.events import Event, EventWriter, make_event
+from lorastudio.train.eventlog import EventWriter, checked_event
+from lorastudio.train.events import E
 
 DEFAULT_TIMEOUT_S = 1800
 """How long a collective may wait for a silent peer before the process group gives up
@@ -156,14 +157,8 @@ class NullWriter(EventWriter):
     def __init__(self) -> None:
         pass
 
-    def emit(self, event: Event) -> Event:
-        return event
-
-    def write(self, kind: str, **fields: Any) -> Event:
-        return make_event(kind, **fields)  # built (and so checked) as on rank 0, but never written
-
-    def status(self, status: str, **fields: Any) -> Event:
-        return self.write("status", status=status, **fields)
+    def emit(self, event: E) -> E:
+        return checked_event(event)  # checked as on rank 0, but never written
 
     def close(self) -> None:
         pass

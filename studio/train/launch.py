@@ -34,6 +34,7 @@ from pathlib import Path
 from lorastudio.errors import StudioError
 from lorastudio.settings import read_settings, variable
 from lorastudio.train import nodes
+from lorastudio.train.events import TERMINAL_STATUSES, StatusEvent
 from lorastudio.train.nodes import NodeSpec
 from lorastudio.train.rundir import LOG_FILE
 
@@ -294,7 +295,8 @@ class Supervisor:
                         pass
 
     def run(self) -> int:
-        from lorastudio.train.events import EVENTS_FILE, RunReader, StatusEvent
+        from lorastudio.train.eventlog import EVENTS_FILE
+        from lorastudio.train.runstate import RunReader
         from lorastudio.train.summaries import SummarizingWriter
 
         try:
@@ -365,7 +367,7 @@ class Supervisor:
         statuses = [e.status for e in reader.update() if isinstance(e, StatusEvent)]
         # This launch's own ending: a resume started after it (while this launcher was still exiting) may
         # already have appended a new `starting`, which must not read as "ended without a status".
-        finals = [s for s in statuses if s in ("done", "stopped", "failed")]
+        finals = [s for s in statuses if s in TERMINAL_STATUSES]  # `died` is never written
         if finals:
             return 0 if finals[0] in ("done", "stopped") and code == 0 else (code or 1)
         try:
@@ -381,7 +383,7 @@ class Supervisor:
         if self.node.multi:  # a peer node that went away is the cause, not rank 0 leaving on the broken link
             cause = nodes.lost_node_cause(self.run_dir, self.node, devices, launched, cause)
         writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
-        writer.status("failed", cause=cause, world_size=devices * self.node.nodes)
+        writer.emit(StatusEvent(status="failed", cause=cause, world_size=devices * self.node.nodes))
         writer.close()
         return code or 1
 
@@ -415,16 +417,16 @@ class Supervisor:
 
     def _waiting(self, cause: str) -> None:
         """Node 0's status while it waits for its peers says for what: the Runs screen and `studio runs` show it."""
-        from lorastudio.train.events import EVENTS_FILE
+        from lorastudio.train.eventlog import EVENTS_FILE
         from lorastudio.train.summaries import SummarizingWriter
 
         print(f"studio: {cause}", flush=True)
         writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
-        writer.status("queued", cause=cause)
+        writer.emit(StatusEvent(status="queued", cause=cause))
         writer.close()
 
     def _stopped_waiting(self) -> int:
-        from lorastudio.train.events import EVENTS_FILE
+        from lorastudio.train.eventlog import EVENTS_FILE
         from lorastudio.train.summaries import SummarizingWriter
 
         cause = "stopped while the nodes were meeting; it never started"
@@ -432,7 +434,7 @@ class Supervisor:
             nodes.write_report(self.run_dir, self.node.node_rank, ended=time.time(), code=0, cause=cause)
             return 0
         writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
-        writer.status("stopped", cause=cause)
+        writer.emit(StatusEvent(status="stopped", cause=cause))
         writer.close()
         return 0
 
@@ -450,7 +452,7 @@ class Supervisor:
         return code
 
     def _fail(self, cause: str) -> int:
-        from lorastudio.train.events import EVENTS_FILE
+        from lorastudio.train.eventlog import EVENTS_FILE
         from lorastudio.train.summaries import SummarizingWriter
 
         if not self.node.is_main:
@@ -458,7 +460,7 @@ class Supervisor:
             print(cause, file=sys.stderr)
             return 1
         writer = SummarizingWriter(self.run_dir / EVENTS_FILE)
-        writer.status("failed", cause=cause)
+        writer.emit(StatusEvent(status="failed", cause=cause))
         writer.close()
         print(cause, file=sys.stderr)
         return 1

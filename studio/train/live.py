@@ -6,9 +6,11 @@ import shlex
 from pathlib import Path
 
 from lorastudio.train.damage import DAMAGED
+from lorastudio.train.events import TERMINAL_STATUSES, Status
 from lorastudio.train.runs import RunSummary, list_runs, read_meta, worker_alive
 
-FINAL = ("done", "stopped", "failed", "died", "unknown")
+FINAL: frozenset[Status] = TERMINAL_STATUSES | {"unknown"}
+"""Statuses with no worker to come back to (``unknown``: a run with no status yet)."""
 
 
 def live_runs(root: Path | None = None) -> list[RunSummary]:

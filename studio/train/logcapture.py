@@ -14,7 +14,8 @@ import logging
 import warnings
 from typing import TextIO
 
-from lorastudio.train.events import EventWriter
+from lorastudio.train.eventlog import EventWriter
+from lorastudio.train.events import LogEvent
 
 LIBRARY_LOGGERS = ("transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "torch")
 MAX_DISTINCT = 200
@@ -40,7 +41,7 @@ class _Sink:
         if not message or message in self.seen or len(self.seen) >= MAX_DISTINCT:
             return
         self.seen.add(message)
-        self.writer.write("log", level=level, message=message)
+        self.writer.emit(LogEvent(level=level, message=message))
 
 
 def capture_warnings(writer: EventWriter) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lorastudio.errors import RunError
 from lorastudio.train.damage import DAMAGED, check_intact
-from lorastudio.train.events import RunState
+from lorastudio.train.events import Status, status_word
 from lorastudio.train.rundir import NOTE_FILE as NOTE_FILE
 from lorastudio.train.runs import (
     RUN_FILE,
@@ -24,12 +24,13 @@ from lorastudio.train.runs import (
     update_meta,
     worker_alive,
 )
+from lorastudio.train.runstate import RunState
 
 SORT_KEYS = ("time", "loss", "status")
 """The orders the Runs screen cycles through (and ``studio runs --sort`` accepts)."""
 
 # Live runs first (most urgent to look at), then the ones that need attention, then the settled ones.
-_STATUS_ORDER = (
+_STATUS_ORDER: tuple[Status, ...] = (
     "training",
     "saving",
     "loading data",
@@ -42,7 +43,7 @@ _STATUS_ORDER = (
     "stopped",
     "done",
 )
-RESUMABLE = frozenset({"stopped", "failed", "died"})
+RESUMABLE: frozenset[Status] = frozenset({"stopped", "failed", "died"})
 
 
 def read_note(path: Path) -> str:
@@ -217,7 +218,7 @@ def sort_runs(runs: list[RunSummary], key: str) -> list[RunSummary]:
         return sorted(by_time, key=by_figure)
     if key == "status":
         rank = {s: i for i, s in enumerate(_STATUS_ORDER)}
-        return sorted(by_time, key=lambda r: rank.get(r.status.split(" (")[0], len(rank)))
+        return sorted(by_time, key=lambda r: rank.get(status_word(r.status), len(rank)))
     if key != "time":
         raise RunError(f"unknown sort order {key!r}; choose one of {', '.join(SORT_KEYS)}")
     return by_time

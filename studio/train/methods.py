@@ -23,6 +23,7 @@ from typing import Any
 from lorastudio.errors import RecipeError
 from lorastudio.recipe import DpoSection, GrpoSection, KtoSection, OrpoSection, Recipe, RewardSection
 from lorastudio.train.backend import Hardware
+from lorastudio.train.events import MethodMetricsEvent
 
 STANDARD_LOG_KEYS = frozenset(
     {
@@ -471,6 +472,6 @@ def make_method_callback(writer: Any) -> Any:
                 return
             values = method_metrics(logs)
             if values:
-                writer.write("method_metrics", step=state.global_step, values=values)
+                writer.emit(MethodMetricsEvent(step=state.global_step, values=values))
 
     return MethodMetricsCallback()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.paths import data_dir
+from lorastudio.train.events import Status, queued_with
 
 POLL_S = 0.5
 CPU_SLOTS = 64
@@ -99,11 +100,14 @@ def device_name(cuda: bool, env: Mapping[str, str] | None = None) -> str | None:
     return "CPU" if read_settings(env).queue_cpu else None
 
 
-def queued_status(device: str) -> str:
-    return f"queued (waiting for {device})"
+def queued_status(device: str) -> Status:
+    """``queued`` with what it waits for, as the Runs screen shows it (a reader compares its prefix: see Status)."""
+    return queued_with(f"waiting for {device}")
 
 
-def take_device(cuda: bool, stop: threading.Event, write_status: Callable[[str], Any]) -> DeviceLock | bool:
+def take_device(
+    cuda: bool, stop: threading.Event, write_status: Callable[[Status], Any]
+) -> DeviceLock | bool:
     """The worker's turn on its device: the held lock, True when nothing needs locking, False if stopped."""
     device = device_name(cuda)
     if device is None:

@@ -27,7 +27,8 @@ from lorastudio.errors import RunError
 from lorastudio.paths import runs_dir
 from lorastudio.recipe import Recipe
 from lorastudio.train.damage import DAMAGED, run_problem
-from lorastudio.train.events import EVENTS_FILE, RunState
+from lorastudio.train.eventlog import EVENTS_FILE
+from lorastudio.train.events import Status, StatusEvent
 from lorastudio.train.launch import check_devices, needs_launcher, supervisor_command
 from lorastudio.train.nodes import NodeSpec, node_log
 from lorastudio.train.rundir import LOG_FILE as LOG_FILE
@@ -43,6 +44,7 @@ from lorastudio.train.rundir import (
 from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
 from lorastudio.train.rundir import RUN_FILE as RUN_FILE
 from lorastudio.train.runref import resolve_run
+from lorastudio.train.runstate import RunState
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
 
 RUN_FORMAT = 1
@@ -90,7 +92,7 @@ def create_run(recipe: Recipe, root: Path | None = None, stamp: str | None = Non
             },
         )
         writer = SummarizingWriter(path / EVENTS_FILE)
-        writer.status("queued")
+        writer.emit(StatusEvent(status="queued"))
         writer.close()
     except OSError as exc:
         raise RunError(f"cannot create a run directory under {root}: {exc.strerror or exc}") from None
@@ -229,7 +231,7 @@ def never_started(state: RunState, meta: dict[str, Any]) -> bool:
     return state.status == "queued" and not meta.get("pid") and not meta.get("slurm")
 
 
-def effective_status(state: RunState, meta: dict[str, Any], path: Path) -> str:
+def effective_status(state: RunState, meta: dict[str, Any], path: Path) -> Status:
     """The logged status, or ``died`` when a non-final status has no live worker behind it."""
     if meta.get("slurm"):
         from lorastudio.train.slurm import slurm_status
@@ -249,7 +251,7 @@ class RunSummary:
     name: str
     path: Path
     recipe: str
-    status: str
+    status: Status
     step: int
     max_steps: int
     last_loss: float | None

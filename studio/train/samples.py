@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastudio.recipe import ChatSection, Recipe
-from lorastudio.train.events import SampleEvent
+from lorastudio.train.events import LogEvent, SampleEvent
 
 Conversation = list[dict[str, str]]
 
@@ -279,10 +279,11 @@ def samples_callback(writer: Any, sampler: Sampler, stop: Any, timing: Any = Non
                 event = sampler.answer(model, step, at)
             except Exception as exc:  # a failing sample must never take training down
                 self.off = True
-                writer.write(
-                    "log",
-                    level="warning",
-                    message=f"sample replies turned off: {type(exc).__name__}: {exc}"[:300],
+                writer.emit(
+                    LogEvent(
+                        level="warning",
+                        message=f"sample replies turned off: {type(exc).__name__}: {exc}"[:300],
+                    )
                 )
                 return
             self.last_step = step

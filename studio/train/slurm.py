@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.errors import RunError, StudioError
+from lorastudio.train.events import Status, StatusEvent, queued_with
 
 SCRIPT_FILE = "slurm.sbatch"
 CACHE_S = 2.0
@@ -204,11 +205,11 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
             raise SlurmError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
     except SlurmError as exc:
         if not read_meta(run_dir).get("slurm"):  # a new run that never reached Slurm must not look queued
-            from lorastudio.train.events import EVENTS_FILE
+            from lorastudio.train.eventlog import EVENTS_FILE
             from lorastudio.train.summaries import SummarizingWriter
 
             writer = SummarizingWriter(run_dir / EVENTS_FILE)
-            writer.status("failed", cause=str(exc))
+            writer.emit(StatusEvent(status="failed", cause=str(exc)))
             writer.close()
         raise
     previous = read_meta(run_dir).get("slurm") or {}
@@ -347,16 +348,16 @@ def ended_cause(info: JobInfo) -> str | None:
 
 
 def slurm_status(
-    status: str, cause: str | None, finished: bool, meta: dict[str, Any]
-) -> tuple[str, str | None]:
+    status: Status, cause: str | None, finished: bool, meta: dict[str, Any]
+) -> tuple[Status, str | None]:
     """The status and cause to show for a Slurm run, from its events' last status and its job's state."""
     job_id = job_of(meta)
     return combine(status, cause, finished, meta, job_info(job_id) if job_id else None)
 
 
 def combine(
-    status: str, cause: str | None, finished: bool, meta: dict[str, Any], info: JobInfo | None
-) -> tuple[str, str | None]:
+    status: Status, cause: str | None, finished: bool, meta: dict[str, Any], info: JobInfo | None
+) -> tuple[Status, str | None]:
     """What the events say, corrected by what Slurm says about the job (``info``; None: Slurm knows nothing)."""
     job_id = job_of(meta)
     if info is None:
@@ -369,7 +370,7 @@ def combine(
         )
     if info.pending:
         why = info.reason if info.reason and info.reason != "None" else info.state.lower()
-        return f"queued (Slurm job {job_id} pending: {why})", None
+        return queued_with(f"Slurm job {job_id} pending: {why}"), None
     if info.running:
         # node 0's supervisor, waiting for its peers, says so in its queued status's cause (rendezvous.py)
         return ("starting", cause) if status == "queued" else (status, cause)
@@ -389,8 +390,9 @@ def combine(
 
 def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
     """SIGTERM to the job's steps (the supervisors save and stop); a job not yet training is cancelled."""
-    from lorastudio.train.events import EVENTS_FILE, fold, read_all
+    from lorastudio.train.eventlog import EVENTS_FILE, read_all
     from lorastudio.train.rundir import update_meta
+    from lorastudio.train.runstate import fold
 
     job_id = job_of(meta)
     info = job_info(job_id) if job_id else None

@@ -36,16 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.paths import cache_dir
-from lorastudio.train.events import (
-    EVENTS_FILE,
-    EVENTS_VERSION,
-    Event,
-    EventWriter,
-    RunReader,
-    RunState,
-    StatusEvent,
-    parse_event,
-)
+from lorastudio.train.eventlog import EVENTS_FILE, EventWriter
+from lorastudio.train.events import EVENTS_VERSION, E, StatusEvent, parse_event
+from lorastudio.train.runstate import RunReader, RunState
 
 CACHE_FILE = "run-summaries.json"
 CACHE_VERSION = 1
@@ -190,11 +183,11 @@ class SummarizingWriter(EventWriter):
         self._reader: RunReader | None = None
         self._summarised = -RUN_SUMMARY_EVERY_S
 
-    def emit(self, event: Event) -> Event:
-        super().emit(event)
+    def emit(self, event: E) -> E:
+        written = super().emit(event)
         if isinstance(event, StatusEvent) or time.monotonic() - self._summarised >= RUN_SUMMARY_EVERY_S:
             self.write_summary()
-        return event
+        return written
 
     def close(self) -> None:
         super().close()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lorastudio.train.events import TelemetryEvent
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,18 @@ def torch_peak_reserved_mb() -> float | None:
     return None
 
 
-def telemetry_event(nvml: Nvml, pid: int | list[int] | None = None) -> dict[str, Any]:
+def telemetry_event(nvml: Nvml, pid: int | list[int] | None = None) -> TelemetryEvent:
     """GPU and host figures; with a list of pids (a run's processes) the host figures are the first one's."""
-    return {
-        "gpus": [asdict(g) for g in nvml.sample(pid)],
-        "gpu_note": None if nvml.available else nvml.reason,
-        "torch_peak_reserved_mb": torch_peak_reserved_mb(),
-        **host_sample(pid[0] if isinstance(pid, list) else pid),
-    }
+    from lorastudio.train.events import GpuReading, TelemetryEvent
+
+    host = host_sample(pid[0] if isinstance(pid, list) else pid)
+    return TelemetryEvent(
+        gpus=tuple(GpuReading(**asdict(g)) for g in nvml.sample(pid)),
+        gpu_note=None if nvml.available else nvml.reason,
+        torch_peak_reserved_mb=torch_peak_reserved_mb(),
+        rss_mb=host["rss_mb"],
+        cpu_pct=host["cpu_pct"],
+        host_cpu_pct=host["host_cpu_pct"],
+        host_ram_used_mb=host["host_ram_used_mb"],
+        host_ram_total_mb=host["host_ram_total_mb"],
+    )

@@ -15,6 +15,7 @@ from lorastudio.data.encode import IGNORE_INDEX
 from lorastudio.errors import StudioError
 from lorastudio.recipe import Recipe
 from lorastudio.train.backend import Hardware
+from lorastudio.train.events import LogEvent, StatusEvent
 
 
 def is_vision_recipe(recipe: Recipe) -> bool:
@@ -156,18 +157,19 @@ def start_vision(
             "train.devices: a vision-language model trains on one device for now; set train.devices: 1"
         )
     model, processor = load_vlm_for_training(
-        recipe, hw, throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0)
+        recipe, hw, throttled(lambda f, m: writer.emit(LogEvent(message=f"model: {m}")), 2.0)
     )
-    writer.status("loading data", source=recipe.data.source)
+    writer.emit(StatusEvent(status="loading data", source=recipe.data.source))
     with dist.main_first(where):
         train_rows, eval_rows, fmt = vision_rows(recipe, processor)
     images = sum(len(r["images"]) for r in train_rows)
-    writer.write(
-        "log",
-        message=f"{len(train_rows)} training samples ({fmt}, {images} images), {len(eval_rows)} eval samples",
+    writer.emit(
+        LogEvent(
+            message=f"{len(train_rows)} training samples ({fmt}, {images} images), {len(eval_rows)} eval samples",
+        )
     )
     if recipe.train.samples.enabled:
-        writer.write("log", message="no sample replies: a vision run does not sample replies yet")
+        writer.emit(LogEvent(message="no sample replies: a vision run does not sample replies yet"))
     if not hw.cuda:
         from lorastudio.train.queue import cpu_share_callback
 

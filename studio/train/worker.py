@@ -23,7 +23,15 @@ from lorastudio.quiet import quiet_libraries
 from lorastudio.settings import read_settings
 from lorastudio.train import distributed as dist
 from lorastudio.train.backend import OOM_HINTS, oom_cause
-from lorastudio.train.events import EVENTS_FILE, EventWriter
+from lorastudio.train.eventlog import EVENTS_FILE, EventWriter
+from lorastudio.train.events import (
+    CheckpointEvent,
+    CompletionsEvent,
+    EvalEvent,
+    LogEvent,
+    MetricsEvent,
+    StatusEvent,
+)
 from lorastudio.train.logcapture import capture_warnings
 from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
 from lorastudio.train.summaries import SummarizingWriter
@@ -72,7 +80,7 @@ def _telemetry_loop(writer: EventWriter, done: threading.Event, several: bool = 
     while not done.wait(TELEMETRY_INTERVAL_S):
         with contextlib.suppress(Exception):  # telemetry must never take training down
             # every local GPU; "this run" memory counts all of the run's processes
-            writer.write("telemetry", **telemetry_event(nvml, dist.run_pids() if several else None))
+            writer.emit(telemetry_event(nvml, dist.run_pids() if several else None))
 
 
 def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
@@ -90,11 +98,13 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = self.last_time = time.monotonic()
             self.last_tokens = state.num_input_tokens_seen or 0
-            writer.status(
-                "training",
-                max_steps=state.max_steps or max_steps_hint,
-                step=state.global_step,
-                world_size=args.world_size,
+            writer.emit(
+                StatusEvent(
+                    status="training",
+                    max_steps=state.max_steps or max_steps_hint,
+                    step=state.global_step,
+                    world_size=args.world_size,
+                )
             )
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -107,12 +117,13 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             if "eval_loss" in logs:
-                writer.write(
-                    "eval",
-                    step=state.global_step,
-                    epoch=round(state.epoch or 0, 4),
-                    eval_loss=logs["eval_loss"],
-                    eval_runtime_s=logs.get("eval_runtime"),
+                writer.emit(
+                    EvalEvent(
+                        step=state.global_step,
+                        epoch=round(state.epoch or 0, 4),
+                        eval_loss=logs["eval_loss"],
+                        eval_runtime_s=logs.get("eval_runtime"),
+                    )
                 )
                 self.last_time = time.monotonic()  # eval time is not training time: keep it out of tokens/s
                 return
@@ -130,31 +141,33 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
                 if state.max_steps
                 else None
             )
-            writer.write(
-                "metrics",
-                step=state.global_step,
-                max_steps=state.max_steps,
-                epoch=round(state.epoch or 0, 4),
-                loss=logs.get("loss"),
-                learning_rate=logs.get("learning_rate"),
-                grad_norm=logs.get("grad_norm"),
-                tokens_per_s=round(tps, 1) if tps else None,
-                tokens_seen=tokens,
-                eta_s=round(eta, 1) if eta is not None else None,
-                elapsed_s=round(elapsed, 2),
+            writer.emit(
+                MetricsEvent(
+                    step=state.global_step,
+                    max_steps=state.max_steps,
+                    epoch=round(state.epoch or 0, 4),
+                    loss=logs.get("loss"),
+                    learning_rate=logs.get("learning_rate"),
+                    grad_norm=logs.get("grad_norm"),
+                    tokens_per_s=round(tps, 1) if tps else None,
+                    tokens_seen=tokens,
+                    eta_s=round(eta, 1) if eta is not None else None,
+                    elapsed_s=round(elapsed, 2),
+                )
             )
 
         def on_save(self, args, state, control, **kwargs):
             best = state.best_model_checkpoint  # tracked by the trainer when eval data exists
             by = args.metric_for_best_model
             by = None if by in (None, "eval_loss", "loss") else by  # else train.best_by's task score
-            writer.write(
-                "checkpoint",
-                step=state.global_step,
-                best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
-                best_eval_loss=state.best_metric if best and by is None else None,
-                best_by=by if best else None,
-                best_score=state.best_metric if best and by is not None else None,
+            writer.emit(
+                CheckpointEvent(
+                    step=state.global_step,
+                    best_checkpoint=f"checkpoints/{Path(best).name}" if best else None,
+                    best_eval_loss=state.best_metric if best and by is None else None,
+                    best_by=by if best else None,
+                    best_score=state.best_metric if best and by is not None else None,
+                )
             )
 
     return EventsCallback()
@@ -170,14 +183,17 @@ def _samples_callbacks(recipe, tokenizer, writer: EventWriter, stop: StopFlag, t
     try:
         sampler = build_sampler(recipe, tokenizer)
     except Exception as exc:  # samples are a view on training, never a reason for it to fail
-        writer.write("log", level="warning", message=f"no sample replies: {type(exc).__name__}: {exc}"[:300])
+        writer.emit(
+            LogEvent(level="warning", message=f"no sample replies: {type(exc).__name__}: {exc}"[:300])
+        )
         return []
     if sampler is None:
         return []
-    writer.write(
-        "log",
-        message=f"sample replies: {len(sampler.prompts)} prompts, "
-        f"up to {sampler.max_new_tokens} tokens each, at every evaluation",
+    writer.emit(
+        LogEvent(
+            message=f"sample replies: {len(sampler.prompts)} prompts, "
+            f"up to {sampler.max_new_tokens} tokens each, at every evaluation",
+        )
     )
     return [samples_callback(writer, sampler, stop, timing)]
 
@@ -268,18 +284,19 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
             recipe,
             backend,
             hw,
-            progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0),
+            progress=throttled(lambda f, m: writer.emit(LogEvent(message=f"model: {m}")), 2.0),
         )
-    writer.status("loading data", source=recipe.data.source)
+    writer.emit(StatusEvent(status="loading data", source=recipe.data.source))
     with dist.main_first(where):
         data = prepare_method_data(recipe, tokenizer)
     skipped = ", ".join(f"{n} {why}" for why, n in data.stats.skipped.most_common())
-    writer.write(
-        "log",
-        message=f"{len(data.train)} {recipe.train.method} training rows ({data.encoder.format})"
-        f", {len(data.eval)} eval rows"
-        + (f"; skipped: {skipped}" if skipped else "")
-        + (" (prepared-data cache)" if data.cached else ""),
+    writer.emit(
+        LogEvent(
+            message=f"{len(data.train)} {recipe.train.method} training rows ({data.encoder.format})"
+            f", {len(data.eval)} eval rows"
+            + (f"; skipped: {skipped}" if skipped else "")
+            + (" (prepared-data cache)" if data.cached else ""),
+        )
     )
     callbacks = [make_callback(writer, stop, recipe.train.max_steps or 0), make_method_callback(writer)]
     callbacks += _samples_callbacks(recipe, tokenizer, writer, stop, callbacks[0], where)
@@ -290,7 +307,7 @@ def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tra
         callbacks.append(cpu_share_callback())
 
     def samples(recent):
-        writer.write("completions", samples=recent)
+        writer.emit(CompletionsEvent(samples=tuple(recent)))
 
     trainer = build_method_trainer(
         recipe,
@@ -350,7 +367,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     stop.install()
     if where.is_main and read_settings().supervisor_pid is None:  # else run.json keeps the supervisor's
         update_meta(run_dir, pid=os.getpid(), pid_started=_own_start_time())
-    writer.status("starting", pid=os.getpid(), resume=resume, world_size=where.world_size)
+    writer.emit(StatusEvent(status="starting", pid=os.getpid(), resume=resume, world_size=where.world_size))
     telemetry_done = threading.Event()
     if where.is_main:
         threading.Thread(
@@ -373,19 +390,25 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if not where.distributed:
             from lorastudio.train.queue import take_device
 
-            device_lock = take_device(hw.cuda, stop.event, writer.status)  # held until this process ends
+            device_lock = take_device(
+                hw.cuda, stop.event, lambda status: writer.emit(StatusEvent(status=status))
+            )  # held until this process ends
             if device_lock is False:
-                writer.status("stopped", cause="stopped while queued; it never started")
+                writer.emit(StatusEvent(status="stopped", cause="stopped while queued; it never started"))
                 return 0
         backend = choose_backend(hw, devices=where.world_size)
         from lorastudio.train.loravariants import backend_for
 
         if backend_for(recipe, backend) != backend:
             backend = backend_for(recipe, backend)
-            writer.write(
-                "log", message="the lora section's variants train with transformers + peft, not unsloth"
+            writer.emit(
+                LogEvent(message="the lora section's variants train with transformers + peft, not unsloth")
             )
-        writer.status("loading model", backend=backend, device=hw.device_name, model=recipe.model.name)
+        writer.emit(
+            StatusEvent(
+                status="loading model", backend=backend, device=hw.device_name, model=recipe.model.name
+            )
+        )
         from lorastudio.models.sources import throttled
         from lorastudio.train.backend import load_for_training
         from lorastudio.train.vision import is_vision_recipe, start_vision
@@ -404,15 +427,17 @@ def run(run_dir: Path, resume: bool = False) -> int:
                     recipe,
                     backend,
                     hw,
-                    progress=throttled(lambda f, m: writer.write("log", message=f"model: {m}"), 2.0),
+                    progress=throttled(lambda f, m: writer.emit(LogEvent(message=f"model: {m}")), 2.0),
                 )
-            writer.status("loading data", source=recipe.data.source)
+            writer.emit(StatusEvent(status="loading data", source=recipe.data.source))
             with dist.main_first(where):
                 train_rows, eval_rows, fmt = encode_for_training(
-                    recipe, tokenizer, throttled(lambda f, m: writer.write("log", message=f"data: {m}"), 2.0)
+                    recipe,
+                    tokenizer,
+                    throttled(lambda f, m: writer.emit(LogEvent(message=f"data: {m}")), 2.0),
                 )
-            writer.write(
-                "log", message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples"
+            writer.emit(
+                LogEvent(message=f"{len(train_rows)} training samples ({fmt}), {len(eval_rows)} eval samples")
             )
             max_steps_hint = recipe.train.max_steps or 0
             callbacks = [make_callback(writer, stop, max_steps_hint)]
@@ -431,9 +456,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
         _give_trainer(trainer)
         checkpoint = latest_checkpoint(run_dir) if resume else None
         if resume and checkpoint is None:
-            writer.write("log", message="no checkpoint found; starting from step 0")
+            writer.emit(LogEvent(message="no checkpoint found; starting from step 0"))
         if checkpoint is not None:
-            writer.write("log", message=f"resuming from {checkpoint.name}")
+            writer.emit(LogEvent(message=f"resuming from {checkpoint.name}"))
         if not dist.any_rank(stop.event.is_set()):
             from lorastudio.train.rewards import RewardsStopped
 
@@ -444,7 +469,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         else:
             stop.event.set()
         stop.saving = True
-        writer.status("saving", step=trainer.state.global_step)
+        writer.emit(StatusEvent(status="saving", step=trainer.state.global_step))
         if recipe.train.tuning != "lora":  # full or freeze: the whole model, in model/
             adapter = _save_full(trainer, tokenizer, run_dir, where)
         elif trainer.is_fsdp_enabled:
@@ -457,38 +482,46 @@ def run(run_dir: Path, resume: bool = False) -> int:
         # while rank 0 was still saving was seen killed by SIGABRT on a loaded machine.
         dist.barrier()
         if stop.event.is_set():
-            writer.status(
-                "stopped",
-                step=trainer.state.global_step,
-                adapter=str(adapter),
-                cause=f"stopped by {stop.signal_name or 'a stop request'}; "
-                f"{adapter.name} saved at step {trainer.state.global_step}",
+            writer.emit(
+                StatusEvent(
+                    status="stopped",
+                    step=trainer.state.global_step,
+                    adapter=str(adapter),
+                    cause=f"stopped by {stop.signal_name or 'a stop request'}; "
+                    f"{adapter.name} saved at step {trainer.state.global_step}",
+                )
             )
         else:
-            writer.status("done", step=trainer.state.global_step, adapter=str(adapter))
+            writer.emit(StatusEvent(status="done", step=trainer.state.global_step, adapter=str(adapter)))
         return 0
     except StudioError as exc:
-        writer.status("failed", cause=str(exc))
+        writer.emit(StatusEvent(status="failed", cause=str(exc)))
         return 1
     except StopNow as exc:
-        writer.status(
-            "stopped",
-            cause=f"stopped at once by a second {exc}, without saving; "
-            "`studio resume` starts from the last checkpoint",
+        writer.emit(
+            StatusEvent(
+                status="stopped",
+                cause=f"stopped at once by a second {exc}, without saving; "
+                "`studio resume` starts from the last checkpoint",
+            )
         )
         return 0
     except BaseException as exc:  # the run must end with a status whatever happened
         tail = "".join(traceback.format_exception(exc)[-6:])
         if where.distributed and (dist.is_comm_error(exc) or not where.is_main):
             # a peer died or went silent: the launcher's supervisor names the process that failed first
-            writer.write("log", message=f"{type(exc).__name__}: {exc}"[:500], rank_error=True)
+            writer.emit(LogEvent(message=f"{type(exc).__name__}: {exc}"[:500], rank_error=True))
             print(f"studio rank {where.rank} failed: {type(exc).__name__}: {exc}"[:1000], file=sys.stderr)
             print(tail, file=sys.stderr)
             return 1
         if "out of memory" in str(exc).lower():
-            writer.status("failed", cause=oom_cause(str(exc)), hints=OOM_HINTS, traceback=tail)
+            writer.emit(
+                StatusEvent(
+                    status="failed", cause=oom_cause(str(exc)), hints=tuple(OOM_HINTS), traceback=tail
+                )
+            )
         else:
-            writer.status("failed", cause=f"{type(exc).__name__}: {exc}", traceback=tail)
+            writer.emit(StatusEvent(status="failed", cause=f"{type(exc).__name__}: {exc}", traceback=tail))
         print(tail, file=sys.stderr)
         return 1
     finally:
