@@ -872,6 +872,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise StudioError(
             f"--mark {args.mark}: needs --prompt or --prompts (in the Chat screen, + and - mark a reply)"
         )
+    if args.save_to and not (args.mark or interactive):  # nothing would be saved: not silently dropped
+        raise StudioError(
+            f"--save-to {args.save_to}: keeps the replies marked with --mark good|bad; add --mark "
+            "(or leave out --prompt and --prompts to mark replies in the Chat screen)"
+        )
     if args.mark or (interactive and args.save_to):
         _feedback_log(args)  # a destination that cannot be written is refused before any reply is made
     if args.image and args.prompt is None:
