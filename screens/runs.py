@@ -605,11 +605,11 @@ class RunsScreen(Screen[None]):
             from lorastudio.train.manage import delete_run
 
             try:
-                delete_run(run.path)
+                said = delete_run(run.path)
             except StudioError as exc:
                 self.notify(str(exc), title="cannot delete", severity="error")
                 return
-            self.notify(f"deleted {run.name}")
+            self.notify(said)
             self._show([row for row in self.rows if row.summary.name != run.name])
 
         self.app.push_screen(

@@ -653,8 +653,7 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1
-    delete_run(run_dir)
-    print(f"deleted {run_dir.name}")
+    print(delete_run(run_dir))
     return 0
 
 
