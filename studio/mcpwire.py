@@ -65,6 +65,8 @@ def check_line(line: str) -> Answer | None:
         message = json.loads(line)
     except ValueError as exc:
         return error(None, mcp_types.PARSE_ERROR, f"parse error: the line is not JSON ({exc})")
+    except RecursionError:  # thousands of nested arrays or objects: Python's reader gives up
+        return error(None, mcp_types.PARSE_ERROR, "parse error: the line is nested too deep to read")
     if not isinstance(message, dict):
         batch = " (batches are not supported)" if isinstance(message, list) else ""
         return error(

@@ -101,6 +101,23 @@ MALFORMED = [
     ("garbage", PARSE, None, "parse error: the line is not JSON"),
     ('{"jsonrpc": "2.0", "id": 3, "method": "tools/list"', PARSE, None, "parse error"),
     (b"\xff\xfe{not utf-8", PARSE, None, "parse error"),
+    pytest.param(
+        "[" * 100_000 + "]" * 100_000,
+        PARSE,
+        None,
+        "parse error: the line is nested too deep to read",
+        id="nested-too-deep",
+    ),
+    pytest.param(
+        '{"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "list_runs", "arguments": {"x": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}}}",
+        PARSE,
+        None,
+        "nested too deep",
+        id="arguments-nested-too-deep",
+    ),
     ("[]", INVALID_REQUEST, None, "expected an object, got an array (batches are not supported)"),
     ("42", INVALID_REQUEST, None, "expected an object, got an integer"),
     ('{"jsonrpc": "2.0", "id": {"a": 1}, "method": "tools/list"}', INVALID_REQUEST, None, "not an object"),
