@@ -746,8 +746,7 @@ def _do_work(run: RunSummary, work: RunWork) -> str:
     if work == "delete":
         from lorastudio.train.manage import delete_run
 
-        delete_run(run.path)
-        return f"deleted {run.name}"
+        return delete_run(run.path)  # what it removed: a linked run loses only its link
     if work == "resume":
         from lorastudio.train.manage import resume_run
 

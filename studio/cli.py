@@ -654,8 +654,7 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1
-    delete_run(run_dir)
-    print(f"deleted {run_dir.name}")
+    print(delete_run(run_dir))
     return 0
 
 
@@ -872,6 +871,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if interactive and args.mark:
         raise StudioError(
             f"--mark {args.mark}: needs --prompt or --prompts (in the Chat screen, + and - mark a reply)"
+        )
+    if args.save_to and not (args.mark or interactive):  # nothing would be saved: not silently dropped
+        raise StudioError(
+            f"--save-to {args.save_to}: keeps the replies marked with --mark good|bad; add --mark "
+            "(or leave out --prompt and --prompts to mark replies in the Chat screen)"
         )
     if args.mark or (interactive and args.save_to):
         _feedback_log(args)  # a destination that cannot be written is refused before any reply is made

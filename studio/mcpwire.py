@@ -5,7 +5,8 @@ params that are not an object), so the client waits forever. Here each line is c
 says: -32700 for a line that is not JSON, -32600 for one that is not a request (bad ``jsonrpc``, ``id`` or
 ``method``; answered with the id null when the id itself is bad), -32602 for a request whose params are not
 an object or a ``tools/call`` whose ``name`` or ``arguments`` are malformed, each with a message saying what is
-wrong. Lines that pass go to the SDK unchanged; blank lines are skipped.
+wrong. Lines that pass go to the SDK unchanged; blank lines are skipped. When the client closes stdin the
+server leaves only after answering each request it took (the SDK would drop the tool calls still running).
 
 A tool call's own failures are tool errors (``isError``, the model's to read and correct) carrying one line:
 a :class:`StudioError`'s message as the CLI prints it, the arguments that do not fit the tool's schema, or
@@ -64,6 +65,8 @@ def check_line(line: str) -> Answer | None:
         message = json.loads(line)
     except ValueError as exc:
         return error(None, mcp_types.PARSE_ERROR, f"parse error: the line is not JSON ({exc})")
+    except RecursionError:  # thousands of nested arrays or objects: Python's reader gives up
+        return error(None, mcp_types.PARSE_ERROR, "parse error: the line is nested too deep to read")
     if not isinstance(message, dict):
         batch = " (batches are not supported)" if isinstance(message, list) else ""
         return error(
@@ -177,17 +180,39 @@ class StudioServer(MCPServer):
 
 # -- the wire ---------------------------------------------------------------------------------------
 class _Wire:
-    """The client's end of stdout: whole lines, one writer at a time (the SDK's answers and ours)."""
+    """The client's end of stdout: whole lines, one writer at a time (the SDK's answers and ours), and the
+    ids of the requests handed to the SDK that it has not answered yet."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._lock = threading.Lock()
+        self._unanswered: set[str | int] = set()
+
+    def taken(self, request_id: str | int) -> None:
+        """A request the SDK will answer (or a cancelled one, with ``answered``)."""
+        with self._lock:
+            self._unanswered.add(request_id)
+
+    def answered(self, request_id: Any) -> None:
+        with self._lock:
+            self._unanswered.discard(request_id)
+
+    @property
+    def waiting(self) -> bool:
+        with self._lock:
+            return bool(self._unanswered)
 
     def send(self, text: str) -> None:
         data = text.encode("utf-8")
+        try:
+            sent = json.loads(text)
+        except ValueError:
+            sent = None
         with self._lock:
             while data:
                 data = data[os.write(self._fd, data) :]
+            if isinstance(sent, dict) and ("result" in sent or "error" in sent) and _valid_id(sent.get("id")):
+                self._unanswered.discard(sent["id"])
 
     async def write(self, text: str) -> None:
         await anyio.to_thread.run_sync(self.send, text)
@@ -210,14 +235,29 @@ class _CheckedLines:
         while True:
             raw = await anyio.to_thread.run_sync(self._source.readline)
             if not raw:
+                # The client closed its end: the SDK would drop the calls still running, so the end of
+                # input waits until each request it took has been answered.
+                while self._wire.waiting:
+                    await anyio.sleep(0.05)
                 raise StopAsyncIteration
             line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             answer = check_line(line)
             if answer is None:
+                self._note(json.loads(line))
                 return line
             await self._wire.write(json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def _note(self, message: dict[str, Any]) -> None:
+        """Keep count of what the SDK owes an answer: a request it takes, less one the client cancels (the
+        SDK answers no cancelled request)."""
+        if "method" not in message:
+            return
+        if "id" in message:
+            self._wire.taken(message["id"])
+        elif message["method"] == "notifications/cancelled" and isinstance(message.get("params"), dict):
+            self._wire.answered(message["params"].get("requestId"))
 
 
 @contextmanager

@@ -237,6 +237,24 @@ def test_mark_needs_a_prompt(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["--prompt", "--prompts"])
+def test_save_to_without_mark_is_refused_not_ignored(
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--save-to` only keeps marked replies: with --prompt and no --mark nothing would be saved, so the
+    reply a user meant to keep is refused before any model loads, not generated and dropped."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What does a cow say?\n")
+    target = tmp_path / "fb.jsonl"
+    text = "hi" if mode == "--prompt" else str(prompts)
+    assert main(["chat", "some-run", mode, text, "--save-to", str(target)]) == 2
+    assert capsys.readouterr().err == (
+        f"studio: --save-to {target}: keeps the replies marked with --mark good|bad; add --mark "
+        "(or leave out --prompt and --prompts to mark replies in the Chat screen)\n"
+    )
+    assert not target.exists()
+
+
 # -- the feedback file, checked before any reply ----------------------------------------------------
 @pytest.fixture
 def adapterless_run(tmp_path: Path) -> Path:

@@ -102,6 +102,15 @@ DAMAGES: dict[str, tuple[Callable[[Path], Any], str]] = {
         f"note.txt is not text (binary data at byte 0); `studio runs note {MIDDLE} --clear` replaces it",
     ),
     "checkpoints a file": (lambda r: (r / "checkpoints").write_text(""), "checkpoints is a file"),
+    # nested deeper than Python's JSON reader recurses: RecursionError, not ValueError
+    "run.json nested too deep": (
+        lambda r: (r / "run.json").write_text("[" * 100_000 + "]" * 100_000),
+        "run.json is not valid JSON: nested too deep",
+    ),
+    "events.jsonl a line nested too deep": (
+        _insert_line('{"v": 1, "kind": "metrics", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "events.jsonl: line 6 is not an event: not JSON",
+    ),
 }
 
 
@@ -266,7 +275,14 @@ def test_a_summary_that_says_failed_over_a_finished_run_is_dropped_and_resume_re
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x00\xff\xfe garbage", b"[]", b'{"version": [1, 1], "offset": "x"}', b'{"version": [1, 1], "offs'],
+    [
+        b"\x00\xff\xfe garbage",
+        b"[]",
+        b'{"version": [1, 1], "offset": "x"}',
+        b'{"version": [1, 1], "offs',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["binary", "array", "wrong-type", "cut-off", "nested-too-deep"],
 )
 def test_a_garbage_summary_is_dropped_and_the_run_lists_from_its_events(root: Path, garbage: bytes) -> None:
     from lorastudio.train.summaries import RUN_SUMMARY_FILE

@@ -101,6 +101,23 @@ MALFORMED = [
     ("garbage", PARSE, None, "parse error: the line is not JSON"),
     ('{"jsonrpc": "2.0", "id": 3, "method": "tools/list"', PARSE, None, "parse error"),
     (b"\xff\xfe{not utf-8", PARSE, None, "parse error"),
+    pytest.param(
+        "[" * 100_000 + "]" * 100_000,
+        PARSE,
+        None,
+        "parse error: the line is nested too deep to read",
+        id="nested-too-deep",
+    ),
+    pytest.param(
+        '{"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "list_runs", "arguments": {"x": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}}}",
+        PARSE,
+        None,
+        "nested too deep",
+        id="arguments-nested-too-deep",
+    ),
     ("[]", INVALID_REQUEST, None, "expected an object, got an array (batches are not supported)"),
     ("42", INVALID_REQUEST, None, "expected an object, got an integer"),
     ('{"jsonrpc": "2.0", "id": {"a": 1}, "method": "tools/list"}', INVALID_REQUEST, None, "not an object"),
@@ -164,6 +181,40 @@ def test_blank_lines_and_answers_to_nothing_get_no_answer(raw_server: RawServer)
     raw_server.send("   ")
     raw_server.send('{"jsonrpc": "2.0", "id": 500, "result": {}}')  # a response: never answered
     assert raw_server.request(101, "ping")["id"] == 101  # the next answer is the ping's
+
+
+def test_requests_sent_before_the_client_closes_stdin_are_all_answered() -> None:
+    """A client that writes its requests and closes its end (a script, `printf ... | studio mcp`) still gets
+    every answer: the server leaves only once each request it took has been answered, not at end of input."""
+    server = RawServer(STUDIO_BIN, "mcp")
+    hello = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "eof", "version": "1"},
+    }
+    lines = [
+        {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_runs", "arguments": {}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "run_status", "arguments": {"run": ""}},
+        },
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 4, "method": "ping"},
+    ]
+    for line in lines:
+        server.send(json.dumps(line))
+    stderr = server.close()
+    assert server.process.returncode == 0, stderr
+    assert server.process.stdout is not None
+    answers = [json.loads(line) for line in (server._buffer + server.process.stdout.read()).splitlines()]
+    assert sorted(answer["id"] for answer in answers) == [0, 1, 2, 3, 4]
+    status = next(answer for answer in answers if answer["id"] == 2)
+    assert status["result"]["isError"] is True
+    assert status["result"]["content"][0]["text"].startswith("empty run reference ''")
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,42 @@ def test_node_spec_checks_its_flags() -> None:
     assert nodes.ranks_of(1, 4) == range(4, 8)
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "h:²",
+        "h:٣",
+        "a\nb:29500",
+        "a b:29500",
+        "h;rm -rf ~:29500",
+        ":29500",
+        "h:0",
+        "h:65536",
+        "[::1:29500",
+        "h:+1",
+    ],
+)
+def test_a_main_address_that_is_not_host_and_port_is_refused_naming_it(address: str) -> None:
+    """Host and port as a machine reads them: a host name or IP address (an IPv6 one in brackets) and an ASCII
+    port 1-65535; anything else (a line break, a blank, a superscript digit) is named, never a traceback."""
+    with pytest.raises(StudioError) as err:
+        nodes.node_spec(2, 0, address)
+    assert str(err.value).startswith(f"--main-address {address!r}: give node 0's HOST:PORT")
+
+
+@pytest.mark.parametrize(
+    ("address", "host", "port"),
+    [
+        ("node001:29500", "node001", 29500),
+        ("10.0.0.7:1", "10.0.0.7", 1),
+        ("[fe80::1%eth0]:29500", "fe80::1%eth0", 29500),
+        ("gpu-3.cluster.local:65535", "gpu-3.cluster.local", 65535),
+    ],
+)
+def test_a_main_address_is_read_as_host_and_port(address: str, host: str, port: int) -> None:
+    assert nodes.parse_address(address) == (host, port)
+
+
 def test_accelerate_command_for_a_node(tmp_path: Path) -> None:
     node = nodes.NodeSpec(2, 1, "node001", 29600)
     cmd = launch.accelerate_command(tmp_path, 4, "ddp", python="py", node=node)

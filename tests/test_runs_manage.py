@@ -93,6 +93,23 @@ def test_delete_cli_asks_for_yes_when_not_at_a_terminal(runs_root: Path) -> None
     assert not (runs_root / name).exists()
 
 
+@pytest.mark.parametrize("how", ["name", "path of the link"])
+def test_deleting_a_linked_run_removes_the_link_and_keeps_its_folder(
+    runs_root: Path, tmp_path: Path, how: str
+) -> None:
+    """A run folder kept elsewhere (a bigger disk) and linked into the runs folder: delete takes the link away
+    and leaves the folder it points to whole (it used to lose run.json there, then fail with the link hidden)."""
+    elsewhere = write_run(tmp_path / "big-disk", "kept-elsewhere", created=1_790_000_000.0)
+    kept = sorted(p.relative_to(elsewhere) for p in elsewhere.rglob("*"))
+    link = runs_root / "kept-elsewhere"
+    link.symlink_to(elsewhere)
+    assert "kept-elsewhere" in [r.name for r in runs.list_runs(runs_root)]
+    out = cli("runs", "delete", "kept-elsewhere" if how == "name" else str(link), "--yes")
+    assert out.stdout.strip() == f"deleted the link kept-elsewhere (its folder {elsewhere} is kept)"
+    assert not link.is_symlink() and not list(runs_root.glob(".*deleting"))
+    assert sorted(p.relative_to(elsewhere) for p in elsewhere.rglob("*")) == kept
+
+
 def test_sort_orders(runs_root: Path) -> None:
     listed = runs.list_runs(runs_root)
     assert [r.name[:4] for r in manage.sort_runs(listed, "time")] == ["qwen", "tiny", "tiny"]

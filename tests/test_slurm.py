@@ -450,6 +450,53 @@ def test_stop_mid_run_then_resume_loses_no_step(slurm_cluster: Path) -> None:
     assert [e["step"] for e in after if e["kind"] == "metrics"] == list(range(stop_step + 1, 41))
 
 
+def test_stop_cancels_only_a_job_proven_the_runs_own(slurm_cluster: Path, tmp_path: Path) -> None:
+    """A run directory copied from a Slurm run (or an old one whose job id Slurm gave out again) records a job
+    that is not its own: `studio stop` proves the job is this run's (its name and its log file) before any
+    scancel, else reports no live worker and cancels nothing."""
+    from runs_fixtures import write_run
+
+    from lorastudio.paths import runs_dir
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for case in ("another-job", "same-job-name"):
+        run_name = f"{case}-{tmp_path.name}"
+        job_name = "someone-else" if case == "another-job" else f"studio-{run_name}"
+        sub = subprocess.run(
+            ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={elsewhere}/{case}.log"]
+            + ["--wrap", "sleep 300"],
+            capture_output=True,
+            text=True,
+        )
+        assert sub.returncode == 0, sub.stderr
+        foreign = sub.stdout.strip().split(";")[0]
+        wait_for(lambda: slurm.job_info(foreign) is not None, timeout=30, every=0.5)  # noqa: B023
+        run_dir = write_run(runs_dir(), run_name, created=time.time(), final="training")
+        meta = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**meta, "slurm": {"job_id": foreign}}))
+        result = studio("stop", run_dir.name)
+        assert result.stderr.strip() == f"{run_dir.name}: no live worker", result.stdout + result.stderr
+        slurm._cache.clear()
+        info = slurm.job_info(foreign)
+        assert info is not None and (info.pending or info.running), info
+        subprocess.run(["scancel", foreign], capture_output=True)
+    # the run's own job, as its script names it and points its log, is stopped
+    run_dir = write_run(runs_dir(), f"own-{tmp_path.name}", created=time.time(), final="training")
+    sub = subprocess.run(
+        ["sbatch", "--parsable", f"--job-name=studio-{run_dir.name}", f"--output={run_dir}/worker.log"]
+        + ["--wrap", "sleep 300"],
+        capture_output=True,
+        text=True,
+    )
+    own = sub.stdout.strip().split(";")[0]
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "slurm": {"job_id": own}}))
+    wait_for(lambda: slurm.job_info(own) is not None, timeout=30, every=0.5)
+    result = studio("stop", run_dir.name)
+    assert result.stdout.strip() == f"asked {run_dir.name} to save and stop", result.stdout + result.stderr
+
+
 @pytest.mark.slow
 def test_time_limit_shows_as_the_cause(slurm_cluster: Path) -> None:
     run_dir = submit("train.max_steps=100000", "train.save_steps=100000", flags=("--time", "1"))

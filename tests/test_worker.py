@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,23 @@ def test_sigterm_saves_and_stops(tiny_model: Path) -> None:
     assert state.status == "stopped" and "SIGTERM" in (state.cause or "")
     assert (run_dir / "adapter" / "adapter_config.json").exists()
     assert state.step < 100000
+
+
+def test_a_loss_that_is_no_longer_a_number_fails_the_run_naming_the_step(tiny_model: Path) -> None:
+    """A learning rate far too high makes the weights NaN. Transformers' own log hides such a step (it logs the
+    window's mean of the finite losses), so the run went on and ended `done` with a NaN adapter: it now fails at
+    the first non-finite loss, naming the step and the field to change, and saves no adapter."""
+    run_dir = _small_run("train.max_steps=30", "train.learning_rate=1e8", "train.save_steps=100000")
+    result = run_worker(run_dir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    state = state_of(run_dir)
+    assert state.status == "failed"
+    assert re.fullmatch(
+        r"the training loss is (nan|inf|-inf) at step \d+: the weights are no longer numbers, so nothing more "
+        r"is learnt and no adapter is saved \(lower train\.learning_rate or raise train\.warmup_steps\)",
+        state.cause or "",
+    ), state.cause
+    assert not (run_dir / "adapter").exists()
 
 
 @pytest.mark.slow

@@ -108,7 +108,7 @@ class EventTail:
                 continue
             try:
                 value = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep for Python's reader
                 self.skipped += 1
                 continue
             if isinstance(value, dict) and "kind" in value:
@@ -129,7 +129,7 @@ class EventTail:
                 events.append(parse_event(json.loads(raw)))
             except MalformedEvent as exc:
                 self._skip(index, str(exc))
-            except ValueError:  # not JSON, or not UTF-8 text
+            except (ValueError, RecursionError):  # not JSON, not UTF-8 text, or nested too deep to read
                 self._skip(index, "not JSON")
         self.lines += len(lines)
         return events

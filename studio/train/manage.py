@@ -97,12 +97,20 @@ def _settled(path: Path, status: str, wait_s: float = 15.0) -> bool:
     return True
 
 
-def delete_run(path: Path) -> None:
-    """Remove the run directory. Refuses a live run and anything that is not a run directory."""
+def delete_run(path: Path) -> str:
+    """Remove the run directory; what was deleted, as a line. Refuses a live run and anything that is not a
+    run directory. A run linked into the runs folder loses only its link: the folder it points to is kept."""
     if not (path / RUN_FILE).exists():
         raise RunError(f"{path} is not a run directory (no {RUN_FILE}); nothing deleted")
     if not _settled(path, summarise(path).status):
         raise RunError(f"run {path.name} is still running; stop it first (`studio stop {path.name}`)")
+    if path.is_symlink():  # rmtree refuses a link, and the run.json unlinked below is the folder's own
+        target = path.resolve()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise RunError(f"cannot delete the link {path.name}: {exc.strerror or exc}") from None
+        return f"deleted the link {path.name} (its folder {target} is kept)"
     # Rename first, so a half-removed folder never looks like a run (no run.json) nor keeps its name.
     doomed = path.with_name(f".{path.name}.deleting")
     try:
@@ -111,6 +119,7 @@ def delete_run(path: Path) -> None:
         shutil.rmtree(doomed)
     except OSError as exc:
         raise RunError(f"cannot delete {path.name}: {exc.strerror or exc}") from None
+    return f"deleted {path.name}"
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def common_args(recipe: Recipe, run_dir: Path, hw: Hardware, has_eval: bool) -> 
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # its filter logs a NaN step as a finite mean (0.0 once all are NaN)
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,

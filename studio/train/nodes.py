@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -71,9 +72,19 @@ class NodeSpec:
         ]
 
 
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?\]")
+"""A host name or IPv4 address, or an IPv6 address in brackets (with its zone): what every node and torchrun
+can read back, with no blank or line break to end a command line or a script line."""
+
+
 def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not sep
+        or not _HOST.fullmatch(host)
+        or not re.fullmatch(r"[0-9]{1,5}", port)
+        or not 0 < int(port) < 65536
+    ):
         raise NodeError(f"--main-address {text!r}: give node 0's HOST:PORT (e.g. node001:29500)")
     return host.strip("[]"), int(port)
 

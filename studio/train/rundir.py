@@ -84,6 +84,8 @@ def _load(path: Path) -> tuple[Any, str | None]:
             None,
             f"{RUN_FILE} is not valid JSON (cut off?): {exc.msg} at line {exc.lineno} column {exc.colno}",
         )
+    except RecursionError:  # arrays or objects nested thousands deep: Python's reader gives up
+        return None, f"{RUN_FILE} is not valid JSON: nested too deep"
 
 
 def inspect_meta(path: Path) -> tuple[dict[str, Any], str | None]:

@@ -189,11 +189,22 @@ def _path_ref(text: str, root: Path, checkpoint: bool) -> RunRef | None:
     tries = [given] if given.is_absolute() or not _looks_like_path(text) else [given, root / given]
     for path in tries:
         if _is_run_dir(path):
-            return RunRef(text, path.resolve(), None, "path")
+            return RunRef(text, _entry(path, root), None, "path")
         inside = _in_run(path) if checkpoint else None
         if inside is not None:
             return RunRef(text, inside[0].resolve(), inside[1], "path")
     return None
+
+
+def _entry(path: Path, root: Path) -> Path:
+    """The run directory's absolute path; a link in the runs folder stays the link, the run as listed (so
+    ``runs delete`` by path, as by name, takes the link away and keeps the folder it points to)."""
+    try:
+        if path.is_symlink() and path.parent.resolve() == root.resolve():
+            return root.resolve() / path.name
+    except OSError:
+        pass
+    return path.resolve()
 
 
 def _loose(name: str, root: Path) -> tuple[Path, str] | None:

@@ -388,6 +388,22 @@ def combine(
     )
 
 
+def job_is_the_runs(job_id: str, run_dir: Path) -> bool:
+    """Whether the live job ``job_id`` is this run's, as its script made it: named ``studio-RUN`` and logging
+    to this run directory's ``worker.log`` (a copied run directory records the original's job)."""
+    result = _run(["scontrol", "-o", "show", "job", job_id])
+    if result.returncode != 0:
+        return False
+    name = re.search(r"(?:^|\s)JobName=(\S*)", result.stdout)
+    log = re.search(r"(?:^|\s)StdOut=(.*?)(?=\s[A-Za-z][\w:/]*=|$)", result.stdout, re.M)
+    if name is None or log is None or name.group(1) != f"studio-{run_dir.name}":
+        return False
+    try:
+        return Path(log.group(1)).resolve() == (run_dir / "worker.log").resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
     """SIGTERM to the job's steps (the supervisors save and stop); a job not yet training is cancelled."""
     from lorastudio.train.eventlog import EVENTS_FILE, read_all
@@ -397,6 +413,8 @@ def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
     job_id = job_of(meta)
     info = job_info(job_id) if job_id else None
     if job_id is None or info is None or not (info.pending or info.running):
+        return False
+    if not job_is_the_runs(job_id, run_dir):  # a copied run's, or a job id Slurm gave out again
         return False
     started = fold(read_all(run_dir / EVENTS_FILE)).status != "queued"
     cmd = ["scancel", "--signal=TERM", job_id] if info.running and started else ["scancel", job_id]

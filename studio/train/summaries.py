@@ -73,7 +73,7 @@ class SummaryCache:
                 ok = isinstance(data, dict) and data.get("version") == [CACHE_VERSION, EVENTS_VERSION]
                 entries = data.get("runs") if ok else None
                 self._entries = entries if isinstance(entries, dict) else {}
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 self._entries = {}
         return self._entries
 
@@ -162,7 +162,7 @@ def read_run_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run directory's ``summary.json`` as a cache entry, or None when absent or not of this version."""
     try:
         data = json.loads((run_dir / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep to read
         return None
     if not isinstance(data, dict) or data.get("version") != [CACHE_VERSION, EVENTS_VERSION]:
         return None
@@ -288,7 +288,7 @@ def _agrees(state: RunState, before: bytes, whole: bool) -> bool:
         if raw.strip() and not any(kind in raw for kind in _IDLE_KINDS):
             try:
                 again.apply(parse_event(json.loads(raw)))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     return all(_same(getattr(again, name), getattr(state, name)) for name in _AGREEING)
 

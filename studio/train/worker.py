@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -155,6 +156,13 @@ def make_callback(writer: EventWriter, stop: StopFlag, max_steps_hint: int):
                     elapsed_s=round(elapsed, 2),
                 )
             )
+            loss = logs.get("loss")
+            if isinstance(loss, (int, float)) and not math.isfinite(loss):  # the weights are NaN from here on
+                raise StudioError(
+                    f"the training loss is {loss} at step {state.global_step}: the weights are no longer "
+                    "numbers, so nothing more is learnt and no adapter is saved (lower train.learning_rate or "
+                    "raise train.warmup_steps)"
+                )
 
         def on_save(self, args, state, control, **kwargs):
             best = state.best_model_checkpoint  # tracked by the trainer when eval data exists
