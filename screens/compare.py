@@ -207,9 +207,15 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
     CHART_MIN = 5
     """Rows the chart keeps however many tables' rows there are (its axes take 2 of them)."""
 
-    def _fit_tables(self) -> None:
+    def _fit_tables(self, again: int = 2) -> None:
         """The tables' pane takes what the chart's few rows leave (at most 60% of the screen): a long legend
-        and the caveat no longer push it under the footer, and what does not fit scrolls in the pane."""
+        and the caveat no longer push it under the footer, and what does not fit scrolls in the pane.
+
+        Measured ``again`` more times after the next refreshes: the legend and the wrapped caveat take their
+        height a refresh after they are filled, and a pane fitted to their old height went under the footer,
+        its last rows out of reach."""
+        if again > 0:
+            self.call_after_refresh(self._fit_tables, again - 1)
         above = sum(
             w.outer_size.height
             for w in (self.query_one(TitleHeader), self.query_one("#compare-title"), *self._tops())
