@@ -48,15 +48,12 @@ GROUND = {
 }
 FACES = {
     "cli",
-    "cliargs",
     "app",
     "worker",
     "screens",
     "widgets",
     "mcpserver",
     "mcpwire",
-    "evalcli",
-    "servecli",
 }
 
 
@@ -353,7 +350,7 @@ def test_screen_import_check_catches(source: str) -> None:
 
 # --- each stage package names its modules ---------------------------------------------------------------
 
-STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "serve", "demo")
+STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "serve", "demo", "cli")
 
 
 def modules_of(package: str) -> list[str]:
