@@ -6,4 +6,5 @@ import sys
 
 from lorastudio.cli.parser import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported (a test importing every module): nothing runs
+    sys.exit(main())
