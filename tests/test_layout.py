@@ -394,3 +394,16 @@ def test_readme_layout_names_every_module(package: str) -> None:
     words = set(re.findall(r"[A-Za-z_]+", entry))
     missing = [n for n in names if n not in words]
     assert not missing, f"README's layout line for {folder} does not name: {', '.join(missing)}"
+
+
+def test_cli_module_names_are_used_nowhere_else() -> None:
+    """The README's layout section names a module by a word: a cli module sharing its name with one elsewhere
+    (``runs``, ``export``, ``preview``) would be named by a word that does not say which."""
+    cli = set(modules_of("cli")) - {"__main__"}
+    elsewhere = {
+        p.stem
+        for folder in (ENGINE, ROOT / "screens", ROOT / "widgets", ROOT / "recipes")
+        for p in folder.rglob("*.py")
+        if p.parent != ENGINE / "cli"
+    }
+    assert not cli & elsewhere, f"cli modules named like others: {', '.join(sorted(cli & elsewhere))}"
