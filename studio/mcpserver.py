@@ -104,40 +104,28 @@ def preview(
     index: Annotated[int, Field(ge=0, description="which row of the data set")] = 0,
 ) -> dict[str, Any]:
     """The data set's statistics and one encoded sample as text, trained tokens between ⟦ and ⟧ (the rest is
-    masked, label -100): exactly what training will see."""
-    from lorastudio.data.fastencode import compute_stats
-    from lorastudio.data.formats import SkipRow
-    from lorastudio.data.prepare import prepare
-    from lorastudio.data.tokenview import pieces, render
+    masked, label -100): exactly what training will see. A dpo/kto/orpo/grpo recipe's sample has one entry per
+    part (prompt, chosen and rejected, or completion)."""
+    from lorastudio.cli.preview_cmds import build_preview, preview_sample_text
     from lorastudio.registry import load
 
     loaded = load(recipe, overrides or [])
-    prepared = prepare(loaded)
-    rows = prepared.rows.rows
-    if not rows:
+    shown = build_preview(loaded, index)  # the builder `studio preview` prints (cli/preview_cmds.py)
+    if not shown.rows:
         raise StudioError(f"{loaded.data.source}: the data set has no rows")
-    if index >= len(rows):
-        raise StudioError(f"index {index}: the data set has {len(rows)} rows (0 to {len(rows) - 1})")
-    sample: dict[str, Any] = {"index": index}
-    try:
-        encoded = prepared.encoder.encode_row(rows[index])
-    except SkipRow as skip:
-        sample["skipped"] = str(skip)
-    else:
-        sample.update(
-            tokens=len(encoded.input_ids),
-            trained_tokens=encoded.trained_count,
-            truncated=encoded.truncated,
-            text=render(pieces(prepared.tokenizer, encoded), no_color=True).plain,
-        )
-    stats = compute_stats(prepared.encoder, rows).to_json()
+    if index >= shown.rows:
+        raise StudioError(f"index {index}: the data set has {shown.rows} rows (0 to {shown.rows - 1})")
+    first = shown.samples[0]
+    sample = first if isinstance(first, dict) else {"index": index, **preview_sample_text(shown, first[1])}
     return {
         "recipe": loaded.name,
-        "format": prepared.encoder.format,
-        "template": prepared.encoder.template_name,
+        **({"method": shown.method} if shown.method is not None else {}),
+        "format": shown.format,
+        "template": shown.template,
         "legend": "⟦trained⟧ tokens are learned; everything else is masked (label -100)",
-        "stats": stats,
+        "stats": shown.stats.to_json(),
         "sample": sample,
+        **({"rewards": shown.rewards} if shown.rewards else {}),
     }
 
 

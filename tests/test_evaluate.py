@@ -12,9 +12,9 @@ import pytest
 from conftest import STUDIO_BIN, wait_for
 
 from lorastudio.cli import main
+from lorastudio.cli.eval_cmds import render_table
 from lorastudio.demo.piratedata import HELD_OUT
 from lorastudio.errors import StudioError
-from lorastudio.evalcli import render_table
 from lorastudio.evaluate.job import create_eval, list_evals, summarise
 from lorastudio.evaluate.runner import RESULTS_FILE, SAMPLES_FILE, metric_rows, table
 from lorastudio.evaluate.spec import EvalSpec, make_spec

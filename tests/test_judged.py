@@ -19,8 +19,8 @@ from conftest import STUDIO_BIN
 
 from lorastudio import registry
 from lorastudio.cli import main
+from lorastudio.cli.eval_cmds import render_table
 from lorastudio.errors import StudioError
-from lorastudio.evalcli import render_table
 from lorastudio.evaluate.job import create_eval, list_evals, summarise
 from lorastudio.evaluate.judge import (
     combine,

@@ -48,15 +48,12 @@ GROUND = {
 }
 FACES = {
     "cli",
-    "cliargs",
     "app",
     "worker",
     "screens",
     "widgets",
     "mcpserver",
     "mcpwire",
-    "evalcli",
-    "servecli",
 }
 
 
@@ -385,7 +382,7 @@ def test_screen_import_check_catches(source: str) -> None:
 
 # --- each stage package names its modules ---------------------------------------------------------------
 
-STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "serve", "demo")
+STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "serve", "demo", "cli")
 
 
 def modules_of(package: str) -> list[str]:
@@ -429,3 +426,16 @@ def test_readme_layout_names_every_module(package: str) -> None:
     words = set(re.findall(r"[A-Za-z_]+", entry))
     missing = [n for n in names if n not in words]
     assert not missing, f"README's layout line for {folder} does not name: {', '.join(missing)}"
+
+
+def test_cli_module_names_are_used_nowhere_else() -> None:
+    """The README's layout section names a module by a word: a cli module sharing its name with one elsewhere
+    (``runs``, ``export``, ``preview``) would be named by a word that does not say which."""
+    cli = set(modules_of("cli")) - {"__main__"}
+    elsewhere = {
+        p.stem
+        for folder in (ENGINE, ROOT / "screens", ROOT / "widgets", ROOT / "recipes")
+        for p in folder.rglob("*.py")
+        if p.parent != ENGINE / "cli"
+    }
+    assert not cli & elsewhere, f"cli modules named like others: {', '.join(sorted(cli & elsewhere))}"

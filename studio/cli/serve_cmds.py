@@ -1,6 +1,6 @@
 """``studio serve``: start a model server (``serve TARGET``), list them (``serve list``), stop one (``serve stop``).
 
-The face only: flags in, lines out. What starts, proves and stops a server is the ``serve`` stage; ``cli`` only
+The face only: flags in, lines out. What starts, proves and stops a server is the ``serve`` stage; ``parser`` only
 registers the subcommand (:func:`add_arguments`, :func:`run`).
 """
 

@@ -217,7 +217,7 @@ def cmd_evals(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- each run's latest scores, for `studio runs compare` (cli.py) ------------------------------------------
+# -- each run's latest scores, for `studio runs compare` (runs_cmds.py) ------------------------------------
 
 
 def runs_compare_json(data: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
