@@ -123,7 +123,11 @@ async def test_recipe_e_opens_eval_on_its_newest_run(runs_root: Path) -> None:
         names = [e.file.name for e in screen_of(app, RecipesScreen).shown]
         app.screen.query_one(OptionList).highlighted = names.index("tiny-pirate")
         send_burst(app, "e")
-        await wait_until(pilot, lambda: isinstance(app.screen, EvalScreen), timeout=10.0)
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, EvalScreen) and app.screen.query("#eval-targets"),
+            timeout=10.0,
+        )  # pushed, and composed
         box = app.screen.query_one("#eval-targets", Input)
         await wait_until(pilot, lambda: box.value == f"base {MIDDLE}", timeout=10.0)
 

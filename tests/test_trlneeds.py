@@ -93,3 +93,31 @@ def test_validate_passes_the_shipped_recipes_under_the_installed_trl(tmp_path: P
     else:  # the pinned-versions lane with an old TRL: the message names the file and the field
         assert done.returncode == 1
         assert f"{recipe}: dpo.loss_type: sigmoid_norm needs TRL 1.10" in done.stderr
+
+
+def test_sft_without_trls_kernels_fails_naming_why(tiny_model: Path, tmp_path: Path) -> None:
+    """TRL 1.15 (the gpu extra's) on a CPU-only torch: the run fails with what to install, not an AttributeError
+    from inside TRL's loss. Runs where that TRL is installed (the pinned lane); elsewhere the check is silent."""
+    blocked = trlneeds.sft_blocker()
+    if blocked is None:
+        pytest.skip("this TRL trains on this machine")
+    import os
+
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lorastudio.cli",
+            "train",
+            "tiny-pirate",
+            "train.max_steps=1",
+            "train.samples=[]",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode != 0
+    assert "status: failed (TRL 1.15" in done.stdout and "pip install 'trl>=1.16'" in done.stdout, done.stdout

@@ -132,6 +132,10 @@ def test_the_launch_sheet_sweeps_the_tuning() -> None:
 
 def test_mcp_start_run_takes_the_tuners_and_refuses_a_bad_one_by_name(tiny_model: Path) -> None:
     pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install 'lorastudio[mcp]')")
+    from lorastudio.train.trlneeds import sft_blocker
+
+    if (blocked := sft_blocker()) is not None:  # the gpu extra's TRL on a CPU-only torch (the pinned lane)
+        pytest.skip(blocked)
     import yaml
     from test_mcp import call, data_of, run_client, text_of, wait_status
 

@@ -88,3 +88,22 @@ def check_trl(recipe: Recipe, installed: str | None = None) -> None:
     problems = trl_problems(recipe, installed)
     if problems:
         raise RecipeError(f"recipe {recipe.name}: " + "; ".join(problems))
+
+
+def sft_blocker() -> str | None:
+    """Why TRL's SFT trainer cannot compute a loss here, or None.
+
+    TRL 1.15's SFTTrainer always computes its loss with Triton kernels (a fused LM head); where triton is
+    missing (a CPU-only torch) every step failed with ``'NoneType' object has no attribute 'apply'``. TRL
+    1.16 falls back to plain torch."""
+    try:
+        from trl.trainer import utils
+    except ImportError:
+        return None
+    if getattr(utils, "_ChunkedLogProbFunction", True) is not None:
+        return None
+    found = installed_trl() or "?"
+    return (
+        f"TRL {found}'s SFT trainer computes its loss with Triton kernels, and triton is not installed (it comes "
+        "with a CUDA build of torch); on CPU install TRL 1.16 or newer (pip install 'trl>=1.16')"
+    )

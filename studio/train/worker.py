@@ -248,6 +248,10 @@ def build_trainer(
     )
     from transformers.trainer_callback import PrinterCallback
 
+    from lorastudio.train.trlneeds import sft_blocker
+
+    if (blocked := sft_blocker()) is not None:
+        raise StudioError(blocked)
     trainer = SFTTrainer(
         model=model,
         args=config,
