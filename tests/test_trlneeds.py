@@ -96,8 +96,9 @@ def test_validate_passes_the_shipped_recipes_under_the_installed_trl(tmp_path: P
 
 
 def test_sft_without_trls_kernels_fails_naming_why(tiny_model: Path, tmp_path: Path) -> None:
-    """TRL 1.15 (the gpu extra's) on a CPU-only torch: the run fails with what to install, not an AttributeError
-    from inside TRL's loss. Runs where that TRL is installed (the pinned lane); elsewhere the check is silent."""
+    """TRL 1.15 (the gpu extra's) on a CPU-only torch: the run fails before its model loads, saying what to
+    install, not with an AttributeError from inside TRL's loss. Runs where that TRL is installed (the pinned
+    lane); elsewhere the check is silent."""
     blocked = trlneeds.sft_blocker()
     if blocked is None:
         pytest.skip("this TRL trains on this machine")
@@ -121,3 +122,4 @@ def test_sft_without_trls_kernels_fails_naming_why(tiny_model: Path, tmp_path: P
     )
     assert done.returncode != 0
     assert "status: failed (TRL 1.15" in done.stdout and "pip install 'trl>=1.16'" in done.stdout, done.stdout
+    assert "status: loading model" not in done.stdout  # said before the model loads

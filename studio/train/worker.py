@@ -248,10 +248,6 @@ def build_trainer(
     )
     from transformers.trainer_callback import PrinterCallback
 
-    from lorastudio.train.trlneeds import sft_blocker
-
-    if (blocked := sft_blocker()) is not None:
-        raise StudioError(blocked)
     trainer = SFTTrainer(
         model=model,
         args=config,
@@ -416,6 +412,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
             writer.emit(
                 LogEvent(message="the lora section's variants train with transformers + peft, not unsloth")
             )
+        if recipe.train.method in ("sft", "pretrain"):
+            from lorastudio.train.trlneeds import sft_blocker
+
+            if (
+                blocked := sft_blocker()
+            ) is not None:  # said before minutes of loading, not at the first step
+                raise StudioError(blocked)
         writer.emit(
             StatusEvent(
                 status="loading model", backend=backend, device=hw.device_name, model=recipe.model.name
