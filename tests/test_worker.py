@@ -133,6 +133,7 @@ def test_sigterm_saves_and_stops(tiny_model: Path) -> None:
     assert state.step < 100000
 
 
+@pytest.mark.slow
 def test_a_loss_that_is_no_longer_a_number_fails_the_run_naming_the_step(tiny_model: Path) -> None:
     """A learning rate far too high makes the weights NaN. Transformers' own log hides such a step (it logs the
     window's mean of the finite losses), so the run went on and ended `done` with a NaN adapter: it now fails at
