@@ -259,6 +259,7 @@ class KeyLine:
     """Long enough for a screen pushed by the key to import, compose and mount on a loaded two-core machine (a
     fixed half second let the key behind Ctrl+R reach the recipe list)."""
     AWAIT_S = 10.0
+    """The longest a screen's ``awaiting_keys`` holds a key: a listing that never ends must not swallow Escape."""
 
     def __init__(self, app: App[Any]) -> None:
         self.app = app

@@ -45,6 +45,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.detach:
         print(run_dir.name)
         return 0
+    return _watch(run_dir)
+
+
+def _watch(run_dir: Path) -> int:
+    """The run's Monitor on a terminal; else its progress lines until it ends (scripts, CI logs)."""
     if sys.stdout.isatty() and sys.stdin.isatty():
         from lorastudio.app import run_app
 
@@ -124,12 +129,7 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
     if args.detach or args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print(run_dir.name)
         return 0
-    if sys.stdout.isatty() and sys.stdin.isatty():
-        from lorastudio.app import run_app
-
-        run_app(attach=run_dir)
-        return 0
-    return follow(run_dir)
+    return _watch(run_dir)
 
 
 def _from_adapter(target: str) -> list[str]:
