@@ -20,7 +20,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lorastudio.errors import RecipeError, StudioError
-from lorastudio.train.events import LogEvent, TaskScoresEvent
 
 if TYPE_CHECKING:
     from lorastudio.recipe import Recipe
@@ -119,6 +118,8 @@ def task_scores_callback(writer: Any, scorer: TaskScorer, stop: Any, timing: Any
     warning and turns the scores off for the rest of the run, unless ``best_by`` needs them."""
     from transformers import TrainerCallback
 
+    from lorastudio.train.events import LogEvent, TaskScoresEvent
+
     best_by = scorer.recipe.train.best_by
 
     class TaskScoresCallback(TrainerCallback):
@@ -181,6 +182,8 @@ def callbacks_for(
     one rank, and none without ``train.eval_tasks``)."""
     if not recipe.train.eval_tasks:
         return []
+    from lorastudio.train.events import LogEvent  # here: the faces call install() as they import
+
     if not where.is_main:
         return [] if recipe.train.best_by == "eval_loss" else [_rank_placeholder(recipe.train.best_by)]
     if where.distributed and recipe.train.distributed == "fsdp":
