@@ -46,6 +46,14 @@ GROUND = {
     "settings",
     "__init__",
 }
+# Inside a stage, sub-packages import one way too: a part may import its own rank or below. ``train``:
+# the launchers start processes that run the trainer glue, and both read and write the run contract;
+# ``data``: the fast encoder and the cache build on the reference path (its top-level modules), never
+# the other way.
+PARTS = {
+    "train": {"run": 0, "trainer": 1, "launch": 2},
+    "data": {"": 0, "prepared": 1},
+}
 FACES = {
     "cli",
     "app",
@@ -69,6 +77,21 @@ def stage_of(module: str) -> str:
     if parts[1] in RANK:
         return parts[1]
     raise AssertionError(f"{module}: not in any stage; add it to a stage package or to the ground")
+
+
+def part_of(module: str) -> tuple[str, int] | None:
+    """``lorastudio.train.run.events`` -> (``train.run``, 0); None outside a stage with parts."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[1] not in PARTS:
+        return None
+    ranks = PARTS[parts[1]]
+    if len(parts) >= 3 and parts[2] in ranks:
+        return f"{parts[1]}.{parts[2]}", ranks[parts[2]]
+    if len(parts) == 2:  # ``from lorastudio.data import encode`` names the package: its modules are checked
+        return None
+    if "" in ranks:
+        return parts[1], ranks[""]
+    raise AssertionError(f"{module}: {parts[1]} keeps its modules in {', '.join(sorted(ranks))}")
 
 
 def module_name(path: Path) -> str:
@@ -116,6 +139,10 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
         theirs = stage_of(target)
         if RANK[theirs] > RANK[own] or (RANK[theirs] == RANK[own] and theirs != own and own != "face"):
             bad.append(f"{module}:{line} ({own}) imports {target} ({theirs})")
+        elif (
+            theirs == own and (mine := part_of(module)) and (other := part_of(target)) and other[1] > mine[1]
+        ):
+            bad.append(f"{module}:{line} ({mine[0]}) imports {target} ({other[0]})")
     return bad
 
 
@@ -144,12 +171,12 @@ def test_every_stage_package_says_what_it_owns() -> None:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("lorastudio.data.encode", "from lorastudio.train.runs import find_run"),
+        ("lorastudio.data.encode", "from lorastudio.train.launch.runs import find_run"),
         ("lorastudio.models.tiny", "def f():\n    from lorastudio.data import encode"),
         ("lorastudio.data.encode", "from ..train import runs"),
         ("lorastudio.recipe", "from lorastudio import registry\nfrom lorastudio.models import estimate"),
         ("lorastudio.chat.engine", "from lorastudio.export import gguf"),
-        ("lorastudio.train.worker", "import textual.app"),
+        ("lorastudio.train.trainer.trainrun", "import textual.app"),
     ],
 )
 def test_checker_catches_upward_imports(module: str, source: str) -> None:
@@ -382,11 +409,28 @@ def test_screen_import_check_catches(source: str) -> None:
 
 # --- each stage package names its modules ---------------------------------------------------------------
 
-STAGE_PACKAGES = ("data", "models", "train", "chat", "export", "evaluate", "serve", "demo", "cli")
+STAGE_PACKAGES = (
+    "data",
+    "data/prepared",
+    "models",
+    "train",
+    "train/run",
+    "train/trainer",
+    "train/launch",
+    "chat",
+    "export",
+    "evaluate",
+    "serve",
+    "demo",
+    "cli",
+)
 
 
 def modules_of(package: str) -> list[str]:
-    return sorted(p.stem for p in (ENGINE / package).glob("*.py") if p.name != "__init__.py")
+    """The modules of a package and its sub-packages' names."""
+    folder = ENGINE / package
+    names = [p.stem for p in folder.glob("*.py") if p.name != "__init__.py"]
+    return sorted(names + [p.name for p in folder.iterdir() if (p / "__init__.py").is_file()])
 
 
 @pytest.mark.parametrize("package", STAGE_PACKAGES)
@@ -439,3 +483,28 @@ def test_cli_module_names_are_used_nowhere_else() -> None:
         if p.parent != ENGINE / "cli"
     }
     assert not cli & elsewhere, f"cli modules named like others: {', '.join(sorted(cli & elsewhere))}"
+
+
+def test_no_module_name_twice_in_the_engine() -> None:
+    """A module's name says what it holds: two stages' modules named alike (``sources``, ``vision``) would not."""
+    seen: dict[str, list[str]] = {}
+    for path in engine_files():
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.stem, []).append(str(path.relative_to(ENGINE)))
+    twice = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not twice, f"module names used twice: {twice}"
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "bad"),
+    [
+        ("lorastudio.train.run.events", "from lorastudio.train.trainer import backend", True),
+        ("lorastudio.train.trainer.backend", "from lorastudio.train.launch import runs", True),
+        ("lorastudio.data.encode", "def f():\n    from lorastudio.data.prepared import cache", True),
+        ("lorastudio.train.launch.runs", "from lorastudio.train.trainer import trackers", False),
+        ("lorastudio.train.trainer.samples", "from lorastudio.train.run import events", False),
+        ("lorastudio.data.prepared.cache", "from lorastudio.data import encode", False),
+    ],
+)
+def test_stage_parts_import_one_way(module: str, source: str, bad: bool) -> None:
+    assert bool(violations(source, module)) is bad

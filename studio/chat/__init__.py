@@ -6,6 +6,6 @@ vs tuned (``heldout``), the memory admission and CPU thread share of a chat besi
 (``admission``), the feedback file that turns marked or edited replies into training rows (``feedback``),
 the engine beside the local one that chats with any OpenAI-compatible endpoint, a served run among them
 (``endpoint``, through the ``openai`` client), and one reply about an image from a vision-language model's run
-(``vision``).
+(``imagechat``).
 It may import ``train``, ``data``, ``models`` and the ground; never ``export`` or a face.
 """
