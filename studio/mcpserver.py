@@ -138,12 +138,20 @@ def _start(recipe: Any) -> Path:
 
 
 def start_run(recipe: RecipeArg, overrides: OverridesArg = None) -> dict[str, Any]:
-    """Start training a recipe (with overrides) in a detached worker; returns the run's name at once.
+    """Start training a recipe (with overrides) in a detached worker; returns the run's name at once, with
+    the status its directory holds then (queued, starting, or already failed with its cause).
     Poll run_status with that name until the status is done, failed, stopped or died."""
     from lorastudio.registry import load
+    from lorastudio.train.launch.runs import summarise
 
     run_dir = _start(load(recipe, overrides or []))
-    return {"run": run_dir.name, "path": str(run_dir), "status": "queued"}
+    summary = summarise(run_dir)  # what the worker wrote so far, not what we hope it does
+    return {
+        "run": run_dir.name,
+        "path": str(run_dir),
+        "status": summary.status,
+        **({"cause": summary.cause} if summary.cause else {}),
+    }
 
 
 def _sweep_of(path: Path) -> str | None:

@@ -241,3 +241,23 @@ def test_read_only_server_reads_evaluations_but_starts_none(studio_home: Path) -
         assert "eval_results" in names and "start_eval" not in names
 
     run_client(body, "--read-only")
+
+
+def test_start_run_answers_the_status_the_run_directory_holds(tmp_path: Path, monkeypatch) -> None:
+    """start_run reads the run's own events: a worker that already failed is not reported as queued."""
+    from lorastudio import mcpserver
+
+    run = tmp_path / "tiny-pirate-failed"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": 1, "name": run.name, "recipe": "tiny-pirate"}))
+    (run / "recipe.yaml").write_text("name: tiny-pirate\nmodel:\n  name: tiny\ndata:\n  source: x.jsonl\n")
+    events = [
+        {"kind": "status", "status": "queued"},
+        {"kind": "status", "status": "failed", "cause": "data.source: x.jsonl does not exist"},
+    ]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    monkeypatch.setattr(mcpserver, "_start", lambda recipe: run)
+
+    answer = mcpserver.start_run("tiny-pirate")
+    assert answer["status"] == "failed"
+    assert answer["cause"] == "data.source: x.jsonl does not exist"
