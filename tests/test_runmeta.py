@@ -194,4 +194,5 @@ def test_best_eval_loss_is_the_lowest_logged_in_the_listing_compare_and_the_swee
         (b.name, 1, lowest[b.name]),  # ranked by the lowest logged loss, not by the checkpoints' figures
         (a.name, 2, lowest[a.name]),
     ]
-    assert sweep.compare_sweep("lr").best is not None and sweep.compare_sweep("lr").best.result.name == b.name
+    best = sweep.compare_sweep("lr").best
+    assert best is not None and best.result.name == b.name

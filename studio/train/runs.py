@@ -289,9 +289,10 @@ class RunSummary:
     """Time spent in the worker, summed over resumes (``RunState.duration_s``)."""
     peak_vram_mb: float | None = None
     peak_rss_mb: float | None = None
-    loss: Curve = field(default_factory=list)
+    # out of the hash (lists have none): the Runs screen keeps summaries in sets to see what changed
+    loss: Curve = field(default_factory=list, hash=False)
     """Training loss by step (Compare's chart); empty where the fold kept no curves (the listing's)."""
-    eval: Curve = field(default_factory=list)
+    eval: Curve = field(default_factory=list, hash=False)
 
     @property
     def final_loss(self) -> float | None:
