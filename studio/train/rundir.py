@@ -197,6 +197,18 @@ def inspect_meta(path: Path) -> tuple[RunMeta, str | None]:
     if not isinstance(data, dict):
         kind = _JSON_TYPES.get(type(data), "a number")
         return RunMeta(), f"{RUN_FILE} holds {kind}, not an object of the run's fields"
+    try:  # the usual case, at one validation's cost (the listing reads every run's file each refresh)
+        meta = RunMeta.model_validate(data)
+        wrong = []
+    except ValidationError:
+        meta, wrong = _usable_fields(data)
+    if meta.schema_version > META_VERSION:
+        wrong.append(f"schema_version {meta.schema_version} is newer than this studio reads ({META_VERSION})")
+    return meta, (f"{RUN_FILE}: " + "; ".join(wrong)) if wrong else None
+
+
+def _usable_fields(data: dict[str, Any]) -> tuple[RunMeta, list[str]]:
+    """A RunMeta of ``data``'s well-typed fields, and what is wrong with each of the others."""
     fields, wrong = {}, []
     for key, value in data.items():
         if key not in RunMeta.model_fields:
@@ -208,10 +220,7 @@ def inspect_meta(path: Path) -> tuple[RunMeta, str | None]:
             wrong.append(f"{key} is {json.dumps(value)[:40]}, not {META_FIELDS[key]}")
             continue
         fields[key] = value
-    meta = RunMeta.model_validate(fields)
-    if meta.schema_version > META_VERSION:
-        wrong.append(f"schema_version {meta.schema_version} is newer than this studio reads ({META_VERSION})")
-    return meta, (f"{RUN_FILE}: " + "; ".join(wrong)) if wrong else None
+    return RunMeta.model_validate(fields), wrong
 
 
 def read_meta(path: Path) -> RunMeta:
