@@ -199,7 +199,7 @@ def inspect_meta(path: Path) -> tuple[RunMeta, str | None]:
         return RunMeta(), f"{RUN_FILE} holds {kind}, not an object of the run's fields"
     try:  # the usual case, at one validation's cost (the listing reads every run's file each refresh)
         meta = RunMeta.model_validate(data)
-        wrong = []
+        wrong: list[str] = []
     except ValidationError:
         meta, wrong = _usable_fields(data)
     if meta.schema_version > META_VERSION:
