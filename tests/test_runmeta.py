@@ -10,6 +10,7 @@ from typing import Any, get_type_hints
 import pytest
 from runs_fixtures import write_run
 
+from lorastudio import mcpserver
 from lorastudio.cli import main
 from lorastudio.errors import RunError
 from lorastudio.train import compare, rundir, runs, sweep
@@ -182,6 +183,10 @@ def test_best_eval_loss_is_the_lowest_logged_in_the_listing_compare_and_the_swee
     listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert {n: round(listed[n]["best_eval_loss"], 4) for n in lowest} == lowest
     assert {n: listed[n]["best_checkpoint_eval_loss"] for n in lowest} == {a.name: 2.2, b.name: 2.5}
+
+    status = mcpserver.run_status(a.name)  # the MCP server's functions, called as its tools are
+    assert (round(status["best_eval_loss"], 4), status["best_checkpoint_eval_loss"]) == (lowest[a.name], 2.2)
+    assert {r["name"]: round(r["best_eval_loss"], 4) for r in mcpserver.list_runs()} == lowest
 
     compared = compare.compare_runs([a, b])
     assert {r["name"]: r["best_eval_loss"] for r in compared.to_json()["runs"]} == lowest
