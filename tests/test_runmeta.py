@@ -143,6 +143,13 @@ def test_a_run_json_field_readers_cannot_use_is_named_and_left_out(
     assert {key: getattr(meta, key) for key in kept} == kept
 
 
+def test_a_run_json_of_a_newer_schema_is_not_rewritten(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"schema_version": 2, "recipe": "r"}))
+    with pytest.raises(RunError, match="run.json has schema_version 2, newer than this studio writes"):
+        rundir.update_meta(tmp_path, pid=4)
+    assert _file(tmp_path) == {"schema_version": 2, "recipe": "r"}
+
+
 def test_update_meta_keywords_are_run_meta_fields() -> None:
     """The TypedDict mypy checks update_meta's calls with names RunMeta's fields, with the same types."""
     assert get_type_hints(MetaUpdate) == {name: f.annotation for name, f in RunMeta.model_fields.items()}

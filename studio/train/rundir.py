@@ -1,4 +1,5 @@
-"""A run directory's own files: their names and ``run.json``, the metadata beside the event log.
+"""A run directory's own files: their names and ``run.json`` (:class:`RunMeta`), the metadata beside the
+event log, read and written here only.
 
 Everything that starts, supervises or reads a run (``runs``, ``launch``, ``nodes``, ``slurm``) names the files
 through here, so none of them has to import another for a file name (which made import cycles). Which live
@@ -281,6 +282,14 @@ def update_meta(path: Path, **fields: Unpack[MetaUpdate]) -> None:
             raise RunError(f"{path.name}: {problem}; not rewritten")
         if data is not None and not isinstance(data, dict):
             raise RunError(f"{path.name}: {RUN_FILE} is not an object of the run's fields; not rewritten")
+        version = (data or {}).get("schema_version", 1)
+        if (
+            isinstance(version, int) and version > META_VERSION
+        ):  # its other fields may mean what we cannot tell
+            raise RunError(
+                f"{path.name}: {RUN_FILE} has schema_version {version}, newer than this studio writes "
+                f"({META_VERSION}); not rewritten"
+            )
         data = {"schema_version": META_VERSION, **(data or {}), **update}
         _write_json(path, data)
 
