@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 if TYPE_CHECKING:  # typing's own from Python 3.11; only ever read by the type checker
     from typing_extensions import Unpack
 
+from lorastudio import registry
 from lorastudio.errors import RunError
+from lorastudio.recipe import Recipe
 
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
@@ -342,3 +345,19 @@ def _run_dir_argument(cmdline: list[str]) -> str | None:
         if part in WORKER_MODULES and i > 0 and cmdline[i - 1] == "-m":
             return cmdline[i + 1]
     return None
+
+
+def load_run_recipe(path: Path) -> Recipe:
+    """The run's own recipe snapshot; the recipe registry is read only for old runs that still ``extends``."""
+    return registry.load_snapshot(path / RECIPE_FILE)
+
+
+def latest_checkpoint(path: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder of a run (by step), or None."""
+    folder = path / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return None
+    found = [
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
+    return max(found)[1] if found else None
