@@ -13,8 +13,9 @@ from runs_fixtures import write_run
 from lorastudio import mcpserver
 from lorastudio.cli import main
 from lorastudio.errors import RunError
-from lorastudio.train import compare, rundir, runs, sweep
-from lorastudio.train.rundir import MetaUpdate, RunMeta, SlurmMeta, SweepMeta
+from lorastudio.train.launch import compare, runs, sweep
+from lorastudio.train.run import rundir
+from lorastudio.train.run.rundir import MetaUpdate, RunMeta, SlurmMeta, SweepMeta
 
 T0 = 1_790_000_000.0
 
