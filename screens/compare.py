@@ -23,7 +23,8 @@ from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:
-    from lorastudio.train.launch.compare import Comparison, RunResult
+    from lorastudio.train.launch.compare import Comparison
+    from lorastudio.train.launch.runs import RunSummary
 
 
 @dataclass
@@ -39,7 +40,7 @@ def eval_rows(scores: list[Any]) -> list[tuple[str, list[float | None]]]:
     return [(m, [s.values.get(m) if s is not None else None for s in scores]) for m in metrics]
 
 
-def best_by_eval(runs: list[RunResult]) -> int | None:
+def best_by_eval(runs: list[RunSummary]) -> int | None:
     """The index of the run with the lowest best eval loss (None when no run evaluated)."""
     scored = [(run.best_eval_loss, i) for i, run in enumerate(runs) if run.best_eval_loss is not None]
     return min(scored)[1] if scored else None

@@ -65,8 +65,7 @@ def sweep_entries(rows: list[RunRow]) -> dict[str, tuple[str, dict[str, Any]]]:
     for row in rows:
         entry = sweep_of(row.summary.path)
         if entry is not None:
-            fields = entry.get("fields")
-            found[row.summary.name] = (str(entry["name"]), dict(fields) if isinstance(fields, dict) else {})
+            found[row.summary.name] = (entry.name, dict(entry.fields))
     return found
 
 
@@ -362,7 +361,7 @@ class RunsScreen(Screen[None]):
         text = Text(no_wrap=False)
         text.append(r.name, style="bold")
         text.append(f"  {r.recipe} · {r.status}", style="dim")
-        best, best_loss = getattr(r, "best_checkpoint", None), getattr(r, "best_eval_loss", None)
+        best, best_loss = r.best_checkpoint, r.best_checkpoint_eval_loss  # the checkpoint's own figure
         if best:  # summaries carry these once the worker evaluates (eval-aware runs)
             text.append(
                 f"  ★ best eval {best_loss:.4f} at {Path(best).name}"
@@ -417,7 +416,7 @@ class RunsScreen(Screen[None]):
         for r in members:
             counts[r.status.split(" (")[0]] = counts.get(r.status.split(" (")[0], 0) + 1
         status = ", ".join(f"{n} {s}" for s, n in counts.items())
-        losses = [loss for r in members if (loss := getattr(r, "best_eval_loss", None)) is not None]
+        losses = [r.best_eval_loss for r in members if r.best_eval_loss is not None]
         best = f"best eval {min(losses):.4f}" if losses else "-"
         return [Text(status, style="dim"), f"{len(members)} runs", best, "", ""]
 
@@ -430,7 +429,7 @@ class RunsScreen(Screen[None]):
             "v compare the sweep · s stop it",
             style="dim",
         )
-        scored = [r for r in members if getattr(r, "best_eval_loss", None) is not None]
+        scored = [r for r in members if r.best_eval_loss is not None]
         if scored:
             best = min(scored, key=lambda r: r.best_eval_loss or 0.0)
             text.append(f"\n★ best eval {best.best_eval_loss:.4f}: {best.name}", style="green")

@@ -157,8 +157,8 @@ def start_run(recipe: RecipeArg, overrides: OverridesArg = None) -> dict[str, An
 def _sweep_of(path: Path) -> str | None:
     from lorastudio.train.launch.runs import read_meta
 
-    sweep = read_meta(path).get("sweep")
-    return str(sweep.get("name")) if isinstance(sweep, dict) and sweep.get("name") else None
+    sweep = read_meta(path).sweep
+    return sweep.name if sweep is not None and sweep.name else None
 
 
 def run_status(run: RunArg) -> dict[str, Any]:
@@ -184,8 +184,9 @@ def run_status(run: RunArg) -> dict[str, Any]:
         "max_steps": summary.max_steps,
         "loss": state.last_loss,
         "eval_loss": state.last_eval_loss,
-        "best_eval_loss": state.best_eval_loss,
+        "best_eval_loss": summary.best_eval_loss,
         "best_checkpoint": state.best_checkpoint,
+        "best_checkpoint_eval_loss": summary.best_checkpoint_eval_loss,
         "eta_s": state.eta_s if live else None,
         "tokens_per_s": state.tokens_per_s,
         "adapter": state.adapter,

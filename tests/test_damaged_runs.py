@@ -26,6 +26,7 @@ from lorastudio.cli import main
 from lorastudio.train.launch import runs
 from lorastudio.train.run.eventlog import EVENTS_FILE
 from lorastudio.train.run.events import MetricsEvent, Status, StatusEvent
+from lorastudio.train.run.rundir import SweepMeta
 
 NEWEST, MIDDLE, OLDEST = (
     "qwen-csv-concepts-long-experiment-20260922-120000",
@@ -478,7 +479,7 @@ def test_a_damaged_member_of_a_sweep_is_listed_unranked_and_the_others_ranked(
     for index, name in enumerate((OLDEST, MIDDLE, NEWEST)):
         runs.update_meta(
             root / name,
-            sweep={"name": "lr", "index": index, "of": 3, "fields": {"train.learning_rate": index}},
+            sweep=SweepMeta(name="lr", index=index, of=3, fields={"train.learning_rate": index}),
         )
     DAMAGES["events.jsonl a line that is no object"][0](root / OLDEST)
     code, out, err = studio(capsys, "runs", "compare", "--sweep", "lr", "--json")

@@ -161,7 +161,7 @@ def rank_processes(run_dir: Path) -> dict[int, int]:
     """rank -> pid of the run's training processes (children of the supervisor recorded in run.json)."""
     import psutil
 
-    supervisor = psutil.Process(int(runs.read_meta(run_dir)["pid"]))
+    supervisor = psutil.Process(int(runs.read_meta(run_dir).pid or 0))
     found = {}
     for proc in supervisor.children(recursive=True):
         try:
@@ -355,4 +355,4 @@ def test_cli_devices_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "tiny-pirate", "--devices", "2", "--no-start"]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert runs.load_run_recipe(run_dir).train.devices == 2
-    assert runs.summarise(run_dir).status == "queued" and "pid" not in runs.read_meta(run_dir)
+    assert runs.summarise(run_dir).status == "queued" and runs.read_meta(run_dir).pid is None

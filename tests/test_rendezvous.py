@@ -213,7 +213,7 @@ def supervisor(run_dir: Path, node: NodeSpec, wait_s: str) -> int:
         runs.start_node(run_dir, node)
     finally:
         del os.environ["STUDIO_NODE_WAIT_S"]
-    return int(read_meta(run_dir)["pid"])
+    return int(read_meta(run_dir).pid or 0)
 
 
 def test_node_0_says_what_it_waits_for_then_fails_at_its_time_out(root: Path) -> None:

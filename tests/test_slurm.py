@@ -25,6 +25,7 @@ from lorastudio.train.launch import supervisor as launch
 from lorastudio.train.launch.slurm import JobInfo, SlurmOptions
 from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
 from lorastudio.train.run.events import Status
+from lorastudio.train.run.rundir import RunMeta
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
@@ -154,9 +155,9 @@ def test_studio_train_refuses_bad_scheduler_fields_before_making_a_run(
 
 
 def test_status_of_a_slurm_run_from_its_job() -> None:
-    meta = {"slurm": {"job_id": "7"}}
+    meta = RunMeta.model_validate({"slurm": {"job_id": "7"}})
 
-    def shown(status: Status, cause: str | None, finished: bool, info: JobInfo | None, on: dict = meta):
+    def shown(status: Status, cause: str | None, finished: bool, info: JobInfo | None, on: RunMeta = meta):
         return slurm.combine(status, cause, finished, on, info)
 
     pending = JobInfo("7", "PENDING", "Priority")
@@ -179,7 +180,9 @@ def test_status_of_a_slurm_run_from_its_job() -> None:
         "stopped",
         "Slurm job 7 was cancelled before it started",
     )
-    ours = {"slurm": {"job_id": "7", "stop_requested": 1.0}}  # `studio stop`: no Slurm cause to add
+    ours = RunMeta.model_validate(
+        {"slurm": {"job_id": "7", "stop_requested": 1.0}}
+    )  # `studio stop`: no Slurm cause to add
     assert shown("stopped", "stopped by SIGTERM", True, cancelled, ours) == ("stopped", "stopped by SIGTERM")
     assert shown("done", None, True, JobInfo("7", "COMPLETED")) == ("done", None)
     assert shown("training", None, False, None)[0] == "died"
@@ -322,7 +325,7 @@ def submit(*overrides: str, flags: tuple[str, ...] = (), env: dict[str, str] | N
 
 
 def job_id(run_dir: Path) -> str:
-    return str(runs.read_meta(run_dir)["slurm"]["job_id"])
+    return str(getattr(runs.read_meta(run_dir).slurm, "job_id", None))
 
 
 def runs_row(run_dir: Path) -> str:
@@ -445,7 +448,11 @@ def test_stop_mid_run_then_resume_loses_no_step(slurm_cluster: Path) -> None:
         result.stdout + result.stderr
     )
     meta = runs.read_meta(run_dir)
-    assert meta["slurm"]["jobs"] == [first, meta["slurm"]["job_id"]] and meta["slurm"]["job_id"] != first
+    assert (
+        meta.slurm is not None
+        and meta.slurm.jobs == [first, meta.slurm.job_id]
+        and meta.slurm.job_id != first
+    )
     assert "STUDIO_RESUME=--resume" in (run_dir / slurm.SCRIPT_FILE).read_text()
     summary = settled(run_dir)
     assert summary.status == "done", summary
@@ -531,4 +538,4 @@ def test_requeued_job_resumes_from_its_checkpoint_by_itself(slurm_cluster: Path)
     assert resumed, "the requeued job did not start with --resume"
     after = [e["step"] for e in events[resumed[-1] :] if e["kind"] == "metrics"]
     assert after == list(range(saved + 1, 31))
-    assert runs.read_meta(run_dir)["slurm"]["jobs"] == [job]  # the same job, run again by Slurm
+    assert getattr(runs.read_meta(run_dir).slurm, "jobs", None) == [job]  # the same job, run again by Slurm

@@ -56,7 +56,7 @@ def test_the_snapshot_is_resolved_and_names_its_origin(user_recipes: Path, tmp_p
         and snapshot["model"]["name"] == "tiny"
     )
     meta = runs.read_meta(run_dir)
-    assert meta["recipe"] == "pirate-child" and meta["extends"] == "pirate-base"  # kept for display
+    assert meta.recipe == "pirate-child" and meta.extends == "pirate-base"  # kept for display
     assert runs.load_run_recipe(run_dir) == recipe.model_copy(update={"extends": None})
 
 

@@ -171,9 +171,9 @@ def test_a_2x2_sweep_queues_groups_and_ranks_its_runs(tiny_model: Path) -> None:
     assert len(names) == 4 and "4 runs of tiny-pirate" in result.stderr
     members = sweep.members("lr-rank")
     assert [p.name for p in members] == names
-    entries = [read_meta(p)["sweep"] for p in members]
-    assert [e["index"] for e in entries] == [0, 1, 2, 3] and {e["of"] for e in entries} == {4}
-    assert [e["fields"] for e in entries] == [
+    entries = [e for p in members if (e := read_meta(p).sweep) is not None]
+    assert [e.index for e in entries] == [0, 1, 2, 3] and {e.of for e in entries} == {4}
+    assert [e.fields for e in entries] == [
         {"train.learning_rate": 1e-3, "lora.r": 4},
         {"train.learning_rate": 1e-3, "lora.r": 8},
         {"train.learning_rate": 3e-3, "lora.r": 4},
@@ -251,4 +251,4 @@ def test_a_sweep_and_its_runs_share_one_timestamp(studio_home: Path) -> None:
     time.sleep(1.1)  # the clock moves on between planning and creating (it was 3 s in the tour)
     created = sweep.start_sweep(plan, start=False)
     assert [p.name for p in created] == [f"tiny-pirate-{stamp}", f"tiny-pirate-{stamp}-2"]
-    assert [(sweep.sweep_of(p) or {}).get("name") for p in created] == [plan.name, plan.name]
+    assert [getattr(sweep.sweep_of(p), "name", None) for p in created] == [plan.name, plan.name]

@@ -12,6 +12,7 @@ from runs_fixtures import write_run
 
 from lorastudio.app import StudioApp
 from lorastudio.train.launch.runs import update_meta
+from lorastudio.train.run.rundir import SweepMeta
 
 T0 = 1_790_000_000.0
 ALONE = "tiny-pirate-20260922-130000"
@@ -28,7 +29,7 @@ def runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "data" / "studio" / "runs"
     for index, (name, lr, scale) in enumerate(zip(SWEPT, (0.003, 0.001), (12.0, 9.0), strict=True)):
         run = write_run(root, name, created=T0 + 100 * index, lr=lr, loss_scale=scale, eval_every=4)
-        update_meta(run, sweep={"name": "lr", "index": index, "of": 2, "fields": {"train.learning_rate": lr}})
+        update_meta(run, sweep=SweepMeta(name="lr", index=index, of=2, fields={"train.learning_rate": lr}))
     write_run(root, ALONE, created=T0 + 300)
     return root
 
@@ -171,7 +172,7 @@ async def test_at_80_columns_a_sweeps_rows_show_their_swept_values(
     given = [{key: values[i] for key, values in fields.items()} for i in range(2)]
     for index, name in enumerate(SWEPT):
         run = write_run(root, name, created=T0 + 100 * index)
-        update_meta(run, sweep={"name": "grid", "index": index, "of": 2, "fields": given[index]})
+        update_meta(run, sweep=SweepMeta(name="grid", index=index, of=2, fields=given[index]))
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         send_burst(app, "ctrl+r")

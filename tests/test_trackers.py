@@ -56,7 +56,7 @@ def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
 def test_tensorboard_event_files_hold_the_loss_of_every_step(tracked_run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    where = runs.read_meta(tracked_run)["trackers"]["tensorboard"]
+    where = (runs.read_meta(tracked_run).trackers or {})["tensorboard"]
     assert where == {"dir": str(tracked_run / "tensorboard")}
     reader = EventAccumulator(where["dir"])
     reader.Reload()
@@ -74,7 +74,7 @@ def test_tensorboard_event_files_hold_the_loss_of_every_step(tracked_run: Path) 
 def test_wandb_offline_run_holds_the_losses(tracked_run: Path) -> None:
     if "wandb" not in INSTALLED:
         pytest.skip("wandb is not installed (pip install 'lorastudio[wandb]')")
-    where = runs.read_meta(tracked_run)["trackers"]["wandb"]
+    where = (runs.read_meta(tracked_run).trackers or {})["wandb"]
     assert where == {"dir": str(tracked_run / "wandb"), "project": "studio", "mode": "offline"}
     logs = glob.glob(f"{where['dir']}/offline-run-*/run-*.wandb")
     assert len(logs) == 1
@@ -91,7 +91,7 @@ def test_mlflow_file_store_holds_the_loss_history(tracked_run: Path, monkeypatch
         pytest.skip("mlflow is not installed (pip install 'lorastudio[mlflow]')")
     import mlflow
 
-    where = runs.read_meta(tracked_run)["trackers"]["mlflow"]
+    where = (runs.read_meta(tracked_run).trackers or {})["mlflow"]
     assert where == {"tracking_uri": (tracked_run / "mlruns").as_uri(), "experiment": "tiny-pirate"}
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     client = mlflow.MlflowClient(tracking_uri=where["tracking_uri"])

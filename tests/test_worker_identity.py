@@ -23,7 +23,7 @@ from lorastudio import registry
 from lorastudio.errors import StudioError
 from lorastudio.train.launch import manage, runs, sweep
 from lorastudio.train.run.eventlog import EVENTS_FILE
-from lorastudio.train.run.rundir import update_meta, worker_process
+from lorastudio.train.run.rundir import SweepMeta, update_meta, worker_process
 
 SWEEP = "lr-grid"
 
@@ -47,7 +47,7 @@ def training_run(root: Path, in_sweep: bool = True) -> Path:
     """A run that says it is training, in a sweep (so ``sweep stop`` reaches it); its pid is set by each test."""
     run = runs.create_run(registry.load("tiny-pirate"), root)
     if in_sweep:
-        update_meta(run, sweep={"name": SWEEP, "index": 0})
+        update_meta(run, sweep=SweepMeta(name=SWEEP, index=0))
     with (run / EVENTS_FILE).open("a") as handle:
         handle.write(json.dumps({"v": 1, "t": time.time(), "kind": "status", "status": "training"}) + "\n")
     return run

@@ -198,9 +198,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         where += f" with {' '.join(args.overrides)}"
     from lorastudio.train.launch.runs import read_meta
 
-    who = (
-        f"Slurm job {pid}" if read_meta(run_dir).get("slurm") else f"worker pid {pid}"
-    )  # train/launch/slurm.py
+    who = f"Slurm job {pid}" if read_meta(run_dir).slurm else f"worker pid {pid}"  # train/launch/slurm.py
     print(f"resuming {run_dir.name} {where} ({who}); `studio attach {run_dir.name}` to watch")
     return 0
 

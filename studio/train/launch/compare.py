@@ -1,4 +1,5 @@
-"""Comparing runs: per-run results folded from events, and the recipe fields that differ (dotted names).
+"""Comparing runs: per-run results folded from events (``runs.RunSummary``), and the recipe fields that
+differ (dotted names).
 
 Used by the Compare screen and ``studio runs compare RUN RUN... [--json]``. It only reads run
 directories, so comparing live runs is safe.
@@ -6,107 +7,19 @@ directories, so comparing live runs is safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lorastudio.train.launch.manage import intact_state
-from lorastudio.train.launch.runs import RECIPE_FILE, effective_status, read_meta
-from lorastudio.train.run.events import Status
-
-Curve = list[tuple[int, float]]
+from lorastudio.train.launch.runs import RECIPE_FILE, RunSummary, effective_status, read_meta, summary_of
 
 
-@dataclass
-class RunResult:
-    """What one run achieved, for the comparison table and the JSON summary."""
-
-    name: str
-    path: Path
-    recipe: str
-    status: Status
-    step: int
-    max_steps: int
-    final_loss: float | None = None
-    best_loss: float | None = None
-    best_loss_step: int | None = None
-    eval_loss: float | None = None
-    """The last eval loss logged (None when the run never evaluated)."""
-    best_eval_loss: float | None = None
-    best_eval_step: int | None = None
-    best_checkpoint: str | None = None
-    tokens_per_s: float | None = None
-    """Mean of the throughput the worker reported per logging interval (``RunState.mean_tokens_per_s``)."""
-    tokens_seen: int = 0
-    duration_s: float | None = None
-    """Time spent in the worker, summed over resumes (``RunState.duration_s``)."""
-    peak_vram_mb: float | None = None
-    peak_rss_mb: float | None = None
-    loss: Curve = field(default_factory=list)
-    eval: Curve = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        def r(value: float | None, digits: int = 4) -> float | None:
-            return round(value, digits) if value is not None else None
-
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "recipe": self.recipe,
-            "status": self.status,
-            "step": self.step,
-            "max_steps": self.max_steps,
-            "final_loss": r(self.final_loss),
-            "best_loss": r(self.best_loss),
-            "best_loss_step": self.best_loss_step,
-            "eval_loss": r(self.eval_loss),
-            "best_eval_loss": r(self.best_eval_loss),
-            "best_eval_step": self.best_eval_step,
-            "best_checkpoint": self.best_checkpoint,
-            "tokens_per_s": r(self.tokens_per_s, 1),
-            "tokens_seen": self.tokens_seen,
-            "duration_s": r(self.duration_s, 1),
-            "peak_vram_mb": r(self.peak_vram_mb, 1),
-            "peak_rss_mb": r(self.peak_rss_mb, 1),
-        }
-
-
-def _by_step(points: Curve) -> Curve:
-    """One value per step, the latest written winning (a resumed run logs the steps after its checkpoint again)."""
-    latest: dict[int, float] = {}
-    for step, value in points:
-        latest[step] = value
-    return sorted(latest.items())
-
-
-def run_result(path: Path) -> RunResult:
-    """The run's figures, all from one fold of its events (:class:`RunState` owns how each is derived)."""
+def run_result(path: Path) -> RunSummary:
+    """The run's figures for Compare and sweeps; a damaged run is refused, naming the file (``damage.py``)."""
     meta = read_meta(path)
     state = intact_state(path)
-    status = effective_status(state, meta, path)
-    lowest_eval = state.lowest_eval_loss if state.lowest_eval_loss is not None else state.best_eval_loss
-    return RunResult(
-        name=path.name,
-        path=path,
-        recipe=str(meta.get("recipe", "?")),
-        status=status,
-        step=state.step,
-        max_steps=state.max_steps,
-        final_loss=state.last_loss,
-        best_loss=state.best_loss,
-        best_loss_step=state.best_loss_step,
-        eval_loss=state.last_eval_loss,
-        best_eval_loss=lowest_eval,
-        best_eval_step=state.lowest_eval_step,
-        best_checkpoint=state.best_checkpoint,
-        tokens_per_s=state.mean_tokens_per_s,
-        tokens_seen=state.tokens_seen,
-        duration_s=state.duration_s,
-        peak_vram_mb=state.peak_vram_mb,
-        peak_rss_mb=state.peak_rss_mb,
-        loss=_by_step(state.loss),
-        eval=_by_step(state.eval_loss),
-    )
+    return summary_of(path, meta, state, effective_status(state, meta, path))
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -164,7 +77,7 @@ have losses that do not compare (``dpo.rpo_alpha`` adds a supervised term to DPO
 
 @dataclass
 class Comparison:
-    runs: list[RunResult]
+    runs: list[RunSummary]
     differing: dict[str, list[Any]]
 
     @property
@@ -180,7 +93,7 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         return {
             "loss_caveat": self.loss_caveat,
-            "runs": [r.to_json() for r in self.runs],
+            "runs": [r.results_json() for r in self.runs],
             "differing": {
                 name: {run.name: value for run, value in zip(self.runs, values, strict=True)}
                 for name, values in self.differing.items()

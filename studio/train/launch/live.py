@@ -29,7 +29,7 @@ def live_runs(root: Path | None = None) -> list[RunSummary]:
 def _has_pid(path: Path) -> bool:
     from lorastudio.train.launch.runs import read_meta
 
-    return bool(read_meta(path).get("pid"))
+    return bool(read_meta(path).pid)
 
 
 def reattach_message(runs: list[RunSummary]) -> str:

@@ -203,10 +203,8 @@ def resume_run(
     checkpoint = latest_checkpoint(path)
     if overrides:
         done = resume_overrides(path, overrides)
-        update_meta(path, resumed_with=[*read_meta(path).get("resumed_with", []), *done])
-    if read_meta(path).get(
-        "slurm"
-    ):  # a new job from the latest checkpoint (slurm.py); its id in place of a pid
+        update_meta(path, resumed_with=[*read_meta(path).resumed_with, *done])
+    if read_meta(path).slurm:  # a new job from the latest checkpoint (slurm.py); its id in place of a pid
         from lorastudio.train.launch.slurm import resubmit
 
         return int(resubmit(path)), checkpoint

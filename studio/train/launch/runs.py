@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from lorastudio.train.run.events import Status, StatusEvent
 from lorastudio.train.run.rundir import LOG_FILE as LOG_FILE
 from lorastudio.train.run.rundir import (
     RECIPE_CHECKS,
+    MetaUpdate,
+    RunMeta,
     create_time,
     inspect_meta,
     read_meta,
@@ -85,13 +87,13 @@ def create_run(recipe: Recipe, root: Path | None = None, stamp: str | None = Non
         (path / RECIPE_FILE).write_text(registry.dump_snapshot(recipe), encoding="utf-8")
         write_meta(
             path,
-            {
-                "format": RUN_FORMAT,
-                "name": path.name,
-                "recipe": recipe.name,
-                "extends": recipe.extends,
-                "created": time.time(),
-            },
+            RunMeta(
+                format=RUN_FORMAT,
+                name=path.name,
+                recipe=recipe.name,
+                extends=recipe.extends,
+                created=time.time(),
+            ),
         )
         writer = SummarizingWriter(path / EVENTS_FILE)
         writer.emit(StatusEvent(status="queued"))
@@ -106,7 +108,7 @@ def start_run(
     root: Path | None = None,
     start: bool = True,
     env: dict[str, str] | None = None,
-    meta: dict[str, Any] | None = None,
+    meta: MetaUpdate | None = None,
     stamp: str | None = None,
 ) -> Path:
     """The one way a new run starts (``studio train``, the Launch sheet, sweeps and the MCP server call it).
@@ -213,10 +215,10 @@ def start_node(
     return proc.pid
 
 
-def worker_alive(meta: dict[str, Any], path: Path) -> bool:
+def worker_alive(meta: RunMeta, path: Path) -> bool:
     """The recorded worker still runs, proven to be this run's (``rundir.worker_process``: its start time and
     its command line naming this directory), so a reused or copied pid never counts."""
-    if meta.get("slurm"):  # its supervisor may run on another machine: Slurm knows (slurm.py)
+    if meta.slurm:  # its supervisor may run on another machine: Slurm knows (slurm.py)
         from lorastudio.train.launch.slurm import job_alive
 
         return job_alive(meta)
@@ -227,28 +229,33 @@ DIED_CAUSE = "the worker exited without a final status (killed or out of memory?
 NOT_STARTED_CAUSE = "created with --no-start, never started: r in Runs (or studio resume RUN) starts it"
 
 
-def never_started(state: RunState, meta: dict[str, Any]) -> bool:
+def never_started(state: RunState, meta: RunMeta) -> bool:
     """Created but no worker was ever started for it (``studio train --no-start``); a run waiting for a GPU
     or in Slurm's queue has a pid or a job."""
-    return state.status == "queued" and not meta.get("pid") and not meta.get("slurm")
+    return state.status == "queued" and not meta.pid and not meta.slurm
 
 
-def effective_status(state: RunState, meta: dict[str, Any], path: Path) -> Status:
+def effective_status(state: RunState, meta: RunMeta, path: Path) -> Status:
     """The logged status, or ``died`` when a non-final status has no live worker behind it."""
-    if meta.get("slurm"):
+    if meta.slurm:
         from lorastudio.train.launch.slurm import slurm_status
 
         return slurm_status(state.status, state.cause, state.finished, meta)[0]
     if state.finished or state.status == "unknown":
         return state.status
-    if state.status == "queued" and not meta.get("pid"):
+    if state.status == "queued" and not meta.pid:
         return "queued"
     return state.status if worker_alive(meta, path) else "died"
 
 
+Curve = list[tuple[int, float]]
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    """One line of ``studio runs``."""
+    """What one run is and achieved, from one fold of its events: a line of ``studio runs``, a row of Compare
+    and a member of a sweep's ranking (:func:`summarise`, ``compare.run_result``; both through
+    :func:`summary_of`, so every reader means the same by each figure)."""
 
     name: str
     path: Path
@@ -257,13 +264,42 @@ class RunSummary:
     step: int
     max_steps: int
     last_loss: float | None
+    """The latest training loss logged (Compare's and sweeps' ``final_loss``)."""
     started: float | None
     cause: str | None
     best_checkpoint: str | None = None
     """The checkpoint with the lowest eval loss, relative to the run directory (``checkpoints/checkpoint-N``)."""
     best_eval_loss: float | None = None
+    """The lowest eval loss logged during the run: what the listing shows, Compare marks and sweeps rank by.
+    A run whose log holds only its best checkpoint's figure gives that one; None when it never evaluated."""
+    best_eval_step: int | None = None
+    """The step of ``best_eval_loss`` (the earliest on a tie)."""
+    best_checkpoint_eval_loss: float | None = None
+    """The eval loss the trainer recorded for ``best_checkpoint`` (what the adapter's ``@best`` loads). Only
+    evaluations at a saved step count for it, so it can be above ``best_eval_loss``."""
     last_reward: float | None = None
     """GRPO's latest mean reward (see ``RunState.last_reward``): shown instead of its loss."""
+    eval_loss: float | None = None
+    """The last eval loss logged (None when the run never evaluated)."""
+    best_loss: float | None = None
+    """The lowest training loss logged, and its step."""
+    best_loss_step: int | None = None
+    tokens_per_s: float | None = None
+    """Mean of the throughput the worker reported per logging interval (``RunState.mean_tokens_per_s``)."""
+    tokens_seen: int = 0
+    duration_s: float | None = None
+    """Time spent in the worker, summed over resumes (``RunState.duration_s``)."""
+    peak_vram_mb: float | None = None
+    peak_rss_mb: float | None = None
+    # out of the hash (lists have none): the Runs screen keeps summaries in sets to see what changed
+    loss: Curve = field(default_factory=list, hash=False)
+    """Training loss by step (Compare's chart); empty where the fold kept no curves (the listing's)."""
+    eval: Curve = field(default_factory=list, hash=False)
+
+    @property
+    def final_loss(self) -> float | None:
+        """``last_loss`` by the name Compare and sweeps give it (their JSON, their ``ranked_by``)."""
+        return self.last_loss
 
     @property
     def progress(self) -> str:
@@ -273,6 +309,7 @@ class RunSummary:
         return f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
 
     def to_json(self) -> dict[str, Any]:
+        """The run as ``studio runs --json`` (and the MCP server's run list) give it."""
         return {
             "name": self.name,
             "path": str(self.path),
@@ -285,8 +322,77 @@ class RunSummary:
             "cause": self.cause,
             "best_checkpoint": self.best_checkpoint,
             "best_eval_loss": self.best_eval_loss,
+            "best_checkpoint_eval_loss": self.best_checkpoint_eval_loss,
             "last_reward": self.last_reward,
         }
+
+    def results_json(self) -> dict[str, Any]:
+        """What the run achieved, as ``studio runs compare --json`` and the sweep ranking give it (rounded)."""
+
+        def r(value: float | None, digits: int = 4) -> float | None:
+            return round(value, digits) if value is not None else None
+
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "recipe": self.recipe,
+            "status": self.status,
+            "step": self.step,
+            "max_steps": self.max_steps,
+            "final_loss": r(self.final_loss),
+            "best_loss": r(self.best_loss),
+            "best_loss_step": self.best_loss_step,
+            "eval_loss": r(self.eval_loss),
+            "best_eval_loss": r(self.best_eval_loss),
+            "best_eval_step": self.best_eval_step,
+            "best_checkpoint": self.best_checkpoint,
+            "tokens_per_s": r(self.tokens_per_s, 1),
+            "tokens_seen": self.tokens_seen,
+            "duration_s": r(self.duration_s, 1),
+            "peak_vram_mb": r(self.peak_vram_mb, 1),
+            "peak_rss_mb": r(self.peak_rss_mb, 1),
+        }
+
+
+def _by_step(points: Curve) -> Curve:
+    """One value per step, the latest written winning (a resumed run logs the steps after its checkpoint again)."""
+    latest: dict[int, float] = {}
+    for step, value in points:
+        latest[step] = value
+    return sorted(latest.items())
+
+
+def summary_of(
+    path: Path, meta: RunMeta, state: RunState, status: Status, cause: str | None = None
+) -> RunSummary:
+    """The run's summary from its metadata and its fold: the one place each figure is derived."""
+    lowest = state.lowest_eval_loss is not None
+    return RunSummary(
+        name=path.name,
+        path=path,
+        recipe=meta.recipe,
+        status=status,
+        step=state.step,
+        max_steps=state.max_steps,
+        last_loss=state.last_loss,
+        started=meta.created if meta.created is not None else state.started,
+        cause=cause,
+        best_checkpoint=state.best_checkpoint,
+        best_eval_loss=state.lowest_eval_loss if lowest else state.best_eval_loss,
+        best_eval_step=state.lowest_eval_step,
+        best_checkpoint_eval_loss=state.best_eval_loss,
+        last_reward=state.last_reward,
+        eval_loss=state.last_eval_loss,
+        best_loss=state.best_loss,
+        best_loss_step=state.best_loss_step,
+        tokens_per_s=state.mean_tokens_per_s,
+        tokens_seen=state.tokens_seen,
+        duration_s=state.duration_s,
+        peak_vram_mb=state.peak_vram_mb,
+        peak_rss_mb=state.peak_rss_mb,
+        loss=_by_step(state.loss),
+        eval=_by_step(state.eval_loss),
+    )
 
 
 def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
@@ -301,27 +407,14 @@ def summarise(path: Path, cache: SummaryCache | None = None) -> RunSummary:
     cause = state.cause if status != "died" else DIED_CAUSE
     if cause is None and never_started(state, meta):
         cause = NOT_STARTED_CAUSE
-    if meta.get("slurm"):  # the job's state in Slurm: pending reason, time limit, node failure (slurm.py)
+    if meta.slurm:  # the job's state in Slurm: pending reason, time limit, node failure (slurm.py)
         from lorastudio.train.launch.slurm import slurm_status
 
         status, cause = slurm_status(state.status, state.cause, state.finished, meta)
     problem = run_problem(path, state, meta_problem, lambda: worker_alive(meta, path))
     if problem is not None:  # listed with the reason; compare, samples and resume refuse it (damage.py)
         status, cause = DAMAGED, problem
-    return RunSummary(
-        path.name,
-        path,
-        meta.get("recipe", "?"),
-        status,
-        state.step,
-        state.max_steps,
-        state.last_loss,
-        meta.get("created", state.started),
-        cause,
-        best_checkpoint=state.best_checkpoint,
-        best_eval_loss=state.best_eval_loss,
-        last_reward=state.last_reward,
-    )
+    return summary_of(path, meta, state, status, cause)
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:
@@ -357,7 +450,7 @@ def stop_run(path: Path) -> bool:
     """Ask the worker to save and stop (SIGTERM). False when no live worker is found: only a process proven to
     be this run's worker (``rundir.worker_process``) is ever signalled."""
     meta = read_meta(path)
-    if meta.get("slurm"):  # scancel --signal=TERM to the job's steps (slurm.py)
+    if meta.slurm:  # scancel --signal=TERM to the job's steps (slurm.py)
         from lorastudio.train.launch.slurm import stop_job
 
         return stop_job(path, meta)

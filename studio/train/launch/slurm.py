@@ -26,10 +26,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lorastudio.errors import RunError, StudioError
 from lorastudio.train.run.events import Status, StatusEvent, queued_with
+
+if TYPE_CHECKING:
+    from lorastudio.train.run.rundir import RunMeta
 
 SCRIPT_FILE = "slurm.sbatch"
 CACHE_S = 2.0
@@ -189,7 +192,7 @@ def _run(cmd: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[s
 
 def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
     """Write the script, ``sbatch`` it, record the job in run.json; returns the job id."""
-    from lorastudio.train.run.rundir import read_meta, update_meta
+    from lorastudio.train.run.rundir import SlurmMeta, read_meta, update_meta
 
     script = run_dir / SCRIPT_FILE
     tmp = script.with_suffix(".tmp")
@@ -204,7 +207,7 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
         if not job_id.isdigit():
             raise SlurmError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
     except SlurmError as exc:
-        if not read_meta(run_dir).get("slurm"):  # a new run that never reached Slurm must not look queued
+        if not read_meta(run_dir).slurm:  # a new run that never reached Slurm must not look queued
             from lorastudio.train.run.eventlog import EVENTS_FILE
             from lorastudio.train.run.summaries import SummarizingWriter
 
@@ -212,16 +215,16 @@ def submit(run_dir: Path, options: SlurmOptions, resume: bool = False) -> str:
             writer.emit(StatusEvent(status="failed", cause=str(exc)))
             writer.close()
         raise
-    previous = read_meta(run_dir).get("slurm") or {}
+    previous = read_meta(run_dir).slurm
     update_meta(
         run_dir,
-        slurm={
-            "job_id": job_id,
-            "jobs": [*previous.get("jobs", []), job_id],
-            "script": SCRIPT_FILE,
-            "options": options.to_json(),
-            "submitted": time.time(),
-        },
+        slurm=SlurmMeta(
+            job_id=job_id,
+            jobs=[*(previous.jobs if previous else []), job_id],
+            script=SCRIPT_FILE,
+            options=options.to_json(),
+            submitted=time.time(),
+        ),
     )
     _cache.pop(job_id, None)
     return job_id
@@ -231,7 +234,8 @@ def resubmit(run_dir: Path) -> str:
     """``studio resume`` of a Slurm run: a new job with the same options, from the latest checkpoint."""
     from lorastudio.train.run.rundir import read_meta
 
-    options = SlurmOptions.from_json((read_meta(run_dir).get("slurm") or {}).get("options", {}))
+    slurm = read_meta(run_dir).slurm
+    options = SlurmOptions.from_json(slurm.options if slurm else {})
     return submit(run_dir, options, resume=True)
 
 
@@ -312,12 +316,11 @@ def job_info(job_id: str) -> JobInfo | None:
     return info
 
 
-def job_of(meta: dict[str, Any]) -> str | None:
-    slurm = meta.get("slurm")
-    return str(slurm["job_id"]) if isinstance(slurm, dict) and slurm.get("job_id") else None
+def job_of(meta: RunMeta) -> str | None:
+    return meta.slurm.job_id if meta.slurm is not None and meta.slurm.job_id else None
 
 
-def job_alive(meta: dict[str, Any]) -> bool:
+def job_alive(meta: RunMeta) -> bool:
     """The run's job is pending or running (its supervisor may be on another machine: no pid to look at)."""
     job_id = job_of(meta)
     info = job_info(job_id) if job_id else None
@@ -348,7 +351,7 @@ def ended_cause(info: JobInfo) -> str | None:
 
 
 def slurm_status(
-    status: Status, cause: str | None, finished: bool, meta: dict[str, Any]
+    status: Status, cause: str | None, finished: bool, meta: RunMeta
 ) -> tuple[Status, str | None]:
     """The status and cause to show for a Slurm run, from its events' last status and its job's state."""
     job_id = job_of(meta)
@@ -356,7 +359,7 @@ def slurm_status(
 
 
 def combine(
-    status: Status, cause: str | None, finished: bool, meta: dict[str, Any], info: JobInfo | None
+    status: Status, cause: str | None, finished: bool, meta: RunMeta, info: JobInfo | None
 ) -> tuple[Status, str | None]:
     """What the events say, corrected by what Slurm says about the job (``info``; None: Slurm knows nothing)."""
     job_id = job_of(meta)
@@ -376,7 +379,7 @@ def combine(
         return ("starting", cause) if status == "queued" else (status, cause)
     slurm_cause = ended_cause(info)
     if finished:
-        stopped_by_us = info.state == "CANCELLED" and (meta.get("slurm") or {}).get("stop_requested")
+        stopped_by_us = info.state == "CANCELLED" and meta.slurm is not None and meta.slurm.stop_requested
         if slurm_cause and not stopped_by_us:
             return status, f"{slurm_cause}; {cause}" if cause else slurm_cause
         return status, cause
@@ -404,7 +407,7 @@ def job_is_the_runs(job_id: str, run_dir: Path) -> bool:
         return False
 
 
-def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
+def stop_job(run_dir: Path, meta: RunMeta) -> bool:
     """SIGTERM to the job's steps (the supervisors save and stop); a job not yet training is cancelled."""
     from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
     from lorastudio.train.run.rundir import update_meta
@@ -421,6 +424,7 @@ def stop_job(run_dir: Path, meta: dict[str, Any]) -> bool:
     result = _run(cmd)
     if result.returncode != 0:
         raise RunError(f"scancel refused: {(result.stderr or result.stdout).strip()[:300]}")
-    update_meta(run_dir, slurm={**(meta.get("slurm") or {}), "stop_requested": time.time()})
+    if meta.slurm is not None:  # always: job_of found the job there
+        update_meta(run_dir, slurm=meta.slurm.model_copy(update={"stop_requested": time.time()}))
     _cache.pop(job_id, None)
     return True

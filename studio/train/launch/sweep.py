@@ -24,11 +24,19 @@ from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
 from lorastudio.recipe import Recipe
 from lorastudio.settings import variable
-from lorastudio.train.launch.compare import RunResult, run_result
-from lorastudio.train.launch.runs import RUN_FILE, STAMP_FORMAT, read_meta, start_run, start_worker, stop_run
+from lorastudio.train.launch.compare import run_result
+from lorastudio.train.launch.runs import (
+    RUN_FILE,
+    STAMP_FORMAT,
+    RunSummary,
+    read_meta,
+    start_run,
+    start_worker,
+    stop_run,
+)
 from lorastudio.train.run.damage import DAMAGED
+from lorastudio.train.run.rundir import SweepMeta
 
-SWEEP_KEY = "sweep"
 """The ``run.json`` entry of a sweep member: ``{"name", "index", "of", "fields": {dotted key: value}}``."""
 
 QUEUE_ENV = {variable("queue_cpu"): "1"}
@@ -245,16 +253,9 @@ def start_sweep(plan: SweepPlan, root: Path | None = None, start: bool = True) -
     then, unless ``start`` is false, start their workers on the queue."""
     created = []
     for point in plan.points:
-        meta = {
-            SWEEP_KEY: {
-                "name": plan.name,
-                "index": point.index,
-                "of": len(plan.points),
-                "fields": point.fields,
-            }
-        }
+        entry = SweepMeta(name=plan.name, index=point.index, of=len(plan.points), fields=point.fields)
         run_dir = start_run(
-            point.recipe, root, start=False, meta=meta, stamp=plan.stamp or None
+            point.recipe, root, start=False, meta={"sweep": entry}, stamp=plan.stamp or None
         )  # all exist before the first one trains
         created.append(run_dir)
     for run_dir in created if start else ():
@@ -263,10 +264,10 @@ def start_sweep(plan: SweepPlan, root: Path | None = None, start: bool = True) -
 
 
 # -- reading sweeps back ----------------------------------------------------------------------------
-def sweep_of(path: Path) -> dict[str, Any] | None:
+def sweep_of(path: Path) -> SweepMeta | None:
     """The run's ``sweep`` entry, or None for a run started on its own."""
-    entry = read_meta(path).get(SWEEP_KEY)
-    return entry if isinstance(entry, dict) and entry.get("name") else None
+    entry = read_meta(path).sweep
+    return entry if entry is not None and entry.name else None
 
 
 def _runs_root(root: Path | None) -> Path:
@@ -283,8 +284,8 @@ def members(name: str, root: Path | None = None) -> list[Path]:
     found = []
     for path in folder.iterdir():
         entry = sweep_of(path) if (path / RUN_FILE).exists() else None
-        if entry is not None and entry["name"] == name:
-            found.append((int(entry.get("index", 0)), path))
+        if entry is not None and entry.name == name:
+            found.append((entry.index, path))
     return [path for _, path in sorted(found)]
 
 
@@ -308,7 +309,7 @@ def stop_sweep(name: str, root: Path | None = None) -> tuple[list[Path], list[Pa
 class SweepEntry:
     """One member in the ranking: its results, swept values, place (1 = best) and whether it is the best."""
 
-    result: RunResult
+    result: RunSummary
     fields: dict[str, Any]
     rank: int | None
     best: bool = False
@@ -333,19 +334,19 @@ class SweepComparison:
             "ranked_by": self.ranked_by,
             "best": self.best.result.name if self.best else None,
             "runs": [
-                {"rank": e.rank, "best": e.best, "fields": e.fields, **e.result.to_json()}
+                {"rank": e.rank, "best": e.best, "fields": e.fields, **e.result.results_json()}
                 for e in self.entries
             ],
         }
 
 
-def _member_result(path: Path) -> RunResult:
+def _member_result(path: Path) -> RunSummary:
     """The member's results; a damaged member (``damage.py``) is listed unranked, its figures not trusted,
     so it does not keep the others from being compared."""
     try:
         return run_result(path)
     except RunError:
-        return RunResult(path.name, path, "?", DAMAGED, 0, 0)
+        return RunSummary(path.name, path, "?", DAMAGED, 0, 0, None, None, None)
 
 
 def compare_sweep(name: str, root: Path | None = None) -> SweepComparison:
@@ -356,8 +357,8 @@ def compare_sweep(name: str, root: Path | None = None) -> SweepComparison:
     entries = []
     keys: list[str] = []
     for path in runs:
-        entry = sweep_of(path) or {}
-        fields = dict(entry.get("fields") or {})
+        entry = sweep_of(path)
+        fields = dict(entry.fields) if entry is not None else {}
         keys += [k for k in fields if k not in keys]
         entries.append(SweepEntry(_member_result(path), fields, None))
     ranked_by = (
@@ -384,6 +385,6 @@ def sweep_names(root: Path | None = None) -> list[str]:
     for path in folder.iterdir():
         entry = sweep_of(path) if (path / RUN_FILE).exists() else None
         if entry is not None:
-            created = float(read_meta(path).get("created") or 0)
-            newest[entry["name"]] = max(newest.get(entry["name"], 0.0), created)
+            created = read_meta(path).created or 0.0
+            newest[entry.name] = max(newest.get(entry.name, 0.0), created)
     return sorted(newest, key=lambda n: newest[n], reverse=True)

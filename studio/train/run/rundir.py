@@ -1,4 +1,5 @@
-"""A run directory's own files: their names and ``run.json``, the metadata beside the event log.
+"""A run directory's own files: their names and ``run.json`` (:class:`RunMeta`), the metadata beside the
+event log, read and written here only.
 
 Everything that starts, supervises or reads a run (``runs``, ``launch``, ``nodes``, ``slurm``) names the files
 through here, so none of them has to import another for a file name (which made import cycles). Which live
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+if TYPE_CHECKING:  # typing's own from Python 3.11; only ever read by the type checker
+    from typing_extensions import Unpack
 
 from lorastudio import registry
 from lorastudio.errors import RunError
@@ -33,21 +38,121 @@ NOTE_FILE = "note.txt"
 """One line of free text per run, kept beside run.json (never inside it: the worker rewrites run.json)."""
 CHECKPOINTS_DIR = "checkpoints"
 
-_NUMBER = (int, float)
-META_FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
-    "format": ("a whole number", (int,)),
-    "name": ("text", (str,)),
-    "recipe": ("text", (str,)),
-    "extends": ("text or null", (str, type(None))),
-    "created": ("a time in seconds", _NUMBER),
-    "pid": ("a process id", (int, type(None))),
-    "pid_started": ("a time in seconds or null", (*_NUMBER, type(None))),
-    "nodes": ("a whole number", (int,)),
-    "slurm": ("an object", (dict, type(None))),
-    "sweep": ("an object", (dict, type(None))),
+META_VERSION = 1
+"""``run.json``'s ``schema_version``: the version of :class:`RunMeta` this studio writes and reads. A file
+without one (written before the field existed) is version 1; a newer one is refused as damaged, by name."""
+
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+"""JSON's types as they are: no "7" for 7, no true for a number, no NaN (Python's json reads NaN and Infinity)."""
+
+
+class SlurmMeta(BaseModel):
+    """``run.json``'s ``slurm``: the run's Slurm job, written by ``slurm.submit`` and ``slurm.stop_job``."""
+
+    model_config = _STRICT
+
+    job_id: str
+    """The current job (the latest submission: a resume submits a new one)."""
+    jobs: list[str] = []
+    """Every job this run has had, oldest first."""
+    script: str | None = None
+    """The sbatch script's file name, in the run directory."""
+    options: dict[str, Any] = {}
+    """The ``SlurmOptions`` it was submitted with (``SlurmOptions.to_json``), reused by a resume."""
+    submitted: float | None = None
+    """When the current job was submitted (seconds since the epoch)."""
+    stop_requested: float | None = None
+    """When studio asked the job to stop, so its CANCELLED state reads as our stop, not Slurm's."""
+
+
+class SweepMeta(BaseModel):
+    """``run.json``'s ``sweep``: the sweep a run belongs to (``sweep.start_sweep``)."""
+
+    model_config = _STRICT
+
+    name: str
+    """The sweep's name; every member carries the same."""
+    index: int = 0
+    """The run's place in the sweep's grid (0-based)."""
+    of: int | None = None
+    """How many runs the sweep has."""
+    fields: dict[str, Any] = {}
+    """The swept recipe fields (dotted names) and this run's values."""
+
+
+class RunMeta(BaseModel):
+    """``run.json``: a run's metadata beside its event log, written by everything that starts or manages it.
+
+    Every key any writer writes is a field here, and no other is accepted (``extra="forbid"``): a misspelt
+    key is refused when it is written (:func:`update_meta`) and named when it is read (:func:`inspect_meta`).
+    Every field has a default, so the files of earlier versions (no ``schema_version``, fewer keys) load.
+    """
+
+    model_config = _STRICT
+
+    schema_version: int = 1
+    """The version of this schema the file was written with (:data:`META_VERSION`); absent: 1."""
+    format: int = 1
+    """The run directory's layout version (``runs.RUN_FORMAT``)."""
+    name: str = ""
+    """The run directory's name when it was created."""
+    recipe: str = "?"
+    """The recipe's name (for display: the run trains its own snapshot, ``recipe.yaml``)."""
+    extends: str | None = None
+    """The base recipe the recipe extended, kept for display."""
+    created: float | None = None
+    """When the run directory was made (seconds since the epoch)."""
+    pid: int | None = None
+    """The worker's (or supervisor's) process id; with ``pid_started`` it proves which process is the run's."""
+    pid_started: float | None = None
+    """That process's start time, so a reused pid is not taken for the worker (:func:`worker_process`)."""
+    nodes: int | None = None
+    """How many machines a multi-node run trains on (node 0 records it with its pid)."""
+    slurm: SlurmMeta | None = None
+    """The run's Slurm job, for a run submitted with ``--slurm``."""
+    sweep: SweepMeta | None = None
+    """The sweep the run belongs to, if any."""
+    trackers: dict[str, dict[str, Any]] | None = None
+    """Experiment tracker -> where it writes (``trackers.Tracking.where``), recorded by the worker."""
+    resumed_with: list[str] = []
+    """The recipe overrides each ``studio resume`` applied, in order."""
+
+
+class MetaUpdate(TypedDict, total=False):
+    """The keyword arguments :func:`update_meta` takes: :class:`RunMeta`'s fields, so mypy checks each call
+    (a test keeps the two in step). At run time every key and value is validated against RunMeta as well."""
+
+    schema_version: int
+    format: int
+    name: str
+    recipe: str
+    extends: str | None
+    created: float | None
+    pid: int | None
+    pid_started: float | None
+    nodes: int | None
+    slurm: SlurmMeta | None
+    sweep: SweepMeta | None
+    trackers: dict[str, dict[str, Any]] | None
+    resumed_with: list[str]
+
+
+META_FIELDS: dict[str, str] = {
+    "schema_version": "a whole number",
+    "format": "a whole number",
+    "name": "text",
+    "recipe": "text",
+    "extends": "text or null",
+    "created": "a time in seconds",
+    "pid": "a process id",
+    "pid_started": "a time in seconds or null",
+    "nodes": "a whole number",
+    "slurm": "a Slurm job object (job_id text, jobs, script, options, submitted, stop_requested)",
+    "sweep": "a sweep object (name text, index, of, fields)",
+    "trackers": "an object of tracker -> object",
+    "resumed_with": "an array of overrides (text)",
 }
-"""run.json's fields that readers use -> (what it must be, the JSON types it may have). A field of another type
-is left out of :func:`read_meta` and named by :func:`inspect_meta`; fields not named here are kept as they are."""
+"""run.json's fields -> what each must be, for the message naming a field of the wrong type."""
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}
 
@@ -55,14 +160,6 @@ RECIPE_CHECKS: list[Any] = []
 """More checks ``create_run`` makes of a recipe before its run directory exists, each ``check(recipe)``
 raising a StudioError: those of stages above this one, installed by the faces (``evaluate/intraining.py``
 ``install``: ``train.eval_tasks``). Here, not in ``runs``, so that installing one costs a face no imports."""
-
-
-def _well_typed(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):  # JSON's true/false is no number, whatever Python says
-        return bool in types
-    if isinstance(value, float) and not math.isfinite(value):  # Python's json reads NaN and Infinity
-        return False
-    return isinstance(value, types)
 
 
 def _load(path: Path) -> tuple[Any, str | None]:
@@ -91,39 +188,66 @@ def _load(path: Path) -> tuple[Any, str | None]:
         return None, f"{RUN_FILE} is not valid JSON: nested too deep"
 
 
-def inspect_meta(path: Path) -> tuple[dict[str, Any], str | None]:
-    """(the fields of ``run.json`` a reader can use, what is wrong with the file or None).
+def inspect_meta(path: Path) -> tuple[RunMeta, str | None]:
+    """(``run.json`` as a :class:`RunMeta`, what is wrong with the file or None).
 
-    A file that is not a JSON object gives no fields; a known field of the wrong type (:data:`META_FIELDS`) is
-    left out. The problem is one line naming the file and the field, for the run listing's ``damaged`` status.
+    A file that is not a JSON object gives an empty RunMeta (every field its default); a field of the wrong
+    type, or a key RunMeta does not know, is left out. The problem is one line naming the file and the field,
+    for the run listing's ``damaged`` status.
     """
     data, problem = _load(path)
     if problem is not None:
-        return {}, problem
+        return RunMeta(), problem
     if not isinstance(data, dict):
         kind = _JSON_TYPES.get(type(data), "a number")
-        return {}, f"{RUN_FILE} holds {kind}, not an object of the run's fields"
-    meta, wrong = {}, []
-    for key, value in data.items():
-        expected = META_FIELDS.get(key)
-        if expected is not None and not _well_typed(value, expected[1]):
-            wrong.append(f"{key} is {json.dumps(value)[:40]}, not {expected[0]}")
-        else:
-            meta[key] = value
+        return RunMeta(), f"{RUN_FILE} holds {kind}, not an object of the run's fields"
+    try:  # the usual case, at one validation's cost (the listing reads every run's file each refresh)
+        meta = RunMeta.model_validate(data)
+        wrong: list[str] = []
+    except ValidationError:
+        meta, wrong = _usable_fields(data)
+    if meta.schema_version > META_VERSION:
+        wrong.append(f"schema_version {meta.schema_version} is newer than this studio reads ({META_VERSION})")
     return meta, (f"{RUN_FILE}: " + "; ".join(wrong)) if wrong else None
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    """``run.json``'s usable fields (see :func:`inspect_meta`); empty when the file is missing or damaged."""
+def _usable_fields(data: dict[str, Any]) -> tuple[RunMeta, list[str]]:
+    """A RunMeta of ``data``'s well-typed fields, and what is wrong with each of the others."""
+    fields, wrong = {}, []
+    for key, value in data.items():
+        if key not in RunMeta.model_fields:
+            wrong.append(f"{key} is not one of its fields")
+            continue
+        try:
+            RunMeta.model_validate({key: value})
+        except ValidationError:
+            wrong.append(f"{key} is {json.dumps(value)[:40]}, not {META_FIELDS[key]}")
+            continue
+        fields[key] = value
+    return RunMeta.model_validate(fields), wrong
+
+
+def read_meta(path: Path) -> RunMeta:
+    """``run.json``'s usable fields (see :func:`inspect_meta`); all defaults when it is missing or damaged."""
     return inspect_meta(path)[0]
 
 
-def write_meta(path: Path, meta: dict[str, Any]) -> None:
+def meta_json(meta: RunMeta) -> dict[str, Any]:
+    """``meta`` as ``run.json`` holds it: the keys that were set (and the schema version), nothing more."""
+    return {"schema_version": META_VERSION, **meta.model_dump(mode="json", exclude_unset=True)}
+
+
+def write_meta(path: Path, meta: RunMeta) -> None:
+    """Write ``run.json`` whole (a new run's first one; :func:`update_meta` changes fields of one)."""
+    _write_json(path, meta_json(meta))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     # a name of its own per writer: with one shared name a second writer could truncate the file the first
     # was about to rename into place, and a half-written run.json would then look complete
     tmp = path / f".{RUN_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(path / RUN_FILE)  # a reader sees the old file or the new one, never half of one
     finally:
         tmp.unlink(missing_ok=True)
@@ -136,17 +260,41 @@ def _meta_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def update_meta(path: Path, **fields: Any) -> None:
-    """Set ``fields`` in ``run.json``, keeping every other writer's fields (read and rewritten under a lock)."""
+def update_meta(path: Path, **fields: Unpack[MetaUpdate]) -> None:
+    """Set ``fields`` in ``run.json``, keeping every other writer's fields (read and rewritten under a lock).
+
+    Each key must be a :class:`RunMeta` field and each value of its type: anything else is refused, naming
+    run.json and the key, before the file is touched."""
+    unknown = [key for key in fields if key not in RunMeta.model_fields]
+    if unknown:
+        known = ", ".join(RunMeta.model_fields)
+        raise RunError(
+            f"{path.name}: {RUN_FILE} has no field {unknown[0]!r} (its fields: {known}); not rewritten"
+        )
+    try:
+        update = RunMeta.model_validate(dict(fields)).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as exc:
+        key = str(exc.errors()[0]["loc"][0])
+        value = json.dumps(fields.get(key), default=str)[:40]
+        raise RunError(
+            f"{path.name}: {RUN_FILE} field {key} cannot be {value}: not {META_FIELDS[key]}"
+        ) from None
     with _meta_lock(path):
-        meta, problem = _load(path)
-        if meta is None and (path / RUN_FILE).exists():  # damaged: rewriting it would lose what it held
+        data, problem = _load(path)
+        if data is None and (path / RUN_FILE).exists():  # damaged: rewriting it would lose what it held
             raise RunError(f"{path.name}: {problem}; not rewritten")
-        if meta is not None and not isinstance(meta, dict):
+        if data is not None and not isinstance(data, dict):
             raise RunError(f"{path.name}: {RUN_FILE} is not an object of the run's fields; not rewritten")
-        meta = meta or {}
-        meta.update(fields)
-        write_meta(path, meta)
+        version = (data or {}).get("schema_version", 1)
+        if (
+            isinstance(version, int) and version > META_VERSION
+        ):  # its other fields may mean what we cannot tell
+            raise RunError(
+                f"{path.name}: {RUN_FILE} has schema_version {version}, newer than this studio writes "
+                f"({META_VERSION}); not rewritten"
+            )
+        data = {"schema_version": META_VERSION, **(data or {}), **update}
+        _write_json(path, data)
 
 
 def create_time(pid: int) -> float | None:
@@ -164,7 +312,7 @@ WORKER_MODULES = ("lorastudio.worker", "lorastudio.train.launch.supervisor", "lo
 """The modules a run's recorded process runs (``python -m MODULE RUN_DIR ...``): the worker or its supervisor."""
 
 
-def worker_process(path: Path, meta: dict[str, Any]) -> Any | None:
+def worker_process(path: Path, meta: RunMeta) -> Any | None:
     """The live process ``run.json`` records (a ``psutil.Process``), proven to be this run's worker; else None.
 
     The proof is both its start time, the recorded ``pid_started`` (the system reuses pids: a newer process
@@ -173,7 +321,7 @@ def worker_process(path: Path, meta: dict[str, Any]) -> Any | None:
     without ``pid_started`` (an older or hand-made one) proves nothing. Nothing is ever signalled without this
     proof; the run reads ``died`` instead.
     """
-    pid, started = meta.get("pid"), meta.get("pid_started")
+    pid, started = meta.pid, meta.pid_started
     if not pid or started is None:
         return None
     try:

@@ -78,7 +78,7 @@ def run_dirs(root: Path) -> list[Path]:
         found = [p for p in root.iterdir() if _is_run_dir(p)]
     except OSError:
         return []
-    return sorted(found, key=lambda p: (float(read_meta(p).get("created") or 0), p.name), reverse=True)
+    return sorted(found, key=lambda p: (read_meta(p).created or 0.0, p.name), reverse=True)
 
 
 def candidates(paths: list[Path]) -> str:
