@@ -244,9 +244,9 @@ async def test_without_cards_validation_does_not_wait_and_quitting_never_waits(
     began = time.monotonic()
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, recipes_screen.RecipesScreen)
-        await wait_until(pilot, lambda: screen.shown)
+        picker = app.screen
+        assert isinstance(picker, recipes_screen.RecipesScreen)
+        await wait_until(pilot, lambda: picker.shown)
     assert (
         time.monotonic() - began < 60 and len(calls) == 1
     )  # the 600 s wait was cut short, nothing validated
@@ -263,7 +263,11 @@ async def test_the_warm_up_imports_start_once_the_recipes_are_validated(
     monkeypatch.setattr(recipes_screen, "VALIDATE_AFTER_S", 1.0)
     seen: list[bool] = []
     app = StudioApp()
-    monkeypatch.setattr(sources, "warm_up_imports", lambda: seen.append(app.screen.loaded))
+    monkeypatch.setattr(
+        sources,
+        "warm_up_imports",
+        lambda: seen.append(isinstance(app.screen, recipes_screen.RecipesScreen) and app.screen.loaded),
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: seen, timeout=30)
         await pilot.pause(0.5)
