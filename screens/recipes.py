@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 WATCH_EVERY_S = 1.0
 """How often the user recipes folder is looked at (a few stats, in a thread) for added, edited, removed files."""
 VALIDATE_AFTER_S = 0.2
-"""With the list shown from the cached cards, how long validating the recipes waits unless Enter or t needs a
-validated one sooner: importing pydantic and building the recipe schema hold the GIL for a quarter second, which
-the first screen and the first keys (j, k, a filter: all answered from the cards) should not queue behind."""
+"""With the list shown from the cached cards, how long after its paint validating the recipes waits unless Enter
+or t needs a validated one sooner: importing pydantic and building the recipe schema hold the GIL for a quarter
+second, which the first screen and the first keys (j, k, a filter: all answered from the cards) should not queue
+behind."""
 
 
 class RecipesScreen(Screen[None]):
@@ -99,7 +100,7 @@ class RecipesScreen(Screen[None]):
             cached = read_cards(listing)
             if cached is not None:
                 self.app.call_from_thread(self._listed, *cached)
-                self._wanted.wait(VALIDATE_AFTER_S)  # no cards: nothing is listed until validated, no wait
+                self._wanted.wait()  # set by _listed's timer, Enter or t, or quitting; no cards: no wait
                 if get_current_worker().is_cancelled:
                     return  # the app is quitting
             on_gpu = (
@@ -149,6 +150,8 @@ class RecipesScreen(Screen[None]):
         self.query_one(RecipeDetails).on_gpu = on_gpu
         self.cards = cards
         self._fill(self.query_one("#recipe-filter", Input).value)
+        # the wait is timed from the list's paint, not from now: on a loaded machine that paint takes a while
+        self.call_after_refresh(self.set_timer, VALIDATE_AFTER_S, self._wanted.set)
 
     def _loaded(
         self,
