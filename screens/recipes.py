@@ -93,7 +93,7 @@ class RecipesScreen(Screen[None]):
         standard library) fills in a moment after the first paint, then the recipes are validated behind it,
         once the first screen has settled (:data:`VALIDATE_AFTER_S`) or at once when Enter or t asks."""
         from lorastudio.recipecards import listing_state, read_cards
-        from lorastudio.train import telemetry
+        from lorastudio.train.trainer import telemetry
 
         try:
             listing = listing_state()  # before reading: a file written meanwhile makes the cache stale

@@ -256,7 +256,7 @@ async def test_the_warm_up_imports_start_once_the_recipes_are_validated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The Preview's warm-up imports and the validation both hold the GIL; Enter needs the validation first."""
-    from lorastudio.models import sources
+    from lorastudio.models import resolve as sources
     from lorastudio.screens import recipes as recipes_screen
 
     recipecards.write_cards(recipecards.listing_state(), fresh_cards(), False)
