@@ -22,7 +22,7 @@ from typing import Any
 
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, TextArea
+from textual.widgets import Input
 
 
 def focus_now(widget: Widget) -> None:
@@ -33,4 +33,10 @@ def focus_now(widget: Widget) -> None:
 
 def typing_in(screen: Screen[Any]) -> bool:
     """A text box has focus: keys are text, not commands."""
-    return isinstance(screen.focused, (Input, TextArea))
+    focused = screen.focused
+    if focused is None or isinstance(focused, Input):
+        return focused is not None
+    # imported here, not above: TextArea's module is 25 ms of the picker's first paint, which has none
+    from textual.widgets import TextArea
+
+    return isinstance(focused, TextArea)

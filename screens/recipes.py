@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
 
 from lorastudio.screens import navigate as nav
 from lorastudio.screens.focus import focus_now, typing_in
@@ -25,10 +28,18 @@ if TYPE_CHECKING:
 
 WATCH_EVERY_S = 1.0
 """How often the user recipes folder is looked at (a few stats, in a thread) for added, edited, removed files."""
+VALIDATE_AFTER_S = 0.2
+"""With the list shown from the cached cards, how long after its paint validating the recipes waits unless Enter
+or t needs a validated one sooner: importing pydantic and building the recipe schema hold the GIL for a quarter
+second, which the first screen and the first keys (j, k, a filter: all answered from the cards) should not queue
+behind."""
 
 
 class RecipesScreen(Screen[None]):
     """A filterable list of recipes with a details pane; Enter opens the preview."""
+
+    class Validated(Message):
+        """The first validation of the recipes is over (done, or failed): the app's warm-up imports may start."""
 
     # Textual focuses the first focusable widget when a screen starts, which was the (hidden) filter box: keys
     # typed while studio started (`/tiny-pirate` in the terminal before the first paint) went into it as text,
@@ -58,6 +69,9 @@ class RecipesScreen(Screen[None]):
         self._submit_pending = False  # Enter in the filter before the list loaded: act on it once loaded
         self._pending: str | None = None  # Enter or t on the list before it was validated: act once it is
         self._state: tuple[tuple[str, int, int], ...] | None = None  # the user recipes as last read
+        self._wanted = (
+            threading.Event()
+        )  # a validated recipe is asked for: the deferred validation starts now
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -76,16 +90,25 @@ class RecipesScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="recipes-load", exit_on_error=False)
     def load_recipes(self) -> None:
         """pydantic and YAML stay off the first frame: the list as last shown (cached cards, read with the
-        standard library) fills in a moment after the first paint, then the recipes are validated behind it."""
+        standard library) fills in a moment after the first paint, then the recipes are validated behind it,
+        once the first screen has settled (:data:`VALIDATE_AFTER_S`) or at once when Enter or t asks."""
         from lorastudio.recipecards import listing_state, read_cards
         from lorastudio.train.trainer import telemetry
 
-        listing = listing_state()  # before reading: a file written meanwhile makes the cache stale
-        cached = read_cards(listing)
-        if cached is not None:
-            self.app.call_from_thread(self._listed, *cached)
-        on_gpu = telemetry.has_gpu()  # the details pane's est. VRAM, or est. RAM (as the Launch sheet says)
-        self._validate(listing, cached, on_gpu)
+        try:
+            listing = listing_state()  # before reading: a file written meanwhile makes the cache stale
+            cached = read_cards(listing)
+            if cached is not None:
+                self.app.call_from_thread(self._listed, *cached)
+                self._wanted.wait()  # set by _listed's timer, Enter or t, or quitting; no cards: no wait
+                if get_current_worker().is_cancelled:
+                    return  # the app is quitting
+            on_gpu = (
+                telemetry.has_gpu()
+            )  # the details pane's est. VRAM, or est. RAM (as the Launch sheet says)
+            self._validate(listing, cached, on_gpu)
+        finally:
+            self.post_message(self.Validated())
 
     def _validate(
         self, listing: list[object], cached: tuple[list[RecipeCard], bool] | None, on_gpu: bool | None
@@ -102,6 +125,9 @@ class RecipesScreen(Screen[None]):
         if cached != (cards, seen_gpu):
             write_cards(listing, cards, seen_gpu)
         self.app.call_from_thread(self._loaded, entries, cards, state, on_gpu)
+
+    def on_unmount(self) -> None:
+        self._wanted.set()  # a validation still waiting wakes to see its worker cancelled
 
     def on_screen_resume(self) -> None:
         if self.loaded:
@@ -124,6 +150,8 @@ class RecipesScreen(Screen[None]):
         self.query_one(RecipeDetails).on_gpu = on_gpu
         self.cards = cards
         self._fill(self.query_one("#recipe-filter", Input).value)
+        # the wait is timed from the list's paint, not from now: on a loaded machine that paint takes a while
+        self.call_after_refresh(self.set_timer, VALIDATE_AFTER_S, self._wanted.set)
 
     def _loaded(
         self,
@@ -204,6 +232,7 @@ class RecipesScreen(Screen[None]):
             return None
         if not self.loaded:
             self._pending = action
+            self._wanted.set()
             return None
         return next((e for e in self.entries if e.file.name == card.file.name), None)
 
@@ -229,6 +258,7 @@ class RecipesScreen(Screen[None]):
         focus_now(self.query_one(OptionList))
         if not self.loaded:
             self._submit_pending = True
+            self._wanted.set()
         elif self._one_meant():
             self.query_one(OptionList).highlighted = 0
             self.action_choose()

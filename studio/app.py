@@ -28,8 +28,6 @@ from lorastudio.screens import navigate as nav
 
 install_eval_tasks()  # train.eval_tasks checked before a run directory (train cannot import evaluate)
 
-WARM_UP_AFTER_S = 0.3
-
 
 class StudioApp(App[None]):
     """studio: pick a recipe, preview its tokens, train, watch, chat."""
@@ -71,16 +69,13 @@ class StudioApp(App[None]):
         self._chat_base = chat_base
         self._save_to = save_to
         self._keys = KeyLine(self)
+        self._warmed = False
 
     def on_mount(self) -> None:
         from lorastudio.screens.recipes import RecipesScreen
 
         self.push_screen(RecipesScreen())
         self.call_after_refresh(self._keys.open)
-        # Load the tokenizer code the Preview needs (a second or two of imports, holding the GIL for long
-        # stretches) so its first sample shows at once; only once the first screen is painted, and a moment
-        # later, so the recipe list is read first.
-        self.call_after_refresh(self.set_timer, WARM_UP_AFTER_S, self.warm_up)
         if self._attach_run is not None:
             from lorastudio.screens.monitor import MonitorScreen
 
@@ -118,6 +113,14 @@ class StudioApp(App[None]):
             return typing_in(self.screen)
         except Exception:  # noqa: BLE001 - no screen yet (or any more): nothing types
             return False
+
+    def on_recipes_screen_validated(self) -> None:
+        # Load the tokenizer code the Preview needs (a second or two of imports, holding the GIL for long
+        # stretches) so its first sample shows at once; only once the picker's recipes are validated (after the
+        # first paint, and after its list and the first keys had the GIL), since Enter needs a validated one first.
+        if not self._warmed:
+            self._warmed = True
+            self.warm_up()
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
     def warm_up(self) -> None:

@@ -181,3 +181,94 @@ def test_the_method_row_says_what_trains(
     assert rows["method"] == row
     if targets is not None:
         assert rows["targets"] == targets
+
+
+def spy_load_all(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record when the recipes are validated (``registry.load_all`` called), and let it run."""
+    calls: list[float] = []
+    real = registry.load_all
+
+    def recorded(*args: Any, **kwargs: Any) -> list[registry.RecipeEntry]:
+        calls.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_all", recorded)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("keys", "opens"),
+    [(("j", "t"), "LaunchScreen"), (("/", *"tiny-pirate", "enter"), "PreviewScreen")],
+    ids=["t-on-the-list", "enter-in-the-filter"],
+)
+async def test_validation_waits_past_the_first_screen_unless_a_recipe_is_asked_for(
+    keys: tuple[str, ...], opens: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path
+) -> None:
+    """Listed from the cards, the app goes idle with pydantic not yet at work (issue 39: ready within 1.2x of a
+    bare Textual app); a key that needs a validated recipe starts the validation at once and acts on it."""
+    from lorastudio.screens import recipes as recipes_screen
+
+    recipecards.write_cards(recipecards.listing_state(), fresh_cards(), False)
+    monkeypatch.setattr(recipes_screen, "VALIDATE_AFTER_S", 600.0)
+    calls = spy_load_all(monkeypatch)
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, recipes_screen.RecipesScreen)
+        await wait_until(pilot, lambda: screen.shown)
+        await pilot.pause()  # idle: nothing validates behind the list
+        assert calls == [] and not screen.loaded
+        assert "smollm2-pirate" in text_of(screen.query_one("#details"))
+        send_burst(app, *keys)
+        await wait_until(pilot, lambda: type(app.screen).__name__ == opens, timeout=60)
+        assert len(calls) == 1 and screen.loaded and app.screen.recipe.name == "tiny-pirate"
+
+
+async def test_without_cards_validation_does_not_wait_and_quitting_never_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No cards (a first start, a recipe edited): nothing is listed until validated, so it starts at once. With
+    cards, quitting while the validation waits ends its worker without validating."""
+    from lorastudio.screens import recipes as recipes_screen
+
+    (cache_dir() / recipecards.CARDS_FILE).unlink(missing_ok=True)
+    monkeypatch.setattr(recipes_screen, "VALIDATE_AFTER_S", 600.0)
+    calls = spy_load_all(monkeypatch)
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, recipes_screen.RecipesScreen)
+        await wait_until(pilot, lambda: screen.loaded, timeout=30)
+        assert len(calls) == 1
+    assert recipecards.read_cards(recipecards.listing_state()) is not None  # written for the next start
+    began = time.monotonic()
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        picker = app.screen
+        assert isinstance(picker, recipes_screen.RecipesScreen)
+        await wait_until(pilot, lambda: picker.shown)
+    assert (
+        time.monotonic() - began < 60 and len(calls) == 1
+    )  # the 600 s wait was cut short, nothing validated
+
+
+async def test_the_warm_up_imports_start_once_the_recipes_are_validated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Preview's warm-up imports and the validation both hold the GIL; Enter needs the validation first."""
+    from lorastudio.models import resolve as sources
+    from lorastudio.screens import recipes as recipes_screen
+
+    recipecards.write_cards(recipecards.listing_state(), fresh_cards(), False)
+    monkeypatch.setattr(recipes_screen, "VALIDATE_AFTER_S", 1.0)
+    seen: list[bool] = []
+    app = StudioApp()
+    monkeypatch.setattr(
+        sources,
+        "warm_up_imports",
+        lambda: seen.append(isinstance(app.screen, recipes_screen.RecipesScreen) and app.screen.loaded),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: seen, timeout=30)
+        await pilot.pause(0.5)
+    assert seen == [True]
