@@ -639,6 +639,8 @@ def test_pairwise_judge_between_two_sweep_runs_keeps_every_verdict(
 ) -> None:
     """Two runs judged pairwise by a loadable target (the tiny base): each prompt asked in both orders, every
     raw reply and verdict in verdicts.jsonl, the outcomes adding up, and the Eval samples rows showing them."""
+    import io
+
     from rich.console import Console
 
     from lorastudio.evaluate.scores import read_samples
@@ -680,11 +682,11 @@ def test_pairwise_judge_between_two_sweep_runs_keeps_every_verdict(
     rows = read_samples(folder, "judge/win")
     assert [r.prompt for r in rows] == questions
     assert all(set(r.answers) == {first, second} and set(r.judged) == {second} for r in rows)
-    console = Console(width=400, record=True, color_system=None, file=__import__("io").StringIO())
-    console.print(samples_table(rows, [first, second]))
-    shown = " ".join(console.export_text().split())
     for row, v in zip(rows, verdicts, strict=True):
         assert row.judged[second].startswith(f"judge: {v['outcome'] or 'undecided'}")
         for order, reply in zip(v["orders"], v["replies"], strict=True):
             assert f"{order} → " in row.judged[second] and reply.strip() in row.judged[second]
-            assert " ".join(reply.split())[:40] in shown
+    console = Console(width=200, record=True, color_system=None, file=io.StringIO())
+    console.print(samples_table(rows, [first, second]))
+    shown = console.export_text()
+    assert all(q in shown for q in questions) and shown.count("judge: ") == len(questions)
