@@ -1,4 +1,5 @@
-"""An evaluation row's documents: each prompt, its reference answer and every target's answer and score."""
+"""An evaluation row's documents: each prompt, its reference answer and every target's answer and score (a
+judged row: the judge's verdicts and raw replies under each judged answer)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def samples_table(rows: list[Any], targets: list[str]) -> Table:
             score = row.scores.get(label)
             if score is not None:
                 cell.append(f"  {score:g}", style="green" if score > 0 else "red")
+            verdict = getattr(row, "judged", {}).get(label)
+            if verdict:  # the judge's verdicts and raw replies, under the answer they judged
+                cell.append(f"\n{verdict}", style="italic")
             cells.append(cell)
         table.add_row(Text(prompt_tail(row.prompt)), Text(row.reference), *cells)
     return table

@@ -63,7 +63,10 @@ def launch(targets: str, tasks: str, limit: str) -> Path:
     from lorastudio.evaluate.spec import make_spec
 
     if not split_names(targets):
-        raise StudioError("targets: name one or more (base, RUN, RUN@best, RUN@latest, an export folder)")
+        raise StudioError(
+            "targets: name one or more (base, RUN, RUN@best, RUN@latest, an export folder, a .gguf file, "
+            "an http://HOST:PORT/v1 endpoint)"
+        )
     if not split_names(tasks):
         raise StudioError(f"tasks: name one or more ({SHIPPED_HINT}, a YAML task file, an lm-eval task)")
     try:

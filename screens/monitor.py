@@ -92,6 +92,10 @@ CHART_CURVES = (
 """(chart, series, RunState history) of the step charts."""
 MEMORY_CURVES = (("memory", "VRAM", "vram"), ("memory", "RSS", "rss"))
 """(chart, series, RunState history) of the memory chart; its x axis is seconds since the run's first event."""
+TASKS_CHART = ("tasks", "task scores", "step")
+"""The ``train.eval_tasks`` chart: one series per ``task/metric``, after the common charts (next to eval loss's
+tabs), present only for a run with task scores."""
+TASK_COLOURS = ("green", "yellow", "cyan", "magenta", "blue", "red")
 
 
 @dataclass
@@ -121,6 +125,13 @@ def chart_points(state: RunState, sent: dict[str, int]) -> list[ChartPoint]:
         out += [(chart, series, (t - t0, value)) for t, value in curve[sent.get(name, 0) :]]
         sent[name] = len(curve)
     return out
+
+
+def task_chart_points(state: RunState, sent: dict[str, int]) -> list[ChartPoint]:
+    """The task-score chart's (chart, series, (step, value)) points gained since ``sent`` (updated here)."""
+    fresh = state.task_points[sent.get("task_points", 0) :]
+    sent["task_points"] = len(state.task_points)
+    return [(TASKS_CHART[0], name, (float(step), value)) for step, name, value in fresh]
 
 
 def new_log_events(state: RunState, seen: int) -> list[Event]:
@@ -225,8 +236,16 @@ class MonitorScreen(Screen[None]):
         self.grpo_beta = recipe.grpo.beta if recipe is not None and recipe.grpo is not None else None
         self._marked_empty = False
         self.method_charts = charts_for(self.method)
-        self.charts = [*CHARTS, *((key, title, "step") for key, title, _ in self.method_charts)]
-        self.tab_names = [*TAB_NAMES, *(key for key, _, _ in self.method_charts)]
+        # a recipe with train.eval_tasks shows the scores' chart from the start; any other run gets it with
+        # its first task_scores event (a recorded run, a recipe edited since)
+        self.has_tasks = recipe is not None and bool(recipe.train.eval_tasks)
+        tasks = [TASKS_CHART] if self.has_tasks else []
+        self.charts = [*CHARTS, *tasks, *((key, title, "step") for key, title, _ in self.method_charts)]
+        self.tab_names = [
+            *TAB_NAMES,
+            *(key for key, _, _ in tasks),
+            *(key for key, _, _ in self.method_charts),
+        ]
 
     def compose(self) -> ComposeResult:
         yield TitleHeader()
@@ -257,6 +276,7 @@ class MonitorScreen(Screen[None]):
             {key: self.query_one(f"#chart-{key}", LineChart) for key, _, _ in self.method_charts}, self.method
         )
         self.set_class(bool(self.method_charts), "-method")
+        self.set_class(self.has_tasks, "-tasks")
         self.set_class(self.method == "grpo", "-grpo")
         if self.method == "grpo" and self.grpo_beta == 0:  # TRL computes no KL without its penalty
             self.query_one("#chart-kl", LineChart).empty = "KL not computed: grpo.beta is 0"
@@ -285,6 +305,7 @@ class MonitorScreen(Screen[None]):
             state = self._reader.state
             points = chart_points(state, self._sent)
             points += method_chart_points(state, self._sent, self.method)
+            points += task_chart_points(state, self._sent)
             fresh = new_log_events(state, self._logged)
             self._logged = state.logged
             lines = [line for line in map(log_line, fresh) if line is not None]
@@ -353,10 +374,14 @@ class MonitorScreen(Screen[None]):
         grouped: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for chart, series, point in message.points:
             grouped.setdefault((chart, series), []).append(point)
+        if any(chart == TASKS_CHART[0] for chart, _ in grouped) and not self.has_tasks:
+            self._add_tasks_chart()
         for (chart, series), points in grouped.items():
             target = self.query_one(f"#chart-{chart}", LineChart)
             if chart == "functions":  # one series per GRPO reward function, named as the run names them
                 ensure_series(target, series, len(target.series))
+            elif chart == TASKS_CHART[0] and series not in target.series:  # one per task/metric, as it comes
+                target.add_series(series, TASK_COLOURS[len(target.series) % len(TASK_COLOURS)])
             target.extend(series, points)
         if self.method == "grpo":
             self.query_one(CompletionsPanel).show(state.completions)
@@ -365,6 +390,28 @@ class MonitorScreen(Screen[None]):
         self.query_one(SamplesView).show(state.samples)
         if message.log_lines:
             self.query_one(Log).write_lines(message.log_lines)
+
+    def _add_tasks_chart(self) -> None:
+        """The task-score chart for a run whose recipe did not announce it: after the common charts, the
+        selection kept on the chart it was on."""
+        self.has_tasks = True
+        index = len(CHARTS)
+        key, title, x_label = TASKS_CHART
+        self.charts.insert(index, TASKS_CHART)
+        self.tab_names.insert(index, key)
+        chart = LineChart(title, x_label=x_label, id=f"chart-{key}")
+        if self.has_class("-finished"):
+            chart.empty = "nothing logged"
+        following = self.charts[index + 1][0] if index + 1 < len(self.charts) else None
+        container = self.query_one("#charts", Container)
+        container.mount(
+            chart, before=self.query_one(f"#chart-{following}") if following else self.query_one(Log)
+        )
+        self.set_class(True, "-tasks")
+        if self.selected >= index:
+            self.selected += 1
+        else:
+            self.watch_selected()
 
     # -- chart keys -------------------------------------------------------------------------------
     @property

@@ -535,3 +535,45 @@ async def test_screen_runs_a_real_evaluation_on_the_tiny_model(tiny_model: Path)
         samples = screen_of(app, EvalSamplesScreen)
         assert samples.rows is not None and len(samples.rows) == 2
         assert all(str(tiny_model) in r.answers for r in samples.rows)
+
+
+async def test_judge_row_shows_every_verdict_and_raw_reply(tmp_path: Path) -> None:
+    """A recorded pairwise evaluation: Enter on judge/win shows each prompt, both answers and, under the judged
+    one, the outcome and each order's verdict with the judge's raw reply (an unreadable one said so); a
+    rubric line and a line cut by a stop are read as they are."""
+    folder = write_eval(tmp_path / "evals", EVAL_ID, ("a", "b"), {})
+    answers = [
+        {"eval_target": label, "index": i, "prompt": f"question {i}", "reference": None, "answer": f"{label} says {i}",
+         "scores": {"contains": 1.0 if label == "b" else 0.0}}
+        for label in ("a", "b") for i in range(2)
+    ]  # fmt: skip
+    verdicts = [
+        {"mode": "pairwise", "index": 0, "eval_target": "b", "against": "a", "orders": ["A=a B=b", "A=b B=a"],
+         "replies": ["B is better [[B]]", "A wins [[A]]"], "verdicts": ["B", "A"], "outcome": "win"},
+        {"mode": "pairwise", "index": 1, "eval_target": "b", "against": "a", "orders": ["A=a B=b", "A=b B=a"],
+         "replies": ["hmm, both fine", "[[C]]"], "verdicts": [None, "tie"], "outcome": None},
+    ]  # fmt: skip
+    (folder / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers) + '{"eval_tar')
+    (folder / "verdicts.jsonl").write_text("".join(json.dumps(v) + "\n" for v in verdicts))
+    rows = read_samples(folder, "judge/win")
+    assert [(r.prompt, r.answers) for r in rows] == [
+        (f"question {i}", {"a": f"a says {i}", "b": f"b says {i}"}) for i in range(2)
+    ]
+    assert rows[0].judged == {"b": "judge: win\nA=a B=b → B: B is better [[B]]\nA=b B=a → A: A wins [[A]]"}
+    assert rows[1].judged["b"].startswith("judge: undecided\nA=a B=b → unreadable: hmm, both fine")
+    scored = read_samples(folder, "judged/contains")
+    assert [r.scores for r in scored] == [{"a": 0.0, "b": 1.0}] * 2 and all(not r.judged for r in scored)
+    app = StudioApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.push_screen(EvalSamplesScreen(folder, "judge/win", ["a", "b"]))
+        await wait_until(pilot, lambda: getattr(app.screen, "rows", None), 30.0)
+        text = " ".join(plain(app.screen.query_one("#eval-samples")).split())
+        for shown in (
+            "2 documents",
+            "b says 0",
+            "judge: win",
+            "A=a B=b → B: B is better [[B]]",
+            "unreadable: hmm",
+        ):
+            assert shown in text or shown in str(app.screen.query_one("#eval-samples-title").render()), shown

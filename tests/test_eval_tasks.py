@@ -176,6 +176,73 @@ async def test_monitor_shows_the_task_scores(runs_home: Path) -> None:
         assert text.index("eval loss") < text.index(SCORE) < text.index("lr ")
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (170, 44)])
+async def test_monitor_charts_the_task_scores_per_task_and_metric(
+    runs_home: Path, size: tuple[int, int]
+) -> None:
+    """A recorded run with task scores: a "tasks" chart after the common ones (the number keys still reach
+    those), one series per task/metric holding each round's (step, score), and `m` reaches it."""
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.monitor import CHARTS, MonitorScreen
+    from lorastudio.widgets.chart import LineChart
+
+    run = write_run(runs_home, "charted-run", created=1.0, steps=6, eval_every=2)
+    with (run / EVENTS_FILE).open("a") as handle:
+        for step, score in ((2, 0.25), (4, 0.75), (6, 0.5)):
+            values = {SCORE: score, "studio_general/acc": score / 2}
+            handle.write(
+                json.dumps({"kind": "task_scores", "step": step, "at": "eval", "values": values}) + "\n"
+            )
+    app = StudioApp(attach=run)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.snapshot is not None
+        )
+        screen = screen_of(app, MonitorScreen)
+        await wait_until(pilot, lambda: bool(screen.query("#chart-tasks")))
+        chart = screen.query_one("#chart-tasks", LineChart)
+        assert chart.title == "task scores"
+        assert list(chart.series) == [SCORE, "studio_general/acc"]
+        assert chart.series[SCORE].store.xs == [2.0, 4.0, 6.0]
+        assert chart.series[SCORE].store.ys == [0.25, 0.75, 0.5]
+        assert chart.series["studio_general/acc"].store.ys == [0.125, 0.375, 0.25]
+        # next to eval loss: right after the common charts, whose number keys are unchanged
+        assert [key for key, _, _ in screen.charts][: len(CHARTS) + 1] == [
+            *(k for k, _, _ in CHARTS),
+            "tasks",
+        ]
+        tabs = str(screen.query_one("#chart-tabs").render())
+        assert " 5 mem " in tabs and " tasks " in tabs and "6 tasks" not in tabs
+        for _ in range(len(CHARTS)):
+            await pilot.press("m")
+        assert screen.selected_chart is chart and chart.has_class("-selected")
+        await pilot.pause()
+        assert chart.region.height > 0  # shown, not only in the tab row
+        await pilot.press("1")
+        assert screen.selected_chart.id == "chart-loss"
+        assert screen.has_class("-tasks")
+
+
+async def test_monitor_has_no_task_chart_without_task_scores(runs_home: Path) -> None:
+    from lorastudio.app import StudioApp
+    from lorastudio.screens.monitor import MonitorScreen
+
+    run = write_run(runs_home, "plain-run", created=1.0, steps=4, eval_every=2)
+    app = StudioApp(attach=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, MonitorScreen)
+                and app.screen.snapshot is not None
+                and app.screen.snapshot.state.finished
+            ),
+        )
+        screen = screen_of(app, MonitorScreen)
+        assert not screen.query("#chart-tasks") and "tasks" not in screen.tab_names
+        assert not screen.has_class("-tasks")
+
+
 def _text(widget) -> str:
     import io
 

@@ -614,3 +614,79 @@ def test_held_out_and_sample_prompts_come_from_the_run_recipe(tiny_model: Path) 
     assert [p.conversation(None) for p in recipe_prompts("samples", custom, None)] == [
         [{"role": "user", "content": "Who are ye?"}]
     ]
+
+
+def recorded_copy(run: Path, name: str, checkpoint: bool) -> str:
+    """A sweep member recorded from the trained run: its directory copied under another name, its adapter the
+    final one or the first checkpoint's (so two runs answer differently)."""
+    import shutil
+
+    copy = run.parent / name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("evals"))
+    meta = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**meta, "name": name}))
+    if checkpoint:
+        first = sorted((copy / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[
+            0
+        ]
+        for file in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy(first / file, copy / "adapter" / file)
+    return name
+
+
+def test_pairwise_judge_between_two_sweep_runs_keeps_every_verdict(
+    trained_run: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Two runs judged pairwise by a loadable target (the tiny base): each prompt asked in both orders, every
+    raw reply and verdict in verdicts.jsonl, the outcomes adding up, and the Eval samples rows showing them."""
+    import io
+
+    from rich.console import Console
+
+    from lorastudio.evaluate.scores import read_samples
+    from lorastudio.screens.eval_samples import samples_table
+
+    first = recorded_copy(trained_run, "tiny-pirate-sweep-0", checkpoint=True)
+    second = recorded_copy(trained_run, "tiny-pirate-sweep-1", checkpoint=False)
+    questions = ["What do sheep eat?", "Where do dolphins live?", "Say hello.", "What is the sea?"]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions))
+    result = subprocess.run(
+        [STUDIO_BIN, "eval", first, second, "--prompts", str(prompts), "--judge", str(tiny_model),
+         "--max-new-tokens", "10", "--json"],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    folder = Path(json.loads(result.stdout)["path"])
+    assert summarise(folder).status == "done"
+    verdicts = verdict_lines(folder)
+    assert [(v["prompt"], v["eval_target"], v["against"]) for v in verdicts] == [
+        (q, second, first) for q in questions
+    ]
+    for v in verdicts:
+        assert v["orders"] == [f"A={first} B={second}", f"A={second} B={first}"]  # both position orders
+        assert len(v["replies"]) == 2 and all(isinstance(r, str) for r in v["replies"])
+        assert len(v["verdicts"]) == 2 and all(x in ("A", "B", "tie", None) for x in v["verdicts"])
+        assert v["judge"] == str(tiny_model)
+    data = json.loads((folder / RESULTS_FILE).read_text())
+    cells = {
+        row["metric"]: row["targets"][second] for row in data["table"] if row["metric"].startswith("judge/")
+    }
+    counts = {kind: cells[f"judge/{kind}"]["count"] for kind in ("win", "tie", "loss")}
+    undecided = sum(v["outcome"] is None for v in verdicts)
+    assert sum(counts.values()) + undecided == len(questions)
+    assert counts == {kind: sum(v["outcome"] == kind for v in verdicts) for kind in ("win", "tie", "loss")}
+    unreadable = sum(x is None for v in verdicts for x in v["verdicts"])
+    assert data["judged"]["unparsed"] == {second: unreadable}
+    # the Eval samples screen's rows for a judge row: each prompt, both answers, every verdict and raw reply
+    rows = read_samples(folder, "judge/win")
+    assert [r.prompt for r in rows] == questions
+    assert all(set(r.answers) == {first, second} and set(r.judged) == {second} for r in rows)
+    for row, v in zip(rows, verdicts, strict=True):
+        assert row.judged[second].startswith(f"judge: {v['outcome'] or 'undecided'}")
+        for order, reply in zip(v["orders"], v["replies"], strict=True):
+            assert f"{order} → " in row.judged[second] and reply.strip() in row.judged[second]
+    console = Console(width=200, record=True, color_system=None, file=io.StringIO())
+    console.print(samples_table(rows, [first, second]))
+    shown = console.export_text()
+    assert all(q in shown for q in questions) and shown.count("judge: ") == len(questions)

@@ -16,7 +16,11 @@ def add_commands(sub: Any) -> None:
     """``eval`` and ``evals`` on the CLI's subcommand parser."""
     p = sub.add_parser("eval", help="score targets (base, RUN, RUN@best, an export) on lm-eval tasks")
     p.add_argument(
-        "targets", nargs="+", metavar="TARGET", help="base, RUN, RUN@best, RUN@checkpoint-N, EXPORT_DIR"
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="base, RUN, RUN@best, RUN@checkpoint-N, EXPORT_DIR, FILE.gguf, or an OpenAI-compatible "
+        "http://HOST:PORT/v1 (its key from OPENAI_API_KEY)",
     )
     p.add_argument(
         "--tasks",
@@ -45,6 +49,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N documents per task")
     p.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt")
     p.add_argument("--batch-size", default=None, help="lm-eval's batch size: N or auto (default 1 on CPU)")
+    p.add_argument(
+        "--backend",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="vllm: lm-eval's vLLM model, a run's adapter as a LoRA request (CUDA); default hf",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--detach", action="store_true", help="start it and return; `studio evals` follows it")
     p.set_defaults(func=cmd_eval)
@@ -91,6 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         num_fewshot=args.num_fewshot,
         batch_size=_batch(args.batch_size),
+        backend=args.backend,
         judged=judged,
     )
     folder = check_and_start(spec)  # an unknown task or a run with no adapter is said before a process starts

@@ -254,7 +254,7 @@ def judged_part(
     run_judged(
         spec,
         folder,
-        [(t.label, t.engine) for t in resolve_targets(spec)],
+        [(t.label, t.engine) for t in resolve_targets(spec) if t.engine is not None],  # the spec refuses URLs
         the_plan,
         on_step=on_step,
         on_loading=lambda target: writer.emit(StatusEvent(status="loading model", model=target)),

@@ -1,15 +1,20 @@
 """Run an evaluation: each task on each target through lm-eval's ``simple_evaluate`` and its ``HFLM``.
 
-The model is the one the chat engine loads (base, base + adapter, an export), so quantisation and the
-adapter are exactly the chat's; the tokenizer carries the recipe's chat template, so ``apply_chat_template``
-renders prompts as the recipe's chat does. Each (target, task) pair is one ``simple_evaluate`` call: its
+The model is the one the chat engine loads (base, base + adapter, an export, a GGUF file dequantized as chat
+loads it), so quantisation and the adapter are exactly the chat's; the tokenizer carries the recipe's chat
+template, so ``apply_chat_template`` renders prompts as the recipe's chat does. Two other lm-eval models:
+an OpenAI-compatible endpoint URL is asked through ``local-chat-completions`` (the server applies its own
+chat template; generation tasks only), and ``backend: vllm`` loads a run's base in vLLM with its adapter as
+a LoRA request (CUDA and vLLM needed). Each (target, task) pair is one ``simple_evaluate`` call: its
 results are written as soon as it ends, so a stopped evaluation keeps what it finished.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +34,119 @@ class Target:
     """One column of the table: its label (as the user named it) and the engine that loads it."""
 
     label: str
-    engine: ChatEngine
+    engine: ChatEngine | None
+    """None for an endpoint URL (the label), which lm-eval asks over HTTP."""
+
+
+ENDPOINT_MODULES = ("aiohttp", "tenacity", "requests")
+"""What lm-eval's API models import (its ``api`` extra)."""
+
+
+def is_endpoint(target: str) -> bool:
+    return target.startswith(("http://", "https://"))
 
 
 def resolve_targets(spec: EvalSpec) -> list[Target]:
     """An engine per target, nothing loaded yet: a run with no adapter, an unknown run or a ``base`` with
-    nothing to take its model from is refused here, before any process starts."""
-    models = [t for t in spec.targets if t != BASE]
-    if not models:
+    nothing to take its model from is refused here, before any process starts; so is an endpoint when
+    lm-eval's API models cannot import, and ``backend: vllm`` without vLLM or CUDA."""
+    models = [t for t in spec.targets if t != BASE and not is_endpoint(t)]
+    if BASE in spec.targets and not models:
         raise StudioError("eval target base: name a run or an export too, whose base model it is")
+    if spec.backend == "vllm":
+        require_vllm()
     out = []
     for label in spec.targets:
+        if is_endpoint(label):
+            require_endpoint_modules(label)
+            out.append(Target(label, None))
+            continue
         engine = engine_for(models[0], base_only=True) if label == BASE else engine_for(label)
         out.append(Target(label, engine))
     return out
+
+
+def require_endpoint_modules(url: str) -> None:
+    missing = [name for name in ENDPOINT_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise StudioError(
+            f"eval target {url}: lm-eval's endpoint models need {', '.join(missing)}: "
+            "pip install 'lm-eval[api]' (or 'lorastudio[eval]')"
+        )
+
+
+def require_vllm() -> None:
+    """``backend: vllm`` needs vLLM importable and a CUDA GPU; the message names what is missing."""
+    if importlib.util.find_spec("vllm") is None:
+        raise StudioError("eval backend vllm: vLLM is not installed: pip install vllm (it needs a CUDA GPU)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise StudioError("eval backend vllm: no CUDA GPU here (vLLM runs on CUDA); leave --backend out")
+
+
+def endpoint_lm(url: str) -> Any:
+    """lm-eval's ``local-chat-completions`` model asking ``url`` (an OpenAI-compatible ``.../v1``) for the first
+    model it lists, greedy; the key, where the server wants one, is ``OPENAI_API_KEY`` as lm-eval reads it."""
+    import openai
+
+    from lorastudio.evaluate.judge import _api_error
+
+    require_endpoint_modules(url)
+    client = openai.OpenAI(
+        base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "none", max_retries=0, timeout=60.0
+    )
+    try:
+        models = [m.id for m in client.models.list()]
+    except Exception as exc:
+        raise StudioError(f"eval target {url}: {_api_error(exc)}") from None
+    if not models:
+        raise StudioError(f"eval target {url}: the endpoint lists no model")
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    class StopCutChatCompletion(LocalChatCompletion):
+        """Each reply cut at its task's first stop string, as HFLM cuts the local model's: a server that returns
+        the stop sequence with the text (transformers serve does) would otherwise differ by it."""
+
+        def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+            replies = super().generate_until(requests, disable_tqdm=disable_tqdm)
+            return [
+                cut_at_stop(text, req.args[1].get("until"))
+                for text, req in zip(replies, requests, strict=True)
+            ]
+
+    return StopCutChatCompletion(
+        base_url=url.rstrip("/") + "/chat/completions",
+        model=str(models[0]),
+        tokenized_requests=False,  # text in, text out: the server tokenizes with its own template
+        max_retries=1,
+        num_concurrent=1,
+    )
+
+
+def cut_at_stop(text: str, until: str | list[str] | None) -> str:
+    """``text`` up to the first of the stop strings (all of it when none occurs)."""
+    stops = [until] if isinstance(until, str) else list(until or [])
+    ends = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
+def vllm_lm(engine: ChatEngine, batch_size: int | str | None) -> Any:
+    """lm-eval's ``vllm`` model on the engine's base model, its adapter (if any) as a LoRA request."""
+    from lm_eval.models.vllm_causallms import VLLM
+
+    from lorastudio.models.resolve import resolve_model_path
+
+    recipe = engine.recipe
+    kwargs: dict[str, Any] = {}
+    if engine.adapter_dir is not None:
+        kwargs = {"lora_local_path": str(engine.adapter_dir), "max_lora_rank": max(16, recipe.lora.r)}
+    return VLLM(
+        pretrained=resolve_model_path(recipe.model),
+        batch_size=batch_size if batch_size is not None else "auto",
+        max_length=recipe.model.max_seq_length,
+        **kwargs,
+    )
 
 
 def hflm(engine: ChatEngine, batch_size: int | str | None) -> Any:
@@ -73,16 +177,17 @@ def task_name(task: str | dict[str, Any]) -> str:
 
 
 def run_task(
-    lm: Any, engine: ChatEngine, task: str | dict[str, Any], spec: EvalSpec, task_manager: Any = None
+    lm: Any, engine: ChatEngine | None, task: str | dict[str, Any], spec: EvalSpec, task_manager: Any = None
 ) -> dict[str, Any]:
-    """lm-eval's own results of one task on one loaded model (samples included)."""
+    """lm-eval's own results of one task on one loaded model (samples included); an endpoint (no engine)
+    gets its prompts as chat messages with no system prompt of studio's."""
     return task_results(
         lm,
         task,
         limit=spec.limit,
         num_fewshot=spec.num_fewshot,
-        apply_chat_template=spec.apply_chat_template,
-        system=system_instruction(engine),
+        apply_chat_template=spec.apply_chat_template or engine is None,  # chat completions take messages
+        system=system_instruction(engine) if engine is not None else None,
         log_samples=True,
         task_manager=task_manager,
     )
@@ -246,17 +351,35 @@ def evaluate(
     for target in targets:
         if on_loading is not None:
             on_loading(target.label)
-        target.engine.load()
-        lm = hflm(target.engine, spec.batch_size)
+        lm = target_lm(target, spec)
         for task in tasks:
             name = task_name(task)
             if on_task is not None:
                 on_task(target.label, name, done, total)
-            outcome = run_task(lm, target.engine, task, spec, manager)
+            try:
+                outcome = run_task(lm, target.engine, task, spec, manager)
+            except NotImplementedError:
+                if target.engine is not None:
+                    raise
+                raise StudioError(
+                    f"eval target {target.label}: task {name} scores log-likelihoods, which a chat endpoint "
+                    "does not give; evaluate an endpoint on generation tasks (studio_arithmetic, studio_pirate)"
+                ) from None
             results.add(target.label, name, outcome)
             done += 1
             if on_result is not None:
                 figures = {k: v["value"] for k, v in metric_rows(outcome).items() if v["value"] is not None}
                 on_result(target.label, name, figures)
-        target.engine.model = None  # free it before the next target loads
+        if target.engine is not None:
+            target.engine.model = None  # free it before the next target loads
     return results
+
+
+def target_lm(target: Target, spec: EvalSpec) -> Any:
+    """The lm-eval model that scores ``target``: the endpoint's, vLLM's, or HFLM around the loaded model."""
+    if target.engine is None:
+        return endpoint_lm(target.label)
+    if spec.backend == "vllm":
+        return vllm_lm(target.engine, spec.batch_size)
+    target.engine.load()
+    return hflm(target.engine, spec.batch_size)

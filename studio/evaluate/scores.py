@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lorastudio.errors import StudioError
 from lorastudio.evaluate.job import EvalSummary, list_evals, summarise
+from lorastudio.evaluate.judged import ANSWERS_FILE, VERDICTS_FILE
 from lorastudio.evaluate.runner import RESULTS_FILE, SAMPLES_FILE
 from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
 from lorastudio.train.run.events import ENDED_STATUSES
@@ -190,6 +191,9 @@ class SampleRow:
     reference: str
     answers: dict[str, str]
     scores: dict[str, float | None]
+    judged: dict[str, str] = field(default_factory=dict)
+    """A judged generation's verdict per target judged: the outcome, each order's verdict and the judge's
+    raw replies (``judge/*`` rows)."""
 
 
 def _prompt(sample: dict[str, Any]) -> str:
@@ -254,8 +258,80 @@ def _score(sample: dict[str, Any], metric: str) -> float | None:
     return _number(sample.get(name))
 
 
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """A JSONL file's object lines (a line cut by a stop, or of another shape, skipped); [] when unreadable."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out
+
+
+def verdict_text(record: dict[str, Any]) -> str:
+    """One verdict line as the samples show it: pairwise, the outcome, then each order's verdict and the judge's
+    reply; a rubric, the rating and the reply."""
+    if record.get("mode") == "rubric":
+        rating = record.get("rating")
+        head = f"rated {rating:g}" if isinstance(rating, (int, float)) else "rating unreadable"
+        return f"{head}: {str(record.get('reply', '')).strip()}"
+    outcome = record.get("outcome") or "undecided"
+    lines = [f"judge: {outcome}"]
+    orders = record.get("orders") or []
+    for i, reply in enumerate(record.get("replies") or []):
+        verdicts = record.get("verdicts") or []
+        verdict = verdicts[i] if i < len(verdicts) else None
+        order = orders[i] if i < len(orders) else f"order {i + 1}"
+        lines.append(f"{order} → {verdict or 'unreadable'}: {str(reply).strip()}")
+    return "\n".join(lines)
+
+
+def read_judged_samples(folder: Path, metric: str) -> list[SampleRow]:
+    """A judged row's prompts (``judged/SCORER`` or ``judge/*``): each target's answer and score from
+    ``answers.jsonl``, and for the judge's rows every verdict and raw reply from ``verdicts.jsonl``."""
+    scorer = metric.split("/", 1)[1] if metric.startswith("judged/") else None
+    docs: dict[int, dict[str, Any]] = {}
+    for answer in _jsonl(folder / ANSWERS_FILE):
+        index = answer.get("index")
+        if not isinstance(index, int):
+            continue
+        doc = docs.setdefault(
+            index, {"prompt": str(answer.get("prompt", "")), "reference": answer.get("reference") or ""}
+        )
+        label = str(answer.get("eval_target", "?"))
+        doc.setdefault("answers", {})[label] = str(answer.get("answer", ""))
+        scores = answer.get("scores")
+        scored = scores.get(scorer) if scorer and isinstance(scores, dict) else None
+        doc.setdefault("scores", {})[label] = _number(scored)
+    if scorer is None:
+        for record in _jsonl(folder / VERDICTS_FILE):
+            judged = docs.get(record["index"]) if isinstance(record.get("index"), int) else None
+            if judged is not None:
+                judged.setdefault("judged", {})[str(record.get("eval_target", "?"))] = verdict_text(record)
+    return [
+        SampleRow(
+            index,
+            d["prompt"],
+            str(d["reference"]),
+            d.get("answers", {}),
+            d.get("scores", {}),
+            d.get("judged", {}),
+        )
+        for index, d in sorted(docs.items())
+    ]
+
+
 def read_samples(folder: Path, metric: str) -> list[SampleRow]:
     """The documents of the row's task, each target's answer beside the others (document order)."""
+    if metric.startswith(("judged/", "judge/")) and (folder / ANSWERS_FILE).exists():
+        return read_judged_samples(folder, metric)
     task = metric.split("/", 1)[0]
     flt = metric.split(" (", 1)[1].rstrip(")") if " (" in metric else None
     docs: dict[str, dict[str, Any]] = {}

@@ -60,8 +60,9 @@ class EvalSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     targets: tuple[str, ...] = Field(min_length=1)
-    """``base`` (the first run target's base model), ``RUN``, ``RUN@best``, ``RUN@checkpoint-N``, or an
-    export folder. Table columns follow this order; deltas are against the first."""
+    """``base`` (the first run target's base model), ``RUN``, ``RUN@best``, ``RUN@checkpoint-N``, an export
+    folder, a GGUF file or an OpenAI-compatible endpoint's URL (``http://HOST:PORT/v1``). Table columns follow
+    this order; deltas are against the first."""
     tasks: tuple[str, ...] = ()
     """lm-eval task names (shipped ``studio_*`` tasks, local YAML task files or folders, or lm-eval's own);
     empty when the evaluation is only judged generations."""
@@ -73,6 +74,9 @@ class EvalSpec(BaseModel):
     """lm-eval's batch size (None: 1 on CPU, ``auto`` on a GPU)."""
     apply_chat_template: bool = True
     """Render prompts through the target's chat template, as the recipe's chat does."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """``hf``: lm-eval's HFLM around the model chat loads; ``vllm``: lm-eval's vLLM model, a run's adapter as a
+    LoRA request (CUDA and vLLM needed). An endpoint URL target is asked over HTTP either way."""
     judged: JudgedSpec | None = None
     """Judged generations in the same evaluation (None: lm-eval tasks only)."""
 
@@ -82,6 +86,10 @@ class EvalSpec(BaseModel):
             raise ValueError("name tasks, or prompts to judge")
         if self.judged is not None and self.judged.pairwise and len(self.targets) < 2:
             raise ValueError("a pairwise judge compares two targets or more (or give a rubric)")
+        if self.judged is not None and any(t.startswith(("http://", "https://")) for t in self.targets):
+            raise ValueError(
+                "judged generations are answered by targets studio loads; an endpoint URL only runs tasks"
+            )
         return self
 
     @field_validator("targets", "tasks")
