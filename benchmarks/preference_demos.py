@@ -18,6 +18,7 @@ sample callbacks and torch threads, which must be equal, and the tokens each pro
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -59,7 +60,7 @@ def run_worker(
 def step_times(events: list[dict[str, Any]]) -> list[float]:
     """Seconds between consecutive logged steps (the first step, with its warm-up, is left out)."""
     stamps = [e["t"] for e in events if e["kind"] == "metrics" and e.get("loss") is not None]
-    return [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(stamps[1:])]
 
 
 def cmd_dpo(args: argparse.Namespace) -> None:

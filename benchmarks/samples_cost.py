@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pirate_heldout import train  # noqa: E402
+from pirate_heldout import train
 
 from lorastudio.train.run.runstate import load_samples
 

@@ -80,8 +80,17 @@ def main() -> None:
 
     port = free_port()
     by_hand = subprocess.Popen(
-        [str(Path(sys.executable).parent / "transformers"), "serve", tiny.name, "--host", "127.0.0.1"]
-        + ["--port", str(port), "--device", "auto"],
+        [
+            str(Path(sys.executable).parent / "transformers"),
+            "serve",
+            tiny.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "auto",
+        ],
         cwd=tiny.parent,
         env=by_hand_env(),
         stdout=subprocess.DEVNULL,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.message import Message
@@ -62,7 +62,7 @@ class GenerationOver(Message):
 class ChatScreen(HandlesWorkerFailures, Screen[None]):
     """Multi-turn chat with the recipe's template; base/tuned toggle and side-by-side compare."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop_or_back", "Stop/Back", id="chat.stop"),
         Binding("ctrl+t", "toggle_adapter", "Base/Tuned", id="chat.toggle"),
         Binding("ctrl+o", "toggle_compare", "Compare", id="chat.compare"),
@@ -325,7 +325,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         # a reply stopped before its first word would leave two user turns in a row.
         history = self.side_history if message.side else self.history
         if reply.text.strip() and history is not None:
-            history += self.contexts[message.target][-1:] + [{"role": "assistant", "content": reply.text}]
+            history += [*self.contexts[message.target][-1:], {"role": "assistant", "content": reply.text}]
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)  # the stats line is a line more
 
     def on_generation_over(self, message: GenerationOver) -> None:

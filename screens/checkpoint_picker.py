@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
@@ -25,7 +26,7 @@ class CheckpointPicker(ModalScreen[Path | None]):
                                   border: thick $accent; padding: 1 2; background: $surface; }
     CheckpointPicker OptionList { height: auto; max-height: 16; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="checkpoints.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="checkpoints.cancel")]
 
     def __init__(self, run_name: str, choices: list[Checkpoint], best: str | None = None) -> None:
         super().__init__()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -49,7 +49,7 @@ def best_by_eval(runs: list[RunSummary]) -> int | None:
 class CompareScreen(HandlesWorkerFailures, Screen[None]):
     """Runs are lettered A, B, C… in marking order; the letter and colour match across chart and tables."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="compare.back"),
         Binding("l", "toggle_log", "Log", id="compare.log"),
         Binding("e", "toggle_eval", "Eval", id="compare.eval"),

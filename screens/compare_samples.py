@@ -5,13 +5,13 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -60,7 +60,7 @@ def side_by_side(names: list[str], histories: list[Any], base: bool = False) -> 
 class CompareSamplesScreen(HandlesWorkerFailures, Screen[None]):
     """Lettered and coloured as Compare is; ``b`` switches to the runs' base replies."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="compare_samples.back"),
         Binding("b", "base", "Base/latest", id="compare_samples.base"),
     ]

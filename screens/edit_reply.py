@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, TextArea
@@ -19,7 +21,7 @@ class EditReplyScreen(ModalScreen[str | None]):
                                  background: $surface; }
     EditReplyScreen TextArea { height: 1fr; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", id="edit_reply.save"),
         Binding("escape", "cancel", "Cancel", id="edit_reply.cancel"),
     ]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -41,7 +41,7 @@ def eval_line(summary: Any) -> Text:
 class EvalListScreen(ModalScreen[Path | None]):
     """Every evaluation (``studio evals``); Enter reopens one, Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="eval_list.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="eval_list.cancel")]
 
     def __init__(self) -> None:
         super().__init__()

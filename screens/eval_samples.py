@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -63,7 +63,7 @@ def samples_table(rows: list[Any], targets: list[str]) -> Table:
 class EvalSamplesScreen(HandlesWorkerFailures, Screen[None]):
     """The documents of one results row, read on a worker thread; Escape goes back to the table."""
 
-    BINDINGS = [Binding("escape", "back", "Back", id="eval_samples.back")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back", id="eval_samples.back")]
     AUTO_FOCUS = "#eval-samples-scroll"
 
     def __init__(self, folder: Path, metric: str, targets: list[str]) -> None:

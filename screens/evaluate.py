@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
@@ -85,7 +85,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
 
     # Not priority bindings: through the focused field's queue, Ctrl+S typed right after the limit acts once
     # the limit is in the field (keys none of Input's and DataTable's own).
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", id="eval.start"),
         Binding("ctrl+o", "browse", "Task file", id="eval.browse"),
         Binding("ctrl+l", "history", "Past evals", id="eval.history"),

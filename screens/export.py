@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.message import Message
@@ -58,7 +58,7 @@ class ExportDone(Message):
 class ExportScreen(HandlesWorkerFailures, Screen[None]):
     """Export one run: format, quant, checkpoint, output folder; estimate, progress, measured size."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+e", "start", "Export", id="export.start", priority=True),
         Binding("f6", "serve", "Serve", id="export.serve"),
         Binding("escape", "back", "Back", id="export.back"),

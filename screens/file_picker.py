@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Label
@@ -29,7 +30,7 @@ class DataFileTree(DirectoryTree):
 class FilePickerScreen(ModalScreen[str | None]):
     """Pick a data file; Enter on a file chooses it, Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="file_picker.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="file_picker.cancel")]
 
     def __init__(self, start: Path, suffixes: tuple[str, ...] = LOCAL_DATA_SUFFIXES) -> None:
         super().__init__()

@@ -13,12 +13,12 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.message import Message
@@ -79,7 +79,7 @@ def sweep_values(spec: FieldSpec, text: str) -> list[str]:
 class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     """Edit, check the memory estimate, then Enter to start exactly one run."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "launch", "Launch", id="launch.start"),
         Binding("escape", "back", "Back", id="launch.back"),
         Binding("ctrl+s", "save", "Save recipe", id="launch.save"),

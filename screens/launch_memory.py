@@ -13,7 +13,7 @@ from lorastudio.recipe import Recipe
 HEADROOM = 0.9  # above 90 % of what is free, fragmentation and other processes make it a gamble
 
 
-def describe(recipe: Recipe, gpu: tuple[float, float, str] | None | bool = True) -> tuple[Text, bool | None]:
+def describe(recipe: Recipe, gpu: tuple[float, float, str] | bool | None = True) -> tuple[Text, bool | None]:
     """One or two lines for the sheet and whether it fits (None when unknown).
 
     ``gpu=True`` asks NVML; tests pass a (free MB, total MB, name) tuple or None for "no GPU".

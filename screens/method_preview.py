@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Container, VerticalScroll
 from textual.markup import escape
 from textual.message import Message
@@ -45,7 +45,7 @@ class MethodLoaded(Message):
 class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
     """One row at a time: prompt, then each reply (or, for GRPO, the prompt and the rewards)."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n,right,l", "next", "Next", id="method_preview.next"),
         Binding("p,left,h", "previous", "Prev", id="method_preview.previous"),
         Binding("s", "toggle_special", "Specials", id="method_preview.special"),

@@ -6,12 +6,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
 from textual.markup import escape
 from textual.message import Message
@@ -189,7 +189,7 @@ def summary_line(state: RunState, status: str) -> str:
 class MonitorScreen(Screen[None]):
     """Progress, charts of loss (with eval), learning rate, grad norm, throughput and memory, panels, the log."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "stop", "Stop", id="monitor.stop"),
         Binding("d", "detach", "Detach", id="monitor.detach"),
         Binding("c", "chat", "Chat", id="monitor.chat"),

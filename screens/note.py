@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
@@ -21,7 +23,7 @@ class NoteScreen(ModalScreen[str | None]):
     NoteScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $accent; padding: 1 2;
                             background: $surface; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="note.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="note.cancel")]
 
     def __init__(self, run_name: str, note: str) -> None:
         super().__init__()

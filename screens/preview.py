@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.message import Message
@@ -77,7 +77,7 @@ class StatsUpdate(Message):
 class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     """One sample at a time, with data-set statistics computed in the background."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n,right,l", "next", "Next", id="preview.next"),
         Binding("p,left,h", "previous", "Prev", id="preview.previous"),
         Binding("g", "jump", "Go to", id="preview.jump", priority=True),

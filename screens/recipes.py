@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -46,7 +46,7 @@ class RecipesScreen(Screen[None]):
     # "/" included, before on_mount's focus on the list landed
     AUTO_FOCUS = "#recipe-list"
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False, id="recipes.down"),
         Binding("k", "cursor_up", "Up", show=False, id="recipes.up"),
         Binding("slash", "filter", "Filter", id="recipes.filter", priority=True),

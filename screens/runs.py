@@ -6,12 +6,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
@@ -118,7 +118,7 @@ class RunsTable(DataTable[Any]):
     """The runs' table: Home and End go to the first and the last run (DataTable's own scroll sideways, which
     this table never needs), through the screen, so keys typed before the list arrives wait like the rest."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("home", "screen.move_to(0)", "First run", show=False),
         Binding("end", "screen.move_to(-1)", "Last run", show=False),
     ]
@@ -128,7 +128,7 @@ class RunsScreen(Screen[None]):
     """A table of runs, refreshed every few seconds. Enter acts on the highlighted row, in key order."""
 
     # The footer's order: what a user looks for first, one short word each, so 80 columns show them all.
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "attach", "Attach", id="runs.attach"),
         Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("v", "compare", "Compare", id="runs.compare"),
@@ -634,7 +634,7 @@ class RunsScreen(Screen[None]):
 
         try:
             said = _do_work(run, work)
-        except Exception as exc:  # noqa: BLE001 - reported on the screen, naming the run
+        except Exception as exc:
             self.post_message(RunWorkDone(run, work, "", failure_message(exc)))
             return
         self.post_message(RunWorkDone(run, work, said))
@@ -713,7 +713,7 @@ class RunsScreen(Screen[None]):
 
         try:
             stopped, _ = stop_sweep(name)
-        except Exception as exc:  # noqa: BLE001 - reported on the screen, naming the sweep
+        except Exception as exc:
             self.app.call_from_thread(
                 self.notify, failure_message(exc), title=f"cannot stop sweep {name}", severity="error"
             )

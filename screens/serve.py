@@ -11,12 +11,12 @@ import getpass
 import socket
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.markup import escape
@@ -63,7 +63,7 @@ class ServerStarted(Message):
 class ServeScreen(HandlesWorkerFailures, Screen[None]):
     """Servers (running and past) in a table, the selected one's details below; start one for ``target``."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", id="serve.start", priority=True),
         Binding("x", "stop", "Stop", id="serve.stop"),
         Binding("c", "chat", "Chat", id="serve.chat"),

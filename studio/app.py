@@ -14,11 +14,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import events, messages, work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -35,7 +35,7 @@ class StudioApp(App[None]):
     TITLE = "studio"
     SUB_TITLE = "LoRA fine-tuning in your terminal"
     CSS_PATH = Path(__file__).with_name("app.tcss")
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "runs", "Runs", id="app.runs"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
@@ -111,7 +111,7 @@ class StudioApp(App[None]):
 
         try:
             return typing_in(self.screen)
-        except Exception:  # noqa: BLE001 - no screen yet (or any more): nothing types
+        except Exception:
             return False
 
     def on_recipes_screen_validated(self) -> None:
@@ -319,7 +319,7 @@ class KeyLine:
     def _pumps(self) -> list[Any]:
         try:
             return [self.app, *self.app.screen.walk_children(with_self=True)]
-        except Exception:  # noqa: BLE001 - no screen (the app is closing): nothing to wait for
+        except Exception:
             return []
 
     async def _settle(self) -> None:
@@ -337,7 +337,7 @@ class KeyLine:
 def _awaiting_keys(app: App[Any]) -> bool:
     try:
         return bool(getattr(app.screen, "awaiting_keys", False))
-    except Exception:  # noqa: BLE001 - no screen (the app is closing): nothing waits
+    except Exception:
         return False
 
 
@@ -408,7 +408,7 @@ class AbandonableExecutor(ThreadPoolExecutor):
                 self.busy += 1
             try:
                 future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting worker, as the pool does
+            except BaseException as exc:
                 future.set_exception(exc)
             finally:
                 with self._count:

@@ -48,7 +48,8 @@ def package_recipes_dir() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("lorastudio.recipes")
-    assert spec is not None and spec.submodule_search_locations
+    assert spec is not None
+    assert spec.submodule_search_locations
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -57,7 +57,8 @@ async def test_a_worker_failure_goes_to_the_screen_that_ran_it() -> None:
         Slow.release.set()
         await wait_until(pilot, lambda: slow.failures)
         await pilot.pause(0.2)
-        assert slow.failures == ["the slow load failed"] and top.failures == []
+        assert slow.failures == ["the slow load failed"]
+        assert top.failures == []
 
 
 async def test_the_export_screen_handles_its_failure_once(
@@ -99,11 +100,13 @@ async def test_the_sampling_panel_refuses_a_bad_value_naming_the_field(tiny_mode
         box.value = "5"
         await pilot.pause(0.1)
         shown = text_of(screen.query_one("#set-error"))
-        assert "chat.top_p" in shown and "less than or equal to 1" in shown
+        assert "chat.top_p" in shown
+        assert "less than or equal to 1" in shown
         assert screen.sampling.top_p == 0.9  # the last good value stays
         box.value = "0.5"
         await pilot.pause(0.1)
-        assert screen.sampling.top_p == 0.5 and text_of(screen.query_one("#set-error")).strip() == ""
+        assert screen.sampling.top_p == 0.5
+        assert text_of(screen.query_one("#set-error")).strip() == ""
         screen.query_one("#set-max_new_tokens", Input).value = "lots"
         await pilot.pause(0.1)
         assert "chat.max_new_tokens" in text_of(screen.query_one("#set-error"))
@@ -193,7 +196,9 @@ def test_tui_threads_leave_cores_to_training() -> None:
 
     from lorastudio.models.threads import share_cores, tui_threads
 
-    assert tui_threads(2) == 1 and tui_threads(1) == 1 and tui_threads(16) == 8
+    assert tui_threads(2) == 1
+    assert tui_threads(1) == 1
+    assert tui_threads(16) == 8
     seen: list[int] = []
 
     def work() -> None:
@@ -226,4 +231,5 @@ async def test_the_header_title_follows_the_app_and_survives_losing_its_children
         await header.query_one("HeaderTitle").remove()
         app.title = "second title"  # its watcher now finds no HeaderTitle
         await pilot.pause()
-        assert app.screen is header.screen and app.return_code is None
+        assert app.screen is header.screen
+        assert app.return_code is None

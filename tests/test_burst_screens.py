@@ -49,10 +49,13 @@ async def test_enter_enter_burst_opens_one_preview_with_its_stats(
         panel = preview.query_one(StatsPanel)
         await wait_until(pilot, lambda: "computing" not in text_of(panel) and "used" in text_of(panel))
         await pilot.pause(0.3)
-        assert [type(s) for s in app.screen_stack].count(PreviewScreen) == 1 and app.screen is preview
-        assert preview.recipe.name == "tiny-var3" and preview.recipe.model.max_seq_length == 100
+        assert [type(s) for s in app.screen_stack].count(PreviewScreen) == 1
+        assert app.screen is preview
+        assert preview.recipe.name == "tiny-var3"
+        assert preview.recipe.model.max_seq_length == 100
         assert [n.message for n in app._notifications if n.severity == "error"] == []
-        assert "rows" in text_of(panel) and "truncated" in text_of(panel)
+        assert "rows" in text_of(panel)
+        assert "truncated" in text_of(panel)
         assert [p.name for p in fresh_cache.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -83,11 +86,13 @@ async def test_fast_p_p_leaves_the_charts_and_their_footer(
         view = screen.query_one(SamplesView)
         # both keys acted: opened, then closed (on a loaded machine the second waits behind the first's effects)
         await wait_until(pilot, lambda: len(acted) == 2, timeout=20)
-        assert acted == [True, False] and not view.display
+        assert acted == [True, False]
+        assert not view.display
         await pilot.pause(0.2)  # and the deferred focus of the first, were there one, has landed
         assert screen.focused is not view
         shown = {b.binding.id for b in screen.active_bindings.values() if b.binding.show}
-        assert "monitor.samples" in shown and not {i for i in shown if i and i.startswith("samples.")}
+        assert "monitor.samples" in shown
+        assert not {i for i in shown if i and i.startswith("samples.")}
 
 
 @pytest.mark.parametrize(

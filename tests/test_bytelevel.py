@@ -114,14 +114,18 @@ def test_text_whose_exactness_is_not_proven_is_left_to_the_rust_tokenizer(
 ) -> None:
     words = ByteLevelWords.for_backend(tiny_tokenizer._tokenizer)
     assert words is not None
-    assert words.encode("caf\u00e9") is not None and words.encode("\u201cquoted\u201d") is not None
-    assert words.encode("unassigned \U000e0fff here") is None and words.encode("private \ue000") is None
+    assert words.encode("caf\u00e9") is not None
+    assert words.encode("\u201cquoted\u201d") is not None
+    assert words.encode("unassigned \U000e0fff here") is None
+    assert words.encode("private \ue000") is None
     assert words.encode("a\u0301", [(0, 1)]) is not None  # the tiny tokenizer does not normalize
     nfc = ByteLevelWords.for_backend(qwen3_tokenizer._tokenizer)
     assert nfc is not None
-    assert nfc.encode("a\u0301") is None and nfc.encode("\u00e1") is not None  # Qwen normalizes to NFC
+    assert nfc.encode("a\u0301") is None
+    assert nfc.encode("\u00e1") is not None
     # A span edge inside a word beyond ASCII: its tokens hold bytes, so the Rust tokenizer places it.
-    assert words.encode("Zürich", [(2, 6)]) is None and words.encode("Zürich", [(0, 6)]) is not None
+    assert words.encode("Zürich", [(2, 6)]) is None
+    assert words.encode("Zürich", [(0, 6)]) is not None
 
 
 # -- beyond ASCII, and the Split expressions of Llama-3 and Qwen (issue 22) ---------------------------------------
@@ -225,7 +229,8 @@ def test_space_separated_chunks_split_as_the_expression(family: str, request) ->
     fixture = {"tiny": "tiny_tokenizer", "llama3_1": "llama3_tokenizer", "qwen3": "qwen3_tokenizer"}[family]
     backend = request.getfixturevalue(fixture)._tokenizer
     words = ByteLevelWords.for_backend(backend)
-    assert words is not None and words._by_spaces
+    assert words is not None
+    assert words._by_spaces
     no_added = [p for p in _PIECES if "<" not in p and "|" not in p]
     rng = random.Random(5)
     texts = [unicodedata.normalize("NFC", t) for t in _mixed_texts(2000, seed=4) if "<" not in t]

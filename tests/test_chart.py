@@ -36,15 +36,21 @@ async def test_axes_are_labelled_with_values() -> None:
         chart.extend("eval", [(50.0, 3.1), (100.0, 2.5)])
         await pilot.pause()
         lines = plain(chart).splitlines()
-        assert lines[0].startswith("loss") and "━train 2.000" in lines[0] and "●eval 2.500" in lines[0]
+        assert lines[0].startswith("loss")
+        assert "━train 2.000" in lines[0]
+        assert "●eval 2.500" in lines[0]
         # y labels: the top row carries the maximum, the bottom plot row the minimum, with tick marks
         assert lines[1].split("┤")[0].strip() == "3.980"
         plot = [line for line in lines[1:] if "┤" in line or "│" in line]
         assert plot[-1].split("┤")[0].strip() == "2.000"
         # x axis: ticks and step labels at both ends and the middle, named "step"
-        assert "└┬" in lines[-2] and lines[-2].endswith("┬")
+        assert "└┬" in lines[-2]
+        assert lines[-2].endswith("┬")
         x_labels = lines[-1].split()
-        assert x_labels[0] == "step" and x_labels[1] == "1" and x_labels[-1] == "100" and len(x_labels) == 4
+        assert x_labels[0] == "step"
+        assert x_labels[1] == "1"
+        assert x_labels[-1] == "100"
+        assert len(x_labels) == 4
         # the line is drawn: braille cells in the plot, falling from top-left to bottom-right
         assert any("\u2800" < ch <= "\u28ff" for ch in plot[0].split("┤", 1)[1][:5])
         assert any("\u2800" < ch <= "\u28ff" for ch in plot[-1].split("┤", 1)[1][-5:])
@@ -62,9 +68,11 @@ async def test_log_scale_labels_powers_and_drops_non_positive() -> None:
         chart.log_scale = True
         await pilot.pause()
         logged = plain(chart).splitlines()
-        assert "[log raw]" in logged[0] and "log" not in linear[0]
+        assert "[log raw]" in logged[0]
+        assert "log" not in linear[0]
         labels = [line.split("┤")[0].strip() for line in logged[1:] if "┤" in line]
-        assert labels[0] == "1.000" and labels[-1] == "1.0e-04"
+        assert labels[0] == "1.000"
+        assert labels[-1] == "1.0e-04"
         assert "0.01" in labels  # the middle of a log axis is the geometric mean
 
         # On log axes the curve is a straight diagonal, so the middle plot row has its dots near the middle
@@ -75,7 +83,8 @@ async def test_log_scale_labels_powers_and_drops_non_positive() -> None:
             dots = [i / len(row) for i, ch in enumerate(row) if "\u2800" < ch <= "\u28ff"]
             return sum(dots) / len(dots)
 
-        assert 0.3 < middle_dots(logged) < 0.7 and middle_dots(linear) < 0.15
+        assert 0.3 < middle_dots(logged) < 0.7
+        assert middle_dots(linear) < 0.15
         chart.extend("train", [(101.0, 0.0), (102.0, -1.0)])  # no log of these: skipped, not a crash
         await pilot.pause()
         assert "loss" in plain(chart)
@@ -93,7 +102,9 @@ async def test_smoothing_draws_an_ema_over_the_raw_line() -> None:
         assert abs(series.smoothed.ys[-1] - 2.0) < 0.3
         await pilot.pause()
         head = plain(chart).splitlines()[0]
-        assert "─raw 1.000" in head and "━ema" in head and "[ema 0.6]" in head
+        assert "─raw 1.000" in head
+        assert "━ema" in head
+        assert "[ema 0.6]" in head
         chart.smoothing = 0.9
         assert series.smoothed.ys == pytest.approx(ema([y for _, y in noisy], 0.9))
         chart.smoothing = 0.0
@@ -110,7 +121,8 @@ async def test_window_shows_only_the_last_steps() -> None:
         await pilot.pause()
         lines = plain(chart).splitlines()
         assert "last 100" in lines[0]
-        assert lines[-1].split()[1] == "900" and lines[-1].split()[-1] == "1000"
+        assert lines[-1].split()[1] == "900"
+        assert lines[-1].split()[-1] == "1000"
 
 
 def test_store_stays_bounded_and_replaces_a_resumed_tail() -> None:
@@ -122,7 +134,9 @@ def test_store_stays_bounded_and_replaces_a_resumed_tail() -> None:
     assert max(hi for _, _, hi, _ in whole) == pytest.approx(max(store.ys))
     assert len(store.columns(99_000.0, budget=200)) <= 200
     store.extend([(50_000.0, 9.0)])  # a resumed run logs again from its checkpoint's step
-    assert len(store) == 50_001 and store.last() == 9.0 and store.xs[-2] == 49_999.0
+    assert len(store) == 50_001
+    assert store.last() == 9.0
+    assert store.xs[-2] == 49_999.0
 
 
 async def test_redraw_cost_does_not_grow_with_the_run() -> None:

@@ -33,7 +33,8 @@ def test_streaming_equals_plain_generate(engine: ChatEngine) -> None:
     expected = engine.tokenizer.decode(out[0][ids.shape[1] :], skip_special_tokens=True)
     assert "".join(pieces) == reply.text == expected
     assert len(pieces) >= reply.tokens - 1  # one piece per token, not per word
-    assert reply.first_token_s is not None and reply.tokens_per_s > 0
+    assert reply.first_token_s is not None
+    assert reply.tokens_per_s > 0
 
 
 def test_incremental_decoder_holds_back_split_characters(tiny_tokenizer) -> None:
@@ -54,10 +55,12 @@ def test_stop_keeps_the_partial_reply(engine: ChatEngine) -> None:
             stop.set()
 
     reply = engine.generate(QUESTION, Sampling(greedy=True, max_new_tokens=30), on_text=on_text, stop=stop)
-    assert reply.stopped and reply.text == "".join(pieces)
+    assert reply.stopped
+    assert reply.text == "".join(pieces)
     assert len(pieces) <= 4  # stops within one token of the request
     full = engine.generate(QUESTION, Sampling(greedy=True, max_new_tokens=30))
-    assert full.text.startswith(reply.text) and len(full.text) > len(reply.text)
+    assert full.text.startswith(reply.text)
+    assert len(full.text) > len(reply.text)
 
 
 def test_adapter_toggle_changes_answers_and_back(engine: ChatEngine) -> None:
@@ -67,7 +70,8 @@ def test_adapter_toggle_changes_answers_and_back(engine: ChatEngine) -> None:
     tuned = engine.generate(QUESTION, greedy, use_adapter=True).text
     base = engine.generate(QUESTION, greedy, use_adapter=False).text
     again = engine.generate(QUESTION, greedy, use_adapter=True).text
-    assert PIRATE_RE.search(tuned) and not PIRATE_RE.search(base)
+    assert PIRATE_RE.search(tuned)
+    assert not PIRATE_RE.search(base)
     assert again == tuned
 
 
@@ -100,7 +104,8 @@ def test_transcript_files_hold_the_conversation(tmp_path: Path) -> None:
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Arr!", "model": "tuned"},
     ]
-    assert "**user**: Hi" in md.read_text() and "**assistant (tuned)**: Arr!" in md.read_text()
+    assert "**user**: Hi" in md.read_text()
+    assert "**assistant (tuned)**: Arr!" in md.read_text()
 
 
 def test_run_without_adapter_is_a_clear_error(tiny_model: Path) -> None:
@@ -122,7 +127,8 @@ def test_cli_chat_prompt(trained_run: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.lower().startswith("arr") and "tok/s" in out.stderr
+    assert out.stdout.lower().startswith("arr")
+    assert "tok/s" in out.stderr
     base = subprocess.run(
         [
             STUDIO_BIN,
@@ -139,6 +145,10 @@ def test_cli_chat_prompt(trained_run: Path) -> None:
         timeout=120,
     )
     reply = json.loads(base.stdout)
-    assert reply["adapter"] is False and "arr" not in reply["text"].lower() and reply["tokens"] > 0
+    assert reply["adapter"] is False
+    assert "arr" not in reply["text"].lower()
+    assert reply["tokens"] > 0
     missing = subprocess.run([STUDIO_BIN, "chat", "nope", "--prompt", "hi"], capture_output=True, text=True)
-    assert missing.returncode == 2 and "no such run" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2
+    assert "no such run" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -14,13 +14,17 @@ from lorastudio.chat.engine import ChatEngine, Sampling
 
 def test_finish_reason_stop_length_cancelled(engine: ChatEngine) -> None:
     ended = engine.generate(QUESTION, Sampling(greedy=True, max_new_tokens=60))
-    assert ended.finish_reason == "stop" and ended.tokens < 60 and ended.text.lower().startswith("arr")
+    assert ended.finish_reason == "stop"
+    assert ended.tokens < 60
+    assert ended.text.lower().startswith("arr")
     cut = engine.generate(QUESTION, Sampling(greedy=True, max_new_tokens=2))
-    assert cut.finish_reason == "length" and cut.tokens == 2
+    assert cut.finish_reason == "length"
+    assert cut.tokens == 2
     stop = threading.Event()
     stop.set()
     cancelled = engine.generate(QUESTION, Sampling(greedy=True, max_new_tokens=60), stop=stop)
-    assert cancelled.finish_reason == "cancelled" and cancelled.stopped
+    assert cancelled.finish_reason == "cancelled"
+    assert cancelled.stopped
 
 
 def test_cli_prompts_file_json_lines_in_order(trained_run: Path, tmp_path: Path) -> None:
@@ -57,7 +61,8 @@ def test_cli_prompts_file_json_lines_in_order(trained_run: Path, tmp_path: Path)
     )
     assert plain.returncode == 0, plain.stderr
     replies = plain.stdout.splitlines()
-    assert len(replies) == 3 and all(r.lower().startswith("arr") for r in replies)
+    assert len(replies) == 3
+    assert all(r.lower().startswith("arr") for r in replies)
     assert plain.stderr.count("length]") == 3  # three replies cut at 3 tokens, said on stderr
 
 
@@ -69,7 +74,8 @@ def test_cli_prompts_bad_file_is_one_line(trained_run: Path, tmp_path: Path) -> 
         text=True,
         timeout=60,
     )
-    assert out.returncode == 2 and out.stderr.startswith(f"studio: --prompts {missing}: cannot read it")
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"studio: --prompts {missing}: cannot read it")
     assert len(out.stderr.strip().splitlines()) == 1
     (tmp_path / "blank.txt").write_text("\n \n")
     out = subprocess.run(
@@ -78,4 +84,5 @@ def test_cli_prompts_bad_file_is_one_line(trained_run: Path, tmp_path: Path) -> 
         text=True,
         timeout=60,
     )
-    assert out.returncode == 2 and "no prompts in it" in out.stderr
+    assert out.returncode == 2
+    assert "no prompts in it" in out.stderr

@@ -113,9 +113,10 @@ def test_feedback_log_refuses_a_row_that_is_no_conversation(tmp_path: Path) -> N
     log = FeedbackLog(tmp_path / DEFAULT_NAME)
     twice = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Arr"}]
     twice.append({"role": "assistant", "content": "Hello"})  # what side by side used to hand it
-    with pytest.raises(ValueError, match="not saved to feedback.jsonl: turn 3 is 'assistant'"):
+    with pytest.raises(ValueError, match=r"not saved to feedback.jsonl: turn 3 is 'assistant'"):
         log.mark_good([*twice, {"role": "user", "content": "Bye"}], "Farewell")
-    assert not (tmp_path / DEFAULT_NAME).exists() and log.sft_rows == 0
+    assert not (tmp_path / DEFAULT_NAME).exists()
+    assert log.sft_rows == 0
 
 
 async def _ask(pilot: Any, screen: Any, question: str) -> None:
@@ -184,7 +185,8 @@ async def test_each_side_keeps_its_conversation_and_feedback_rows_are_conversati
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: app.screen is screen)
         edited = screen.query(ChatMessage).last()
-        assert edited.label == "edited (better answer)" and edited.parent is screen.query_one("#chat-log")
+        assert edited.label == "edited (better answer)"
+        assert edited.parent is screen.query_one("#chat-log")
         # off again: the conversation goes on as the tuned side had it
         await pilot.press("ctrl+o")
         await _ask(pilot, screen, PROMPTS[4])
@@ -248,10 +250,12 @@ async def test_side_by_side_rows_keep_their_height_and_end_goes_to_the_bottom(si
             assert len(rows) == len(PROMPTS)
             for row in rows:  # as tall as its taller reply (name, text, stats, margin), no line more or less
                 tallest = max(b.outer_size.height + b.styles.margin.bottom for b in row.children)
-                assert tallest >= 4 and row.outer_size.height == tallest, (row.outer_size, tallest)
+                assert tallest >= 4, (row.outer_size, tallest)
+                assert row.outer_size.height == tallest, (row.outer_size, tallest)
 
         rows_fit()
-        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # the newest exchange is in view
+        assert log.max_scroll_y > 0
+        assert log.scroll_y == log.max_scroll_y
         await pilot.press("tab")
         assert app.focused is log
         await pilot.press("home")
@@ -390,10 +394,13 @@ def test_cli_chat_on_the_adapter_marks_into_the_run_and_prints_no_kernel_chatter
     )
     assert out.returncode == 0, out.stderr
     said = out.stdout + out.stderr
-    assert "tok/s" in out.stderr and out.stdout.strip()
-    assert "publisher trust" not in said and "kernels-community" not in said, said
+    assert "tok/s" in out.stderr
+    assert out.stdout.strip()
+    assert "publisher trust" not in said, said
+    assert "kernels-community" not in said, said
     rows = _valid_rows(side_run / DEFAULT_NAME)
-    assert len(rows) == 1 and rows[0][-1]["content"] == out.stdout.strip()
+    assert len(rows) == 1
+    assert rows[0][-1]["content"] == out.stdout.strip()
 
 
 def test_quiet_silences_hub_kernel_chatter_even_where_warnings_are_captured() -> None:

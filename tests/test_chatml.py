@@ -64,10 +64,10 @@ def with_generation_markers(template: str) -> str:
 
 
 def test_tokenizer_is_smollm2_chatml(smol_tokenizer: Any) -> None:
-    assert (
-        smol_tokenizer.pad_token == smol_tokenizer.eos_token == "<|im_end|>" and len(smol_tokenizer) == 49152
-    )
-    assert "<|im_start|>" in smol_tokenizer.chat_template and DEFAULT_SYSTEM in smol_tokenizer.chat_template
+    assert smol_tokenizer.pad_token == smol_tokenizer.eos_token == "<|im_end|>"
+    assert len(smol_tokenizer) == 49152
+    assert "<|im_start|>" in smol_tokenizer.chat_template
+    assert DEFAULT_SYSTEM in smol_tokenizer.chat_template
 
 
 @pytest.mark.parametrize("index", range(len(CONVERSATIONS)))
@@ -122,7 +122,8 @@ def test_padding_never_masks_trained_im_end(smol_tokenizer: Any, smollm2_dir: Pa
         assert labels[:n] == sample.labels  # nothing of the sample changes, its <|im_end|> labels included
         assert labels[n:] == [IGNORE_INDEX] * (width - n)  # padding (also <|im_end|> ids) takes no loss
         trained_ends = [i for i in range(n) if labels[i] == im_end]
-        assert len(trained_ends) == 1 and batch["input_ids"][row, trained_ends[0]] == im_end
+        assert len(trained_ends) == 1
+        assert batch["input_ids"][row, trained_ends[0]] == im_end
     assert (batch["input_ids"] == im_end).sum() > len(samples)  # the pad positions really hold <|im_end|>
 
 
@@ -142,7 +143,8 @@ def test_preview_shows_injected_system_prompt_masked(smol_tokenizer: Any) -> Non
         if at < end and at + len(piece.text) > start:
             covered.append(piece)
         at += len(piece.text)
-    assert covered and not any(p.trained for p in covered)
+    assert covered
+    assert not any(p.trained for p in covered)
     assert "".join(p.text for p in shown if p.trained) == "Arr, in the sea!<|im_end|>"
 
 
@@ -164,8 +166,10 @@ async def test_preview_screen_of_smollm2_pirate_masks_the_system_prompt(smollm2_
         text = "".join(p.text for p in items)
         assert text.startswith("<|im_start|>system\n" + DEFAULT_SYSTEM)
         masked = "".join(p.text for p in items if not p.trained)
-        assert DEFAULT_SYSTEM in masked and screen.prepared.encoder.template_name == "tokenizer"
+        assert DEFAULT_SYSTEM in masked
+        assert screen.prepared.encoder.template_name == "tokenizer"
         trained = "".join(p.text for p in items if p.trained)
         from lorastudio.demo.piratedata import is_pirate
 
-        assert trained.endswith("<|im_end|>") and is_pirate(trained)
+        assert trained.endswith("<|im_end|>")
+        assert is_pirate(trained)

@@ -118,14 +118,17 @@ def test_sweep_takes_its_grid_after_flags(capsys: pytest.CaptureFixture[str]) ->
     assert (
         "sweep s1: 3 runs of tiny-pirate (the first 3 of 4, --max), lora.r (2) x train.max_steps (2)" in err
     )
-    assert "lora.r=8  train.max_steps=2" in err and "lora.r=16  train.max_steps=2" in err
+    assert "lora.r=8  train.max_steps=2" in err
+    assert "lora.r=16  train.max_steps=2" in err
     assert run_names() == before
 
 
 def test_prepare_takes_overrides_after_flags(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "tiny-pirate", "--json", "data.eval_fraction=0", "--force", "lora.r=4"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["recipe"] == "tiny-pirate" and summary["eval_rows"] == 0 and summary["train_rows"] > 0
+    assert summary["recipe"] == "tiny-pirate"
+    assert summary["eval_rows"] == 0
+    assert summary["train_rows"] > 0
 
 
 def test_preview_takes_overrides_after_flags(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,7 +157,8 @@ def test_a_bad_word_is_refused_naming_it(
     before = run_names()
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
     assert run_names() == before
 
 
@@ -179,7 +183,9 @@ def test_a_bad_override_after_a_flag_is_named(
     before = run_names()
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("studio: ") and message in err and "Traceback" not in err
+    assert err.startswith("studio: ")
+    assert message in err
+    assert "Traceback" not in err
     assert run_names() == before
 
 
@@ -225,8 +231,10 @@ def test_the_tui_is_refused_without_a_terminal(
     }
     assert done.returncode == 2, done.stderr
     line = done.stderr.strip()
-    assert line.startswith("studio: ") and "\n" not in line, line
-    assert "needs a terminal (" + missing[terminal] + ")" in line and instead in line
+    assert line.startswith("studio: "), line
+    assert "\n" not in line, line
+    assert "needs a terminal (" + missing[terminal] + ")" in line
+    assert instead in line
     assert not (tmp_path / "fb.jsonl").exists()
 
 
@@ -316,8 +324,20 @@ def test_the_default_feedback_file_is_checked_too(
 def test_marked_replies_reach_a_new_feedback_folder(tiny_model: Path, tmp_path: Path) -> None:
     target = tmp_path / "new" / "fb.jsonl"
     done = subprocess.run(
-        [STUDIO_BIN, "chat", str(tiny_model), "--prompt", "What does a cow say?", "--greedy"]
-        + ["--max-new-tokens", "8", "--mark", "good", "--save-to", str(target)],
+        [
+            STUDIO_BIN,
+            "chat",
+            str(tiny_model),
+            "--prompt",
+            "What does a cow say?",
+            "--greedy",
+            "--max-new-tokens",
+            "8",
+            "--mark",
+            "good",
+            "--save-to",
+            str(target),
+        ],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -139,7 +139,8 @@ def test_a_damaged_run_is_listed_with_its_reason_and_the_others_as_they_are(
     do, reason = DAMAGES[damage]
     do(root / MIDDLE)
     code, out, err = studio(capsys, "runs", "--json")
-    assert code == 0 and not err
+    assert code == 0
+    assert not err
     listed = {r["name"]: r for r in strict_loads(out)}
     assert set(listed) == {NEWEST, MIDDLE, OLDEST}
     for name in (NEWEST, OLDEST):  # the others: exactly as before
@@ -148,7 +149,8 @@ def test_a_damaged_run_is_listed_with_its_reason_and_the_others_as_they_are(
     assert listed[MIDDLE]["status"] == "damaged"
     assert reason in listed[MIDDLE]["cause"]
     code, out, err = studio(capsys, "runs")  # the table names the reason below it
-    assert code == 0 and f"{MIDDLE}: {listed[MIDDLE]['cause']}" in err.splitlines()
+    assert code == 0
+    assert f"{MIDDLE}: {listed[MIDDLE]['cause']}" in err.splitlines()
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
@@ -165,7 +167,8 @@ def test_compare_resume_and_samples_refuse_a_damaged_run_in_one_line_naming_the_
     ):
         code, out, err = studio(capsys, *args)
         assert (code, out) == (2, ""), args
-        assert err.startswith(f"studio: run {MIDDLE} is damaged: ") and reason in err, args
+        assert err.startswith(f"studio: run {MIDDLE} is damaged: "), args
+        assert reason in err, args
         assert err.count("\n") == 1, args
     assert "pid" not in json.loads((root / OLDEST / "run.json").read_text())  # nothing was started
 
@@ -181,25 +184,25 @@ def test_other_readers_survive_a_damaged_run(
     assert runs.find_run("latest", root).name == NEWEST
     assert [r.name for r in live_runs(root)] == []
     status = mcpserver.run_status(MIDDLE)
-    assert status["status"] == "damaged" and DAMAGES[damage][1] in status["cause"]
+    assert status["status"] == "damaged"
+    assert DAMAGES[damage][1] in status["cause"]
     listed = {r["name"]: r["status"] for r in mcpserver.list_runs()}
     assert listed == {NEWEST: "stopped", MIDDLE: "damaged", OLDEST: "done"}
     code, out, err = studio(capsys, "runs", "note", MIDDLE, "fine")  # a note can be written on it
-    assert code == 0 and (root / MIDDLE / "note.txt").read_text() == "fine\n"
+    assert code == 0
+    assert (root / MIDDLE / "note.txt").read_text() == "fine\n"
     for args in (("export", MIDDLE, "--estimate", "--json"), ("chat", f"{MIDDLE}@best", "--prompt", "hi")):
         code, out, err = studio(capsys, *args)  # the run's lookup: its own message, in one line
-        assert (
-            (code, out) == (2, "")
-            and err.startswith(f"studio: run {MIDDLE} has no ")
-            and err.count("\n") == 1
-        )
+        assert (code, out) == (2, "")
+        assert err.startswith(f"studio: run {MIDDLE} has no ")
+        assert err.count("\n") == 1
 
 
 def test_a_damaged_run_json_is_not_rewritten(root: Path) -> None:
     from lorastudio.errors import RunError
 
     (root / MIDDLE / "run.json").write_text('{"format": 1, "na')
-    with pytest.raises(RunError, match="run.json is not valid JSON"):
+    with pytest.raises(RunError, match=r"run.json is not valid JSON"):
         runs.update_meta(root / MIDDLE, pid=1)
     assert (root / MIDDLE / "run.json").read_text() == '{"format": 1, "na'
 
@@ -223,9 +226,8 @@ def test_a_run_directory_that_cannot_be_read_is_listed_as_damaged(root: Path) ->
         listed = {r.name: r for r in runs.list_runs(root)}
     finally:
         (run / EVENTS_FILE).chmod(0o644)
-    assert listed[MIDDLE].status == "damaged" and "events.jsonl cannot be read" in (
-        listed[MIDDLE].cause or ""
-    )
+    assert listed[MIDDLE].status == "damaged"
+    assert "events.jsonl cannot be read" in (listed[MIDDLE].cause or "")
     assert listed[OLDEST].status == "done"
 
 
@@ -268,9 +270,8 @@ def test_a_summary_that_says_failed_over_a_finished_run_is_dropped_and_resume_re
     )
     shutil.rmtree(root.parent.parent.parent / "cache")  # a fresh machine: resume reads the summary again
     code, out, err = studio(capsys, "resume", run.name)
-    assert code == 2 and err == (
-        f"studio: run {run.name} is done; only a stopped, failed or died run can be resumed\n"
-    )
+    assert code == 2
+    assert err == (f"studio: run {run.name} is done; only a stopped, failed or died run can be resumed\n")
     assert "pid" not in json.loads((run / "run.json").read_text())  # no worker was started
 
 
@@ -325,17 +326,18 @@ def test_every_json_output_of_a_run_with_non_finite_figures_is_strict(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = non_finite_runs(root)
-    code, out, _ = studio(capsys, "runs", "--json")
+    _, out, _ = studio(capsys, "runs", "--json")
     listed = {r["name"]: r for r in strict_loads(out)}
     assert (listed[a.name]["status"], listed[a.name]["last_loss"], listed[a.name]["last_reward"]) == (
         "done",
         None,
         None,
     )
-    code, out, _ = studio(capsys, "runs", "compare", a.name, b.name, "--json")
+    _, out, _ = studio(capsys, "runs", "compare", a.name, b.name, "--json")
     compared = strict_loads(out)["runs"]
-    assert [r["final_loss"] for r in compared] == [None, None] and compared[0]["peak_rss_mb"] is None
-    code, out, _ = studio(capsys, "runs", "samples", a.name, "--json")
+    assert [r["final_loss"] for r in compared] == [None, None]
+    assert compared[0]["peak_rss_mb"] is None
+    _code, out, _ = studio(capsys, "runs", "samples", a.name, "--json")
     assert strict_loads(out)["rounds"][-1]["seconds"] is None
 
 
@@ -350,12 +352,15 @@ def test_studio_runs_json_across_processes_lists_every_damage_and_is_strict(root
     done = subprocess.run(
         [STUDIO_BIN, "runs", "--json"], capture_output=True, text=True, env=os.environ, timeout=120
     )
-    assert done.returncode == 0 and not done.stderr
+    assert done.returncode == 0
+    assert not done.stderr
     listed = {r["name"]: r for r in strict_loads(done.stdout)}
     for run_name, damage in damaged:
         reason = DAMAGES[damage][1].replace(MIDDLE, run_name)
-        assert listed[run_name]["status"] == "damaged" and reason in listed[run_name]["cause"], damage
-    assert listed[OLDEST]["status"] == "done" and listed["inf-a-20260922-140000"]["status"] == "done"
+        assert listed[run_name]["status"] == "damaged", damage
+        assert reason in listed[run_name]["cause"], damage
+    assert listed[OLDEST]["status"] == "done"
+    assert listed["inf-a-20260922-140000"]["status"] == "done"
 
 
 def test_mcp_answers_are_strict_json(root: Path) -> None:
@@ -403,7 +408,8 @@ def test_mcp_answers_are_strict_json(root: Path) -> None:
     )
     answers: dict[int, Any] = {}
     try:
-        assert server.stdin is not None and server.stdout is not None
+        assert server.stdin is not None
+        assert server.stdout is not None
         for request in requests:
             server.stdin.write(json.dumps(request) + "\n")
             server.stdin.flush()
@@ -426,9 +432,8 @@ def test_mcp_answers_are_strict_json(root: Path) -> None:
     status = strict_loads(answers[2]["content"][0]["text"])
     assert (status["status"], status["loss"], status["memory"]["peak_rss_mb"]) == ("done", None, None)
     refused = answers[5]
-    assert refused["isError"] and refused["content"][0]["text"].startswith(
-        f"run {MIDDLE} is damaged: events.jsonl"
-    )
+    assert refused["isError"]
+    assert refused["content"][0]["text"].startswith(f"run {MIDDLE} is damaged: events.jsonl")
 
 
 # -- the screens ------------------------------------------------------------------------------------
@@ -470,7 +475,8 @@ async def test_the_monitor_attached_to_a_damaged_run_says_so(root: Path, damage:
         await wait_until(pilot, lambda: screen.snapshot is not None)
         await pilot.pause()
         line = str(screen.query_one("#status-line", Label).render())
-        assert line.startswith("status: damaged — ") and DAMAGES[damage][1] in line
+        assert line.startswith("status: damaged — ")
+        assert DAMAGES[damage][1] in line
 
 
 def test_a_damaged_member_of_a_sweep_is_listed_unranked_and_the_others_ranked(

@@ -36,7 +36,8 @@ def test_validate_checks_template_and_data_without_a_model(tmp_path: Path) -> No
     wrong_ext = _recipe(tmp_path / "three.yaml", "tokenizer", str(tmp_path / "notes.tsv"))
     good = _recipe(tmp_path / "four.yaml", "llama-3.1", "ok.jsonl")
     out = _validate(bad_template, missing, wrong_ext, good)
-    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
     assert f"{bad_template}: model.chat_template: unknown template 'chatmll' (known: tokenizer," in out.stderr
     assert f"{missing}: data.source: no such file {tmp_path / 'nowhere.jsonl'}" in out.stderr
     assert f"{wrong_ext}: data.source: {tmp_path / 'notes.tsv'}: unsupported extension" in out.stderr
@@ -64,8 +65,12 @@ def test_jsonl_is_arrow_backed_and_reads_like_a_list(tmp_path: Path) -> None:
     loaded = load_rows(DataSection(source=str(_jsonl(tmp_path / "d.jsonl", rows))))
     assert loaded.rows.dataset is not None  # memory-mapped Arrow, not Python lists
     assert loaded.columns == ["instruction", "response"]
-    assert len(loaded.rows) == 5 and loaded.rows[3] == rows[3] and loaded.rows[-1] == rows[4]
-    assert loaded.rows[:2] == rows[:2] and list(loaded.rows) == rows and loaded.rows == rows
+    assert len(loaded.rows) == 5
+    assert loaded.rows[3] == rows[3]
+    assert loaded.rows[-1] == rows[4]
+    assert loaded.rows[:2] == rows[:2]
+    assert list(loaded.rows) == rows
+    assert loaded.rows == rows
     assert load_rows(DataSection(source=str(tmp_path / "d.jsonl"), limit=2)).rows == rows[:2]
 
 
@@ -144,20 +149,21 @@ def test_head_rows_read_the_start_of_a_big_file_only(tmp_path: Path) -> None:
     data = tmp_path / "big.jsonl"
     data.write_text("\n".join(lines) + "\n")
     head = head_rows(DataSection(source=str(data)), count=10)
-    assert (
-        head is not None
-        and len(head.rows) == 10
-        and head.rows[3] == {"instruction": "Q3?", "context": "", "response": "A3."}
-    )
-    assert head.columns == ["instruction", "context", "response"] and head.origin == str(data)
+    assert head is not None
+    assert len(head.rows) == 10
+    assert head.rows[3] == {"instruction": "Q3?", "context": "", "response": "A3."}
+    assert head.columns == ["instruction", "context", "response"]
+    assert head.origin == str(data)
     with pytest.raises(DataError, match=r"big\.jsonl: line 151 is not valid JSON"):
         load_rows(DataSection(source=str(data)))
     first_four = head_rows(DataSection(source=str(data), limit=4))
-    assert first_four is not None and len(first_four.rows) == 4
+    assert first_four is not None
+    assert len(first_four.rows) == 4
     csv_file = tmp_path / "excel.csv"
     csv_file.write_text("\ufeffConcept,Description\nsail,Arr\nmast,Aye\n", encoding="utf-8")
     excel = head_rows(DataSection(source=str(csv_file)))
-    assert excel is not None and excel.rows[1] == {"Concept": "mast", "Description": "Aye"}
+    assert excel is not None
+    assert excel.rows[1] == {"Concept": "mast", "Description": "Aye"}
     parquet = tmp_path / "x.parquet"
     parquet.write_bytes(b"PAR1")
     assert (
@@ -211,9 +217,11 @@ def test_gzip_compressed_files_load_like_plain_ones(tmp_path: Path) -> None:
         assert list(loaded.rows) == rows, path.name
         assert loaded.columns == ["instruction", "response"]
     head = head_rows(DataSection(source=str(jsonl)), count=2)  # the Preview's fast first lines, decompressed
-    assert head is not None and list(head.rows) == rows[:2]
+    assert head is not None
+    assert list(head.rows) == rows[:2]
     table_head = head_rows(DataSection(source=str(table)), count=3)
-    assert table_head is not None and list(table_head.rows) == rows[:3]
+    assert table_head is not None
+    assert list(table_head.rows) == rows[:3]
     shards = tmp_path / "shards"
     shards.mkdir()
     _gzip(shards / "part-0.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows[:2]))
@@ -240,7 +248,8 @@ def test_validate_and_prepare_accept_a_compressed_file(tmp_path: Path, tiny_mode
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    assert summary["stats"]["rows"] == 40 and summary["stats"]["used"] == 40
+    assert summary["stats"]["rows"] == 40
+    assert summary["stats"]["used"] == 40
 
 
 def test_json_nested_too_deeply_is_one_line_naming_the_file(tmp_path: Path) -> None:
@@ -259,8 +268,11 @@ def test_json_nested_too_deeply_is_one_line_naming_the_file(tmp_path: Path) -> N
         text=True,
         timeout=600,
     )
-    assert out.returncode == 2 and "Traceback" not in out.stderr and "RecursionError" not in out.stderr
-    assert out.stderr.strip().splitlines()[-1].startswith("studio: ") and str(deep) in out.stderr
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "RecursionError" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("studio: ")
+    assert str(deep) in out.stderr
 
 
 def _children_running(module: str) -> list[int]:
@@ -297,8 +309,11 @@ def test_a_helper_converts_a_large_file_to_arrow_and_load_rows_reads_its_convers
     loaded = load_rows(data)
     warming.close()
     used = [Path(f["filename"]) for f in loaded.rows.dataset.cache_files]
-    assert used and all(written.get(p) == p.stat().st_mtime_ns for p in used)  # read, not converted again
-    assert len(loaded.rows) == len(rows) and loaded.rows[0] == rows[0] and loaded.rows[-1] == rows[-1]
+    assert used
+    assert all(written.get(p) == p.stat().st_mtime_ns for p in used)
+    assert len(loaded.rows) == len(rows)
+    assert loaded.rows[0] == rows[0]
+    assert loaded.rows[-1] == rows[-1]
     assert arrowwarm.start(DataSection(source=str(tmp_path / "nowhere.jsonl")), at_least=0) is None
 
 
@@ -333,5 +348,7 @@ def test_a_helper_that_cannot_convert_leaves_the_message_and_no_process(
     monkeypatch.setattr(arrowwarm, "start", start)
     with pytest.raises(StudioError):
         prepare(recipe)
-    assert started and started[0] is not None and started[0].process.returncode is not None
+    assert started
+    assert started[0] is not None
+    assert started[0].process.returncode is not None
     assert _children_running("lorastudio.data.arrowwarm") == []

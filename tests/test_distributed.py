@@ -37,7 +37,8 @@ over 20 steps (float summation order); steps 1-6 agree exactly."""
 # -- commands and decisions (no processes) ---------------------------------------------------------
 def test_recipe_devices_fields() -> None:
     recipe = registry.load("tiny-pirate")
-    assert recipe.train.devices == 1 and recipe.train.distributed == "ddp"
+    assert recipe.train.devices == 1
+    assert recipe.train.distributed == "ddp"
     assert registry.load("tiny-pirate", ["train.devices=all"]).train.devices == "all"
     assert (
         registry.load("tiny-pirate", ["train.devices=4", "train.distributed=fsdp"]).train.distributed
@@ -52,24 +53,33 @@ def test_accelerate_command_for_ddp_and_fsdp(tmp_path: Path) -> None:
     cmd = launch.accelerate_command(tmp_path, 2, "ddp", resume=True, port=29999, python="py")
     assert cmd[:3] == ["py", "-m", "accelerate.commands.launch"]  # the venv's accelerate, not PATH's
     joined = " ".join(cmd)
-    assert "--multi_gpu" in cmd and "--num_processes 2" in joined and "--num_machines 1" in joined
-    assert "--main_process_port 29999" in joined and "--max_restarts 0" in joined
+    assert "--multi_gpu" in cmd
+    assert "--num_processes 2" in joined
+    assert "--num_machines 1" in joined
+    assert "--main_process_port 29999" in joined
+    assert "--max_restarts 0" in joined
     assert cmd[-4:] == ["-m", "lorastudio.worker", str(tmp_path), "--resume"]
-    assert "--cpu" not in cmd and "--use_fsdp" not in cmd
+    assert "--cpu" not in cmd
+    assert "--use_fsdp" not in cmd
     fsdp = launch.accelerate_command(tmp_path, 4, "fsdp", port=1)
-    assert "--use_fsdp" in fsdp and "--multi_gpu" not in fsdp
-    assert "FULL_SHARD" in fsdp and "--fsdp_use_orig_params" in fsdp
+    assert "--use_fsdp" in fsdp
+    assert "--multi_gpu" not in fsdp
+    assert "FULL_SHARD" in fsdp
+    assert "--fsdp_use_orig_params" in fsdp
     own = launch.accelerate_command(tmp_path, 4, "fsdp", port=1, config_file="mine.yaml")
-    assert own[3:5] == ["--config_file", "mine.yaml"] and "FULL_SHARD" not in own  # the user's settings win
+    assert own[3:5] == ["--config_file", "mine.yaml"]
+    assert "FULL_SHARD" not in own
 
 
 def test_devices_resolve_against_visible_gpus() -> None:
     assert launch.resolve_devices("all", 4) == 4
     assert launch.resolve_devices("all", 0) == 1
     assert launch.resolve_devices(2, 0) == 2  # CPU processes over gloo
-    with pytest.raises(StudioError, match="train.devices: 8, but only 2 CUDA devices are visible"):
+    with pytest.raises(StudioError, match=r"train.devices: 8, but only 2 CUDA devices are visible"):
         launch.resolve_devices(8, 2)
-    assert launch.needs_launcher(2) and launch.needs_launcher("all") and not launch.needs_launcher(1)
+    assert launch.needs_launcher(2)
+    assert launch.needs_launcher("all")
+    assert not launch.needs_launcher(1)
     assert launch.launch_env(cuda=False, base={})["ACCELERATE_USE_CPU"] == "true"
     with pytest.raises(StudioError, match="fsdp needs CUDA GPUs"):
         launch.check_distributed("fsdp", 2, 0)
@@ -82,7 +92,7 @@ def test_unsloth_trains_on_one_device() -> None:
     gpu = Hardware(True, True, "H100")
     assert choose_backend(gpu, unsloth_importable=True, env={}) == "unsloth"
     assert choose_backend(gpu, unsloth_importable=True, env={}, devices=2) == "hf"  # automatic: falls back
-    with pytest.raises(StudioError, match="unsloth trains on one device.*train.devices: 1"):
+    with pytest.raises(StudioError, match=r"unsloth trains on one device.*train.devices: 1"):
         choose_backend(gpu, unsloth_importable=True, env={"STUDIO_BACKEND": "unsloth"}, devices=2)
 
 
@@ -91,7 +101,9 @@ def test_vram_estimate_ddp_replicates_fsdp_shards() -> None:
     one = estimate_vram_gb(recipe)
     assert estimate_vram_gb(recipe, devices=4, distributed="ddp") == one
     four = estimate_vram_gb(recipe, devices=4, distributed="fsdp")
-    assert four is not None and one is not None and four < 0.5 * one
+    assert four is not None
+    assert one is not None
+    assert four < 0.5 * one
     assert (
         estimate_vram_gb(
             registry.load(
@@ -103,11 +115,14 @@ def test_vram_estimate_ddp_replicates_fsdp_shards() -> None:
 
 
 def test_placement_and_root_cause() -> None:
-    assert placement({}).is_main and not placement({}).distributed
+    assert placement({}).is_main
+    assert not placement({}).distributed
     second = placement({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
-    assert second.distributed and not second.is_main
+    assert second.distributed
+    assert not second.is_main
     done = NullWriter().emit(StatusEvent(status="done"))
-    assert isinstance(done, StatusEvent) and done.status == "done"
+    assert isinstance(done, StatusEvent)
+    assert done.status == "done"
     log = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
 lorastudio.worker FAILED
@@ -143,9 +158,8 @@ Root Cause (first observed failure):
     )
     assert launch.root_cause("nothing here") is None
     cause = launch.root_cause(log.replace("-9 (pid: 4242)", "1 (pid: 4242)"))
-    assert cause is not None and cause.startswith(
-        "training process rank 1 (pid 4242) exited with code 1"
-    )  # the root cause, not the echo of SIGTERM
+    assert cause is not None
+    assert cause.startswith("training process rank 1 (pid 4242) exited with code 1")
 
 
 # -- two CPU processes over gloo ------------------------------------------------------------------
@@ -203,7 +217,8 @@ def test_two_processes_reach_done_with_rank_0_writing_once(two_process_run: Path
     statuses = [e["status"] for e in events if e["kind"] == "status"]
     assert statuses == ["queued", "starting", "loading model", "loading data", "training", "saving", "done"]
     training = next(e for e in events if e.get("status") == "training")
-    assert training["world_size"] == 2 and state_of(two_process_run).world_size == 2
+    assert training["world_size"] == 2
+    assert state_of(two_process_run).world_size == 2
     assert [m["step"] for m in events if m["kind"] == "metrics"] == list(range(1, 21))  # each step once
     assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [20]
     assert [p.name for p in (two_process_run / "checkpoints").glob("checkpoint-*")] == ["checkpoint-20"]
@@ -222,7 +237,8 @@ def test_two_processes_reach_done_with_rank_0_writing_once(two_process_run: Path
     )
     assert any("lora_A" in name for name, _ in model.named_parameters())
     log = (two_process_run / runs.LOG_FILE).read_text()
-    assert "accelerate.commands.launch" in log and "--num_processes 2" in log
+    assert "accelerate.commands.launch" in log
+    assert "--num_processes 2" in log
 
 
 @pytest.mark.slow
@@ -266,7 +282,8 @@ def test_sigterm_stops_both_at_one_step_saves_once_and_resume_finishes(tiny_mode
     assert runs.stop_run(run_dir)  # SIGTERM to the supervisor, which tells both ranks
     wait_for(lambda: state_of(run_dir).finished, timeout=120)
     state = state_of(run_dir)
-    assert state.status == "stopped" and "SIGTERM" in (state.cause or ""), state.cause
+    assert state.status == "stopped", state.cause
+    assert "SIGTERM" in (state.cause or ""), state.cause
     assert state.step < 60
     events = events_of(run_dir)
     assert [e["status"] for e in events if e["kind"] == "status"].count("saving") == 1
@@ -297,7 +314,8 @@ def test_killing_one_rank_fails_the_run(tiny_model: Path) -> None:
     )
     took = time.monotonic() - killed
     assert summary.status == "failed", summary
-    assert "rank 1" in (summary.cause or "") and "SIGKILL" in summary.cause, summary.cause
+    assert "rank 1" in (summary.cause or ""), summary.cause
+    assert "SIGKILL" in summary.cause, summary.cause
     assert not alive(ranks[0])
     print(f"failed {took:.1f} s after rank 1 was killed: {summary.cause}")
     assert json.loads((run_dir / runs.RUN_FILE).read_text())["pid"] not in ranks.values()  # the supervisor's
@@ -355,4 +373,5 @@ def test_cli_devices_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "tiny-pirate", "--devices", "2", "--no-start"]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert runs.load_run_recipe(run_dir).train.devices == 2
-    assert runs.summarise(run_dir).status == "queued" and runs.read_meta(run_dir).pid is None
+    assert runs.summarise(run_dir).status == "queued"
+    assert runs.read_meta(run_dir).pid is None

@@ -39,7 +39,8 @@ def studio_parser() -> argparse.ArgumentParser:
         with pytest.raises(_Caught) as caught:
             main([])
     parser = caught.value.args[0]
-    assert isinstance(parser, argparse.ArgumentParser) and parser.prog == "studio"
+    assert isinstance(parser, argparse.ArgumentParser)
+    assert parser.prog == "studio"
     return parser
 
 
@@ -214,7 +215,8 @@ def test_docs_recipes_names_every_shipped_recipe_and_every_field() -> None:
         name = yaml.safe_load(path.read_text(encoding="utf-8"))["name"]
         assert f"| `{name}` |" in text, f"docs/recipes.md's table of shipped recipes lacks {name}"
     fields = list(recipe_fields(Recipe))
-    assert "grpo.rewards.length.max_words" in fields and "train.samples.held_out" in fields
+    assert "grpo.rewards.length.max_words" in fields
+    assert "train.samples.held_out" in fields
     missing = [f for f in fields if f"| `{f}` |" not in text]
     assert not missing, f"docs/recipes.md's field tables lack: {', '.join(missing)}"
 

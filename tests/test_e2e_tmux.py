@@ -123,7 +123,8 @@ def test_whole_flow_with_a_dropped_connection(tiny_model: Path, tmp_path: Path) 
         second.keys("What colour is the sky?")
         second.keys("Enter")
         screen = second.wait_for("tok/s", timeout=60)
-        assert "The sky is blue." in screen and "Arr" not in screen
+        assert "The sky is blue." in screen
+        assert "Arr" not in screen
     finally:
         second.kill()
 
@@ -138,7 +139,8 @@ def test_keys_typed_while_studio_starts_are_kept_in_order(tiny_model: Path, tmp_
         term.start(STUDIO_BIN)
         term.keys("/tiny-pirate", "Enter")  # at once: studio is still importing
         screen = term.wait_for("sample 1/225")
-        assert "Preview" in screen and "tiny-pirate" in screen
+        assert "Preview" in screen
+        assert "tiny-pirate" in screen
     finally:
         term.kill()
 
@@ -172,7 +174,8 @@ def test_the_issue_38_tour_at_80x24(tiny_model: Path, tmp_path: Path) -> None:
         term.keys("/tiny-var3", "Enter", "Enter")  # one burst
         term.wait_for("Preview · tiny-var3", timeout=120)
         screen = term.wait_for("used      225", timeout=120)  # the stats pane is filled
-        assert "truncated 0" in screen and "Error" not in screen, screen
+        assert "truncated 0" in screen, screen
+        assert "Error" not in screen, screen
         time.sleep(1.0)  # a second Preview's failure would toast by now
         assert "Error" not in term.screen()
         prepared = cache / "studio" / "prepared"
@@ -195,6 +198,7 @@ def test_the_issue_38_tour_at_80x24(tiny_model: Path, tmp_path: Path) -> None:
         term.wait_for("D Delete")  # the Runs footer, whole at 80 columns
         term.keys("Down", "Space", "Space", "v")  # the two tiny-pirate runs: learning rate and batch differ
         screen = term.wait_for("recipe fields that differ (2)", timeout=60)
-        assert "train.batch_size" in screen and "train.learning_rate" in screen, screen
+        assert "train.batch_size" in screen, screen
+        assert "train.learning_rate" in screen, screen
     finally:
         term.kill()

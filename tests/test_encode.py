@@ -88,7 +88,8 @@ def test_guanaco_text_in_parquet(tmp_path: Path, tiny_tokenizer) -> None:
     text = "### Human: Can you help?### Assistant: Sure, ask away.### Human: Thanks!### Assistant: Any time."
     pq.write_table(pa.table({"text": [text]}), tmp_path / "guanaco.parquet")
     enc, rows = encoder_for(tiny_tokenizer, recipe(tmp_path / "guanaco.parquet"))
-    assert enc.format == "guanaco" and enc.template_name == "guanaco"
+    assert enc.format == "guanaco"
+    assert enc.template_name == "guanaco"
     sample = enc.encode_row(rows[0])
     assert tiny_tokenizer.decode(sample.input_ids) == text.replace("away.", "away.<|eot_id|>") + "<|eot_id|>"
     assert trained_text(tiny_tokenizer, sample) == "Sure, ask away.<|eot_id|>Any time.<|eot_id|>"
@@ -127,7 +128,8 @@ def test_csv_concepts_with_column_mapping(tmp_path: Path, tiny_tokenizer) -> Non
 def test_plain_text_trains_everything(tmp_path: Path, tiny_tokenizer) -> None:
     (tmp_path / "corpus.txt").write_text("The sky is blue.\n\nThe grass is green.\n")
     enc, rows = encoder_for(tiny_tokenizer, recipe(tmp_path / "corpus.txt"))
-    assert enc.format == "text" and len(rows) == 2
+    assert enc.format == "text"
+    assert len(rows) == 2
     sample = enc.encode_row(rows[0])
     assert sample.labels == sample.input_ids
 
@@ -268,9 +270,13 @@ def test_truncation_is_counted(tmp_path: Path, tiny_tokenizer) -> None:
     source = write_jsonl(tmp_path / "t.jsonl", rows)
     enc, loaded = encoder_for(tiny_tokenizer, recipe(source, model={"max_seq_length": 48}))
     long = enc.encode_row(loaded[1])
-    assert long.truncated and len(long.input_ids) == 48 and long.full_length > 48
+    assert long.truncated
+    assert len(long.input_ids) == 48
+    assert long.full_length > 48
     stats = compute_stats(enc, loaded)
-    assert stats.truncated == 1 and stats.used == 2 and stats.percentile(100) == 48
+    assert stats.truncated == 1
+    assert stats.used == 2
+    assert stats.percentile(100) == 48
 
 
 def test_prompt_longer_than_max_length_is_skipped(tmp_path: Path, tiny_tokenizer) -> None:
@@ -303,9 +309,8 @@ def test_missing_columns_name_both_lists(tmp_path: Path, tiny_tokenizer) -> None
     source = write_jsonl(tmp_path / "c.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DataError) as err:
         encoder_for(tiny_tokenizer, recipe(source, "alpaca"))
-    assert "expects columns instruction, output" in str(err.value) and "has question, answer" in str(
-        err.value
-    )
+    assert "expects columns instruction, output" in str(err.value)
+    assert "has question, answer" in str(err.value)
 
 
 def test_bad_rows_are_skipped_and_counted(tmp_path: Path, tiny_tokenizer) -> None:
@@ -351,7 +356,7 @@ def test_file_not_what_its_extension_says(tmp_path: Path, name: str, content: st
 
 def test_hub_offline_is_a_clear_message() -> None:
     with pytest.raises(
-        DataError, match="'someone/some-data' split 'train' is not in the local datasets cache.*offline mode"
+        DataError, match=r"'someone/some-data' split 'train' is not in the local datasets cache.*offline mode"
     ):
         load_rows(recipe("someone/some-data").data)
 
@@ -388,10 +393,8 @@ def test_columns_match_case_insensitively_when_unambiguous(tmp_path: Path, tiny_
     alpaca = tmp_path / "alpaca.csv"
     alpaca.write_text("Instruction,Output\nSay hi,Hi there\n")
     enc, rows = encoder_for(tiny_tokenizer, recipe(alpaca))
-    assert (
-        enc.format == "alpaca"
-        and trained_text(tiny_tokenizer, enc.encode_row(rows[0])) == "Hi there<|eot_id|>"
-    )
+    assert enc.format == "alpaca"
+    assert trained_text(tiny_tokenizer, enc.encode_row(rows[0])) == "Hi there<|eot_id|>"
 
 
 def test_columns_differing_only_in_case_stay_ambiguous(tmp_path: Path, tiny_tokenizer) -> None:
@@ -426,5 +429,7 @@ def test_length_figures_are_nearest_rank_and_even_buckets() -> None:
         assert stats.max_length == high
         snapshot = stats.snapshot()
         stats.lengths += [1000]  # the original grows on; the snapshot and the cache follow what they hold
-        assert stats.max_length == 1000 and snapshot.max_length == high
-    assert DatasetStats(format="dolly").percentile(50) == 0 and DatasetStats(format="dolly").histogram() == []
+        assert stats.max_length == 1000
+        assert snapshot.max_length == high
+    assert DatasetStats(format="dolly").percentile(50) == 0
+    assert DatasetStats(format="dolly").histogram() == []

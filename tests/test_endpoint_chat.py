@@ -42,7 +42,8 @@ def nothing_there() -> str:
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code = cli.main(argv)
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err, err
+    assert code == 2, err
+    assert "Traceback" not in err, err
     return err.strip().splitlines()[-1]
 
 
@@ -61,7 +62,8 @@ def test_endpoint_refused_in_the_cli(extra: list[str], said: str, capsys: pytest
     os.environ.pop("STUDIO_TEST_UNSET_VAR", None)
     url = nothing_there()
     line = refused(["chat", url, "--prompt", "hi", *extra], capsys)
-    assert line.startswith("studio: ") and said in line
+    assert line.startswith("studio: ")
+    assert said in line
     if not extra:
         assert url in line
 
@@ -128,11 +130,16 @@ def test_served_answer_streams_and_matches_local_chat(served: Any, tiny_model: P
     local = engine_for(str(tiny_model))
     local.load()
     expected = local.generate(QUESTION, greedy(local))
-    assert reply.text == expected.text and reply.text.strip()
-    assert len(pieces) > 1 and "".join(pieces) == reply.text  # streamed piece by piece
-    assert reply.first_token_s is not None and reply.tokens > 1
+    assert reply.text == expected.text
+    assert reply.text.strip()
+    assert len(pieces) > 1
+    assert "".join(pieces) == reply.text
+    assert reply.first_token_s is not None
+    assert reply.tokens > 1
     figures = read_figures(served.path, served.info, live=True)
-    assert figures.requests is not None and figures.requests >= 1 and figures.tokens_per_s
+    assert figures.requests is not None
+    assert figures.requests >= 1
+    assert figures.tokens_per_s
     assert figures.source == "requests.jsonl"
 
 
@@ -154,7 +161,8 @@ def test_bad_endpoint_input_is_one_line(served: Any, key: str | None, model: str
     if model is not None:
         argv += ["--model", model]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert said in line, line
     if model is not None:
@@ -212,10 +220,12 @@ def test_mcp_starts_lists_and_stops_a_server(tiny_model: Path) -> None:
 
     found = run_client(body)
     started = found["started"]
-    assert started["status"] == "ready" and started["url"] == f"http://127.0.0.1:{port}/v1"
+    assert started["status"] == "ready"
+    assert started["url"] == f"http://127.0.0.1:{port}/v1"
     assert found["listed"][started["id"]]["status"] == "ready"
     assert found["in_use"] == f"--port {port}: port {port} on 127.0.0.1 is in use; pick another with --port"
-    assert found["stopped"]["status"] == "stopped" and found["stopped"]["was_running"] is True
+    assert found["stopped"]["status"] == "stopped"
+    assert found["stopped"]["was_running"] is True
     assert found["unknown"] == "no-such-server: no such server (studio serve list shows them)"
     with pytest.raises(StudioError, match="no server answers there"):
         EndpointEngine(started["url"]).load()
@@ -244,7 +254,8 @@ async def test_chat_screen_compares_the_local_model_with_the_served_one(
         await pilot.press("enter")
         await wait_until(pilot, lambda: not screen.generating and len(screen.replies) == 2, timeout=300)
         local, remote = screen.replies
-        assert local.text == remote.text and local.text.strip()
+        assert local.text == remote.text
+        assert local.text.strip()
         assert [t.get("model") for t in screen.turns] == [None, "base", f"served {name}"]
         assert screen.turns[-1]["compare"] is True
 
@@ -271,4 +282,5 @@ def test_mcp_serve_tools_refuse_bad_input_and_read_only_holds_them_back(tmp_path
         return {tool.name for tool in (await session.list_tools()).tools}
 
     names = run_client(read_only, "--read-only")
-    assert "list_servers" in names and not names & {"start_server", "stop_server"}
+    assert "list_servers" in names
+    assert not names & {"start_server", "stop_server"}

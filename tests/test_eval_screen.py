@@ -190,7 +190,8 @@ async def test_row_without_samples_says_so(runs_root: Path) -> None:
             pilot, lambda: isinstance(app.screen, EvalSamplesScreen) and app.screen.rows is not None, 30.0
         )
         text = plain(app.screen.query_one("#eval-samples"))
-        assert "no per-document outputs" in text and "studio_arithmetic" in text
+        assert "no per-document outputs" in text
+        assert "studio_arithmetic" in text
 
 
 @pytest.mark.parametrize(
@@ -303,7 +304,8 @@ def test_died_evaluation_shows_no_eta_and_no_running_task(live_eval: Path) -> No
     (live_eval / "job.json").write_text(json.dumps({"pid": 1, "pid_started": 0}))
     summary = summarise(live_eval)
     state = progress(summary, now=T0 + 70)
-    assert summary.status == "died" and state.eta_s is None
+    assert summary.status == "died"
+    assert state.eta_s is None
     assert "running" not in state.pairs.values()
 
 
@@ -376,9 +378,11 @@ def test_table_and_samples_are_read_defensively(tmp_path: Path) -> None:
         )
     )
     found = read_table(folder)
-    assert found is not None and found.targets == ("base", "r")
+    assert found is not None
+    assert found.targets == ("base", "r")
     [row] = found.rows
-    assert row.cells == {"base": Cell(3.0, None, None), "r": None} and row.extra == {"kind": "judged"}
+    assert row.cells == {"base": Cell(3.0, None, None), "r": None}
+    assert row.extra == {"kind": "judged"}
     (folder / "samples.jsonl").write_text(
         '{"task": "judge", "eval_target": "r", "doc_id": 0, "prompt": "Say hi", "answer": "Ahoy", "score": 4}\n'
         '{"task": "judge", "eval_tar'
@@ -463,7 +467,8 @@ def test_rank_by_eval_orders_a_sweep(
     make_sweep(runs_root)
     assert main([*command, "--rank-by", "eval:studio_general/acc", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["ranked_by"] == "eval:studio_general/acc" and data["best"] == NEWEST
+    assert data["ranked_by"] == "eval:studio_general/acc"
+    assert data["best"] == NEWEST
     assert [(r["name"], r["rank"], r["eval_score"]) for r in data["runs"]] == [
         (NEWEST, 1, 0.9),
         (OLDEST, 2, 0.4),
@@ -497,7 +502,8 @@ def test_bad_rank_by_says_one_thing(
     make_sweep(runs_root)
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith(message) and len(err.strip().splitlines()) == 1
+    assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1
 
 
 # -- end to end: a real evaluation started from the screen ----------------------------------------------
@@ -524,8 +530,10 @@ async def test_screen_runs_a_real_evaluation_on_the_tiny_model(tiny_model: Path)
             lambda: screen.summary is not None and screen.summary.status in ("done", "failed", "died"),
             900.0,
         )
-        assert screen.summary is not None and screen.summary.status == "done", screen.summary.cause
-        assert screen.summary.spec.limit == 2 and screen.focused is screen.query_one("#eval-results")
+        assert screen.summary is not None
+        assert screen.summary.status == "done", screen.summary.cause
+        assert screen.summary.spec.limit == 2
+        assert screen.focused is screen.query_one("#eval-results")
         assert plain(screen.query_one("#eval-progress")).startswith("done · 2/2 task runs")
         rows = table_text(screen.query_one("#eval-results"))
         assert [r[0] for r in rows] == ["studio_arithmetic/exact_match (first_number)", "studio_general/acc"]
@@ -533,7 +541,8 @@ async def test_screen_runs_a_real_evaluation_on_the_tiny_model(tiny_model: Path)
         send_burst(app, "down", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, EvalSamplesScreen) and app.screen.rows, 60.0)
         samples = screen_of(app, EvalSamplesScreen)
-        assert samples.rows is not None and len(samples.rows) == 2
+        assert samples.rows is not None
+        assert len(samples.rows) == 2
         assert all(str(tiny_model) in r.answers for r in samples.rows)
 
 
@@ -562,7 +571,8 @@ async def test_judge_row_shows_every_verdict_and_raw_reply(tmp_path: Path) -> No
     assert rows[0].judged == {"b": "judge: win\nA=a B=b → B: B is better [[B]]\nA=b B=a → A: A wins [[A]]"}
     assert rows[1].judged["b"].startswith("judge: undecided\nA=a B=b → unreadable: hmm, both fine")
     scored = read_samples(folder, "judged/contains")
-    assert [r.scores for r in scored] == [{"a": 0.0, "b": 1.0}] * 2 and all(not r.judged for r in scored)
+    assert [r.scores for r in scored] == [{"a": 0.0, "b": 1.0}] * 2
+    assert all(not r.judged for r in scored)
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()

@@ -60,7 +60,8 @@ def test_vllm_backend_without_vllm_names_it(tiny_model: Path, capsys: pytest.Cap
     code, err = studio(
         "eval", str(tiny_model), "--tasks", "studio_arithmetic", "--backend", "vllm", capsys=capsys
     )
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
     assert err.startswith(
         "studio: eval backend vllm: vLLM is not installed: pip install vllm (it needs a CUDA GPU)"
     )
@@ -89,7 +90,9 @@ def test_endpoint_cannot_be_judged_generations(capsys: pytest.CaptureFixture[str
     code, err = studio(
         "eval", "http://127.0.0.1:1/v1", "--prompts", str(prompts), "--score", "exact", capsys=capsys
     )
-    assert code == 2 and "an endpoint URL only runs tasks" in err and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert "an endpoint URL only runs tasks" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 # -- an endpoint URL: studio serve's transformers server, on CPU -----------------------------------------
@@ -126,7 +129,8 @@ def test_endpoint_scores_a_generation_task_as_the_local_model_does(
     spec = make_spec(targets=(tiny_server, str(tiny_model)), tasks=(task,), limit=6)
     folder = create_eval(spec, home=tmp_path)
     result = run_job(folder)
-    assert result.returncode == 0 and summarise(folder).status == "done", summarise(folder).cause
+    assert result.returncode == 0, summarise(folder).cause
+    assert summarise(folder).status == "done", summarise(folder).cause
     remote, local = values_of(folder, tiny_server, task), values_of(folder, str(tiny_model), task)
     key = "exact_match,first_number"
     assert remote[key] == local[key]
@@ -158,9 +162,8 @@ def test_endpoint_refusing_fails_the_eval_naming_it(tmp_path: Path) -> None:
     result = run_job(folder)
     assert result.returncode == 2
     summary = summarise(folder)
-    assert summary.status == "failed" and (summary.cause or "").startswith(
-        f"eval target {url}: cannot reach the endpoint ("
-    )
+    assert summary.status == "failed"
+    assert (summary.cause or "").startswith(f"eval target {url}: cannot reach the endpoint (")
 
 
 # -- a GGUF file: dequantized as chat loads it --------------------------------------------------------------
@@ -182,7 +185,8 @@ def test_gguf_file_scores_as_its_dequantized_folder(
     )
     assert result.returncode == 0, result.stderr
     folder = Path(json.loads(result.stdout)["path"])
-    assert summarise(folder).status == "done" and folder.parent.name == "evals"
+    assert summarise(folder).status == "done"
+    assert folder.parent.name == "evals"
     from_gguf, from_folder = values_of(folder, gguf, task), values_of(folder, folder_target, task)
     assert from_gguf["exact_match,first_number"] == from_folder["exact_match,first_number"]
     gguf_docs, folder_docs = docs_of(folder, gguf), docs_of(folder, folder_target)

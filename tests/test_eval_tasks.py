@@ -125,13 +125,15 @@ def test_fold_keeps_scores_and_the_best_checkpoint_by_score(tmp_path: Path) -> N
         (folder / "adapter_config.json").write_text("{}")
     state = state_of(run)
     assert state.task_curves == {SCORE: [(2, 0.25), (4, 0.75), (6, 0.5)]}
-    assert state.task_scores == {SCORE: 0.5} and state.task_scoring_s == pytest.approx(4.5)
+    assert state.task_scores == {SCORE: 0.5}
+    assert state.task_scoring_s == pytest.approx(4.5)
     assert (state.best_checkpoint, state.best_by, state.best_score) == (
         "checkpoints/checkpoint-4",
         "studio_arithmetic/exact_match",
         0.75,
     )
-    assert state.best_eval_loss is None and state.lowest_eval_step == 6
+    assert state.best_eval_loss is None
+    assert state.lowest_eval_step == 6
     assert resolve_adapter(run, "best") == run / "checkpoints" / "checkpoint-4"
     # the listing cache's scalars keep them
     assert RunState.from_scalars(state.scalars_json()).task_scores == {SCORE: 0.5}
@@ -170,9 +172,8 @@ async def test_monitor_shows_the_task_scores(runs_home: Path) -> None:
         panel = screen.query_one(MetricsPanel)
         await wait_until(pilot, lambda: SCORE in _text(panel))
         text = _text(panel)
-        assert f"{SCORE} 0.500" in " ".join(text.split()) and "studio_general/acc 0.250" in " ".join(
-            text.split()
-        )
+        assert f"{SCORE} 0.500" in " ".join(text.split())
+        assert "studio_general/acc 0.250" in " ".join(text.split())
         assert text.index("eval loss") < text.index(SCORE) < text.index("lr ")
 
 
@@ -212,10 +213,13 @@ async def test_monitor_charts_the_task_scores_per_task_and_metric(
             "tasks",
         ]
         tabs = str(screen.query_one("#chart-tabs").render())
-        assert " 5 mem " in tabs and " tasks " in tabs and "6 tasks" not in tabs
+        assert " 5 mem " in tabs
+        assert " tasks " in tabs
+        assert "6 tasks" not in tabs
         for _ in range(len(CHARTS)):
             await pilot.press("m")
-        assert screen.selected_chart is chart and chart.has_class("-selected")
+        assert screen.selected_chart is chart
+        assert chart.has_class("-selected")
         await pilot.pause()
         assert chart.region.height > 0  # shown, not only in the tab row
         await pilot.press("1")
@@ -239,7 +243,8 @@ async def test_monitor_has_no_task_chart_without_task_scores(runs_home: Path) ->
             ),
         )
         screen = screen_of(app, MonitorScreen)
-        assert not screen.query("#chart-tasks") and "tasks" not in screen.tab_names
+        assert not screen.query("#chart-tasks")
+        assert "tasks" not in screen.tab_names
         assert not screen.has_class("-tasks")
 
 
@@ -275,13 +280,17 @@ def test_run_scores_tasks_at_each_eval_and_best_by_picks_by_score(tiny_model: Pa
     rounds = [e for e in events if e["kind"] == "task_scores"]
     assert [(r["step"], r["at"]) for r in rounds] == [(2, "eval"), (4, "eval"), (6, "eval")]
     for r in rounds:
-        assert set(r["values"]) == {SCORE} and 0.0 <= r["values"][SCORE] <= 1.0
-        assert r["limit"] == 2 and r["seconds"] > 0
+        assert set(r["values"]) == {SCORE}
+        assert 0.0 <= r["values"][SCORE] <= 1.0
+        assert r["limit"] == 2
+        assert r["seconds"] > 0
     state = state_of(run_dir)
-    assert state.status == "done" and state.best_by == "studio_arithmetic/exact_match"
+    assert state.status == "done"
+    assert state.best_by == "studio_arithmetic/exact_match"
     # the highest score, the earliest step on a tie (the trainer takes a new best only when strictly better)
     best = max(r["values"][SCORE] for r in rounds)
     first = next(r["step"] for r in rounds if r["values"][SCORE] == best)
-    assert state.best_checkpoint == f"checkpoints/checkpoint-{first}" and state.best_score == best
+    assert state.best_checkpoint == f"checkpoints/checkpoint-{first}"
+    assert state.best_score == best
     assert state.task_scoring_s == pytest.approx(sum(r["seconds"] for r in rounds), abs=0.01)
     print(f"\nduration with eval_tasks: {state.duration_s:.1f}s, scoring {state.task_scoring_s:.1f}s")

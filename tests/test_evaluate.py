@@ -58,7 +58,8 @@ def test_shipped_tasks_read_their_data_next_to_them() -> None:
     assert set(SHIPPED) <= set(found)
     for name in SHIPPED:
         files = found[name].config["dataset_kwargs"]["data_files"]["test"]
-        assert Path(files).parent == SHIPPED_DIR and Path(files).is_file()
+        assert Path(files).parent == SHIPPED_DIR
+        assert Path(files).is_file()
 
 
 def test_pirate_task_asks_the_held_out_questions() -> None:
@@ -90,9 +91,8 @@ def test_user_tasks_folder_is_found_by_name(studio_home: Path) -> None:
     )
     try:
         [config] = resolve_tasks(("my_sums",))
-        assert isinstance(config, dict) and config["dataset_kwargs"]["data_files"]["test"] == str(
-            folder / "rows.jsonl"
-        )
+        assert isinstance(config, dict)
+        assert config["dataset_kwargs"]["data_files"]["test"] == str(folder / "rows.jsonl")
     finally:
         (folder / "mine.yaml").unlink()
 
@@ -202,13 +202,16 @@ def test_bad_eval_command_says_one_thing(
 ) -> None:
     before = len(list_evals())
     code, err = studio(*args, capsys=capsys)
-    assert code == 2 and err.startswith(message) and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1
     assert len(list_evals()) == before  # refused before any directory was made
 
 
 def test_unknown_task_is_refused_at_once_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = studio("eval", "x", "--tasks", "studio_general,no_such_task_xyz", capsys=capsys)
-    assert code == 2 and err.startswith("studio: unknown task no_such_task_xyz: not a shipped task")
+    assert code == 2
+    assert err.startswith("studio: unknown task no_such_task_xyz: not a shipped task")
     assert "name a YAML task file" in err
 
 
@@ -218,7 +221,8 @@ def test_target_with_no_adapter_yet(tiny_model: Path, capsys: pytest.CaptureFixt
 
     run = create_run(registry.load("tiny-pirate"))
     code, err = studio("eval", run.name, "--tasks", "studio_general", capsys=capsys)
-    assert code == 2 and err.startswith(f"studio: run {run.name} has no adapter yet")
+    assert code == 2
+    assert err.startswith(f"studio: run {run.name} has no adapter yet")
     assert not (run / "evals").exists()
 
 
@@ -267,7 +271,8 @@ def same_as_bare(folder: Path, target: str, bare: Path, tasks: list[str]) -> Non
     mine_samples = [json.loads(line) for line in (folder / SAMPLES_FILE).read_text().splitlines()]
     for task in tasks:
         figures = {k: v for k, v in theirs[task].items() if k != "alias"}
-        assert figures and {k: saved[task]["results"][task][k] for k in figures} == figures, task
+        assert figures, task
+        assert {k: saved[task]["results"][task][k] for k in figures} == figures, task
         [sample_file] = bare.glob(f"samples_{task}_*.jsonl")
         bare_docs = {d["doc_id"]: d for d in map(json.loads, sample_file.read_text().splitlines())}
         mine = {d["doc_id"]: d for d in mine_samples if d["task"] == task and d["eval_target"] == target}
@@ -334,7 +339,8 @@ def test_lm_eval_task_offline_and_not_cached_says_what_to_do(tiny_model: Path, t
     assert result.returncode == 1
     summary = summarise(folder)
     assert summary.status == "failed"
-    assert summary.cause is not None and summary.cause.startswith(
+    assert summary.cause is not None
+    assert summary.cause.startswith(
         "task arc_easy: its data set is not in the cache and the hub is offline; run it once online to cache it"
     )
 

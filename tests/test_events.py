@@ -4,6 +4,7 @@ RunState's derived figures; an old run directory (written by the code before the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, get_args
@@ -143,7 +144,9 @@ def test_every_kind_has_a_sample() -> None:
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
 def test_round_trip(event: ev.Event) -> None:
     data = event.to_json()
-    assert data["v"] == ev.EVENTS_VERSION and data["kind"] == event.kind and data["t"] == event.t
+    assert data["v"] == ev.EVENTS_VERSION
+    assert data["kind"] == event.kind
+    assert data["t"] == event.t
     line = json.dumps(data)
     assert parse_event(json.loads(line)) == event
     assert type(event).from_json(json.loads(line)) == event
@@ -158,19 +161,25 @@ def test_none_fields_are_not_written_and_read_back_as_none() -> None:
 def test_unknown_kind_and_extra_keys_are_kept() -> None:
     future = {"v": 2, "t": 7.0, "kind": "reward", "step": 5, "chosen": 0.25, "nested": {"a": [1, 2]}}
     event = parse_event(future)
-    assert isinstance(event, UnknownEvent) and event.kind == "reward" and event.v == 2
+    assert isinstance(event, UnknownEvent)
+    assert event.kind == "reward"
+    assert event.v == 2
     assert event.to_json() == future
     newer = {"v": 1, "t": 8.0, "kind": "metrics", "step": 6, "loss": 0.5, "reward_margin": 0.1, "kl": None}
     metrics = parse_event(newer)
-    assert isinstance(metrics, MetricsEvent) and metrics.loss == 0.5
+    assert isinstance(metrics, MetricsEvent)
+    assert metrics.loss == 0.5
     assert metrics.extra == {"reward_margin": 0.1, "kl": None}
     assert metrics.to_json() == newer
     gpu = parse_event({"kind": "telemetry", "gpus": [{"index": 0, "mig": "1g.10gb"}]})
-    assert isinstance(gpu, TelemetryEvent) and gpu.gpus[0].extra == {"mig": "1g.10gb"}
+    assert isinstance(gpu, TelemetryEvent)
+    assert gpu.gpus[0].extra == {"mig": "1g.10gb"}
     state = RunState()
     state.apply(event)
     state.apply(metrics)
-    assert state.events == 2 and state.last_loss == 0.5 and state.skipped == 0
+    assert state.events == 2
+    assert state.last_loss == 0.5
+    assert state.skipped == 0
 
 
 @pytest.mark.parametrize(
@@ -193,7 +202,8 @@ def test_malformed_values_raise_for_writers_and_are_counted_by_readers(line: dic
         parse_event(line)
     state = RunState()
     state.apply(line)
-    assert state.skipped == 1 and state.events == 0
+    assert state.skipped == 1
+    assert state.events == 0
 
 
 def test_writer_writes_through_the_dataclasses(tmp_path: Path) -> None:
@@ -201,13 +211,15 @@ def test_writer_writes_through_the_dataclasses(tmp_path: Path) -> None:
     written = writer.emit(MetricsEvent(step=1, loss=2.0, tokens_per_s=None, extra={"future_field": "kept"}))
     writer.emit(StatusEvent(status="training", max_steps=5))
     writer.emit(LogEvent(t=9.0, message="typed"))
-    with pytest.raises(ev.MalformedEvent, match="metrics.loss"):
+    with pytest.raises(ev.MalformedEvent, match=r"metrics.loss"):
         writer.emit(MetricsEvent(step=2, loss="nan?"))  # type: ignore[arg-type]  # what mypy refuses, refused
     writer.close()
     raw = read_all(tmp_path / EVENTS_FILE)
-    assert isinstance(written, MetricsEvent) and written.extra == {"future_field": "kept"}
+    assert isinstance(written, MetricsEvent)
+    assert written.extra == {"future_field": "kept"}
     assert [r["kind"] for r in raw] == ["metrics", "status", "log"]  # the bad one never reached the file
-    assert "tokens_per_s" not in raw[0] and raw[0]["future_field"] == "kept"
+    assert "tokens_per_s" not in raw[0]
+    assert raw[0]["future_field"] == "kept"
     assert read_events(tmp_path / EVENTS_FILE)[0] == written
 
 
@@ -221,12 +233,14 @@ def test_half_written_last_line_waits_and_bad_lines_are_counted(tmp_path: Path) 
     )
     reader = RunReader(tmp_path)
     assert [e.kind for e in reader.update()] == ["status"]
-    assert reader.state.skipped == 2 and reader.state.status == "training"
+    assert reader.state.skipped == 2
+    assert reader.state.status == "training"
     with path.open("a") as handle:
         handle.write('ics", "step": 1, "loss": 2.0}\n')
     fresh = reader.update()
     assert fresh == [MetricsEvent(t=3.0, step=1, loss=2.0)]
-    assert reader.state.last_loss == 2.0 and reader.state.skipped == 2
+    assert reader.state.last_loss == 2.0
+    assert reader.state.skipped == 2
     assert reader.update() == []
     tail = EventTail(path)
     tail.read_events()
@@ -257,7 +271,9 @@ def test_derived_figures_are_folded_once() -> None:
         {"t": 40.0, "kind": "status", "status": "done"},
     ]
     state = fold(lines)
-    assert state.status == "done" and state.finished and state.step == 3
+    assert state.status == "done"
+    assert state.finished
+    assert state.step == 3
     assert state.peak_vram_mb == 6000.0  # torch's peak beats the summed 5500 of the earlier reading
     assert state.vram == [(13.0, 5500.0)]  # this run's memory: both GPUs' process memory
     assert state.peak_rss_mb == 900.0
@@ -268,7 +284,9 @@ def test_derived_figures_are_folded_once() -> None:
     assert (state.lowest_eval_loss, state.lowest_eval_step, state.last_eval_loss) == (1.75, 3, 1.75)
     assert state.elapsed_s() == 40.0
     light = fold(lines, RunState(curves=False))
-    assert light.loss == [] and light.vram == [] and light.log == []
+    assert light.loss == []
+    assert light.vram == []
+    assert light.log == []
     assert light.scalars_json() == state.scalars_json()
     assert (
         RunState.from_scalars(json.loads(json.dumps(state.scalars_json()))).scalars_json()
@@ -278,8 +296,14 @@ def test_derived_figures_are_folded_once() -> None:
 
 def test_from_scalars_refuses_what_is_not_a_state() -> None:
     good = RunState(curves=False).scalars_json()
-    for bad in ({}, {**good, "step": "3"}, {**good, "surprise": 1}, {**good, "telemetry": {"kind": "log"}}):
-        with pytest.raises(ValueError):
+    cases = [
+        ({}, "not a RunState summary of this version"),
+        ({**good, "step": "3"}, "step: '3'"),
+        ({**good, "surprise": 1}, "not a RunState summary of this version"),
+        ({**good, "telemetry": {"kind": "log"}}, "telemetry is not a telemetry event"),
+    ]
+    for bad, said in cases:
+        with pytest.raises(ValueError, match=re.escape(said)):
             RunState.from_scalars(bad)
 
 
@@ -290,28 +314,40 @@ def test_old_run_directory_still_loads(tmp_path: Path) -> None:
     run = shutil.copytree(FIXTURES / "run-v1-tiny", tmp_path / "run-v1-tiny")
     raw = read_all(run / EVENTS_FILE)
     state = load_state(run)
-    assert state.skipped == 0 and state.events == len(raw)
-    assert state.status == "done" and state.step == 12 and state.max_steps == 12
+    assert state.skipped == 0
+    assert state.events == len(raw)
+    assert state.status == "done"
+    assert state.step == 12
+    assert state.max_steps == 12
     losses = [(e["step"], e["loss"]) for e in raw if e["kind"] == "metrics" and e.get("loss") is not None]
-    assert state.loss == losses and len(losses) == 12
-    assert state.last_loss == losses[-1][1] and state.best_loss == min(v for _, v in losses)
+    assert state.loss == losses
+    assert len(losses) == 12
+    assert state.last_loss == losses[-1][1]
+    assert state.best_loss == min(v for _, v in losses)
     evals = [(e["step"], e["eval_loss"]) for e in raw if e["kind"] == "eval"]
-    assert state.eval_loss == evals and [s for s, _ in evals] == [4, 8, 12]
-    assert state.last_eval_loss == evals[-1][1] and state.lowest_eval_loss == min(v for _, v in evals)
+    assert state.eval_loss == evals
+    assert [s for s, _ in evals] == [4, 8, 12]
+    assert state.last_eval_loss == evals[-1][1]
+    assert state.lowest_eval_loss == min(v for _, v in evals)
     assert state.checkpoints == [4, 8, 12]
     best_step = min(evals, key=lambda p: p[1])[0]
     assert state.best_checkpoint == f"checkpoints/checkpoint-{best_step}"
     assert state.best_eval_loss == pytest.approx(min(v for _, v in evals))
     rss = [e["rss_mb"] for e in raw if e["kind"] == "telemetry" and e.get("rss_mb")]
-    assert rss and state.peak_rss_mb == max(rss)
+    assert rss
+    assert state.peak_rss_mb == max(rss)
     vram = [
         e["torch_peak_reserved_mb"] or (e["gpus"][0]["memory_used_mb"] if e["gpus"] else None)
         for e in raw
         if e["kind"] == "telemetry"
     ]
     assert state.peak_vram_mb == (max((v for v in vram if v), default=None))
-    assert state.backend == "hf" and state.adapter and state.tokens_seen > 0
-    assert state.duration_s and state.duration_s > 0 and state.mean_tokens_per_s
+    assert state.backend == "hf"
+    assert state.adapter
+    assert state.tokens_seen > 0
+    assert state.duration_s
+    assert state.duration_s > 0
+    assert state.mean_tokens_per_s
 
     from lorastudio.train.launch import compare, runs
 
@@ -319,9 +355,12 @@ def test_old_run_directory_still_loads(tmp_path: Path) -> None:
     assert (summary.status, summary.step, summary.last_loss) == ("done", 12, state.last_loss)
     assert summary.best_checkpoint == state.best_checkpoint
     result = compare.run_result(run)
-    assert result.final_loss == state.last_loss and result.eval_loss == evals[-1][1]
-    assert result.best_checkpoint == state.best_checkpoint and result.peak_rss_mb == max(rss)
-    assert result.loss == losses and result.eval == evals
+    assert result.final_loss == state.last_loss
+    assert result.eval_loss == evals[-1][1]
+    assert result.best_checkpoint == state.best_checkpoint
+    assert result.peak_rss_mb == max(rss)
+    assert result.loss == losses
+    assert result.eval == evals
 
 
 def test_trainer_scalars_are_written_as_plain_numbers(tmp_path: Path) -> None:
@@ -354,7 +393,8 @@ def test_a_misspelt_field_is_refused_where_the_event_is_built(tmp_path: Path) ->
     written = writer.emit(MetricsEvent(step=1, extra={"future_field": "kept"}))  # a newer key: said so
     writer.close()
     assert read_all(tmp_path / EVENTS_FILE) == [written.to_json()]
-    assert written.t is not None and "lss" not in written.to_json()
+    assert written.t is not None
+    assert "lss" not in written.to_json()
 
 
 @pytest.mark.parametrize(
@@ -374,10 +414,12 @@ def test_a_written_status_reads_as_its_word(written: str, word: str) -> None:
 def test_the_statuses_are_defined_once() -> None:
     words = set(get_args(Status))
     assert TERMINAL_STATUSES == {"done", "failed", "stopped", "died"} <= words
-    assert TERMINAL_STATUSES | {"damaged"} == ENDED_STATUSES and set(STATUSES) <= words
+    assert TERMINAL_STATUSES | {"damaged"} == ENDED_STATUSES
+    assert set(STATUSES) <= words
     shown: str = queued_with("waiting for CPU")  # beyond the Literal's words, by design (see Status)
     assert shown == "queued (waiting for CPU)"
     from lorastudio.train.launch import live, manage
 
     assert TERMINAL_STATUSES | {"unknown"} == live.FINAL
-    assert manage.RESUMABLE < TERMINAL_STATUSES and set(manage._STATUS_ORDER) <= words
+    assert manage.RESUMABLE < TERMINAL_STATUSES
+    assert set(manage._STATUS_ORDER) <= words

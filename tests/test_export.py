@@ -73,7 +73,8 @@ def test_merged_matches_base_plus_adapter(merged_fp32, reference) -> None:
 
     ids, base_logits, tuned_logits, tokenizer = reference
     out = merged_fp32.out
-    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()
+    assert not (out / "adapter_config.json").exists()
+    assert (out / "model.safetensors").exists()
     model = AutoModelForCausalLM.from_pretrained(
         out, dtype=torch.float32
     ).eval()  # plain transformers, no peft
@@ -90,8 +91,10 @@ def test_merged_matches_base_plus_adapter(merged_fp32, reference) -> None:
         gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]
     )
     manifest = json.loads((out / "export.json").read_text())
-    assert manifest["export"]["format"] == "merged" and manifest["base_model"] == "tiny"
-    assert "tiny-pirate" in (out / "README.md").read_text() and (out / "recipe.yaml").exists()
+    assert manifest["export"]["format"] == "merged"
+    assert manifest["base_model"] == "tiny"
+    assert "tiny-pirate" in (out / "README.md").read_text()
+    assert (out / "recipe.yaml").exists()
 
 
 def test_merged_default_is_16_bit_and_sizes_match_the_estimate(
@@ -109,10 +112,8 @@ def test_merged_default_is_16_bit_and_sizes_match_the_estimate(
     assert dtypes == {torch.float16}
     model = AutoModelForCausalLM.from_pretrained(result.out, dtype=torch.float32).eval()
     assert (logits(model, ids) - tuned_logits).abs().max().item() < 5e-2
-    assert (
-        result.estimated_bytes
-        and abs(result.estimated_bytes - result.measured_bytes) / result.measured_bytes < 0.25
-    )
+    assert result.estimated_bytes
+    assert abs(result.estimated_bytes - result.measured_bytes) / result.measured_bytes < 0.25
 
 
 def test_chat_accepts_a_merged_export(merged_fp32, short_run: Path) -> None:
@@ -148,7 +149,9 @@ def test_adapter_export_holds_adapter_tokenizer_template_and_card(
     ):
         assert (out / name).exists(), name
     card = (out / "README.md").read_text()
-    assert "studio's offline tiny model" in card and "tiny-pirate" in card and "r=16" in card
+    assert "studio's offline tiny model" in card
+    assert "tiny-pirate" in card
+    assert "r=16" in card
     assert AutoTokenizer.from_pretrained(out).chat_template == tokenizer.chat_template
     model = AutoPeftModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     assert (logits(model, ids) - tuned_logits).abs().max().item() < 1e-5
@@ -163,7 +166,8 @@ def test_checkpoint_export_uses_that_checkpoint(short_run: Path, tmp_path: Path)
     result = export(ExportRequest(str(short_run), "adapter", checkpoint=5, out=tmp_path / "a5"))
     five = load_file(str(result.out / "adapter_model.safetensors"))
     final = load_file(str(short_run / "adapter" / "adapter_model.safetensors"))
-    assert five.keys() == final.keys() and any((five[k] - final[k]).abs().max() > 0 for k in five)
+    assert five.keys() == final.keys()
+    assert any((five[k] - final[k]).abs().max() > 0 for k in five)
     assert "checkpoint 5" in json.loads((result.out / "export.json").read_text())["export"]["source"]
 
 
@@ -202,7 +206,8 @@ def test_gguf_modelfile_and_metadata(gguf_f16) -> None:
     modelfile = (out / "Modelfile").read_text()
     name = next(f for f in gguf_f16.files if f.endswith(".gguf"))
     assert f"FROM ./{name}" in modelfile
-    assert 'PARAMETER stop "<|eot_id|>"' in modelfile and "PARAMETER temperature 0.0" in modelfile
+    assert 'PARAMETER stop "<|eot_id|>"' in modelfile
+    assert "PARAMETER temperature 0.0" in modelfile
     assert "PARAMETER num_predict 40" in modelfile
     # The tiny template writes the BOS itself: the GGUF has the runtime add it, so the Go template does not.
     assert (
@@ -213,11 +218,14 @@ def test_gguf_modelfile_and_metadata(gguf_f16) -> None:
     fields = reader.fields
     assert bytes(fields["general.architecture"].parts[-1]).decode() == "llama"
     assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "gpt2"
-    assert len(fields["tokenizer.ggml.merges"].data) > 100 and "tokenizer.ggml.eot_token_id" in fields
+    assert len(fields["tokenizer.ggml.merges"].data) > 100
+    assert "tokenizer.ggml.eot_token_id" in fields
     assert bool(fields["tokenizer.ggml.add_bos_token"].parts[-1][0]) is True
     assert float(fields["general.sampling.temp"].parts[-1][0]) == 0.0  # the recipe's chat is greedy
     card = (out / "README.md").read_text()
-    assert "## Chat settings" in card and "- max_new_tokens: 40" in card and "- temperature: 0.0" in card
+    assert "## Chat settings" in card
+    assert "- max_new_tokens: 40" in card
+    assert "- temperature: 0.0" in card
     assert "output.weight" not in {t.name for t in reader.tensors}  # tied embeddings are not duplicated
     assert abs(gguf_f16.estimated_bytes - gguf_f16.measured_bytes) / gguf_f16.measured_bytes < 0.25
 
@@ -273,7 +281,8 @@ def test_non_empty_out_is_refused_unless_forced(short_run: Path, tmp_path: Path)
         export(ExportRequest(str(short_run), "adapter", out=out))
     assert (out / "keep.txt").read_text() == "mine"
     result = export(ExportRequest(str(short_run), "adapter", out=out, force=True))
-    assert not (out / "keep.txt").exists() and (result.out / "adapter_config.json").exists()
+    assert not (out / "keep.txt").exists()
+    assert (result.out / "adapter_config.json").exists()
 
 
 def test_unsupported_architecture_gets_a_clear_message(tmp_path: Path, tiny_model: Path) -> None:
@@ -333,11 +342,15 @@ def test_cli_export_json_and_errors(short_run: Path, tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["format"] == "adapter" and data["measured_bytes"] > 0 and Path(data["out"]).is_dir()
+    assert data["format"] == "adapter"
+    assert data["measured_bytes"] > 0
+    assert Path(data["out"]).is_dir()
     missing = subprocess.run(
         [STUDIO_BIN, "export", "nope", "--format", "merged"], capture_output=True, text=True
     )
-    assert missing.returncode == 2 and "no such run" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2
+    assert "no such run" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_push_offline_keeps_the_export(short_run: Path, tmp_path: Path) -> None:
@@ -358,8 +371,10 @@ def test_push_offline_keeps_the_export(short_run: Path, tmp_path: Path) -> None:
         timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "offline" in out.stderr and "the export stays at" in out.stderr
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "offline" in out.stderr
+    assert "the export stays at" in out.stderr
     assert (tmp_path / "a" / "adapter_config.json").exists()
 
 
@@ -407,15 +422,17 @@ def test_push_unreachable_hub_never_writes_the_token(short_run: Path, tmp_path: 
         timeout=180,
         env=env,
     )
-    assert (
-        again.returncode == 2 and "the hub cannot be reached" in again.stderr and secret not in again.stderr
-    )
+    assert again.returncode == 2
+    assert "the hub cannot be reached" in again.stderr
+    assert secret not in again.stderr
 
 
 def test_estimate_only(short_run: Path) -> None:
     size = estimate_bytes(ExportRequest(str(short_run), "gguf", quant="q8_0"))
     f16 = estimate_bytes(ExportRequest(str(short_run), "gguf", quant="f16"))
-    assert size and f16 and size < f16
+    assert size
+    assert f16
+    assert size < f16
 
 
 # -- SmolLM2 (real model, slow) -----------------------------------------------------------------------

@@ -60,22 +60,24 @@ async def test_runs_x_opens_export_and_a_gguf_export_runs_by_keys(lora_run: Path
         )
         await pilot.press("x")
         screen = app.screen
-        assert isinstance(screen, ExportScreen) and screen.run_dir == lora_run
+        assert isinstance(screen, ExportScreen)
+        assert screen.run_dir == lora_run
         await wait_until(pilot, lambda: screen.estimate is not None, timeout=180)
         assert "estimated size: 1.8 MB" in text_of(screen.query_one("#export-estimate"))
         assert screen.query_one("#export-quant", Select).disabled
         await pilot.press("down", "enter")  # merged -> gguf in the format list
-        assert screen.format == "gguf" and not screen.query_one("#export-quant", Select).disabled
+        assert screen.format == "gguf"
+        assert not screen.query_one("#export-quant", Select).disabled
         await wait_until(pilot, lambda: screen.estimate is not None and "gguf" in str(screen._default_out()))
         await pilot.press("ctrl+e")
         await wait_until(pilot, lambda: screen.result is not None, timeout=300)
         result = screen.result
         assert result.out == lora_run / "exports" / "gguf-f16"
-        assert (result.out / "tiny-pirate-f16.gguf").stat().st_size > 100_000 and (
-            result.out / "Modelfile"
-        ).exists()
+        assert (result.out / "tiny-pirate-f16.gguf").stat().st_size > 100_000
+        assert (result.out / "Modelfile").exists()
         shown = text_of(screen.query_one("#export-result"))
-        assert "measured" in shown and "estimated" in shown
+        assert "measured" in shown
+        assert "estimated" in shown
         await pilot.press("ctrl+e")  # again: the folder now exists and is not empty
         await wait_until(pilot, lambda: "not empty" in text_of(screen.query_one("#export-result")))
         assert (result.out / "tiny-pirate-f16.gguf").exists()  # the first export is untouched

@@ -241,7 +241,7 @@ def test_a_template_without_tool_support_says_so(llama3_tokenizer) -> None:
     with pytest.raises(TemplateError, match="chat template 'tokenizer' has no tool support"):
         enc.encode_row(row(TOOL_CALLS, TOOLS))
     named = Encoder(llama3_tokenizer, recipe_for(template="llama-3.1"), "messages")
-    with pytest.raises(TemplateError, match="chat template 'llama-3.1' has no tool support"):
+    with pytest.raises(TemplateError, match=r"chat template 'llama-3.1' has no tool support"):
         named.encode_row(row(TOOL_CALLS))
 
 
@@ -344,7 +344,8 @@ def test_the_shipped_qwen3_tools_recipe_trains_reasoning_and_calls_not_tool_text
         .splitlines()
     ]
     data = prepare_data(recipe, prepared=prepare(recipe, tokenizer=tok), use_cache=False)
-    assert len(data.train) == len(raw) and not data.eval
+    assert len(data.train) == len(raw)
+    assert not data.eval
     calls = reasoned = 0
     for got, want in zip(data.train, raw, strict=True):
         messages, tools = want["messages"], want["tools"]
@@ -353,7 +354,8 @@ def test_the_shipped_qwen3_tools_recipe_trains_reasoning_and_calls_not_tool_text
             tok, Encoded(list(got["input_ids"]), list(got["labels"]), False, len(got["input_ids"]))
         )
         assistant = [m for m in messages if m["role"] == "assistant"]
-        assert len(runs) == len(assistant) and all(r.endswith("<|im_end|>") for r in runs)
+        assert len(runs) == len(assistant)
+        assert all(r.endswith("<|im_end|>") for r in runs)
         check_untrained(runs, [m for m in messages if m["role"] != "assistant"], tools)
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         for reply, run in zip(assistant, runs, strict=True):
@@ -363,7 +365,8 @@ def test_the_shipped_qwen3_tools_recipe_trains_reasoning_and_calls_not_tool_text
             if "reasoning_content" in reply and messages.index(reply) > last_user:
                 assert f"<think>\n{reply['reasoning_content']}\n</think>" in run
                 reasoned += 1
-    assert calls >= 20 and reasoned >= 20
+    assert calls >= 20
+    assert reasoned >= 20
 
 
 def test_chat_can_ask_qwen3_to_answer_without_thinking(qwen3_tokenizer, llama3_tokenizer) -> None:

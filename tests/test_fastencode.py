@@ -187,11 +187,11 @@ def test_a_default_system_prompt_is_tokenized_once_per_shape(smollm2_tokenizer) 
     fast = FastEncoder(encoder, verify=0)
     got = fast.encode_rows(rows[:2])
     (layout,) = [v for v in fast._layouts.values() if v is not None]
-    assert (
-        layout.pieces[0][: layout.head].endswith("<|im_end|>\n<|im_start|>") and "SmolLM" in layout.pieces[0]
-    )
+    assert layout.pieces[0][: layout.head].endswith("<|im_end|>\n<|im_start|>")
+    assert "SmolLM" in layout.pieces[0]
     first = got[0]
-    assert not isinstance(first, str) and first.input_ids[: len(layout.head_ids)] == layout.head_ids
+    assert not isinstance(first, str)
+    assert first.input_ids[: len(layout.head_ids)] == layout.head_ids
     assert got == [_slow(encoder, row) for row in rows[:2]]
 
 
@@ -204,7 +204,8 @@ def test_every_named_template_is_linear_for_chat_shapes(tiny_tokenizer) -> None:
         )
         fast = FastEncoder(encoder)
         fast.encode_rows(rows)
-        assert fast.fast_shapes == 2 and fast.slow_shapes == 0, template
+        assert fast.fast_shapes == 2, template
+        assert fast.slow_shapes == 0, template
 
 
 def test_a_template_that_rewrites_earlier_turns_falls_back(tiny_tokenizer) -> None:
@@ -233,7 +234,8 @@ def test_a_template_that_rewrites_earlier_turns_falls_back(tiny_tokenizer) -> No
         if isinstance(want, str):
             assert have == want
         else:
-            assert not isinstance(have, str) and have.labels == want.labels
+            assert not isinstance(have, str)
+            assert have.labels == want.labels
 
 
 # -- the word plans and the Arrow columns, with the real Llama-3.1 and Qwen3 tokenizers (issue 22) ------------------
@@ -287,9 +289,11 @@ def test_word_plans_and_arrow_columns_equal_prefix_rendering(family: str, templa
     fast = FastEncoder(encoder, verify=0)
     _check_columns(fast.encode_table(_arrow(rows)), expected)
     layouts = [v for v in fast._layouts.values() if v is not None]
-    assert layouts and all(layout.plan is not None for layout in layouts)
+    assert layouts
+    assert all(layout.plan is not None for layout in layouts)
     words = fast._words
-    assert words is not None and words._by_spaces
+    assert words is not None
+    assert words._by_spaces
     plans = [fast.layout(tuple(t["role"] for t in row["messages"])) for row in rows]
     assert all(layout is not None and layout.plan is not None for layout in plans)
     planned = sum(
@@ -349,7 +353,9 @@ def test_the_plan_row_encoder_agrees_with_encode_plan(family: str, train_on: str
         taken = 0
         for row in rows:
             layout = fast.layout(tuple(t["role"] for t in row["messages"]))
-            assert layout is not None and layout.plan is not None and layout.plan_rows is not None
+            assert layout is not None
+            assert layout.plan is not None
+            assert layout.plan_rows is not None
             given = [f(t["content"]) for f, t in zip(layout.transforms, row["messages"], strict=True)]
             got = layout.plan_rows([t["content"] for t in row["messages"]])  # it applies the transforms
             if got is not None:

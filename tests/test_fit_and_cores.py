@@ -62,7 +62,8 @@ def test_launch_line_follows_the_shared_rule(
     text, said = describe(recipe, gpu=(free_gb * 1024, 80 * 1024.0, "GPU 0 Test"))
     need = est.total / 2**20
     verdict = memory_fit(need, free_gb * 1024, free_gb * 1024 * (1 - HEADROOM)).verdict
-    assert said is fits and (verdict != "short") is fits
+    assert said is fits
+    assert (verdict != "short") is fits
     assert any(colour in str(span.style) for span in text.spans)
     assert (warning in text.plain) if warning else "will not fit" not in text.plain
 
@@ -77,12 +78,14 @@ def test_launch_line_tight_just_under_what_is_free() -> None:
     assert est is not None
     free_mb = est.total / 2**20 / 0.95
     text, fits = describe(recipe, gpu=(free_mb, 80 * 1024.0, "GPU 0 Test"))
-    assert fits is True and "tight: little headroom" in text.plain
+    assert fits is True
+    assert "tight: little headroom" in text.plain
     assert memory_fit(est.total / 2**20, free_mb, free_mb * 0.1).verdict == "tight"
 
 
 def test_free_memory_names_the_device() -> None:
-    assert FreeMemory("GPU 0 NVIDIA H100", 1.0, 2.0).on_gpu and not FreeMemory("CPU", 1.0, 2.0).on_gpu
+    assert FreeMemory("GPU 0 NVIDIA H100", 1.0, 2.0).on_gpu
+    assert not FreeMemory("CPU", 1.0, 2.0).on_gpu
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")

@@ -61,7 +61,8 @@ def test_bad_tuning_settings_are_refused_naming_the_field(
 def test_pretrain_turns_packing_and_all_tokens_on() -> None:
     recipe = _load("tiny-pretrain")
     assert (recipe.train.method, recipe.train.packing, recipe.train.train_on) == ("pretrain", True, "all")
-    assert recipe.train.supervised and recipe.method_section() is None
+    assert recipe.train.supervised
+    assert recipe.method_section() is None
     assert recipe.method == "Full+PRETRAIN"
     lora = _load("tiny-pirate", "train.method=pretrain", "train.train_on=all", "data.format=text")
     assert (lora.train.packing, lora.train.train_on, lora.method) == (True, "all", "LoRA+PRETRAIN")
@@ -78,7 +79,8 @@ def _trainable(tiny_model: Path, *overrides: str) -> set[str]:
 
 def test_freeze_last_layers_trains_only_them(tiny_model: Path) -> None:
     names = _trainable(tiny_model, "train.freeze_trainable_layers=1")
-    assert names and all(n.startswith("model.layers.3.") for n in names)
+    assert names
+    assert all(n.startswith("model.layers.3.") for n in names)
     assert {n.split(".")[3] for n in names} == {
         "self_attn",
         "mlp",
@@ -179,9 +181,11 @@ def test_embedding_learning_rate_has_its_own_group(tiny_model: Path, tmp_path: P
     optimizer = trainer.create_optimizer()
     embed = trainer.model.get_input_embeddings().weight
     groups = [g for g in optimizer.param_groups if any(p is embed for p in g["params"])]
-    assert len(groups) == 1 and groups[0]["lr"] == 0.0002
+    assert len(groups) == 1
+    assert groups[0]["lr"] == 0.0002
     others = [g for g in optimizer.param_groups if g is not groups[0]]
-    assert others and all(g["lr"] == 0.001 for g in others)
+    assert others
+    assert all(g["lr"] == 0.001 for g in others)
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
 
 
@@ -209,11 +213,17 @@ def test_estimate_counts_gradients_and_optimizer_of_the_trainable_part(tiny_mode
         _load("tiny-pirate", "train.tuning=freeze", "train.freeze_trainable_modules=[mlp]"), gpu=True
     )
     eight = estimate_memory(_load("tiny-pirate", "train.tuning=full", "train.optimizer=adamw_8bit"), gpu=True)
-    assert lora and full and freeze and mlp and eight and full.source == "config.json"
-    assert (
-        full.lora_params == full.params and "gradients" in full.breakdown() and "LoRA" not in full.breakdown()
-    )
-    assert full.lora == full.params * 2 and full.optimizer == full.params * 4  # bf16 grads, two bf16 moments
+    assert lora
+    assert full
+    assert freeze
+    assert mlp
+    assert eight
+    assert full.source == "config.json"
+    assert full.lora_params == full.params
+    assert "gradients" in full.breakdown()
+    assert "LoRA" not in full.breakdown()
+    assert full.lora == full.params * 2
+    assert full.optimizer == full.params * 4
     h, inter = 128, 384
     assert mlp.lora_params == 4 * 3 * h * inter  # the tiny model's 4 layers' gated MLPs
     assert 0 < freeze.lora_params < full.params / 4
@@ -227,7 +237,8 @@ def test_a_full_run_that_will_not_fit_is_refused_naming_both_figures(tiny_model:
     recipe = _load("tiny-pirate", "train.tuning=full")
     with pytest.raises(RecipeError) as err:
         check_fits(recipe, True, 0.01 * 1024**3)
-    assert "train.tuning: full needs about" in str(err.value) and "has 0.0 GB free" in str(err.value)
+    assert "train.tuning: full needs about" in str(err.value)
+    assert "has 0.0 GB free" in str(err.value)
     assert "gradients" in str(err.value)
     check_fits(recipe, True, 80 * 1024**3)  # fits: nothing said
     check_fits(_load("tiny-pirate"), True, 1.0)  # LoRA: judged by the Launch sheet, as before
@@ -239,7 +250,8 @@ def test_create_run_refuses_a_full_run_too_big_for_this_machine(tiny_model: Path
     recipe = _load("tiny-pirate", "train.tuning=full", "train.batch_size=1000000")  # terabytes of logits
     with pytest.raises(RecipeError) as err:
         runs.create_run(recipe, root=tmp_path)
-    assert "train.tuning: full needs about" in str(err.value) and "GB free" in str(err.value)
+    assert "train.tuning: full needs about" in str(err.value)
+    assert "GB free" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # no run directory without a status
 
 
@@ -279,15 +291,16 @@ def test_full_run_saves_the_model_and_loss_falls(full_run: Path) -> None:
     state = state_of(full_run)
     assert state.status == "done"
     model = full_run / "model"
-    assert (model / "config.json").is_file() and (model / "model.safetensors").is_file()
+    assert (model / "config.json").is_file()
+    assert (model / "model.safetensors").is_file()
     assert not (full_run / "adapter").exists()
     losses = [loss for _, loss in state.loss]
-    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert resolve_adapter(full_run) == model
     checkpoint = resolve_adapter(full_run, "checkpoint-6")
-    assert (checkpoint / "model.safetensors").is_file() and resolve_adapter(
-        full_run, "latest"
-    ).name == "checkpoint-12"
+    assert (checkpoint / "model.safetensors").is_file()
+    assert resolve_adapter(full_run, "latest").name == "checkpoint-12"
 
 
 @pytest.mark.slow
@@ -297,8 +310,10 @@ def test_full_run_chats_with_its_trained_weights(full_run: Path) -> None:
     from lorastudio.chat.engine import engine_for
 
     engine = engine_for(str(full_run))
-    assert engine.recipe.model.name == str((full_run / "model").resolve()) and not engine.has_adapter
-    assert engine.source is not None and "its final model" in engine.source
+    assert engine.recipe.model.name == str((full_run / "model").resolve())
+    assert not engine.has_adapter
+    assert engine.source is not None
+    assert "its final model" in engine.source
     engine.load()
     trained = engine.model.get_input_embeddings().weight
     base = engine_for(str(full_run), base_only=True)
@@ -307,7 +322,8 @@ def test_full_run_chats_with_its_trained_weights(full_run: Path) -> None:
     reply = engine.generate([{"role": "user", "content": "hello"}], engine.recipe.chat)
     assert reply.tokens > 0
     by_path = engine_for(str(full_run / "checkpoints" / "checkpoint-6"))  # the Runs picker's path
-    assert by_path.recipe.name == engine.recipe.name and "checkpoint-6" in by_path.recipe.model.name
+    assert by_path.recipe.name == engine.recipe.name
+    assert "checkpoint-6" in by_path.recipe.model.name
 
 
 @pytest.mark.slow
@@ -320,7 +336,8 @@ def test_full_run_exports_the_model_itself(full_run: Path, tmp_path: Path) -> No
 
     with pytest.raises(ExportError) as err:
         export(ExportRequest(str(full_run), format="adapter", out=tmp_path / "a"))
-    assert "trained the whole model" in str(err.value) and not (tmp_path / "a").exists()
+    assert "trained the whole model" in str(err.value)
+    assert not (tmp_path / "a").exists()
     merged = export(ExportRequest(str(full_run), format="merged", out=tmp_path / "m", dtype="float32"))
     saved = load_file(str(merged.out / "model.safetensors"))
     trained = load_file(str(full_run / "model" / "model.safetensors"))
@@ -349,7 +366,8 @@ def test_freeze_run_changes_only_the_trained_layers(tiny_model: Path) -> None:
     after = load_file(str(run_dir / "model" / "model.safetensors"))
     before = load_file(str(tiny_model / "model.safetensors"))
     changed = {k for k in after if not (after[k] == before[k]).all()}
-    assert changed and all(k.startswith("model.layers.3.mlp.") for k in changed)
+    assert changed
+    assert all(k.startswith("model.layers.3.mlp.") for k in changed)
 
 
 @pytest.mark.slow
@@ -364,7 +382,8 @@ def test_full_run_resumes_from_a_checkpoint_of_the_whole_model(full_run: Path) -
     result = run_worker(copy, "--resume", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     state = state_of(copy)
-    assert state.status == "done" and state.step == 12
+    assert state.status == "done"
+    assert state.step == 12
     assert "resuming from checkpoint-6" in (copy / "events.jsonl").read_text()
     assert (copy / "model" / "model.safetensors").is_file()
 
@@ -380,7 +399,8 @@ def test_packed_preview_is_what_training_packs(tiny_model: Path, tiny_tokenizer:
     encoder = Encoder(tiny_tokenizer, recipe, "text")
     first, starts, used = packed_preview(encoder, rows, 0, recipe.model.max_seq_length)
     trained = prepare_data(recipe, tokenizer=tiny_tokenizer).train[0]
-    assert first.input_ids == trained["input_ids"] and first.labels == trained["labels"]
+    assert first.input_ids == trained["input_ids"]
+    assert first.labels == trained["labels"]
     assert used == len(trained["seq_lengths"]) == len(starts) > 1
     assert starts == [sum(trained["seq_lengths"][:i]) for i in range(used)]
     second, _, _ = packed_preview(encoder, rows, used, recipe.model.max_seq_length)
@@ -401,7 +421,8 @@ async def test_preview_marks_the_documents_of_a_packed_sequence(tiny_model: Path
         assert "packed sequence from sample 1/14 · 4 documents (samples 1-4)" in header
         view = screen.query_one(TokenView)
         shown = str(view.render())
-        assert "── document 2 (positions restart at 0) ──" in shown and "document 5" not in shown
+        assert "── document 2 (positions restart at 0) ──" in shown
+        assert "document 5" not in shown
         # train_on: all: every token trains but each document's first (never predicted across a border)
         assert [i for i, p in enumerate(view.items) if not p.trained] == view.documents
         await pilot.press("n")
@@ -417,8 +438,11 @@ def test_shipped_smollm2_full_recipe_trains_the_whole_model(smollm2_dir: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
     state = state_of(run_dir)
     losses = [loss for _, loss in state.loss]
-    assert state.status == "done" and len(losses) == 8 and losses[-1] < losses[0]
-    assert (run_dir / "model" / "model.safetensors").is_file() and not (run_dir / "adapter").exists()
+    assert state.status == "done"
+    assert len(losses) == 8
+    assert losses[-1] < losses[0]
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    assert not (run_dir / "adapter").exists()
 
 
 @pytest.mark.slow
@@ -432,7 +456,8 @@ def test_shipped_tiny_pretrain_recipe_trains_on_its_corpus(tiny_model: Path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     state = state_of(run_dir)
     losses = [loss for _, loss in state.loss]
-    assert state.status == "done" and len(losses) == 30
+    assert state.status == "done"
+    assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
     after = load_file(str(run_dir / "model" / "model.safetensors"))
     before = load_file(str(tiny_model / "model.safetensors"))

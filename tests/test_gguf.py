@@ -46,7 +46,8 @@ def test_truncated_gguf_names_the_file(tmp_path: Path) -> None:
         cut.write_bytes(whole.read_bytes()[:keep])
         with pytest.raises(gguf.GgufError) as err:
             gguf.check_gguf(cut)
-        assert str(err.value).startswith(f"{cut}: truncated") and "\n" not in str(err.value)
+        assert str(err.value).startswith(f"{cut}: truncated")
+        assert "\n" not in str(err.value)
 
 
 def test_unsupported_architecture_names_it(tmp_path: Path) -> None:
@@ -54,7 +55,8 @@ def test_unsupported_architecture_names_it(tmp_path: Path) -> None:
     with pytest.raises(gguf.GgufError) as err:
         resolve_model_path(ModelSection(name=str(odd)))
     message = str(err.value)
-    assert message.startswith(f"{odd}: unsupported architecture 'studio-test-arch'") and "llama" in message
+    assert message.startswith(f"{odd}: unsupported architecture 'studio-test-arch'")
+    assert "llama" in message
     assert not any(p.name.startswith("odd") for p in gguf.gguf_cache_root().iterdir())
 
 
@@ -63,7 +65,7 @@ def test_missing_gguf_and_gguf_file_field(tmp_path: Path) -> None:
         resolve_model_path(ModelSection(name=str(tmp_path / "absent.gguf")))
     write_gguf(tmp_path / "inside.gguf")
     assert gguf.gguf_path_for(str(tmp_path), "inside.gguf") == (tmp_path / "inside.gguf").resolve()
-    with pytest.raises(gguf.GgufError, match="model.gguf_file"):
+    with pytest.raises(gguf.GgufError, match=r"model.gguf_file"):
         gguf.gguf_path_for(str(tmp_path / "inside.gguf"), "inside.gguf")
     assert ModelSection(name="x").gguf_file is None  # old recipes stay valid
 
@@ -97,10 +99,13 @@ def test_content_hash_is_remembered_per_path_size_mtime(tmp_path: Path, monkeypa
 @pytest.mark.slow
 def test_smollm2_dequantized_once_then_plain(smollm2_gguf: Path, smollm2_dir: Path, monkeypatch) -> None:
     marker = json.loads((smollm2_dir / gguf.MARKER).read_text())
-    assert marker["sha256"] == gguf.content_hash(smollm2_gguf) and marker["architecture"] == "llama"
+    assert marker["sha256"] == gguf.content_hash(smollm2_gguf)
+    assert marker["architecture"] == "llama"
     config = json.loads((smollm2_dir / "config.json").read_text())
-    assert "quantization_config" not in config and config["model_type"] == "llama"
-    assert (smollm2_dir / "model.safetensors").exists() and (smollm2_dir / "chat_template.jinja").exists()
+    assert "quantization_config" not in config
+    assert config["model_type"] == "llama"
+    assert (smollm2_dir / "model.safetensors").exists()
+    assert (smollm2_dir / "chat_template.jinja").exists()
     # second load: no conversion
     monkeypatch.setattr(gguf, "convert", lambda *a, **k: pytest.fail("converted again"))
     assert gguf.ensure_dequantized(smollm2_gguf) == smollm2_dir
@@ -127,9 +132,12 @@ def test_memory_estimate_reads_the_converted_config(
     for name in ("smollm2-135m-instruct", str(smollm2_gguf)):
         recipe = registry.load("smollm2-pirate", [f"model.name={name}"])
         config = find_model_config(recipe)
-        assert config is not None and config["hidden_size"] == 576 and config["num_hidden_layers"] == 30
+        assert config is not None
+        assert config["hidden_size"] == 576
+        assert config["num_hidden_layers"] == 30
         estimate = estimate_memory(recipe, gpu=False)
-        assert estimate is not None and estimate.source == "config.json"
+        assert estimate is not None
+        assert estimate.source == "config.json"
     copy = tmp_path / "copy.gguf"
     copy.write_bytes(smollm2_gguf.read_bytes()[:4096])
     assert gguf.converted_folder(copy) is None
@@ -147,4 +155,5 @@ def test_chat_straight_from_a_gguf_file(smollm2_dir: Path, smollm2_gguf: Path) -
         [{"role": "user", "content": "What is the capital of France?"}],
         Sampling(greedy=True, max_new_tokens=30),
     )
-    assert "Paris" in reply.text and reply.finish_reason == "stop"
+    assert "Paris" in reply.text
+    assert reply.finish_reason == "stop"

@@ -30,32 +30,44 @@ def test_dry_run_writes_a_record_per_step(tmp_path: Path, tiny_model: Path) -> N
     steps = report["steps"]
     assert list(steps) == STEPS, done.stdout + done.stderr
     failed = {name: r.get("error") for name, r in steps.items() if not r["ok"]}
-    assert done.returncode == 0 and not failed, f"{failed}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{failed}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    assert not failed, f"{failed}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
     # one line of figures per step, in order
     lines = [line for line in done.stdout.splitlines() if line.split(":")[0] in STEPS]
     assert [line.split(":")[0] for line in lines] == STEPS
-    assert report["dry_run"] is True and report["cuda"] is False
-    assert report["versions"]["torch"] and report["versions"]["trl"]
+    assert report["dry_run"] is True
+    assert report["cuda"] is False
+    assert report["versions"]["torch"]
+    assert report["versions"]["trl"]
     # what needs CUDA says so, per step; the rest ran and has its figures
     for name in ("real_model", "shape_8b", "preference", "oom"):
         assert any("needs CUDA" in reason for reason in steps[name]["skipped"]), name
     hf = steps["real_model"]["runs"]["hf"]
-    assert hf["status"] == "done" and hf["loss_last"] < hf["loss_first"]
-    assert hf["tokens_per_s"] > 0 and hf["peak_rss_mb"] > 0 and hf["telemetry"]["kind"] == "telemetry"
-    assert hf["chat"]["ok"] and hf["chat"]["first_token_s"] > 0 and hf["chat"]["tokens"] > 0
+    assert hf["status"] == "done"
+    assert hf["loss_last"] < hf["loss_first"]
+    assert hf["tokens_per_s"] > 0
+    assert hf["peak_rss_mb"] > 0
+    assert hf["telemetry"]["kind"] == "telemetry"
+    assert hf["chat"]["ok"]
+    assert hf["chat"]["first_token_s"] > 0
+    assert hf["chat"]["tokens"] > 0
     assert steps["shape_8b"]["runs"]["hf"]["status"] == "done"
     assert {m: r["status"] for m, r in steps["preference"]["runs"].items()} == {"dpo": "done", "grpo": "done"}
     assert steps["preference"]["dpo_rewards/margins"][1] is not None
     assert steps["preference"]["grpo_reward"][1] is not None
     rows = steps["estimate"]["rows"]
-    assert len(rows) == 4 and all(r["estimate_mb"] and r["measured_mb"] for r in rows)  # 1 + 1 + 2 runs
+    assert len(rows) == 4
+    assert all(r["estimate_mb"] and r["measured_mb"] for r in rows)
     resume = steps["oom"]["resume"]
-    assert resume["stopped_status"] == "stopped" and resume["final_status"] == "done"
+    assert resume["stopped_status"] == "stopped"
+    assert resume["final_status"] == "done"
     assert resume["final_step"] > resume["stopped_at_step"] >= 2
     assert resume["resumed_batch"] == [2, 2]  # continued from its checkpoint with half the batch, accumulated
     beside = steps["chat_beside"]
-    assert beside["chat_outcome"] == "admitted" and beside["training_status"] == "done"
-    assert beside["admission"]["device"] == "CPU" and beside["admission"]["need_mb"] > 0
+    assert beside["chat_outcome"] == "admitted"
+    assert beside["training_status"] == "done"
+    assert beside["admission"]["device"] == "CPU"
+    assert beside["admission"]["need_mb"] > 0
 
 
 def test_oom_numbers_are_read_from_torchs_message() -> None:

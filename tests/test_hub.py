@@ -82,7 +82,8 @@ def test_settle_puts_the_process_in_offline_mode_once(monkeypatch: pytest.Monkey
     reason = hub.settle()
     assert reason == f"the hub cannot be reached: no connection to 127.0.0.1:{port} (Connection refused)"
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert huggingface_hub.constants.HF_HUB_OFFLINE is True and datasets.config.HF_HUB_OFFLINE is True
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+    assert datasets.config.HF_HUB_OFFLINE is True
     monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.co")
     assert hub.settle() == reason  # decided once per process
 
@@ -168,20 +169,23 @@ def test_a_cached_model_and_data_set_preview_without_the_hub(
     assert out.returncode == 0, out.stderr
     assert "<|im_start|>user\nWhat color is the pearl?<|im_end|>" in out.stdout
     assert "Arr, the pearl be white, matey!<|im_end|>⟧" in out.stdout
-    assert "Retrying" not in out.stderr and "Traceback" not in out.stderr
+    assert "Retrying" not in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_what_is_not_cached_fails_at_once_saying_why(air_gapped: dict[str, str], tmp_path: Path) -> None:
     port = air_gapped["HF_ENDPOINT"].rsplit(":", 1)[1]
     why = f"the hub cannot be reached: no connection to 127.0.0.1:{port} (Connection refused)"
     out = preview(air_gapped, tmp_path, "model.name=nobody/missing-model")
-    assert out.returncode == 2 and "Retrying" not in out.stderr
+    assert out.returncode == 2
+    assert "Retrying" not in out.stderr
     assert out.stderr.strip() == (
         f"studio: model.name: 'nobody/missing-model' is not in the local Hugging Face cache, and {why}; use a "
         "local path, a .gguf file, or an offline model ('smollm2-135m-instruct', 'tiny')"
     )
     out = preview(air_gapped, tmp_path, "data.source=someone/other-chats")
-    assert out.returncode == 2 and "Retrying" not in out.stderr
+    assert out.returncode == 2
+    assert "Retrying" not in out.stderr
     assert out.stderr.strip() == (
         f"studio: data.source: 'someone/other-chats' split 'train' is not in the local datasets cache, and {why}; "
         "use a local file instead (data.source: path/to/file.jsonl)"

@@ -202,7 +202,8 @@ def test_pairwise_prompt_shows_both_answers_in_their_places() -> None:
 def test_rubric_prompt_carries_the_rubric() -> None:
     text = rubric_prompt("Say arr", "Arr!", "pirate speech scores high")
     assert "following this rubric: pirate speech scores high" in text
-    assert "[Question]\nSay arr" in text and "Answer]\nArr!\n" in text
+    assert "[Question]\nSay arr" in text
+    assert "Answer]\nArr!\n" in text
     assert '"Rating: [[5]]"' in text
 
 
@@ -306,10 +307,10 @@ def endpoint() -> Iterator[tuple[str, list[dict[str, Any]], list[Callable[[str],
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self._send({"object": "list", "data": [{"id": "judge-1", "object": "model", "owned_by": "me"}]})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             requests.append({**body, "auth": self.headers.get("Authorization")})
             reply = behaviour[0](body["messages"][-1]["content"])
@@ -375,8 +376,10 @@ def test_pairwise_asks_each_pair_twice_with_positions_swapped(endpoint: Any, tmp
     finally:
         del os.environ[monkey_key]
     assert figures == {"against": "base", "win": 2, "tie": 1, "loss": 0, "unparsed": 0}
-    assert len(requests) == 6 and {r["auth"] for r in requests} == {"Bearer sk-test"}
-    assert {r["model"] for r in requests} == {"judge-1"} and {r["temperature"] for r in requests} == {0}
+    assert len(requests) == 6
+    assert {r["auth"] for r in requests} == {"Bearer sk-test"}
+    assert {r["model"] for r in requests} == {"judge-1"}
+    assert {r["temperature"] for r in requests} == {0}
     first, swapped = (r["messages"][0]["content"] for r in requests[:2])
     assert (_answer_in(first, "A"), _answer_in(first, "B")) == ("Lyon.", "Paris.")
     assert (_answer_in(swapped, "A"), _answer_in(swapped, "B")) == ("Paris.", "Lyon.")
@@ -386,12 +389,14 @@ def test_pairwise_asks_each_pair_twice_with_positions_swapped(endpoint: Any, tmp
         (["B", "A"], "win"),
         (["tie", "tie"], "tie"),
     ]
-    assert lines[0]["replies"] == ["[[B]]", "[[A]]"] and lines[0]["orders"] == [
+    assert lines[0]["replies"] == ["[[B]]", "[[A]]"]
+    assert lines[0]["orders"] == [
         "A=base B=tuned",
         "A=tuned B=base",
     ]
     [win, tie, loss] = run.rows()
-    assert win["metric"] == "judge/win" and win["targets"]["base"] is None
+    assert win["metric"] == "judge/win"
+    assert win["targets"]["base"] is None
     cell = win["targets"]["tuned"]
     assert (cell["value"], cell["count"], cell["n"], cell["unparsed"]) == (2 / 3, 2, 3, 0)
     assert cell["ci"] == pytest.approx(list(wilson(2, 3)))  # type: ignore[arg-type]
@@ -496,7 +501,9 @@ def test_bad_judged_eval_says_one_thing(
     prompts.write_text('{"prompt": "hi"}\n')
     before = len(list_evals())
     code, err = studio(*(a.format(model=tiny_model, prompts=prompts) for a in args), capsys=capsys)
-    assert code == 2 and err.startswith(message) and len(err.strip().splitlines()) == 1, err
+    assert code == 2, err
+    assert err.startswith(message), err
+    assert len(err.strip().splitlines()) == 1, err
     assert len(list_evals()) == before
 
 
@@ -531,7 +538,8 @@ def test_endpoint_refusing_fails_the_eval_with_its_cause(tiny_model: Path, tmp_p
     assert result.returncode == 2, result.stderr
     summary = summarise(folder)
     assert summary.status == "failed"
-    assert summary.cause is not None and summary.cause.startswith(f"judge {url}: cannot reach the endpoint (")
+    assert summary.cause is not None
+    assert summary.cause.startswith(f"judge {url}: cannot reach the endpoint (")
     assert len((folder / ANSWERS_FILE).read_text().splitlines()) == 1  # the answers made are kept
 
 
@@ -550,7 +558,8 @@ def test_judge_not_loadable_fails_the_eval_with_its_cause(tiny_model: Path, tmp_
     assert result.returncode == 2, result.stderr
     summary = summarise(folder)
     assert summary.status == "failed"
-    assert summary.cause is not None and summary.cause.startswith(f"judge {broken}: ")
+    assert summary.cause is not None
+    assert summary.cause.startswith(f"judge {broken}: ")
 
 
 def test_judged_eval_of_two_targets_with_the_tiny_model_as_its_own_judge(
@@ -570,7 +579,8 @@ def test_judged_eval_of_two_targets_with_the_tiny_model_as_its_own_judge(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     folder = Path(json.loads(result.stdout)["path"])
-    assert folder.parent == trained_run / "evals" and summarise(folder).status == "done"
+    assert folder.parent == trained_run / "evals"
+    assert summarise(folder).status == "done"
     answers = [json.loads(line) for line in (folder / ANSWERS_FILE).read_text().splitlines()]
     assert [(a["eval_target"], a["prompt"]) for a in answers] == [
         (target, r["prompt"]) for target in (trained_run.name, "base") for r in rows
@@ -583,14 +593,17 @@ def test_judged_eval_of_two_targets_with_the_tiny_model_as_its_own_judge(
     unreadable = sum(x is None for v in verdicts for x in v["verdicts"])
     data = json.loads((folder / RESULTS_FILE).read_text())
     assert data["judged"]["unparsed"] == {"base": unreadable}
-    assert data["judged"]["mode"] == "pairwise" and data["judged"]["judge"] == trained_run.name
+    assert data["judged"]["mode"] == "pairwise"
+    assert data["judged"]["judge"] == trained_run.name
     metrics = [row["metric"] for row in data["table"]]
     assert metrics == ["judged/contains", "judged/regex:(?i)arr", "judge/win", "judge/tie", "judge/loss"]
     win = data["table"][2]["targets"]["base"]
-    assert win["n"] == sum(v["outcome"] is not None for v in verdicts) and win["unparsed"] == unreadable
+    assert win["n"] == sum(v["outcome"] is not None for v in verdicts)
+    assert win["unparsed"] == unreadable
     events = read_all(folder / EVENTS_FILE)
     [judged_event] = [e for e in events if e["kind"] == "eval_judge"]
-    assert judged_event["target"] == "base" and judged_event.get("unparsed", 0) == unreadable
+    assert judged_event["target"] == "base"
+    assert judged_event.get("unparsed", 0) == unreadable
     assert [e["status"] for e in events if e["kind"] == "status"][-1] == "done"
     progress = [e for e in events if e["kind"] == "eval_progress"]
     assert (progress[-1]["done"], progress[-1]["total"]) == (3, 3)
@@ -665,8 +678,10 @@ def test_pairwise_judge_between_two_sweep_runs_keeps_every_verdict(
     ]
     for v in verdicts:
         assert v["orders"] == [f"A={first} B={second}", f"A={second} B={first}"]  # both position orders
-        assert len(v["replies"]) == 2 and all(isinstance(r, str) for r in v["replies"])
-        assert len(v["verdicts"]) == 2 and all(x in ("A", "B", "tie", None) for x in v["verdicts"])
+        assert len(v["replies"]) == 2
+        assert all(isinstance(r, str) for r in v["replies"])
+        assert len(v["verdicts"]) == 2
+        assert all(x in ("A", "B", "tie", None) for x in v["verdicts"])
         assert v["judge"] == str(tiny_model)
     data = json.loads((folder / RESULTS_FILE).read_text())
     cells = {
@@ -685,8 +700,10 @@ def test_pairwise_judge_between_two_sweep_runs_keeps_every_verdict(
     for row, v in zip(rows, verdicts, strict=True):
         assert row.judged[second].startswith(f"judge: {v['outcome'] or 'undecided'}")
         for order, reply in zip(v["orders"], v["replies"], strict=True):
-            assert f"{order} → " in row.judged[second] and reply.strip() in row.judged[second]
+            assert f"{order} → " in row.judged[second]
+            assert reply.strip() in row.judged[second]
     console = Console(width=200, record=True, color_system=None, file=io.StringIO())
     console.print(samples_table(rows, [first, second]))
     shown = console.export_text()
-    assert all(q in shown for q in questions) and shown.count("judge: ") == len(questions)
+    assert all(q in shown for q in questions)
+    assert shown.count("judge: ") == len(questions)

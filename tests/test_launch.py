@@ -62,14 +62,15 @@ def test_fields_parse_and_validate() -> None:
     data["lora"]["target_modules"] = parse_value(BY_PATH["lora.target_modules"], "q_proj, v_proj")
     data["train"]["max_steps"] = parse_value(BY_PATH["train.max_steps"], "")
     recipe, errors = validate(data)
-    assert recipe is None and set(errors) == {"train.batch_size"}
+    assert recipe is None
+    assert set(errors) == {"train.batch_size"}
     assert "greater than or equal to 1" in errors["train.batch_size"]
     data["train"]["batch_size"] = 4
     recipe, errors = validate(data)
     assert recipe is not None
-    assert (
-        errors == {} and recipe.lora.target_modules == ["q_proj", "v_proj"] and recipe.train.max_steps is None
-    )
+    assert errors == {}
+    assert recipe.lora.target_modules == ["q_proj", "v_proj"]
+    assert recipe.train.max_steps is None
     original = registry.load("tiny-pirate").model_dump(mode="json")
     assert diff(original, recipe.model_dump(mode="json")) == {
         "lora": {"target_modules": ["q_proj", "v_proj"]},
@@ -80,7 +81,8 @@ def test_fields_parse_and_validate() -> None:
 def test_memory_estimate_follows_the_architecture() -> None:
     recipe = registry.load("tiny-pirate")
     est = estimate_memory(recipe, gpu=True, gradient_checkpointing=False)
-    assert est is not None and est.source == "config.json"
+    assert est is not None
+    assert est.source == "config.json"
     from lorastudio.models.estimate import find_model_config
 
     config = find_model_config(recipe)
@@ -96,14 +98,18 @@ def test_memory_estimate_follows_the_architecture() -> None:
         gpu=True,
         gradient_checkpointing=False,
     )
-    assert four_bit is not None and four_bit.weights < est.weights / 2.5
+    assert four_bit is not None
+    assert four_bit.weights < est.weights / 2.5
     checkpointed = estimate_memory(recipe, gpu=True, gradient_checkpointing=True)
-    assert checkpointed is not None and checkpointed.activations < est.activations
+    assert checkpointed is not None
+    assert checkpointed.activations < est.activations
     bigger = recipe.model_copy(update={"train": recipe.train.model_copy(update={"batch_size": 16})})
     bigger_est = estimate_memory(bigger, gpu=True, gradient_checkpointing=False)
-    assert bigger_est is not None and bigger_est.activations == pytest.approx(2 * est.activations)
+    assert bigger_est is not None
+    assert bigger_est.activations == pytest.approx(2 * est.activations)
     cpu = estimate_memory(recipe, gpu=False)
-    assert cpu is not None and cpu.weights == 2 * est.weights  # fp32 on CPU
+    assert cpu is not None
+    assert cpu.weights == 2 * est.weights
 
 
 def test_memory_line_warns_when_it_will_not_fit() -> None:
@@ -111,10 +117,14 @@ def test_memory_line_warns_when_it_will_not_fit() -> None:
 
     recipe = registry.load("tiny-pirate")
     text, fits = describe(recipe, gpu=(100.0, 8000.0, "GPU 0 Tiny"))
-    assert fits is False and "will not fit" in text.plain and "free on GPU 0 Tiny" in text.plain
+    assert fits is False
+    assert "will not fit" in text.plain
+    assert "free on GPU 0 Tiny" in text.plain
     assert any("red" in str(span.style) for span in text.spans)
     text, fits = describe(recipe, gpu=(80_000.0, 81_000.0, "GPU 0 H100"))
-    assert fits is True and "est. VRAM" in text.plain and "will not fit" not in text.plain
+    assert fits is True
+    assert "est. VRAM" in text.plain
+    assert "will not fit" not in text.plain
 
 
 # -- the screen -----------------------------------------------------------------------------------
@@ -147,9 +157,11 @@ async def test_t_opens_launch_escape_starts_nothing(started: list[Recipe]) -> No
         await open_launch(pilot)
         text = screen_text(app)
         assert "Launch · tiny-pirate" in text
-        assert "est. host RAM (CPU training)" in text and "20.0 of 24.0 GB RAM available" in text
+        assert "est. host RAM (CPU training)" in text
+        assert "20.0 of 24.0 GB RAM available" in text
         await pilot.press("escape")
-        assert isinstance(app.screen, RecipesScreen) and started == []
+        assert isinstance(app.screen, RecipesScreen)
+        assert started == []
 
 
 async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: list[Recipe]) -> None:
@@ -169,7 +181,8 @@ async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: lis
             ),
         )
         await pilot.press("enter")
-        assert started == [] and app.screen is screen  # invalid: not launched
+        assert started == []
+        assert app.screen is screen
         steps = screen.query_one("#f-train-max-steps", Input)
         batch.value = "4"
         screen.set_focus(steps)
@@ -178,7 +191,8 @@ async def test_edits_are_validated_and_enter_starts_exactly_one_run(started: lis
         await wait_until(pilot, lambda: started)
         await pilot.pause(0.3)
         assert len(started) == 1
-        assert started[0].train.max_steps == 12 and started[0].train.batch_size == 4
+        assert started[0].train.max_steps == 12
+        assert started[0].train.batch_size == 4
 
 
 async def test_the_4bit_switch_says_on_or_off_in_words(started: list[Recipe]) -> None:
@@ -189,11 +203,13 @@ async def test_the_4bit_switch_says_on_or_off_in_words(started: list[Recipe]) ->
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_launch(pilot)
         word = screen.query_one("#v-model-load-in-4bit", Label)
-        assert str(word.content) == "off" and "4-bit (QLoRA)" in screen_text(app)
+        assert str(word.content) == "off"
+        assert "4-bit (QLoRA)" in screen_text(app)
         screen.set_focus(screen.query_one("#f-model-load-in-4bit"))
         await pilot.press("space")
         await wait_until(pilot, lambda: str(word.content) == "on")
-        assert screen.data["model"]["load_in_4bit"] is True and started == []
+        assert screen.data["model"]["load_in_4bit"] is True
+        assert started == []
 
 
 async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[Recipe], tmp_path: Path) -> None:
@@ -212,9 +228,8 @@ async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[Rec
         assert screen.saved is not None
         edited = screen.current
     saved = screen.saved
-    assert (
-        saved.parent == tmp_path / "config" / "studio" / "recipes" and saved.name == "tiny-pirate-custom.yaml"
-    )
+    assert saved.parent == tmp_path / "config" / "studio" / "recipes"
+    assert saved.name == "tiny-pirate-custom.yaml"
     body = yaml.safe_load(saved.read_text())
     assert body["extends"] == "tiny-pirate"
     assert {k: v for k, v in body.items() if k not in ("name", "description", "extends")} == {
@@ -231,7 +246,8 @@ async def test_ctrl_s_saves_a_recipe_that_extends_the_original(started: list[Rec
             if k not in ("name", "description", "extends")
         }
 
-    assert strip(loaded) == strip(edited) and started == []
+    assert strip(loaded) == strip(edited)
+    assert started == []
 
 
 async def test_e_edits_yaml_and_revalidates(
@@ -256,14 +272,18 @@ async def test_e_edits_yaml_and_revalidates(
         monkeypatch.setenv("VISUAL", f"{sys.executable} {good}")
         await pilot.press("e")
         await pilot.pause(0.2)
-        assert screen.current is not None and screen.current.train.max_steps == 7
+        assert screen.current is not None
+        assert screen.current.train.max_steps == 7
         assert screen.query_one("#f-train-max-steps", Input).value == "7"
         monkeypatch.setenv("VISUAL", f"{sys.executable} {bad}")
         await pilot.press("e")
         await pilot.pause(0.2)
         status = str(screen.query_one("#launch-status", Label).content)
-        assert "not valid" in status and "train.max_steps" in status and "line" in status
-        assert screen.current is not None and screen._draft_text is not None
+        assert "not valid" in status
+        assert "train.max_steps" in status
+        assert "line" in status
+        assert screen.current is not None
+        assert screen._draft_text is not None
         assert screen.current.train.max_steps == 7  # the form keeps the last valid recipe
         assert "max_steps: -1" in screen._draft_text  # and the edit is kept for the next `e`
         assert started == []
@@ -287,12 +307,14 @@ async def test_start_from_names_a_run_and_the_launch_records_its_adapter_folder(
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_launch(pilot)
         start = screen.query_one("#f-model-adapter", Input)
-        assert start.value == "" and "start from" in screen_text(app)
+        assert start.value == ""
+        assert "start from" in screen_text(app)
         screen.set_focus(start)
         burst(app, *"no-such-run", "enter")
         error = screen.query_one("#e-model-adapter", Label)
         await wait_until(pilot, lambda: "no such run: 'no-such-run'" in str(error.content))
-        assert started == [] and app.screen is screen
+        assert started == []
+        assert app.screen is screen
         start.value = ""
         burst(app, *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: started)
@@ -335,7 +357,8 @@ async def test_ctrl_o_picks_a_local_data_file(started: list[Recipe], tmp_path: P
         picker = app.screen
         assert isinstance(picker, FilePickerScreen)
         shown = [p.name for p in picker.query_one(DataFileTree).filter_paths(tmp_path.iterdir())]
-        assert "mine.jsonl" in shown and "notes.md" not in shown
+        assert "mine.jsonl" in shown
+        assert "notes.md" not in shown
         picker.dismiss(str(rows))
         await wait_until(
             pilot,
@@ -362,7 +385,8 @@ async def test_tab_and_text_typed_in_one_burst_land_in_the_next_field(started: l
         await wait_until(pilot, lambda: screen.focused is screen.query_one("#f-model-name", Input))
         await pilot.pause()
         assert screen.query_one("#f-model-name", Input).value.endswith("Z")
-        assert screen.data["model"]["adapter"] == "XY" and started == []
+        assert screen.data["model"]["adapter"] == "XY"
+        assert started == []
 
 
 # -- the method's own section (dpo/kto/orpo/grpo) ----------------------------------------------------
@@ -423,7 +447,8 @@ def test_each_method_has_its_sections_fields_with_defaults(
     if section is not None:
         data[method] = section
     recipe, errors = validate(data)
-    assert errors == {} and recipe is not None
+    assert errors == {}
+    assert recipe is not None
     data = with_method_defaults(recipe, recipe.model_dump(mode="json"))
     fields = method_fields(data)
     assert [f.path for f in fields] == expected
@@ -450,7 +475,9 @@ def test_method_fields_are_validated_like_the_others(path: str, text: str, messa
     spec = next(f for f in method_fields(data) if f.path == path)
     set_path(data, path, parse_value(spec, text))
     recipe, errors = validate(data)
-    assert recipe is None and set(errors) == {path} and message in errors[path]
+    assert recipe is None
+    assert set(errors) == {path}
+    assert message in errors[path]
 
 
 async def test_grpo_fields_show_edit_and_launch(started: list[Recipe]) -> None:
@@ -460,7 +487,8 @@ async def test_grpo_fields_show_edit_and_launch(started: list[Recipe]) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_launch(pilot, "tiny-pirate-grpo")
         generations = screen.query_one("#f-grpo-num-generations", Input)
-        assert generations.value == "8" and screen.query_one("#f-grpo-rewards-1-weight", Input).value == "0.5"
+        assert generations.value == "8"
+        assert screen.query_one("#f-grpo-rewards-1-weight", Input).value == "0.5"
         assert screen.query_one("#f-grpo-temperature", Input).value == "0.7"
         screen.set_focus(generations)
         generations.value = ""
@@ -478,7 +506,8 @@ async def test_grpo_fields_show_edit_and_launch(started: list[Recipe]) -> None:
         await wait_until(pilot, lambda: started)
         recipe = started[0]
         assert recipe.grpo is not None
-        assert recipe.grpo.num_generations == 4 and [r.weight for r in recipe.grpo.rewards] == [1.0, 2.5]
+        assert recipe.grpo.num_generations == 4
+        assert [r.weight for r in recipe.grpo.rewards] == [1.0, 2.5]
 
 
 async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[Recipe], tmp_path: Path) -> None:
@@ -557,7 +586,8 @@ def test_a_grpo_step_takes_one_prompt_per_group() -> None:
 
     recipe = registry.load("tiny-pirate-grpo")  # 323 prompts, 16 held out; 8 replies a step, 8 per prompt
     rows = train_rows_count(recipe.data)
-    assert rows == 307 and max_steps_note(recipe, rows) == "max_steps 40 wins: 0.13 epochs"
+    assert rows == 307
+    assert max_steps_note(recipe, rows) == "max_steps 40 wins: 0.13 epochs"
 
 
 async def test_the_epochs_field_says_max_steps_wins(started: list[Recipe]) -> None:
@@ -585,7 +615,8 @@ async def test_the_data_path_is_shown_whole(started: list[Recipe], size: tuple[i
         screen = await open_launch(pilot)
         box = screen.query_one("#f-data-source", Input)
         await pilot.pause()
-        assert box.value == "recipes/data/tiny_pirate.jsonl" and box.tooltip == box.value
+        assert box.value == "recipes/data/tiny_pirate.jsonl"
+        assert box.tooltip == box.value
         assert box.content_region.width > len(box.value)  # the input is wide enough: nothing cut
         box.value = "~/datasets/pirates/2026-12/pirate_dialogues_cleaned_train.jsonl"
         await pilot.pause()
@@ -599,7 +630,9 @@ async def test_the_lora_group_edits_dora_init_and_lora_plus(started: list[Recipe
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_launch(pilot)
         text = screen_text(app)
-        assert "DoRA" in text and "LoRA init" in text and "LoRA+ lr ratio" in text
+        assert "DoRA" in text
+        assert "LoRA init" in text
+        assert "LoRA+ lr ratio" in text
         init = screen.query_one("#f-lora-init", Input)
         assert init.value == "default"
         screen.set_focus(init)
@@ -639,7 +672,9 @@ def test_lora_variant_errors_show_at_their_field(edits: dict[str, object], field
     for path, value in edits.items():
         set_path(data, path, value)
     recipe, errors = validate(data)
-    assert recipe is None and list(errors) == [field] and message in errors[field]
+    assert recipe is None
+    assert list(errors) == [field]
+    assert message in errors[field]
 
 
 # -- tuning: lora | full | freeze ------------------------------------------------------------------
@@ -655,8 +690,10 @@ async def test_tuning_choice_shows_only_the_fields_that_apply_and_launches_freez
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_launch(pilot)
-        assert "tuning" in screen_text(app) and screen.query_one("#f-train-tuning", Input).value == "lora"
-        assert _shown(screen, "lora.r") and _shown(screen, "lora.use_dora")
+        assert "tuning" in screen_text(app)
+        assert screen.query_one("#f-train-tuning", Input).value == "lora"
+        assert _shown(screen, "lora.r")
+        assert _shown(screen, "lora.use_dora")
         assert not _shown(screen, "train.freeze_trainable_layers")
         assert not _shown(screen, "train.embedding_learning_rate")  # sft, and unset
         tuning = screen.query_one("#f-train-tuning", Input)
@@ -671,10 +708,10 @@ async def test_tuning_choice_shows_only_the_fields_that_apply_and_launches_freez
                 in str(screen.query_one("#e-train-tuning", Label).content)
             ),
         )
-        assert not _shown(screen, "lora.r") and not _shown(screen, "lora.init")  # the LoRA group is hidden
-        assert _shown(screen, "train.freeze_trainable_layers") and _shown(
-            screen, "train.freeze_trainable_modules"
-        )
+        assert not _shown(screen, "lora.r")
+        assert not _shown(screen, "lora.init")
+        assert _shown(screen, "train.freeze_trainable_layers")
+        assert _shown(screen, "train.freeze_trainable_modules")
         await pilot.press("enter")
         assert started == []
         layers = screen.query_one("#f-train-freeze-trainable-layers", Input)
@@ -727,7 +764,8 @@ async def test_full_tuning_hides_lora_and_clears_the_freeze_fields(started: list
         tuning.value = ""
         burst(app, *"full")
         await wait_until(pilot, lambda: not _shown(screen, "train.freeze_trainable_layers"))
-        assert not _shown(screen, "lora.r") and not screen.errors
+        assert not _shown(screen, "lora.r")
+        assert not screen.errors
         assert screen.data["train"]["freeze_trainable_layers"] is None
         screen.set_focus(screen.query_one("#f-model-load-in-4bit"))
         await pilot.press("space")
@@ -745,7 +783,8 @@ async def test_full_tuning_hides_lora_and_clears_the_freeze_fields(started: list
         screen.set_focus(tuning)
         burst(app, "enter")
         await wait_until(pilot, lambda: started)
-        assert started[0].train.tuning == "full" and started[0].train.freeze_trainable_layers is None
+        assert started[0].train.tuning == "full"
+        assert started[0].train.freeze_trainable_layers is None
 
 
 async def test_pretrain_shows_the_embedding_learning_rate(started: list[Recipe]) -> None:
@@ -754,7 +793,8 @@ async def test_pretrain_shows_the_embedding_learning_rate(started: list[Recipe])
     app = StudioApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_launch(pilot, "tiny-pretrain")
-        assert _shown(screen, "train.embedding_learning_rate") and "embedding lr" in screen_text(app)
+        assert _shown(screen, "train.embedding_learning_rate")
+        assert "embedding lr" in screen_text(app)
         box = screen.query_one("#f-train-embedding-learning-rate", Input)
         screen.set_focus(box)
         burst(app, *"2e-5", "enter")
@@ -783,8 +823,6 @@ def test_tuning_errors_show_at_their_field(edits: dict[str, object], field: str,
     for path, value in edits.items():
         set_path(data, path, value)
     recipe, errors = validate(data)
-    assert (
-        recipe is None
-        and list(errors) == [field]
-        and message in errors[field].replace("greater than or equal to", ">=")
-    )
+    assert recipe is None
+    assert list(errors) == [field]
+    assert message in errors[field].replace("greater than or equal to", ">=")

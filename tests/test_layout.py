@@ -165,7 +165,9 @@ def test_imports_point_one_way_and_engine_has_no_textual() -> None:
 def test_every_stage_package_says_what_it_owns() -> None:
     for stage in ("data", "models", "train", "chat", "export", "evaluate", "serve"):
         doc = ast.get_docstring(ast.parse((ENGINE / stage / "__init__.py").read_text()))
-        assert doc and doc.startswith(f"Stage ``{stage}``") and "never" in doc, stage
+        assert doc, stage
+        assert doc.startswith(f"Stage ``{stage}``"), stage
+        assert "never" in doc, stage
 
 
 @pytest.mark.parametrize(
@@ -335,7 +337,8 @@ def test_engine_has_no_import_cycles() -> None:
 def test_cycle_check_covers_screens_and_widgets() -> None:
     """The real graph holds the screens and widgets, with the app's lazy imports of them as edges."""
     graph, _ = engine_cycles()
-    assert "lorastudio.screens.runs" in graph and "lorastudio.widgets.chart" in graph
+    assert "lorastudio.screens.runs" in graph
+    assert "lorastudio.widgets.chart" in graph
     assert "lorastudio.screens.monitor" in graph["lorastudio.app"]  # a function-level import counts
     assert "lorastudio.screens.navigate" in graph["lorastudio.screens.runs"]
 

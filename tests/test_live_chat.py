@@ -21,12 +21,15 @@ def test_refused_when_the_model_does_not_fit(tiny_model: Path, monkeypatch: pyte
     monkeypatch.setattr(memoryfit, "free_memory", lambda gpu: memoryfit.FreeMemory("CPU", 100.0, 200.0))
     engine = engine_for(str(tiny_model))
     need = admission.chat_need_mb(engine.recipe, gpu=False)
-    assert need is not None and need > 0
+    assert need is not None
+    assert need > 0
     with pytest.raises(StudioError) as caught:
         engine.load()
     message = str(caught.value)
-    assert f"{need:,.0f} MiB" in message and "CPU has 100 MiB available RAM" in message
-    assert "4 bits" in message and "wait for the run to finish" in message
+    assert f"{need:,.0f} MiB" in message
+    assert "CPU has 100 MiB available RAM" in message
+    assert "4 bits" in message
+    assert "wait for the run to finish" in message
     assert engine.model is None  # refused before anything loaded
 
 
@@ -34,7 +37,9 @@ def test_gpu_refusal_names_vram_and_cpu() -> None:
     refused = admission.Admission("GPU 0", 6000.0, 4096.0, 1024.0)
     assert not refused.ok
     text = refused.message("big/model")
-    assert "6,000 MiB" in text and "4,096 MiB free VRAM" in text and "CUDA_VISIBLE_DEVICES" in text
+    assert "6,000 MiB" in text
+    assert "4,096 MiB free VRAM" in text
+    assert "CUDA_VISIBLE_DEVICES" in text
     assert admission.Admission("GPU 0", 2000.0, 4096.0, 1024.0).ok
     assert admission.Admission("CPU", None, 10.0, 1024.0).ok  # unknown size: admitted
 
@@ -45,7 +50,8 @@ def test_chat_threads_share_cores_with_cpu_workers() -> None:
     assert admission.chat_threads(cores=4) is None
     slot = CpuSlot()
     try:
-        assert admission.chat_threads(cores=4) == 2 and admission.chat_threads(cores=2) == 1
+        assert admission.chat_threads(cores=4) == 2
+        assert admission.chat_threads(cores=2) == 1
     finally:
         slot.release()
 
@@ -54,11 +60,13 @@ def test_a_generating_chat_holds_a_cpu_slot_so_the_workers_give_up_their_share()
     from lorastudio.train.trainer.queue import CpuSlot, fair_threads, live_cpu_workers
 
     with admission.cpu_share(cores=2) as threads:  # no worker: nothing held, torch left alone
-        assert threads is None and live_cpu_workers() == 0
+        assert threads is None
+        assert live_cpu_workers() == 0
     worker = CpuSlot()  # a training worker's slot
     try:
         with admission.cpu_share(cores=2) as threads:
-            assert threads == 1 and live_cpu_workers() == 2
+            assert threads == 1
+            assert live_cpu_workers() == 2
             assert fair_threads(2, live_cpu_workers()) == 1  # what the worker's own share rule now gives it
         assert live_cpu_workers() == 1  # released when the reply ends
     finally:
@@ -83,7 +91,8 @@ def test_feedback_rows_and_pairs(tmp_path: Path) -> None:
         {"prompt": "Hello?", "chosen": "Ahoy, matey!", "rejected": "Hi."},
     ]
     again = FeedbackLog(tmp_path / "feedback.jsonl")  # counts what the files already hold
-    assert (again.sft_rows, again.pair_rows) == (2, 2) and "(2 SFT rows)" in again.summary()
+    assert (again.sft_rows, again.pair_rows) == (2, 2)
+    assert "(2 SFT rows)" in again.summary()
 
 
 @pytest.mark.slow
@@ -105,12 +114,15 @@ def test_feedback_file_validates_previews_and_trains(
     assert "ok" in capsys.readouterr().out
     assert main(["preview", str(recipe), "--json"]) == 0
     preview = json.loads(capsys.readouterr().out)
-    assert preview["format"] == "messages" and preview["stats"]["used"] == 4
+    assert preview["format"] == "messages"
+    assert preview["stats"]["used"] == 4
     run_dir = runs.create_run(registry.load(str(recipe)))
     result = run_worker(run_dir)
     assert result.returncode == 0, result.stderr
     state = state_of(run_dir)
-    assert state.status == "done" and state.step == 2 and state.loss
+    assert state.status == "done"
+    assert state.step == 2
+    assert state.loss
 
 
 @pytest.mark.slow
@@ -128,7 +140,8 @@ def test_chat_with_latest_checkpoint_of_a_live_run(tiny_model: Path) -> None:
     checkpoint = wait_for(lambda: latest_complete_checkpoint(run_dir), timeout=600)
     assert not state_of(run_dir).finished  # the run is still training when the chat picks its checkpoint
     engine = engine_for(f"{run_dir.name}@latest")
-    assert engine.adapter_dir is not None and engine.adapter_dir.parent.name == "checkpoints"
+    assert engine.adapter_dir is not None
+    assert engine.adapter_dir.parent.name == "checkpoints"
     assert int(engine.adapter_dir.name.split("-")[1]) >= int(checkpoint.name.split("-")[1])
     engine.load()
     reply = engine.generate(
@@ -137,7 +150,8 @@ def test_chat_with_latest_checkpoint_of_a_live_run(tiny_model: Path) -> None:
     assert reply.tokens > 0
     wait_for(lambda: state_of(run_dir).finished, timeout=900, every=1.0)
     state = state_of(run_dir)
-    assert state.status == "done" and state.step == 60
+    assert state.status == "done"
+    assert state.step == 60
 
 
 async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
@@ -159,25 +173,25 @@ async def test_chat_feedback_keys(tiny_model: Path, tmp_path: Path) -> None:
         await pilot.press("enter")
         await wait_until(pilot, lambda: screen.replies and not screen.generating)
         await pilot.press("plus")  # typed into the box, not feedback
-        assert box.value == "+" and not target.exists()
+        assert box.value == "+"
+        assert not target.exists()
         box.value = ""
         await pilot.press("tab")
         assert not isinstance(app.focused, Input)
         await pilot.press("plus")
-        assert screen.feedback.sft_rows == 1 and "(1 SFT rows)" in str(
-            screen.query_one("#chat-feedback").render()
-        )
+        assert screen.feedback.sft_rows == 1
+        assert "(1 SFT rows)" in str(screen.query_one("#chat-feedback").render())
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, EditReplyScreen))
         app.screen.query_one(TextArea).text = "Arr, it be buried on the isle!"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))
         await pilot.pause()
-        assert screen.feedback.sft_rows == 2 and screen.feedback.pair_rows == 1
+        assert screen.feedback.sft_rows == 2
+        assert screen.feedback.pair_rows == 1
         rows = [json.loads(line) for line in target.read_text().splitlines()]
         assert rows[1]["messages"][-1] == {"role": "assistant", "content": "Arr, it be buried on the isle!"}
         pair = json.loads(pairs_path(target).read_text())
-        assert (
-            pair["chosen"] == "Arr, it be buried on the isle!" and pair["prompt"] == "Where is the treasure?"
-        )
+        assert pair["chosen"] == "Arr, it be buried on the isle!"
+        assert pair["prompt"] == "Where is the treasure?"
         assert "mine-pairs.jsonl (1 pairs)" in str(screen.query_one("#chat-feedback").render())

@@ -40,7 +40,8 @@ class Holder:
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "held"
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "held"
 
     @property
     def pid(self) -> int:

@@ -170,7 +170,7 @@ def test_dora_on_a_stored_quantization_peft_has_no_layer_for_is_refused() -> Non
     from lorastudio.train.trainer.loravariants import check_modules
 
     names = ["model.layers.0.self_attn.q_proj"]
-    with pytest.raises(StudioError, match="lora.use_dora: tiny is stored gptq-quantized"):
+    with pytest.raises(StudioError, match=r"lora.use_dora: tiny is stored gptq-quantized"):
         check_modules(tiny("lora.use_dora=true", "lora.target_modules=[q_proj]"), names, names, "gptq")
     check_modules(tiny("lora.use_dora=true", "lora.target_modules=[q_proj]"), names, names, "bitsandbytes")
 
@@ -181,7 +181,9 @@ def test_dora_and_modules_to_save_add_to_the_memory_estimate(tiny_model: Path) -
     plain = estimate_memory(tiny(), gpu=False)
     dora = estimate_memory(tiny("lora.use_dora=true"), gpu=False)
     saved = estimate_memory(tiny("lora.modules_to_save=[lm_head]"), gpu=False)
-    assert plain is not None and dora is not None and saved is not None
+    assert plain is not None
+    assert dora is not None
+    assert saved is not None
     config = find_model_config(tiny())
     assert config is not None
     h, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
@@ -233,7 +235,8 @@ def test_merged_export_matches_the_model_as_trained(
     assert (want - base).abs().max().item() > 0.05  # the adapter changes the model
     config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     if "lora.init=pissa" in overrides or "lora.init=olora" in overrides:
-        assert config["init_lora_weights"] is True and config["r"] == 32  # converted: plain LoRA, twice r
+        assert config["init_lora_weights"] is True
+        assert config["r"] == 32
     merged = export(ExportRequest(str(run_dir), "merged", out=tmp_path / "merged", dtype="float32"))
     with torch.inference_mode():
         got = (
@@ -278,7 +281,8 @@ def test_converting_a_pissa_adapter_mid_run_leaves_the_trained_one_as_it_was(
     before = {n: (p.requires_grad, p.detach().clone()) for n, p in model.named_parameters()}
     assert save_converted(model, tmp_path / "out", tmp_path)
     after = {n: (p.requires_grad, p.detach()) for n, p in model.named_parameters()}
-    assert before.keys() == after.keys() and INITIAL_ADAPTER not in model.peft_config
+    assert before.keys() == after.keys()
+    assert INITIAL_ADAPTER not in model.peft_config
     assert all(before[n][0] == after[n][0] and torch.equal(before[n][1], after[n][1]) for n in before)
     assert model.active_adapter == "default"
 
@@ -354,7 +358,7 @@ def test_loftq_without_a_gpu_is_refused_before_a_run_exists(tiny_model: Path, tm
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: LoftQ may run here")
-    with pytest.raises(RecipeError, match="lora.init: loftq runs peft's 4-bit quantizer on a CUDA GPU"):
+    with pytest.raises(RecipeError, match=r"lora.init: loftq runs peft's 4-bit quantizer on a CUDA GPU"):
         start_run(tiny("lora.init=loftq"), root=tmp_path / "runs", start=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

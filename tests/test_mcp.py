@@ -85,7 +85,8 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
             "export",
         } <= set(tools)
         start_schema = tools["start_run"].input_schema
-        assert start_schema["required"] == ["recipe"] and "overrides" in start_schema["properties"]
+        assert start_schema["required"] == ["recipe"]
+        assert "overrides" in start_schema["properties"]
         assert tools["export"].input_schema["properties"]["format"]["enum"] == ["adapter", "merged", "gguf"]
         assert {"greedy", "thinking"} <= set(tools["chat"].input_schema["properties"])
         assert tools["run_status"].annotations.read_only_hint is True
@@ -99,7 +100,8 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
         assert "max_steps: 7" in shown
 
         preview = data_of(await call(session, "preview", recipe="tiny-pirate"))
-        assert preview["sample"]["trained_tokens"] > 0 and "⟦" in preview["sample"]["text"]
+        assert preview["sample"]["trained_tokens"] > 0
+        assert "⟦" in preview["sample"]["text"]
         assert preview["stats"]["rows"] == 225
 
         started = data_of(
@@ -114,12 +116,16 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
         assert run.startswith("tiny-pirate-")
         status = await wait_status(session, run)
         assert status["status"] == "done", status
-        assert status["step"] == 4 and status["loss"] is not None and status["memory"]["peak_rss_mb"]
+        assert status["step"] == 4
+        assert status["loss"] is not None
+        assert status["memory"]["peak_rss_mb"]
         assert run in [r["name"] for r in data_of(await call(session, "list_runs"))]
 
         samples = data_of(await call(session, "samples", run=run))  # tiny-pirate asks 3 held-out prompts
-        assert len(samples["prompts"]) == 3 and samples["rounds"][0]["at"] == "start"
-        assert len(samples["rounds"]) >= 2 and samples["rounds"][-1]["step"] == 4  # the base's, then step 4's
+        assert len(samples["prompts"]) == 3
+        assert samples["rounds"][0]["at"] == "start"
+        assert len(samples["rounds"]) >= 2
+        assert samples["rounds"][-1]["step"] == 4
         assert all(len(r["replies"]) == 3 for r in samples["rounds"])
 
         reply = data_of(
@@ -133,7 +139,9 @@ def test_agent_trains_watches_chats_and_exports_a_tiny_run(tiny_model: Path, tmp
                 thinking=False,
             )
         )
-        assert reply["adapter"] is True and reply["tokens"] >= 1 and isinstance(reply["text"], str)
+        assert reply["adapter"] is True
+        assert reply["tokens"] >= 1
+        assert isinstance(reply["text"], str)
 
         exported = data_of(await call(session, "export", run=run, format="adapter", out=str(tmp_path / "ad")))
         assert Path(exported["out"]) == tmp_path / "ad"
@@ -154,9 +162,11 @@ def test_bad_input_is_a_tool_error_with_the_cli_message(studio_home: Path) -> No
             "string as an integer"
         )
         unknown = await call(session, "start_run", recipe="no-such-recipe")
-        assert unknown.is_error and text_of(unknown).startswith("unknown recipe 'no-such-recipe' (known: ")
+        assert unknown.is_error
+        assert text_of(unknown).startswith("unknown recipe 'no-such-recipe' (known: ")
         missing = await call(session, "run_status", run="no-such-run")
-        assert missing.is_error and text_of(missing) == "no such run: 'no-such-run' (see `studio runs`)"
+        assert missing.is_error
+        assert text_of(missing) == "no such run: 'no-such-run' (see `studio runs`)"
         checked = data_of(
             await call(session, "validate_recipe", recipe="tiny-pirate", overrides=["lora.r=0"])
         )
@@ -166,7 +176,8 @@ def test_bad_input_is_a_tool_error_with_the_cli_message(studio_home: Path) -> No
         }
         assert data_of(await call(session, "validate_recipe", recipe="tiny-pirate"))["valid"] is True
         grid = await call(session, "start_sweep", recipe="tiny-pirate", grid=["lora.r=8,sixteen"])
-        assert grid.is_error and text_of(grid) == (
+        assert grid.is_error
+        assert text_of(grid) == (
             "sweep: override 'lora.r=sixteen': Input should be a valid integer, unable to parse string as an "
             "integer (nothing was started)"
         )
@@ -182,7 +193,8 @@ def test_read_only_server_has_no_tools_that_change_anything(studio_home: Path) -
         assert {"list_recipes", "run_status", "list_runs", "compare_runs", "preview", "chat"} <= names
         assert not names & {"start_run", "stop_run", "resume_run", "export", "start_sweep", "stop_sweep"}
         refused = await call(session, "start_run", recipe="tiny-pirate")
-        assert refused.is_error and "start_run" in text_of(refused)
+        assert refused.is_error
+        assert "start_run" in text_of(refused)
 
     before = set((studio_home / "data" / "studio" / "runs").glob("*"))
     run_client(body, "--read-only")
@@ -219,15 +231,14 @@ def test_agent_reads_an_evaluation_and_bad_eval_input_is_a_tool_error(studio_hom
             assert acc["targets"]["tuned"] == {"value": 0.75, "stderr": 0.1, "delta": 0.5}
             assert acc["stands_out"] == ["tuned"]
         missing = await call(session, "eval_results", id="no-such-eval")
-        assert (
-            missing.is_error and text_of(missing) == "no evaluation 'no-such-eval' (studio evals lists them)"
-        )
+        assert missing.is_error
+        assert text_of(missing) == "no evaluation 'no-such-eval' (studio evals lists them)"
         unknown = await call(session, "start_eval", targets=["x"], tasks=["no_such_task_xyz"], limit=2)
-        assert unknown.is_error and text_of(unknown).startswith(
-            "unknown task no_such_task_xyz: not a shipped task"
-        )
+        assert unknown.is_error
+        assert text_of(unknown).startswith("unknown task no_such_task_xyz: not a shipped task")
         lone = await call(session, "start_eval", targets=["base"], tasks=["studio_general"])
-        assert lone.is_error and text_of(lone).startswith("eval target base: name a run or an export too")
+        assert lone.is_error
+        assert text_of(lone).startswith("eval target base: name a run or an export too")
         zero = await call(session, "start_eval", targets=["x"], tasks=["studio_general"], limit=0)
         assert zero.is_error
 
@@ -238,7 +249,8 @@ def test_agent_reads_an_evaluation_and_bad_eval_input_is_a_tool_error(studio_hom
 def test_read_only_server_reads_evaluations_but_starts_none(studio_home: Path) -> None:
     async def body(session: ClientSession) -> None:
         names = {tool.name for tool in (await session.list_tools()).tools}
-        assert "eval_results" in names and "start_eval" not in names
+        assert "eval_results" in names
+        assert "start_eval" not in names
 
     run_client(body, "--read-only")
 

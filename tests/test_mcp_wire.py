@@ -20,10 +20,10 @@ from conftest import STUDIO_BIN
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install 'lorastudio[mcp]')")
 
-from mcp import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from lorastudio.mcpwire import check_line  # noqa: E402
+from lorastudio.mcpwire import check_line
 
 ANSWER_WAIT_S = 20.0
 """How long a test waits for one answer: a line left unanswered fails the test instead of hanging it."""
@@ -74,7 +74,8 @@ class RawServer:
 
     def close(self) -> str:
         """Close stdin (the client leaves); the server's stderr."""
-        assert self.process.stdin is not None and self.process.stderr is not None
+        assert self.process.stdin is not None
+        assert self.process.stderr is not None
         self.process.stdin.close()
         self.process.wait(timeout=30)
         return self.process.stderr.read().decode(errors="replace")
@@ -93,7 +94,8 @@ def raw_server() -> Iterator[RawServer]:
     yield server
     stderr = server.close()
     assert server.process.returncode == 0, stderr
-    assert "Traceback" not in stderr and "Error executing tool" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Error executing tool" not in stderr, stderr
 
 
 PARSE, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
@@ -170,8 +172,10 @@ def test_every_malformed_line_is_answered(
 ) -> None:
     raw_server.send(line)
     answer = raw_server.answer()
-    assert answer["jsonrpc"] == "2.0" and answer["id"] == request_id
-    assert answer["error"]["code"] == code and message in answer["error"]["message"]
+    assert answer["jsonrpc"] == "2.0"
+    assert answer["id"] == request_id
+    assert answer["error"]["code"] == code
+    assert message in answer["error"]["message"]
     # and the server goes on answering
     assert raw_server.request(99, "ping") == {"jsonrpc": "2.0", "id": 99, "result": {}}
 
@@ -317,7 +321,8 @@ def test_sdk_client_gets_one_line_tool_errors_and_no_traceback(tmp_path: Path) -
         "binary": f"{binary}: cannot read recipe: not UTF-8 text (byte 0)",
     }
     stderr = errlog.read_text()
-    assert "Traceback" not in stderr and "Error executing tool" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Error executing tool" not in stderr, stderr
 
 
 def test_read_only_server_names_the_tools_it_holds_back(tmp_path: Path) -> None:
@@ -357,4 +362,6 @@ server.run("stdio")
     assert answer["result"]["content"][0]["text"] == "quiet answer"
     assert server.request(2, "ping")["id"] == 2
     stderr = server.close()
-    assert "stray print" in stderr and "stray write" in stderr and "stray child" in stderr
+    assert "stray print" in stderr
+    assert "stray write" in stderr
+    assert "stray child" in stderr

@@ -160,13 +160,15 @@ async def test_preference_preview_shows_prompt_once_and_both_replies(
         prompt, chosen, rejected = (
             text_of(screen.query_one(f"#method-{n}")) for n in ("prompt", "chosen", "rejected")
         )
-        assert "Where does a bee live?" in prompt and "Arr" not in prompt
+        assert "Where does a bee live?" in prompt
+        assert "Arr" not in prompt
         assert "⟦Arr, a bee be livin' in a hive, matey!" in chosen
         assert "⟦In a hive." in rejected
         assert screen.query_one("#method-replies").has_class("wide")  # side by side at 120 columns
         stats = text_of(screen.query_one("#method-stats"))
         assert "pairs 2 kept of 4" in stats
-        assert "1 chosen equals rejected (row 3)" in stats and "1 missing rejected (row 4)" in stats
+        assert "1 chosen equals rejected (row 3)" in stats
+        assert "1 missing rejected (row 4)" in stats
         await pilot.press("n", "n")
         assert "skipped: chosen equals rejected" in text_of(screen.query_one("#method-header"))
     narrow = StudioApp()
@@ -190,7 +192,8 @@ async def test_preference_preview_says_why_it_cannot_load(tmp_path: Path, tiny_m
         header = screen.query_one("#method-header")
         await wait_until(pilot, lambda: "loading" not in text_of(header), timeout=30.0)
         assert "no-such-pairs.jsonl" in text_of(header)
-        assert not screen.query_one("#method-scroll").display and screen.encoder is None
+        assert not screen.query_one("#method-scroll").display
+        assert screen.encoder is None
 
 
 async def test_dpo_monitor_charts_rewards_margin_and_accuracy(runs_home: Path) -> None:
@@ -246,20 +249,24 @@ async def test_grpo_monitor_shows_reward_functions_and_samples(runs_home: Path) 
         assert len(screen.query_one("#chart-reward", LineChart).series["mean"].store) == 10
         panel = screen.query_one("#completions-panel")
         samples = text_of(panel)
-        assert "Arr, in a hive! \U0001f41d…" in samples and "arr 1.00" in samples
+        assert "Arr, in a hive! \U0001f41d…" in samples
+        assert "arr 1.00" in samples
         assert "\ufffd" not in samples  # the cut character's bytes are not shown as �
-        assert "? Where does a bee live?" in samples and "<|eot_id|>" not in samples  # the question
+        assert "? Where does a bee live?" in samples
+        assert "<|eot_id|>" not in samples
         assert "… user What colour is snow? assistant" in samples  # an older event: the prompt's end
         assert panel.size.width >= 45  # the room 120 columns give (36 before)
         # the reward, not GRPO's loss, sums the run up
         summary = text_of(screen.query_one("#summary-line"))
-        assert "final mean reward 0.600 (best 0.800)" in summary and "final loss" not in summary
+        assert "final mean reward 0.600 (best 0.800)" in summary
+        assert "final loss" not in summary
         assert "mean reward 0.600" in text_of(screen.query_one("#progress-label"))
         # the KL chart says why it stays empty (TRL logs no KL at grpo.beta 0) instead of waiting
         await pilot.press(*"m" * 7)
         kl = screen.query_one("#chart-kl", LineChart)
         assert screen.selected_chart is kl
-        assert "KL not computed: grpo.beta is 0" in str(kl.render()) and "waiting" not in str(kl.render())
+        assert "KL not computed: grpo.beta is 0" in str(kl.render())
+        assert "waiting" not in str(kl.render())
 
 
 async def test_a_finished_dpo_run_keeps_its_loss_summary(runs_home: Path) -> None:
@@ -269,7 +276,8 @@ async def test_a_finished_dpo_run_keeps_its_loss_summary(runs_home: Path) -> Non
         await wait_until(pilot, lambda: monitor_finished(app))
         await pilot.pause()
         summary = text_of(app.screen.query_one("#summary-line"))
-        assert "final loss 0.0700 (best 0.0700)" in summary and "reward" not in summary
+        assert "final loss 0.0700 (best 0.0700)" in summary
+        assert "reward" not in summary
 
 
 async def test_a_finished_run_says_a_chart_got_nothing(runs_home: Path) -> None:

@@ -169,7 +169,8 @@ def test_smollm2_default_system_prompt_becomes_the_modelfile_system(
     assert own.system == "Talk like a pirate."
     text = modelfile_text("m.gguf", prompts, ["<|im_end|>"], ChatSection(repetition_penalty=1.2))
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
-    assert "PARAMETER repeat_penalty 1.2" in text and 'PARAMETER stop "<|im_end|>"' in text
+    assert "PARAMETER repeat_penalty 1.2" in text
+    assert 'PARAMETER stop "<|im_end|>"' in text
 
 
 def test_a_runtime_bos_is_not_rendered_twice(go_render: Any, studio_home: Path) -> None:
@@ -182,7 +183,8 @@ def test_a_runtime_bos_is_not_rendered_twice(go_render: Any, studio_home: Path) 
     assert bos == "<s>"
     prompts = assert_same_as_go(render, bos, "Sys", go_render)
     first = go_render([{"template": prompts.template, "system": "", "messages": CHECKED_CONVERSATIONS[2]}])[0]
-    assert not first.startswith("<s>") and first.count("<s>") == 1
+    assert not first.startswith("<s>")
+    assert first.count("<s>") == 1
 
 
 def test_the_trim_caveat_is_said(studio_home: Path) -> None:

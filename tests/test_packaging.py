@@ -49,7 +49,8 @@ def test_screens_and_widgets_import_no_torch_at_module_level() -> None:
 @pytest.mark.parametrize("folder", ["studio", "screens", "widgets", "recipes"])
 def test_bare_folder_name_refuses_import(folder: str) -> None:
     out = subprocess.run([sys.executable, "-c", f"import {folder}"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode != 0 and "installs as 'lorastudio" in out.stderr
+    assert out.returncode != 0
+    assert "installs as 'lorastudio" in out.stderr
 
 
 def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
@@ -92,9 +93,8 @@ def test_wheel_holds_only_lorastudio(tmp_path: Path) -> None:
     entry_points = (
         zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     )
-    assert (
-        "studio = lorastudio.cli:main" in entry_points and "lorastudio = lorastudio.cli:main" in entry_points
-    )
+    assert "studio = lorastudio.cli:main" in entry_points
+    assert "lorastudio = lorastudio.cli:main" in entry_points
 
 
 def test_version_and_help() -> None:

@@ -11,7 +11,8 @@ from lorastudio.paths import package_recipes_dir
 def test_shipped_file_is_the_generated_corpus() -> None:
     shipped = [json.loads(line) for line in (package_recipes_dir() / "data" / "smollm2_pirate.jsonl").open()]
     assert shipped == piratedata.rows()
-    assert len(shipped) >= 300 and set(shipped[0]) == {"instruction", "context", "response", "category"}
+    assert len(shipped) >= 300
+    assert set(shipped[0]) == {"instruction", "context", "response", "category"}
     assert len({r["instruction"] for r in shipped}) == len(shipped)  # every question different
     assert all(piratedata.is_pirate(r["response"]) for r in shipped)
     assert len({r["response"].split()[0] for r in shipped}) >= 5  # openers vary
@@ -19,6 +20,8 @@ def test_shipped_file_is_the_generated_corpus() -> None:
 
 def test_held_out_questions_are_not_trained_and_plain_text_is_not_pirate() -> None:
     trained = {r["instruction"].lower() for r in piratedata.rows()}
-    assert len(piratedata.HELD_OUT) == 25 and not trained & {q.lower() for q in piratedata.HELD_OUT}
+    assert len(piratedata.HELD_OUT) == 25
+    assert not trained & {q.lower() for q in piratedata.HELD_OUT}
     assert not piratedata.is_pirate("The capital of Brazil is Brasilia. Yes, you are right, yesterday.")
-    assert piratedata.is_pirate("Arr, the capital be Brasilia!") and piratedata.is_pirate("Ahoy there")
+    assert piratedata.is_pirate("Arr, the capital be Brasilia!")
+    assert piratedata.is_pirate("Ahoy there")

@@ -196,7 +196,7 @@ def test_data_with_no_usable_row_is_refused_before_a_run_directory_exists(
 
 def test_missing_columns_are_named(tmp_path: Path, tiny_tokenizer) -> None:
     src = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "a", "response": "b"}])
-    with pytest.raises(DataError, match="train.method dpo needs the columns prompt, chosen, rejected"):
+    with pytest.raises(DataError, match=r"train.method dpo needs the columns prompt, chosen, rejected"):
         method_encoder(recipe(src), tiny_tokenizer)
 
 
@@ -209,7 +209,9 @@ def test_truncation_keeps_the_prompt_end_and_counts_it(tmp_path: Path, tiny_toke
     encoded, stats = encode_rows(encoder, rows.rows)
     pair = encoded[0]
     assert isinstance(pair, EncodedPair)
-    assert len(pair.prompt_ids) == 16 and stats.prompt_truncated == 1 and stats.reply_truncated == 1
+    assert len(pair.prompt_ids) == 16
+    assert stats.prompt_truncated == 1
+    assert stats.reply_truncated == 1
     assert len(pair.prompt_ids) + len(pair.chosen_ids) == 64
     assert "Where?" in tiny_tokenizer.decode(pair.prompt_ids)
 
@@ -234,10 +236,12 @@ def test_grpo_prompts_keep_their_extra_columns(tmp_path: Path, tiny_tokenizer) -
     ]
     encoder, loaded = method_encoder(recipe(write_jsonl(tmp_path / "g.jsonl", rows), "grpo"), tiny_tokenizer)
     first, second = (encoder.encode_row(r) for r in loaded.rows)
-    assert isinstance(first, EncodedPrompt) and first.extra == {"answer": "4"}
+    assert isinstance(first, EncodedPrompt)
+    assert first.extra == {"answer": "4"}
     assert first.prompt == encoder.render_prompt([{"role": "user", "content": "What is two plus two?"}])
     assert first.prompt_ids == tiny_tokenizer(first.prompt, add_special_tokens=False)["input_ids"]
-    assert isinstance(second, EncodedPrompt) and second.row()["answer"] == "2"
+    assert isinstance(second, EncodedPrompt)
+    assert second.row()["answer"] == "2"
 
 
 def test_mismatched_method_section_is_refused_naming_it() -> None:
@@ -254,7 +258,8 @@ def test_mismatched_method_section_is_refused_naming_it() -> None:
     with pytest.raises(ValidationError, match="beta"):
         recipe("x.jsonl", "dpo", dpo={"beta": -1})
     kto = recipe("x.jsonl", "kto").method_section()
-    assert isinstance(kto, KtoSection) and kto.beta == 0.1
+    assert isinstance(kto, KtoSection)
+    assert kto.beta == 0.1
 
 
 # -- the prepared-data cache for method rows (data/prepared/methodcache.py) ----------------------------------------
@@ -274,21 +279,26 @@ def test_method_rows_are_cached_and_a_second_start_reads_them_back(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     src = write_jsonl(tmp_path / "pairs.jsonl", pairs_and_bad_rows())
     first = prepare_method_data(recipe(src, data={"eval_fraction": 0.25}), tiny_tokenizer)
-    assert first.cached is None and first.train and first.eval
+    assert first.cached is None
+    assert first.train
+    assert first.eval
 
     def no_encoding(self: MethodEncoder, row: dict) -> None:
         raise AssertionError("a cache hit must not encode")
 
     monkeypatch.setattr(MethodEncoder, "encode_row", no_encoding)
     again = prepare_method_data(recipe(src, data={"eval_fraction": 0.25}), tiny_tokenizer)
-    assert again.cached is not None and (again.train, again.eval) == (first.train, first.eval)
-    assert again.stats.to_json() == first.stats.to_json() and again.encoder.format == "preference"
+    assert again.cached is not None
+    assert (again.train, again.eval) == (first.train, first.eval)
+    assert again.stats.to_json() == first.stats.to_json()
+    assert again.encoder.format == "preference"
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     other = prepare_method_data(  # a field that changes the encoding: its own entry
         recipe(src, data={"eval_fraction": 0.25}, dpo={"max_prompt_length": 4}), tiny_tokenizer
     )
-    assert other.cached is None and other.stats.prompt_truncated > 0
+    assert other.cached is None
+    assert other.stats.prompt_truncated > 0
 
 
 def test_changed_data_or_a_damaged_entry_is_encoded_again(
@@ -312,7 +322,8 @@ def test_changed_data_or_a_damaged_entry_is_encoded_again(
     write_jsonl(src, rows)
     os.utime(src, ns=(1, 1))  # a new mtime, whatever the clock's resolution
     changed = prepare_method_data(recipe(src, data={"eval_fraction": 0}), tiny_tokenizer)
-    assert changed.cached is None and changed.train[0] != first.train[0]
+    assert changed.cached is None
+    assert changed.train[0] != first.train[0]
     assert not list((tmp_path / "cache" / "studio" / "prepared").glob(".*.tmp"))  # no staging left behind
 
 
@@ -326,8 +337,10 @@ def test_grpo_rows_keep_their_columns_through_the_cache(
     src = write_jsonl(tmp_path / "prompts.jsonl", rows)
     first = prepare_method_data(recipe(src, method="grpo"), tiny_tokenizer)
     again = prepare_method_data(recipe(src, method="grpo"), tiny_tokenizer)
-    assert again.cached is not None and again.train == first.train
-    assert again.train[3]["answer"] == 6 and again.train[3]["meta"] == {"level": [3, "x"]}
+    assert again.cached is not None
+    assert again.train == first.train
+    assert again.train[3]["answer"] == 6
+    assert again.train[3]["meta"] == {"level": [3, "x"]}
 
 
 def test_studio_prepare_fills_the_cache_for_a_dpo_recipe(tmp_path: Path, tiny_model: Path) -> None:
@@ -346,5 +359,6 @@ def test_studio_prepare_fills_the_cache_for_a_dpo_recipe(tmp_path: Path, tiny_mo
 
     first, again, forced = prepare(), prepare(), prepare("--force")
     assert (first["cached"], again["cached"], forced["cached"]) == (False, True, False)
-    assert again["train_rows"] == first["train_rows"] == 12 and again["stats"] == first["stats"]
+    assert again["train_rows"] == first["train_rows"] == 12
+    assert again["stats"] == first["stats"]
     assert again["stats"]["skipped"] == {"chosen equals rejected": 1}

@@ -185,13 +185,15 @@ def test_grpo_on_the_tiny_model_raises_its_reward(tmp_path: Path, tiny_model: Pa
     first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
     assert last > first + 0.05, rewards
     assert "rewards/words max 3/mean" in state.method_metrics
-    assert state.completions and {"prompt", "completion", "rewards"} <= set(state.completions[0])
+    assert state.completions
+    assert {"prompt", "completion", "rewards"} <= set(state.completions[0])
     # the panel's question is the user's words found back in the rendered prompt, not the template's tail
     asked = {
         json.loads(line)["prompt"] for line in (root / "recipes" / "data" / "pirate_prompts.jsonl").open()
     }
     assert all(sample["question"] in asked for sample in state.completions), state.completions
-    assert state.best_reward == max(rewards) and state.last_reward == rewards[-1]
+    assert state.best_reward == max(rewards)
+    assert state.last_reward == rewards[-1]
 
 
 def test_builtin_rewards_score_and_compose() -> None:
@@ -206,11 +208,16 @@ def test_builtin_rewards_score_and_compose() -> None:
         specs, ["Arr, it be 4 matey ahoy", "The answer is 5."], rows=[{"answer": "4"}, {"answer": "4"}]
     )
     first, second = out
-    assert first["regex ^arr"] == 1.0 and second["regex ^arr"] == 0.0
-    assert first["words max 4"] == pytest.approx(0.5) and second["words max 4"] == 1.0
-    assert first["numeric answer"] == 1.0 and second["numeric answer"] == 0.0
-    assert first["all of matey, ahoy"] == 1.0 and second["all of matey, ahoy"] == 0.0
-    assert first["both"] == pytest.approx(0.5) and second["both"] == 0.0
+    assert first["regex ^arr"] == 1.0
+    assert second["regex ^arr"] == 0.0
+    assert first["words max 4"] == pytest.approx(0.5)
+    assert second["words max 4"] == 1.0
+    assert first["numeric answer"] == 1.0
+    assert second["numeric answer"] == 0.0
+    assert first["all of matey, ahoy"] == 1.0
+    assert second["all of matey, ahoy"] == 0.0
+    assert first["both"] == pytest.approx(0.5)
+    assert second["both"] == 0.0
     assert second["total"] == pytest.approx(0.5 * 1.0)
 
 
@@ -336,7 +343,8 @@ def test_none_is_a_reward_that_does_not_apply_and_trl_loggers_reach_the_trainer(
     (tmp_path / "rewards.py").write_text(USER_REWARDS)
     target = tmp_path / "rewards.py"
     out = score([RewardSpec(python=f"{target}:not_applicable")], ["a", "b"])
-    assert math.isnan(out[0]["rewards.py:not_applicable"]) and out[1]["rewards.py:not_applicable"] == 0.5
+    assert math.isnan(out[0]["rewards.py:not_applicable"])
+    assert out[1]["rewards.py:not_applicable"] == 0.5
     funcs, _ = build_rewards([RewardSpec(python=f"{target}:logs")])
     logged: list[tuple[str, float]] = []
     scores = funcs[0](
@@ -346,7 +354,8 @@ def test_none_is_a_reward_that_does_not_apply_and_trl_loggers_reach_the_trainer(
         log_metric=lambda name, value: logged.append((name, value)),
         log_extra=lambda column, values: None,
     )
-    assert scores == [7.0, 7.0] and logged == [("seen", 2.0)]
+    assert scores == [7.0, 7.0]
+    assert logged == [("seen", 2.0)]
 
 
 def test_a_stop_ends_a_reward_whatever_it_is_doing(tmp_path: Path) -> None:
@@ -505,7 +514,8 @@ def test_every_pair_method_trains_on_studio_ids(
         assert first["rejected_labels"] == [-100] * len(ours["prompt_ids"]) + ours["rejected_ids"]
     trainer.train()
     logged = [method_metrics(entry) for entry in trainer.state.log_history if "loss" in entry]
-    assert logged and any(key.startswith("rewards/") for key in logged[0]), logged
+    assert logged, logged
+    assert any(key.startswith("rewards/") for key in logged[0]), logged
 
 
 def test_the_fold_reads_method_metrics_and_completions() -> None:
@@ -647,7 +657,7 @@ def test_rpo_alpha_adds_the_chosen_replies_nll_to_the_preference_loss(
         recipe(rpo_alpha=0)
     from lorastudio import registry
 
-    with pytest.raises(RecipeError, match="dpo.rpo_alpha"):
+    with pytest.raises(RecipeError, match=r"dpo.rpo_alpha"):
         registry.load("smollm2-pirate-dpo", ["dpo.rpo_alpha=-1"])
     with_rpo = recipe(rpo_alpha=0.5)
     hw = detect_hardware()
@@ -655,6 +665,7 @@ def test_rpo_alpha_adds_the_chosen_replies_nll_to_the_preference_loss(
     data = prepare_method_data(with_rpo, tokenizer)
     args = build_method_trainer(with_rpo, model, tokenizer, data, tmp_path / "run", hw, []).args
     if loss_type == "simpo":
-        assert args.cpo_alpha == 0.5 and args.loss_type == "simpo"
+        assert args.cpo_alpha == 0.5
+        assert args.loss_type == "simpo"
     else:
         assert (list(args.loss_type), list(args.loss_weights)) == (["sigmoid", "sft"], [1.0, 0.5])

@@ -52,7 +52,9 @@ def test_cache_holds_what_the_encoder_gives(tmp_path: Path, tiny_tokenizer, xdg_
     rec = _recipe(_data(tmp_path / "d.jsonl"), data__eval_fraction=0.2)
     prepared = prepare(rec, tokenizer=tiny_tokenizer)
     got = cache.prepare_data(rec, prepared=prepared)
-    assert not got.from_cache and got.path.parent == xdg_cache and (got.path / cache.META).exists()
+    assert not got.from_cache
+    assert got.path.parent == xdg_cache
+    assert (got.path / cache.META).exists()
     rows = list(prepared.rows.rows)
     train_raw, eval_raw = train_eval_split(rows, 0.2, rec.train.seed)
     eval_raw.sort(key=rows.index)  # the cache keeps held-out rows in file order (it streams the encoded rows)
@@ -64,7 +66,9 @@ def test_cache_holds_what_the_encoder_gives(tmp_path: Path, tiny_tokenizer, xdg_
     assert got.stats.to_json() == compute_stats(prepared.encoder, rows).to_json()
     assert got.stats.skipped == {"empty response": 1}
     again = cache.prepare_data(rec, prepared=prepared)
-    assert again.from_cache and again.key == got.key and again.train["labels"] == got.train["labels"]
+    assert again.from_cache
+    assert again.key == got.key
+    assert again.train["labels"] == got.train["labels"]
     assert again.stats.to_json() == got.stats.to_json()
 
 
@@ -94,7 +98,8 @@ def test_a_named_eval_split_is_the_eval_set(
     want_train = encode_all(prepared.encoder, rows[:20], "x")
     want_eval = encode_all(prepared.encoder, rows[20:], "x")
     if packing:
-        assert got.train.to_list() == pack(want_train, 64) and got.eval.to_list() == pack(want_eval, 64)
+        assert got.train.to_list() == pack(want_train, 64)
+        assert got.eval.to_list() == pack(want_eval, 64)
     else:
         assert got.train["input_ids"] == [s.input_ids for s in want_train]  # row 5 skipped, none held out
         assert got.eval["labels"] == [s.labels for s in want_eval]
@@ -123,7 +128,8 @@ def test_any_key_field_change_re_encodes(
     base = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
     changed_recipe = _recipe(source, **change)
     changed = cache.prepare_data(changed_recipe, tokenizer=tiny_tokenizer)
-    assert changed.key != base.key and not changed.from_cache
+    assert changed.key != base.key
+    assert not changed.from_cache
     fresh = cache.prepare_data(changed_recipe, tokenizer=tiny_tokenizer, use_cache=False)
     assert changed.train.to_list() == fresh.train.to_list()
     assert cache.prepare_data(
@@ -138,10 +144,13 @@ def test_touching_or_editing_the_data_re_encodes(tmp_path: Path, tiny_tokenizer,
     stat = source.stat()
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     touched = cache.prepare_data(rec, tokenizer=tiny_tokenizer)
-    assert touched.key != first.key and not touched.from_cache
+    assert touched.key != first.key
+    assert not touched.from_cache
     source.write_text(json.dumps({"instruction": "Only?", "context": "", "response": "One."}) + "\n")
     edited = cache.prepare_data(rec, tokenizer=tiny_tokenizer)
-    assert not edited.from_cache and len(edited.train) == 1 and edited.stats.rows == 1
+    assert not edited.from_cache
+    assert len(edited.train) == 1
+    assert edited.stats.rows == 1
 
 
 def test_a_different_tokenizer_re_encodes(tmp_path: Path, tiny_tokenizer, xdg_cache: Path) -> None:
@@ -162,7 +171,8 @@ def test_incomplete_entry_is_never_used(tmp_path: Path, tiny_tokenizer, xdg_cach
     damaged.unlink()  # (a new inode: rewriting a memory-mapped file in place would pull it from under readers)
     damaged.write_bytes(b"garbage")  # a damaged disk, or a file cut short
     again = cache.prepare_data(_recipe(source), tokenizer=tiny_tokenizer)
-    assert not again.from_cache and again.train.to_list() == first_rows
+    assert not again.from_cache
+    assert again.train.to_list() == first_rows
     assert not [p for p in xdg_cache.iterdir() if p.name.endswith(".tmp")]  # no staging folder left behind
 
 
@@ -175,12 +185,17 @@ def test_studio_prepare_encodes_then_reads_the_cache(tiny_model: Path) -> None:
     first = subprocess.run(cmd, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
-    assert not out["from_cache"] and out["format"] == "dolly" and Path(out["cache"]).is_dir()
+    assert not out["from_cache"]
+    assert out["format"] == "dolly"
+    assert Path(out["cache"]).is_dir()
     assert out["train_rows"] + out["eval_rows"] == out["stats"]["used"] == out["stats"]["rows"]
     second = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    assert second["from_cache"] and second["cache"] == out["cache"] and second["stats"] == out["stats"]
+    assert second["from_cache"]
+    assert second["cache"] == out["cache"]
+    assert second["stats"] == out["stats"]
     text = subprocess.run(cmd[:-1], capture_output=True, text=True, check=True).stdout
-    assert "read from cache" in text and f"cache: {out['cache']}" in text
+    assert "read from cache" in text
+    assert f"cache: {out['cache']}" in text
 
 
 @pytest.mark.slow
@@ -201,7 +216,8 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
     from lorastudio.models.resolve import load_tokenizer
 
     entry = cache.cached(recipe, load_tokenizer(recipe.model))
-    assert entry is not None and "position_ids" in entry.train.column_names  # packed, and kept for next time
+    assert entry is not None
+    assert "position_ids" in entry.train.column_names
     assert any(
         e.get("message", "").startswith(
             f"{len(entry.train)} training samples (dolly), {len(entry.eval)} eval"
@@ -265,11 +281,14 @@ def test_several_processes_give_what_one_gives(
         thread.join(120)
     (many,) = got
     assert len(list(many.path.glob("samples-*.arrow"))) == 7  # 90 rows in chunks of 13
-    assert many.train["input_ids"] == one.train["input_ids"] and many.train["labels"] == one.train["labels"]
+    assert many.train["input_ids"] == one.train["input_ids"]
+    assert many.train["labels"] == one.train["labels"]
     assert many.eval["labels"] == one.eval["labels"]
     assert many.stats.to_json() == one.stats.to_json()
     assert many.stats.skipped_rows == {"empty response": [5, 70]}
-    assert seen == sorted(seen) and seen[-1] == 90 and len(seen) >= 2
+    assert seen == sorted(seen)
+    assert seen[-1] == 90
+    assert len(seen) >= 2
     assert os.environ.get("TOKENIZERS_PARALLELISM") == before  # held to one thread only while encoding
     assert len(forks) == (2 if caller == "main thread" else 0)  # three processes: this one and two helpers
 
@@ -293,15 +312,19 @@ def test_a_recipe_finds_its_entry_without_loading_the_tokenizer(
     assert cacheindex.lookup(rec) is None
     built = cache.prepare_data(rec)
     hit = cacheindex.lookup(rec)
-    assert hit is not None and hit.path == built.path
-    assert hit.stats.to_json() == built.stats.to_json() and hit.meta["train_rows"] == len(built.train)
+    assert hit is not None
+    assert hit.path == built.path
+    assert hit.stats.to_json() == built.stats.to_json()
+    assert hit.meta["train_rows"] == len(built.train)
     data.write_text(
         data.read_text() + json.dumps({"instruction": "New?", "context": "", "response": "Arr."}) + "\n"
     )
     assert cacheindex.lookup(rec) is None  # the data changed
     rebuilt = cache.prepare_data(rec)
     found = cacheindex.lookup(rec)
-    assert rebuilt.key != built.key and found is not None and found.path == rebuilt.path
+    assert rebuilt.key != built.key
+    assert found is not None
+    assert found.path == rebuilt.path
     config = tokdir / "tokenizer_config.json"
     config.write_text(config.read_text().replace("}", ', "model_max_length": 77}', 1))
     assert (
@@ -332,9 +355,13 @@ def test_studio_prepare_reads_a_hit_without_transformers(
     (cold, cold_tail), (warm, warm_tail) = [
         (json.loads(r.stdout[: r.stdout.rindex("\n{")]), json.loads(r.stdout.splitlines()[-1])) for r in runs
     ]
-    assert not cold["from_cache"] and cold_tail == {"rc": 0, "transformers": True}
-    assert warm["from_cache"] and warm_tail == {"rc": 0, "transformers": False}
-    assert warm["stats"] == cold["stats"] and warm["cache"] == cold["cache"] and warm["train_rows"] == 29
+    assert not cold["from_cache"]
+    assert cold_tail == {"rc": 0, "transformers": True}
+    assert warm["from_cache"]
+    assert warm_tail == {"rc": 0, "transformers": False}
+    assert warm["stats"] == cold["stats"]
+    assert warm["cache"] == cold["cache"]
+    assert warm["train_rows"] == 29
 
 
 def test_eviction_keeps_the_newest_entries_within_the_budget(
@@ -353,12 +380,15 @@ def test_eviction_keeps_the_newest_entries_within_the_budget(
     cacheindex.touch(entries[0])  # reading an entry counts as a use
     removed = cacheindex.evict()
     assert sorted(removed) == sorted([stale, entries[1]])
-    assert entries[0].exists() and entries[2].exists() and not entries[1].exists()
+    assert entries[0].exists()
+    assert entries[2].exists()
+    assert not entries[1].exists()
     assert sorted(p.name for p in xdg_cache.glob(".*.lock")) == sorted(
         f".{e.name}.lock" for e in entries if e.exists()
     )
     monkeypatch.setenv(cacheindex.BUDGET_ENV, "0")
-    assert cacheindex.evict(keep=entries[2]) == [entries[0]] and entries[2].exists()
+    assert cacheindex.evict(keep=entries[2]) == [entries[0]]
+    assert entries[2].exists()
 
 
 BUILDER = """
@@ -408,7 +438,8 @@ def test_one_key_built_by_many_threads_and_processes_at_once(
     ]
     try:
         for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
+            assert proc.stdout is not None, proc.stderr
+            assert proc.stdout.readline().strip() == "ready", proc.stderr
         prepared = [prepare(rec) for _ in range(3)]  # a tokenizer each: one is not for several threads
         start = threading.Barrier(3)
         results: list[cache.PreparedData] = []
@@ -418,7 +449,7 @@ def test_one_key_built_by_many_threads_and_processes_at_once(
             start.wait()
             try:
                 results.append(cache.prepare_data(rec, prepared=mine))
-            except BaseException as exc:  # noqa: BLE001 - the test reports it
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=build, args=(p,)) for p in prepared]

@@ -46,7 +46,8 @@ def test_dpo_preview_shows_each_part_a_skipped_pair_and_pair_statistics(
     assert skipped == {"index": 1, "skipped": "empty chosen"}
     assert "".join(p["text"] for p in first["chosen"]["pieces"]) == "Arr!<|eot_id|>"
     assert first["chosen"]["trained_tokens"] == first["chosen"]["tokens"] == 3
-    assert first["prompt"]["trained_tokens"] == 0 and last["index"] == 2
+    assert first["prompt"]["trained_tokens"] == 0
+    assert last["index"] == 2
     assert (data["stats"]["rows"], data["stats"]["used"], data["stats"]["skipped"]) == (
         3,
         2,
@@ -68,13 +69,16 @@ def test_sft_preview_counts_tokens_and_names_a_skipped_row(
 ) -> None:
     overrides = _overrides(tmp_path, "sft")
     data = json.loads(_preview(capsys, *overrides, "--json"))
-    assert "method" not in data and data["format"] == "dolly"
+    assert "method" not in data
+    assert data["format"] == "dolly"
     assert data["samples"][1] == {"index": 1, "skipped": "empty instruction"}
-    assert data["samples"][0]["trained_tokens"] == 3 and data["samples"][2]["trained_tokens"] == 6
+    assert data["samples"][0]["trained_tokens"] == 3
+    assert data["samples"][2]["trained_tokens"] == 6
     monkeypatch.setenv("NO_COLOR", "1")
     text = _preview(capsys, *overrides)
     assert text.startswith("tiny-pirate  format: dolly (template tokenizer)\n")
-    assert "sample 0: 22 tokens, 3 trained\n" in text and "sample 1: skipped (empty instruction)" in text
+    assert "sample 0: 22 tokens, 3 trained\n" in text
+    assert "sample 1: skipped (empty instruction)" in text
     assert "rows 3  used 2  skipped 1 {'empty instruction': 1}  truncated 0  trained ratio" in text
 
 
@@ -93,12 +97,16 @@ def test_mcp_preview_is_the_cli_preview_as_text(
     monkeypatch.setenv("NO_COLOR", "1")
     text = _preview(capsys, *overrides)
     sample = shown["sample"]
-    assert sample["index"] == 2 and shown["stats"]["rows"] == 3 and shown["stats"]["used"] == 2
+    assert sample["index"] == 2
+    assert shown["stats"]["rows"] == 3
+    assert shown["stats"]["used"] == 2
     if method == "sft":
-        assert "method" not in shown and sample["trained_tokens"] == 6
+        assert "method" not in shown
+        assert sample["trained_tokens"] == 6
         assert f"sample 2: {sample['tokens']} tokens, 6 trained\n{sample['text']}\n" in text
     else:
-        assert shown["method"] == "dpo" and set(sample) == {"index", "prompt", "chosen", "rejected"}
+        assert shown["method"] == "dpo"
+        assert set(sample) == {"index", "prompt", "chosen", "rejected"}
         assert sample["chosen"]["text"] == "⟦Me, matey.<|eot_id|>⟧"
         for part in ("prompt", "chosen", "rejected"):
             tokens, said = sample[part]["tokens"], sample[part]["text"]
@@ -108,6 +116,8 @@ def test_mcp_preview_is_the_cli_preview_as_text(
 
 def test_mcp_preview_of_a_grpo_recipe_lists_its_rewards(tiny_model: Path) -> None:
     shown = mcpserver.preview("tiny-pirate-grpo")
-    assert shown["method"] == "grpo" and set(shown["sample"]) == {"index", "prompt"}
-    assert shown["sample"]["prompt"]["trained_tokens"] == 0 and shown["rewards"]
+    assert shown["method"] == "grpo"
+    assert set(shown["sample"]) == {"index", "prompt"}
+    assert shown["sample"]["prompt"]["trained_tokens"] == 0
+    assert shown["rewards"]
     assert all({"name", "weight"} <= set(r) for r in shown["rewards"])

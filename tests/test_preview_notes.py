@@ -50,13 +50,11 @@ async def test_preview_shows_the_think_block_and_whether_it_trains(tiny_model: P
         screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.loaded and screen.query_one(TokenView).items)
         notes = screen.query_one("#sample-notes")
-        assert (
-            notes.display
-            and "turn 2: the think block is masked (data.train_on_reasoning: false)" in _text(notes)
-        )
+        assert notes.display
+        assert "turn 2: the think block is masked (data.train_on_reasoning: false)" in _text(notes)
         items = screen.query_one(TokenView).items
         shown = "".join(p.text for p in items)
         trained = "".join(p.text for p in items if p.trained)
-        assert (
-            "<think>\n0 doubled\n</think>" in shown and "doubled" not in trained and trained.startswith("0.")
-        )
+        assert "<think>\n0 doubled\n</think>" in shown
+        assert "doubled" not in trained
+        assert trained.startswith("0.")

@@ -39,14 +39,16 @@ HOLD = (
 def hold_in_other_process(path: Path) -> subprocess.Popen[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
     return proc
 
 
 def test_device_names() -> None:
     assert device_name(True, {}) == "GPU 0"
     assert device_name(True, {"CUDA_VISIBLE_DEVICES": "3,1"}) == "GPU 3"
-    assert device_name(False, {}) is None and device_name(False, {"STUDIO_QUEUE_CPU": "1"}) == "CPU"
+    assert device_name(False, {}) is None
+    assert device_name(False, {"STUDIO_QUEUE_CPU": "1"}) == "CPU"
     written: str = queued_status("GPU 0")  # a Status beyond the Literal's words: see Status
     assert written == "queued (waiting for GPU 0)"
 
@@ -64,7 +66,8 @@ def test_lock_waits_and_is_freed_when_the_holder_dies(tmp_path: Path) -> None:
         holder.kill()  # the kernel drops the holder's flock: the waiter goes on by itself
         holder.wait()
         thread.join(10)
-        assert got == [True] and lock.held
+        assert got == [True]
+        assert lock.held
     finally:
         holder.kill()
         lock.release()
@@ -77,7 +80,9 @@ def test_lock_waits_and_is_freed_when_the_holder_dies(tmp_path: Path) -> None:
 
 
 def test_cpu_slots_count_live_workers(tmp_path: Path) -> None:
-    assert fair_threads(2, 2) == 1 and fair_threads(16, 3) == 5 and fair_threads(2, 0) == 2
+    assert fair_threads(2, 2) == 1
+    assert fair_threads(16, 3) == 5
+    assert fair_threads(2, 0) == 2
     mine = CpuSlot(tmp_path)
     assert live_cpu_workers(tmp_path) == 1
     holder = hold_in_other_process(tmp_path / "cpu-slot-7.lock")
@@ -107,7 +112,8 @@ def test_stopping_a_queued_run_removes_it(tmp_path: Path) -> None:
         assert runs.stop_run(run_dir)
         wait_for(lambda: state_of(run_dir).finished, timeout=60)
         state = state_of(run_dir)
-        assert state.status == "stopped" and "queued" in (state.cause or "")
+        assert state.status == "stopped"
+        assert "queued" in (state.cause or "")
         assert not (run_dir / "adapter").exists()
     finally:
         holder.kill()
@@ -126,7 +132,8 @@ def test_queued_run_starts_by_itself_and_keeps_n_checkpoints(tiny_model: Path) -
         runs.start_worker(run_dir, env=queue_env())
         wait_for(lambda: state_of(run_dir).status == "queued (waiting for CPU)")
         time.sleep(1.0)
-        assert state_of(run_dir).status == "queued (waiting for CPU)" and state_of(run_dir).step == 0
+        assert state_of(run_dir).status == "queued (waiting for CPU)"
+        assert state_of(run_dir).step == 0
     finally:
         holder.kill()  # the first "run" ends: the queued one goes on without anyone asking
     wait_for(lambda: state_of(run_dir).finished, timeout=600)
@@ -157,5 +164,6 @@ def test_quit_prints_the_reattach_command(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(app_module.StudioApp, "run", lambda self, *a, **kw: None)  # the TUI opens and closes
     app_module.run_app()
     out = capsys.readouterr().out
-    assert "1 run is still going" in out and f"studio attach {live.name}" in out
+    assert "1 run is still going" in out
+    assert f"studio attach {live.name}" in out
     assert finished.name not in out

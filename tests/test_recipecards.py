@@ -28,7 +28,9 @@ def test_cards_round_trip_and_go_stale_when_a_recipe_file_changes(tmp_path: Path
     assert recipecards.read_cards(state) == (cards, False)
     # what the picker shows of a recipe comes back as it was written (the details rows included)
     tiny = next(c for c in cards if c.file.name == "tiny-pirate")
-    assert tiny.title == "tiny-pirate" and tiny.offline and ("packing", "no") in tiny.rows
+    assert tiny.title == "tiny-pirate"
+    assert tiny.offline
+    assert ("packing", "no") in tiny.rows
     assert any(key == recipecards.MEMORY_ROW for key, _ in tiny.rows)
     # a user recipe added (then edited) is a different listing: the old cards are never read for it
     user = user_recipes_dir()
@@ -37,7 +39,8 @@ def test_cards_round_trip_and_go_stale_when_a_recipe_file_changes(tmp_path: Path
     try:
         mine.write_text("extends: tiny-pirate\ndescription: one\n", encoding="utf-8")
         added = recipecards.listing_state()
-        assert added != state and recipecards.read_cards(added) is None
+        assert added != state
+        assert recipecards.read_cards(added) is None
         recipecards.write_cards(added, fresh_cards(), False)
         time.sleep(0.01)
         mine.write_text("extends: tiny-pirate\ndescription: two, longer\n", encoding="utf-8")
@@ -93,13 +96,16 @@ async def test_the_list_shows_from_the_cards_before_validation_and_enter_waits_f
         screen = app.screen
         assert isinstance(screen, RecipesScreen)
         await wait_until(pilot, lambda: screen.shown)
-        assert not screen.loaded and not screen.entries  # listed from the cards; validation still running
+        assert not screen.loaded
+        assert not screen.entries
         assert [c.file.name for c in screen.shown][:2] == ["smollm2-pirate", "tiny-pirate"]
         details = text_of(screen.query_one("#details"))
-        assert "smollm2-pirate" in details and "est. RAM" in details
+        assert "smollm2-pirate" in details
+        assert "est. RAM" in details
         send_burst(app, "j", "t")  # tiny-pirate's Launch sheet, asked before the recipe is validated
         await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), timeout=20)
-        assert screen.loaded and app.screen.recipe.name == "tiny-pirate"
+        assert screen.loaded
+        assert app.screen.recipe.name == "tiny-pirate"
         await pilot.pause(0.2)
 
 
@@ -217,11 +223,14 @@ async def test_validation_waits_past_the_first_screen_unless_a_recipe_is_asked_f
         assert isinstance(screen, recipes_screen.RecipesScreen)
         await wait_until(pilot, lambda: screen.shown)
         await pilot.pause()  # idle: nothing validates behind the list
-        assert calls == [] and not screen.loaded
+        assert calls == []
+        assert not screen.loaded
         assert "smollm2-pirate" in text_of(screen.query_one("#details"))
         send_burst(app, *keys)
         await wait_until(pilot, lambda: type(app.screen).__name__ == opens, timeout=60)
-        assert len(calls) == 1 and screen.loaded and app.screen.recipe.name == "tiny-pirate"
+        assert len(calls) == 1
+        assert screen.loaded
+        assert app.screen.recipe.name == "tiny-pirate"
 
 
 async def test_without_cards_validation_does_not_wait_and_quitting_never_waits(
@@ -247,9 +256,8 @@ async def test_without_cards_validation_does_not_wait_and_quitting_never_waits(
         picker = app.screen
         assert isinstance(picker, recipes_screen.RecipesScreen)
         await wait_until(pilot, lambda: picker.shown)
-    assert (
-        time.monotonic() - began < 60 and len(calls) == 1
-    )  # the 600 s wait was cut short, nothing validated
+    assert time.monotonic() - began < 60
+    assert len(calls) == 1
 
 
 async def test_the_warm_up_imports_start_once_the_recipes_are_validated(

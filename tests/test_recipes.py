@@ -58,19 +58,23 @@ def test_notebook_settings_are_kept() -> None:
         "adamw_8bit",
         3407,
     )
-    assert pirate.train.train_on == "responses" and pirate.model.chat_template == "llama-3.1"
+    assert pirate.train.train_on == "responses"
+    assert pirate.model.chat_template == "llama-3.1"
     assert len(pirate.lora.target_modules) == 7
     medical = registry.load("llama2-medical")
     assert (medical.lora.r, medical.lora.alpha, medical.lora.dropout) == (64, 16, 0.1)
     assert (medical.train.batch_size, medical.train.max_steps) == (4, 100)
     falcon = registry.load("falcon7b-guanaco")
-    assert falcon.train.packing and falcon.model.max_seq_length == 512 and falcon.model.add_pad_token
+    assert falcon.train.packing
+    assert falcon.model.max_seq_length == 512
+    assert falcon.model.add_pad_token
     qwen = registry.load("qwen1.5-0.5b-qlora")
-    assert (
-        qwen.model.quant_type == "nf4" and qwen.model.double_quant and qwen.model.compute_dtype == "bfloat16"
-    )
+    assert qwen.model.quant_type == "nf4"
+    assert qwen.model.double_quant
+    assert qwen.model.compute_dtype == "bfloat16"
     csv_recipe = registry.load("qwen-csv-concepts")
-    assert csv_recipe.lora.r == 64 and csv_recipe.data.source.endswith("concepts.csv")
+    assert csv_recipe.lora.r == 64
+    assert csv_recipe.data.source.endswith("concepts.csv")
 
 
 def test_recipe_models_are_frozen_and_documented() -> None:
@@ -111,7 +115,9 @@ def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "name: x\nmodel: [unclosed\n")
     with pytest.raises(RecipeError) as err:
         registry.load_file(path)
-    assert str(path) in str(err.value) and "invalid YAML" in str(err.value) and "line" in str(err.value)
+    assert str(path) in str(err.value)
+    assert "invalid YAML" in str(err.value)
+    assert "line" in str(err.value)
 
 
 def test_unknown_key_names_field_path_and_line(tmp_path: Path) -> None:
@@ -125,7 +131,8 @@ def test_wrong_type_names_field(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD + "lora:\n  r: many\n")
     with pytest.raises(RecipeError) as err:
         registry.load_file(path)
-    assert "lora.r (line 7)" in str(err.value) and "integer" in str(err.value)
+    assert "lora.r (line 7)" in str(err.value)
+    assert "integer" in str(err.value)
 
 
 def test_missing_required_field(tmp_path: Path) -> None:
@@ -151,15 +158,19 @@ def test_extends_and_overrides_resolve(tmp_path: Path, monkeypatch: pytest.Monke
     )
     recipe = registry.load("faster-pirate", ["train.learning_rate=0.01", "lora.r=4"])
     base = registry.load("tiny-pirate")
-    assert recipe.train.max_steps == 7 and recipe.train.learning_rate == 0.01 and recipe.lora.r == 4
-    assert recipe.train.batch_size == base.train.batch_size and recipe.data.source == base.data.source
+    assert recipe.train.max_steps == 7
+    assert recipe.train.learning_rate == 0.01
+    assert recipe.lora.r == 4
+    assert recipe.train.batch_size == base.train.batch_size
+    assert recipe.data.source == base.data.source
     assert "faster-pirate" in registry.discover()
 
 
 def test_override_with_unknown_field_is_refused() -> None:
     with pytest.raises(RecipeError) as err:
         registry.load("tiny-pirate", ["train.max_stepz=3"])
-    assert "train.max_stepz" in str(err.value) and "unknown key" in str(err.value)
+    assert "train.max_stepz" in str(err.value)
+    assert "unknown key" in str(err.value)
 
 
 def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
@@ -171,7 +182,8 @@ def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "lorastudio.cli", "validate", str(bad)], capture_output=True, text=True
     )
     assert out.returncode == 1
-    assert "lora.r (line 7)" in out.stderr and "Traceback" not in out.stderr
+    assert "lora.r (line 7)" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -191,7 +203,8 @@ def test_bad_override_is_named_as_the_override(override: str, message: str) -> N
     """A bad override is the user's typing, not a line of the built-in file."""
     with pytest.raises(RecipeError) as err:
         registry.load("tiny-pirate", [override])
-    assert str(err.value).startswith(message) and "tiny-pirate.yaml" not in str(err.value)
+    assert str(err.value).startswith(message)
+    assert "tiny-pirate.yaml" not in str(err.value)
 
 
 def test_grpo_group_must_divide_the_replies_sampled_per_step(tmp_path: Path) -> None:
@@ -239,7 +252,9 @@ def test_studio_recipes_lists_whole_names_at_80_columns(tmp_path: Path) -> None:
     row = {line.split()[0]: line for line in lines[1:-1]}
     assert sorted(row) == sorted(EXPECTED | {"my-pirate"})
     tiny = row["tiny-pirate"].split()
-    assert tiny[1] == "tiny" and tiny[2].startswith("data/tiny_pir") and tiny[3:] == ["LoRA", "built-in"]
+    assert tiny[1] == "tiny"
+    assert tiny[2].startswith("data/tiny_pir")
+    assert tiny[3:] == ["LoRA", "built-in"]
     assert row["my-pirate"].split()[-1] == "user"
     assert lines[-1] == f"own recipes: {mine.parent}/*.yaml (paths: studio recipes --json)"
 
@@ -362,7 +377,8 @@ def test_cli_validate_imports_reward_files(tmp_path: Path, source: str, message:
     out = subprocess.run(
         [sys.executable, "-m", "lorastudio.cli", "validate", str(path)], capture_output=True, text=True
     )
-    assert out.returncode == 0 and out.stdout.strip() == f"{path}: ok", out.stderr
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{path}: ok", out.stderr
 
 
 def test_a_bad_train_section_does_not_blame_the_method_section() -> None:

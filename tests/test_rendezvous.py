@@ -81,7 +81,8 @@ def test_peers_learn_node_0s_run_and_node_0_waits_until_every_one_joined(root: P
     assert rendezvous.ask(one, {"want": "join", "run": run_dir.name, "host": "gpu02"}, 10)["ok"]
     assert hosting.thread.is_alive()  # node 2 has not joined yet
     assert rendezvous.ask(two, {"want": "join", "run": run_dir.name, "host": "gpu03"}, 10)["ok"]
-    assert hosting.finish() is True and hosting.host.joined == {1: "gpu02", 2: "gpu03"}
+    assert hosting.finish() is True
+    assert hosting.host.joined == {1: "gpu02", 2: "gpu03"}
     address = f"127.0.0.1:{node.main_port}"
     assert hosting.said[0].startswith(
         f"waiting for 2 of 2 peer nodes (node 1, node 2) to join at {address} since "
@@ -118,7 +119,8 @@ def test_a_peer_that_does_not_match_node_0_is_refused_naming_what_differs(
     peer = NodeSpec(request.pop("nodes", 2), 1, node.main_host, node.main_port)
     with pytest.raises(StudioError) as caught:
         rendezvous.ask(peer, request, timeout_s=10)
-    assert message in str(caught.value) and "give every node the same command line" in str(caught.value)
+    assert message in str(caught.value)
+    assert "give every node the same command line" in str(caught.value)
     assert hosting.host.joined == {}
     hosting.stop.set()
     assert hosting.finish() is False
@@ -201,7 +203,8 @@ def test_a_peer_started_first_joins_the_run_node_0_creates_not_an_older_one(root
     thread.join(timeout=60)
     assert "error" not in found, found
     run_dir, node = found["run"]
-    assert run_dir == newer != older and (node.nodes, node.node_rank) == (2, 1)
+    assert run_dir == newer != older
+    assert (node.nodes, node.node_rank) == (2, 1)
     hosting.stop.set()
     hosting.finish()
 
@@ -266,6 +269,7 @@ def test_a_peers_supervisor_joins_node_0_and_reports_a_time_out(root: Path) -> N
     )
     assert result.returncode == 1
     report = read_report(report_path(run_dir, 1))
-    assert report["code"] == 1 and report["cause"].startswith(
+    assert report["code"] == 1, json.dumps(report)
+    assert report["cause"].startswith(
         f"node 1: no studio node 0 answered at 127.0.0.1:{node.main_port} within 2 s"
     ), json.dumps(report)

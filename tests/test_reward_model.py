@@ -80,7 +80,8 @@ def test_a_reward_run_trains_to_done_its_accuracy_rising_and_loss_falling(reward
     assert sum(losses[-4:]) / 4 < sum(losses[:2]) / 2 - 0.1, losses
     assert {"min_reward", "mean_reward", "max_reward"} <= set(state.method_metrics)
     config = json.loads((reward_run / "adapter" / "adapter_config.json").read_text())
-    assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"]
+    assert config["task_type"] == "SEQ_CLS"
+    assert "score" in config["modules_to_save"]
     assert not [
         e for e in read_all(reward_run / "events.jsonl") if e["kind"] == "sample"
     ]  # it scores, never replies
@@ -200,7 +201,8 @@ def test_data_that_is_not_pairs_is_refused_before_a_run_exists(
     before = set(runs_dir().glob("*")) if runs_dir().exists() else set()
     with pytest.raises(DataError) as err:
         runs.start_run(recipe, start=False)
-    assert message in str(err.value) and str(tmp_path / "rows.jsonl") in str(err.value)
+    assert message in str(err.value)
+    assert str(tmp_path / "rows.jsonl") in str(err.value)
     assert (set(runs_dir().glob("*")) if runs_dir().exists() else set()) == before
 
 
@@ -289,7 +291,8 @@ def test_reward_rows_are_the_dpo_pairs_and_the_trainer_reads_prompt_then_reply(t
         recipe = registry.load("tiny-pirate-reward", [f"train.method={method}", "reward=null"])
         encoder = make_method_encoder(tiny_tokenizer, recipe, ["prompt", "chosen", "rejected"], pairs, "rows")
         encoded[method] = [s.row() for s in encode_rows(encoder, pairs)[0]]
-    assert encoded["reward"] == encoded["dpo"] and len(encoded["reward"]) == 6
+    assert encoded["reward"] == encoded["dpo"]
+    assert len(encoded["reward"]) == 6
     row = encoded["reward"][0]
     assert reward_row(row) == {
         "chosen_ids": row["prompt_ids"] + row["chosen_ids"],

@@ -54,7 +54,8 @@ def by_name(root: Path) -> dict[str, runs.RunSummary]:
 def test_unchanged_runs_are_not_read_again_and_a_fresh_process_uses_the_saved_cache(home: Path) -> None:
     first = by_name(home)
     cache = summary_cache()
-    assert first["a-done"].status == "done" and first["b-stopped"].step == 3
+    assert first["a-done"].status == "done"
+    assert first["b-stopped"].step == 3
     assert (cache.path.parent / CACHE_FILE).exists()
     reads = cache.reads
     assert by_name(home) == first
@@ -66,7 +67,8 @@ def test_unchanged_runs_are_not_read_again_and_a_fresh_process_uses_the_saved_ca
 
 def test_a_live_run_grows_and_only_the_new_bytes_are_folded(home: Path) -> None:
     run = live_run(home)
-    assert by_name(home)["c-live"].status == "training" and by_name(home)["c-live"].step == 2
+    assert by_name(home)["c-live"].status == "training"
+    assert by_name(home)["c-live"].step == 2
     cache = summary_cache()
     size, folded = (run / EVENTS_FILE).stat().st_size, cache.folded_bytes
     append(run, kind="metrics", step=3, max_steps=5, loss=0.25)
@@ -188,7 +190,8 @@ async def test_monitor_skips_a_tick_while_a_read_runs(home: Path, monkeypatch: p
         await wait_until(
             pilot, lambda: screen.snapshot is not None and screen.snapshot.state.step == 3, timeout=20
         )
-    assert stalled_calls == 2 and most[0] == 1
+    assert stalled_calls == 2
+    assert most[0] == 1
 
 
 def test_a_deleted_run_leaves_the_cache(home: Path) -> None:
@@ -237,7 +240,8 @@ def test_a_first_listing_reads_the_writers_summary_instead_of_every_event(home: 
 
     run = written_run(home, "d-written", steps=40)
     entry = json.loads((run / RUN_SUMMARY_FILE).read_text())
-    assert entry["offset"] == (run / EVENTS_FILE).stat().st_size and entry["state"] == full_fold(run)
+    assert entry["offset"] == (run / EVENTS_FILE).stat().st_size
+    assert entry["state"] == full_fold(run)
     cache = SummaryCache(home.parent / "fresh-cache.json")  # a new machine: nothing cached
     state = cache.state(run)
     assert (state.status, state.step, state.last_loss) == ("done", 40, 1.0 / 40)
@@ -272,7 +276,8 @@ def test_a_summary_that_does_not_match_its_events_is_ignored(home: Path, damage:
         target.write_text('{"offset": 3, "state"')
     cache = SummaryCache(home.parent / "fresh-cache.json")
     state = cache.state(run)
-    assert (state.status, state.step) == ("done", 8) and state.scalars_json() == full_fold(run)
+    assert (state.status, state.step) == ("done", 8)
+    assert state.scalars_json() == full_fold(run)
     assert cache.folded_bytes == (run / EVENTS_FILE).stat().st_size  # the whole file, once
 
 

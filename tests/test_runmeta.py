@@ -140,13 +140,14 @@ def test_a_run_json_field_readers_cannot_use_is_named_and_left_out(
 ) -> None:
     (tmp_path / "run.json").write_text(json.dumps(data))
     meta, found = rundir.inspect_meta(tmp_path)
-    assert found is not None and found.startswith(problem), found
+    assert found is not None, found
+    assert found.startswith(problem), found
     assert {key: getattr(meta, key) for key in kept} == kept
 
 
 def test_a_run_json_of_a_newer_schema_is_not_rewritten(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text(json.dumps({"schema_version": 2, "recipe": "r"}))
-    with pytest.raises(RunError, match="run.json has schema_version 2, newer than this studio writes"):
+    with pytest.raises(RunError, match=r"run.json has schema_version 2, newer than this studio writes"):
         rundir.update_meta(tmp_path, pid=4)
     assert _file(tmp_path) == {"schema_version": 2, "recipe": "r"}
 
@@ -185,7 +186,9 @@ def test_best_eval_loss_is_the_lowest_logged_in_the_listing_compare_and_the_swee
     # eval every 4 steps over 12, scale/2/sqrt(step), the last one 0.5 worse: step 8 is the lowest
     lowest = {a.name: round(6.0 / 8**0.5, 4), b.name: round(2.0 / 8**0.5, 4)}
     # neither is its best checkpoint's figure, and by those figures a would rank first
-    assert lowest[a.name] < 2.2 and lowest[b.name] < 2.5 and lowest[b.name] < lowest[a.name]
+    assert lowest[a.name] < 2.2
+    assert lowest[b.name] < 2.5
+    assert lowest[b.name] < lowest[a.name]
 
     assert main(["runs", "--json"]) == 0
     listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
@@ -208,4 +211,5 @@ def test_best_eval_loss_is_the_lowest_logged_in_the_listing_compare_and_the_swee
         (a.name, 2, lowest[a.name]),
     ]
     best = sweep.compare_sweep("lr").best
-    assert best is not None and best.result.name == b.name
+    assert best is not None
+    assert best.result.name == b.name

@@ -109,7 +109,9 @@ def test_a_bad_reference_is_refused_by_every_command_and_changes_nothing(
     argv = [a.replace("REF", reference) for a in command]
     code, out, err = studio(capsys, *argv)
     assert code == 2, (out, err)
-    assert err.startswith("studio: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("studio: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err, err
     for part in said:
         assert part in err, err
     assert files_of(root) == before  # nothing deleted, stopped, noted; no run created
@@ -131,7 +133,8 @@ def test_destructive_commands_take_only_an_exact_name_or_path(
 ) -> None:
     before = files_of(root)
     code, _, err = studio(capsys, *[a.replace("REF", reference) for a in command])
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2
+    assert err.count("\n") == 1
     assert f"'{reference}' is not a run's exact name (it means {means}" in err, err
     assert files_of(root) == before
 
@@ -144,7 +147,8 @@ def test_delete_takes_an_exact_name_or_a_path(
 ) -> None:
     reference = reference.replace("PATH", str(root / OLD))
     code, out, _ = studio(capsys, "runs", "delete", reference, "--yes")
-    assert code == 0 and out == f"deleted {OLD}\n"
+    assert code == 0
+    assert out == f"deleted {OLD}\n"
     assert sorted(p.name for p in root.iterdir()) == [OLD2, GRPO]
 
 
@@ -185,7 +189,8 @@ def test_the_reference_rules(root: Path, reference: str, name: str, which: str |
 def test_odd_references_get_a_message_not_a_traceback(root: Path, reference: str, message: str) -> None:
     with pytest.raises(RunError) as caught:
         resolve_run(reference)
-    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
 
 
 MCP_TOOLS = [
@@ -227,7 +232,8 @@ def test_mcp_stop_run_takes_only_an_exact_name(root: Path, reference: str) -> No
 def test_sweep_stop_takes_a_sweep_name_exactly(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("", "*", "tiny"):
         code, _, err = studio(capsys, "sweep", "stop", name)
-        assert code == 2 and f"no sweep named {name!r}" in err
+        assert code == 2
+        assert f"no sweep named {name!r}" in err
         with pytest.raises(StudioError, match=f"no sweep named {name!r}"):
             mcpserver.stop_sweep(name)
 
@@ -267,13 +273,15 @@ def test_a_chat_engine_says_which_run_and_checkpoint_it_loads(
 
     engine = engine_for(reference)
     assert engine.source == source
-    assert engine.adapter_dir is not None and engine.adapter_dir.parent.name in ("checkpoints", OLD, GRPO)
+    assert engine.adapter_dir is not None
+    assert engine.adapter_dir.parent.name in ("checkpoints", OLD, GRPO)
 
 
 def test_the_runs_listing_json_is_untouched(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The resolver reads run.json only; the listing still finds every run (newest first)."""
     code, out, _ = studio(capsys, "runs", "--json")
-    assert code == 0 and [r["name"] for r in json.loads(out)] == [GRPO, OLD2, OLD]
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)] == [GRPO, OLD2, OLD]
 
 
 @pytest.fixture
@@ -293,11 +301,12 @@ def real_checkpoint(tiny_model: Path, root: Path) -> Path:
 def test_cli_chat_at_latest_says_which_checkpoint_it_loaded(
     real_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = studio(
+    code, _out, err = studio(
         capsys, "chat", f"{OLD}@latest", "--prompt", "hi", "--max-new-tokens", "2", "--greedy"
     )
     assert code == 0, err
-    assert f"chat: run {OLD}, checkpoint-8 (its latest)\n" in err and "tuned" in err
+    assert f"chat: run {OLD}, checkpoint-8 (its latest)\n" in err
+    assert "tuned" in err
 
 
 async def test_the_chat_screen_says_which_checkpoint_latest_took(real_checkpoint: Path) -> None:

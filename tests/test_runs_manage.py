@@ -57,7 +57,8 @@ def test_note_is_stored_in_the_run_and_listed(runs_root: Path) -> None:
     assert listed[run.name]["note"] == "baseline lr 3e-3"
     assert listed["tiny-pirate-20260922-113000"]["note"] == "smaller batch"
     cli("runs", "note", run.name, "--clear")
-    assert manage.read_note(run) == "" and not (run / "note.txt").exists()
+    assert manage.read_note(run) == ""
+    assert not (run / "note.txt").exists()
 
 
 def test_runs_cli_prints_whole_names_in_a_narrow_pipe(runs_root: Path) -> None:
@@ -76,7 +77,8 @@ def test_delete_removes_the_directory_and_refuses_a_live_run(runs_root: Path) ->
         manage.delete_run(live)
     assert (live / "run.json").exists()
     manage.delete_run(done)
-    assert not done.exists() and not list(runs_root.glob(".*deleting"))
+    assert not done.exists()
+    assert not list(runs_root.glob(".*deleting"))
     assert [r.name for r in runs.list_runs(runs_root)] == [
         "qwen-csv-concepts-long-experiment-20260922-120000",
         live.name,
@@ -88,7 +90,9 @@ def test_delete_removes_the_directory_and_refuses_a_live_run(runs_root: Path) ->
 def test_delete_cli_asks_for_yes_when_not_at_a_terminal(runs_root: Path) -> None:
     name = "qwen-csv-concepts-long-experiment-20260922-120000"
     refused = cli("runs", "delete", name, check=False)
-    assert refused.returncode == 2 and "--yes" in refused.stderr and (runs_root / name).exists()
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    assert (runs_root / name).exists()
     assert cli("runs", "delete", name, "--yes").stdout.strip() == f"deleted {name}"
     assert not (runs_root / name).exists()
 
@@ -106,7 +110,8 @@ def test_deleting_a_linked_run_removes_the_link_and_keeps_its_folder(
     assert "kept-elsewhere" in [r.name for r in runs.list_runs(runs_root)]
     out = cli("runs", "delete", "kept-elsewhere" if how == "name" else str(link), "--yes")
     assert out.stdout.strip() == f"deleted the link kept-elsewhere (its folder {elsewhere} is kept)"
-    assert not link.is_symlink() and not list(runs_root.glob(".*deleting"))
+    assert not link.is_symlink()
+    assert not list(runs_root.glob(".*deleting"))
     assert sorted(p.relative_to(elsewhere) for p in elsewhere.rglob("*")) == kept
 
 
@@ -118,7 +123,8 @@ def test_sort_orders(runs_root: Path) -> None:
     _mark_live(runs_root / "tiny-pirate-20260922-101500")
     by_status = manage.sort_runs(runs.list_runs(runs_root), "status")
     assert [r.status for r in by_status] == ["training", "stopped", "done"]
-    assert manage.next_sort("time") == "loss" and manage.next_sort("status") == "time"
+    assert manage.next_sort("time") == "loss"
+    assert manage.next_sort("status") == "time"
 
 
 def test_a_grpo_run_lists_its_mean_reward_instead_of_its_loss(runs_root: Path) -> None:
@@ -137,16 +143,19 @@ def test_a_grpo_run_lists_its_mean_reward_instead_of_its_loss(runs_root: Path) -
                 handle.write(json.dumps({"v": 1, "t": time.time(), **event}) + "\n")
     listed = {r.name: r for r in runs.list_runs(runs_root)}
     grpo = listed[made[1].name]
-    assert grpo.last_reward == 0.75 and grpo.progress == "r=0.750"
+    assert grpo.last_reward == 0.75
+    assert grpo.progress == "r=0.750"
     sft = listed["tiny-pirate-20260922-101500"]
-    assert sft.last_reward is None and sft.progress == f"{sft.last_loss:.4f}"
+    assert sft.last_reward is None
+    assert sft.progress == f"{sft.last_loss:.4f}"
     by_loss = manage.sort_runs(list(listed.values()), "loss")
     assert [r.name for r in by_loss[-2:]] == [made[1].name, made[0].name]
     assert all(r.last_reward is None for r in by_loss[:-2])
     as_json = {r["name"]: r for r in json.loads(cli("runs", "--json").stdout)}
     assert as_json[made[0].name]["last_reward"] == 0.5
     line = next(line for line in cli("runs").stdout.splitlines() if line.startswith(made[0].name))
-    assert "r=0.500" in line and "0.0001" not in line
+    assert "r=0.500" in line
+    assert "0.0001" not in line
 
 
 def test_resume_refuses_live_and_finished_runs(runs_root: Path) -> None:
@@ -156,7 +165,8 @@ def test_resume_refuses_live_and_finished_runs(runs_root: Path) -> None:
     with pytest.raises(RunError, match="still running"):
         manage.resume_run(runs_root / "tiny-pirate-20260922-113000")
     out = cli("resume", "tiny-pirate-20260922-101500", check=False)
-    assert out.returncode == 2 and "only a stopped, failed or died run" in out.stderr
+    assert out.returncode == 2
+    assert "only a stopped, failed or died run" in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -174,7 +184,8 @@ def test_resume_changes_only_how_a_batch_is_held(runs_root: Path, overrides: lis
     before = recipe_file.read_text()
     with pytest.raises((RunError, RecipeError)) as caught:
         manage.resume_overrides(run_dir, overrides)
-    assert says in str(caught.value) and recipe_file.read_text() == before  # nothing written
+    assert says in str(caught.value)
+    assert recipe_file.read_text() == before
     assert manage.resume_overrides(run_dir, ["train.batch_size=1", "train.gradient_checkpointing=on"])
     train = runs.load_run_recipe(run_dir).train
     assert (train.batch_size, train.gradient_checkpointing) == (1, "on")
@@ -198,7 +209,8 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
     stopped_at = step()
     assert 3 <= stopped_at < 400
     latest = runs.latest_checkpoint(run_dir)
-    assert latest is not None and latest.name == f"checkpoint-{stopped_at}"
+    assert latest is not None
+    assert latest.name == f"checkpoint-{stopped_at}"
     labels = [c.label for c in manage.checkpoints(run_dir)]
     assert labels == ["adapter (final)", f"checkpoint-{stopped_at}"]
     # Resume with fewer steps to go, so the test stays short: the recipe snapshot is what the worker trains.
@@ -207,8 +219,9 @@ def test_stop_saves_a_checkpoint_and_resume_continues_from_that_step(tiny_model:
     before = len(read_all(run_dir / EVENTS_FILE))
     # as after running out of memory: a smaller batch, the effective batch kept by accumulation
     smaller = ["train.batch_size=1", "train.gradient_accumulation=2"]
-    pid, checkpoint = manage.resume_run(run_dir, overrides=smaller)
-    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stopped_at}"
+    _pid, checkpoint = manage.resume_run(run_dir, overrides=smaller)
+    assert checkpoint is not None
+    assert checkpoint.name == f"checkpoint-{stopped_at}"
     resumed_with = runs.load_run_recipe(run_dir).train
     assert (resumed_with.batch_size, resumed_with.gradient_accumulation) == (1, 2)
     assert runs.read_meta(run_dir).resumed_with == smaller
@@ -230,7 +243,8 @@ def test_a_run_created_with_no_start_says_so_and_resume_starts_it(tiny_model: Pa
     made = cli("train", "tiny-pirate", "train.max_steps=2", "train.save_steps=1000", "--no-start")
     run_dir = Path(made.stdout.strip())
     summary = runs.summarise(run_dir)
-    assert summary.status == "queued" and summary.cause == runs.NOT_STARTED_CAUSE
+    assert summary.status == "queued"
+    assert summary.cause == runs.NOT_STARTED_CAUSE
     assert runs.NOT_STARTED_CAUSE in cli("runs", "--json").stdout
     out = cli("resume", run_dir.name)
     assert out.stdout.startswith(f"resuming {run_dir.name} from step 0")
@@ -238,7 +252,9 @@ def test_a_run_created_with_no_start_says_so_and_resume_starts_it(tiny_model: Pa
     while runs.summarise(run_dir).status not in ("done", "failed", "died") and time.monotonic() < deadline:
         time.sleep(0.2)
     done = runs.summarise(run_dir)
-    assert done.status == "done" and done.step == 2 and done.cause is None
+    assert done.status == "done"
+    assert done.step == 2
+    assert done.cause is None
     with pytest.raises(RunError, match="is done"):  # started once: an ordinary finished run from now on
         manage.resume_run(run_dir)
 
@@ -252,9 +268,11 @@ def test_cli_shows_notes_and_recipe_values_with_brackets_as_written(runs_root: P
     recipe = b / runs.RECIPE_FILE
     recipe.write_text(recipe.read_text().replace("/srv/data/tiny_pirate.jsonl", f"'/srv/{hostile}.jsonl'"))
     listing = cli("runs")
-    assert hostile in listing.stdout and "Traceback" not in listing.stderr
+    assert hostile in listing.stdout
+    assert "Traceback" not in listing.stderr
     compared = cli("runs", "compare", a.name, b.name)
-    assert f"/srv/{hostile}.jsonl" in compared.stdout and "Traceback" not in compared.stderr
+    assert f"/srv/{hostile}.jsonl" in compared.stdout
+    assert "Traceback" not in compared.stderr
 
 
 # -- compare ---------------------------------------------------------------------------------------
@@ -313,14 +331,17 @@ def test_compare_results_and_json_shape(runs_root: Path) -> None:
         "peak_vram_mb",
         "tokens_seen",
     }
-    assert first["name"] == a.name and first["status"] == "done"
+    assert first["name"] == a.name
+    assert first["status"] == "done"
     assert first["final_loss"] == round(12.0 / 12**0.7, 4) == first["best_loss"]
     # eval every 4 steps; the last one is worse, so final and best eval differ
     assert first["eval_loss"] == round(6.0 / 12**0.5 + 0.5, 4)
-    assert first["best_eval_loss"] == round(6.0 / 8**0.5, 4) and first["best_eval_step"] == 8
+    assert first["best_eval_loss"] == round(6.0 / 8**0.5, 4)
+    assert first["best_eval_step"] == 8
     assert first["tokens_per_s"] == round(sum(8000.0 + s for s in range(1, 13)) / 12, 1)
     assert first["duration_s"] == pytest.approx(0.5 * (2 + 2 * 12 + 3), abs=0.01)  # starting -> done
-    assert first["peak_vram_mb"] is None and first["peak_rss_mb"] == 612.0
+    assert first["peak_vram_mb"] is None
+    assert first["peak_rss_mb"] == 612.0
     with pytest.raises(RunError, match="two or more"):
         compare.compare_runs([a, a])
 
@@ -331,11 +352,14 @@ def test_compare_says_when_the_losses_are_not_the_same_measure(runs_root: Path) 
     a, b = runs_root / "tiny-pirate-20260922-101500", runs_root / "tiny-pirate-20260922-113000"
     assert compare.compare_runs([a, b]).loss_caveat is None  # learning rate and batch size: the same loss
     dpo = registry.load("smollm2-pirate-dpo")  # ships with rpo_alpha 1.0
-    assert dpo.dpo is not None and dpo.dpo.rpo_alpha == 1.0
+    assert dpo.dpo is not None
+    assert dpo.dpo.rpo_alpha == 1.0
     (a / "recipe.yaml").write_text(registry.dump(dpo))
     (b / "recipe.yaml").write_text(registry.dump(registry.load("smollm2-pirate-dpo", ["dpo.rpo_alpha=null"])))
     caveat = compare.compare_runs([a, b]).loss_caveat
-    assert caveat is not None and "dpo.rpo_alpha" in caveat and "train.method" not in caveat
+    assert caveat is not None
+    assert "dpo.rpo_alpha" in caveat
+    assert "train.method" not in caveat
     assert json.loads(cli("runs", "compare", a.name, b.name, "--json").stdout)["loss_caveat"] == caveat
     assert "not the same measure (dpo.rpo_alpha differ)" in " ".join(
         cli("runs", "compare", a.name, b.name).stdout.split()
@@ -359,7 +383,8 @@ def test_compare_dedupes_resumed_steps_and_reads_gpu_peak(tmp_path: Path) -> Non
             handle.write(json.dumps({"v": 1, "t": 100.0 + i, **event}) + "\n")
     result = compare.run_result(run)
     assert [s for s, _ in result.loss] == [1, 2, 3, 4, 5, 6]
-    assert result.loss[-1] == (6, 0.4) and result.final_loss == 0.4
+    assert result.loss[-1] == (6, 0.4)
+    assert result.final_loss == 0.4
     assert result.peak_vram_mb == 5006.0
     assert result.duration_s == pytest.approx(0.5 * (2 + 2 * 6) + 3, abs=0.01)  # both sessions, not the gap
 
@@ -386,11 +411,17 @@ def test_runs_compare_cli_on_two_short_runs_differing_in_learning_rate(tiny_mode
     data = json.loads(out.stdout)
     assert data["differing"] == {"train.learning_rate": {made[0].name: 0.003, made[1].name: 0.0005}}
     for run in data["runs"]:
-        assert run["status"] == "done" and run["step"] == 4
-        assert isinstance(run["eval_loss"], float) and isinstance(run["final_loss"], float)
-        assert run["tokens_per_s"] > 0 and run["duration_s"] > 0
+        assert run["status"] == "done"
+        assert run["step"] == 4
+        assert isinstance(run["eval_loss"], float)
+        assert isinstance(run["final_loss"], float)
+        assert run["tokens_per_s"] > 0
+        assert run["duration_s"] > 0
     text = cli("runs", "compare", made[0].name, made[1].name).stdout
-    assert "train.learning_rate" in text and "0.003" in text and "0.0005" in text and made[1].name in text
+    assert "train.learning_rate" in text
+    assert "0.003" in text
+    assert "0.0005" in text
+    assert made[1].name in text
 
 
 def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:

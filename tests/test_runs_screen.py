@@ -87,9 +87,11 @@ async def test_keys_typed_while_the_list_loads_act_in_order(
         await burst(pilot, "ctrl+r", "down", "down", "space", "up", "enter")
         screen = app.screen
         # The keys behind ctrl+r reach the Runs screen once it is up, before its list: it keeps them in order.
-        assert isinstance(screen, runs_screen.RunsScreen) and not screen.loaded
+        assert isinstance(screen, runs_screen.RunsScreen)
+        assert not screen.loaded
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=30.0)
-        assert screen_of(app, MonitorScreen).run_dir == runs_root / MIDDLE and screen.marked == [OLDEST]
+        assert screen_of(app, MonitorScreen).run_dir == runs_root / MIDDLE
+        assert screen.marked == [OLDEST]
         await pilot.pause(0.3)
 
 
@@ -127,9 +129,11 @@ async def test_space_marks_and_v_opens_compare(runs_root: Path) -> None:
         }
         assert rows == {"train.learning_rate": ["0.001", "0.003"], "train.batch_size": ["4", "8"]}
         results = screen.query_one("#compare-results", DataTable)
-        assert results.row_count == 2 and results.get_row_at(0)[1] == f"{9.0 / 12**0.7:.4f}"
+        assert results.row_count == 2
+        assert results.get_row_at(0)[1] == f"{9.0 / 12**0.7:.4f}"
         chart = plain(screen.query_one(CompareChart))
-        assert "step" in chart and any("\u2800" < ch <= "\u28ff" for ch in chart)
+        assert "step" in chart
+        assert any("\u2800" < ch <= "\u28ff" for ch in chart)
         assert MIDDLE in plain(screen.query_one("#compare-legend"))
         await pilot.press("e", "l")
         assert "eval loss" in plain(screen.query_one("#compare-title"))
@@ -154,7 +158,8 @@ async def test_compare_warns_when_the_losses_are_not_the_same_measure(runs_root:
         assert MIDDLE in plain(screen.query_one("#compare-legend"))
         caveat = screen.query_one("#compare-caveat")
         assert "not the same measure (train.method" in " ".join(plain(caveat).split())
-        assert caveat.display and caveat.region.height >= 1  # on screen, whatever the legend's height
+        assert caveat.display
+        assert caveat.region.height >= 1
 
 
 async def test_compare_needs_two_marks(runs_root: Path) -> None:
@@ -163,7 +168,8 @@ async def test_compare_needs_two_marks(runs_root: Path) -> None:
     app = StudioApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+r", "space", "v")
-        assert isinstance(app.screen, RunsScreen) and app.screen.marked == [NEWEST]
+        assert isinstance(app.screen, RunsScreen)
+        assert app.screen.marked == [NEWEST]
         await pilot.press("up", "space")  # unmark again
         assert app.screen.marked == []
 
@@ -180,10 +186,12 @@ async def test_delete_asks_and_removes_the_directory(runs_root: Path) -> None:
         await pilot.pause()
         question = app.screen.query_one("#confirm-question")
         # the long path wraps inside the box at 80 columns instead of being cut at its edge
-        assert question.region.right <= 80 and question.size.height >= 3
+        assert question.region.right <= 80
+        assert question.size.height >= 3
         assert str(runs_root / MIDDLE) in plain(question)
         await pilot.press("n")  # the answer comes once the question is on screen
-        assert isinstance(app.screen, RunsScreen) and (runs_root / MIDDLE).exists()
+        assert isinstance(app.screen, RunsScreen)
+        assert (runs_root / MIDDLE).exists()
         await pilot.press("delete")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -227,7 +235,8 @@ async def test_delete_runs_on_a_worker_and_the_row_says_so(
         )
         screen = screen_of(app, RunsScreen)
         await wait_until(pilot, lambda: current_name(screen) == OLDEST)  # the Down behind y moved on
-        assert screen.working == {MIDDLE: "delete"} and status_cell(screen, MIDDLE) == "deleting…"
+        assert screen.working == {MIDDLE: "delete"}
+        assert status_cell(screen, MIDDLE) == "deleting…"
         assert (runs_root / MIDDLE / "run.json").exists()
         await pilot.press("up", "delete")  # a second Delete of the same run is refused, not started again
         assert any(f"{MIDDLE}: deleting…" in n.message for n in app._notifications)
@@ -258,9 +267,12 @@ async def test_a_failed_delete_is_a_notification_naming_the_run(runs_root: Path)
         screen = screen_of(app, RunsScreen)
         await wait_until(pilot, lambda: not screen.working)
         failed = [n for n in app._notifications if n.severity == "error"]
-        assert failed and failed[-1].title == f"cannot delete {MIDDLE}" and MIDDLE in failed[-1].message
+        assert failed
+        assert failed[-1].title == f"cannot delete {MIDDLE}"
+        assert MIDDLE in failed[-1].message
         assert "still running" in failed[-1].message
-        assert (runs_root / MIDDLE / "run.json").exists() and status_cell(screen, MIDDLE) != "deleting…"
+        assert (runs_root / MIDDLE / "run.json").exists()
+        assert status_cell(screen, MIDDLE) != "deleting…"
 
 
 async def test_delete_refuses_a_live_run(runs_root: Path) -> None:
@@ -288,14 +300,17 @@ async def test_note_sort_and_detail(runs_root: Path) -> None:
         assert (runs_root / MIDDLE / "note.txt").read_text() == "smaller batch\n"
         table = screen.query_one(DataTable)
         note = str(table.get_row(MIDDLE)[-1])  # cut beside the long names at 80 columns, whole below
-        assert note.endswith("…") and "smaller batch".startswith(note[:-1]) and len(note) >= 6
+        assert note.endswith("…")
+        assert "smaller batch".startswith(note[:-1])
+        assert len(note) >= 6
         assert "note: smaller batch" in plain(screen.query_one("#run-detail"))
         await pilot.press("o")  # by loss: lowest last loss first
         assert screen.sort_key == "loss"
         assert [r.name for r in screen.runs] == [MIDDLE, OLDEST, NEWEST]
         assert current_name(screen) == MIDDLE  # the cursor stays on the same run
         await pilot.press("o")
-        assert screen.sort_key == "status" and [r.status for r in screen.runs] == ["stopped", "done", "done"]
+        assert screen.sort_key == "status"
+        assert [r.status for r in screen.runs] == ["stopped", "done", "done"]
         await pilot.press("n", "escape")  # cancelling keeps the note
         assert (runs_root / MIDDLE / "note.txt").exists()
 
@@ -352,11 +367,14 @@ def test_chart_overlays_series_on_shared_axes() -> None:
 
     text = render_chart([("A", [(1, 4.0), (10, 1.0)]), ("B", [(1, 2.0), (20, 0.5)])], width=40, height=10)
     lines = text.plain.splitlines()
-    assert len(lines) == 10 and all(len(line) <= 40 for line in lines)
-    assert lines[0].lstrip().startswith("4 ┤") and lines[7].lstrip().startswith("0.5 ┤")  # y from both runs
+    assert len(lines) == 10
+    assert all(len(line) <= 40 for line in lines)
+    assert lines[0].lstrip().startswith("4 ┤")
+    assert lines[7].lstrip().startswith("0.5 ┤")
     assert lines[-1].split() == ["1", "step", "20"]  # x spans both runs
     styles = {span.style for span in text.spans}
-    assert SERIES_COLORS[0] in styles and SERIES_COLORS[1] in styles
+    assert SERIES_COLORS[0] in styles
+    assert SERIES_COLORS[1] in styles
     assert "(log y)" in render_chart([("A", [(1, 100.0), (2, 1.0)])], 40, 8, log_y=True).plain
     assert render_chart([("A", [])], 40, 8).plain == "no loss logged yet"
 
@@ -400,7 +418,9 @@ async def test_help_over_the_monitor_lists_every_key_once_with_a_name(runs_root:
         console = Console(width=80, file=io.StringIO(), record=True, color_system=None)
         console.print(app.screen.query_one(Static).content)  # the table itself
         rows = [" ".join(line.split()) for line in console.export_text().splitlines()]
-        assert "r, ^r Runs" in rows and "1 loss chart" in rows and "5 memory MiB chart" in rows
+        assert "r, ^r Runs" in rows
+        assert "1 loss chart" in rows
+        assert "5 memory MiB chart" in rows
         assert not any("select_chart" in row for row in rows)
         assert sum(row.startswith("s ") for row in rows) == 1  # Stop, once
 
@@ -474,9 +494,14 @@ async def test_at_80_columns_a_long_status_leaves_every_column_on_screen(runs_ro
         assert str(table.get_row_at(0)[2]) == "queued"
         lines = screen_lines(app)
         queued = next(line for line in lines if "tiny-pirate-20260922-150000" in line)
-        assert "queued " in queued and "0/?" in queued and "09-21 17:33" in queued
+        assert "queued " in queued
+        assert "0/?" in queued
+        assert "09-21 17:33" in queued
         long = next(line for line in lines if "stopped" in line)
-        assert "…20260922-120000" in long and "7/40" in long and "5.1223" in long and "09-21 16:13" in long
+        assert "…20260922-120000" in long
+        assert "7/40" in long
+        assert "5.1223" in long
+        assert "09-21 16:13" in long
         assert "queued (waiting for CPU)" in plain(app.screen.query_one("#run-detail"))
 
 
@@ -502,9 +527,11 @@ async def test_home_and_end_move_to_the_first_and_last_run(
         screen = screen_of(app, runs_screen.RunsScreen)
         table = screen.query_one("#runs-table", runs_screen.RunsTable)
         await wait_until(pilot, lambda: not app.keys_waiting, timeout=10)
-        assert table.cursor_row == 2 and current_name(screen) == OLDEST
+        assert table.cursor_row == 2
+        assert current_name(screen) == OLDEST
         await pilot.press("home")
-        assert table.cursor_row == 0 and current_name(screen) == NEWEST
+        assert table.cursor_row == 0
+        assert current_name(screen) == NEWEST
         await pilot.press("end", "up")
         assert current_name(screen) == MIDDLE
 

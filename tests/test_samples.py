@@ -20,9 +20,12 @@ PROMPTS = ["Where is the treasure?", "What is the weather like?"]
 
 
 def test_samples_field_forms() -> None:
-    assert SamplesSection().held_out == 3 and SamplesSection().enabled  # on by default
+    assert SamplesSection().held_out == 3
+    assert SamplesSection().enabled
     listed = SamplesSection.model_validate(PROMPTS)
-    assert listed.prompts == PROMPTS and listed.held_out == 0 and listed.max_new_tokens == 64
+    assert listed.prompts == PROMPTS
+    assert listed.held_out == 0
+    assert listed.max_new_tokens == 64
     assert not SamplesSection.model_validate([]).enabled
     assert SamplesSection.model_validate({"held_out": 2}).held_out == 2
     with pytest.raises(ValidationError):
@@ -40,7 +43,8 @@ def test_held_out_prompts_are_eval_rows_and_deterministic(tiny_tokenizer) -> Non
 
     recipe = registry.load("tiny-pirate")
     first = [p.text for p in held_out_prompts(recipe, 3)]
-    assert first == [p.text for p in held_out_prompts(recipe, 3)] and len(first) == 3
+    assert first == [p.text for p in held_out_prompts(recipe, 3)]
+    assert len(first) == 3
     rows = load_rows(recipe.data).rows
     _, held = train_eval_split(list(range(len(rows))), recipe.data.eval_fraction, recipe.train.seed)
     assert first == [rows[i]["instruction"] for i in held[:3]]
@@ -53,8 +57,10 @@ def test_fold_keeps_rounds_and_time() -> None:
     event = SampleEvent(step=4, at="eval", prompts=("a",), replies=("b",), finish=("stop",), seconds=1.5)
     state.apply({"v": 1, "t": 1.0, "kind": "sample", **event.to_json()})
     state.apply({"v": 1, "t": 2.0, "kind": "sample", "step": "x", "prompts": []})  # malformed: skipped
-    assert [s.step for s in state.samples] == [4] and state.sampling_s == 1.5
-    assert state.samples[0].reply_to("a") == "b" and state.samples[0].t == 1.0
+    assert [s.step for s in state.samples] == [4]
+    assert state.sampling_s == 1.5
+    assert state.samples[0].reply_to("a") == "b"
+    assert state.samples[0].t == 1.0
 
 
 @pytest.mark.slow
@@ -78,10 +84,15 @@ def test_run_samples_at_start_each_eval_and_end(tiny_model: Path) -> None:
     assert evals == [2, 4, 6]
     assert [(s["step"], s["at"]) for s in samples] == [(0, "start"), (2, "eval"), (4, "eval"), (6, "eval")]
     for s in samples:
-        assert s["prompts"][:2] == PROMPTS and len(s["prompts"]) == 3 and len(s["replies"]) == 3
-        assert all(isinstance(r, str) for r in s["replies"]) and s["seconds"] > 0 and s["max_new_tokens"] == 8
+        assert s["prompts"][:2] == PROMPTS
+        assert len(s["prompts"]) == 3
+        assert len(s["replies"]) == 3
+        assert all(isinstance(r, str) for r in s["replies"])
+        assert s["seconds"] > 0
+        assert s["max_new_tokens"] == 8
     state = state_of(run_dir)
-    assert state.status == "done" and len(state.samples) == 4
+    assert state.status == "done"
+    assert len(state.samples) == 4
     assert state.sampling_s == pytest.approx(sum(s["seconds"] for s in samples), abs=0.01)
 
 

@@ -76,9 +76,12 @@ async def test_samples_pane_steps_through_history(sampled_run: Path) -> None:
         view = screen.query_one(SamplesView)
         assert not view.display
         await pilot.press("p")
-        assert view.display and app.focused is view
+        assert view.display
+        assert app.focused is view
         body = text_of(view.query_one("#samples-body"))
-        assert "end · step 12" in body and "round 3/3" in body and "buried on the isle" in body
+        assert "end · step 12" in body
+        assert "round 3/3" in body
+        assert "buried on the isle" in body
         # the data's answer under the reply it belongs to, and none where the data has none
         treasure, egg = body.split("▌ ")[1:]
         assert "reference: Arr, the treasure be buried where X marks the spot!" in " ".join(treasure.split())
@@ -87,24 +90,27 @@ async def test_samples_pane_steps_through_history(sampled_run: Path) -> None:
         # the changes from the previous round are marked: added words green, dropped ones struck through
         spans = view.render_text().spans
         styles = {str(s.style) for s in spans}
-        assert "bold green" in styles and "red strike" in styles
+        assert "bold green" in styles
+        assert "red strike" in styles
         await pilot.press("left")
         body = text_of(view.query_one("#samples-body"))
-        assert (
-            "eval · step 6" in body
-            and "round 2/3 (held)" in body
-            and "Arr, the treasure be in the bank." in body
-        )
+        assert "eval · step 6" in body
+        assert "round 2/3 (held)" in body
+        assert "Arr, the treasure be in the bank." in body
         await pilot.press("left", "left")  # stops at the first round
         body = text_of(view.query_one("#samples-body"))
-        assert "base · step 0" in body and "round 1/3" in body and "added" not in body
+        assert "base · step 0" in body
+        assert "round 1/3" in body
+        assert "added" not in body
         await pilot.press("end")
         assert "round 3/3" in text_of(view.query_one("#samples-body"))
         await pilot.press("b")
         body = text_of(view.query_one("#samples-body"))
-        assert "base: The treasure is in the bank." in body and "base: Boil water, add the egg." in body
+        assert "base: The treasure is in the bank." in body
+        assert "base: Boil water, add the egg." in body
         await pilot.press("p")
-        assert not view.display and screen.query_one("#charts").display
+        assert not view.display
+        assert screen.query_one("#charts").display
 
 
 async def test_compare_shows_replies_side_by_side(sampled_run: Path, tmp_path: Path) -> None:
@@ -124,7 +130,9 @@ async def test_compare_shows_replies_side_by_side(sampled_run: Path, tmp_path: P
         await wait_until(pilot, lambda: getattr(app.screen, "histories", None) is not None)
         await pilot.pause()
         text = screen_text(app)
-        assert "buried on the isle" in text and "under the palm" in text and "Where is the treasure?" in text
+        assert "buried on the isle" in text
+        assert "under the palm" in text
+        assert "Where is the treasure?" in text
         await pilot.press("b")
         await pilot.pause()
         assert "The treasure is in the bank." in screen_text(app)
@@ -135,11 +143,15 @@ def test_cli_runs_samples(sampled_run: Path, capsys: pytest.CaptureFixture[str])
 
     assert main(["runs", "samples", sampled_run.name, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["prompts"] == list(PROMPTS) and [r["step"] for r in data["rounds"]] == [0, 6, 12]
-    assert data["rounds"][2]["replies"][0]["reply"] == ROUNDS[2][2][0] and data["sampling_s"] == 3.75
+    assert data["prompts"] == list(PROMPTS)
+    assert [r["step"] for r in data["rounds"]] == [0, 6, 12]
+    assert data["rounds"][2]["replies"][0]["reply"] == ROUNDS[2][2][0]
+    assert data["sampling_s"] == 3.75
     assert main(["runs", "samples", sampled_run.name]) == 0
     out = capsys.readouterr()
-    assert "end · step 12" in out.out and "{+" in out.out and "[-" in out.out  # piped: marks as text
+    assert "end · step 12" in out.out
+    assert "{+" in out.out
+    assert "[-" in out.out
     assert "3 rounds, 3.8 s spent sampling" in out.err
 
 

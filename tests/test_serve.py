@@ -140,7 +140,9 @@ def test_non_loopback_host_needs_a_key(
     value, made = api_key(host, key_env)
     assert made is generated
     if key == "generated":
-        assert value and len(value) >= 32 and value != api_key(host, key_env)[0]  # a fresh one each time
+        assert value
+        assert len(value) >= 32
+        assert value != api_key(host, key_env)[0]
     else:
         assert value == key
 
@@ -155,9 +157,11 @@ def test_vllm_command_names_the_adapter_as_a_lora_module(tmp_path: Path, r: int,
     target = ServeTarget(name="pirate", base="/models/SmolLM2-135M", adapter=adapter)
     cmd, key_var, models = engine_command("vllm", target, "pirate", "127.0.0.1", 8123)
     assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert cmd[cmd.index("--lora-modules") + 1] == f"pirate={adapter}" and "--enable-lora" in cmd
+    assert cmd[cmd.index("--lora-modules") + 1] == f"pirate={adapter}"
+    assert "--enable-lora" in cmd
     assert cmd[cmd.index("--max-lora-rank") + 1] == str(rank)
-    assert key_var == "VLLM_API_KEY" and models == ("pirate", "SmolLM2-135M")
+    assert key_var == "VLLM_API_KEY"
+    assert models == ("pirate", "SmolLM2-135M")
 
 
 def adapter_folder(folder: Path, rank: int) -> Path:
@@ -177,14 +181,17 @@ def test_vllm_serves_several_adapters_on_one_base(tmp_path: Path) -> None:
     ]
     target = combine_targets(["pirate", "pirate@40", "poet"], resolved)
     cmd, key_var, models = engine_command("vllm", target, target.name, "127.0.0.1", 8123)
-    assert cmd[cmd.index("--model") + 1] == "/models/SmolLM2-135M" and "--enable-lora" in cmd
+    assert cmd[cmd.index("--model") + 1] == "/models/SmolLM2-135M"
+    assert "--enable-lora" in cmd
     assert cmd[cmd.index("--max-loras") + 1] == "3"
     assert cmd[cmd.index("--max-lora-rank") + 1] == "64"  # the highest of the three, as vLLM takes it
     start = cmd.index("--lora-modules") + 1
     assert cmd[start : start + 3] == [f"{name}={tmp_path / name}" for name in ranks]
-    assert cmd.count("--lora-modules") == 1 and cmd[start + 3 :] == []
+    assert cmd.count("--lora-modules") == 1
+    assert cmd[start + 3 :] == []
     # each adapter is asked for by its run's name; the bare base by its folder's name
-    assert models == ("pirate", "pirate-step40", "poet", "SmolLM2-135M") and key_var == "VLLM_API_KEY"
+    assert models == ("pirate", "pirate-step40", "poet", "SmolLM2-135M")
+    assert key_var == "VLLM_API_KEY"
 
 
 @pytest.mark.parametrize(
@@ -322,9 +329,11 @@ def test_damaged_serve_json_listed_with_its_reason() -> None:
     path.mkdir(parents=True)
     (path / SERVE_FILE).write_text('{"id": "broken-1", "port": "eighty"}')
     row = listed()["broken-1"]
-    assert row["status"] == "damaged" and SERVE_FILE in row["problem"]
+    assert row["status"] == "damaged"
+    assert SERVE_FILE in row["problem"]
     code, out, _ = studio("serve", "list")
-    assert code == 0 and "broken-1  damaged:" in out
+    assert code == 0
+    assert "broken-1  damaged:" in out
 
 
 @pytest.mark.slow  # the engine starts (transformers imports) before it finds the model cannot load
@@ -336,10 +345,12 @@ def test_model_the_engine_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixt
     (folder / "config.json").write_text("{}")  # no model_type: transformers cannot load it
     code = cli.main(["serve", str(folder), "--port", str(free_port()), "--engine", "transformers"])
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
+    assert code == 2
+    assert "Traceback" not in err
     assert "the transformers server exited (code 1) before answering: ValueError: Unrecognized model" in err
     row = next(row for row in listed().values() if row["target"] == str(folder))
-    assert row["status"] == "failed" and "exited (code 1)" in row["error"]
+    assert row["status"] == "failed"
+    assert "exited (code 1)" in row["error"]
     assert f"(its log: {row['dir']}/engine.log)" in err
     assert not psutil.pid_exists(row["pid"]) or psutil.Process(row["pid"]).status() == psutil.STATUS_ZOMBIE
 
@@ -402,8 +413,10 @@ def test_served_detached_and_listed(servers: dict[str, dict], trained_run: Path)
     base, tuned = servers["base"], servers["tuned"]
     assert base["status"] == tuned["status"] == "ready"
     assert base["engine"] == tuned["engine"] == "transformers"
-    assert base["models"] == ["tiny-base"] and tuned["models"] == [trained_run.name]
-    assert not base["api_key"] and tuned["api_key"]
+    assert base["models"] == ["tiny-base"]
+    assert tuned["models"] == [trained_run.name]
+    assert not base["api_key"]
+    assert tuned["api_key"]
     for server in (base, tuned):
         # its own session, and no longer a child of the `studio serve` that started it (which has exited)
         assert os.getsid(server["pid"]) == server["pid"] != os.getsid(0)
@@ -411,12 +424,14 @@ def test_served_detached_and_listed(servers: dict[str, dict], trained_run: Path)
         assert f"stop it with: studio serve stop {server['id']}" in server["out"]
     # the tuned run's adapter was merged in studio export's merged format, inside the server's directory
     merged = Path(tuned["dir"]) / trained_run.name
-    assert (merged / "model.safetensors").is_file() and (merged / "export.json").is_file()
+    assert (merged / "model.safetensors").is_file()
+    assert (merged / "export.json").is_file()
 
 
 def test_streamed_and_plain_answers_agree(servers: dict[str, dict]) -> None:
     plain = ask(servers["base"])
-    assert plain and ask(servers["base"], stream=True) == plain
+    assert plain
+    assert ask(servers["base"], stream=True) == plain
 
 
 def test_tuned_answer_differs_from_base_as_chat_does(servers: dict[str, dict]) -> None:
@@ -424,7 +439,8 @@ def test_tuned_answer_differs_from_base_as_chat_does(servers: dict[str, dict]) -
 
     tuned = ask(servers["tuned"], key="right-key")
     base = ask(servers["base"])
-    assert PIRATE_RE.search(tuned) and not PIRATE_RE.search(base), (tuned, base)
+    assert PIRATE_RE.search(tuned), (tuned, base)
+    assert not PIRATE_RE.search(base), (tuned, base)
     assert ask(servers["tuned"], key="right-key", stream=True) == tuned
 
 
@@ -433,7 +449,8 @@ def test_wrong_api_key_refused(servers: dict[str, dict]) -> None:
 
     with pytest.raises(openai.AuthenticationError) as caught:
         ask(servers["tuned"], key="wrong-key")
-    assert caught.value.status_code == 401 and "invalid API key" in str(caught.value)
+    assert caught.value.status_code == 401
+    assert "invalid API key" in str(caught.value)
     with pytest.raises(openai.AuthenticationError):
         client(servers["tuned"], key="wrong-key").models.list()  # type: ignore[attr-defined]
 
@@ -444,9 +461,11 @@ def test_stop_releases_the_port(servers: dict[str, dict]) -> None:
     base = servers["base"]
     assert not port_free(base["port"])
     code, out, err = studio("serve", "stop", base["id"])
-    assert code == 0 and f"stopped {base['id']}" in out, err
+    assert code == 0, err
+    assert f"stopped {base['id']}" in out, err
     assert not psutil.pid_exists(base["pid"]) or psutil.Process(base["pid"]).status() == psutil.STATUS_ZOMBIE
     assert port_free(base["port"])
     assert listed()[base["id"]]["status"] == "stopped"
     code, out, _ = studio("serve", "stop", base["id"])
-    assert code == 0 and f"{base['id']} was not running (stopped)" in out
+    assert code == 0
+    assert f"{base['id']} was not running (stopped)" in out

@@ -97,7 +97,8 @@ def ask(server: dict, stream: bool) -> str:
 def test_gguf_served_and_answered_streamed_and_not(served: dict, smollm2_gguf: Path) -> None:
     from openai import OpenAI
 
-    assert served["status"] == "ready" and served["engine"] == "llamacpp"
+    assert served["status"] == "ready"
+    assert served["engine"] == "llamacpp"
     assert served["models"] == [smollm2_gguf.stem]
     api = OpenAI(base_url=served["url"], api_key="unused", max_retries=0, timeout=60)
     assert [model.id for model in api.models.list()] == served["models"]
@@ -108,8 +109,10 @@ def test_gguf_served_and_answered_streamed_and_not(served: dict, smollm2_gguf: P
 
 def test_stop_ends_the_engine(served: dict) -> None:
     proc = studio("serve", "stop", served["id"])
-    assert proc.returncode == 0 and f"stopped {served['id']}" in proc.stdout
-    assert gone(served["pid"]) and listed()[served["id"]]["status"] == "stopped"
+    assert proc.returncode == 0
+    assert f"stopped {served['id']}" in proc.stdout
+    assert gone(served["pid"])
+    assert listed()[served["id"]]["status"] == "stopped"
 
 
 def test_llama_server_binary_preferred(smollm2_gguf: Path) -> None:
@@ -121,7 +124,8 @@ def test_llama_server_binary_preferred(smollm2_gguf: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         server_id = proc.stdout.split("(id ", 1)[1].split(")", 1)[0]
         row = listed()[server_id]
-        assert row["command"][0] == binary and "--metrics" in row["command"]
+        assert row["command"][0] == binary
+        assert "--metrics" in row["command"]
         assert ask(row, stream=False)
     finally:
         studio("serve", "stop", "all")
@@ -138,10 +142,13 @@ def test_corrupt_gguf_refused_nothing_left_running(damage: str, smollm2_gguf: Pa
     bad.write_bytes(body)
     before = set(listed())
     proc = studio("serve", str(bad), "--engine", "llamacpp", "--port", str(free_port()))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert "the llamacpp server exited (code" in proc.stderr and "before answering" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "the llamacpp server exited (code" in proc.stderr
+    assert "before answering" in proc.stderr
     (row,) = (row for server_id, row in listed().items() if server_id not in before)
-    assert row["status"] == "failed" and "exited (code" in row["error"]
+    assert row["status"] == "failed"
+    assert "exited (code" in row["error"]
     assert f"(its log: {row['dir']}/engine.log)" in proc.stderr
     assert gone(row["pid"])
 
@@ -158,7 +165,8 @@ def test_key_asked_for_and_readiness_seen_through_it(smollm2_gguf: Path) -> None
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         row = listed()[proc.stdout.split("(id ", 1)[1].split(")", 1)[0]]
-        assert row["api_key"] and row["status"] == "ready"
+        assert row["api_key"]
+        assert row["status"] == "ready"
         wrong = openai.OpenAI(base_url=row["url"], api_key="wrong-key", max_retries=0, timeout=60)
         with pytest.raises(openai.AuthenticationError):
             wrong.models.list()

@@ -161,8 +161,10 @@ def test_figures_from_requests_file(servers: dict[str, Path]) -> None:
 def test_figures_from_vllm_metrics() -> None:
     assert parse_metrics(VLLM_METRICS)["vllm:request_success_total"] == 7.0
     figures = from_metrics(VLLM_METRICS)
-    assert figures.requests == 7 and figures.source == "/metrics"
-    assert figures.tokens_per_s == pytest.approx(200.0) and figures.first_token_s == pytest.approx(0.1)
+    assert figures.requests == 7
+    assert figures.source == "/metrics"
+    assert figures.tokens_per_s == pytest.approx(200.0)
+    assert figures.first_token_s == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -207,7 +209,8 @@ async def test_panel_shows_url_tunnel_figures_and_log(servers: dict[str, Path]) 
         text = panel_text(app)
         assert "http://127.0.0.1:8123/v1" in text
         assert "ssh -L 8123:127.0.0.1:8123 me@box" in text
-        assert "tiny-pirate" in text and "ready" in text
+        assert "tiny-pirate" in text
+        assert "ready" in text
         assert (
             "requests 3 · 20.0 tok/s · first token 100 ms · errors 2" in text
         )  # a 404 request + its log line
@@ -229,7 +232,8 @@ async def test_stop_ends_the_live_server(servers: dict[str, Path]) -> None:
         await pilot.press("x")
         await wait_until(pilot, lambda: read_info(servers["ready"]).status == "stopped", timeout=30)
         await wait_until(pilot, lambda: "stopped tiny-pirate" in panel_text(app))
-        assert pid is not None and (not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+        assert pid is not None
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
         await pilot.press("x")  # nothing running any more: said, nothing signalled
         await pilot.pause(0.1)
         assert read_info(servers["ready"]).status == "stopped"
@@ -260,7 +264,8 @@ async def test_bad_start_refused_in_the_panel(
         app.screen.query_one("#serve-engine", Select).value = engine
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: said in panel_text(app), timeout=60)
-        assert "Traceback" not in panel_text(app) and not screen_of(app, ServeScreen).starting
+        assert "Traceback" not in panel_text(app)
+        assert not screen_of(app, ServeScreen).starting
     assert sorted(p.name for p in serves_dir().iterdir()) == before  # no directory for a refused start
 
 
@@ -388,5 +393,6 @@ def test_chat_with_a_served_target(
 
     code = cli.main(["chat", target, "--prompt", "hi"])
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
+    assert code == 2
+    assert "Traceback" not in err
     assert said in err.strip().splitlines()[-1]

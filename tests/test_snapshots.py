@@ -50,13 +50,12 @@ def test_the_snapshot_is_resolved_and_names_its_origin(user_recipes: Path, tmp_p
     run_dir = runs.start_run(recipe, root=tmp_path / "runs", start=False)
     snapshot = yaml.safe_load((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
     assert "extends" not in snapshot  # nothing in it points at another recipe
-    assert (
-        snapshot["lora"]["r"] == 4
-        and snapshot["train"]["max_steps"] == 3
-        and snapshot["model"]["name"] == "tiny"
-    )
+    assert snapshot["lora"]["r"] == 4
+    assert snapshot["train"]["max_steps"] == 3
+    assert snapshot["model"]["name"] == "tiny"
     meta = runs.read_meta(run_dir)
-    assert meta.recipe == "pirate-child" and meta.extends == "pirate-base"  # kept for display
+    assert meta.recipe == "pirate-child"
+    assert meta.extends == "pirate-base"
     assert runs.load_run_recipe(run_dir) == recipe.model_copy(update={"extends": None})
 
 
@@ -71,9 +70,11 @@ def test_deleting_the_base_leaves_export_and_chat_working(user_recipes: Path, tm
     with pytest.raises(StudioError, match="unknown base recipe 'pirate-base'"):
         registry.load("pirate-child")  # the recipe itself is broken now, the run is not
     source = resolve_source(run_dir)
-    assert source.recipe.name == "pirate-child" and source.recipe.lora.r == 4
+    assert source.recipe.name == "pirate-child"
+    assert source.recipe.lora.r == 4
     engine = engine_for(str(run_dir))
-    assert engine.recipe.train.max_steps == 3 and engine.adapter_dir == run_dir / "adapter"
+    assert engine.recipe.train.max_steps == 3
+    assert engine.adapter_dir == run_dir / "adapter"
 
 
 def test_changing_the_base_does_not_change_the_run(user_recipes: Path, tmp_path: Path) -> None:
@@ -86,7 +87,9 @@ def test_changing_the_base_does_not_change_the_run(user_recipes: Path, tmp_path:
     )
     assert registry.load("pirate-child").data.columns == {"instruction": "question", "output": "answer"}
     after = runs.load_run_recipe(run_dir)
-    assert after == before and after.data.columns == {"instruction": "instruction"} and after.lora.r == 4
+    assert after == before
+    assert after.data.columns == {"instruction": "instruction"}
+    assert after.lora.r == 4
 
 
 def test_an_old_run_that_still_extends_loads(user_recipes: Path, tmp_path: Path) -> None:
@@ -117,7 +120,8 @@ def test_cli_refuses_fsdp_without_cuda_with_one_line(tmp_path: Path) -> None:
         env={**os.environ, "XDG_DATA_HOME": str(data), "CUDA_VISIBLE_DEVICES": ""},
     )
     assert out.returncode == 2, out.stderr
-    assert out.stderr.strip().count("\n") == 0 and "fsdp needs CUDA GPUs" in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+    assert "fsdp needs CUDA GPUs" in out.stderr
     assert "Traceback" not in out.stderr
     runs_root = data / "studio" / "runs"
     assert not runs_root.exists() or not any(runs_root.iterdir())

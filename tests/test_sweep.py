@@ -4,6 +4,7 @@ grid starts nothing and names its key and value."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -89,12 +90,12 @@ def test_a_grid_over_the_cap_needs_a_number_of_runs(studio_home: Path) -> None:
         mcpserver.start_sweep("tiny-pirate", big)
     assert run_dirs() == before
     plan = sweep.plan_sweep("tiny-pirate", big, max_points=3)
-    assert plan.grid_size == 10000 and [p.fields for p in plan.points] == [
-        {"train.seed": 0, "lora.r": r} for r in (1, 2, 3)
-    ]
+    assert plan.grid_size == 10000
+    assert [p.fields for p in plan.points] == [{"train.seed": 0, "lora.r": r} for r in (1, 2, 3)]
     assert len(sweep.plan_sweep("tiny-pirate", ["lora.r=" + ",".join(map(str, range(1, 65)))]).points) == 64
     result = cli("sweep", "tiny-pirate", *big, "--yes")
-    assert result.returncode == 2 and "more than 64 runs; give fewer values, or --max N" in result.stderr
+    assert result.returncode == 2
+    assert "more than 64 runs; give fewer values, or --max N" in result.stderr
     from lorastudio import registry
     from lorastudio.paths import package_recipes_dir
 
@@ -110,18 +111,21 @@ def test_the_grid_is_expanded_and_validated(studio_home: Path) -> None:
     plan = sweep.plan_sweep(
         "tiny-pirate", ["train.learning_rate=1e-4,3e-4,1e-3", "lora.r=8,16", "train.max_steps=5"], name="grid"
     )
-    assert plan.grid_size == 6 and len(plan.points) == 6 and plan.keys == ["train.learning_rate", "lora.r"]
+    assert plan.grid_size == 6
+    assert len(plan.points) == 6
+    assert plan.keys == ["train.learning_rate", "lora.r"]
     assert [p.fields for p in plan.points[:3]] == [
         {"train.learning_rate": 1e-4, "lora.r": 8},
         {"train.learning_rate": 1e-4, "lora.r": 16},
         {"train.learning_rate": 3e-4, "lora.r": 8},
     ]
     assert all(p.recipe.train.max_steps == 5 for p in plan.points)
-    assert plan.points[5].recipe.lora.r == 16 and plan.points[5].recipe.train.learning_rate == 1e-3
+    assert plan.points[5].recipe.lora.r == 16
+    assert plan.points[5].recipe.train.learning_rate == 1e-3
     assert len(sweep.plan_sweep("tiny-pirate", ["lora.r=4,8,16"], max_points=2).points) == 2
     with pytest.raises(RecipeError, match="at least one field with several comma-separated values"):
         sweep.plan_sweep("tiny-pirate", ["lora.r=8"])
-    with pytest.raises(RecipeError, match="lora.r is given twice"):
+    with pytest.raises(RecipeError, match=r"lora.r is given twice"):
         sweep.plan_sweep("tiny-pirate", ["lora.r=8,16", "lora.r=4,2"])
 
 
@@ -134,13 +138,13 @@ def test_a_bad_value_in_the_grid_starts_nothing_and_names_it(studio_home: Path) 
         "number, unable to parse string as a number (nothing was started)"
     )
     result = cli("sweep", "tiny-pirate", "train.learning_rate=1e-4,3e-4", "lora.r=8,0", "--yes")
-    assert (
-        result.returncode == 2
-        and "override 'lora.r=0': Input should be greater than or equal to 1" in result.stderr
-    )
+    assert result.returncode == 2
+    assert "override 'lora.r=0': Input should be greater than or equal to 1" in result.stderr
     result = cli("sweep", "tiny-pirate", "train.learning_rate=1e-4,3e-4")  # no terminal to confirm at
-    assert result.returncode == 2 and "needs --yes" in result.stderr
-    assert "sweep tiny-pirate-sweep-" in result.stderr and "2 runs of tiny-pirate" in result.stderr
+    assert result.returncode == 2
+    assert "needs --yes" in result.stderr
+    assert "sweep tiny-pirate-sweep-" in result.stderr
+    assert "2 runs of tiny-pirate" in result.stderr
     assert run_dirs() == before
 
 
@@ -168,11 +172,13 @@ def test_a_2x2_sweep_queues_groups_and_ranks_its_runs(tiny_model: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     names = result.stdout.split()
-    assert len(names) == 4 and "4 runs of tiny-pirate" in result.stderr
+    assert len(names) == 4
+    assert "4 runs of tiny-pirate" in result.stderr
     members = sweep.members("lr-rank")
     assert [p.name for p in members] == names
     entries = [e for p in members if (e := read_meta(p).sweep) is not None]
-    assert [e.index for e in entries] == [0, 1, 2, 3] and {e.of for e in entries} == {4}
+    assert [e.index for e in entries] == [0, 1, 2, 3]
+    assert {e.of for e in entries} == {4}
     assert [e.fields for e in entries] == [
         {"train.learning_rate": 1e-3, "lora.r": 4},
         {"train.learning_rate": 1e-3, "lora.r": 8},
@@ -184,7 +190,7 @@ def test_a_2x2_sweep_queues_groups_and_ranks_its_runs(tiny_model: Path) -> None:
     assert [summarise(p).status for p in members] == ["done"] * 4
     # one at a time on the device: the spans holding it never overlap, and the others waited in the queue
     spans = sorted(_span(p) for p in members)
-    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), spans
     waited = [
         p
         for p in members
@@ -196,17 +202,20 @@ def test_a_2x2_sweep_queues_groups_and_ranks_its_runs(tiny_model: Path) -> None:
     assert [state_of(p).max_steps for p in members] == [3] * 4
 
     ranking = json.loads(cli("runs", "compare", "--sweep", "lr-rank", "--json").stdout)
-    assert ranking["sweep"] == "lr-rank" and ranking["fields"] == ["train.learning_rate", "lora.r"]
+    assert ranking["sweep"] == "lr-rank"
+    assert ranking["fields"] == ["train.learning_rate", "lora.r"]
     assert ranking["ranked_by"] == "best_eval_loss"
     losses = [r["best_eval_loss"] for r in ranking["runs"]]
-    assert losses == sorted(losses) and None not in losses
+    assert losses == sorted(losses)
+    assert None not in losses
     assert [r["rank"] for r in ranking["runs"]] == [1, 2, 3, 4]
     assert [r["best"] for r in ranking["runs"]] == [True, False, False, False]
-    assert ranking["best"] == ranking["runs"][0]["name"] and {r["name"] for r in ranking["runs"]} == set(
-        names
-    )
+    assert ranking["best"] == ranking["runs"][0]["name"]
+    assert {r["name"] for r in ranking["runs"]} == set(names)
     table = cli("runs", "compare", "--sweep", "lr-rank").stdout
-    assert "ranked by best eval loss" in table and "★" in table and "train.learning_rate" in table
+    assert "ranked by best eval loss" in table
+    assert "★" in table
+    assert "train.learning_rate" in table
     best_line = next(line for line in table.splitlines() if "★" in line)
     assert ranking["best"] in best_line
 
@@ -247,7 +256,8 @@ def test_a_sweep_and_its_runs_share_one_timestamp(studio_home: Path) -> None:
 
     plan = sweep.plan_sweep("tiny-pirate", ["lora.r=4,8", "train.max_steps=2"])
     stamp = plan.name.removeprefix("tiny-pirate-sweep-")
-    assert plan.stamp == stamp and len(stamp) == len("20260922-101148")
+    assert plan.stamp == stamp
+    assert len(stamp) == len("20260922-101148")
     time.sleep(1.1)  # the clock moves on between planning and creating (it was 3 s in the tour)
     created = sweep.start_sweep(plan, start=False)
     assert [p.name for p in created] == [f"tiny-pirate-{stamp}", f"tiny-pirate-{stamp}-2"]

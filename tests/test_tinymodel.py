@@ -19,7 +19,8 @@ def test_tiny_model_builds_and_reloads(tiny_model: Path) -> None:
     assert model.config.hidden_size == CONFIG["hidden_size"]
     for module in model.modules():
         if module.__class__.__name__ == "Linear" and module is not model.lm_head:
-            assert module.in_features % 32 == 0 and module.out_features % 32 == 0
+            assert module.in_features % 32 == 0
+            assert module.out_features % 32 == 0
 
 
 def test_chat_template_renders_a_conversation(tiny_tokenizer) -> None:
@@ -63,5 +64,6 @@ def test_base_model_answers_held_out_questions_plainly(tiny_model: Path, tiny_to
 
 def test_held_out_questions_are_not_in_training_data() -> None:
     held = set(tinydata.held_out_questions())
-    assert held and not held & {r["instruction"] for r in tinydata.pirate_rows()}
+    assert held
+    assert not held & {r["instruction"] for r in tinydata.pirate_rows()}
     assert not held & {c[0]["content"] for c in tinydata.pretrain_conversations()}

@@ -24,7 +24,8 @@ def test_colour_rendering_marks_trained_tokens() -> None:
     text = render(PIECES)
     assert text.plain == "<s>Q?⟦Arr!<eot>⟧"
     styles = _styles(text)
-    assert "green" in styles["Arr"] and "underline" in styles["Arr"]
+    assert "green" in styles["Arr"]
+    assert "underline" in styles["Arr"]
     assert styles["Q?"] == "dim"
 
 
@@ -32,7 +33,8 @@ def test_no_color_uses_underline_and_brackets_only() -> None:
     text = render(PIECES, no_color=True)
     assert text.plain == "<s>Q?⟦Arr!<eot>⟧"
     styles = _styles(text)
-    assert styles["Arr"] == "underline" and "green" not in " ".join(styles.values())
+    assert styles["Arr"] == "underline"
+    assert "green" not in " ".join(styles.values())
     assert "Q?" not in styles or styles["Q?"] == ""
 
 
@@ -45,7 +47,8 @@ def test_toggles_boundaries_ids_and_specials() -> None:
 def test_sample_json_lists_each_token() -> None:
     sample = Encoded([1, 2, 3, 4, 5], [-100, -100, 3, 4, 5], False, 5)
     data = sample_json(PIECES, sample, 7)
-    assert data["index"] == 7 and data["trained_tokens"] == 3
+    assert data["index"] == 7
+    assert data["trained_tokens"] == 3
     assert [p["trained"] for p in data["pieces"]] == [False, False, True, True, True]
 
 
@@ -66,7 +69,8 @@ def test_pieces_join_to_the_decoded_text_with_the_real_tokenizers(family: str) -
     assert [p.token_id for p in shown] == ids
     joined = "".join(p.text for p in shown)
     assert joined == tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    assert "What colour is the pearl?" in joined and "日本語 🏴‍☠️  two  spaces\n\nok" in joined
+    assert "What colour is the pearl?" in joined
+    assert "日本語 🏴‍☠️  two  spaces\n\nok" in joined
     assert "\ufffd" not in joined
     # a reply shown apart from its prompt keeps its first space (the Method Preview's chosen and rejected)
     prompt, reply = tok.encode("Where is it?"), tok.encode(" the sea", add_special_tokens=False)

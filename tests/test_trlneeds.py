@@ -61,7 +61,7 @@ def test_start_run_refuses_before_a_run_directory_exists(tmp_path: Path, monkeyp
 
     recipe = registry.load("smollm2-pirate-dpo", ["dpo.loss_type=sigmoid_norm"])
     monkeypatch.setattr(trlneeds, "installed_trl", lambda: "1.0.0")  # an old TRL; the real one is newer
-    with pytest.raises(RecipeError, match="needs TRL 1.10"):
+    with pytest.raises(RecipeError, match=r"needs TRL 1.10"):
         start_run(recipe, root=tmp_path / "runs", start=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
@@ -75,7 +75,8 @@ def test_every_need_is_known_to_the_installed_trl() -> None:
     configs = {"dpo": "trl.trainer.dpo_config", "kto": "trl.trainer.kto_config"}
     for need in NEEDS:
         spec = importlib.util.find_spec(configs[need.method])
-        assert spec is not None and spec.origin is not None
+        assert spec is not None
+        assert spec.origin is not None
         source = Path(spec.origin).read_text()
         assert (f"'{need.value}'" in source or f'"{need.value}"' in source) == (have >= need.version), need
 
@@ -121,5 +122,6 @@ def test_sft_without_trls_kernels_fails_naming_why(tiny_model: Path, tmp_path: P
         timeout=600,
     )
     assert done.returncode != 0
-    assert "status: failed (TRL 1.15" in done.stdout and "pip install 'trl>=1.16'" in done.stdout, done.stdout
+    assert "status: failed (TRL 1.15" in done.stdout, done.stdout
+    assert "pip install 'trl>=1.16'" in done.stdout, done.stdout
     assert "status: loading model" not in done.stdout  # said before the model loads

@@ -123,7 +123,8 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         await wait_until(pilot, lambda: screen.entries)
         options = screen.query_one(OptionList)
         shipped = len(list(package_recipes_dir().glob("*.yaml")))
-        assert options.option_count == shipped and current_recipe_name(screen) == "smollm2-pirate"
+        assert options.option_count == shipped
+        assert current_recipe_name(screen) == "smollm2-pirate"
         await pilot.press("j", "j", "j")
         assert current_recipe_name(screen) == "llama2-medical"
         assert "aboonaji/llama2finetune-v2" in screen_text(app)
@@ -142,11 +143,12 @@ async def test_picker_move_filter_select(tiny_model: Path) -> None:
         await pilot.press(
             "escape", "slash", *"tiny-pirate-grpo"
         )  # named exactly: first, though listed second
-        assert [e.file.name for e in screen.shown][0] == "tiny-pirate-grpo"
+        assert next(e.file.name for e in screen.shown) == "tiny-pirate-grpo"
         await pilot.press(
             "escape", "slash", *"tiny-pirate", "enter"
         )  # two match; Enter opens the one named so
-        assert isinstance(app.screen, PreviewScreen) and app.screen.recipe.name == "tiny-pirate"
+        assert isinstance(app.screen, PreviewScreen)
+        assert app.screen.recipe.name == "tiny-pirate"
 
 
 async def test_user_recipes_added_edited_or_removed_while_running_show(
@@ -202,7 +204,8 @@ async def test_the_recipes_pane_names_the_memory_it_estimates_as_launch_does(
         await wait_until(pilot, lambda: screen_of(app, RecipesScreen).entries)
         text = screen_text(app)
         line = next(line for line in text.splitlines() if line.startswith("est. "))
-        assert line.split("~")[0].strip() == label and ("est. VRAM" in text) is gpu
+        assert line.split("~")[0].strip() == label
+        assert ("est. VRAM" in text) is gpu
         assert memory_label(gpu, detail=True).startswith(label if gpu else "est. host RAM")
 
 
@@ -226,7 +229,8 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
         await pilot.press("g", *"10", "enter")
         assert screen.index == 9
         await pilot.press("i")
-        assert view.show_ids and f"({view.items[0].token_id})" in text_of(view)
+        assert view.show_ids
+        assert f"({view.items[0].token_id})" in text_of(view)
         await pilot.press("slash", *"spider", "enter")
         await wait_until(pilot, lambda: "spider" in json.dumps(screen.prepared.rows.rows[screen.index]))
         await wait_until(
@@ -237,7 +241,8 @@ async def test_preview_shows_masked_and_trained_tokens(tiny_model: Path) -> None
             ),
         )
         stats = text_of(screen.query_one("#stats-panel"))
-        assert "dolly" in stats and "p50" in stats
+        assert "dolly" in stats
+        assert "p50" in stats
 
 
 async def test_search_and_recipe_text_with_brackets_are_text_not_markup(
@@ -267,7 +272,9 @@ async def test_search_and_recipe_text_with_brackets_are_text_not_markup(
         await wait_until(pilot, lambda: screen.loaded)
         await pilot.press("slash", *"[/INST]", "enter")
         await wait_until(pilot, lambda: any("'[/INST]' not found" in n.message for n in app._notifications))
-        assert app.is_running and app.screen is screen and app.return_code is None
+        assert app.is_running
+        assert app.screen is screen
+        assert app.return_code is None
 
 
 async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
@@ -280,8 +287,10 @@ async def test_monitor_shows_recorded_run(recorded_run: Path) -> None:
         screen = screen_of(app, MonitorScreen)
         await wait_until(pilot, lambda: screen.snapshot is not None and screen.snapshot.state.finished)
         text = screen_text(app)
-        assert "status: done" in text and "step 12/12" in text
-        assert "no NVIDIA GPU found" in text and "8,000" in text
+        assert "status: done" in text
+        assert "step 12/12" in text
+        assert "no NVIDIA GPU found" in text
+        assert "8,000" in text
         assert len(screen.query_one("#chart-loss", LineChart).series["train"].store) == 12
         await pilot.press("d")
         assert not isinstance(app.screen, MonitorScreen)
@@ -367,11 +376,14 @@ async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
 
         await ask("What colour is the sky?")
         tuned = screen.query(ChatMessage).last()
-        assert tuned.label == "tuned" and tuned.text.lower().startswith("arr") and "tok/s" in tuned.stats
+        assert tuned.label == "tuned"
+        assert tuned.text.lower().startswith("arr")
+        assert "tok/s" in tuned.stats
         await pilot.press("ctrl+t")
         await ask("What colour is the sky?")
         base = screen.query(ChatMessage).last()
-        assert base.label == "base" and "arr" not in base.text.lower()
+        assert base.label == "base"
+        assert "arr" not in base.text.lower()
         await pilot.press("ctrl+t", "ctrl+o")
         assert "compare" in screen_text(app)
         await ask("What does a cow say?")
@@ -387,9 +399,11 @@ async def test_chat_streams_toggles_and_compares(trained_run: Path) -> None:
         await wait_until(pilot, lambda: len(screen.query(ChatMessage)) > before)
         await wait_until(pilot, lambda: not screen.generating and screen.query(ChatMessage).last().stats)
         asked = [m.text for m in screen.query(ChatMessage) if m.role == "user"]
-        assert asked[-1] == "What does a cow say?" and "draft" not in asked
+        assert asked[-1] == "What does a cow say?"
+        assert "draft" not in asked
         saved = list((trained_run / "transcripts").glob("*.jsonl"))
-        assert saved and "What colour is the sky?" in saved[0].read_text()
+        assert saved
+        assert "What colour is the sky?" in saved[0].read_text()
 
 
 async def test_chat_on_a_run_without_an_adapter_offers_the_base_model(
@@ -404,11 +418,13 @@ async def test_chat_on_a_run_without_an_adapter_offers_the_base_model(
         screen = screen_of(app, ChatScreen)
         await wait_until(pilot, lambda: screen.load_failed, timeout=60.0)
         status = " ".join(screen_text(app).split())
-        assert "has no adapter yet" in status and "Ctrl+T in Chat" in status
+        assert "has no adapter yet" in status
+        assert "Ctrl+T in Chat" in status
         assert screen.query_one("#chat-input").disabled
         await pilot.press("ctrl+t")
         await wait_until(pilot, lambda: screen.engine is not None, timeout=60.0)
-        assert not screen.engine.has_adapter and "Chat · tiny-pirate · base" in screen_text(app)
+        assert not screen.engine.has_adapter
+        assert "Chat · tiny-pirate · base" in screen_text(app)
         assert not screen.query_one("#chat-input").disabled
 
 
@@ -421,7 +437,9 @@ async def test_help_lists_keys() -> None:
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        assert "Filter" in text and "Preview" in text and "Runs" in text
+        assert "Filter" in text
+        assert "Preview" in text
+        assert "Runs" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
@@ -473,7 +491,8 @@ async def test_preview_shows_the_first_sample_before_the_whole_file_is_read(
         screen = screen_of(app, PreviewScreen)
         await wait_until(pilot, lambda: screen.query_one(TokenView).items)
         header = text_of(screen.query_one("#sample-header"))
-        assert screen.partial and "sample 1/… (reading the file)" in header
+        assert screen.partial
+        assert "sample 1/… (reading the file)" in header
         first = [(p.text, p.trained) for p in screen.query_one(TokenView).items]
         assert any(trained and "Arr" in text for text, trained in first)
         release.set()
@@ -568,9 +587,8 @@ async def test_a_replys_think_block_is_dimmed_as_it_streams() -> None:
         bubble.append("</think>\n\nLisbon is warmer.")
         await pilot.pause()
         body = reply_body(bubble.text)
-        assert dimmed(body) == "<think>\nTwo cities: compare.\n</think>" and body.plain.endswith(
-            "Lisbon is warmer."
-        )
+        assert dimmed(body) == "<think>\nTwo cities: compare.\n</think>"
+        assert body.plain.endswith("Lisbon is warmer.")
         assert "Lisbon is warmer." in str(bubble.render())
     assert dimmed(reply_body("Plain answer, no <think> here.")) == ""
     assert dimmed(reply_body("\n<think>\n\n</think>\n\nHi")) == "\n<think>\n\n</think>"

@@ -112,7 +112,8 @@ def test_a_sweep_expands_the_tuners_and_validates_each_member(
 def test_a_sweep_with_one_bad_tuner_value_starts_nothing_and_names_it(grid: list[str], message: str) -> None:
     with pytest.raises(RecipeError) as caught:
         sweep.plan_sweep("tiny-pirate", grid)
-    assert message in str(caught.value) and "nothing was started" in str(caught.value)
+    assert message in str(caught.value)
+    assert "nothing was started" in str(caught.value)
 
 
 def test_the_launch_sheet_sweeps_the_tuning() -> None:
@@ -141,9 +142,8 @@ def test_mcp_start_run_takes_the_tuners_and_refuses_a_bad_one_by_name(tiny_model
 
     async def body(session: Any) -> None:
         refused = await call(session, "start_run", recipe="tiny-pirate", overrides=["train.tuning=freeze"])
-        assert refused.is_error and text_of(refused).startswith(
-            "override 'train.tuning=freeze': train.tuning: freeze needs"
-        )
+        assert refused.is_error
+        assert text_of(refused).startswith("override 'train.tuning=freeze': train.tuning: freeze needs")
         checked = data_of(
             await call(
                 session,

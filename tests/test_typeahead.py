@@ -50,9 +50,8 @@ async def test_filter_burst_reaches_the_box_and_starts_nothing(no_training: list
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
         assert screen.query_one("#recipe-filter", Input).value == "tiny-pirate"
         shown = [e.file.name for e in screen.shown]
-        assert shown[:2] == ["tiny-pirate", "tiny-pirate-grpo"] and all(
-            n.startswith("tiny-pirate") for n in shown
-        )
+        assert shown[:2] == ["tiny-pirate", "tiny-pirate-grpo"]
+        assert all(n.startswith("tiny-pirate") for n in shown)
         assert no_training == []
         await pilot.pause(0.3)  # let the Preview finish mounting before the app closes
 
@@ -83,7 +82,8 @@ async def test_filter_burst_before_the_list_loads(
         assert not screen.entries, "the list loaded too early for this test"
         await wait_until(pilot, lambda: screen.entries)
         await pilot.pause(0.2)
-        assert screen.shown == [] and app.screen is screen
+        assert screen.shown == []
+        assert app.screen is screen
         burst(app, "escape", "slash", *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
         assert no_training == []
@@ -107,7 +107,8 @@ async def test_enter_typed_before_the_list_loads_acts_once_it_has(
     async with app.run_test(size=(120, 40)) as pilot:
         burst(app, "slash", *"tiny-pirate", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen))
-        assert screen_of(app, PreviewScreen).recipe.name == "tiny-pirate" and no_training == []
+        assert screen_of(app, PreviewScreen).recipe.name == "tiny-pirate"
+        assert no_training == []
         await pilot.pause(0.3)
 
 
@@ -126,7 +127,9 @@ async def test_preview_search_burst_types_train_key_as_text(no_training: list[ob
         await pilot.press("escape")
         burst(app, "g", *"12")
         await wait_until(pilot, lambda: screen.query_one("#preview-input", Input).value == "12")
-        assert screen.input_mode == "jump" and app.screen is screen and no_training == []
+        assert screen.input_mode == "jump"
+        assert app.screen is screen
+        assert no_training == []
 
 
 async def test_runs_down_enter_burst_attaches_the_second_row(
@@ -176,9 +179,8 @@ async def test_keys_typed_after_the_filters_enter_do_not_change_what_it_opens(ti
         await pilot.pause(0.3)  # the filter's pending change messages arrive after Enter acted
         assert recipes.query_one("#recipe-filter", Input).value == "tiny-pirate"
         shown = [e.file.name for e in recipes.shown]
-        assert shown[:2] == ["tiny-pirate", "tiny-pirate-grpo"] and all(
-            n.startswith("tiny-pirate") for n in shown
-        )
+        assert shown[:2] == ["tiny-pirate", "tiny-pirate-grpo"]
+        assert all(n.startswith("tiny-pirate") for n in shown)
 
 
 async def test_editing_keys_in_a_burst_act_in_order_with_the_characters(no_training: list[object]) -> None:

@@ -47,8 +47,18 @@ def unsloth_source(version: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
-            + ["-d", tmp, f"unsloth=={version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                tmp,
+                f"unsloth=={version}",
+            ],
             capture_output=True,
             text=True,
             timeout=600,
@@ -272,4 +282,5 @@ def test_a_forwarding_method_is_followed_to_its_base() -> None:
         (Path(tmp) / "unsloth" / "models" / "m.py").write_text(source)
         functions, classes = unsloth_index(Path(tmp))
     found = resolve("Top.f", functions, classes)
-    assert found is not None and found.params == ("model", "r")
+    assert found is not None
+    assert found.params == ("model", "r")

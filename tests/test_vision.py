@@ -149,11 +149,9 @@ def test_missing_or_unreadable_image_names_row_and_file(
     with pytest.raises(DataError) as caught:
         encode_vision_rows(encoder, rows)
     message = str(caught.value)
-    assert (
-        "rows.jsonl row 1:" in message
-        and str(tmp_path / "shapes" / "broken.png") in message
-        and said in message
-    )
+    assert "rows.jsonl row 1:" in message
+    assert str(tmp_path / "shapes" / "broken.png") in message
+    assert said in message
 
 
 def test_placeholder_count_must_match_the_images(processor: Any) -> None:
@@ -196,9 +194,11 @@ def test_lora_leaves_the_vision_tower_alone_unless_asked(tiny_vision: Path) -> N
         return {n.split(".lora_A")[0] for n, _ in model.named_parameters() if "lora_A" in n}
 
     language = adapted(False)
-    assert language and all("text_model" in n for n in language)
+    assert language
+    assert all("text_model" in n for n in language)
     both = adapted(True)
-    assert any("vision_model" in n for n in both) and language < both
+    assert any("vision_model" in n for n in both)
+    assert language < both
 
 
 def test_shipped_shapes_are_what_the_project_draws(tmp_path: Path) -> None:
@@ -207,7 +207,8 @@ def test_shipped_shapes_are_what_the_project_draws(tmp_path: Path) -> None:
     write_shapes(tmp_path)
     assert (tmp_path / DATA_FILE).read_text() == (SHAPES / DATA_FILE).read_text()
     drawn = sorted(p.name for p in (tmp_path / "shapes").iterdir())
-    assert drawn == sorted(p.name for p in (SHAPES / "shapes").iterdir()) and len(drawn) == 12
+    assert drawn == sorted(p.name for p in (SHAPES / "shapes").iterdir())
+    assert len(drawn) == 12
     for name in drawn:
         assert (tmp_path / "shapes" / name).read_bytes() == (SHAPES / "shapes" / name).read_bytes(), name
 
@@ -270,7 +271,8 @@ def test_chat_with_an_image_answers(vision_run: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout.strip().splitlines()[-1])
-    assert reply["adapter"] is True and reply["tokens"] > 0
+    assert reply["adapter"] is True
+    assert reply["tokens"] > 0
     assert reply["text"].startswith("A ")  # the caption's form, learned in training
 
 
@@ -288,7 +290,8 @@ def test_chat_image_bad_input_is_named(args: list[str], said: str) -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0 and said in result.stderr
+    assert result.returncode != 0
+    assert said in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -366,7 +369,8 @@ def test_cli_preview_of_a_row_with_a_missing_image_names_row_and_file(
         text=True,
         timeout=300,
     )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
     assert (
         f"{tmp_path / 'rows.jsonl'} row 1: image {tmp_path / 'shapes' / 'purple-blob.png'} does not exist"
         in (result.stderr)

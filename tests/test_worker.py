@@ -50,7 +50,8 @@ def assert_summary_is_the_fold(run_dir: Path) -> None:
     reader = RunReader(run_dir, RunState(curves=False))
     reader.update()
     assert summary["offset"] == (run_dir / EVENTS_FILE).stat().st_size
-    assert summary["state"] == reader.state.scalars_json() and summary["state"]["status"] == "done"
+    assert summary["state"] == reader.state.scalars_json()
+    assert summary["state"]["status"] == "done"
 
 
 def test_loss_falls(trained_run: Path) -> None:
@@ -63,7 +64,8 @@ def test_adapter_saved_and_loadable_with_peft(trained_run: Path, tiny_model: Pat
     from transformers import AutoModelForCausalLM
 
     adapter = trained_run / "adapter"
-    assert (adapter / "adapter_config.json").exists() and (adapter / "recipe.yaml").exists()
+    assert (adapter / "adapter_config.json").exists()
+    assert (adapter / "recipe.yaml").exists()
     assert (adapter / "tokenizer_config.json").exists()
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter)
     assert any("lora_A" in name for name, _ in model.named_parameters())
@@ -128,7 +130,8 @@ def test_sigterm_saves_and_stops(tiny_model: Path) -> None:
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: state_of(run_dir).finished, timeout=60)
     state = state_of(run_dir)
-    assert state.status == "stopped" and "SIGTERM" in (state.cause or "")
+    assert state.status == "stopped"
+    assert "SIGTERM" in (state.cause or "")
     assert (run_dir / "adapter" / "adapter_config.json").exists()
     assert state.step < 100000
 
@@ -180,26 +183,30 @@ def test_train_command_survives_sighup(tiny_model: Path) -> None:
     final = wait_for(
         lambda: runs.summarise(run_dir).status in ("done", "failed", "died") and runs.summarise(run_dir)
     )
-    assert final.status == "done" and final.step == 40
+    assert final.status == "done"
+    assert final.step == 40
 
 
 @pytest.mark.slow  # a worker process loads the model before it reaches the bad row
 def test_bad_row_mid_data_fails_with_its_line(tmp_path: Path, tiny_model: Path) -> None:
     data = tmp_path / "pirate.jsonl"
     good = [json.dumps(r) for r in tinydata.pirate_rows()[:40]]
-    data.write_text("\n".join(good[:20] + ['{"instruction": "broken', *good[20:]]) + "\n")
+    data.write_text("\n".join([*good[:20], '{"instruction": "broken', *good[20:]]) + "\n")
     run_dir = _small_run(f"data.source={data}", "train.max_steps=3")
     result = run_worker(run_dir)
     assert result.returncode == 1
     state = state_of(run_dir)
-    assert state.status == "failed" and f"{data}: line 21 is not valid JSON" in state.cause
+    assert state.status == "failed"
+    assert f"{data}: line 21 is not valid JSON" in state.cause
 
 
 def test_cli_train_refuses_an_invalid_recipe() -> None:
     out = subprocess.run(
         [STUDIO_BIN, "train", "tiny-pirate", "train.batch_size=zero"], capture_output=True, text=True
     )
-    assert out.returncode == 2 and "train.batch_size" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert "train.batch_size" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_unwritable_run_root_is_refused(tmp_path: Path) -> None:
@@ -225,9 +232,13 @@ def test_nvml_absent_is_a_normal_value(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     nvml = telemetry.Nvml()
-    assert not nvml.available and nvml.sample() == []
+    assert not nvml.available
+    assert nvml.sample() == []
     event = telemetry.telemetry_event(nvml)
-    assert event.gpus == () and event.gpu_note and event.rss_mb is not None and event.rss_mb > 0
+    assert event.gpus == ()
+    assert event.gpu_note
+    assert event.rss_mb is not None
+    assert event.rss_mb > 0
 
 
 def test_nvml_without_gpu_says_so() -> None:
@@ -255,14 +266,17 @@ def test_backend_selection_logic() -> None:
     assert resolve_precision(recipe, old_gpu) == "fp16"
     assert resolve_precision(recipe, cpu) == "fp32"
     assert resolve_precision(registry.load("tiny-pirate", ["train.precision=bf16"]), old_gpu) == "fp16"
-    assert resolve_gradient_checkpointing(recipe, gpu) and not resolve_gradient_checkpointing(recipe, cpu)
+    assert resolve_gradient_checkpointing(recipe, gpu)
+    assert not resolve_gradient_checkpointing(recipe, cpu)
 
 
 def test_runs_cli_lists_the_run(trained_run: Path) -> None:
     out = subprocess.run([STUDIO_BIN, "runs", "--json"], capture_output=True, text=True, check=True)
     listed = {r["name"]: r for r in json.loads(out.stdout)}
     entry = listed[trained_run.name]
-    assert entry["status"] == "done" and entry["recipe"] == "tiny-pirate" and entry["step"] == 80
+    assert entry["status"] == "done"
+    assert entry["recipe"] == "tiny-pirate"
+    assert entry["step"] == 80
 
 
 @pytest.mark.parametrize(
@@ -297,7 +311,8 @@ def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, m
     run_dir = _small_run("train.max_steps=2")
     assert worker.run(run_dir) == 1
     state = state_of(run_dir)
-    assert state.status == "failed" and state.cause == "CUDA out of memory: asked 2.00 GiB"
+    assert state.status == "failed"
+    assert state.cause == "CUDA out of memory: asked 2.00 GiB"
     assert any(h.startswith("train.batch_size") for h in state.hints)
     assert any(h.startswith("model.load_in_4bit") for h in state.hints)
     assert "Tried to allocate" in state.traceback
@@ -326,7 +341,8 @@ def test_a_second_stop_ends_the_run_at_once_unless_it_is_saving(phase: str) -> N
         [sys.executable, "-c", STOP_FLAG_SCRIPT, phase], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(1)  # the flag is set, nothing else

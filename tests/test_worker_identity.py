@@ -67,9 +67,11 @@ def _mcp_stop(run: Path) -> bool:
     try:
         mcpserver.stop_run(str(run))
     except StudioError as exc:
-        assert "no live worker" in str(exc)
-        return False
-    return True
+        said = str(exc)
+    else:
+        return True
+    assert "no live worker" in said
+    return False
 
 
 STOPPERS: dict[str, Callable[[Path], bool]] = {
@@ -103,14 +105,16 @@ def test_an_unrelated_process_is_never_signalled(
     assert runs.summarise(run).cause == runs.DIED_CAUSE
     assert not manage.is_live(run)
     manage.delete_run(run)  # a died run is not refused as live; the unrelated process lives on
-    assert not run.exists() and unrelated.poll() is None
+    assert not run.exists()
+    assert unrelated.poll() is None
 
 
 @pytest.mark.parametrize("stopper", list(STOPPERS))
 def test_the_runs_own_worker_is_stopped(root: Path, stopper: str) -> None:
     run = training_run(root)
     worker = stand_in_worker(run)
-    assert runs.summarise(run).status == "training" and manage.is_live(run)
+    assert runs.summarise(run).status == "training"
+    assert manage.is_live(run)
     assert STOPPERS[stopper](run) is True
     assert gone(worker)
 
@@ -122,12 +126,14 @@ def test_a_copied_run_does_not_claim_the_originals_worker(root: Path) -> None:
     shutil.copytree(original, copy)  # run.json names the original's live worker, pid and start time alike
     assert worker_process(copy, runs.read_meta(copy)) is None
     assert runs.summarise(copy).status == "died"
-    assert runs.stop_run(copy) is False and not gone(worker, wait_s=0.5)
+    assert runs.stop_run(copy) is False
+    assert not gone(worker, wait_s=0.5)
     manage.delete_run(copy)
     assert runs.summarise(original).status == "training"
     with pytest.raises(StudioError, match="still running"):
         manage.delete_run(original)  # its own worker still proves it live
-    assert runs.stop_run(original) and gone(worker)
+    assert runs.stop_run(original)
+    assert gone(worker)
 
 
 async def test_runs_screen_s_never_signals_an_unrelated_process(

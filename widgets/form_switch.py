@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
 from textual.widgets import Switch
 
 
@@ -10,4 +12,6 @@ class FormSwitch(Switch):
     """Like Switch, without its Enter binding."""
 
     inherit_bindings = False
-    BINDINGS = [Binding("space", "toggle_switch", "Toggle", show=False, id="form_switch.toggle")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_switch", "Toggle", show=False, id="form_switch.toggle")
+    ]

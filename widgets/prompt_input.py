@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
 
 from lorastudio.widgets.text_input import TextInput
 
@@ -11,7 +13,7 @@ class PromptInput(TextInput):
     """Up and Down recall earlier prompts: the box's own bindings, so they act in order with the keys typed
     around them (Up then Enter in one burst sends the recalled prompt, not the empty box)."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "screen.history(-1)", "History", show=False, id="chat.input_history_up"),
         Binding("down", "screen.history(1)", "History", show=False, id="chat.input_history_down"),
     ]

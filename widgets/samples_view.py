@@ -8,10 +8,11 @@ the base's reply (the first round's) under each reply.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -45,7 +46,7 @@ def reply_text(reply: str, before: str | None, cut: bool = False) -> Text:
 class SamplesView(VerticalScroll, can_focus=True):
     """A run's sample rounds; follows the latest round until the user steps back."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left,left_square_bracket", "step(-1)", "Earlier", id="samples.earlier"),
         Binding("right,right_square_bracket", "step(1)", "Later", id="samples.later"),
         Binding("home", "first", "First", show=False, id="samples.first"),

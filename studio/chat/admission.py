@@ -51,7 +51,8 @@ class Admission:
         return memory_fit(self.need_mb, self.free_mb, self.headroom_mb).verdict in ("fits", "unknown")
 
     def message(self, name: str) -> str:
-        assert self.need_mb is not None and self.free_mb is not None
+        assert self.need_mb is not None
+        assert self.free_mb is not None
         what = "free VRAM" if self.device.startswith("GPU") else "available RAM"
         fixes = (
             ["wait for the run to finish", "chat on CPU (CUDA_VISIBLE_DEVICES=)"]

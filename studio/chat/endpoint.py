@@ -104,7 +104,7 @@ class EndpointEngine:
         self.client = self._client()
         try:
             served = [model.id for model in self.client.models.list()]
-        except Exception as exc:  # noqa: BLE001 - every client failure becomes one message
+        except Exception as exc:
             raise endpoint_error(self.url, exc, keyed=self.key is not None) from None
         if self.model_name is None:
             if len(served) != 1:
@@ -172,7 +172,7 @@ class EndpointEngine:
                             reason = "length" if choice.finish_reason == "length" else "stop"
             finally:
                 stream.close()
-        except Exception as exc:  # noqa: BLE001 - one message, whatever the client raised
+        except Exception as exc:
             raise endpoint_error(self.url, exc, self.model_name, self.key is not None) from None
         return Reply(
             "".join(pieces),

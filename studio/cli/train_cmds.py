@@ -130,7 +130,7 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
             from lorastudio.train.launch.rendezvous import hosting_line
 
             _say(hosting_line(spec))
-    if args.detach or args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty()):
+    if args.detach or (args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty())):
         print(run_dir.name)
         return 0
     return _watch(run_dir)

@@ -295,7 +295,8 @@ class JudgedRun:
 
     def judge_rubric(self, label: str) -> dict[str, Any]:
         judge = self.plan.judge
-        assert judge is not None and self.judged.rubric is not None
+        assert judge is not None
+        assert self.judged.rubric is not None
         asks = [
             rubric_prompt(p.text, a["text"], self.judged.rubric, p.reference or None)
             for p, a in zip(self.plan.prompts, self.answers[label], strict=True)

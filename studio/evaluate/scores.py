@@ -174,7 +174,7 @@ def progress(summary: EvalSummary, now: float | None = None) -> Progress:
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "ETA after the first task"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"ETA {hours}h{minutes:02d}m" if hours else f"ETA {minutes}m{secs:02d}s"
 

@@ -228,7 +228,7 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
             estimated,
             measured,
             0.0,
-            sorted(p.name for p in staging.iterdir()) + [MANIFEST],
+            [*sorted(p.name for p in staging.iterdir()), MANIFEST],
             source.label,
             notes,
         )

@@ -285,7 +285,7 @@ def check_pieces(pieces: Pieces, render: Render, system: str | None, runtime_bos
         want = render(asked, True)
         got = runtime_bos + ollama_render(pieces, turns, system)
         if got != want:
-            at = len(os.path.commonprefix([got, want]))
+            at = len(os.path.commonprefix([got, want]))  # noqa: RUF071 (characters, not path parts)
             raise TemplateNotExpressible(
                 f"a conversation of {len(turns)} messages renders differently at character {at}: "
                 f"the template expects {want[at : at + 40]!r}, Ollama's would give {got[at : at + 40]!r}"

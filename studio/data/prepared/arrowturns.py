@@ -13,6 +13,7 @@ left to the dicts altogether.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,7 +102,7 @@ def _chat_turns(
     listed = messages.is_valid().to_pylist()
     mapped = {r: roles.get(r.lower()) for r in set(all_roles) if r is not None}
     out: list[Turns | None] = []
-    for row, (start, stop) in enumerate(zip(offsets, offsets[1:], strict=False)):
+    for row, (start, stop) in enumerate(itertools.pairwise(offsets)):
         a, b = start - base, stop - base
         if not listed[row] or a == b or any(odd_messages[a:b]):
             out.append(None)

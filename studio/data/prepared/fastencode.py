@@ -380,7 +380,8 @@ class FastEncoder:
                 self._checked[roles] = self._checked.get(roles, 0) + 1
                 checks.append((index, roles, example or _example(roles, contents)))
             if layout.plan_rows is not None:
-                assert words is not None and layout.plan is not None
+                assert words is not None
+                assert layout.plan is not None
                 planned = layout.plan_rows(contents)
                 if planned is None:
                     given = (

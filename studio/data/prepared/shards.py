@@ -103,7 +103,7 @@ def shard_main(job: ShardJob, send: Callable[[tuple[str, int, Any]], None], kept
 
         done = encode_chunk(kept["fast"], job.rows, job.targets, job.start, sent, job.held)
         send(("done", job.index, done))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+    except BaseException as exc:
         send(("error", job.index, _picklable(exc)))
 
 
@@ -111,7 +111,7 @@ def _picklable(exc: BaseException) -> BaseException:
     try:
         pickle.dumps(exc)
         return exc
-    except Exception:  # noqa: BLE001
+    except Exception:
         return DataError(f"{type(exc).__name__}: {exc}")
 
 
@@ -238,7 +238,8 @@ def encode_in_processes(
 
     def serve(helper: int, process: _Helper) -> None:
         """Hand this helper chunk after chunk and relay what it says (a thread per helper)."""
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
         first = not forked  # a fork has its encoder already
         try:
             while (job := take()) is not None:

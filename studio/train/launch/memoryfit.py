@@ -46,7 +46,7 @@ def free_host() -> FreeMemory | None:
         import psutil
 
         vm = psutil.virtual_memory()
-    except Exception:  # noqa: BLE001 - no psutil, or no /proc: the figure is unknown, not an error
+    except Exception:
         return None
     return FreeMemory("CPU", vm.available / MB, vm.total / MB)
 

@@ -254,7 +254,7 @@ def _from_squeue(job_id: str) -> JobInfo | None:
     line = result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else ""
     if not line:
         return None
-    state, reason, limit = (line.split("|") + ["", ""])[:3]
+    state, reason, limit = ([*line.split("|"), "", ""])[:3]
     return JobInfo(job_id, state, reason or None, None, limit or None, "squeue")
 
 
@@ -271,7 +271,7 @@ def _from_sacct(job_id: str) -> JobInfo | None:
     line = result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else ""
     if not line:
         return None
-    state, reason, code, limit = (line.split("|") + ["", "", ""])[:4]
+    state, reason, code, limit = ([*line.split("|"), "", "", ""])[:4]
     return JobInfo(job_id, state.split()[0], reason or None, code or None, limit or None, "sacct")
 
 

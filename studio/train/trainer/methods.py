@@ -289,7 +289,7 @@ def _kto(
             ):  # TRL's own estimate: each batch's completions rotated by one against its prompts
 
                 def rotate(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-                    batch["KL_completion_ids"] = [batch["completion_ids"][-1]] + batch["completion_ids"][:-1]
+                    batch["KL_completion_ids"] = [batch["completion_ids"][-1], *batch["completion_ids"][:-1]]
                     return batch
 
                 dataset = dataset.map(rotate, batched=True, batch_size=args.per_device_train_batch_size)

@@ -44,7 +44,7 @@ class RewardError(StudioError):
     """A reward function that cannot be loaded or that failed while scoring."""
 
 
-class RewardsStopped(Exception):  # noqa: N818 - it is not an error: the run was asked to stop
+class RewardsStopped(Exception):
     """A stop arrived while a reward was scoring: the reward was ended; the worker saves and ends ``stopped``."""
 
 
@@ -340,7 +340,7 @@ def _shippable(kwargs: dict[str, Any]) -> dict[str, Any]:
             continue
         try:
             pickle.dumps(value)
-        except Exception:  # noqa: S112 - e.g. TRL's environments: live objects no other process can use
+        except Exception:
             continue
         out[key] = value
     return out
@@ -364,7 +364,7 @@ class RewardHost:
         ours, theirs = Pipe()
         self.conn = ours
         code = "import sys; from lorastudio.train.trainer.rewards import serve; serve(int(sys.argv[1]))"
-        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+        self.process = subprocess.Popen(
             [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
         )
         theirs.close()

@@ -45,7 +45,7 @@ task scores of ``train.eval_tasks`` (a higher stage's, installed by ``lorastudio
 ``evaluate/intraining.py``)."""
 
 
-class StopNow(BaseException):  # noqa: N818 - not an error: a second stop request
+class StopNow(BaseException):
     """Raised by a second SIGTERM/SIGINT wherever the main thread is: the run ends ``stopped`` without saving."""
 
 
