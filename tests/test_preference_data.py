@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from lorastudio.data.encode import IGNORE_INDEX, make_encoder
 from lorastudio.data.formats import Example
+from lorastudio.data.methodcache import prepare_method_data
 from lorastudio.data.preference import (
     EncodedPair,
     EncodedPrompt,
     EncodedUnpaired,
     encode_rows,
     method_encoder,
-    prepare_method_data,
 )
 from lorastudio.errors import DataError
 from lorastudio.recipe import KtoSection, Recipe

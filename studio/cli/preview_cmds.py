@@ -251,7 +251,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     recipe = load(args.recipe, args.overrides)
     started = time.monotonic()
     if not recipe.train.supervised:  # encoded by the method's one path (data/preference.py) and cached
-        from lorastudio.data.preference import prepare_method_data
+        from lorastudio.data.methodcache import prepare_method_data
 
         data = prepare_method_data(recipe, use_cache=not args.force)
         summary: dict[str, Any] = {

@@ -624,53 +624,6 @@ def check_method_rows(recipe: Recipe) -> None:
     raise no_usable_rows(stats, rows.origin)
 
 
-def prepare_method_data(recipe: Recipe, tokenizer: Any = None, use_cache: bool = True) -> MethodData:
-    """Every row encoded for the method (what ``studio prepare`` prints and the worker trains on), read from
-    the prepared-data cache when this data, tokenizer and recipe were encoded before (``methodcache``);
-    ``use_cache=False`` encodes again (and stores the result)."""
-    from lorastudio.data.methodcache import method_key, read_entry, write_entry
-    from lorastudio.data.sources import train_eval_split
-
-    if tokenizer is None:
-        from lorastudio.models.sources import load_tokenizer
-
-        tokenizer = load_tokenizer(recipe.model)
-    key = method_key(recipe, tokenizer, _encoding_code())
-    hit = read_entry(key) if use_cache else None
-    if hit is not None:
-        meta = hit.meta
-        stored = recipe.model_copy(update={"data": recipe.data.model_copy(update={"format": meta["format"]})})
-        encoder = make_method_encoder(tokenizer, stored, meta["columns"], [], meta["origin"])
-        return MethodData(encoder, hit.train, hit.eval, MethodStats.from_state(meta["stats"]), hit.path)
-    encoder, rows = method_encoder(recipe, tokenizer)
-    all_rows = list(rows.rows)
-    # GRPO evaluation would sample replies for every held-out prompt: too slow to be on by default.
-    fraction = recipe.data.eval_fraction if recipe.train.method != "grpo" else 0.0
-    train_rows, eval_rows = train_eval_split(all_rows, fraction, recipe.train.seed)
-    train, stats = encode_rows(encoder, train_rows)
-    if not train:
-        raise no_usable_rows(stats, rows.origin)
-    evals, _ = encode_rows(encoder, eval_rows)
-    data = MethodData(encoder, [s.row() for s in train], [s.row() for s in evals], stats)
-    meta = {
-        "format": encoder.format,
-        "columns": list(rows.columns),
-        "origin": rows.origin,
-        "stats": stats.state(),
-    }
-    write_entry(key, meta, data.train, data.eval)
-    return data
-
-
-def _encoding_code() -> list[str]:
-    """The source of the modules that turn a row into these ids: a change to them must not reuse an entry."""
-    import inspect
-
-    from lorastudio.data import encode, formats
-
-    return [inspect.getsource(module) for module in (sys.modules[__name__], encode, formats)]
-
-
 # -- what the Preview and ``studio preview`` show ----------------------------------------------------------
 def _pieces(tokenizer: Any, ids: list[int], trained: bool, context: Sequence[int] = ()) -> list[Any]:
     from lorastudio.data.encode import Encoded as SftEncoded

@@ -122,7 +122,7 @@ def save_sharded_adapter(
     trainer.save_model(str(target))
     if where.is_main:
         tokenizer.save_pretrained(target)
-        from lorastudio.train.runs import RECIPE_FILE
+        from lorastudio.train.rundir import RECIPE_FILE
 
         (target / "recipe.yaml").write_text((run_dir / RECIPE_FILE).read_text())
     return target

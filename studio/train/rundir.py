@@ -12,13 +12,16 @@ import fcntl
 import json
 import math
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lorastudio import registry
 from lorastudio.errors import RunError
+from lorastudio.recipe import Recipe
 
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
@@ -194,3 +197,19 @@ def _run_dir_argument(cmdline: list[str]) -> str | None:
         if part in WORKER_MODULES and i > 0 and cmdline[i - 1] == "-m":
             return cmdline[i + 1]
     return None
+
+
+def load_run_recipe(path: Path) -> Recipe:
+    """The run's own recipe snapshot; the recipe registry is read only for old runs that still ``extends``."""
+    return registry.load_snapshot(path / RECIPE_FILE)
+
+
+def latest_checkpoint(path: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder of a run (by step), or None."""
+    folder = path / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return None
+    found = [
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
+    return max(found)[1] if found else None

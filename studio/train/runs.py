@@ -43,6 +43,8 @@ from lorastudio.train.rundir import (
 )
 from lorastudio.train.rundir import RECIPE_FILE as RECIPE_FILE
 from lorastudio.train.rundir import RUN_FILE as RUN_FILE
+from lorastudio.train.rundir import latest_checkpoint as latest_checkpoint
+from lorastudio.train.rundir import load_run_recipe as load_run_recipe
 from lorastudio.train.runref import resolve_run
 from lorastudio.train.runstate import RunState
 from lorastudio.train.summaries import SummarizingWriter, SummaryCache, summary_cache
@@ -351,11 +353,6 @@ def find_run(name_or_path: str, root: Path | None = None) -> Path:
     return resolve_run(name_or_path, root).path
 
 
-def load_run_recipe(path: Path) -> Recipe:
-    """The run's own recipe snapshot; the recipe registry is read only for old runs that still ``extends``."""
-    return registry.load_snapshot(path / RECIPE_FILE)
-
-
 def stop_run(path: Path) -> bool:
     """Ask the worker to save and stop (SIGTERM). False when no live worker is found: only a process proven to
     be this run's worker (``rundir.worker_process``) is ever signalled."""
@@ -372,13 +369,3 @@ def stop_run(path: Path) -> bool:
     except Exception:  # it ended (or its pid moved on) in between
         return False
     return True
-
-
-def latest_checkpoint(path: Path) -> Path | None:
-    folder = path / "checkpoints"
-    if not folder.is_dir():
-        return None
-    found = [
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
-    ]
-    return max(found)[1] if found else None

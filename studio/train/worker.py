@@ -34,7 +34,7 @@ from lorastudio.train.events import (
     StatusEvent,
 )
 from lorastudio.train.logcapture import capture_warnings
-from lorastudio.train.runs import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
+from lorastudio.train.rundir import RECIPE_FILE, latest_checkpoint, load_run_recipe, update_meta
 from lorastudio.train.summaries import SummarizingWriter
 
 TELEMETRY_INTERVAL_S = 1.5
@@ -274,7 +274,7 @@ def encode_for_training(recipe, tokenizer, waiting=None):
 
 def _method_trainer(recipe, backend, hw, where, writer, stop, run_dir: Path, tracking=None):
     """(trainer, tokenizer) for train.method dpo/kto/orpo/grpo: studio's encoded rows into TRL's trainer."""
-    from lorastudio.data.preference import prepare_method_data
+    from lorastudio.data.methodcache import prepare_method_data
     from lorastudio.models.sources import throttled
     from lorastudio.train.methods import build_method_trainer, load_method_model, make_method_callback
 
