@@ -12,9 +12,9 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lorastudio.export.exporter import ExportRequest, export
-from lorastudio.export.source import resolve_source
+from lorastudio.export.origin import resolve_source
 from lorastudio.export.staging import human_size
-from lorastudio.models.sources import resolve_model_path
+from lorastudio.models.resolve import resolve_model_path
 
 MESSAGES = [{"role": "user", "content": "What colour is the sky?"}]
 

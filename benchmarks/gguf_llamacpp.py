@@ -29,7 +29,7 @@ from typing import Any
 
 def short_run(recipe: str, overrides: list[str]) -> Path:
     from lorastudio import registry
-    from lorastudio.train.runs import create_run
+    from lorastudio.train.launch.runs import create_run
 
     run_dir = create_run(registry.load(recipe, overrides))
     done = subprocess.run(

@@ -64,8 +64,8 @@ def make_data(path: Path, rows: int, words: int) -> None:
 
 def run_backend(backend: str, model_dir: Path, data: Path, steps: int, root: Path, max_length: int) -> dict:
     from lorastudio import registry
-    from lorastudio.train import runs
-    from lorastudio.train.eventlog import read_all
+    from lorastudio.train.launch import runs
+    from lorastudio.train.run.eventlog import read_all
 
     recipe = registry.load(
         "tiny-pirate",

@@ -144,7 +144,7 @@ def train(kit: Kit, recipe: str, overrides: list[str], backend: str | None = Non
 
 def figures(run_dir: Path) -> dict[str, Any]:
     """A run's figures from its events: status, cause, loss, tokens/s, peaks, one telemetry event."""
-    from lorastudio.train.eventlog import read_all
+    from lorastudio.train.run.eventlog import read_all
 
     events = read_all(run_dir / "events.jsonl")
     statuses = [e for e in events if e["kind"] == "status"]
@@ -411,7 +411,7 @@ def step_oom(kit: Kit) -> dict[str, Any]:
         over += ["train.gradient_checkpointing=off", "train.max_steps=2"]
         run_dir, done = train(kit, "tiny-pirate", over, "hf")
         oom = figures(run_dir)
-        from lorastudio.train.eventlog import read_all
+        from lorastudio.train.run.eventlog import read_all
 
         status = [e for e in read_all(run_dir / "events.jsonl") if e["kind"] == "status"][-1]
         oom["numbers"] = _oom_numbers(str(status.get("cause")) + str(status.get("traceback")))
@@ -441,7 +441,7 @@ def step_oom(kit: Kit) -> dict[str, Any]:
         240, kit.left_s()
     ):
         time.sleep(0.05)
-    from lorastudio.train.runs import stop_run
+    from lorastudio.train.launch.runs import stop_run
 
     stop_asked = stop_run(run_dir)
     while time.monotonic() - waited < min(300, kit.left_s()):
@@ -479,7 +479,7 @@ def step_oom(kit: Kit) -> dict[str, Any]:
 
 def _resumed_batch(run_dir: Path) -> list[int] | None:
     """(batch size, accumulation) the resumed run's recipe holds."""
-    from lorastudio.train.runs import load_run_recipe
+    from lorastudio.train.launch.runs import load_run_recipe
 
     try:
         train = load_run_recipe(run_dir).train

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from lorastudio import registry
 from lorastudio.chat.engine import Sampling, engine_for
-from lorastudio.train.adapters import latest_complete_checkpoint
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.runs import create_run, start_worker, stop_run
-from lorastudio.train.runstate import fold
+from lorastudio.train.launch.runs import create_run, start_worker, stop_run
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.runstate import fold
+from lorastudio.train.trainer.adapters import latest_complete_checkpoint
 
 
 def tokens_per_s(run_dir: Path, since: float, until: float) -> float | None:

@@ -82,8 +82,8 @@ async def measure() -> None:
     from textual.app import App
 
     from lorastudio.screens.monitor import CHARTS, add_chart_series
-    from lorastudio.train.eventlog import EventTail
-    from lorastudio.train.runstate import RunState
+    from lorastudio.train.run.eventlog import EventTail
+    from lorastudio.train.run.runstate import RunState
     from lorastudio.widgets.chart import LineChart
 
     class Charts(App[None]):

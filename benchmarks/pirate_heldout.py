@@ -25,8 +25,8 @@ from lorastudio.chat.heldout import evaluate
 
 def train(overrides: list[str]) -> Path:
     from lorastudio import registry
-    from lorastudio.models.sources import resolve_model_path
-    from lorastudio.train.runs import create_run
+    from lorastudio.models.resolve import resolve_model_path
+    from lorastudio.train.launch.runs import create_run
 
     recipe = registry.load("smollm2-pirate", overrides)
     resolve_model_path(recipe.model)  # the one-time fetch and dequantization are not part of a run

@@ -34,8 +34,8 @@ def run_worker(
 ) -> tuple[Path, list[dict[str, Any]], float]:
     """Train in studio's worker; ``probe`` also writes its trainer's like-for-like report into the run."""
     from lorastudio import registry
-    from lorastudio.models.sources import resolve_model_path
-    from lorastudio.train.runs import create_run
+    from lorastudio.models.resolve import resolve_model_path
+    from lorastudio.train.launch.runs import create_run
 
     recipe = registry.load(recipe_name, overrides)
     resolve_model_path(recipe.model)  # a one-time fetch or build is not part of the run
@@ -100,7 +100,7 @@ def cmd_dpo(args: argparse.Namespace) -> None:
 def cmd_grpo(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     if args.start_from:
-        from lorastudio.train.methods import resolve_start_adapter
+        from lorastudio.train.trainer.methods import resolve_start_adapter
 
         overrides.append(f"model.adapter={resolve_start_adapter(args.start_from)}")
     run_dir, events, wall = run_worker("tiny-pirate-grpo", overrides)

@@ -129,8 +129,8 @@ def large_vocabulary(model: str, workdir: Path, rows: int = 20_000) -> tuple[flo
     import string
 
     from lorastudio import registry
-    from lorastudio.data.fastencode import FastEncoder
     from lorastudio.data.prepare import prepare
+    from lorastudio.data.prepared.fastencode import FastEncoder
 
     rng = random.Random(1)
     vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(200_000)]
@@ -168,9 +168,9 @@ def encode_rate(rows: int, model: str, workdir: Path) -> tuple[float, float, flo
     """Samples/s on tiny-pirate's short chat rows (repeated to ``rows``): ``prepare_data`` end to end
     (every core, rows already loaded), the fast encoder in this one process, and prefix rendering."""
     from lorastudio import registry
-    from lorastudio.data.cache import prepare_data
-    from lorastudio.data.fastencode import FastEncoder
     from lorastudio.data.prepare import prepare
+    from lorastudio.data.prepared.cache import prepare_data
+    from lorastudio.data.prepared.fastencode import FastEncoder
     from lorastudio.paths import package_recipes_dir
 
     base = [
@@ -226,7 +226,7 @@ def tokenizer_folder(kind: str, workdir: Path) -> Path:
 
         build_tokenizer().save_pretrained(folder)
         return folder
-    from lorastudio.models.sources import resolve_model_path
+    from lorastudio.models.resolve import resolve_model_path
     from lorastudio.recipe import ModelSection
 
     source = Path(resolve_model_path(ModelSection(name="smollm2-135m-instruct")))  # the machine's cache

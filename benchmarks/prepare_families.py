@@ -159,8 +159,8 @@ def recipe_args(folder: Path, source: Path, fmt: str) -> list[str]:
 def short_rate(folder: Path, source: Path) -> float:
     """Rows/s of ``prepare_data`` end to end on these rows (loaded first)."""
     from lorastudio import registry
-    from lorastudio.data.cache import prepare_data
     from lorastudio.data.prepare import prepare
+    from lorastudio.data.prepared.cache import prepare_data
 
     recipe = registry.load("tiny-pirate", recipe_args(folder, source, "messages"))
     prepared = prepare(recipe)

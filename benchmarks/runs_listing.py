@@ -94,7 +94,7 @@ def build(root: Path, runs: int, events: int) -> Path:
     summary copied)."""
     import psutil
 
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE, SummarizingWriter
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE, SummarizingWriter
 
     t0 = 1_790_000_000.0
     done = run_events(events, t0)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pirate_heldout import train  # noqa: E402
 
-from lorastudio.train.runstate import load_samples
+from lorastudio.train.run.runstate import load_samples
 
 
 def report(label: str, overrides: list[str]) -> None:

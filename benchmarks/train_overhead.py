@@ -60,8 +60,8 @@ def studio_train_seconds(overrides: list[str]) -> tuple[float, dict[str, Any]]:
     from likeforlike import REPORT_FILE, read_report, run_probed_worker
 
     from lorastudio import registry
-    from lorastudio.train import runs
-    from lorastudio.train.eventlog import read_all
+    from lorastudio.train.launch import runs
+    from lorastudio.train.run.eventlog import read_all
 
     run_dir = runs.create_run(registry.load("tiny-pirate", overrides))
     done = run_probed_worker(run_dir)
@@ -74,8 +74,8 @@ def studio_train_seconds(overrides: list[str]) -> tuple[float, dict[str, Any]]:
 
 
 def monitor_refresh_cost() -> None:
-    from lorastudio.train.eventlog import EventTail
-    from lorastudio.train.runstate import RunState
+    from lorastudio.train.run.eventlog import EventTail
+    from lorastudio.train.run.runstate import RunState
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"

@@ -164,7 +164,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_engine(self) -> None:
         from lorastudio.chat.endpoint import EndpointEngine, is_endpoint, open_engine
-        from lorastudio.models.sources import wait_for_imports
+        from lorastudio.models.resolve import wait_for_imports
         from lorastudio.models.threads import share_cores
 
         side = None
@@ -209,7 +209,7 @@ class ChatScreen(HandlesWorkerFailures, Screen[None]):
         self.query_one("#chat-status", Label).update(
             Text(f"ready · {self.engine.source}" if self.engine.source else "ready")
         )
-        if self.engine.source:  # which run and checkpoint `latest` or RUN@latest took (train/runref.py)
+        if self.engine.source:  # which run and checkpoint `latest` or RUN@latest took (train/run/runref.py)
             self.notify(f"chatting with {self.engine.source}")
         self._update_title()
         box = self.query_one("#chat-input", Input)

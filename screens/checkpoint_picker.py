@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from lorastudio.train.manage import Checkpoint
+from lorastudio.train.launch.manage import Checkpoint
 
 
 class CheckpointPicker(ModalScreen[Path | None]):

@@ -23,7 +23,7 @@ from lorastudio.widgets.compare_chart import SERIES_COLORS, CompareChart
 from lorastudio.widgets.title_header import TitleHeader
 
 if TYPE_CHECKING:
-    from lorastudio.train.compare import Comparison, RunResult
+    from lorastudio.train.launch.compare import Comparison, RunResult
 
 
 @dataclass
@@ -91,7 +91,7 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
     def load(self) -> None:
         from lorastudio.evaluate.scores import scores_of
-        from lorastudio.train.compare import compare_runs
+        from lorastudio.train.launch.compare import compare_runs
 
         self.post_message(ComparisonReady(compare_runs(self.paths), scores_of(self.paths)))
 
@@ -106,7 +106,7 @@ class CompareScreen(HandlesWorkerFailures, Screen[None]):
         return SERIES_COLORS[index % len(SERIES_COLORS)]
 
     def on_comparison_ready(self, message: ComparisonReady) -> None:
-        from lorastudio.train.compare import format_duration, format_value
+        from lorastudio.train.launch.compare import format_duration, format_value
 
         self.comparison = comparison = message.comparison
         legend = Text(no_wrap=True, overflow="ellipsis")

@@ -87,8 +87,8 @@ class CompareSamplesScreen(HandlesWorkerFailures, Screen[None]):
 
     @work(thread=True, exclusive=True, group="compare-samples", exit_on_error=False)
     def load(self) -> None:
-        from lorastudio.train.runstate import load_samples
-        from lorastudio.train.samplelog import SampleHistory
+        from lorastudio.train.run.runstate import load_samples
+        from lorastudio.train.run.samplelog import SampleHistory
 
         self.post_message(SamplesLoaded([SampleHistory.of(load_samples(path)) for path in self.paths]))
 

@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 
 from lorastudio.screens.navigate import EvalSamples, go
 from lorastudio.screens.worker_failures import HandlesWorkerFailures
-from lorastudio.train.events import ENDED_STATUSES
+from lorastudio.train.run.events import ENDED_STATUSES
 from lorastudio.widgets.eval_progress import EvalProgress
 from lorastudio.widgets.eval_results import EvalResults
 from lorastudio.widgets.title_header import TitleHeader
@@ -140,7 +140,7 @@ class EvalScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="eval-recipe", exit_on_error=False)
     def find_recipe_run(self, recipe: str) -> None:
         from lorastudio.errors import RunError
-        from lorastudio.train.runs import find_run
+        from lorastudio.train.launch.runs import find_run
 
         try:
             run: Path | None = find_run(recipe)

@@ -35,7 +35,7 @@ QUANTS = (
     "q5_0",
     "q4_1",
     "q4_0",
-)  # as lorastudio.export.gguf_file.QUANTS
+)  # as lorastudio.export.ggufwrite.QUANTS
 FORMAT_HELP = {
     "adapter": "LoRA adapter, tokenizer, chat template, model card",
     "merged": "16-bit base + adapter merged: plain transformers",
@@ -74,7 +74,7 @@ class ExportScreen(HandlesWorkerFailures, Screen[None]):
         self._checkpoints: list[int] = []
 
     def compose(self) -> ComposeResult:
-        from lorastudio.export.source import checkpoints
+        from lorastudio.export.origin import checkpoints
 
         self._checkpoints = checkpoints(self.run_dir)
         yield TitleHeader()

@@ -70,7 +70,7 @@ def sweep_values(spec: FieldSpec, text: str) -> list[str]:
     """The values of a field typed as ``a, b, c`` (a sweep), or [] for one value; list fields never sweep."""
     if spec.kind in ("list", "optional_list", "bool") or spec.path == "data.source":
         return []
-    from lorastudio.train.sweep import split_values
+    from lorastudio.train.launch.sweep import split_values
 
     values = [v for v in split_values(text) if v]
     return values if len(values) > 1 else []
@@ -248,7 +248,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
     def _launch_sweep(self) -> None:
         from lorastudio.errors import StudioError
-        from lorastudio.train.sweep import Axis, plan_from_data, start_sweep
+        from lorastudio.train.launch.sweep import Axis, plan_from_data, start_sweep
 
         try:
             plan = plan_from_data(self.data, [Axis(path, values) for path, values in self.sweep_axes.items()])
@@ -311,7 +311,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
     @work(thread=True, exclusive=True, group="launch-epochs", exit_on_error=False)
     def count_epochs(self, recipe: Recipe) -> None:
         """Whether max_steps wins over epochs, and how many epochs it makes (the data's rows counted once)."""
-        from lorastudio.data.sources import max_steps_note, train_rows_count
+        from lorastudio.data.datasource import max_steps_note, train_rows_count
 
         data = recipe.data
         key = (data.source, data.split, data.limit, data.eval_split, data.eval_fraction)
@@ -353,7 +353,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
         records it), so a later run of that recipe does not change what this one started from; None, with
         the message under the field, when it names no run or adapter."""
         from lorastudio.errors import StudioError
-        from lorastudio.train.methods import resolve_start_adapter
+        from lorastudio.train.trainer.methods import resolve_start_adapter
 
         try:
             folder = resolve_start_adapter(str(recipe.model.adapter))
@@ -458,7 +458,7 @@ class LaunchScreen(HandlesWorkerFailures, Screen[None]):
 
 
 def _method_line(recipe: Recipe) -> str:
-    from lorastudio.train.rewards import describe
+    from lorastudio.train.trainer.rewards import describe
 
     line = f"method {recipe.train.method}"
     if recipe.model.adapter:

@@ -1,6 +1,6 @@
 """The Launch sheet's memory line: the estimate beside what the GPU or the host has free.
 
-The figures and the fit rule are the engine's (``train/memoryfit.py``, which chat admission uses too); this
+The figures and the fit rule are the engine's (``train/launch/memoryfit.py``, which chat admission uses too); this
 module only words and colours them.
 """
 
@@ -19,7 +19,7 @@ def describe(recipe: Recipe, gpu: tuple[float, float, str] | None | bool = True)
     ``gpu=True`` asks NVML; tests pass a (free MB, total MB, name) tuple or None for "no GPU".
     """
     from lorastudio.models.estimate import estimate_memory, memory_label
-    from lorastudio.train import memoryfit
+    from lorastudio.train.launch import memoryfit
 
     found = (
         memoryfit.free_gpu()

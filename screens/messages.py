@@ -30,7 +30,7 @@ def start_model_load(post: Callable[[Message], object]) -> tuple[Callable[[float
     It says why nothing shows yet when studio is still importing, waits for those imports, and caps torch
     (the tiny build beside a training worker must not fight it).
     """
-    from lorastudio.models.sources import wait_for_imports, warming_up
+    from lorastudio.models.resolve import wait_for_imports, warming_up
     from lorastudio.models.threads import share_cores
 
     def progress(fraction: float, text: str) -> None:

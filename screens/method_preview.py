@@ -214,7 +214,7 @@ class MethodPreviewScreen(HandlesWorkerFailures, Screen[None]):
             rejected_box.display = False
 
     def _rewards_text(self, sample: Any) -> str:
-        from lorastudio.train.rewards import describe
+        from lorastudio.train.trainer.rewards import describe
 
         grpo = self.recipe.grpo
         lines = ["[b]reward functions[/] (weighted sum)"]

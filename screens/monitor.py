@@ -23,8 +23,9 @@ from lorastudio.models.cachelock import WAITING as LOCK_WAIT
 from lorastudio.recipe import Recipe
 from lorastudio.screens import navigate as nav
 from lorastudio.screens.navigate import go
-from lorastudio.train.damage import DAMAGED, run_problem
-from lorastudio.train.events import (
+from lorastudio.train.launch.runs import DIED_CAUSE, LOG_FILE, effective_status, worker_alive
+from lorastudio.train.run.damage import DAMAGED, run_problem
+from lorastudio.train.run.events import (
     TERMINAL_STATUSES,
     CheckpointEvent,
     EvalEvent,
@@ -33,9 +34,8 @@ from lorastudio.train.events import (
     StatusEvent,
     TaskScoresEvent,
 )
-from lorastudio.train.rundir import inspect_meta
-from lorastudio.train.runs import DIED_CAUSE, LOG_FILE, effective_status, worker_alive
-from lorastudio.train.runstate import RunReader, RunState
+from lorastudio.train.run.rundir import inspect_meta
+from lorastudio.train.run.runstate import RunReader, RunState
 from lorastudio.widgets.chart import SMOOTHING_STEPS, WAITING, WINDOWS, LineChart
 from lorastudio.widgets.completions_panel import CompletionsPanel
 from lorastudio.widgets.gpu_panel import GpuPanel
@@ -50,7 +50,7 @@ REFRESH_S = 0.5
 def start_training(app: App[Any], recipe: Recipe) -> None:
     """Create the run directory, start the detached worker and show its Monitor."""
     from lorastudio.errors import StudioError
-    from lorastudio.train.runs import start_run
+    from lorastudio.train.launch.runs import start_run
 
     try:
         run_dir = start_run(recipe)
@@ -433,7 +433,7 @@ class MonitorScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                from lorastudio.train.runs import stop_run
+                from lorastudio.train.launch.runs import stop_run
 
                 if stop_run(self.run_dir):
                     self.notify("asked the worker to save the adapter and stop")
@@ -470,7 +470,7 @@ class MonitorScreen(Screen[None]):
 def _run_recipe(run_dir: Path) -> Recipe | None:
     """The run's recipe snapshot (None when unreadable: the common charts still work, as an SFT run's)."""
     try:
-        from lorastudio.train.runs import load_run_recipe
+        from lorastudio.train.launch.runs import load_run_recipe
 
         return load_run_recipe(run_dir)
     except Exception:

@@ -16,8 +16,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ProgressBar, Static
 
+from lorastudio.data.datasource import describe_eval_split
 from lorastudio.data.encode import DatasetStats
-from lorastudio.data.sources import describe_eval_split
 from lorastudio.recipe import Recipe
 from lorastudio.screens.focus import focus_now, typing_in
 from lorastudio.screens.messages import LoadProgress, show_load_progress, start_model_load
@@ -145,7 +145,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
     def compute_stats(self) -> None:
         from textual.worker import get_current_worker
 
-        from lorastudio.data.fastencode import compute_stats
+        from lorastudio.data.prepared.fastencode import compute_stats
 
         worker = get_current_worker()
         posted = [0.0]
@@ -157,7 +157,7 @@ class PreviewScreen(HandlesWorkerFailures, Screen[None]):
                 self.post_message(StatsUpdate(stats.snapshot()))
             return not worker.is_cancelled
 
-        from lorastudio.data.cache import prepare_data
+        from lorastudio.data.prepared.cache import prepare_data
         from lorastudio.errors import StudioError
 
         try:  # the prepared-data cache: read when there, else encoded (and kept for training) with progress

@@ -78,7 +78,7 @@ class RecipesScreen(Screen[None]):
         """pydantic and YAML stay off the first frame: the list as last shown (cached cards, read with the
         standard library) fills in a moment after the first paint, then the recipes are validated behind it."""
         from lorastudio.recipecards import listing_state, read_cards
-        from lorastudio.train import telemetry
+        from lorastudio.train.trainer import telemetry
 
         listing = listing_state()  # before reading: a file written meanwhile makes the cache stale
         cached = read_cards(listing)

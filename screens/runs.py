@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 
 from lorastudio.screens import navigate as nav
 from lorastudio.screens.navigate import go
-from lorastudio.train.runs import RunSummary
+from lorastudio.train.launch.runs import RunSummary
 from lorastudio.widgets.title_header import TitleHeader
 
 REFRESH_S = 0.5
@@ -51,15 +51,15 @@ class RunWorkDone(Message):
 
 
 def load_rows() -> list[RunRow]:
-    from lorastudio.train.manage import read_note
-    from lorastudio.train.runs import list_runs
+    from lorastudio.train.launch.manage import read_note
+    from lorastudio.train.launch.runs import list_runs
 
     return [RunRow(r, read_note(r.path)) for r in list_runs()]
 
 
 def sweep_entries(rows: list[RunRow]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Run name -> (its sweep's name, the values the sweep gave it) for the runs a sweep started."""
-    from lorastudio.train.sweep import sweep_of
+    from lorastudio.train.launch.sweep import sweep_of
 
     found = {}
     for row in rows:
@@ -247,7 +247,7 @@ class RunsScreen(Screen[None]):
         return name, max(6, left - name)
 
     def _show(self, rows: list[RunRow]) -> None:
-        from lorastudio.train.manage import sort_runs
+        from lorastudio.train.launch.manage import sort_runs
 
         table = self.query_one(DataTable)
         current = self._current()
@@ -376,7 +376,7 @@ class RunsScreen(Screen[None]):
             text.append(f"\nnote: {row.note}")
         if r.cause and r.status in ("failed", "died", "stopped", "damaged"):  # damaged: which file, and how
             text.append(f"\n{r.cause}", style="red" if r.status != "stopped" else "yellow")
-        from lorastudio.train.manage import checkpoints
+        from lorastudio.train.launch.manage import checkpoints
 
         saved = [c.label for c in checkpoints(r.path)]
         text.append(
@@ -489,7 +489,7 @@ class RunsScreen(Screen[None]):
         run = self._current()
         if run is None:
             return
-        from lorastudio.train.manage import checkpoints
+        from lorastudio.train.launch.manage import checkpoints
 
         choices = checkpoints(run.path)
         if len(choices) <= 1:  # nothing to choose between: the adapter, or the base with a clear message
@@ -568,7 +568,7 @@ class RunsScreen(Screen[None]):
             return
         if self._busy(run):
             return
-        from lorastudio.train.manage import is_live
+        from lorastudio.train.launch.manage import is_live
 
         if not is_live(run.path):  # run.json and the process table: read at once, so the key answers at once
             self.notify(f"{run.name} has no live worker ({run.status})", severity="warning")
@@ -590,7 +590,7 @@ class RunsScreen(Screen[None]):
         run = self._current()
         if run is None or self._busy(run):
             return
-        from lorastudio.train.manage import is_live
+        from lorastudio.train.launch.manage import is_live
 
         if is_live(run.path):
             self.notify(
@@ -670,7 +670,7 @@ class RunsScreen(Screen[None]):
             if text is None:
                 return
             from lorastudio.errors import StudioError
-            from lorastudio.train.manage import write_note
+            from lorastudio.train.launch.manage import write_note
 
             try:
                 note = write_note(row.summary.path, text)
@@ -686,7 +686,7 @@ class RunsScreen(Screen[None]):
     def action_sort(self) -> None:
         if self._deferred("sort"):
             return
-        from lorastudio.train.manage import next_sort
+        from lorastudio.train.launch.manage import next_sort
 
         self.sort_key = next_sort(self.sort_key)
         self._show(self.rows)
@@ -710,7 +710,7 @@ class RunsScreen(Screen[None]):
     def stop_sweep_work(self, name: str) -> None:
         """Signal a sweep's live runs (a Slurm member's is a scancel) off the event loop."""
         from lorastudio.screens.worker_failures import failure_message
-        from lorastudio.train.sweep import stop_sweep
+        from lorastudio.train.launch.sweep import stop_sweep
 
         try:
             stopped, _ = stop_sweep(name)
@@ -744,15 +744,15 @@ class RunsScreen(Screen[None]):
 def _do_work(run: RunSummary, work: RunWork) -> str:
     """The engine's part of a delete, resume or stop (on a worker thread); what to tell the user after it."""
     if work == "delete":
-        from lorastudio.train.manage import delete_run
+        from lorastudio.train.launch.manage import delete_run
 
         return delete_run(run.path)  # what it removed: a linked run loses only its link
     if work == "resume":
-        from lorastudio.train.manage import resume_run
+        from lorastudio.train.launch.manage import resume_run
 
         _, checkpoint = resume_run(run.path)
         return f"resuming {run.name} from {checkpoint.name if checkpoint else 'step 0 (no checkpoint saved)'}"
-    from lorastudio.train.runs import stop_run
+    from lorastudio.train.launch.runs import stop_run
 
     stopped = stop_run(run.path)
     return f"asked {run.name} to save a checkpoint and stop" if stopped else f"{run.name} had already ended"

@@ -121,7 +121,7 @@ class StudioApp(App[None]):
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False, name="warm-up")
     def warm_up(self) -> None:
-        from lorastudio.models.sources import warm_up_imports
+        from lorastudio.models.resolve import warm_up_imports
 
         warm_up_imports()
 
@@ -445,7 +445,7 @@ def run_app(
         attach=attach, chat=chat, chat_base=chat_base, save_to=save_to, chat_endpoint=chat_endpoint
     )
     abandoned = run_abandoning(app)
-    from lorastudio.train.live import live_runs, reattach_message
+    from lorastudio.train.launch.live import live_runs, reattach_message
 
     message = reattach_message(live_runs())  # after the TUI is gone, so it stays on the terminal
     if message:

@@ -132,7 +132,7 @@ def preview(
 # -- runs -------------------------------------------------------------------------------------------
 def _start(recipe: Any) -> Path:
     """Create the run directory and start its detached worker (what `studio train --detach` does)."""
-    from lorastudio.train.runs import start_run
+    from lorastudio.train.launch.runs import start_run
 
     return start_run(recipe)
 
@@ -147,7 +147,7 @@ def start_run(recipe: RecipeArg, overrides: OverridesArg = None) -> dict[str, An
 
 
 def _sweep_of(path: Path) -> str | None:
-    from lorastudio.train.runs import read_meta
+    from lorastudio.train.launch.runs import read_meta
 
     sweep = read_meta(path).get("sweep")
     return str(sweep.get("name")) if isinstance(sweep, dict) and sweep.get("name") else None
@@ -156,9 +156,9 @@ def _sweep_of(path: Path) -> str | None:
 def run_status(run: RunArg) -> dict[str, Any]:
     """One run's status (queued, training, done, failed, stopped, died...), step, last train and eval loss,
     best checkpoint, ETA and memory (peak GPU memory, worker RSS)."""
-    from lorastudio.train.events import TERMINAL_STATUSES
-    from lorastudio.train.runs import find_run, summarise
-    from lorastudio.train.runstate import load_state
+    from lorastudio.train.launch.runs import find_run, summarise
+    from lorastudio.train.run.events import TERMINAL_STATUSES
+    from lorastudio.train.run.runstate import load_state
 
     path = find_run(run)
     summary = summarise(path)
@@ -204,8 +204,8 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     """Every run, newest first (or by loss or status): name, recipe, status, step, last loss, best checkpoint,
     note, sweep."""
-    from lorastudio.train.manage import read_note, sort_runs
-    from lorastudio.train.runs import list_runs as all_runs
+    from lorastudio.train.launch.manage import read_note, sort_runs
+    from lorastudio.train.launch.runs import list_runs as all_runs
 
     return [
         {**r.to_json(), "note": read_note(r.path) or None, "sweep": _sweep_of(r.path)}
@@ -215,8 +215,8 @@ def list_runs(
 
 def stop_run(run: RunArg) -> str:
     """Ask a run to save a checkpoint and its adapter, then stop (a queued run leaves the queue)."""
-    from lorastudio.train.runref import resolve_run
-    from lorastudio.train.runs import stop_run as stop
+    from lorastudio.train.launch.runs import stop_run as stop
+    from lorastudio.train.run.runref import resolve_run
 
     path = resolve_run(run, exact="stop").path  # never `latest`, a recipe's name or a prefix
     if stop(path):
@@ -226,8 +226,8 @@ def stop_run(run: RunArg) -> str:
 
 def resume_run(run: RunArg) -> str:
     """Continue a stopped, failed or died run from its latest checkpoint (same optimizer state)."""
-    from lorastudio.train.manage import resume_run as resume
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.manage import resume_run as resume
+    from lorastudio.train.launch.runs import find_run
 
     path = find_run(run)
     _, checkpoint = resume(path)
@@ -240,17 +240,17 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Two or more runs side by side: final/best train and eval loss, tokens/s, duration, peak memory, and the
     recipe fields whose values differ."""
-    from lorastudio.train.compare import compare_runs as compare
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.compare import compare_runs as compare
+    from lorastudio.train.launch.runs import find_run
 
     return compare([find_run(name) for name in runs]).to_json()
 
 
 def samples(run: RunArg) -> dict[str, Any]:
     """Replies the run generated from its sample prompts while training (when the recipe asks for them)."""
-    from lorastudio.train.manage import intact_state
-    from lorastudio.train.runs import find_run
-    from lorastudio.train.samplelog import SampleHistory
+    from lorastudio.train.launch.manage import intact_state
+    from lorastudio.train.launch.runs import find_run
+    from lorastudio.train.run.samplelog import SampleHistory
 
     path = find_run(run)
     history = SampleHistory.of(intact_state(path).samples)
@@ -281,8 +281,8 @@ def start_sweep(
 ) -> dict[str, Any]:
     """Start one run per point of a grid (every value is checked first; a bad one starts nothing). The runs
     wait on the device queue and train one at a time; compare_sweep ranks them, stop_sweep stops them."""
-    from lorastudio.train.sweep import plan_sweep
-    from lorastudio.train.sweep import start_sweep as start
+    from lorastudio.train.launch.sweep import plan_sweep
+    from lorastudio.train.launch.sweep import start_sweep as start
 
     plan = plan_sweep(recipe, grid, name=name, max_points=max_runs, max_option="max_runs")
     started = start(plan)
@@ -298,7 +298,7 @@ def start_sweep(
 
 def stop_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> dict[str, Any]:
     """Stop every queued and running run of a sweep (each saves its adapter)."""
-    from lorastudio.train.sweep import stop_sweep as stop
+    from lorastudio.train.launch.sweep import stop_sweep as stop
 
     stopped, ended = stop(name)
     return {"sweep": name, "stopped": [p.name for p in stopped], "already_ended": [p.name for p in ended]}
@@ -307,7 +307,7 @@ def stop_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> d
 def compare_sweep(name: Annotated[str, Field(description="the sweep's name")]) -> dict[str, Any]:
     """A sweep's runs ranked by best eval loss (final train loss when none evaluated), the best marked, with
     the swept fields' values beside each."""
-    from lorastudio.train.sweep import compare_sweep as compare
+    from lorastudio.train.launch.sweep import compare_sweep as compare
 
     return compare(name).to_json()
 

@@ -22,7 +22,7 @@ def quiet_libraries() -> None:
     for name in ("bitsandbytes", "transformers", "peft", "trl", "datasets", "accelerate", "kernels"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # bitsandbytes' own word that its CPU kernel did not come from the hub; the worker raises bitsandbytes back
-    # to warnings for the Monitor's log (train/logcapture.py), so this one is dropped at its logger.
+    # to warnings for the Monitor's log (train/trainer/logcapture.py), so this one is dropped at its logger.
     cpu_ops = logging.getLogger("bitsandbytes.backends.cpu.ops")
     if _HubKernelNotice not in {type(f) for f in cpu_ops.filters}:
         cpu_ops.addFilter(_HubKernelNotice())

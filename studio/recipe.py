@@ -282,7 +282,7 @@ class TrainSection(_Section):
     @property
     def supervised(self) -> bool:
         """``sft`` or ``pretrain``: encoded by data/encode.py and trained by the SFT trainer (the other methods
-        have their own data path and trainer, train/methods.py)."""
+        have their own data path and trainer, train/trainer/methods.py)."""
         return self.method in ("sft", "pretrain")
 
     @model_validator(mode="before")

@@ -86,7 +86,7 @@ def run_worker(run_dir: Path, *extra: str, timeout: int = 300) -> subprocess.Com
 def trained_run(tiny_model: Path) -> Path:
     """tiny-pirate trained to the end (the recipe as shipped)."""
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     result = run_worker(run_dir, timeout=1200)  # ~1 min alone; many times that on two cores shared by many
@@ -134,7 +134,7 @@ def smollm2_gguf(studio_home: Path) -> Path:
 def smollm2_dir(smollm2_gguf: Path) -> Path:
     """The dequantized SmolLM2 (a plain transformers folder: safetensors, tokenizer, ChatML template),
     linked into the session cache where ``model.name: smollm2-135m-instruct`` resolves to it."""
-    from lorastudio.models.gguf import cache_folder, content_hash, ensure_dequantized
+    from lorastudio.models.ggufload import cache_folder, content_hash, ensure_dequantized
 
     machine = _in_machine_cache(ensure_dequantized, smollm2_gguf.resolve())
     session = cache_folder(smollm2_gguf, content_hash(smollm2_gguf))
@@ -160,8 +160,8 @@ def engine(trained_run: Path) -> Any:
 
 def state_of(run_dir: Path) -> Any:
     """A run's state as its events describe it."""
-    from lorastudio.train.eventlog import EVENTS_FILE, read_all
-    from lorastudio.train.runstate import fold
+    from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+    from lorastudio.train.run.runstate import fold
 
     return fold(read_all(run_dir / EVENTS_FILE))
 
@@ -185,7 +185,7 @@ def stand_in_worker(run_dir: Path, pid_started: bool = True) -> subprocess.Popen
     (``python ... -m lorastudio.worker RUN_DIR``), so the run counts as live; ended after the test."""
     import psutil
 
-    from lorastudio.train.rundir import update_meta
+    from lorastudio.train.run.rundir import update_meta
 
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)", "-m", "lorastudio.worker", str(run_dir)],

@@ -168,7 +168,7 @@ def test_quitting_while_a_thread_builds_is_prompt(tmp_path: Path) -> None:
 async def test_a_preview_opened_during_the_warm_up_says_it_waits(tiny_model: Path) -> None:
     """The warm-up imports hold a lock the Preview's load waits on; meanwhile the screen says why it is empty."""
     from lorastudio import registry
-    from lorastudio.models import sources
+    from lorastudio.models import resolve as sources
     from lorastudio.models.threads import tui_threads
     from lorastudio.screens.messages import WARMING_UP
     from lorastudio.screens.preview import PreviewScreen

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from lorastudio.data.arrowturns import read_turns
 from lorastudio.data.formats import SkipRow, to_example
+from lorastudio.data.prepared.arrowturns import read_turns
 
 
 def _table(rows: list[dict[str, Any]], start: int = 0) -> Any:

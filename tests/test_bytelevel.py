@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lorastudio.data import bytelevel
-from lorastudio.data.bytelevel import ByteLevelWords
-from lorastudio.data.fastencode import _ranges
+from lorastudio.data.prepared import bytelevel
+from lorastudio.data.prepared.bytelevel import ByteLevelWords
+from lorastudio.data.prepared.fastencode import _ranges
 
 # Characters where the split could go wrong: every class boundary of the GPT-2 expression, the
 # contractions, whitespace runs before words, ASCII controls the engine does not count as space,

@@ -105,7 +105,7 @@ def test_transcript_files_hold_the_conversation(tmp_path: Path) -> None:
 
 def test_run_without_adapter_is_a_clear_error(tiny_model: Path) -> None:
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     with pytest.raises(RunError, match="has no adapter yet"):

@@ -17,7 +17,7 @@ from conftest import STUDIO_BIN, screen_of, wait_until
 from lorastudio import registry
 from lorastudio.app import StudioApp
 from lorastudio.chat.feedback import DEFAULT_NAME, conversation_problem, default_path, pairs_path
-from lorastudio.train import runs
+from lorastudio.train.launch import runs
 
 if TYPE_CHECKING:
     from lorastudio.screens.chat import ChatScreen
@@ -67,7 +67,7 @@ def side_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def side_run(side_adapter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A tiny-pirate run (the only one, in a private data folder) with that adapter and a checkpoint."""
-    from lorastudio.train.rundir import update_meta
+    from lorastudio.train.run.rundir import update_meta
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     made = runs.create_run(registry.load("tiny-pirate"))

@@ -92,8 +92,8 @@ def test_padding_never_masks_trained_im_end(smol_tokenizer: Any, smollm2_dir: Pa
     """pad == <|im_end|>: the collated batch still takes loss on every reply's <|im_end|>."""
     from transformers import AutoModelForCausalLM
 
-    from lorastudio.train.backend import Hardware
-    from lorastudio.train.worker import build_trainer
+    from lorastudio.train.trainer.backend import Hardware
+    from lorastudio.train.trainer.trainrun import build_trainer
 
     recipe = smol_recipe("dolly", max_steps=1, batch_size=3)
     encoder = Encoder(smol_tokenizer, recipe, "dolly")

@@ -23,9 +23,9 @@ from conftest import STUDIO_BIN, wait_until
 from runs_fixtures import write_run, write_runs
 
 from lorastudio.cli import main
-from lorastudio.train import runs
-from lorastudio.train.eventlog import EVENTS_FILE
-from lorastudio.train.events import MetricsEvent, Status, StatusEvent
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE
+from lorastudio.train.run.events import MetricsEvent, Status, StatusEvent
 
 NEWEST, MIDDLE, OLDEST = (
     "qwen-csv-concepts-long-experiment-20260922-120000",
@@ -174,7 +174,7 @@ def test_other_readers_survive_a_damaged_run(
     root: Path, damage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lorastudio import mcpserver
-    from lorastudio.train.live import live_runs
+    from lorastudio.train.launch.live import live_runs
 
     DAMAGES[damage][0](root / MIDDLE)
     assert runs.find_run("latest", root).name == NEWEST
@@ -231,7 +231,7 @@ def test_a_run_directory_that_cannot_be_read_is_listed_as_damaged(root: Path) ->
 # -- summary.json is a cache of the events, never a record --------------------------------------------
 def written_run(folder: Path, name: str, final: Status = "done") -> Path:
     """A run written through the SummarizingWriter, as the worker writes it (so it has a summary.json)."""
-    from lorastudio.train.summaries import SummarizingWriter
+    from lorastudio.train.run.summaries import SummarizingWriter
 
     run = folder / name
     run.mkdir(parents=True)
@@ -250,7 +250,7 @@ def written_run(folder: Path, name: str, final: Status = "done") -> Path:
 def test_a_summary_that_says_failed_over_a_finished_run_is_dropped_and_resume_refuses(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE
 
     run = written_run(root, "e-written-20260922-130000")
     entry = json.loads((run / RUN_SUMMARY_FILE).read_text())
@@ -285,7 +285,7 @@ def test_a_summary_that_says_failed_over_a_finished_run_is_dropped_and_resume_re
     ids=["binary", "array", "wrong-type", "cut-off", "nested-too-deep"],
 )
 def test_a_garbage_summary_is_dropped_and_the_run_lists_from_its_events(root: Path, garbage: bytes) -> None:
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE
 
     run = written_run(root, "e-written-20260922-130000", final="stopped")
     (run / RUN_SUMMARY_FILE).write_bytes(garbage)

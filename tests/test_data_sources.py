@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lorastudio.data.sources import load_rows
+from lorastudio.data.datasource import load_rows
 from lorastudio.errors import DataError
 from lorastudio.recipe import DataSection
 
@@ -137,7 +137,7 @@ def test_mixed_types_still_load(tmp_path: Path) -> None:
 
 def test_head_rows_read_the_start_of_a_big_file_only(tmp_path: Path) -> None:
     """The Preview's first sample comes from the first lines; a broken line further on is the whole load's to name."""
-    from lorastudio.data.sources import head_rows
+    from lorastudio.data.datasource import head_rows
 
     lines = [json.dumps({"instruction": f"Q{i}?", "context": "", "response": f"A{i}."}) for i in range(200)]
     lines[150] = "{broken"
@@ -198,7 +198,7 @@ def _gzip(path: Path, text: str) -> Path:
 
 
 def test_gzip_compressed_files_load_like_plain_ones(tmp_path: Path) -> None:
-    from lorastudio.data.sources import head_rows
+    from lorastudio.data.datasource import head_rows
 
     rows = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(5)]
     jsonl = _gzip(tmp_path / "train.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows))

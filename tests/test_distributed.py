@@ -22,11 +22,12 @@ from conftest import wait_for as _wait_for
 from lorastudio import registry
 from lorastudio.errors import StudioError
 from lorastudio.models.estimate import estimate_vram_gb
-from lorastudio.train import launch, runs
-from lorastudio.train.backend import Hardware, choose_backend
-from lorastudio.train.distributed import NullWriter, placement
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import StatusEvent
+from lorastudio.train.launch import runs
+from lorastudio.train.launch import supervisor as launch
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import StatusEvent
+from lorastudio.train.trainer.backend import Hardware, choose_backend
+from lorastudio.train.trainer.distributed import NullWriter, placement
 
 LOSS_TOLERANCE = 1e-4
 """Largest per-step |loss(2 processes x batch 4) - loss(1 process x batch 8)| allowed. Measured: 2.9e-6 at worst
@@ -319,7 +320,7 @@ def test_gpu_panel_lists_each_device() -> None:
             "power_w": 500.0,
         }
 
-    from lorastudio.train.events import TelemetryEvent
+    from lorastudio.train.run.events import TelemetryEvent
 
     panel = GpuPanel()
     panel.show(

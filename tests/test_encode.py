@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from lorastudio.data.datasource import RowTable, load_rows
 from lorastudio.data.encode import IGNORE_INDEX, Encoder, encode_all, make_encoder, pack
-from lorastudio.data.fastencode import compute_stats
 from lorastudio.data.formats import SkipRow
-from lorastudio.data.sources import RowTable, load_rows
+from lorastudio.data.prepared.fastencode import compute_stats
 from lorastudio.errors import DataError, TemplateError
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import DataSection, Recipe

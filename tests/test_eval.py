@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from lorastudio import registry
-from lorastudio.data.sources import describe_eval_split, eval_holdout_size, train_eval_split
+from lorastudio.data.datasource import describe_eval_split, eval_holdout_size, train_eval_split
 from lorastudio.errors import RunError
 from lorastudio.recipe import DataSection, Recipe
-from lorastudio.train.adapters import resolve_adapter, split_target
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.runs import summarise
-from lorastudio.train.runstate import fold
+from lorastudio.train.launch.runs import summarise
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.runstate import fold
+from lorastudio.train.trainer.adapters import resolve_adapter, split_target
 
 
 def rows(n: int) -> list[dict[str, int]]:

@@ -14,11 +14,11 @@ from runs_fixtures import write_run
 from lorastudio import registry
 from lorastudio.errors import StudioError
 from lorastudio.evaluate.intraining import install, match_metric
-from lorastudio.train import runs
-from lorastudio.train.adapters import resolve_adapter
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import TaskScoresEvent
-from lorastudio.train.runstate import RunState, fold
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import TaskScoresEvent
+from lorastudio.train.run.runstate import RunState, fold
+from lorastudio.train.trainer.adapters import resolve_adapter
 
 SCORE = "studio_arithmetic/exact_match (first_number)"
 

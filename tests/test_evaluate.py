@@ -19,9 +19,9 @@ from lorastudio.evaluate.job import create_eval, list_evals, summarise
 from lorastudio.evaluate.runner import RESULTS_FILE, SAMPLES_FILE, metric_rows, table
 from lorastudio.evaluate.spec import EvalSpec, make_spec
 from lorastudio.evaluate.tasks import SHIPPED, SHIPPED_DIR, load_task_file, local_tasks, resolve_tasks
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import make_event
-from lorastudio.train.runstate import fold
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import make_event
+from lorastudio.train.run.runstate import fold
 
 # -- the spec ------------------------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ def test_unknown_task_is_refused_at_once_naming_it(capsys: pytest.CaptureFixture
 
 def test_target_with_no_adapter_yet(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lorastudio import registry
-    from lorastudio.train.runs import create_run
+    from lorastudio.train.launch.runs import create_run
 
     run = create_run(registry.load("tiny-pirate"))
     code, err = studio("eval", run.name, "--tasks", "studio_general", capsys=capsys)

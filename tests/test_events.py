@@ -10,9 +10,9 @@ from typing import Any, get_args
 
 import pytest
 
-from lorastudio.train import events as ev
-from lorastudio.train.eventlog import EVENTS_FILE, EventTail, EventWriter, read_all, read_events
-from lorastudio.train.events import (
+from lorastudio.train.run import events as ev
+from lorastudio.train.run.eventlog import EVENTS_FILE, EventTail, EventWriter, read_all, read_events
+from lorastudio.train.run.events import (
     ENDED_STATUSES,
     EVENT_KINDS,
     STATUSES,
@@ -30,7 +30,7 @@ from lorastudio.train.events import (
     queued_with,
     status_word,
 )
-from lorastudio.train.runstate import RunReader, RunState, fold, load_state
+from lorastudio.train.run.runstate import RunReader, RunState, fold, load_state
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -313,7 +313,7 @@ def test_old_run_directory_still_loads(tmp_path: Path) -> None:
     assert state.backend == "hf" and state.adapter and state.tokens_seen > 0
     assert state.duration_s and state.duration_s > 0 and state.mean_tokens_per_s
 
-    from lorastudio.train import compare, runs
+    from lorastudio.train.launch import compare, runs
 
     summary = runs.summarise(run)
     assert (summary.status, summary.step, summary.last_loss) == ("done", 12, state.last_loss)
@@ -377,7 +377,7 @@ def test_the_statuses_are_defined_once() -> None:
     assert TERMINAL_STATUSES | {"damaged"} == ENDED_STATUSES and set(STATUSES) <= words
     shown: str = queued_with("waiting for CPU")  # beyond the Literal's words, by design (see Status)
     assert shown == "queued (waiting for CPU)"
-    from lorastudio.train import live, manage
+    from lorastudio.train.launch import live, manage
 
     assert TERMINAL_STATUSES | {"unknown"} == live.FINAL
     assert manage.RESUMABLE < TERMINAL_STATUSES and set(manage._STATUS_ORDER) <= words

@@ -25,7 +25,7 @@ MESSAGES = [
 def short_run(tiny_model: Path) -> Path:
     """tiny-pirate for 10 steps, checkpoints at 5 and 10: a real adapter with nonzero B in seconds."""
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate", ["train.max_steps=10", "train.save_steps=5"]))
     result = run_worker(run_dir)
@@ -258,7 +258,7 @@ def test_unknown_run_and_missing_checkpoint(short_run: Path, tmp_path: Path) -> 
 
 def test_run_without_adapter_is_refused(tiny_model: Path, tmp_path: Path) -> None:
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     with pytest.raises(StudioError, match="has no adapter yet"):

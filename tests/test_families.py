@@ -266,8 +266,8 @@ def test_llama2_multi_turn(llama2_tokenizer, which: str) -> None:
 # -- the Preview and the worker: one encode path ---------------------------------------------------------------
 @pytest.mark.parametrize("family", ["qwen3", "llama3_1"])
 def test_prepared_data_holds_what_the_preview_shows(tmp_path: Path, family: str, request) -> None:
-    from lorastudio.data.cache import prepare_data
     from lorastudio.data.prepare import prepare
+    from lorastudio.data.prepared.cache import prepare_data
 
     tok = request.getfixturevalue("qwen3_tokenizer" if family == "qwen3" else "llama3_tokenizer")
     rows = [row(CHAT), row(REASONING), row(CHAT[:3]), row(CHAT[:5])]
@@ -331,8 +331,8 @@ def test_the_shipped_qwen3_tools_recipe_trains_reasoning_and_calls_not_tool_text
     from conftest import npm_tokenizer_dir
 
     from lorastudio import registry
-    from lorastudio.data.cache import prepare_data
     from lorastudio.data.prepare import prepare
+    from lorastudio.data.prepared.cache import prepare_data
     from lorastudio.paths import package_recipes_dir
 
     tok = qwen3_tokenizer

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from lorastudio.data.encode import make_encoder
-from lorastudio.data.fastencode import FastEncoder
 from lorastudio.data.formats import SkipRow
+from lorastudio.data.prepared.fastencode import FastEncoder
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe
 

@@ -11,7 +11,7 @@ import pytest
 
 from lorastudio import registry
 from lorastudio.chat.admission import Admission
-from lorastudio.train.memoryfit import FreeMemory, memory_fit
+from lorastudio.train.launch.memoryfit import FreeMemory, memory_fit
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_usable_cores_follow_the_affinity() -> None:
         "import os\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
         "from lorastudio.models.threads import tui_threads, usable_cores\n"
-        "from lorastudio.data.shards import worker_count\n"
+        "from lorastudio.data.prepared.shards import worker_count\n"
         "print(usable_cores(), tui_threads(), worker_count(10**7), os.cpu_count())\n"
     )
     env = {**os.environ}

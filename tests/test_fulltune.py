@@ -69,7 +69,7 @@ def test_pretrain_turns_packing_and_all_tokens_on() -> None:
 
 # -- freeze: which weights train -------------------------------------------------------------------------------
 def _trainable(tiny_model: Path, *overrides: str) -> set[str]:
-    from lorastudio.train.backend import detect_hardware, load_full_for_training
+    from lorastudio.train.trainer.backend import detect_hardware, load_full_for_training
 
     recipe = _load("tiny-pirate", "train.tuning=freeze", *overrides)
     model, _ = load_full_for_training(recipe, str(tiny_model), detect_hardware())
@@ -122,7 +122,7 @@ def test_freeze_refuses_what_the_model_lacks(tiny_model: Path, overrides: list[s
 
 # -- packing for continued pretraining --------------------------------------------------------------------------
 def test_md_and_txt_corpus_folder_reads_paragraphs_as_documents(tmp_path: Path) -> None:
-    from lorastudio.data.sources import load_local
+    from lorastudio.data.datasource import load_local
 
     (tmp_path / "a.md").write_text("# Title\n\nFirst paragraph.\n\nSecond\nparagraph.\n")
     (tmp_path / "b.txt").write_text("Third.\n")
@@ -131,7 +131,7 @@ def test_md_and_txt_corpus_folder_reads_paragraphs_as_documents(tmp_path: Path) 
 
 
 def test_readme_beside_data_files_is_not_data(tmp_path: Path) -> None:
-    from lorastudio.data.sources import load_local
+    from lorastudio.data.datasource import load_local
 
     (tmp_path / "README.md").write_text("# A data set\n")
     (tmp_path / "train.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
@@ -139,8 +139,8 @@ def test_readme_beside_data_files_is_not_data(tmp_path: Path) -> None:
 
 
 def _pretrain_trainer(tiny_model: Path, tmp_path: Path, *overrides: str):
-    from lorastudio.train.backend import detect_hardware, load_for_training
-    from lorastudio.train.worker import build_trainer, encode_for_training
+    from lorastudio.train.trainer.backend import detect_hardware, load_for_training
+    from lorastudio.train.trainer.trainrun import build_trainer, encode_for_training
 
     recipe = _load("tiny-pretrain", *overrides)
     hw = detect_hardware()
@@ -234,7 +234,7 @@ def test_a_full_run_that_will_not_fit_is_refused_naming_both_figures(tiny_model:
 
 
 def test_create_run_refuses_a_full_run_too_big_for_this_machine(tiny_model: Path, tmp_path: Path) -> None:
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     recipe = _load("tiny-pirate", "train.tuning=full", "train.batch_size=1000000")  # terabytes of logits
     with pytest.raises(RecipeError) as err:
@@ -244,7 +244,7 @@ def test_create_run_refuses_a_full_run_too_big_for_this_machine(tiny_model: Path
 
 
 def test_create_run_refuses_freeze_modules_the_model_lacks(tiny_model: Path, tmp_path: Path) -> None:
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     recipe = _load("tiny-pirate", "train.tuning=freeze", "train.freeze_trainable_modules=[attn]")
     with pytest.raises(RecipeError) as err:
@@ -256,7 +256,7 @@ def test_create_run_refuses_freeze_modules_the_model_lacks(tiny_model: Path, tmp
 # -- a full run end to end ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def full_run(tiny_model: Path) -> Path:
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     recipe = _load(
         "tiny-pirate",
@@ -274,7 +274,7 @@ def full_run(tiny_model: Path) -> Path:
 
 @pytest.mark.slow
 def test_full_run_saves_the_model_and_loss_falls(full_run: Path) -> None:
-    from lorastudio.train.adapters import resolve_adapter
+    from lorastudio.train.trainer.adapters import resolve_adapter
 
     state = state_of(full_run)
     assert state.status == "done"
@@ -333,7 +333,7 @@ def test_full_run_exports_the_model_itself(full_run: Path, tmp_path: Path) -> No
 def test_freeze_run_changes_only_the_trained_layers(tiny_model: Path) -> None:
     from safetensors.torch import load_file
 
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     recipe = _load(
         "tiny-pirate",
@@ -371,9 +371,9 @@ def test_full_run_resumes_from_a_checkpoint_of_the_whole_model(full_run: Path) -
 
 # -- the Preview shows packed sequences ------------------------------------------------------------------------
 def test_packed_preview_is_what_training_packs(tiny_model: Path, tiny_tokenizer: Any) -> None:
-    from lorastudio.data.cache import prepare_data
+    from lorastudio.data.datasource import load_rows
     from lorastudio.data.encode import Encoder, packed_preview
-    from lorastudio.data.sources import load_rows
+    from lorastudio.data.prepared.cache import prepare_data
 
     recipe = _load("tiny-pretrain")
     rows = load_rows(recipe.data).rows
@@ -410,7 +410,7 @@ async def test_preview_marks_the_documents_of_a_packed_sequence(tiny_model: Path
 
 @pytest.mark.slow
 def test_shipped_smollm2_full_recipe_trains_the_whole_model(smollm2_dir: Path) -> None:
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(_load("smollm2-pirate-full"))
     result = run_worker(run_dir, timeout=3600)
@@ -425,7 +425,7 @@ def test_shipped_smollm2_full_recipe_trains_the_whole_model(smollm2_dir: Path) -
 def test_shipped_tiny_pretrain_recipe_trains_on_its_corpus(tiny_model: Path) -> None:
     from safetensors.torch import load_file
 
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(_load("tiny-pretrain"))
     result = run_worker(run_dir, timeout=1800)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import STUDIO_BIN
 
-from lorastudio.models import gguf
-from lorastudio.models.sources import resolve_model_path
+from lorastudio.models import ggufload as gguf
+from lorastudio.models.resolve import resolve_model_path
 from lorastudio.recipe import ModelSection
 
 

@@ -43,8 +43,8 @@ from lorastudio.evaluate.runner import RESULTS_FILE
 from lorastudio.evaluate.scorers import build_scorer, run_scorer
 from lorastudio.evaluate.spec import make_spec
 from lorastudio.recipe import RewardSpec
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.rewards import check_rewards, score
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.trainer.rewards import check_rewards, score
 
 # -- scorers -------------------------------------------------------------------------------------------
 
@@ -598,7 +598,7 @@ def test_judged_eval_of_two_targets_with_the_tiny_model_as_its_own_judge(
 
 def test_held_out_and_sample_prompts_come_from_the_run_recipe(tiny_model: Path) -> None:
     from lorastudio.evaluate.judged import recipe_prompts
-    from lorastudio.train.samples import held_out_prompts
+    from lorastudio.train.trainer.samples import held_out_prompts
 
     recipe = registry.load("tiny-pirate")
     held = held_out_prompts(recipe, 4)

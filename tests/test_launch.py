@@ -41,7 +41,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Recipe]:
 @pytest.fixture(autouse=True)
 def fixed_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No GPU and 20 of 24 GB RAM free, so the estimate line is the same everywhere; a private config dir."""
-    import lorastudio.train.memoryfit as memory
+    import lorastudio.train.launch.memoryfit as memory
 
     monkeypatch.setattr(memory, "free_gpu", lambda: None)
     monkeypatch.setattr(memory, "free_host", lambda: memory.FreeMemory("CPU", 20 * 1024.0, 24 * 1024.0))
@@ -524,7 +524,7 @@ async def test_dpo_fields_show_the_section_and_save_only_edits(started: list[Rec
 def test_max_steps_note_says_it_wins_and_the_epochs_it_makes(
     overrides: list[str], rows: int | None, note: str
 ) -> None:
-    from lorastudio.data.sources import max_steps_note
+    from lorastudio.data.datasource import max_steps_note
 
     assert max_steps_note(registry.load("tiny-pirate", overrides), rows) == note
 
@@ -544,7 +544,7 @@ def test_max_steps_note_says_it_wins_and_the_epochs_it_makes(
 def test_training_rows_are_counted_without_loading_the_data(
     tmp_path: Path, name: str, text: str, extra: dict, rows: int | None
 ) -> None:
-    from lorastudio.data.sources import train_rows_count
+    from lorastudio.data.datasource import train_rows_count
     from lorastudio.recipe import DataSection
 
     (tmp_path / name).write_text(text, encoding="utf-8")
@@ -553,7 +553,7 @@ def test_training_rows_are_counted_without_loading_the_data(
 
 
 def test_a_grpo_step_takes_one_prompt_per_group() -> None:
-    from lorastudio.data.sources import max_steps_note, train_rows_count
+    from lorastudio.data.datasource import max_steps_note, train_rows_count
 
     recipe = registry.load("tiny-pirate-grpo")  # 323 prompts, 16 held out; 8 replies a step, 8 per prompt
     rows = train_rows_count(recipe.data)

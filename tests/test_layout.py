@@ -144,12 +144,12 @@ def test_every_stage_package_says_what_it_owns() -> None:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("lorastudio.data.encode", "from lorastudio.train.runs import find_run"),
+        ("lorastudio.data.encode", "from lorastudio.train.launch.runs import find_run"),
         ("lorastudio.models.tiny", "def f():\n    from lorastudio.data import encode"),
         ("lorastudio.data.encode", "from ..train import runs"),
         ("lorastudio.recipe", "from lorastudio import registry\nfrom lorastudio.models import estimate"),
         ("lorastudio.chat.engine", "from lorastudio.export import gguf"),
-        ("lorastudio.train.worker", "import textual.app"),
+        ("lorastudio.train.trainer.trainrun", "import textual.app"),
     ],
 )
 def test_checker_catches_upward_imports(module: str, source: str) -> None:

@@ -12,7 +12,7 @@ from lorastudio import registry
 from lorastudio.chat import admission
 from lorastudio.chat.feedback import FeedbackLog, pairs_path
 from lorastudio.errors import StudioError
-from lorastudio.train import memoryfit, runs
+from lorastudio.train.launch import memoryfit, runs
 
 
 def test_refused_when_the_model_does_not_fit(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +40,7 @@ def test_gpu_refusal_names_vram_and_cpu() -> None:
 
 
 def test_chat_threads_share_cores_with_cpu_workers() -> None:
-    from lorastudio.train.queue import CpuSlot
+    from lorastudio.train.trainer.queue import CpuSlot
 
     assert admission.chat_threads(cores=4) is None
     slot = CpuSlot()
@@ -51,7 +51,7 @@ def test_chat_threads_share_cores_with_cpu_workers() -> None:
 
 
 def test_a_generating_chat_holds_a_cpu_slot_so_the_workers_give_up_their_share() -> None:
-    from lorastudio.train.queue import CpuSlot, fair_threads, live_cpu_workers
+    from lorastudio.train.trainer.queue import CpuSlot, fair_threads, live_cpu_workers
 
     with admission.cpu_share(cores=2) as threads:  # no worker: nothing held, torch left alone
         assert threads is None and live_cpu_workers() == 0
@@ -116,7 +116,7 @@ def test_feedback_file_validates_previews_and_trains(
 @pytest.mark.slow
 def test_chat_with_latest_checkpoint_of_a_live_run(tiny_model: Path) -> None:
     from lorastudio.chat.engine import Sampling, engine_for
-    from lorastudio.train.adapters import latest_complete_checkpoint
+    from lorastudio.train.trainer.adapters import latest_complete_checkpoint
 
     run_dir = runs.create_run(
         registry.load(

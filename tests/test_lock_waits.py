@@ -93,8 +93,8 @@ def test_studio_prepare_says_on_stderr_what_it_waits_for(
 ) -> None:
     """A second `studio prepare` of one entry waits for the first (then reads its entry), and says so."""
     from lorastudio import registry
-    from lorastudio.data.cachekey import cache_key, prepared_root
-    from lorastudio.models.sources import load_tokenizer
+    from lorastudio.data.prepared.cachekey import cache_key, prepared_root
+    from lorastudio.models.resolve import load_tokenizer
 
     recipe = registry.load("tiny-pirate", ["data.eval_fraction=0.3"])
     holder = Holder(prepared_root() / cache_key(recipe, load_tokenizer(recipe.model)), tmp_path)

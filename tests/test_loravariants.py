@@ -14,7 +14,7 @@ from conftest import run_worker, state_of
 from lorastudio import registry
 from lorastudio.errors import RecipeError, StudioError
 from lorastudio.recipe import Recipe
-from lorastudio.train.backend import Hardware
+from lorastudio.train.trainer.backend import Hardware
 
 CPU = Hardware(False, False, "cpu")
 
@@ -24,7 +24,7 @@ def tiny(*overrides: str) -> Recipe:
 
 
 def build(recipe: Recipe) -> Any:
-    from lorastudio.train.backend import load_for_training
+    from lorastudio.train.trainer.backend import load_for_training
 
     model, _ = load_for_training(recipe, "hf", CPU)
     return model
@@ -90,8 +90,8 @@ def test_each_option_reaches_the_built_model(tiny_model: Path, overrides: list[s
 def test_lora_plus_gives_the_trainer_two_learning_rates_in_the_ratio(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    from lorastudio.train.loravariants import prepare_trainer
-    from lorastudio.train.worker import build_trainer
+    from lorastudio.train.trainer.loravariants import prepare_trainer
+    from lorastudio.train.trainer.trainrun import build_trainer
 
     recipe = tiny("lora.plus_lr_ratio=16", "train.weight_decay=0.01")
     model = build(recipe)
@@ -108,7 +108,7 @@ def test_lora_plus_gives_the_trainer_two_learning_rates_in_the_ratio(
 
 
 def _tokenizer() -> Any:
-    from lorastudio.models.sources import load_tokenizer
+    from lorastudio.models.resolve import load_tokenizer
 
     return load_tokenizer(tiny().model)
 
@@ -133,7 +133,7 @@ def _tokenizer() -> Any:
 def test_a_name_that_matches_no_module_is_refused_before_a_run_exists(
     tiny_model: Path, tmp_path: Path, overrides: list[str], message: str
 ) -> None:
-    from lorastudio.train.runs import start_run
+    from lorastudio.train.launch.runs import start_run
 
     with pytest.raises(RecipeError, match=message.replace("{", r"\{")) as caught:
         start_run(tiny(*overrides), root=tmp_path / "runs", start=False)
@@ -167,7 +167,7 @@ def test_combinations_peft_refuses_are_refused_naming_the_field(overrides: list[
 
 
 def test_dora_on_a_stored_quantization_peft_has_no_layer_for_is_refused() -> None:
-    from lorastudio.train.loravariants import check_modules
+    from lorastudio.train.trainer.loravariants import check_modules
 
     names = ["model.layers.0.self_attn.q_proj"]
     with pytest.raises(StudioError, match="lora.use_dora: tiny is stored gptq-quantized"):
@@ -196,9 +196,9 @@ def _saved_run(recipe: Recipe, tmp_path: Path) -> tuple[Path, Any]:
     """A run directory whose adapter is what the worker saves after a few (simulated) steps of ``recipe``."""
     import torch
 
-    from lorastudio.train import runs
-    from lorastudio.train.loravariants import save_initial
-    from lorastudio.train.worker import save_adapter
+    from lorastudio.train.launch import runs
+    from lorastudio.train.trainer.loravariants import save_initial
+    from lorastudio.train.trainer.trainrun import save_adapter
 
     run_dir = runs.create_run(recipe, root=tmp_path / "runs")
     model = build(recipe)
@@ -244,7 +244,7 @@ def test_merged_export_matches_the_model_as_trained(
 
 @pytest.mark.slow
 def test_a_short_dora_run_learns_and_saves_a_dora_adapter(tiny_model: Path, tmp_path: Path) -> None:
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     recipe = tiny(
         "lora.use_dora=true",
@@ -271,7 +271,7 @@ def test_converting_a_pissa_adapter_mid_run_leaves_the_trained_one_as_it_was(
 ) -> None:
     import torch
 
-    from lorastudio.train.loravariants import INITIAL_ADAPTER, save_converted, save_initial
+    from lorastudio.train.trainer.loravariants import INITIAL_ADAPTER, save_converted, save_initial
 
     model = build(tiny("lora.init=pissa"))
     save_initial(model, tmp_path)
@@ -285,9 +285,9 @@ def test_converting_a_pissa_adapter_mid_run_leaves_the_trained_one_as_it_was(
 
 @pytest.mark.slow
 def test_a_pissa_run_saves_plain_loras_that_chat_and_export_load(tiny_model: Path, tmp_path: Path) -> None:
-    from lorastudio.train import runs
-    from lorastudio.train.adapters import resolve_adapter
-    from lorastudio.train.loravariants import INITIAL_ADAPTER, PLAIN_LORA
+    from lorastudio.train.launch import runs
+    from lorastudio.train.trainer.adapters import resolve_adapter
+    from lorastudio.train.trainer.loravariants import INITIAL_ADAPTER, PLAIN_LORA
 
     recipe = tiny(
         "lora.init=pissa",
@@ -338,7 +338,7 @@ def test_a_pissa_run_saves_plain_loras_that_chat_and_export_load(tiny_model: Pat
     ],
 )
 def test_loftq_needs_a_cuda_gpu_and_bitsandbytes(cuda: bool, bitsandbytes: bool, message: str | None) -> None:
-    from lorastudio.train.loravariants import check_loftq_machine
+    from lorastudio.train.trainer.loravariants import check_loftq_machine
 
     if message is None:
         check_loftq_machine(cuda, bitsandbytes)
@@ -350,7 +350,7 @@ def test_loftq_needs_a_cuda_gpu_and_bitsandbytes(cuda: bool, bitsandbytes: bool,
 def test_loftq_without_a_gpu_is_refused_before_a_run_exists(tiny_model: Path, tmp_path: Path) -> None:
     import torch
 
-    from lorastudio.train.runs import start_run
+    from lorastudio.train.launch.runs import start_run
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: LoftQ may run here")
@@ -373,6 +373,6 @@ def test_loftq_without_a_gpu_is_refused_before_a_run_exists(tiny_model: Path, tm
     ],
 )
 def test_variants_train_with_peft_not_unsloth(backend: str, overrides: list[str], chosen: str) -> None:
-    from lorastudio.train.loravariants import backend_for
+    from lorastudio.train.trainer.loravariants import backend_for
 
     assert backend_for(tiny(*overrides), backend) == chosen

@@ -301,7 +301,7 @@ def test_the_completions_question_is_the_users_words(
     """GRPO is given the rendered prompt: the panel gets the user's last words back out of it."""
     from lorastudio.data.encode import Encoder
     from lorastudio.recipe import Recipe
-    from lorastudio.train.methods import Questions
+    from lorastudio.train.trainer.methods import Questions
 
     recipe = Recipe.model_validate(
         {"name": "q", "model": {"name": "tiny", "chat_template": template}, "data": {"source": "x.jsonl"}}
@@ -331,7 +331,7 @@ def test_the_completions_question_is_the_users_words(
     [("Arr \U0001f41d", "Arr \U0001f41d"), ("Arr \ufffd", "Arr "), ("東京\ufffd\ufffd", "東京"), ("", "")],
 )
 def test_a_completion_cut_in_a_character_loses_its_broken_end(decoded: str, whole: str) -> None:
-    from lorastudio.train.methods import whole_text
+    from lorastudio.train.trainer.methods import whole_text
 
     assert whole_text(decoded) == whole
 

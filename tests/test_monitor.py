@@ -170,7 +170,7 @@ async def test_wide_terminal_shows_every_chart(eval_run: Path) -> None:
 
 
 def test_worker_cpu_is_measured_between_readings() -> None:
-    from lorastudio.train.telemetry import host_sample
+    from lorastudio.train.trainer.telemetry import host_sample
 
     host_sample(os.getpid())
     deadline = time.process_time() + 0.3
@@ -184,8 +184,8 @@ def test_worker_warnings_become_log_events(tmp_path: Path, monkeypatch: pytest.M
     import logging
     import warnings
 
-    from lorastudio.train.eventlog import EventWriter, read_all
-    from lorastudio.train.logcapture import LIBRARY_LOGGERS, capture_warnings
+    from lorastudio.train.run.eventlog import EventWriter, read_all
+    from lorastudio.train.trainer.logcapture import LIBRARY_LOGGERS, capture_warnings
 
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     writer = EventWriter(tmp_path / "events.jsonl")

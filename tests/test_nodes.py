@@ -18,8 +18,9 @@ from conftest import STUDIO_BIN, state_of, wait_for
 
 from lorastudio import registry
 from lorastudio.errors import StudioError
-from lorastudio.train import launch, nodes, runs
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.launch import nodes, runs
+from lorastudio.train.launch import supervisor as launch
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
 
 LOSS_TOLERANCE = 1e-4
 STEPS = 10

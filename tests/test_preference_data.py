@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from lorastudio.data.encode import IGNORE_INDEX, make_encoder
 from lorastudio.data.formats import Example
-from lorastudio.data.methodcache import prepare_method_data
 from lorastudio.data.preference import (
     EncodedPair,
     EncodedPrompt,
@@ -19,6 +18,7 @@ from lorastudio.data.preference import (
     encode_rows,
     method_encoder,
 )
+from lorastudio.data.prepared.methodcache import prepare_method_data
 from lorastudio.errors import DataError
 from lorastudio.recipe import KtoSection, Recipe
 
@@ -182,7 +182,7 @@ def test_data_with_no_usable_row_is_refused_before_a_run_directory_exists(
 ) -> None:
     """`studio prepare` knew; a run created its directory and loaded the model first. Now start_run refuses it
     (no tokenizer needed: the rows are parsed as the encoder parses them)."""
-    from lorastudio.train.runs import start_run
+    from lorastudio.train.launch.runs import start_run
 
     (tmp_path / name).write_text(text)
     root = tmp_path / "runs"
@@ -257,7 +257,7 @@ def test_mismatched_method_section_is_refused_naming_it() -> None:
     assert isinstance(kto, KtoSection) and kto.beta == 0.1
 
 
-# -- the prepared-data cache for method rows (data/methodcache.py) ----------------------------------------
+# -- the prepared-data cache for method rows (data/prepared/methodcache.py) ----------------------------------------
 def pairs_and_bad_rows() -> list[dict]:
     good = [
         {"prompt": f"Question {i}?", "chosen": f"Arr, answer {i}!", "rejected": f"Answer {i}."}
@@ -296,7 +296,7 @@ def test_changed_data_or_a_damaged_entry_is_encoded_again(
 ) -> None:
     import os
 
-    from lorastudio.data.methodcache import TRAIN_ROWS
+    from lorastudio.data.prepared.methodcache import TRAIN_ROWS
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     src = write_jsonl(tmp_path / "pairs.jsonl", pairs_and_bad_rows())

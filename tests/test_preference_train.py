@@ -17,9 +17,9 @@ import yaml
 from conftest import run_worker, wait_for
 
 from lorastudio.recipe import RewardSpec
-from lorastudio.train.eventlog import read_all
-from lorastudio.train.rewards import RewardError, RewardsStopped, build_rewards, score
-from lorastudio.train.runstate import fold
+from lorastudio.train.run.eventlog import read_all
+from lorastudio.train.run.runstate import fold
+from lorastudio.train.trainer.rewards import RewardError, RewardsStopped, build_rewards, score
 
 PAIRS = [
     {
@@ -40,7 +40,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def new_run(tmp_path: Path, recipe: dict[str, Any]) -> Path:
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     path = tmp_path / f"{recipe['name']}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -86,7 +86,7 @@ def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lorastudio.data.preference import prepare_method_data
-    from lorastudio.train.runs import load_run_recipe
+    from lorastudio.train.launch.runs import load_run_recipe
 
     adapter = random_adapter(tiny_model, tmp_path / "start-adapter")
     beta = 0.2
@@ -143,7 +143,7 @@ def test_dpo_logged_loss_equals_independent_log_probs(tmp_path: Path, tiny_model
     # the adapter is the same kind of LoRA adapter as SFT's: Runs, chat and export take it as they are
     from lorastudio.chat.engine import engine_for
     from lorastudio.export.exporter import ExportRequest, export
-    from lorastudio.train.runs import summarise
+    from lorastudio.train.launch.runs import summarise
 
     assert summarise(run_dir).status == "done"
     assert engine_for(str(run_dir)).has_adapter
@@ -417,7 +417,7 @@ def test_a_broken_reward_file_fails_the_run_with_its_message(
 def test_a_stop_ends_a_run_whose_reward_never_returns(tmp_path: Path, tiny_model: Path) -> None:
     """The reward spins in its own code (where no signal handler of the trainer would ever be acted on): `studio
     stop` ends the reward's process and the run ends `stopped`, its adapter saved, well before the time-out."""
-    from lorastudio.train.runs import stop_run
+    from lorastudio.train.launch.runs import stop_run
 
     called = tmp_path / "called"
     (tmp_path / "rewards.py").write_text(
@@ -463,8 +463,8 @@ def test_every_pair_method_trains_on_studio_ids(
     """KTO, ORPO and SimPO get exactly the ids the Preview shows, and train (their figures logged)."""
     from lorastudio.data.preference import prepare_method_data
     from lorastudio.recipe import Recipe
-    from lorastudio.train.backend import detect_hardware, load_for_training
-    from lorastudio.train.methods import build_method_trainer, method_metrics
+    from lorastudio.train.trainer.backend import detect_hardware, load_for_training
+    from lorastudio.train.trainer.methods import build_method_trainer, method_metrics
 
     rows = (
         [
@@ -525,7 +525,7 @@ def test_the_fold_reads_method_metrics_and_completions() -> None:
 
 
 def test_method_metrics_keep_only_what_sft_does_not_log() -> None:
-    from lorastudio.train.methods import method_metrics
+    from lorastudio.train.trainer.methods import method_metrics
 
     logs = {
         "loss": 0.6,
@@ -546,8 +546,8 @@ def test_grpo_tokenizes_prompts_as_the_preview_shows(tmp_path: Path, tiny_model:
     """GRPO tokenizes its prompts itself: what it gets from the rendered prompt equals the encoder's ids."""
     from lorastudio.data.preference import prepare_method_data
     from lorastudio.recipe import Recipe
-    from lorastudio.train.backend import detect_hardware, load_for_training
-    from lorastudio.train.methods import build_method_trainer
+    from lorastudio.train.trainer.backend import detect_hardware, load_for_training
+    from lorastudio.train.trainer.methods import build_method_trainer
 
     rows = [
         {"prompt": "What is two plus two?", "answer": "4"},
@@ -579,7 +579,7 @@ def test_a_dpo_run_reports_to_tensorboard_and_answers_sample_prompts(
     """train.report_to and train.samples work for every method: DPO's loss and rewards reach TensorBoard as
     studio logs them, and the held-out prompts (here the first rows: no eval split) are answered at the start
     and at the end, as for SFT."""
-    from lorastudio.train import trackers
+    from lorastudio.train.trainer import trackers
 
     if trackers.missing(["tensorboard"]):
         pytest.skip("tensorboard is not installed (it is in the dev extra: pip install -e '.[dev]')")
@@ -629,8 +629,8 @@ def test_rpo_alpha_adds_the_chosen_replies_nll_to_the_preference_loss(
     from lorastudio.data.preference import prepare_method_data
     from lorastudio.errors import RecipeError
     from lorastudio.recipe import Recipe
-    from lorastudio.train.backend import detect_hardware, load_for_training
-    from lorastudio.train.methods import build_method_trainer
+    from lorastudio.train.trainer.backend import detect_hardware, load_for_training
+    from lorastudio.train.trainer.methods import build_method_trainer
 
     def recipe(**dpo: Any) -> Recipe:
         return Recipe.model_validate(

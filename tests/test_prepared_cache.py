@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from lorastudio.data import cache, cacheindex
+from lorastudio.data.datasource import train_eval_split
 from lorastudio.data.encode import IGNORE_INDEX, encode_all, pack
-from lorastudio.data.fastencode import compute_stats
 from lorastudio.data.prepare import prepare
-from lorastudio.data.sources import train_eval_split
+from lorastudio.data.prepared import cache, cacheindex
+from lorastudio.data.prepared.fastencode import compute_stats
 from lorastudio.recipe import Recipe
 
 
@@ -188,8 +188,8 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
     from conftest import run_worker
 
     from lorastudio import registry
-    from lorastudio.train import runs
-    from lorastudio.train.eventlog import EVENTS_FILE, read_all
+    from lorastudio.train.launch import runs
+    from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
 
     overrides = ["data.eval_fraction=0.1", "train.packing=true", "train.max_steps=2", "train.save_steps=2"]
     recipe = registry.load("tiny-pirate", overrides)
@@ -198,7 +198,7 @@ def test_worker_trains_from_the_cached_arrow_sets(tiny_model: Path) -> None:
     assert result.returncode == 0, result.stderr
     events = read_all(run_dir / EVENTS_FILE)
     assert events[-1]["status"] == "done"
-    from lorastudio.models.sources import load_tokenizer
+    from lorastudio.models.resolve import load_tokenizer
 
     entry = cache.cached(recipe, load_tokenizer(recipe.model))
     assert entry is not None and "position_ids" in entry.train.column_names  # packed, and kept for next time
@@ -220,7 +220,7 @@ def test_several_processes_give_what_one_gives(
     thread the helpers are forks that start with the caller's encoder, from another they are fresh processes."""
     import threading
 
-    from lorastudio.data import shards
+    from lorastudio.data.prepared import shards
 
     data = _data(tmp_path / "d.jsonl", n=90)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
@@ -364,7 +364,7 @@ def test_eviction_keeps_the_newest_entries_within_the_budget(
 BUILDER = """
 import hashlib, json, sys, time
 from pathlib import Path
-from lorastudio.data import cache
+from lorastudio.data.prepared import cache
 from lorastudio.data.prepare import prepare
 from lorastudio.recipe import Recipe
 

@@ -14,9 +14,9 @@ from conftest import stand_in_worker, state_of
 from conftest import wait_for as _wait_for
 
 from lorastudio import registry
-from lorastudio.train import runs
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.queue import (
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.trainer.queue import (
     CpuSlot,
     DeviceLock,
     device_name,
@@ -96,7 +96,7 @@ def queue_env() -> dict[str, str]:
 
 
 def test_stopping_a_queued_run_removes_it(tmp_path: Path) -> None:
-    from lorastudio.train.queue import locks_dir
+    from lorastudio.train.trainer.queue import locks_dir
 
     run_dir = runs.create_run(registry.load("tiny-pirate"))
     holder = hold_in_other_process(locks_dir() / "cpu.lock")
@@ -115,7 +115,7 @@ def test_stopping_a_queued_run_removes_it(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_queued_run_starts_by_itself_and_keeps_n_checkpoints(tiny_model: Path) -> None:
-    from lorastudio.train.queue import locks_dir
+    from lorastudio.train.trainer.queue import locks_dir
 
     recipe = registry.load(
         "tiny-pirate", ["train.max_steps=5", "train.save_steps=1", "train.save_total_limit=2"]

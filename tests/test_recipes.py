@@ -9,7 +9,7 @@ from typing import get_args
 import pytest
 
 from lorastudio import registry
-from lorastudio.data.sources import is_local
+from lorastudio.data.datasource import is_local
 from lorastudio.errors import RecipeError
 from lorastudio.paths import package_recipes_dir
 from lorastudio.recipe import Recipe

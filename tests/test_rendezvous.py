@@ -22,9 +22,10 @@ from conftest import STUDIO_BIN, wait_for
 
 from lorastudio import registry
 from lorastudio.errors import StudioError
-from lorastudio.train import launch, rendezvous, runs
-from lorastudio.train.nodes import NodeSpec, read_report, report_path
-from lorastudio.train.rundir import read_meta
+from lorastudio.train.launch import rendezvous, runs
+from lorastudio.train.launch import supervisor as launch
+from lorastudio.train.launch.nodes import NodeSpec, read_report, report_path
+from lorastudio.train.run.rundir import read_meta
 
 OVERRIDES = ["train.nodes=2", "train.max_steps=5"]
 
@@ -257,7 +258,7 @@ def test_a_peers_supervisor_joins_node_0_and_reports_a_time_out(root: Path) -> N
     node = spec(rank=1)
     env = {**os.environ, "STUDIO_NODE_WAIT_S": "2"}
     result = subprocess.run(
-        [sys.executable, "-m", "lorastudio.train.launch", str(run_dir), *node.args()],
+        [sys.executable, "-m", "lorastudio.train.launch.supervisor", str(run_dir), *node.args()],
         capture_output=True,
         text=True,
         env=env,

@@ -15,8 +15,8 @@ from lorastudio import registry
 from lorastudio.data.preference import EncodedPair
 from lorastudio.errors import DataError, RecipeError
 from lorastudio.recipe import Recipe
-from lorastudio.train.eventlog import read_all
-from lorastudio.train.runstate import fold
+from lorastudio.train.run.eventlog import read_all
+from lorastudio.train.run.runstate import fold
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS_FILE = ROOT / "recipes" / "data" / "smollm2_pirate_dpo.jsonl"
@@ -29,7 +29,7 @@ def _recipe(name: str, **sections: Any) -> dict[str, Any]:
 
 
 def new_run(tmp_path: Path, recipe: dict[str, Any]) -> Path:
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     path = tmp_path / f"{recipe['name']}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -91,7 +91,7 @@ def test_the_reward_model_scores_held_out_chosen_above_rejected(reward_run: Path
     """Pairs it never saw: the pirate reply outscores the plain one, read as the RM was trained (its scored text
     tokenizes to exactly the ids training gave that pair)."""
     from lorastudio.data.preference import make_method_encoder
-    from lorastudio.train.rewardmodel import RewardModelScorer, find_reward_model
+    from lorastudio.train.trainer.rewardmodel import RewardModelScorer, find_reward_model
 
     found = find_reward_model(reward_run.name)
     scorer = RewardModelScorer(found, threads=1)
@@ -117,7 +117,7 @@ def test_the_reward_model_scores_held_out_chosen_above_rejected(reward_run: Path
 
 @pytest.mark.slow
 def test_grpo_scored_by_the_reward_model_carries_its_scores(reward_run: Path, tmp_path: Path) -> None:
-    from lorastudio.train.rewardmodel import RewardModelScorer, find_reward_model
+    from lorastudio.train.trainer.rewardmodel import RewardModelScorer, find_reward_model
 
     steps = 6
     run_dir = new_run(
@@ -194,7 +194,7 @@ def test_data_that_is_not_pairs_is_refused_before_a_run_exists(
     tmp_path: Path, rows: list[dict[str, Any]], message: str
 ) -> None:
     from lorastudio.paths import runs_dir
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     recipe = _pairs_recipe(tmp_path, rows)
     before = set(runs_dir().glob("*")) if runs_dir().exists() else set()
@@ -247,8 +247,8 @@ def test_a_grpo_reward_model_that_is_not_a_reward_run_is_refused_by_name(
     sft_run: Path, tiny_model: Path, reference: str, message: str
 ) -> None:
     from lorastudio.paths import runs_dir
-    from lorastudio.train import runs
-    from lorastudio.train.rewards import RewardError, check_rewards
+    from lorastudio.train.launch import runs
+    from lorastudio.train.trainer.rewards import RewardError, check_rewards
 
     recipe = registry.load("tiny-pirate-grpo", [f"grpo.rewards=[{{model: {reference}}}]"])
     count = len(list(runs_dir().iterdir()))
@@ -263,9 +263,9 @@ def test_a_grpo_reward_model_that_is_not_a_reward_run_is_refused_by_name(
 
 def test_a_reward_run_refuses_to_start_from_an_sft_adapter(sft_run: Path, tiny_model: Path) -> None:
     from lorastudio.paths import runs_dir
-    from lorastudio.train import runs
-    from lorastudio.train.backend import Hardware
-    from lorastudio.train.rewardmodel import load_reward_model
+    from lorastudio.train.launch import runs
+    from lorastudio.train.trainer.backend import Hardware
+    from lorastudio.train.trainer.rewardmodel import load_reward_model
 
     recipe = registry.load("tiny-pirate-reward", ["model.adapter=sft-not-rm"])
     count = len(list(runs_dir().iterdir()))
@@ -281,7 +281,7 @@ def test_a_reward_run_refuses_to_start_from_an_sft_adapter(sft_run: Path, tiny_m
 # -- the one encode path, the charts -------------------------------------------------------------------------
 def test_reward_rows_are_the_dpo_pairs_and_the_trainer_reads_prompt_then_reply(tiny_tokenizer: Any) -> None:
     from lorastudio.data.preference import encode_rows, make_method_encoder
-    from lorastudio.train.rewardmodel import reward_row
+    from lorastudio.train.trainer.rewardmodel import reward_row
 
     pairs = _held_out_pairs(6)
     encoded = {}
@@ -298,7 +298,7 @@ def test_reward_rows_are_the_dpo_pairs_and_the_trainer_reads_prompt_then_reply(t
 
 
 def test_the_monitor_charts_a_reward_runs_accuracy_and_margin() -> None:
-    from lorastudio.train.events import parse_event
+    from lorastudio.train.run.events import parse_event
     from lorastudio.widgets.method_charts import charts_for, method_chart_points
 
     state = fold(
@@ -325,7 +325,7 @@ def test_chat_and_export_refuse_a_reward_model(tmp_path: Path) -> None:
     from lorastudio.chat.engine import ChatEngine
     from lorastudio.errors import StudioError
     from lorastudio.export.merge import load_merged
-    from lorastudio.export.source import ExportSource
+    from lorastudio.export.origin import ExportSource
     from lorastudio.export.staging import ExportError
 
     recipe = registry.load("tiny-pirate-reward")

@@ -10,8 +10,8 @@ from typing import Any
 from conftest import send_burst as burst
 from conftest import wait_until
 
+from lorastudio.data.datasource import RowTable
 from lorastudio.data.rowsearch import find_row
-from lorastudio.data.sources import RowTable
 
 
 def _rows() -> list[dict]:

@@ -12,10 +12,10 @@ import pytest
 from conftest import screen_of, stand_in_worker, wait_until
 from runs_fixtures import write_run
 
-from lorastudio.train import runs
-from lorastudio.train.eventlog import EVENTS_FILE
-from lorastudio.train.events import MetricsEvent, StatusEvent
-from lorastudio.train.summaries import CACHE_FILE, SummaryCache, summary_cache
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE
+from lorastudio.train.run.events import MetricsEvent, StatusEvent
+from lorastudio.train.run.summaries import CACHE_FILE, SummaryCache, summary_cache
 
 T0 = 1_790_000_000.0
 
@@ -149,7 +149,7 @@ async def test_monitor_skips_a_tick_while_a_read_runs(home: Path, monkeypatch: p
     """A read that outlasts the polling interval must not be joined by a second one folding into the same state."""
     from lorastudio.app import StudioApp
     from lorastudio.screens.monitor import REFRESH_S, MonitorScreen
-    from lorastudio.train.eventlog import EventTail
+    from lorastudio.train.run.eventlog import EventTail
 
     run = live_run(home)
     release = threading.Event()
@@ -209,7 +209,7 @@ def test_a_deleted_run_leaves_the_cache(home: Path) -> None:
 # -- the writer's own summary (summary.json) ---------------------------------------------------------
 def written_run(root: Path, name: str, steps: int) -> Path:
     """A run whose events went through the SummarizingWriter, as the worker writes them."""
-    from lorastudio.train.summaries import SummarizingWriter
+    from lorastudio.train.run.summaries import SummarizingWriter
 
     run = root / name
     run.mkdir(parents=True)
@@ -225,7 +225,7 @@ def written_run(root: Path, name: str, steps: int) -> Path:
 
 
 def full_fold(run: Path) -> dict[str, object]:
-    from lorastudio.train.runstate import RunReader, RunState
+    from lorastudio.train.run.runstate import RunReader, RunState
 
     reader = RunReader(run, RunState(curves=False))
     reader.update()
@@ -233,7 +233,7 @@ def full_fold(run: Path) -> dict[str, object]:
 
 
 def test_a_first_listing_reads_the_writers_summary_instead_of_every_event(home: Path) -> None:
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE
 
     run = written_run(home, "d-written", steps=40)
     entry = json.loads((run / RUN_SUMMARY_FILE).read_text())
@@ -258,7 +258,7 @@ def test_events_appended_after_the_summary_are_folded_from_its_offset(home: Path
 
 @pytest.mark.parametrize("damage", ["foreign", "version", "not json"])
 def test_a_summary_that_does_not_match_its_events_is_ignored(home: Path, damage: str) -> None:
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE
 
     run = written_run(home, "d-written", steps=8)
     other = written_run(home, "e-other", steps=30)
@@ -279,7 +279,7 @@ def test_a_summary_that_does_not_match_its_events_is_ignored(home: Path, damage:
 def test_a_resumed_writer_folds_on_from_the_summary_and_a_failing_summary_never_fails_the_run(
     home: Path,
 ) -> None:
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE, SummarizingWriter
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE, SummarizingWriter
 
     run = written_run(home, "d-written", steps=5)
     writer = SummarizingWriter(run / EVENTS_FILE)  # `studio resume`: a new writer on the same file

@@ -16,7 +16,7 @@ from runs_fixtures import write_run
 
 from lorastudio import cli, mcpserver
 from lorastudio.errors import RunError, StudioError
-from lorastudio.train.runref import resolve_run
+from lorastudio.train.run.runref import resolve_run
 
 OLD, OLD2, GRPO = (
     "tiny-pirate-20261202-010000",

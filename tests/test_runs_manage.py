@@ -15,8 +15,8 @@ from runs_fixtures import write_run, write_runs
 
 from lorastudio import registry
 from lorastudio.errors import RecipeError, RunError
-from lorastudio.train import compare, manage, runs
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.launch import compare, manage, runs
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
 
 
 @pytest.fixture
@@ -394,7 +394,7 @@ def test_runs_compare_cli_on_two_short_runs_differing_in_learning_rate(tiny_mode
 
 
 def test_chat_target_can_be_a_checkpoint_folder(runs_root: Path) -> None:
-    from lorastudio.train.runref import resolve_run
+    from lorastudio.train.run.runref import resolve_run
 
     run = runs_root / "tiny-pirate-20260922-101500"
     checkpoint = run / "checkpoints" / "checkpoint-8"
@@ -432,7 +432,7 @@ def test_concurrent_metadata_updates_keep_every_field_and_never_leave_half_a_fil
     """The supervisor, the worker and the TUI all update run.json; none may lose another's field."""
     import multiprocessing
 
-    from lorastudio.train import rundir
+    from lorastudio.train.run import rundir
 
     run = tmp_path / "run"
     run.mkdir()
@@ -458,7 +458,7 @@ def test_concurrent_metadata_updates_keep_every_field_and_never_leave_half_a_fil
 
 
 def _set_fields(run: Path, prefix: str) -> None:
-    from lorastudio.train import rundir
+    from lorastudio.train.run import rundir
 
     for n in range(60):
         rundir.update_meta(run, **{f"{prefix}-{n}": n})

@@ -208,7 +208,7 @@ async def test_delete_runs_on_a_worker_and_the_row_says_so(
     import threading
 
     from lorastudio.screens.runs import RunsScreen
-    from lorastudio.train import manage
+    from lorastudio.train.launch import manage
 
     gate = threading.Event()
     real = manage.delete_run

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from lorastudio import registry
 from lorastudio.recipe import SamplesSection
-from lorastudio.train import runs
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import SampleEvent
-from lorastudio.train.runstate import RunState
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import SampleEvent
+from lorastudio.train.run.runstate import RunState
 
 PROMPTS = ["Where is the treasure?", "What is the weather like?"]
 
@@ -35,8 +35,8 @@ def test_samples_field_forms() -> None:
 
 
 def test_held_out_prompts_are_eval_rows_and_deterministic(tiny_tokenizer) -> None:
-    from lorastudio.data.sources import load_rows, train_eval_split
-    from lorastudio.train.samples import held_out_prompts
+    from lorastudio.data.datasource import load_rows, train_eval_split
+    from lorastudio.train.trainer.samples import held_out_prompts
 
     recipe = registry.load("tiny-pirate")
     first = [p.text for p in held_out_prompts(recipe, 3)]

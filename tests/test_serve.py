@@ -224,7 +224,7 @@ def test_several_adapters_need_vllm(
     """Two real runs of one recipe with adapters: refused by engines that serve one model, naming the engine."""
     from lorastudio import registry
     from lorastudio.serve.engines import installed
-    from lorastudio.train.runs import create_run
+    from lorastudio.train.launch.runs import create_run
 
     if engine in ("auto", "vllm") and installed("vllm"):
         pytest.skip("vLLM is installed here: it serves them")
@@ -261,7 +261,7 @@ def test_port_in_use_refused(model_folder: Path, capsys: pytest.CaptureFixture[s
 
 def test_run_without_adapter_refused(capsys: pytest.CaptureFixture[str]) -> None:
     from lorastudio import registry
-    from lorastudio.train.runs import create_run
+    from lorastudio.train.launch.runs import create_run
 
     run = create_run(registry.load("tiny-pirate"))  # created, never trained: no adapter
     err = bad(["serve", run.name, "--port", str(free_port())], capsys)
@@ -284,7 +284,7 @@ def test_bad_words_refused(argv: list[str], expected: str, capsys: pytest.Captur
 
 def test_stop_signals_only_a_proven_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A serve.json naming a live process that is not this server (another command line): never signalled."""
-    from lorastudio.train.rundir import create_time
+    from lorastudio.train.run.rundir import create_time
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:

@@ -9,10 +9,10 @@ import pytest
 
 from lorastudio.errors import StudioError
 from lorastudio.settings import FIELDS, Settings, read_settings, variable
-from lorastudio.train.backend import Hardware, choose_backend
-from lorastudio.train.distributed import timeout_s
-from lorastudio.train.queue import device_name
-from lorastudio.train.rendezvous import wait_s
+from lorastudio.train.launch.rendezvous import wait_s
+from lorastudio.train.trainer.backend import Hardware, choose_backend
+from lorastudio.train.trainer.distributed import timeout_s
+from lorastudio.train.trainer.queue import device_name
 
 ROOT = Path(__file__).resolve().parent.parent
 # shell variables of the Slurm batch script, and serve's hand-over of its key to the server process

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from conftest import STUDIO_BIN, state_of, wait_for
 
-from lorastudio.train import launch, runs, slurm
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import Status
-from lorastudio.train.slurm import JobInfo, SlurmOptions
+from lorastudio.train.launch import runs, slurm
+from lorastudio.train.launch import supervisor as launch
+from lorastudio.train.launch.slurm import JobInfo, SlurmOptions
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import Status
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
@@ -48,7 +49,9 @@ def test_sbatch_script_reads_as_the_options_say(tmp_path: Path) -> None:
     assert "SLURM_RESTART_COUNT" in script  # a requeued job resumes
     srun = next(line for line in script.splitlines() if line.startswith("srun "))
     assert (
-        "lorastudio.train.launch" in srun and '--node-rank "$SLURM_NODEID"' in srun and "--devices 8" in srun
+        "lorastudio.train.launch.supervisor" in srun
+        and '--node-rank "$SLURM_NODEID"' in srun
+        and "--devices 8" in srun
     )
     plain = slurm.sbatch_script(tmp_path, SlurmOptions())
     assert "#SBATCH --no-requeue" in plain and "--partition" not in plain and "--gpus-per-node" not in plain

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pirate_run(smollm2_dir: Path) -> Path:
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(registry.load("smollm2-pirate"))
     result = run_worker(run_dir, timeout=3600)

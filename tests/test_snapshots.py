@@ -16,7 +16,7 @@ from conftest import STUDIO_BIN
 
 from lorastudio import registry
 from lorastudio.errors import StudioError
-from lorastudio.train import runs
+from lorastudio.train.launch import runs
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_the_snapshot_is_resolved_and_names_its_origin(user_recipes: Path, tmp_p
 
 def test_deleting_the_base_leaves_export_and_chat_working(user_recipes: Path, tmp_path: Path) -> None:
     from lorastudio.chat.engine import engine_for
-    from lorastudio.export.source import resolve_source
+    from lorastudio.export.origin import resolve_source
 
     run_dir = _with_adapter(
         runs.start_run(registry.load("pirate-child"), root=tmp_path / "runs", start=False)

@@ -14,10 +14,10 @@ from conftest import STUDIO_BIN, state_of, wait_for
 
 from lorastudio.errors import RecipeError
 from lorastudio.paths import runs_dir
-from lorastudio.train import sweep
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import TERMINAL_STATUSES
-from lorastudio.train.runs import read_meta, summarise
+from lorastudio.train.launch import sweep
+from lorastudio.train.launch.runs import read_meta, summarise
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import TERMINAL_STATUSES
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

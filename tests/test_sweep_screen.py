@@ -11,7 +11,7 @@ from conftest import screen_of, send_burst, wait_until
 from runs_fixtures import write_run
 
 from lorastudio.app import StudioApp
-from lorastudio.train.runs import update_meta
+from lorastudio.train.launch.runs import update_meta
 
 T0 = 1_790_000_000.0
 ALONE = "tiny-pirate-20260922-130000"
@@ -88,8 +88,8 @@ async def test_a_sweep_is_one_group_that_folds_and_compares(runs_root: Path) -> 
 def sweeps_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
     """The plans the Launch sheet starts (recorded, not trained); a fixed machine for the memory estimate."""
     import lorastudio.models.estimate as estimate
-    import lorastudio.train.memoryfit as memory
-    import lorastudio.train.sweep as sweep
+    import lorastudio.train.launch.memoryfit as memory
+    import lorastudio.train.launch.sweep as sweep
     from lorastudio.models.tiny import CONFIG
 
     monkeypatch.setattr(memory, "free_gpu", lambda: None)

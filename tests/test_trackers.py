@@ -17,8 +17,9 @@ from conftest import STUDIO_BIN
 from lorastudio import registry
 from lorastudio.errors import RecipeError
 from lorastudio.paths import runs_dir
-from lorastudio.train import runs, trackers
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.trainer import trackers
 
 INSTALLED = [name for name in ("tensorboard", "wandb", "mlflow") if not trackers.missing([name])]
 ABSENT = trackers.missing(list(trackers.TRACKERS))

@@ -11,8 +11,8 @@ import pytest
 
 from lorastudio import registry
 from lorastudio.errors import RecipeError
-from lorastudio.train import trlneeds
-from lorastudio.train.trlneeds import NEEDS, check_trl, parse_version, trl_problems
+from lorastudio.train.trainer import trlneeds
+from lorastudio.train.trainer.trlneeds import NEEDS, check_trl, parse_version, trl_problems
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_trl_problems_name_field_and_release(
 
 
 def test_start_run_refuses_before_a_run_directory_exists(tmp_path: Path, monkeypatch) -> None:
-    from lorastudio.train.runs import start_run
+    from lorastudio.train.launch.runs import start_run
 
     recipe = registry.load("smollm2-pirate-dpo", ["dpo.loss_type=sigmoid_norm"])
     monkeypatch.setattr(trlneeds, "installed_trl", lambda: "1.0.0")  # an old TRL; the real one is newer

@@ -194,7 +194,7 @@ async def test_the_recipes_pane_names_the_memory_it_estimates_as_launch_does(
 ) -> None:
     from lorastudio.models.estimate import memory_label
     from lorastudio.screens.recipes import RecipesScreen
-    from lorastudio.train import telemetry
+    from lorastudio.train.trainer import telemetry
 
     monkeypatch.setattr(telemetry, "has_gpu", lambda: gpu)
     app = StudioApp()
@@ -429,7 +429,7 @@ async def test_help_lists_keys() -> None:
 # -- snapshots ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_recipes(snap_compare, size, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lorastudio.train import telemetry
+    from lorastudio.train.trainer import telemetry
 
     monkeypatch.setattr(telemetry, "has_gpu", lambda: False)  # the same on every machine: est. RAM
 

@@ -12,8 +12,8 @@ from runs_fixtures import write_run
 
 from lorastudio.errors import RecipeError
 from lorastudio.recipe import LoraSection, TrainSection
-from lorastudio.train import sweep
-from lorastudio.train.compare import compare_runs
+from lorastudio.train.launch import sweep
+from lorastudio.train.launch.compare import compare_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,7 +132,7 @@ def test_the_launch_sheet_sweeps_the_tuning() -> None:
 
 def test_mcp_start_run_takes_the_tuners_and_refuses_a_bad_one_by_name(tiny_model: Path) -> None:
     pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install 'lorastudio[mcp]')")
-    from lorastudio.train.trlneeds import sft_blocker
+    from lorastudio.train.trainer.trlneeds import sft_blocker
 
     if (blocked := sft_blocker()) is not None:  # the gpu extra's TRL on a CPU-only torch (the pinned lane)
         pytest.skip(blocked)

@@ -20,7 +20,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Record any attempt to start a run instead of starting it."""
     started: list[object] = []
     import lorastudio.screens.monitor as monitor
-    import lorastudio.train.runs as runs
+    import lorastudio.train.launch.runs as runs
 
     monkeypatch.setattr(monitor, "start_training", lambda app, recipe, **kw: started.append(recipe))
     monkeypatch.setattr(runs, "start_worker", lambda *a, **kw: started.append(a))

@@ -53,7 +53,7 @@ def _recipe(source: Path, **train: Any) -> Any:
 
 
 def _encoder(processor: Any, folder: Path, **train: Any) -> Any:
-    from lorastudio.data.vision import VisionEncoder
+    from lorastudio.data.imagerows import VisionEncoder
 
     data = folder / "rows.jsonl"
     return VisionEncoder(processor, _recipe(data, **train), "messages", folder, str(data))
@@ -139,7 +139,7 @@ def test_images_column_encodes_as_image_parts(processor: Any, user: str) -> None
 def test_missing_or_unreadable_image_names_row_and_file(
     processor: Any, tmp_path: Path, write: bytes | None, said: str
 ) -> None:
-    from lorastudio.data.vision import encode_vision_rows
+    from lorastudio.data.imagerows import encode_vision_rows
 
     shutil.copytree(SHAPES / "shapes", tmp_path / "shapes")
     if write is not None:
@@ -227,7 +227,7 @@ def vision_run(tiny_vision: Path) -> Path:
     from conftest import run_worker
 
     from lorastudio import registry
-    from lorastudio.train import runs
+    from lorastudio.train.launch import runs
 
     run_dir = runs.create_run(registry.load("tiny-vision"))
     result = run_worker(run_dir, timeout=1200)

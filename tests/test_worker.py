@@ -16,14 +16,14 @@ from conftest import STUDIO_BIN, run_worker, state_of, wait_for
 from lorastudio import registry
 from lorastudio.demo import tinydata
 from lorastudio.errors import RunError
-from lorastudio.train import runs
-from lorastudio.train.backend import (
+from lorastudio.train.launch import runs
+from lorastudio.train.run.eventlog import EVENTS_FILE, EventTail, read_all
+from lorastudio.train.trainer.backend import (
     Hardware,
     choose_backend,
     resolve_gradient_checkpointing,
     resolve_precision,
 )
-from lorastudio.train.eventlog import EVENTS_FILE, EventTail, read_all
 
 
 def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> None:
@@ -43,8 +43,8 @@ def test_events_are_versioned_and_tell_the_whole_story(trained_run: Path) -> Non
 
 def assert_summary_is_the_fold(run_dir: Path) -> None:
     """The worker left summary.json: the fold of every event, to the end of the file."""
-    from lorastudio.train.runstate import RunReader, RunState
-    from lorastudio.train.summaries import RUN_SUMMARY_FILE
+    from lorastudio.train.run.runstate import RunReader, RunState
+    from lorastudio.train.run.summaries import RUN_SUMMARY_FILE
 
     summary = json.loads((run_dir / RUN_SUMMARY_FILE).read_text())
     reader = RunReader(run_dir, RunState(curves=False))
@@ -221,7 +221,7 @@ def test_event_tail_is_incremental_and_tolerates_half_lines(tmp_path: Path) -> N
 
 
 def test_nvml_absent_is_a_normal_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lorastudio.train import telemetry
+    from lorastudio.train.trainer import telemetry
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     nvml = telemetry.Nvml()
@@ -231,7 +231,7 @@ def test_nvml_absent_is_a_normal_value(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_nvml_without_gpu_says_so() -> None:
-    from lorastudio.train.telemetry import Nvml
+    from lorastudio.train.trainer.telemetry import Nvml
 
     nvml = Nvml()
     if not nvml.available:
@@ -279,14 +279,15 @@ def test_runs_cli_lists_the_run(trained_run: Path) -> None:
 )
 def test_oom_cause_names_the_numbers(message: str, cause: str) -> None:
     """The failed run's cause carries torch's figures (asked, free, total) where its message has them."""
-    from lorastudio.train.backend import oom_cause
+    from lorastudio.train.trainer.backend import oom_cause
 
     assert oom_cause(message) == cause
 
 
 def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, monkeypatch) -> None:
     """CUDA OOM ends the run as failed, named as such, with the recipe fields that lower memory."""
-    from lorastudio.train import trlneeds, worker
+    from lorastudio.train.trainer import trainrun as worker
+    from lorastudio.train.trainer import trlneeds
 
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -304,7 +305,7 @@ def test_out_of_memory_is_reported_with_the_fields_to_change(tiny_model: Path, m
 
 STOP_FLAG_SCRIPT = """
 import sys
-from lorastudio.train.worker import StopFlag, StopNow
+from lorastudio.train.trainer.trainrun import StopFlag, StopNow
 flag = StopFlag()
 flag.install()
 flag.saving = sys.argv[1] == "saving"

@@ -21,9 +21,9 @@ from conftest import STUDIO_BIN, stand_in_worker, wait_until
 
 from lorastudio import registry
 from lorastudio.errors import StudioError
-from lorastudio.train import manage, runs, sweep
-from lorastudio.train.eventlog import EVENTS_FILE
-from lorastudio.train.rundir import update_meta, worker_process
+from lorastudio.train.launch import manage, runs, sweep
+from lorastudio.train.run.eventlog import EVENTS_FILE
+from lorastudio.train.run.rundir import update_meta, worker_process
 
 SWEEP = "lr-grid"
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
-from lorastudio.train.events import ENDED_STATUSES
+from lorastudio.train.run.events import ENDED_STATUSES
 
 if TYPE_CHECKING:
     from lorastudio.evaluate.scores import Progress

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from lorastudio.train.events import TelemetryEvent
+from lorastudio.train.run.events import TelemetryEvent
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 0) -> str:

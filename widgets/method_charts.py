@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from lorastudio.widgets.chart import LineChart
 
 if TYPE_CHECKING:
-    from lorastudio.train.runstate import RunState
+    from lorastudio.train.run.runstate import RunState
 
 MethodChart = tuple[str, str, list[tuple[str, str, str]]]
 """(chart id, title, [(series name, colour, metric key or a ``rewards/*/mean`` pattern)])."""

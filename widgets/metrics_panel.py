@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 from textual.widgets import Static
 
-from lorastudio.train.runstate import RunState
+from lorastudio.train.run.runstate import RunState
 
 
 def duration(seconds: float | None) -> str:

@@ -16,8 +16,8 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from lorastudio.train.events import SampleEvent
-from lorastudio.train.samplelog import SampleHistory, round_label, word_diff
+from lorastudio.train.run.events import SampleEvent
+from lorastudio.train.run.samplelog import SampleHistory, round_label, word_diff
 
 ADDED, REMOVED = "bold green", "red strike"
 

@@ -2,11 +2,11 @@
 
 The chat model's memory (its weights at the dtype it loads in, the adapter and a working margin, from
 ``models/estimate.py``) is compared with the free memory of the device it would load on, by the fit rule the
-Launch sheet uses too (``train/memoryfit.py``): NVML's free VRAM of the GPU (less a headroom, since a
+Launch sheet uses too (``train/launch/memoryfit.py``): NVML's free VRAM of the GPU (less a headroom, since a
 training run's memory still grows between steps), or the host's available RAM on CPU. When it does not fit the load is refused with both figures and what to change.
 
 On CPU the chat also takes only its share of the usable cores (``models/threads.py``) while training workers
-run (the workers' own share rule, ``train/queue.py``), so a chat streaming beside a run slows it rather than starving it. While it
+run (the workers' own share rule, ``train/trainer/queue.py``), so a chat streaming beside a run slows it rather than starving it. While it
 generates it holds a CPU slot like a worker's, so the workers count it too and give up their share in turn:
 without that, the chat's thread and the worker's full set of threads oversubscribed the cores and training
 ran at a sixth of its speed.
@@ -46,7 +46,7 @@ class Admission:
     @property
     def ok(self) -> bool:
         """Fits with the headroom kept free; admitted too when either figure is unknown."""
-        from lorastudio.train.memoryfit import memory_fit
+        from lorastudio.train.launch.memoryfit import memory_fit
 
         return memory_fit(self.need_mb, self.free_mb, self.headroom_mb).verdict in ("fits", "unknown")
 
@@ -78,7 +78,7 @@ def chat_need_mb(recipe: Recipe, gpu: bool) -> float | None:
 
 
 def admit(recipe: Recipe, gpu: bool) -> Admission:
-    from lorastudio.train import memoryfit
+    from lorastudio.train.launch import memoryfit
 
     found = memoryfit.free_memory(gpu)
     if not gpu:
@@ -102,7 +102,7 @@ def check_admission(recipe: Recipe, gpu: bool) -> Admission:
 def chat_threads(cores: int | None = None) -> int | None:
     """Torch threads for a CPU chat: its share of the cores beside the live CPU training workers, or None
     (leave torch's default) when no worker runs."""
-    from lorastudio.train.queue import fair_threads, live_cpu_workers
+    from lorastudio.train.trainer.queue import fair_threads, live_cpu_workers
 
     workers = live_cpu_workers()
     if not workers:
@@ -130,7 +130,7 @@ def cpu_share(cores: int | None = None) -> Iterator[int | None]:
     """Around one CPU generation beside live training workers: hold a CPU slot (each worker re-counts the
     slots every few seconds and shrinks to its share) and cap this thread to the chat's share. Alone, it
     holds nothing and leaves torch's threads as they are. Yields the threads set (None when alone)."""
-    from lorastudio.train.queue import CpuSlot
+    from lorastudio.train.trainer.queue import CpuSlot
 
     threads = chat_threads(cores)
     if threads is None:

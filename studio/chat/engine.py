@@ -160,8 +160,8 @@ class ChatEngine:
 
     def load(self, progress: Progress | None = None) -> None:
         from lorastudio.data.encode import Encoder
-        from lorastudio.models.sources import hub_error, load_tokenizer, resolve_model_path
-        from lorastudio.train.backend import detect_hardware, load_base_model
+        from lorastudio.models.resolve import hub_error, load_tokenizer, resolve_model_path
+        from lorastudio.train.trainer.backend import detect_hardware, load_base_model
 
         report = progress or (lambda f, m: None)
         if self.adapter_dir is not None and self.recipe.train.method == "reward":
@@ -171,7 +171,9 @@ class ChatEngine:
             )
         from lorastudio.models.vlm import is_vision_config
 
-        if is_vision_config(resolve_model_path(self.recipe.model, progress)):  # chat/vision.py answers those
+        if is_vision_config(
+            resolve_model_path(self.recipe.model, progress)
+        ):  # chat/imagechat.py answers those
             raise StudioError(
                 f"{self.recipe.model.name!r} is a vision-language model: chat with it on the command line with "
                 "`studio chat RUN --image PATH --prompt TEXT` (the Chat screen takes no images yet)"
@@ -311,12 +313,12 @@ class ChatEngine:
 
 
 def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
-    """A run reference (its recipe and adapter; see ``train/runref.py``: ``RUN@best``, ``RUN@latest``,
+    """A run reference (its recipe and adapter; see ``train/run/runref.py``: ``RUN@best``, ``RUN@latest``,
     ``RUN@checkpoint-N`` and a checkpoint folder's path pick a checkpoint), a model folder, an export folder, a
     .gguf file, or None for the latest run. A run's engine says in ``source`` which run and adapter it took."""
-    from lorastudio.train.adapters import is_full_model, resolve_adapter
-    from lorastudio.train.runref import describe, resolve_run
-    from lorastudio.train.runs import load_run_recipe
+    from lorastudio.train.launch.runs import load_run_recipe
+    from lorastudio.train.run.runref import describe, resolve_run
+    from lorastudio.train.trainer.adapters import is_full_model, resolve_adapter
 
     candidate = Path(target).expanduser() if target else None
     try:
@@ -351,8 +353,8 @@ def engine_for(target: str | None, base_only: bool = False) -> ChatEngine:
 
 def _in_run(folder: Path) -> bool:
     """``RUN/model`` or ``RUN/checkpoints/checkpoint-N``: a folder of a run's own."""
-    from lorastudio.train.adapters import run_of_checkpoint
-    from lorastudio.train.rundir import RUN_FILE
+    from lorastudio.train.run.rundir import RUN_FILE
+    from lorastudio.train.trainer.adapters import run_of_checkpoint
 
     return (folder.parent / RUN_FILE).is_file() or run_of_checkpoint(folder) is not None
 

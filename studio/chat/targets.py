@@ -82,9 +82,9 @@ def run_of_target(target: str | None) -> Path | None:
     """
     from lorastudio.errors import RunError
     from lorastudio.paths import runs_dir
-    from lorastudio.train.adapters import split_target
-    from lorastudio.train.rundir import RUN_FILE
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.runs import find_run
+    from lorastudio.train.run.rundir import RUN_FILE
+    from lorastudio.train.trainer.adapters import split_target
 
     name = split_target(target or "latest")[0]
     path = Path(name).expanduser()

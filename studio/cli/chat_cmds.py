@@ -18,8 +18,8 @@ def _chat_image(args: argparse.Namespace, with_overrides: Any) -> int:
     from dataclasses import asdict
 
     from lorastudio.chat.engine import engine_for
-    from lorastudio.chat.vision import image_reply
-    from lorastudio.data.vision import open_image
+    from lorastudio.chat.imagechat import image_reply
+    from lorastudio.data.imagerows import open_image
 
     # a missing image is named before the run is looked up
     open_image(Path(args.image).expanduser(), "--image")
@@ -77,7 +77,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             chat_endpoint=(args.model, args.api_key_env),
         )
         return 0
-    if args.image:  # a vision-language model's run: one prompt about one image (studio/chat/vision.py)
+    if args.image:  # a vision-language model's run: one prompt about one image (studio/chat/imagechat.py)
         return _chat_image(args, with_overrides)
     engine = open_engine(args.target, args.base, args.model, args.api_key_env)
     if engine.source:  # which run and checkpoint `latest`, RUN@latest or RUN@best took

@@ -103,8 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def follow(folder: Path, as_json: bool) -> int:
     """Print progress lines (stderr) until the evaluation ends, then its table; 0 when it is done."""
     from lorastudio.evaluate.job import summarise
-    from lorastudio.train.events import TERMINAL_STATUSES
-    from lorastudio.train.runstate import RunReader
+    from lorastudio.train.run.events import TERMINAL_STATUSES
+    from lorastudio.train.run.runstate import RunReader
 
     reader = RunReader(folder)
     try:

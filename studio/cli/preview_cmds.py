@@ -57,8 +57,8 @@ def build_preview(
     """Rows ``index`` to ``index + count - 1`` of ``recipe``'s data encoded, and the data set's statistics
     (``progress`` hears SFT's slow first-use work: building tiny, fetching or dequantizing a model)."""
     if recipe.train.supervised:
-        from lorastudio.data.fastencode import compute_stats
         from lorastudio.data.prepare import prepare
+        from lorastudio.data.prepared.fastencode import compute_stats
 
         prepared = prepare(recipe, progress)
         table = prepared.rows.rows
@@ -108,7 +108,7 @@ def _encode(
 def _reward_names(recipe: Any) -> list[dict[str, Any]]:
     if recipe.grpo is None:
         return []
-    from lorastudio.train.rewards import describe
+    from lorastudio.train.trainer.rewards import describe
 
     return [
         {"name": describe(r), "weight": r.weight, **({"file": r.python} if r.python else {})}
@@ -245,13 +245,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Encode the recipe's data into the prepared-data cache (as axolotl's ``preprocess``) and print the stats."""
-    from lorastudio.data.cacheindex import lookup
+    from lorastudio.data.prepared.cacheindex import lookup
     from lorastudio.registry import load
 
     recipe = load(args.recipe, args.overrides)
     started = time.monotonic()
     if not recipe.train.supervised:  # encoded by the method's one path (data/preference.py) and cached
-        from lorastudio.data.methodcache import prepare_method_data
+        from lorastudio.data.prepared.methodcache import prepare_method_data
 
         data = prepare_method_data(recipe, use_cache=not args.force)
         summary: dict[str, Any] = {
@@ -311,8 +311,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _prepare_now(recipe: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from lorastudio.data.cache import prepare_data
     from lorastudio.data.prepare import prepare
+    from lorastudio.data.prepared.cache import prepare_data
 
     # This process only encodes and exits (no fork follows), so the tokenizer may use every core.
     os.environ["TOKENIZERS_PARALLELISM"] = "true"

@@ -101,17 +101,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             continue
         from lorastudio.data.checks import offline_problems
-        from lorastudio.train.trlneeds import trl_problems
+        from lorastudio.train.trainer.trlneeds import trl_problems
 
         problems = offline_problems(recipe, name) + [f"{name}: {p}" for p in trl_problems(recipe)]
         if recipe.grpo is not None:  # each user reward file imported and its function found, as a run would
-            from lorastudio.train.rewards import RewardError, check_rewards
+            from lorastudio.train.trainer.rewards import RewardError, check_rewards
 
             try:
                 check_rewards(recipe.grpo.rewards, recipe.grpo.reward_timeout)
             except RewardError as exc:
                 problems.append(f"{name}: {exc}")
-        from lorastudio.train.rundir import RECIPE_CHECKS
+        from lorastudio.train.run.rundir import RECIPE_CHECKS
 
         for check in RECIPE_CHECKS:  # as create_run makes them: train.eval_tasks' names
             try:

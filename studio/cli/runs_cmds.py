@@ -16,8 +16,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from lorastudio.paths import runs_dir
-    from lorastudio.train.manage import read_note, sort_runs
-    from lorastudio.train.runs import list_runs
+    from lorastudio.train.launch.manage import read_note, sort_runs
+    from lorastudio.train.launch.runs import list_runs
 
     runs = sort_runs(list_runs(), args.sort)
     if args.json:
@@ -57,8 +57,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
-    from lorastudio.train.manage import delete_run
-    from lorastudio.train.runref import resolve_run
+    from lorastudio.train.launch.manage import delete_run
+    from lorastudio.train.run.runref import resolve_run
 
     run_dir = resolve_run(args.run, exact="delete").path  # never `latest`, a recipe's name or a prefix
     if not args.yes:
@@ -76,8 +76,8 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_note(args: argparse.Namespace) -> int:
-    from lorastudio.train.manage import read_note, write_note
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.manage import read_note, write_note
+    from lorastudio.train.launch.runs import find_run
 
     run_dir = find_run(args.run)
     if args.clear or args.text:
@@ -91,8 +91,8 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.text import Text
 
-    from lorastudio.train.compare import compare_runs, format_duration, format_value
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.compare import compare_runs, format_duration, format_value
+    from lorastudio.train.launch.runs import find_run
 
     if getattr(args, "sweep", None):
         if args.runs:
@@ -167,9 +167,9 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
 def cmd_runs_samples(args: argparse.Namespace) -> int:
     """The run's sample replies, round by round (words changed since the round before marked)."""
-    from lorastudio.train.manage import intact_state
-    from lorastudio.train.runs import find_run
-    from lorastudio.train.samplelog import SampleHistory, round_label, word_diff
+    from lorastudio.train.launch.manage import intact_state
+    from lorastudio.train.launch.runs import find_run
+    from lorastudio.train.run.samplelog import SampleHistory, round_label, word_diff
 
     run_dir = find_run(args.run)
     history = SampleHistory.of(intact_state(run_dir).samples)

@@ -20,8 +20,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise StudioError("usage: studio sweep rank NAME [--rank-by eval:TASK/METRIC] [--json]")
         args.sweep = args.grid[0]
         return cmd_runs_compare_sweep(args)
-    from lorastudio.train.compare import format_value
-    from lorastudio.train.sweep import plan_sweep, start_sweep
+    from lorastudio.train.launch.compare import format_value
+    from lorastudio.train.launch.sweep import plan_sweep, start_sweep
 
     plan = plan_sweep(args.recipe, args.grid, name=args.name, max_points=args.max)
     cut = (
@@ -55,7 +55,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep_stop(names: list[str]) -> int:
-    from lorastudio.train.sweep import stop_sweep
+    from lorastudio.train.launch.sweep import stop_sweep
 
     if len(names) != 1:
         raise StudioError("usage: studio sweep stop NAME")
@@ -68,8 +68,8 @@ def _sweep_stop(names: list[str]) -> int:
 
 def cmd_runs_compare_sweep(args: argparse.Namespace) -> int:
     from lorastudio.evaluate.scores import parse_rank_by, rank_by_eval
-    from lorastudio.train.compare import format_duration, format_value
-    from lorastudio.train.sweep import compare_sweep
+    from lorastudio.train.launch.compare import format_duration, format_value
+    from lorastudio.train.launch.sweep import compare_sweep
 
     metric = parse_rank_by(args.rank_by) if getattr(args, "rank_by", None) else None
     ranking = compare_sweep(args.sweep)

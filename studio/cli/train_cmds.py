@@ -21,15 +21,17 @@ def _devices_arg(text: str) -> int | str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lorastudio.registry import load
-    from lorastudio.train.runs import find_run, start_run
+    from lorastudio.train.launch.runs import find_run, start_run
 
     _check_slurm_flags(args)
     if args.resume is None and (
         args.slurm or args.nodes is not None or args.node_rank is not None or args.main_address
     ):
-        return _train_on_nodes(args)  # several machines, or a Slurm job (train/nodes.py, train/slurm.py)
+        return _train_on_nodes(
+            args
+        )  # several machines, or a Slurm job (train/launch/nodes.py, train/launch/slurm.py)
     if args.resume is not None:  # "" is refused by the resolver, not read as no --resume
-        from lorastudio.train.manage import resume_run
+        from lorastudio.train.launch.manage import resume_run
 
         run_dir = find_run(args.resume)
         resume_run(run_dir, devices=args.devices)
@@ -81,8 +83,8 @@ def _check_slurm_flags(args: argparse.Namespace) -> None:
 def _train_on_nodes(args: argparse.Namespace) -> int:
     """``--slurm``: submit a job; ``--nodes N --node-rank R --main-address H:P``: start this node's supervisor."""
     from lorastudio.registry import load
-    from lorastudio.train.nodes import node_log, node_spec
-    from lorastudio.train.runs import create_run, start_node
+    from lorastudio.train.launch.nodes import node_log, node_spec
+    from lorastudio.train.launch.runs import create_run, start_node
 
     overrides = [
         *args.overrides,
@@ -93,7 +95,7 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
     if args.slurm:
         from dataclasses import replace
 
-        from lorastudio.train.slurm import SlurmOptions, submit
+        from lorastudio.train.launch.slurm import SlurmOptions, submit
 
         options = SlurmOptions(  # checked against Slurm's syntax before any run directory exists
             gpus_per_node=args.gpus_per_node,
@@ -106,8 +108,10 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
         run_dir = create_run(recipe)
         job_id = submit(run_dir, replace(options, nodes=recipe.train.nodes))
         print(f"run: {run_dir}\nSlurm job {job_id}: {run_dir / 'slurm.sbatch'}", file=sys.stderr)
-    elif args.node_rank:  # a peer: node 0, started before or after it, names its run (train/rendezvous.py)
-        from lorastudio.train.rendezvous import peer_run
+    elif (
+        args.node_rank
+    ):  # a peer: node 0, started before or after it, names its run (train/launch/rendezvous.py)
+        from lorastudio.train.launch.rendezvous import peer_run
 
         run_dir, spec = peer_run(args.recipe, overrides, args.nodes, args.node_rank, args.main_address, _say)
         pid = start_node(run_dir, spec)
@@ -123,7 +127,7 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
         start_node(run_dir, spec)
         print(f"run: {run_dir}", file=sys.stderr)
         if spec.multi:
-            from lorastudio.train.rendezvous import hosting_line
+            from lorastudio.train.launch.rendezvous import hosting_line
 
             _say(hosting_line(spec))
     if args.detach or args.slurm and not (sys.stdout.isatty() and sys.stdin.isatty()):
@@ -135,7 +139,7 @@ def _train_on_nodes(args: argparse.Namespace) -> int:
 def _from_adapter(target: str) -> list[str]:
     """``--from RUN[@best|@checkpoint-N]``: the override starting the new run from that run's adapter (which run
     and adapter that is goes to stderr: a recipe's name or ``latest`` takes its newest run's final adapter)."""
-    from lorastudio.train.methods import start_adapter
+    from lorastudio.train.trainer.methods import start_adapter
 
     folder, said = start_adapter(target)
     print(f"--from {target}: {said}", file=sys.stderr)
@@ -144,9 +148,9 @@ def _from_adapter(target: str) -> list[str]:
 
 def follow(run_dir: Path, poll_s: float = 0.5) -> int:
     """Print progress lines until the run ends (for scripts and CI logs)."""
-    from lorastudio.train.events import TERMINAL_STATUSES, EvalEvent, LogEvent, MetricsEvent, StatusEvent
-    from lorastudio.train.runs import DIED_CAUSE, effective_status, latest_checkpoint, read_meta
-    from lorastudio.train.runstate import RunReader
+    from lorastudio.train.launch.runs import DIED_CAUSE, effective_status, latest_checkpoint, read_meta
+    from lorastudio.train.run.events import TERMINAL_STATUSES, EvalEvent, LogEvent, MetricsEvent, StatusEvent
+    from lorastudio.train.run.runstate import RunReader
 
     reader, last_status = RunReader(run_dir), None
     state = reader.state
@@ -184,24 +188,26 @@ def follow(run_dir: Path, poll_s: float = 0.5) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from lorastudio.train.manage import resume_run
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.manage import resume_run
+    from lorastudio.train.launch.runs import find_run
 
     run_dir = find_run(args.run)
     pid, checkpoint = resume_run(run_dir, overrides=args.overrides)
     where = f"from {checkpoint.name}" if checkpoint else "from step 0 (no checkpoint was saved)"
     if args.overrides:
         where += f" with {' '.join(args.overrides)}"
-    from lorastudio.train.runs import read_meta
+    from lorastudio.train.launch.runs import read_meta
 
-    who = f"Slurm job {pid}" if read_meta(run_dir).get("slurm") else f"worker pid {pid}"  # train/slurm.py
+    who = (
+        f"Slurm job {pid}" if read_meta(run_dir).get("slurm") else f"worker pid {pid}"
+    )  # train/launch/slurm.py
     print(f"resuming {run_dir.name} {where} ({who}); `studio attach {run_dir.name}` to watch")
     return 0
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from lorastudio.app import run_app
-    from lorastudio.train.runs import find_run
+    from lorastudio.train.launch.runs import find_run
 
     run_dir = find_run(args.run)  # a bad reference is named first, terminal or not
     require_terminal(
@@ -214,8 +220,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from lorastudio.train.runref import resolve_run
-    from lorastudio.train.runs import stop_run
+    from lorastudio.train.launch.runs import stop_run
+    from lorastudio.train.run.runref import resolve_run
 
     run_dir = resolve_run(args.run, exact="stop").path
     if stop_run(run_dir):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lorastudio.data.sources import build_arrow, builder_files, too_deep_for_arrow
+from lorastudio.data.datasource import build_arrow, builder_files, too_deep_for_arrow
 from lorastudio.recipe import DataSection
 
 WARM_BYTES = 32 << 20

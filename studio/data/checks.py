@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorastudio.data.sources import READERS, data_kind, is_local, local_files
+from lorastudio.data.datasource import READERS, data_kind, is_local, local_files
 from lorastudio.errors import DataError
 from lorastudio.models.templates import TEMPLATES
 from lorastudio.recipe import Recipe

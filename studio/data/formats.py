@@ -54,7 +54,7 @@ TEXT_FORMATS = {"guanaco", "llama2", "human_assistant"}
 
 
 TEXT_ONLY_IMAGE = "image part, but the model is text-only (use a vision-language model, e.g. tiny-vision)"
-"""Why a row with an image is skipped by a text model's encoder (see studio/data/vision.py for the others)."""
+"""Why a row with an image is skipped by a text model's encoder (see studio/data/imagerows.py for the others)."""
 
 
 class SkipRow(Exception):

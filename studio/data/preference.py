@@ -14,7 +14,7 @@ Formats, detected from the columns like the SFT ones:
 :class:`MethodEncoder` renders each conversation with the SFT :class:`Encoder` and masks the reply exactly as
 ``Encoder.encode_example`` masks the last assistant turn of the same conversation, so the Preview, ``studio
 prepare`` and the worker show and train the same tokens. The trainers get these ids pre-tokenized
-(see ``studio/train/methods.py``).
+(see ``studio/train/trainer/methods.py``).
 """
 
 from __future__ import annotations
@@ -577,10 +577,10 @@ def method_encoder(
 ) -> tuple[MethodEncoder, Any]:
     """(encoder, rows) for a recipe whose ``train.method`` is not sft; the tokenizer is loaded unless given
     (``progress`` hears its slow first-use work: building tiny, fetching or dequantizing a GGUF)."""
-    from lorastudio.data.sources import load_rows
+    from lorastudio.data.datasource import load_rows
 
     if tokenizer is None:
-        from lorastudio.models.sources import load_tokenizer
+        from lorastudio.models.resolve import load_tokenizer
 
         tokenizer = load_tokenizer(recipe.model, progress)
     rows = rows if rows is not None else load_rows(recipe.data)
@@ -599,7 +599,7 @@ def check_method_rows(recipe: Recipe) -> None:
     to read at every start), the rest is left to the worker."""
     if recipe.train.supervised:
         return
-    from lorastudio.data.sources import head_rows, is_local, load_rows
+    from lorastudio.data.datasource import head_rows, is_local, load_rows
 
     path = Path(recipe.data.source).expanduser()
     if not is_local(recipe.data.source) or not path.is_file() or path.stat().st_size > CHECK_ROWS_MAX_BYTES:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastudio.data import arrowwarm
+from lorastudio.data.datasource import Rows, head_rows, load_rows
 from lorastudio.data.encode import Encoder, make_encoder
-from lorastudio.data.sources import Rows, head_rows, load_rows
 from lorastudio.errors import StudioError
 from lorastudio.progress import Progress
 from lorastudio.recipe import Recipe
@@ -53,13 +53,13 @@ def prepare_head(recipe: Recipe, progress: Progress | None = None) -> Prepared |
 
 
 def _tokenizer(recipe: Recipe, progress: Progress | None) -> Any:
-    from lorastudio.models.sources import load_tokenizer
+    from lorastudio.models.resolve import load_tokenizer
 
     return load_tokenizer(recipe.model, progress)
 
 
 def _prepared(recipe: Recipe, rows: Rows, tokenizer: Any) -> Prepared:
-    from lorastudio.data.vision import make_vision_encoder, processor_for
+    from lorastudio.data.imagerows import make_vision_encoder, processor_for
 
     processor = processor_for(recipe)  # a vision-language model encodes through its processor
     if processor is not None:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from lorastudio.data.sources import RowTable
+from lorastudio.data.datasource import RowTable
 
 SEARCH_BATCH = 50_000
 """Rows matched at a time (cancelling takes effect between batches)."""

@@ -41,7 +41,7 @@ def pieces(tokenizer: Any, sample: Encoded, context: Sequence[int] = ()) -> list
         Piece(text, token_id, label != IGNORE_INDEX, token_id in special_ids)
         for text, token_id, label in zip(texts, sample.input_ids, sample.labels, strict=True)
     ]
-    # An image's tokens (a vision sample's, studio/data/vision.py) show as one marked span: [image 1: 384x384].
+    # An image's tokens (a vision sample's, studio/data/imagerows.py) show as one marked span: [image 1: 384x384].
     for number, span in reversed(list(enumerate(getattr(sample, "image_spans", ()), 1))):
         first = sample.input_ids[span.start] if span.start < len(sample.input_ids) else -1
         shown[span.start : span.end] = [Piece(span.label(number), first, False, True)]

@@ -11,7 +11,7 @@ answers side by side, a run's latest scores, a sweep ranked by them). The shippe
 (YAML, JSONL and the pirate task's scorer). Judged generations run in the same job:
 ``judged`` (the prompts, every target's answers, ``answers.jsonl`` and ``verdicts.jsonl``, the table rows),
 ``generate`` (batched answers on a loaded engine), ``scorers`` (reference match and GRPO reward functions,
-through ``train/rewards.py``) and ``judge`` (the LLM judge: prompts, verdicts, position swap, Wilson interval,
+through ``train/trainer/rewards.py``) and ``judge`` (the LLM judge: prompts, verdicts, position swap, Wilson interval,
 a loaded target or an OpenAI-compatible endpoint). ``intraining`` scores a run's ``train.eval_tasks`` on the
 model it trains, at each evaluation (a TrainerCallback the worker gets through the training stage's hooks).
 

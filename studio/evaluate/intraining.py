@@ -11,7 +11,7 @@ that checkpoint from ``save_total_limit``'s rotation) then picks by the score.
 
 The training stage may not import this stage, so the face that starts the worker (``lorastudio.worker``)
 and the faces that create runs call :func:`install_worker` and :func:`install`, which hand the recipe check and the callback maker to
-the training stage's hooks (``train/rundir.py`` ``RECIPE_CHECKS``, ``train/worker.py`` ``CALLBACK_MAKERS``).
+the training stage's hooks (``train/run/rundir.py`` ``RECIPE_CHECKS``, ``train/trainer/trainrun.py`` ``CALLBACK_MAKERS``).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def task_scores_callback(writer: Any, scorer: TaskScorer, stop: Any, timing: Any
     warning and turns the scores off for the rest of the run, unless ``best_by`` needs them."""
     from transformers import TrainerCallback
 
-    from lorastudio.train.events import LogEvent, TaskScoresEvent
+    from lorastudio.train.run.events import LogEvent, TaskScoresEvent
 
     best_by = scorer.recipe.train.best_by
 
@@ -182,7 +182,7 @@ def callbacks_for(
     one rank, and none without ``train.eval_tasks``)."""
     if not recipe.train.eval_tasks:
         return []
-    from lorastudio.train.events import LogEvent  # here: the faces call install() as they import
+    from lorastudio.train.run.events import LogEvent  # here: the faces call install() as they import
 
     if not where.is_main:
         return [] if recipe.train.best_by == "eval_loss" else [_rank_placeholder(recipe.train.best_by)]
@@ -214,7 +214,7 @@ def _rank_placeholder(best_by: str) -> Any:
 
 def install() -> None:
     """Hand the recipe check to ``create_run`` (the faces that create runs call it; idempotent)."""
-    from lorastudio.train import rundir
+    from lorastudio.train.run import rundir
 
     if check_eval_tasks not in rundir.RECIPE_CHECKS:
         rundir.RECIPE_CHECKS.append(check_eval_tasks)
@@ -222,7 +222,7 @@ def install() -> None:
 
 def install_worker() -> None:
     """Hand the callback maker to the training worker (``lorastudio.worker`` calls it; idempotent)."""
-    from lorastudio.train import worker
+    from lorastudio.train.trainer import trainrun as worker
 
     if callbacks_for not in worker.CALLBACK_MAKERS:
         worker.CALLBACK_MAKERS.append(callbacks_for)

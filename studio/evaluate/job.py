@@ -2,7 +2,7 @@
 
 The directory (``RUN/evals/ID/`` when a target is a run, else ``DATA/evals/ID/``) holds ``spec.json`` (the
 resolved :class:`EvalSpec`), ``events.jsonl`` (typed events through the one contract in
-``train/events.py``: statuses, ``eval_task``, ``eval_progress``, ``eval_result``, ``eval_judge``),
+``train/run/events.py``: statuses, ``eval_task``, ``eval_progress``, ``eval_result``, ``eval_judge``),
 ``results.json``, ``samples.jsonl``, the judged generations' ``answers.jsonl`` and ``verdicts.jsonl``
 (``judged.py``), ``job.json`` (its process) and ``eval.log``. The process
 (``python -m lorastudio.evaluate.job DIR``) runs in its own session, so closing the terminal does not end it,
@@ -32,15 +32,15 @@ if TYPE_CHECKING:
     from lorastudio.evaluate.judged import Plan
     from lorastudio.evaluate.runner import Results
 from lorastudio.paths import data_dir, runs_dir
-from lorastudio.train.eventlog import EVENTS_FILE, EventWriter
-from lorastudio.train.events import (
+from lorastudio.train.run.eventlog import EVENTS_FILE, EventWriter
+from lorastudio.train.run.events import (
     EvalJudgeEvent,
     EvalProgressEvent,
     EvalResultEvent,
     EvalTaskEvent,
     StatusEvent,
 )
-from lorastudio.train.runstate import RunState, load_state
+from lorastudio.train.run.runstate import RunState, load_state
 
 JOB_FILE = "job.json"
 LOG_FILE = "eval.log"
@@ -74,7 +74,7 @@ def create_eval(spec: EvalSpec, home: Path | None = None) -> Path:
 
 def start_eval(folder: Path) -> int:
     """Start ``python -m lorastudio.evaluate.job DIR`` in its own session, detached from this terminal."""
-    from lorastudio.train.rundir import create_time
+    from lorastudio.train.run.rundir import create_time
 
     with (folder / LOG_FILE).open("ab") as log:
         proc = subprocess.Popen(

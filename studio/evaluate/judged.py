@@ -92,7 +92,7 @@ def read_prompts_file(path: Path) -> list[JudgedPrompt]:
 
 def recipe_prompts(source: str, recipe: Recipe | None, limit: int | None) -> list[JudgedPrompt]:
     """The run's held-out eval rows or its sample prompts (``train.samples``)."""
-    from lorastudio.train.samples import SamplePrompt, held_out_prompts, prompt_of
+    from lorastudio.train.trainer.samples import SamplePrompt, held_out_prompts, prompt_of
 
     if recipe is None:
         raise StudioError(f"--prompts {source}: name a run target to take them from")
@@ -123,7 +123,7 @@ def load_prompts(judged: JudgedSpec, recipe: Recipe | None, limit: int | None) -
 def first_run_recipe(spec: EvalSpec) -> Recipe | None:
     """The recipe of the first target that is a run (its held-out rows, samples and rewards), else None."""
     from lorastudio.chat.targets import run_of_target
-    from lorastudio.train.runs import load_run_recipe
+    from lorastudio.train.launch.runs import load_run_recipe
 
     for target in spec.targets:
         run = run_of_target(target) if target != "base" else None

@@ -3,7 +3,7 @@
 A scorer is called as TRL calls a reward, ``fn(prompts=..., completions=..., **columns) -> list[float | None]``
 (``reference`` and the prompt row's own keys are the columns), so a GRPO reward file scores an evaluation
 unchanged: ``reward:NAME`` builds one of the run's ``grpo.rewards`` and ``FILE.py:function`` a user's file,
-both through ``train/rewards.py``'s own :func:`build_reward`. Each answer is scored on its own: a scorer
+both through ``train/trainer/rewards.py``'s own :func:`build_reward`. Each answer is scored on its own: a scorer
 that raises or returns something other than a number fails that answer only; the failure is counted and its
 message (naming the scorer, its file and function) kept, never a score. None means "does not apply" (no
 reference), left out of the mean like TRL's NaN.
@@ -66,7 +66,7 @@ def _regex(pattern: str) -> ScoreFn:
 
 def recipe_reward(recipe: Recipe | None, name: str, where: str) -> RewardSpec:
     """The reward of ``recipe``'s ``grpo.rewards`` shown as ``name`` (its ``name`` or its Monitor name)."""
-    from lorastudio.train.rewards import describe
+    from lorastudio.train.trainer.rewards import describe
 
     rewards = list(recipe.grpo.rewards) if recipe is not None and recipe.grpo is not None else []
     found = [r for r in rewards if name in (r.name, describe(r))]
@@ -79,7 +79,7 @@ def recipe_reward(recipe: Recipe | None, name: str, where: str) -> RewardSpec:
 def build_scorer(text: str, recipe: Recipe | None = None) -> Scorer:
     """The scorer a ``--score`` names; an unknown one, a bad regex or a file that does not load is one
     :class:`StudioError` naming it. ``recipe`` (the first run target's) holds the rewards ``reward:NAME`` takes."""
-    from lorastudio.train.rewards import build_reward, user_reward
+    from lorastudio.train.trainer.rewards import build_reward, user_reward
 
     if text == "exact":
         return Scorer(text, _per_reference(lambda a, r: float(_norm(a) == _norm(r))))

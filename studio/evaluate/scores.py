@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from lorastudio.errors import StudioError
 from lorastudio.evaluate.job import EvalSummary, list_evals, summarise
 from lorastudio.evaluate.runner import RESULTS_FILE, SAMPLES_FILE
-from lorastudio.train.eventlog import EVENTS_FILE, read_all
-from lorastudio.train.events import ENDED_STATUSES
+from lorastudio.train.run.eventlog import EVENTS_FILE, read_all
+from lorastudio.train.run.events import ENDED_STATUSES
 
 if TYPE_CHECKING:
-    from lorastudio.train.sweep import SweepComparison, SweepEntry
+    from lorastudio.train.launch.sweep import SweepComparison, SweepEntry
 
 
 def _number(value: Any) -> float | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.export.modelfile import OllamaTemplate
-from lorastudio.export.source import ExportSource, load_tokenizer_for, resolve_source
+from lorastudio.export.origin import ExportSource, load_tokenizer_for, resolve_source
 from lorastudio.export.staging import ExportError, folder_size, staged_dir
 from lorastudio.progress import Progress
 
@@ -64,7 +64,7 @@ class ExportResult:
 
 
 def check_request(request: ExportRequest) -> None:
-    from lorastudio.export.gguf_file import check_quant
+    from lorastudio.export.ggufwrite import check_quant
 
     if request.format not in FORMATS:
         raise ExportError(f"--format {request.format}: choose one of {', '.join(FORMATS)}")
@@ -130,7 +130,7 @@ def estimate_bytes(request: ExportRequest, source: ExportSource | None = None) -
     if request.format == "merged":
         itemsize = 4 if str(resolve_dtype(request.dtype, config)).endswith("float32") else 2
         return sum(math.prod(s) for _, s in shapes) * itemsize + tok + 8_000
-    from lorastudio.export.gguf_file import check_architecture, tensor_bytes, tensor_type
+    from lorastudio.export.ggufwrite import check_architecture, tensor_bytes, tensor_type
 
     check_architecture(config)
     total = sum(tensor_bytes(s, tensor_type(n, s, request.quant.lower())) for n, s in shapes)
@@ -147,7 +147,7 @@ def _write_common(
     notes: list[str] | None = None,
 ) -> None:
     from lorastudio.export.card import model_card
-    from lorastudio.train.runstate import load_state
+    from lorastudio.train.run.runstate import load_state
 
     recipe_yaml = (source.run_dir / "recipe.yaml").read_text(encoding="utf-8")
     (staging / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
@@ -177,7 +177,7 @@ def _write_common(
 
 def export(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
     """Export a run's adapter as ``adapter``, ``merged`` or ``gguf``; raises :class:`ExportError` on bad input."""
-    from lorastudio.models.sources import wait_for_imports
+    from lorastudio.models.resolve import wait_for_imports
 
     wait_for_imports()  # the TUI may still be importing transformers in its warm-up
     report = progress or (lambda f, m: None)
@@ -191,7 +191,7 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
             "(the model itself) or gguf"
         )
     if request.format != "adapter":
-        from lorastudio.models.sources import resolve_model_path
+        from lorastudio.models.resolve import resolve_model_path
         from lorastudio.models.vlm import is_vision_config
 
         if is_vision_config(resolve_model_path(source.recipe.model)):  # merging a VLM is not done yet
@@ -204,7 +204,7 @@ def export(request: ExportRequest, progress: Progress | None = None) -> ExportRe
 
     check_target(out, request.force)
     if request.format == "gguf":
-        from lorastudio.export.gguf_file import check_architecture
+        from lorastudio.export.ggufwrite import check_architecture
         from lorastudio.export.merge import base_config
 
         check_architecture(base_config(source))  # refuse before any heavy loading
@@ -275,7 +275,7 @@ def _export_merged(source: ExportSource, staging: Path, dtype_name: str, report:
 
 
 def gguf_file_name(source: ExportSource, quant: str) -> str:
-    from lorastudio.train.runs import _slug
+    from lorastudio.train.launch.runs import _slug
 
     return f"{_slug(source.recipe.name)}-{quant}.gguf"
 
@@ -285,7 +285,7 @@ def _export_gguf(
 ) -> list[str]:
     import torch
 
-    from lorastudio.export.gguf_file import write_gguf
+    from lorastudio.export.ggufwrite import write_gguf
     from lorastudio.export.merge import load_merged
     from lorastudio.export.modelfile import modelfile_text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorastudio.export.source import ExportSource
+from lorastudio.export.origin import ExportSource
 from lorastudio.export.staging import ExportError
 from lorastudio.progress import Progress
 
@@ -16,7 +16,7 @@ def base_config(source: ExportSource) -> Any:
     """The base model's config, read without loading weights (fails early and clearly when it is unreachable)."""
     from transformers import AutoConfig
 
-    from lorastudio.models.sources import hub_error, resolve_model_path
+    from lorastudio.models.resolve import hub_error, resolve_model_path
 
     model = source.recipe.model
     try:
@@ -70,7 +70,7 @@ def load_merged(source: ExportSource, tokenizer: Any, dtype, progress: Progress 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from lorastudio.models.sources import hub_error, resolve_model_path
+    from lorastudio.models.resolve import hub_error, resolve_model_path
 
     report = progress or (lambda f, m: None)
     if source.recipe.train.method == "reward":

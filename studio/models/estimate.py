@@ -130,7 +130,7 @@ def find_model_config_path(recipe: Recipe) -> Path | None:
 
 def _converted_gguf(recipe: Recipe) -> Path | None:
     """The converted folder of an offline model or a GGUF file, once a Preview or a run has made it."""
-    from lorastudio.models.gguf import GgufError, converted_folder, gguf_path_for
+    from lorastudio.models.ggufload import GgufError, converted_folder, gguf_path_for
     from lorastudio.models.offline import is_offline_model, is_ready, offline_model_path
 
     name = recipe.model.name

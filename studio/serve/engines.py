@@ -88,7 +88,7 @@ def resolve_target(target: str) -> ServeTarget:
     """Read ``target`` as chat does; a run without an adapter, a missing path: a :class:`StudioError`."""
     from lorastudio.chat.engine import engine_for
     from lorastudio.chat.targets import gguf_in, is_export_target, run_of_target
-    from lorastudio.models.sources import resolve_model_path
+    from lorastudio.models.resolve import resolve_model_path
 
     path = Path(target).expanduser()
     gguf = gguf_in(path) if (path.suffix.lower() == ".gguf" or is_export_target(path)) else None

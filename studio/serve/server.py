@@ -190,7 +190,7 @@ def start_server(
             close_fds=True,
             env=env,
         )
-    from lorastudio.train.rundir import create_time
+    from lorastudio.train.run.rundir import create_time
 
     info = update_info(
         path, pid=proc.pid, pid_started=create_time(proc.pid), command=tuple(cmd), models=models
