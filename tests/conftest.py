@@ -272,6 +272,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _pin_xdist_worker()
+
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist, hold each worker (and so every process it starts) to its own share of the cores.
+
+    Training workers and in-process torch size their threads to the cores they may run on
+    (``models/threads.py``), and each xdist worker has its own data folder, so two workers' trainings never
+    see each other's CPU slots: unpinned, two runs on two cores took two threads each and spun against each
+    other (about ten times slower, issue 39). Pinned, each worker's runs count the cores of its share only."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...: set before conftest is imported
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    index = int(worker[2:])
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:  # a contiguous slice each: a core or more apiece
+        share = cores[index * len(cores) // count : (index + 1) * len(cores) // count]
+    else:  # more workers than cores: they take turns round the cores, one thread each
+        share = [cores[index % len(cores)]]
+    os.sched_setaffinity(0, share)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -49,13 +49,13 @@ def test_sbatch_script_reads_as_the_options_say(tmp_path: Path) -> None:
         assert line in script.splitlines(), line
     assert "SLURM_RESTART_COUNT" in script  # a requeued job resumes
     srun = next(line for line in script.splitlines() if line.startswith("srun "))
-    assert (
-        "lorastudio.train.launch.supervisor" in srun
-        and '--node-rank "$SLURM_NODEID"' in srun
-        and "--devices 8" in srun
-    )
+    assert "lorastudio.train.launch.supervisor" in srun
+    assert '--node-rank "$SLURM_NODEID"' in srun
+    assert "--devices 8" in srun
     plain = slurm.sbatch_script(tmp_path, SlurmOptions())
-    assert "#SBATCH --no-requeue" in plain and "--partition" not in plain and "--gpus-per-node" not in plain
+    assert "#SBATCH --no-requeue" in plain
+    assert "--partition" not in plain
+    assert "--gpus-per-node" not in plain
     assert "STUDIO_RESUME=--resume" in slurm.sbatch_script(tmp_path, SlurmOptions(), resume=True)
 
 
@@ -198,7 +198,9 @@ def _slurm_conf(root: Path, ctld_port: int, slurmd_port: int) -> str:
             f"SlurmdPort={slurmd_port}",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            f"AuthInfo=socket={root}/munge/munge.socket",
+            # cred_expire is also how long a requeued job waits before it may start again: 120 s by
+            # default, two thirds of the requeue scenario; 20 s still outlasts a step launch on a loaded box
+            f"AuthInfo=socket={root}/munge/munge.socket,cred_expire=20",
             "SlurmUser=root",
             "SlurmdUser=root",
             f"StateSaveLocation={root}/state",
@@ -344,9 +346,11 @@ def settled(run_dir: Path, timeout: float = 600) -> runs.RunSummary:
 def test_a_job_sbatch_refuses_fails_the_run_saying_why(slurm_cluster: Path) -> None:
     result = studio("train", "tiny-pirate", "--slurm", "--partition", "nosuchpartition", "--detach")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "sbatch refused the job" in result.stderr and "partition" in result.stderr.lower(), result.stderr
+    assert "sbatch refused the job" in result.stderr, result.stderr
+    assert "partition" in result.stderr.lower(), result.stderr
     summary = runs.list_runs()[0]
-    assert summary.status == "failed" and "sbatch refused the job" in (summary.cause or "")
+    assert summary.status == "failed"
+    assert "sbatch refused the job" in (summary.cause or "")
     assert "#SBATCH --partition=nosuchpartition" in (summary.path / slurm.SCRIPT_FILE).read_text()
 
 
@@ -390,7 +394,8 @@ async def test_submit_pending_then_running_attach_done(slurm_cluster: Path) -> N
     run_dir = submit("train.max_steps=60", "train.save_steps=1000")
     job = job_id(run_dir)
     script = (run_dir / slurm.SCRIPT_FILE).read_text()
-    assert "srun " in script and "#SBATCH --nodes=1" in script
+    assert "srun " in script
+    assert "#SBATCH --nodes=1" in script
     row = runs_row(run_dir)
     assert f"queued (Slurm job {job} pending: Resources)" in row or f"{job} pending: Priority" in row, row
 
@@ -417,14 +422,17 @@ async def test_submit_pending_then_running_attach_done(slurm_cluster: Path) -> N
         assert any(status in row for status in (*LIVE, "done")), row
         await shows(lambda s: s == "done", 600)
     print(f"the Monitor showed: {seen}")
-    assert seen[0].startswith("queued (Slurm job") and seen[-1] == "done"
+    assert seen[0].startswith("queued (Slurm job")
+    assert seen[-1] == "done"
     summary = settled(run_dir)
-    assert summary.status == "done" and summary.step == 60
+    assert summary.status == "done"
+    assert summary.step == 60
     assert (run_dir / "adapter" / "adapter_config.json").exists()
     assert slurm.job_info(job).state == "COMPLETED"  # type: ignore[union-attr]
     assert "studio: Slurm job" in (run_dir / runs.LOG_FILE).read_text()  # the job's output is the run's log
     result = studio("runs", "delete", run_dir.name, "--yes")
-    assert result.returncode == 0 and not run_dir.exists(), result.stderr
+    assert result.returncode == 0, result.stderr
+    assert not run_dir.exists(), result.stderr
 
 
 @pytest.mark.slow
@@ -435,24 +443,23 @@ def test_stop_mid_run_then_resume_loses_no_step(slurm_cluster: Path) -> None:
     result = studio("stop", run_dir.name)
     assert result.returncode == 0, result.stderr
     summary = settled(run_dir)
-    assert summary.status == "stopped" and "SIGTERM" in (summary.cause or ""), summary
+    assert summary.status == "stopped", summary
+    assert "SIGTERM" in (summary.cause or ""), summary
     stop_step = summary.step
     assert 3 <= stop_step < 40
     checkpoint = runs.latest_checkpoint(run_dir)
-    assert checkpoint is not None and checkpoint.name == f"checkpoint-{stop_step}"  # saved at the stop step
+    assert checkpoint is not None
+    assert checkpoint.name == f"checkpoint-{stop_step}"
     assert slurm.job_info(first).state == "COMPLETED"  # type: ignore[union-attr]  # it ended by itself
 
     before = len(read_all(run_dir / EVENTS_FILE))
     result = studio("resume", run_dir.name)
-    assert result.returncode == 0 and f"from checkpoint-{stop_step}" in result.stdout, (
-        result.stdout + result.stderr
-    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"from checkpoint-{stop_step}" in result.stdout, result.stdout + result.stderr
     meta = runs.read_meta(run_dir)
-    assert (
-        meta.slurm is not None
-        and meta.slurm.jobs == [first, meta.slurm.job_id]
-        and meta.slurm.job_id != first
-    )
+    assert meta.slurm is not None
+    assert meta.slurm.jobs == [first, meta.slurm.job_id]
+    assert meta.slurm.job_id != first
     assert "STUDIO_RESUME=--resume" in (run_dir / slurm.SCRIPT_FILE).read_text()
     summary = settled(run_dir)
     assert summary.status == "done", summary
@@ -474,8 +481,14 @@ def test_stop_cancels_only_a_job_proven_the_runs_own(slurm_cluster: Path, tmp_pa
         run_name = f"{case}-{tmp_path.name}"
         job_name = "someone-else" if case == "another-job" else f"studio-{run_name}"
         sub = subprocess.run(
-            ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={elsewhere}/{case}.log"]
-            + ["--wrap", "sleep 300"],
+            [
+                "sbatch",
+                "--parsable",
+                f"--job-name={job_name}",
+                f"--output={elsewhere}/{case}.log",
+                "--wrap",
+                "sleep 300",
+            ],
             capture_output=True,
             text=True,
         )
@@ -489,13 +502,20 @@ def test_stop_cancels_only_a_job_proven_the_runs_own(slurm_cluster: Path, tmp_pa
         assert result.stderr.strip() == f"{run_dir.name}: no live worker", result.stdout + result.stderr
         slurm._cache.clear()
         info = slurm.job_info(foreign)
-        assert info is not None and (info.pending or info.running), info
+        assert info is not None, info
+        assert info.pending or info.running, info
         subprocess.run(["scancel", foreign], capture_output=True)
     # the run's own job, as its script names it and points its log, is stopped
     run_dir = write_run(runs_dir(), f"own-{tmp_path.name}", created=time.time(), final="training")
     sub = subprocess.run(
-        ["sbatch", "--parsable", f"--job-name=studio-{run_dir.name}", f"--output={run_dir}/worker.log"]
-        + ["--wrap", "sleep 300"],
+        [
+            "sbatch",
+            "--parsable",
+            f"--job-name=studio-{run_dir.name}",
+            f"--output={run_dir}/worker.log",
+            "--wrap",
+            "sleep 300",
+        ],
         capture_output=True,
         text=True,
     )

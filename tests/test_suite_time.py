@@ -1,0 +1,47 @@
+"""benchmarks/suite_time.py: the suite's figures read from a JUnit report, as pytest and pytest-xdist write it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+try:
+    from suite_time import read_report, report
+finally:
+    sys.path.pop(0)
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="4" time="200.5">
+<testcase classname="tests.test_slurm" name="test_requeued_job" time="147.25"/>
+<testcase classname="tests.test_slurm" name="test_time_limit" time="40.0"><failure message="x">x</failure></testcase>
+<testcase classname="tests.test_chat" name="test_cli_chat_prompt[greedy]" time="12.5"/>
+<testcase classname="tests.test_chat.TestEngine" name="test_reply" time="0.75"><skipped message="s"/></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_cases_files_outcomes_and_the_slowest_first(tmp_path: Path) -> None:
+    xml = tmp_path / "suite.xml"
+    xml.write_text(JUNIT)
+    cases, wall = read_report(xml)
+    assert wall == 200.5
+    assert [(c.file, c.name, c.seconds, c.outcome) for c in cases] == [
+        ("tests/test_slurm.py", "test_requeued_job", 147.25, "passed"),
+        ("tests/test_slurm.py", "test_time_limit", 40.0, "failed"),
+        ("tests/test_chat.py", "test_cli_chat_prompt[greedy]", 12.5, "passed"),
+        ("tests/test_chat.py", "test_reply", 0.75, "skipped"),
+    ]
+    text = report(cases, 100.0, top=2).splitlines()
+    assert text[0] == "wall time: 100 s (1.7 min)"
+    assert (
+        text[1] == "tests: 4 (1 failed, 2 passed, 1 skipped); sum of their times 200 s, 2.00x the wall time"
+    )
+    slowest = text[text.index("the 2 slowest tests (setup + call + teardown):") + 1 :][:2]
+    assert slowest == [
+        "   147.2 s  tests/test_slurm.py::test_requeued_job  passed",
+        "    40.0 s  tests/test_slurm.py::test_time_limit  failed",
+    ]
+    files = text[text.index("the 2 slowest files:") + 1 :]
+    assert files == ["   187.2 s  tests/test_slurm.py", "    13.2 s  tests/test_chat.py"]
