@@ -18,6 +18,7 @@ run after the keys typed before it (Down) have been handled.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from textual.screen import Screen
@@ -36,7 +37,6 @@ def typing_in(screen: Screen[Any]) -> bool:
     focused = screen.focused
     if focused is None or isinstance(focused, Input):
         return focused is not None
-    # imported here, not above: TextArea's module is 25 ms of the picker's first paint, which has none
-    from textual.widgets import TextArea
-
-    return isinstance(focused, TextArea)
+    # Not imported: TextArea's module is 25 ms of start-up, and a widget can only be one once it is loaded.
+    module = sys.modules.get("textual.widgets._text_area")
+    return module is not None and isinstance(focused, module.TextArea)

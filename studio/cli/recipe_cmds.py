@@ -111,7 +111,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 check_rewards(recipe.grpo.rewards, recipe.grpo.reward_timeout)
             except RewardError as exc:
                 problems.append(f"{name}: {exc}")
-        from lorastudio.train.run.rundir import RECIPE_CHECKS
+        from lorastudio.train.run.recipehooks import RECIPE_CHECKS
 
         for check in RECIPE_CHECKS:  # as create_run makes them: train.eval_tasks' names
             try:

@@ -11,7 +11,7 @@ that checkpoint from ``save_total_limit``'s rotation) then picks by the score.
 
 The training stage may not import this stage, so the face that starts the worker (``lorastudio.worker``)
 and the faces that create runs call :func:`install_worker` and :func:`install`, which hand the recipe check and the callback maker to
-the training stage's hooks (``train/run/rundir.py`` ``RECIPE_CHECKS``, ``train/trainer/trainrun.py`` ``CALLBACK_MAKERS``).
+the training stage's hooks (``train/run/recipehooks.py`` ``RECIPE_CHECKS``, ``train/trainer/trainrun.py`` ``CALLBACK_MAKERS``).
 """
 
 from __future__ import annotations
@@ -214,10 +214,10 @@ def _rank_placeholder(best_by: str) -> Any:
 
 def install() -> None:
     """Hand the recipe check to ``create_run`` (the faces that create runs call it; idempotent)."""
-    from lorastudio.train.run import rundir
+    from lorastudio.train.run.recipehooks import RECIPE_CHECKS
 
-    if check_eval_tasks not in rundir.RECIPE_CHECKS:
-        rundir.RECIPE_CHECKS.append(check_eval_tasks)
+    if check_eval_tasks not in RECIPE_CHECKS:
+        RECIPE_CHECKS.append(check_eval_tasks)
 
 
 def install_worker() -> None:

@@ -31,9 +31,11 @@ from lorastudio.train.launch.supervisor import check_devices, needs_launcher, su
 from lorastudio.train.run.damage import DAMAGED, run_problem
 from lorastudio.train.run.eventlog import EVENTS_FILE
 from lorastudio.train.run.events import Status, StatusEvent
+from lorastudio.train.run.recipehooks import RECIPE_CHECKS
 from lorastudio.train.run.rundir import LOG_FILE as LOG_FILE
+from lorastudio.train.run.rundir import RECIPE_FILE as RECIPE_FILE
+from lorastudio.train.run.rundir import RUN_FILE as RUN_FILE
 from lorastudio.train.run.rundir import (
-    RECIPE_CHECKS,
     MetaUpdate,
     RunMeta,
     create_time,
@@ -43,8 +45,6 @@ from lorastudio.train.run.rundir import (
     worker_process,
     write_meta,
 )
-from lorastudio.train.run.rundir import RECIPE_FILE as RECIPE_FILE
-from lorastudio.train.run.rundir import RUN_FILE as RUN_FILE
 from lorastudio.train.run.rundir import latest_checkpoint as latest_checkpoint
 from lorastudio.train.run.rundir import load_run_recipe as load_run_recipe
 from lorastudio.train.run.runref import resolve_run

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 if TYPE_CHECKING:  # typing's own from Python 3.11; only ever read by the type checker
     from typing_extensions import Unpack
 
-from lorastudio import registry
+    from lorastudio.recipe import Recipe
+
 from lorastudio.errors import RunError
-from lorastudio.recipe import Recipe
 
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
@@ -155,11 +155,6 @@ META_FIELDS: dict[str, str] = {
 """run.json's fields -> what each must be, for the message naming a field of the wrong type."""
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}
-
-RECIPE_CHECKS: list[Any] = []
-"""More checks ``create_run`` makes of a recipe before its run directory exists, each ``check(recipe)``
-raising a StudioError: those of stages above this one, installed by the faces (``evaluate/intraining.py``
-``install``: ``train.eval_tasks``). Here, not in ``runs``, so that installing one costs a face no imports."""
 
 
 def _load(path: Path) -> tuple[Any, str | None]:
@@ -350,6 +345,8 @@ def _run_dir_argument(cmdline: list[str]) -> str | None:
 
 def load_run_recipe(path: Path) -> Recipe:
     """The run's own recipe snapshot; the recipe registry is read only for old runs that still ``extends``."""
+    from lorastudio import registry  # the recipe schema costs 0.1-0.2 s: not for those who import rundir
+
     return registry.load_snapshot(path / RECIPE_FILE)
 
 
