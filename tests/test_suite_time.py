@@ -45,3 +45,38 @@ def test_cases_files_outcomes_and_the_slowest_first(tmp_path: Path) -> None:
     ]
     files = text[text.index("the 2 slowest files:") + 1 :]
     assert files == ["   187.2 s  tests/test_slurm.py", "    13.2 s  tests/test_chat.py"]
+
+
+def test_heavy_files_go_first_each_in_its_own_order() -> None:
+    """./test's xdist workers take whole files in this order: training-heavy files first, stable otherwise."""
+    from dataclasses import dataclass
+
+    from conftest import heavy_files_first
+
+    @dataclass
+    class Item:
+        nodeid: str
+        slow: bool = False
+
+        def get_closest_marker(self, name: str) -> object | None:
+            return object() if self.slow and name == "slow" else None
+
+    items = [
+        Item("tests/test_a.py::one"),
+        Item("tests/test_b.py::one", slow=True),
+        Item("tests/test_a.py::two"),
+        Item("tests/test_c.py::one", slow=True),
+        Item("tests/test_c.py::two", slow=True),
+        Item("tests/test_gpu_truth.py::dry"),
+        Item("tests/test_b.py::two"),
+    ]
+    ordered = [i.nodeid for i in heavy_files_first(items)]  # type: ignore[arg-type]
+    assert ordered == [
+        "tests/test_gpu_truth.py::dry",
+        "tests/test_c.py::one",
+        "tests/test_c.py::two",
+        "tests/test_b.py::one",
+        "tests/test_b.py::two",
+        "tests/test_a.py::one",
+        "tests/test_a.py::two",
+    ]
