@@ -44,7 +44,14 @@ def test_gpu_refusal_names_vram_and_cpu() -> None:
     assert admission.Admission("CPU", None, 10.0, 1024.0).ok  # unknown size: admitted
 
 
-def test_chat_threads_share_cores_with_cpu_workers() -> None:
+@pytest.fixture
+def own_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU slots counted in a folder of this test's own: a training run another test of this session left
+    going (its worker still saving) holds a slot in the shared one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+def test_chat_threads_share_cores_with_cpu_workers(own_locks: None) -> None:
     from lorastudio.train.trainer.queue import CpuSlot
 
     assert admission.chat_threads(cores=4) is None
@@ -56,7 +63,7 @@ def test_chat_threads_share_cores_with_cpu_workers() -> None:
         slot.release()
 
 
-def test_a_generating_chat_holds_a_cpu_slot_so_the_workers_give_up_their_share() -> None:
+def test_a_generating_chat_holds_a_cpu_slot_so_the_workers_give_up_their_share(own_locks: None) -> None:
     from lorastudio.train.trainer.queue import CpuSlot, fair_threads, live_cpu_workers
 
     with admission.cpu_share(cores=2) as threads:  # no worker: nothing held, torch left alone
